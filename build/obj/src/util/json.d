@@ -1,0 +1,2 @@
+build/obj/src/util/json.o: src/util/json.c src/util/json.h
+src/util/json.h:

@@ -1,0 +1,2 @@
+build/obj/src/util/parse.o: src/util/parse.c src/util/parse.h
+src/util/parse.h:

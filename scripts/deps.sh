@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Installs the Debian packages qkvm needs, and only those missing. Idempotent.
+#   scripts/deps.sh        build dependencies
+#   scripts/deps.sh test   + what the tests use (qemu-utils as the format oracle, ...)
+#   scripts/deps.sh run    + what the default guest recipe uses
+#   scripts/deps.sh bench  + QEMU itself, the peer the benchmarks compare against
+set -euo pipefail
+want=(gcc make nasm pkg-config libcmocka-dev zlib1g-dev libzstd-dev libssl-dev)
+case "${1:-}" in
+  test)  want+=(qemu-utils cpio gzip e2fsprogs dpkg-dev iproute2 python3) ;;
+  bench) want+=(qemu-utils cpio gzip dpkg-dev python3 qemu-system-x86) ;;
+  run)   want+=(cpio gzip dpkg-dev) ;;
+esac
+missing=()
+for p in "${want[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+echo "deps: installing ${missing[*]}" >&2
+SUDO=; [ "$(id -u)" -eq 0 ] || SUDO=sudo
+export DEBIAN_FRONTEND=noninteractive
+# A stale package list is the usual cause of a failed install on a fresh machine.
+$SUDO apt-get update -qq >&2
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2

@@ -1,0 +1,69 @@
+/* The accelerator interface: KVM (src/accel/kvm.c) and the software emulator (src/accel/emu/)
+ * both implement it, and the machine and the vCPU loop use nothing else of them. */
+#ifndef QKVM_ACCEL_ACCEL_H
+#define QKVM_ACCEL_ACCEL_H
+#include <stdbool.h>
+#include <stdint.h>
+
+struct machine;
+struct vcpu;
+struct cpu_state;
+
+/* Why vcpu_run returned. Port and MMIO accesses arrive here only from accelerators that leave the
+ * CPU to do them (KVM); the emulator calls vcpu_io/vcpu_mmio itself without returning. */
+enum vcpu_exit_reason {
+    VCPU_EXIT_IO,          /* exit.io describes the access; data points to its bytes */
+    VCPU_EXIT_MMIO,        /* exit.mmio likewise */
+    VCPU_EXIT_HLT,         /* the CPU halted and no interrupt controller will wake it */
+    VCPU_EXIT_SHUTDOWN,    /* triple fault */
+    VCPU_EXIT_KICKED,      /* vcpu_kick, or a signal: the machine has something to say */
+    VCPU_EXIT_ERROR,       /* the accelerator cannot go on; exit.error says why */
+};
+
+struct vcpu_exit {
+    enum vcpu_exit_reason reason;
+    union {
+        struct {
+            uint16_t port;
+            uint8_t size;       /* 1, 2 or 4 */
+            bool is_write;
+            uint32_t count;     /* string I/O: count accesses of size bytes at data */
+            uint8_t *data;
+        } io;
+        struct {
+            uint64_t addr;
+            uint8_t size;
+            bool is_write;
+            uint8_t *data;
+        } mmio;
+        char error[160];
+    };
+};
+
+struct accel_ops {
+    const char *name;          /* "kvm", "tcg": what -accel takes */
+    /* 0 when this host can run it; else -errno and *why says why, in a few words. */
+    int (*probe)(const char **why);
+    /* Called once guest RAM exists (machine->mem): create the VM, map memory, interrupt
+     * controllers. 0 or -errno with a message logged. */
+    int (*vm_create)(struct machine *m);
+    void (*vm_destroy)(struct machine *m);
+    int (*vcpu_create)(struct vcpu *v);
+    void (*vcpu_destroy)(struct vcpu *v);
+    /* Loads the architectural state (the BSP's boot state; APs start in wait-for-SIPI). */
+    int (*vcpu_set_state)(struct vcpu *v, const struct cpu_state *s);
+    /* Runs guest code on the calling thread until it exits; fills v->exit. 0 or -errno. */
+    int (*vcpu_run)(struct vcpu *v);
+    /* Makes vcpu_run return with VCPU_EXIT_KICKED soon. Any thread. */
+    void (*vcpu_kick)(struct vcpu *v);
+    /* Drives an interrupt line (a GSI of the IOAPIC; 0-15 also reach the PIC). */
+    int (*set_irq)(struct machine *m, unsigned gsi, int level);
+};
+
+extern const struct accel_ops accel_kvm;
+extern const struct accel_ops accel_tcg;
+
+/* The accelerator named name, or NULL. */
+const struct accel_ops *accel_find(const char *name);
+
+#endif

@@ -1,0 +1,112 @@
+/* The machine: guest memory, the two buses, the vCPUs, the accelerator, the I/O thread's loop.
+ * Devices and accelerators reach the machine only through this header. */
+#ifndef QKVM_VM_MACHINE_H
+#define QKVM_VM_MACHINE_H
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "hw/bus.h"
+#include "util/parse.h"
+
+struct accel_ops;
+struct evloop;
+struct vcpu;
+
+/* Guest-physical layout: RAM from 0 up to the PCI hole, the rest above 4 GiB, as on a PC. */
+#define MACHINE_LOW_RAM_END   0xc0000000ull   /* 3 GiB: the 32-bit PCI/MMIO hole starts here */
+#define MACHINE_HIGH_RAM_BASE 0x100000000ull
+#define MACHINE_MAX_MEM       8
+#define MACHINE_MAX_CPUS      64
+#define MACHINE_MAX_DEVICES   32
+
+struct mem_region {
+    uint64_t gpa, size;
+    uint8_t *host;
+    bool readonly;      /* ROM: guest writes go to the MMIO bus (and are dropped) */
+};
+
+/* What the command line asked for. Parsed by the tool, read by the machine and its devices. */
+struct machine_config {
+    uint64_t ram_size;
+    int ncpus;
+    const char *kernel, *initrd, *cmdline, *bios, *name;
+    const char *serial;         /* "stdio", "file:PATH", "none" */
+    bool no_reboot;
+    const struct accel_ops *accel;
+    struct kvlist devices[MACHINE_MAX_DEVICES];  /* each -device, "driver" is its type */
+    int ndevices;
+};
+
+enum machine_stop {
+    MACHINE_RUNNING,
+    MACHINE_POWEROFF,    /* guest asked: exit 0 */
+    MACHINE_RESET,       /* guest asked: rebuild and boot again, or exit 0 with -no-reboot */
+    MACHINE_EXIT,        /* exit with the given status (isa-debug-exit) */
+    MACHINE_FAILED,      /* triple fault, accelerator error: exit nonzero after a message */
+};
+
+struct machine {
+    const struct machine_config *cfg;
+    struct mem_region mem[MACHINE_MAX_MEM];
+    int nmem;
+    uint64_t ram_size;
+    uint8_t *ram;               /* host mapping of all RAM: low part, then the high part */
+    struct bus pio, mmio;
+    int ncpus;
+    struct vcpu *vcpus;
+    const struct accel_ops *accel;
+    void *accel_data;
+    struct evloop *loop;        /* the I/O thread's: console input, device backends */
+    atomic_int stop;            /* enum machine_stop, first writer wins */
+    int exit_status;
+};
+
+/* A device (or a fixed part of the machine) that sets itself up at machine creation. Lower
+ * priorities run first: interrupt controllers, then buses, then devices, then boot. */
+enum { INIT_CORE = 10, INIT_BUS = 20, INIT_DEVICE = 30, INIT_LATE = 40, INIT_BOOT = 50 };
+struct machine_init {
+    const char *name;
+    int priority;
+    int (*init)(struct machine *m);        /* 0 or -errno after logging what went wrong */
+    void (*exit)(struct machine *m);       /* may be NULL */
+    struct machine_init *next;
+};
+void machine_register_init(struct machine_init *mi);
+#define MACHINE_INIT(fn, prio, exitfn)                                                         \
+    static struct machine_init fn##_entry = { #fn, prio, fn, exitfn, NULL };                    \
+    __attribute__((constructor)) static void fn##_register(void) { machine_register_init(&fn##_entry); }
+
+/* -device types: create() gets the option list (driver=..., and the rest) and marks what it used. */
+struct device_type {
+    const char *name;
+    int (*create)(struct machine *m, struct kvlist *opts);
+    struct device_type *next;
+};
+void machine_register_device_type(struct device_type *t);
+#define DEVICE_TYPE(tname, fn)                                                                 \
+    static struct device_type fn##_type = { tname, fn, NULL };                                  \
+    __attribute__((constructor)) static void fn##_register_type(void) { machine_register_device_type(&fn##_type); }
+/* Checks -device lines before anything is created: unknown types are -ENOENT, *bad names it. */
+int machine_check_devices(const struct machine_config *cfg, const char **bad);
+
+/* Builds the machine (RAM, accelerator VM, devices, boot image, vCPUs). 0 or -errno, logged. */
+int machine_create(struct machine *m, const struct machine_config *cfg);
+/* Starts the vCPU threads, runs the I/O loop until the guest stops the machine; returns the
+ * stop reason. */
+enum machine_stop machine_run(struct machine *m);
+void machine_destroy(struct machine *m);
+
+/* Host pointer for [gpa, gpa+len) when it lies wholly in one RAM region, else NULL. This is the
+ * only way a device may touch guest memory: it bounds every guest-supplied address. */
+void *machine_gpa_ptr(struct machine *m, uint64_t gpa, uint64_t len);
+/* Copy to/from guest memory; -EFAULT when the range is not wholly RAM. */
+int machine_read(struct machine *m, uint64_t gpa, void *buf, uint64_t len);
+int machine_write(struct machine *m, uint64_t gpa, const void *buf, uint64_t len);
+/* Drives interrupt line gsi through the accelerator's interrupt controllers. */
+int machine_set_irq(struct machine *m, unsigned gsi, int level);
+/* Ends the run: the first request wins, later ones are ignored. Any thread. */
+void machine_request_stop(struct machine *m, enum machine_stop why, int status);
+
+#endif

@@ -1,0 +1,114 @@
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "util/json.h"
+#include "util/log.h"
+#include "util/parse.h"
+
+static void test_parse_size(void **state)
+{
+    (void)state;
+    uint64_t v;
+    assert_int_equal(parse_size("512", 1 << 20, &v), 0);
+    assert_int_equal(v, 512ull << 20);
+    assert_int_equal(parse_size("1G", 1 << 20, &v), 0);
+    assert_int_equal(v, 1ull << 30);
+    assert_int_equal(parse_size("1.5G", 1, &v), 0);
+    assert_int_equal(v, 3ull << 29);
+    assert_int_equal(parse_size("64k", 1, &v), 0);
+    assert_int_equal(v, 65536);
+    assert_int_equal(parse_size("100MiB", 1, &v), 0);
+    assert_int_equal(v, 100ull << 20);
+    assert_int_equal(parse_size("4096", 1, &v), 0);
+    assert_int_equal(v, 4096);
+    assert_int_equal(parse_size("", 1, &v), -EINVAL);
+    assert_int_equal(parse_size("-1", 1, &v), -EINVAL);
+    assert_int_equal(parse_size("12Q", 1, &v), -EINVAL);
+    assert_int_equal(parse_size("abc", 1, &v), -EINVAL);
+    assert_int_equal(parse_size("99999999999E", 1, &v), -ERANGE);
+    assert_int_equal(parse_size("18446744073709551616", 1, &v), -EINVAL);
+}
+
+static void test_parse_u64(void **state)
+{
+    (void)state;
+    uint64_t v;
+    assert_int_equal(parse_u64("0x10", 0, 100, &v), 0);
+    assert_int_equal(v, 16);
+    assert_int_equal(parse_u64("101", 0, 100, &v), -ERANGE);
+    assert_int_equal(parse_u64("0", 1, 100, &v), -ERANGE);
+    assert_int_equal(parse_u64("3x", 0, 100, &v), -EINVAL);
+    assert_int_equal(parse_u64("-3", 0, 100, &v), -EINVAL);
+}
+
+static void test_keyval(void **state)
+{
+    (void)state;
+    struct kvlist l;
+    assert_int_equal(keyval_parse("tap,id=n0,ifname=a,,b,readonly", "type", &l), 0);
+    assert_int_equal(l.n, 4);
+    assert_string_equal(keyval_get(&l, "type"), "tap");
+    assert_string_equal(keyval_get(&l, "ifname"), "a,b");
+    assert_string_equal(keyval_get(&l, "readonly"), "on");
+    assert_string_equal(keyval_unused(&l), "id");
+    assert_string_equal(keyval_get(&l, "id"), "n0");
+    assert_null(keyval_unused(&l));
+    assert_null(keyval_get(&l, "nothere"));
+    keyval_free(&l);
+    assert_int_equal(keyval_parse("file=x", NULL, &l), 0);
+    assert_string_equal(keyval_get(&l, "file"), "x");
+    keyval_free(&l);
+    assert_int_equal(keyval_parse("novalue", NULL, &l), -EINVAL);
+    assert_int_equal(keyval_parse("=x", NULL, &l), -EINVAL);
+}
+
+static void test_json(void **state)
+{
+    (void)state;
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    struct json_writer w;
+    json_init(&w, f, true);
+    json_object_begin(&w, NULL);
+    json_uint(&w, "virtual-size", 1048576);
+    json_string(&w, "filename", "a\"b");
+    json_array_begin(&w, "list");
+    json_bool(&w, NULL, true);
+    json_array_end(&w);
+    json_object_begin(&w, "empty");
+    json_object_end(&w);
+    json_object_end(&w);
+    fclose(f);
+    assert_string_equal(buf, "{\n    \"virtual-size\": 1048576,\n    \"filename\": \"a\\\"b\",\n"
+                             "    \"list\": [\n        true\n    ],\n    \"empty\": {}\n}\n");
+    free(buf);
+}
+
+static void test_log_mask(void **state)
+{
+    (void)state;
+    unsigned m;
+    assert_int_equal(log_parse_mask("accel,time", &m), 0);
+    assert_int_equal(m, LOG_ACCEL | LOG_TIME);
+    assert_int_equal(log_parse_mask("accel,bogus", &m), -EINVAL);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_parse_size),
+        cmocka_unit_test(test_parse_u64),
+        cmocka_unit_test(test_keyval),
+        cmocka_unit_test(test_json),
+        cmocka_unit_test(test_log_mask),
+    };
+    return cmocka_run_group_tests_name("util", tests, NULL, NULL);
+}
