@@ -43,20 +43,23 @@ $(B)/libqkvm.a: $(LIB_OBJS)
 	@rm -f $@
 	ar rcs $@ $^
 
+# Whole archive: devices and accelerators register themselves from constructors, and nothing
+# names them, so a plain static link would leave them out.
+WHOLE = -Wl,--whole-archive $(B)/libqkvm.a -Wl,--no-whole-archive
 $(B)/%: $(B)/obj/src/tools/%.o $(B)/libqkvm.a
-	$(CC) $(LDFLAGS) -o $@ $< $(B)/libqkvm.a $(LDLIBS)
+	$(CC) $(LDFLAGS) -o $@ $< $(WHOLE) $(LDLIBS)
 
 $(B)/tests/unit/%: $(B)/obj/tests/unit/%.o $(B)/libqkvm.a
 	@mkdir -p $(@D)
-	$(CC) $(LDFLAGS) -o $@ $< $(B)/libqkvm.a -lcmocka $(LDLIBS)
+	$(CC) $(LDFLAGS) -o $@ $< $(WHOLE) -lcmocka $(LDLIBS)
 
 $(B)/tests/helpers/%: $(B)/obj/tests/helpers/%.o $(B)/libqkvm.a
 	@mkdir -p $(@D)
-	$(CC) $(LDFLAGS) -o $@ $< $(B)/libqkvm.a $(LDLIBS)
+	$(CC) $(LDFLAGS) -o $@ $< $(WHOLE) $(LDLIBS)
 
 $(B)/bench/%: $(B)/obj/bench/%.o $(B)/libqkvm.a
 	@mkdir -p $(@D)
-	$(CC) $(LDFLAGS) -o $@ $< $(B)/libqkvm.a $(LDLIBS)
+	$(CC) $(LDFLAGS) -o $@ $< $(WHOLE) $(LDLIBS)
 
 $(B)/tests/guest/%.bin: tests/guest/%.asm $(wildcard tests/guest/*.inc)
 	@mkdir -p $(@D)
