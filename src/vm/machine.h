@@ -12,6 +12,7 @@
 
 struct accel_ops;
 struct evloop;
+struct irqchip;
 struct vcpu;
 
 /* Guest-physical layout: RAM from 0 up to the PCI hole, the rest above 4 GiB, as on a PC. */
@@ -58,6 +59,7 @@ struct machine {
     struct vcpu *vcpus;
     const struct accel_ops *accel;
     void *accel_data;
+    struct irqchip *irqchip;    /* user-space interrupt controllers (hw/irqchip.h), tcg's */
     struct evloop *loop;        /* the I/O thread's: console input, device backends */
     atomic_int stop;            /* enum machine_stop, first writer wins */
     int exit_status;
