@@ -1,0 +1,119 @@
+/* The block cache: decoded blocks found by (guest-physical address, decode mode), per CPU. A block
+ * stays valid while its page's generation (emu_vm.gen) is unchanged: any write to a page that has
+ * code bumps it (mem_smc), so self-modifying code and reused pages are decoded afresh. */
+#include "accel/emu/block.h"
+
+#include <stdlib.h>
+
+#include "util/log.h"
+
+#define BLOCK_MAX_INSNS 64
+#define ARENA_SIZE (32u << 20)
+
+int block_cache_init(struct cpu *c)
+{
+    c->arena = malloc(ARENA_SIZE);
+    if (!c->arena)
+        return -1;
+    c->arena_size = ARENA_SIZE;
+    c->arena_used = 0;
+    memset(c->bhash, 0, sizeof(c->bhash));
+    return 0;
+}
+
+void block_cache_free(struct cpu *c)
+{
+    free(c->arena);
+    c->arena = NULL;
+}
+
+void block_cache_flush(struct cpu *c)
+{
+    c->arena_used = 0;
+    memset(c->bhash, 0, sizeof(c->bhash));
+}
+
+static inline unsigned block_hash(uint64_t pa, uint32_t mode)
+{
+    uint64_t h = (pa ^ (pa >> 12) ^ ((uint64_t)mode << 7)) * 0x9e3779b97f4a7c15ull;
+    return (unsigned)(h >> (64 - BLOCK_HASH_BITS));
+}
+
+/* An instruction that crosses into the next page: decoded each time, never cached, since its
+ * bytes come from two pages that may be remapped independently. */
+static struct block *decode_crossing(struct cpu *c, uint64_t la, const uint8_t *host, uint32_t mode)
+{
+    uint8_t buf[16];
+    int first = 0x1000 - (int)(la & 0xfff);
+    memcpy(buf, host, first);
+    uint64_t pa2;
+    uint32_t pidx2;
+    const uint8_t *h2 = mem_ptr_x(c, (la + first) & c->lin_mask, &pa2, &pidx2);
+    if (h2)
+        memcpy(buf + first, h2, 16 - first);
+    else
+        memset(buf + first, 0xff, 16 - first);
+    struct block *b = c->xblock;
+    int ends;
+    int n = decode_insn(buf, 15, mode, &b->ins[0], &ends);
+    (void)n;
+    b->n = 1;
+    b->pa = ~0ull;
+    return b;
+}
+
+struct block *block_get(struct cpu *c)
+{
+    uint64_t la = (c->segbase[SEG_CS] + c->rip) & c->lin_mask;
+    uint64_t pa;
+    uint32_t pidx;
+    const uint8_t *host = mem_ptr_x(c, la, &pa, &pidx);
+    uint32_t mode = decode_mode(c->csz, c->code64);
+    if (unlikely(!host))
+        return NULL;
+    unsigned h = block_hash(pa, mode);
+    uint32_t gen = atomic_load_explicit(&c->vm->gen[pidx], memory_order_acquire);
+    struct block **pp = &c->bhash[h];
+    for (struct block *b = *pp; b; pp = &b->next, b = b->next) {
+        if (b->pa == pa && b->mode == mode) {
+            if (likely(b->gen == gen))
+                return b;
+            *pp = b->next;   /* stale: its page was written */
+            break;
+        }
+    }
+
+    size_t need = sizeof(struct block) + BLOCK_MAX_INSNS * sizeof(struct insn);
+    if (c->arena_used + need > c->arena_size)
+        block_cache_flush(c);
+    struct block *b = (struct block *)(c->arena + c->arena_used);
+    /* mark the page before reading its generation: a write racing with the decode then bumps
+     * the generation this block records, and the block is not used */
+    atomic_store_explicit(&c->vm->code[pidx], 1, memory_order_relaxed);
+    atomic_thread_fence(memory_order_seq_cst);
+    gen = atomic_load_explicit(&c->vm->gen[pidx], memory_order_acquire);
+    int off = (int)(la & 0xfff), n = 0;
+    while (n < BLOCK_MAX_INSNS && off < 0x1000) {
+        int ends;
+        int len = decode_insn(host + (off - (int)(la & 0xfff)), 0x1000 - off, mode, &b->ins[n], &ends);
+        if (len < 0) {
+            if (n == 0)
+                return decode_crossing(c, la, host, mode);
+            break;
+        }
+        off += b->ins[n].len;
+        n++;
+        if (ends || len == 0)
+            break;
+    }
+    b->pa = pa;
+    b->mode = mode;
+    b->pidx = pidx;
+    b->gen = gen;
+    b->n = (uint16_t)n;
+    b->bytes = (uint16_t)(off - (int)(la & 0xfff));
+    b->next = c->bhash[h];
+    c->bhash[h] = b;
+    c->arena_used += (sizeof(struct block) + n * sizeof(struct insn) + 15) & ~(size_t)15;
+    return b;
+}

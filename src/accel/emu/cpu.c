@@ -1,0 +1,337 @@
+/* A CPU's life: creation, architectural state in and out, the run loop (blocks, interrupts,
+ * exceptions, HLT), and the wake-ups other threads send it. */
+#include "accel/emu/block.h"
+#include "accel/emu/cpu.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <time.h>
+
+#include "hw/irqchip.h"
+#include "util/clock.h"
+#include "util/log.h"
+#include "vm/machine.h"
+
+int emu_vm_create(struct machine *m, struct emu_vm **out)
+{
+    struct emu_vm *vm = calloc(1, sizeof(*vm));
+    if (!vm)
+        return -ENOMEM;
+    vm->m = m;
+    uint32_t pages = 0;
+    for (int k = 0; k < m->nmem && vm->nram < 8; k++) {
+        struct emu_ram *r = &vm->ram[vm->nram++];
+        r->gpa = m->mem[k].gpa;
+        r->size = m->mem[k].size & ~0xfffull;
+        r->host = m->mem[k].host;
+        r->readonly = m->mem[k].readonly;
+        r->pidx0 = pages;
+        pages += (uint32_t)(r->size >> 12);
+    }
+    vm->npages = pages;
+    vm->code = calloc(pages + 1, sizeof(*vm->code));
+    vm->gen = calloc(pages + 1, sizeof(*vm->gen));
+    if (!vm->code || !vm->gen) {
+        emu_vm_destroy(vm);
+        return -ENOMEM;
+    }
+    *out = vm;
+    return 0;
+}
+
+void emu_vm_destroy(struct emu_vm *vm)
+{
+    if (!vm)
+        return;
+    free((void *)vm->code);
+    free((void *)vm->gen);
+    free(vm);
+}
+
+void emu_vm_invalidate(struct emu_vm *vm, uint64_t gpa, uint64_t len)
+{
+    uint64_t end = gpa + len;
+    for (uint64_t pa = gpa & ~0xfffull; pa < end; pa += 4096) {
+        uint32_t pidx;
+        if (phys_ptr(vm, pa, 1, &pidx) && atomic_load_explicit(&vm->code[pidx], memory_order_relaxed)) {
+            atomic_store_explicit(&vm->code[pidx], 0, memory_order_relaxed);
+            atomic_fetch_add_explicit(&vm->gen[pidx], 1, memory_order_release);
+        }
+    }
+}
+
+static void cpu_reset_regs(struct cpu *c)
+{
+    struct cpu_state s;
+    cpu_state_reset(&s, c->id == 0);
+    emu_cpu_set_state(c, &s);
+    fpu_reset(&c->fpu);
+    memset(c->xmm, 0, sizeof(c->xmm));
+    c->mxcsr = 0x1f80;
+    c->pat = 0x0007040600070406ull;
+    c->misc_enable = 1;   /* fast strings */
+    c->efer = 0;
+    c->star = c->lstar = c->cstar = c->sfmask = c->kernel_gs = 0;
+    memset(c->dr, 0, sizeof(c->dr));
+    c->dr[6] = 0xffff0ff0;
+    c->dr[7] = 0x400;
+}
+
+struct cpu *emu_cpu_create(struct machine *m, struct emu_vm *vm, int id, const struct emu_env *env)
+{
+    struct cpu *c = aligned_alloc(64, (sizeof(struct cpu) + 63) & ~(size_t)63);
+    if (!c)
+        return NULL;
+    memset(c, 0, sizeof(*c));
+    c->m = m;
+    c->vm = vm;
+    c->id = id;
+    c->ncpus = 1;
+    if (env)
+        c->env = *env;
+    c->xblock = calloc(1, sizeof(struct block) + sizeof(struct insn));
+    if (!c->xblock || block_cache_init(c) < 0) {
+        free(c->xblock);
+        free(c);
+        return NULL;
+    }
+    pthread_mutex_init(&c->lock, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&c->cond, &ca);
+    pthread_condattr_destroy(&ca);
+    atomic_store(&c->sipi, -1);
+    c->exc_vec = -1;
+    c->tsc_offset = 0 - clock_now_ns();
+    cpu_reset_regs(c);
+    return c;
+}
+
+void emu_cpu_destroy(struct cpu *c)
+{
+    if (!c)
+        return;
+    block_cache_free(c);
+    free(c->xblock);
+    pthread_mutex_destroy(&c->lock);
+    pthread_cond_destroy(&c->cond);
+    free(c);
+}
+
+void emu_cpu_set_state(struct cpu *c, const struct cpu_state *s)
+{
+    memcpy(c->r, s->gpr, sizeof(c->r));
+    c->rip = s->rip;
+    c->eflags = 0;
+    cc_flags(c, 0);
+    flags_set(c, s->rflags, 0x3f7fd5);
+    memcpy(c->seg, s->seg, sizeof(c->seg));
+    c->gdt = s->gdt;
+    c->idt = s->idt;
+    c->cr0 = s->cr0;
+    c->cr2 = s->cr2;
+    c->cr3 = s->cr3;
+    c->cr4 = s->cr4;
+    c->efer = s->efer;
+    if (s->apic_base)
+        c->apic_base = s->apic_base;
+    cpu_set_cpl(c, (c->cr0 & CR0_PE) ? c->seg[SEG_CS].selector & 3 : 0);
+    if ((c->cr0 & CR0_PE) && c->seg[SEG_CS].dpl != (c->seg[SEG_CS].selector & 3))
+        cpu_set_cpl(c, c->seg[SEG_SS].dpl);
+    cpu_update_mode(c);
+    tlb_flush(c, true);
+    c->halted = false;
+    c->wait_sipi = false;
+    c->inhibit_irq = false;
+}
+
+void emu_cpu_get_state(struct cpu *c, struct cpu_state *s)
+{
+    memset(s, 0, sizeof(*s));
+    memcpy(s->gpr, c->r, sizeof(c->r));
+    s->rip = c->rip;
+    s->rflags = flags_get(c);
+    memcpy(s->seg, c->seg, sizeof(c->seg));
+    s->gdt = c->gdt;
+    s->idt = c->idt;
+    s->cr0 = c->cr0;
+    s->cr2 = c->cr2;
+    s->cr3 = c->cr3;
+    s->cr4 = c->cr4;
+    s->efer = c->efer;
+    s->apic_base = c->apic_base;
+}
+
+void emu_cpu_wait_sipi(struct cpu *c)
+{
+    pthread_mutex_lock(&c->lock);
+    c->wait_sipi = true;
+    pthread_cond_signal(&c->cond);
+    pthread_mutex_unlock(&c->lock);
+}
+
+void emu_cpu_sipi(struct cpu *c, uint8_t vector)
+{
+    pthread_mutex_lock(&c->lock);
+    atomic_store(&c->sipi, vector);
+    pthread_cond_signal(&c->cond);
+    pthread_mutex_unlock(&c->lock);
+}
+
+void emu_cpu_kick(struct cpu *c)
+{
+    atomic_store(&c->exit_req, true);
+    pthread_mutex_lock(&c->lock);
+    pthread_cond_signal(&c->cond);
+    pthread_mutex_unlock(&c->lock);
+}
+
+void emu_cpu_irq_notify(struct cpu *c)
+{
+    atomic_store(&c->irq_check, true);
+    pthread_mutex_lock(&c->lock);
+    pthread_cond_signal(&c->cond);
+    pthread_mutex_unlock(&c->lock);
+}
+
+uint64_t emu_cpu_icount(struct cpu *c) { return c->icount; }
+uint64_t emu_cpu_rflags(struct cpu *c) { return flags_get(c); }
+uint64_t *emu_cpu_gpr(struct cpu *c) { return c->r; }
+uint64_t emu_cpu_rip(struct cpu *c) { return c->rip; }
+void *emu_cpu_xmm(struct cpu *c, int n) { return &c->xmm[n & 15]; }
+void emu_cpu_fxsave(struct cpu *c, void *area512) { fpu_fxsave(c, area512); }
+
+/* Sleeps until deadline (CLOCK_MONOTONIC ns), a kick, an interrupt notice or a SIPI. */
+static void cpu_sleep(struct cpu *c, uint64_t deadline)
+{
+    struct timespec ts = { .tv_sec = (time_t)(deadline / 1000000000ull),
+                           .tv_nsec = (long)(deadline % 1000000000ull) };
+    pthread_mutex_lock(&c->lock);
+    if (!atomic_load(&c->exit_req) && !atomic_load(&c->irq_check) && atomic_load(&c->sipi) < 0) {
+        if (deadline == UINT64_MAX)
+            pthread_cond_wait(&c->cond, &c->lock);
+        else
+            pthread_cond_timedwait(&c->cond, &c->lock, &ts);
+    }
+    pthread_mutex_unlock(&c->lock);
+}
+
+static void poll_timer(struct cpu *c)
+{
+    if (!c->env.lapic)
+        return;
+    uint64_t now = clock_now_ns();
+    if (now >= c->timer_deadline)
+        c->timer_deadline = lapic_poll_timer(c->env.lapic, now);
+}
+
+/* Delivers a pending external interrupt if RFLAGS.IF and the interrupt shadow allow. */
+static bool take_interrupt(struct cpu *c)
+{
+    if (!(c->eflags & F_IF) || !c->env.lapic)
+        return false;
+    atomic_store(&c->irq_check, false);
+    if (!lapic_has_interrupt(c->env.lapic))
+        return false;
+    int vec = lapic_ack_interrupt(c->env.lapic);
+    atomic_store(&c->irq_check, true);
+    if (vec < 0)
+        return false;
+    c->halted = false;
+    log_debug(LOG_INT, "cpu%d: interrupt %d at %#llx", c->id, vec, (unsigned long long)c->rip);
+    c->exc_depth = 1;
+    except_deliver(c, vec, false, 0, false);
+    c->exc_depth = 0;
+    return true;
+}
+
+static void start_sipi(struct cpu *c, int vec)
+{
+    struct cpu_state s;
+    cpu_state_reset(&s, false);
+    s.seg[SEG_CS].selector = (uint16_t)(vec << 8);
+    s.seg[SEG_CS].base = (uint64_t)vec << 12;
+    s.rip = 0;
+    s.apic_base = c->apic_base;
+    emu_cpu_set_state(c, &s);
+    fpu_reset(&c->fpu);
+    c->efer = 0;
+    cpu_update_mode(c);
+}
+
+enum emu_stop emu_cpu_run(struct cpu *c)
+{
+    if (setjmp(c->jb)) {
+        /* an exception from an instruction, or from delivering one */
+        c->cur = NULL;
+        if (c->exc_depth >= 2) {
+            log_debug(LOG_INT, "cpu%d: triple fault at %#llx", c->id, (unsigned long long)c->rip);
+            c->exc_depth = 0;
+            return EMU_STOP_SHUTDOWN;
+        }
+        int vec = c->exc_vec;
+        bool has_err = c->exc_has_err, soft = c->exc_soft;
+        uint32_t err = c->exc_err;
+        if (c->exc_depth == 1) {
+            vec = EXC_DF;
+            has_err = true;
+            err = 0;
+            soft = false;
+        }
+        c->exc_vec = -1;
+        c->exc_depth++;
+        except_deliver(c, vec, has_err, err, soft);
+        c->exc_depth = 0;
+    }
+    for (;;) {
+        if (unlikely(atomic_load_explicit(&c->exit_req, memory_order_relaxed))) {
+            atomic_store(&c->exit_req, false);
+            return EMU_STOP_KICK;
+        }
+        if (unlikely(c->wait_sipi || c->halted)) {
+            int v = atomic_exchange(&c->sipi, -1);
+            if (v >= 0 && c->wait_sipi) {
+                start_sipi(c, v);
+                continue;
+            }
+            if (c->wait_sipi) {
+                cpu_sleep(c, UINT64_MAX);
+                continue;
+            }
+            if (take_interrupt(c))
+                continue;
+            if (!(c->eflags & F_IF) || !c->env.lapic)
+                return EMU_STOP_HLT;
+            poll_timer(c);
+            if (atomic_load(&c->irq_check))
+                continue;
+            cpu_sleep(c, c->timer_deadline);
+            continue;
+        }
+        if (unlikely(++c->poll_count >= 1024)) {
+            c->poll_count = 0;
+            poll_timer(c);
+        }
+        if (c->inhibit_irq)
+            c->inhibit_irq = false;
+        else if (atomic_load_explicit(&c->irq_check, memory_order_relaxed) && take_interrupt(c))
+            continue;
+        struct block *b = block_get(c);
+        if (unlikely(!b)) {
+            log_error("cpu%d: executing outside RAM at %#llx", c->id,
+                      (unsigned long long)((c->segbase[SEG_CS] + c->rip) & c->lin_mask));
+            return EMU_STOP_ERROR;
+        }
+        const struct insn *i = b->ins, *end = i + b->n;
+        c->brk = false;
+        c->icount += b->n;
+        do {
+            c->cur = i;
+            c->rip += i->len;
+            i->fn(c, i);
+            i++;
+        } while (i < end && !c->brk);
+        c->cur = NULL;
+    }
+}

@@ -1,0 +1,372 @@
+/* The emulated CPU's state and the helpers every exec_*.c file shares. Internal to src/accel/emu/. */
+#ifndef QKVM_ACCEL_EMU_CPU_H
+#define QKVM_ACCEL_EMU_CPU_H
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "accel/emu/emu.h"
+#include "vm/cpu_state.h"
+
+#define likely(x) __builtin_expect(!!(x), 1)
+#define unlikely(x) __builtin_expect(!!(x), 0)
+
+struct insn;
+struct block;
+struct lapic;
+
+/* RFLAGS bits */
+#define F_CF 0x1u
+#define F_PF 0x4u
+#define F_AF 0x10u
+#define F_ZF 0x40u
+#define F_SF 0x80u
+#define F_TF 0x100u
+#define F_IF 0x200u
+#define F_DF 0x400u
+#define F_OF 0x800u
+#define F_IOPL 0x3000u
+#define F_NT 0x4000u
+#define F_RF 0x10000u
+#define F_VM 0x20000u
+#define F_AC 0x40000u
+#define F_ID 0x200000u
+#define F_ARITH (F_CF | F_PF | F_AF | F_ZF | F_SF | F_OF)
+
+#define CR0_PE 0x1u
+#define CR0_MP 0x2u
+#define CR0_EM 0x4u
+#define CR0_TS 0x8u
+#define CR0_WP 0x10000u
+#define CR0_PG 0x80000000u
+#define CR4_PSE 0x10u
+#define CR4_PAE 0x20u
+#define CR4_PGE 0x80u
+#define CR4_OSFXSR 0x200u
+#define EFER_SCE 0x1u
+#define EFER_LME 0x100u
+#define EFER_LMA 0x400u
+#define EFER_NXE 0x800u
+
+/* Exception vectors */
+enum { EXC_DE = 0, EXC_DB = 1, EXC_NMI = 2, EXC_BP = 3, EXC_OF = 4, EXC_BR = 5, EXC_UD = 6,
+       EXC_NM = 7, EXC_DF = 8, EXC_TS = 10, EXC_NP = 11, EXC_SS = 12, EXC_GP = 13, EXC_PF = 14,
+       EXC_MF = 16, EXC_AC = 17, EXC_XM = 19 };
+
+/* Lazy flags: cc_op says how the arithmetic flags follow from cc_res/cc_src/cc_aux. The low two
+ * bits are log2 of the operand size. */
+enum {
+    CC_EFLAGS = 0,   /* cc_src holds the flags themselves */
+    CC_ADD = 1 << 2, CC_ADC = 2 << 2, CC_SUB = 3 << 2, CC_SBB = 4 << 2, CC_LOGIC = 5 << 2,
+    CC_INC = 6 << 2, CC_DEC = 7 << 2, CC_SHL = 8 << 2, CC_SHR = 9 << 2, CC_SAR = 10 << 2,
+    CC_MUL = 11 << 2,
+};
+
+/* Software TLB: direct-mapped, tagged by the virtual page; a tag of 1 never matches. */
+#define TLB_BITS 8
+#define TLB_SIZE (1u << TLB_BITS)
+struct tlb_entry {
+    uint64_t vr, vw, vx;   /* page address if readable / writable / executable, else 1 */
+    uintptr_t add;         /* host pointer = add + linear address */
+    uint64_t pa;           /* guest-physical page */
+    uint64_t lmask;        /* offset mask of the guest page (large pages, for INVLPG) */
+    uint32_t pidx;         /* index of the RAM page (emu_vm.code) */
+    bool global;
+};
+
+/* Memory regions, copied from the machine for lookups without going through it. */
+struct emu_ram {
+    uint64_t gpa, size;
+    uint8_t *host;
+    uint32_t pidx0;        /* page index of the region's first page */
+    bool readonly;
+};
+
+struct emu_vm {
+    struct machine *m;
+    struct emu_ram ram[8];
+    int nram;
+    uint32_t npages;
+    /* Per RAM page: nonzero when some block was decoded from it; a write bumps gen[] so those
+     * blocks fail their check the next time they are looked up. */
+    _Atomic uint8_t *code;
+    _Atomic uint32_t *gen;
+};
+
+union xmm {
+    uint8_t b[16];
+    int8_t sb[16];
+    uint16_t w[8];
+    int16_t sw[8];
+    uint32_t d[4];
+    int32_t sd[4];
+    uint64_t q[2];
+    int64_t sq[2];
+    float f[4];
+    double fd[2];
+};
+
+struct fpu {
+    long double st[8];     /* physical registers, indexed (top + i) & 7 */
+    uint16_t fcw, fsw, ftw; /* ftw: one bit per physical register, 1 = valid */
+    uint8_t top;
+    uint16_t fop;
+    uint64_t fip, fdp;
+};
+
+#define BLOCK_HASH_BITS 14
+#define JMP_CACHE_BITS 12
+
+struct cpu {
+    uint64_t r[16];
+    uint64_t rip;
+    uint64_t cc_res, cc_src, cc_aux;
+    uint32_t cc_op;
+    uint32_t eflags;       /* everything but the arithmetic flags, which live in cc_* */
+
+    /* Segment bases by segment number; SEG_ZERO is the flat segment of 64-bit mode. */
+#define SEG_ZERO SEG_COUNT
+    uint64_t segbase[SEG_COUNT + 1];
+    struct cpu_segment seg[SEG_COUNT];
+    struct cpu_table gdt, idt;
+    uint64_t cr0, cr2, cr3, cr4, efer;
+    uint64_t dr[8];
+    int cpl;
+    bool lma, code64;      /* long mode active; CS.L in long mode */
+    uint8_t csz;           /* default operand size of the code segment: 2 or 4 */
+    uint8_t ssz;           /* stack address size: 2, 4 or 8 */
+    uint64_t lin_mask;     /* linear addresses wrap at 4 GiB outside long mode */
+    bool inhibit_irq;      /* one instruction after STI / MOV SS */
+
+    /* MSRs */
+    uint64_t star, lstar, cstar, sfmask, kernel_gs, tsc_aux, pat, misc_enable;
+    uint64_t sysenter_cs, sysenter_esp, sysenter_eip;
+    uint64_t mtrr_def, mtrr_fixed[11], mtrr_var[16];
+    uint64_t tsc_offset;   /* guest TSC = host ns + tsc_offset */
+    uint64_t apic_base;
+
+    struct fpu fpu;
+    union xmm xmm[16];
+    uint32_t mxcsr;
+
+    /* TLB: one for supervisor accesses, one for user (CPL 3) accesses. */
+    struct tlb_entry tlb[2][TLB_SIZE];
+    struct tlb_entry *tlbc;  /* the current CPL's */
+
+    /* Decoded blocks: an arena, a hash on (physical address, mode). */
+    uint8_t *arena;
+    size_t arena_used, arena_size;
+    struct block *bhash[1u << BLOCK_HASH_BITS];
+    struct block *xblock;  /* scratch for an instruction that crosses a page */
+
+    /* Exceptions: raise_* longjmp to the run loop with the pending event here. */
+    jmp_buf jb;
+    int exc_vec;           /* -1 none */
+    uint32_t exc_err;
+    bool exc_has_err, exc_soft;
+    int exc_depth;         /* nesting while delivering, for #DF and triple faults */
+    const struct insn *cur;
+    bool brk;              /* leave the current block after this instruction */
+
+    /* Environment */
+    struct machine *m;
+    struct emu_vm *vm;
+    struct emu_env env;
+    int id, ncpus;
+    _Atomic bool exit_req;
+    _Atomic bool irq_check;
+    _Atomic int sipi;      /* -1 none, else vector of a pending SIPI */
+    bool wait_sipi;
+    bool halted;
+    pthread_mutex_t lock;  /* for sleeping in HLT */
+    pthread_cond_t cond;
+    uint64_t icount;
+    uint64_t timer_deadline;
+    uint32_t poll_count;
+};
+
+/* --- registers --- */
+static inline uint64_t size_mask(int sz)
+{
+    return sz == 8 ? ~0ull : (1ull << (sz * 8)) - 1;
+}
+
+static inline uint64_t sign_bit(int sz)
+{
+    return 1ull << (sz * 8 - 1);
+}
+
+static inline int64_t sext(uint64_t v, int sz)
+{
+    int sh = 64 - sz * 8;
+    return (int64_t)(v << sh) >> sh;
+}
+
+/* r 16..19 name AH, CH, DH, BH (byte registers without REX). */
+static inline uint64_t reg_get(struct cpu *c, int r, int sz)
+{
+    switch (sz) {
+    case 1: return r >= 16 ? (c->r[r - 16] >> 8) & 0xff : c->r[r] & 0xff;
+    case 2: return c->r[r] & 0xffff;
+    case 4: return (uint32_t)c->r[r];
+    default: return c->r[r];
+    }
+}
+
+static inline void reg_set(struct cpu *c, int r, int sz, uint64_t v)
+{
+    switch (sz) {
+    case 1:
+        if (r >= 16)
+            c->r[r - 16] = (c->r[r - 16] & ~0xff00ull) | ((v & 0xff) << 8);
+        else
+            c->r[r] = (c->r[r] & ~0xffull) | (v & 0xff);
+        break;
+    case 2: c->r[r] = (c->r[r] & ~0xffffull) | (v & 0xffff); break;
+    case 4: c->r[r] = (uint32_t)v; break;
+    default: c->r[r] = v; break;
+    }
+}
+
+/* --- flags (flags.c) --- */
+uint32_t flags_arith(struct cpu *c);
+bool flags_cf(struct cpu *c);
+bool cond_eval(struct cpu *c, int cc);
+uint64_t flags_get(struct cpu *c);                    /* full RFLAGS */
+void flags_set(struct cpu *c, uint64_t f, uint32_t writable);
+static inline void cc_set(struct cpu *c, uint32_t op, int sz, uint64_t res, uint64_t src)
+{
+    static const uint8_t lg[9] = { 0, 0, 1, 0, 2, 0, 0, 0, 3 };
+    c->cc_op = op | lg[sz];
+    c->cc_res = res;
+    c->cc_src = src;
+}
+static inline void cc_flags(struct cpu *c, uint32_t arith)
+{
+    c->cc_op = CC_EFLAGS;
+    c->cc_src = arith & F_ARITH;
+}
+
+/* --- exceptions (except.c) --- */
+__attribute__((noreturn)) void raise_exc(struct cpu *c, int vec);
+__attribute__((noreturn)) void raise_exc_err(struct cpu *c, int vec, uint32_t err);
+__attribute__((noreturn)) void raise_ud(struct cpu *c);
+__attribute__((noreturn)) void raise_gp(struct cpu *c, uint32_t err);
+/* A software interrupt (INT n, INT3, INTO): the return address is the next instruction. */
+__attribute__((noreturn)) void raise_soft_int(struct cpu *c, int vec);
+void except_deliver(struct cpu *c, int vec, bool has_err, uint32_t err, bool soft);
+void except_iret(struct cpu *c, int osz);
+
+/* --- modes and segments (seg.c) --- */
+void cpu_update_mode(struct cpu *c);
+void seg_load(struct cpu *c, int seg, uint16_t sel);        /* faults like MOV Sreg */
+void seg_load_cs(struct cpu *c, uint16_t sel, int cpl);     /* far transfers, CPL checked by caller */
+void seg_set_real(struct cpu *c, int seg, uint16_t sel);
+void seg_from_desc(struct cpu_segment *s, uint16_t sel, uint64_t lo, uint64_t hi);
+/* Reads the 8-byte descriptor of sel from the GDT/LDT; #GP(sel) beyond the limit. */
+uint64_t seg_read_desc(struct cpu *c, uint16_t sel, int vec);
+void cpu_set_cpl(struct cpu *c, int cpl);
+void seg_clear_outer(struct cpu *c);
+
+/* --- memory (mmu.c) --- */
+uint64_t mem_rd_slow(struct cpu *c, uint64_t la, int sz);
+void mem_wr_slow(struct cpu *c, uint64_t la, int sz, uint64_t v);
+void mem_smc(struct cpu *c, uint32_t pidx);
+/* Host pointer for a RAM access of sz bytes at la with write permission checked, or NULL when it
+ * is not plain RAM or crosses a page (the caller then uses mem_rd/mem_wr). Faults like a write. */
+void *mem_ptr_w(struct cpu *c, uint64_t la, int sz);
+/* Host pointer valid for reading up to the end of la's page (code fetch), faulting like one. */
+const void *mem_ptr_r(struct cpu *c, uint64_t la, int sz);
+const uint8_t *mem_ptr_x(struct cpu *c, uint64_t la, uint64_t *pa, uint32_t *pidx);
+void tlb_flush(struct cpu *c, bool global);
+void tlb_flush_page(struct cpu *c, uint64_t la);
+/* Physical RAM: host pointer for [pa, pa+len) when wholly in one region, else NULL. */
+void *phys_ptr(struct emu_vm *vm, uint64_t pa, uint64_t len, uint32_t *pidx);
+uint64_t phys_rd(struct cpu *c, uint64_t pa, int sz);
+void phys_wr(struct cpu *c, uint64_t pa, int sz, uint64_t v);
+void mem_rd_buf(struct cpu *c, uint64_t la, void *buf, int n);
+void mem_wr_buf(struct cpu *c, uint64_t la, const void *buf, int n);
+
+static inline uint64_t mem_rd(struct cpu *c, uint64_t la, int sz)
+{
+    struct tlb_entry *e = &c->tlbc[(la >> 12) & (TLB_SIZE - 1)];
+    if (likely(e->vr == (la & ~0xfffull) && (la & 0xfff) <= 0x1000u - sz)) {
+        const uint8_t *p = (const uint8_t *)(e->add + la);
+        switch (sz) {
+        case 1: return *p;
+        case 2: { uint16_t v; memcpy(&v, p, 2); return v; }
+        case 4: { uint32_t v; memcpy(&v, p, 4); return v; }
+        default: { uint64_t v; memcpy(&v, p, 8); return v; }
+        }
+    }
+    return mem_rd_slow(c, la, sz);
+}
+
+static inline void mem_wr(struct cpu *c, uint64_t la, int sz, uint64_t v)
+{
+    struct tlb_entry *e = &c->tlbc[(la >> 12) & (TLB_SIZE - 1)];
+    if (likely(e->vw == (la & ~0xfffull) && (la & 0xfff) <= 0x1000u - sz)) {
+        uint8_t *p = (uint8_t *)(e->add + la);
+        if (unlikely(atomic_load_explicit(&c->vm->code[e->pidx], memory_order_relaxed)))
+            mem_smc(c, e->pidx);
+        switch (sz) {
+        case 1: *p = (uint8_t)v; break;
+        case 2: { uint16_t x = (uint16_t)v; memcpy(p, &x, 2); break; }
+        case 4: { uint32_t x = (uint32_t)v; memcpy(p, &x, 4); break; }
+        default: memcpy(p, &v, 8); break;
+        }
+        return;
+    }
+    mem_wr_slow(c, la, sz, v);
+}
+
+/* --- stack --- */
+static inline uint64_t seg_lin(struct cpu *c, int seg, uint64_t off)
+{
+    return (c->segbase[seg] + off) & c->lin_mask;
+}
+
+static inline void push(struct cpu *c, int sz, uint64_t v)
+{
+    uint64_t sp = (c->r[R_SP] - sz) & size_mask(c->ssz);
+    mem_wr(c, seg_lin(c, SEG_SS, sp), sz, v);
+    reg_set(c, R_SP, c->ssz, sp);
+}
+
+static inline uint64_t pop(struct cpu *c, int sz)
+{
+    uint64_t sp = c->r[R_SP] & size_mask(c->ssz);
+    uint64_t v = mem_rd(c, seg_lin(c, SEG_SS, sp), sz);
+    reg_set(c, R_SP, c->ssz, sp + sz);
+    return v;
+}
+
+/* --- system (exec_sys.c, msr.c, cpuid.c) --- */
+int msr_read(struct cpu *c, uint32_t msr, uint64_t *v);
+int msr_write(struct cpu *c, uint32_t msr, uint64_t v);
+void cpuid_query(struct cpu *c, uint32_t leaf, uint32_t sub, uint32_t out[4]);
+uint64_t cpu_tsc(struct cpu *c);
+void cpu_set_cr0(struct cpu *c, uint64_t v);
+void cpu_set_cr3(struct cpu *c, uint64_t v);
+void cpu_set_cr4(struct cpu *c, uint64_t v);
+void cpu_set_efer(struct cpu *c, uint64_t v);
+void cpu_io(struct cpu *c, uint16_t port, void *data, int sz, bool is_write);
+/* #GP(0) unless CPL 0 */
+static inline void need_cpl0(struct cpu *c)
+{
+    if (c->cpl != 0)
+        raise_gp(c, 0);
+}
+
+/* --- x87/SSE (exec_fpu.c, exec_sse.c) --- */
+void fpu_reset(struct fpu *f);
+void fpu_fxsave(struct cpu *c, uint8_t *area);
+void fpu_fxrstor(struct cpu *c, const uint8_t *area);
+
+/* --- logging of unimplemented opcodes, once each --- */
+void emu_log_unimp(struct cpu *c, const char *what, unsigned op);
+
+#endif

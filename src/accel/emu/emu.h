@@ -1,0 +1,62 @@
+/* The software x86-64 CPU: the public face of src/accel/emu/ for the tcg accelerator glue
+ * (tcg.c) and for tests. A CPU runs guest code against a struct machine's RAM regions; what is
+ * not RAM goes to the callbacks in emu_env (port I/O, MMIO, the local APIC). */
+#ifndef QKVM_ACCEL_EMU_EMU_H
+#define QKVM_ACCEL_EMU_EMU_H
+#include <stdbool.h>
+#include <stdint.h>
+
+struct machine;
+struct cpu;
+struct cpu_state;
+struct emu_vm;
+
+/* Everything the CPU needs from outside the core. Any callback may be NULL. */
+struct emu_env {
+    void (*io)(void *opaque, uint16_t port, void *data, unsigned size, bool is_write);
+    void (*mmio)(void *opaque, uint64_t gpa, void *data, unsigned size, bool is_write);
+    /* The local APIC of this CPU (hw/irqchip.h); NULL without one. */
+    struct lapic *lapic;
+    void *opaque;
+};
+
+enum emu_stop {
+    EMU_STOP_KICK,       /* emu_kick, or a pending stop request */
+    EMU_STOP_HLT,        /* HLT with interrupts disabled: only INIT/NMI could wake it */
+    EMU_STOP_SHUTDOWN,   /* triple fault */
+    EMU_STOP_ERROR,      /* executing from something that is not RAM */
+};
+
+/* Per-machine state shared by all CPUs: which RAM pages hold decoded code. 0 or -errno. */
+int emu_vm_create(struct machine *m, struct emu_vm **out);
+void emu_vm_destroy(struct emu_vm *vm);
+/* Guest memory [gpa, gpa+len) was written behind the CPUs' backs (DMA, a loader): code decoded
+ * from it is dropped. */
+void emu_vm_invalidate(struct emu_vm *vm, uint64_t gpa, uint64_t len);
+
+/* A CPU of machine m (vm from emu_vm_create). NULL on allocation failure. */
+struct cpu *emu_cpu_create(struct machine *m, struct emu_vm *vm, int id, const struct emu_env *env);
+void emu_cpu_destroy(struct cpu *c);
+void emu_cpu_set_state(struct cpu *c, const struct cpu_state *s);
+void emu_cpu_get_state(struct cpu *c, struct cpu_state *s);
+/* Puts the CPU in wait-for-SIPI (APs at start, INIT IPI). */
+void emu_cpu_wait_sipi(struct cpu *c);
+void emu_cpu_sipi(struct cpu *c, uint8_t vector);
+/* Runs until a stop reason. Must be called on one thread at a time per CPU. */
+enum emu_stop emu_cpu_run(struct cpu *c);
+/* Any thread: makes emu_cpu_run return EMU_STOP_KICK soon (and wakes HLT). */
+void emu_cpu_kick(struct cpu *c);
+/* Any thread: an interrupt may be pending, look at the local APIC (wakes HLT). */
+void emu_cpu_irq_notify(struct cpu *c);
+/* Instructions retired (approximately: counted per block), for benchmarks. */
+uint64_t emu_cpu_icount(struct cpu *c);
+
+/* RFLAGS as the guest sees it, and access to general registers (tests). */
+uint64_t emu_cpu_rflags(struct cpu *c);
+uint64_t *emu_cpu_gpr(struct cpu *c);
+uint64_t emu_cpu_rip(struct cpu *c);
+/* XMM register n (16 bytes) and the x87/SSE state in FXSAVE layout (512 bytes), for tests. */
+void *emu_cpu_xmm(struct cpu *c, int n);
+void emu_cpu_fxsave(struct cpu *c, void *area512);
+
+#endif

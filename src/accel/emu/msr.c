@@ -1,0 +1,243 @@
+/* Model-specific registers, CPUID, control-register writes, the TSC and port I/O. */
+#include "accel/emu/cpu.h"
+
+#include <errno.h>
+
+#include "hw/irqchip.h"
+#include "util/clock.h"
+#include "util/log.h"
+
+enum {
+    MSR_TSC = 0x10, MSR_APIC_BASE = 0x1b, MSR_MTRRCAP = 0xfe, MSR_SYSENTER_CS = 0x174,
+    MSR_SYSENTER_ESP = 0x175, MSR_SYSENTER_EIP = 0x176, MSR_MCG_CAP = 0x179, MSR_MCG_STATUS = 0x17a,
+    MSR_MISC_ENABLE = 0x1a0, MSR_MTRR_PHYS0 = 0x200, MSR_MTRR_FIX64K = 0x250,
+    MSR_MTRR_FIX16K0 = 0x258, MSR_MTRR_FIX16K1 = 0x259, MSR_MTRR_FIX4K0 = 0x268, MSR_PAT = 0x277,
+    MSR_MTRR_DEF = 0x2ff, MSR_EFER = 0xc0000080, MSR_STAR = 0xc0000081, MSR_LSTAR = 0xc0000082,
+    MSR_CSTAR = 0xc0000083, MSR_SFMASK = 0xc0000084, MSR_FS_BASE = 0xc0000100,
+    MSR_GS_BASE = 0xc0000101, MSR_KERNEL_GS = 0xc0000102, MSR_TSC_AUX = 0xc0000103,
+};
+
+/* The TSC counts host nanoseconds: a steady 1 GHz, whatever the guest's speed. */
+uint64_t cpu_tsc(struct cpu *c)
+{
+    return clock_now_ns() + c->tsc_offset;
+}
+
+int msr_read(struct cpu *c, uint32_t msr, uint64_t *v)
+{
+    switch (msr) {
+    case MSR_TSC: *v = cpu_tsc(c); return 0;
+    case MSR_APIC_BASE:
+        if (c->env.lapic && lapic_msr_read(c->env.lapic, msr, v) == 0)
+            return 0;
+        *v = c->apic_base;
+        return 0;
+    case MSR_MTRRCAP: *v = 0x508; return 0;  /* 8 variable ranges, fixed ranges, WC */
+    case MSR_SYSENTER_CS: *v = c->sysenter_cs; return 0;
+    case MSR_SYSENTER_ESP: *v = c->sysenter_esp; return 0;
+    case MSR_SYSENTER_EIP: *v = c->sysenter_eip; return 0;
+    case MSR_MCG_CAP: case MSR_MCG_STATUS: *v = 0; return 0;
+    case MSR_MISC_ENABLE: *v = c->misc_enable; return 0;
+    case MSR_PAT: *v = c->pat; return 0;
+    case MSR_MTRR_DEF: *v = c->mtrr_def; return 0;
+    case MSR_MTRR_FIX64K: *v = c->mtrr_fixed[0]; return 0;
+    case MSR_MTRR_FIX16K0: case MSR_MTRR_FIX16K1: *v = c->mtrr_fixed[1 + msr - MSR_MTRR_FIX16K0]; return 0;
+    case MSR_EFER: *v = c->efer; return 0;
+    case MSR_STAR: *v = c->star; return 0;
+    case MSR_LSTAR: *v = c->lstar; return 0;
+    case MSR_CSTAR: *v = c->cstar; return 0;
+    case MSR_SFMASK: *v = c->sfmask; return 0;
+    case MSR_FS_BASE: *v = c->seg[SEG_FS].base; return 0;
+    case MSR_GS_BASE: *v = c->seg[SEG_GS].base; return 0;
+    case MSR_KERNEL_GS: *v = c->kernel_gs; return 0;
+    case MSR_TSC_AUX: *v = c->tsc_aux; return 0;
+    }
+    if (msr >= MSR_MTRR_FIX4K0 && msr < MSR_MTRR_FIX4K0 + 8) {
+        *v = c->mtrr_fixed[3 + msr - MSR_MTRR_FIX4K0];
+        return 0;
+    }
+    if (msr >= MSR_MTRR_PHYS0 && msr < MSR_MTRR_PHYS0 + 16) {
+        *v = c->mtrr_var[msr - MSR_MTRR_PHYS0];
+        return 0;
+    }
+    if (msr >= 0x800 && msr <= 0x8ff && c->env.lapic)
+        return lapic_msr_read(c->env.lapic, msr, v);
+    log_debug(LOG_UNIMP, "cpu%d: rdmsr %#x", c->id, msr);
+    return -EINVAL;
+}
+
+int msr_write(struct cpu *c, uint32_t msr, uint64_t v)
+{
+    switch (msr) {
+    case MSR_TSC: c->tsc_offset = v - clock_now_ns(); return 0;
+    case MSR_APIC_BASE:
+        if (c->env.lapic) {
+            int r = lapic_msr_write(c->env.lapic, msr, v);
+            if (r < 0)
+                return r;
+        }
+        c->apic_base = v;
+        c->timer_deadline = 0;
+        tlb_flush(c, true);
+        return 0;
+    case MSR_SYSENTER_CS: c->sysenter_cs = v; return 0;
+    case MSR_SYSENTER_ESP: c->sysenter_esp = v; return 0;
+    case MSR_SYSENTER_EIP: c->sysenter_eip = v; return 0;
+    case MSR_MCG_STATUS: return 0;
+    case MSR_MISC_ENABLE: c->misc_enable = v; return 0;
+    case MSR_PAT: c->pat = v; return 0;
+    case MSR_MTRR_DEF: c->mtrr_def = v; return 0;
+    case MSR_MTRR_FIX64K: c->mtrr_fixed[0] = v; return 0;
+    case MSR_MTRR_FIX16K0: case MSR_MTRR_FIX16K1: c->mtrr_fixed[1 + msr - MSR_MTRR_FIX16K0] = v; return 0;
+    case MSR_EFER:
+        if (v & ~(uint64_t)(EFER_SCE | EFER_LME | EFER_LMA | EFER_NXE))
+            return -EINVAL;
+        cpu_set_efer(c, v);
+        return 0;
+    case MSR_STAR: c->star = v; return 0;
+    case MSR_LSTAR: c->lstar = v; return 0;
+    case MSR_CSTAR: c->cstar = v; return 0;
+    case MSR_SFMASK: c->sfmask = v; return 0;
+    case MSR_FS_BASE: c->seg[SEG_FS].base = c->segbase[SEG_FS] = v; return 0;
+    case MSR_GS_BASE: c->seg[SEG_GS].base = c->segbase[SEG_GS] = v; return 0;
+    case MSR_KERNEL_GS: c->kernel_gs = v; return 0;
+    case MSR_TSC_AUX: c->tsc_aux = (uint32_t)v; return 0;
+    }
+    if (msr >= MSR_MTRR_FIX4K0 && msr < MSR_MTRR_FIX4K0 + 8) {
+        c->mtrr_fixed[3 + msr - MSR_MTRR_FIX4K0] = v;
+        return 0;
+    }
+    if (msr >= MSR_MTRR_PHYS0 && msr < MSR_MTRR_PHYS0 + 16) {
+        c->mtrr_var[msr - MSR_MTRR_PHYS0] = v;
+        return 0;
+    }
+    if (msr >= 0x800 && msr <= 0x8ff && c->env.lapic) {
+        c->timer_deadline = 0;
+        return lapic_msr_write(c->env.lapic, msr, v);
+    }
+    log_debug(LOG_UNIMP, "cpu%d: wrmsr %#x <- %#llx", c->id, msr, (unsigned long long)v);
+    return -EINVAL;
+}
+
+static void put_str(uint32_t out[4], const char *s, const int order[3])
+{
+    for (int k = 0; k < 3; k++)
+        memcpy(&out[order[k]], s + 4 * k, 4);
+}
+
+/* What the CPU reports: the x86-64 baseline (x87, MMX, SSE, SSE2, CX8, CMOV, FXSR, NX, LM...)
+ * and nothing that is not implemented here. */
+void cpuid_query(struct cpu *c, uint32_t leaf, uint32_t sub, uint32_t out[4])
+{
+    static const int ebx_edx_ecx[3] = { 1, 3, 2 };
+    static const int abcd[3] = { 0, 1, 2 };
+    out[0] = out[1] = out[2] = out[3] = 0;
+    switch (leaf) {
+    case 0:
+        out[0] = 1;
+        put_str(out, "AuthenticAMD", ebx_edx_ecx);
+        break;
+    case 1:
+        out[0] = 0x00000f61;   /* family 15, model 6: an early x86-64 with no errata tables */
+        out[1] = ((uint32_t)c->id << 24) | ((uint32_t)c->ncpus << 16) | (8 << 8);
+        out[2] = (1u << 13) | (1u << 23) | (1u << 31);  /* CX16, POPCNT, hypervisor */
+        out[3] = (1u << 0) | (1u << 3) | (1u << 4) | (1u << 5) | (1u << 6) | (1u << 8) |
+                 (1u << 9) | (1u << 12) | (1u << 13) | (1u << 15) | (1u << 16) | (1u << 17) |
+                 (1u << 19) | (1u << 23) | (1u << 24) | (1u << 25) | (1u << 26);
+        /* FPU PSE TSC MSR PAE CX8 APIC MTRR PGE CMOV PAT PSE36 CLFLUSH MMX FXSR SSE SSE2 */
+        if (c->ncpus > 1)
+            out[3] |= 1u << 28;   /* HTT: the count in EBX[23:16] is meaningful */
+        break;
+    case 0x40000000:
+        out[0] = 0x40000001;
+        put_str(out, "TCGTCGTCGTCG", (const int[3]){ 1, 2, 3 });
+        break;
+    case 0x40000001:
+        break;
+    case 0x80000000:
+        out[0] = 0x80000008;
+        put_str(out, "AuthenticAMD", ebx_edx_ecx);
+        break;
+    case 0x80000001:
+        out[0] = 0x00000f61;
+        out[2] = 1u << 0;   /* LAHF/SAHF in 64-bit mode */
+        out[3] = (1u << 11) | (1u << 20) | (1u << 27) | (1u << 29);  /* SYSCALL NX RDTSCP LM */
+        out[3] |= (1u << 0) | (1u << 3) | (1u << 4) | (1u << 5) | (1u << 6) | (1u << 8) |
+                  (1u << 9) | (1u << 12) | (1u << 13) | (1u << 15) | (1u << 16) | (1u << 17) |
+                  (1u << 23) | (1u << 24);   /* AMD mirrors the common leaf-1 bits here */
+        break;
+    case 0x80000002: case 0x80000003: case 0x80000004: {
+        static const char name[49] = "qkvm TCG x86-64 CPU                             ";
+        memcpy(out, name + 16 * (leaf - 0x80000002), 16);
+        (void)abcd;
+        break;
+    }
+    case 0x80000007:
+        out[3] = 1u << 8;   /* invariant TSC: it is host time */
+        break;
+    case 0x80000008:
+        out[0] = 0x00003028;   /* 40-bit physical, 48-bit virtual addresses */
+        out[2] = (uint32_t)(c->ncpus - 1);
+        break;
+    }
+    (void)sub;
+}
+
+void cpu_set_efer(struct cpu *c, uint64_t v)
+{
+    uint64_t lma = c->efer & EFER_LMA;
+    c->efer = (v & ~(uint64_t)EFER_LMA) | lma;
+    cpu_update_mode(c);
+    tlb_flush(c, true);
+}
+
+void cpu_set_cr0(struct cpu *c, uint64_t v)
+{
+    v |= 0x10;   /* ET */
+    if ((v & CR0_PG) && !(v & CR0_PE))
+        raise_gp(c, 0);
+    if ((v & CR0_PG) && !(c->cr0 & CR0_PG) && (c->efer & EFER_LME)) {
+        if (!(c->cr4 & CR4_PAE))
+            raise_gp(c, 0);
+        c->efer |= EFER_LMA;
+    }
+    if (!(v & CR0_PG) && (c->cr0 & CR0_PG) && (c->efer & EFER_LMA)) {
+        if (c->code64)
+            raise_gp(c, 0);
+        c->efer &= ~(uint64_t)EFER_LMA;
+    }
+    c->cr0 = v;
+    if (!(v & CR0_PE))
+        cpu_set_cpl(c, 0);
+    cpu_update_mode(c);
+    tlb_flush(c, true);
+}
+
+void cpu_set_cr3(struct cpu *c, uint64_t v)
+{
+    c->cr3 = v;
+    tlb_flush(c, false);
+    c->brk = true;
+}
+
+void cpu_set_cr4(struct cpu *c, uint64_t v)
+{
+    /* VME PVI TSD DE PSE PAE MCE PGE PCE OSFXSR OSXMMEXCPT */
+    if (v & ~0x7ffull)
+        raise_gp(c, 0);
+    if (c->lma && !(v & CR4_PAE))
+        raise_gp(c, 0);
+    c->cr4 = v;
+    tlb_flush(c, true);
+    c->brk = true;
+}
+
+void cpu_io(struct cpu *c, uint16_t port, void *data, int sz, bool is_write)
+{
+    if ((c->cr0 & CR0_PE) && c->cpl > (int)((c->eflags >> 12) & 3))
+        raise_gp(c, 0);   /* no I/O permission bitmap: user I/O needs IOPL */
+    if (c->env.io)
+        c->env.io(c->env.opaque, port, data, (unsigned)sz, is_write);
+    else if (!is_write)
+        memset(data, 0xff, sz);
+}
