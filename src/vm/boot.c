@@ -89,7 +89,7 @@ static int boot_read_file(const char *path, uint64_t max, uint8_t **buf, size_t 
 
 static const char *boot_header_problem(const uint8_t *k, size_t len)
 {
-    if (len < 0x1000 || rd16(k + HDR_BOOT_FLAG) != 0xaa55 || memcmp(k + HDR_HEADER, "HdrS", 4))
+    if (len < 0x400 || rd16(k + HDR_BOOT_FLAG) != 0xaa55 || memcmp(k + HDR_HEADER, "HdrS", 4))
         return "not a bzImage (no Linux boot header)";
     if (rd16(k + HDR_VERSION) < 0x206)
         return "boot protocol older than 2.06";
@@ -116,10 +116,11 @@ int boot_check_kernel(const char *path, const char **why)
         *why = "not a regular file";
         return -EINVAL;
     }
-    if (n < (ssize_t)sizeof(hdr)) {
+    if (n < 0x400) {
         *why = "not a bzImage (too short)";
         return -EINVAL;
     }
+    memset(hdr + n, 0, sizeof(hdr) - (size_t)n);
     /* the header test needs the file length for the truncation check */
     *why = boot_header_problem(hdr, (size_t)st.st_size);
     return *why ? -EINVAL : 0;
@@ -220,9 +221,7 @@ int boot_load_linux(struct machine *m, uint64_t rsdp, struct cpu_state *s)
     uint8_t *zp = machine_gpa_ptr(m, BOOT_ZERO_PAGE, 4096);
     memset(zp, 0, 4096);
     /* the setup header runs from 0x1f1 to 0x202 + the byte at 0x201 */
-    size_t hdr_end = 0x202 + k[0x201];
-    if (hdr_end > 0x1000)
-        hdr_end = 0x1000;
+    size_t hdr_end = 0x202 + k[0x201];   /* at most 0x301: inside the 0x400 bytes checked */
     memcpy(zp + HDR_SETUP_SECTS, k + HDR_SETUP_SECTS, hdr_end - HDR_SETUP_SECTS);
     zp[HDR_TYPE_OF_LOADER] = 0xff;
     zp[HDR_LOADFLAGS] |= CAN_USE_HEAP;
