@@ -186,12 +186,16 @@ static const struct accel_ops *choose_accel(const char **names, int n)
     die("no accelerator can run here: %s%s%s", names[0], reasons[0] ? ": " : "", reasons[0] ? reasons[0] : "");
 }
 
-static struct machine *running;
+static struct machine *_Atomic running;
+static volatile sig_atomic_t quit_signal;
 
+/* A signal between two boots (after a guest reset) must still end qkvm: remember it. */
 static void on_signal(int sig)
 {
-    if (running)
-        machine_request_stop(running, MACHINE_EXIT, 128 + sig);
+    quit_signal = sig;
+    struct machine *m = running;
+    if (m)
+        machine_request_stop(m, MACHINE_EXIT, 128 + sig);
 }
 
 int main(int argc, char **argv)
@@ -326,11 +330,13 @@ int main(int argc, char **argv)
         }
         log_debug(LOG_TIME, "VM created, memory ready");
         running = &m;
+        if (quit_signal)
+            machine_request_stop(&m, MACHINE_EXIT, 128 + quit_signal);
         enum machine_stop why_stop = machine_run(&m);
         running = NULL;
         status = m.exit_status;
         machine_destroy(&m);
-        if (why_stop == MACHINE_RESET && !cfg.no_reboot) {
+        if (why_stop == MACHINE_RESET && !cfg.no_reboot && !quit_signal) {
             log_debug(LOG_ACCEL, "guest reset: booting again");
             continue;
         }
