@@ -49,7 +49,16 @@ else
     ct=$("$DETECT" --container)
     ours=$(printf '%s\n%s\n' "$vm" "$ct" | grep -vx none | sort -u)
     theirs=$(virt-what 2>/dev/null | vw_map)
-    expect_eq "detect-host: layers = virt-what" "$(echo $theirs)" "$(echo $ours)"
+    sd=
+    [ $have_sdv = 1 ] && sd=$(printf '%s\n%s\n' "$(systemd-detect-virt --vm)" \
+        "$(systemd-detect-virt --container)" | grep -vx none | sort -u)
+    if [ -n "$sd" ] && [ "$(echo $sd)" != "$(echo $theirs)" ]; then
+        # The two oracles disagree about a layer: qkvm-detect follows systemd-detect-virt
+        # (checked above), whose rules and names it implements.
+        skip "detect-host: layers = virt-what" "virt-what says '$(echo $theirs)', systemd-detect-virt '$(echo $sd)'"
+    else
+        expect_eq "detect-host: layers = virt-what" "$(echo $theirs)" "$(echo $ours)"
+    fi
 fi
 
 # --json: the identifier is the plain answer, and the evidence it names was found.
