@@ -32,9 +32,10 @@ static void ioapic_service(struct irqchip *c, int pin, struct irq_work *w)
     struct ioapic *io = &c->ioapic;
     uint32_t bit = 1u << pin;
     uint64_t e = io->redtbl[pin];
-    if (!(io->irr & bit) || (e & RTE_MASKED))
-        return;
     bool level = e & RTE_LEVEL;
+    /* A level pin requests while its line is held; an edge pin once per rising edge. */
+    if (!((level ? io->level : io->irr) & bit) || (e & RTE_MASKED))
+        return;
     if (level && (e & RTE_REMOTE_IRR))
         return;
     struct apic_msg msg = {
@@ -68,15 +69,9 @@ void ioapic_set_irq(struct irqchip *c, int pin, int level, struct irq_work *w)
         io->level |= bit;
     else
         io->level &= ~bit;
-    if (io->redtbl[pin] & RTE_LEVEL) {
-        if (level)
-            io->irr |= bit;
-        else
-            io->irr &= ~bit;
-    } else if (level && !was && !(io->redtbl[pin] & RTE_MASKED)) {
-        /* 82093AA: an edge on a masked pin is lost, not held. */
+    /* 82093AA: an edge on a masked pin is lost, not held. */
+    if (!(io->redtbl[pin] & RTE_LEVEL) && level && !was && !(io->redtbl[pin] & RTE_MASKED))
         io->irr |= bit;
-    }
     ioapic_service(c, pin, w);
 }
 

@@ -43,7 +43,7 @@ struct ioapic {
     uint32_t id;            /* register 0, bits 27:24 */
     uint32_t sel;           /* IOREGSEL */
     uint64_t redtbl[IOAPIC_PINS];
-    uint32_t irr;           /* pins with a request not yet delivered */
+    uint32_t irr;           /* edge pins with a request not yet delivered */
     uint32_t level;         /* input levels */
 };
 
