@@ -25,11 +25,14 @@ struct lapic_cpu_ops {
     void (*init)(void *cpu);                  /* INIT IPI: the CPU goes to wait-for-SIPI */
     void (*sipi)(void *cpu, uint8_t vector);  /* start-up IPI: real mode at vector << 12 */
 };
+/* None is called with the irqchip's lock held. kick may come from the vCPU's own thread (its
+ * timer, a self-IPI). Linux sends each AP two SIPIs: a CPU not waiting for one ignores it. */
 
 /* Creates PIC, IOAPIC (MMIO at IOAPIC_BASE), PIT (ports 0x40-0x43, 0x61) and ncpus local APICs.
  * The PIT's clock is a timerfd on m->loop, which must exist by then (without a loop nothing
  * drives IRQ0). The IOAPIC's ID is 0, the local APICs' IDs are the CPU indexes. 0 or -errno. */
 int irqchip_create(struct machine *m, int ncpus, struct irqchip **out);
+/* After the event loop stopped and the vCPU threads are gone. */
 void irqchip_destroy(struct irqchip *c);
 /* Level of interrupt line gsi (edge-triggered devices pulse 1 then 0). Any thread. Lines 0-15
  * are ISA IRQs (line 0 reaches IOAPIC pin 2; line 2 is the PIC cascade and drives pin 2 only),
