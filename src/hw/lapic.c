@@ -210,6 +210,8 @@ static bool lapic_match(const struct lapic *l, const struct apic_msg *m)
             return dest == l->id;
         return (dest >> 16) == (l->ldr >> 16) && (dest & l->ldr & 0xffff);
     }
+    if (m->wide && dest > 0xff)
+        return false;   /* an x2APIC destination beyond what an xAPIC can be */
     uint8_t d8 = dest & 0xff;
     if (!m->logical)
         return d8 == (l->id & 0xff);

@@ -406,6 +406,61 @@ static void test_lapic_ipi_threads(void **state)
     fx_free(f);
 }
 
+/* Random register and MSR writes from the guest: no crash, and the APICs still work after. */
+static void test_lapic_fuzz(void **state)
+{
+    (void)state;
+    struct fx *f = fx_cpus(2);
+    srand(777);
+    for (int i = 0; i < 100000; i++) {
+        int r = rand();
+        struct lapic *l = fx_lapic(f, r & 1);
+        uint32_t off = (uint32_t)(r >> 1) & 0x3ff0;
+        uint32_t val = (uint32_t)rand();
+        uint64_t v;
+        fx_time += (uint64_t)(r >> 24);
+        switch ((r >> 16) & 7) {
+        case 0:
+        case 1:
+            /* Keep the ICR from INIT-ing the CPUs most of the time, to reach deeper states. */
+            if (off == 0x300 && ((val >> 8) & 7) == 5 && (r & 0x100))
+                val &= ~0x700u;
+            lapic_mmio_write(l, off, val);
+            break;
+        case 2:
+            lapic_mmio_read(l, off + ((uint32_t)r & 3));
+            break;
+        case 3:
+            lapic_msr_write(l, 0x800 + ((uint32_t)(r >> 4) & 0xff), ((uint64_t)rand() << 32 | val) >> (r & 32));
+            break;
+        case 4:
+            lapic_msr_read(l, 0x800 + ((uint32_t)(r >> 4) & 0xff), &v);
+            break;
+        case 5:
+            lapic_msr_write(l, r & 0x40 ? 0x1b : 0x6e0, 0xfee00000u | (val & 0xd00));
+            break;
+        default:
+            lapic_poll_timer(l, fx_time);
+            if (lapic_has_interrupt(l)) {
+                lapic_take_nmi(l);
+                if (lapic_ack_interrupt(l) >= 0 && (r & 0x200))
+                    lapic_mmio_write(l, 0xb0, 0);
+            }
+            break;
+        }
+    }
+    for (int i = 0; i < 2; i++) {
+        lapic_msr_write(fx_lapic(f, i), 0x1b, 0xfee00000);
+        lapic_msr_write(fx_lapic(f, i), 0x1b, 0xfee00800);
+        lapic_mmio_write(fx_lapic(f, i), 0x20, (uint32_t)i << 24);   /* the guest may have moved it */
+        fx_lapic_enable(f, i);
+    }
+    ipi(f, 0, 1, 0x40a0);
+    assert_true(lapic_has_interrupt(fx_lapic(f, 1)));
+    assert_int_equal(lapic_ack_interrupt(fx_lapic(f, 1)), 0xa0);
+    fx_free(f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -418,6 +473,7 @@ int main(void)
         cmocka_unit_test(test_lapic_tsc_deadline),
         cmocka_unit_test(test_lapic_x2apic),
         cmocka_unit_test(test_lapic_ipi_threads),
+        cmocka_unit_test(test_lapic_fuzz),
     };
     return cmocka_run_group_tests_name("lapic", tests, NULL, NULL);
 }
