@@ -67,8 +67,7 @@ struct pit {
     struct pit_channel ch[3];
     uint8_t port61;             /* bits 0-3 as last written */
     int timerfd;                /* -1 without an event loop: pit_poll drives IRQ0 */
-    uint64_t irq_next_tick;     /* channel 0: index of the next IRQ0 edge, in PIT ticks */
-    uint64_t irq_next_ns;       /* its time, UINT64_MAX when none */
+    uint64_t irq_next_ns;       /* channel 0's next IRQ0 edge, UINT64_MAX when none */
 };
 
 /* --- local APIC --- */

@@ -111,7 +111,6 @@ static void pit_irq_rearm(struct irqchip *c, uint64_t now)
             break;
         }
     }
-    p->irq_next_tick = next;
     p->irq_next_ns = next == UINT64_MAX ? UINT64_MAX : ch->load_ns + pit_ticks_to_ns(next);
     pit_timerfd_set(p);
 }
@@ -340,7 +339,7 @@ static void port61_write(void *opaque, uint64_t offset, const void *data, unsign
 int pit_init(struct irqchip *c)
 {
     struct pit *p = &c->pit;
-    *p = (struct pit){ .timerfd = -1, .irq_next_tick = UINT64_MAX, .irq_next_ns = UINT64_MAX };
+    *p = (struct pit){ .timerfd = -1, .irq_next_ns = UINT64_MAX };
     /* Channels 0 and 1 have their gates tied high; 2's is port 0x61 bit 0. Nothing counts until
      * the OS programs a channel: there is no BIOS here to start the 18.2 Hz tick. */
     for (int i = 0; i < 3; i++)
