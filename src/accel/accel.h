@@ -48,6 +48,9 @@ struct accel_ops {
      * controllers. 0 or -errno with a message logged. */
     int (*vm_create)(struct machine *m);
     void (*vm_destroy)(struct machine *m);
+    /* m->mem[idx] was added after vm_create (a ROM). NULL when the accelerator reads m->mem[]
+     * on every access anyway. Read-only regions: guest writes there go to vcpu_mmio. */
+    int (*mem_add)(struct machine *m, int idx);
     int (*vcpu_create)(struct vcpu *v);
     void (*vcpu_destroy)(struct vcpu *v);
     /* Loads the architectural state (the BSP's boot state; APs start in wait-for-SIPI). */

@@ -25,19 +25,31 @@ struct lapic_cpu_ops {
     void (*init)(void *cpu);                  /* INIT IPI: the CPU goes to wait-for-SIPI */
     void (*sipi)(void *cpu, uint8_t vector);  /* start-up IPI: real mode at vector << 12 */
 };
+/* None is called with the irqchip's lock held. kick may come from the vCPU's own thread (its
+ * timer, a self-IPI). Linux sends each AP two SIPIs: a CPU not waiting for one ignores it. */
 
 /* Creates PIC, IOAPIC (MMIO at IOAPIC_BASE), PIT (ports 0x40-0x43, 0x61) and ncpus local APICs.
- * 0 or -errno. */
+ * The PIT's clock is a timerfd on m->loop, which must exist by then (without a loop nothing
+ * drives IRQ0). The IOAPIC's ID is 0, the local APICs' IDs are the CPU indexes. 0 or -errno. */
 int irqchip_create(struct machine *m, int ncpus, struct irqchip **out);
+/* After the event loop stopped and the vCPU threads are gone. */
 void irqchip_destroy(struct irqchip *c);
-/* Level of interrupt line gsi (edge-triggered devices pulse 1 then 0). Any thread. */
+/* Level of interrupt line gsi (edge-triggered devices pulse 1 then 0). Any thread. Lines 0-15
+ * are ISA IRQs (line 0 reaches IOAPIC pin 2; line 2 is the PIC cascade and drives pin 2 only),
+ * 16-23 PCI GSIs. 1 means asserted whatever polarity the guest programmed. */
 void irqchip_set_irq(struct irqchip *c, unsigned gsi, int level);
+/* A message-signalled interrupt: a device's write of data to addr (0xfeeXXXXX). Any thread. */
+void irqchip_send_msi(struct irqchip *c, uint64_t addr, uint32_t data);
 struct lapic *irqchip_lapic(struct irqchip *c, int cpu);
 
 /* --- the CPU side, called by the emulator on the vCPU's own thread --- */
 void lapic_attach(struct lapic *l, const struct lapic_cpu_ops *ops, void *cpu);
-/* True when an interrupt could be taken now if RFLAGS.IF allowed it (PPR considered). */
+/* True when an interrupt could be taken now if RFLAGS.IF allowed it (PPR considered), or an NMI
+ * is pending. One relaxed atomic load. */
 bool lapic_has_interrupt(struct lapic *l);
+/* Consumes a pending NMI (true once per NMI). The emulator asks whatever RFLAGS.IF says, while it
+ * is not blocking NMIs (between an NMI's delivery and the next IRET). */
+bool lapic_take_nmi(struct lapic *l);
 /* Acknowledges the highest-priority deliverable interrupt (IRR -> ISR, or the PIC's INTA for
  * ExtINT) and returns its vector; -1 when none. */
 int lapic_ack_interrupt(struct lapic *l);
@@ -48,11 +60,16 @@ uint64_t lapic_poll_timer(struct lapic *l, uint64_t now_ns);
  * so the emulator routes accesses to it here rather than through the MMIO bus. */
 uint32_t lapic_mmio_read(struct lapic *l, uint32_t offset);
 void lapic_mmio_write(struct lapic *l, uint32_t offset, uint32_t val);
-/* IA32_APIC_BASE (0x1b) and the x2APIC MSRs (0x800-0x8ff). 0, or -EINVAL for #GP. */
+/* IA32_APIC_BASE (0x1b), IA32_TSC_DEADLINE (0x6e0) and the x2APIC MSRs (0x800-0x8ff). 0, or
+ * -EINVAL for #GP. */
 int lapic_msr_read(struct lapic *l, uint32_t msr, uint64_t *val);
 int lapic_msr_write(struct lapic *l, uint32_t msr, uint64_t val);
 /* CR8 is TPR[7:4]. */
 void lapic_set_cr8(struct lapic *l, uint64_t cr8);
 uint64_t lapic_get_cr8(struct lapic *l);
+/* The TSC as this CPU's guest reads it: tsc0 at CLOCK_MONOTONIC time ns0, advancing hz per second.
+ * The emulator says so at start and after each write to IA32_TSC; TSC-deadline mode needs it (a
+ * deadline written before it fires at once). */
+void lapic_set_tsc(struct lapic *l, uint64_t hz, uint64_t ns0, uint64_t tsc0);
 
 #endif

@@ -1,7 +1,349 @@
+/* qkvm: run a virtual machine. QEMU's option names and meanings, so a user's habits carry over. */
+#include "accel/accel.h"
+#include "hw/chardev.h"
 #include "util/log.h"
+#include "util/parse.h"
+#include "vm/boot.h"
+#include "vm/machine.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/sysinfo.h>
+#include <unistd.h>
+
+#define QKVM_VERSION "0.1.0"
+#define MAX_ACCELS 8
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+        "usage: qkvm [options]\n"
+        "Run a virtual machine. Options follow QEMU's names.\n\n"
+        "  -m SIZE            guest RAM, in MiB or with a suffix (K/M/G), default 256M\n"
+        "  -smp N             number of vCPUs (also cpus=N), default 1\n"
+        "  -kernel FILE       Linux bzImage to boot (64-bit entry when the kernel offers it)\n"
+        "  -initrd FILE       initial ramdisk\n"
+        "  -append CMDLINE    kernel command line\n"
+        "  -bios FILE         flat firmware image, started at the reset vector F000:FFF0\n"
+        "  -nographic         serial console on stdio (the default: qkvm has no display)\n"
+        "  -display none      likewise\n"
+        "  -serial DEV        stdio | file:PATH | none   (COM1)\n"
+        "  -accel NAME        kvm | tcg; several -accel, or kvm:tcg, are tried in order\n"
+        "  -enable-kvm        same as -accel kvm\n"
+        "  -device DRIVER,... a device; qkvm -device help lists them\n"
+        "  -no-reboot         exit (status 0) when the guest reboots\n"
+        "  -name NAME         the VM's name, for messages and the process title\n"
+        "  -machine/-M TYPE   accepted for QEMU compatibility: pc, q35, microvm (one machine type)\n"
+        "  -cpu MODEL         accepted for QEMU compatibility: host, max\n"
+        "  -d ITEM,...        debug output on stderr; -d help lists the items\n"
+        "  -version           print the version and exit\n"
+        "  -h, -help          this text\n\n"
+        "On the console, Ctrl-A x quits.\n");
+}
+
+static void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+static void die(const char *fmt, ...)
+{
+    char buf[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof(buf), fmt, ap);
+    va_end(ap);
+    log_error("%s", buf);
+    exit(1);
+}
+
+/* Options that take an argument; the rest are flags. */
+static const char *const with_arg[] = {
+    "m", "smp", "kernel", "initrd", "append", "bios", "serial", "accel", "device", "name",
+    "machine", "M", "cpu", "d", "display", "uuid", "smbios", NULL,
+};
+
+static bool takes_arg(const char *opt)
+{
+    for (int i = 0; with_arg[i]; i++)
+        if (!strcmp(opt, with_arg[i]))
+            return true;
+    return false;
+}
+
+static uint64_t parse_ram(const char *arg)
+{
+    struct kvlist kv;
+    uint64_t size;
+    const char *s = arg;
+    if (keyval_parse(arg, "size", &kv) == 0) {
+        s = keyval_get(&kv, "size");
+        const char *bad = keyval_unused(&kv);
+        if (bad)
+            die("-m %s: unknown parameter '%s'", arg, bad);
+    }
+    int ret = s ? parse_size(s, 1ull << 20, &size) : -EINVAL;
+    if (s != arg)
+        keyval_free(&kv);
+    if (ret || size < (1ull << 20))
+        die("-m %s: not a memory size (a number of MiB, or with a K/M/G suffix, at least 1M)", arg);
+    if (size > (1ull << 40))
+        die("-m %s: more than the 1 TiB a qkvm guest can have", arg);
+    struct sysinfo si;
+    if (sysinfo(&si) == 0) {
+        uint64_t host = ((uint64_t)si.totalram + si.totalswap) * si.mem_unit;
+        if (size > host)
+            die("-m %s: the host has only %llu MiB of memory and swap", arg, (unsigned long long)(host >> 20));
+    }
+    return size;
+}
+
+static int parse_smp(const char *arg)
+{
+    struct kvlist kv;
+    if (keyval_parse(arg, "cpus", &kv))
+        die("-smp %s: not a CPU count", arg);
+    uint64_t cpus = 0, sockets = 1, cores = 1, threads = 1, maxcpus = 0, v;
+    const char *s;
+    bool topo = false;
+#define SMP_FIELD(name, var)                                                          \
+    if ((s = keyval_get(&kv, name))) {                                                \
+        if (parse_u64(s, 0, 1u << 16, &v))                                            \
+            die("-smp %s: %s '%s' is not a number", arg, name, s);                    \
+        var = v;                                                                      \
+    }
+    SMP_FIELD("cpus", cpus)
+    SMP_FIELD("maxcpus", maxcpus)
+    if ((s = keyval_get(&kv, "sockets"))) topo = true;
+    SMP_FIELD("sockets", sockets)
+    if ((s = keyval_get(&kv, "cores"))) topo = true;
+    SMP_FIELD("cores", cores)
+    if ((s = keyval_get(&kv, "threads"))) topo = true;
+    SMP_FIELD("threads", threads)
+#undef SMP_FIELD
+    const char *bad = keyval_unused(&kv);
+    if (bad)
+        die("-smp %s: unknown parameter '%s'", arg, bad);
+    keyval_free(&kv);
+    if (!cpus && topo)
+        cpus = sockets * cores * threads;
+    (void)maxcpus;
+    if (cpus < 1)
+        die("-smp %s: a guest needs at least one CPU", arg);
+    if (cpus > MACHINE_MAX_CPUS)
+        die("-smp %s: at most %d CPUs", arg, MACHINE_MAX_CPUS);
+    return (int)cpus;
+}
+
+static bool host_has_hw_virt(void)
+{
+    FILE *f = fopen("/proc/cpuinfo", "r");
+    if (!f)
+        return true;   /* can't tell: trust /dev/kvm */
+    char line[4096];
+    bool found = false;
+    while (!found && fgets(line, sizeof(line), f))
+        if (!strncmp(line, "flags", 5))
+            found = strstr(line, " vmx") || strstr(line, " svm");
+    fclose(f);
+    return found;
+}
+
+/* -accel names in order of preference; the first that this host can run wins. With no -accel,
+ * KVM is skipped where it has no hardware virtualization behind it, since the software emulator
+ * is then far faster. */
+static const struct accel_ops *choose_accel(const char **names, int n)
+{
+    static const char *defaults[] = { "kvm", "tcg" };
+    bool explicit_choice = n > 0;
+    if (!n) {
+        names = defaults;
+        n = 2;
+    }
+    const char *reasons[MAX_ACCELS] = { 0 };
+    for (int i = 0; i < n; i++) {
+        const struct accel_ops *a = accel_find(names[i]);
+        if (!a) {
+            if (!strcmp(names[i], "tcg") && !explicit_choice)
+                continue;
+            die("-accel %s: unknown accelerator (kvm%s)", names[i], accel_find("tcg") ? ", tcg" : "");
+        }
+        const char *why = NULL;
+        if (a->probe(&why)) {
+            reasons[i] = why;
+            log_debug(LOG_ACCEL, "accelerator %s unavailable: %s", a->name, why);
+            continue;
+        }
+        if (!explicit_choice && !strcmp(a->name, "kvm") && !host_has_hw_virt() && accel_find("tcg")) {
+            reasons[i] = "no hardware virtualization (vmx/svm) behind /dev/kvm";
+            log_debug(LOG_ACCEL, "accelerator kvm skipped: %s", reasons[i]);
+            continue;
+        }
+        if (i > 0 && reasons[0])
+            log_info("using %s: %s: %s", a->name, names[0], reasons[0]);
+        log_debug(LOG_ACCEL, "accelerator: %s", a->name);
+        return a;
+    }
+    die("no accelerator can run here: %s%s%s", names[0], reasons[0] ? ": " : "", reasons[0] ? reasons[0] : "");
+}
+
+static struct machine *_Atomic running;
+static volatile sig_atomic_t quit_signal;
+
+/* A signal between two boots (after a guest reset) must still end qkvm: remember it. */
+static void on_signal(int sig)
+{
+    quit_signal = sig;
+    struct machine *m = running;
+    if (m)
+        machine_request_stop(m, MACHINE_EXIT, 128 + sig);
+}
+
 int main(int argc, char **argv)
 {
-    (void)argc;
-    log_set_prog(argv[0]);
-    return 0;
+    log_set_prog("qkvm");
+    struct machine_config cfg = { .ram_size = 256ull << 20, .ncpus = 1, .serial = "stdio" };
+    const char *accels[MAX_ACCELS];
+    int naccels = 0;
+
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (a[0] != '-' || !a[1])
+            die("'%s': unexpected argument (options start with '-'; see qkvm -h)", a);
+        const char *opt = a + 1 + (a[1] == '-');
+        const char *arg = NULL;
+        if (takes_arg(opt)) {
+            if (i + 1 >= argc)
+                die("-%s needs an argument", opt);
+            arg = argv[++i];
+        }
+        if (!strcmp(opt, "h") || !strcmp(opt, "help")) {
+            usage(stdout);
+            return 0;
+        } else if (!strcmp(opt, "version")) {
+            printf("qkvm version " QKVM_VERSION "\n");
+            return 0;
+        } else if (!strcmp(opt, "m")) {
+            cfg.ram_size = parse_ram(arg);
+        } else if (!strcmp(opt, "smp")) {
+            cfg.ncpus = parse_smp(arg);
+        } else if (!strcmp(opt, "kernel")) {
+            cfg.kernel = arg;
+        } else if (!strcmp(opt, "initrd")) {
+            cfg.initrd = arg;
+        } else if (!strcmp(opt, "append")) {
+            cfg.cmdline = arg;
+        } else if (!strcmp(opt, "bios")) {
+            cfg.bios = arg;
+        } else if (!strcmp(opt, "serial")) {
+            cfg.serial = !strcmp(arg, "mon:stdio") ? "stdio" : arg;
+        } else if (!strcmp(opt, "nographic")) {
+            /* the serial console already is on stdio: qkvm has no display */
+        } else if (!strcmp(opt, "display")) {
+            if (strcmp(arg, "none"))
+                die("-display %s: qkvm has no display (only -display none)", arg);
+        } else if (!strcmp(opt, "accel")) {
+            struct kvlist kv;
+            if (keyval_parse(arg, "accel", &kv))
+                die("-accel %s: not an accelerator name", arg);
+            char *list = strdup(keyval_get(&kv, "accel"));
+            for (char *save, *t = strtok_r(list, ":", &save); t; t = strtok_r(NULL, ":", &save)) {
+                if (naccels == MAX_ACCELS)
+                    die("-accel: too many accelerators");
+                accels[naccels++] = t;   /* list stays allocated for the process */
+            }
+            keyval_free(&kv);
+        } else if (!strcmp(opt, "enable-kvm")) {
+            if (naccels < MAX_ACCELS)
+                accels[naccels++] = "kvm";
+        } else if (!strcmp(opt, "no-reboot")) {
+            cfg.no_reboot = true;
+        } else if (!strcmp(opt, "name")) {
+            cfg.name = arg;
+        } else if (!strcmp(opt, "machine") || !strcmp(opt, "M")) {
+            struct kvlist kv;
+            if (keyval_parse(arg, "type", &kv))
+                die("-machine %s: not a machine type", arg);
+            const char *t = keyval_get(&kv, "type");
+            if (!strcmp(t, "help")) {
+                printf("pc       a PC with ACPI, 8259/IOAPIC/LAPIC, 8254, 8250 UART (default)\n");
+                return 0;
+            }
+            if (strcmp(t, "pc") && strcmp(t, "q35") && strcmp(t, "microvm") && strcmp(t, "none"))
+                die("-machine %s: unknown machine type (pc)", t);
+            keyval_free(&kv);
+        } else if (!strcmp(opt, "cpu")) {
+            if (strncmp(arg, "host", 4) && strncmp(arg, "max", 3))
+                die("-cpu %s: qkvm offers 'host' (kvm) and 'max' (tcg)", arg);
+        } else if (!strcmp(opt, "device")) {
+            if (!strcmp(arg, "help")) {
+                printf("isa-debug-exit  iobase=PORT (0x501), iosize=1|2|4 (2): a write of V exits with (V<<1)|1\n");
+                return 0;
+            }
+            if (cfg.ndevices == MACHINE_MAX_DEVICES)
+                die("-device: at most %d devices", MACHINE_MAX_DEVICES);
+            if (keyval_parse(arg, "driver", &cfg.devices[cfg.ndevices]))
+                die("-device %s: not a device description (DRIVER,prop=value,...)", arg);
+            cfg.ndevices++;
+        } else if (!strcmp(opt, "d")) {
+            if (!strcmp(arg, "help")) {
+                fputs(log_mask_help(), stdout);
+                return 0;
+            }
+            if (log_parse_mask(arg, &log_mask))
+                die("-d %s: unknown item (qkvm -d help lists them)", arg);
+        } else {
+            die("-%s: unknown option (qkvm -h lists them)", opt);
+        }
+    }
+    log_debug(LOG_TIME, "options parsed");
+
+    if (!cfg.kernel && !cfg.bios)
+        die("nothing to boot: give -kernel FILE (a bzImage) or -bios FILE");
+    if (cfg.kernel && cfg.bios)
+        die("-kernel and -bios together: qkvm boots one or the other");
+    if (!cfg.kernel && (cfg.initrd || cfg.cmdline))
+        die("-initrd and -append need -kernel");
+    const char *why;
+    if (cfg.kernel && boot_check_kernel(cfg.kernel, &why))
+        die("-kernel %s: %s", cfg.kernel, why);
+    if (cfg.initrd && access(cfg.initrd, R_OK))
+        die("-initrd %s: %s", cfg.initrd, strerror(errno));
+    const char *bad;
+    if (machine_check_devices(&cfg, &bad))
+        die("-device '%s': no such device (qkvm -device help lists them)", bad);
+    cfg.accel = choose_accel(accels, naccels);
+
+    signal(SIGPIPE, SIG_IGN);
+    struct sigaction sa = { .sa_handler = on_signal };
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGHUP, &sa, NULL);
+
+    int status;
+    for (;;) {
+        struct machine m;
+        if (machine_create(&m, &cfg)) {
+            machine_destroy(&m);
+            chardev_restore_terminal();
+            return 1;
+        }
+        log_debug(LOG_TIME, "VM created, memory ready");
+        running = &m;
+        if (quit_signal)
+            machine_request_stop(&m, MACHINE_EXIT, 128 + quit_signal);
+        enum machine_stop why_stop = machine_run(&m);
+        running = NULL;
+        status = m.exit_status;
+        machine_destroy(&m);
+        if (why_stop == MACHINE_RESET && !cfg.no_reboot && !quit_signal) {
+            log_debug(LOG_ACCEL, "guest reset: booting again");
+            continue;
+        }
+        if (why_stop == MACHINE_RESET || why_stop == MACHINE_POWEROFF)
+            status = 0;
+        break;
+    }
+    chardev_restore_terminal();
+    return status;
 }

@@ -92,6 +92,18 @@ int evloop_del(struct evloop *l, int fd)
     return -ENOENT;
 }
 
+int evloop_modify(struct evloop *l, int fd, uint32_t events)
+{
+    /* The handler list is only read here; it changes only on the loop's own thread. */
+    for (struct evloop_handler *h = l->handlers; h; h = h->next) {
+        if (h->fd == fd) {
+            struct epoll_event ev = { .events = events, .data.ptr = h };
+            return epoll_ctl(l->epfd, EPOLL_CTL_MOD, fd, &ev) < 0 ? -errno : 0;
+        }
+    }
+    return -ENOENT;
+}
+
 int evloop_run(struct evloop *l)
 {
     struct epoll_event evs[16];

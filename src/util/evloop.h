@@ -11,6 +11,8 @@ void evloop_destroy(struct evloop *l);
 /* events are EPOLLIN/EPOLLOUT/...; the callback runs on the loop's thread. 0 or -errno. */
 int evloop_add(struct evloop *l, int fd, uint32_t events, evloop_fn fn, void *opaque);
 int evloop_del(struct evloop *l, int fd);
+/* Changes the events watched on fd (0 pauses it). Any thread, unlike add/del. */
+int evloop_modify(struct evloop *l, int fd, uint32_t events);
 /* Runs until evloop_stop; returns the value given to evloop_stop. */
 int evloop_run(struct evloop *l);
 /* Thread-safe: any thread (a vCPU, a signal handler) may end the loop. */

@@ -1,2 +1,0 @@
-build/obj/src/util/json.o: src/util/json.c src/util/json.h
-src/util/json.h:

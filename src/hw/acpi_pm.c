@@ -1,0 +1,73 @@
+/* The ACPI fixed hardware the FADT describes: PM1 event and control registers (poweroff is
+ * SLP_TYP=S5 with SLP_EN), the 3.579545 MHz PM timer Linux can calibrate against, and the reset
+ * register at 0xcf9. */
+#include "util/clock.h"
+#include "vm/acpi.h"
+#include "vm/machine.h"
+
+#include <string.h>
+
+#define PM1_SCI_EN  0x0001
+#define PM1_SLP_EN  0x2000
+#define PM_TIMER_HZ 3579545ull
+
+static struct acpi_pm {
+    struct machine *m;
+    uint16_t evt_sts, evt_en, cnt;
+} pm;
+
+static void pm_read(void *opaque, uint64_t off, void *data, unsigned size)
+{
+    (void)opaque;
+    uint8_t regs[12];
+    memcpy(regs + 0, &pm.evt_sts, 2);
+    memcpy(regs + 2, &pm.evt_en, 2);
+    memcpy(regs + 4, &pm.cnt, 2);
+    memset(regs + 6, 0, 2);
+    uint32_t tmr = (uint32_t)(clock_now_ns() * PM_TIMER_HZ / 1000000000ull);
+    memcpy(regs + 8, &tmr, 4);
+    memset(data, 0xff, size);
+    if (off < sizeof(regs))
+        memcpy(data, regs + off, off + size > sizeof(regs) ? sizeof(regs) - off : size);
+}
+
+static void pm_write(void *opaque, uint64_t off, const void *data, unsigned size)
+{
+    (void)opaque;
+    uint16_t v = 0;
+    memcpy(&v, data, size > 2 ? 2 : size);
+    switch (off) {
+    case 0: pm.evt_sts &= (uint16_t)~v; break;   /* write-one-to-clear */
+    case 2: pm.evt_en = v; break;
+    case 4:
+        if (size == 1)
+            v = (uint16_t)((pm.cnt & 0xff00) | v);
+        pm.cnt = (uint16_t)((v & ~PM1_SLP_EN) | PM1_SCI_EN);
+        if ((v & PM1_SLP_EN) && ((v >> 10) & 7) == ACPI_S5_SLP_TYP)
+            machine_request_stop(pm.m, MACHINE_POWEROFF, 0);
+        break;
+    case 5:
+        /* a byte write to the high half, as some guests do */
+        if (size == 1 && (v & (PM1_SLP_EN >> 8)) && ((v >> 2) & 7) == ACPI_S5_SLP_TYP)
+            machine_request_stop(pm.m, MACHINE_POWEROFF, 0);
+        break;
+    }
+}
+
+static void reset_write(void *opaque, uint64_t off, const void *data, unsigned size)
+{
+    (void)off, (void)size;
+    /* bit 2 starts the reset; 0x02 alone only arms it, as on the PIIX/ICH */
+    if (*(const uint8_t *)data & 0x04)
+        machine_request_stop(opaque, MACHINE_RESET, 0);
+}
+
+static int acpi_pm_init(struct machine *m)
+{
+    memset(&pm, 0, sizeof(pm));
+    pm.m = m;
+    pm.cnt = PM1_SCI_EN;   /* ACPI mode from the start: there is no SMI handler to switch it */
+    int ret = bus_register(&m->pio, ACPI_PM_BASE, 12, pm_read, pm_write, NULL, "acpi-pm");
+    return ret ? ret : bus_register(&m->pio, ACPI_RESET_PORT, 1, NULL, reset_write, m, "acpi-reset");
+}
+MACHINE_INIT(acpi_pm_init, INIT_DEVICE, NULL)

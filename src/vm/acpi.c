@@ -1,0 +1,172 @@
+/* The tables follow the ACPI 6 layout (FADT revision 3 fields suffice for Linux). They describe
+ * only what the machine has: every vCPU in the MADT, the IOAPIC, the PM1 ports for poweroff. */
+#include "vm/acpi.h"
+
+#include "hw/irqchip.h"
+#include "vm/machine.h"
+
+#include <string.h>
+
+struct acpi_header {
+    char signature[4];
+    uint32_t length;
+    uint8_t revision, checksum;
+    char oem_id[6], oem_table_id[8];
+    uint32_t oem_revision;
+    char creator_id[4];
+    uint32_t creator_revision;
+} __attribute__((packed));
+
+struct acpi_gas {
+    uint8_t space, bit_width, bit_offset, access_size;
+    uint64_t address;
+} __attribute__((packed));
+
+struct acpi_rsdp {
+    char signature[8];
+    uint8_t checksum;
+    char oem_id[6];
+    uint8_t revision;
+    uint32_t rsdt_address, length;
+    uint64_t xsdt_address;
+    uint8_t ext_checksum, reserved[3];
+} __attribute__((packed));
+
+struct acpi_fadt {
+    struct acpi_header h;
+    uint32_t firmware_ctrl, dsdt;
+    uint8_t reserved0, pm_profile;
+    uint16_t sci_int;
+    uint32_t smi_cmd;
+    uint8_t acpi_enable, acpi_disable, s4bios_req, pstate_cnt;
+    uint32_t pm1a_evt, pm1b_evt, pm1a_cnt, pm1b_cnt, pm2_cnt, pm_tmr, gpe0, gpe1;
+    uint8_t pm1_evt_len, pm1_cnt_len, pm2_cnt_len, pm_tmr_len, gpe0_len, gpe1_len, gpe1_base, cst_cnt;
+    uint16_t p_lvl2_lat, p_lvl3_lat, flush_size, flush_stride;
+    uint8_t duty_offset, duty_width, day_alrm, mon_alrm, century;
+    uint16_t iapc_boot_arch;
+    uint8_t reserved1;
+    uint32_t flags;
+    struct acpi_gas reset_reg;
+    uint8_t reset_value;
+    uint16_t arm_boot_arch;
+    uint8_t minor_version;
+    uint64_t x_firmware_ctrl, x_dsdt;
+    struct acpi_gas x_pm1a_evt, x_pm1b_evt, x_pm1a_cnt, x_pm1b_cnt, x_pm2_cnt, x_pm_tmr, x_gpe0, x_gpe1;
+} __attribute__((packed));
+
+_Static_assert(sizeof(struct acpi_fadt) == 244, "FADT revision 3 is 244 bytes");
+
+static uint8_t acpi_sum(const void *p, size_t len)
+{
+    uint8_t s = 0;
+    for (size_t i = 0; i < len; i++)
+        s += ((const uint8_t *)p)[i];
+    return s;
+}
+
+static void acpi_header_init(struct acpi_header *h, const char *sig, uint32_t len, uint8_t rev)
+{
+    memcpy(h->signature, sig, 4);
+    h->length = len;
+    h->revision = rev;
+    memcpy(h->oem_id, "QKVM  ", 6);
+    memcpy(h->oem_table_id, "QKVMMACH", 8);
+    h->oem_revision = 1;
+    memcpy(h->creator_id, "QKVM", 4);
+    h->creator_revision = 1;
+    h->checksum = 0;
+    h->checksum = (uint8_t)(0 - acpi_sum(h, len));
+}
+
+/* Name (\_S5, Package () { 5, 5, 0, 0 }): the sleep type poweroff writes to PM1_CNT. */
+static const uint8_t dsdt_aml[] = {
+    0x08, '\\', '_', 'S', '5', '_', 0x12, 0x08, 0x04, 0x0a, ACPI_S5_SLP_TYP, 0x0a, ACPI_S5_SLP_TYP, 0x00, 0x00,
+};
+
+/* MADT entries */
+struct madt_lapic { uint8_t type, len, proc_id, apic_id; uint32_t flags; } __attribute__((packed));
+struct madt_ioapic { uint8_t type, len, id, reserved; uint32_t addr, gsi_base; } __attribute__((packed));
+struct madt_override { uint8_t type, len, bus, source; uint32_t gsi; uint16_t flags; } __attribute__((packed));
+struct madt_lapic_nmi { uint8_t type, len, proc_id; uint16_t flags; uint8_t lint; } __attribute__((packed));
+
+uint64_t acpi_build_tables(struct machine *m)
+{
+    uint8_t *base = machine_gpa_ptr(m, ACPI_TABLES_BASE, ACPI_TABLES_SIZE);
+    if (!base)
+        return 0;
+    memset(base, 0, ACPI_TABLES_SIZE);
+    const uint64_t gpa = ACPI_TABLES_BASE;
+    /* fixed offsets inside the 64 KiB area; each table well within its slot */
+    const uint32_t o_rsdp = 0, o_xsdt = 0x40, o_facs = 0x100, o_fadt = 0x200, o_dsdt = 0x400, o_madt = 0x800;
+
+    struct acpi_header *dsdt = (void *)(base + o_dsdt);
+    memcpy(dsdt + 1, dsdt_aml, sizeof(dsdt_aml));
+    acpi_header_init(dsdt, "DSDT", sizeof(*dsdt) + sizeof(dsdt_aml), 2);
+
+    uint8_t *facs = base + o_facs;
+    memcpy(facs, "FACS", 4);
+    *(uint32_t *)(facs + 4) = 64;
+    facs[32] = 2;   /* version */
+
+    struct acpi_fadt *f = (void *)(base + o_fadt);
+    f->firmware_ctrl = (uint32_t)(gpa + o_facs);
+    f->dsdt = (uint32_t)(gpa + o_dsdt);
+    f->sci_int = ACPI_SCI_IRQ;
+    f->pm1a_evt = ACPI_PM1_EVT;
+    f->pm1a_cnt = ACPI_PM1_CNT;
+    f->pm_tmr = ACPI_PM_TMR;
+    f->pm1_evt_len = 4;
+    f->pm1_cnt_len = 2;
+    f->pm_tmr_len = 4;
+    f->p_lvl2_lat = 0x0fff;   /* no C2/C3: Linux idles with HLT */
+    f->p_lvl3_lat = 0x0fff;
+    f->century = 0x32;
+    /* iapc_boot_arch 0: no 8042 to probe (its only use here is the reset line), VGA absent */
+    f->iapc_boot_arch = 1u << 2;
+    /* WBINVD, C1 on all CPUs, no fixed power/sleep buttons, reset register, 32-bit PM timer */
+    f->flags = (1u << 0) | (1u << 2) | (1u << 4) | (1u << 5) | (1u << 8) | (1u << 10);
+    f->reset_reg = (struct acpi_gas){ .space = 1, .bit_width = 8, .access_size = 1, .address = ACPI_RESET_PORT };
+    f->reset_value = ACPI_RESET_VALUE;
+    f->x_firmware_ctrl = gpa + o_facs;
+    f->x_dsdt = gpa + o_dsdt;
+    f->x_pm1a_evt = (struct acpi_gas){ .space = 1, .bit_width = 32, .address = ACPI_PM1_EVT };
+    f->x_pm1a_cnt = (struct acpi_gas){ .space = 1, .bit_width = 16, .address = ACPI_PM1_CNT };
+    f->x_pm_tmr = (struct acpi_gas){ .space = 1, .bit_width = 32, .address = ACPI_PM_TMR };
+    acpi_header_init(&f->h, "FACP", sizeof(*f), 3);
+
+    struct acpi_header *madt = (void *)(base + o_madt);
+    uint8_t *p = (uint8_t *)(madt + 1);
+    *(uint32_t *)p = (uint32_t)LAPIC_BASE;
+    *(uint32_t *)(p + 4) = 1;   /* PCAT_COMPAT: there are 8259s to mask */
+    p += 8;
+    for (int i = 0; i < m->ncpus; i++) {
+        *(struct madt_lapic *)p = (struct madt_lapic){ 0, 8, (uint8_t)i, (uint8_t)i, 1 };
+        p += 8;
+    }
+    *(struct madt_ioapic *)p = (struct madt_ioapic){ 1, 12, 0, 0, (uint32_t)IOAPIC_BASE, 0 };
+    p += 12;
+    /* the PIT's IRQ0 is wired to IOAPIC pin 2; the SCI is level-triggered, active high */
+    *(struct madt_override *)p = (struct madt_override){ 2, 10, 0, 0, 2, 0 };
+    p += 10;
+    *(struct madt_override *)p = (struct madt_override){ 2, 10, 0, ACPI_SCI_IRQ, ACPI_SCI_IRQ, 0xd };
+    p += 10;
+    *(struct madt_lapic_nmi *)p = (struct madt_lapic_nmi){ 4, 6, 0xff, 0, 1 };
+    p += 6;
+    acpi_header_init(madt, "APIC", (uint32_t)(p - (uint8_t *)madt), 3);
+
+    struct acpi_header *xsdt = (void *)(base + o_xsdt);
+    uint64_t *ent = (uint64_t *)(xsdt + 1);
+    ent[0] = gpa + o_fadt;
+    ent[1] = gpa + o_madt;
+    acpi_header_init(xsdt, "XSDT", sizeof(*xsdt) + 2 * 8, 1);
+
+    struct acpi_rsdp *r = (void *)(base + o_rsdp);
+    memcpy(r->signature, "RSD PTR ", 8);
+    memcpy(r->oem_id, "QKVM  ", 6);
+    r->revision = 2;
+    r->length = sizeof(*r);
+    r->xsdt_address = gpa + o_xsdt;
+    r->checksum = (uint8_t)(0 - acpi_sum(r, 20));
+    r->ext_checksum = (uint8_t)(0 - acpi_sum(r, sizeof(*r)));
+    return gpa + o_rsdp;
+}

@@ -1,0 +1,38 @@
+/* Getting the guest's first instruction ready: a Linux bzImage through the x86 boot protocol,
+ * or a flat firmware image at the reset vector (-bios). */
+#ifndef QKVM_VM_BOOT_H
+#define QKVM_VM_BOOT_H
+#include <stddef.h>
+#include <stdint.h>
+
+struct machine;
+struct cpu_state;
+
+/* Guest-physical layout of what the loader writes, all inside the first MiB of RAM. */
+#define BOOT_GDT_ADDR      0x0500ull
+#define BOOT_ZERO_PAGE     0x7000ull
+#define BOOT_PML4_ADDR     0x9000ull    /* then the PDPT and four page directories */
+#define BOOT_CMDLINE_ADDR  0x20000ull
+#define BOOT_CMDLINE_MAX   0x10000ull
+#define BOOT_KERNEL_ADDR   0x100000ull
+#define BOOT_BIOS_AREA     0xe0000ull   /* reserved to 1 MiB: ACPI tables, SMBIOS, ROM alias */
+#define BOOT_BIOS_MAX      (16ull << 20)
+
+/* Checks that path is a bzImage this loader can boot; on failure *why says what is wrong.
+ * Used before any VM exists, so a bad -kernel fails fast. 0 or -errno. */
+int boot_check_kernel(const char *path, const char **why);
+
+/* Loads kernel, initrd and command line into m's RAM, writes the zero page with the e820 map and
+ * the RSDP address, and fills *s with the CPU state for the kernel's 64-bit (or 32-bit) entry.
+ * 0 or -errno after logging. */
+int boot_load_linux(struct machine *m, uint64_t rsdp, struct cpu_state *s);
+
+/* Maps the firmware image at the top of 4 GiB with its last 128 KiB aliased below 1 MiB, and
+ * fills *s with the reset state (F000:FFF0). 0 or -errno after logging. */
+int boot_load_bios(struct machine *m, struct cpu_state *s);
+
+/* The e820 map of m, as struct boot_e820 entries; returns how many (at most max). */
+struct boot_e820 { uint64_t addr, size; uint32_t type; } __attribute__((packed));
+int boot_e820_map(const struct machine *m, struct boot_e820 *out, int max);
+
+#endif

@@ -1,0 +1,180 @@
+/* Machine life cycle: build it from the config, run it, tear it down. What the machine contains
+ * is declared by the parts themselves (MACHINE_INIT, DEVICE_TYPE), in priority order, so this file
+ * never names a device. */
+#include "vm/machine.h"
+
+#include "accel/accel.h"
+#include "util/evloop.h"
+#include "util/log.h"
+#include "vm/memory.h"
+#include "vm/vcpu.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+static struct machine_init *inits;
+static struct device_type *device_types;
+
+void machine_register_init(struct machine_init *mi)
+{
+    struct machine_init **pp = &inits;
+    while (*pp && (*pp)->priority <= mi->priority)
+        pp = &(*pp)->next;
+    mi->next = *pp;
+    *pp = mi;
+}
+
+void machine_register_device_type(struct device_type *t)
+{
+    t->next = device_types;
+    device_types = t;
+}
+
+static struct device_type *device_type_find(const char *name)
+{
+    for (struct device_type *t = device_types; t; t = t->next)
+        if (!strcmp(t->name, name))
+            return t;
+    return NULL;
+}
+
+int machine_check_devices(const struct machine_config *cfg, const char **bad)
+{
+    for (int i = 0; i < cfg->ndevices; i++) {
+        const char *drv = NULL;
+        for (int k = 0; k < cfg->devices[i].n; k++)
+            if (!strcmp(cfg->devices[i].items[k].key, "driver"))
+                drv = cfg->devices[i].items[k].val;
+        if (!drv || !device_type_find(drv)) {
+            *bad = drv ? drv : "";
+            return -ENOENT;
+        }
+    }
+    return 0;
+}
+
+static int machine_create_devices(struct machine *m)
+{
+    for (int i = 0; i < m->cfg->ndevices; i++) {
+        struct kvlist *opts = (struct kvlist *)&m->cfg->devices[i];
+        const char *drv = keyval_get(opts, "driver");
+        struct device_type *t = drv ? device_type_find(drv) : NULL;
+        if (!t) {
+            log_error("-device '%s': no such device", drv ? drv : "");
+            return -ENOENT;
+        }
+        int ret = t->create(m, opts);
+        if (ret)
+            return ret;
+        const char *unused = keyval_unused(opts);
+        if (unused) {
+            log_error("-device %s: unknown property '%s'", drv, unused);
+            return -EINVAL;
+        }
+    }
+    return 0;
+}
+
+int machine_create(struct machine *m, const struct machine_config *cfg)
+{
+    memset(m, 0, sizeof(*m));
+    m->cfg = cfg;
+    m->accel = cfg->accel;
+    m->ncpus = cfg->ncpus;
+    atomic_init(&m->stop, MACHINE_RUNNING);
+    bus_init(&m->pio, "pio");
+    bus_init(&m->mmio, "mmio");
+    int ret = evloop_create(&m->loop);
+    if (ret) {
+        log_error("cannot create the event loop: %s", strerror(-ret));
+        return ret;
+    }
+    ret = memory_create_ram(m, cfg->ram_size, cfg->bios != NULL);
+    if (ret) {
+        log_error("cannot allocate %llu MiB of guest memory: %s",
+                  (unsigned long long)(cfg->ram_size >> 20), strerror(-ret));
+        return ret;
+    }
+    ret = m->accel->vm_create(m);
+    if (ret)
+        return ret;
+    m->vcpus = calloc((size_t)m->ncpus, sizeof(*m->vcpus));
+    if (!m->vcpus)
+        return -ENOMEM;
+    for (int i = 0; i < m->ncpus; i++) {
+        m->vcpus[i].id = i;
+        m->vcpus[i].m = m;
+        ret = m->accel->vcpu_create(&m->vcpus[i]);
+        if (ret)
+            return ret;
+    }
+    for (struct machine_init *mi = inits; mi; mi = mi->next) {
+        if (mi->priority > INIT_DEVICE)   /* -device lines come after the fixed devices */
+            break;
+        if ((ret = mi->init(m)))
+            return ret;
+    }
+    if ((ret = machine_create_devices(m)))
+        return ret;
+    for (struct machine_init *mi = inits; mi; mi = mi->next) {
+        if (mi->priority <= INIT_DEVICE)
+            continue;
+        if ((ret = mi->init(m)))
+            return ret;
+    }
+    return 0;
+}
+
+enum machine_stop machine_run(struct machine *m)
+{
+    int ret = vcpus_start(m);
+    if (ret) {
+        log_error("cannot start the vCPUs: %s", strerror(-ret));
+        machine_request_stop(m, MACHINE_FAILED, 1);
+    } else {
+        evloop_run(m->loop);
+    }
+    vcpus_stop(m);
+    return (enum machine_stop)atomic_load(&m->stop);
+}
+
+void machine_destroy(struct machine *m)
+{
+    /* exit hooks in reverse order of init: build the reversed list on the stack */
+    struct machine_init *stack[64];
+    int n = 0;
+    for (struct machine_init *mi = inits; mi && n < 64; mi = mi->next)
+        stack[n++] = mi;
+    while (n--)
+        if (stack[n]->exit)
+            stack[n]->exit(m);
+    if (m->vcpus) {
+        for (int i = 0; i < m->ncpus; i++)
+            if (m->accel && m->accel->vcpu_destroy)
+                m->accel->vcpu_destroy(&m->vcpus[i]);
+        free(m->vcpus);
+        m->vcpus = NULL;
+    }
+    if (m->accel && m->accel->vm_destroy)
+        m->accel->vm_destroy(m);
+    memory_destroy(m);
+    bus_destroy(&m->pio);
+    bus_destroy(&m->mmio);
+    evloop_destroy(m->loop);
+    m->loop = NULL;
+}
+
+int machine_set_irq(struct machine *m, unsigned gsi, int level)
+{
+    return m->accel->set_irq(m, gsi, level);
+}
+
+void machine_request_stop(struct machine *m, enum machine_stop why, int status)
+{
+    int expected = MACHINE_RUNNING;
+    if (!atomic_compare_exchange_strong(&m->stop, &expected, (int)why))
+        return;
+    m->exit_status = status;
+    evloop_stop(m->loop, (int)why);
+}

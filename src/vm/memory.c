@@ -1,0 +1,77 @@
+/* Guest RAM: one anonymous mapping, split around the PCI hole, touched lazily (MAP_NORESERVE)
+ * so start-up costs nothing proportional to the guest's size. */
+#include "vm/machine.h"
+#include "vm/memory.h"
+
+#include <errno.h>
+#include <string.h>
+#include <sys/mman.h>
+
+int memory_add_region(struct machine *m, uint64_t gpa, uint64_t size, uint8_t *host, bool readonly)
+{
+    if (m->nmem == MACHINE_MAX_MEM)
+        return -ENOSPC;
+    m->mem[m->nmem++] = (struct mem_region){ gpa, size, host, readonly };
+    return 0;
+}
+
+int memory_create_ram(struct machine *m, uint64_t size, bool bios_hole)
+{
+    void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (p == MAP_FAILED)
+        return -errno;
+    /* Guest RAM is large and short-lived per page: let the host back it with huge pages when it
+     * can, and keep it out of core dumps. Both are advice; failures change nothing. */
+    madvise(p, size, MADV_HUGEPAGE);
+    madvise(p, size, MADV_DONTDUMP);
+    m->ram = p;
+    m->ram_size = size;
+    uint64_t low = size < MACHINE_LOW_RAM_END ? size : MACHINE_LOW_RAM_END;
+    int ret;
+    if (bios_hole && low > 0x100000) {
+        ret = memory_add_region(m, 0, 0xe0000, m->ram, false);
+        if (!ret)
+            ret = memory_add_region(m, 0x100000, low - 0x100000, m->ram + 0x100000, false);
+    } else {
+        ret = memory_add_region(m, 0, low, m->ram, false);
+    }
+    if (!ret && size > low)
+        ret = memory_add_region(m, MACHINE_HIGH_RAM_BASE, size - low, m->ram + low, false);
+    return ret;
+}
+
+void memory_destroy(struct machine *m)
+{
+    if (m->ram)
+        munmap(m->ram, m->ram_size);
+    m->ram = NULL;
+    m->nmem = 0;
+}
+
+void *machine_gpa_ptr(struct machine *m, uint64_t gpa, uint64_t len)
+{
+    for (int i = 0; i < m->nmem; i++) {
+        const struct mem_region *r = &m->mem[i];
+        if (gpa >= r->gpa && gpa - r->gpa < r->size && len <= r->size - (gpa - r->gpa))
+            return r->host + (gpa - r->gpa);
+    }
+    return NULL;
+}
+
+int machine_read(struct machine *m, uint64_t gpa, void *buf, uint64_t len)
+{
+    void *p = machine_gpa_ptr(m, gpa, len);
+    if (!p)
+        return -EFAULT;
+    memcpy(buf, p, len);
+    return 0;
+}
+
+int machine_write(struct machine *m, uint64_t gpa, const void *buf, uint64_t len)
+{
+    void *p = machine_gpa_ptr(m, gpa, len);
+    if (!p)
+        return -EFAULT;
+    memcpy(p, buf, len);
+    return 0;
+}

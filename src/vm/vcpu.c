@@ -1,0 +1,126 @@
+/* The vCPU loop: run guest code, hand each exit to a bus, repeat until the machine stops.
+ * It knows the buses and the exit reasons, nothing of the devices behind them. */
+#include "vm/vcpu.h"
+
+#include "util/log.h"
+#include "vm/machine.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+
+void vcpu_io(struct vcpu *v, uint16_t port, void *data, unsigned size, bool is_write)
+{
+    if (log_enabled(LOG_IO)) {
+        uint32_t val = 0;
+        if (is_write)
+            memcpy(&val, data, size > 4 ? 4 : size);
+        log_debug(LOG_IO, "cpu%d %s port 0x%x size %u%s0x%x", v->id, is_write ? "out" : "in", port,
+                  size, is_write ? " val " : "", val);
+    }
+    bus_dispatch(&v->m->pio, port, data, size, is_write);
+}
+
+/* Unmapped MMIO reads as ones and writes are dropped, as on a PC bus with nothing to answer;
+ * the guest goes on. Said once per page so a guest polling a bad address can't flood stderr. */
+static void vcpu_report_unmapped(struct vcpu *v, uint64_t addr, bool is_write)
+{
+    static uint64_t reported[16];
+    static int nreported;
+    static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+    uint64_t page = addr & ~0xfffull;
+    pthread_mutex_lock(&lock);
+    for (int i = 0; i < nreported; i++)
+        if (reported[i] == page) {
+            pthread_mutex_unlock(&lock);
+            return;
+        }
+    if (nreported < 16)
+        reported[nreported++] = page;
+    pthread_mutex_unlock(&lock);
+    log_warn("cpu%d: guest %s unmapped MMIO at 0x%llx (reads as ones, writes ignored)", v->id,
+             is_write ? "wrote" : "read", (unsigned long long)addr);
+}
+
+void vcpu_mmio(struct vcpu *v, uint64_t addr, void *data, unsigned size, bool is_write)
+{
+    if (bus_dispatch(&v->m->mmio, addr, data, size, is_write) == -ENOENT)
+        vcpu_report_unmapped(v, addr, is_write);
+}
+
+static void *vcpu_thread(void *arg)
+{
+    struct vcpu *v = arg;
+    struct machine *m = v->m;
+    /* SIGUSR1 only interrupts KVM_RUN (a kick); it must never kill the process. */
+    while (atomic_load(&m->stop) == MACHINE_RUNNING) {
+        int ret = m->accel->vcpu_run(v);
+        if (ret) {
+            log_error("cpu%d: %s failed: %s", v->id, m->accel->name, strerror(-ret));
+            machine_request_stop(m, MACHINE_FAILED, 1);
+            break;
+        }
+        struct vcpu_exit *e = &v->exit;
+        switch (e->reason) {
+        case VCPU_EXIT_IO:
+            v->exits++;
+            for (uint32_t i = 0; i < e->io.count; i++)
+                vcpu_io(v, e->io.port, e->io.data + (size_t)i * e->io.size, e->io.size, e->io.is_write);
+            break;
+        case VCPU_EXIT_MMIO:
+            v->exits++;
+            vcpu_mmio(v, e->mmio.addr, e->mmio.data, e->mmio.size, e->mmio.is_write);
+            break;
+        case VCPU_EXIT_HLT:
+            log_error("cpu%d halted with nothing left to wake it", v->id);
+            machine_request_stop(m, MACHINE_FAILED, 1);
+            break;
+        case VCPU_EXIT_SHUTDOWN:
+            /* QEMU resets on a triple fault; qkvm stops, because a guest that faults that hard
+             * during boot would otherwise loop for ever, printing the same thing. */
+            log_error("cpu%d: triple fault: the guest CPU shut down", v->id);
+            machine_request_stop(m, MACHINE_FAILED, 1);
+            break;
+        case VCPU_EXIT_KICKED:
+            break;
+        case VCPU_EXIT_ERROR:
+            log_error("cpu%d: %s", v->id, e->error);
+            machine_request_stop(m, MACHINE_FAILED, 1);
+            break;
+        }
+    }
+    return NULL;
+}
+
+static void vcpu_kick_signal(int sig) { (void)sig; }
+
+int vcpus_start(struct machine *m)
+{
+    struct sigaction sa = { .sa_handler = vcpu_kick_signal };
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGUSR1, &sa, NULL);
+    for (int i = 0; i < m->ncpus; i++) {
+        struct vcpu *v = &m->vcpus[i];
+        int ret = pthread_create(&v->thread, NULL, vcpu_thread, v);
+        if (ret)
+            return -ret;
+        v->started = true;
+        char name[16];
+        snprintf(name, sizeof(name), "vcpu%d", i);
+        pthread_setname_np(v->thread, name);
+    }
+    return 0;
+}
+
+void vcpus_stop(struct machine *m)
+{
+    for (int i = 0; i < m->ncpus; i++) {
+        struct vcpu *v = &m->vcpus[i];
+        if (!v->started)
+            continue;
+        m->accel->vcpu_kick(v);
+        pthread_join(v->thread, NULL);
+        v->started = false;
+    }
+}

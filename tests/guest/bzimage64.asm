@@ -1,0 +1,2 @@
+%define KERNEL64
+%include "bzimage.inc"
