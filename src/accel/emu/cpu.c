@@ -12,15 +12,17 @@
 #include "util/log.h"
 #include "vm/machine.h"
 
-int emu_vm_create(struct machine *m, struct emu_vm **out)
+/* Copies the machine's memory regions, which can grow after the VM is created (a firmware image
+ * is mapped at boot). Only before vCPUs run in parallel: the BSP calls it as it starts. */
+int emu_vm_sync(struct emu_vm *vm)
 {
-    struct emu_vm *vm = calloc(1, sizeof(*vm));
-    if (!vm)
-        return -ENOMEM;
-    vm->m = m;
+    struct machine *m = vm->m;
+    if (m->nmem == vm->nsrc)
+        return 0;
     uint32_t pages = 0;
-    for (int k = 0; k < m->nmem && vm->nram < 8; k++) {
-        struct emu_ram *r = &vm->ram[vm->nram++];
+    int n = 0;
+    for (int k = 0; k < m->nmem && n < 8; k++) {
+        struct emu_ram *r = &vm->ram[n++];
         r->gpa = m->mem[k].gpa;
         r->size = m->mem[k].size & ~0xfffull;
         r->host = m->mem[k].host;
@@ -28,12 +30,42 @@ int emu_vm_create(struct machine *m, struct emu_vm **out)
         r->pidx0 = pages;
         pages += (uint32_t)(r->size >> 12);
     }
-    vm->npages = pages;
-    vm->code = calloc(pages + 1, sizeof(*vm->code));
-    vm->gen = calloc(pages + 1, sizeof(*vm->gen));
-    if (!vm->code || !vm->gen) {
-        emu_vm_destroy(vm);
+    if (pages > vm->npages) {
+        _Atomic uint8_t *code = calloc(pages + 1, sizeof(*code));
+        _Atomic uint32_t *gen = calloc(pages + 1, sizeof(*gen));
+        if (!code || !gen) {
+            free((void *)code);
+            free((void *)gen);
+            return -ENOMEM;
+        }
+        free((void *)vm->code);
+        free((void *)vm->gen);
+        vm->code = code;
+        vm->gen = gen;
+        vm->npages = pages;
+    } else {
+        /* page indexes may have moved: nothing decoded before stays valid */
+        for (uint32_t k = 0; k <= vm->npages; k++) {
+            atomic_store(&vm->code[k], 0);
+            atomic_fetch_add(&vm->gen[k], 1);
+        }
+    }
+    vm->nram = n;
+    vm->nsrc = m->nmem;
+    return 0;
+}
+
+int emu_vm_create(struct machine *m, struct emu_vm **out)
+{
+    struct emu_vm *vm = calloc(1, sizeof(*vm));
+    if (!vm)
         return -ENOMEM;
+    vm->m = m;
+    vm->nsrc = -1;
+    int r = emu_vm_sync(vm);
+    if (r < 0) {
+        emu_vm_destroy(vm);
+        return r;
     }
     *out = vm;
     return 0;
@@ -179,6 +211,12 @@ void emu_cpu_sipi(struct cpu *c, uint8_t vector)
     pthread_mutex_unlock(&c->lock);
 }
 
+void emu_cpu_init_ipi(struct cpu *c)
+{
+    atomic_store(&c->init_req, true);
+    emu_cpu_irq_notify(c);
+}
+
 void emu_cpu_kick(struct cpu *c)
 {
     atomic_store(&c->exit_req, true);
@@ -202,19 +240,36 @@ uint64_t emu_cpu_rip(struct cpu *c) { return c->rip; }
 void *emu_cpu_xmm(struct cpu *c, int n) { return &c->xmm[n & 15]; }
 void emu_cpu_fxsave(struct cpu *c, void *area512) { fpu_fxsave(c, area512); }
 
-/* Sleeps until deadline (CLOCK_MONOTONIC ns), a kick, an interrupt notice or a SIPI. */
-static void cpu_sleep(struct cpu *c, uint64_t deadline)
+static bool machine_stopping(struct cpu *c)
+{
+    return c->m && atomic_load_explicit(&c->m->stop, memory_order_relaxed) != MACHINE_RUNNING;
+}
+
+/* Sleeps until deadline (CLOCK_MONOTONIC ns), a kick, INIT, a SIPI, or (irq_wakes) an interrupt
+ * notice. */
+static void cpu_sleep(struct cpu *c, uint64_t deadline, bool irq_wakes)
 {
     struct timespec ts = { .tv_sec = (time_t)(deadline / 1000000000ull),
                            .tv_nsec = (long)(deadline % 1000000000ull) };
     pthread_mutex_lock(&c->lock);
-    if (!atomic_load(&c->exit_req) && !atomic_load(&c->irq_check) && atomic_load(&c->sipi) < 0) {
+    if (!atomic_load(&c->exit_req) && !(irq_wakes && atomic_load(&c->irq_check)) &&
+        atomic_load(&c->sipi) < 0 && !atomic_load(&c->init_req) && !machine_stopping(c)) {
         if (deadline == UINT64_MAX)
             pthread_cond_wait(&c->cond, &c->lock);
         else
             pthread_cond_timedwait(&c->cond, &c->lock, &ts);
     }
     pthread_mutex_unlock(&c->lock);
+}
+
+/* INIT: everything but the APIC base back to reset state, then wait for a SIPI. */
+static void do_init(struct cpu *c)
+{
+    uint64_t apic_base = c->apic_base;
+    cpu_reset_regs(c);
+    c->apic_base = apic_base;
+    c->wait_sipi = true;
+    c->halted = false;
 }
 
 static void poll_timer(struct cpu *c)
@@ -262,6 +317,8 @@ static void start_sipi(struct cpu *c, int vec)
 
 enum emu_stop emu_cpu_run(struct cpu *c)
 {
+    if (c->id == 0 && emu_vm_sync(c->vm) < 0)
+        return EMU_STOP_ERROR;
     if (setjmp(c->jb)) {
         /* an exception from an instruction, or from delivering one */
         c->cur = NULL;
@@ -289,29 +346,42 @@ enum emu_stop emu_cpu_run(struct cpu *c)
             atomic_store(&c->exit_req, false);
             return EMU_STOP_KICK;
         }
+        if (unlikely(atomic_load_explicit(&c->init_req, memory_order_relaxed))) {
+            atomic_store(&c->init_req, false);
+            do_init(c);
+        }
         if (unlikely(c->wait_sipi || c->halted)) {
             int v = atomic_exchange(&c->sipi, -1);
             if (v >= 0 && c->wait_sipi) {
                 start_sipi(c, v);
                 continue;
             }
+            if (machine_stopping(c))
+                return EMU_STOP_KICK;
             if (c->wait_sipi) {
-                cpu_sleep(c, UINT64_MAX);
+                cpu_sleep(c, UINT64_MAX, false);
                 continue;
             }
             if (take_interrupt(c))
                 continue;
-            if (!(c->eflags & F_IF) || !c->env.lapic)
+            if (!c->env.lapic)
                 return EMU_STOP_HLT;
+            if (!(c->eflags & F_IF)) {
+                /* only INIT (or the machine stopping) ends this */
+                cpu_sleep(c, UINT64_MAX, false);
+                continue;
+            }
             poll_timer(c);
             if (atomic_load(&c->irq_check))
                 continue;
-            cpu_sleep(c, c->timer_deadline);
+            cpu_sleep(c, c->timer_deadline, true);
             continue;
         }
         if (unlikely(++c->poll_count >= 1024)) {
             c->poll_count = 0;
             poll_timer(c);
+            if (machine_stopping(c))
+                return EMU_STOP_KICK;
         }
         if (c->inhibit_irq)
             c->inhibit_irq = false;

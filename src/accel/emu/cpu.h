@@ -88,7 +88,7 @@ struct emu_ram {
 struct emu_vm {
     struct machine *m;
     struct emu_ram ram[8];
-    int nram;
+    int nram, nsrc;      /* regions here, and machine regions they were copied from */
     uint32_t npages;
     /* Per RAM page: nonzero when some block was decoded from it; a write bumps gen[] so those
      * blocks fail their check the next time they are looked up. */
@@ -178,6 +178,7 @@ struct cpu {
     int id, ncpus;
     _Atomic bool exit_req;
     _Atomic bool irq_check;
+    _Atomic bool init_req;
     _Atomic int sipi;      /* -1 none, else vector of a pending SIPI */
     bool wait_sipi;
     bool halted;

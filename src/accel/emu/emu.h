@@ -30,6 +30,8 @@ enum emu_stop {
 /* Per-machine state shared by all CPUs: which RAM pages hold decoded code. 0 or -errno. */
 int emu_vm_create(struct machine *m, struct emu_vm **out);
 void emu_vm_destroy(struct emu_vm *vm);
+/* Picks up memory regions the machine added since (ROMs). 0 or -ENOMEM. Not while CPUs run. */
+int emu_vm_sync(struct emu_vm *vm);
 /* Guest memory [gpa, gpa+len) was written behind the CPUs' backs (DMA, a loader): code decoded
  * from it is dropped. */
 void emu_vm_invalidate(struct emu_vm *vm, uint64_t gpa, uint64_t len);
@@ -42,6 +44,8 @@ void emu_cpu_get_state(struct cpu *c, struct cpu_state *s);
 /* Puts the CPU in wait-for-SIPI (APs at start, INIT IPI). */
 void emu_cpu_wait_sipi(struct cpu *c);
 void emu_cpu_sipi(struct cpu *c, uint8_t vector);
+/* Any thread: an INIT IPI; the CPU goes to wait-for-SIPI at its next instruction boundary. */
+void emu_cpu_init_ipi(struct cpu *c);
 /* Runs until a stop reason. Must be called on one thread at a time per CPU. */
 enum emu_stop emu_cpu_run(struct cpu *c);
 /* Any thread: makes emu_cpu_run return EMU_STOP_KICK soon (and wakes HLT). */
