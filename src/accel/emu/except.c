@@ -73,13 +73,13 @@ static uint64_t tss_stack(struct cpu *c, int pl, int ist, uint16_t *ss)
         uint32_t off = ist ? 0x24 + 8 * (ist - 1) : 4 + 8 * pl;
         if (off + 7 > tr->limit)
             raise_exc_err(c, EXC_TS, tr->selector & 0xfffc);
-        return mem_rd(c, tr->base + off, 8);
+        return mem_rd_sys(c, tr->base + off, 8);
     }
     uint32_t off = 4 + 8 * pl;
     if (off + 5 > tr->limit)
         raise_exc_err(c, EXC_TS, tr->selector & 0xfffc);
-    *ss = (uint16_t)mem_rd(c, (tr->base + off + 4) & 0xffffffff, 2);
-    return mem_rd(c, (tr->base + off) & 0xffffffff, 4);
+    *ss = (uint16_t)mem_rd_sys(c, (tr->base + off + 4) & 0xffffffff, 2);
+    return mem_rd_sys(c, (tr->base + off) & 0xffffffff, 4);
 }
 
 static void deliver_prot(struct cpu *c, int vec, bool has_err, uint32_t err, bool soft)
@@ -89,8 +89,8 @@ static void deliver_prot(struct cpu *c, int vec, bool has_err, uint32_t err, boo
     if ((uint64_t)vec * gsz + gsz - 1 > c->idt.limit)
         raise_gp(c, idt_err);
     uint64_t ga = c->idt.base + (uint64_t)vec * gsz;
-    uint64_t lo = mem_rd(c, ga & c->lin_mask, 8);
-    uint64_t hi = c->lma ? mem_rd(c, ga + 8, 8) : 0;
+    uint64_t lo = mem_rd_sys(c, ga & c->lin_mask, 8);
+    uint64_t hi = c->lma ? mem_rd_sys(c, ga + 8, 8) : 0;
     int type = (lo >> 40) & 0xf, dpl = (lo >> 45) & 3, present = (lo >> 47) & 1;
     bool is_int_gate = (type & 7) == 6;
     if ((type & 7) != 6 && (type & 7) != 7)

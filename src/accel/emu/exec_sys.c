@@ -105,7 +105,7 @@ H(h_grp6)
             }
             if ((uint64_t)(sel & ~7) + 7 <= limit) {
                 struct cpu_segment s;
-                seg_from_desc(&s, sel, mem_rd(c, (base + (sel & ~7)) & c->lin_mask, 8), 0);
+                seg_from_desc(&s, sel, mem_rd_sys(c, (base + (sel & ~7)) & c->lin_mask, 8), 0);
                 int rpl = sel & 3;
                 bool code = s.type & 8;
                 bool priv_ok = (code && (s.type & 4)) || (s.dpl >= c->cpl && s.dpl >= rpl);
@@ -210,7 +210,7 @@ static bool desc_lookup(struct cpu *c, uint16_t sel, struct cpu_segment *s)
     }
     if ((uint64_t)(sel & ~7) + 7 > limit)
         return false;
-    uint64_t d = mem_rd(c, (base + (sel & ~7)) & c->lin_mask, 8);
+    uint64_t d = mem_rd_sys(c, (base + (sel & ~7)) & c->lin_mask, 8);
     seg_from_desc(s, sel, d, 0);
     bool conforming = s->s && (s->type & 0xc) == 0xc;
     if (!conforming && (s->dpl < c->cpl || s->dpl < (sel & 3)))

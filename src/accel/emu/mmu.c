@@ -119,9 +119,8 @@ struct walk {
 };
 
 /* Walks the page tables for la and checks access acc; faults with #PF. */
-static void walk(struct cpu *c, uint64_t la, int acc, struct walk *out)
+static void walk(struct cpu *c, uint64_t la, int acc, bool user, struct walk *out)
 {
-    bool user = c->cpl == 3;
     bool nxe = c->efer & EFER_NXE;
     uint32_t err = (acc == ACC_W ? 2 : 0) | (user ? 4 : 0) | (acc == ACC_X && nxe ? 16 : 0);
     bool w = true, u = true, x = true;
@@ -203,13 +202,13 @@ static void walk(struct cpu *c, uint64_t la, int acc, struct walk *out)
 
 /* Translates la; fills the TLB when it is RAM. Returns the host pointer, or NULL for MMIO with
  * *pa set. */
-static uint8_t *xlate(struct cpu *c, uint64_t la, int acc, uint64_t *pa)
+static uint8_t *xlate_as(struct cpu *c, uint64_t la, int acc, bool user, uint64_t *pa)
 {
     struct walk wk;
     if (c->lma && (uint64_t)((int64_t)(la << 16) >> 16) != la)
         raise_gp(c, 0);
     if (c->cr0 & CR0_PG) {
-        walk(c, la, acc, &wk);
+        walk(c, la, acc, user, &wk);
     } else {
         wk.pa = la & 0xffffffffull;
         wk.lmask = 0xfff;
@@ -226,7 +225,7 @@ static uint8_t *xlate(struct cpu *c, uint64_t la, int acc, uint64_t *pa)
     if (ro && acc == ACC_W)
         return NULL;
     uint64_t vpage = la & ~0xfffull;
-    struct tlb_entry *e = &c->tlbc[(la >> 12) & (TLB_SIZE - 1)];
+    struct tlb_entry *e = &c->tlb[user][(la >> 12) & (TLB_SIZE - 1)];
     e->vr = vpage;
     e->vw = wk.w && !ro ? vpage : 1;
     e->vx = wk.x ? vpage : 1;
@@ -236,6 +235,30 @@ static uint8_t *xlate(struct cpu *c, uint64_t la, int acc, uint64_t *pa)
     e->global = wk.g;
     e->lmask = wk.lmask;
     return host + (la & 0xfff);
+}
+
+static uint8_t *xlate(struct cpu *c, uint64_t la, int acc, uint64_t *pa)
+{
+    return xlate_as(c, la, acc, c->cpl == 3, pa);
+}
+
+/* Implicit supervisor accesses (descriptor tables, the TSS) whatever the CPL. */
+uint64_t mem_rd_sys(struct cpu *c, uint64_t la, int sz)
+{
+    if (c->cpl != 3)
+        return mem_rd(c, la, sz);
+    uint64_t v = 0;
+    for (int k = 0; k < sz; k++) {
+        uint64_t pa, a = (la + k) & c->lin_mask;
+        uint8_t *h = xlate_as(c, a, ACC_R, false, &pa);
+        uint8_t b;
+        if (h)
+            b = *h;
+        else
+            mmio_access(c, pa, &b, 1, false);
+        v |= (uint64_t)b << (8 * k);
+    }
+    return v;
 }
 
 static void rd_bytes(struct cpu *c, uint64_t la, uint8_t *buf, int n)

@@ -62,6 +62,12 @@ int msr_read(struct cpu *c, uint32_t msr, uint64_t *v)
     }
     if (msr >= 0x800 && msr <= 0x8ff && c->env.lapic)
         return lapic_msr_read(c->env.lapic, msr, v);
+    /* AMD configuration registers Linux reads on family 0xf: all features off */
+    if (msr == 0x8b || msr == 0xc0010010 || msr == 0xc0010015 || msr == 0xc0011029 ||
+        (msr >= 0xc0010000 && msr <= 0xc0010007)) {
+        *v = 0;
+        return 0;
+    }
     log_debug(LOG_UNIMP, "cpu%d: rdmsr %#x", c->id, msr);
     return -EINVAL;
 }
@@ -115,6 +121,8 @@ int msr_write(struct cpu *c, uint32_t msr, uint64_t v)
         c->timer_deadline = 0;
         return lapic_msr_write(c->env.lapic, msr, v);
     }
+    if (msr == 0x8b || msr == 0xc0010015 || msr == 0xc0011029 || (msr >= 0xc0010000 && msr <= 0xc0010007))
+        return 0;
     log_debug(LOG_UNIMP, "cpu%d: wrmsr %#x <- %#llx", c->id, msr, (unsigned long long)v);
     return -EINVAL;
 }

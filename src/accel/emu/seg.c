@@ -80,7 +80,7 @@ uint64_t seg_read_desc(struct cpu *c, uint16_t sel, int vec)
     }
     if ((uint64_t)(sel & ~7) + 7 > limit)
         raise_exc_err(c, vec, sel & 0xfffc);
-    return mem_rd(c, (base + (sel & ~7)) & c->lin_mask, 8);
+    return mem_rd_sys(c, (base + (sel & ~7)) & c->lin_mask, 8);
 }
 
 static void seg_null(struct cpu *c, int seg, uint16_t sel)
