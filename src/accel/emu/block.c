@@ -18,6 +18,8 @@ int block_cache_init(struct cpu *c)
     c->arena_size = ARENA_SIZE;
     c->arena_used = 0;
     memset(c->bhash, 0, sizeof(c->bhash));
+    memset(c->jc, 0, sizeof(c->jc));
+    c->tlb_gen = 1;
     return 0;
 }
 
@@ -29,6 +31,7 @@ void block_cache_free(struct cpu *c)
 
 void block_cache_flush(struct cpu *c)
 {
+    memset(c->jc, 0, sizeof(c->jc));
     c->arena_used = 0;
     memset(c->bhash, 0, sizeof(c->bhash));
 }
@@ -65,10 +68,17 @@ static struct block *decode_crossing(struct cpu *c, uint64_t la, const uint8_t *
 struct block *block_get(struct cpu *c)
 {
     uint64_t la = (c->segbase[SEG_CS] + c->rip) & c->lin_mask;
+    uint32_t mode = decode_mode(c->csz, c->code64);
+    uint32_t key = mode | (uint32_t)c->cpl << 8;
+    struct jc_entry *j = &c->jc[(la ^ (la >> JMP_CACHE_BITS)) & ((1u << JMP_CACHE_BITS) - 1)];
+    if (likely(j->la == la && j->key == key && j->tlb_gen == c->tlb_gen)) {
+        struct block *b = j->b;
+        if (likely(b->gen == atomic_load_explicit(&c->vm->gen[b->pidx], memory_order_relaxed)))
+            return b;
+    }
     uint64_t pa;
     uint32_t pidx;
     const uint8_t *host = mem_ptr_x(c, la, &pa, &pidx);
-    uint32_t mode = decode_mode(c->csz, c->code64);
     if (unlikely(!host))
         return NULL;
     unsigned h = block_hash(pa, mode);
@@ -76,8 +86,10 @@ struct block *block_get(struct cpu *c)
     struct block **pp = &c->bhash[h];
     for (struct block *b = *pp; b; pp = &b->next, b = b->next) {
         if (b->pa == pa && b->mode == mode) {
-            if (likely(b->gen == gen))
+            if (likely(b->gen == gen)) {
+                *j = (struct jc_entry){ la, key, c->tlb_gen, b };
                 return b;
+            }
             *pp = b->next;   /* stale: its page was written */
             break;
         }
@@ -115,5 +127,6 @@ struct block *block_get(struct cpu *c)
     b->next = c->bhash[h];
     c->bhash[h] = b;
     c->arena_used += (sizeof(struct block) + n * sizeof(struct insn) + 15) & ~(size_t)15;
+    *j = (struct jc_entry){ la, key, c->tlb_gen, b };
     return b;
 }

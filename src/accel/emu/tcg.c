@@ -92,6 +92,9 @@ static int tcg_vcpu_create(struct vcpu *v)
 
 static void tcg_vcpu_destroy(struct vcpu *v)
 {
+    if (v->accel_data)
+        log_debug(LOG_ACCEL, "tcg: cpu%d retired %llu instructions", v->id,
+                  (unsigned long long)emu_cpu_icount(v->accel_data));
     emu_cpu_destroy(v->accel_data);
     v->accel_data = NULL;
 }
