@@ -292,7 +292,7 @@ static void emit_imm(struct code *c, uint64_t v, int n)
 /* An instruction with a ModRM: prefix (66 / REX per operand size sz), opcode bytes, ModRM.
  * reg is a register (0-15) or a /digit; rm is a register, or -1 for [rbx + disp8].
  * byte_rex: force a REX for byte registers (SPL..DIL instead of AH..BH). */
-static void emit_modrm(struct code *c, int sz, const uint8_t *op, int opn, int reg, int rm, int disp,
+static __attribute__((unused)) void emit_modrm(struct code *c, int sz, const uint8_t *op, int opn, int reg, int rm, int disp,
                        bool byte_rex, const uint8_t *mandatory, int mn)
 {
     if (sz == 2)
@@ -332,7 +332,7 @@ static void rnd_regs(struct regs *in)
     in->flags = (rnd() & 0x8d5) | 2;
 }
 
-static void rnd_data(uint8_t *data)
+static __attribute__((unused)) void rnd_data(uint8_t *data)
 {
     for (int k = 0; k < DATA_SIZE; k += 8) {
         uint64_t v = rnd_val();

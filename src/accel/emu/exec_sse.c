@@ -197,14 +197,14 @@ static bool pint(int op, union xmm *d, const union xmm *s, int n)
         break;
     }
     case 0x63: case 0x67:      /* PACKSSWB, PACKUSWB */
-        for (k = 0; k < n / 2; k++) {
-            int v = k < n / 4 ? d->sw[k] : s->sw[k - n / 4];
+        for (k = 0; k < n; k++) {
+            int v = k < n / 2 ? d->sw[k] : s->sw[k - n / 2];
             r.b[k] = op == 0x63 ? (uint8_t)sat8(v) : satu8(v);
         }
         break;
     case 0x6b:                 /* PACKSSDW */
-        for (k = 0; k < n / 4; k++) {
-            int v = k < n / 8 ? d->sd[k] : s->sd[k - n / 8];
+        for (k = 0; k < n / 2; k++) {
+            int v = k < n / 4 ? d->sd[k] : s->sd[k - n / 4];
             r.w[k] = (uint16_t)sat16(v);
         }
         break;
