@@ -345,6 +345,7 @@ int decode_insn(const uint8_t *code, int avail, uint32_t mode, struct insn *i, i
         goto bad;
     i->len = (uint8_t)p;
     *ends = !!(f & END);
+    exec_specialize(i, mode);
     return p;
 bad:
     i->fn = h_ud;

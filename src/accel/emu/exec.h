@@ -76,6 +76,8 @@ H(h_wbinvd); H(h_fwait);
 H(h_fpu);
 /* exec_sse.c */
 H(h_sse);
+/* exec_fast.c: swaps in a specialized handler for common forms */
+void exec_specialize(struct insn *i, uint32_t mode);
 
 #endif
 
