@@ -19,7 +19,6 @@ int block_cache_init(struct cpu *c)
     c->arena_used = 0;
     memset(c->bhash, 0, sizeof(c->bhash));
     memset(c->jc, 0, sizeof(c->jc));
-    c->tlb_gen = 1;
     return 0;
 }
 
@@ -71,9 +70,12 @@ struct block *block_get(struct cpu *c)
     uint32_t mode = decode_mode(c->csz, c->code64);
     uint32_t key = mode | (uint32_t)c->cpl << 8;
     struct jc_entry *j = &c->jc[(la ^ (la >> JMP_CACHE_BITS)) & ((1u << JMP_CACHE_BITS) - 1)];
-    if (likely(j->la == la && j->key == key && j->tlb_gen == c->tlb_gen)) {
+    if (likely(j->la == la && j->key == key)) {
+        /* still mapped the same way: the TLB holds the page, executable, at the block's frame */
         struct block *b = j->b;
-        if (likely(b->gen == atomic_load_explicit(&c->vm->gen[b->pidx], memory_order_relaxed)))
+        const struct tlb_entry *e = &c->tlbc[(la >> 12) & (TLB_SIZE - 1)];
+        if (likely(e->vx == (la & ~0xfffull) && e->pa == (b->pa & ~0xfffull) &&
+                   b->gen == atomic_load_explicit(&c->vm->gen[b->pidx], memory_order_relaxed)))
             return b;
     }
     uint64_t pa;
@@ -87,7 +89,7 @@ struct block *block_get(struct cpu *c)
     for (struct block *b = *pp; b; pp = &b->next, b = b->next) {
         if (b->pa == pa && b->mode == mode) {
             if (likely(b->gen == gen)) {
-                *j = (struct jc_entry){ la, key, c->tlb_gen, b };
+                *j = (struct jc_entry){ la, key, b };
                 return b;
             }
             *pp = b->next;   /* stale: its page was written */
@@ -127,6 +129,6 @@ struct block *block_get(struct cpu *c)
     b->next = c->bhash[h];
     c->bhash[h] = b;
     c->arena_used += (sizeof(struct block) + n * sizeof(struct insn) + 15) & ~(size_t)15;
-    *j = (struct jc_entry){ la, key, c->tlb_gen, b };
+    *j = (struct jc_entry){ la, key, b };
     return b;
 }

@@ -117,15 +117,14 @@ struct fpu {
     uint64_t fip, fdp;
 };
 
-#define BLOCK_HASH_BITS 14
+#define BLOCK_HASH_BITS 16
 #define JMP_CACHE_BITS 12
 
-/* Linear address -> block, valid while no TLB flush happened (tlb_gen) and the page is
- * unchanged: it saves the translation and the hash walk on every block. */
+/* Linear address -> block, valid while the TLB still maps the page to the block's frame and the
+ * page is unchanged: it saves the translation and the hash walk on every block. */
 struct jc_entry {
     uint64_t la;
-    uint32_t key;          /* decode mode | CPL << 8 */
-    uint32_t tlb_gen;
+    uint64_t key;          /* decode mode | CPL << 8 */
     struct block *b;
 };
 
@@ -164,7 +163,6 @@ struct cpu {
     /* TLB: one for supervisor accesses, one for user (CPL 3) accesses. */
     struct tlb_entry tlb[2][TLB_SIZE];
     struct tlb_entry *tlbc;  /* the current CPL's */
-    uint32_t tlb_gen;        /* bumped by every TLB flush */
     struct jc_entry jc[1u << JMP_CACHE_BITS];
 
     /* Decoded blocks: an arena, a hash on (physical address, mode). */

@@ -392,7 +392,6 @@ const uint8_t *mem_ptr_x(struct cpu *c, uint64_t la, uint64_t *pa, uint32_t *pid
 
 void tlb_flush(struct cpu *c, bool global)
 {
-    c->tlb_gen++;
     for (int t = 0; t < 2; t++) {
         for (unsigned k = 0; k < TLB_SIZE; k++) {
             struct tlb_entry *e = &c->tlb[t][k];
@@ -404,7 +403,6 @@ void tlb_flush(struct cpu *c, bool global)
 
 void tlb_flush_page(struct cpu *c, uint64_t la)
 {
-    c->tlb_gen++;
     for (int t = 0; t < 2; t++) {
         for (unsigned k = 0; k < TLB_SIZE; k++) {
             struct tlb_entry *e = &c->tlb[t][k];
