@@ -78,6 +78,51 @@ static H(h_call8)
 static H(h_movzx_b4) { c->r[i->reg] = (uint8_t)rm_read(c, i, 1); }
 static H(h_movzx_w4) { c->r[i->reg] = (uint16_t)rm_read(c, i, 2); }
 
+/* SHL/SHR/SAR of a 32/64-bit register by an immediate */
+#define SHIFT_RI(sz, T, ST)                                                                    \
+    static H(h_shl_ri##sz)                                                                     \
+    {                                                                                          \
+        unsigned n = (unsigned)i->imm & (sz == 8 ? 63 : 31);                                   \
+        T a = (T)c->r[i->rm];                                                                  \
+        if (n) {                                                                               \
+            cc_set(c, CC_SHL, sz, (T)(a << n), (T)(a << (n - 1)));                             \
+            a <<= n;                                                                           \
+        }                                                                                      \
+        c->r[i->rm] = a;                                                                       \
+    }                                                                                          \
+    static H(h_shr_ri##sz)                                                                     \
+    {                                                                                          \
+        unsigned n = (unsigned)i->imm & (sz == 8 ? 63 : 31);                                   \
+        T a = (T)c->r[i->rm];                                                                  \
+        if (n) {                                                                               \
+            cc_set(c, CC_SHR, sz, a >> n, a >> (n - 1));                                       \
+            c->cc_aux = a;                                                                     \
+            a >>= n;                                                                           \
+        }                                                                                      \
+        c->r[i->rm] = a;                                                                       \
+    }                                                                                          \
+    static H(h_sar_ri##sz)                                                                     \
+    {                                                                                          \
+        unsigned n = (unsigned)i->imm & (sz == 8 ? 63 : 31);                                   \
+        ST a = (ST)c->r[i->rm];                                                                \
+        if (n) {                                                                               \
+            cc_set(c, CC_SAR, sz, (T)(a >> n), (T)(a >> (n - 1)));                             \
+            a >>= n;                                                                           \
+        }                                                                                      \
+        c->r[i->rm] = (T)a;                                                                    \
+    }                                                                                          \
+    static H(h_imul_rr##sz)                                                                    \
+    {                                                                                          \
+        T b = i->mod == 3 ? (T)c->r[i->rm] : (T)mem_rd(c, ea(c, i), sz);                       \
+        ST a = (ST)c->r[i->reg];                                                               \
+        ST r;                                                                                  \
+        bool of = __builtin_mul_overflow(a, (ST)b, &r);                                        \
+        c->r[i->reg] = (T)r;                                                                   \
+        cc_set(c, CC_MUL, sz, (T)r, of);                                                       \
+    }
+SHIFT_RI(4, uint32_t, int32_t)
+SHIFT_RI(8, uint64_t, int64_t)
+
 /* Picks a specialized handler for i when there is one. mode is the decode mode (8: 64-bit). */
 void exec_specialize(struct insn *i, uint32_t mode)
 {
@@ -135,6 +180,20 @@ void exec_specialize(struct insn *i, uint32_t mode)
     case 0x8d:
         if (mem && sz == 8 && i->asz == 8)
             i->fn = h_lea8;
+        return;
+    case 0xc1:
+        if (reg && (sz == 4 || sz == 8)) {
+            if (i->sub == 4 || i->sub == 6)
+                i->fn = sz == 8 ? h_shl_ri8 : h_shl_ri4;
+            else if (i->sub == 5)
+                i->fn = sz == 8 ? h_shr_ri8 : h_shr_ri4;
+            else if (i->sub == 7)
+                i->fn = sz == 8 ? h_sar_ri8 : h_sar_ri4;
+        }
+        return;
+    case 0x1af:
+        if (sz == 4 || sz == 8)
+            i->fn = sz == 8 ? h_imul_rr8 : h_imul_rr4;
         return;
     case 0x1b6: case 0x1b7:
         if (sz == 4)
