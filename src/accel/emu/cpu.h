@@ -63,6 +63,7 @@ enum {
     CC_ADD = 1 << 2, CC_ADC = 2 << 2, CC_SUB = 3 << 2, CC_SBB = 4 << 2, CC_LOGIC = 5 << 2,
     CC_INC = 6 << 2, CC_DEC = 7 << 2, CC_SHL = 8 << 2, CC_SHR = 9 << 2, CC_SAR = 10 << 2,
     CC_MUL = 11 << 2,
+    CC_ROL = 12 << 2, CC_ROR = 13 << 2,   /* CF/OF from cc_res, the rest from the cc_p* state */
 };
 
 /* Software TLB: direct-mapped, tagged by the virtual page; a tag of 1 never matches. */
@@ -133,6 +134,8 @@ struct cpu {
     uint64_t rip;
     uint64_t cc_res, cc_src, cc_aux;
     uint32_t cc_op;
+    uint32_t cc_pop;       /* the state a rotate left SF/ZF/PF/AF in */
+    uint64_t cc_pres, cc_psrc, cc_paux;
     uint32_t eflags;       /* everything but the arithmetic flags, which live in cc_* */
 
     /* Segment bases by segment number; SEG_ZERO is the flat segment of 64-bit mode. */
@@ -253,6 +256,23 @@ static inline void cc_set(struct cpu *c, uint32_t op, int sz, uint64_t res, uint
     c->cc_op = op | lg[sz];
     c->cc_res = res;
     c->cc_src = src;
+}
+/* A rotate by a nonzero count: CF and OF follow from the result, the other flags stay. */
+static inline void cc_rotate(struct cpu *c, uint32_t op, int sz, uint64_t res)
+{
+    static const uint8_t lg[9] = { 0, 0, 1, 0, 2, 0, 0, 0, 3 };
+    uint32_t cur = c->cc_op & ~3u;
+    if (cur == CC_ROL || cur == CC_ROR) {
+        c->cc_op = op | lg[sz];   /* the older state already holds the other flags */
+        c->cc_res = res;
+        return;
+    }
+    c->cc_pop = c->cc_op;
+    c->cc_pres = c->cc_res;
+    c->cc_psrc = c->cc_src;
+    c->cc_paux = c->cc_aux;
+    c->cc_op = op | lg[sz];
+    c->cc_res = res;
 }
 static inline void cc_flags(struct cpu *c, uint32_t arith)
 {

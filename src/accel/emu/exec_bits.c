@@ -15,19 +15,7 @@ static uint64_t shift_op(struct cpu *c, int kind, int sz, uint64_t a, unsigned c
             r = n ? ((a << n) | (a >> (bits - n))) & m : a;
         else
             r = n ? ((a >> n) | (a << (bits - n))) & m : a;
-        uint32_t f = flags_arith(c) & ~(F_CF | F_OF);
-        if (kind == 0) {
-            if (r & 1)
-                f |= F_CF;
-            if (!!(r & sb) ^ (r & 1))
-                f |= F_OF;
-        } else {
-            if (r & sb)
-                f |= F_CF;
-            if (!!(r & sb) ^ !!(r & (sb >> 1)))
-                f |= F_OF;
-        }
-        cc_flags(c, f);
+        cc_rotate(c, kind == 0 ? CC_ROL : CC_ROR, sz, r);
         return r;
     }
     case 2: case 3: {       /* RCL, RCR: rotate through CF, bits+1 wide */

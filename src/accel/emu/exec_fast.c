@@ -121,6 +121,31 @@ static H(h_movzx_w4) { c->r[i->reg] = (uint16_t)rm_read(c, i, 2); }
         cc_set(c, CC_MUL, sz, (T)r, of);                                                       \
     }
 SHIFT_RI(4, uint32_t, int32_t)
+#define ROT_RI(sz, T)                                                                          \
+    static H(h_rol_ri##sz)                                                                     \
+    {                                                                                          \
+        unsigned n = (unsigned)i->imm & (sz == 8 ? 63 : 31);                                   \
+        T a = (T)c->r[i->rm];                                                                  \
+        if (n) {                                                                               \
+            n &= sz * 8 - 1;                                                                   \
+            a = n ? (T)((a << n) | (a >> (sz * 8 - n))) : a;                                   \
+            cc_rotate(c, CC_ROL, sz, a);                                                       \
+        }                                                                                      \
+        c->r[i->rm] = a;                                                                       \
+    }                                                                                          \
+    static H(h_ror_ri##sz)                                                                     \
+    {                                                                                          \
+        unsigned n = (unsigned)i->imm & (sz == 8 ? 63 : 31);                                   \
+        T a = (T)c->r[i->rm];                                                                  \
+        if (n) {                                                                               \
+            n &= sz * 8 - 1;                                                                   \
+            a = n ? (T)((a >> n) | (a << (sz * 8 - n))) : a;                                   \
+            cc_rotate(c, CC_ROR, sz, a);                                                       \
+        }                                                                                      \
+        c->r[i->rm] = a;                                                                       \
+    }
+ROT_RI(4, uint32_t)
+ROT_RI(8, uint64_t)
 SHIFT_RI(8, uint64_t, int64_t)
 
 /* Picks a specialized handler for i when there is one. mode is the decode mode (8: 64-bit). */
@@ -183,7 +208,11 @@ void exec_specialize(struct insn *i, uint32_t mode)
         return;
     case 0xc1:
         if (reg && (sz == 4 || sz == 8)) {
-            if (i->sub == 4 || i->sub == 6)
+            if (i->sub == 0)
+                i->fn = sz == 8 ? h_rol_ri8 : h_rol_ri4;
+            else if (i->sub == 1)
+                i->fn = sz == 8 ? h_ror_ri8 : h_ror_ri4;
+            else if (i->sub == 4 || i->sub == 6)
                 i->fn = sz == 8 ? h_shl_ri8 : h_shl_ri4;
             else if (i->sub == 5)
                 i->fn = sz == 8 ? h_shr_ri8 : h_shr_ri4;

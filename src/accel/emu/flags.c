@@ -15,16 +15,19 @@ static inline uint32_t szp(uint64_t res, int sz)
     return f;
 }
 
-uint32_t flags_arith(struct cpu *c)
+static uint32_t calc(struct cpu *c, uint32_t ccop, uint64_t res, uint64_t src, uint64_t aux)
 {
-    uint32_t op = c->cc_op & ~3u;
-    int sz = 1 << (c->cc_op & 3);
-    uint64_t m = size_mask(sz), sb = sign_bit(sz);
-    uint64_t res = c->cc_res & m, src = c->cc_src & m, a, cin;
+    uint32_t op = ccop & ~3u;
+    int sz = 1 << (ccop & 3);
+    uint64_t m = size_mask(sz), sb = sign_bit(sz), a, cin;
+    if (op == CC_EFLAGS)
+        return (uint32_t)src & F_ARITH;
+    res &= m;
+    src &= m;
     uint32_t f;
     switch (op) {
     case CC_EFLAGS:
-        return (uint32_t)c->cc_src & F_ARITH;
+        return (uint32_t)src & F_ARITH;
     case CC_ADD:
         a = (res - src) & m;
         f = szp(res, sz) | (res < a ? F_CF : 0);
@@ -32,7 +35,7 @@ uint32_t flags_arith(struct cpu *c)
         f |= ((~(a ^ src) & (a ^ res)) & sb) ? F_OF : 0;
         return f;
     case CC_ADC:
-        cin = c->cc_aux & 1;
+        cin = aux & 1;
         a = (res - src - cin) & m;
         f = szp(res, sz) | ((cin ? res <= a : res < a) ? F_CF : 0);
         f |= ((a ^ src ^ res) & 0x10) ? F_AF : 0;
@@ -45,7 +48,7 @@ uint32_t flags_arith(struct cpu *c)
         f |= (((a ^ src) & (a ^ res)) & sb) ? F_OF : 0;
         return f;
     case CC_SBB:
-        cin = c->cc_aux & 1;
+        cin = aux & 1;
         a = (res + src + cin) & m;
         f = szp(res, sz) | ((cin ? a <= src : a < src) ? F_CF : 0);
         f |= ((a ^ src ^ res) & 0x10) ? F_AF : 0;
@@ -54,12 +57,12 @@ uint32_t flags_arith(struct cpu *c)
     case CC_LOGIC:
         return szp(res, sz);
     case CC_INC:
-        f = szp(res, sz) | (c->cc_aux & F_CF);
+        f = szp(res, sz) | (aux & F_CF);
         f |= (res & 0xf) == 0 ? F_AF : 0;
         f |= res == sb ? F_OF : 0;
         return f;
     case CC_DEC:
-        f = szp(res, sz) | (c->cc_aux & F_CF);
+        f = szp(res, sz) | (aux & F_CF);
         f |= (res & 0xf) == 0xf ? F_AF : 0;
         f |= res == sb - 1 ? F_OF : 0;
         return f;
@@ -71,14 +74,25 @@ uint32_t flags_arith(struct cpu *c)
     case CC_SHR:
         /* cc_src: operand shifted by count-1; cc_aux: the original operand */
         f = szp(res, sz) | ((src & 1) ? F_CF : 0);
-        f |= (c->cc_aux & sb) ? F_OF : 0;
+        f |= (aux & sb) ? F_OF : 0;
         return f;
     case CC_SAR:
         return szp(res, sz) | ((src & 1) ? F_CF : 0);
     case CC_MUL:
         return szp(res, sz) | (src ? (F_CF | F_OF) : 0);
+    case CC_ROL: case CC_ROR: {
+        f = calc(c, c->cc_pop, c->cc_pres, c->cc_psrc, c->cc_paux) & ~(F_CF | F_OF);
+        bool cf = op == CC_ROL ? (res & 1) : !!(res & sb);
+        bool of = op == CC_ROL ? (!!(res & sb) ^ cf) : (!!(res & sb) ^ !!(res & (sb >> 1)));
+        return f | (cf ? F_CF : 0) | (of ? F_OF : 0);
+    }
     }
     return 0;
+}
+
+uint32_t flags_arith(struct cpu *c)
+{
+    return calc(c, c->cc_op, c->cc_res, c->cc_src, c->cc_aux);
 }
 
 bool flags_cf(struct cpu *c)
