@@ -241,6 +241,12 @@ int main(int argc, char **argv)
         } else if (!strcmp(opt, "display")) {
             if (strcmp(arg, "none"))
                 die("-display %s: qkvm has no display (only -display none)", arg);
+        } else if (!strcmp(opt, "accel") && !strcmp(arg, "help")) {
+            printf("Accelerators supported in qkvm binary:\n");
+            for (const char *const *n = (const char *const[]){ "kvm", "tcg", NULL }; *n; n++)
+                if (accel_find(*n))
+                    printf("%s\n", *n);
+            return 0;
         } else if (!strcmp(opt, "accel")) {
             struct kvlist kv;
             if (keyval_parse(arg, "accel", &kv))
