@@ -37,11 +37,12 @@ static int debug_exit_create(struct machine *m, struct kvlist *opts)
     if (!d)
         return -ENOMEM;
     d->m = m;
+    if (machine_add_cleanup(m, free, d))
+        return -ENOMEM;
     int ret = bus_register(&m->pio, base, len, NULL, debug_exit_write, d, "isa-debug-exit");
     if (ret) {
         log_error("isa-debug-exit: ports 0x%llx-0x%llx are taken", (unsigned long long)base,
                   (unsigned long long)(base + len - 1));
-        free(d);
     }
     return ret;
 }

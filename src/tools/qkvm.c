@@ -201,9 +201,11 @@ static void on_signal(int sig)
 int main(int argc, char **argv)
 {
     log_set_prog("qkvm");
-    struct machine_config cfg = { .ram_size = 256ull << 20, .ncpus = 1, .serial = "stdio" };
-    const char *accels[MAX_ACCELS];
-    int naccels = 0;
+    /* static: still reachable when die() exits mid-parse, so leak checkers stay quiet */
+    static struct machine_config cfg = { .ram_size = 256ull << 20, .ncpus = 1, .serial = "stdio" };
+    static const char *accels[MAX_ACCELS];
+    static char *accel_lists[MAX_ACCELS];   /* strtok'd copies that accels[] points into */
+    int naccels = 0, nlists = 0;
 
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -251,11 +253,13 @@ int main(int argc, char **argv)
             struct kvlist kv;
             if (keyval_parse(arg, "accel", &kv))
                 die("-accel %s: not an accelerator name", arg);
-            char *list = strdup(keyval_get(&kv, "accel"));
+            if (nlists == MAX_ACCELS)
+                die("-accel: too many accelerators");
+            char *list = accel_lists[nlists++] = strdup(keyval_get(&kv, "accel"));
             for (char *save, *t = strtok_r(list, ":", &save); t; t = strtok_r(NULL, ":", &save)) {
                 if (naccels == MAX_ACCELS)
                     die("-accel: too many accelerators");
-                accels[naccels++] = t;   /* list stays allocated for the process */
+                accels[naccels++] = t;
             }
             keyval_free(&kv);
         } else if (!strcmp(opt, "enable-kvm")) {
@@ -351,5 +355,9 @@ int main(int argc, char **argv)
         break;
     }
     chardev_restore_terminal();
+    for (int i = 0; i < cfg.ndevices; i++)
+        keyval_free(&cfg.devices[i]);
+    for (int i = 0; i < nlists; i++)
+        free(accel_lists[i]);
     return status;
 }

@@ -104,8 +104,9 @@ uint64_t acpi_build_tables(struct machine *m)
     acpi_header_init(dsdt, "DSDT", sizeof(*dsdt) + sizeof(dsdt_aml), 2);
 
     uint8_t *facs = base + o_facs;
+    const uint32_t facs_len = 64;
     memcpy(facs, "FACS", 4);
-    *(uint32_t *)(facs + 4) = 64;
+    memcpy(facs + 4, &facs_len, 4);
     facs[32] = 2;   /* version */
 
     struct acpi_fadt *f = (void *)(base + o_fadt);
@@ -136,8 +137,8 @@ uint64_t acpi_build_tables(struct machine *m)
 
     struct acpi_header *madt = (void *)(base + o_madt);
     uint8_t *p = (uint8_t *)(madt + 1);
-    *(uint32_t *)p = (uint32_t)LAPIC_BASE;
-    *(uint32_t *)(p + 4) = 1;   /* PCAT_COMPAT: there are 8259s to mask */
+    const uint32_t madt_head[2] = { (uint32_t)LAPIC_BASE, 1 };   /* PCAT_COMPAT: 8259s to mask */
+    memcpy(p, madt_head, sizeof(madt_head));
     p += 8;
     for (int i = 0; i < m->ncpus; i++) {
         *(struct madt_lapic *)p = (struct madt_lapic){ 0, 8, (uint8_t)i, (uint8_t)i, 1 };
@@ -155,9 +156,8 @@ uint64_t acpi_build_tables(struct machine *m)
     acpi_header_init(madt, "APIC", (uint32_t)(p - (uint8_t *)madt), 3);
 
     struct acpi_header *xsdt = (void *)(base + o_xsdt);
-    uint64_t *ent = (uint64_t *)(xsdt + 1);
-    ent[0] = gpa + o_fadt;
-    ent[1] = gpa + o_madt;
+    uint64_t ent[2] = { gpa + o_fadt, gpa + o_madt };
+    memcpy(xsdt + 1, ent, sizeof(ent));   /* the entries sit at offset 36: unaligned */
     acpi_header_init(xsdt, "XSDT", sizeof(*xsdt) + 2 * 8, 1);
 
     struct acpi_rsdp *r = (void *)(base + o_rsdp);

@@ -283,6 +283,13 @@ out:
     return ret;
 }
 
+static void boot_unmap_rom(void *opaque)
+{
+    struct { void *p; size_t len; } *rm = opaque;
+    munmap(rm->p, rm->len);
+    free(rm);
+}
+
 int boot_load_bios(struct machine *m, struct cpu_state *s)
 {
     const char *path = m->cfg->bios;
@@ -309,6 +316,13 @@ int boot_load_bios(struct machine *m, struct cpu_state *s)
         free(img);
         return -errno;
     }
+    struct rom_mapping { void *p; size_t len; } *rm = malloc(sizeof(*rm));
+    if (!rm || machine_add_cleanup(m, boot_unmap_rom, rm)) {
+        munmap(rom, rom_size);
+        free(img);
+        return -ENOMEM;
+    }
+    *rm = (struct rom_mapping){ rom, rom_size };
     memset(rom, 0xff, rom_size - len);
     memcpy(rom + rom_size - len, img, len);
     free(img);

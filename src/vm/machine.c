@@ -13,6 +13,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+struct machine_cleanup {
+    void (*fn)(void *opaque);
+    void *opaque;
+    struct machine_cleanup *next;
+};
+
 static struct machine_init *inits;
 static struct device_type *device_types;
 
@@ -139,6 +145,18 @@ enum machine_stop machine_run(struct machine *m)
     return (enum machine_stop)atomic_load(&m->stop);
 }
 
+int machine_add_cleanup(struct machine *m, void (*fn)(void *opaque), void *opaque)
+{
+    struct machine_cleanup *c = malloc(sizeof(*c));
+    if (!c) {
+        fn(opaque);
+        return -ENOMEM;
+    }
+    *c = (struct machine_cleanup){ fn, opaque, m->cleanups };
+    m->cleanups = c;
+    return 0;
+}
+
 void machine_destroy(struct machine *m)
 {
     /* exit hooks in reverse order of init: build the reversed list on the stack */
@@ -149,6 +167,12 @@ void machine_destroy(struct machine *m)
     while (n--)
         if (stack[n]->exit)
             stack[n]->exit(m);
+    while (m->cleanups) {
+        struct machine_cleanup *c = m->cleanups;
+        m->cleanups = c->next;
+        c->fn(c->opaque);
+        free(c);
+    }
     if (m->vcpus) {
         for (int i = 0; i < m->ncpus; i++)
             if (m->accel && m->accel->vcpu_destroy)
