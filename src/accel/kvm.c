@@ -74,7 +74,7 @@ static int kvm_map_region(struct machine *m, int idx)
  * hypervisor bit and KVM's signature leaf. Per-vCPU fields (APIC IDs) are patched later. */
 static int kvm_get_cpuid(struct kvm_vm *k)
 {
-    for (int n = 64; n <= 4096; n *= 2) {
+    for (int n = 256; n <= 4096; n *= 2) {
         struct kvm_cpuid2 *c = calloc(1, sizeof(*c) + (size_t)n * sizeof(c->entries[0]));
         if (!c)
             return -ENOMEM;
@@ -112,6 +112,11 @@ static int kvm_vm_create(struct machine *m)
     }
     k->run_size = ioctl(k->kvm_fd, KVM_GET_VCPU_MMAP_SIZE, 0);
     k->readonly_mem = ioctl(k->vm_fd, KVM_CHECK_EXTENSION, KVM_CAP_READONLY_MEM) > 0;
+    for (int i = 0; i < m->nmem; i++) {
+        int r = kvm_map_region(m, i);
+        if (r)
+            return r;
+    }
     /* Both calls fail harmlessly on AMD and on paravirtual KVM flavours. */
     uint64_t idmap = KVM_IDENTITY_MAP_ADDR;
     ioctl(k->vm_fd, KVM_SET_IDENTITY_MAP_ADDR, &idmap);
@@ -126,11 +131,6 @@ static int kvm_vm_create(struct machine *m)
         int err = -errno;
         log_error("kvm: cannot create the in-kernel PIT: %s", strerror(errno));
         return err;
-    }
-    for (int i = 0; i < m->nmem; i++) {
-        int ret = kvm_map_region(m, i);
-        if (ret)
-            return ret;
     }
     int ret = kvm_get_cpuid(k);
     if (ret) {

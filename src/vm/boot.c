@@ -290,7 +290,7 @@ static void boot_unmap_rom(void *opaque)
     free(rm);
 }
 
-int boot_load_bios(struct machine *m, struct cpu_state *s)
+int boot_map_bios(struct machine *m)
 {
     const char *path = m->cfg->bios;
     uint8_t *img;
@@ -326,19 +326,12 @@ int boot_load_bios(struct machine *m, struct cpu_state *s)
     memset(rom, 0xff, rom_size - len);
     memcpy(rom + rom_size - len, img, len);
     free(img);
-    int base = m->nmem;
     ret = memory_add_region(m, MACHINE_HIGH_RAM_BASE - rom_size, rom_size, rom, true);
     if (!ret)
         ret = memory_add_region(m, 0x100000 - 0x20000, 0x20000, rom + rom_size - 0x20000, true);
-    for (int i = base; !ret && i < m->nmem; i++)
-        if (m->accel->mem_add)
-            ret = m->accel->mem_add(m, i);
-    if (ret) {
+    if (ret)
         log_error("cannot map firmware '%s': %s", path, strerror(-ret));
-        return ret;
-    }
-    cpu_state_reset(s, true);
-    return 0;
+    return ret;
 }
 
 /* Last in machine creation: every device is in place, so the tables can describe them. */
@@ -347,7 +340,8 @@ static int boot_init(struct machine *m)
     struct cpu_state s;
     int ret;
     if (m->cfg->bios) {
-        ret = boot_load_bios(m, &s);
+        cpu_state_reset(&s, true);   /* boot_map_bios placed the image already */
+        ret = 0;
     } else {
         uint64_t rsdp = acpi_build_tables(m);
         ret = boot_load_linux(m, rsdp, &s);

@@ -6,6 +6,7 @@
 #include "accel/accel.h"
 #include "util/evloop.h"
 #include "util/log.h"
+#include "vm/boot.h"
 #include "vm/memory.h"
 #include "vm/vcpu.h"
 
@@ -102,6 +103,8 @@ int machine_create(struct machine *m, const struct machine_config *cfg)
                   (unsigned long long)(cfg->ram_size >> 20), strerror(-ret));
         return ret;
     }
+    if (cfg->bios && (ret = boot_map_bios(m)))
+        return ret;
     ret = m->accel->vm_create(m);
     if (ret)
         return ret;

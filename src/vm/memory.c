@@ -30,6 +30,7 @@ int memory_create_ram(struct machine *m, uint64_t size, bool bios_hole)
     if (size >= (1ull << 30))
         madvise(p, size, MADV_HUGEPAGE);
     madvise(p, size, MADV_DONTDUMP);
+    madvise(p, size, MADV_DONTFORK);   /* a forked helper must not copy the guest's page tables */
     m->ram = p;
     m->ram_size = size;
     uint64_t low = size < MACHINE_LOW_RAM_END ? size : MACHINE_LOW_RAM_END;
