@@ -17,7 +17,6 @@ static void debug_exit_write(void *opaque, uint64_t off, const void *data, unsig
     uint32_t v = 0;
     (void)off;
     memcpy(&v, data, size > 4 ? 4 : size);
-    log_debug(LOG_TIME, "guest-requested exit (isa-debug-exit 0x%x)", v);
     machine_request_stop(d->m, MACHINE_EXIT, (int)(((v << 1) | 1) & 0xff));
 }
 

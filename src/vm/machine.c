@@ -203,5 +203,7 @@ void machine_request_stop(struct machine *m, enum machine_stop why, int status)
     if (!atomic_compare_exchange_strong(&m->stop, &expected, (int)why))
         return;
     m->exit_status = status;
+    static const char *const names[] = { "running", "poweroff", "reset", "exit", "failure" };
+    log_debug(LOG_TIME, "stop requested: %s (status %d)", names[why], status);
     evloop_stop(m->loop, (int)why);
 }

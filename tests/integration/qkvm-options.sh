@@ -76,3 +76,16 @@ expect_eq "-smp cpus=2 reaches the MADT" 2 "$(outval cpus)"
 run_qkvm 30 -kernel "$K" -d time
 check "-d time prints the timeline on stderr" grep -q 'first byte on the serial port' "$TMP/err"
 check "-d time leaves stdout to the guest" grep -q '^entry=64' "$TMP/out"
+
+# isa-debug-exit maps V to (V << 1) | 1, as QEMU does
+for v in 0 1 127; do
+  rom=$GUESTS/hello-rom.bin; [ $v != 0 ] && rom=$GUESTS/exit$v-rom.bin
+  run_qkvm 30 -bios "$rom" -device isa-debug-exit,iobase=0xf4,iosize=4
+  expect_eq "isa-debug-exit: guest writes $v, qkvm exits $(( (v << 1) | 1 ))" $(( (v << 1) | 1 )) "$rc"
+done
+run_qkvm 30 -bios "$GUESTS/hello-rom.bin" -device isa-debug-exit
+expect_eq "isa-debug-exit at QEMU's default port 0x501: the ROM's write to 0xf4 misses it" 0 "$rc"
+run_qkvm 30 -bios "$GUESTS/hello-rom.bin" -d time
+for step in "options parsed" "VM created" "first .* run" "first byte on the serial port" "stop requested: poweroff" "guest RAM touched"; do
+  check "-d time timeline: $step" grep -q "$step" "$TMP/err"
+done
