@@ -36,6 +36,10 @@ for a in $accels; do
     expect_eq "$a smp=$smp: ACPI poweroff exits 0" 0 "$rc"
   done
 
+  # the guest starts its APs itself: INIT and SIPI through the local APIC
+  run_qkvm 60 -accel "$a" -smp 4 -kernel "$GUESTS/bzimage64.bin" -append "test=smp"
+  expect_eq "$a: the guest starts 3 APs with INIT/SIPI" 3 "$(outval aps)"
+
   # -m above 3 GiB: RAM splits around the PCI hole, one more e820 entry
   run_qkvm 60 -accel "$a" -m 3200M -kernel "$GUESTS/bzimage64.bin"
   expect_eq "$a: RAM above 4 GiB adds an e820 entry" 5 "$(outval e820)"
