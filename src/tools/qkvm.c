@@ -5,6 +5,7 @@
 #include "util/parse.h"
 #include "vm/boot.h"
 #include "vm/machine.h"
+#include "vm/smbios.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -36,6 +37,9 @@ static void usage(FILE *f)
         "  -device DRIVER,... a device; qkvm -device help lists them\n"
         "  -no-reboot         exit (status 0) when the guest reboots\n"
         "  -name NAME         the VM's name, for messages and the process title\n"
+        "  -uuid UUID         the system UUID the guest sees (SMBIOS, /sys/class/dmi/id/product_uuid)\n"
+        "  -smbios type=1,... SMBIOS fields: type=0 (vendor,version,date), type=1 (manufacturer,\n"
+        "                     product,version,serial,uuid,sku,family), type=3 (chassis)\n"
         "  -machine/-M TYPE   accepted for QEMU compatibility: pc, q35, microvm (one machine type)\n"
         "  -cpu MODEL         accepted for QEMU compatibility: host, max\n"
         "  -d ITEM,...        debug output on stderr; -d help lists the items\n"
@@ -316,6 +320,18 @@ int main(int argc, char **argv)
             if (keyval_parse(arg, "driver", &cfg.devices[cfg.ndevices]))
                 die("-device %s: not a device description (DRIVER,prop=value,...)", arg);
             cfg.ndevices++;
+        } else if (!strcmp(opt, "uuid") || !strcmp(opt, "smbios")) {
+            static struct smbios_config smbios;
+            if (!cfg.smbios)
+                smbios_config_init(&smbios);
+            cfg.smbios = &smbios;
+            char why[160];
+            if (!strcmp(opt, "uuid")) {
+                if (smbios_parse_uuid(arg, smbios.uuid))
+                    die("-uuid %s: not a UUID (xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx)", arg);
+            } else if (smbios_parse_option(&smbios, arg, why, sizeof(why))) {
+                die("-smbios %s: %s", arg, why);
+            }
         } else if (!strcmp(opt, "d")) {
             if (!strcmp(arg, "help")) {
                 fputs(log_mask_help(), stdout);

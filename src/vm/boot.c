@@ -9,6 +9,7 @@
 #include "vm/cpu_state.h"
 #include "vm/machine.h"
 #include "vm/memory.h"
+#include "vm/smbios.h"
 #include "vm/vcpu.h"
 
 #include <errno.h>
@@ -334,6 +335,35 @@ int boot_map_bios(struct machine *m)
     return ret;
 }
 
+/* SMBIOS in the top 64 KiB of the BIOS area, where Linux's dmi_scan looks: the entry points at
+ * 0xf0000, the table right after them. */
+#define SMBIOS_EP_ADDR    0xf0000ull
+#define SMBIOS_TABLE_ADDR (SMBIOS_EP_ADDR + SMBIOS_EP_SIZE)
+#define SMBIOS_TABLE_MAX  (0x100000ull - SMBIOS_TABLE_ADDR)
+
+static int boot_write_smbios(struct machine *m)
+{
+    struct smbios_config c;
+    if (m->cfg->smbios)
+        c = *m->cfg->smbios;
+    else
+        smbios_config_init(&c);
+    c.ram_size = m->ram_size;
+    c.cpus = (unsigned)m->ncpus;
+    c.nmem = 0;
+    for (int i = 0; i < m->nmem && c.nmem < SMBIOS_MEM_RANGES; i++)
+        if (!m->mem[i].readonly)
+            c.mem[c.nmem].start = m->mem[i].gpa, c.mem[c.nmem++].size = m->mem[i].size;
+    uint8_t *table = machine_gpa_ptr(m, SMBIOS_TABLE_ADDR, SMBIOS_TABLE_MAX);
+    uint8_t *ep = machine_gpa_ptr(m, SMBIOS_EP_ADDR, SMBIOS_EP_SIZE);
+    size_t tlen, elen;
+    int ret = table && ep ? smbios_build(&c, SMBIOS_TABLE_ADDR, table, SMBIOS_TABLE_MAX, &tlen, ep,
+                                         SMBIOS_EP_SIZE, &elen) : -ENOMEM;
+    if (ret)
+        log_error("cannot build the SMBIOS tables: %s", strerror(-ret));
+    return ret;
+}
+
 /* Last in machine creation: every device is in place, so the tables can describe them. */
 static int boot_init(struct machine *m)
 {
@@ -344,7 +374,9 @@ static int boot_init(struct machine *m)
         ret = 0;
     } else {
         uint64_t rsdp = acpi_build_tables(m);
-        ret = boot_load_linux(m, rsdp, &s);
+        ret = boot_write_smbios(m);
+        if (!ret)
+            ret = boot_load_linux(m, rsdp, &s);
     }
     if (ret)
         return ret;

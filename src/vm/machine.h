@@ -13,6 +13,7 @@
 struct accel_ops;
 struct evloop;
 struct irqchip;
+struct smbios_config;
 struct vcpu;
 
 /* Guest-physical layout: RAM from 0 up to the PCI hole, the rest above 4 GiB, as on a PC. */
@@ -36,6 +37,7 @@ struct machine_config {
     const char *serial;         /* "stdio", "file:PATH", "none" */
     bool no_reboot;
     const struct accel_ops *accel;
+    const struct smbios_config *smbios;          /* -uuid, -smbios: what the guest's DMI shows */
     struct kvlist devices[MACHINE_MAX_DEVICES];  /* each -device, "driver" is its type */
     int ndevices;
 };

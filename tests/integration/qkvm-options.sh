@@ -42,6 +42,8 @@ expect_error "unknown device property" "unknown property 'color'" -kernel "$K" -
 expect_error "bad serial backend" "-serial tcp:1: unknown backend" -kernel "$K" -serial tcp:1
 expect_error "unknown -d item" "unknown item" -kernel "$K" -d nonsense
 expect_error "bad machine type" "unknown machine type" -kernel "$K" -M sparc
+expect_error "bad -uuid" "-uuid nope: not a UUID" -kernel "$K" -uuid nope
+expect_error "bad -smbios type" "-smbios type=9" -kernel "$K" -smbios type=9
 expect_error "-bios missing file" "firmware .*No such file" -bios "$TMP/nothere"
 expect_error "-bios empty file" "firmware .*empty" -bios "$TMP/empty"
 truncate -s 17M "$TMP/big"

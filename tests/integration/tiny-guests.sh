@@ -31,6 +31,7 @@ for a in $accels; do
     expect_eq "$a smp=$smp: initrd size" 65536 "$(outval initrd_size)"
     expect_eq "$a smp=$smp: initrd checksum" "$want_sum" "$(outval initrd_sum)"
     expect_eq "$a smp=$smp: MADT lists every vCPU" $smp "$(outval cpus)"
+    expect_eq "$a smp=$smp: SMBIOS entry point where dmi_scan looks" 1 "$(outval smbios)"
     expect_eq "$a smp=$smp: DSDT \\_S5 sleep type" 5 "$(outval s5)"
     expect_eq "$a smp=$smp: FADT PM1a control port" 1540 "$(outval pm1a_cnt)"
     expect_eq "$a smp=$smp: ACPI poweroff exits 0" 0 "$rc"
