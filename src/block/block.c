@@ -362,8 +362,10 @@ int block_status_chain(struct block *bs, uint64_t off, uint64_t len, uint64_t *p
     int r = block_status_layer(bs, off, len, pnum, st);
     if (r || (st->flags & BLOCK_STATUS_ALLOCATED))
         return r;
-    if (!bs->backing)
+    if (!bs->backing) {
+        st->flags |= BLOCK_STATUS_ZERO;   /* nothing below: reads as zeros */
         return 0;
+    }
     struct block *b = bs->backing;
     uint64_t n = *pnum;
     if (off >= b->size) {

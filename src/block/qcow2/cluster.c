@@ -141,9 +141,11 @@ int qcow2_map(struct qcow2_state *s, uint64_t off, uint64_t len, struct qcow2_ma
         uint64_t gran = t == QC_COMPRESSED ? s->cluster_size : s->sc_size;
         uint64_t next = (pos & ~(gran - 1)) + gran;
         uint64_t step = (next < end ? next : end) - pos;
+        if (t == QC_COMPRESSED || !host)
+            h = 0;
         if (first) {
             m->type = t;
-            m->host = t == QC_NORMAL ? h : 0;
+            m->host = h;
             m->entry = e;
             m->bitmap = bm;
             copied = e & QCOW2_OFLAG_COPIED;
@@ -151,8 +153,11 @@ int qcow2_map(struct qcow2_state *s, uint64_t off, uint64_t len, struct qcow2_ma
         } else {
             if (t != m->type || t == QC_COMPRESSED)
                 break;
-            if (t == QC_NORMAL &&
-                (h != m->host + m->bytes || !!(e & QCOW2_OFLAG_COPIED) != copied))
+            /* host offsets (also of preallocated zero and unallocated subclusters) must
+             * continue the run */
+            if ((h || m->host) && h != m->host + m->bytes)
+                break;
+            if (t == QC_NORMAL && !!(e & QCOW2_OFLAG_COPIED) != copied)
                 break;
         }
         m->bytes += step;
@@ -370,6 +375,12 @@ static int set_entry(struct qcow2_state *s, uint64_t guest, uint64_t e, uint64_t
     entry_set(s, l2, l2_index(s, guest), e, bm);
     qcow2_cache_dirty(&s->l2_cache, l2);
     return 0;
+}
+
+int qcow2_prepare_l2(struct qcow2_state *s, uint64_t guest)
+{
+    uint8_t *l2;
+    return l2_writable(s, guest, &l2);
 }
 
 int qcow2_map_range(struct qcow2_state *s, uint64_t guest, uint64_t host, uint64_t n)
@@ -615,8 +626,9 @@ int qcow2_write_compressed(struct qcow2_state *s, uint64_t off, const void *buf,
 }
 
 /* Zeroing (and discard, which frees clusters and may leave v2 ranges to the backing file). */
-int qcow2_zero(struct qcow2_state *s, uint64_t off, uint64_t len, bool unmap, bool discard)
+int qcow2_zero(struct qcow2_state *s, uint64_t off, uint64_t len, bool unmap, int mode)
 {
+    bool discard = mode != 0;
     uint64_t cs = s->cluster_size, end = off + len;
     int r = mark_dirty(s);
     static const uint8_t zeros[4096];
@@ -654,7 +666,7 @@ int qcow2_zero(struct qcow2_state *s, uint64_t off, uint64_t len, bool unmap, bo
         uint64_t ne, nbm = 0;
         bool keep = false;
         if (s->version < 3) {
-            if (!discard && (backing || (allocated && !unmap))) {
+            if (!discard && (backing || (allocated && !unmap)) && mode != 2) {
                 /* no zero flag in v2: write zeros */
                 for (uint64_t p = 0; p < n && !r;) {
                     uint64_t c = n - p < sizeof(zeros) ? n - p : sizeof(zeros);
@@ -678,6 +690,11 @@ int qcow2_zero(struct qcow2_state *s, uint64_t off, uint64_t len, bool unmap, bo
             keep = true;
         } else {
             ne = (discard && !backing && !allocated) ? 0 : QCOW2_OFLAG_ZERO;
+        }
+        if (mode == 2) {
+            ne = 0;
+            nbm = 0;
+            keep = false;
         }
         if (ne != e || nbm != bm) {
             if (!allocated && !ne && !nbm) {

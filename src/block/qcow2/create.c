@@ -63,6 +63,19 @@ int qcow2_set_backing(struct qcow2_state *s, const char *name, const char *fmt)
     return qcow2_update_header(s);
 }
 
+static int write_zeros(struct qcow2_state *s, uint64_t off, uint64_t len)
+{
+    static const uint8_t zeros[65536];
+    for (uint64_t p = 0; p < len;) {
+        uint64_t n = len - p < sizeof(zeros) ? len - p : sizeof(zeros);
+        int r = bfile_pwrite(s->f, off + p, zeros, n);
+        if (r)
+            return r;
+        p += n;
+    }
+    return 0;
+}
+
 static int preallocate(struct qcow2_state *s, int mode)
 {
     uint64_t cs = s->cluster_size, n = (s->bs->size + cs - 1) / cs;
@@ -72,13 +85,17 @@ static int preallocate(struct qcow2_state *s, int mode)
         uint64_t k = s->l2_entries - (c % s->l2_entries);
         if (k > n - c)
             k = n - c;
+        if ((r = qcow2_prepare_l2(s, c * cs)))
+            return r;
         int64_t h = qcow2_alloc_clusters(s, k);
         if (h < 0)
             return (int)h;
         end = (uint64_t)h + k * cs;
         if (mode >= 2) {
-            r = mode == 2 && fallocate(s->f->fd, 0, h, k * cs) == 0
-                    ? 0 : bfile_zero(s->f, h, k * cs, false);
+            if (mode == 2 && fallocate(s->f->fd, 0, h, k * cs) == 0)
+                r = 0;
+            else
+                r = write_zeros(s, h, k * cs);
             if (r)
                 return r;
         }

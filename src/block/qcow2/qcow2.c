@@ -612,13 +612,13 @@ static int qcow2_pwrite_compressed(struct block *bs, uint64_t off, const void *b
 static int qcow2_zeroes(struct block *bs, uint64_t off, uint64_t len, unsigned flags)
 {
     int r = writable_check(bs->opaque);
-    return r ? r : qcow2_zero(bs->opaque, off, len, flags & BLOCK_ZERO_MAY_UNMAP, false);
+    return r ? r : qcow2_zero(bs->opaque, off, len, flags & BLOCK_ZERO_MAY_UNMAP, 0);
 }
 
 static int qcow2_discard(struct block *bs, uint64_t off, uint64_t len)
 {
     int r = writable_check(bs->opaque);
-    return r ? r : qcow2_zero(bs->opaque, off, len, true, true);
+    return r ? r : qcow2_zero(bs->opaque, off, len, true, 1);
 }
 
 static int qcow2_truncate(struct block *bs, uint64_t size, bool shrink)
@@ -633,9 +633,9 @@ static int qcow2_truncate(struct block *bs, uint64_t size, bool shrink)
         (void)shrink;
         /* discard everything past the new end so the clusters are freed */
         uint64_t start = (size + s->cluster_size - 1) & ~(uint64_t)(s->cluster_size - 1);
-        if (start < bs->size && (r = qcow2_zero(s, start, bs->size - start, true, true)))
+        if (start < bs->size && (r = qcow2_zero(s, start, bs->size - start, true, 2)))
             return r;
-        if (size < start && (r = qcow2_zero(s, size, start - size, false, false)))
+        if (size < start && (r = qcow2_zero(s, size, start - size, false, 0)))
             return r;
     }
     uint64_t need = qcow2_l1_entries_for(s, size);
@@ -661,16 +661,26 @@ static int qcow2_status(struct block *bs, uint64_t off, uint64_t len, uint64_t *
     *pnum = m.bytes;
     switch (m.type) {
     case QC_UNALLOC:
-        st->flags = 0;
-        break;
     case QC_ZERO:
-        st->flags = BLOCK_STATUS_ZERO | BLOCK_STATUS_ALLOCATED;
+        st->flags = m.type == QC_ZERO ? BLOCK_STATUS_ZERO | BLOCK_STATUS_ALLOCATED : 0;
+        if (m.host && !s->crypt_method) {
+            st->flags |= BLOCK_STATUS_OFFSET;
+            st->host_off = m.host;
+        }
         break;
     case QC_NORMAL:
         st->flags = BLOCK_STATUS_DATA | BLOCK_STATUS_ALLOCATED;
         if (!s->crypt_method) {
             st->flags |= BLOCK_STATUS_OFFSET;
             st->host_off = m.host;
+            /* holes in the file (preallocation=metadata) read as zeros: say so, as QEMU does */
+            bool data;
+            uint64_t n;
+            if (bfile_status(s->f, m.host, m.bytes, &data, &n) == 0 && n) {
+                *pnum = n;
+                if (!data)
+                    st->flags |= BLOCK_STATUS_ZERO;
+            }
         }
         break;
     case QC_COMPRESSED:
@@ -710,3 +720,62 @@ const struct block_driver block_driver_qcow2 = {
     .status = qcow2_status,
     .info = qcow2_info,
 };
+
+int qcow2_amend(struct qcow2_state *s, int version, int lazy, char *err)
+{
+    int r;
+    if (version == 2 && s->version == 3) {
+        if (s->refcount_order != 4 || s->ext_l2 || s->compression_type)
+            return block_seterr(err, -ENOTSUP, "Cannot downgrade an image with refcount_bits "
+                                "!= 16, extended L2 entries or zstd compression to compat=0.10");
+        if (lazy == 1 || (lazy < 0 && (s->compat & QCOW2_COMPAT_LAZY)))
+            return block_seterr(err, -EINVAL, "Lazy refcounts only supported with compatibility "
+                                "level 1.1 and above (use compat=1.1 or greater)");
+        /* v2 has no zero flag: zero clusters become unallocated or real zeros */
+        static const uint8_t zeros[65536];
+        for (uint64_t p = 0; p < s->bs->size;) {
+            struct qcow2_map m;
+            if ((r = qcow2_map(s, p, s->bs->size - p, &m)))
+                return r;
+            if (m.type == QC_ZERO) {
+                if (!s->bs->backing) {
+                    if ((r = qcow2_zero(s, p, m.bytes, true, 2)))
+                        return r;
+                } else {
+                    for (uint64_t q = 0; q < m.bytes; q += sizeof(zeros)) {
+                        uint64_t n = m.bytes - q < sizeof(zeros) ? m.bytes - q : sizeof(zeros);
+                        if ((r = qcow2_write(s, p + q, zeros, n)))
+                            return r;
+                    }
+                }
+            }
+            p += m.bytes;
+        }
+        if ((r = qcow2_flush_all(s)))
+            return r;
+        s->version = 2;
+        s->compat = 0;
+        s->incompat = 0;
+        s->autoclear = 0;
+        s->header_len = 72;
+        return qcow2_update_header(s);
+    }
+    if (version == 3 && s->version == 2) {
+        s->version = 3;
+        s->header_len = 112;
+        s->refcount_order = 4;
+    }
+    if (lazy >= 0) {
+        if (s->version < 3 && lazy)
+            return block_seterr(err, -EINVAL, "Lazy refcounts only supported with compatibility "
+                                "level 1.1 and above (use compat=1.1 or greater)");
+        if (!lazy && (s->compat & QCOW2_COMPAT_LAZY)) {
+            if ((r = qcow2_flush_all(s)))
+                return r;
+        }
+        s->compat = lazy ? s->compat | QCOW2_COMPAT_LAZY : s->compat & ~QCOW2_COMPAT_LAZY;
+    }
+    if ((r = qcow2_flush_all(s)))
+        return r;
+    return qcow2_update_header(s);
+}

@@ -222,9 +222,12 @@ void qcow2_compressed_range(struct qcow2_state *s, uint64_t entry, uint64_t *off
 int qcow2_read(struct qcow2_state *s, uint64_t off, void *buf, size_t len);
 int qcow2_write(struct qcow2_state *s, uint64_t off, const void *buf, size_t len);
 int qcow2_write_compressed(struct qcow2_state *s, uint64_t off, const void *buf, size_t len);
-int qcow2_zero(struct qcow2_state *s, uint64_t off, uint64_t len, bool unmap, bool discard);
+/* mode 0: write zeroes; 1: discard (reads as zeros where the format can say so); 2: make the
+ * range unallocated (commit empties the top image this way). */
+int qcow2_zero(struct qcow2_state *s, uint64_t off, uint64_t len, bool unmap, int mode);
 int qcow2_grow_l1(struct qcow2_state *s, uint64_t min_size);
 /* Points n guest clusters from guest on at host clusters from host (preallocation). */
+int qcow2_prepare_l2(struct qcow2_state *s, uint64_t guest);
 int qcow2_map_range(struct qcow2_state *s, uint64_t guest, uint64_t host, uint64_t n);
 uint64_t qcow2_l1_entries_for(struct qcow2_state *s, uint64_t size);
 
