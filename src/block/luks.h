@@ -31,8 +31,8 @@ struct luks_slot_info {
     uint32_t iters, stripes, key_offset;
 };
 struct luks_info {
-    char cipher_alg[32], cipher_mode[32], ivgen_alg[32], hash_alg[32], ivgen_hash[32];
-    char uuid[40];
+    char cipher_alg[48], cipher_mode[48], ivgen_alg[48], hash_alg[48], ivgen_hash[48];
+    char uuid[48];
     uint64_t payload_offset;
     uint32_t master_key_iters;
     struct luks_slot_info slots[8];

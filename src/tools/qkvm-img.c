@@ -421,7 +421,8 @@ static void info_json(struct json_writer *w, struct block *bs)
                 if (li.slots[i].active)
                     json_uint(w, "iters", li.slots[i].iters);
                 json_uint(w, "key-offset", li.slots[i].key_offset);
-                json_uint(w, "stripes", li.slots[i].stripes);
+                if (li.slots[i].active)
+                    json_uint(w, "stripes", li.slots[i].stripes);
                 json_object_end(w);
             }
             json_array_end(w);
@@ -490,8 +491,9 @@ static void info_text(struct block *bs)
                        li.slots[i].active ? "true" : "false");
                 if (li.slots[i].active)
                     printf("                iters: %u\n", li.slots[i].iters);
-                printf("                key offset: %u\n                stripes: %u\n",
-                       li.slots[i].key_offset, li.slots[i].stripes);
+                printf("                key offset: %u\n", li.slots[i].key_offset);
+                if (li.slots[i].active)
+                    printf("                stripes: %u\n", li.slots[i].stripes);
             }
             printf("        master key iters: %u\n        payload offset: %" PRIu64 "\n",
                    li.master_key_iters, li.payload_offset);

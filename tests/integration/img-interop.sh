@@ -27,8 +27,8 @@ PY
 }
 qcheck() { qemu-img check "$@" >/dev/null 2>&1; }
 # reads with qemu-io, fails on any pattern mismatch
-qread() { local f=$1; shift; local a=(); for c in "$@"; do a+=(-c "$c"); done; qemu-io "${a[@]}" "$f" 2>&1 | grep -q "failed\|error" && return 1; return 0; }
-kread() { local f=$1; shift; local a=(); for c in "$@"; do a+=(-c "$c"); done; "$QIO" "${a[@]}" "$f" >out.txt 2>&1 || { cat out.txt >&2; return 1; }; ! grep -q "failed" out.txt; }
+qread() { local f=$1; shift; local a=(); for c in "$@"; do a+=(-c "$c"); done; local o=(); [[ $f == driver=* ]] && o=(--object secret,id=s0,data=pass0 --image-opts); qemu-io "${o[@]}" "${a[@]}" "$f" 2>&1 | grep -q "failed\|error" && return 1; return 0; }
+kread() { local f=$1; shift; local a=(--object secret,id=s0,data=pass0); for c in "$@"; do a+=(-c "$c"); done; "$QIO" "${a[@]}" "$f" >out.txt 2>&1 || { cat out.txt >&2; return 1; }; ! grep -q "failed" out.txt; }
 kwrite() { local f=$1; shift; local a=(); for c in "$@"; do a+=(-c "$c"); done; "$QIO" "${a[@]}" "$f" >out.txt 2>&1 || { cat out.txt >&2; return 1; }; }
 
 WRITES=("write -P 0x11 0 64k" "write -P 0x22 100k 300k" "write -P 0x33 3000 1000" "write -z 1M 128k" "write -P 0x44 2M 1" "write -P 0x55 3M 1M")
@@ -137,6 +137,26 @@ for ct in zlib zstd; do
   check "compressed $ct: qemu-img compare" qemu-img compare -q a.raw kc.qcow2
   expect_eq "compressed $ct: qemu counts compressed clusters" yes "$(qemu-img check --output=json kc.qcow2 | grep -q compressed-clusters && echo yes)"
 done
+
+# 7. LUKS, both ways, and a wrong secret
+SEC=(--object secret,id=s0,data=pass0)
+qopts() { echo "driver=qcow2,file.filename=$1,encrypt.key-secret=s0"; }
+qemu-img create -q -f qcow2 "${SEC[@]}" -o encrypt.format=luks,encrypt.key-secret=s0,encrypt.iter-time=10 lq.qcow2 4M
+qemu-io "${SEC[@]}" --image-opts "$(qopts lq.qcow2)" -c "write -P 0x42 0 100k" >/dev/null
+check "luks qemu-made: qkvm reads" kread lq.qcow2 "read -P 0x42 0 100k"
+"$QIO" "${SEC[@]}" -c "write -P 0x43 1M 5000" -c "write -P 0x44 70000 3" lq.qcow2 >/dev/null
+check "luks qemu-made: qemu reads qkvm writes" qread "$(qopts lq.qcow2)" "read -P 0x43 1M 5000" "read -P 0x44 70000 3"
+check "luks qemu-made: check" qemu-img check -q "${SEC[@]}" --image-opts "$(qopts lq.qcow2)"
+"$QI" create -q -f qcow2 "${SEC[@]}" -o encrypt.format=luks,encrypt.key-secret=s0,encrypt.iter-time=10 lk.qcow2 4M
+"$QIO" "${SEC[@]}" -c "write -P 0x45 0 70k" lk.qcow2 >/dev/null
+check "luks qkvm-made: qemu reads" qread "$(qopts lk.qcow2)" "read -P 0x45 0 70k" "read -P 0 70k 100k"
+check "luks qkvm-made: check" qemu-img check -q "${SEC[@]}" --image-opts "$(qopts lk.qcow2)"
+qemu-img info --output=json lk.qcow2 >a.json; "$QI" info --output=json lk.qcow2 >b.json
+check "luks qkvm-made: info json equal" json_same a.json b.json
+sum=$(md5sum lq.qcow2)
+msg=$("$QIO" --object secret,id=s0,data=wrong -c "read 0 1" lq.qcow2 2>&1); rc=$?
+expect_eq "luks wrong secret: one line, nonzero" "1 1" "$(echo "$msg" | wc -l) $rc"
+expect_eq "luks wrong secret: file unchanged" "$sum" "$(md5sum lq.qcow2)"
 
 # 6. the other commands against qemu-img
 "$QI" convert -O qcow2 a.raw conv.qcow2

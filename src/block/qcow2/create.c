@@ -190,6 +190,11 @@ int qcow2_create(const char *path, const struct qcow2_create_opts *in, char *err
         }
         s->crypt_method = QCOW2_CRYPT_LUKS;
         s->crypt_off = off;
+        /* the whole header area exists in the file (unused bytes read as zeros) */
+        uint64_t end = (off + s->crypt_len + s->cluster_size - 1) & ~(uint64_t)(s->cluster_size - 1);
+        int64_t fsz = bfile_size(s->f);
+        if (fsz >= 0 && (uint64_t)fsz < end && (r = bfile_truncate(s->f, end)))
+            goto fail;
     }
     if ((r = qcow2_flush_all(s)) || (r = qcow2_update_header(s)))
         goto fail;
