@@ -136,7 +136,7 @@ static int do_read(int argc, char **argv, bool vec)
     clock_gettime(CLOCK_MONOTONIC, &t0);
     int r = block_pread(bs, off, buf, len);
     if (r) {
-        printf("read failed: %s\n", strerror(-r));
+        fprintf(stderr, "read failed: %s\n", strerror(-r));
         free(buf);
         return r;
     }
@@ -197,7 +197,7 @@ static int do_write(int argc, char **argv, bool vec)
         free(buf);
     }
     if (r) {
-        printf("write failed: %s\n", strerror(-r));
+        fprintf(stderr, "write failed: %s\n", strerror(-r));
         return r;
     }
     if (!o.quiet)
@@ -218,7 +218,7 @@ static int do_discard(int argc, char **argv)
     clock_gettime(CLOCK_MONOTONIC, &t0);
     int r = block_discard(bs, off, len);
     if (r) {
-        printf("discard failed: %s\n", strerror(-r));
+        fprintf(stderr, "discard failed: %s\n", strerror(-r));
         return r;
     }
     if (!o.quiet)
@@ -276,7 +276,7 @@ static int do_alloc(int argc, char **argv)
     }
     uint64_t size = block_length(bs), sum = 0, p = off;
     if (off > size || len > size - off) {
-        printf("alloc failed: Input/output error\n");
+        fprintf(stderr, "alloc failed: Input/output error\n");
         return -EIO;
     }
     while (p < off + len) {
@@ -284,7 +284,7 @@ static int do_alloc(int argc, char **argv)
         struct block_status st;
         int r = block_status_layer(bs, p, off + len - p, &n, &st);
         if (r) {
-            printf("alloc failed: %s\n", strerror(-r));
+            fprintf(stderr, "alloc failed: %s\n", strerror(-r));
             return r;
         }
         if (st.flags & BLOCK_STATUS_ALLOCATED)
@@ -361,7 +361,7 @@ static int run_command(const char *cmdline)
     else if (!strcmp(c, "flush") || !strcmp(c, "f")) {
         r = block_flush(bs);
         if (r)
-            printf("flush failed: %s\n", strerror(-r));
+            fprintf(stderr, "flush failed: %s\n", strerror(-r));
     } else if (!strcmp(c, "info"))
         r = do_info();
     else if (!strcmp(c, "length") || !strcmp(c, "l")) {

@@ -43,7 +43,7 @@ static int write_entry(struct qcow2_cache *c, struct qcow2_cache_entry *e)
                 return r;
         }
     }
-    if (qcow2_overlaps_metadata(c->s, e->off, c->s->cluster_size) && c->depends)
+    if (c->depends && qcow2_overlaps_other_than_l2(c->s, e->off))
         return -EIO;
     int r = bfile_pwrite(c->s->f, e->off, e->buf, c->s->cluster_size);
     if (r == 0)

@@ -333,6 +333,13 @@ int qcow2_check(struct qcow2_state *s, int fix, struct qcow2_check_result *res, 
             c.rebuild = true;
         }
     }
+    /* referenced clusters without a refcount block: patching would allocate blocks over
+     * clusters in use, so the structure is rebuilt */
+    for (uint64_t i = 0; i < c.nb && !c.rebuild; i++) {
+        uint64_t idx = i >> s->rb_bits;
+        if (c.refs[i] && (idx >= s->rt_entries || !s->rt[idx]))
+            c.rebuild = true;
+    }
     if (c.rebuild && (fix & QCOW2_FIX_ERRORS)) {
         say(&c, "Rebuilding refcount structure\n");
         int r = rebuild_refcounts(&c);
@@ -353,22 +360,22 @@ int qcow2_check(struct qcow2_state *s, int fix, struct qcow2_check_result *res, 
     uint64_t highest = 0;
     uint64_t limit = c.nb;
     for (uint64_t i = 0; i < limit; i++) {
-        uint64_t stored;
+        uint64_t stored, refs = i < c.nb ? c.refs[i] : 0;
         if (qcow2_get_refcount(s, i, &stored)) {
             res->check_errors++;
             continue;
         }
-        if (stored || c.refs[i])
+        if (stored || refs)
             highest = i + 1;
-        if (stored == c.refs[i])
+        if (stored == refs)
             continue;
-        bool leak = stored > c.refs[i];
+        bool leak = stored > refs;
         bool fixit = leak ? (fix & QCOW2_FIX_LEAKS) : (fix & QCOW2_FIX_ERRORS);
         say(&c, "%s cluster %" PRIu64 " refcount=%" PRIu64 " reference=%" PRIu64 "\n",
-            fixit ? "Repairing" : leak ? "Leaked" : "ERROR", i, stored, c.refs[i]);
+            fixit ? "Repairing" : leak ? "Leaked" : "ERROR", i, stored, refs);
         if (fixit) {
-            int64_t d = (int64_t)c.refs[i] - (int64_t)stored;
-            if (c.refs[i] > s->refcount_max ||
+            int64_t d = (int64_t)refs - (int64_t)stored;
+            if (refs > s->refcount_max ||
                 qcow2_update_refcount(s, i << s->cluster_bits, 1, d))
                 res->check_errors++;
             else if (leak)

@@ -392,6 +392,15 @@ static int qcow2_open(struct block *bs, const struct block_open_opts *o, char *e
         if ((r = block_open_backing(bs, bname, bfmt, o, err)))
             goto fail_opaque;
     }
+    if (s->writable && !o->no_repair && !(s->incompat & QCOW2_INCOMPAT_DIRTY)) {
+        /* the header cluster must be counted, or the allocator could hand out anything */
+        uint64_t ref;
+        if (qcow2_get_refcount(s, 0, &ref) || !ref) {
+            r = block_seterr(err, -EUCLEAN, "qcow2: refcounts are corrupt (the header cluster "
+                             "is not counted); run 'qkvm-img check -r all'");
+            goto fail_opaque;
+        }
+    }
     if (s->writable) {
         if (s->autoclear) {
             /* Unknown auto-clear features must be cleared before the first write. */

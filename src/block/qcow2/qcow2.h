@@ -205,6 +205,8 @@ int64_t qcow2_alloc_bytes(struct qcow2_state *s, uint32_t len);
 int qcow2_free_later(struct qcow2_state *s, uint64_t off, uint64_t len);
 int qcow2_process_frees(struct qcow2_state *s);
 bool qcow2_overlaps_metadata(struct qcow2_state *s, uint64_t off, uint64_t len);
+/* For an L2 table write: does off land on the header, L1, refcount structures, snapshots? */
+bool qcow2_overlaps_other_than_l2(struct qcow2_state *s, uint64_t off);
 void qcow2_refcount_set_entry(struct qcow2_state *s, uint8_t *blk, uint64_t i, uint64_t v);
 uint64_t qcow2_refcount_get_entry(struct qcow2_state *s, const uint8_t *blk, uint64_t i);
 

@@ -79,6 +79,28 @@ bool qcow2_overlaps_metadata(struct qcow2_state *s, uint64_t off, uint64_t len)
         in_range(off, len, s->snapshots_off, s->snapshots_size) ||
         in_range(off, len, s->crypt_off, s->crypt_len))
         return true;
+    /* active L2 tables and refcount blocks: a corrupt refcount must not hand them out */
+    for (uint32_t i = 0; i < s->l1_size && i < 4096; i++)
+        if (in_range(off, len, s->l1[i] & QCOW2_OFFSET_MASK, s->l1[i] ? s->cluster_size : 0))
+            return true;
+    for (uint64_t i = 0; i < s->rt_entries && i < 1024; i++)
+        if (in_range(off, len, s->rt[i], s->rt[i] ? s->cluster_size : 0))
+            return true;
+    return false;
+}
+
+bool qcow2_overlaps_other_than_l2(struct qcow2_state *s, uint64_t off)
+{
+    uint64_t len = s->cluster_size;
+    if (off < s->cluster_size ||
+        in_range(off, len, s->l1_off, (uint64_t)s->l1_size * 8) ||
+        in_range(off, len, s->rt_off, (uint64_t)s->rt_clusters << s->cluster_bits) ||
+        in_range(off, len, s->snapshots_off, s->snapshots_size) ||
+        in_range(off, len, s->crypt_off, s->crypt_len))
+        return true;
+    for (uint64_t i = 0; i < s->rt_entries && i < 1024; i++)
+        if (s->rt[i] == off)
+            return true;
     return false;
 }
 
