@@ -87,6 +87,8 @@ for v in 0 1 127; do
 done
 run_qkvm 30 -bios "$GUESTS/hello-rom.bin" -device isa-debug-exit
 expect_eq "isa-debug-exit at QEMU's default port 0x501: the ROM's write to 0xf4 misses it" 0 "$rc"
+run_qkvm 30 -bios "$GUESTS/hello-rom.bin"
+check "boot timer port: the guest's mark prints the boot time" grep -qE 'guest boot time: [0-9]+ us' "$TMP/err"
 run_qkvm 30 -bios "$GUESTS/hello-rom.bin" -d time
 for step in "options parsed" "VM created" "first .* run" "first byte on the serial port" "stop requested: poweroff" "guest RAM touched"; do
   check "-d time timeline: $step" grep -q "$step" "$TMP/err"
