@@ -625,13 +625,29 @@ int qcow2_write_compressed(struct qcow2_state *s, uint64_t off, const void *buf,
     return qcow2_process_frees(s);
 }
 
+/* Explicit zeros through the write path, in pieces that end on 64 KiB boundaries so a sector
+ * is never half zeroed by a crash between two pieces. */
+static int write_zeros(struct qcow2_state *s, uint64_t off, uint64_t n)
+{
+    static const uint8_t zeros[65536];
+    int r = 0;
+    while (n && !r) {
+        uint64_t c = sizeof(zeros) - (off & (sizeof(zeros) - 1));
+        if (c > n)
+            c = n;
+        r = qcow2_write(s, off, zeros, c);
+        off += c;
+        n -= c;
+    }
+    return r;
+}
+
 /* Zeroing (and discard, which frees clusters and may leave v2 ranges to the backing file). */
 int qcow2_zero(struct qcow2_state *s, uint64_t off, uint64_t len, bool unmap, int mode)
 {
     bool discard = mode != 0;
     uint64_t cs = s->cluster_size, end = off + len;
     int r = mark_dirty(s);
-    static const uint8_t zeros[4096];
     while (!r && off < end) {
         uint64_t cstart = off & ~(cs - 1);
         uint64_t cend = cstart + cs;
@@ -646,11 +662,7 @@ int qcow2_zero(struct qcow2_state *s, uint64_t off, uint64_t len, bool unmap, in
                 if (m.type == QC_ZERO || (m.type == QC_UNALLOC && !s->bs->backing)) {
                     n = m.bytes;
                 } else {
-                    for (uint64_t p = 0; p < n && !r;) {
-                        uint64_t c = n - p < sizeof(zeros) ? n - p : sizeof(zeros);
-                        r = qcow2_write(s, off + p, zeros, c);
-                        p += c;
-                    }
+                    r = write_zeros(s, off, n);
                 }
             }
             off += n;
@@ -668,11 +680,7 @@ int qcow2_zero(struct qcow2_state *s, uint64_t off, uint64_t len, bool unmap, in
         if (s->version < 3) {
             if (!discard && (backing || (allocated && !unmap)) && mode != 2) {
                 /* no zero flag in v2: write zeros */
-                for (uint64_t p = 0; p < n && !r;) {
-                    uint64_t c = n - p < sizeof(zeros) ? n - p : sizeof(zeros);
-                    r = qcow2_write(s, off + p, zeros, c);
-                    p += c;
-                }
+                r = write_zeros(s, off, n);
                 off += n;
                 continue;
             }

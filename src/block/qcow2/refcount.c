@@ -224,7 +224,10 @@ int64_t qcow2_alloc_clusters(struct qcow2_state *s, uint64_t n)
 
 int64_t qcow2_alloc_bytes(struct qcow2_state *s, uint32_t len)
 {
-    uint64_t fb = s->free_byte_offset;
+    uint64_t fb = s->free_byte_offset, ref = 0;
+    /* a cluster whose refcount is at its maximum (refcount_bits=1 at once) takes no more */
+    if (fb && qcow2_get_refcount(s, fb >> s->cluster_bits, &ref) == 0 && ref >= s->refcount_max)
+        fb = 0;
     if (fb && (fb & (s->cluster_size - 1)) &&
         s->cluster_size - (fb & (s->cluster_size - 1)) >= len) {
         int r = qcow2_update_refcount(s, fb, 1, 1);
