@@ -81,6 +81,7 @@ static int msix_irqfd_setup(struct pci_msix *x, struct msix_vector *v)
     v->irqfd = fd;
     v->route = route;
     v->route_stale = false;
+    log_debug(LOG_ACCEL, "%s: MSI-X vector %u goes through an irqfd (GSI %d)", x->d->name, (unsigned)(v - x->v), route);
     return 0;
 }
 

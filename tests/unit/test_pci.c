@@ -10,6 +10,7 @@
 
 #include "hw/pci.h"
 #include "hw/pci_msix.h"
+#include "vm/acpi.h"
 #include "virtio_fixture.h"
 
 static const char *const one_rng[] = { "virtio-rng-pci,addr=3", NULL };
@@ -295,6 +296,66 @@ static void test_pci_cfg_window(void **state)
     vfx_free(f);
 }
 
+/* The tables tell the guest about the bridge: MCFG points at ECAM, the DSDT has \_SB.PCI0 with
+ * its _PRT (slot 3 INTA# on GSI 19, as the device's interrupt line says) and the ECAM area
+ * reserved as a motherboard resource. */
+static void test_acpi_tables(void **state)
+{
+    (void)state;
+    struct vfx *f = vfx_new(one_rng);
+    uint64_t rsdp = acpi_build_tables(&f->m);
+    assert_true(rsdp);
+    uint8_t *r = machine_gpa_ptr(&f->m, rsdp, 36);
+    uint64_t xsdt;
+    memcpy(&xsdt, r + 24, 8);
+    uint8_t *x = machine_gpa_ptr(&f->m, xsdt, 36);
+    uint32_t xlen;
+    memcpy(&xlen, x + 4, 4);
+    uint8_t *mcfg = NULL, *dsdt = NULL;
+    for (uint32_t off = 36; off < xlen; off += 8) {
+        uint64_t t;
+        memcpy(&t, x + off, 8);
+        uint8_t *h = machine_gpa_ptr(&f->m, t, 36);
+        if (!memcmp(h, "MCFG", 4))
+            mcfg = h;
+        if (!memcmp(h, "FACP", 4)) {
+            uint32_t d;
+            memcpy(&d, h + 40, 4);
+            dsdt = machine_gpa_ptr(&f->m, d, 36);
+        }
+    }
+    assert_non_null(mcfg);
+    assert_non_null(dsdt);
+    uint32_t len;
+    memcpy(&len, mcfg + 4, 4);
+    assert_int_equal(len, 60);
+    uint8_t sum = 0;
+    for (uint32_t i = 0; i < len; i++)
+        sum += mcfg[i];
+    assert_int_equal(sum, 0);
+    uint64_t base;
+    memcpy(&base, mcfg + 44, 8);
+    assert_int_equal(base, PCI_ECAM_BASE);
+    assert_int_equal(mcfg[55], 255);          /* end bus */
+    memcpy(&len, dsdt + 4, 4);
+    sum = 0;
+    for (uint32_t i = 0; i < len; i++)
+        sum += dsdt[i];
+    assert_int_equal(sum, 0);
+    assert_non_null(memmem(dsdt, len, "PCI0", 4));
+    assert_non_null(memmem(dsdt, len, "_S5_", 4));
+    /* Package(4) { 0x0003FFFF, Zero (INTA#), Zero, 19 } */
+    static const uint8_t prt3[] = { 0x12, 0x0b, 0x04, 0x0c, 0xff, 0xff, 0x03, 0x00, 0x00, 0x00, 0x0a, 19 };
+    assert_non_null(memmem(dsdt, len, prt3, sizeof(prt3)));
+    assert_int_equal(vfx_cfg_read(f, 3, 0x3c, 1), 19);
+    /* Memory32Fixed(ReadWrite, 0xe0000000, 0x10000000) under a PNP0C02 device */
+    static const uint8_t ecam[] = { 0x86, 0x09, 0x00, 0x01, 0x00, 0x00, 0x00, 0xe0, 0x00, 0x00, 0x00, 0x10 };
+    assert_non_null(memmem(dsdt, len, ecam, sizeof(ecam)));
+    static const uint8_t pnp0c02[] = { 0x0c, 0x41, 0xd0, 0x0c, 0x02 };
+    assert_non_null(memmem(dsdt, len, pnp0c02, sizeof(pnp0c02)));
+    vfx_free(f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -308,6 +369,7 @@ int main(void)
         cmocka_unit_test(test_reset_register_shares_cf8),
         cmocka_unit_test(test_slots),
         cmocka_unit_test(test_pci_cfg_window),
+        cmocka_unit_test(test_acpi_tables),
     };
     return cmocka_run_group_tests_name("pci", tests, NULL, NULL);
 }

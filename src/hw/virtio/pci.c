@@ -369,6 +369,9 @@ static void virtio_bar_moved(struct pci_device *d, int bar, uint64_t addr)
         else
             q->ioeventfd_addr = at;
     }
+    if (addr != PCI_BAR_UNMAPPED && vd->q[0].ioeventfd_addr != PCI_BAR_UNMAPPED)
+        log_debug(LOG_ACCEL, "%s: %u queue doorbell%s at 0x%llx signal ioeventfds", vd->name, vd->nqueues,
+                  vd->nqueues > 1 ? "s" : "", (unsigned long long)(addr + VIRTIO_PCI_NOTIFY));
 }
 
 static void virtio_run_queue(struct virtio_queue_state *q)
