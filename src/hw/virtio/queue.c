@@ -158,7 +158,7 @@ void virtq_unpop(struct virtq *q, unsigned n)
     q->last_avail = (uint16_t)(q->last_avail - n);
 }
 
-void virtq_push(struct virtq *q, const struct virtq_elem *e, uint32_t len)
+void virtq_fill(struct virtq *q, const struct virtq_elem *e, uint32_t len, unsigned k)
 {
     if (!q->ready || q->broken)
         return;
@@ -167,17 +167,39 @@ void virtq_push(struct virtq *q, const struct virtq_elem *e, uint32_t len)
     struct machine *m = q->m;
     if (m->accel && m->accel->mem_written) {
         uint32_t left = len;
-        for (unsigned k = e->out_num; k < e->out_num + e->in_num && left; k++) {
-            uint32_t n = e->iov[k].iov_len < left ? (uint32_t)e->iov[k].iov_len : left;
-            m->accel->mem_written(m, e->gpa[k], n);
+        for (unsigned i = e->out_num; i < e->out_num + e->in_num && left; i++) {
+            uint32_t n = e->iov[i].iov_len < left ? (uint32_t)e->iov[i].iov_len : left;
+            m->accel->mem_written(m, e->gpa[i], n);
             left -= n;
         }
     }
-    uint8_t *slot = q->used + 4 + USED_ELEM_SIZE * (q->used_idx % q->num);
+    uint8_t *slot = q->used + 4 + USED_ELEM_SIZE * ((uint16_t)(q->used_idx + k) % q->num);
     uint32_t elem[2] = { e->head, len };
     memcpy(slot, elem, sizeof(elem));
-    q->used_idx++;
+}
+
+void virtq_flush(struct virtq *q, unsigned n)
+{
+    if (!q->ready || q->broken)
+        return;
+    q->used_idx = (uint16_t)(q->used_idx + n);
     __atomic_store_n(used_word(q, 2), q->used_idx, __ATOMIC_RELEASE);
+}
+
+void virtq_push(struct virtq *q, const struct virtq_elem *e, uint32_t len)
+{
+    virtq_fill(q, e, len, 0);
+    virtq_flush(q, 1);
+}
+
+uint8_t *virtq_elem_in_byte(const struct virtq_elem *e, size_t off)
+{
+    for (unsigned k = e->out_num; k < e->out_num + e->in_num; k++) {
+        if (off < e->iov[k].iov_len)
+            return (uint8_t *)e->iov[k].iov_base + off;
+        off -= e->iov[k].iov_len;
+    }
+    return NULL;
 }
 
 bool virtq_should_notify(struct virtq *q)
@@ -217,6 +239,19 @@ bool virtq_enable_notify(struct virtq *q)
         __atomic_store_n(used_word(q, 0), 0, __ATOMIC_RELAXED);
     __atomic_thread_fence(__ATOMIC_SEQ_CST);
     return __atomic_load_n(&q->avail[1], __ATOMIC_ACQUIRE) != q->last_avail;
+}
+
+bool virtq_arm_for_more(struct virtq *q)
+{
+    if (!q->ready || q->broken)
+        return false;
+    uint16_t now = __atomic_load_n(&q->avail[1], __ATOMIC_ACQUIRE);
+    if (q->event_idx)
+        __atomic_store_n(used_word(q, 4 + USED_ELEM_SIZE * (size_t)q->num), now, __ATOMIC_RELAXED);
+    else
+        __atomic_store_n(used_word(q, 0), 0, __ATOMIC_RELAXED);
+    __atomic_thread_fence(__ATOMIC_SEQ_CST);
+    return __atomic_load_n(&q->avail[1], __ATOMIC_ACQUIRE) != now;
 }
 
 static size_t iov_copy(const struct iovec *iov, unsigned n, size_t off, void *buf, size_t len, bool to_iov)

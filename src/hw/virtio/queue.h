@@ -75,6 +75,10 @@ void virtq_unpop(struct virtq *q, unsigned n);
 bool virtq_has_avail(struct virtq *q);
 /* Puts e on the used ring with len bytes written into its writable buffers (clamped to them). */
 void virtq_push(struct virtq *q, const struct virtq_elem *e, uint32_t len);
+/* The same in two steps, for a packet spread over several chains: fill puts e k entries past the
+ * used index without publishing it; flush publishes n filled entries at once. */
+void virtq_fill(struct virtq *q, const struct virtq_elem *e, uint32_t len, unsigned k);
+void virtq_flush(struct virtq *q, unsigned n);
 /* Whether the driver wants an interrupt for what was pushed since the last one that went out
  * (VIRTQ_AVAIL_F_NO_INTERRUPT, or used_event with EVENT_IDX); counts it as sent when true. */
 bool virtq_should_notify(struct virtq *q);
@@ -82,11 +86,16 @@ bool virtq_should_notify(struct virtq *q);
  * returns true when more chains arrived in between (the caller goes round once more). */
 void virtq_disable_notify(struct virtq *q);
 bool virtq_enable_notify(struct virtq *q);
+/* For a device that needs more chains than are available (a packet over several): asks for a
+ * doorbell at the next chain the driver adds. True when one arrived meanwhile (look again). */
+bool virtq_arm_for_more(struct virtq *q);
 
 /* Copy between a chain's buffers and a flat buffer, starting off bytes into the readable (out)
  * or writable (in) part. Return the bytes copied (less at the end of the buffers). */
 size_t virtq_elem_read(const struct virtq_elem *e, size_t off, void *buf, size_t len);
 size_t virtq_elem_write(const struct virtq_elem *e, size_t off, const void *buf, size_t len);
+/* The host address of byte off of the writable part, or NULL past its end. */
+uint8_t *virtq_elem_in_byte(const struct virtq_elem *e, size_t off);
 /* The iovec of [off, off+len) of the readable (in=false) or writable part into out (at most max
  * entries); returns the entry count, or -E2BIG if it needs more. */
 int virtq_elem_slice(const struct virtq_elem *e, bool in, size_t off, size_t len, struct iovec *out, int max);
