@@ -299,10 +299,6 @@ int pci_register_device(struct machine *m, struct pci_device *d, int slot)
         log_error("%s: PCI slot %d is %s", d->name, slot, slot >= PCI_SLOTS ? "out of range" : "taken");
         return -EBUSY;
     }
-    if (d->msix && machine_add_cleanup(m, pci_msix_free, d->msix)) {
-        d->msix = NULL;
-        return -ENOMEM;
-    }
     d->m = m;
     d->host = h;
     d->slot = slot;

@@ -21,7 +21,4 @@ void pci_device_update_mappings(struct pci_device *d);
 /* Removes every mapping of d (at teardown). */
 void pci_device_unmap_all(struct pci_device *d);
 
-/* Frees d's MSI-X state (its irqfds and routes): a machine cleanup pci_register_device adds. */
-void pci_msix_free(void *msix);
-
 #endif

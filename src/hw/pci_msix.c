@@ -36,6 +36,7 @@ struct msix_vector {
 
 struct pci_msix {
     struct pci_device *d;
+    struct machine *m;
     pthread_mutex_t lock;
     unsigned n;
     unsigned cap;               /* capability offset in config space */
@@ -62,7 +63,7 @@ static uint64_t msix_addr(const struct msix_vector *v)
 
 static int msix_irqfd_setup(struct pci_msix *x, struct msix_vector *v)
 {
-    struct machine *m = x->d->m;
+    struct machine *m = x->m;
     const struct accel_ops *a = m->accel;
     int fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (fd < 0)
@@ -88,9 +89,7 @@ static int msix_irqfd_setup(struct pci_msix *x, struct msix_vector *v)
 /* Lock held. */
 static void msix_fire(struct pci_msix *x, struct msix_vector *v)
 {
-    struct machine *m = x->d->m;
-    if (!m)
-        return;
+    struct machine *m = x->m;
     const struct accel_ops *a = m->accel;
     if (a && a->msi_route && a->irqfd && !x->irqfd_broken) {
         int ret = 0;
@@ -213,10 +212,10 @@ static void msix_table_write(void *opaque, uint64_t off, const void *data, unsig
     pthread_mutex_unlock(&x->lock);
 }
 
-void pci_msix_free(void *opaque)
+static void pci_msix_free(void *opaque)
 {
     struct pci_msix *x = opaque;
-    struct machine *m = x->d->m;
+    struct machine *m = x->m;
     for (unsigned i = 0; i < x->n; i++) {
         struct msix_vector *v = &x->v[i];
         if (v->irqfd < 0)
@@ -229,7 +228,7 @@ void pci_msix_free(void *opaque)
     free(x);
 }
 
-int pci_msix_init(struct pci_device *d, unsigned nvectors, int bar)
+int pci_msix_init(struct pci_device *d, struct machine *m, unsigned nvectors, int bar)
 {
     if (!nvectors || nvectors > PCI_MSIX_MAX_VECTORS || d->msix)
         return -EINVAL;
@@ -237,6 +236,7 @@ int pci_msix_init(struct pci_device *d, unsigned nvectors, int bar)
     if (!x)
         return -ENOMEM;
     x->d = d;
+    x->m = m;
     x->n = nvectors;
     pthread_mutex_init(&x->lock, NULL);
     for (unsigned i = 0; i < nvectors; i++) {
@@ -250,6 +250,8 @@ int pci_msix_init(struct pci_device *d, unsigned nvectors, int bar)
         free(x);
         return cap;
     }
+    if (machine_add_cleanup(m, pci_msix_free, x))
+        return -ENOMEM;
     x->cap = (unsigned)cap;
     pci_set_word(d->config + cap + 2, (uint16_t)(nvectors - 1));
     pci_set_long(d->config + cap + 4, 0 | (uint32_t)bar);                 /* table at offset 0 */

@@ -11,8 +11,8 @@ struct pci_device;
 #define PCI_MSIX_MAX_VECTORS 128   /* table and PBA share one 4 KiB BAR */
 
 /* Adds the capability and a 4 KiB memory BAR number bar holding the table (offset 0) and the
- * pending bits (offset 2048). Before pci_register_device. 0 or -errno. */
-int pci_msix_init(struct pci_device *d, unsigned nvectors, int bar);
+ * pending bits (offset 2048), freed with machine m. Before pci_register_device. 0 or -errno. */
+int pci_msix_init(struct pci_device *d, struct machine *m, unsigned nvectors, int bar);
 /* The guest turned MSI-X on (and the function is not masked as a whole): interrupts go there
  * rather than to INTx. */
 bool pci_msix_enabled(struct pci_device *d);

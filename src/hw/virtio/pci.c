@@ -464,7 +464,7 @@ int virtio_dev_init(struct virtio_dev *vd, struct machine *m, const char *name, 
     d->config_written = virtio_config_written;
     d->config_reading = virtio_config_reading;
     d->bar_moved = virtio_bar_moved;
-    if ((ret = pci_msix_init(d, vd->nvectors, VIRTIO_PCI_MSIX_BAR)) ||
+    if ((ret = pci_msix_init(d, m, vd->nvectors, VIRTIO_PCI_MSIX_BAR)) ||
         (ret = pci_device_add_bar(d, VIRTIO_PCI_BAR, VIRTIO_PCI_BAR_SIZE, PCI_BAR_MEM_64 | PCI_BAR_PREFETCH,
                                   bar_read, bar_write, vd)))
         return ret;
