@@ -192,9 +192,11 @@ static const struct accel_ops *choose_accel(const char **names, int n)
             log_debug(LOG_ACCEL, "accelerator kvm skipped: %s", reasons[i]);
             continue;
         }
+        /* stderr stays for errors: the choice is said under -d accel only */
         if (i > 0 && reasons[0])
-            log_info("using %s: %s: %s", a->name, names[0], reasons[0]);
-        log_debug(LOG_ACCEL, "accelerator: %s", a->name);
+            log_debug(LOG_ACCEL, "using %s: %s: %s", a->name, names[0], reasons[0]);
+        else
+            log_debug(LOG_ACCEL, "using %s", a->name);
         return a;
     }
     die("no accelerator can run here: %s%s%s", names[0], reasons[0] ? ": " : "", reasons[0] ? reasons[0] : "");

@@ -56,6 +56,8 @@ expect_eq "-version exits 0" 0 "$rc"
 run_qkvm 10 -h
 check "-h lists -kernel" grep -q -- '-kernel' "$TMP/out"
 expect_eq "-help exits 0" 0 "$rc"
+run_qkvm 30 -d accel -bios "$GUESTS/hello-rom.bin"
+check "-d accel says which accelerator runs the guest" grep -qE 'using (kvm|tcg)' "$TMP/err"
 run_qkvm 10 -accel help
 check "-accel help lists an accelerator" grep -qE '^(kvm|tcg)$' "$TMP/out"
 
