@@ -20,7 +20,7 @@ head -c 600 "$K" >"$TMP/truncated"
 : >"$TMP/empty"
 
 expect_error "unknown option" "-bogus: unknown option" -bogus
-expect_error "stray argument" "unexpected argument" -kernel "$K" stray
+expect_error "a bare argument is a disk image, which must exist" "stray.*No such file" -kernel "$K" stray
 expect_error "option without its argument" "-m needs an argument" -kernel "$K" -m
 expect_error "bad memory size" "-m 12Q: not a memory size" -kernel "$K" -m 12Q
 expect_error "negative memory size" "not a memory size" -kernel "$K" -m -5
