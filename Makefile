@@ -61,6 +61,11 @@ $(B)/bench/%: $(B)/obj/bench/%.o $(B)/libqkvm.a
 	@mkdir -p $(@D)
 	$(CC) $(LDFLAGS) -o $@ $< $(WHOLE) $(LDLIBS)
 
+# static and free of the library: its own size is part of what it measures
+$(B)/bench/launch: bench/launch.c
+	@mkdir -p $(@D)
+	$(CC) -O2 -static -o $@ $<
+
 $(B)/tests/guest/%.bin: tests/guest/%.asm $(wildcard tests/guest/*.inc)
 	@mkdir -p $(@D)
 	$(NASM) -f bin -I tests/guest/ -o $@ $<

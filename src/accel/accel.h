@@ -61,6 +61,26 @@ struct accel_ops {
     void (*vcpu_kick)(struct vcpu *v);
     /* Drives an interrupt line (a GSI of the IOAPIC; 0-15 also reach the PIC). */
     int (*set_irq)(struct machine *m, unsigned gsi, int level);
+
+    /* --- Optional shortcuts for devices (hw/pci_msix.c, hw/virtio/): NULL where the accelerator
+     * has none; devices then take the slow path, which works everywhere. --- */
+    /* Guest writes of len bytes (0: any length) to addr (port I/O when pio) signal eventfd fd
+     * instead of reaching the bus: a queue notify handled on the I/O thread without a trip
+     * through the vCPU thread. assign=false removes it. 0 or -errno. */
+    int (*ioeventfd)(struct machine *m, uint64_t addr, unsigned len, bool pio, int fd, bool assign);
+    /* Delivers one message-signalled interrupt (a write of data to addr, 0xfeeXXXXX). Any thread.
+     * NULL: devices hand it to m->irqchip (the user-space APICs) themselves. */
+    int (*send_msi)(struct machine *m, uint64_t addr, uint32_t data);
+    /* An interrupt route for an MSI message: route < 0 makes a new one and returns its number;
+     * route >= 0 changes that route's message and returns it. -errno on failure. */
+    int (*msi_route)(struct machine *m, int route, uint64_t addr, uint32_t data);
+    void (*msi_route_free)(struct machine *m, int route);
+    /* Signalling eventfd fd injects route's interrupt without the VMM (irqfd). 0 or -errno.
+     * Both msi_route and irqfd are set, or neither. */
+    int (*irqfd)(struct machine *m, int fd, int route, bool assign);
+    /* A device wrote [gpa, gpa+len) of guest RAM behind the CPUs' backs (DMA): an emulator drops
+     * code it translated from there. Any thread. */
+    void (*mem_written)(struct machine *m, uint64_t gpa, uint64_t len);
 };
 
 extern const struct accel_ops accel_kvm;

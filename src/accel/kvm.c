@@ -23,11 +23,18 @@
 #define KVM_IDENTITY_MAP_ADDR 0xfeffc000ull
 #define KVM_TSS_ADDR          0xfeffd000ull
 
+/* GSIs 0-23 are the interrupt controllers' pins; MSI routes take the numbers above. */
+#define KVM_PIN_GSIS  24
+#define KVM_MSI_ROUTES 1024
+
 struct kvm_vm {
     int kvm_fd, vm_fd;
     int run_size;
     bool readonly_mem;
     struct kvm_cpuid2 *cpuid;   /* what the host supports, shaped once per VM */
+    pthread_mutex_t routes_lock;
+    struct kvm_irq_routing_msi msi[KVM_MSI_ROUTES];
+    bool msi_used[KVM_MSI_ROUTES];
 };
 
 struct kvm_vcpu {
@@ -74,7 +81,7 @@ static int kvm_map_region(struct machine *m, int idx)
  * hypervisor bit and KVM's signature leaf. Per-vCPU fields (APIC IDs) are patched later. */
 static int kvm_get_cpuid(struct kvm_vm *k)
 {
-    for (int n = 64; n <= 4096; n *= 2) {
+    for (int n = 256; n <= 4096; n *= 2) {
         struct kvm_cpuid2 *c = calloc(1, sizeof(*c) + (size_t)n * sizeof(c->entries[0]));
         if (!c)
             return -ENOMEM;
@@ -97,6 +104,7 @@ static int kvm_vm_create(struct machine *m)
     if (!k)
         return -ENOMEM;
     k->vm_fd = -1;
+    pthread_mutex_init(&k->routes_lock, NULL);
     m->accel_data = k;
     k->kvm_fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
     if (k->kvm_fd < 0) {
@@ -112,6 +120,11 @@ static int kvm_vm_create(struct machine *m)
     }
     k->run_size = ioctl(k->kvm_fd, KVM_GET_VCPU_MMAP_SIZE, 0);
     k->readonly_mem = ioctl(k->vm_fd, KVM_CHECK_EXTENSION, KVM_CAP_READONLY_MEM) > 0;
+    for (int i = 0; i < m->nmem; i++) {
+        int r = kvm_map_region(m, i);
+        if (r)
+            return r;
+    }
     /* Both calls fail harmlessly on AMD and on paravirtual KVM flavours. */
     uint64_t idmap = KVM_IDENTITY_MAP_ADDR;
     ioctl(k->vm_fd, KVM_SET_IDENTITY_MAP_ADDR, &idmap);
@@ -126,11 +139,6 @@ static int kvm_vm_create(struct machine *m)
         int err = -errno;
         log_error("kvm: cannot create the in-kernel PIT: %s", strerror(errno));
         return err;
-    }
-    for (int i = 0; i < m->nmem; i++) {
-        int ret = kvm_map_region(m, i);
-        if (ret)
-            return ret;
     }
     int ret = kvm_get_cpuid(k);
     if (ret) {
@@ -150,6 +158,7 @@ static void kvm_vm_destroy(struct machine *m)
     if (k->kvm_fd >= 0)
         close(k->kvm_fd);
     free(k->cpuid);
+    pthread_mutex_destroy(&k->routes_lock);
     free(k);
     m->accel_data = NULL;
 }
@@ -389,6 +398,104 @@ static int kvm_set_irq(struct machine *m, unsigned gsi, int level)
     return ioctl(k->vm_fd, KVM_IRQ_LINE, &irq) < 0 ? -errno : 0;
 }
 
+/* A write to addr signals fd inside the kernel: the vCPU goes straight back to the guest. */
+static int kvm_ioeventfd(struct machine *m, uint64_t addr, unsigned len, bool pio, int fd, bool assign)
+{
+    struct kvm_vm *k = m->accel_data;
+    struct kvm_ioeventfd e = {
+        .addr = addr, .len = len, .fd = fd,
+        .flags = (pio ? KVM_IOEVENTFD_FLAG_PIO : 0) | (assign ? 0 : KVM_IOEVENTFD_FLAG_DEASSIGN),
+    };
+    return ioctl(k->vm_fd, KVM_IOEVENTFD, &e) < 0 ? -errno : 0;
+}
+
+static int kvm_send_msi(struct machine *m, uint64_t addr, uint32_t data)
+{
+    struct kvm_vm *k = m->accel_data;
+    struct kvm_msi msi = { .address_lo = (uint32_t)addr, .address_hi = (uint32_t)(addr >> 32), .data = data };
+    return ioctl(k->vm_fd, KVM_SIGNAL_MSI, &msi) < 0 ? -errno : 0;
+}
+
+/* KVM_SET_GSI_ROUTING replaces the whole table, so it is rebuilt from the pins' routes (the ones
+ * KVM starts with: GSI 0-15 to the PIC and the IOAPIC, 16-23 to the IOAPIC) and the MSIs. Lock
+ * held. */
+static int kvm_commit_routes(struct kvm_vm *k)
+{
+    size_t max = KVM_PIN_GSIS + 16 + KVM_MSI_ROUTES;
+    struct kvm_irq_routing *r = calloc(1, sizeof(*r) + max * sizeof(r->entries[0]));
+    if (!r)
+        return -ENOMEM;
+    uint32_t n = 0;
+    for (uint32_t gsi = 0; gsi < KVM_PIN_GSIS; gsi++) {
+        if (gsi < 16)
+            r->entries[n++] = (struct kvm_irq_routing_entry){ .gsi = gsi, .type = KVM_IRQ_ROUTING_IRQCHIP,
+                .u.irqchip = { gsi < 8 ? KVM_IRQCHIP_PIC_MASTER : KVM_IRQCHIP_PIC_SLAVE, gsi % 8 } };
+        r->entries[n++] = (struct kvm_irq_routing_entry){ .gsi = gsi, .type = KVM_IRQ_ROUTING_IRQCHIP,
+            .u.irqchip = { KVM_IRQCHIP_IOAPIC, gsi } };
+    }
+    for (uint32_t i = 0; i < KVM_MSI_ROUTES; i++)
+        if (k->msi_used[i])
+            r->entries[n++] = (struct kvm_irq_routing_entry){ .gsi = KVM_PIN_GSIS + i,
+                .type = KVM_IRQ_ROUTING_MSI, .u.msi = k->msi[i] };
+    r->nr = n;
+    int ret = ioctl(k->vm_fd, KVM_SET_GSI_ROUTING, r) < 0 ? -errno : 0;
+    free(r);
+    return ret;
+}
+
+static int kvm_msi_route(struct machine *m, int route, uint64_t addr, uint32_t data)
+{
+    struct kvm_vm *k = m->accel_data;
+    pthread_mutex_lock(&k->routes_lock);
+    int i = route - KVM_PIN_GSIS;
+    if (route < 0) {
+        for (i = 0; i < KVM_MSI_ROUTES && k->msi_used[i]; i++)
+            ;
+    } else if (i < 0 || i >= KVM_MSI_ROUTES || !k->msi_used[i]) {
+        i = -1;
+    }
+    int ret = -ENOSPC;
+    if (i >= 0 && i < KVM_MSI_ROUTES) {
+        struct kvm_irq_routing_msi old = k->msi[i];
+        bool was_used = k->msi_used[i];
+        k->msi[i] = (struct kvm_irq_routing_msi){ .address_lo = (uint32_t)addr,
+                                                  .address_hi = (uint32_t)(addr >> 32), .data = data };
+        k->msi_used[i] = true;
+        ret = kvm_commit_routes(k);
+        if (ret) {
+            k->msi[i] = old;
+            k->msi_used[i] = was_used;
+        } else {
+            ret = KVM_PIN_GSIS + i;
+        }
+    } else if (route >= 0) {
+        ret = -ENOENT;
+    }
+    pthread_mutex_unlock(&k->routes_lock);
+    return ret;
+}
+
+static void kvm_msi_route_free(struct machine *m, int route)
+{
+    struct kvm_vm *k = m->accel_data;
+    int i = route - KVM_PIN_GSIS;
+    if (i < 0 || i >= KVM_MSI_ROUTES)
+        return;
+    pthread_mutex_lock(&k->routes_lock);
+    if (k->msi_used[i]) {
+        k->msi_used[i] = false;
+        kvm_commit_routes(k);
+    }
+    pthread_mutex_unlock(&k->routes_lock);
+}
+
+static int kvm_irqfd(struct machine *m, int fd, int route, bool assign)
+{
+    struct kvm_vm *k = m->accel_data;
+    struct kvm_irqfd f = { .fd = (uint32_t)fd, .gsi = (uint32_t)route, .flags = assign ? 0 : KVM_IRQFD_FLAG_DEASSIGN };
+    return ioctl(k->vm_fd, KVM_IRQFD, &f) < 0 ? -errno : 0;
+}
+
 const struct accel_ops accel_kvm = {
     .name = "kvm",
     .probe = kvm_probe,
@@ -401,4 +508,9 @@ const struct accel_ops accel_kvm = {
     .vcpu_run = kvm_vcpu_run,
     .vcpu_kick = kvm_vcpu_kick,
     .set_irq = kvm_set_irq,
+    .ioeventfd = kvm_ioeventfd,
+    .send_msi = kvm_send_msi,
+    .msi_route = kvm_msi_route,
+    .msi_route_free = kvm_msi_route_free,
+    .irqfd = kvm_irqfd,
 };

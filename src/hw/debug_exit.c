@@ -17,7 +17,6 @@ static void debug_exit_write(void *opaque, uint64_t off, const void *data, unsig
     uint32_t v = 0;
     (void)off;
     memcpy(&v, data, size > 4 ? 4 : size);
-    log_debug(LOG_TIME, "guest-requested exit (isa-debug-exit 0x%x)", v);
     machine_request_stop(d->m, MACHINE_EXIT, (int)(((v << 1) | 1) & 0xff));
 }
 
@@ -37,11 +36,12 @@ static int debug_exit_create(struct machine *m, struct kvlist *opts)
     if (!d)
         return -ENOMEM;
     d->m = m;
+    if (machine_add_cleanup(m, free, d))
+        return -ENOMEM;
     int ret = bus_register(&m->pio, base, len, NULL, debug_exit_write, d, "isa-debug-exit");
     if (ret) {
         log_error("isa-debug-exit: ports 0x%llx-0x%llx are taken", (unsigned long long)base,
                   (unsigned long long)(base + len - 1));
-        free(d);
     }
     return ret;
 }

@@ -5,6 +5,7 @@
 #include "util/parse.h"
 #include "vm/boot.h"
 #include "vm/machine.h"
+#include "vm/smbios.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -34,8 +35,20 @@ static void usage(FILE *f)
         "  -accel NAME        kvm | tcg; several -accel, or kvm:tcg, are tried in order\n"
         "  -enable-kvm        same as -accel kvm\n"
         "  -device DRIVER,... a device; qkvm -device help lists them\n"
+        "  -drive file=PATH[,format=raw|qcow2][,if=virtio|none][,id=ID][,readonly=on]\n"
+        "        [,cache=writeback|writethrough|none|directsync|unsafe][,discard=ignore|unmap]\n"
+        "                     a disk (virtio-blk); if=none waits for -device virtio-blk-pci,drive=ID\n"
+        "  -hda FILE, FILE    a disk image, as -drive file=FILE (qkvm's disks are virtio)\n"
+        "  -netdev tap,id=ID[,ifname=TAP][,script=no,downscript=no][,vnet_hdr=on|off][,fd=N]\n"
+        "                     a TAP back-end for -device virtio-net-pci,netdev=ID[,mac=MAC]\n"
+        "  -nic none|tap,...  no network card, or a tap back-end and its virtio-net card in one\n"
+        "  -chardev socket,id=ID,path=PATH[,server=on,wait=off] | stdio,id=ID | file,id=ID,path=PATH\n"
+        "                     a host end for -device virtconsole/virtserialport,chardev=ID\n"
         "  -no-reboot         exit (status 0) when the guest reboots\n"
         "  -name NAME         the VM's name, for messages and the process title\n"
+        "  -uuid UUID         the system UUID the guest sees (SMBIOS, /sys/class/dmi/id/product_uuid)\n"
+        "  -smbios type=1,... SMBIOS fields: type=0 (vendor,version,date), type=1 (manufacturer,\n"
+        "                     product,version,serial,uuid,sku,family), type=3 (chassis)\n"
         "  -machine/-M TYPE   accepted for QEMU compatibility: pc, q35, microvm (one machine type)\n"
         "  -cpu MODEL         accepted for QEMU compatibility: host, max\n"
         "  -d ITEM,...        debug output on stderr; -d help lists the items\n"
@@ -59,7 +72,8 @@ static void die(const char *fmt, ...)
 /* Options that take an argument; the rest are flags. */
 static const char *const with_arg[] = {
     "m", "smp", "kernel", "initrd", "append", "bios", "serial", "accel", "device", "name",
-    "machine", "M", "cpu", "d", "display", "uuid", "smbios", NULL,
+    "machine", "M", "cpu", "d", "display", "uuid", "smbios", "drive", "hda", "hdb", "hdc", "hdd",
+    "netdev", "nic", "net", "chardev", NULL,
 };
 
 static bool takes_arg(const char *opt)
@@ -178,12 +192,200 @@ static const struct accel_ops *choose_accel(const char **names, int n)
             log_debug(LOG_ACCEL, "accelerator kvm skipped: %s", reasons[i]);
             continue;
         }
+        /* stderr stays for errors: the choice is said under -d accel only */
         if (i > 0 && reasons[0])
-            log_info("using %s: %s: %s", a->name, names[0], reasons[0]);
-        log_debug(LOG_ACCEL, "accelerator: %s", a->name);
+            log_debug(LOG_ACCEL, "using %s: %s: %s", a->name, names[0], reasons[0]);
+        else
+            log_debug(LOG_ACCEL, "using %s", a->name);
         return a;
     }
     die("no accelerator can run here: %s%s%s", names[0], reasons[0] ? ": " : "", reasons[0] ? reasons[0] : "");
+}
+
+/* Tearing a KVM VM down waits for the kernel's grace periods (10-30 ms here), and whoever holds
+ * the last reference pays. At the final exit a child takes the references and pays after we are
+ * gone, so whoever waits for qkvm gets its status without the wait. The child holds no stdio, so
+ * readers of our output see EOF when we exit. */
+static void teardown_in_background(void)
+{
+    int p[2];
+    if (pipe(p) < 0)
+        return;
+    pid_t pid = fork();
+    if (pid == 0) {
+        close(p[1]);
+        for (int fd = 0; fd <= 2; fd++)
+            close(fd);
+        char c;
+        while (read(p[0], &c, 1) < 0 && errno == EINTR)
+            ;   /* EOF: the parent is gone */
+        _exit(0);
+    }
+    close(p[0]);   /* p[1] stays open until we exit */
+}
+
+/* -drive, -netdev and -chardev define back-ends by id; a -device names one (drive=, netdev=,
+ * chardev=) and gets the whole definition in its place, so devices never look anything up. */
+#define MAX_BACKENDS 64
+struct backend {
+    const char *kind;       /* "drive", "netdev", "chardev": the -device property naming it */
+    char *id;
+    char *spec;             /* the option's argument as given */
+    bool used;
+};
+static struct backend backends[MAX_BACKENDS];
+static int nbackends;
+
+/* s with every comma doubled: a value that keyval_parse gives back whole */
+static char *escape_commas(const char *s)
+{
+    size_t n = strlen(s), k = 0;
+    char *out = malloc(2 * n + 1);
+    if (!out)
+        die("out of memory");
+    for (size_t i = 0; i < n; i++) {
+        out[k++] = s[i];
+        if (s[i] == ',')
+            out[k++] = ',';
+    }
+    out[k] = 0;
+    return out;
+}
+
+static void add_device(struct machine_config *cfg, const char *driver, const char *prop, const char *spec,
+                       const char *extra)
+{
+    if (cfg->ndevices == MACHINE_MAX_DEVICES)
+        die("at most %d devices", MACHINE_MAX_DEVICES);
+    char *e = escape_commas(spec);
+    size_t len = strlen(driver) + strlen(prop) + strlen(e) + (extra ? strlen(extra) : 0) + 4;
+    char *line = malloc(len);
+    if (!line)
+        die("out of memory");
+    snprintf(line, len, "%s,%s=%s%s%s", driver, prop, e, extra && *extra ? "," : "", extra ? extra : "");
+    if (keyval_parse(line, "driver", &cfg->devices[cfg->ndevices]))
+        die("%s: cannot describe the device", spec);
+    cfg->ndevices++;
+    free(e);
+    free(line);
+}
+
+static void add_backend(const char *kind, const char *opt, const char *arg, const char *implied)
+{
+    struct kvlist kv;
+    if (keyval_parse(arg, implied, &kv))
+        die("-%s %s: not a valid description", opt, arg);
+    const char *id = keyval_get(&kv, "id");
+    if (!id || !*id)
+        die("-%s %s: needs id=", opt, arg);
+    for (int i = 0; i < nbackends; i++)
+        if (!strcmp(backends[i].kind, kind) && !strcmp(backends[i].id, id))
+            die("-%s %s: id '%s' is used twice", opt, arg, id);
+    if (nbackends == MAX_BACKENDS)
+        die("-%s: at most %d back-ends", opt, MAX_BACKENDS);
+    backends[nbackends++] = (struct backend){ kind, strdup(id), strdup(arg), false };
+    keyval_free(&kv);
+}
+
+static void parse_drive(struct machine_config *cfg, const char *arg)
+{
+    struct kvlist kv;
+    if (keyval_parse(arg, NULL, &kv))
+        die("-drive %s: not a drive description (file=PATH,format=...)", arg);
+    const char *itf = keyval_get(&kv, "if");
+    if (itf && !strcmp(itf, "none"))
+        add_backend("drive", "drive", arg, NULL);
+    else if (!itf || !strcmp(itf, "virtio"))
+        add_device(cfg, "virtio-blk-pci", "drive", arg, NULL);
+    else
+        die("-drive %s: if=%s: qkvm's disks are virtio (if=virtio, or if=none with -device virtio-blk-pci)", arg, itf);
+    keyval_free(&kv);
+}
+
+/* -hda FILE and a bare FILE: QEMU makes them IDE disks; qkvm has virtio disks only. */
+static void parse_disk_image(struct machine_config *cfg, const char *opt, const char *file)
+{
+    if (!*file)
+        die("-%s: an empty file name", opt);
+    size_t len = strlen(file) * 2 + 8;
+    char *spec = malloc(len);
+    char *e = escape_commas(file);
+    if (!spec)
+        die("out of memory");
+    snprintf(spec, len, "file=%s", e);
+    add_device(cfg, "virtio-blk-pci", "drive", spec, NULL);
+    free(e);
+    free(spec);
+}
+
+/* -nic TYPE,...: a back-end and its card in one; model= and mac= go to the card. */
+static void parse_nic(struct machine_config *cfg, const char *opt, const char *arg)
+{
+    struct kvlist kv;
+    if (keyval_parse(arg, "type", &kv))
+        die("-%s %s: not a network description", opt, arg);
+    const char *type = keyval_get(&kv, "type");
+    if (!strcmp(type, "none")) {
+        keyval_free(&kv);
+        return;
+    }
+    if (strcmp(type, "tap"))
+        die("-%s %s: qkvm has the tap back-end only (tap or none)", opt, arg);
+    const char *model = keyval_get(&kv, "model");
+    if (model && strcmp(model, "virtio-net-pci") && strcmp(model, "virtio"))
+        die("-%s %s: model=%s: qkvm's network card is virtio-net-pci", opt, arg, model);
+    const char *mac = keyval_get(&kv, "mac");
+    size_t len = strlen(arg) + 32;
+    char *spec = malloc(len), *extra = malloc(len);
+    if (!spec || !extra)
+        die("out of memory");
+    /* the back-end's own options, in the order given */
+    spec[0] = 0;
+    for (int i = 0; i < kv.n; i++) {
+        if (!strcmp(kv.items[i].key, "model") || !strcmp(kv.items[i].key, "mac"))
+            continue;
+        char *v = escape_commas(kv.items[i].val);
+        size_t n = strlen(spec);
+        snprintf(spec + n, len - n, "%s%s=%s", n ? "," : "", kv.items[i].key, v);
+        free(v);
+    }
+    snprintf(extra, len, "%s%s", mac ? "mac=" : "", mac ? mac : "");
+    add_device(cfg, "virtio-net-pci", "netdev", spec, extra);
+    free(spec);
+    free(extra);
+    keyval_free(&kv);
+}
+
+/* Puts each back-end's definition where a -device names it. */
+static void resolve_backends(struct machine_config *cfg)
+{
+    for (int d = 0; d < cfg->ndevices; d++) {
+        struct kvlist *l = &cfg->devices[d];
+        for (int k = 0; k < l->n; k++) {
+            const char *key = l->items[k].key;
+            if (strcmp(key, "drive") && strcmp(key, "netdev") && strcmp(key, "chardev"))
+                continue;
+            if (strchr(l->items[k].val, '='))
+                continue;   /* a definition already (from -drive if=virtio, -hda, -nic) */
+            struct backend *b = NULL;
+            for (int i = 0; i < nbackends && !b; i++)
+                if (!strcmp(backends[i].kind, key) && !strcmp(backends[i].id, l->items[k].val))
+                    b = &backends[i];
+            if (!b)
+                die("-device %s: no -%s with id=%s", l->items[0].val, key, l->items[k].val);
+            if (b->used)
+                die("-device %s: -%s id=%s is used by another device already", l->items[0].val, key, b->id);
+            b->used = true;
+            char *v = strdup(b->spec);
+            if (!v)
+                die("out of memory");
+            free(l->items[k].val);
+            l->items[k].val = v;
+        }
+    }
+    for (int i = 0; i < nbackends; i++)
+        if (!backends[i].used)
+            log_warn("-%s id=%s: no device uses it", backends[i].kind, backends[i].id);
 }
 
 static struct machine *_Atomic running;
@@ -201,14 +403,18 @@ static void on_signal(int sig)
 int main(int argc, char **argv)
 {
     log_set_prog("qkvm");
-    struct machine_config cfg = { .ram_size = 256ull << 20, .ncpus = 1, .serial = "stdio" };
-    const char *accels[MAX_ACCELS];
-    int naccels = 0;
+    /* static: still reachable when die() exits mid-parse, so leak checkers stay quiet */
+    static struct machine_config cfg = { .ram_size = 256ull << 20, .ncpus = 1, .serial = "stdio" };
+    static const char *accels[MAX_ACCELS];
+    static char *accel_lists[MAX_ACCELS];   /* strtok'd copies that accels[] points into */
+    int naccels = 0, nlists = 0;
 
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
-        if (a[0] != '-' || !a[1])
-            die("'%s': unexpected argument (options start with '-'; see qkvm -h)", a);
+        if (a[0] != '-' || !a[1]) {
+            parse_disk_image(&cfg, "hda", a);   /* as QEMU: a bare argument is the first disk */
+            continue;
+        }
         const char *opt = a + 1 + (a[1] == '-');
         const char *arg = NULL;
         if (takes_arg(opt)) {
@@ -241,15 +447,23 @@ int main(int argc, char **argv)
         } else if (!strcmp(opt, "display")) {
             if (strcmp(arg, "none"))
                 die("-display %s: qkvm has no display (only -display none)", arg);
+        } else if (!strcmp(opt, "accel") && !strcmp(arg, "help")) {
+            printf("Accelerators supported in qkvm binary:\n");
+            for (const char *const *n = (const char *const[]){ "kvm", "tcg", NULL }; *n; n++)
+                if (accel_find(*n))
+                    printf("%s\n", *n);
+            return 0;
         } else if (!strcmp(opt, "accel")) {
             struct kvlist kv;
             if (keyval_parse(arg, "accel", &kv))
                 die("-accel %s: not an accelerator name", arg);
-            char *list = strdup(keyval_get(&kv, "accel"));
+            if (nlists == MAX_ACCELS)
+                die("-accel: too many accelerators");
+            char *list = accel_lists[nlists++] = strdup(keyval_get(&kv, "accel"));
             for (char *save, *t = strtok_r(list, ":", &save); t; t = strtok_r(NULL, ":", &save)) {
                 if (naccels == MAX_ACCELS)
                     die("-accel: too many accelerators");
-                accels[naccels++] = t;   /* list stays allocated for the process */
+                accels[naccels++] = t;
             }
             keyval_free(&kv);
         } else if (!strcmp(opt, "enable-kvm")) {
@@ -274,9 +488,31 @@ int main(int argc, char **argv)
         } else if (!strcmp(opt, "cpu")) {
             if (strncmp(arg, "host", 4) && strncmp(arg, "max", 3))
                 die("-cpu %s: qkvm offers 'host' (kvm) and 'max' (tcg)", arg);
+        } else if (!strcmp(opt, "drive")) {
+            parse_drive(&cfg, arg);
+        } else if (!strcmp(opt, "hda") || !strcmp(opt, "hdb") || !strcmp(opt, "hdc") || !strcmp(opt, "hdd")) {
+            parse_disk_image(&cfg, opt, arg);
+        } else if (!strcmp(opt, "netdev")) {
+            struct kvlist kv;
+            if (keyval_parse(arg, "type", &kv))
+                die("-netdev %s: not a network back-end description", arg);
+            if (strcmp(keyval_get(&kv, "type"), "tap"))
+                die("-netdev %s: qkvm has the tap back-end only", arg);
+            keyval_free(&kv);
+            add_backend("netdev", "netdev", arg, "type");
+        } else if (!strcmp(opt, "nic") || !strcmp(opt, "net")) {
+            parse_nic(&cfg, opt, arg);
+        } else if (!strcmp(opt, "chardev")) {
+            add_backend("chardev", "chardev", arg, "backend");
         } else if (!strcmp(opt, "device")) {
             if (!strcmp(arg, "help")) {
-                printf("isa-debug-exit  iobase=PORT (0x501), iosize=1|2|4 (2): a write of V exits with (V<<1)|1\n");
+                printf("isa-debug-exit  iobase=PORT (0x501), iosize=1|2|4 (2): a write of V exits with (V<<1)|1\n"
+                       "virtio-blk-pci  drive=ID, serial=STR, addr=SLOT: a disk\n"
+                       "virtio-net-pci  netdev=ID, mac=MAC, addr=SLOT: a network card on a tap\n"
+                       "virtio-rng-pci  addr=SLOT: entropy from the host's getrandom()\n"
+                       "virtio-serial-pci max_ports=N (31), addr=SLOT: a bus for the two below\n"
+                       "virtconsole     chardev=ID, name=NAME: a console port (/dev/hvcN)\n"
+                       "virtserialport  chardev=ID, name=NAME: a named port (/dev/virtio-ports/NAME)\n");
                 return 0;
             }
             if (cfg.ndevices == MACHINE_MAX_DEVICES)
@@ -284,6 +520,18 @@ int main(int argc, char **argv)
             if (keyval_parse(arg, "driver", &cfg.devices[cfg.ndevices]))
                 die("-device %s: not a device description (DRIVER,prop=value,...)", arg);
             cfg.ndevices++;
+        } else if (!strcmp(opt, "uuid") || !strcmp(opt, "smbios")) {
+            static struct smbios_config smbios;
+            if (!cfg.smbios)
+                smbios_config_init(&smbios);
+            cfg.smbios = &smbios;
+            char why[160];
+            if (!strcmp(opt, "uuid")) {
+                if (smbios_parse_uuid(arg, smbios.uuid))
+                    die("-uuid %s: not a UUID (xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx)", arg);
+            } else if (smbios_parse_option(&smbios, arg, why, sizeof(why))) {
+                die("-smbios %s: %s", arg, why);
+            }
         } else if (!strcmp(opt, "d")) {
             if (!strcmp(arg, "help")) {
                 fputs(log_mask_help(), stdout);
@@ -308,6 +556,7 @@ int main(int argc, char **argv)
         die("-kernel %s: %s", cfg.kernel, why);
     if (cfg.initrd && access(cfg.initrd, R_OK))
         die("-initrd %s: %s", cfg.initrd, strerror(errno));
+    resolve_backends(&cfg);
     const char *bad;
     if (machine_check_devices(&cfg, &bad))
         die("-device '%s': no such device (qkvm -device help lists them)", bad);
@@ -335,8 +584,11 @@ int main(int argc, char **argv)
         enum machine_stop why_stop = machine_run(&m);
         running = NULL;
         status = m.exit_status;
+        bool again = why_stop == MACHINE_RESET && !cfg.no_reboot && !quit_signal;
+        if (!again && !strcmp(cfg.accel->name, "kvm"))
+            teardown_in_background();
         machine_destroy(&m);
-        if (why_stop == MACHINE_RESET && !cfg.no_reboot && !quit_signal) {
+        if (again) {
             log_debug(LOG_ACCEL, "guest reset: booting again");
             continue;
         }
@@ -345,5 +597,13 @@ int main(int argc, char **argv)
         break;
     }
     chardev_restore_terminal();
+    for (int i = 0; i < cfg.ndevices; i++)
+        keyval_free(&cfg.devices[i]);
+    for (int i = 0; i < nlists; i++)
+        free(accel_lists[i]);
+    for (int i = 0; i < nbackends; i++) {
+        free(backends[i].id);
+        free(backends[i].spec);
+    }
     return status;
 }

@@ -3,6 +3,8 @@
 #include "vm/acpi.h"
 
 #include "hw/irqchip.h"
+#include "hw/pci.h"
+#include "hw/pci_acpi.h"
 #include "vm/machine.h"
 
 #include <string.h>
@@ -97,15 +99,32 @@ uint64_t acpi_build_tables(struct machine *m)
     memset(base, 0, ACPI_TABLES_SIZE);
     const uint64_t gpa = ACPI_TABLES_BASE;
     /* fixed offsets inside the 64 KiB area; each table well within its slot */
-    const uint32_t o_rsdp = 0, o_xsdt = 0x40, o_facs = 0x100, o_fadt = 0x200, o_dsdt = 0x400, o_madt = 0x800;
+    const uint32_t o_rsdp = 0, o_xsdt = 0x40, o_facs = 0x100, o_fadt = 0x200, o_madt = 0x800,
+                   o_mcfg = 0xc00, o_dsdt = 0x1000, dsdt_max = 0x4000;
+    bool pci = pci_host_of(m) != NULL;
 
     struct acpi_header *dsdt = (void *)(base + o_dsdt);
-    memcpy(dsdt + 1, dsdt_aml, sizeof(dsdt_aml));
-    acpi_header_init(dsdt, "DSDT", sizeof(*dsdt) + sizeof(dsdt_aml), 2);
+    uint8_t *body = (uint8_t *)(dsdt + 1);
+    memcpy(body, dsdt_aml, sizeof(dsdt_aml));
+    size_t dlen = sizeof(dsdt_aml);
+    if (pci) {
+        size_t n = pci_acpi_dsdt(body + dlen, dsdt_max - sizeof(*dsdt) - dlen);
+        if (!n)
+            return 0;
+        dlen += n;
+    }
+    acpi_header_init(dsdt, "DSDT", (uint32_t)(sizeof(*dsdt) + dlen), 2);
+
+    /* MCFG: where ECAM is (PCI Firmware spec 3.0, 4.1.2); 8 reserved bytes, then the entry */
+    struct acpi_header *mcfg = (void *)(base + o_mcfg);
+    if (pci)
+        acpi_header_init(mcfg, "MCFG",
+                         (uint32_t)(sizeof(*mcfg) + 8 + pci_acpi_mcfg_entry((uint8_t *)(mcfg + 1) + 8, 16)), 1);
 
     uint8_t *facs = base + o_facs;
+    const uint32_t facs_len = 64;
     memcpy(facs, "FACS", 4);
-    *(uint32_t *)(facs + 4) = 64;
+    memcpy(facs + 4, &facs_len, 4);
     facs[32] = 2;   /* version */
 
     struct acpi_fadt *f = (void *)(base + o_fadt);
@@ -136,8 +155,8 @@ uint64_t acpi_build_tables(struct machine *m)
 
     struct acpi_header *madt = (void *)(base + o_madt);
     uint8_t *p = (uint8_t *)(madt + 1);
-    *(uint32_t *)p = (uint32_t)LAPIC_BASE;
-    *(uint32_t *)(p + 4) = 1;   /* PCAT_COMPAT: there are 8259s to mask */
+    const uint32_t madt_head[2] = { (uint32_t)LAPIC_BASE, 1 };   /* PCAT_COMPAT: 8259s to mask */
+    memcpy(p, madt_head, sizeof(madt_head));
     p += 8;
     for (int i = 0; i < m->ncpus; i++) {
         *(struct madt_lapic *)p = (struct madt_lapic){ 0, 8, (uint8_t)i, (uint8_t)i, 1 };
@@ -155,10 +174,10 @@ uint64_t acpi_build_tables(struct machine *m)
     acpi_header_init(madt, "APIC", (uint32_t)(p - (uint8_t *)madt), 3);
 
     struct acpi_header *xsdt = (void *)(base + o_xsdt);
-    uint64_t *ent = (uint64_t *)(xsdt + 1);
-    ent[0] = gpa + o_fadt;
-    ent[1] = gpa + o_madt;
-    acpi_header_init(xsdt, "XSDT", sizeof(*xsdt) + 2 * 8, 1);
+    uint64_t ent[3] = { gpa + o_fadt, gpa + o_madt, gpa + o_mcfg };
+    int nent = pci ? 3 : 2;
+    memcpy(xsdt + 1, ent, (size_t)nent * 8);   /* the entries sit at offset 36: unaligned */
+    acpi_header_init(xsdt, "XSDT", (uint32_t)(sizeof(*xsdt) + (size_t)nent * 8), 1);
 
     struct acpi_rsdp *r = (void *)(base + o_rsdp);
     memcpy(r->signature, "RSD PTR ", 8);

@@ -9,6 +9,7 @@
 #include "vm/cpu_state.h"
 #include "vm/machine.h"
 #include "vm/memory.h"
+#include "vm/smbios.h"
 #include "vm/vcpu.h"
 
 #include <errno.h>
@@ -283,7 +284,14 @@ out:
     return ret;
 }
 
-int boot_load_bios(struct machine *m, struct cpu_state *s)
+static void boot_unmap_rom(void *opaque)
+{
+    struct { void *p; size_t len; } *rm = opaque;
+    munmap(rm->p, rm->len);
+    free(rm);
+}
+
+int boot_map_bios(struct machine *m)
 {
     const char *path = m->cfg->bios;
     uint8_t *img;
@@ -309,22 +317,51 @@ int boot_load_bios(struct machine *m, struct cpu_state *s)
         free(img);
         return -errno;
     }
+    struct rom_mapping { void *p; size_t len; } *rm = malloc(sizeof(*rm));
+    if (!rm || machine_add_cleanup(m, boot_unmap_rom, rm)) {
+        munmap(rom, rom_size);
+        free(img);
+        return -ENOMEM;
+    }
+    *rm = (struct rom_mapping){ rom, rom_size };
     memset(rom, 0xff, rom_size - len);
     memcpy(rom + rom_size - len, img, len);
     free(img);
-    int base = m->nmem;
     ret = memory_add_region(m, MACHINE_HIGH_RAM_BASE - rom_size, rom_size, rom, true);
     if (!ret)
         ret = memory_add_region(m, 0x100000 - 0x20000, 0x20000, rom + rom_size - 0x20000, true);
-    for (int i = base; !ret && i < m->nmem; i++)
-        if (m->accel->mem_add)
-            ret = m->accel->mem_add(m, i);
-    if (ret) {
+    if (ret)
         log_error("cannot map firmware '%s': %s", path, strerror(-ret));
-        return ret;
-    }
-    cpu_state_reset(s, true);
-    return 0;
+    return ret;
+}
+
+/* SMBIOS in the top 64 KiB of the BIOS area, where Linux's dmi_scan looks: the entry points at
+ * 0xf0000, the table right after them. */
+#define SMBIOS_EP_ADDR    0xf0000ull
+#define SMBIOS_TABLE_ADDR (SMBIOS_EP_ADDR + SMBIOS_EP_SIZE)
+#define SMBIOS_TABLE_MAX  (0x100000ull - SMBIOS_TABLE_ADDR)
+
+static int boot_write_smbios(struct machine *m)
+{
+    struct smbios_config c;
+    if (m->cfg->smbios)
+        c = *m->cfg->smbios;
+    else
+        smbios_config_init(&c);
+    c.ram_size = m->ram_size;
+    c.cpus = (unsigned)m->ncpus;
+    c.nmem = 0;
+    for (int i = 0; i < m->nmem && c.nmem < SMBIOS_MEM_RANGES; i++)
+        if (!m->mem[i].readonly)
+            c.mem[c.nmem].start = m->mem[i].gpa, c.mem[c.nmem++].size = m->mem[i].size;
+    uint8_t *table = machine_gpa_ptr(m, SMBIOS_TABLE_ADDR, SMBIOS_TABLE_MAX);
+    uint8_t *ep = machine_gpa_ptr(m, SMBIOS_EP_ADDR, SMBIOS_EP_SIZE);
+    size_t tlen, elen;
+    int ret = table && ep ? smbios_build(&c, SMBIOS_TABLE_ADDR, table, SMBIOS_TABLE_MAX, &tlen, ep,
+                                         SMBIOS_EP_SIZE, &elen) : -ENOMEM;
+    if (ret)
+        log_error("cannot build the SMBIOS tables: %s", strerror(-ret));
+    return ret;
 }
 
 /* Last in machine creation: every device is in place, so the tables can describe them. */
@@ -333,10 +370,13 @@ static int boot_init(struct machine *m)
     struct cpu_state s;
     int ret;
     if (m->cfg->bios) {
-        ret = boot_load_bios(m, &s);
+        cpu_state_reset(&s, true);   /* boot_map_bios placed the image already */
+        ret = 0;
     } else {
         uint64_t rsdp = acpi_build_tables(m);
-        ret = boot_load_linux(m, rsdp, &s);
+        ret = boot_write_smbios(m);
+        if (!ret)
+            ret = boot_load_linux(m, rsdp, &s);
     }
     if (ret)
         return ret;

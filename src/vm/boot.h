@@ -27,9 +27,11 @@ int boot_check_kernel(const char *path, const char **why);
  * 0 or -errno after logging. */
 int boot_load_linux(struct machine *m, uint64_t rsdp, struct cpu_state *s);
 
-/* Maps the firmware image at the top of 4 GiB with its last 128 KiB aliased below 1 MiB, and
- * fills *s with the reset state (F000:FFF0). 0 or -errno after logging. */
-int boot_load_bios(struct machine *m, struct cpu_state *s);
+/* Maps the firmware image at the top of 4 GiB with its last 128 KiB aliased below 1 MiB. Runs
+ * before the accelerator's VM exists, with the rest of the memory map: changing KVM's memory
+ * slots later costs a grace period (milliseconds) each. The CPU starts at F000:FFF0 (reset).
+ * 0 or -errno after logging. */
+int boot_map_bios(struct machine *m);
 
 /* The e820 map of m, as struct boot_e820 entries; returns how many (at most max). */
 struct boot_e820 { uint64_t addr, size; uint32_t type; } __attribute__((packed));

@@ -6,12 +6,19 @@
 #include "accel/accel.h"
 #include "util/evloop.h"
 #include "util/log.h"
+#include "vm/boot.h"
 #include "vm/memory.h"
 #include "vm/vcpu.h"
 
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+
+struct machine_cleanup {
+    void (*fn)(void *opaque);
+    void *opaque;
+    struct machine_cleanup *next;
+};
 
 static struct machine_init *inits;
 static struct device_type *device_types;
@@ -96,6 +103,8 @@ int machine_create(struct machine *m, const struct machine_config *cfg)
                   (unsigned long long)(cfg->ram_size >> 20), strerror(-ret));
         return ret;
     }
+    if (cfg->bios && (ret = boot_map_bios(m)))
+        return ret;
     ret = m->accel->vm_create(m);
     if (ret)
         return ret;
@@ -139,6 +148,18 @@ enum machine_stop machine_run(struct machine *m)
     return (enum machine_stop)atomic_load(&m->stop);
 }
 
+int machine_add_cleanup(struct machine *m, void (*fn)(void *opaque), void *opaque)
+{
+    struct machine_cleanup *c = malloc(sizeof(*c));
+    if (!c) {
+        fn(opaque);
+        return -ENOMEM;
+    }
+    *c = (struct machine_cleanup){ fn, opaque, m->cleanups };
+    m->cleanups = c;
+    return 0;
+}
+
 void machine_destroy(struct machine *m)
 {
     /* exit hooks in reverse order of init: build the reversed list on the stack */
@@ -149,6 +170,12 @@ void machine_destroy(struct machine *m)
     while (n--)
         if (stack[n]->exit)
             stack[n]->exit(m);
+    while (m->cleanups) {
+        struct machine_cleanup *c = m->cleanups;
+        m->cleanups = c->next;
+        c->fn(c->opaque);
+        free(c);
+    }
     if (m->vcpus) {
         for (int i = 0; i < m->ncpus; i++)
             if (m->accel && m->accel->vcpu_destroy)
@@ -176,5 +203,7 @@ void machine_request_stop(struct machine *m, enum machine_stop why, int status)
     if (!atomic_compare_exchange_strong(&m->stop, &expected, (int)why))
         return;
     m->exit_status = status;
+    static const char *const names[] = { "running", "poweroff", "reset", "exit", "failure" };
+    log_debug(LOG_TIME, "stop requested: %s (status %d)", names[why], status);
     evloop_stop(m->loop, (int)why);
 }

@@ -13,6 +13,7 @@
 struct accel_ops;
 struct evloop;
 struct irqchip;
+struct smbios_config;
 struct vcpu;
 
 /* Guest-physical layout: RAM from 0 up to the PCI hole, the rest above 4 GiB, as on a PC. */
@@ -36,6 +37,7 @@ struct machine_config {
     const char *serial;         /* "stdio", "file:PATH", "none" */
     bool no_reboot;
     const struct accel_ops *accel;
+    const struct smbios_config *smbios;          /* -uuid, -smbios: what the guest's DMI shows */
     struct kvlist devices[MACHINE_MAX_DEVICES];  /* each -device, "driver" is its type */
     int ndevices;
 };
@@ -63,6 +65,7 @@ struct machine {
     struct evloop *loop;        /* the I/O thread's: console input, device backends */
     atomic_int stop;            /* enum machine_stop, first writer wins */
     int exit_status;
+    struct machine_cleanup *cleanups;
 };
 
 /* A device (or a fixed part of the machine) that sets itself up at machine creation. Lower
@@ -99,6 +102,10 @@ int machine_create(struct machine *m, const struct machine_config *cfg);
  * stop reason. */
 enum machine_stop machine_run(struct machine *m);
 void machine_destroy(struct machine *m);
+
+/* Runs fn(opaque) when the machine is destroyed, the last registered first: how devices and
+ * loaders free what they made. 0 or -ENOMEM (then fn has been called already). */
+int machine_add_cleanup(struct machine *m, void (*fn)(void *opaque), void *opaque);
 
 /* Host pointer for [gpa, gpa+len) when it lies wholly in one RAM region, else NULL. This is the
  * only way a device may touch guest memory: it bounds every guest-supplied address. */

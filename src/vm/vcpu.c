@@ -53,7 +53,8 @@ static void *vcpu_thread(void *arg)
 {
     struct vcpu *v = arg;
     struct machine *m = v->m;
-    /* SIGUSR1 only interrupts KVM_RUN (a kick); it must never kill the process. */
+    if (v->id == 0)
+        log_debug(LOG_TIME, "cpu0: first %s run", m->accel->name);
     while (atomic_load(&m->stop) == MACHINE_RUNNING) {
         int ret = m->accel->vcpu_run(v);
         if (ret) {

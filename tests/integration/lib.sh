@@ -23,3 +23,19 @@ have_kvm() { [ -r /dev/kvm ] && [ -w /dev/kvm ]; }
 # Hardware virtualization behind /dev/kvm (vmx/svm); without it KVM runs privileged guest code in
 # the kernel's instruction emulator, far too slowly for a Linux boot.
 have_hw_virt() { have_kvm && grep -qwE 'vmx|svm' /proc/cpuinfo; }
+# Accelerators this build has and this host can run, one per line: the tiny guests run on each.
+qkvm_accels() {
+  local a
+  for a in $("$QKVM" -accel help | tail -n +2); do
+    if [ "$a" = kvm ] && ! have_kvm; then continue; fi
+    echo "$a"
+  done
+}
+# Runs qkvm with a timeout; output in $TMP/out (stdout) and $TMP/err (stderr), status in $rc.
+run_qkvm() {
+  local t=$1; shift
+  timeout -k 5 "$t" "$QKVM" "$@" >"$TMP/out" 2>"$TMP/err" </dev/null
+  rc=$?
+}
+# The value of key= in $TMP/out
+outval() { sed -n "s/^$1=//p" "$TMP/out" | tr -d '\r' | head -n 1; }

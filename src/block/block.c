@@ -1,0 +1,418 @@
+/* Opening images (format probe, backing chains) and the locked entry points of block.h. */
+#include <errno.h>
+#include <libgen.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "block/driver.h"
+#include "block/qcow2/qcow2.h"
+
+int block_seterr(char *err, int ret, const char *fmt, ...)
+{
+    if (err) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err, BLOCK_ERR_MAX, fmt, ap);
+        va_end(ap);
+    }
+    return ret;
+}
+
+int block_parse_format(const char *s, enum block_format *out)
+{
+    if (!s || !*s)
+        *out = BLOCK_FMT_AUTO;
+    else if (!strcmp(s, "raw"))
+        *out = BLOCK_FMT_RAW;
+    else if (!strcmp(s, "qcow2"))
+        *out = BLOCK_FMT_QCOW2;
+    else
+        return -EINVAL;
+    return 0;
+}
+
+int block_parse_cache(const char *s, enum block_cache *out)
+{
+    static const char *names[] = {
+        [BLOCK_CACHE_WRITEBACK] = "writeback", [BLOCK_CACHE_WRITETHROUGH] = "writethrough",
+        [BLOCK_CACHE_NONE] = "none", [BLOCK_CACHE_DIRECTSYNC] = "directsync",
+        [BLOCK_CACHE_UNSAFE] = "unsafe",
+    };
+    for (unsigned i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+        if (!strcmp(s, names[i])) {
+            *out = i;
+            return 0;
+        }
+    return -EINVAL;
+}
+
+char *block_path_relative_to(const char *base, const char *name)
+{
+    if (name[0] == '/' || !strchr(base, '/'))
+        return strdup(name);
+    char *b = strdup(base);
+    if (!b)
+        return NULL;
+    char *dir = dirname(b);
+    char *out = NULL;
+    if (asprintf(&out, "%s/%s", dir, name) < 0)
+        out = NULL;
+    free(b);
+    return out;
+}
+
+static int probe(struct bfile *f, enum block_format *fmt)
+{
+    uint8_t magic[4];
+    int r = bfile_pread(f, 0, magic, sizeof(magic));
+    if (r)
+        return r;
+    *fmt = memcmp(magic, "QFI\xfb", 4) ? BLOCK_FMT_RAW : BLOCK_FMT_QCOW2;
+    return 0;
+}
+
+static int open_depth(const char *path, const struct block_open_opts *o, int depth,
+                      struct block **out, char *err)
+{
+    struct block_open_opts def = { 0 };
+    if (!o)
+        o = &def;
+    *out = NULL;
+    if (depth > BLOCK_MAX_CHAIN)
+        return block_seterr(err, -ELOOP, "Backing chain of '%s' is deeper than %d images",
+                            path, BLOCK_MAX_CHAIN);
+    struct block *bs = calloc(1, sizeof(*bs));
+    if (!bs)
+        return block_seterr(err, -ENOMEM, "Out of memory");
+    pthread_mutex_init(&bs->lock, NULL);
+    bs->filename = strdup(path);
+    bs->read_only = o->read_only;
+    bs->cache = o->cache;
+    bs->chain_depth = depth;
+    int r = bfile_open(&bs->file, path, o->read_only, o->cache, err);
+    if (r)
+        goto fail;
+    enum block_format fmt = o->format;
+    if (fmt == BLOCK_FMT_AUTO && (r = probe(&bs->file, &fmt)))
+        goto fail_io;
+    bs->drv = fmt == BLOCK_FMT_QCOW2 ? &block_driver_qcow2 : &block_driver_raw;
+    r = bs->drv->open(bs, o, err);
+    if (r) {
+        bs->drv = NULL;
+        goto fail;
+    }
+    *out = bs;
+    return 0;
+fail_io:
+    block_seterr(err, r, "Could not read '%s': %s", path, strerror(-r));
+fail:
+    bfile_close(&bs->file);
+    free(bs->filename);
+    free(bs);
+    return r;
+}
+
+int block_open(const char *path, const struct block_open_opts *opts, struct block **out,
+               char *err)
+{
+    return open_depth(path, opts, 0, out, err);
+}
+
+int block_open_backing(struct block *bs, const char *name, const char *fmt,
+                       const struct block_open_opts *o, char *err)
+{
+    struct block_open_opts bo = { 0 };
+    bo.read_only = true;
+    bo.cache = o ? o->cache : BLOCK_CACHE_WRITEBACK;
+    if (bo.cache == BLOCK_CACHE_NONE || bo.cache == BLOCK_CACHE_DIRECTSYNC)
+        bo.cache = BLOCK_CACHE_NONE;
+    else
+        bo.cache = BLOCK_CACHE_WRITEBACK;
+    if (o && o->secret) {
+        bo.secret = o->secret;
+        bo.secret_len = o->secret_len;
+    }
+    if (fmt && block_parse_format(fmt, &bo.format))
+        return block_seterr(err, -ENOTSUP, "Unknown backing file format '%s'", fmt);
+    char *full = (o && o->backing_file) ? strdup(name) : block_path_relative_to(bs->filename, name);
+    if (!full)
+        return block_seterr(err, -ENOMEM, "Out of memory");
+    /* A file that backs itself, directly or further down, would recurse forever. */
+    struct stat st;
+    if (stat(full, &st) == 0) {
+        struct stat me;
+        if (fstat(bs->file.fd, &me) == 0 && me.st_dev == st.st_dev && me.st_ino == st.st_ino) {
+            free(full);
+            return block_seterr(err, -ELOOP, "Backing file '%s' of '%s' is the image itself",
+                                name, bs->filename);
+        }
+    }
+    char sub[BLOCK_ERR_MAX];
+    int r = open_depth(full, &bo, bs->chain_depth + 1, &bs->backing, sub);
+    if (r) {
+        if (r == -ELOOP)
+            block_seterr(err, r, "%s", sub);
+        else
+            block_seterr(err, r, "Could not open backing file: %s", sub);
+        free(full);
+        return r;
+    }
+    free(bs->backing_full);
+    bs->backing_full = full;
+    return 0;
+}
+
+int block_read_backing(struct block *bs, uint64_t off, void *buf, size_t len)
+{
+    struct block *b = bs->backing;
+    if (!b) {
+        memset(buf, 0, len);
+        return 0;
+    }
+    uint64_t bl = b->size;
+    size_t n = off >= bl ? 0 : (bl - off < len ? bl - off : len);
+    if (n < len)
+        memset((uint8_t *)buf + n, 0, len - n);
+    if (!n)
+        return 0;
+    pthread_mutex_lock(&b->lock);
+    int r = b->drv->pread(b, off, buf, n);
+    pthread_mutex_unlock(&b->lock);
+    return r;
+}
+
+int block_close(struct block *bs)
+{
+    if (!bs)
+        return 0;
+    int r = 0;
+    if (bs->drv && bs->drv->close) {
+        if (!bs->read_only)
+            r = bs->drv->flush(bs);
+        bs->drv->close(bs);
+    }
+    int r2 = block_close(bs->backing);
+    bfile_close(&bs->file);
+    pthread_mutex_destroy(&bs->lock);
+    free(bs->filename);
+    free(bs->backing_name);
+    free(bs->backing_full);
+    free(bs->backing_fmt);
+    free(bs);
+    return r ? r : r2;
+}
+
+static int check_range(struct block *bs, uint64_t off, uint64_t len)
+{
+    if (off > bs->size || len > bs->size - off)
+        return -EINVAL;
+    return 0;
+}
+
+int block_pread(struct block *bs, uint64_t off, void *buf, size_t len)
+{
+    int r = check_range(bs, off, len);
+    if (r || !len)
+        return r;
+    pthread_mutex_lock(&bs->lock);
+    r = bs->drv->pread(bs, off, buf, len);
+    pthread_mutex_unlock(&bs->lock);
+    return r;
+}
+
+static int after_write(struct block *bs, int r)
+{
+    if (r == 0 && bs->file.sync_each)
+        r = bs->drv->flush(bs);
+    return r;
+}
+
+int block_pwrite(struct block *bs, uint64_t off, const void *buf, size_t len)
+{
+    if (bs->read_only)
+        return -EROFS;
+    int r = check_range(bs, off, len);
+    if (r || !len)
+        return r;
+    pthread_mutex_lock(&bs->lock);
+    r = after_write(bs, bs->drv->pwrite(bs, off, buf, len));
+    pthread_mutex_unlock(&bs->lock);
+    return r;
+}
+
+int block_preadv(struct block *bs, uint64_t off, const struct iovec *iov, int iovcnt)
+{
+    for (int i = 0; i < iovcnt; i++) {
+        int r = block_pread(bs, off, iov[i].iov_base, iov[i].iov_len);
+        if (r)
+            return r;
+        off += iov[i].iov_len;
+    }
+    return 0;
+}
+
+int block_pwritev(struct block *bs, uint64_t off, const struct iovec *iov, int iovcnt)
+{
+    for (int i = 0; i < iovcnt; i++) {
+        int r = block_pwrite(bs, off, iov[i].iov_base, iov[i].iov_len);
+        if (r)
+            return r;
+        off += iov[i].iov_len;
+    }
+    return 0;
+}
+
+int block_pwrite_compressed(struct block *bs, uint64_t off, const void *buf, size_t len)
+{
+    if (bs->read_only)
+        return -EROFS;
+    if (!bs->drv->pwrite_compressed)
+        return -ENOTSUP;
+    int r = check_range(bs, off, len);
+    if (r || !len)
+        return r;
+    pthread_mutex_lock(&bs->lock);
+    r = after_write(bs, bs->drv->pwrite_compressed(bs, off, buf, len));
+    pthread_mutex_unlock(&bs->lock);
+    return r;
+}
+
+int block_pwrite_zeroes(struct block *bs, uint64_t off, uint64_t len, unsigned flags)
+{
+    if (bs->read_only)
+        return -EROFS;
+    int r = check_range(bs, off, len);
+    if (r || !len)
+        return r;
+    pthread_mutex_lock(&bs->lock);
+    r = after_write(bs, bs->drv->pwrite_zeroes(bs, off, len, flags));
+    pthread_mutex_unlock(&bs->lock);
+    return r;
+}
+
+int block_discard(struct block *bs, uint64_t off, uint64_t len)
+{
+    if (bs->read_only)
+        return -EROFS;
+    int r = check_range(bs, off, len);
+    if (r || !len)
+        return r;
+    if (!bs->drv->discard)
+        return 0;
+    pthread_mutex_lock(&bs->lock);
+    r = after_write(bs, bs->drv->discard(bs, off, len));
+    pthread_mutex_unlock(&bs->lock);
+    return r;
+}
+
+int block_flush(struct block *bs)
+{
+    if (bs->read_only)
+        return 0;
+    pthread_mutex_lock(&bs->lock);
+    int r = bs->drv->flush(bs);
+    pthread_mutex_unlock(&bs->lock);
+    return r;
+}
+
+uint64_t block_length(struct block *bs)
+{
+    return bs->size;
+}
+
+int block_truncate(struct block *bs, uint64_t size, bool allow_shrink)
+{
+    if (bs->read_only)
+        return -EROFS;
+    if (size < bs->size && !allow_shrink)
+        return -EPERM;
+    if (!bs->drv->truncate)
+        return -ENOTSUP;
+    pthread_mutex_lock(&bs->lock);
+    int r = bs->drv->truncate(bs, size, allow_shrink);
+    pthread_mutex_unlock(&bs->lock);
+    return r;
+}
+
+int block_status_layer(struct block *bs, uint64_t off, uint64_t len, uint64_t *pnum,
+                       struct block_status *st)
+{
+    memset(st, 0, sizeof(*st));
+    *pnum = 0;
+    if (off >= bs->size || !len)
+        return off > bs->size ? -EINVAL : 0;
+    if (len > bs->size - off)
+        len = bs->size - off;
+    pthread_mutex_lock(&bs->lock);
+    int r = bs->drv->status(bs, off, len, pnum, st);
+    pthread_mutex_unlock(&bs->lock);
+    if (!st->file)
+        st->file = bs->filename;
+    if (r == 0 && *pnum == 0)
+        r = -EIO;
+    return r;
+}
+
+int block_status_chain(struct block *bs, uint64_t off, uint64_t len, uint64_t *pnum,
+                       struct block_status *st)
+{
+    int r = block_status_layer(bs, off, len, pnum, st);
+    if (r || (st->flags & BLOCK_STATUS_ALLOCATED))
+        return r;
+    if (!bs->backing) {
+        st->flags |= BLOCK_STATUS_ZERO;   /* nothing below: reads as zeros */
+        return 0;
+    }
+    struct block *b = bs->backing;
+    uint64_t n = *pnum;
+    if (off >= b->size) {
+        *st = (struct block_status){ .flags = BLOCK_STATUS_ZERO, .depth = 1, .file = NULL };
+        /* past the backing file's end: zeros, reported at the backing layer */
+        st->depth = 1;
+        for (struct block *x = b->backing; x; x = x->backing)
+            st->depth++;
+        return 0;
+    }
+    uint64_t bn;
+    r = block_status_chain(b, off, n, &bn, st);
+    if (r)
+        return r;
+    st->depth++;
+    *pnum = bn;
+    return 0;
+}
+
+int block_get_info(struct block *bs, struct block_info *info)
+{
+    memset(info, 0, sizeof(*info));
+    info->format = bs->drv->name;
+    info->filename = bs->filename;
+    info->virtual_size = bs->size;
+    int64_t a = bfile_allocated(&bs->file);
+    info->actual_size = a > 0 ? a : 0;
+    info->backing_file = bs->backing_name;
+    info->backing_full = bs->backing_full;
+    info->backing_format = bs->backing_fmt;
+    if (bs->drv->info) {
+        pthread_mutex_lock(&bs->lock);
+        int r = bs->drv->info(bs, info);
+        pthread_mutex_unlock(&bs->lock);
+        return r;
+    }
+    return 0;
+}
+
+struct block *block_backing(struct block *bs) { return bs->backing; }
+const char *block_filename(struct block *bs) { return bs->filename; }
+const char *block_format_name(struct block *bs) { return bs->drv->name; }
+bool block_read_only(struct block *bs) { return bs->read_only; }
+void block_lock(struct block *bs) { pthread_mutex_lock(&bs->lock); }
+void block_unlock(struct block *bs) { pthread_mutex_unlock(&bs->lock); }
+
+struct qcow2_state *block_qcow2(struct block *bs)
+{
+    return bs->drv == &block_driver_qcow2 ? bs->opaque : NULL;
+}

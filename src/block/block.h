@@ -1,0 +1,134 @@
+/* The block layer: disk images by name, read and written at byte granularity.
+ *
+ * Formats: raw and qcow2 (v2/v3, backing chains, snapshots, compression, LUKS). Nothing here
+ * knows about VMs; virtio-blk, the NBD server and the tools all sit on this interface.
+ *
+ * Every function returns 0 (or a count where stated) or a negative errno. block_open also fills
+ * a human-readable one-line reason so a tool can print a single clear message.
+ *
+ * Threads: a struct block may be used from several threads; each call takes the image's mutex,
+ * so calls on one image are serialized (an I/O thread and a monitor thread may share it).
+ */
+#ifndef QKVM_BLOCK_BLOCK_H
+#define QKVM_BLOCK_BLOCK_H
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+#define BLOCK_ERR_MAX 512
+
+enum block_format {
+    BLOCK_FMT_AUTO = 0, /* probe: qcow2 magic, else raw */
+    BLOCK_FMT_RAW,
+    BLOCK_FMT_QCOW2,
+};
+
+/* QEMU's cache= modes. writeback: metadata cached, flush on request. writethrough: every write
+ * is followed by a flush. none/directsync: O_DIRECT (falls back if the file system refuses).
+ * unsafe: flush requests are ignored. */
+enum block_cache {
+    BLOCK_CACHE_WRITEBACK = 0,
+    BLOCK_CACHE_WRITETHROUGH,
+    BLOCK_CACHE_NONE,
+    BLOCK_CACHE_DIRECTSYNC,
+    BLOCK_CACHE_UNSAFE,
+};
+
+struct block_open_opts {
+    enum block_format format;
+    bool read_only;
+    enum block_cache cache;
+    bool no_backing;          /* open without the backing file (reads of unallocated = zeros) */
+    const char *backing_file; /* replaces the backing file named in the image (NULL: as stored) */
+    enum block_format backing_format;
+    const char *secret;       /* LUKS passphrase (not NUL-terminated if secret_len given) */
+    size_t secret_len;
+    bool no_repair;           /* skip that repair (qkvm-img check opens this way) */
+    bool metadata_only;       /* info/check: encrypted images open without a secret, no I/O */
+};
+
+struct block;
+
+/* Opens path. err (BLOCK_ERR_MAX bytes, may be NULL) receives a one-line reason on failure. */
+int block_open(const char *path, const struct block_open_opts *opts, struct block **out,
+               char *err);
+/* Flushes and closes; returns the flush result. bs may be NULL. */
+int block_close(struct block *bs);
+
+/* Byte-granular I/O; unaligned offsets and lengths are fine. Reads past the end are -EINVAL. */
+int block_pread(struct block *bs, uint64_t off, void *buf, size_t len);
+int block_pwrite(struct block *bs, uint64_t off, const void *buf, size_t len);
+int block_preadv(struct block *bs, uint64_t off, const struct iovec *iov, int iovcnt);
+int block_pwritev(struct block *bs, uint64_t off, const struct iovec *iov, int iovcnt);
+/* Writes a compressed cluster (qcow2 only; off and len cluster-aligned, len a cluster or the
+ * image's tail). */
+int block_pwrite_compressed(struct block *bs, uint64_t off, const void *buf, size_t len);
+
+#define BLOCK_ZERO_MAY_UNMAP 1u   /* the zeroed range may be deallocated */
+int block_pwrite_zeroes(struct block *bs, uint64_t off, uint64_t len, unsigned flags);
+/* Discard: the range reads as zeros afterwards (qcow2 v3, raw with hole punching) or is left
+ * unchanged where the format cannot tell; freed clusters go back to the allocator. */
+int block_discard(struct block *bs, uint64_t off, uint64_t len);
+int block_flush(struct block *bs);
+
+uint64_t block_length(struct block *bs);
+/* Changes the virtual size. Shrinking needs allow_shrink. */
+int block_truncate(struct block *bs, uint64_t size, bool allow_shrink);
+
+/* Allocation status of [off, off+len): returns 0 and the length *pnum of the leading run with
+ * the same status (at least 1 byte unless len is 0). */
+#define BLOCK_STATUS_DATA       1u  /* reads come from a data area (a file, or a cluster) */
+#define BLOCK_STATUS_ZERO       2u  /* reads as zeros */
+#define BLOCK_STATUS_ALLOCATED  4u  /* this layer decides the contents (not the backing file) */
+#define BLOCK_STATUS_OFFSET     8u  /* *host_off is valid: data lives there in this file */
+#define BLOCK_STATUS_COMPRESSED 16u
+struct block_status {
+    unsigned flags;
+    uint64_t host_off;
+    int depth;                  /* chain layer that decided (0 = this image) */
+    const char *file;           /* file that holds the data (for map) */
+};
+/* This layer only (no descent into the backing chain). */
+int block_status_layer(struct block *bs, uint64_t off, uint64_t len, uint64_t *pnum,
+                       struct block_status *st);
+/* Whole chain, like qemu-img map: descends into backing files for unallocated ranges. */
+int block_status_chain(struct block *bs, uint64_t off, uint64_t len, uint64_t *pnum,
+                       struct block_status *st);
+
+/* What `info` shows. */
+struct block_info {
+    const char *format;         /* "raw" / "qcow2" */
+    const char *filename;
+    uint64_t virtual_size;
+    uint64_t actual_size;       /* bytes allocated on the host */
+    uint32_t cluster_size;      /* 0 for raw */
+    bool encrypted;
+    bool dirty;
+    const char *backing_file;   /* as stored, or NULL */
+    const char *backing_full;   /* resolved against the image's directory */
+    const char *backing_format; /* from the header extension, or NULL */
+    /* qcow2 only */
+    int version;
+    bool lazy_refcounts, corrupt, extended_l2, zstd;
+    int refcount_bits;
+    int nb_snapshots;
+};
+int block_get_info(struct block *bs, struct block_info *info);
+struct block *block_backing(struct block *bs);
+const char *block_filename(struct block *bs);
+const char *block_format_name(struct block *bs);
+bool block_read_only(struct block *bs);
+
+/* Parses "raw"/"qcow2" (NULL or "" = auto). */
+int block_parse_format(const char *s, enum block_format *out);
+/* Parses QEMU's cache= names: writeback, writethrough, none, directsync, unsafe. */
+int block_parse_cache(const char *s, enum block_cache *out);
+
+/* The qcow2 image's driver state, for the qcow2 tools (check, snapshot, amend); NULL for raw. */
+struct qcow2_state *block_qcow2(struct block *bs);
+/* The lock, for tools that drive qcow2_* functions directly. */
+void block_lock(struct block *bs);
+void block_unlock(struct block *bs);
+
+#endif

@@ -1,0 +1,83 @@
+/* Inside the block layer: the file under an image, and the table of operations a format
+ * implements. Not for users of the block layer (they see block.h). */
+#ifndef QKVM_BLOCK_DRIVER_H
+#define QKVM_BLOCK_DRIVER_H
+#include <pthread.h>
+#include <stdio.h>
+
+#include "block/block.h"
+
+/* A host file with QEMU's cache semantics. Reads past the end give zeros (as file-posix does),
+ * which compressed clusters ending in a partial last sector rely on. */
+struct bfile {
+    int fd;
+    bool direct;     /* O_DIRECT: bounce unaligned requests through an aligned buffer */
+    bool read_only;
+    bool no_flush;   /* cache=unsafe */
+    bool sync_each;  /* cache=writethrough/directsync */
+    unsigned align;
+};
+
+int bfile_open(struct bfile *f, const char *path, bool read_only, enum block_cache cache,
+               char *err);
+void bfile_close(struct bfile *f);
+int bfile_pread(struct bfile *f, uint64_t off, void *buf, size_t len);
+int bfile_pwrite(struct bfile *f, uint64_t off, const void *buf, size_t len);
+int bfile_flush(struct bfile *f);
+int64_t bfile_size(struct bfile *f);
+int64_t bfile_allocated(struct bfile *f);
+int bfile_truncate(struct bfile *f, uint64_t size);
+/* Zeroes a range: punches a hole when punch, else writes zeros (ZERO_RANGE when it can). */
+int bfile_zero(struct bfile *f, uint64_t off, uint64_t len, bool punch);
+/* SEEK_DATA/SEEK_HOLE: is off in data, and how far the run goes (capped at len). */
+int bfile_status(struct bfile *f, uint64_t off, uint64_t len, bool *data, uint64_t *pnum);
+
+struct block_driver {
+    const char *name;
+    int (*open)(struct block *bs, const struct block_open_opts *o, char *err);
+    void (*close)(struct block *bs);
+    int (*pread)(struct block *bs, uint64_t off, void *buf, size_t len);
+    int (*pwrite)(struct block *bs, uint64_t off, const void *buf, size_t len);
+    int (*pwrite_compressed)(struct block *bs, uint64_t off, const void *buf, size_t len);
+    int (*pwrite_zeroes)(struct block *bs, uint64_t off, uint64_t len, unsigned flags);
+    int (*discard)(struct block *bs, uint64_t off, uint64_t len);
+    int (*flush)(struct block *bs);
+    int (*truncate)(struct block *bs, uint64_t size, bool shrink);
+    int (*status)(struct block *bs, uint64_t off, uint64_t len, uint64_t *pnum,
+                  struct block_status *st);
+    int (*info)(struct block *bs, struct block_info *info);
+};
+
+struct block {
+    const struct block_driver *drv;
+    void *opaque;
+    char *filename;
+    struct bfile file;
+    bool read_only;
+    enum block_cache cache;
+    uint64_t size;              /* virtual size */
+    struct block *backing;
+    char *backing_name;         /* as stored in the image */
+    char *backing_full;         /* resolved path */
+    char *backing_fmt;
+    pthread_mutex_t lock;
+    int chain_depth;            /* 0 for the top image */
+};
+
+extern const struct block_driver block_driver_raw;
+extern const struct block_driver block_driver_qcow2;
+
+/* Opens a backing file for an image at chain depth depth+1 (loops and absurd depths refused). */
+int block_open_backing(struct block *bs, const char *name, const char *fmt,
+                       const struct block_open_opts *o, char *err);
+/* Reads [off, off+len) from bs's backing chain, zeros past its end or with no backing file. */
+int block_read_backing(struct block *bs, uint64_t off, void *buf, size_t len);
+/* A path relative to the directory of base (absolute names are returned unchanged). */
+char *block_path_relative_to(const char *base, const char *name);
+
+/* Printf into err (BLOCK_ERR_MAX bytes; NULL ignored). Returns ret for tail calls. */
+int block_seterr(char *err, int ret, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+#define BLOCK_MAX_CHAIN 64
+
+#endif

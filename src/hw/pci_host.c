@@ -1,0 +1,323 @@
+/* The PCI host bridge: configuration mechanism #1 (CONFIG_ADDRESS at 0xcf8, CONFIG_DATA at
+ * 0xcfc), ECAM (PCI Express base spec 7.2.2: bus << 20 | device << 15 | function << 12 | register)
+ * and the 32-bit memory window the BARs decode in. Bus 0 only, single-function devices. */
+#include "hw/pci_int.h"
+
+#include "util/log.h"
+#include "vm/machine.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define CONFIG_ADDRESS_PORT 0xcf8
+#define CONFIG_DATA_PORT    0xcfc
+#define CONFIG_ENABLE       0x80000000u
+
+/* A device has no back pointer from the machine, so the host of each live machine is kept here.
+ * A process has one machine at a time (tests may have a few). */
+#define MAX_HOSTS 8
+static struct {
+    struct machine *m;
+    struct pci_host *h;
+} hosts[MAX_HOSTS];
+static pthread_mutex_t hosts_lock = PTHREAD_MUTEX_INITIALIZER;
+
+struct pci_host *pci_host_of(struct machine *m)
+{
+    struct pci_host *h = NULL;
+    pthread_mutex_lock(&hosts_lock);
+    for (int i = 0; i < MAX_HOSTS; i++)
+        if (hosts[i].m == m)
+            h = hosts[i].h;
+    pthread_mutex_unlock(&hosts_lock);
+    return h;
+}
+
+struct pci_device *pci_host_device(struct pci_host *h, int slot)
+{
+    return slot >= 0 && slot < PCI_SLOTS ? h->dev[slot] : NULL;
+}
+
+static struct pci_device *pci_host_lookup(struct pci_host *h, unsigned bus, unsigned dev, unsigned fn)
+{
+    return bus == 0 && fn == 0 ? h->dev[dev & 31] : NULL;
+}
+
+static void config_data_read(void *opaque, uint64_t off, void *data, unsigned size)
+{
+    struct pci_host *h = opaque;
+    uint32_t a = __atomic_load_n(&h->config_address, __ATOMIC_RELAXED);
+    struct pci_device *d = (a & CONFIG_ENABLE) ? pci_host_lookup(h, (a >> 16) & 0xff, (a >> 11) & 0x1f, (a >> 8) & 7) : NULL;
+    if (!d) {
+        memset(data, 0xff, size);
+        return;
+    }
+    pci_config_read(d, (a & 0xfc) + (unsigned)off, data, size);
+}
+
+static void config_data_write(void *opaque, uint64_t off, const void *data, unsigned size)
+{
+    struct pci_host *h = opaque;
+    uint32_t a = __atomic_load_n(&h->config_address, __ATOMIC_RELAXED);
+    struct pci_device *d = (a & CONFIG_ENABLE) ? pci_host_lookup(h, (a >> 16) & 0xff, (a >> 11) & 0x1f, (a >> 8) & 7) : NULL;
+    if (d)
+        pci_config_write(d, (a & 0xfc) + (unsigned)off, data, size);
+}
+
+/* CONFIG_ADDRESS answers only 32-bit accesses; the byte at 0xcf9 is the reset control register
+ * of the chipset, whoever registered it before us. */
+static void config_address_read(void *opaque, uint64_t off, void *data, unsigned size)
+{
+    struct pci_host *h = opaque;
+    if (off == 0 && size == 4) {
+        uint32_t a = __atomic_load_n(&h->config_address, __ATOMIC_RELAXED);
+        memcpy(data, &a, 4);
+    } else if (off == 1 && size == 1 && h->reset.read) {
+        h->reset.read(h->reset.opaque, 0, data, 1);
+    } else {
+        memset(data, 0xff, size);
+    }
+}
+
+static void config_address_write(void *opaque, uint64_t off, const void *data, unsigned size)
+{
+    struct pci_host *h = opaque;
+    if (off == 0 && size == 4) {
+        uint32_t a;
+        memcpy(&a, data, 4);
+        __atomic_store_n(&h->config_address, a & 0x80fffffcu, __ATOMIC_RELAXED);
+    } else if (off == 1 && size == 1 && h->reset.write) {
+        h->reset.write(h->reset.opaque, 0, data, 1);
+    }
+}
+
+static void ecam_access(struct pci_host *h, uint64_t off, void *data, unsigned size, bool is_write)
+{
+    if (size == 8) {   /* two dwords, low first, as a PCIe root complex splits it */
+        ecam_access(h, off, data, 4, is_write);
+        ecam_access(h, off + 4, (uint8_t *)data + 4, 4, is_write);
+        return;
+    }
+    struct pci_device *d = pci_host_lookup(h, (unsigned)(off >> 20), (unsigned)(off >> 15) & 0x1f, (unsigned)(off >> 12) & 7);
+    unsigned reg = (unsigned)(off & 0xfff);
+    if (is_write) {
+        if (d)
+            pci_config_write(d, reg, data, size);
+    } else if (d) {
+        pci_config_read(d, reg, data, size);
+    } else {
+        memset(data, 0xff, size);
+    }
+}
+
+static void ecam_read(void *opaque, uint64_t off, void *data, unsigned size)
+{
+    ecam_access(opaque, off, data, size, false);
+}
+
+static void ecam_write(void *opaque, uint64_t off, const void *data, unsigned size)
+{
+    ecam_access(opaque, off, (void *)data, size, true);
+}
+
+/* Inside the window but on no BAR: what the vCPU loop does for unmapped MMIO elsewhere (ones,
+ * writes dropped, said once per page), since the window itself is a region of the bus. */
+static void window_unmapped(struct pci_host *h, uint64_t addr, bool is_write)
+{
+    uint64_t page = addr & ~0xfffull;
+    pthread_mutex_lock(&h->config_lock);
+    bool seen = false;
+    for (int i = 0; i < h->nreported && !seen; i++)
+        seen = h->reported[i] == page;
+    if (!seen && h->nreported < (int)(sizeof(h->reported) / sizeof(h->reported[0])))
+        h->reported[h->nreported++] = page;
+    pthread_mutex_unlock(&h->config_lock);
+    if (!seen)
+        log_warn("guest %s unmapped MMIO at 0x%llx (reads as ones, writes ignored)", is_write ? "wrote" : "read",
+                 (unsigned long long)addr);
+}
+
+static void window_read(void *opaque, uint64_t off, void *data, unsigned size)
+{
+    struct pci_host *h = opaque;
+    if (bus_dispatch(&h->window, PCI_MMIO_BASE + off, data, size, false) == -ENOENT)
+        window_unmapped(h, PCI_MMIO_BASE + off, false);
+}
+
+static void window_write(void *opaque, uint64_t off, const void *data, unsigned size)
+{
+    struct pci_host *h = opaque;
+    if (bus_dispatch(&h->window, PCI_MMIO_BASE + off, (void *)data, size, true) == -ENOENT)
+        window_unmapped(h, PCI_MMIO_BASE + off, true);
+}
+
+static void pci_host_free(void *opaque)
+{
+    struct pci_host *h = opaque;
+    pthread_mutex_lock(&hosts_lock);
+    for (int i = 0; i < MAX_HOSTS; i++)
+        if (hosts[i].h == h)
+            hosts[i].m = NULL, hosts[i].h = NULL;
+    pthread_mutex_unlock(&hosts_lock);
+    bus_destroy(&h->window);
+    pthread_mutex_destroy(&h->config_lock);
+    free(h);
+}
+
+int pci_host_create(struct machine *m)
+{
+    struct pci_host *h = calloc(1, sizeof(*h));
+    if (!h)
+        return -ENOMEM;
+    h->m = m;
+    pthread_mutex_init(&h->config_lock, NULL);
+    bus_init(&h->window, "pci");
+    pthread_mutex_lock(&hosts_lock);
+    int slot = -1;
+    for (int i = 0; i < MAX_HOSTS && slot < 0; i++)
+        if (!hosts[i].m)
+            slot = i;
+    if (slot >= 0)
+        hosts[slot].m = m, hosts[slot].h = h;
+    pthread_mutex_unlock(&hosts_lock);
+    if (slot < 0) {
+        bus_destroy(&h->window);
+        free(h);
+        return -ENOSPC;
+    }
+    if (machine_add_cleanup(m, pci_host_free, h))
+        return -ENOMEM;
+    /* The Red Hat "QEMU PCIe host bridge" IDs: no chipset quirks in any guest. */
+    pci_device_init(&h->bridge, "pci-host", 0x1b36, 0x0008, 0x060000, 0, 0x1af4, 0x1100);
+    h->bridge.config[PCI_INTERRUPT_PIN] = 0;
+    int ret = pci_register_device(m, &h->bridge, 0);
+    if (!ret)
+        ret = bus_register(&m->mmio, PCI_MMIO_BASE, PCI_MMIO_SIZE, window_read, window_write, h, "pci-window");
+    if (!ret)
+        ret = bus_register(&m->mmio, PCI_ECAM_BASE, PCI_ECAM_SIZE, ecam_read, ecam_write, h, "pci-ecam");
+    if (!ret)
+        ret = bus_register(&m->pio, CONFIG_DATA_PORT, 4, config_data_read, config_data_write, h, "pci-config-data");
+    if (ret)
+        log_error("pci: cannot set up the host bridge: %s", strerror(-ret));
+    return ret;
+}
+
+struct bar_ref {
+    struct pci_device *d;
+    int idx;
+};
+
+static int bar_ref_cmp(const void *a, const void *b)
+{
+    const struct bar_ref *x = a, *y = b;
+    uint64_t sx = x->d->bar[x->idx].size, sy = y->d->bar[y->idx].size;
+    if (sx != sy)
+        return sx > sy ? -1 : 1;
+    return x->d->slot != y->d->slot ? x->d->slot - y->d->slot : x->idx - y->idx;
+}
+
+/* Largest first, each aligned to its size: no space is lost to alignment. */
+static int pci_host_assign_bars(struct pci_host *h)
+{
+    struct bar_ref refs[PCI_SLOTS * PCI_NUM_BARS];
+    int n = 0;
+    for (int s = 0; s < PCI_SLOTS; s++)
+        for (int i = 0; h->dev[s] && i < PCI_NUM_BARS; i++)
+            if (h->dev[s]->bar[i].size)
+                refs[n++] = (struct bar_ref){ h->dev[s], i };
+    qsort(refs, (size_t)n, sizeof(refs[0]), bar_ref_cmp);
+    uint64_t next = PCI_MMIO_BASE;
+    for (int k = 0; k < n; k++) {
+        struct pci_device *d = refs[k].d;
+        uint64_t size = d->bar[refs[k].idx].size;
+        uint64_t a = (next + size - 1) & ~(size - 1);
+        if (a + size > PCI_MMIO_BASE + PCI_MMIO_SIZE) {
+            log_error("pci: the devices' BARs do not fit in the %llu MiB window",
+                      (unsigned long long)(PCI_MMIO_SIZE >> 20));
+            return -ENOSPC;
+        }
+        unsigned off = PCI_BAR0 + 4 * (unsigned)refs[k].idx;
+        pci_set_long(d->config + off, (uint32_t)a | d->bar[refs[k].idx].flags);
+        if (d->bar[refs[k].idx].flags & PCI_BAR_MEM_64)
+            pci_set_long(d->config + off + 4, (uint32_t)(a >> 32));
+        next = a + size;
+    }
+    for (int s = 0; s < PCI_SLOTS; s++) {
+        struct pci_device *d = h->dev[s];
+        if (!d)
+            continue;
+        pthread_mutex_lock(&h->config_lock);
+        pci_set_word(d->config + PCI_COMMAND, pci_get_word(d->config + PCI_COMMAND) | PCI_COMMAND_MEMORY);
+        pci_device_update_mappings(d);
+        pthread_mutex_unlock(&h->config_lock);
+    }
+    return 0;
+}
+
+int pci_host_start(struct machine *m)
+{
+    struct pci_host *h = pci_host_of(m);
+    if (!h)
+        return 0;
+    int ret = pci_host_assign_bars(h);
+    if (ret)
+        return ret;
+    const struct bus_region *r = bus_find(&m->pio, CONFIG_ADDRESS_PORT + 1);
+    if (r && r->base == CONFIG_ADDRESS_PORT + 1 && r->len == 1) {
+        h->reset = *r;
+        bus_unregister(&m->pio, h->reset.base, h->reset.opaque);
+    }
+    ret = bus_register(&m->pio, CONFIG_ADDRESS_PORT, 4, config_address_read, config_address_write, h,
+                       "pci-config-address");
+    if (ret)
+        log_error("pci: port 0x%x is taken: %s", CONFIG_ADDRESS_PORT, strerror(-ret));
+    h->started = true;
+    return ret;
+}
+
+int pci_register_device(struct machine *m, struct pci_device *d, int slot)
+{
+    struct pci_host *h = pci_host_of(m);
+    if (!h) {
+        log_error("%s: this machine has no PCI bus", d->name);
+        return -ENODEV;
+    }
+    if (h->started) {
+        log_error("%s: PCI hot-plug is not supported", d->name);
+        return -EBUSY;
+    }
+    if (slot < 0) {
+        for (int s = 1; s < PCI_SLOTS && slot < 0; s++)
+            if (!h->dev[s])
+                slot = s;
+        if (slot < 0) {
+            log_error("%s: all %d PCI slots are taken", d->name, PCI_SLOTS - 1);
+            return -ENOSPC;
+        }
+    } else if (slot >= PCI_SLOTS || h->dev[slot]) {
+        log_error("%s: PCI slot %d is %s", d->name, slot, slot >= PCI_SLOTS ? "out of range" : "taken");
+        return -EBUSY;
+    }
+    d->m = m;
+    d->host = h;
+    d->slot = slot;
+    /* the usual swizzle: pin A of slot s on PIRQ (s mod 8); the DSDT's _PRT says the same */
+    d->gsi = PCI_GSI_BASE + ((unsigned)slot + d->config[PCI_INTERRUPT_PIN] + PCI_GSI_COUNT - 1) % PCI_GSI_COUNT;
+    if (d->config[PCI_INTERRUPT_PIN])
+        d->config[PCI_INTERRUPT_LINE] = (uint8_t)d->gsi;
+    h->dev[slot] = d;
+    return 0;
+}
+
+static int pci_host_init(struct machine *m)
+{
+    return pci_host_create(m);
+}
+MACHINE_INIT(pci_host_init, INIT_BUS, NULL)
+
+static int pci_host_late_init(struct machine *m)
+{
+    return pci_host_start(m);
+}
+MACHINE_INIT(pci_host_late_init, INIT_LATE, NULL)

@@ -1,0 +1,262 @@
+/* MSI-X (PCI Local Bus 3.0, 6.8.2). The table lives in a BAR: per vector a message address,
+ * data and a mask bit. A vector that fires while masked (by its own bit or the function mask)
+ * is remembered in the pending bit array and sent when unmasked.
+ *
+ * Delivery: when the accelerator offers MSI routes and irqfds (KVM), each vector gets a route and
+ * an eventfd the first time it fires, and firing is one write to that eventfd, from whatever
+ * thread; the route follows the table lazily (at the next firing after the guest changed it).
+ * Otherwise the message goes through accel send_msi, or the user-space APICs (tcg). */
+#include "hw/pci_msix.h"
+
+#include "accel/accel.h"
+#include "hw/irqchip.h"
+#include "hw/pci_int.h"
+#include "util/log.h"
+#include "vm/machine.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#define MSIX_PBA_OFFSET  2048
+#define MSIX_BAR_SIZE    4096
+#define MSIX_CTRL_ENABLE 0x8000
+#define MSIX_CTRL_MASKALL 0x4000
+#define MSIX_VECTOR_MASKED 1u
+
+struct msix_vector {
+    uint32_t entry[4];          /* address low, address high, data, vector control */
+    bool pending;
+    int route;                  /* the accelerator's route, -1 before the first firing */
+    int irqfd;
+    bool route_stale;           /* the guest changed the message since the route was made */
+};
+
+struct pci_msix {
+    struct pci_device *d;
+    struct machine *m;
+    pthread_mutex_t lock;
+    unsigned n;
+    unsigned cap;               /* capability offset in config space */
+    bool enabled, masked;       /* from the message control register */
+    bool irqfd_broken;          /* setting one up failed once: use send_msi from then on */
+    struct msix_vector v[];
+};
+
+int pci_msi_send(struct machine *m, uint64_t addr, uint32_t data)
+{
+    if (m->accel && m->accel->send_msi)
+        return m->accel->send_msi(m, addr, data);
+    if (m->irqchip) {
+        irqchip_send_msi(m->irqchip, addr, data);
+        return 0;
+    }
+    return -ENODEV;
+}
+
+static uint64_t msix_addr(const struct msix_vector *v)
+{
+    return (uint64_t)v->entry[1] << 32 | v->entry[0];
+}
+
+static int msix_irqfd_setup(struct pci_msix *x, struct msix_vector *v)
+{
+    struct machine *m = x->m;
+    const struct accel_ops *a = m->accel;
+    int fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (fd < 0)
+        return -errno;
+    int route = a->msi_route(m, -1, msix_addr(v), v->entry[2]);
+    if (route < 0) {
+        close(fd);
+        return route;
+    }
+    int ret = a->irqfd(m, fd, route, true);
+    if (ret) {
+        a->msi_route_free(m, route);
+        close(fd);
+        return ret;
+    }
+    v->irqfd = fd;
+    v->route = route;
+    v->route_stale = false;
+    log_debug(LOG_ACCEL, "%s: MSI-X vector %u goes through an irqfd (GSI %d)", x->d->name, (unsigned)(v - x->v), route);
+    return 0;
+}
+
+/* Lock held. */
+static void msix_fire(struct pci_msix *x, struct msix_vector *v)
+{
+    struct machine *m = x->m;
+    const struct accel_ops *a = m->accel;
+    if (a && a->msi_route && a->irqfd && !x->irqfd_broken) {
+        int ret = 0;
+        if (v->irqfd < 0)
+            ret = msix_irqfd_setup(x, v);
+        else if (v->route_stale && (ret = a->msi_route(m, v->route, msix_addr(v), v->entry[2])) >= 0)
+            v->route_stale = false, ret = 0;
+        if (!ret) {
+            uint64_t one = 1;
+            if (write(v->irqfd, &one, sizeof(one)) == sizeof(one))
+                return;
+        }
+        log_warn("%s: MSI-X through an irqfd failed (%s): sending messages directly", x->d->name,
+                 strerror(ret < 0 ? -ret : errno));
+        x->irqfd_broken = true;
+    }
+    pci_msi_send(m, msix_addr(v), v->entry[2]);
+}
+
+/* Sends what became deliverable. Lock held. */
+static void msix_flush_pending(struct pci_msix *x)
+{
+    if (!x->enabled || x->masked)
+        return;
+    for (unsigned i = 0; i < x->n; i++) {
+        struct msix_vector *v = &x->v[i];
+        if (v->pending && !(v->entry[3] & MSIX_VECTOR_MASKED)) {
+            v->pending = false;
+            msix_fire(x, v);
+        }
+    }
+}
+
+void pci_msix_notify(struct pci_device *d, unsigned vector)
+{
+    struct pci_msix *x = d->msix;
+    if (!x || vector >= x->n)
+        return;
+    pthread_mutex_lock(&x->lock);
+    struct msix_vector *v = &x->v[vector];
+    if (!x->enabled || x->masked || (v->entry[3] & MSIX_VECTOR_MASKED))
+        v->pending = true;
+    else
+        msix_fire(x, v);
+    pthread_mutex_unlock(&x->lock);
+}
+
+bool pci_msix_enabled(struct pci_device *d)
+{
+    struct pci_msix *x = d->msix;
+    if (!x)
+        return false;
+    pthread_mutex_lock(&x->lock);
+    bool on = x->enabled;
+    pthread_mutex_unlock(&x->lock);
+    return on;
+}
+
+void pci_msix_config_written(struct pci_device *d, unsigned off, unsigned size)
+{
+    struct pci_msix *x = d->msix;
+    if (off > x->cap + 3 || off + size <= x->cap + 2)
+        return;
+    uint16_t ctrl = pci_get_word(d->config + x->cap + 2);
+    pthread_mutex_lock(&x->lock);
+    x->enabled = ctrl & MSIX_CTRL_ENABLE;
+    x->masked = ctrl & MSIX_CTRL_MASKALL;
+    msix_flush_pending(x);
+    pthread_mutex_unlock(&x->lock);
+}
+
+static void msix_table_read(void *opaque, uint64_t off, void *data, unsigned size)
+{
+    struct pci_msix *x = opaque;
+    memset(data, 0, size);
+    pthread_mutex_lock(&x->lock);
+    if (off < MSIX_PBA_OFFSET) {
+        uint64_t end = (uint64_t)x->n * 16;
+        if (off < end) {
+            unsigned n = off + size > end ? (unsigned)(end - off) : size;
+            uint8_t bytes[16 * 2];
+            unsigned first = (unsigned)(off / 16);
+            memcpy(bytes, x->v[first].entry, 16);
+            if (first + 1 < x->n)
+                memcpy(bytes + 16, x->v[first + 1].entry, 16);
+            memcpy(data, bytes + off % 16, n);
+        }
+    } else {
+        for (unsigned b = 0; b < size; b++) {
+            uint64_t bit0 = (off - MSIX_PBA_OFFSET + b) * 8;
+            uint8_t byte = 0;
+            for (unsigned k = 0; k < 8; k++)
+                if (bit0 + k < x->n && x->v[bit0 + k].pending)
+                    byte |= (uint8_t)(1u << k);
+            ((uint8_t *)data)[b] = byte;
+        }
+    }
+    pthread_mutex_unlock(&x->lock);
+}
+
+/* The pending bits are read-only; table writes may be any size up to 8 bytes, aligned or not. */
+static void msix_table_write(void *opaque, uint64_t off, const void *data, unsigned size)
+{
+    struct pci_msix *x = opaque;
+    if (off >= MSIX_PBA_OFFSET || off >= (uint64_t)x->n * 16)
+        return;
+    pthread_mutex_lock(&x->lock);
+    for (unsigned b = 0; b < size && off + b < (uint64_t)x->n * 16; b++) {
+        struct msix_vector *v = &x->v[(off + b) / 16];
+        unsigned pos = (unsigned)((off + b) % 16);
+        uint8_t *e = (uint8_t *)v->entry;
+        uint8_t val = ((const uint8_t *)data)[b];
+        if (pos >= 12)   /* vector control: only the mask bit is writable */
+            val = pos == 12 ? (val & MSIX_VECTOR_MASKED) : 0;
+        if (e[pos] != val && pos < 12)
+            v->route_stale = true;
+        e[pos] = val;
+    }
+    msix_flush_pending(x);
+    pthread_mutex_unlock(&x->lock);
+}
+
+static void pci_msix_free(void *opaque)
+{
+    struct pci_msix *x = opaque;
+    struct machine *m = x->m;
+    for (unsigned i = 0; i < x->n; i++) {
+        struct msix_vector *v = &x->v[i];
+        if (v->irqfd < 0)
+            continue;
+        m->accel->irqfd(m, v->irqfd, v->route, false);
+        m->accel->msi_route_free(m, v->route);
+        close(v->irqfd);
+    }
+    pthread_mutex_destroy(&x->lock);
+    free(x);
+}
+
+int pci_msix_init(struct pci_device *d, struct machine *m, unsigned nvectors, int bar)
+{
+    if (!nvectors || nvectors > PCI_MSIX_MAX_VECTORS || d->msix)
+        return -EINVAL;
+    struct pci_msix *x = calloc(1, sizeof(*x) + nvectors * sizeof(x->v[0]));
+    if (!x)
+        return -ENOMEM;
+    x->d = d;
+    x->m = m;
+    x->n = nvectors;
+    pthread_mutex_init(&x->lock, NULL);
+    for (unsigned i = 0; i < nvectors; i++) {
+        x->v[i].entry[3] = MSIX_VECTOR_MASKED;   /* masked after reset */
+        x->v[i].route = x->v[i].irqfd = -1;
+    }
+    int ret = pci_device_add_bar(d, bar, MSIX_BAR_SIZE, 0, msix_table_read, msix_table_write, x);
+    int cap = ret ? ret : pci_device_add_capability(d, PCI_CAP_ID_MSIX, 12);
+    if (cap < 0) {
+        pthread_mutex_destroy(&x->lock);
+        free(x);
+        return cap;
+    }
+    if (machine_add_cleanup(m, pci_msix_free, x))
+        return -ENOMEM;
+    x->cap = (unsigned)cap;
+    pci_set_word(d->config + cap + 2, (uint16_t)(nvectors - 1));
+    pci_set_long(d->config + cap + 4, 0 | (uint32_t)bar);                 /* table at offset 0 */
+    pci_set_long(d->config + cap + 8, MSIX_PBA_OFFSET | (uint32_t)bar);
+    d->wmask[cap + 3] = (MSIX_CTRL_ENABLE | MSIX_CTRL_MASKALL) >> 8;
+    d->msix = x;
+    return 0;
+}

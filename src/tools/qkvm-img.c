@@ -1,0 +1,1867 @@
+/* qkvm-img: qemu-img's commands and output on the qkvm block layer.
+ *   qkvm-img COMMAND [options]   (create, info, check, convert, snapshot, resize, commit,
+ *                                 rebase, map, compare, measure, amend, bench, dd) */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "block/block.h"
+#include "block/cli.h"
+#include "block/luks.h"
+#include "block/qcow2/qcow2.h"
+#include "util/json.h"
+#include "util/log.h"
+#include "util/parse.h"
+
+#define err_exit(...) do { log_error(__VA_ARGS__); return 1; } while (0)
+
+enum { OPT_OUTPUT = 256, OPT_OBJECT, OPT_IMAGE_OPTS, OPT_BACKING_CHAIN, OPT_SHRINK,
+       OPT_SIZE, OPT_START, OPT_MAXLEN, OPT_PREALLOC, OPT_PATTERN, OPT_FLUSH };
+
+/* Options every command shares. */
+struct common {
+    const char *fmt;
+    bool image_opts;
+    bool json;
+    bool quiet;
+};
+
+static int handle_common(int c, const char *arg, struct common *co)
+{
+    char err[BLOCK_ERR_MAX];
+    switch (c) {
+    case 'f': co->fmt = arg; return 1;
+    case 'q': co->quiet = true; return 1;
+    case 'U': return 1;
+    case OPT_IMAGE_OPTS: co->image_opts = true; return 1;
+    case OPT_OUTPUT:
+        if (!strcmp(arg, "json"))
+            co->json = true;
+        else if (strcmp(arg, "human")) {
+            log_error("--output must be used with human or json as argument.");
+            return -1;
+        }
+        return 1;
+    case OPT_OBJECT:
+        if (cli_add_object(arg, err)) {
+            log_error("%s", err);
+            return -1;
+        }
+        return 1;
+    }
+    return 0;
+}
+
+/* Opens an image as the user named it; prints one line and returns NULL on failure. */
+static struct block *open_image(const char *name, const char *fmt, bool image_opts, bool ro,
+                                enum block_cache cache, unsigned extra)
+{
+    struct block_open_opts o = { .read_only = ro, .cache = cache };
+    char err[BLOCK_ERR_MAX];
+    char *path = (char *)name;
+    if (extra & 1)
+        o.no_backing = true;
+    if (extra & 2)
+        o.metadata_only = true;
+    if (extra & 4)
+        o.no_repair = true;
+    if (image_opts) {
+        if (cli_parse_image_opts(name, &path, &o, err)) {
+            log_error("%s", err);
+            return NULL;
+        }
+    } else {
+        if (block_parse_format(fmt, &o.format)) {
+            log_error("Unknown driver '%s'", fmt);
+            return NULL;
+        }
+        o.secret = cli_default_secret(&o.secret_len);
+    }
+    struct block *bs;
+    if (block_open(path, &o, &bs, err)) {
+        log_error("Could not open '%s': %s", path, err);
+        return NULL;
+    }
+    return bs;
+}
+
+/* ---- create ---- */
+
+struct create_opts {
+    uint64_t size;
+    bool has_size;
+    struct qcow2_create_opts q;
+    const char *secret_id;
+    int prealloc;
+};
+
+static int parse_prealloc(const char *v, int *out)
+{
+    static const char *n[] = { "off", "metadata", "falloc", "full" };
+    for (int i = 0; i < 4; i++)
+        if (!strcmp(v, n[i])) {
+            *out = i;
+            return 0;
+        }
+    return -EINVAL;
+}
+
+static int parse_create_opts(const char *spec, struct create_opts *c)
+{
+    struct kvlist l;
+    if (keyval_parse(spec, NULL, &l)) {
+        log_error("Invalid option list: %s", spec);
+        return -EINVAL;
+    }
+    int r = 0;
+    for (int i = 0; i < l.n && !r; i++) {
+        const char *k = l.items[i].key, *v = l.items[i].val;
+        uint64_t u;
+        bool b;
+        if (!strcmp(k, "size")) {
+            if (parse_size(v, 1, &u)) goto bad;
+            c->size = u;
+            c->has_size = true;
+        } else if (!strcmp(k, "cluster_size")) {
+            if (parse_size(v, 1, &u) || u > (1u << 30)) goto bad;
+            c->q.cluster_size = (unsigned)u;
+        } else if (!strcmp(k, "compat")) {
+            if (!strcmp(v, "0.10") || !strcmp(v, "v2"))
+                c->q.version = 2;
+            else if (!strcmp(v, "1.1") || !strcmp(v, "v3"))
+                c->q.version = 3;
+            else goto bad;
+        } else if (!strcmp(k, "lazy_refcounts")) {
+            if (parse_bool(v, &b)) goto bad;
+            c->q.lazy_refcounts = b;
+        } else if (!strcmp(k, "preallocation")) {
+            if (parse_prealloc(v, &c->prealloc)) goto bad;
+        } else if (!strcmp(k, "backing_file")) {
+            c->q.backing_file = v;
+        } else if (!strcmp(k, "backing_fmt")) {
+            c->q.backing_fmt = v;
+        } else if (!strcmp(k, "compression_type")) {
+            if (!strcmp(v, "zlib")) c->q.compression_type = 0;
+            else if (!strcmp(v, "zstd")) c->q.compression_type = 1;
+            else goto bad;
+        } else if (!strcmp(k, "extended_l2")) {
+            if (parse_bool(v, &b)) goto bad;
+            c->q.extended_l2 = b;
+        } else if (!strcmp(k, "refcount_bits")) {
+            if (parse_u64(v, 1, 64, &u)) goto bad;
+            c->q.refcount_bits = (int)u;
+        } else if (!strcmp(k, "encrypt.format") || !strcmp(k, "encryption")) {
+            if (strcmp(v, "luks") && strcmp(v, "on")) goto bad;
+            c->q.encrypt = true;
+        } else if (!strcmp(k, "encrypt.key-secret")) {
+            c->secret_id = v;
+            c->q.encrypt = true;
+        } else if (!strcmp(k, "encrypt.cipher-alg")) {
+            c->q.cipher_alg = v;
+        } else if (!strcmp(k, "encrypt.cipher-mode")) {
+            c->q.cipher_mode = v;
+        } else if (!strcmp(k, "encrypt.ivgen-alg")) {
+            c->q.ivgen_alg = v;
+        } else if (!strcmp(k, "encrypt.hash-alg")) {
+            c->q.hash_alg = v;
+        } else if (!strcmp(k, "encrypt.iter-time")) {
+            if (parse_u64(v, 1, 1000000, &u)) goto bad;
+            c->q.iter_time_ms = u;
+        } else if (!strcmp(k, "encrypt.ivgen-hash-alg")) {
+            /* only meaningful for essiv: accepted and ignored */
+        } else {
+            log_error("Invalid parameter '%s'", k);
+            r = -EINVAL;
+        }
+        continue;
+bad:
+        log_error("Parameter '%s' expects a valid value, got '%s'", k, v);
+        r = -EINVAL;
+    }
+    /* the strings stay alive: the list is not freed (a tool runs once) */
+    return r;
+}
+
+static int create_image(const char *fmt, const char *path, struct create_opts *c, bool quiet,
+                        bool unsafe_backing)
+{
+    char err[BLOCK_ERR_MAX];
+    bool qcow2 = !strcmp(fmt, "qcow2");
+    if (!qcow2 && strcmp(fmt, "raw")) {
+        log_error("Unknown file format '%s'", fmt);
+        return -EINVAL;
+    }
+    if (c->secret_id) {
+        c->q.secret = cli_secret(c->secret_id, &c->q.secret_len);
+        if (!c->q.secret) {
+            log_error("No secret with id '%s'", c->secret_id);
+            return -ENOENT;
+        }
+    }
+    if (qcow2 && c->q.backing_file && !unsafe_backing) {
+        struct block_open_opts bo = { .read_only = true, .metadata_only = true };
+        if (c->q.backing_fmt && block_parse_format(c->q.backing_fmt, &bo.format)) {
+            log_error("Unknown backing file format '%s'", c->q.backing_fmt);
+            return -EINVAL;
+        }
+        char *full = block_path_relative_to(path, c->q.backing_file);
+        struct block *b;
+        if (block_open(full, &bo, &b, err)) {
+            log_error("%s: Could not open backing file: %s", path, err);
+            free(full);
+            return -ENOENT;
+        }
+        if (!c->has_size) {
+            c->size = block_length(b);
+            c->has_size = true;
+        }
+        if (!c->q.backing_fmt)
+            c->q.backing_fmt = strdup(block_format_name(b));
+        block_close(b);
+        free(full);
+    }
+    if (!c->has_size) {
+        log_error("Image creation needs a size parameter");
+        return -EINVAL;
+    }
+    if (!quiet) {
+        printf("Formatting '%s', fmt=%s", path, fmt);
+        if (qcow2) {
+            printf(" cluster_size=%u extended_l2=%s compression_type=%s",
+                   c->q.cluster_size ? c->q.cluster_size : 65536,
+                   c->q.extended_l2 ? "on" : "off", c->q.compression_type ? "zstd" : "zlib");
+        }
+        printf(" size=%" PRIu64, c->size);
+        if (qcow2 && c->q.backing_file)
+            printf(" backing_file=%s backing_fmt=%s", c->q.backing_file,
+                   c->q.backing_fmt ? c->q.backing_fmt : "");
+        if (qcow2)
+            printf(" lazy_refcounts=%s refcount_bits=%d", c->q.lazy_refcounts ? "on" : "off",
+                   c->q.refcount_bits ? c->q.refcount_bits : 16);
+        printf("\n");
+        fflush(stdout);
+    }
+    if (qcow2) {
+        c->q.size = c->size;
+        c->q.prealloc = c->prealloc;
+        int r = qcow2_create(path, &c->q, err);
+        if (r)
+            log_error("%s: %s", path, err);
+        return r;
+    }
+    FILE *f = fopen(path, "w");
+    if (!f) {
+        log_error("%s: Could not create '%s': %s", path, path, strerror(errno));
+        return -errno;
+    }
+    int r = 0;
+    if (ftruncate(fileno(f), c->size))
+        r = -errno;
+    if (!r && c->prealloc == 2 && posix_fallocate(fileno(f), 0, c->size))
+        r = -EIO;
+    if (!r && c->prealloc == 3) {
+        static char zeros[1 << 16];
+        for (uint64_t p = 0; p < c->size && !r;) {
+            size_t n = c->size - p < sizeof(zeros) ? c->size - p : sizeof(zeros);
+            if (pwrite(fileno(f), zeros, n, p) != (ssize_t)n)
+                r = -EIO;
+            p += n;
+        }
+    }
+    fclose(f);
+    if (r)
+        log_error("%s: Could not resize file: %s", path, strerror(-r));
+    return r;
+}
+
+static int cmd_create(int argc, char **argv)
+{
+    struct common co = { 0 };
+    struct create_opts c = { 0 };
+    const char *opts[16];
+    int nopts = 0;
+    bool unsafe = false;
+    static const struct option lo[] = {
+        { "object", required_argument, 0, OPT_OBJECT }, { "help", no_argument, 0, 'h' },
+        { 0, 0, 0, 0 } };
+    int ch;
+    const char *bfile = NULL, *bfmt = NULL;
+    while ((ch = getopt_long(argc, argv, "f:o:b:F:uqh", lo, NULL)) != -1) {
+        int h = handle_common(ch, optarg, &co);
+        if (h < 0)
+            return 1;
+        if (h)
+            continue;
+        switch (ch) {
+        case 'o': if (nopts < 16) opts[nopts++] = optarg; break;
+        case 'b': bfile = optarg; break;
+        case 'F': bfmt = optarg; break;
+        case 'u': unsafe = true; break;
+        default:
+            printf("Usage: qkvm-img create [-f fmt] [-o options] [-b backing] [-F backing_fmt] "
+                   "[-u] filename [size]\n");
+            return ch == 'h' ? 0 : 1;
+        }
+    }
+    const char *fmt = co.fmt ? co.fmt : "raw";
+    for (int i = 0; i < nopts; i++)
+        if (parse_create_opts(opts[i], &c))
+            return 1;
+    if (bfile)
+        c.q.backing_file = bfile;
+    if (bfmt)
+        c.q.backing_fmt = bfmt;
+    if (optind >= argc)
+        err_exit("Expecting image file name");
+    const char *path = argv[optind++];
+    if (optind < argc) {
+        uint64_t sz;
+        if (parse_size(argv[optind], 1, &sz) || sz > INT64_MAX)
+            err_exit("Invalid image size specified. You may use k, M, G, T, P or E suffixes "
+                     "for kilobytes, megabytes, gigabytes, terabytes, petabytes and exabytes.");
+        c.size = sz;
+        c.has_size = true;
+        optind++;
+    }
+    if (optind < argc)
+        err_exit("Unexpected argument: %s", argv[optind]);
+    return create_image(fmt, path, &c, co.quiet, unsafe) ? 1 : 0;
+}
+
+/* ---- info ---- */
+
+static void snapshot_header(void)
+{
+    printf("%-10s%-17s%8s%20s%13s%11s\n", "ID", "TAG", "VM SIZE", "DATE", "VM CLOCK",
+           "ICOUNT");
+}
+
+static void snapshot_line(const struct qcow2_snapshot *sn)
+{
+    char date[32], clk[32], vms[32], ic[32] = "";
+    time_t t = sn->date_sec;
+    struct tm tm;
+    localtime_r(&t, &tm);
+    strftime(date, sizeof(date), "%Y-%m-%d %H:%M:%S", &tm);
+    uint64_t ms = sn->vm_clock_nsec / 1000000;
+    snprintf(clk, sizeof(clk), "%02d:%02d:%02d.%03d", (int)(ms / 3600000),
+             (int)(ms / 60000 % 60), (int)(ms / 1000 % 60), (int)(ms % 1000));
+    cli_size_str(sn->vm_state_size, vms, sizeof(vms));
+    if (sn->icount != ~0ull)
+        snprintf(ic, sizeof(ic), "%" PRIu64, sn->icount);
+    printf("%-9s %-16s %8s%20s%13s%11s\n", sn->id, sn->name, vms, date, clk, ic);
+}
+
+static void info_json(struct json_writer *w, struct block *bs)
+{
+    struct block_info in;
+    block_get_info(bs, &in);
+    struct qcow2_state *s = block_qcow2(bs);
+    json_object_begin(w, NULL);
+    if (s && s->nb_snapshots) {
+        json_array_begin(w, "snapshots");
+        for (uint32_t i = 0; i < s->nb_snapshots; i++) {
+            struct qcow2_snapshot *sn = &s->snaps[i];
+            json_object_begin(w, NULL);
+            if (sn->icount != ~0ull)
+                json_uint(w, "icount", sn->icount);
+            json_uint(w, "vm-clock-nsec", sn->vm_clock_nsec % 1000000000);
+            json_string(w, "name", sn->name);
+            json_uint(w, "date-sec", sn->date_sec);
+            json_uint(w, "date-nsec", sn->date_nsec);
+            json_uint(w, "vm-clock-sec", sn->vm_clock_nsec / 1000000000);
+            json_string(w, "id", sn->id);
+            json_uint(w, "vm-state-size", sn->vm_state_size);
+            json_object_end(w);
+        }
+        json_array_end(w);
+    }
+    if (in.backing_file && in.backing_format)
+        json_string(w, "backing-filename-format", in.backing_format);
+    json_uint(w, "virtual-size", in.virtual_size);
+    json_string(w, "filename", in.filename);
+    if (in.cluster_size)
+        json_uint(w, "cluster-size", in.cluster_size);
+    json_string(w, "format", in.format);
+    json_uint(w, "actual-size", in.actual_size);
+    if (in.encrypted)
+        json_bool(w, "encrypted", true);
+    if (s) {
+        json_object_begin(w, "format-specific");
+        json_string(w, "type", "qcow2");
+        json_object_begin(w, "data");
+        json_string(w, "compat", in.version == 2 ? "0.10" : "1.1");
+        json_string(w, "compression-type", in.zstd ? "zstd" : "zlib");
+        if (in.version >= 3)
+            json_bool(w, "lazy-refcounts", in.lazy_refcounts);
+        json_int(w, "refcount-bits", in.refcount_bits);
+        if (in.encrypted && s->luks) {
+            struct luks_info li;
+            luks_get_info(s->luks, &li);
+            json_object_begin(w, "encrypt");
+            json_string(w, "ivgen-alg", li.ivgen_alg);
+            if (li.ivgen_hash[0])
+                json_string(w, "ivgen-hash-alg", li.ivgen_hash);
+            json_string(w, "hash-alg", li.hash_alg);
+            json_string(w, "cipher-alg", li.cipher_alg);
+            json_string(w, "uuid", li.uuid);
+            json_string(w, "format", "luks");
+            json_string(w, "cipher-mode", li.cipher_mode);
+            json_array_begin(w, "slots");
+            for (int i = 0; i < 8; i++) {
+                json_object_begin(w, NULL);
+                json_bool(w, "active", li.slots[i].active);
+                if (li.slots[i].active)
+                    json_uint(w, "iters", li.slots[i].iters);
+                json_uint(w, "key-offset", li.slots[i].key_offset);
+                if (li.slots[i].active)
+                    json_uint(w, "stripes", li.slots[i].stripes);
+                json_object_end(w);
+            }
+            json_array_end(w);
+            json_uint(w, "master-key-iters", li.master_key_iters);
+            json_uint(w, "payload-offset", li.payload_offset);
+            json_object_end(w);
+        }
+        if (in.version >= 3) {
+            json_bool(w, "corrupt", in.corrupt);
+            json_bool(w, "extended-l2", in.extended_l2);
+        }
+        json_object_end(w);
+        json_object_end(w);
+    }
+    if (in.backing_file) {
+        json_string(w, "full-backing-filename", in.backing_full ? in.backing_full : in.backing_file);
+        json_string(w, "backing-filename", in.backing_file);
+    }
+    json_bool(w, "dirty-flag", in.dirty);
+    json_object_end(w);
+}
+
+static void info_text(struct block *bs)
+{
+    struct block_info in;
+    block_get_info(bs, &in);
+    struct qcow2_state *s = block_qcow2(bs);
+    char a[64], b[64];
+    cli_size_str(in.virtual_size, a, sizeof(a));
+    cli_size_str(in.actual_size, b, sizeof(b));
+    printf("image: %s\nfile format: %s\nvirtual size: %s (%" PRIu64 " bytes)\ndisk size: %s\n",
+           in.filename, in.format, a, in.virtual_size, b);
+    if (in.cluster_size)
+        printf("cluster_size: %u\n", in.cluster_size);
+    if (in.encrypted)
+        printf("encrypted: yes\n");
+    if (in.backing_file) {
+        printf("backing file: %s", in.backing_file);
+        if (in.backing_full && strcmp(in.backing_full, in.backing_file))
+            printf(" (actual path: %s)", in.backing_full);
+        printf("\n");
+        if (in.backing_format)
+            printf("backing file format: %s\n", in.backing_format);
+    }
+    if (s && s->nb_snapshots) {
+        printf("Snapshot list:\n");
+        snapshot_header();
+        for (uint32_t i = 0; i < s->nb_snapshots; i++)
+            snapshot_line(&s->snaps[i]);
+    }
+    if (s) {
+        printf("Format specific information:\n    compat: %s\n    compression type: %s\n",
+               in.version == 2 ? "0.10" : "1.1", in.zstd ? "zstd" : "zlib");
+        if (in.version >= 3)
+            printf("    lazy refcounts: %s\n", in.lazy_refcounts ? "true" : "false");
+        printf("    refcount bits: %d\n", in.refcount_bits);
+        if (in.encrypted && s->luks) {
+            struct luks_info li;
+            luks_get_info(s->luks, &li);
+            printf("    encrypt:\n        ivgen alg: %s\n        hash alg: %s\n"
+                   "        cipher alg: %s\n        uuid: %s\n        format: luks\n"
+                   "        cipher mode: %s\n        slots:\n", li.ivgen_alg, li.hash_alg,
+                   li.cipher_alg, li.uuid, li.cipher_mode);
+            for (int i = 0; i < 8; i++) {
+                printf("            [%d]:\n                active: %s\n", i,
+                       li.slots[i].active ? "true" : "false");
+                if (li.slots[i].active)
+                    printf("                iters: %u\n", li.slots[i].iters);
+                printf("                key offset: %u\n", li.slots[i].key_offset);
+                if (li.slots[i].active)
+                    printf("                stripes: %u\n", li.slots[i].stripes);
+            }
+            printf("        master key iters: %u\n        payload offset: %" PRIu64 "\n",
+                   li.master_key_iters, li.payload_offset);
+        }
+        if (in.version >= 3)
+            printf("    corrupt: %s\n    extended l2: %s\n", in.corrupt ? "true" : "false",
+                   in.extended_l2 ? "true" : "false");
+    }
+}
+
+static int cmd_info(int argc, char **argv)
+{
+    struct common co = { 0 };
+    bool chain = false;
+    static const struct option lo[] = {
+        { "output", required_argument, 0, OPT_OUTPUT }, { "object", required_argument, 0, OPT_OBJECT },
+        { "image-opts", no_argument, 0, OPT_IMAGE_OPTS },
+        { "backing-chain", no_argument, 0, OPT_BACKING_CHAIN }, { "force-share", no_argument, 0, 'U' },
+        { 0, 0, 0, 0 } };
+    int ch;
+    while ((ch = getopt_long(argc, argv, "f:hU", lo, NULL)) != -1) {
+        int h = handle_common(ch, optarg, &co);
+        if (h < 0)
+            return 1;
+        if (h)
+            continue;
+        if (ch == OPT_BACKING_CHAIN)
+            chain = true;
+        else {
+            printf("Usage: qkvm-img info [-f fmt] [--output=json] [--backing-chain] filename\n");
+            return ch == 'h' ? 0 : 1;
+        }
+    }
+    if (optind != argc - 1)
+        err_exit("Expecting one image file name");
+    struct block *bs = open_image(argv[optind], co.fmt, co.image_opts, true, BLOCK_CACHE_WRITEBACK,
+                                  chain ? 2 : 3);
+    if (!bs)
+        return 1;
+    struct json_writer w;
+    json_init(&w, stdout, true);
+    if (chain && co.json)
+        json_array_begin(&w, NULL);
+    for (struct block *b = bs; b; b = chain ? block_backing(b) : NULL) {
+        if (co.json) {
+            info_json(&w, b);
+        } else {
+            if (b != bs)
+                printf("\n");
+            info_text(b);
+        }
+    }
+    if (chain && co.json)
+        json_array_end(&w);
+    block_close(bs);
+    return 0;
+}
+
+/* ---- check ---- */
+
+static void check_print(const char *fn, const char *fmt, struct qcow2_check_result *r, bool json,
+                        bool quiet)
+{
+    if (json) {
+        struct json_writer w;
+        json_init(&w, stdout, true);
+        json_object_begin(&w, NULL);
+        if (r->image_end_offset)
+            json_uint(&w, "image-end-offset", r->image_end_offset);
+        if (r->corruptions)
+            json_uint(&w, "corruptions", r->corruptions);
+        if (r->leaks)
+            json_uint(&w, "leaks", r->leaks);
+        if (r->corruptions_fixed)
+            json_uint(&w, "corruptions-fixed", r->corruptions_fixed);
+        if (r->leaks_fixed)
+            json_uint(&w, "leaks-fixed", r->leaks_fixed);
+        if (r->total_clusters)
+            json_uint(&w, "total-clusters", r->total_clusters);
+        json_uint(&w, "check-errors", r->check_errors);
+        if (r->allocated_clusters)
+            json_uint(&w, "allocated-clusters", r->allocated_clusters);
+        if (r->fragmented_clusters)
+            json_uint(&w, "fragmented-clusters", r->fragmented_clusters);
+        if (r->compressed_clusters)
+            json_uint(&w, "compressed-clusters", r->compressed_clusters);
+        json_string(&w, "filename", fn);
+        json_string(&w, "format", fmt);
+        json_object_end(&w);
+        return;
+    }
+    if (quiet)
+        return;
+    if (!r->corruptions && !r->leaks && !r->check_errors)
+        printf("No errors were found on the image.\n");
+    else {
+        if (r->corruptions)
+            printf("\n%" PRIu64 " errors were found on the image.\nData may be corrupted, or "
+                   "further writes to the image may corrupt it.\n", r->corruptions);
+        if (r->leaks)
+            printf("\n%" PRIu64 " leaked clusters were found on the image.\nThis means waste "
+                   "of disk space, but no harm to data.\n", r->leaks);
+        if (r->check_errors)
+            printf("\n%" PRIu64 " internal errors have occurred during the check.\n",
+                   r->check_errors);
+    }
+    if (r->total_clusters && r->allocated_clusters)
+        printf("%" PRIu64 "/%" PRIu64 " = %0.2f%% allocated, %0.2f%% fragmented, %0.2f%% "
+               "compressed clusters\n", r->allocated_clusters, r->total_clusters,
+               r->allocated_clusters * 100.0 / r->total_clusters,
+               r->fragmented_clusters * 100.0 / r->allocated_clusters,
+               r->compressed_clusters * 100.0 / r->allocated_clusters);
+    if (r->image_end_offset)
+        printf("Image end offset: %" PRIu64 "\n", r->image_end_offset);
+}
+
+static int cmd_check(int argc, char **argv)
+{
+    struct common co = { 0 };
+    int fix = 0;
+    static const struct option lo[] = {
+        { "output", required_argument, 0, OPT_OUTPUT }, { "object", required_argument, 0, OPT_OBJECT },
+        { "image-opts", no_argument, 0, OPT_IMAGE_OPTS }, { "repair", required_argument, 0, 'r' },
+        { "force-share", no_argument, 0, 'U' }, { 0, 0, 0, 0 } };
+    int ch;
+    while ((ch = getopt_long(argc, argv, "f:r:T:qhU", lo, NULL)) != -1) {
+        int h = handle_common(ch, optarg, &co);
+        if (h < 0)
+            return 1;
+        if (h || ch == 'T')
+            continue;
+        if (ch == 'r') {
+            if (!strcmp(optarg, "leaks"))
+                fix = QCOW2_FIX_LEAKS;
+            else if (!strcmp(optarg, "all"))
+                fix = QCOW2_FIX_LEAKS | QCOW2_FIX_ERRORS;
+            else
+                err_exit("Unknown option value for -r (expecting 'leaks' or 'all'): %s", optarg);
+        } else {
+            printf("Usage: qkvm-img check [-f fmt] [-r leaks|all] [--output=json] filename\n");
+            return ch == 'h' ? 0 : 1;
+        }
+    }
+    if (optind != argc - 1)
+        err_exit("Expecting one image file name");
+    struct block *bs = open_image(argv[optind], co.fmt, co.image_opts, !fix, BLOCK_CACHE_WRITEBACK,
+                                  1 | 2 | 4);
+    if (!bs)
+        return 1;
+    struct qcow2_state *s = block_qcow2(bs);
+    if (!s) {
+        block_close(bs);
+        log_error("This image format does not support checks");
+        return 63;
+    }
+    struct qcow2_check_result r;
+    int ret = qcow2_check(s, fix, &r, co.json ? NULL : stderr);
+    if (ret == 0 && fix && (r.leaks_fixed || r.corruptions_fixed)) {
+        if (!co.json && !co.quiet)
+            printf("The following inconsistencies were found and repaired:\n\n"
+                   "    %" PRIu64 " leaked clusters\n    %" PRIu64 " corruptions\n\n"
+                   "Double checking the fixed image now...\n", r.leaks_fixed, r.corruptions_fixed);
+        uint64_t lf = r.leaks_fixed, cf = r.corruptions_fixed;
+        ret = qcow2_check(s, 0, &r, co.json ? NULL : stderr);
+        r.leaks_fixed = lf;
+        r.corruptions_fixed = cf;
+    }
+    if (ret == 0 && fix && (s->incompat & (QCOW2_INCOMPAT_DIRTY | QCOW2_INCOMPAT_CORRUPT)) &&
+        !r.corruptions && !r.check_errors)
+        qcow2_set_incompat(s, 0, QCOW2_INCOMPAT_DIRTY | QCOW2_INCOMPAT_CORRUPT);
+    if (ret) {
+        block_close(bs);
+        log_error("Check failed: %s", strerror(-ret));
+        return 1;
+    }
+    check_print(block_filename(bs), "qcow2", &r, co.json, co.quiet);
+    block_close(bs);
+    if (r.check_errors)
+        return 1;
+    if (r.corruptions)
+        return 2;
+    if (r.leaks)
+        return 3;
+    return 0;
+}
+
+/* ---- convert ---- */
+
+static bool is_zero(const uint8_t *p, size_t n)
+{
+    static const uint8_t z[4096];
+    while (n >= sizeof(z)) {
+        if (memcmp(p, z, sizeof(z)))
+            return false;
+        p += sizeof(z);
+        n -= sizeof(z);
+    }
+    return !n || !memcmp(p, z, n);
+}
+
+static void progress(double pct)
+{
+    printf("    (%3.2f/100%%)\r", pct);
+    fflush(stdout);
+}
+
+static int cmd_convert(int argc, char **argv)
+{
+    struct common co = { 0 };
+    const char *ofmt = "raw", *obacking = NULL;
+    const char *opts[16];
+    int nopts = 0;
+    bool compress = false, prog = false, noc = false;
+    uint64_t sparse = 4096;
+    enum block_cache tcache = BLOCK_CACHE_UNSAFE;
+    static const struct option lo[] = {
+        { "object", required_argument, 0, OPT_OBJECT }, { "image-opts", no_argument, 0, OPT_IMAGE_OPTS },
+        { "force-share", no_argument, 0, 'U' }, { "target-image-opts", no_argument, 0, 'x' },
+        { 0, 0, 0, 0 } };
+    int ch;
+    while ((ch = getopt_long(argc, argv, "f:O:o:B:cpnWS:t:T:m:r:qhU", lo, NULL)) != -1) {
+        int h = handle_common(ch, optarg, &co);
+        if (h < 0)
+            return 1;
+        if (h)
+            continue;
+        switch (ch) {
+        case 'O': ofmt = optarg; break;
+        case 'o': if (nopts < 16) opts[nopts++] = optarg; break;
+        case 'B': obacking = optarg; break;
+        case 'c': compress = true; break;
+        case 'p': prog = true; break;
+        case 'n': noc = true; break;
+        case 'W': case 'T': case 'm': case 'r': break;
+        case 't':
+            if (block_parse_cache(optarg, &tcache))
+                err_exit("Invalid cache option: %s", optarg);
+            break;
+        case 'S':
+            if (parse_size(optarg, 1, &sparse))
+                err_exit("Invalid buffer size for sparse output specified");
+            break;
+        default:
+            printf("Usage: qkvm-img convert [-c] [-p] [-n] [-W] [-f fmt] [-O fmt] [-o opts] "
+                   "[-B backing] [-S size] src... dst\n");
+            return ch == 'h' ? 0 : 1;
+        }
+    }
+    if (argc - optind < 2)
+        err_exit("Expecting image file name");
+    int nsrc = argc - optind - 1;
+    const char *dst = argv[argc - 1];
+    struct block **src = calloc(nsrc, sizeof(*src));
+    uint64_t total = 0;
+    int ret = 1;
+    for (int i = 0; i < nsrc; i++) {
+        src[i] = open_image(argv[optind + i], co.fmt, co.image_opts, true, BLOCK_CACHE_WRITEBACK, 0);
+        if (!src[i])
+            goto out;
+        total += block_length(src[i]);
+    }
+    if (compress && strcmp(ofmt, "qcow2")) {
+        log_error("Compression not supported for this file format");
+        goto out;
+    }
+    struct create_opts c = { 0 };
+    for (int i = 0; i < nopts; i++)
+        if (parse_create_opts(opts[i], &c))
+            goto out;
+    if (obacking)
+        c.q.backing_file = obacking;
+    if (!noc) {
+        c.size = total;
+        c.has_size = true;
+        if (create_image(ofmt, dst, &c, true, false))
+            goto out;
+    }
+    struct block_open_opts oo = { .cache = tcache };
+    if (block_parse_format(ofmt, &oo.format)) {
+        log_error("Unknown file format '%s'", ofmt);
+        goto out;
+    }
+    if (c.q.encrypt && c.secret_id)
+        oo.secret = cli_secret(c.secret_id, &oo.secret_len);
+    else
+        oo.secret = cli_default_secret(&oo.secret_len);
+    char err[BLOCK_ERR_MAX];
+    struct block *out;
+    if (block_open(dst, &oo, &out, err)) {
+        log_error("Could not open '%s': %s", dst, err);
+        goto out;
+    }
+    if (block_length(out) < total) {
+        log_error("Target image too small (%" PRIu64 " < %" PRIu64 ")", block_length(out), total);
+        block_close(out);
+        goto out;
+    }
+    struct qcow2_state *qs = block_qcow2(out);
+    uint64_t chunk = 2 << 20;
+    uint64_t cs = qs ? qs->cluster_size : 65536;
+    if (chunk < cs)
+        chunk = cs;
+    bool zero_init = !noc && !block_backing(out) && !obacking;
+    uint8_t *buf = malloc(chunk);
+    uint64_t done = 0, doff = 0;
+    int r = 0;
+    if (prog)
+        progress(0);
+    for (int i = 0; i < nsrc && !r; i++) {
+        struct block *sb = src[i];
+        uint64_t len = block_length(sb);
+        for (uint64_t p = 0; p < len && !r;) {
+            uint64_t want = chunk - ((doff + p) % chunk);
+            if (want > len - p)
+                want = len - p;
+            uint64_t n;
+            struct block_status st;
+            if ((r = block_status_chain(sb, p, want, &n, &st)))
+                break;
+            if (compress && n < want && n % cs) {
+                /* whole clusters for compression */
+                n = want;
+                st.flags = BLOCK_STATUS_DATA | BLOCK_STATUS_ALLOCATED;
+            }
+            bool skip_unalloc = obacking && !(st.flags & BLOCK_STATUS_ALLOCATED);
+            if (skip_unalloc) {
+                /* left to the new backing file */
+            } else if ((st.flags & BLOCK_STATUS_ZERO) && !(st.flags & BLOCK_STATUS_DATA)) {
+                if (!zero_init)
+                    r = block_pwrite_zeroes(out, doff + p, n, BLOCK_ZERO_MAY_UNMAP);
+            } else {
+                if ((r = block_pread(sb, p, buf, n)))
+                    break;
+                if (compress) {
+                    for (uint64_t q = 0; q < n && !r; q += cs) {
+                        uint64_t l = n - q < cs ? n - q : cs;
+                        if (zero_init && is_zero(buf + q, l))
+                            continue;
+                        r = block_pwrite_compressed(out, doff + p + q, buf + q, l);
+                    }
+                } else if (sparse) {
+                    /* write the non-zero pieces, skip (or zero) the zero ones */
+                    uint64_t g = sparse < 512 ? 512 : sparse;
+                    for (uint64_t q = 0; q < n && !r;) {
+                        uint64_t l = n - q < g ? n - q : g;
+                        bool z = is_zero(buf + q, l);
+                        uint64_t e = q + l;
+                        while (e < n) {
+                            uint64_t l2 = n - e < g ? n - e : g;
+                            if (is_zero(buf + e, l2) != z)
+                                break;
+                            e += l2;
+                        }
+                        if (!z)
+                            r = block_pwrite(out, doff + p + q, buf + q, e - q);
+                        else if (!zero_init)
+                            r = block_pwrite_zeroes(out, doff + p + q, e - q, BLOCK_ZERO_MAY_UNMAP);
+                        q = e;
+                    }
+                } else {
+                    r = block_pwrite(out, doff + p, buf, n);
+                }
+            }
+            p += n;
+            done += n;
+            if (prog)
+                progress(total ? done * 100.0 / total : 100);
+        }
+        doff += len;
+    }
+    free(buf);
+    if (r) {
+        log_error("error while writing at byte %" PRIu64 ": %s", done, strerror(-r));
+        block_close(out);
+        goto out;
+    }
+    if (prog) {
+        progress(100);
+        printf("\n");
+    }
+    if ((r = block_close(out))) {
+        log_error("Could not close '%s': %s", dst, strerror(-r));
+        goto out;
+    }
+    ret = 0;
+out:
+    for (int i = 0; i < nsrc; i++)
+        block_close(src[i]);
+    free(src);
+    return ret;
+}
+
+/* ---- map ---- */
+
+struct mapent {
+    uint64_t start, len, off;
+    int depth;
+    bool present, zero, data, has_off;
+    const char *file;
+};
+
+static void map_print(const struct mapent *e, bool json, bool first)
+{
+    if (json) {
+        printf("%s{ \"start\": %" PRIu64 ", \"length\": %" PRIu64 ", \"depth\": %d, \"present\": %s,"
+               " \"zero\": %s, \"data\": %s", first ? "[" : ",\n", e->start, e->len, e->depth,
+               e->present ? "true" : "false", e->zero ? "true" : "false",
+               e->data ? "true" : "false");
+        if (e->has_off)
+            printf(", \"offset\": %" PRIu64, e->off);
+        printf("}");
+    } else if (e->data && e->has_off) {
+        printf("%#-16" PRIx64 "%#-16" PRIx64 "%#-16" PRIx64 "%s\n", e->start, e->len, e->off,
+               e->file);
+    }
+}
+
+static int cmd_map(int argc, char **argv)
+{
+    struct common co = { 0 };
+    uint64_t start = 0, maxlen = UINT64_MAX;
+    static const struct option lo[] = {
+        { "output", required_argument, 0, OPT_OUTPUT }, { "object", required_argument, 0, OPT_OBJECT },
+        { "image-opts", no_argument, 0, OPT_IMAGE_OPTS }, { "force-share", no_argument, 0, 'U' },
+        { "start-offset", required_argument, 0, 's' }, { "max-length", required_argument, 0, 'l' },
+        { 0, 0, 0, 0 } };
+    int ch;
+    while ((ch = getopt_long(argc, argv, "f:hUs:l:", lo, NULL)) != -1) {
+        int h = handle_common(ch, optarg, &co);
+        if (h < 0)
+            return 1;
+        if (h)
+            continue;
+        if (ch == 's') {
+            if (parse_size(optarg, 1, &start))
+                err_exit("Invalid start offset specified");
+        } else if (ch == 'l') {
+            if (parse_size(optarg, 1, &maxlen))
+                err_exit("Invalid length specified");
+        } else {
+            printf("Usage: qkvm-img map [-f fmt] [--output=json] filename\n");
+            return ch == 'h' ? 0 : 1;
+        }
+    }
+    if (optind != argc - 1)
+        err_exit("Expecting one image file name");
+    struct block *bs = open_image(argv[optind], co.fmt, co.image_opts, true, BLOCK_CACHE_WRITEBACK, 0);
+    if (!bs)
+        return 1;
+    uint64_t size = block_length(bs);
+    uint64_t end = maxlen < size - (start < size ? start : size) ? start + maxlen : size;
+    if (!co.json)
+        printf("%-16s%-16s%-16s%s\n", "Offset", "Length", "Mapped to", "File");
+    struct mapent cur = { 0 };
+    bool have = false, first = true;
+    for (uint64_t p = start; p < end;) {
+        uint64_t n;
+        struct block_status st;
+        int r = block_status_chain(bs, p, end - p, &n, &st);
+        if (r) {
+            block_close(bs);
+            err_exit("Could not read file metadata: %s", strerror(-r));
+        }
+        struct mapent e = {
+            .start = p, .len = n, .depth = st.depth,
+            .present = st.flags & BLOCK_STATUS_ALLOCATED, .zero = st.flags & BLOCK_STATUS_ZERO,
+            .data = st.flags & BLOCK_STATUS_DATA, .has_off = st.flags & BLOCK_STATUS_OFFSET,
+            .off = st.host_off, .file = st.file,
+        };
+        if (have && cur.depth == e.depth && cur.present == e.present && cur.zero == e.zero &&
+            cur.data == e.data && cur.has_off == e.has_off &&
+            (!e.has_off || cur.off + cur.len == e.off) &&
+            (!cur.file || !e.file || !strcmp(cur.file, e.file))) {
+            cur.len += n;
+        } else {
+            if (have) {
+                map_print(&cur, co.json, first);
+                first = false;
+            }
+            cur = e;
+            have = true;
+        }
+        p += n;
+    }
+    if (have)
+        map_print(&cur, co.json, first);
+    if (co.json)
+        printf("%s]\n", first && !have ? "[" : "");
+    block_close(bs);
+    return 0;
+}
+
+/* ---- compare ---- */
+
+static int cmd_compare(int argc, char **argv)
+{
+    struct common co = { 0 };
+    const char *fmt2 = NULL;
+    bool strict = false;
+    static const struct option lo[] = {
+        { "object", required_argument, 0, OPT_OBJECT }, { "image-opts", no_argument, 0, OPT_IMAGE_OPTS },
+        { "force-share", no_argument, 0, 'U' }, { 0, 0, 0, 0 } };
+    int ch;
+    while ((ch = getopt_long(argc, argv, "f:F:T:pqshU", lo, NULL)) != -1) {
+        int h = handle_common(ch, optarg, &co);
+        if (h < 0)
+            return 2;
+        if (h || ch == 'T' || ch == 'p')
+            continue;
+        if (ch == 'F')
+            fmt2 = optarg;
+        else if (ch == 's')
+            strict = true;
+        else {
+            printf("Usage: qkvm-img compare [-f fmt] [-F fmt] [-s] [-q] img1 img2\n");
+            return ch == 'h' ? 0 : 2;
+        }
+    }
+    if (argc - optind != 2) {
+        log_error("Expecting two image file names");
+        return 2;
+    }
+    struct block *a = open_image(argv[optind], co.fmt, co.image_opts, true, BLOCK_CACHE_WRITEBACK, 0);
+    struct block *b = a ? open_image(argv[optind + 1], fmt2 ? fmt2 : co.fmt, co.image_opts, true,
+                                     BLOCK_CACHE_WRITEBACK, 0) : NULL;
+    if (!a || !b) {
+        block_close(a);
+        return 2;
+    }
+    uint64_t la = block_length(a), lb = block_length(b), lmin = la < lb ? la : lb;
+    int ret = 0;
+    if (la != lb && strict) {
+        printf("Strict mode: Image size mismatch!\n");
+        ret = 1;
+        goto done;
+    }
+    size_t chunk = 1 << 20;
+    uint8_t *ba = malloc(chunk), *bb = malloc(chunk);
+    for (uint64_t p = 0; p < lmin && !ret;) {
+        uint64_t n = lmin - p < chunk ? lmin - p : chunk;
+        uint64_t na, nb;
+        struct block_status sa, sb;
+        if (block_status_chain(a, p, n, &na, &sa) || block_status_chain(b, p, n, &nb, &sb)) {
+            log_error("Error while reading offset %" PRIu64, p);
+            ret = 2;
+            break;
+        }
+        n = na < nb ? na : nb;
+        bool za = (sa.flags & BLOCK_STATUS_ZERO) && !(sa.flags & BLOCK_STATUS_DATA);
+        bool zb = (sb.flags & BLOCK_STATUS_ZERO) && !(sb.flags & BLOCK_STATUS_DATA);
+        if (strict && (!!(sa.flags & BLOCK_STATUS_ALLOCATED) != !!(sb.flags & BLOCK_STATUS_ALLOCATED))) {
+            printf("Strict mode: Offset %" PRIu64 " block status mismatch!\n", p);
+            ret = 1;
+            break;
+        }
+        if (!(za && zb)) {
+            if ((!za && block_pread(a, p, ba, n)) || (!zb && block_pread(b, p, bb, n))) {
+                log_error("Error while reading offset %" PRIu64, p);
+                ret = 2;
+                break;
+            }
+            if (za)
+                memset(ba, 0, n);
+            if (zb)
+                memset(bb, 0, n);
+            if (memcmp(ba, bb, n)) {
+                uint64_t k = 0;
+                while (ba[k] == bb[k])
+                    k++;
+                /* qemu-img reports the start of the differing 512-byte sector */
+                printf("Content mismatch at offset %" PRIu64 "!\n", (uint64_t)((p + k) & ~(uint64_t)511));
+                ret = 1;
+                break;
+            }
+        }
+        p += n;
+    }
+    if (!ret && la != lb) {
+        struct block *big = la > lb ? a : b;
+        if (!co.quiet)
+            printf("Warning: Image size mismatch!\n");
+        for (uint64_t p = lmin; p < block_length(big) && !ret;) {
+            uint64_t n = block_length(big) - p < chunk ? block_length(big) - p : chunk;
+            if (block_pread(big, p, ba, n)) {
+                ret = 2;
+                break;
+            }
+            if (!is_zero(ba, n)) {
+                uint64_t k = 0;
+                while (!ba[k])
+                    k++;
+                printf("Content mismatch at offset %" PRIu64 "!\n", (uint64_t)((p + k) & ~(uint64_t)511));
+                ret = 1;
+            }
+            p += n;
+        }
+    }
+    free(ba);
+    free(bb);
+done:
+    if (!ret && !co.quiet)
+        printf("Images are identical.\n");
+    block_close(a);
+    block_close(b);
+    return ret;
+}
+
+/* ---- resize ---- */
+
+static int cmd_resize(int argc, char **argv)
+{
+    struct common co = { 0 };
+    bool shrink = false;
+    static const struct option lo[] = {
+        { "object", required_argument, 0, OPT_OBJECT }, { "image-opts", no_argument, 0, OPT_IMAGE_OPTS },
+        { "shrink", no_argument, 0, OPT_SHRINK }, { "preallocation", required_argument, 0, OPT_PREALLOC },
+        { 0, 0, 0, 0 } };
+    int ch;
+    /* a leading '-' of "-1G" must not be taken for an option */
+    for (int i = 1; i < argc; i++)
+        if (argv[i][0] == '-' && argv[i][1] >= '0' && argv[i][1] <= '9') {
+            char *t = argv[i];
+            memmove(&argv[i], &argv[i + 1], (argc - i - 1) * sizeof(*argv));
+            argv[argc - 1] = t;
+            break;
+        }
+    int nargs = argc;
+    for (int i = 1; i < argc; i++)
+        if (argv[i][0] == '-' && argv[i][1] >= '0' && argv[i][1] <= '9')
+            nargs = i;
+    while ((ch = getopt_long(nargs, argv, "f:qh", lo, NULL)) != -1) {
+        int h = handle_common(ch, optarg, &co);
+        if (h < 0)
+            return 1;
+        if (h || ch == OPT_PREALLOC)
+            continue;
+        if (ch == OPT_SHRINK)
+            shrink = true;
+        else {
+            printf("Usage: qkvm-img resize [-f fmt] [--shrink] filename [+|-]size\n");
+            return ch == 'h' ? 0 : 1;
+        }
+    }
+    if (argc - optind != 2)
+        err_exit("Expecting image file name and size");
+    const char *ss = argv[optind + 1];
+    int sign = 0;
+    if (*ss == '+' || *ss == '-')
+        sign = *ss++ == '+' ? 1 : -1;
+    uint64_t v;
+    if (parse_size(ss, 1, &v))
+        err_exit("Invalid size specified.");
+    struct block *bs = open_image(argv[optind], co.fmt, co.image_opts, false, BLOCK_CACHE_WRITEBACK, 0);
+    if (!bs)
+        return 1;
+    uint64_t cur = block_length(bs), ns = sign > 0 ? cur + v : sign < 0 ? cur - v : v;
+    if (sign < 0 && v > cur) {
+        block_close(bs);
+        err_exit("New image size must be positive");
+    }
+    if (ns < cur && !shrink) {
+        block_close(bs);
+        err_exit("Use the --shrink option to perform a shrink operation.");
+    }
+    int r = block_truncate(bs, ns, shrink);
+    int r2 = block_close(bs);
+    if (r || r2) {
+        if (r == -ENOTSUP)
+            err_exit("Cannot shrink an image with internal snapshots");
+        err_exit("Error resizing image: %s", strerror(-(r ? r : r2)));
+    }
+    if (!co.quiet)
+        printf("Image resized.\n");
+    return 0;
+}
+
+/* ---- snapshot ---- */
+
+static int cmd_snapshot(int argc, char **argv)
+{
+    struct common co = { 0 };
+    int action = 0;
+    const char *name = NULL;
+    static const struct option lo[] = {
+        { "object", required_argument, 0, OPT_OBJECT }, { "image-opts", no_argument, 0, OPT_IMAGE_OPTS },
+        { "force-share", no_argument, 0, 'U' }, { 0, 0, 0, 0 } };
+    int ch;
+    while ((ch = getopt_long(argc, argv, "f:c:a:d:lqhU", lo, NULL)) != -1) {
+        int h = handle_common(ch, optarg, &co);
+        if (h < 0)
+            return 1;
+        if (h)
+            continue;
+        if (ch == 'c' || ch == 'a' || ch == 'd' || ch == 'l') {
+            if (action)
+                err_exit("Cannot mix '-l', '-a', '-c', '-d'");
+            action = ch;
+            name = optarg;
+        } else {
+            printf("Usage: qkvm-img snapshot [-l | -a snapshot | -c snapshot | -d snapshot] "
+                   "filename\n");
+            return ch == 'h' ? 0 : 1;
+        }
+    }
+    if (optind != argc - 1)
+        err_exit("Expecting one image file name");
+    if (!action)
+        action = 'l';
+    struct block *bs = open_image(argv[optind], co.fmt, co.image_opts, action == 'l',
+                                  BLOCK_CACHE_WRITEBACK, action == 'l' ? 3 : 0);
+    if (!bs)
+        return 1;
+    struct qcow2_state *s = block_qcow2(bs);
+    int r = 0, ret = 0;
+    if (!s) {
+        block_close(bs);
+        err_exit("Snapshots are not supported by the '%s' format", block_format_name(bs));
+    }
+    switch (action) {
+    case 'l':
+        if (s->nb_snapshots) {
+            printf("Snapshot list:\n");
+            snapshot_header();
+            for (uint32_t i = 0; i < s->nb_snapshots; i++)
+                snapshot_line(&s->snaps[i]);
+        }
+        break;
+    case 'c':
+        block_lock(bs);
+        r = qcow2_snapshot_create(s, name);
+        block_unlock(bs);
+        if (r) {
+            log_error("Could not create snapshot '%s': %s", name, strerror(-r));
+            ret = 1;
+        }
+        break;
+    case 'a':
+        block_lock(bs);
+        r = qcow2_snapshot_apply(s, name);
+        block_unlock(bs);
+        if (r) {
+            log_error("Could not apply snapshot '%s': %s", name,
+                      r == -ENOENT ? "Can't find the snapshot" : strerror(-r));
+            ret = 1;
+        }
+        break;
+    case 'd':
+        block_lock(bs);
+        r = qcow2_snapshot_delete(s, name);
+        block_unlock(bs);
+        if (r) {
+            log_error("Could not delete snapshot '%s': %s", name,
+                      r == -ENOENT ? "Can't find the snapshot" : strerror(-r));
+            ret = 1;
+        }
+        break;
+    }
+    if (block_close(bs))
+        ret = 1;
+    return ret;
+}
+
+/* ---- commit ---- */
+
+static int cmd_commit(int argc, char **argv)
+{
+    struct common co = { 0 };
+    bool drop = false, prog = false;
+    static const struct option lo[] = {
+        { "object", required_argument, 0, OPT_OBJECT }, { "image-opts", no_argument, 0, OPT_IMAGE_OPTS },
+        { 0, 0, 0, 0 } };
+    int ch;
+    while ((ch = getopt_long(argc, argv, "f:t:b:r:dpqh", lo, NULL)) != -1) {
+        int h = handle_common(ch, optarg, &co);
+        if (h < 0)
+            return 1;
+        if (h || ch == 't' || ch == 'b' || ch == 'r')
+            continue;
+        if (ch == 'd')
+            drop = true;
+        else if (ch == 'p')
+            prog = true;
+        else {
+            printf("Usage: qkvm-img commit [-f fmt] [-d] [-p] filename\n");
+            return ch == 'h' ? 0 : 1;
+        }
+    }
+    if (optind != argc - 1)
+        err_exit("Expecting one image file name");
+    struct block *top = open_image(argv[optind], co.fmt, co.image_opts, false, BLOCK_CACHE_WRITEBACK, 0);
+    if (!top)
+        return 1;
+    struct block *bk = block_backing(top);
+    if (!bk) {
+        block_close(top);
+        err_exit("Image does not have a backing file");
+    }
+    struct block_info ti;
+    block_get_info(top, &ti);
+    struct block_open_opts bo = { .cache = BLOCK_CACHE_UNSAFE };
+    block_parse_format(ti.backing_format ? ti.backing_format : block_format_name(bk), &bo.format);
+    bo.secret = cli_default_secret(&bo.secret_len);
+    char err[BLOCK_ERR_MAX];
+    struct block *base;
+    if (block_open(ti.backing_full, &bo, &base, err)) {
+        block_close(top);
+        err_exit("Could not open '%s': %s", ti.backing_full, err);
+    }
+    uint64_t len = block_length(top);
+    int r = 0;
+    if (block_length(base) < len)
+        r = block_truncate(base, len, false);
+    uint8_t *buf = malloc(2 << 20);
+    for (uint64_t p = 0; p < len && !r;) {
+        uint64_t n;
+        struct block_status st;
+        uint64_t want = len - p < (2 << 20) ? len - p : (2 << 20);
+        if ((r = block_status_layer(top, p, want, &n, &st)))
+            break;
+        if (st.flags & BLOCK_STATUS_ALLOCATED) {
+            if ((st.flags & BLOCK_STATUS_ZERO) && !(st.flags & BLOCK_STATUS_DATA))
+                r = block_pwrite_zeroes(base, p, n, 0);
+            else if (!(r = block_pread(top, p, buf, n)))
+                r = block_pwrite(base, p, buf, n);
+        }
+        p += n;
+        if (prog)
+            progress(p * 100.0 / len);
+    }
+    free(buf);
+    if (prog && !r) {
+        progress(100);
+        printf("\n");
+    }
+    int r2 = block_close(base);
+    if (!r)
+        r = r2;
+    if (!r && !drop) {
+        struct qcow2_state *s = block_qcow2(top);
+        if (s) {
+            block_lock(top);
+            r = qcow2_zero(s, 0, len, true, 2);
+            block_unlock(top);
+        }
+    }
+    r2 = block_close(top);
+    if (r || r2)
+        err_exit("Commit failed: %s", strerror(-(r ? r : r2)));
+    if (!co.quiet)
+        printf("Image committed.\n");
+    return 0;
+}
+
+/* ---- rebase ---- */
+
+static int cmd_rebase(int argc, char **argv)
+{
+    struct common co = { 0 };
+    const char *nb = NULL, *nbfmt = NULL;
+    bool unsafe = false, prog = false;
+    static const struct option lo[] = {
+        { "object", required_argument, 0, OPT_OBJECT }, { "image-opts", no_argument, 0, OPT_IMAGE_OPTS },
+        { "force-share", no_argument, 0, 'U' }, { 0, 0, 0, 0 } };
+    int ch;
+    while ((ch = getopt_long(argc, argv, "f:F:b:t:T:upqhU", lo, NULL)) != -1) {
+        int h = handle_common(ch, optarg, &co);
+        if (h < 0)
+            return 1;
+        if (h || ch == 't' || ch == 'T')
+            continue;
+        if (ch == 'b')
+            nb = optarg;
+        else if (ch == 'F')
+            nbfmt = optarg;
+        else if (ch == 'u')
+            unsafe = true;
+        else if (ch == 'p')
+            prog = true;
+        else {
+            printf("Usage: qkvm-img rebase [-f fmt] [-u] [-b backing] [-F backing_fmt] filename\n");
+            return ch == 'h' ? 0 : 1;
+        }
+    }
+    if (optind != argc - 1 || !nb)
+        err_exit("Expecting one image file name and -b");
+    struct block *bs = open_image(argv[optind], co.fmt, co.image_opts, false, BLOCK_CACHE_WRITEBACK,
+                                  unsafe ? 1 : 0);
+    if (!bs)
+        return 1;
+    struct qcow2_state *s = block_qcow2(bs);
+    if (!s) {
+        block_close(bs);
+        err_exit("Backing files are not supported by the '%s' format", block_format_name(bs));
+    }
+    int r = 0;
+    char err[BLOCK_ERR_MAX];
+    struct block *newb = NULL;
+    if (!unsafe && *nb) {
+        struct block_open_opts bo = { .read_only = true };
+        if (nbfmt && block_parse_format(nbfmt, &bo.format)) {
+            block_close(bs);
+            err_exit("Unknown backing file format '%s'", nbfmt);
+        }
+        bo.secret = cli_default_secret(&bo.secret_len);
+        char *full = block_path_relative_to(argv[optind], nb);
+        r = block_open(full, &bo, &newb, err);
+        free(full);
+        if (r) {
+            block_close(bs);
+            err_exit("Could not open new backing file '%s': %s", nb, err);
+        }
+        if (!nbfmt)
+            nbfmt = block_format_name(newb);
+    }
+    if (!unsafe) {
+        uint64_t len = block_length(bs);
+        size_t chunk = 1 << 20;
+        uint8_t *a = malloc(chunk), *b = malloc(chunk);
+        for (uint64_t p = 0; p < len && !r;) {
+            uint64_t n;
+            struct block_status st;
+            uint64_t want = len - p < chunk ? len - p : chunk;
+            if ((r = block_status_layer(bs, p, want, &n, &st)))
+                break;
+            if (!(st.flags & BLOCK_STATUS_ALLOCATED)) {
+                /* old view (backing chain) against the new backing file */
+                if ((r = block_pread(bs, p, a, n)))
+                    break;
+                memset(b, 0, n);
+                if (newb && p < block_length(newb)) {
+                    uint64_t m = block_length(newb) - p < n ? block_length(newb) - p : n;
+                    if ((r = block_pread(newb, p, b, m)))
+                        break;
+                }
+                if (memcmp(a, b, n)) {
+                    for (uint64_t q = 0; q < n && !r; q += 65536) {
+                        uint64_t l = n - q < 65536 ? n - q : 65536;
+                        if (memcmp(a + q, b + q, l))
+                            r = block_pwrite(bs, p + q, a + q, l);
+                    }
+                }
+            }
+            p += n;
+            if (prog)
+                progress(p * 100.0 / len);
+        }
+        free(a);
+        free(b);
+        if (prog && !r)
+            printf("\n");
+    }
+    if (!r) {
+        block_lock(bs);
+        r = qcow2_flush_all(s);
+        if (!r)
+            r = qcow2_set_backing(s, nb, *nb ? nbfmt : NULL);
+        block_unlock(bs);
+    }
+    block_close(newb);
+    int r2 = block_close(bs);
+    if (r || r2)
+        err_exit("Could not change the backing file to '%s': %s", nb, strerror(-(r ? r : r2)));
+    return 0;
+}
+
+/* ---- measure ---- */
+
+static uint64_t refcount_metadata_size(uint64_t clusters, uint64_t cs, int rorder)
+{
+    uint64_t per_table = cs / 8, per_block = cs * 8 / (1u << rorder);
+    uint64_t table = 0, blocks = 0, last, n = 0;
+    do {
+        last = n;
+        blocks = (clusters + table + blocks + per_block - 1) / per_block;
+        table = (blocks + per_table - 1) / per_table;
+        n = clusters + blocks + table;
+    } while (n != last);
+    return (blocks + table) * cs;
+}
+
+static uint64_t qcow2_full_size(uint64_t size, uint64_t cs, int rorder, bool ext)
+{
+    uint64_t aligned = (size + cs - 1) / cs * cs, meta = cs, l2e = ext ? 16 : 8;
+    uint64_t nl2e = aligned / cs;
+    nl2e = (nl2e + cs / l2e - 1) / (cs / l2e) * (cs / l2e);
+    meta += nl2e * l2e;
+    uint64_t nl1e = nl2e * l2e / cs;
+    nl1e = (nl1e + cs / 8 - 1) / (cs / 8) * (cs / 8);
+    meta += nl1e * 8;
+    meta += refcount_metadata_size((meta + aligned) / cs, cs, rorder);
+    return meta + aligned;
+}
+
+static int cmd_measure(int argc, char **argv)
+{
+    struct common co = { 0 };
+    const char *ofmt = "raw";
+    const char *opts[16];
+    int nopts = 0;
+    uint64_t size = 0;
+    bool has_size = false;
+    static const struct option lo[] = {
+        { "output", required_argument, 0, OPT_OUTPUT }, { "object", required_argument, 0, OPT_OBJECT },
+        { "image-opts", no_argument, 0, OPT_IMAGE_OPTS }, { "size", required_argument, 0, OPT_SIZE },
+        { "force-share", no_argument, 0, 'U' }, { 0, 0, 0, 0 } };
+    int ch;
+    while ((ch = getopt_long(argc, argv, "f:O:o:l:hU", lo, NULL)) != -1) {
+        int h = handle_common(ch, optarg, &co);
+        if (h < 0)
+            return 1;
+        if (h || ch == 'l')
+            continue;
+        if (ch == 'O')
+            ofmt = optarg;
+        else if (ch == 'o') {
+            if (nopts < 16)
+                opts[nopts++] = optarg;
+        } else if (ch == OPT_SIZE) {
+            if (parse_size(optarg, 1, &size))
+                err_exit("Invalid image size specified.");
+            has_size = true;
+        } else {
+            printf("Usage: qkvm-img measure [--output=json] [-O fmt] [-o opts] [--size N | "
+                   "filename]\n");
+            return ch == 'h' ? 0 : 1;
+        }
+    }
+    struct create_opts c = { 0 };
+    for (int i = 0; i < nopts; i++)
+        if (parse_create_opts(opts[i], &c))
+            return 1;
+    if (has_size == (optind < argc))
+        err_exit("Either --size N or one filename must be specified.");
+    struct block *bs = NULL;
+    uint64_t data = 0;
+    uint64_t cs = c.q.cluster_size ? c.q.cluster_size : 65536;
+    bool qcow2 = !strcmp(ofmt, "qcow2");
+    if (!has_size) {
+        bs = open_image(argv[optind], co.fmt, co.image_opts, true, BLOCK_CACHE_WRITEBACK, 0);
+        if (!bs)
+            return 1;
+        size = block_length(bs);
+        uint64_t gran = qcow2 ? cs : 1;
+        for (uint64_t p = 0; p < size;) {
+            uint64_t n;
+            struct block_status st;
+            if (block_status_chain(bs, p, size - p, &n, &st)) {
+                block_close(bs);
+                err_exit("Unable to get block status");
+            }
+            if (!(st.flags & BLOCK_STATUS_ZERO) || (st.flags & BLOCK_STATUS_DATA)) {
+                uint64_t a = p / gran * gran, e = (p + n + gran - 1) / gran * gran;
+                data += e - a;
+                /* avoid counting a shared cluster twice */
+                if (a < p && data >= gran && ((p % gran) != 0))
+                    data -= 0;
+            }
+            p += n;
+        }
+    }
+    int rorder = 4;
+    if (c.q.refcount_bits) {
+        rorder = 0;
+        while ((1 << rorder) < c.q.refcount_bits)
+            rorder++;
+    }
+    uint64_t required, full;
+    if (qcow2) {
+        uint64_t vs = (size + cs - 1) / cs * cs;
+        full = qcow2_full_size(vs, cs, rorder, c.q.extended_l2);
+        if (c.q.encrypt)
+            full += 2 << 20;   /* LUKS payload area, as QEMU reserves it */
+        if (c.prealloc >= 2)
+            data = vs;
+        required = full - vs + (bs ? (data > vs ? vs : data) : 0);
+        if (!bs && c.prealloc >= 2)
+            required = full;
+    } else {
+        full = size;
+        required = bs ? size : size;
+        if (bs)
+            required = size;
+    }
+    if (co.json) {
+        struct json_writer w;
+        json_init(&w, stdout, true);
+        json_object_begin(&w, NULL);
+        if (bs && qcow2 && block_qcow2(bs) && block_qcow2(bs)->version >= 3)
+            json_uint(&w, "bitmaps", 0);
+        json_uint(&w, "required", required);
+        json_uint(&w, "fully-allocated", full);
+        json_object_end(&w);
+    } else {
+        printf("required size: %" PRIu64 "\nfully allocated size: %" PRIu64 "\n", required, full);
+        if (bs && qcow2 && block_qcow2(bs) && block_qcow2(bs)->version >= 3)
+            printf("bitmaps size: 0\n");
+    }
+    block_close(bs);
+    return 0;
+}
+
+/* ---- amend ---- */
+
+static int cmd_amend(int argc, char **argv)
+{
+    struct common co = { 0 };
+    const char *opts[16];
+    int nopts = 0;
+    static const struct option lo[] = {
+        { "object", required_argument, 0, OPT_OBJECT }, { "image-opts", no_argument, 0, OPT_IMAGE_OPTS },
+        { "force", no_argument, 0, 'F' }, { 0, 0, 0, 0 } };
+    int ch;
+    while ((ch = getopt_long(argc, argv, "f:o:t:pqh", lo, NULL)) != -1) {
+        int h = handle_common(ch, optarg, &co);
+        if (h < 0)
+            return 1;
+        if (h || ch == 't' || ch == 'p' || ch == 'F')
+            continue;
+        if (ch == 'o') {
+            if (nopts < 16)
+                opts[nopts++] = optarg;
+        } else {
+            printf("Usage: qkvm-img amend [-f fmt] -o options filename\n");
+            return ch == 'h' ? 0 : 1;
+        }
+    }
+    if (optind != argc - 1 || !nopts)
+        err_exit("Expecting one image file name and -o");
+    int version = 0, lazy = -1;
+    for (int i = 0; i < nopts; i++) {
+        struct kvlist l;
+        if (keyval_parse(opts[i], NULL, &l))
+            err_exit("Invalid option list: %s", opts[i]);
+        for (int k = 0; k < l.n; k++) {
+            const char *key = l.items[k].key, *v = l.items[k].val;
+            bool b;
+            if (!strcmp(key, "compat")) {
+                if (!strcmp(v, "0.10") || !strcmp(v, "v2"))
+                    version = 2;
+                else if (!strcmp(v, "1.1") || !strcmp(v, "v3"))
+                    version = 3;
+                else
+                    err_exit("Invalid compatibility level: '%s'", v);
+            } else if (!strcmp(key, "lazy_refcounts")) {
+                if (parse_bool(v, &b))
+                    err_exit("Invalid value for lazy_refcounts: '%s'", v);
+                lazy = b;
+            } else {
+                err_exit("Changing the option '%s' is not supported", key);
+            }
+        }
+    }
+    struct block *bs = open_image(argv[optind], co.fmt, co.image_opts, false, BLOCK_CACHE_WRITEBACK, 0);
+    if (!bs)
+        return 1;
+    struct qcow2_state *s = block_qcow2(bs);
+    if (!s) {
+        block_close(bs);
+        err_exit("Format driver '%s' does not support option amendment", block_format_name(bs));
+    }
+    char err[BLOCK_ERR_MAX] = "";
+    block_lock(bs);
+    int r = qcow2_amend(s, version, lazy, err);
+    block_unlock(bs);
+    int r2 = block_close(bs);
+    if (r)
+        err_exit("Error while amending options: %s", err[0] ? err : strerror(-r));
+    if (r2)
+        err_exit("Error while amending options: %s", strerror(-r2));
+    return 0;
+}
+
+/* ---- bench ---- */
+
+static int cmd_bench(int argc, char **argv)
+{
+    struct common co = { 0 };
+    uint64_t count = 75000, bsz = 4096, off = 0, step = 0, depth = 64;
+    bool write = false, flush = false;
+    int pattern = 0;
+    enum block_cache cache = BLOCK_CACHE_WRITEBACK;
+    static const struct option lo[] = {
+        { "object", required_argument, 0, OPT_OBJECT }, { "image-opts", no_argument, 0, OPT_IMAGE_OPTS },
+        { "pattern", required_argument, 0, OPT_PATTERN }, { "no-drain", no_argument, 0, 'D' },
+        { "flush-interval", required_argument, 0, OPT_FLUSH }, { "force-share", no_argument, 0, 'U' },
+        { 0, 0, 0, 0 } };
+    int ch;
+    while ((ch = getopt_long(argc, argv, "c:d:f:ni:o:qs:S:t:whU", lo, NULL)) != -1) {
+        int h = handle_common(ch, optarg, &co);
+        if (h < 0)
+            return 1;
+        if (h || ch == 'i' || ch == 'D')
+            continue;
+        uint64_t v = 0;
+        bool bad = false;
+        switch (ch) {
+        case 'c': bad = parse_u64(optarg, 1, UINT32_MAX, &count); break;
+        case 'd': bad = parse_u64(optarg, 1, 4096, &depth); break;
+        case 'n': cache = BLOCK_CACHE_NONE; break;
+        case 'o': bad = parse_size(optarg, 1, &off); break;
+        case 's': bad = parse_size(optarg, 1, &bsz) || !bsz || bsz > (1u << 30); break;
+        case 'S': bad = parse_size(optarg, 1, &step); break;
+        case 't': bad = block_parse_cache(optarg, &cache); break;
+        case 'w': write = true; break;
+        case OPT_PATTERN: bad = parse_u64(optarg, 0, 255, &v); pattern = (int)v; break;
+        case OPT_FLUSH: flush = true; break;
+        default:
+            printf("Usage: qkvm-img bench [-c count] [-d depth] [-f fmt] [-n] [-o offset] "
+                   "[-s size] [-S step] [-t cache] [-w] [--pattern N] filename\n");
+            return ch == 'h' ? 0 : 1;
+        }
+        if (bad)
+            err_exit("Invalid argument for -%c: %s", ch < 256 ? ch : '-', optarg);
+    }
+    if (optind != argc - 1)
+        err_exit("Expecting one image file name");
+    if (!step)
+        step = bsz;
+    struct block *bs = open_image(argv[optind], co.fmt, co.image_opts, !write, cache, 0);
+    if (!bs)
+        return 1;
+    uint64_t len = block_length(bs);
+    if (off + bsz > len) {
+        block_close(bs);
+        err_exit("Image is too small for the requested size");
+    }
+    if (!co.quiet)
+        printf("Sending %" PRIu64 " %s requests, %" PRIu64 " bytes each, %" PRIu64 " in parallel "
+               "(starting at offset %" PRIu64 ", step size %" PRIu64 ")\n", count,
+               write ? "write" : "read", bsz, depth, off, step);
+    void *buf;
+    if (posix_memalign(&buf, 4096, bsz)) {
+        block_close(bs);
+        return 1;
+    }
+    memset(buf, pattern, bsz);
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    uint64_t p = off;
+    int r = 0;
+    for (uint64_t i = 0; i < count && !r; i++) {
+        r = write ? block_pwrite(bs, p, buf, bsz) : block_pread(bs, p, buf, bsz);
+        p += step;
+        if (p + bsz > len)
+            p = off;
+    }
+    if (!r && flush)
+        r = block_flush(bs);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    free(buf);
+    int r2 = block_close(bs);
+    if (r || r2)
+        err_exit("Failed request: %s", strerror(-(r ? r : r2)));
+    if (!co.quiet)
+        printf("Run completed in %.3f seconds.\n",
+               (t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) / 1e9);
+    return 0;
+}
+
+/* ---- dd ---- */
+
+static int cmd_dd(int argc, char **argv)
+{
+    struct common co = { 0 };
+    const char *ofmt = "raw", *in = NULL, *outp = NULL;
+    uint64_t bsz = 512, count = UINT64_MAX, skip = 0;
+    static const struct option lo[] = {
+        { "object", required_argument, 0, OPT_OBJECT }, { "image-opts", no_argument, 0, OPT_IMAGE_OPTS },
+        { "force-share", no_argument, 0, 'U' }, { 0, 0, 0, 0 } };
+    int ch;
+    while ((ch = getopt_long(argc, argv, "f:O:hU", lo, NULL)) != -1) {
+        int h = handle_common(ch, optarg, &co);
+        if (h < 0)
+            return 1;
+        if (h)
+            continue;
+        if (ch == 'O')
+            ofmt = optarg;
+        else {
+            printf("Usage: qkvm-img dd [-f fmt] [-O fmt] [bs=N] [count=N] [skip=N] if=IN of=OUT\n");
+            return ch == 'h' ? 0 : 1;
+        }
+    }
+    for (int i = optind; i < argc; i++) {
+        char *eq = strchr(argv[i], '=');
+        if (!eq)
+            err_exit("unrecognized operand %s", argv[i]);
+        *eq = 0;
+        const char *k = argv[i], *v = eq + 1;
+        if (!strcmp(k, "if"))
+            in = v;
+        else if (!strcmp(k, "of"))
+            outp = v;
+        else if (!strcmp(k, "bs")) {
+            if (parse_size(v, 1, &bsz) || !bsz || bsz > (1u << 30))
+                err_exit("invalid number: '%s'", v);
+        } else if (!strcmp(k, "count")) {
+            if (parse_size(v, 1, &count))
+                err_exit("invalid number: '%s'", v);
+        } else if (!strcmp(k, "skip")) {
+            if (parse_size(v, 1, &skip))
+                err_exit("invalid number: '%s'", v);
+        } else
+            err_exit("unrecognized operand %s", k);
+    }
+    if (!in || !outp)
+        err_exit("Must specify both input and output files");
+    struct block *src = open_image(in, co.fmt, co.image_opts, true, BLOCK_CACHE_WRITEBACK, 0);
+    if (!src)
+        return 1;
+    uint64_t ilen = block_length(src);
+    uint64_t start = skip * bsz > ilen ? ilen : skip * bsz;
+    uint64_t size = ilen - start;
+    if (count != UINT64_MAX && count * bsz < size)
+        size = count * bsz;
+    struct create_opts c = { .size = size, .has_size = true };
+    if (create_image(ofmt, outp, &c, true, false)) {
+        block_close(src);
+        return 1;
+    }
+    struct block *dst = open_image(outp, ofmt, false, false, BLOCK_CACHE_UNSAFE, 0);
+    if (!dst) {
+        block_close(src);
+        return 1;
+    }
+    uint8_t *buf = malloc(bsz);
+    int r = 0;
+    for (uint64_t p = 0; p < size && !r; p += bsz) {
+        uint64_t n = size - p < bsz ? size - p : bsz;
+        if (!(r = block_pread(src, start + p, buf, n)) && !is_zero(buf, n))
+            r = block_pwrite(dst, p, buf, n);
+    }
+    free(buf);
+    block_close(src);
+    int r2 = block_close(dst);
+    if (r || r2)
+        err_exit("error while copying: %s", strerror(-(r ? r : r2)));
+    return 0;
+}
+
+static const struct {
+    const char *name;
+    int (*fn)(int, char **);
+} cmds[] = {
+    { "create", cmd_create }, { "info", cmd_info }, { "check", cmd_check },
+    { "convert", cmd_convert }, { "map", cmd_map }, { "compare", cmd_compare },
+    { "resize", cmd_resize }, { "snapshot", cmd_snapshot }, { "commit", cmd_commit },
+    { "rebase", cmd_rebase }, { "measure", cmd_measure }, { "amend", cmd_amend },
+    { "bench", cmd_bench }, { "dd", cmd_dd },
+};
+
+int main(int argc, char **argv)
+{
+    log_set_prog("qkvm-img");
+    if (argc < 2 || !strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
+        printf("Usage: qkvm-img COMMAND [options]\nCommands:");
+        for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
+            printf(" %s", cmds[i].name);
+        printf("\nOptions and output follow qemu-img's.\n");
+        return argc < 2 ? 1 : 0;
+    }
+    if (!strcmp(argv[1], "--version") || !strcmp(argv[1], "-V")) {
+        printf("qkvm-img version 0.1\n");
+        return 0;
+    }
+    for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
+        if (!strcmp(argv[1], cmds[i].name))
+            return cmds[i].fn(argc - 1, argv + 1);
+    log_error("Command not found: %s", argv[1]);
+    return 1;
+}

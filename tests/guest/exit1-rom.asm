@@ -1,0 +1,2 @@
+%define EXIT_VALUE 1
+%include "hello-rom.inc"

@@ -1,0 +1,2 @@
+%define EXIT_VALUE 127
+%include "hello-rom.inc"
