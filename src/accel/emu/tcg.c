@@ -135,6 +135,12 @@ static int tcg_set_irq(struct machine *m, unsigned gsi, int level)
     return 0;
 }
 
+static void tcg_mem_written(struct machine *m, uint64_t gpa, uint64_t len)
+{
+    if (m->accel_data)
+        emu_vm_invalidate(m->accel_data, gpa, len);
+}
+
 const struct accel_ops accel_tcg = {
     .name = "tcg",
     .probe = tcg_probe,
@@ -147,4 +153,5 @@ const struct accel_ops accel_tcg = {
     .vcpu_run = tcg_vcpu_run,
     .vcpu_kick = tcg_vcpu_kick,
     .set_irq = tcg_set_irq,
+    .mem_written = tcg_mem_written,
 };
