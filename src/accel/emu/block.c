@@ -64,20 +64,12 @@ static struct block *decode_crossing(struct cpu *c, uint64_t la, const uint8_t *
     return b;
 }
 
-struct block *block_get(struct cpu *c)
+struct block *block_get_slow(struct cpu *c)
 {
     uint64_t la = (c->segbase[SEG_CS] + c->rip) & c->lin_mask;
     uint32_t mode = decode_mode(c->csz, c->code64);
     uint32_t key = mode | (uint32_t)c->cpl << 8;
     struct jc_entry *j = &c->jc[(la ^ (la >> JMP_CACHE_BITS)) & ((1u << JMP_CACHE_BITS) - 1)];
-    if (likely(j->la == la && j->key == key)) {
-        /* still mapped the same way: the TLB holds the page, executable, at the block's frame */
-        struct block *b = j->b;
-        const struct tlb_entry *e = &c->tlbc[(la >> 12) & (TLB_SIZE - 1)];
-        if (likely(e->vx == (la & ~0xfffull) && e->pa == (b->pa & ~0xfffull) &&
-                   b->gen == atomic_load_explicit(&c->vm->gen[b->pidx], memory_order_relaxed)))
-            return b;
-    }
     uint64_t pa;
     uint32_t pidx;
     const uint8_t *host = mem_ptr_x(c, la, &pa, &pidx);

@@ -9,6 +9,22 @@ void block_cache_free(struct cpu *c);
 void block_cache_flush(struct cpu *c);
 /* The block at CS:RIP, decoded now if it is not cached or its page changed. Faults like a code
  * fetch (#PF, #GP); NULL when RIP points at something that is not RAM. */
-struct block *block_get(struct cpu *c);
+struct block *block_get_slow(struct cpu *c);
+
+static inline struct block *block_get(struct cpu *c)
+{
+    uint64_t la = (c->segbase[SEG_CS] + c->rip) & c->lin_mask;
+    uint32_t key = decode_mode(c->csz, c->code64) | (uint32_t)c->cpl << 8;
+    struct jc_entry *j = &c->jc[(la ^ (la >> JMP_CACHE_BITS)) & ((1u << JMP_CACHE_BITS) - 1)];
+    if (likely(j->la == la && j->key == key)) {
+        /* still mapped the same way: the TLB holds the page, executable, at the block's frame */
+        struct block *b = j->b;
+        const struct tlb_entry *e = &c->tlbc[(la >> 12) & (TLB_SIZE - 1)];
+        if (likely(e->vx == (la & ~0xfffull) && e->pa == (b->pa & ~0xfffull) &&
+                   b->gen == atomic_load_explicit(&c->vm->gen[b->pidx], memory_order_relaxed)))
+            return b;
+    }
+    return block_get_slow(c);
+}
 
 #endif
