@@ -19,7 +19,7 @@
 #include "vm/cpu_state.h"
 #include "vm/machine.h"
 
-#define HBASE 0x10000000000ull
+#define HBASE 0x500000000000ull   /* clear of ASan's shadow memory */
 #define HSIZE (4u << 20)
 #define OFF_PML4 0x1000
 #define OFF_GDT 0x4000
