@@ -137,7 +137,9 @@ static uint64_t gen_shift(struct code *c, struct regs *in, uint8_t *data, uint32
             return ALLF & ~OF;   /* nothing rotates, but OF is undefined */
         return CF | (m == 1 ? OF : 0);
     }
-    return SF | ZF | PF | ((int)m < bits ? CF : 0) | (m == 1 ? OF : 0);
+    if ((int)m >= bits)
+        return 0;   /* 8/16-bit shifts by the operand width or more: flags undefined */
+    return SF | ZF | PF | CF | (m == 1 ? OF : 0);
 }
 
 static uint64_t gen_muldiv(struct code *c, struct regs *in, uint8_t *data, uint32_t *regs)
@@ -398,6 +400,28 @@ static uint64_t gen_misc(struct code *c, struct regs *in, uint8_t *data, uint32_
     }
 }
 
+/* Conditional jumps after flag-setting operations: r15 counts whether the jump was taken. */
+static uint64_t gen_jcc(struct code *c, struct regs *in, uint8_t *data, uint32_t *regs)
+{
+    uint64_t m = rnd() % 2 ? gen_alu(c, in, data, regs) : gen_shift(c, in, data, regs);
+    emit(c, "\x41\xbf\x00\x00\x00\x00", 6);   /* mov $0, %r15d */
+    int cc = (int)(rnd() % 16);
+    if (rnd() % 2) {
+        emit1(c, (uint8_t)(0x70 + cc));
+        emit1(c, 4);
+    } else {
+        emit1(c, 0x0f);
+        emit1(c, (uint8_t)(0x80 + cc));
+        emit_imm(c, 4, 4);
+    }
+    emit(c, "\x4d\x8d\x7f\x01", 4);             /* lea 1(%r15), %r15: flags untouched */
+    /* conditions on undefined flags would compare noise: then r15 is not compared */
+    static const uint64_t need[8] = { 0x800, 0x1, 0x40, 0x41, 0x80, 0x4, 0x880, 0x8c0 };
+    if ((m & need[cc >> 1]) != need[cc >> 1])
+        *regs &= ~(1u << R_R15);
+    return m;
+}
+
 static unsigned cases(void)
 {
     const char *e = getenv("QKVM_EMU_CASES");
@@ -434,6 +458,7 @@ static void test_bits(void **s) { (void)s; run_gen("bits", gen_bits, 5); }
 static void test_string(void **s) { (void)s; run_gen("string", gen_string, 6); }
 static void test_xchg(void **s) { (void)s; run_gen("xchg", gen_xchg, 7); }
 static void test_misc(void **s) { (void)s; run_gen("misc", gen_misc, 8); }
+static void test_jcc(void **s) { (void)s; run_gen("jcc", gen_jcc, 9); }
 
 /* #DE from a division by zero: the emulator reports it at the DIV, as the host does. */
 static void test_div_zero(void **s)
@@ -506,7 +531,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_alu), cmocka_unit_test(test_unary), cmocka_unit_test(test_shift),
         cmocka_unit_test(test_muldiv), cmocka_unit_test(test_bits), cmocka_unit_test(test_string),
-        cmocka_unit_test(test_xchg), cmocka_unit_test(test_misc), cmocka_unit_test(test_div_zero),
+        cmocka_unit_test(test_xchg), cmocka_unit_test(test_misc), cmocka_unit_test(test_jcc),
+        cmocka_unit_test(test_div_zero),
         cmocka_unit_test(test_ud), cmocka_unit_test(test_smc),
     };
     return cmocka_run_group_tests_name("emu", tests, setup, NULL);

@@ -56,6 +56,18 @@ static H(h_jcc_fast)
         c->rip += i->imm;
 }
 
+/* JZ/JNZ: every lazy operation but EFLAGS and the rotates has ZF = (result == 0) */
+static inline bool zf_now(struct cpu *c)
+{
+    uint32_t op = c->cc_op & ~3u;
+    if (likely(op != CC_EFLAGS && op < CC_ROL))
+        return (c->cc_res & size_mask(1 << (c->cc_op & 3))) == 0;
+    return flags_arith(c) & F_ZF;
+}
+
+static H(h_jz64) { if (zf_now(c)) c->rip += i->imm; }
+static H(h_jnz64) { if (!zf_now(c)) c->rip += i->imm; }
+
 static H(h_push8) { push(c, 8, c->r[i->rm]); }
 static H(h_pop8) { c->r[i->rm] = pop(c, 8); }
 
@@ -232,7 +244,11 @@ void exec_specialize(struct insn *i, uint32_t mode)
     if (!flat64)
         return;
     /* 64-bit mode: flat stack (SS base 0, 8-byte slots) and 64-bit branch targets */
-    if ((op >= 0x70 && op <= 0x7f) || (op >= 0x180 && op <= 0x18f))
+    if (op == 0x74 || op == 0x184)
+        i->fn = h_jz64;
+    else if (op == 0x75 || op == 0x185)
+        i->fn = h_jnz64;
+    else if ((op >= 0x70 && op <= 0x7f) || (op >= 0x180 && op <= 0x18f))
         i->fn = h_jcc_fast;
     else if (op >= 0x50 && op <= 0x57 && sz == 8)
         i->fn = h_push8;
