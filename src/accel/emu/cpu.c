@@ -62,6 +62,7 @@ int emu_vm_create(struct machine *m, struct emu_vm **out)
         return -ENOMEM;
     vm->m = m;
     vm->nsrc = -1;
+    vm->tsc_base = clock_now_ns();
     int r = emu_vm_sync(vm);
     if (r < 0) {
         emu_vm_destroy(vm);
@@ -135,7 +136,7 @@ struct cpu *emu_cpu_create(struct machine *m, struct emu_vm *vm, int id, const s
     pthread_condattr_destroy(&ca);
     atomic_store(&c->sipi, -1);
     c->exc_vec = -1;
-    c->tsc_offset = 0 - clock_now_ns();
+    c->tsc_offset = 0 - vm->tsc_base;   /* one TSC for all CPUs: synchronized, as Linux checks */
     cpu_reset_regs(c);
     return c;
 }

@@ -90,6 +90,7 @@ struct emu_vm {
     struct machine *m;
     struct emu_ram ram[8];
     int nram, nsrc;      /* regions here, and machine regions they were copied from */
+    uint64_t tsc_base;   /* host ns at which every CPU's TSC read 0 */
     uint32_t npages;
     /* Per RAM page: nonzero when some block was decoded from it; a write bumps gen[] so those
      * blocks fail their check the next time they are looked up. */
