@@ -139,9 +139,8 @@ struct cpu {
     uint64_t cc_pres, cc_psrc, cc_paux;
     uint32_t eflags;       /* everything but the arithmetic flags, which live in cc_* */
 
-    /* Segment bases by segment number; SEG_ZERO is the flat segment of 64-bit mode. */
-#define SEG_ZERO SEG_COUNT
-    uint64_t segbase[SEG_COUNT + 1];
+    /* Segment bases as addressing uses them: 0 for ES/CS/SS/DS in 64-bit mode. */
+    uint64_t segbase[SEG_COUNT];
     struct cpu_segment seg[SEG_COUNT];
     struct cpu_table gdt, idt;
     uint64_t cr0, cr2, cr3, cr4, efer;

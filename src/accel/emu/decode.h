@@ -26,7 +26,7 @@ struct insn {
     uint8_t rm;         /* ModRM.rm with REX.B (register form), same byte-register rule */
     uint8_t sub;        /* ModRM.reg as written (0-7): the /digit of group opcodes */
     uint8_t base, index, scale;  /* memory form: REG_NONE / REG_RIP */
-    uint8_t seg;        /* effective segment (SEG_ZERO for flat ones in 64-bit mode) */
+    uint8_t seg;        /* effective segment (SEG_*: the default or the override) */
     uint8_t rep;        /* 0, 0xf2 or 0xf3 */
     uint8_t pfx66;      /* 0x66 was present (SSE mandatory prefix) */
     uint8_t lock;

@@ -25,7 +25,6 @@ void cpu_update_mode(struct cpu *c)
         /* 64-bit mode ignores the bases of ES, CS, SS, DS */
         c->segbase[SEG_ES] = c->segbase[SEG_CS] = c->segbase[SEG_SS] = c->segbase[SEG_DS] = 0;
     }
-    c->segbase[SEG_ZERO] = 0;
     c->brk = true;
 }
 
