@@ -92,7 +92,13 @@ static int open_depth(const char *path, const struct block_open_opts *o, int dep
     bs->read_only = o->read_only;
     bs->cache = o->cache;
     bs->chain_depth = depth;
-    int r = bfile_open(&bs->file, path, o->read_only, o->cache, err);
+    if (o->force_share && !o->read_only) {
+        free(bs->filename);
+        free(bs);
+        return block_seterr(err, -EINVAL, "force-share=on can only be used with read-only "
+                            "images");
+    }
+    int r = bfile_open(&bs->file, path, o->read_only, o->cache, o->force_share, err);
     if (r)
         goto fail;
     enum block_format fmt = o->format;
@@ -127,6 +133,7 @@ int block_open_backing(struct block *bs, const char *name, const char *fmt,
     struct block_open_opts bo = { 0 };
     bo.read_only = true;
     bo.cache = o ? o->cache : BLOCK_CACHE_WRITEBACK;
+    bo.force_share = o && o->force_share;
     if (bo.cache == BLOCK_CACHE_NONE || bo.cache == BLOCK_CACHE_DIRECTSYNC)
         bo.cache = BLOCK_CACHE_NONE;
     else

@@ -46,6 +46,7 @@ struct block_open_opts {
     size_t secret_len;
     bool no_repair;           /* skip that repair (qkvm-img check opens this way) */
     bool metadata_only;       /* info/check: encrypted images open without a secret, no I/O */
+    bool force_share;         /* -U: a reader that lets others write (no lock against them) */
 };
 
 struct block;
@@ -53,6 +54,10 @@ struct block;
 /* Opens path. err (BLOCK_ERR_MAX bytes, may be NULL) receives a one-line reason on failure. */
 int block_open(const char *path, const struct block_open_opts *opts, struct block **out,
                char *err);
+/* Images are locked as QEMU locks them: one writer and no reader that refuses sharing, or
+ * any number of readers. Before a tool replaces a file (create), it asks whether some other
+ * process uses it: 0, or -EBUSY with a one-line reason in err. */
+int block_check_unused(const char *path, char *err);
 /* Flushes and closes; returns the flush result. bs may be NULL. */
 int block_close(struct block *bs);
 

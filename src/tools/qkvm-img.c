@@ -33,13 +33,16 @@ struct common {
     bool quiet;
 };
 
+/* -U: read-only opens let other processes write (QEMU's force-share) */
+static bool force_share;
+
 static int handle_common(int c, const char *arg, struct common *co)
 {
     char err[BLOCK_ERR_MAX];
     switch (c) {
     case 'f': co->fmt = arg; return 1;
     case 'q': co->quiet = true; return 1;
-    case 'U': return 1;
+    case 'U': force_share = true; return 1;
     case OPT_IMAGE_OPTS: co->image_opts = true; return 1;
     case OPT_OUTPUT:
         if (!strcmp(arg, "json"))
@@ -63,7 +66,8 @@ static int handle_common(int c, const char *arg, struct common *co)
 static struct block *open_image(const char *name, const char *fmt, bool image_opts, bool ro,
                                 enum block_cache cache, unsigned extra)
 {
-    struct block_open_opts o = { .read_only = ro, .cache = cache };
+    struct block_open_opts o = { .read_only = ro, .cache = cache,
+                                 .force_share = ro && force_share };
     char err[BLOCK_ERR_MAX];
     char *path = (char *)name;
     if (extra & 1)
@@ -255,6 +259,10 @@ static int create_image(const char *fmt, const char *path, struct create_opts *c
         if (r)
             log_error("%s: %s", path, err);
         return r;
+    }
+    if (block_check_unused(path, err)) {
+        log_error("%s: %s", path, err);
+        return -EBUSY;
     }
     FILE *f = fopen(path, "w");
     if (!f) {

@@ -240,10 +240,18 @@ int qcow2_snapshot_create(struct qcow2_state *s, const char *name);
 int qcow2_snapshot_apply(struct qcow2_state *s, const char *name);
 int qcow2_snapshot_delete(struct qcow2_state *s, const char *name);
 int qcow2_snapshot_find(struct qcow2_state *s, const char *name);
-/* Adds addend to every cluster reachable from an L1 table and fixes the COPIED flags of the
- * active tables (QEMU's update_snapshot_refcount). */
-int qcow2_update_l1_refcounts(struct qcow2_state *s, uint64_t l1_off, uint32_t l1_size,
-                              int addend);
+/* The snapshot table as stored (*out malloc'd, *size bytes). */
+int qcow2_encode_snapshots(struct qcow2_state *s, const struct qcow2_snapshot *sn, uint32_t n,
+                           uint8_t **out, uint64_t *size);
+
+/* switch.c: makes src_l1 (entries pointing at the L2 tables to start from) the active table,
+ * snaps the snapshot list and size the virtual size, all in one header write; everything
+ * else (L2 copies with their COPIED flags, refcounts) follows from those. *switched tells
+ * whether the image changed (it did when the switch write succeeded, even if the final flush
+ * then failed and r < 0). -ERANGE: refcount_bits too small for the references. */
+int qcow2_switch_metadata(struct qcow2_state *s, const uint64_t *src_l1, uint32_t l1_size,
+                          struct qcow2_snapshot *snaps, uint32_t nb, uint64_t size,
+                          bool *switched);
 
 /* check.c */
 struct qcow2_check_result {
