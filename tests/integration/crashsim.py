@@ -36,6 +36,10 @@ CONFIGS = [
     ("512-refcount64", "cluster_size=512,refcount_bits=64", False),
     ("snapshot", "cluster_size=4k", True),
     ("lazy-snapshot-extl2", "cluster_size=16k,lazy_refcounts=on,extended_l2=on", True),
+    # caches of two L2 tables and four refcount blocks: every path that evicts
+    ("512-tiny-cache", "cluster_size=512", False, "l2-cache-size=1k,refcount-cache-size=2k"),
+    ("lazy-tiny-cache", "cluster_size=4k,lazy_refcounts=on", False,
+     "l2-cache-size=8k,refcount-cache-size=16k"),
 ]
 
 
@@ -91,6 +95,7 @@ class Sim:
         self.passed = self.failed = 0
         self.snap_refs = {}
         self.snaps_compared = 0
+        self.io_opts = None
 
     def run(self, argv, check=True, **kw):
         p = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=120,
@@ -121,6 +126,9 @@ class Sim:
         argv = ["stdbuf", "-oL", self.qio]
         for c in what:
             argv += ["-c", c, "-c", "length"]
+        if self.io_opts:
+            return argv + ["--image-opts", "driver=qcow2,file.filename=%s,%s" %
+                           (img, self.io_opts)], what
         return argv + [img], what
 
     def states(self, step, base):
@@ -282,7 +290,8 @@ class Sim:
             self.snaps_compared += 1
         return None
 
-    def config(self, cfg, opts, snap):
+    def config(self, cfg, opts, snap, io_opts=None):
+        self.io_opts = io_opts
         base = os.path.join(self.work, "base.qcow2")
         self.run([self.qimg, "create", "-q", "-f", "qcow2", "-o", opts, base, str(SIZE)])
         self.run([self.qio, "-c", "write -P 1 0 1M", "-c", "write -P 1 4M 512k", base])
@@ -369,13 +378,13 @@ def main():
         i += 1
     print("# crashsim seed %d (QKVM_CRASH_SEED=%d reproduces)" % (seed, seed))
     sim = Sim(build, work, seed, per_step, everything)
-    for cfg, opts, snap in CONFIGS:
-        if only and cfg != only:
+    for c in CONFIGS:
+        if only and c[0] != only:
             continue
         try:
-            sim.config(cfg, opts, snap)
+            sim.config(*c)
         except Exception as e:  # a setup step failed: one failure, go on
-            sim.report(False, "crash %s: setup" % cfg, str(e)[:300])
+            sim.report(False, "crash %s: setup" % c[0], str(e)[:300])
     print("# %d crash points, %d snapshot contents compared" % (sim.passed + sim.failed,
                                                               sim.snaps_compared))
     return 0
