@@ -117,6 +117,9 @@ fail_io:
 fail:
     bfile_close(&bs->file);
     free(bs->filename);
+    free(bs->backing_name);
+    free(bs->backing_full);
+    free(bs->backing_fmt);
     free(bs);
     return r;
 }

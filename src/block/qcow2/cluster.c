@@ -48,7 +48,7 @@ static int l2_table(struct qcow2_state *s, uint64_t off, uint8_t **l2)
     uint64_t t = e & QCOW2_OFFSET_MASK;
     if (!t)
         return 0;
-    if ((t & (s->cluster_size - 1)) || t < s->cluster_size)
+    if ((t & (s->cluster_size - 1)) || t < s->cluster_size || qcow2_check_in_file(s, t))
         return -EIO;
     return qcow2_cache_get(&s->l2_cache, t, false, l2);
 }
@@ -67,10 +67,15 @@ static void entry_set(struct qcow2_state *s, uint8_t *l2, uint32_t i, uint64_t e
         be64_put(l2 + (size_t)i * s->l2_entry_bytes + 8, bm);
 }
 
-/* What one cluster (or subcluster sc) is. host: its host cluster offset (NORMAL, or ZERO with
- * a preallocated cluster). */
-static int classify(struct qcow2_state *s, uint64_t e, uint64_t bm, unsigned sc,
-                    enum qcow2_ctype *t, uint64_t *host)
+uint64_t qcow2_compressed_entry(struct qcow2_state *s, uint64_t host, uint64_t len)
+{
+    unsigned x = 62 - (s->cluster_bits - 8);
+    uint64_t nsec = ((host + len + 511) >> 9) - (host >> 9);
+    return QCOW2_OFLAG_COMPRESSED | ((nsec - 1) << x) | host;
+}
+
+int qcow2_l2_classify(struct qcow2_state *s, uint64_t e, uint64_t bm, unsigned sc,
+                      enum qcow2_ctype *t, uint64_t *host)
 {
     *host = 0;
     if (e & QCOW2_OFLAG_COMPRESSED) {
@@ -134,7 +139,7 @@ int qcow2_map(struct qcow2_state *s, uint64_t off, uint64_t len, struct qcow2_ma
         unsigned sc = (unsigned)((pos >> s->sc_bits) & 31);
         enum qcow2_ctype t;
         uint64_t host;
-        if ((r = classify(s, e, bm, sc, &t, &host)))
+        if ((r = qcow2_l2_classify(s, e, bm, sc, &t, &host)))
             return r;
         uint64_t in_cl = pos & (s->cluster_size - 1);
         uint64_t h = host + in_cl;
@@ -318,9 +323,10 @@ static int l2_writable(struct qcow2_state *s, uint64_t off, uint8_t **l2)
     if (i >= s->l1_size && (r = qcow2_grow_l1(s, (uint64_t)i + 1)))
         return r;
     uint64_t e = s->l1[i], old = e & QCOW2_OFFSET_MASK;
+    if (old && ((old & (s->cluster_size - 1)) || old < s->cluster_size ||
+                qcow2_check_in_file(s, old)))
+        return -EIO;
     if (old && (e & QCOW2_OFLAG_COPIED)) {
-        if ((old & (s->cluster_size - 1)) || old < s->cluster_size)
-            return -EIO;
         return qcow2_cache_get(&s->l2_cache, old, false, l2);
     }
     if (old) {
@@ -452,6 +458,8 @@ static int write_ext_cluster(struct qcow2_state *s, uint64_t off, const uint8_t 
     uint64_t a = cstart + ((uint64_t)s0 << s->sc_bits);
     uint64_t span = (uint64_t)(s1 - s0 + 1) << s->sc_bits;
     if (!(e & QCOW2_OFLAG_COMPRESSED) && h && (e & QCOW2_OFLAG_COPIED)) {
+        if ((r = qcow2_check_in_file(s, h)))
+            return r;
         if ((bm & mask) == mask)
             return write_host(s, h + (off - cstart), buf, n);
         if ((r = read_guest(s, a, s->tmp, span)))
@@ -523,7 +531,8 @@ int qcow2_write(struct qcow2_state *s, uint64_t off, const void *vbuf, size_t le
                 r = -EIO;
                 break;
             }
-            r = write_host(s, m.host, buf, m.bytes);
+            if (!(r = qcow2_check_in_file(s, m.host)))
+                r = write_host(s, m.host, buf, m.bytes);
             off += m.bytes, buf += m.bytes, len -= m.bytes;
             continue;
         }
@@ -532,7 +541,7 @@ int qcow2_write(struct qcow2_state *s, uint64_t off, const void *vbuf, size_t le
             memset(s->tmp, 0, cs);
             memcpy(s->tmp + (off - cstart), buf, n);
             uint64_t h = e & QCOW2_OFFSET_MASK;
-            if ((r = write_host(s, h, s->tmp, cs)))
+            if ((r = qcow2_check_in_file(s, h)) || (r = write_host(s, h, s->tmp, cs)))
                 break;
             r = set_entry(s, off, h | QCOW2_OFLAG_COPIED, 0);
             off += n, buf += n, len -= n;
@@ -615,9 +624,7 @@ int qcow2_write_compressed(struct qcow2_state *s, uint64_t off, const void *buf,
     free(out);
     if (r)
         return r;
-    unsigned x = 62 - (s->cluster_bits - 8);
-    uint64_t nsec = (((uint64_t)co + cl + 511) >> 9) - ((uint64_t)co >> 9);
-    uint64_t e = QCOW2_OFLAG_COMPRESSED | ((nsec - 1) << x) | (uint64_t)co;
+    uint64_t e = qcow2_compressed_entry(s, (uint64_t)co, (uint64_t)cl);
     uint64_t old, obm;
     if ((r = get_entry(s, off, &old, &obm)) || (r = set_entry(s, off, e, 0)) ||
         (r = release_entry(s, old, false)))

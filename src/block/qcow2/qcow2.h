@@ -171,7 +171,7 @@ struct qcow2_state {
     uint8_t *cbuf;               /* last decompressed cluster */
     uint64_t cbuf_entry;         /* its L2 entry (0 = none) */
     uint8_t *tmp;                /* cluster-sized scratch for COW */
-    int64_t file_end;            /* cached file size for allocation (cluster-aligned) */
+    int64_t file_end;            /* file size when last asked (in-place writes check it) */
 };
 
 /* header.c */
@@ -205,6 +205,10 @@ int64_t qcow2_alloc_bytes(struct qcow2_state *s, uint32_t len);
 int qcow2_free_later(struct qcow2_state *s, uint64_t off, uint64_t len);
 int qcow2_process_frees(struct qcow2_state *s);
 bool qcow2_overlaps_metadata(struct qcow2_state *s, uint64_t off, uint64_t len);
+/* -EIO unless the cluster at off begins inside the file. Tables and data written in place
+ * always do (new clusters are written as they are allocated); one pointing past the end is
+ * corrupt, and writing there would grow the file to any size. */
+int qcow2_check_in_file(struct qcow2_state *s, uint64_t off);
 /* For an L2 table write: does off land on the header, L1, refcount structures, snapshots? */
 bool qcow2_overlaps_other_than_l2(struct qcow2_state *s, uint64_t off);
 void qcow2_refcount_set_entry(struct qcow2_state *s, uint8_t *blk, uint64_t i, uint64_t v);
@@ -219,6 +223,14 @@ struct qcow2_map {
     uint64_t bytes;       /* run length with this type (and contiguous host for NORMAL) */
 };
 int qcow2_map(struct qcow2_state *s, uint64_t off, uint64_t len, struct qcow2_map *m);
+/* What an L2 entry (and, extended, its bitmap) says of subcluster sc: *t, and *host, its host
+ * cluster offset (NORMAL, or ZERO with a preallocated cluster). -EIO for reserved bits set,
+ * an unaligned offset, or a bitmap that contradicts itself. */
+int qcow2_l2_classify(struct qcow2_state *s, uint64_t e, uint64_t bm, unsigned sc,
+                      enum qcow2_ctype *t, uint64_t *host);
+/* The L2 entry of compressed data: len bytes at host (the inverse of qcow2_compressed_range,
+ * which rounds the end up to a sector). */
+uint64_t qcow2_compressed_entry(struct qcow2_state *s, uint64_t host, uint64_t len);
 void qcow2_compressed_range(struct qcow2_state *s, uint64_t entry, uint64_t *off,
                             uint64_t *len);
 int qcow2_read(struct qcow2_state *s, uint64_t off, void *buf, size_t len);

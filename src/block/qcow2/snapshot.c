@@ -148,7 +148,8 @@ int qcow2_snapshot_create(struct qcow2_state *s, const char *name)
     struct qcow2_snapshot *n = calloc(s->nb_snapshots + 1, sizeof(*n));
     if (!n)
         return -ENOMEM;
-    memcpy(n, s->snaps, s->nb_snapshots * sizeof(*n));
+    if (s->nb_snapshots)
+        memcpy(n, s->snaps, s->nb_snapshots * sizeof(*n));
     struct qcow2_snapshot *sn = &n[s->nb_snapshots];
     unsigned long maxid = 0;
     for (uint32_t i = 0; i < s->nb_snapshots; i++) {
