@@ -290,6 +290,35 @@ int block_pwrite_compressed(struct block *bs, uint64_t off, const void *buf, siz
     return r;
 }
 
+long block_compress(struct block *bs, const void *buf, size_t len, void *out)
+{
+    struct qcow2_state *s = block_qcow2(bs);
+    if (!s)
+        return -ENOTSUP;
+    if (len > s->cluster_size)
+        return -EINVAL;
+    return qcow2_compress(s, buf, len, out);
+}
+
+int block_pwrite_precompressed(struct block *bs, uint64_t off, const void *buf, size_t len,
+                               const void *cdata, long clen)
+{
+    struct qcow2_state *s = block_qcow2(bs);
+    if (bs->read_only)
+        return -EROFS;
+    if (!s)
+        return -ENOTSUP;
+    int r = check_range(bs, off, len);
+    if (r || !len)
+        return r;
+    if (s->incompat & QCOW2_INCOMPAT_CORRUPT)
+        return -EACCES;
+    pthread_mutex_lock(&bs->lock);
+    r = after_write(bs, qcow2_write_compressed_data(s, off, buf, len, cdata, clen));
+    pthread_mutex_unlock(&bs->lock);
+    return r;
+}
+
 int block_pwrite_zeroes(struct block *bs, uint64_t off, uint64_t len, unsigned flags)
 {
     if (bs->read_only)

@@ -71,6 +71,13 @@ int block_pwritev(struct block *bs, uint64_t off, const struct iovec *iov, int i
 /* Writes a compressed cluster (qcow2 only; off and len cluster-aligned, len a cluster or the
  * image's tail). */
 int block_pwrite_compressed(struct block *bs, uint64_t off, const void *buf, size_t len);
+/* The same in two steps, so the compression (the slow part) can run on several threads:
+ * block_compress takes no lock and changes nothing; it puts the compressed form of buf in out
+ * (cluster_size bytes) and returns its length, 0 when it would not shrink, or -errno.
+ * block_pwrite_precompressed then stores it at off (for 0, buf as it is). qcow2 only. */
+long block_compress(struct block *bs, const void *buf, size_t len, void *out);
+int block_pwrite_precompressed(struct block *bs, uint64_t off, const void *buf, size_t len,
+                               const void *cdata, long clen);
 
 #define BLOCK_ZERO_MAY_UNMAP 1u   /* the zeroed range may be deallocated */
 int block_pwrite_zeroes(struct block *bs, uint64_t off, uint64_t len, unsigned flags);

@@ -5,6 +5,8 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <limits.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -708,6 +710,66 @@ static void progress(double pct)
     fflush(stdout);
 }
 
+/* Compression of a chunk's clusters on several threads (zlib is the slow part of convert -c,
+ * as QEMU's compress threads know); the writes then go in order. */
+struct compress_job {
+    struct block *bs;
+    const uint8_t *buf;
+    uint64_t n, cs;
+    uint8_t *out;
+    long *len;          /* per cluster: compressed length, 0 plain, <0 error; LONG_MIN skip */
+    unsigned next;
+};
+
+static void *compress_worker(void *p)
+{
+    struct compress_job *j = p;
+    uint64_t k = (j->n + j->cs - 1) / j->cs;
+    for (;;) {
+        uint64_t i = __atomic_fetch_add(&j->next, 1, __ATOMIC_RELAXED);
+        if (i >= k)
+            return NULL;
+        if (j->len[i] == LONG_MIN)
+            continue;
+        uint64_t q = i * j->cs, l = j->n - q < j->cs ? j->n - q : j->cs;
+        j->len[i] = block_compress(j->bs, j->buf + q, l, j->out + q);
+    }
+}
+
+static int compress_chunk(struct block *bs, uint64_t off, const uint8_t *buf, uint64_t n,
+                          uint64_t cs, bool zero_init, uint8_t *cbuf, long *clen)
+{
+    struct compress_job j = { .bs = bs, .buf = buf, .n = n, .cs = cs, .out = cbuf, .len = clen };
+    uint64_t k = (n + cs - 1) / cs;
+    for (uint64_t i = 0; i < k; i++) {
+        uint64_t q = i * cs, l = n - q < cs ? n - q : cs;
+        clen[i] = zero_init && is_zero(buf + q, l) ? LONG_MIN : 0;
+    }
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    int nt = ncpu < 1 ? 1 : ncpu > 8 ? 8 : (int)ncpu;
+    if ((uint64_t)nt > k)
+        nt = (int)k;
+    pthread_t t[8];
+    int started = 0;
+    for (int i = 1; i < nt; i++)
+        if (pthread_create(&t[started], NULL, compress_worker, &j) == 0)
+            started++;
+    compress_worker(&j);
+    for (int i = 0; i < started; i++)
+        pthread_join(t[i], NULL);
+    for (uint64_t i = 0; i < k; i++) {
+        if (clen[i] == LONG_MIN)
+            continue;
+        if (clen[i] < 0)
+            return (int)clen[i];
+        uint64_t q = i * cs, l = n - q < cs ? n - q : cs;
+        int r = block_pwrite_precompressed(bs, off + q, buf + q, l, cbuf + q, clen[i]);
+        if (r)
+            return r;
+    }
+    return 0;
+}
+
 static int cmd_convert(int argc, char **argv)
 {
     struct common co = { 0 };
@@ -806,6 +868,8 @@ static int cmd_convert(int argc, char **argv)
         chunk = cs;
     bool zero_init = !noc && !block_backing(out) && !obacking;
     uint8_t *buf = malloc(chunk);
+    uint8_t *cbuf = compress ? malloc(chunk) : NULL;
+    long *clen = compress ? calloc(chunk / cs + 1, sizeof(*clen)) : NULL;
     uint64_t done = 0, doff = 0;
     int r = 0;
     if (prog)
@@ -836,12 +900,7 @@ static int cmd_convert(int argc, char **argv)
                 if ((r = block_pread(sb, p, buf, n)))
                     break;
                 if (compress) {
-                    for (uint64_t q = 0; q < n && !r; q += cs) {
-                        uint64_t l = n - q < cs ? n - q : cs;
-                        if (zero_init && is_zero(buf + q, l))
-                            continue;
-                        r = block_pwrite_compressed(out, doff + p + q, buf + q, l);
-                    }
+                    r = compress_chunk(out, doff + p, buf, n, cs, zero_init, cbuf, clen);
                 } else if (sparse) {
                     /* write the non-zero pieces, skip (or zero) the zero ones */
                     uint64_t g = sparse < 512 ? 512 : sparse;
@@ -873,6 +932,8 @@ static int cmd_convert(int argc, char **argv)
         doff += len;
     }
     free(buf);
+    free(cbuf);
+    free(clen);
     if (r) {
         log_error("error while writing at byte %" PRIu64 ": %s", done, strerror(-r));
         block_close(out);

@@ -592,37 +592,42 @@ int qcow2_write(struct qcow2_state *s, uint64_t off, const void *vbuf, size_t le
     return r ? r : r2;
 }
 
-int qcow2_write_compressed(struct qcow2_state *s, uint64_t off, const void *buf, size_t len)
+long qcow2_compress(struct qcow2_state *s, const void *buf, size_t len, void *out)
+{
+    uint64_t cs = s->cluster_size;
+    uint8_t *pad = NULL;
+    const void *in = buf;
+    if (len < cs) {
+        /* the image's tail: the cluster is compressed whole, zero-padded */
+        if (!(pad = calloc(1, cs)))
+            return -ENOMEM;
+        memcpy(pad, buf, len);
+        in = pad;
+    }
+    long cl = compress_buffer(s->compression_type, in, cs, out, cs - 1);
+    free(pad);
+    if (cl == -ENOSPC || (cl >= 0 && (uint64_t)cl >= cs - 512))
+        return 0;    /* does not shrink by a sector: stored plainly */
+    return cl;
+}
+
+int qcow2_write_compressed_data(struct qcow2_state *s, uint64_t off, const void *buf,
+                                size_t len, const void *cdata, long cl)
 {
     uint64_t cs = s->cluster_size;
     if ((off & (cs - 1)) || (len != cs && off + len != s->bs->size) || len > cs)
         return -EINVAL;
     if (s->crypt_method)
         return -ENOTSUP;
+    if (cl <= 0)
+        return qcow2_write(s, off, buf, len);
     int r = mark_dirty(s);
     if (r)
         return r;
-    uint8_t *in = s->tmp;
-    memset(in, 0, cs);
-    memcpy(in, buf, len);
-    uint8_t *out = malloc(cs);
-    if (!out)
-        return -ENOMEM;
-    long cl = compress_buffer(s->compression_type, in, cs, out, cs - 1);
-    if (cl < 0 || (uint64_t)cl >= cs - 512) {
-        free(out);
-        if (cl < 0 && cl != -ENOSPC)
-            return (int)cl;
-        return qcow2_write(s, off, buf, len);   /* does not shrink: store it plainly */
-    }
     int64_t co = qcow2_alloc_bytes(s, (uint32_t)cl);
-    if (co < 0) {
-        free(out);
+    if (co < 0)
         return (int)co;
-    }
-    r = write_host(s, (uint64_t)co, out, (size_t)cl);
-    free(out);
-    if (r)
+    if ((r = write_host(s, (uint64_t)co, cdata, (size_t)cl)))
         return r;
     uint64_t e = qcow2_compressed_entry(s, (uint64_t)co, (uint64_t)cl);
     uint64_t old, obm;
@@ -630,6 +635,21 @@ int qcow2_write_compressed(struct qcow2_state *s, uint64_t off, const void *buf,
         (r = release_entry(s, old, false)))
         return r;
     return qcow2_process_frees(s);
+}
+
+int qcow2_write_compressed(struct qcow2_state *s, uint64_t off, const void *buf, size_t len)
+{
+    if (len > s->cluster_size)
+        return -EINVAL;
+    if (s->crypt_method)
+        return -ENOTSUP;
+    uint8_t *out = malloc(s->cluster_size);
+    if (!out)
+        return -ENOMEM;
+    long cl = qcow2_compress(s, buf, len, out);
+    int r = cl < 0 ? (int)cl : qcow2_write_compressed_data(s, off, buf, len, out, cl);
+    free(out);
+    return r;
 }
 
 /* Explicit zeros through the write path, in pieces that end on 64 KiB boundaries so a sector

@@ -236,6 +236,12 @@ void qcow2_compressed_range(struct qcow2_state *s, uint64_t entry, uint64_t *off
 int qcow2_read(struct qcow2_state *s, uint64_t off, void *buf, size_t len);
 int qcow2_write(struct qcow2_state *s, uint64_t off, const void *buf, size_t len);
 int qcow2_write_compressed(struct qcow2_state *s, uint64_t off, const void *buf, size_t len);
+/* The two halves of it. qcow2_compress touches nothing mutable (thread-safe, no lock): the
+ * compressed length in out (cluster_size bytes), 0 when it would not shrink, or -errno.
+ * qcow2_write_compressed_data stores that (cl 0: buf plainly). */
+long qcow2_compress(struct qcow2_state *s, const void *buf, size_t len, void *out);
+int qcow2_write_compressed_data(struct qcow2_state *s, uint64_t off, const void *buf,
+                                size_t len, const void *cdata, long cl);
 /* mode 0: write zeroes; 1: discard (reads as zeros where the format can say so); 2: make the
  * range unallocated (commit empties the top image this way). */
 int qcow2_zero(struct qcow2_state *s, uint64_t off, uint64_t len, bool unmap, int mode);
