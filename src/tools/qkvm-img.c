@@ -1327,10 +1327,29 @@ static int cmd_snapshot(int argc, char **argv)
 
 /* ---- commit ---- */
 
+/* The layer of top's backing chain that name designates (by file identity, name taken as given
+ * or relative to top's directory), its depth in *depth; NULL if none. */
+static struct block *find_in_chain(struct block *top, const char *name, int *depth)
+{
+    struct stat want, st;
+    char *rel = block_path_relative_to(block_filename(top), name);
+    bool ok = stat(name, &want) == 0 || (rel && stat(rel, &want) == 0);
+    free(rel);
+    if (!ok)
+        return NULL;
+    *depth = 1;
+    for (struct block *b = block_backing(top); b; b = block_backing(b), (*depth)++)
+        if (stat(block_filename(b), &st) == 0 && st.st_dev == want.st_dev &&
+            st.st_ino == want.st_ino)
+            return b;
+    return NULL;
+}
+
 static int cmd_commit(int argc, char **argv)
 {
     struct common co = { 0 };
     bool drop = false, prog = false;
+    const char *base_name = NULL;
     static const struct option lo[] = {
         { "object", required_argument, 0, OPT_OBJECT }, { "image-opts", no_argument, 0, OPT_IMAGE_OPTS },
         { 0, 0, 0, 0 } };
@@ -1339,39 +1358,57 @@ static int cmd_commit(int argc, char **argv)
         int h = handle_common(ch, optarg, &co);
         if (h < 0)
             return 1;
-        if (h || ch == 't' || ch == 'b' || ch == 'r')
+        if (h || ch == 't' || ch == 'r')
             continue;
         if (ch == 'd')
             drop = true;
         else if (ch == 'p')
             prog = true;
+        else if (ch == 'b')
+            base_name = optarg;
         else {
-            printf("Usage: qkvm-img commit [-f fmt] [-d] [-p] filename\n");
+            printf("Usage: qkvm-img commit [-f fmt] [-b base] [-d] [-p] filename\n");
             return ch == 'h' ? 0 : 1;
         }
     }
     if (optind != argc - 1)
         err_exit("Expecting one image file name");
-    struct block *top = open_image(argv[optind], co.fmt, co.image_opts, false, BLOCK_CACHE_WRITEBACK, 0);
+    /* as QEMU: an explicit base implies -d, since emptying the top would uncover the layers
+     * between it and the base */
+    if (base_name)
+        drop = true;
+    struct block *top = open_image(argv[optind], co.fmt, co.image_opts, drop, BLOCK_CACHE_WRITEBACK, 0);
     if (!top)
         return 1;
     struct block *bk = block_backing(top);
+    int depth = 1;
     if (!bk) {
         block_close(top);
         err_exit("Image does not have a backing file");
     }
+    if (base_name && !(bk = find_in_chain(top, base_name, &depth))) {
+        block_close(top);
+        err_exit("Did not find '%s' in the backing chain of '%s'", base_name, argv[optind]);
+    }
+    /* past the end of a shorter layer above the base, top reads zeros whatever the base has */
+    uint64_t len = block_length(top), shortest = len;
+    for (struct block *b = block_backing(top); b && b != bk; b = block_backing(b))
+        if (block_length(b) < shortest)
+            shortest = block_length(b);
+    struct block_open_opts bo = { .cache = BLOCK_CACHE_UNSAFE };
     struct block_info ti;
     block_get_info(top, &ti);
-    struct block_open_opts bo = { .cache = BLOCK_CACHE_UNSAFE };
-    block_parse_format(ti.backing_format ? ti.backing_format : block_format_name(bk), &bo.format);
+    const char *bfmt = depth == 1 && ti.backing_format ? ti.backing_format : block_format_name(bk);
+    block_parse_format(bfmt, &bo.format);
     bo.secret = cli_default_secret(&bo.secret_len);
     char err[BLOCK_ERR_MAX];
+    char *base_path = strdup(block_filename(bk));
     struct block *base;
-    if (block_open(ti.backing_full, &bo, &base, err)) {
+    if (block_open(base_path, &bo, &base, err)) {
         block_close(top);
-        err_exit("Could not open '%s': %s", ti.backing_full, err);
+        err_exit("Could not open '%s': %s", base_path, err);
     }
-    uint64_t len = block_length(top);
+    free(base_path);
     int r = 0;
     if (block_length(base) < len)
         r = block_truncate(base, len, false);
@@ -1380,9 +1417,17 @@ static int cmd_commit(int argc, char **argv)
         uint64_t n;
         struct block_status st;
         uint64_t want = len - p < (2 << 20) ? len - p : (2 << 20);
-        if ((r = block_status_layer(top, p, want, &n, &st)))
+        if (p >= shortest) {
+            r = block_pwrite_zeroes(base, p, len - p, 0);
+            p = len;
             break;
-        if (st.flags & BLOCK_STATUS_ALLOCATED) {
+        }
+        if (want > shortest - p)
+            want = shortest - p;
+        if ((r = block_status_chain(top, p, want, &n, &st)))
+            break;
+        /* what a layer above the base decides goes down into it */
+        if ((st.flags & BLOCK_STATUS_ALLOCATED) && st.depth < depth) {
             if ((st.flags & BLOCK_STATUS_ZERO) && !(st.flags & BLOCK_STATUS_DATA))
                 r = block_pwrite_zeroes(base, p, n, 0);
             else if (!(r = block_pread(top, p, buf, n)))

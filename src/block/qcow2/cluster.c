@@ -669,6 +669,49 @@ static int write_zeros(struct qcow2_state *s, uint64_t off, uint64_t n)
     return r;
 }
 
+/* Part of a cluster: explicit zeros, except where it reads as zeros already. */
+static int zero_partial(struct qcow2_state *s, uint64_t off, uint64_t n)
+{
+    while (n) {
+        struct qcow2_map m;
+        int r = qcow2_map(s, off, n, &m);
+        if (r)
+            return r;
+        uint64_t k = m.bytes < n ? m.bytes : n;
+        if (!(m.type == QC_ZERO || (m.type == QC_UNALLOC && !s->bs->backing)) &&
+            (r = write_zeros(s, off, k)))
+            return r;
+        off += k;
+        n -= k;
+    }
+    return 0;
+}
+
+/* Extended L2: the whole subclusters of a partial range become zero subclusters (their zero
+ * bit set, allocation bit cleared, no data written, as QEMU does); the edges get explicit
+ * zeros. A compressed cluster has no bitmap: all explicit. */
+static int zero_subclusters(struct qcow2_state *s, uint64_t off, uint64_t n)
+{
+    uint64_t sc = s->sc_size, cstart = off & ~(uint64_t)(s->cluster_size - 1);
+    uint64_t a = (off + sc - 1) & ~(sc - 1), b = (off + n) & ~(sc - 1);
+    uint64_t e, bm;
+    int r;
+    if (b <= a)
+        return zero_partial(s, off, n);
+    /* the head first: writing it may allocate the cluster and change the entry */
+    if ((r = zero_partial(s, off, a - off)) || (r = get_entry(s, off, &e, &bm)))
+        return r;
+    if (e & QCOW2_OFLAG_COMPRESSED)
+        return zero_partial(s, a, off + n - a);
+    unsigned s0 = (unsigned)((a - cstart) >> s->sc_bits);
+    unsigned s1 = (unsigned)((b - cstart) >> s->sc_bits);     /* at most 32 */
+    uint64_t mask = ((1ull << s1) - 1) & ~((1ull << s0) - 1);
+    uint64_t nbm = (bm & ~mask) | (mask << 32);
+    if (nbm != bm && (r = set_entry(s, off, e, nbm)))
+        return r;
+    return zero_partial(s, b, off + n - b);
+}
+
 /* Zeroing (and discard, which frees clusters and may leave v2 ranges to the backing file). */
 int qcow2_zero(struct qcow2_state *s, uint64_t off, uint64_t len, bool unmap, int mode)
 {
@@ -681,17 +724,10 @@ int qcow2_zero(struct qcow2_state *s, uint64_t off, uint64_t len, bool unmap, in
         bool full = off == cstart && (cend <= end || end >= s->bs->size);
         uint64_t n = (cend < end ? cend : end) - off;
         if (!full) {
-            if (!discard) {
-                /* partial cluster: explicit zeros, unless it reads as zeros already */
-                struct qcow2_map m;
-                if ((r = qcow2_map(s, off, n, &m)))
-                    break;
-                if (m.type == QC_ZERO || (m.type == QC_UNALLOC && !s->bs->backing)) {
-                    n = m.bytes;
-                } else {
-                    r = write_zeros(s, off, n);
-                }
-            }
+            if (!discard && s->ext_l2)
+                r = zero_subclusters(s, off, n);
+            else if (!discard)
+                r = zero_partial(s, off, n);
             off += n;
             continue;
         }
