@@ -27,7 +27,7 @@ PY
 }
 qcheck() { qemu-img check "$@" >/dev/null 2>&1; }
 # reads with qemu-io, fails on any pattern mismatch
-qread() { local f=$1; shift; local a=(); for c in "$@"; do a+=(-c "$c"); done; local o=(); [[ $f == driver=* ]] && o=(--object secret,id=s0,data=pass0 --image-opts); qemu-io "${o[@]}" "${a[@]}" "$f" 2>&1 | grep -q "failed\|error" && return 1; return 0; }
+qread() { local f=$1 out; shift; local a=(); for c in "$@"; do a+=(-c "$c"); done; local o=(); [[ $f == driver=* ]] && o=(--object secret,id=s0,data=pass0 --image-opts); out=$(qemu-io "${o[@]}" "${a[@]}" "$f" 2>&1) || return 1; ! grep -qi "failed\|error\|can't open" <<<"$out"; }
 kread() { local f=$1; shift; local a=(--object secret,id=s0,data=pass0); for c in "$@"; do a+=(-c "$c"); done; "$QIO" "${a[@]}" "$f" >out.txt 2>&1 || { cat out.txt >&2; return 1; }; ! grep -q "failed" out.txt; }
 kwrite() { local f=$1; shift; local a=(); for c in "$@"; do a+=(-c "$c"); done; "$QIO" "${a[@]}" "$f" >out.txt 2>&1 || { cat out.txt >&2; return 1; }; }
 
