@@ -422,6 +422,31 @@ static void test_event_idx(void **state)
     assert_false(virtq_should_notify(&f->q));
 }
 
+/* A device that found the ring empty has asked for the next doorbell: with EVENT_IDX the driver
+ * rings only when avail_event says so, so an empty pop must publish it (or wait for ever). */
+static void test_empty_pop_arms_doorbell(void **state)
+{
+    struct qfx *f = *state;
+    virtq_start(&f->q, &f->m, NUM, f->desc, f->avail, f->used, true, false);
+    desc(f, f->desc, 0, BUF, 8, VIRTQ_DESC_F_WRITE, 0);
+    for (int i = 0; i < 3; i++)
+        publish(f, 0);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(virtq_pop(&f->q, &f->e), 1);
+    uint16_t ev;
+    memcpy(&ev, gp(f, f->used + 4 + 8 * NUM, 2), 2);
+    assert_int_equal(ev, 0);                    /* not touched while chains were there */
+    assert_int_equal(virtq_pop(&f->q, &f->e), 0);
+    memcpy(&ev, gp(f, f->used + 4 + 8 * NUM, 2), 2);
+    assert_int_equal(ev, 3);
+    /* without EVENT_IDX: NO_NOTIFY is cleared again */
+    virtq_start(&f->q, &f->m, NUM, f->desc, f->avail, f->used, false, false);
+    f->q.last_avail = f->avail_idx;
+    virtq_disable_notify(&f->q);
+    assert_int_equal(virtq_pop(&f->q, &f->e), 0);
+    assert_int_equal(((uint16_t *)gp(f, f->used, 2))[0], 0);
+}
+
 static void test_unpop(void **state)
 {
     struct qfx *f = *state;
@@ -463,7 +488,7 @@ int main(void)
         T(test_indirect_outside_ram), T(test_indirect_with_next), T(test_indirect_nested),
         T(test_indirect_loop), T(test_indirect_next_past_table), T(test_indirect_not_negotiated),
         T(test_indirect_not_head), T(test_indirect_max_chain), T(test_start_checks), T(test_notify_flags),
-        T(test_event_idx), T(test_unpop), T(test_elem_read_bounds),
+        T(test_event_idx), T(test_empty_pop_arms_doorbell), T(test_unpop), T(test_elem_read_bounds),
     };
     return cmocka_run_group_tests_name("virtio_queue", tests, NULL, NULL);
 }

@@ -55,6 +55,8 @@ void virtq_stop(struct virtq *q)
     memset(q, 0, sizeof(*q));
 }
 
+bool virtq_enable_notify(struct virtq *q);
+
 static int virtq_fail(struct virtq *q, const char *why)
 {
     q->broken = true;
@@ -103,8 +105,14 @@ int virtq_pop(struct virtq *q, struct virtq_elem *e)
         return 0;
     uint16_t avail_idx = __atomic_load_n(&q->avail[1], __ATOMIC_ACQUIRE);
     uint16_t pending = (uint16_t)(avail_idx - q->last_avail);
-    if (!pending)
-        return 0;
+    if (!pending) {
+        /* Empty: the driver must ring for the next chain (with EVENT_IDX it only rings when
+         * avail_event says so), and one added meanwhile must not be missed. */
+        if (!virtq_enable_notify(q))
+            return 0;
+        avail_idx = __atomic_load_n(&q->avail[1], __ATOMIC_ACQUIRE);
+        pending = (uint16_t)(avail_idx - q->last_avail);
+    }
     if (pending > q->num)
         return virtq_fail(q, "available index moved by more than the queue size");
     uint16_t head = avail_load(q, 2 + q->last_avail % q->num);

@@ -66,8 +66,9 @@ int virtq_start(struct virtq *q, struct machine *m, uint16_t num, uint64_t desc,
 /* Back to the reset state. */
 void virtq_stop(struct virtq *q);
 
-/* Takes the next available chain into e: 1, 0 when none is available, -EIO when the chain (or
- * the ring) is invalid: the queue is broken from then on and q->error says why. */
+/* Takes the next available chain into e: 1, 0 when none is available (driver notifications are
+ * on again then: the next chain rings the doorbell), -EIO when the chain (or the ring) is
+ * invalid: the queue is broken from then on and q->error says why. */
 int virtq_pop(struct virtq *q, struct virtq_elem *e);
 /* Gives the last n popped chains back (they were not used): net receive, out of buffers. */
 void virtq_unpop(struct virtq *q, unsigned n);
