@@ -40,6 +40,8 @@ CONFIGS = [
     ("512-tiny-cache", "cluster_size=512", False, "l2-cache-size=1k,refcount-cache-size=2k"),
     ("lazy-tiny-cache", "cluster_size=4k,lazy_refcounts=on", False,
      "l2-cache-size=8k,refcount-cache-size=16k"),
+    # over a backing file: COW from it, then commit into it and rebase onto another
+    ("backing", "cluster_size=4k", "backing"),
 ]
 
 
@@ -61,6 +63,9 @@ def steps(cs, snap, opts):
         ("scattered", ["write -P %d %d 3000" % (11 + i % 5, i * 397 * k + 7) for i in range(20)]
          + ["flush"]),
     ]
+    if snap == "backing":
+        return s + [("commit", ["commit", "{img}"]),
+                    ("rebase", ["rebase", "-b", "newback.qcow2", "-F", "qcow2", "{img}"])]
     if not snap:
         s.append(("resize-grow", ["resize", "{img}", "+8M"]))
         s.append(("after-resize", ["write -P 23 %d 70000" % (12 * MiB + 3000), "flush"]))
@@ -96,6 +101,8 @@ class Sim:
         self.snap_refs = {}
         self.snaps_compared = 0
         self.io_opts = None
+        self.aux = []
+        self.aux_states = {}
 
     def run(self, argv, check=True, **kw):
         p = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=120,
@@ -118,7 +125,7 @@ class Sim:
 
     def step_argv(self, step, img):
         name, what = step
-        if what[0] in ("snapshot", "resize", "amend", "commit"):
+        if what[0] in ("snapshot", "resize", "amend", "commit", "rebase"):
             if "{img}" in what:
                 return [self.qimg] + [img if w == "{img}" else w for w in what], None
             return [self.qimg] + what + [img], None
@@ -131,15 +138,29 @@ class Sim:
                            (img, self.io_opts)], what
         return argv + [img], what
 
+    def save_aux(self):
+        for a in self.aux:
+            shutil.copyfile(a, a + ".save")
+
+    def restore_aux(self):
+        """Backing files as they were when the step began (commit writes into them)."""
+        for a in self.aux:
+            shutil.copyfile(a + ".save", a)
+
     def states(self, step, base):
-        """Raw contents after each command of the step (run without a kill)."""
+        """Raw contents after each command of the step (run without a kill); for a tool step
+        also the backing files' contents before and after it (self.aux_states)."""
         argv, cmds = self.step_argv(step, base)
         out = [self.raw(base)]
+        self.aux_states = {a: [self.raw(a)] for a in self.aux}
         if cmds is None:
             tmp = base + ".prefix"
             shutil.copyfile(base, tmp)
             self.run(self.step_argv(step, tmp)[0])
             out.append(self.raw(tmp))
+            for a in self.aux:
+                self.aux_states[a].append(self.raw(a))
+            self.restore_aux()
             os.unlink(tmp)
             if "--shrink" in step[1]:
                 # the tail is discarded before the header says the new size (as QEMU does)
@@ -169,6 +190,7 @@ class Sim:
             n = sum(1 for l in f if "pwrite64(" in l)
         os.unlink(log)
         os.unlink(tmp)
+        self.restore_aux()
         return n
 
     def report(self, ok, name, why=""):
@@ -208,6 +230,7 @@ class Sim:
         name = "crash %s/%s kill@pwrite#%d" % (cfg, step[0], kill_at)
         img = os.path.join(self.work, "crash.qcow2")
         shutil.copyfile(base, img)
+        self.restore_aux()
         argv, cmds = self.step_argv(step, img)
         p = self.run(["strace", "-f", "-o", "/dev/null", "-e",
                       "inject=pwrite64:signal=KILL:when=%d" % kill_at] + argv, check=False)
@@ -225,6 +248,15 @@ class Sim:
             ok, why = self.qcheck(img)
             if not ok:
                 self.report(False, name + ": qemu-img check", why)
+                return
+        for a in self.aux:
+            ok, why = self.qcheck(a)
+            if not ok:
+                self.report(False, name + ": qemu-img check " + os.path.basename(a), why)
+                return
+            why = self.verify_sectors(self.raw(a), self.aux_states[a])
+            if why:
+                self.report(False, name + ": contents of " + os.path.basename(a), why)
                 return
         data = self.raw(img)
         why = self.verify_sectors(data, allowed)
@@ -296,7 +328,20 @@ class Sim:
         self.run([self.qimg, "create", "-q", "-f", "qcow2", "-o", opts, base, str(SIZE)])
         self.run([self.qio, "-c", "write -P 1 0 1M", "-c", "write -P 1 4M 512k", base])
         self.snap_refs = {}
-        if snap:
+        self.aux = []
+        if snap == "backing":
+            back = os.path.join(self.work, "back.qcow2")
+            newback = os.path.join(self.work, "newback.qcow2")
+            self.run([self.qimg, "create", "-q", "-f", "qcow2", "-o", opts, back, str(SIZE)])
+            self.run([self.qio, "-c", "write -P 30 2M 1M", "-c", "write -P 31 5M 512k", back])
+            self.run([self.qimg, "create", "-q", "-f", "qcow2", newback, str(SIZE)])
+            self.run([self.qio, "-c", "write -P 40 1536k 1M", newback])
+            os.unlink(base)
+            self.run([self.qimg, "create", "-q", "-f", "qcow2", "-o", opts, "-b", "back.qcow2",
+                      "-F", "qcow2", base, str(SIZE)])
+            self.run([self.qio, "-c", "write -P 1 0 1M", "-c", "write -P 1 4M 512k", base])
+            self.aux = [back, newback]
+        elif snap:
             self.run([self.qimg, "snapshot", "-c", "s1", base])
             self.snap_refs["s1"] = self.raw(base)
             self.run([self.qio, "-c", "write -P 20 64k 64k", base])
@@ -304,6 +349,7 @@ class Sim:
         cs = int(m.group(1)) * (1024 if m.group(2) else 1) if m else 65536
         for step in steps(cs, snap, opts):
             argv, _ = self.step_argv(step, base)
+            self.save_aux()
             states, flushes = self.states(step, base)
             n = self.count_pwrites(step, base)
             points = list(range(1, n + 1))
@@ -312,6 +358,7 @@ class Sim:
             for k in points:
                 self.one(cfg, step, base, states, flushes, k)
             # the next step starts from this one's complete result
+            self.restore_aux()
             self.run(argv)
             if step[1][0] == "snapshot" and step[1][1] == "-c":
                 self.snap_refs[step[1][2]] = states[0]
