@@ -92,7 +92,13 @@ static int open_depth(const char *path, const struct block_open_opts *o, int dep
     bs->read_only = o->read_only;
     bs->cache = o->cache;
     bs->chain_depth = depth;
-    int r = bfile_open(&bs->file, path, o->read_only, o->cache, err);
+    if (o->force_share && !o->read_only) {
+        free(bs->filename);
+        free(bs);
+        return block_seterr(err, -EINVAL, "force-share=on can only be used with read-only "
+                            "images");
+    }
+    int r = bfile_open(&bs->file, path, o->read_only, o->cache, o->force_share, err);
     if (r)
         goto fail;
     enum block_format fmt = o->format;
@@ -111,6 +117,9 @@ fail_io:
 fail:
     bfile_close(&bs->file);
     free(bs->filename);
+    free(bs->backing_name);
+    free(bs->backing_full);
+    free(bs->backing_fmt);
     free(bs);
     return r;
 }
@@ -127,6 +136,7 @@ int block_open_backing(struct block *bs, const char *name, const char *fmt,
     struct block_open_opts bo = { 0 };
     bo.read_only = true;
     bo.cache = o ? o->cache : BLOCK_CACHE_WRITEBACK;
+    bo.force_share = o && o->force_share;
     if (bo.cache == BLOCK_CACHE_NONE || bo.cache == BLOCK_CACHE_DIRECTSYNC)
         bo.cache = BLOCK_CACHE_NONE;
     else
@@ -276,6 +286,35 @@ int block_pwrite_compressed(struct block *bs, uint64_t off, const void *buf, siz
         return r;
     pthread_mutex_lock(&bs->lock);
     r = after_write(bs, bs->drv->pwrite_compressed(bs, off, buf, len));
+    pthread_mutex_unlock(&bs->lock);
+    return r;
+}
+
+long block_compress(struct block *bs, const void *buf, size_t len, void *out)
+{
+    struct qcow2_state *s = block_qcow2(bs);
+    if (!s)
+        return -ENOTSUP;
+    if (len > s->cluster_size)
+        return -EINVAL;
+    return qcow2_compress(s, buf, len, out);
+}
+
+int block_pwrite_precompressed(struct block *bs, uint64_t off, const void *buf, size_t len,
+                               const void *cdata, long clen)
+{
+    struct qcow2_state *s = block_qcow2(bs);
+    if (bs->read_only)
+        return -EROFS;
+    if (!s)
+        return -ENOTSUP;
+    int r = check_range(bs, off, len);
+    if (r || !len)
+        return r;
+    if (s->incompat & QCOW2_INCOMPAT_CORRUPT)
+        return -EACCES;
+    pthread_mutex_lock(&bs->lock);
+    r = after_write(bs, qcow2_write_compressed_data(s, off, buf, len, cdata, clen));
     pthread_mutex_unlock(&bs->lock);
     return r;
 }

@@ -46,6 +46,9 @@ struct block_open_opts {
     size_t secret_len;
     bool no_repair;           /* skip that repair (qkvm-img check opens this way) */
     bool metadata_only;       /* info/check: encrypted images open without a secret, no I/O */
+    bool force_share;         /* -U: a reader that lets others write (no lock against them) */
+    uint64_t l2_cache_bytes;  /* qcow2 metadata caches (0: the L2 cache covers the image) */
+    uint64_t refcount_cache_bytes;
 };
 
 struct block;
@@ -53,6 +56,10 @@ struct block;
 /* Opens path. err (BLOCK_ERR_MAX bytes, may be NULL) receives a one-line reason on failure. */
 int block_open(const char *path, const struct block_open_opts *opts, struct block **out,
                char *err);
+/* Images are locked as QEMU locks them: one writer and no reader that refuses sharing, or
+ * any number of readers. Before a tool replaces a file (create), it asks whether some other
+ * process uses it: 0, or -EBUSY with a one-line reason in err. */
+int block_check_unused(const char *path, char *err);
 /* Flushes and closes; returns the flush result. bs may be NULL. */
 int block_close(struct block *bs);
 
@@ -64,6 +71,13 @@ int block_pwritev(struct block *bs, uint64_t off, const struct iovec *iov, int i
 /* Writes a compressed cluster (qcow2 only; off and len cluster-aligned, len a cluster or the
  * image's tail). */
 int block_pwrite_compressed(struct block *bs, uint64_t off, const void *buf, size_t len);
+/* The same in two steps, so the compression (the slow part) can run on several threads:
+ * block_compress takes no lock and changes nothing; it puts the compressed form of buf in out
+ * (cluster_size bytes) and returns its length, 0 when it would not shrink, or -errno.
+ * block_pwrite_precompressed then stores it at off (for 0, buf as it is). qcow2 only. */
+long block_compress(struct block *bs, const void *buf, size_t len, void *out);
+int block_pwrite_precompressed(struct block *bs, uint64_t off, const void *buf, size_t len,
+                               const void *cdata, long clen);
 
 #define BLOCK_ZERO_MAY_UNMAP 1u   /* the zeroed range may be deallocated */
 int block_pwrite_zeroes(struct block *bs, uint64_t off, uint64_t len, unsigned flags);

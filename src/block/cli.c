@@ -108,6 +108,9 @@ int cli_parse_image_opts(const char *spec, char **path, struct block_open_opts *
     const char *sec = keyval_get(&l, "encrypt.key-secret");
     const char *bk = keyval_get(&l, "backing");
     const char *ro = keyval_get(&l, "read-only");
+    const char *l2c = keyval_get(&l, "l2-cache-size");
+    const char *rbc = keyval_get(&l, "refcount-cache-size");
+    const char *share = keyval_get(&l, "force-share");
     keyval_get(&l, "file.driver");
     if (drv && block_parse_format(drv, &o->format) && strcmp(drv, "file")) {
         r = block_seterr(err, -EINVAL, "Unknown driver '%s'", drv);
@@ -130,6 +133,16 @@ int cli_parse_image_opts(const char *spec, char **path, struct block_open_opts *
         bool b;
         if (!parse_bool(ro, &b))
             o->read_only = b;
+    }
+    if ((l2c && parse_size(l2c, 1, &o->l2_cache_bytes)) ||
+        (rbc && parse_size(rbc, 1, &o->refcount_cache_bytes))) {
+        r = block_seterr(err, -EINVAL, "Invalid cache size");
+        goto out;
+    }
+    if (share) {
+        bool b;
+        if (!parse_bool(share, &b))
+            o->force_share = b;
     }
     if (keyval_unused(&l)) {
         r = block_seterr(err, -EINVAL, "Invalid parameter '%s'", keyval_unused(&l));

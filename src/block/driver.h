@@ -16,10 +16,16 @@ struct bfile {
     bool no_flush;   /* cache=unsafe */
     bool sync_each;  /* cache=writethrough/directsync */
     unsigned align;
+    struct lockfile *lock;   /* lock.c: QEMU's lock bytes held for this open */
+    unsigned lock_perm, lock_unshared;
 };
 
 int bfile_open(struct bfile *f, const char *path, bool read_only, enum block_cache cache,
-               char *err);
+               bool force_share, char *err);
+/* Takes QEMU's lock bytes for a reader or a writer (lock.c); -EBUSY with a one-line reason
+ * when another process (qkvm or QEMU) holds a conflicting one. */
+int bfile_lock(struct bfile *f, const char *path, bool write, bool force_share, char *err);
+void bfile_unlock(struct bfile *f);
 void bfile_close(struct bfile *f);
 int bfile_pread(struct bfile *f, uint64_t off, void *buf, size_t len);
 int bfile_pwrite(struct bfile *f, uint64_t off, const void *buf, size_t len);

@@ -10,7 +10,7 @@
 #include "block/driver.h"
 
 int bfile_open(struct bfile *f, const char *path, bool read_only, enum block_cache cache,
-               char *err)
+               bool force_share, char *err)
 {
     int flags = (read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC;
     *f = (struct bfile){ .fd = -1, .read_only = read_only, .align = 1 };
@@ -33,11 +33,17 @@ int bfile_open(struct bfile *f, const char *path, bool read_only, enum block_cac
         f->fd = -1;
         return block_seterr(err, -EISDIR, "Could not open '%s': Is a directory", path);
     }
-    return 0;
+    int r = bfile_lock(f, path, !read_only, force_share, err);
+    if (r) {
+        close(f->fd);
+        f->fd = -1;
+    }
+    return r;
 }
 
 void bfile_close(struct bfile *f)
 {
+    bfile_unlock(f);
     if (f->fd >= 0)
         close(f->fd);
     f->fd = -1;

@@ -5,6 +5,8 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <limits.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,13 +35,16 @@ struct common {
     bool quiet;
 };
 
+/* -U: read-only opens let other processes write (QEMU's force-share) */
+static bool force_share;
+
 static int handle_common(int c, const char *arg, struct common *co)
 {
     char err[BLOCK_ERR_MAX];
     switch (c) {
     case 'f': co->fmt = arg; return 1;
     case 'q': co->quiet = true; return 1;
-    case 'U': return 1;
+    case 'U': force_share = true; return 1;
     case OPT_IMAGE_OPTS: co->image_opts = true; return 1;
     case OPT_OUTPUT:
         if (!strcmp(arg, "json"))
@@ -63,7 +68,8 @@ static int handle_common(int c, const char *arg, struct common *co)
 static struct block *open_image(const char *name, const char *fmt, bool image_opts, bool ro,
                                 enum block_cache cache, unsigned extra)
 {
-    struct block_open_opts o = { .read_only = ro, .cache = cache };
+    struct block_open_opts o = { .read_only = ro, .cache = cache,
+                                 .force_share = ro && force_share };
     char err[BLOCK_ERR_MAX];
     char *path = (char *)name;
     if (extra & 1)
@@ -255,6 +261,10 @@ static int create_image(const char *fmt, const char *path, struct create_opts *c
         if (r)
             log_error("%s: %s", path, err);
         return r;
+    }
+    if (block_check_unused(path, err)) {
+        log_error("%s: %s", path, err);
+        return -EBUSY;
     }
     FILE *f = fopen(path, "w");
     if (!f) {
@@ -700,6 +710,66 @@ static void progress(double pct)
     fflush(stdout);
 }
 
+/* Compression of a chunk's clusters on several threads (zlib is the slow part of convert -c,
+ * as QEMU's compress threads know); the writes then go in order. */
+struct compress_job {
+    struct block *bs;
+    const uint8_t *buf;
+    uint64_t n, cs;
+    uint8_t *out;
+    long *len;          /* per cluster: compressed length, 0 plain, <0 error; LONG_MIN skip */
+    unsigned next;
+};
+
+static void *compress_worker(void *p)
+{
+    struct compress_job *j = p;
+    uint64_t k = (j->n + j->cs - 1) / j->cs;
+    for (;;) {
+        uint64_t i = __atomic_fetch_add(&j->next, 1, __ATOMIC_RELAXED);
+        if (i >= k)
+            return NULL;
+        if (j->len[i] == LONG_MIN)
+            continue;
+        uint64_t q = i * j->cs, l = j->n - q < j->cs ? j->n - q : j->cs;
+        j->len[i] = block_compress(j->bs, j->buf + q, l, j->out + q);
+    }
+}
+
+static int compress_chunk(struct block *bs, uint64_t off, const uint8_t *buf, uint64_t n,
+                          uint64_t cs, bool zero_init, uint8_t *cbuf, long *clen)
+{
+    struct compress_job j = { .bs = bs, .buf = buf, .n = n, .cs = cs, .out = cbuf, .len = clen };
+    uint64_t k = (n + cs - 1) / cs;
+    for (uint64_t i = 0; i < k; i++) {
+        uint64_t q = i * cs, l = n - q < cs ? n - q : cs;
+        clen[i] = zero_init && is_zero(buf + q, l) ? LONG_MIN : 0;
+    }
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    int nt = ncpu < 1 ? 1 : ncpu > 8 ? 8 : (int)ncpu;
+    if ((uint64_t)nt > k)
+        nt = (int)k;
+    pthread_t t[8];
+    int started = 0;
+    for (int i = 1; i < nt; i++)
+        if (pthread_create(&t[started], NULL, compress_worker, &j) == 0)
+            started++;
+    compress_worker(&j);
+    for (int i = 0; i < started; i++)
+        pthread_join(t[i], NULL);
+    for (uint64_t i = 0; i < k; i++) {
+        if (clen[i] == LONG_MIN)
+            continue;
+        if (clen[i] < 0)
+            return (int)clen[i];
+        uint64_t q = i * cs, l = n - q < cs ? n - q : cs;
+        int r = block_pwrite_precompressed(bs, off + q, buf + q, l, cbuf + q, clen[i]);
+        if (r)
+            return r;
+    }
+    return 0;
+}
+
 static int cmd_convert(int argc, char **argv)
 {
     struct common co = { 0 };
@@ -798,6 +868,8 @@ static int cmd_convert(int argc, char **argv)
         chunk = cs;
     bool zero_init = !noc && !block_backing(out) && !obacking;
     uint8_t *buf = malloc(chunk);
+    uint8_t *cbuf = compress ? malloc(chunk) : NULL;
+    long *clen = compress ? calloc(chunk / cs + 1, sizeof(*clen)) : NULL;
     uint64_t done = 0, doff = 0;
     int r = 0;
     if (prog)
@@ -828,12 +900,7 @@ static int cmd_convert(int argc, char **argv)
                 if ((r = block_pread(sb, p, buf, n)))
                     break;
                 if (compress) {
-                    for (uint64_t q = 0; q < n && !r; q += cs) {
-                        uint64_t l = n - q < cs ? n - q : cs;
-                        if (zero_init && is_zero(buf + q, l))
-                            continue;
-                        r = block_pwrite_compressed(out, doff + p + q, buf + q, l);
-                    }
+                    r = compress_chunk(out, doff + p, buf, n, cs, zero_init, cbuf, clen);
                 } else if (sparse) {
                     /* write the non-zero pieces, skip (or zero) the zero ones */
                     uint64_t g = sparse < 512 ? 512 : sparse;
@@ -865,6 +932,8 @@ static int cmd_convert(int argc, char **argv)
         doff += len;
     }
     free(buf);
+    free(cbuf);
+    free(clen);
     if (r) {
         log_error("error while writing at byte %" PRIu64 ": %s", done, strerror(-r));
         block_close(out);
@@ -1258,10 +1327,29 @@ static int cmd_snapshot(int argc, char **argv)
 
 /* ---- commit ---- */
 
+/* The layer of top's backing chain that name designates (by file identity, name taken as given
+ * or relative to top's directory), its depth in *depth; NULL if none. */
+static struct block *find_in_chain(struct block *top, const char *name, int *depth)
+{
+    struct stat want, st;
+    char *rel = block_path_relative_to(block_filename(top), name);
+    bool ok = stat(name, &want) == 0 || (rel && stat(rel, &want) == 0);
+    free(rel);
+    if (!ok)
+        return NULL;
+    *depth = 1;
+    for (struct block *b = block_backing(top); b; b = block_backing(b), (*depth)++)
+        if (stat(block_filename(b), &st) == 0 && st.st_dev == want.st_dev &&
+            st.st_ino == want.st_ino)
+            return b;
+    return NULL;
+}
+
 static int cmd_commit(int argc, char **argv)
 {
     struct common co = { 0 };
     bool drop = false, prog = false;
+    const char *base_name = NULL;
     static const struct option lo[] = {
         { "object", required_argument, 0, OPT_OBJECT }, { "image-opts", no_argument, 0, OPT_IMAGE_OPTS },
         { 0, 0, 0, 0 } };
@@ -1270,39 +1358,57 @@ static int cmd_commit(int argc, char **argv)
         int h = handle_common(ch, optarg, &co);
         if (h < 0)
             return 1;
-        if (h || ch == 't' || ch == 'b' || ch == 'r')
+        if (h || ch == 't' || ch == 'r')
             continue;
         if (ch == 'd')
             drop = true;
         else if (ch == 'p')
             prog = true;
+        else if (ch == 'b')
+            base_name = optarg;
         else {
-            printf("Usage: qkvm-img commit [-f fmt] [-d] [-p] filename\n");
+            printf("Usage: qkvm-img commit [-f fmt] [-b base] [-d] [-p] filename\n");
             return ch == 'h' ? 0 : 1;
         }
     }
     if (optind != argc - 1)
         err_exit("Expecting one image file name");
-    struct block *top = open_image(argv[optind], co.fmt, co.image_opts, false, BLOCK_CACHE_WRITEBACK, 0);
+    /* as QEMU: an explicit base implies -d, since emptying the top would uncover the layers
+     * between it and the base */
+    if (base_name)
+        drop = true;
+    struct block *top = open_image(argv[optind], co.fmt, co.image_opts, drop, BLOCK_CACHE_WRITEBACK, 0);
     if (!top)
         return 1;
     struct block *bk = block_backing(top);
+    int depth = 1;
     if (!bk) {
         block_close(top);
         err_exit("Image does not have a backing file");
     }
+    if (base_name && !(bk = find_in_chain(top, base_name, &depth))) {
+        block_close(top);
+        err_exit("Did not find '%s' in the backing chain of '%s'", base_name, argv[optind]);
+    }
+    /* past the end of a shorter layer above the base, top reads zeros whatever the base has */
+    uint64_t len = block_length(top), shortest = len;
+    for (struct block *b = block_backing(top); b && b != bk; b = block_backing(b))
+        if (block_length(b) < shortest)
+            shortest = block_length(b);
+    struct block_open_opts bo = { .cache = BLOCK_CACHE_UNSAFE };
     struct block_info ti;
     block_get_info(top, &ti);
-    struct block_open_opts bo = { .cache = BLOCK_CACHE_UNSAFE };
-    block_parse_format(ti.backing_format ? ti.backing_format : block_format_name(bk), &bo.format);
+    const char *bfmt = depth == 1 && ti.backing_format ? ti.backing_format : block_format_name(bk);
+    block_parse_format(bfmt, &bo.format);
     bo.secret = cli_default_secret(&bo.secret_len);
     char err[BLOCK_ERR_MAX];
+    char *base_path = strdup(block_filename(bk));
     struct block *base;
-    if (block_open(ti.backing_full, &bo, &base, err)) {
+    if (block_open(base_path, &bo, &base, err)) {
         block_close(top);
-        err_exit("Could not open '%s': %s", ti.backing_full, err);
+        err_exit("Could not open '%s': %s", base_path, err);
     }
-    uint64_t len = block_length(top);
+    free(base_path);
     int r = 0;
     if (block_length(base) < len)
         r = block_truncate(base, len, false);
@@ -1311,9 +1417,17 @@ static int cmd_commit(int argc, char **argv)
         uint64_t n;
         struct block_status st;
         uint64_t want = len - p < (2 << 20) ? len - p : (2 << 20);
-        if ((r = block_status_layer(top, p, want, &n, &st)))
+        if (p >= shortest) {
+            r = block_pwrite_zeroes(base, p, len - p, 0);
+            p = len;
             break;
-        if (st.flags & BLOCK_STATUS_ALLOCATED) {
+        }
+        if (want > shortest - p)
+            want = shortest - p;
+        if ((r = block_status_chain(top, p, want, &n, &st)))
+            break;
+        /* what a layer above the base decides goes down into it */
+        if ((st.flags & BLOCK_STATUS_ALLOCATED) && st.depth < depth) {
             if ((st.flags & BLOCK_STATUS_ZERO) && !(st.flags & BLOCK_STATUS_DATA))
                 r = block_pwrite_zeroes(base, p, n, 0);
             else if (!(r = block_pread(top, p, buf, n)))

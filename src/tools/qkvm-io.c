@@ -376,6 +376,16 @@ static int run_command(const char *cmdline)
         } else if ((r = block_truncate(bs, sz, true))) {
             printf("truncate: %s\n", strerror(-r));
         }
+    } else if (!strcmp(c, "sleep")) {
+        uint64_t ms;
+        if (argc != 2 || parse_u64(argv[1], 10, UINT32_MAX, &ms)) {
+            fprintf(stderr, "sleep: invalid arguments\n");
+            r = -EINVAL;
+        } else {
+            fflush(stdout);
+            struct timespec ts = { (time_t)(ms / 1000), (long)(ms % 1000) * 1000000 };
+            nanosleep(&ts, NULL);
+        }
     } else if (!strcmp(c, "quit") || !strcmp(c, "q")) {
         r = 0;
     } else {
@@ -390,7 +400,7 @@ static void usage(void)
 {
     printf("Usage: qkvm-io [OPTIONS]... [-c STRING]... [file]\n"
            "  -c, --cmd STRING     run a command (read, write, readv, writev, discard, map,\n"
-           "                       alloc, flush, info, length, truncate)\n"
+           "                       alloc, flush, info, length, truncate, sleep)\n"
            "  -f, --format FMT     image format (raw, qcow2)\n"
            "  -r, --read-only      open read-only\n"
            "  -n, --nocache        cache=none\n"
@@ -442,7 +452,8 @@ int main(int argc, char **argv)
             }
             break;
         case 'I': image_opts = true; break;
-        case 'U': case 'q': break;
+        case 'U': o.force_share = true; break;
+        case 'q': break;
         case 'h': usage(); return 0;
         default: usage(); return 1;
         }

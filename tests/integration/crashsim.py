@@ -36,10 +36,14 @@ CONFIGS = [
     ("512-refcount64", "cluster_size=512,refcount_bits=64", False),
     ("snapshot", "cluster_size=4k", True),
     ("lazy-snapshot-extl2", "cluster_size=16k,lazy_refcounts=on,extended_l2=on", True),
+    # caches of two L2 tables and four refcount blocks: every path that evicts
+    ("512-tiny-cache", "cluster_size=512", False, "l2-cache-size=1k,refcount-cache-size=2k"),
+    ("lazy-tiny-cache", "cluster_size=4k,lazy_refcounts=on", False,
+     "l2-cache-size=8k,refcount-cache-size=16k"),
 ]
 
 
-def steps(cs, snap):
+def steps(cs, snap, opts):
     """Each step: (name, commands for one qkvm-io process) or (name, argv of a tool)."""
     k = 1024
     s = [
@@ -57,8 +61,25 @@ def steps(cs, snap):
         ("scattered", ["write -P %d %d 3000" % (11 + i % 5, i * 397 * k + 7) for i in range(20)]
          + ["flush"]),
     ]
-    if snap and os.environ.get("QKVM_CRASH_SNAPSHOT_OPS"):
+    if not snap:
+        s.append(("resize-grow", ["resize", "{img}", "+8M"]))
+        s.append(("after-resize", ["write -P 23 %d 70000" % (12 * MiB + 3000), "flush"]))
+        s.append(("resize-shrink", ["resize", "--shrink", "{img}", "-8M"]))
+    if "compat=0.10" in opts:
+        s.append(("amend-upgrade", ["amend", "-o", "compat=1.1", "{img}"]))
+    elif not snap and "extended_l2" not in opts and "refcount_bits" not in opts:
+        s.append(("zero-clusters", ["write -z 6M 512k", "flush"]))
+        lazy = "lazy_refcounts=on" in opts
+        s.append(("amend-lazy", ["amend", "-o", "lazy_refcounts=" + ("off" if lazy else "on"),
+                                 "{img}"]))
+        if not lazy:
+            s.append(("amend-lazy-off", ["amend", "-o", "lazy_refcounts=off", "{img}"]))
+        s.append(("amend-downgrade", ["amend", "-o", "compat=0.10", "{img}"]))
+    if snap:
         s.append(("snapshot-create", ["snapshot", "-c", "s2"]))
+        s.append(("snapshot-apply", ["snapshot", "-a", "s1"]))
+        s.append(("write-after-apply", ["write -P 21 0 200k", "flush", "write -P 22 %d 4096" %
+                                        (5 * MiB + 1000), "flush"]))
         s.append(("snapshot-delete", ["snapshot", "-d", "s1"]))
     return s
 
@@ -72,6 +93,9 @@ class Sim:
         self.per_step = per_step
         self.everything = everything
         self.passed = self.failed = 0
+        self.snap_refs = {}
+        self.snaps_compared = 0
+        self.io_opts = None
 
     def run(self, argv, check=True, **kw):
         p = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=120,
@@ -94,12 +118,17 @@ class Sim:
 
     def step_argv(self, step, img):
         name, what = step
-        if what[0].startswith("-") or what[0] in ("snapshot", "resize", "amend", "commit"):
+        if what[0] in ("snapshot", "resize", "amend", "commit"):
+            if "{img}" in what:
+                return [self.qimg] + [img if w == "{img}" else w for w in what], None
             return [self.qimg] + what + [img], None
         # line-buffered, so the commands done before the kill are seen
         argv = ["stdbuf", "-oL", self.qio]
         for c in what:
             argv += ["-c", c, "-c", "length"]
+        if self.io_opts:
+            return argv + ["--image-opts", "driver=qcow2,file.filename=%s,%s" %
+                           (img, self.io_opts)], what
         return argv + [img], what
 
     def states(self, step, base):
@@ -107,7 +136,16 @@ class Sim:
         argv, cmds = self.step_argv(step, base)
         out = [self.raw(base)]
         if cmds is None:
-            return out, [False]
+            tmp = base + ".prefix"
+            shutil.copyfile(base, tmp)
+            self.run(self.step_argv(step, tmp)[0])
+            out.append(self.raw(tmp))
+            os.unlink(tmp)
+            if "--shrink" in step[1]:
+                # the tail is discarded before the header says the new size (as QEMU does)
+                out.insert(1, out[0][:len(out[1])] + bytes(len(out[0]) - len(out[1])))
+                return out, [False, False, True]
+            return out, [False, True]
         flushes = [False]
         for i in range(len(cmds)):
             tmp = base + ".prefix"
@@ -156,9 +194,10 @@ class Sim:
     def verify_sectors(self, data, allowed):
         if any(data == a for a in allowed):
             return None
-        if len(data) != SIZE:
-            return "size %d" % len(data)
-        for off in range(0, SIZE, SEC):
+        allowed = [a for a in allowed if len(a) == len(data)]
+        if not allowed:
+            return "virtual size %d is none of the states'" % len(data)
+        for off in range(0, len(data), SEC):
             piece = data[off:off + SEC]
             if not any(piece == a[off:off + SEC] for a in allowed):
                 return "sector at %d reads %s..., none of the %d allowed states" % (
@@ -180,7 +219,7 @@ class Sim:
             done = 0
         # states a sector may show: from the last completed flush up to the command in flight
         lo = max([j for j in range(done + 1) if flushes[j]] + [0])
-        allowed = states[lo:done + 2]
+        allowed = states[lo:done + 2] if cmds is not None else states
         lazy_dirty = self.header_dirty(img)
         if not lazy_dirty:
             ok, why = self.qcheck(img)
@@ -219,18 +258,51 @@ class Sim:
         if self.raw(img) != bytes(want):
             self.report(False, name + ": after the next writer", "contents differ")
             return
+        why = self.verify_snapshots(img, step)
+        if why:
+            self.report(False, name + ": snapshots", why)
+            return
         self.report(True, name)
 
-    def config(self, cfg, opts, snap):
+    def verify_snapshots(self, img, step):
+        """Every snapshot reads as it did when taken; only the one being created or deleted
+        may be missing."""
+        if not self.snap_refs:
+            return None
+        out = self.run(["qemu-img", "snapshot", "-U", "-l", img]).stdout.decode()
+        names = [l.split()[1] for l in out.splitlines()[2:] if len(l.split()) > 1]
+        what = step[1]
+        optional = what[2] if what[0] == "snapshot" and what[1] in ("-c", "-d") else None
+        for n in self.snap_refs:
+            if n not in names and n != optional:
+                return "snapshot %s is gone" % n
+        for n in names:
+            if n not in self.snap_refs and n != optional:
+                return "unknown snapshot %s" % n
+            tmp = img + ".snap.raw"
+            self.run(["qemu-img", "convert", "-U", "-l", "snapshot.name=" + n, "-O", "raw",
+                      img, tmp])
+            with open(tmp, "rb") as f:
+                data = f.read()
+            os.unlink(tmp)
+            if n in self.snap_refs and data != self.snap_refs[n]:
+                return "snapshot %s reads differently" % n
+            self.snaps_compared += 1
+        return None
+
+    def config(self, cfg, opts, snap, io_opts=None):
+        self.io_opts = io_opts
         base = os.path.join(self.work, "base.qcow2")
         self.run([self.qimg, "create", "-q", "-f", "qcow2", "-o", opts, base, str(SIZE)])
         self.run([self.qio, "-c", "write -P 1 0 1M", "-c", "write -P 1 4M 512k", base])
+        self.snap_refs = {}
         if snap:
             self.run([self.qimg, "snapshot", "-c", "s1", base])
+            self.snap_refs["s1"] = self.raw(base)
             self.run([self.qio, "-c", "write -P 20 64k 64k", base])
         m = re.search(r"cluster_size=(\d+)(k?)", opts)
         cs = int(m.group(1)) * (1024 if m.group(2) else 1) if m else 65536
-        for step in steps(cs, snap):
+        for step in steps(cs, snap, opts):
             argv, _ = self.step_argv(step, base)
             states, flushes = self.states(step, base)
             n = self.count_pwrites(step, base)
@@ -241,6 +313,10 @@ class Sim:
                 self.one(cfg, step, base, states, flushes, k)
             # the next step starts from this one's complete result
             self.run(argv)
+            if step[1][0] == "snapshot" and step[1][1] == "-c":
+                self.snap_refs[step[1][2]] = states[0]
+            if step[1][0] == "snapshot" and step[1][1] == "-d":
+                del self.snap_refs[step[1][2]]
 
 
 def verify_log(raw_path, start_log, done_log, length):
@@ -302,13 +378,15 @@ def main():
         i += 1
     print("# crashsim seed %d (QKVM_CRASH_SEED=%d reproduces)" % (seed, seed))
     sim = Sim(build, work, seed, per_step, everything)
-    for cfg, opts, snap in CONFIGS:
-        if only and cfg != only:
+    for c in CONFIGS:
+        if only and c[0] != only:
             continue
         try:
-            sim.config(cfg, opts, snap)
+            sim.config(*c)
         except Exception as e:  # a setup step failed: one failure, go on
-            sim.report(False, "crash %s: setup" % cfg, str(e)[:300])
+            sim.report(False, "crash %s: setup" % c[0], str(e)[:300])
+    print("# %d crash points, %d snapshot contents compared" % (sim.passed + sim.failed,
+                                                              sim.snaps_compared))
     return 0
 
 

@@ -13,7 +13,7 @@ command -v qemu-img >/dev/null || { skip img-crash "qemu-img not installed"; exi
 command -v python3 >/dev/null || { skip img-crash "python3 not installed"; exit 0; }
 cd "$TMP"
 set -m   # each writer loop in its own process group, killed whole (no writer outlives it)
-rounds=5; [ -n "${QKVM_LONG:-}" ] && rounds=40
+rounds=4; [ -n "${QKVM_LONG:-}" ] && rounds=40
 LEN=70000
 for opts in "cluster_size=64k" "cluster_size=4k,refcount_bits=1" "lazy_refcounts=on" \
             "extended_l2=on"; do

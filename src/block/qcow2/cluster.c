@@ -48,7 +48,7 @@ static int l2_table(struct qcow2_state *s, uint64_t off, uint8_t **l2)
     uint64_t t = e & QCOW2_OFFSET_MASK;
     if (!t)
         return 0;
-    if ((t & (s->cluster_size - 1)) || t < s->cluster_size)
+    if ((t & (s->cluster_size - 1)) || t < s->cluster_size || qcow2_check_in_file(s, t))
         return -EIO;
     return qcow2_cache_get(&s->l2_cache, t, false, l2);
 }
@@ -67,10 +67,15 @@ static void entry_set(struct qcow2_state *s, uint8_t *l2, uint32_t i, uint64_t e
         be64_put(l2 + (size_t)i * s->l2_entry_bytes + 8, bm);
 }
 
-/* What one cluster (or subcluster sc) is. host: its host cluster offset (NORMAL, or ZERO with
- * a preallocated cluster). */
-static int classify(struct qcow2_state *s, uint64_t e, uint64_t bm, unsigned sc,
-                    enum qcow2_ctype *t, uint64_t *host)
+uint64_t qcow2_compressed_entry(struct qcow2_state *s, uint64_t host, uint64_t len)
+{
+    unsigned x = 62 - (s->cluster_bits - 8);
+    uint64_t nsec = ((host + len + 511) >> 9) - (host >> 9);
+    return QCOW2_OFLAG_COMPRESSED | ((nsec - 1) << x) | host;
+}
+
+int qcow2_l2_classify(struct qcow2_state *s, uint64_t e, uint64_t bm, unsigned sc,
+                      enum qcow2_ctype *t, uint64_t *host)
 {
     *host = 0;
     if (e & QCOW2_OFLAG_COMPRESSED) {
@@ -134,7 +139,7 @@ int qcow2_map(struct qcow2_state *s, uint64_t off, uint64_t len, struct qcow2_ma
         unsigned sc = (unsigned)((pos >> s->sc_bits) & 31);
         enum qcow2_ctype t;
         uint64_t host;
-        if ((r = classify(s, e, bm, sc, &t, &host)))
+        if ((r = qcow2_l2_classify(s, e, bm, sc, &t, &host)))
             return r;
         uint64_t in_cl = pos & (s->cluster_size - 1);
         uint64_t h = host + in_cl;
@@ -318,9 +323,10 @@ static int l2_writable(struct qcow2_state *s, uint64_t off, uint8_t **l2)
     if (i >= s->l1_size && (r = qcow2_grow_l1(s, (uint64_t)i + 1)))
         return r;
     uint64_t e = s->l1[i], old = e & QCOW2_OFFSET_MASK;
+    if (old && ((old & (s->cluster_size - 1)) || old < s->cluster_size ||
+                qcow2_check_in_file(s, old)))
+        return -EIO;
     if (old && (e & QCOW2_OFLAG_COPIED)) {
-        if ((old & (s->cluster_size - 1)) || old < s->cluster_size)
-            return -EIO;
         return qcow2_cache_get(&s->l2_cache, old, false, l2);
     }
     if (old) {
@@ -452,6 +458,8 @@ static int write_ext_cluster(struct qcow2_state *s, uint64_t off, const uint8_t 
     uint64_t a = cstart + ((uint64_t)s0 << s->sc_bits);
     uint64_t span = (uint64_t)(s1 - s0 + 1) << s->sc_bits;
     if (!(e & QCOW2_OFLAG_COMPRESSED) && h && (e & QCOW2_OFLAG_COPIED)) {
+        if ((r = qcow2_check_in_file(s, h)))
+            return r;
         if ((bm & mask) == mask)
             return write_host(s, h + (off - cstart), buf, n);
         if ((r = read_guest(s, a, s->tmp, span)))
@@ -523,7 +531,8 @@ int qcow2_write(struct qcow2_state *s, uint64_t off, const void *vbuf, size_t le
                 r = -EIO;
                 break;
             }
-            r = write_host(s, m.host, buf, m.bytes);
+            if (!(r = qcow2_check_in_file(s, m.host)))
+                r = write_host(s, m.host, buf, m.bytes);
             off += m.bytes, buf += m.bytes, len -= m.bytes;
             continue;
         }
@@ -532,7 +541,7 @@ int qcow2_write(struct qcow2_state *s, uint64_t off, const void *vbuf, size_t le
             memset(s->tmp, 0, cs);
             memcpy(s->tmp + (off - cstart), buf, n);
             uint64_t h = e & QCOW2_OFFSET_MASK;
-            if ((r = write_host(s, h, s->tmp, cs)))
+            if ((r = qcow2_check_in_file(s, h)) || (r = write_host(s, h, s->tmp, cs)))
                 break;
             r = set_entry(s, off, h | QCOW2_OFLAG_COPIED, 0);
             off += n, buf += n, len -= n;
@@ -583,46 +592,64 @@ int qcow2_write(struct qcow2_state *s, uint64_t off, const void *vbuf, size_t le
     return r ? r : r2;
 }
 
-int qcow2_write_compressed(struct qcow2_state *s, uint64_t off, const void *buf, size_t len)
+long qcow2_compress(struct qcow2_state *s, const void *buf, size_t len, void *out)
+{
+    uint64_t cs = s->cluster_size;
+    uint8_t *pad = NULL;
+    const void *in = buf;
+    if (len < cs) {
+        /* the image's tail: the cluster is compressed whole, zero-padded */
+        if (!(pad = calloc(1, cs)))
+            return -ENOMEM;
+        memcpy(pad, buf, len);
+        in = pad;
+    }
+    long cl = compress_buffer(s->compression_type, in, cs, out, cs - 1);
+    free(pad);
+    if (cl == -ENOSPC || (cl >= 0 && (uint64_t)cl >= cs - 512))
+        return 0;    /* does not shrink by a sector: stored plainly */
+    return cl;
+}
+
+int qcow2_write_compressed_data(struct qcow2_state *s, uint64_t off, const void *buf,
+                                size_t len, const void *cdata, long cl)
 {
     uint64_t cs = s->cluster_size;
     if ((off & (cs - 1)) || (len != cs && off + len != s->bs->size) || len > cs)
         return -EINVAL;
     if (s->crypt_method)
         return -ENOTSUP;
+    if (cl <= 0)
+        return qcow2_write(s, off, buf, len);
     int r = mark_dirty(s);
     if (r)
         return r;
-    uint8_t *in = s->tmp;
-    memset(in, 0, cs);
-    memcpy(in, buf, len);
-    uint8_t *out = malloc(cs);
-    if (!out)
-        return -ENOMEM;
-    long cl = compress_buffer(s->compression_type, in, cs, out, cs - 1);
-    if (cl < 0 || (uint64_t)cl >= cs - 512) {
-        free(out);
-        if (cl < 0 && cl != -ENOSPC)
-            return (int)cl;
-        return qcow2_write(s, off, buf, len);   /* does not shrink: store it plainly */
-    }
     int64_t co = qcow2_alloc_bytes(s, (uint32_t)cl);
-    if (co < 0) {
-        free(out);
+    if (co < 0)
         return (int)co;
-    }
-    r = write_host(s, (uint64_t)co, out, (size_t)cl);
-    free(out);
-    if (r)
+    if ((r = write_host(s, (uint64_t)co, cdata, (size_t)cl)))
         return r;
-    unsigned x = 62 - (s->cluster_bits - 8);
-    uint64_t nsec = (((uint64_t)co + cl + 511) >> 9) - ((uint64_t)co >> 9);
-    uint64_t e = QCOW2_OFLAG_COMPRESSED | ((nsec - 1) << x) | (uint64_t)co;
+    uint64_t e = qcow2_compressed_entry(s, (uint64_t)co, (uint64_t)cl);
     uint64_t old, obm;
     if ((r = get_entry(s, off, &old, &obm)) || (r = set_entry(s, off, e, 0)) ||
         (r = release_entry(s, old, false)))
         return r;
     return qcow2_process_frees(s);
+}
+
+int qcow2_write_compressed(struct qcow2_state *s, uint64_t off, const void *buf, size_t len)
+{
+    if (len > s->cluster_size)
+        return -EINVAL;
+    if (s->crypt_method)
+        return -ENOTSUP;
+    uint8_t *out = malloc(s->cluster_size);
+    if (!out)
+        return -ENOMEM;
+    long cl = qcow2_compress(s, buf, len, out);
+    int r = cl < 0 ? (int)cl : qcow2_write_compressed_data(s, off, buf, len, out, cl);
+    free(out);
+    return r;
 }
 
 /* Explicit zeros through the write path, in pieces that end on 64 KiB boundaries so a sector
@@ -642,6 +669,49 @@ static int write_zeros(struct qcow2_state *s, uint64_t off, uint64_t n)
     return r;
 }
 
+/* Part of a cluster: explicit zeros, except where it reads as zeros already. */
+static int zero_partial(struct qcow2_state *s, uint64_t off, uint64_t n)
+{
+    while (n) {
+        struct qcow2_map m;
+        int r = qcow2_map(s, off, n, &m);
+        if (r)
+            return r;
+        uint64_t k = m.bytes < n ? m.bytes : n;
+        if (!(m.type == QC_ZERO || (m.type == QC_UNALLOC && !s->bs->backing)) &&
+            (r = write_zeros(s, off, k)))
+            return r;
+        off += k;
+        n -= k;
+    }
+    return 0;
+}
+
+/* Extended L2: the whole subclusters of a partial range become zero subclusters (their zero
+ * bit set, allocation bit cleared, no data written, as QEMU does); the edges get explicit
+ * zeros. A compressed cluster has no bitmap: all explicit. */
+static int zero_subclusters(struct qcow2_state *s, uint64_t off, uint64_t n)
+{
+    uint64_t sc = s->sc_size, cstart = off & ~(uint64_t)(s->cluster_size - 1);
+    uint64_t a = (off + sc - 1) & ~(sc - 1), b = (off + n) & ~(sc - 1);
+    uint64_t e, bm;
+    int r;
+    if (b <= a)
+        return zero_partial(s, off, n);
+    /* the head first: writing it may allocate the cluster and change the entry */
+    if ((r = zero_partial(s, off, a - off)) || (r = get_entry(s, off, &e, &bm)))
+        return r;
+    if (e & QCOW2_OFLAG_COMPRESSED)
+        return zero_partial(s, a, off + n - a);
+    unsigned s0 = (unsigned)((a - cstart) >> s->sc_bits);
+    unsigned s1 = (unsigned)((b - cstart) >> s->sc_bits);     /* at most 32 */
+    uint64_t mask = ((1ull << s1) - 1) & ~((1ull << s0) - 1);
+    uint64_t nbm = (bm & ~mask) | (mask << 32);
+    if (nbm != bm && (r = set_entry(s, off, e, nbm)))
+        return r;
+    return zero_partial(s, b, off + n - b);
+}
+
 /* Zeroing (and discard, which frees clusters and may leave v2 ranges to the backing file). */
 int qcow2_zero(struct qcow2_state *s, uint64_t off, uint64_t len, bool unmap, int mode)
 {
@@ -654,17 +724,10 @@ int qcow2_zero(struct qcow2_state *s, uint64_t off, uint64_t len, bool unmap, in
         bool full = off == cstart && (cend <= end || end >= s->bs->size);
         uint64_t n = (cend < end ? cend : end) - off;
         if (!full) {
-            if (!discard) {
-                /* partial cluster: explicit zeros, unless it reads as zeros already */
-                struct qcow2_map m;
-                if ((r = qcow2_map(s, off, n, &m)))
-                    break;
-                if (m.type == QC_ZERO || (m.type == QC_UNALLOC && !s->bs->backing)) {
-                    n = m.bytes;
-                } else {
-                    r = write_zeros(s, off, n);
-                }
-            }
+            if (!discard && s->ext_l2)
+                r = zero_subclusters(s, off, n);
+            else if (!discard)
+                r = zero_partial(s, off, n);
             off += n;
             continue;
         }

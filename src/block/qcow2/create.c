@@ -153,7 +153,10 @@ int qcow2_create(const char *path, const struct qcow2_create_opts *in, char *err
                             "the same time if extended_l2 is on");
     if (o.encrypt && !o.secret)
         return block_seterr(err, -EINVAL, "Parameter 'encrypt.key-secret' is required for cipher");
-    int r = write_minimal(path, &o, cbits, rorder, err);
+    int r = block_check_unused(path, err);
+    if (r)
+        return r;
+    r = write_minimal(path, &o, cbits, rorder, err);
     if (r)
         return r;
     struct block *bs;

@@ -342,14 +342,26 @@ static int qcow2_open(struct block *bs, const struct block_open_opts *o, char *e
     if ((r = qcow2_read_snapshots(s, err)))
         goto fail;
 
-    int l2n = (int)((qcow2_l1_entries_for(s, bs->size) + 0));
-    int maxn = (int)((32u << 20) >> s->cluster_bits);
+    /* By default the L2 cache covers the whole image (up to 32 MiB of tables). */
+    uint64_t l2n = qcow2_l1_entries_for(s, bs->size);
+    uint64_t maxn = (32u << 20) >> s->cluster_bits;
     if (l2n > maxn)
         l2n = maxn;
     if (l2n < 16)
         l2n = 16;
-    if ((r = qcow2_cache_init(&s->l2_cache, s, l2n)) ||
-        (r = qcow2_cache_init(&s->rb_cache, s, l2n / 4 < 16 ? 16 : l2n / 4))) {
+    uint64_t rbn = l2n / 4 < 16 ? 16 : l2n / 4;
+    /* QEMU's l2-cache-size / refcount-cache-size (bytes), with its minimums of 2 and 4 */
+    if (o->l2_cache_bytes)
+        l2n = o->l2_cache_bytes >> s->cluster_bits < 2 ? 2 : o->l2_cache_bytes >> s->cluster_bits;
+    if (o->refcount_cache_bytes)
+        rbn = o->refcount_cache_bytes >> s->cluster_bits < 4 ? 4
+                                                              : o->refcount_cache_bytes >> s->cluster_bits;
+    if (l2n > maxn)
+        l2n = maxn < 2 ? 2 : maxn;
+    if (rbn > maxn)
+        rbn = maxn < 4 ? 4 : maxn;
+    if ((r = qcow2_cache_init(&s->l2_cache, s, (int)l2n)) ||
+        (r = qcow2_cache_init(&s->rb_cache, s, (int)rbn))) {
         block_seterr(err, r, "Out of memory");
         goto fail;
     }

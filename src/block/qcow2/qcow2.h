@@ -171,7 +171,7 @@ struct qcow2_state {
     uint8_t *cbuf;               /* last decompressed cluster */
     uint64_t cbuf_entry;         /* its L2 entry (0 = none) */
     uint8_t *tmp;                /* cluster-sized scratch for COW */
-    int64_t file_end;            /* cached file size for allocation (cluster-aligned) */
+    int64_t file_end;            /* file size when last asked (in-place writes check it) */
 };
 
 /* header.c */
@@ -205,6 +205,10 @@ int64_t qcow2_alloc_bytes(struct qcow2_state *s, uint32_t len);
 int qcow2_free_later(struct qcow2_state *s, uint64_t off, uint64_t len);
 int qcow2_process_frees(struct qcow2_state *s);
 bool qcow2_overlaps_metadata(struct qcow2_state *s, uint64_t off, uint64_t len);
+/* -EIO unless the cluster at off begins inside the file. Tables and data written in place
+ * always do (new clusters are written as they are allocated); one pointing past the end is
+ * corrupt, and writing there would grow the file to any size. */
+int qcow2_check_in_file(struct qcow2_state *s, uint64_t off);
 /* For an L2 table write: does off land on the header, L1, refcount structures, snapshots? */
 bool qcow2_overlaps_other_than_l2(struct qcow2_state *s, uint64_t off);
 void qcow2_refcount_set_entry(struct qcow2_state *s, uint8_t *blk, uint64_t i, uint64_t v);
@@ -219,11 +223,25 @@ struct qcow2_map {
     uint64_t bytes;       /* run length with this type (and contiguous host for NORMAL) */
 };
 int qcow2_map(struct qcow2_state *s, uint64_t off, uint64_t len, struct qcow2_map *m);
+/* What an L2 entry (and, extended, its bitmap) says of subcluster sc: *t, and *host, its host
+ * cluster offset (NORMAL, or ZERO with a preallocated cluster). -EIO for reserved bits set,
+ * an unaligned offset, or a bitmap that contradicts itself. */
+int qcow2_l2_classify(struct qcow2_state *s, uint64_t e, uint64_t bm, unsigned sc,
+                      enum qcow2_ctype *t, uint64_t *host);
+/* The L2 entry of compressed data: len bytes at host (the inverse of qcow2_compressed_range,
+ * which rounds the end up to a sector). */
+uint64_t qcow2_compressed_entry(struct qcow2_state *s, uint64_t host, uint64_t len);
 void qcow2_compressed_range(struct qcow2_state *s, uint64_t entry, uint64_t *off,
                             uint64_t *len);
 int qcow2_read(struct qcow2_state *s, uint64_t off, void *buf, size_t len);
 int qcow2_write(struct qcow2_state *s, uint64_t off, const void *buf, size_t len);
 int qcow2_write_compressed(struct qcow2_state *s, uint64_t off, const void *buf, size_t len);
+/* The two halves of it. qcow2_compress touches nothing mutable (thread-safe, no lock): the
+ * compressed length in out (cluster_size bytes), 0 when it would not shrink, or -errno.
+ * qcow2_write_compressed_data stores that (cl 0: buf plainly). */
+long qcow2_compress(struct qcow2_state *s, const void *buf, size_t len, void *out);
+int qcow2_write_compressed_data(struct qcow2_state *s, uint64_t off, const void *buf,
+                                size_t len, const void *cdata, long cl);
 /* mode 0: write zeroes; 1: discard (reads as zeros where the format can say so); 2: make the
  * range unallocated (commit empties the top image this way). */
 int qcow2_zero(struct qcow2_state *s, uint64_t off, uint64_t len, bool unmap, int mode);
@@ -240,10 +258,18 @@ int qcow2_snapshot_create(struct qcow2_state *s, const char *name);
 int qcow2_snapshot_apply(struct qcow2_state *s, const char *name);
 int qcow2_snapshot_delete(struct qcow2_state *s, const char *name);
 int qcow2_snapshot_find(struct qcow2_state *s, const char *name);
-/* Adds addend to every cluster reachable from an L1 table and fixes the COPIED flags of the
- * active tables (QEMU's update_snapshot_refcount). */
-int qcow2_update_l1_refcounts(struct qcow2_state *s, uint64_t l1_off, uint32_t l1_size,
-                              int addend);
+/* The snapshot table as stored (*out malloc'd, *size bytes). */
+int qcow2_encode_snapshots(struct qcow2_state *s, const struct qcow2_snapshot *sn, uint32_t n,
+                           uint8_t **out, uint64_t *size);
+
+/* switch.c: makes src_l1 (entries pointing at the L2 tables to start from) the active table,
+ * snaps the snapshot list and size the virtual size, all in one header write; everything
+ * else (L2 copies with their COPIED flags, refcounts) follows from those. *switched tells
+ * whether the image changed (it did when the switch write succeeded, even if the final flush
+ * then failed and r < 0). -ERANGE: refcount_bits too small for the references. */
+int qcow2_switch_metadata(struct qcow2_state *s, const uint64_t *src_l1, uint32_t l1_size,
+                          struct qcow2_snapshot *snaps, uint32_t nb, uint64_t size,
+                          bool *switched);
 
 /* check.c */
 struct qcow2_check_result {

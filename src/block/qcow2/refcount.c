@@ -43,10 +43,19 @@ void qcow2_refcount_set_entry(struct qcow2_state *s, uint8_t *blk, uint64_t i, u
     }
 }
 
+int qcow2_check_in_file(struct qcow2_state *s, uint64_t off)
+{
+    uint64_t c = off & ~(uint64_t)(s->cluster_size - 1);
+    if ((int64_t)c < s->file_end)
+        return 0;
+    s->file_end = bfile_size(s->f);
+    return (int64_t)c < s->file_end ? 0 : -EIO;
+}
+
 static bool bad_table_offset(struct qcow2_state *s, uint64_t off)
 {
     return (off & (s->cluster_size - 1)) || off < s->cluster_size ||
-           (off & ~QCOW2_OFFSET_MASK);
+           (off & ~QCOW2_OFFSET_MASK) || qcow2_check_in_file(s, off);
 }
 
 int qcow2_get_refcount(struct qcow2_state *s, uint64_t cluster, uint64_t *ref)

@@ -86,120 +86,10 @@ trunc:
                         "the file");
 }
 
-/* Adds addend to all clusters reachable from l1 (host-order entries, n of them); with
- * fix_copied, sets the COPIED flags of the tables from the resulting refcounts (only for the
- * active table: inactive tables are never relied on). l1's flags are updated in place. */
-static int update_l1_array(struct qcow2_state *s, uint64_t *l1, uint32_t n, int addend,
-                           bool fix_copied)
+int qcow2_encode_snapshots(struct qcow2_state *s, const struct qcow2_snapshot *sn, uint32_t n,
+                           uint8_t **out, uint64_t *out_size)
 {
-    int r;
-    for (uint32_t i = 0; i < n; i++) {
-        uint64_t l2off = l1[i] & QCOW2_OFFSET_MASK;
-        if (!l2off)
-            continue;
-        if ((l2off & (s->cluster_size - 1)) || l2off < s->cluster_size)
-            return -EIO;
-        uint8_t *l2;
-        if ((r = qcow2_cache_get(&s->l2_cache, l2off, false, &l2)))
-            return r;
-        memcpy(s->tmp, l2, s->cluster_size);
-        bool changed = false;
-        for (uint32_t j = 0; j < s->l2_entries; j++) {
-            uint8_t *ep = s->tmp + (size_t)j * s->l2_entry_bytes;
-            uint64_t e = be64_get(ep);
-            if (e & QCOW2_OFLAG_COMPRESSED) {
-                uint64_t o, l;
-                qcow2_compressed_range(s, e, &o, &l);
-                if (addend && (r = qcow2_update_refcount(s, o, l, addend)))
-                    return r;
-                continue;
-            }
-            uint64_t h = e & QCOW2_OFFSET_MASK;
-            if (!h)
-                continue;
-            if (addend && (r = qcow2_update_refcount(s, h, s->cluster_size, addend)))
-                return r;
-            if (fix_copied) {
-                uint64_t ref;
-                if ((r = qcow2_get_refcount(s, h >> s->cluster_bits, &ref)))
-                    return r;
-                uint64_t ne = ref == 1 ? e | QCOW2_OFLAG_COPIED : e & ~QCOW2_OFLAG_COPIED;
-                if (ne != e) {
-                    be64_put(ep, ne);
-                    changed = true;
-                }
-            }
-        }
-        if (addend && (r = qcow2_update_refcount(s, l2off, s->cluster_size, addend)))
-            return r;
-        if (fix_copied) {
-            if (changed) {
-                if ((r = qcow2_cache_get(&s->l2_cache, l2off, false, &l2)))
-                    return r;
-                memcpy(l2, s->tmp, s->cluster_size);
-                qcow2_cache_dirty(&s->l2_cache, l2);
-            }
-            uint64_t ref;
-            if ((r = qcow2_get_refcount(s, l2off >> s->cluster_bits, &ref)))
-                return r;
-            l1[i] = ref == 1 ? l1[i] | QCOW2_OFLAG_COPIED : l1[i] & ~QCOW2_OFLAG_COPIED;
-        }
-    }
-    return 0;
-}
-
-static int write_l1(struct qcow2_state *s, uint64_t off, const uint64_t *l1, uint32_t n)
-{
-    uint8_t *raw = malloc((size_t)n * 8 + 1);
-    if (!raw)
-        return -ENOMEM;
-    for (uint32_t i = 0; i < n; i++)
-        be64_put(raw + (size_t)i * 8, l1[i]);
-    int r = bfile_pwrite(s->f, off, raw, (size_t)n * 8);
-    free(raw);
-    return r;
-}
-
-static int read_l1(struct qcow2_state *s, uint64_t off, uint32_t n, uint64_t **out)
-{
-    uint64_t *t = calloc(n ? n : 1, 8);
-    if (!t)
-        return -ENOMEM;
-    int r = bfile_pread(s->f, off, t, (size_t)n * 8);
-    for (uint32_t i = 0; !r && i < n; i++)
-        t[i] = be64_get(&t[i]);
-    if (r)
-        free(t);
-    else
-        *out = t;
-    return r;
-}
-
-int qcow2_update_l1_refcounts(struct qcow2_state *s, uint64_t l1_off, uint32_t l1_size,
-                              int addend)
-{
-    bool active = l1_off == s->l1_off;
-    uint64_t *l1 = NULL;
-    int r;
-    if (active) {
-        l1 = s->l1;
-    } else if ((r = read_l1(s, l1_off, l1_size, &l1))) {
-        return r;
-    }
-    r = update_l1_array(s, l1, l1_size, addend, active);
-    if (!r && active) {
-        /* refcounts, then L2 tables, then the L1 table */
-        if (!(r = qcow2_cache_flush(&s->rb_cache)) && !(r = qcow2_cache_flush(&s->l2_cache)))
-            r = write_l1(s, s->l1_off, s->l1, s->l1_size);
-    }
-    if (!active)
-        free(l1);
-    return r;
-}
-
-/* Writes the table to new clusters, switches the header to it, frees the old one. */
-static int write_snapshot_table(struct qcow2_state *s, struct qcow2_snapshot *sn, uint32_t n)
-{
+    (void)s;
     uint64_t size = 0;
     for (uint32_t i = 0; i < n; i++)
         size += (40 + sn[i].extra_size + strlen(sn[i].id) + strlen(sn[i].name) + 7) & ~7ull;
@@ -223,31 +113,16 @@ static int write_snapshot_table(struct qcow2_state *s, struct qcow2_snapshot *sn
         memcpy(b + p + 40 + sn[i].extra_size + idl, sn[i].name, nml);
         p += (40 + sn[i].extra_size + idl + nml + 7) & ~7ull;
     }
-    int64_t off = 0;
-    int r = 0;
-    if (size) {
-        off = qcow2_alloc_clusters(s, (size + s->cluster_size - 1) >> s->cluster_bits);
-        if (off < 0) {
-            free(b);
-            return (int)off;
-        }
-        r = bfile_pwrite(s->f, off, b, size);
-    }
-    free(b);
-    if (r || (r = qcow2_cache_flush(&s->rb_cache)) || (r = bfile_flush(s->f)))
-        return r;
-    uint8_t h[12];
-    be32_put(h, n);
-    be64_put(h + 4, off);
-    if ((r = bfile_pwrite(s->f, 60, h, 12)) || (r = bfile_flush(s->f)))
-        return r;
-    uint64_t old = s->snapshots_off, oldsz = s->snapshots_size;
-    s->snapshots_off = off;
-    s->snapshots_size = size;
-    s->nb_snapshots = n;
-    if (oldsz)
-        r = qcow2_update_refcount(s, old, oldsz, -1);
-    return r;
+    *out = b;
+    *out_size = size;
+    return 0;
+}
+
+static void free_snapshot(struct qcow2_snapshot *sn)
+{
+    free(sn->id);
+    free(sn->name);
+    free(sn->extra);
 }
 
 int qcow2_snapshot_find(struct qcow2_state *s, const char *name)
@@ -261,28 +136,20 @@ int qcow2_snapshot_find(struct qcow2_state *s, const char *name)
     return -ENOENT;
 }
 
+/* The active L1 table becomes the snapshot's, as it is; the switch gives the active image
+ * copies of its L2 tables (switch.c). */
 int qcow2_snapshot_create(struct qcow2_state *s, const char *name)
 {
-    int r = qcow2_flush_all(s);
-    if (r)
-        return r;
     if (s->nb_snapshots >= QCOW2_MAX_SNAPSHOTS || strlen(name) > 65535)
         return -EFBIG;
-    uint64_t l1b = (uint64_t)s->l1_size * 8;
-    int64_t l1off = 0;
-    if (l1b) {
-        l1off = qcow2_alloc_clusters(s, (l1b + s->cluster_size - 1) >> s->cluster_bits);
-        if (l1off < 0)
-            return (int)l1off;
-        if ((r = write_l1(s, l1off, s->l1, s->l1_size)))
-            return r;
-    }
-    if ((r = qcow2_update_l1_refcounts(s, s->l1_off, s->l1_size, 1)))
+    int r = qcow2_flush_all(s);
+    if (r)
         return r;
     struct qcow2_snapshot *n = calloc(s->nb_snapshots + 1, sizeof(*n));
     if (!n)
         return -ENOMEM;
-    memcpy(n, s->snaps, s->nb_snapshots * sizeof(*n));
+    if (s->nb_snapshots)
+        memcpy(n, s->snaps, s->nb_snapshots * sizeof(*n));
     struct qcow2_snapshot *sn = &n[s->nb_snapshots];
     unsigned long maxid = 0;
     for (uint32_t i = 0; i < s->nb_snapshots; i++) {
@@ -294,7 +161,7 @@ int qcow2_snapshot_create(struct qcow2_state *s, const char *name)
     snprintf(id, sizeof(id), "%lu", maxid + 1);
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
-    sn->l1_off = (uint64_t)l1off;
+    sn->l1_off = s->l1_size ? s->l1_off : 0;
     sn->l1_size = s->l1_size;
     sn->id = strdup(id);
     sn->name = strdup(name);
@@ -304,22 +171,22 @@ int qcow2_snapshot_create(struct qcow2_state *s, const char *name)
     sn->icount = 0;
     sn->extra_size = 24;
     sn->extra = calloc(1, 24);
+    bool switched = false;
     if (!sn->id || !sn->name || !sn->extra) {
-        free(n);
-        return -ENOMEM;
+        r = -ENOMEM;
+    } else {
+        be64_put(sn->extra + 8, sn->disk_size);
+        r = qcow2_switch_metadata(s, s->l1, s->l1_size, n, s->nb_snapshots + 1, s->bs->size,
+                                  &switched);
     }
-    be64_put(sn->extra + 8, sn->disk_size);
-    r = write_snapshot_table(s, n, s->nb_snapshots + 1);
-    if (r) {
-        free(sn->id);
-        free(sn->name);
-        free(sn->extra);
+    if (!switched) {
+        free_snapshot(sn);
         free(n);
         return r;
     }
     free(s->snaps);
     s->snaps = n;
-    return qcow2_flush_all(s);
+    return r;
 }
 
 int qcow2_snapshot_apply(struct qcow2_state *s, const char *name)
@@ -331,42 +198,19 @@ int qcow2_snapshot_apply(struct qcow2_state *s, const char *name)
     if (r)
         return r;
     struct qcow2_snapshot *sn = &s->snaps[idx];
-    uint64_t *snl1;
-    if ((r = read_l1(s, sn->l1_off, sn->l1_size, &snl1)))
+    uint32_t n = sn->l1_size > s->l1_size ? sn->l1_size : s->l1_size;
+    uint64_t *l1 = calloc(n ? n : 1, 8);
+    if (!l1)
+        return -ENOMEM;
+    if (sn->l1_size && (r = bfile_pread(s->f, sn->l1_off, l1, (size_t)sn->l1_size * 8))) {
+        free(l1);
         return r;
-    if (sn->l1_size > s->l1_size && (r = qcow2_grow_l1(s, sn->l1_size)))
-        goto out;
-    /* raise what the snapshot reaches, point the active table at it, lower the old */
-    if ((r = update_l1_array(s, snl1, sn->l1_size, 1, false)) ||
-        (r = qcow2_cache_flush(&s->rb_cache)) || (r = bfile_flush(s->f)))
-        goto out;
-    uint64_t *old = s->l1;
-    uint64_t *nl1 = calloc(s->l1_size, 8);
-    if (!nl1) {
-        r = -ENOMEM;
-        goto out;
     }
-    memcpy(nl1, snl1, (size_t)sn->l1_size * 8);
-    if ((r = write_l1(s, s->l1_off, nl1, s->l1_size)) || (r = bfile_flush(s->f))) {
-        free(nl1);
-        goto out;
-    }
-    s->l1 = nl1;
-    qcow2_cache_clear(&s->l2_cache);
-    r = update_l1_array(s, old, s->l1_size, -1, false);
-    free(old);
-    if (r)
-        goto out;
-    if (sn->disk_size != s->bs->size) {
-        s->bs->size = sn->disk_size;
-        if ((r = qcow2_update_header(s)))
-            goto out;
-    }
-    if ((r = qcow2_update_l1_refcounts(s, s->l1_off, s->l1_size, 0)))
-        goto out;
-    r = qcow2_flush_all(s);
-out:
-    free(snl1);
+    for (uint32_t i = 0; i < sn->l1_size; i++)
+        l1[i] = be64_get(&l1[i]);
+    bool switched;
+    r = qcow2_switch_metadata(s, l1, n, s->snaps, s->nb_snapshots, sn->disk_size, &switched);
+    free(l1);
     return r;
 }
 
@@ -378,7 +222,6 @@ int qcow2_snapshot_delete(struct qcow2_state *s, const char *name)
     int r = qcow2_flush_all(s);
     if (r)
         return r;
-    struct qcow2_snapshot sn = s->snaps[idx];
     struct qcow2_snapshot *n = calloc(s->nb_snapshots, sizeof(*n));
     if (!n)
         return -ENOMEM;
@@ -386,27 +229,14 @@ int qcow2_snapshot_delete(struct qcow2_state *s, const char *name)
     for (uint32_t i = 0; i < s->nb_snapshots; i++)
         if ((int)i != idx)
             n[k++] = s->snaps[i];
-    /* the table first: if we stop after it, the snapshot's clusters are only leaked */
-    if ((r = write_snapshot_table(s, n, k))) {
+    bool switched;
+    r = qcow2_switch_metadata(s, s->l1, s->l1_size, n, k, s->bs->size, &switched);
+    if (!switched) {
         free(n);
         return r;
     }
+    free_snapshot(&s->snaps[idx]);
     free(s->snaps);
     s->snaps = n;
-    uint64_t *l1;
-    if ((r = read_l1(s, sn.l1_off, sn.l1_size, &l1)))
-        goto out;
-    r = update_l1_array(s, l1, sn.l1_size, -1, false);
-    free(l1);
-    if (!r && sn.l1_size)
-        r = qcow2_update_refcount(s, sn.l1_off, (uint64_t)sn.l1_size * 8, -1);
-    if (!r)
-        r = qcow2_update_l1_refcounts(s, s->l1_off, s->l1_size, 0);
-    if (!r)
-        r = qcow2_flush_all(s);
-out:
-    free(sn.id);
-    free(sn.name);
-    free(sn.extra);
     return r;
 }
