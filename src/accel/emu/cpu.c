@@ -397,12 +397,19 @@ enum emu_stop emu_cpu_run(struct cpu *c)
         const struct insn *i = b->ins, *end = i + b->n;
         c->brk = false;
         c->icount += b->n;
-        do {
+        /* two call sites, so the host predicts each from its own history */
+        for (;;) {
             c->cur = i;
             c->rip += i->len;
             i->fn(c, i);
-            i++;
-        } while (i < end && !c->brk);
+            if (++i >= end || c->brk)
+                break;
+            c->cur = i;
+            c->rip += i->len;
+            i->fn(c, i);
+            if (++i >= end || c->brk)
+                break;
+        }
         c->cur = NULL;
     }
 }

@@ -11,6 +11,13 @@
 MOV_RR(4)
 MOV_RR(8)
 
+/* [base + disp] in flat 64-bit addressing: the most common memory operand */
+#define EA_BD(c, i) ((c)->r[(i)->base] + (uint64_t)(int64_t)(i)->disp)
+static H(h_mov_ld8_bd) { c->r[i->reg] = mem_rd(c, EA_BD(c, i), 8); }
+static H(h_mov_ld4_bd) { c->r[i->reg] = (uint32_t)mem_rd(c, EA_BD(c, i), 4); }
+static H(h_mov_st8_bd) { mem_wr(c, EA_BD(c, i), 8, c->r[i->reg]); }
+static H(h_mov_st4_bd) { mem_wr(c, EA_BD(c, i), 4, (uint32_t)c->r[i->reg]); }
+
 static H(h_mov_st8_imm) { mem_wr(c, ea(c, i), 8, i->imm); }
 static H(h_mov_st4_imm) { mem_wr(c, ea(c, i), 4, i->imm); }
 static H(h_lea8) { c->r[i->reg] = ea_off(c, i); }
@@ -182,6 +189,17 @@ void exec_specialize(struct insn *i, uint32_t mode)
             i->fn = sz == 8 ? h_alu_rm_ld8 : h_alu_rm_ld4;
         }
         return;
+    }
+    if (flat64 && mem && i->asz == 8 && i->base < 16 && i->index == REG_NONE && i->seg != SEG_FS &&
+        i->seg != SEG_GS && (sz == 8 || sz == 4)) {
+        if (op == 0x8b) {
+            i->fn = sz == 8 ? h_mov_ld8_bd : h_mov_ld4_bd;
+            return;
+        }
+        if (op == 0x89) {
+            i->fn = sz == 8 ? h_mov_st8_bd : h_mov_st4_bd;
+            return;
+        }
     }
     switch (op) {
     case 0x81: case 0x83:
