@@ -48,6 +48,9 @@ static uint8_t *hmem;
 static struct machine hm;
 static struct emu_vm *hvm;
 static struct cpu *hcpu;
+/* The emulator's translation threshold for the next runs: -1 interprets, 0 translates every
+ * block before its first run. */
+static int harness_jit = -1;
 
 /* --- native side --- */
 struct regs native_in, native_out;
@@ -211,6 +214,7 @@ static void harness_run(const uint8_t *code, int len, const struct regs *in, con
     struct cpu_state s;
     harness_state(&s, in);
     emu_cpu_set_state(hcpu, &s);
+    emu_vm_set_jit(hvm, harness_jit);
     for (int k = 0; k < 8; k++)
         memcpy(emu_cpu_xmm(hcpu, k), xmm_in[k], 16);
     enum emu_stop st = emu_cpu_run(hcpu);

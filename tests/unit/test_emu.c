@@ -428,25 +428,32 @@ static unsigned cases(void)
     return e ? (unsigned)atoi(e) : 700;
 }
 
+/* Each generator's cases run twice, the same seed: interpreted, then translated (jit.c). */
 static void run_gen(const char *name, gen_fn gen, uint64_t seed)
 {
     const char *e = getenv("QKVM_EMU_SEED");
-    rng_state = (e ? strtoull(e, NULL, 0) : 0x5eed0000ull) ^ seed;
     int bad = 0;
     unsigned n = cases();
     static uint8_t data[DATA_SIZE];
     static struct result nat, emu;
-    for (unsigned k = 0; k < n; k++) {
-        struct code c = { .n = 0 };
-        struct regs in;
-        rnd_regs(&in);
-        rnd_data(data);
-        uint32_t regs = 0xffff;
-        uint64_t fmask = gen(&c, &in, data, &regs);
-        harness_run(c.b, c.n, &in, data, &nat, &emu);
-        if (!result_match(name, &c, &in, &nat, &emu, fmask, regs, 0) && ++bad >= 5)
-            break;
+    for (int pass = 0; pass < 2; pass++) {
+        char what[64];
+        snprintf(what, sizeof(what), "%s%s", name, pass ? " (translated)" : "");
+        harness_jit = pass ? 0 : -1;
+        rng_state = (e ? strtoull(e, NULL, 0) : 0x5eed0000ull) ^ seed;
+        for (unsigned k = 0; k < n; k++) {
+            struct code c = { .n = 0 };
+            struct regs in;
+            rnd_regs(&in);
+            rnd_data(data);
+            uint32_t regs = 0xffff;
+            uint64_t fmask = gen(&c, &in, data, &regs);
+            harness_run(c.b, c.n, &in, data, &nat, &emu);
+            if (!result_match(what, &c, &in, &nat, &emu, fmask, regs, 0) && ++bad >= 5)
+                break;
+        }
     }
+    harness_jit = -1;
     assert_int_equal(bad, 0);
 }
 

@@ -5,9 +5,9 @@
 
 #include <stdlib.h>
 
+#include "accel/emu/jit.h"
 #include "util/log.h"
 
-#define BLOCK_MAX_INSNS 64
 #define ARENA_SIZE (32u << 20)
 
 int block_cache_init(struct cpu *c)
@@ -19,13 +19,14 @@ int block_cache_init(struct cpu *c)
     c->arena_used = 0;
     memset(c->bhash, 0, sizeof(c->bhash));
     memset(c->jc, 0, sizeof(c->jc));
-    return 0;
+    return jit_init(c);
 }
 
 void block_cache_free(struct cpu *c)
 {
     free(c->arena);
     c->arena = NULL;
+    jit_free(c);
 }
 
 void block_cache_flush(struct cpu *c)
@@ -33,6 +34,7 @@ void block_cache_flush(struct cpu *c)
     memset(c->jc, 0, sizeof(c->jc));
     c->arena_used = 0;
     memset(c->bhash, 0, sizeof(c->bhash));
+    jit_reset(c);
 }
 
 static inline unsigned block_hash(uint64_t pa, uint32_t mode)
@@ -61,6 +63,7 @@ static struct block *decode_crossing(struct cpu *c, uint64_t la, const uint8_t *
     (void)n;
     b->n = 1;
     b->pa = ~0ull;
+    b->code = NULL;
     return b;
 }
 
@@ -117,6 +120,8 @@ struct block *block_get_slow(struct cpu *c)
     b->pidx = pidx;
     b->gen = gen;
     b->n = (uint16_t)n;
+    b->hits = 0;
+    b->code = NULL;
     b->bytes = (uint16_t)(off - (int)(la & 0xfff));
     b->next = c->bhash[h];
     c->bhash[h] = b;

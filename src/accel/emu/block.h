@@ -4,6 +4,8 @@
 #include "accel/emu/cpu.h"
 #include "accel/emu/decode.h"
 
+#define BLOCK_MAX_INSNS 64
+
 int block_cache_init(struct cpu *c);
 void block_cache_free(struct cpu *c);
 void block_cache_flush(struct cpu *c);

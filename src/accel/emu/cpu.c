@@ -1,6 +1,7 @@
 /* A CPU's life: creation, architectural state in and out, the run loop (blocks, interrupts,
  * exceptions, HLT), and the wake-ups other threads send it. */
 #include "accel/emu/block.h"
+#include "accel/emu/jit.h"
 #include "accel/emu/cpu.h"
 
 #include <errno.h>
@@ -63,6 +64,7 @@ int emu_vm_create(struct machine *m, struct emu_vm **out)
     vm->m = m;
     vm->nsrc = -1;
     vm->tsc_base = clock_now_ns();
+    vm->jit_threshold = EMU_JIT_DEFAULT;
     int r = emu_vm_sync(vm);
     if (r < 0) {
         emu_vm_destroy(vm);
@@ -70,6 +72,11 @@ int emu_vm_create(struct machine *m, struct emu_vm **out)
     }
     *out = vm;
     return 0;
+}
+
+void emu_vm_set_jit(struct emu_vm *vm, int threshold)
+{
+    vm->jit_threshold = threshold;
 }
 
 void emu_vm_destroy(struct emu_vm *vm)
@@ -394,9 +401,22 @@ enum emu_stop emu_cpu_run(struct cpu *c)
                       (unsigned long long)((c->segbase[SEG_CS] + c->rip) & c->lin_mask));
             return EMU_STOP_ERROR;
         }
-        const struct insn *i = b->ins, *end = i + b->n;
         c->brk = false;
         c->icount += b->n;
+        if (b->code) {
+            ((jit_fn)b->code)(c);
+            c->cur = NULL;
+            continue;
+        }
+        if (c->vm->jit_threshold >= 0 && b->pa != ~0ull && ++b->hits > (uint32_t)c->vm->jit_threshold) {
+            jit_compile(c, b);
+            if (b->code) {
+                ((jit_fn)b->code)(c);
+                c->cur = NULL;
+                continue;
+            }
+        }
+        const struct insn *i = b->ins, *end = i + b->n;
         /* two call sites, so the host predicts each from its own history */
         for (;;) {
             c->cur = i;

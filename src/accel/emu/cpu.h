@@ -96,6 +96,8 @@ struct emu_vm {
      * blocks fail their check the next time they are looked up. */
     _Atomic uint8_t *code;
     _Atomic uint32_t *gen;
+    /* A block is translated to host code after this many interpreted runs; -1 never. */
+    int jit_threshold;
 };
 
 union xmm {
@@ -173,6 +175,8 @@ struct cpu {
     size_t arena_used, arena_size;
     struct block *bhash[1u << BLOCK_HASH_BITS];
     struct block *xblock;  /* scratch for an instruction that crosses a page */
+    uint8_t *jit;          /* translated blocks (jit.c): executable memory, NULL without */
+    size_t jit_used, jit_size;
 
     /* Exceptions: raise_* longjmp to the run loop with the pending event here. */
     jmp_buf jb;

@@ -46,7 +46,9 @@ struct block {
     uint32_t gen;       /* emu_vm.gen[pidx] when decoded */
     uint16_t n;         /* instructions */
     uint16_t bytes;     /* guest bytes covered */
+    uint32_t hits;      /* runs by the interpreter, until it is translated */
     struct block *next; /* hash chain */
+    void *code;         /* its translation (jit.h), or NULL */
     struct insn ins[];
 };
 

@@ -30,6 +30,10 @@ enum emu_stop {
 /* Per-machine state shared by all CPUs: which RAM pages hold decoded code. 0 or -errno. */
 int emu_vm_create(struct machine *m, struct emu_vm **out);
 void emu_vm_destroy(struct emu_vm *vm);
+/* Blocks run by the interpreter more than threshold times are translated to host code (0: at
+ * once; -1: never, the interpreter runs everything). */
+#define EMU_JIT_DEFAULT 8
+void emu_vm_set_jit(struct emu_vm *vm, int threshold);
 /* Picks up memory regions the machine added since (ROMs). 0 or -ENOMEM. Not while CPUs run. */
 int emu_vm_sync(struct emu_vm *vm);
 /* Guest memory [gpa, gpa+len) was written behind the CPUs' backs (DMA, a loader): code decoded

@@ -1,0 +1,736 @@
+/* The block translator (see jit.h). Guest registers stay in struct cpu (rbx points at it in
+ * translated code); each inline instruction loads its operands into rax/rcx, runs the same host
+ * instruction and stores the result, so an interpreter handler can run between any two of them.
+ *
+ * Three things the interpreter does per instruction are done lazily here:
+ * - c->rip: brought up to date only before a handler call, on a slow memory path and at exits;
+ *   inline instructions between them just add up their lengths at translation time.
+ * - the lazy flags (cc_*): an inline instruction stores them only when a later instruction (or
+ *   the block's end) may read them. An exception taken in between then saves stale arithmetic
+ *   flags in its frame, but the interrupted code overwrites them before reading them anyway.
+ * - c->cur (which instruction a fault rewinds): set for handler calls; a slow memory path sets
+ *   it to NULL with c->rip at the start of its instruction, which is what a fault needs. */
+#include "accel/emu/jit.h"
+
+#include <stddef.h>
+#include <sys/mman.h>
+
+#include "accel/emu/block.h"
+#include "accel/emu/exec.h"
+
+#if defined(__x86_64__)
+
+#define JIT_SIZE (32u << 20)
+#define JIT_BLOCK_MAX (48u << 10)   /* generous bound for one block of BLOCK_MAX_INSNS */
+#define COLD_MAX 256
+
+enum { RAX, RCX, RDX, RBX, RSP, RBP, RSI, RDI, R8 };
+#define OFF(f) ((int32_t)offsetof(struct cpu, f))
+#define GREG(g) (OFF(r) + 8 * (int32_t)(g))
+#define TLB_OFF(f) ((int32_t)offsetof(struct tlb_entry, f))
+
+/* A slow path out of line: a TLB miss, a store into a page with code. */
+struct cold {
+    uint8_t *patch[2];   /* rel32 fields of the jumps to it */
+    int npatch;
+    uint8_t *resume;
+    bool write;
+    int sz, pend, len;
+};
+
+struct tx {
+    uint8_t *p;
+    int pend;            /* c->rip lags the start of the current instruction by this much */
+    struct cold cold[COLD_MAX];
+    int ncold;
+};
+
+/* --- encoding --- */
+static void e1(struct tx *t, unsigned v) { *t->p++ = (uint8_t)v; }
+static void e4(struct tx *t, uint32_t v) { memcpy(t->p, &v, 4); t->p += 4; }
+static void e8(struct tx *t, uint64_t v) { memcpy(t->p, &v, 8); t->p += 8; }
+
+static void rex(struct tx *t, int w, int r, int x, int b)
+{
+    unsigned v = 0x40 | (w ? 8 : 0) | ((r & 8) >> 1) | ((x & 8) >> 2) | ((b & 8) >> 3);
+    if (v != 0x40)
+        e1(t, v);
+}
+
+static void opc(struct tx *t, unsigned op)
+{
+    if (op > 0xff)
+        e1(t, op >> 8);
+    e1(t, op & 0xff);
+}
+
+/* op with a register operand: r in ModRM.reg (or a /digit), b in ModRM.rm */
+static void op_rr(struct tx *t, int w, unsigned op, int r, int b)
+{
+    rex(t, w, r, 0, b);
+    opc(t, op);
+    e1(t, 0xc0 | (r & 7) << 3 | (b & 7));
+}
+
+/* op with a memory operand [base + disp] */
+static void op_rm(struct tx *t, int w, unsigned op, int r, int base, int32_t disp)
+{
+    rex(t, w, r, 0, base);
+    opc(t, op);
+    int mod = (disp == 0 && (base & 7) != RBP) ? 0 : (disp >= -128 && disp < 128) ? 1 : 2;
+    e1(t, mod << 6 | (r & 7) << 3 | (base & 7));
+    if ((base & 7) == RSP)
+        e1(t, 0x24);
+    if (mod == 1)
+        e1(t, (uint8_t)disp);
+    else if (mod == 2)
+        e4(t, (uint32_t)disp);
+}
+
+static void ld(struct tx *t, int w, int h, int32_t off) { op_rm(t, w, 0x8b, h, RBX, off); }
+static void st(struct tx *t, int w, int32_t off, int h) { op_rm(t, w, 0x89, h, RBX, off); }
+static void mov_rr(struct tx *t, int w, int dst, int src) { op_rr(t, w, 0x89, src, dst); }
+
+static void movi(struct tx *t, int h, uint64_t v)
+{
+    if (v <= 0xffffffffull) {
+        rex(t, 0, 0, 0, h);
+        e1(t, 0xb8 + (h & 7));
+        e4(t, (uint32_t)v);
+    } else if ((int64_t)v == (int32_t)v) {
+        op_rr(t, 1, 0xc7, 0, h);
+        e4(t, (uint32_t)v);
+    } else {
+        rex(t, 1, 0, 0, h);
+        e1(t, 0xb8 + (h & 7));
+        e8(t, v);
+    }
+}
+
+/* [rbx + off] = imm (sign-extended for w) */
+static void sti(struct tx *t, int w, int32_t off, int32_t imm)
+{
+    op_rm(t, w, 0xc7, 0, RBX, off);
+    e4(t, (uint32_t)imm);
+}
+
+/* qword [rbx + off] += imm */
+static void addmi(struct tx *t, int32_t off, int32_t imm)
+{
+    if (imm >= -128 && imm < 128) {
+        op_rm(t, 1, 0x83, 0, RBX, off);
+        e1(t, (uint8_t)imm);
+    } else {
+        op_rm(t, 1, 0x81, 0, RBX, off);
+        e4(t, (uint32_t)imm);
+    }
+}
+
+static void call(struct tx *t, const void *fn)
+{
+    movi(t, RAX, (uint64_t)(uintptr_t)fn);
+    e1(t, 0xff);
+    e1(t, 0xd0);
+}
+
+static void leave(struct tx *t)
+{
+    e1(t, 0x5b);   /* pop rbx */
+    e1(t, 0xc3);
+}
+
+/* Leaves the block if the last handler asked to (c->brk). */
+static void brk_check(struct tx *t)
+{
+    op_rm(t, 0, 0x80, 7, RBX, OFF(brk));   /* cmp byte [rbx+brk], 0 */
+    e1(t, 0);
+    e1(t, 0x74);                            /* je over the exit */
+    e1(t, 2);
+    leave(t);
+}
+
+static uint8_t *jcc32(struct tx *t, unsigned cc)
+{
+    e1(t, 0x0f);
+    e1(t, 0x80 | cc);
+    e4(t, 0);
+    return t->p - 4;
+}
+
+static void patch(uint8_t *rel, const uint8_t *to)
+{
+    int32_t d = (int32_t)(to - (rel + 4));
+    memcpy(rel, &d, 4);
+}
+
+/* --- slow paths, called from translated code --- */
+static uint64_t jit_ld(struct cpu *c, uint64_t la, int sz) { return mem_rd(c, la, sz); }
+static void jit_st(struct cpu *c, uint64_t la, int sz, uint64_t v) { mem_wr(c, la, sz, v); }
+
+/* --- what an instruction does to the arithmetic flags --- */
+enum { FL_READ, FL_KILL, FL_PASS };
+
+static bool alu_kind_ok(int kind) { return kind != RMW_ADC && kind != RMW_SBB; }
+
+static int flags_class(const struct insn *i)
+{
+    unsigned op = i->op;
+    if (op < 0x40 && (op & 7) < 6)
+        return alu_kind_ok((int)(op >> 3)) ? FL_KILL : FL_READ;
+    switch (op) {
+    case 0x80: case 0x81: case 0x83:
+        return alu_kind_ok(i->sub) ? FL_KILL : FL_READ;
+    case 0x84: case 0x85: case 0xa8: case 0xa9: case 0x1af:
+        return FL_KILL;
+    case 0xf6: case 0xf7:
+        return i->sub == 0 || i->sub == 1 || i->sub == 3 ? FL_KILL : i->sub == 2 ? FL_PASS : FL_READ;
+    case 0xc0: case 0xc1: {
+        unsigned n = (unsigned)i->imm & (i->osz == 8 ? 63 : 31);
+        if (n == 0)
+            return FL_PASS;
+        if (i->sub == 4 || i->sub == 5 || i->sub == 7)
+            return FL_KILL;
+        return (i->sub == 0 || i->sub == 1) ? FL_PASS : FL_READ;   /* ROL/ROR keep SF/ZF/AF/PF */
+    }
+    case 0xfe: case 0xff:
+        return i->sub <= 1 ? FL_PASS : i->sub == 6 ? FL_PASS : FL_READ;   /* INC/DEC keep CF */
+    case 0x88: case 0x89: case 0x8a: case 0x8b: case 0x8d: case 0x63: case 0xc6: case 0xc7:
+    case 0x90: case 0x11f: case 0x1b6: case 0x1b7: case 0x1be: case 0x1bf:
+        return FL_PASS;
+    }
+    if ((op >= 0x50 && op <= 0x5f) || (op >= 0xb0 && op <= 0xbf) || (op >= 0x1c8 && op <= 0x1cf))
+        return FL_PASS;
+    return FL_READ;
+}
+
+/* --- operands --- */
+static bool ea_ok(const struct insn *i, int pend)
+{
+    if (i->asz != 8 && i->asz != 4)
+        return false;
+    if (i->base != REG_NONE && i->base != REG_RIP && i->base >= 16)
+        return false;
+    if (i->index != REG_NONE && i->index >= 16)
+        return false;
+    if (i->base == REG_RIP) {
+        int64_t d = (int64_t)i->disp + pend + i->len;
+        if (d != (int32_t)d)
+            return false;
+    }
+    return true;
+}
+
+/* rax = the operand's offset in its segment (LEA's result) */
+static void emit_ea_off(struct tx *t, const struct insn *i)
+{
+    int32_t disp = i->disp;
+    if (i->base == REG_RIP) {
+        ld(t, 1, RAX, OFF(rip));
+        disp += t->pend + i->len;   /* RIP-relative: from the end of the instruction */
+    } else if (i->base != REG_NONE) {
+        ld(t, 1, RAX, GREG(i->base));
+    } else {
+        op_rr(t, 0, 0x31, RAX, RAX);
+    }
+    if (i->index != REG_NONE) {
+        ld(t, 1, RCX, GREG(i->index));
+        /* lea rax, [rax + rcx*scale + disp32] */
+        rex(t, 1, RAX, RCX, RAX);
+        e1(t, 0x8d);
+        e1(t, 0x84);
+        e1(t, (unsigned)(i->scale << 6) | (RCX << 3) | RAX);
+        e4(t, (uint32_t)disp);
+    } else if (disp) {
+        op_rm(t, 1, 0x8d, RAX, RAX, disp);
+    }
+    if (i->asz == 4)
+        mov_rr(t, 0, RAX, RAX);
+}
+
+/* rax = the operand's linear address (64-bit mode: only FS and GS have bases) */
+static void emit_ea(struct tx *t, const struct insn *i)
+{
+    emit_ea_off(t, i);
+    if (i->seg == SEG_FS || i->seg == SEG_GS)
+        op_rm(t, 1, 0x03, RAX, RBX, OFF(segbase) + 8 * i->seg);
+}
+
+/* The software TLB for the access at rax: on a hit rax becomes the host address; a miss (or a
+ * store into a page with code) goes to a cold path that does the whole access. */
+static struct cold *emit_tlb(struct tx *t, const struct insn *i, bool write, int sz)
+{
+    struct cold *k = &t->cold[t->ncold++];
+    *k = (struct cold){ .write = write, .sz = sz, .pend = t->pend, .len = i->len };
+    mov_rr(t, 1, RCX, RAX);
+    op_rr(t, 1, 0xc1, 5, RCX);   /* shr rcx, 12 */
+    e1(t, 12);
+    op_rr(t, 0, 0x81, 4, RCX);   /* and ecx, TLB_SIZE - 1 */
+    e4(t, TLB_SIZE - 1);
+    op_rr(t, 0, 0x69, RCX, RCX); /* imul ecx, ecx, sizeof(struct tlb_entry) */
+    e4(t, (uint32_t)sizeof(struct tlb_entry));
+    op_rm(t, 1, 0x03, RCX, RBX, OFF(tlbc));
+    op_rm(t, 1, 0x8d, RDX, RAX, sz - 1);   /* the last byte must be in the same page */
+    op_rr(t, 1, 0x81, 4, RDX);
+    e4(t, 0xfffff000u);
+    op_rm(t, 1, 0x3b, RDX, RCX, write ? TLB_OFF(vw) : TLB_OFF(vr));
+    k->patch[k->npatch++] = jcc32(t, 0x5);
+    if (write) {
+        op_rm(t, 0, 0x8b, RDX, RCX, TLB_OFF(pidx));
+        op_rm(t, 1, 0x8b, RSI, RBX, OFF(vm));
+        op_rm(t, 1, 0x8b, RSI, RSI, (int32_t)offsetof(struct emu_vm, code));
+        e1(t, 0x80);   /* cmp byte [rsi + rdx], 0 */
+        e1(t, 0x3c);
+        e1(t, 0x16);
+        e1(t, 0);
+        k->patch[k->npatch++] = jcc32(t, 0x5);
+    }
+    op_rm(t, 1, 0x03, RAX, RCX, TLB_OFF(add));
+    return k;
+}
+
+/* rax = the zero-extended value of sz bytes at linear address rax */
+static void emit_load(struct tx *t, const struct insn *i, int sz)
+{
+    struct cold *k = emit_tlb(t, i, false, sz);
+    switch (sz) {
+    case 1: op_rm(t, 0, 0x0fb6, RAX, RAX, 0); break;
+    case 2: op_rm(t, 0, 0x0fb7, RAX, RAX, 0); break;
+    default: op_rm(t, sz == 8, 0x8b, RAX, RAX, 0); break;
+    }
+    k->resume = t->p;
+}
+
+/* sz (4 or 8) bytes of r8 to linear address rax */
+static void emit_store(struct tx *t, const struct insn *i, int sz)
+{
+    struct cold *k = emit_tlb(t, i, true, sz);
+    op_rm(t, sz == 8, 0x89, R8, RAX, 0);
+    k->resume = t->p;
+}
+
+static void emit_cold(struct tx *t, struct cold *k)
+{
+    for (int n = 0; n < k->npatch; n++)
+        patch(k->patch[n], t->p);
+    sti(t, 1, OFF(cur), 0);
+    if (k->pend)
+        addmi(t, OFF(rip), k->pend);
+    mov_rr(t, 1, RDI, RBX);
+    mov_rr(t, 1, RSI, RAX);
+    movi(t, RDX, (uint64_t)k->sz);
+    if (k->write) {
+        mov_rr(t, 1, RCX, R8);
+        call(t, (const void *)jit_st);
+        /* a store into a page with code ends the block after the instruction, as in the
+         * interpreter */
+        op_rm(t, 0, 0x80, 7, RBX, OFF(brk));
+        e1(t, 0);
+        uint8_t *on = jcc32(t, 0x4);
+        addmi(t, OFF(rip), k->len);
+        leave(t);
+        patch(on, t->p);
+    } else {
+        call(t, (const void *)jit_ld);
+    }
+    if (k->pend)
+        addmi(t, OFF(rip), -k->pend);
+    e1(t, 0xe9);
+    e4(t, 0);
+    patch(t->p - 4, k->resume);
+}
+
+/* --- instructions --- */
+static unsigned lg_size(int sz) { return sz == 8 ? 3 : sz == 4 ? 2 : sz == 2 ? 1 : 0; }
+
+static void cc_store(struct tx *t, uint32_t op, int sz, int res, int src)
+{
+    st(t, 1, OFF(cc_res), res);
+    if (src < 0)
+        sti(t, 1, OFF(cc_src), 0);
+    else
+        st(t, 1, OFF(cc_src), src);
+    sti(t, 0, OFF(cc_op), (int32_t)(op | lg_size(sz)));
+}
+
+/* rax = rax (kind) rcx, flags if live, written back to guest register dst (unless CMP/TEST) */
+static void emit_alu(struct tx *t, int kind, int sz, int dst, bool live)
+{
+    static const uint8_t host[8] = { 0x01, 0x09, 0, 0, 0x21, 0x29, 0x31, 0x29 };
+    int w = sz == 8;
+    if (kind == 8) {   /* TEST */
+        op_rr(t, w, 0x21, RCX, RAX);
+        if (live)
+            cc_store(t, CC_LOGIC, sz, RAX, -1);
+        return;
+    }
+    op_rr(t, w, host[kind], RCX, RAX);
+    if (live) {
+        bool logic = kind == RMW_OR || kind == RMW_AND || kind == RMW_XOR;
+        cc_store(t, logic ? CC_LOGIC : kind == RMW_ADD ? CC_ADD : CC_SUB, sz, RAX, logic ? -1 : RCX);
+    }
+    if (kind != RMW_CMP)
+        st(t, 1, GREG(dst), RAX);
+}
+
+static void ld_imm(struct tx *t, int h, const struct insn *i, int sz)
+{
+    movi(t, h, sz == 8 ? i->imm : (uint32_t)i->imm);
+}
+
+/* A shift or rotate of rax by n (nonzero, already masked); sub is the /digit. */
+static void emit_shift(struct tx *t, int sub, int sz, unsigned n, bool live)
+{
+    int w = sz == 8;
+    if (!live || sub == 0 || sub == 1) {
+        op_rr(t, w, 0xc1, sub, RAX);
+        e1(t, n);
+        return;
+    }
+    if (sub == 5)
+        mov_rr(t, 1, RDX, RAX);
+    mov_rr(t, 1, RCX, RAX);
+    if (n > 1) {
+        op_rr(t, w, 0xc1, sub, RCX);
+        e1(t, n - 1);
+    }
+    mov_rr(t, 1, RAX, RCX);
+    op_rr(t, w, 0xc1, sub, RAX);
+    e1(t, 1);
+    cc_store(t, sub == 4 ? CC_SHL : sub == 5 ? CC_SHR : CC_SAR, sz, RAX, RCX);
+    if (sub == 5)
+        st(t, 1, OFF(cc_aux), RDX);
+}
+
+/* Emits i inline when it is one of the handled forms; false leaves it to its handler. live: a
+ * later instruction may read the flags i writes. */
+static bool emit_inline(struct tx *t, const struct insn *i, bool live)
+{
+    unsigned op = i->op;
+    int sz = i->osz, w = sz == 8;
+    bool reg = i->mod == 3;
+    if (i->lock || i->rep)
+        return false;
+
+    /* no operands to speak of */
+    if ((op == 0x90 && i->rm == 0) || op == 0x11f)
+        return true;
+    if (op >= 0x50 && op <= 0x5f) {
+        if (sz != 8)
+            return false;
+        if (op < 0x58) {
+            ld(t, 1, R8, GREG(i->rm));
+            ld(t, 1, RAX, GREG(R_SP));
+            op_rm(t, 1, 0x8d, RAX, RAX, -8);
+            emit_store(t, i, 8);
+            addmi(t, GREG(R_SP), -8);
+        } else {
+            ld(t, 1, RAX, GREG(R_SP));
+            emit_load(t, i, 8);
+            addmi(t, GREG(R_SP), 8);
+            st(t, 1, GREG(i->rm), RAX);
+        }
+        return true;
+    }
+    if (op >= 0xb8 && op <= 0xbf) {
+        if (sz != 4 && sz != 8)
+            return false;
+        ld_imm(t, RAX, i, sz);
+        st(t, 1, GREG(i->rm), RAX);
+        return true;
+    }
+    if (op >= 0x1c8 && op <= 0x1cf) {
+        if (sz != 4 && sz != 8)
+            return false;
+        ld(t, w, RAX, GREG(i->rm));
+        rex(t, w, 0, 0, RAX);
+        e1(t, 0x0f);
+        e1(t, 0xc8);
+        st(t, 1, GREG(i->rm), RAX);
+        return true;
+    }
+    if (sz != 4 && sz != 8)
+        return false;
+    if (!reg && !ea_ok(i, t->pend))
+        return false;
+
+    /* ALU: Ev,Gv / Gv,Ev / eAX,Iz */
+    if (op < 0x40 && ((op & 7) == 1 || (op & 7) == 3 || (op & 7) == 5)) {
+        int kind = (int)(op >> 3);
+        if (!alu_kind_ok(kind))
+            return false;
+        int dst;
+        if ((op & 7) == 5) {
+            dst = R_AX;
+            ld(t, w, RAX, GREG(R_AX));
+            ld_imm(t, RCX, i, sz);
+        } else if (reg) {
+            int src = (op & 7) == 1 ? i->reg : i->rm;
+            dst = (op & 7) == 1 ? i->rm : i->reg;
+            ld(t, w, RCX, GREG(src));
+            ld(t, w, RAX, GREG(dst));
+        } else if ((op & 7) == 3) {
+            dst = i->reg;
+            emit_ea(t, i);
+            emit_load(t, i, sz);
+            mov_rr(t, 1, RCX, RAX);
+            ld(t, w, RAX, GREG(dst));
+        } else if (kind == RMW_CMP) {   /* CMP m, r */
+            dst = 0;
+            emit_ea(t, i);
+            emit_load(t, i, sz);
+            ld(t, w, RCX, GREG(i->reg));
+        } else {
+            return false;
+        }
+        emit_alu(t, kind, sz, dst, live);
+        return true;
+    }
+    switch (op) {
+    case 0x81: case 0x83:
+        if (!alu_kind_ok(i->sub))
+            return false;
+        if (reg) {
+            ld(t, w, RAX, GREG(i->rm));
+        } else if (i->sub == RMW_CMP) {
+            emit_ea(t, i);
+            emit_load(t, i, sz);
+        } else {
+            return false;
+        }
+        ld_imm(t, RCX, i, sz);
+        emit_alu(t, i->sub, sz, i->rm, live);
+        return true;
+    case 0x85:
+        if (reg) {
+            ld(t, w, RAX, GREG(i->rm));
+        } else {
+            emit_ea(t, i);
+            emit_load(t, i, sz);
+        }
+        ld(t, w, RCX, GREG(i->reg));
+        emit_alu(t, 8, sz, 0, live);
+        return true;
+    case 0xa9:
+        ld(t, w, RAX, GREG(R_AX));
+        ld_imm(t, RCX, i, sz);
+        emit_alu(t, 8, sz, 0, live);
+        return true;
+    case 0x89:
+        if (reg) {
+            ld(t, w, RAX, GREG(i->reg));
+            st(t, 1, GREG(i->rm), RAX);
+        } else {
+            ld(t, w, R8, GREG(i->reg));
+            emit_ea(t, i);
+            emit_store(t, i, sz);
+        }
+        return true;
+    case 0x8b:
+        if (reg) {
+            ld(t, w, RAX, GREG(i->rm));
+        } else {
+            emit_ea(t, i);
+            emit_load(t, i, sz);
+        }
+        st(t, 1, GREG(i->reg), RAX);
+        return true;
+    case 0xc7:
+        if (i->sub != 0)
+            return false;
+        if (reg) {
+            ld_imm(t, RAX, i, sz);
+            st(t, 1, GREG(i->rm), RAX);
+        } else {
+            ld_imm(t, R8, i, sz);
+            emit_ea(t, i);
+            emit_store(t, i, sz);
+        }
+        return true;
+    case 0x8d:
+        if (reg)
+            return false;
+        emit_ea_off(t, i);
+        if (sz == 4)
+            mov_rr(t, 0, RAX, RAX);
+        st(t, 1, GREG(i->reg), RAX);
+        return true;
+    case 0x63:
+        if (sz != 8)
+            return false;
+        if (reg) {
+            ld(t, 0, RAX, GREG(i->rm));
+        } else {
+            emit_ea(t, i);
+            emit_load(t, i, 4);
+        }
+        op_rr(t, 1, 0x63, RAX, RAX);
+        st(t, 1, GREG(i->reg), RAX);
+        return true;
+    case 0x1b6: case 0x1b7: case 0x1be: case 0x1bf: {
+        int ssz = (op & 1) ? 2 : 1;
+        if (reg) {
+            if (i->rm >= 16)
+                return false;   /* AH..BH */
+            ld(t, 1, RAX, GREG(i->rm));
+        } else {
+            emit_ea(t, i);
+            emit_load(t, i, ssz);
+        }
+        op_rr(t, op >= 0x1be ? w : 0, 0x0f00 | (op & 0xff), RAX, RAX);
+        st(t, 1, GREG(i->reg), RAX);
+        return true;
+    }
+    case 0x1af:
+        if (live)
+            return false;   /* its flags come from the full product: the handler's job */
+        if (reg) {
+            ld(t, w, RAX, GREG(i->rm));
+        } else {
+            emit_ea(t, i);
+            emit_load(t, i, sz);
+        }
+        mov_rr(t, 1, RCX, RAX);
+        ld(t, w, RAX, GREG(i->reg));
+        op_rr(t, w, 0x0faf, RAX, RCX);
+        st(t, 1, GREG(i->reg), RAX);
+        return true;
+    case 0xc1: {
+        if (!reg)
+            return false;
+        unsigned n = (unsigned)i->imm & (sz == 8 ? 63 : 31);
+        int sub = i->sub;
+        if (sub == 6 || sub == 2 || sub == 3)
+            return false;
+        if ((sub == 0 || sub == 1) && live && n)
+            return false;   /* a rotate merges its flags with the older ones: the handler's job */
+        ld(t, w, RAX, GREG(i->rm));
+        if (n)
+            emit_shift(t, sub, sz, n, live);
+        st(t, 1, GREG(i->rm), RAX);
+        return true;
+    }
+    case 0xf7:
+        if (!reg)
+            return false;
+        if (i->sub == 0) {
+            ld(t, w, RAX, GREG(i->rm));
+            ld_imm(t, RCX, i, sz);
+            emit_alu(t, 8, sz, 0, live);
+            return true;
+        }
+        if (i->sub == 2 || i->sub == 3) {
+            ld(t, w, RAX, GREG(i->rm));
+            if (i->sub == 3)
+                mov_rr(t, 1, RCX, RAX);
+            op_rr(t, w, 0xf7, i->sub, RAX);
+            if (i->sub == 3 && live)
+                cc_store(t, CC_SUB, sz, RAX, RCX);
+            st(t, 1, GREG(i->rm), RAX);
+            return true;
+        }
+        return false;
+    case 0xff:
+        if (!reg || i->sub > 1 || live)
+            return false;   /* INC/DEC keep CF: with live flags, the handler's job */
+        ld(t, w, RAX, GREG(i->rm));
+        op_rr(t, w, 0x83, i->sub == 0 ? 0 : 5, RAX);
+        e1(t, 1);
+        st(t, 1, GREG(i->rm), RAX);
+        return true;
+    }
+    return false;
+}
+
+/* A call to i's handler, with c->rip and c->cur as the interpreter sets them. */
+static void emit_call(struct tx *t, const struct insn *i, bool last)
+{
+    int adv = t->pend + i->len;
+    if (adv)
+        addmi(t, OFF(rip), adv);
+    t->pend = 0;
+    movi(t, RSI, (uint64_t)(uintptr_t)i);
+    st(t, 1, OFF(cur), RSI);
+    mov_rr(t, 1, RDI, RBX);
+    call(t, (const void *)i->fn);
+    if (!last)
+        brk_check(t);
+}
+
+int jit_init(struct cpu *c)
+{
+    void *p = mmap(NULL, JIT_SIZE, PROT_READ | PROT_WRITE | PROT_EXEC,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (p == MAP_FAILED) {
+        c->jit = NULL;   /* no executable memory here: the interpreter runs everything */
+        return 0;
+    }
+    c->jit = p;
+    c->jit_size = JIT_SIZE;
+    c->jit_used = 0;
+    return 0;
+}
+
+void jit_free(struct cpu *c)
+{
+    if (c->jit)
+        munmap(c->jit, c->jit_size);
+    c->jit = NULL;
+}
+
+void jit_reset(struct cpu *c)
+{
+    c->jit_used = 0;
+}
+
+void jit_compile(struct cpu *c, struct block *b)
+{
+    if (!c->jit)
+        return;
+    if (c->jit_size - c->jit_used < JIT_BLOCK_MAX) {
+        block_cache_flush(c);
+        return;
+    }
+    /* flags liveness, backwards from the block's end where everything is live */
+    bool live[BLOCK_MAX_INSNS];
+    bool l = true;
+    for (int k = b->n - 1; k >= 0; k--) {
+        live[k] = l;
+        int fc = flags_class(&b->ins[k]);
+        if (fc == FL_KILL)
+            l = false;
+        else if (fc == FL_READ)
+            l = true;
+    }
+
+    static __thread struct tx t;
+    t.p = c->jit + c->jit_used;
+    t.pend = 0;
+    t.ncold = 0;
+    uint8_t *start = t.p;
+    e1(&t, 0x53);                  /* push rbx: also aligns the stack for calls */
+    mov_rr(&t, 1, RBX, RDI);
+    for (int k = 0; k < b->n; k++) {
+        const struct insn *i = &b->ins[k];
+        bool inl = b->mode == 8 && t.ncold < COLD_MAX - 2 && emit_inline(&t, i, live[k]);
+        if (inl)
+            t.pend += i->len;
+        else
+            emit_call(&t, i, k == b->n - 1);
+    }
+    if (t.pend)
+        addmi(&t, OFF(rip), t.pend);
+    leave(&t);
+    for (int k = 0; k < t.ncold; k++)
+        emit_cold(&t, &t.cold[k]);
+    c->jit_used += ((size_t)(t.p - start) + 15) & ~(size_t)15;
+    b->code = start;
+}
+
+#else
+
+int jit_init(struct cpu *c) { c->jit = NULL; return 0; }
+void jit_free(struct cpu *c) { (void)c; }
+void jit_reset(struct cpu *c) { (void)c; }
+void jit_compile(struct cpu *c, struct block *b) { (void)c; (void)b; }
+
+#endif

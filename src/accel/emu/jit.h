@@ -1,0 +1,22 @@
+/* The block translator: turns a hot decoded block into x86-64 host code. Frequent integer
+ * instructions (moves, ALU, shifts, loads and stores through the software TLB, push/pop) become
+ * inline host instructions on the guest registers in struct cpu; every other instruction becomes
+ * a call to its interpreter handler, so the two always agree. Internal to src/accel/emu/. */
+#ifndef QKVM_ACCEL_EMU_JIT_H
+#define QKVM_ACCEL_EMU_JIT_H
+#include "accel/emu/cpu.h"
+#include "accel/emu/decode.h"
+
+/* A translated block: called with the CPU in the state the interpreter would run the block from;
+ * returns with it as the interpreter would leave it. */
+typedef void (*jit_fn)(struct cpu *c);
+
+int jit_init(struct cpu *c);
+void jit_free(struct cpu *c);
+/* Forgets every translation (with the block cache). */
+void jit_reset(struct cpu *c);
+/* Translates b (b->code), or leaves it to the interpreter: a host without the translator, or no
+ * room left (then the block cache is flushed and translation starts afresh). */
+void jit_compile(struct cpu *c, struct block *b);
+
+#endif
