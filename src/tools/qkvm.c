@@ -32,7 +32,8 @@ static void usage(FILE *f)
         "  -nographic         serial console on stdio (the default: qkvm has no display)\n"
         "  -display none      likewise\n"
         "  -serial DEV        stdio | file:PATH | none   (COM1)\n"
-        "  -accel NAME        kvm | tcg; several -accel, or kvm:tcg, are tried in order\n"
+        "  -accel NAME[,jit=on|off]  kvm | tcg; several -accel, or kvm:tcg, are tried in order;\n"
+        "                     jit=off: tcg interprets every instruction (no translation)\n"
         "  -enable-kvm        same as -accel kvm\n"
         "  -device DRIVER,... a device; qkvm -device help lists them\n"
         "  -drive file=PATH[,format=raw|qcow2][,if=virtio|none][,id=ID][,readonly=on]\n"
@@ -459,7 +460,17 @@ int main(int argc, char **argv)
                 die("-accel %s: not an accelerator name", arg);
             if (nlists == MAX_ACCELS)
                 die("-accel: too many accelerators");
-            char *list = accel_lists[nlists++] = strdup(keyval_get(&kv, "accel"));
+            const char *names = keyval_get(&kv, "accel");
+            const char *jit = keyval_get(&kv, "jit");
+            if (!names)
+                die("-accel %s: no accelerator name", arg);
+            if (jit && strcmp(jit, "on") && strcmp(jit, "off"))
+                die("-accel %s: jit takes on or off", arg);
+            if (jit)
+                cfg.tcg_nojit = !strcmp(jit, "off");
+            if (keyval_unused(&kv))
+                die("-accel %s: unknown option %s", arg, keyval_unused(&kv));
+            char *list = accel_lists[nlists++] = strdup(names);
             for (char *save, *t = strtok_r(list, ":", &save); t; t = strtok_r(NULL, ":", &save)) {
                 if (naccels == MAX_ACCELS)
                     die("-accel: too many accelerators");

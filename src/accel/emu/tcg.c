@@ -32,6 +32,8 @@ static int tcg_vm_create(struct machine *m)
         emu_vm_destroy(vm);
         return r;
     }
+    if (m->cfg && m->cfg->tcg_nojit)
+        emu_vm_set_jit(vm, -1);
     m->accel_data = vm;
     return 0;
 }
