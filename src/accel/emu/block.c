@@ -34,6 +34,7 @@ void block_cache_flush(struct cpu *c)
     memset(c->jc, 0, sizeof(c->jc));
     c->arena_used = 0;
     memset(c->bhash, 0, sizeof(c->bhash));
+    c->link_from = NULL;
     jit_reset(c);
 }
 
@@ -122,6 +123,7 @@ struct block *block_get_slow(struct cpu *c)
     b->n = (uint16_t)n;
     b->hits = 0;
     b->code = NULL;
+    b->link[0] = b->link[1] = NULL;
     b->bytes = (uint16_t)(off - (int)(la & 0xfff));
     b->next = c->bhash[h];
     c->bhash[h] = b;

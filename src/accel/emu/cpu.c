@@ -401,20 +401,22 @@ enum emu_stop emu_cpu_run(struct cpu *c)
                       (unsigned long long)((c->segbase[SEG_CS] + c->rip) & c->lin_mask));
             return EMU_STOP_ERROR;
         }
+        if (c->link_from) {
+            /* the last translated block left towards this one: link them */
+            if (b->code && (b->pa ^ (uint64_t)b->mode << 60) == c->link_key)
+                *c->link_from = b;
+            c->link_from = NULL;
+        }
         c->brk = false;
         c->icount += b->n;
+        if (!b->code && c->vm->jit_threshold >= 0 && b->pa != ~0ull &&
+            ++b->hits > (uint32_t)c->vm->jit_threshold)
+            jit_compile(c, b);
         if (b->code) {
+            c->chain_budget = 64;
             ((jit_fn)b->code)(c);
             c->cur = NULL;
             continue;
-        }
-        if (c->vm->jit_threshold >= 0 && b->pa != ~0ull && ++b->hits > (uint32_t)c->vm->jit_threshold) {
-            jit_compile(c, b);
-            if (b->code) {
-                ((jit_fn)b->code)(c);
-                c->cur = NULL;
-                continue;
-            }
         }
         const struct insn *i = b->ins, *end = i + b->n;
         /* two call sites, so the host predicts each from its own history */

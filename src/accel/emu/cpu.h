@@ -177,6 +177,9 @@ struct cpu {
     struct block *xblock;  /* scratch for an instruction that crosses a page */
     uint8_t *jit;          /* translated blocks (jit.c): executable memory, NULL without */
     size_t jit_used, jit_size;
+    struct block **link_from;  /* a translated block left through this empty link slot... */
+    uint64_t link_key;         /* ...towards this block: pa ^ mode << 60 */
+    uint32_t chain_budget;     /* linked blocks left before the run loop looks at events */
 
     /* Exceptions: raise_* longjmp to the run loop with the pending event here. */
     jmp_buf jb;

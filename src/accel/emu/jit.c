@@ -25,6 +25,7 @@
 #define COLD_MAX 256
 
 enum { RAX, RCX, RDX, RBX, RSP, RBP, RSI, RDI, R8 };
+#define CC_UNKNOWN 0xffffffffu
 #define OFF(f) ((int32_t)offsetof(struct cpu, f))
 #define GREG(g) (OFF(r) + 8 * (int32_t)(g))
 #define TLB_OFF(f) ((int32_t)offsetof(struct tlb_entry, f))
@@ -40,7 +41,9 @@ struct cold {
 
 struct tx {
     uint8_t *p;
+    struct block *b;
     int pend;            /* c->rip lags the start of the current instruction by this much */
+    uint32_t cc;         /* the cc_op the lazy flags hold, if an inline instruction stored them */
     struct cold cold[COLD_MAX];
     int ncold;
 };
@@ -340,6 +343,12 @@ static void emit_cold(struct tx *t, struct cold *k)
 }
 
 /* --- instructions --- */
+static bool jcc_op(unsigned op)
+{
+    return (op >= 0x70 && op <= 0x7f) || (op >= 0x180 && op <= 0x18f) || op == 0xe8 || op == 0xe9 ||
+           op == 0xeb;
+}
+
 static unsigned lg_size(int sz) { return sz == 8 ? 3 : sz == 4 ? 2 : sz == 2 ? 1 : 0; }
 
 static void cc_store(struct tx *t, uint32_t op, int sz, int res, int src)
@@ -350,6 +359,7 @@ static void cc_store(struct tx *t, uint32_t op, int sz, int res, int src)
     else
         st(t, 1, OFF(cc_src), src);
     sti(t, 0, OFF(cc_op), (int32_t)(op | lg_size(sz)));
+    t->cc = op | lg_size(sz);
 }
 
 /* rax = rax (kind) rcx, flags if live, written back to guest register dst (unless CMP/TEST) */
@@ -652,8 +662,98 @@ static void emit_call(struct tx *t, const struct insn *i, bool last)
     st(t, 1, OFF(cur), RSI);
     mov_rr(t, 1, RDI, RBX);
     call(t, (const void *)i->fn);
+    t->cc = CC_UNKNOWN;
     if (!last)
         brk_check(t);
+}
+
+/* Leaves the block with c->rip advanced by delta, going straight on to the translation of the
+ * block there when slot k of this block links to it. Only exits to the same page link: that
+ * page is mapped (this block runs from it) and one generation check covers it. */
+static void emit_exit(struct tx *t, int k, int64_t delta)
+{
+    addmi(t, OFF(rip), (int32_t)delta);
+    int64_t to = (int64_t)(t->b->pa & 0xfff) + delta;
+    if (to < 0 || to >= 0x1000) {
+        leave(t);
+        return;
+    }
+    movi(t, RAX, (uint64_t)(uintptr_t)&t->b->link[k]);
+    op_rm(t, 1, 0x8b, RCX, RAX, 0);                 /* rcx = the linked block */
+    op_rr(t, 1, 0x85, RCX, RCX);
+    uint8_t *unlinked = jcc32(t, 0x4);
+    op_rm(t, 0, 0x80, 7, RBX, OFF(irq_check));       /* an interrupt may be pending */
+    e1(t, 0);
+    uint8_t *out1 = jcc32(t, 0x5);
+    op_rm(t, 0, 0xff, 1, RBX, OFF(chain_budget));    /* dec: back to the run loop now and then */
+    uint8_t *out2 = jcc32(t, 0x4);
+    op_rm(t, 0, 0x8b, RDX, RCX, (int32_t)offsetof(struct block, gen));
+    op_rm(t, 1, 0x8b, RSI, RBX, OFF(vm));
+    op_rm(t, 1, 0x8b, RSI, RSI, (int32_t)offsetof(struct emu_vm, gen));
+    op_rm(t, 0, 0x3b, RDX, RSI, (int32_t)(t->b->pidx * 4));
+    uint8_t *out3 = jcc32(t, 0x5);                   /* the page was written since */
+    op_rm(t, 0, 0x0fb7, RDX, RCX, (int32_t)offsetof(struct block, n));
+    op_rm(t, 1, 0x01, RDX, RBX, OFF(icount));
+    op_rm(t, 1, 0x8b, RAX, RCX, (int32_t)offsetof(struct block, code));
+    mov_rr(t, 1, RDI, RBX);
+    e1(t, 0x5b);                                     /* pop rbx; jmp rax */
+    e1(t, 0xff);
+    e1(t, 0xe0);
+    patch(unlinked, t->p);
+    /* tell the run loop which block should go in the slot */
+    st(t, 1, OFF(link_from), RAX);
+    movi(t, RAX, ((t->b->pa & ~0xfffull) | (uint64_t)to) ^ ((uint64_t)t->b->mode << 60));
+    st(t, 1, OFF(link_key), RAX);
+    patch(out1, t->p);
+    patch(out2, t->p);
+    patch(out3, t->p);
+    leave(t);
+}
+
+/* A relative jump (conditional or not) ending the block: the condition from the lazy flags, on the host's flags
+ * when an inline instruction of this block set them, and both ways out through emit_exit. */
+static bool emit_jcc(struct tx *t, const struct insn *i)
+{
+    int64_t next = t->pend + i->len, taken = next + (int64_t)i->imm;
+    if (taken != (int32_t)taken)
+        return false;
+    unsigned cc = i->op & 0xf, op = t->cc & ~3u;
+    int w = (t->cc & 3) == 3;
+    if (i->op == 0xe8) {   /* CALL: push the return address */
+        ld(t, 1, R8, OFF(rip));
+        op_rm(t, 1, 0x8d, R8, R8, (int32_t)next);
+        ld(t, 1, RAX, GREG(R_SP));
+        op_rm(t, 1, 0x8d, RAX, RAX, -8);
+        emit_store(t, i, 8);
+        addmi(t, GREG(R_SP), -8);
+    }
+    if (i->op == 0xe9 || i->op == 0xeb || i->op == 0xe8) {
+        emit_exit(t, 1, taken);
+        t->pend = 0;
+        return true;
+    }
+    if (t->cc != CC_UNKNOWN && (t->cc & 3) >= 2 && (op == CC_SUB || op == CC_ADD)) {
+        ld(t, w, RCX, OFF(cc_src));
+        ld(t, w, RAX, OFF(cc_res));
+        /* recover the first operand, then redo the operation on the host */
+        op_rr(t, w, op == CC_SUB ? 0x01 : 0x29, RCX, RAX);
+        op_rr(t, w, op == CC_SUB ? 0x39 : 0x01, RCX, RAX);
+    } else if (t->cc != CC_UNKNOWN && (t->cc & 3) >= 2 && op == CC_LOGIC) {
+        ld(t, w, RAX, OFF(cc_res));
+        op_rr(t, w, 0x85, RAX, RAX);
+    } else {
+        mov_rr(t, 1, RDI, RBX);
+        movi(t, RSI, cc);
+        call(t, (const void *)cond_eval);
+        op_rr(t, 0, 0x84, RAX, RAX);   /* test al, al */
+        cc = 0x5;
+    }
+    uint8_t *jt = jcc32(t, cc);
+    emit_exit(t, 0, next);
+    patch(jt, t->p);
+    emit_exit(t, 1, taken);
+    t->pend = 0;
+    return true;
 }
 
 int jit_init(struct cpu *c)
@@ -704,22 +804,28 @@ void jit_compile(struct cpu *c, struct block *b)
 
     static __thread struct tx t;
     t.p = c->jit + c->jit_used;
+    t.b = b;
     t.pend = 0;
     t.ncold = 0;
+    t.cc = CC_UNKNOWN;
     uint8_t *start = t.p;
     e1(&t, 0x53);                  /* push rbx: also aligns the stack for calls */
     mov_rr(&t, 1, RBX, RDI);
     for (int k = 0; k < b->n; k++) {
         const struct insn *i = &b->ins[k];
-        bool inl = b->mode == 8 && t.ncold < COLD_MAX - 2 && emit_inline(&t, i, live[k]);
-        if (inl)
+        bool last = k == b->n - 1;
+        if (b->mode == 8 && last && !i->lock && !i->rep && jcc_op(i->op) && emit_jcc(&t, i))
+            break;
+        if (b->mode == 8 && t.ncold < COLD_MAX - 2 && emit_inline(&t, i, live[k])) {
             t.pend += i->len;
-        else
-            emit_call(&t, i, k == b->n - 1);
+            if (last)
+                emit_exit(&t, 0, t.pend);
+        } else {
+            emit_call(&t, i, last);
+            if (last)
+                leave(&t);
+        }
     }
-    if (t.pend)
-        addmi(&t, OFF(rip), t.pend);
-    leave(&t);
     for (int k = 0; k < t.ncold; k++)
         emit_cold(&t, &t.cold[k]);
     c->jit_used += ((size_t)(t.p - start) + 15) & ~(size_t)15;
