@@ -504,6 +504,65 @@ static void test_ud(void **s)
 }
 
 /* Code written through the emulated CPU is decoded afresh (self-modifying code). */
+/* A loop run interpreted, translated at once, and translated after its first run (so blocks
+ * link to each other): loads and stores through the TLB (one across a page), flags read by
+ * ADC/CMOV/Jcc, CALL/RET, PUSH/POP, compared with the host. */
+static void test_translated_loop(void **s)
+{
+    (void)s;
+    static const uint8_t loop[] = {
+        0xeb, 0x04, 0x83, 0xc0, 0x01, 0xc3, 0xb9, 0x2c, 0x01, 0x00, 0x00, 0x31, 0xc0, 0x31, 0xd2,
+        0x44, 0x8b, 0x04, 0x8f, 0x44, 0x01, 0xc0, 0xc1, 0xc0, 0x05, 0x31, 0xc2, 0x4c, 0x8d, 0x4c,
+        0xca, 0x07, 0x44, 0x89, 0x8c, 0x8f, 0x00, 0x08, 0x00, 0x00, 0x50, 0xe8, 0xd4, 0xff, 0xff,
+        0xff, 0x41, 0x5a, 0x4c, 0x01, 0xd2, 0x49, 0xc1, 0xea, 0x03, 0x44, 0x29, 0xd0, 0x81, 0xf9,
+        0x96, 0x00, 0x00, 0x00, 0x73, 0x03, 0x6b, 0xd2, 0x03, 0x4c, 0x8b, 0x9f, 0xfc, 0x0f, 0x00,
+        0x00, 0x4c, 0x01, 0xda, 0x44, 0x0f, 0xb6, 0x1c, 0x0f, 0x44, 0x11, 0xd8, 0x49, 0xd1, 0xfb,
+        0x0f, 0x42, 0xc2, 0xff, 0xc9, 0x75, 0xae,
+    };
+    static uint8_t data[DATA_SIZE];
+    static struct result nat, emu;
+    for (int jit = -1; jit <= 1; jit++) {
+        struct regs in;
+        rng_state = 12;
+        rnd_regs(&in);
+        rnd_data(data);
+        in.r[R_DI] = HBASE + OFF_DATA;
+        struct code c = { .n = 0 };
+        emit(&c, (const char *)loop, sizeof(loop));
+        harness_jit = jit;
+        harness_run(c.b, c.n, &in, data, &nat, &emu);
+        harness_jit = -1;
+        assert_int_equal(nat.vec, -1);
+        assert_true(result_match(jit < 0 ? "loop" : jit ? "loop (linked)" : "loop (translated)", &c,
+                                 &in, &nat, &emu, ALLF, 0xffff, 0));
+    }
+}
+
+/* A translated loop that rewrites an immediate of its own next instruction on every turn. */
+static void test_translated_smc(void **s)
+{
+    (void)s;
+    static const uint8_t loop[] = { 0xb9, 0x32, 0x00, 0x00, 0x00, 0x31, 0xc0, 0x89, 0x0e, 0x05,
+                                    0x11, 0x11, 0x11, 0x11, 0xff, 0xc9, 0x75, 0xf5 };
+    static uint8_t data[DATA_SIZE];
+    static struct result nat, emu;
+    for (int jit = 0; jit <= 1; jit++) {
+        struct regs in;
+        rng_state = 13;
+        rnd_regs(&in);
+        in.r[R_SI] = HBASE + OFF_CODE + 10;   /* the imm32 of the ADD */
+        struct code c = { .n = 0 };
+        emit(&c, (const char *)loop, sizeof(loop));
+        harness_jit = jit;
+        harness_run(c.b, c.n, &in, data, &nat, &emu);
+        harness_jit = -1;
+        assert_int_equal(nat.vec, -1);
+        assert_int_equal(emu.vec, -1);
+        assert_int_equal(nat.regs.r[R_AX], 1275);
+        assert_int_equal(emu.regs.r[R_AX], 1275);
+    }
+}
+
 static void test_smc(void **s)
 {
     (void)s;
@@ -541,6 +600,7 @@ int main(void)
         cmocka_unit_test(test_xchg), cmocka_unit_test(test_misc), cmocka_unit_test(test_jcc),
         cmocka_unit_test(test_div_zero),
         cmocka_unit_test(test_ud), cmocka_unit_test(test_smc),
+        cmocka_unit_test(test_translated_loop), cmocka_unit_test(test_translated_smc),
     };
     return cmocka_run_group_tests_name("emu", tests, setup, NULL);
 }
