@@ -317,7 +317,7 @@ static __attribute__((unused)) void emit_modrm(struct code *c, int sz, const uin
 
 /* A general register usable as an operand: never RSP, and never RBX when memory operands
  * are in play (it holds the data pointer). */
-static int rnd_reg(bool mem)
+static __attribute__((unused)) int rnd_reg(bool mem)
 {
     for (;;) {
         int r = (int)(rnd() % 16);

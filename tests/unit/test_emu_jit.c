@@ -1,0 +1,233 @@
+/* Differential tests of the block translator (jit.c): random straight-line blocks of integer
+ * instructions, with the flags flowing between them (the translator stores lazy flags only where
+ * a later instruction may read them), run natively, interpreted and translated; registers,
+ * memory and the flags the block leaves defined are compared. A flag reader (Jcc, SETcc, CMOVcc,
+ * ADC/SBB) is only generated when what it reads is defined at that point, so the host and the
+ * emulator must agree exactly. QKVM_EMU_SEED / QKVM_EMU_CASES as in test_emu.c. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdlib.h>
+
+#include "emu_harness.h"
+
+#define CF 0x1u
+#define PF 0x4u
+#define ZF 0x40u
+#define SF 0x80u
+#define OF 0x800u
+#define FIVE (CF | PF | ZF | SF | OF)   /* AF is left out: no Jcc/SETcc/CMOVcc reads it */
+
+/* flags each condition code reads */
+static const uint32_t cc_reads[16] = { OF, OF, CF, CF, ZF, ZF, CF | ZF, CF | ZF,
+                                       SF, SF, PF, PF, SF | OF, SF | OF, ZF | SF | OF, ZF | SF | OF };
+
+/* A register operand: never RSP, never RBX (the data pointer of [rbx + disp8]). */
+static int reg(void)
+{
+    for (;;) {
+        int r = (int)(rnd() % 16);
+        if (r != 4 && r != 3)
+            return r;
+    }
+}
+
+static int wsz(void) { return rnd() % 3 ? 8 : 4; }
+static int disp(void) { return (int)(rnd() % 15) * 8; }
+
+/* One instruction into c; *def: the flags defined so far, updated. */
+static void gen_insn(struct code *c, uint32_t *def)
+{
+    int sz = wsz();
+    uint8_t op[2];
+    switch (rnd() % 17) {
+    case 0: case 1: {   /* ALU r/m, r and r, r/m: ADD OR AND SUB XOR CMP, ADC SBB when CF is */
+        int kind = (int)(rnd() % 8);
+        if ((kind == 2 || kind == 3) && !(*def & CF))
+            kind = 0;
+        op[0] = (uint8_t)(kind * 8 + 1 + (rnd() % 2) * 2);
+        bool mem = rnd() % 3 == 0;
+        emit_modrm(c, sz, op, 1, reg(), mem ? -1 : reg(), disp(), false, NULL, 0);
+        *def |= FIVE;
+        break;
+    }
+    case 2: {   /* ALU r, imm8 / imm32 */
+        int kind = (int)(rnd() % 8);
+        if ((kind == 2 || kind == 3) && !(*def & CF))
+            kind = 7;
+        bool i8 = rnd() % 2;
+        op[0] = i8 ? 0x83 : 0x81;
+        emit_modrm(c, sz, op, 1, kind, rnd() % 4 ? reg() : -1, disp(), false, NULL, 0);
+        emit_imm(c, rnd_val(), i8 ? 1 : 4);
+        *def |= FIVE;
+        break;
+    }
+    case 3:   /* TEST */
+        op[0] = 0x85;
+        emit_modrm(c, sz, op, 1, reg(), rnd() % 3 ? reg() : -1, disp(), false, NULL, 0);
+        *def |= FIVE;
+        break;
+    case 4: {   /* MOV in all its forms */
+        int f = (int)(rnd() % 5);
+        if (f < 3) {
+            op[0] = f == 0 ? 0x89 : 0x8b;
+            emit_modrm(c, sz, op, 1, reg(), f == 2 ? -1 : reg(), disp(), false, NULL, 0);
+        } else if (f == 3) {
+            int r = reg();
+            emit1(c, (uint8_t)(0x40 | (sz == 8 ? 8 : 0) | (r >> 3)));
+            emit1(c, (uint8_t)(0xb8 + (r & 7)));
+            emit_imm(c, rnd_val(), sz);
+        } else {
+            op[0] = 0x89;   /* store */
+            emit_modrm(c, sz, op, 1, reg(), -1, disp(), false, NULL, 0);
+        }
+        break;
+    }
+    case 5: {   /* shifts and rotates by an immediate */
+        static const int subs[5] = { 0, 1, 4, 5, 7 };
+        int sub = subs[rnd() % 5];
+        unsigned n = 1 + (unsigned)(rnd() % (sz * 8 - 1));
+        op[0] = 0xc1;
+        emit_modrm(c, sz, op, 1, sub, reg(), 0, false, NULL, 0);
+        emit1(c, (uint8_t)n);
+        if (sub <= 1)
+            *def = (*def & ~(OF | CF)) | CF | (n == 1 ? OF : 0);
+        else
+            *def = (*def | FIVE) & ~(n == 1 ? 0 : OF);
+        break;
+    }
+    case 6:   /* INC/DEC: CF stays */
+        op[0] = 0xff;
+        emit_modrm(c, sz, op, 1, (int)(rnd() % 2), reg(), 0, false, NULL, 0);
+        *def |= PF | ZF | SF | OF;
+        break;
+    case 7: {   /* NOT, NEG */
+        int sub = 2 + (int)(rnd() % 2);
+        op[0] = 0xf7;
+        emit_modrm(c, sz, op, 1, sub, reg(), 0, false, NULL, 0);
+        if (sub == 3)
+            *def |= FIVE;
+        break;
+    }
+    case 8: {   /* LEA with base, index and scale */
+        int r = reg(), b = reg(), x = reg();
+        if (x == 4)
+            x = 0;
+        emit1(c, (uint8_t)(0x40 | (sz == 8 ? 8 : 0) | ((r & 8) >> 1) | ((x & 8) >> 2) | (b >> 3)));
+        emit1(c, 0x8d);
+        emit1(c, (uint8_t)(0x84 | (r & 7) << 3));
+        emit1(c, (uint8_t)((rnd() % 4) << 6 | (x & 7) << 3 | (b & 7)));
+        emit_imm(c, rnd_val(), 4);
+        break;
+    }
+    case 9: {   /* MOVZX/MOVSX from a byte or word register or memory */
+        static const uint8_t ops[4] = { 0xb6, 0xb7, 0xbe, 0xbf };
+        uint8_t o2[2] = { 0x0f, ops[rnd() % 4] };
+        emit_modrm(c, sz, o2, 2, reg(), rnd() % 2 ? reg() : -1, disp(), true, NULL, 0);
+        break;
+    }
+    case 10: {   /* BSWAP */
+        int r = reg();
+        emit1(c, (uint8_t)(0x40 | (sz == 8 ? 8 : 0) | (r >> 3)));
+        emit1(c, 0x0f);
+        emit1(c, (uint8_t)(0xc8 + (r & 7)));
+        break;
+    }
+    case 11: {   /* IMUL r, r/m: CF and OF defined, SF ZF PF not */
+        uint8_t o2[2] = { 0x0f, 0xaf };
+        emit_modrm(c, sz, o2, 2, reg(), rnd() % 3 ? reg() : -1, disp(), false, NULL, 0);
+        *def = (*def | CF | OF) & ~(SF | ZF | PF);
+        break;
+    }
+    case 12: {   /* PUSH r; POP r' */
+        int a = reg(), b = reg();
+        if (a >= 8)
+            emit1(c, 0x41);
+        emit1(c, (uint8_t)(0x50 + (a & 7)));
+        if (b >= 8)
+            emit1(c, 0x41);
+        emit1(c, (uint8_t)(0x58 + (b & 7)));
+        break;
+    }
+    case 13: {   /* SETcc r8 */
+        int cc = (int)(rnd() % 16);
+        if ((cc_reads[cc] & *def) != cc_reads[cc])
+            break;
+        uint8_t o2[2] = { 0x0f, (uint8_t)(0x90 + cc) };
+        emit_modrm(c, 1, o2, 2, 0, reg(), 0, true, NULL, 0);
+        break;
+    }
+    case 14: {   /* CMOVcc */
+        int cc = (int)(rnd() % 16);
+        if ((cc_reads[cc] & *def) != cc_reads[cc])
+            break;
+        uint8_t o2[2] = { 0x0f, (uint8_t)(0x40 + cc) };
+        emit_modrm(c, sz, o2, 2, reg(), rnd() % 3 ? reg() : -1, disp(), false, NULL, 0);
+        break;
+    }
+    case 15: case 16: {   /* CMP then Jcc over the next instruction */
+        if (c->n > 180)
+            break;
+        op[0] = 0x39;
+        emit_modrm(c, sz, op, 1, reg(), reg(), 0, false, NULL, 0);
+        *def |= FIVE;
+        struct code next = { .n = 0 };
+        uint32_t d2 = *def;
+        gen_insn(&next, &d2);
+        int cc = (int)(rnd() % 16);
+        emit1(c, (uint8_t)(0x70 + cc));
+        emit1(c, (uint8_t)next.n);
+        emit(c, next.b, next.n);
+        /* either path: what both leave defined */
+        *def &= d2;
+        break;
+    }
+    }
+}
+
+static void test_translated_blocks(void **s)
+{
+    (void)s;
+    const char *e = getenv("QKVM_EMU_SEED"), *ne = getenv("QKVM_EMU_CASES");
+    rng_state = (e ? strtoull(e, NULL, 0) : 0x5eed0000ull) ^ 0x71;
+    unsigned n = ne ? (unsigned)atoi(ne) : 700;
+    static uint8_t data[DATA_SIZE];
+    static struct result nat, emu;
+    int bad = 0;
+    for (unsigned k = 0; k < n && bad < 5; k++) {
+        struct regs in;
+        rnd_regs(&in);
+        rnd_data(data);
+        struct code c = { .n = 0 };
+        uint32_t def = FIVE;
+        int len = 4 + (int)(rnd() % 12);
+        for (int j = 0; j < len && c.n < 200; j++)
+            gen_insn(&c, &def);
+        for (int m = 0; m < 2; m++) {
+            harness_jit = m ? 0 : -1;
+            harness_run(c.b, c.n, &in, data, &nat, &emu);
+            if (!result_match(m ? "block (translated)" : "block (interpreted)", &c, &in, &nat, &emu,
+                              def, 0xffff, 0))
+                bad++;
+        }
+        harness_jit = -1;
+    }
+    assert_int_equal(bad, 0);
+}
+
+static int setup(void **s)
+{
+    (void)s;
+    return harness_init();
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_translated_blocks),
+    };
+    return cmocka_run_group_tests_name("emu_jit", tests, setup, NULL);
+}
