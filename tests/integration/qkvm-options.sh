@@ -36,6 +36,9 @@ expect_error "kernel is a directory" "regular file" -kernel "$TMP"
 expect_error "missing initrd" "-initrd .*No such file" -kernel "$K" -initrd "$TMP/nothere"
 expect_error "nothing to boot" "nothing to boot" -m 64
 expect_error "unknown accelerator" "unknown accelerator" -kernel "$K" -accel xen
+expect_error "unknown accelerator option" "unknown option thread" -kernel "$K" -accel tcg,thread=multi
+expect_error "bad jit value" "jit takes on or off" -kernel "$K" -accel tcg,jit=maybe
+expect_error "accelerator option without a name" "no accelerator name" -kernel "$K" -accel jit=off
 expect_error "unknown device" "no such device" -kernel "$K" -device nodev
 expect_error "bad device property" "iobase" -kernel "$K" -device isa-debug-exit,iobase=zz
 expect_error "unknown device property" "unknown property 'color'" -kernel "$K" -device isa-debug-exit,color=red

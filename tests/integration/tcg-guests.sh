@@ -19,6 +19,11 @@ for e in 64 32; do
   expect_eq "tcg: bzImage $e-bit powers off" 0 "$(cat "$TMP/rc")"
 done
 
+# the same guest with the translator off: the interpreter alone
+timeout 20 "$QKVM" -accel tcg,jit=off -nographic -kernel "$GUESTS/bzimage64.bin" -append "hello world" >"$TMP/out" 2>"$TMP/err"
+expect_eq "tcg,jit=off: bzImage 64-bit powers off" 0 "$?"
+check "tcg,jit=off: command line" grep -q "^cmdline=hello world" "$TMP/out"
+
 run 20 -kernel "$GUESTS/bzimage64.bin" -append "test=mmio"
 check "tcg: unmapped MMIO reads as ones" grep -q "^mmio_read=-1" "$TMP/out"
 
