@@ -35,6 +35,13 @@ static int reg(void)
     }
 }
 
+/* A byte register for a REX-less encoding: AL CL DL AH CH DH (BL and BH are RBX's) */
+static int breg(void)
+{
+    static const int r[6] = { 0, 1, 2, 4, 5, 6 };
+    return r[rnd() % 6];
+}
+
 static int wsz(void) { return rnd() % 3 ? 8 : 4; }
 static int disp(void) { return (int)(rnd() % 15) * 8; }
 
@@ -43,7 +50,7 @@ static void gen_insn(struct code *c, uint32_t *def)
 {
     int sz = wsz();
     uint8_t op[2];
-    switch (rnd() % 17) {
+    switch (rnd() % 21) {
     case 0: case 1: {   /* ALU r/m, r and r, r/m: ADD OR AND SUB XOR CMP, ADC SBB when CF is */
         int kind = (int)(rnd() % 8);
         if ((kind == 2 || kind == 3) && !(*def & CF))
@@ -166,6 +173,66 @@ static void gen_insn(struct code *c, uint32_t *def)
             break;
         uint8_t o2[2] = { 0x0f, (uint8_t)(0x40 + cc) };
         emit_modrm(c, sz, o2, 2, reg(), rnd() % 3 ? reg() : -1, disp(), false, NULL, 0);
+        break;
+    }
+    case 17: {   /* byte ALU, TEST, CMP: AL..BH without REX, SPL..R15B with */
+        static const uint8_t ops[8] = { 0x00, 0x02, 0x20, 0x28, 0x30, 0x38, 0x3a, 0x84 };
+        op[0] = ops[rnd() % 8];
+        bool rex = rnd() % 2, mem = rnd() % 3 == 0;
+        int r = reg(), m = reg();
+        if (!rex) {
+            r = breg();
+            m = breg();
+        }
+        emit_modrm(c, 1, op, 1, r, mem ? -1 : m, disp(), rex, NULL, 0);
+        *def |= FIVE;
+        break;
+    }
+    case 18: {   /* byte MOV: r/m8, r8 / r8, r/m8 / r/m8, imm8; CMP/TEST with an imm8 */
+        int f = (int)(rnd() % 5);
+        bool rex = rnd() % 2, mem = rnd() % 3 == 0;
+        int r = reg(), m = reg();
+        if (!rex) {
+            r = breg();
+            m = breg();
+        }
+        static const uint8_t ops[5] = { 0x88, 0x8a, 0xc6, 0x80, 0xf6 };
+        op[0] = ops[f];
+        int sub = (int)(rnd() % 8);   /* 0x80: ADC/SBB read CF */
+        if ((sub == 2 || sub == 3) && !(*def & CF))
+            sub = 7;
+        emit_modrm(c, 1, op, 1, f == 2 || f == 4 ? 0 : f == 3 ? sub : r, mem ? -1 : m, disp(), rex,
+                   NULL, 0);
+        if (f >= 2)
+            emit1(c, (uint8_t)rnd_val());
+        if (f >= 3)
+            *def |= FIVE;
+        break;
+    }
+    case 19: {   /* AL, imm8 */
+        static const uint8_t ops[4] = { 0x04, 0x2c, 0x3c, 0xa8 };
+        emit1(c, ops[rnd() % 4]);
+        emit1(c, (uint8_t)rnd_val());
+        *def |= FIVE;
+        break;
+    }
+    case 20: {   /* shifts by 1 and by CL */
+        static const int subs[5] = { 0, 1, 4, 5, 7 };
+        int sub = subs[rnd() % 5];
+        bool cl = rnd() % 2;
+        op[0] = cl ? 0xd3 : 0xd1;
+        int r = reg();
+        if (cl && r == R_CX)
+            r = R_AX;
+        emit_modrm(c, sz, op, 1, sub, r, 0, false, NULL, 0);
+        if (cl) {
+            *def = 0;   /* what a count of 0 or more than 1 leaves is the harness's business, not ours */
+            break;
+        }
+        if (sub <= 1)
+            *def = (*def & ~(OF | CF)) | CF | OF;
+        else
+            *def |= FIVE;
         break;
     }
     case 15: case 16: {   /* CMP then Jcc over the next instruction */

@@ -187,8 +187,10 @@ static int flags_class(const struct insn *i)
         return FL_KILL;
     case 0xf6: case 0xf7:
         return i->sub == 0 || i->sub == 1 || i->sub == 3 ? FL_KILL : i->sub == 2 ? FL_PASS : FL_READ;
-    case 0xc0: case 0xc1: {
-        unsigned n = (unsigned)i->imm & (i->osz == 8 ? 63 : 31);
+    case 0xd2: case 0xd3:   /* by CL: unchanged when it is 0 */
+        return i->sub == 2 || i->sub == 3 || i->sub == 6 ? FL_READ : FL_PASS;
+    case 0xc0: case 0xc1: case 0xd0: case 0xd1: {
+        unsigned n = op >= 0xd0 ? 1 : (unsigned)i->imm & (i->osz == 8 ? 63 : 31);
         if (n == 0)
             return FL_PASS;
         if (i->sub == 4 || i->sub == 5 || i->sub == 7)
@@ -303,11 +305,13 @@ static void emit_load(struct tx *t, const struct insn *i, int sz)
     k->resume = t->p;
 }
 
-/* sz (4 or 8) bytes of r8 to linear address rax */
+/* sz bytes of r8 to linear address rax */
 static void emit_store(struct tx *t, const struct insn *i, int sz)
 {
     struct cold *k = emit_tlb(t, i, true, sz);
-    op_rm(t, sz == 8, 0x89, R8, RAX, 0);
+    if (sz == 2)
+        e1(t, 0x66);
+    op_rm(t, sz == 8, sz == 1 ? 0x88 : 0x89, R8, RAX, 0);
     k->resume = t->p;
 }
 
@@ -346,7 +350,7 @@ static void emit_cold(struct tx *t, struct cold *k)
 static bool jcc_op(unsigned op)
 {
     return (op >= 0x70 && op <= 0x7f) || (op >= 0x180 && op <= 0x18f) || op == 0xe8 || op == 0xe9 ||
-           op == 0xeb;
+           op == 0xeb || op == 0xc3;
 }
 
 static unsigned lg_size(int sz) { return sz == 8 ? 3 : sz == 4 ? 2 : sz == 2 ? 1 : 0; }
@@ -411,6 +415,112 @@ static void emit_shift(struct tx *t, int sub, int sz, unsigned n, bool live)
         st(t, 1, OFF(cc_aux), RDX);
 }
 
+static unsigned emit_cond(struct tx *t, unsigned cc);
+static void emit_carry(struct tx *t);
+
+/* Guest byte registers: 0-15 the low bytes, 16-19 AH..BH. h must be rax, rcx or rdx. */
+static int32_t byte_off(int r) { return r >= 16 ? GREG(r - 16) + 1 : GREG(r); }
+static void ld_byte(struct tx *t, int h, int r) { op_rm(t, 0, 0x0fb6, h, RBX, byte_off(r)); }
+static void st_byte(struct tx *t, int r, int h) { op_rm(t, 0, 0x88, h, RBX, byte_off(r)); }
+
+/* Byte forms: MOV, TEST, CMP and the ALU operations on registers (memory only read). */
+static bool emit_byte(struct tx *t, const struct insn *i, bool live)
+{
+    static const uint8_t host8[9] = { 0x00, 0x08, 0, 0, 0x20, 0x28, 0x30, 0x28, 0x20 };
+    unsigned op = i->op;
+    bool reg = i->mod == 3;
+    int kind, dst = -1;   /* dst: guest byte register written, -1 none */
+    if (op == 0x8a) {
+        if (reg)
+            ld_byte(t, RAX, i->rm);
+        else {
+            emit_ea(t, i);
+            emit_load(t, i, 1);
+        }
+        st_byte(t, i->reg, RAX);
+        return true;
+    }
+    if (op == 0x88 || (op == 0xc6 && i->sub == 0)) {
+        int h = reg ? RAX : R8;
+        if (op == 0xc6)
+            movi(t, h, (uint8_t)i->imm);
+        else
+            op_rm(t, 0, 0x0fb6, h, RBX, byte_off(i->reg));
+        if (reg) {
+            st_byte(t, i->rm, RAX);
+        } else {
+            emit_ea(t, i);
+            emit_store(t, i, 1);
+        }
+        return true;
+    }
+    if (op < 0x40 && (op & 7) <= 4 && (op & 7) != 1 && (op & 7) != 3) {
+        kind = (int)(op >> 3);
+        if (!alu_kind_ok(kind))
+            return false;
+        if ((op & 7) == 4) {            /* AL, imm8 */
+            ld_byte(t, RAX, R_AX);
+            movi(t, RCX, (uint8_t)i->imm);
+            dst = R_AX;
+        } else if (reg) {
+            int a = (op & 7) == 0 ? i->rm : i->reg, b = (op & 7) == 0 ? i->reg : i->rm;
+            ld_byte(t, RAX, a);
+            ld_byte(t, RCX, b);
+            dst = a;
+        } else if (kind == RMW_CMP) {  /* CMP m8, r8 / r8, m8 */
+            emit_ea(t, i);
+            emit_load(t, i, 1);
+            ld_byte(t, RCX, i->reg);
+            if ((op & 7) == 2) {
+                mov_rr(t, 0, RDX, RAX);
+                mov_rr(t, 0, RAX, RCX);
+                mov_rr(t, 0, RCX, RDX);
+            }
+        } else {
+            return false;
+        }
+    } else if (op == 0x84 || op == 0xa8 || (op == 0xf6 && i->sub == 0)) {
+        kind = 8;
+        if (op == 0xa8)
+            ld_byte(t, RAX, R_AX);
+        else if (reg)
+            ld_byte(t, RAX, i->rm);
+        else {
+            emit_ea(t, i);
+            emit_load(t, i, 1);
+        }
+        if (op == 0x84)
+            ld_byte(t, RCX, i->reg);
+        else
+            movi(t, RCX, (uint8_t)i->imm);
+    } else if (op == 0x80) {
+        kind = i->sub;
+        if (!alu_kind_ok(kind))
+            return false;
+        if (reg) {
+            ld_byte(t, RAX, i->rm);
+            dst = i->rm;
+        } else if (kind == RMW_CMP) {
+            emit_ea(t, i);
+            emit_load(t, i, 1);
+        } else {
+            return false;
+        }
+        movi(t, RCX, (uint8_t)i->imm);
+    } else {
+        return false;
+    }
+    op_rr(t, 0, host8[kind], RCX, RAX);
+    op_rr(t, 0, 0x0fb6, RAX, RAX);   /* movzx eax, al */
+    if (live) {
+        bool logic = kind == RMW_OR || kind == RMW_AND || kind == RMW_XOR || kind == 8;
+        cc_store(t, logic ? CC_LOGIC : kind == RMW_ADD ? CC_ADD : CC_SUB, 1, RAX, logic ? -1 : RCX);
+    }
+    if (dst >= 0 && kind != RMW_CMP && kind != 8)
+        st_byte(t, dst, RAX);
+    return true;
+}
+
 /* Emits i inline when it is one of the handled forms; false leaves it to its handler. live: a
  * later instruction may read the flags i writes. */
 static bool emit_inline(struct tx *t, const struct insn *i, bool live)
@@ -458,10 +568,64 @@ static bool emit_inline(struct tx *t, const struct insn *i, bool live)
         st(t, 1, GREG(i->rm), RAX);
         return true;
     }
-    if (sz != 4 && sz != 8)
-        return false;
+    if (op >= 0x190 && op <= 0x19f) {   /* SETcc r8 */
+        if (!reg)
+            return false;
+        unsigned hcc = emit_cond(t, op & 0xf);
+        e1(t, 0x0f);
+        e1(t, 0x90 | hcc);
+        e1(t, 0xc0);                    /* setcc al */
+        st_byte(t, i->rm, RAX);
+        return true;
+    }
     if (!reg && !ea_ok(i, t->pend))
         return false;
+    if (sz == 1)
+        return emit_byte(t, i, live);
+    if (sz != 4 && sz != 8)
+        return false;
+    if (op >= 0x140 && op <= 0x14f) {   /* CMOVcc r, r */
+        if (!reg)
+            return false;
+        unsigned hcc = emit_cond(t, op & 0xf);
+        ld(t, w, RCX, GREG(i->rm));
+        ld(t, w, RAX, GREG(i->reg));
+        op_rr(t, w, 0x0f40 | hcc, RAX, RCX);
+        st(t, 1, GREG(i->reg), RAX);
+        return true;
+    }
+    /* ADC/SBB on registers: the carry onto the host's CF first, then only MOVs until the op */
+    {
+        int kind = -1, dst = 0, src = -1;
+        if (op < 0x40 && ((op & 7) == 1 || (op & 7) == 3 || (op & 7) == 5) &&
+            !alu_kind_ok((int)(op >> 3)) && (reg || (op & 7) == 5)) {
+            kind = (int)(op >> 3);
+            dst = (op & 7) == 5 ? R_AX : (op & 7) == 1 ? i->rm : i->reg;
+            src = (op & 7) == 5 ? -1 : (op & 7) == 1 ? i->reg : i->rm;
+        } else if ((op == 0x81 || op == 0x83) && reg && !alu_kind_ok(i->sub)) {
+            kind = i->sub;
+            dst = i->rm;
+        }
+        if (kind >= 0) {
+            emit_carry(t);
+            e1(t, 0x0f);                /* setc dl; movzx edx, dl: the carry in */
+            e1(t, 0x92);
+            e1(t, 0xc2);
+            op_rr(t, 0, 0x0fb6, RDX, RDX);
+            if (src >= 0)
+                ld(t, w, RCX, GREG(src));
+            else
+                ld_imm(t, RCX, i, sz);
+            ld(t, w, RAX, GREG(dst));
+            op_rr(t, w, kind == RMW_ADC ? 0x11 : 0x19, RCX, RAX);
+            if (live) {
+                cc_store(t, kind == RMW_ADC ? CC_ADC : CC_SBB, sz, RAX, RCX);
+                st(t, 1, OFF(cc_aux), RDX);
+            }
+            st(t, 1, GREG(dst), RAX);
+            return true;
+        }
+    }
 
     /* ALU: Ev,Gv / Gv,Ev / eAX,Iz */
     if (op < 0x40 && ((op & 7) == 1 || (op & 7) == 3 || (op & 7) == 5)) {
@@ -604,10 +768,20 @@ static bool emit_inline(struct tx *t, const struct insn *i, bool live)
         op_rr(t, w, 0x0faf, RAX, RCX);
         st(t, 1, GREG(i->reg), RAX);
         return true;
-    case 0xc1: {
+    case 0xd3: {   /* by CL: whether flags change depends on the count, so only dead ones */
+        int sub = i->sub;
+        if (!reg || live || sub == 6 || sub == 2 || sub == 3)
+            return false;
+        ld(t, 0, RCX, GREG(R_CX));
+        ld(t, w, RAX, GREG(i->rm));
+        op_rr(t, w, 0xd3, sub, RAX);
+        st(t, 1, GREG(i->rm), RAX);
+        return true;
+    }
+    case 0xc1: case 0xd1: {
         if (!reg)
             return false;
-        unsigned n = (unsigned)i->imm & (sz == 8 ? 63 : 31);
+        unsigned n = op == 0xd1 ? 1 : (unsigned)i->imm & (sz == 8 ? 63 : 31);
         int sub = i->sub;
         if (sub == 6 || sub == 2 || sub == 3)
             return false;
@@ -649,6 +823,63 @@ static bool emit_inline(struct tx *t, const struct insn *i, bool live)
         return true;
     }
     return false;
+}
+
+/* Sets the host's arithmetic flags to the guest's by redoing, on the host, the operation an
+ * inline instruction of this block last stored in the lazy flags. False when that is not known
+ * (then the flags come from flags.c). Clobbers rax, rcx, rdx. */
+static bool emit_redo(struct tx *t)
+{
+    unsigned op = t->cc & ~3u;
+    int w = (t->cc & 3) == 3;
+    if (t->cc == CC_UNKNOWN || (t->cc & 3) < 2)
+        return false;
+    switch (op) {
+    case CC_LOGIC:
+        ld(t, w, RAX, OFF(cc_res));
+        op_rr(t, w, 0x85, RAX, RAX);
+        return true;
+    case CC_SUB: case CC_ADD:
+        ld(t, w, RCX, OFF(cc_src));
+        ld(t, w, RAX, OFF(cc_res));
+        /* recover the first operand, then redo the operation */
+        op_rr(t, w, op == CC_SUB ? 0x01 : 0x29, RCX, RAX);
+        op_rr(t, w, op == CC_SUB ? 0x39 : 0x01, RCX, RAX);
+        return true;
+    case CC_ADC: case CC_SBB:
+        ld(t, w, RCX, OFF(cc_src));
+        ld(t, w, RAX, OFF(cc_res));
+        ld(t, 0, RDX, OFF(cc_aux));   /* the carry in */
+        op_rr(t, w, op == CC_ADC ? 0x29 : 0x01, RCX, RAX);
+        op_rr(t, w, op == CC_ADC ? 0x29 : 0x01, RDX, RAX);
+        op_rr(t, 0, 0x0fba, 4, RDX);  /* bt edx, 0 */
+        e1(t, 0);
+        op_rr(t, w, op == CC_ADC ? 0x11 : 0x19, RCX, RAX);
+        return true;
+    }
+    return false;
+}
+
+/* The host condition code (for Jcc/SETcc/CMOVcc) that is true when guest condition cc is. */
+static unsigned emit_cond(struct tx *t, unsigned cc)
+{
+    if (emit_redo(t))
+        return cc;
+    mov_rr(t, 1, RDI, RBX);
+    movi(t, RSI, cc);
+    call(t, (const void *)cond_eval);
+    op_rr(t, 0, 0x84, RAX, RAX);   /* test al, al */
+    return 0x5;
+}
+
+/* The host's CF = the guest's CF (for ADC/SBB). */
+static void emit_carry(struct tx *t)
+{
+    if (emit_redo(t))
+        return;
+    mov_rr(t, 1, RDI, RBX);
+    call(t, (const void *)flags_cf);
+    op_rr(t, 0, 0xf6, 3, RAX);     /* neg al: CF = al != 0 */
 }
 
 /* A call to i's handler, with c->rip and c->cur as the interpreter sets them. */
@@ -717,8 +948,18 @@ static bool emit_jcc(struct tx *t, const struct insn *i)
     int64_t next = t->pend + i->len, taken = next + (int64_t)i->imm;
     if (taken != (int32_t)taken)
         return false;
-    unsigned cc = i->op & 0xf, op = t->cc & ~3u;
-    int w = (t->cc & 3) == 3;
+    unsigned cc = i->op & 0xf;
+    if (i->op == 0xc3) {   /* RET: the return address from the stack, no link */
+        if (i->osz != 8)
+            return false;
+        ld(t, 1, RAX, GREG(R_SP));
+        emit_load(t, i, 8);
+        addmi(t, GREG(R_SP), 8);
+        st(t, 1, OFF(rip), RAX);
+        leave(t);
+        t->pend = 0;
+        return true;
+    }
     if (i->op == 0xe8) {   /* CALL: push the return address */
         ld(t, 1, R8, OFF(rip));
         op_rm(t, 1, 0x8d, R8, R8, (int32_t)next);
@@ -732,22 +973,7 @@ static bool emit_jcc(struct tx *t, const struct insn *i)
         t->pend = 0;
         return true;
     }
-    if (t->cc != CC_UNKNOWN && (t->cc & 3) >= 2 && (op == CC_SUB || op == CC_ADD)) {
-        ld(t, w, RCX, OFF(cc_src));
-        ld(t, w, RAX, OFF(cc_res));
-        /* recover the first operand, then redo the operation on the host */
-        op_rr(t, w, op == CC_SUB ? 0x01 : 0x29, RCX, RAX);
-        op_rr(t, w, op == CC_SUB ? 0x39 : 0x01, RCX, RAX);
-    } else if (t->cc != CC_UNKNOWN && (t->cc & 3) >= 2 && op == CC_LOGIC) {
-        ld(t, w, RAX, OFF(cc_res));
-        op_rr(t, w, 0x85, RAX, RAX);
-    } else {
-        mov_rr(t, 1, RDI, RBX);
-        movi(t, RSI, cc);
-        call(t, (const void *)cond_eval);
-        op_rr(t, 0, 0x84, RAX, RAX);   /* test al, al */
-        cc = 0x5;
-    }
+    cc = emit_cond(t, cc);
     uint8_t *jt = jcc32(t, cc);
     emit_exit(t, 0, next);
     patch(jt, t->p);
