@@ -414,7 +414,7 @@ enum emu_stop emu_cpu_run(struct cpu *c)
             jit_compile(c, b);
         if (b->code) {
             c->chain_budget = 64;
-            ((jit_fn)b->code)(c);
+            jit_run(c, b);
             c->cur = NULL;
             continue;
         }

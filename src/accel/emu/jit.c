@@ -1,8 +1,13 @@
-/* The block translator (see jit.h). Guest registers stay in struct cpu (rbx points at it in
- * translated code); each inline instruction loads its operands into rax/rcx, runs the same host
- * instruction and stores the result, so an interpreter handler can run between any two of them.
+/* The block translator (see jit.h). rbx points at struct cpu in translated code; each inline
+ * instruction loads its operands into rax/rcx, runs the same host instruction and stores the
+ * result. Translated code is entered through a trampoline at the start of the code buffer that
+ * saves the host's callee-saved registers; blocks leave through it too, and linked blocks jump
+ * to each other directly.
  *
- * Three things the interpreter does per instruction are done lazily here:
+ * Four things the interpreter does per instruction are done lazily here:
+ * - guest registers: the most used ones of a block live in rbp and r12-r15 while it runs
+ *   (loaded at its start); they are written back to struct cpu before a handler call (and
+ *   reloaded after it), before a slow memory path (a fault must see them) and at exits.
  * - c->rip: brought up to date only before a handler call, on a slow memory path and at exits;
  *   inline instructions between them just add up their lengths at translation time.
  * - the lazy flags (cc_*): an inline instruction stores them only when a later instruction (or
@@ -24,7 +29,9 @@
 #define JIT_BLOCK_MAX (48u << 10)   /* generous bound for one block of BLOCK_MAX_INSNS */
 #define COLD_MAX 256
 
-enum { RAX, RCX, RDX, RBX, RSP, RBP, RSI, RDI, R8 };
+enum { RAX, RCX, RDX, RBX, RSP, RBP, RSI, RDI, R8, R9, R10, R11, R12, R13, R14, R15 };
+#define JIT_TRAMP 64   /* bytes of trampoline at the start of the code buffer */
+#define NHOST 5
 #define CC_UNKNOWN 0xffffffffu
 #define OFF(f) ((int32_t)offsetof(struct cpu, f))
 #define GREG(g) (OFF(r) + 8 * (int32_t)(g))
@@ -36,7 +43,12 @@ struct cold {
     int npatch;
     uint8_t *resume;
     bool write;
-    int sz, pend, len;
+    int sz, pend;
+    uint16_t dirty;      /* guest registers whose host copy is newer than struct cpu's */
+    /* a store into a page with code leaves the block after the instruction: what is left of the
+     * instruction then (a stack pointer update) and where RIP goes, relative to pend */
+    int sp_adj;
+    int64_t rip_adv;
 };
 
 struct tx {
@@ -46,6 +58,9 @@ struct tx {
     uint32_t cc;         /* the cc_op the lazy flags hold, if an inline instruction stored them */
     struct cold cold[COLD_MAX];
     int ncold;
+    int8_t host_of[16];  /* guest register -> host register holding it, or -1 */
+    uint16_t alloc, dirty;
+    uint8_t *exit;       /* the trampoline's exit */
 };
 
 /* --- encoding --- */
@@ -136,22 +151,6 @@ static void call(struct tx *t, const void *fn)
     e1(t, 0xd0);
 }
 
-static void leave(struct tx *t)
-{
-    e1(t, 0x5b);   /* pop rbx */
-    e1(t, 0xc3);
-}
-
-/* Leaves the block if the last handler asked to (c->brk). */
-static void brk_check(struct tx *t)
-{
-    op_rm(t, 0, 0x80, 7, RBX, OFF(brk));   /* cmp byte [rbx+brk], 0 */
-    e1(t, 0);
-    e1(t, 0x74);                            /* je over the exit */
-    e1(t, 2);
-    leave(t);
-}
-
 static uint8_t *jcc32(struct tx *t, unsigned cc)
 {
     e1(t, 0x0f);
@@ -164,6 +163,89 @@ static void patch(uint8_t *rel, const uint8_t *to)
 {
     int32_t d = (int32_t)(to - (rel + 4));
     memcpy(rel, &d, 4);
+}
+
+/* Leaves through the trampoline; struct cpu must be up to date. */
+static void leave(struct tx *t)
+{
+    e1(t, 0xe9);
+    e4(t, 0);
+    patch(t->p - 4, t->exit);
+}
+
+/* --- guest registers held in host registers --- */
+static void mov_rr(struct tx *t, int w, int dst, int src);
+static void ld(struct tx *t, int w, int h, int32_t off);
+static void st(struct tx *t, int w, int32_t off, int h);
+
+/* h = guest register g (32 bits zero-extended, or 64) */
+static void ldg(struct tx *t, int w, int h, int g)
+{
+    if (t->host_of[g] >= 0)
+        mov_rr(t, w, h, t->host_of[g]);
+    else
+        ld(t, w, h, GREG(g));
+}
+
+/* guest register g = h (all 64 bits) */
+static void stg(struct tx *t, int g, int h)
+{
+    if (t->host_of[g] >= 0) {
+        mov_rr(t, 1, t->host_of[g], h);
+        t->dirty |= (uint16_t)(1u << g);
+    } else {
+        st(t, 1, GREG(g), h);
+    }
+}
+
+static void addmi(struct tx *t, int32_t off, int32_t imm);
+
+/* guest register g += imm */
+static void addg(struct tx *t, int g, int32_t imm)
+{
+    int h = t->host_of[g];
+    if (h < 0) {
+        addmi(t, GREG(g), imm);
+        return;
+    }
+    op_rr(t, 1, 0x83, 0, h);
+    e1(t, (uint8_t)imm);
+    t->dirty |= (uint16_t)(1u << g);
+}
+
+static void writeback(struct tx *t, uint16_t mask)
+{
+    for (int g = 0; g < 16; g++)
+        if ((mask >> g) & 1)
+            st(t, 1, GREG(g), t->host_of[g]);
+}
+
+static void flush_regs(struct tx *t)
+{
+    writeback(t, t->dirty);
+    t->dirty = 0;
+}
+
+static void reload_regs(struct tx *t)
+{
+    for (int g = 0; g < 16; g++)
+        if ((t->alloc >> g) & 1)
+            ld(t, 1, t->host_of[g], GREG(g));
+}
+
+/* Leaves the block, writing the guest registers back. */
+static void leave_flush(struct tx *t)
+{
+    flush_regs(t);
+    leave(t);
+}
+
+/* Leaves the block if the last handler asked to (c->brk); the registers are in struct cpu. */
+static void brk_check(struct tx *t)
+{
+    op_rm(t, 0, 0x80, 7, RBX, OFF(brk));   /* cmp byte [rbx+brk], 0 */
+    e1(t, 0);
+    patch(jcc32(t, 0x5), t->exit);
 }
 
 /* --- slow paths, called from translated code --- */
@@ -233,12 +315,12 @@ static void emit_ea_off(struct tx *t, const struct insn *i)
         ld(t, 1, RAX, OFF(rip));
         disp += t->pend + i->len;   /* RIP-relative: from the end of the instruction */
     } else if (i->base != REG_NONE) {
-        ld(t, 1, RAX, GREG(i->base));
+        ldg(t, 1, RAX, i->base);
     } else {
         op_rr(t, 0, 0x31, RAX, RAX);
     }
     if (i->index != REG_NONE) {
-        ld(t, 1, RCX, GREG(i->index));
+        ldg(t, 1, RCX, i->index);
         /* lea rax, [rax + rcx*scale + disp32] */
         rex(t, 1, RAX, RCX, RAX);
         e1(t, 0x8d);
@@ -265,7 +347,8 @@ static void emit_ea(struct tx *t, const struct insn *i)
 static struct cold *emit_tlb(struct tx *t, const struct insn *i, bool write, int sz)
 {
     struct cold *k = &t->cold[t->ncold++];
-    *k = (struct cold){ .write = write, .sz = sz, .pend = t->pend, .len = i->len };
+    *k = (struct cold){ .write = write, .sz = sz, .pend = t->pend, .dirty = t->dirty,
+                        .rip_adv = i->len };
     mov_rr(t, 1, RCX, RAX);
     op_rr(t, 1, 0xc1, 5, RCX);   /* shr rcx, 12 */
     e1(t, 12);
@@ -306,19 +389,21 @@ static void emit_load(struct tx *t, const struct insn *i, int sz)
 }
 
 /* sz bytes of r8 to linear address rax */
-static void emit_store(struct tx *t, const struct insn *i, int sz)
+static struct cold *emit_store(struct tx *t, const struct insn *i, int sz)
 {
     struct cold *k = emit_tlb(t, i, true, sz);
     if (sz == 2)
         e1(t, 0x66);
     op_rm(t, sz == 8, sz == 1 ? 0x88 : 0x89, R8, RAX, 0);
     k->resume = t->p;
+    return k;
 }
 
 static void emit_cold(struct tx *t, struct cold *k)
 {
     for (int n = 0; n < k->npatch; n++)
         patch(k->patch[n], t->p);
+    writeback(t, k->dirty);
     sti(t, 1, OFF(cur), 0);
     if (k->pend)
         addmi(t, OFF(rip), k->pend);
@@ -333,7 +418,9 @@ static void emit_cold(struct tx *t, struct cold *k)
         op_rm(t, 0, 0x80, 7, RBX, OFF(brk));
         e1(t, 0);
         uint8_t *on = jcc32(t, 0x4);
-        addmi(t, OFF(rip), k->len);
+        if (k->sp_adj)
+            addmi(t, GREG(R_SP), k->sp_adj);
+        addmi(t, OFF(rip), (int32_t)k->rip_adv);
         leave(t);
         patch(on, t->p);
     } else {
@@ -383,7 +470,7 @@ static void emit_alu(struct tx *t, int kind, int sz, int dst, bool live)
         cc_store(t, logic ? CC_LOGIC : kind == RMW_ADD ? CC_ADD : CC_SUB, sz, RAX, logic ? -1 : RCX);
     }
     if (kind != RMW_CMP)
-        st(t, 1, GREG(dst), RAX);
+        stg(t, dst, RAX);
 }
 
 static void ld_imm(struct tx *t, int h, const struct insn *i, int sz)
@@ -420,8 +507,29 @@ static void emit_carry(struct tx *t);
 
 /* Guest byte registers: 0-15 the low bytes, 16-19 AH..BH. h must be rax, rcx or rdx. */
 static int32_t byte_off(int r) { return r >= 16 ? GREG(r - 16) + 1 : GREG(r); }
-static void ld_byte(struct tx *t, int h, int r) { op_rm(t, 0, 0x0fb6, h, RBX, byte_off(r)); }
-static void st_byte(struct tx *t, int r, int h) { op_rm(t, 0, 0x88, h, RBX, byte_off(r)); }
+/* Byte registers go through struct cpu: a register held on the host is written back first (and
+ * read again after a byte store). */
+static void ld_byte(struct tx *t, int h, int r)
+{
+    int g = r >= 16 ? r - 16 : r;
+    if ((t->dirty >> g) & 1) {
+        writeback(t, (uint16_t)(1u << g));
+        t->dirty &= (uint16_t)~(1u << g);
+    }
+    op_rm(t, 0, 0x0fb6, h, RBX, byte_off(r));
+}
+
+static void st_byte(struct tx *t, int r, int h)
+{
+    int g = r >= 16 ? r - 16 : r;
+    if ((t->dirty >> g) & 1) {
+        writeback(t, (uint16_t)(1u << g));
+        t->dirty &= (uint16_t)~(1u << g);
+    }
+    op_rm(t, 0, 0x88, h, RBX, byte_off(r));
+    if (t->host_of[g] >= 0)
+        ld(t, 1, t->host_of[g], GREG(g));
+}
 
 /* Byte forms: MOV, TEST, CMP and the ALU operations on registers (memory only read). */
 static bool emit_byte(struct tx *t, const struct insn *i, bool live)
@@ -445,7 +553,7 @@ static bool emit_byte(struct tx *t, const struct insn *i, bool live)
         if (op == 0xc6)
             movi(t, h, (uint8_t)i->imm);
         else
-            op_rm(t, 0, 0x0fb6, h, RBX, byte_off(i->reg));
+            ld_byte(t, h, i->reg);
         if (reg) {
             st_byte(t, i->rm, RAX);
         } else {
@@ -538,16 +646,16 @@ static bool emit_inline(struct tx *t, const struct insn *i, bool live)
         if (sz != 8)
             return false;
         if (op < 0x58) {
-            ld(t, 1, R8, GREG(i->rm));
-            ld(t, 1, RAX, GREG(R_SP));
+            ldg(t, 1, R8, i->rm);
+            ldg(t, 1, RAX, R_SP);
             op_rm(t, 1, 0x8d, RAX, RAX, -8);
-            emit_store(t, i, 8);
-            addmi(t, GREG(R_SP), -8);
+            emit_store(t, i, 8)->sp_adj = -8;
+            addg(t, R_SP, -8);
         } else {
-            ld(t, 1, RAX, GREG(R_SP));
+            ldg(t, 1, RAX, R_SP);
             emit_load(t, i, 8);
-            addmi(t, GREG(R_SP), 8);
-            st(t, 1, GREG(i->rm), RAX);
+            addg(t, R_SP, 8);
+            stg(t, i->rm, RAX);
         }
         return true;
     }
@@ -555,17 +663,17 @@ static bool emit_inline(struct tx *t, const struct insn *i, bool live)
         if (sz != 4 && sz != 8)
             return false;
         ld_imm(t, RAX, i, sz);
-        st(t, 1, GREG(i->rm), RAX);
+        stg(t, i->rm, RAX);
         return true;
     }
     if (op >= 0x1c8 && op <= 0x1cf) {
         if (sz != 4 && sz != 8)
             return false;
-        ld(t, w, RAX, GREG(i->rm));
+        ldg(t, w, RAX, i->rm);
         rex(t, w, 0, 0, RAX);
         e1(t, 0x0f);
         e1(t, 0xc8);
-        st(t, 1, GREG(i->rm), RAX);
+        stg(t, i->rm, RAX);
         return true;
     }
     if (op >= 0x190 && op <= 0x19f) {   /* SETcc r8 */
@@ -588,10 +696,10 @@ static bool emit_inline(struct tx *t, const struct insn *i, bool live)
         if (!reg)
             return false;
         unsigned hcc = emit_cond(t, op & 0xf);
-        ld(t, w, RCX, GREG(i->rm));
-        ld(t, w, RAX, GREG(i->reg));
+        ldg(t, w, RCX, i->rm);
+        ldg(t, w, RAX, i->reg);
         op_rr(t, w, 0x0f40 | hcc, RAX, RCX);
-        st(t, 1, GREG(i->reg), RAX);
+        stg(t, i->reg, RAX);
         return true;
     }
     /* ADC/SBB on registers: the carry onto the host's CF first, then only MOVs until the op */
@@ -613,16 +721,16 @@ static bool emit_inline(struct tx *t, const struct insn *i, bool live)
             e1(t, 0xc2);
             op_rr(t, 0, 0x0fb6, RDX, RDX);
             if (src >= 0)
-                ld(t, w, RCX, GREG(src));
+                ldg(t, w, RCX, src);
             else
                 ld_imm(t, RCX, i, sz);
-            ld(t, w, RAX, GREG(dst));
+            ldg(t, w, RAX, dst);
             op_rr(t, w, kind == RMW_ADC ? 0x11 : 0x19, RCX, RAX);
             if (live) {
                 cc_store(t, kind == RMW_ADC ? CC_ADC : CC_SBB, sz, RAX, RCX);
                 st(t, 1, OFF(cc_aux), RDX);
             }
-            st(t, 1, GREG(dst), RAX);
+            stg(t, dst, RAX);
             return true;
         }
     }
@@ -635,24 +743,24 @@ static bool emit_inline(struct tx *t, const struct insn *i, bool live)
         int dst;
         if ((op & 7) == 5) {
             dst = R_AX;
-            ld(t, w, RAX, GREG(R_AX));
+            ldg(t, w, RAX, R_AX);
             ld_imm(t, RCX, i, sz);
         } else if (reg) {
             int src = (op & 7) == 1 ? i->reg : i->rm;
             dst = (op & 7) == 1 ? i->rm : i->reg;
-            ld(t, w, RCX, GREG(src));
-            ld(t, w, RAX, GREG(dst));
+            ldg(t, w, RCX, src);
+            ldg(t, w, RAX, dst);
         } else if ((op & 7) == 3) {
             dst = i->reg;
             emit_ea(t, i);
             emit_load(t, i, sz);
             mov_rr(t, 1, RCX, RAX);
-            ld(t, w, RAX, GREG(dst));
+            ldg(t, w, RAX, dst);
         } else if (kind == RMW_CMP) {   /* CMP m, r */
             dst = 0;
             emit_ea(t, i);
             emit_load(t, i, sz);
-            ld(t, w, RCX, GREG(i->reg));
+            ldg(t, w, RCX, i->reg);
         } else {
             return false;
         }
@@ -664,7 +772,7 @@ static bool emit_inline(struct tx *t, const struct insn *i, bool live)
         if (!alu_kind_ok(i->sub))
             return false;
         if (reg) {
-            ld(t, w, RAX, GREG(i->rm));
+            ldg(t, w, RAX, i->rm);
         } else if (i->sub == RMW_CMP) {
             emit_ea(t, i);
             emit_load(t, i, sz);
@@ -676,44 +784,44 @@ static bool emit_inline(struct tx *t, const struct insn *i, bool live)
         return true;
     case 0x85:
         if (reg) {
-            ld(t, w, RAX, GREG(i->rm));
+            ldg(t, w, RAX, i->rm);
         } else {
             emit_ea(t, i);
             emit_load(t, i, sz);
         }
-        ld(t, w, RCX, GREG(i->reg));
+        ldg(t, w, RCX, i->reg);
         emit_alu(t, 8, sz, 0, live);
         return true;
     case 0xa9:
-        ld(t, w, RAX, GREG(R_AX));
+        ldg(t, w, RAX, R_AX);
         ld_imm(t, RCX, i, sz);
         emit_alu(t, 8, sz, 0, live);
         return true;
     case 0x89:
         if (reg) {
-            ld(t, w, RAX, GREG(i->reg));
-            st(t, 1, GREG(i->rm), RAX);
+            ldg(t, w, RAX, i->reg);
+            stg(t, i->rm, RAX);
         } else {
-            ld(t, w, R8, GREG(i->reg));
+            ldg(t, w, R8, i->reg);
             emit_ea(t, i);
             emit_store(t, i, sz);
         }
         return true;
     case 0x8b:
         if (reg) {
-            ld(t, w, RAX, GREG(i->rm));
+            ldg(t, w, RAX, i->rm);
         } else {
             emit_ea(t, i);
             emit_load(t, i, sz);
         }
-        st(t, 1, GREG(i->reg), RAX);
+        stg(t, i->reg, RAX);
         return true;
     case 0xc7:
         if (i->sub != 0)
             return false;
         if (reg) {
             ld_imm(t, RAX, i, sz);
-            st(t, 1, GREG(i->rm), RAX);
+            stg(t, i->rm, RAX);
         } else {
             ld_imm(t, R8, i, sz);
             emit_ea(t, i);
@@ -726,56 +834,56 @@ static bool emit_inline(struct tx *t, const struct insn *i, bool live)
         emit_ea_off(t, i);
         if (sz == 4)
             mov_rr(t, 0, RAX, RAX);
-        st(t, 1, GREG(i->reg), RAX);
+        stg(t, i->reg, RAX);
         return true;
     case 0x63:
         if (sz != 8)
             return false;
         if (reg) {
-            ld(t, 0, RAX, GREG(i->rm));
+            ldg(t, 0, RAX, i->rm);
         } else {
             emit_ea(t, i);
             emit_load(t, i, 4);
         }
         op_rr(t, 1, 0x63, RAX, RAX);
-        st(t, 1, GREG(i->reg), RAX);
+        stg(t, i->reg, RAX);
         return true;
     case 0x1b6: case 0x1b7: case 0x1be: case 0x1bf: {
         int ssz = (op & 1) ? 2 : 1;
         if (reg) {
             if (i->rm >= 16)
                 return false;   /* AH..BH */
-            ld(t, 1, RAX, GREG(i->rm));
+            ldg(t, 1, RAX, i->rm);
         } else {
             emit_ea(t, i);
             emit_load(t, i, ssz);
         }
         op_rr(t, op >= 0x1be ? w : 0, 0x0f00 | (op & 0xff), RAX, RAX);
-        st(t, 1, GREG(i->reg), RAX);
+        stg(t, i->reg, RAX);
         return true;
     }
     case 0x1af:
         if (live)
             return false;   /* its flags come from the full product: the handler's job */
         if (reg) {
-            ld(t, w, RAX, GREG(i->rm));
+            ldg(t, w, RAX, i->rm);
         } else {
             emit_ea(t, i);
             emit_load(t, i, sz);
         }
         mov_rr(t, 1, RCX, RAX);
-        ld(t, w, RAX, GREG(i->reg));
+        ldg(t, w, RAX, i->reg);
         op_rr(t, w, 0x0faf, RAX, RCX);
-        st(t, 1, GREG(i->reg), RAX);
+        stg(t, i->reg, RAX);
         return true;
     case 0xd3: {   /* by CL: whether flags change depends on the count, so only dead ones */
         int sub = i->sub;
         if (!reg || live || sub == 6 || sub == 2 || sub == 3)
             return false;
-        ld(t, 0, RCX, GREG(R_CX));
-        ld(t, w, RAX, GREG(i->rm));
+        ldg(t, 0, RCX, R_CX);
+        ldg(t, w, RAX, i->rm);
         op_rr(t, w, 0xd3, sub, RAX);
-        st(t, 1, GREG(i->rm), RAX);
+        stg(t, i->rm, RAX);
         return true;
     }
     case 0xc1: case 0xd1: {
@@ -787,39 +895,39 @@ static bool emit_inline(struct tx *t, const struct insn *i, bool live)
             return false;
         if ((sub == 0 || sub == 1) && live && n)
             return false;   /* a rotate merges its flags with the older ones: the handler's job */
-        ld(t, w, RAX, GREG(i->rm));
+        ldg(t, w, RAX, i->rm);
         if (n)
             emit_shift(t, sub, sz, n, live);
-        st(t, 1, GREG(i->rm), RAX);
+        stg(t, i->rm, RAX);
         return true;
     }
     case 0xf7:
         if (!reg)
             return false;
         if (i->sub == 0) {
-            ld(t, w, RAX, GREG(i->rm));
+            ldg(t, w, RAX, i->rm);
             ld_imm(t, RCX, i, sz);
             emit_alu(t, 8, sz, 0, live);
             return true;
         }
         if (i->sub == 2 || i->sub == 3) {
-            ld(t, w, RAX, GREG(i->rm));
+            ldg(t, w, RAX, i->rm);
             if (i->sub == 3)
                 mov_rr(t, 1, RCX, RAX);
             op_rr(t, w, 0xf7, i->sub, RAX);
             if (i->sub == 3 && live)
                 cc_store(t, CC_SUB, sz, RAX, RCX);
-            st(t, 1, GREG(i->rm), RAX);
+            stg(t, i->rm, RAX);
             return true;
         }
         return false;
     case 0xff:
         if (!reg || i->sub > 1 || live)
             return false;   /* INC/DEC keep CF: with live flags, the handler's job */
-        ld(t, w, RAX, GREG(i->rm));
+        ldg(t, w, RAX, i->rm);
         op_rr(t, w, 0x83, i->sub == 0 ? 0 : 5, RAX);
         e1(t, 1);
-        st(t, 1, GREG(i->rm), RAX);
+        stg(t, i->rm, RAX);
         return true;
     }
     return false;
@@ -886,6 +994,7 @@ static void emit_carry(struct tx *t)
 static void emit_call(struct tx *t, const struct insn *i, bool last)
 {
     int adv = t->pend + i->len;
+    flush_regs(t);
     if (adv)
         addmi(t, OFF(rip), adv);
     t->pend = 0;
@@ -894,8 +1003,10 @@ static void emit_call(struct tx *t, const struct insn *i, bool last)
     mov_rr(t, 1, RDI, RBX);
     call(t, (const void *)i->fn);
     t->cc = CC_UNKNOWN;
-    if (!last)
+    if (!last) {
         brk_check(t);
+        reload_regs(t);
+    }
 }
 
 /* Leaves the block with c->rip advanced by delta, going straight on to the translation of the
@@ -903,6 +1014,7 @@ static void emit_call(struct tx *t, const struct insn *i, bool last)
  * page is mapped (this block runs from it) and one generation check covers it. */
 static void emit_exit(struct tx *t, int k, int64_t delta)
 {
+    flush_regs(t);
     addmi(t, OFF(rip), (int32_t)delta);
     int64_t to = (int64_t)(t->b->pa & 0xfff) + delta;
     if (to < 0 || to >= 0x1000) {
@@ -925,11 +1037,7 @@ static void emit_exit(struct tx *t, int k, int64_t delta)
     uint8_t *out3 = jcc32(t, 0x5);                   /* the page was written since */
     op_rm(t, 0, 0x0fb7, RDX, RCX, (int32_t)offsetof(struct block, n));
     op_rm(t, 1, 0x01, RDX, RBX, OFF(icount));
-    op_rm(t, 1, 0x8b, RAX, RCX, (int32_t)offsetof(struct block, code));
-    mov_rr(t, 1, RDI, RBX);
-    e1(t, 0x5b);                                     /* pop rbx; jmp rax */
-    e1(t, 0xff);
-    e1(t, 0xe0);
+    op_rm(t, 0, 0xff, 4, RCX, (int32_t)offsetof(struct block, code));   /* jmp [rcx+code] */
     patch(unlinked, t->p);
     /* tell the run loop which block should go in the slot */
     st(t, 1, OFF(link_from), RAX);
@@ -952,21 +1060,23 @@ static bool emit_jcc(struct tx *t, const struct insn *i)
     if (i->op == 0xc3) {   /* RET: the return address from the stack, no link */
         if (i->osz != 8)
             return false;
-        ld(t, 1, RAX, GREG(R_SP));
+        ldg(t, 1, RAX, R_SP);
         emit_load(t, i, 8);
-        addmi(t, GREG(R_SP), 8);
+        addg(t, R_SP, 8);
         st(t, 1, OFF(rip), RAX);
-        leave(t);
+        leave_flush(t);
         t->pend = 0;
         return true;
     }
     if (i->op == 0xe8) {   /* CALL: push the return address */
         ld(t, 1, R8, OFF(rip));
         op_rm(t, 1, 0x8d, R8, R8, (int32_t)next);
-        ld(t, 1, RAX, GREG(R_SP));
+        ldg(t, 1, RAX, R_SP);
         op_rm(t, 1, 0x8d, RAX, RAX, -8);
-        emit_store(t, i, 8);
-        addmi(t, GREG(R_SP), -8);
+        struct cold *k = emit_store(t, i, 8);
+        k->sp_adj = -8;
+        k->rip_adv = taken - t->pend;
+        addg(t, R_SP, -8);
     }
     if (i->op == 0xe9 || i->op == 0xeb || i->op == 0xe8) {
         emit_exit(t, 1, taken);
@@ -974,6 +1084,7 @@ static bool emit_jcc(struct tx *t, const struct insn *i)
         return true;
     }
     cc = emit_cond(t, cc);
+    flush_regs(t);   /* MOVs: the flags stay; both ways out see the registers written back */
     uint8_t *jt = jcc32(t, cc);
     emit_exit(t, 0, next);
     patch(jt, t->p);
@@ -990,10 +1101,28 @@ int jit_init(struct cpu *c)
         c->jit = NULL;   /* no executable memory here: the interpreter runs everything */
         return 0;
     }
+    static const uint8_t tramp[] = {
+        /* enter(c, code): save the callee-saved registers, keep the stack 16-byte aligned */
+        0x53, 0x55, 0x41, 0x54, 0x41, 0x55, 0x41, 0x56, 0x41, 0x57,   /* push rbx ... r15 */
+        0x48, 0x83, 0xec, 0x08,                                       /* sub rsp, 8 */
+        0x48, 0x89, 0xfb,                                             /* mov rbx, rdi */
+        0xff, 0xe6,                                                   /* jmp rsi */
+        0xcc, 0xcc, 0xcc, 0xcc, 0xcc, 0xcc, 0xcc, 0xcc, 0xcc, 0xcc, 0xcc, 0xcc, 0xcc,
+        /* exit, at 32 */
+        0x48, 0x83, 0xc4, 0x08,                                       /* add rsp, 8 */
+        0x41, 0x5f, 0x41, 0x5e, 0x41, 0x5d, 0x41, 0x5c, 0x5d, 0x5b,   /* pop r15 ... rbx */
+        0xc3,
+    };
+    memcpy(p, tramp, sizeof(tramp));
     c->jit = p;
     c->jit_size = JIT_SIZE;
-    c->jit_used = 0;
+    c->jit_used = JIT_TRAMP;
     return 0;
+}
+
+void jit_run(struct cpu *c, struct block *b)
+{
+    ((void (*)(struct cpu *, void *))(void *)c->jit)(c, b->code);
 }
 
 void jit_free(struct cpu *c)
@@ -1005,7 +1134,40 @@ void jit_free(struct cpu *c)
 
 void jit_reset(struct cpu *c)
 {
-    c->jit_used = 0;
+    c->jit_used = JIT_TRAMP;
+}
+
+/* The guest registers a block uses most, for the host registers (a hint: every access goes
+ * through ldg/stg, which know where a register is). */
+static void alloc_regs(struct tx *t, const struct block *b)
+{
+    static const int8_t hosts[NHOST] = { RBP, R12, R13, R14, R15 };
+    int uses[16] = { 0 };
+    for (int k = 0; k < b->n; k++) {
+        const struct insn *i = &b->ins[k];
+        if (i->mod == 3 || i->op < 0x100) {
+            uses[i->reg & 15]++;
+            uses[i->rm & 15]++;
+        }
+        if (i->mod != 3 && i->base < 16)
+            uses[i->base]++;
+        if (i->mod != 3 && i->index < 16)
+            uses[i->index]++;
+        if ((i->op >= 0x50 && i->op <= 0x5f) || i->op == 0xe8 || i->op == 0xc3)
+            uses[R_SP] += 2;
+    }
+    memset(t->host_of, -1, sizeof(t->host_of));
+    t->alloc = t->dirty = 0;
+    for (int n = 0; n < NHOST; n++) {
+        int best = -1;
+        for (int g = 0; g < 16; g++)
+            if (t->host_of[g] < 0 && uses[g] >= 2 && (best < 0 || uses[g] > uses[best]))
+                best = g;
+        if (best < 0)
+            break;
+        t->host_of[best] = hosts[n];
+        t->alloc |= (uint16_t)(1u << best);
+    }
 }
 
 void jit_compile(struct cpu *c, struct block *b)
@@ -1034,9 +1196,10 @@ void jit_compile(struct cpu *c, struct block *b)
     t.pend = 0;
     t.ncold = 0;
     t.cc = CC_UNKNOWN;
+    t.exit = c->jit + 32;
     uint8_t *start = t.p;
-    e1(&t, 0x53);                  /* push rbx: also aligns the stack for calls */
-    mov_rr(&t, 1, RBX, RDI);
+    alloc_regs(&t, b);
+    reload_regs(&t);
     for (int k = 0; k < b->n; k++) {
         const struct insn *i = &b->ins[k];
         bool last = k == b->n - 1;
@@ -1061,6 +1224,7 @@ void jit_compile(struct cpu *c, struct block *b)
 #else
 
 int jit_init(struct cpu *c) { c->jit = NULL; return 0; }
+void jit_run(struct cpu *c, struct block *b) { (void)c; (void)b; }
 void jit_free(struct cpu *c) { (void)c; }
 void jit_reset(struct cpu *c) { (void)c; }
 void jit_compile(struct cpu *c, struct block *b) { (void)c; (void)b; }

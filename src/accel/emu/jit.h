@@ -7,9 +7,6 @@
 #include "accel/emu/cpu.h"
 #include "accel/emu/decode.h"
 
-/* A translated block: called with the CPU in the state the interpreter would run the block from;
- * returns with it as the interpreter would leave it. */
-typedef void (*jit_fn)(struct cpu *c);
 
 int jit_init(struct cpu *c);
 void jit_free(struct cpu *c);
@@ -18,5 +15,8 @@ void jit_reset(struct cpu *c);
 /* Translates b (b->code), or leaves it to the interpreter: a host without the translator, or no
  * room left (then the block cache is flushed and translation starts afresh). */
 void jit_compile(struct cpu *c, struct block *b);
+/* Runs translated block b (and the blocks linked from it) from the state the interpreter would
+ * run it from; returns with the CPU as the interpreter would leave it. */
+void jit_run(struct cpu *c, struct block *b);
 
 #endif
