@@ -473,6 +473,23 @@ static void emit_alu(struct tx *t, int kind, int sz, int dst, bool live)
         stg(t, dst, RAX);
 }
 
+/* Same with the destination held in a host register: the operation runs on it in place (b in
+ * rcx). False when dst is not held there or the operation writes nothing back. */
+static bool emit_alu_direct(struct tx *t, int kind, int sz, int dst, bool live)
+{
+    static const uint8_t host[8] = { 0x01, 0x09, 0, 0, 0x21, 0x29, 0x31, 0x29 };
+    int h = t->host_of[dst];
+    if (h < 0 || kind == RMW_CMP || kind == 8)
+        return false;
+    op_rr(t, sz == 8, host[kind], RCX, h);
+    if (live) {
+        bool logic = kind == RMW_OR || kind == RMW_AND || kind == RMW_XOR;
+        cc_store(t, logic ? CC_LOGIC : kind == RMW_ADD ? CC_ADD : CC_SUB, sz, h, logic ? -1 : RCX);
+    }
+    t->dirty |= (uint16_t)(1u << dst);
+    return true;
+}
+
 static void ld_imm(struct tx *t, int h, const struct insn *i, int sz)
 {
     movi(t, h, sz == 8 ? i->imm : (uint32_t)i->imm);
@@ -662,6 +679,11 @@ static bool emit_inline(struct tx *t, const struct insn *i, bool live)
     if (op >= 0xb8 && op <= 0xbf) {
         if (sz != 4 && sz != 8)
             return false;
+        if (t->host_of[i->rm] >= 0) {
+            ld_imm(t, t->host_of[i->rm], i, sz);
+            t->dirty |= (uint16_t)(1u << i->rm);
+            return true;
+        }
         ld_imm(t, RAX, i, sz);
         stg(t, i->rm, RAX);
         return true;
@@ -741,14 +763,14 @@ static bool emit_inline(struct tx *t, const struct insn *i, bool live)
         if (!alu_kind_ok(kind))
             return false;
         int dst;
-        if ((op & 7) == 5) {
-            dst = R_AX;
-            ldg(t, w, RAX, R_AX);
-            ld_imm(t, RCX, i, sz);
-        } else if (reg) {
-            int src = (op & 7) == 1 ? i->reg : i->rm;
-            dst = (op & 7) == 1 ? i->rm : i->reg;
-            ldg(t, w, RCX, src);
+        if ((op & 7) == 5 || reg) {
+            dst = (op & 7) == 5 ? R_AX : (op & 7) == 1 ? i->rm : i->reg;
+            if ((op & 7) == 5)
+                ld_imm(t, RCX, i, sz);
+            else
+                ldg(t, w, RCX, (op & 7) == 1 ? i->reg : i->rm);
+            if (emit_alu_direct(t, kind, sz, dst, live))
+                return true;
             ldg(t, w, RAX, dst);
         } else if ((op & 7) == 3) {
             dst = i->reg;
@@ -772,6 +794,9 @@ static bool emit_inline(struct tx *t, const struct insn *i, bool live)
         if (!alu_kind_ok(i->sub))
             return false;
         if (reg) {
+            ld_imm(t, RCX, i, sz);
+            if (emit_alu_direct(t, i->sub, sz, i->rm, live))
+                return true;
             ldg(t, w, RAX, i->rm);
         } else if (i->sub == RMW_CMP) {
             emit_ea(t, i);
@@ -798,7 +823,10 @@ static bool emit_inline(struct tx *t, const struct insn *i, bool live)
         emit_alu(t, 8, sz, 0, live);
         return true;
     case 0x89:
-        if (reg) {
+        if (reg && t->host_of[i->rm] >= 0) {
+            ldg(t, w, t->host_of[i->rm], i->reg);
+            t->dirty |= (uint16_t)(1u << i->rm);
+        } else if (reg) {
             ldg(t, w, RAX, i->reg);
             stg(t, i->rm, RAX);
         } else {
@@ -808,6 +836,11 @@ static bool emit_inline(struct tx *t, const struct insn *i, bool live)
         }
         return true;
     case 0x8b:
+        if (reg && t->host_of[i->reg] >= 0) {
+            ldg(t, w, t->host_of[i->reg], i->rm);
+            t->dirty |= (uint16_t)(1u << i->reg);
+            return true;
+        }
         if (reg) {
             ldg(t, w, RAX, i->rm);
         } else {
@@ -895,6 +928,17 @@ static bool emit_inline(struct tx *t, const struct insn *i, bool live)
             return false;
         if ((sub == 0 || sub == 1) && live && n)
             return false;   /* a rotate merges its flags with the older ones: the handler's job */
+        int h = t->host_of[i->rm];
+        if (h >= 0 && !live) {   /* in place; a 32-bit count of 0 still clears the top half */
+            if (n) {
+                op_rr(t, w, 0xc1, sub, h);
+                e1(t, n);
+            } else if (!w) {
+                mov_rr(t, 0, h, h);
+            }
+            t->dirty |= (uint16_t)(1u << i->rm);
+            return true;
+        }
         ldg(t, w, RAX, i->rm);
         if (n)
             emit_shift(t, sub, sz, n, live);
