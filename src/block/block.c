@@ -5,7 +5,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "block/driver.h"
 #include "block/qcow2/qcow2.h"
@@ -231,6 +233,38 @@ int block_pread(struct block *bs, uint64_t off, void *buf, size_t len)
     r = bs->drv->pread(bs, off, buf, len);
     pthread_mutex_unlock(&bs->lock);
     return r;
+}
+
+int block_pread_map(struct block *bs, uint64_t off, size_t len, void *buf, struct block_map *m)
+{
+    *m = (struct block_map){ .data = buf };
+    int r = check_range(bs, off, len);
+    if (r || !len)
+        return r;
+    struct bfile *f;
+    uint64_t host;
+    pthread_mutex_lock(&bs->lock);
+    /* only what lies inside the file now: pages past its end would fault */
+    if (bs->drv->locate && bs->drv->locate(bs, off, len, &f, &host) == 0 && !f->direct) {
+        int64_t sz = bfile_size(f);
+        uint64_t a = host & ~(uint64_t)(sysconf(_SC_PAGESIZE) - 1);
+        if (sz >= 0 && host <= (uint64_t)sz && len <= (uint64_t)sz - host &&
+            a <= (uint64_t)INT64_MAX) {
+            void *p = mmap(NULL, host - a + len, PROT_READ, MAP_SHARED, f->fd, (off_t)a);
+            if (p != MAP_FAILED)
+                *m = (struct block_map){ .data = (uint8_t *)p + (host - a), .addr = p,
+                                         .maplen = host - a + len };
+        }
+    }
+    pthread_mutex_unlock(&bs->lock);
+    return m->addr ? 0 : block_pread(bs, off, buf, len);
+}
+
+void block_unmap(struct block_map *m)
+{
+    if (m->addr)
+        munmap(m->addr, m->maplen);
+    *m = (struct block_map){ 0 };
 }
 
 static int after_write(struct block *bs, int r)

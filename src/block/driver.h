@@ -52,6 +52,10 @@ struct block_driver {
     int (*status)(struct block *bs, uint64_t off, uint64_t len, uint64_t *pnum,
                   struct block_status *st);
     int (*info)(struct block *bs, struct block_info *info);
+    /* Where [off, off+len) lies verbatim in one piece of a host file: *f, *host; -ENOTSUP
+     * when it does not (optional). */
+    int (*locate)(struct block *bs, uint64_t off, uint64_t len, struct bfile **f,
+                  uint64_t *host);
 };
 
 struct block {

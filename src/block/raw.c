@@ -64,6 +64,15 @@ static int raw_status(struct block *bs, uint64_t off, uint64_t len, uint64_t *pn
     return 0;
 }
 
+static int raw_locate(struct block *bs, uint64_t off, uint64_t len, struct bfile **f,
+                      uint64_t *host)
+{
+    (void)len;
+    *f = &bs->file;
+    *host = off;
+    return 0;
+}
+
 const struct block_driver block_driver_raw = {
     .name = "raw",
     .open = raw_open,
@@ -75,4 +84,5 @@ const struct block_driver block_driver_raw = {
     .flush = raw_flush,
     .truncate = raw_truncate,
     .status = raw_status,
+    .locate = raw_locate,
 };

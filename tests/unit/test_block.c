@@ -75,6 +75,24 @@ static void test_raw(void **state)
     assert_int_equal(block_pread(bs, 2000, back, 100), 0);
     for (int i = 0; i < 100; i++)
         assert_int_equal(back[i], 0);
+    /* mapped reads: straight from the file, and read (zeros) where the file no longer is */
+    struct block_map map;
+    assert_int_equal(block_pread(bs, 1001, buf, sizeof(buf)), 0);
+    assert_int_equal(block_pread_map(bs, 1001, sizeof(buf), back, &map), 0);
+    assert_non_null(map.addr);
+    assert_memory_equal(map.data, buf, sizeof(buf));
+    block_unmap(&map);
+    assert_null(map.addr);
+    assert_int_equal(block_pread_map(bs, (1 << 20) - 10, 11, back, &map), -EINVAL);
+    assert_int_equal(ftruncate(fd, 4096), 0);      /* shrunk by someone else */
+    memset(back, 1, sizeof(back));
+    assert_int_equal(block_pread_map(bs, 1001, sizeof(buf), back, &map), 0);
+    assert_null(map.addr);
+    assert_ptr_equal(map.data, back);
+    assert_memory_equal(back, buf, 4096 - 1001);
+    for (size_t i = 4096 - 1001; i < sizeof(back); i++)
+        assert_int_equal(back[i], 0);
+    block_unmap(&map);
     assert_int_equal(block_truncate(bs, 2 << 20, false), 0);
     assert_int_equal(block_length(bs), 2 << 20);
     assert_int_equal(block_close(bs), 0);
@@ -131,6 +149,15 @@ static void expect_range(struct block *bs, struct model *m, uint64_t off, uint64
         fail_msg("%s step %d (%s): byte %llu reads %02x, expected %02x", f, step, op,
                  (unsigned long long)(off + i), m->buf[i], m->disk[off + i]);
     }
+    /* the same through block_pread_map (mapped where the run is plain clusters) */
+    static uint8_t mbuf[SIZE];
+    struct block_map map;
+    assert_int_equal(block_pread_map(bs, off, len, mbuf, &map), 0);
+    assert_true(map.addr ? map.data != mbuf : map.data == mbuf);
+    if (memcmp(map.data, m->disk + off, len))
+        fail_msg("%s step %d (%s): block_pread_map of [%llu, +%llu) differs", f, step, op,
+                 (unsigned long long)off, (unsigned long long)len);
+    block_unmap(&map);
 }
 
 static void run_flavour(const struct flavour *f, int steps)
