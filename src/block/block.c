@@ -287,26 +287,55 @@ int block_pwrite(struct block *bs, uint64_t off, const void *buf, size_t len)
     return r;
 }
 
+/* Total length of a scatter list; -EINVAL when it does not fit the image from off. */
+static int check_vec(struct block *bs, uint64_t off, const struct iovec *iov, int iovcnt)
+{
+    uint64_t len = 0;
+    for (int i = 0; i < iovcnt; i++) {
+        if (iov[i].iov_len > bs->size)
+            return -EINVAL;
+        len += iov[i].iov_len;
+        if (len > bs->size)
+            return -EINVAL;
+    }
+    return iovcnt < 0 ? -EINVAL : check_range(bs, off, len);
+}
+
+/* One lock, and one flush (writethrough) for the whole list, not one per element. */
+static int rw_vec(struct block *bs, uint64_t off, const struct iovec *iov, int iovcnt,
+                  bool write)
+{
+    if (write && bs->read_only)
+        return -EROFS;
+    int r = check_vec(bs, off, iov, iovcnt);
+    if (r)
+        return r;
+    pthread_mutex_lock(&bs->lock);
+    if (write && bs->drv->pwritev)
+        r = bs->drv->pwritev(bs, off, iov, iovcnt);
+    else if (!write && bs->drv->preadv)
+        r = bs->drv->preadv(bs, off, iov, iovcnt);
+    else
+        for (int i = 0; i < iovcnt && !r; off += iov[i++].iov_len) {
+            if (!iov[i].iov_len)
+                continue;
+            r = write ? bs->drv->pwrite(bs, off, iov[i].iov_base, iov[i].iov_len)
+                      : bs->drv->pread(bs, off, iov[i].iov_base, iov[i].iov_len);
+        }
+    if (write)
+        r = after_write(bs, r);
+    pthread_mutex_unlock(&bs->lock);
+    return r;
+}
+
 int block_preadv(struct block *bs, uint64_t off, const struct iovec *iov, int iovcnt)
 {
-    for (int i = 0; i < iovcnt; i++) {
-        int r = block_pread(bs, off, iov[i].iov_base, iov[i].iov_len);
-        if (r)
-            return r;
-        off += iov[i].iov_len;
-    }
-    return 0;
+    return rw_vec(bs, off, iov, iovcnt, false);
 }
 
 int block_pwritev(struct block *bs, uint64_t off, const struct iovec *iov, int iovcnt)
 {
-    for (int i = 0; i < iovcnt; i++) {
-        int r = block_pwrite(bs, off, iov[i].iov_base, iov[i].iov_len);
-        if (r)
-            return r;
-        off += iov[i].iov_len;
-    }
-    return 0;
+    return rw_vec(bs, off, iov, iovcnt, true);
 }
 
 int block_pwrite_compressed(struct block *bs, uint64_t off, const void *buf, size_t len)
