@@ -301,6 +301,28 @@ static int check_vec(struct block *bs, uint64_t off, const struct iovec *iov, in
     return iovcnt < 0 ? -EINVAL : check_range(bs, off, len);
 }
 
+/* Formats without scatter lists (qcow2) get a request through one buffer when it is not too
+ * big: one cluster lookup and one host transfer per run instead of one per element, and no
+ * copy-on-write of a new cluster that the following elements then overwrite. */
+#define BOUNCE_MAX (16u << 20)
+
+static int rw_bounce(struct block *bs, uint64_t off, const struct iovec *iov, int iovcnt,
+                     bool write, uint8_t *b)
+{
+    size_t len = 0;
+    for (int i = 0; i < iovcnt; i++) {
+        if (write)
+            memcpy(b + len, iov[i].iov_base, iov[i].iov_len);
+        len += iov[i].iov_len;
+    }
+    if (write)
+        return bs->drv->pwrite(bs, off, b, len);
+    int r = bs->drv->pread(bs, off, b, len);
+    for (int i = 0, q = 0; !r && i < iovcnt; q += iov[i++].iov_len)
+        memcpy(iov[i].iov_base, b + q, iov[i].iov_len);
+    return r;
+}
+
 /* One lock, and one flush (writethrough) for the whole list, not one per element. */
 static int rw_vec(struct block *bs, uint64_t off, const struct iovec *iov, int iovcnt,
                   bool write)
@@ -310,11 +332,19 @@ static int rw_vec(struct block *bs, uint64_t off, const struct iovec *iov, int i
     int r = check_vec(bs, off, iov, iovcnt);
     if (r)
         return r;
+    size_t len = 0;
+    for (int i = 0; i < iovcnt; i++)
+        len += iov[i].iov_len;
+    uint8_t *b = NULL;
+    if (!(write ? bs->drv->pwritev : bs->drv->preadv) && iovcnt > 1 && len <= BOUNCE_MAX)
+        b = malloc(len);
     pthread_mutex_lock(&bs->lock);
     if (write && bs->drv->pwritev)
         r = bs->drv->pwritev(bs, off, iov, iovcnt);
     else if (!write && bs->drv->preadv)
         r = bs->drv->preadv(bs, off, iov, iovcnt);
+    else if (b)
+        r = rw_bounce(bs, off, iov, iovcnt, write, b);
     else
         for (int i = 0; i < iovcnt && !r; off += iov[i++].iov_len) {
             if (!iov[i].iov_len)
@@ -325,6 +355,7 @@ static int rw_vec(struct block *bs, uint64_t off, const struct iovec *iov, int i
     if (write)
         r = after_write(bs, r);
     pthread_mutex_unlock(&bs->lock);
+    free(b);
     return r;
 }
 

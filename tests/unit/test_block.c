@@ -216,7 +216,20 @@ static void run_flavour(const struct flavour *f, int steps)
             memset(m.buf, v, len);
             for (uint64_t i = 0; i < len; i += 97)
                 m.buf[i] = (uint8_t)(v ^ i);
-            assert_int_equal(block_pwrite(bs, off, m.buf, len), 0);
+            if (rnd(4)) {
+                assert_int_equal(block_pwrite(bs, off, m.buf, len), 0);
+            } else {
+                /* as virtio-blk writes: a scatter list of pieces */
+                name = "writev";
+                struct iovec iov[5];
+                int n = 0;
+                for (uint64_t q = 0; q < len; n++) {
+                    uint64_t l = n == 4 ? len - q : rnd(len - q + 1);
+                    iov[n] = (struct iovec){ m.buf + q, l };
+                    q += l;
+                }
+                assert_int_equal(block_pwritev(bs, off, iov, n), 0);
+            }
             memcpy(m.disk + off, m.buf, len);
         } else if (op < 60) {
             name = "write zeroes";
