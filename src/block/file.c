@@ -144,8 +144,9 @@ int bfile_pwrite(struct bfile *f, uint64_t off, const void *buf, size_t len)
     return r;
 }
 
-/* A scatter list through preadv/pwritev, a window of at most 64 elements at a time, going on
- * after short transfers; reads past the end of the file give zeros. */
+/* A scatter list through preadv/pwritev, a window of at most 256 elements at a time (a 1 MiB
+ * request of 4 KiB pages in one call), going on after short transfers; reads past the end of
+ * the file give zeros. */
 static int rw_vec(struct bfile *f, uint64_t off, const struct iovec *iov, int iovcnt, bool write)
 {
     uint64_t o = off;
@@ -161,9 +162,9 @@ static int rw_vec(struct bfile *f, uint64_t off, const struct iovec *iov, int io
         }
         if (!iovcnt)
             break;
-        struct iovec w[64];
+        struct iovec w[256];
         int n = 0;
-        for (; n < 64 && n < iovcnt; n++)
+        for (; n < 256 && n < iovcnt; n++)
             w[n] = iov[n];
         w[0].iov_base = (uint8_t *)w[0].iov_base + skip;
         w[0].iov_len -= skip;
