@@ -5,7 +5,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "block/driver.h"
 #include "block/qcow2/qcow2.h"
@@ -233,6 +235,38 @@ int block_pread(struct block *bs, uint64_t off, void *buf, size_t len)
     return r;
 }
 
+int block_pread_map(struct block *bs, uint64_t off, size_t len, void *buf, struct block_map *m)
+{
+    *m = (struct block_map){ .data = buf };
+    int r = check_range(bs, off, len);
+    if (r || !len)
+        return r;
+    struct bfile *f;
+    uint64_t host;
+    pthread_mutex_lock(&bs->lock);
+    /* only what lies inside the file now: pages past its end would fault */
+    if (bs->drv->locate && bs->drv->locate(bs, off, len, &f, &host) == 0 && !f->direct) {
+        int64_t sz = bfile_size(f);
+        uint64_t a = host & ~(uint64_t)(sysconf(_SC_PAGESIZE) - 1);
+        if (sz >= 0 && host <= (uint64_t)sz && len <= (uint64_t)sz - host &&
+            a <= (uint64_t)INT64_MAX) {
+            void *p = mmap(NULL, host - a + len, PROT_READ, MAP_SHARED, f->fd, (off_t)a);
+            if (p != MAP_FAILED)
+                *m = (struct block_map){ .data = (uint8_t *)p + (host - a), .addr = p,
+                                         .maplen = host - a + len };
+        }
+    }
+    pthread_mutex_unlock(&bs->lock);
+    return m->addr ? 0 : block_pread(bs, off, buf, len);
+}
+
+void block_unmap(struct block_map *m)
+{
+    if (m->addr)
+        munmap(m->addr, m->maplen);
+    *m = (struct block_map){ 0 };
+}
+
 static int after_write(struct block *bs, int r)
 {
     if (r == 0 && bs->file.sync_each)
@@ -253,26 +287,86 @@ int block_pwrite(struct block *bs, uint64_t off, const void *buf, size_t len)
     return r;
 }
 
+/* Total length of a scatter list; -EINVAL when it does not fit the image from off. */
+static int check_vec(struct block *bs, uint64_t off, const struct iovec *iov, int iovcnt)
+{
+    uint64_t len = 0;
+    for (int i = 0; i < iovcnt; i++) {
+        if (iov[i].iov_len > bs->size)
+            return -EINVAL;
+        len += iov[i].iov_len;
+        if (len > bs->size)
+            return -EINVAL;
+    }
+    return iovcnt < 0 ? -EINVAL : check_range(bs, off, len);
+}
+
+/* Formats without scatter lists (qcow2) get a request through one buffer when it is not too
+ * big: one cluster lookup and one host transfer per run instead of one per element, and no
+ * copy-on-write of a new cluster that the following elements then overwrite. */
+#define BOUNCE_MAX (16u << 20)
+
+static int rw_bounce(struct block *bs, uint64_t off, const struct iovec *iov, int iovcnt,
+                     bool write, uint8_t *b)
+{
+    size_t len = 0;
+    for (int i = 0; i < iovcnt; i++) {
+        if (write)
+            memcpy(b + len, iov[i].iov_base, iov[i].iov_len);
+        len += iov[i].iov_len;
+    }
+    if (write)
+        return bs->drv->pwrite(bs, off, b, len);
+    int r = bs->drv->pread(bs, off, b, len);
+    for (int i = 0, q = 0; !r && i < iovcnt; q += iov[i++].iov_len)
+        memcpy(iov[i].iov_base, b + q, iov[i].iov_len);
+    return r;
+}
+
+/* One lock, and one flush (writethrough) for the whole list, not one per element. */
+static int rw_vec(struct block *bs, uint64_t off, const struct iovec *iov, int iovcnt,
+                  bool write)
+{
+    if (write && bs->read_only)
+        return -EROFS;
+    int r = check_vec(bs, off, iov, iovcnt);
+    if (r)
+        return r;
+    size_t len = 0;
+    for (int i = 0; i < iovcnt; i++)
+        len += iov[i].iov_len;
+    uint8_t *b = NULL;
+    if (!(write ? bs->drv->pwritev : bs->drv->preadv) && iovcnt > 1 && len <= BOUNCE_MAX)
+        b = malloc(len);
+    pthread_mutex_lock(&bs->lock);
+    if (write && bs->drv->pwritev)
+        r = bs->drv->pwritev(bs, off, iov, iovcnt);
+    else if (!write && bs->drv->preadv)
+        r = bs->drv->preadv(bs, off, iov, iovcnt);
+    else if (b)
+        r = rw_bounce(bs, off, iov, iovcnt, write, b);
+    else
+        for (int i = 0; i < iovcnt && !r; off += iov[i++].iov_len) {
+            if (!iov[i].iov_len)
+                continue;
+            r = write ? bs->drv->pwrite(bs, off, iov[i].iov_base, iov[i].iov_len)
+                      : bs->drv->pread(bs, off, iov[i].iov_base, iov[i].iov_len);
+        }
+    if (write)
+        r = after_write(bs, r);
+    pthread_mutex_unlock(&bs->lock);
+    free(b);
+    return r;
+}
+
 int block_preadv(struct block *bs, uint64_t off, const struct iovec *iov, int iovcnt)
 {
-    for (int i = 0; i < iovcnt; i++) {
-        int r = block_pread(bs, off, iov[i].iov_base, iov[i].iov_len);
-        if (r)
-            return r;
-        off += iov[i].iov_len;
-    }
-    return 0;
+    return rw_vec(bs, off, iov, iovcnt, false);
 }
 
 int block_pwritev(struct block *bs, uint64_t off, const struct iovec *iov, int iovcnt)
 {
-    for (int i = 0; i < iovcnt; i++) {
-        int r = block_pwrite(bs, off, iov[i].iov_base, iov[i].iov_len);
-        if (r)
-            return r;
-        off += iov[i].iov_len;
-    }
-    return 0;
+    return rw_vec(bs, off, iov, iovcnt, true);
 }
 
 int block_pwrite_compressed(struct block *bs, uint64_t off, const void *buf, size_t len)

@@ -67,6 +67,18 @@ int block_close(struct block *bs);
 int block_pread(struct block *bs, uint64_t off, void *buf, size_t len);
 int block_pwrite(struct block *bs, uint64_t off, const void *buf, size_t len);
 int block_preadv(struct block *bs, uint64_t off, const struct iovec *iov, int iovcnt);
+/* A read without the copy, for bulk copies (convert): where [off, off+len) lies as it is in a
+ * host file in one piece (raw; a run of plain qcow2 clusters), m->data points into a read-only
+ * mapping of that file; elsewhere the bytes are read into buf and m->data is buf. Release with
+ * block_unmap. A mapping follows the file: if someone else truncates it meanwhile, touching
+ * the lost pages raises SIGBUS (and a write() from them fails with -EFAULT). */
+struct block_map {
+    const uint8_t *data;
+    void *addr;                 /* the mapping, or NULL */
+    size_t maplen;
+};
+int block_pread_map(struct block *bs, uint64_t off, size_t len, void *buf, struct block_map *m);
+void block_unmap(struct block_map *m);
 int block_pwritev(struct block *bs, uint64_t off, const struct iovec *iov, int iovcnt);
 /* Writes a compressed cluster (qcow2 only; off and len cluster-aligned, len a cluster or the
  * image's tail). */

@@ -29,6 +29,9 @@ void bfile_unlock(struct bfile *f);
 void bfile_close(struct bfile *f);
 int bfile_pread(struct bfile *f, uint64_t off, void *buf, size_t len);
 int bfile_pwrite(struct bfile *f, uint64_t off, const void *buf, size_t len);
+/* The same for a scatter list, in as few syscalls as the kernel allows. */
+int bfile_preadv(struct bfile *f, uint64_t off, const struct iovec *iov, int iovcnt);
+int bfile_pwritev(struct bfile *f, uint64_t off, const struct iovec *iov, int iovcnt);
 int bfile_flush(struct bfile *f);
 int64_t bfile_size(struct bfile *f);
 int64_t bfile_allocated(struct bfile *f);
@@ -44,6 +47,9 @@ struct block_driver {
     void (*close)(struct block *bs);
     int (*pread)(struct block *bs, uint64_t off, void *buf, size_t len);
     int (*pwrite)(struct block *bs, uint64_t off, const void *buf, size_t len);
+    /* optional: without them a scatter list goes one pread/pwrite per element */
+    int (*preadv)(struct block *bs, uint64_t off, const struct iovec *iov, int iovcnt);
+    int (*pwritev)(struct block *bs, uint64_t off, const struct iovec *iov, int iovcnt);
     int (*pwrite_compressed)(struct block *bs, uint64_t off, const void *buf, size_t len);
     int (*pwrite_zeroes)(struct block *bs, uint64_t off, uint64_t len, unsigned flags);
     int (*discard)(struct block *bs, uint64_t off, uint64_t len);
@@ -52,6 +58,10 @@ struct block_driver {
     int (*status)(struct block *bs, uint64_t off, uint64_t len, uint64_t *pnum,
                   struct block_status *st);
     int (*info)(struct block *bs, struct block_info *info);
+    /* Where [off, off+len) lies verbatim in one piece of a host file: *f, *host; -ENOTSUP
+     * when it does not (optional). */
+    int (*locate)(struct block *bs, uint64_t off, uint64_t len, struct bfile **f,
+                  uint64_t *host);
 };
 
 struct block {

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "block/driver.h"
@@ -141,6 +142,81 @@ int bfile_pwrite(struct bfile *f, uint64_t off, const void *buf, size_t len)
     else
         r = raw_write_full(f->fd, off, buf, len);
     return r;
+}
+
+/* A scatter list through preadv/pwritev, a window of at most 256 elements at a time (a 1 MiB
+ * request of 4 KiB pages in one call), going on after short transfers; reads past the end of
+ * the file give zeros. */
+static int rw_vec(struct bfile *f, uint64_t off, const struct iovec *iov, int iovcnt, bool write)
+{
+    uint64_t o = off;
+    for (int i = 0; i < iovcnt; o += iov[i++].iov_len)
+        if (f->direct && !aligned(f, o, iov[i].iov_base, iov[i].iov_len))
+            goto one_by_one;
+    size_t skip = 0;            /* bytes of iov[0] already done */
+    for (;;) {
+        while (iovcnt && iov[0].iov_len == skip) {  /* done or empty elements */
+            skip = 0;
+            iov++;
+            iovcnt--;
+        }
+        if (!iovcnt)
+            break;
+        struct iovec w[256];
+        int n = 0;
+        for (; n < 256 && n < iovcnt; n++)
+            w[n] = iov[n];
+        w[0].iov_base = (uint8_t *)w[0].iov_base + skip;
+        w[0].iov_len -= skip;
+        ssize_t got = write ? pwritev(f->fd, w, n, off) : preadv(f->fd, w, n, off);
+        if (got < 0) {
+            if (errno == EINTR)
+                continue;
+            return -errno;
+        }
+        if (got == 0) {
+            if (write)
+                return -EIO;
+            for (int k = 0; k < n; k++) {   /* end of file */
+                memset(w[k].iov_base, 0, w[k].iov_len);
+                got += w[k].iov_len;
+            }
+        }
+        off += got;
+        for (size_t g = got; g && iovcnt;) {
+            size_t left = iov[0].iov_len - skip;
+            if (g < left) {
+                skip += g;
+                break;
+            }
+            g -= left;
+            skip = 0;
+            iov++;
+            iovcnt--;
+        }
+    }
+    return 0;
+one_by_one:
+    for (int i = 0; i < iovcnt; i++) {
+        int r = write ? bfile_pwrite(f, off, iov[i].iov_base, iov[i].iov_len)
+                      : bfile_pread(f, off, iov[i].iov_base, iov[i].iov_len);
+        if (r)
+            return r;
+        off += iov[i].iov_len;
+    }
+    return 0;
+}
+
+int bfile_preadv(struct bfile *f, uint64_t off, const struct iovec *iov, int iovcnt)
+{
+    return rw_vec(f, off, iov, iovcnt, false);
+}
+
+int bfile_pwritev(struct bfile *f, uint64_t off, const struct iovec *iov, int iovcnt)
+{
+    if (f->read_only)
+        return -EROFS;
+    return rw_vec(f, off, iov, iovcnt, true);
 }
 
 int bfile_flush(struct bfile *f)

@@ -27,6 +27,16 @@ static int raw_pwrite(struct block *bs, uint64_t off, const void *buf, size_t le
     return bfile_pwrite(&bs->file, off, buf, len);
 }
 
+static int raw_preadv(struct block *bs, uint64_t off, const struct iovec *iov, int iovcnt)
+{
+    return bfile_preadv(&bs->file, off, iov, iovcnt);
+}
+
+static int raw_pwritev(struct block *bs, uint64_t off, const struct iovec *iov, int iovcnt)
+{
+    return bfile_pwritev(&bs->file, off, iov, iovcnt);
+}
+
 static int raw_zeroes(struct block *bs, uint64_t off, uint64_t len, unsigned flags)
 {
     return bfile_zero(&bs->file, off, len, flags & BLOCK_ZERO_MAY_UNMAP);
@@ -64,15 +74,27 @@ static int raw_status(struct block *bs, uint64_t off, uint64_t len, uint64_t *pn
     return 0;
 }
 
+static int raw_locate(struct block *bs, uint64_t off, uint64_t len, struct bfile **f,
+                      uint64_t *host)
+{
+    (void)len;
+    *f = &bs->file;
+    *host = off;
+    return 0;
+}
+
 const struct block_driver block_driver_raw = {
     .name = "raw",
     .open = raw_open,
     .close = raw_close,
     .pread = raw_pread,
     .pwrite = raw_pwrite,
+    .preadv = raw_preadv,
+    .pwritev = raw_pwritev,
     .pwrite_zeroes = raw_zeroes,
     .discard = raw_discard,
     .flush = raw_flush,
     .truncate = raw_truncate,
     .status = raw_status,
+    .locate = raw_locate,
 };

@@ -7,9 +7,11 @@
 #include <inttypes.h>
 #include <limits.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -770,6 +772,189 @@ static int compress_chunk(struct block *bs, uint64_t off, const uint8_t *buf, ui
     return 0;
 }
 
+/* The reads of a convert run on a thread of their own, a few chunks ahead of the writes, as
+ * QEMU overlaps them with its coroutines: the copy out of the source (most of a plain convert's
+ * time) then runs beside the writes, which stay in order on the calling thread. The reader also
+ * finds the zero blocks of what it read while the data is still in its core's cache. */
+enum { CV_SLOTS = 3 };
+enum cv_kind { CV_DATA, CV_ZERO, CV_SKIP, CV_END };
+
+struct cv_slot {
+    uint8_t *buf;
+    struct block_map map;       /* CV_DATA: the bytes (in buf or mapped from the source) */
+    bool *zero;                 /* per block of `grain` bytes: all zero (CV_DATA, grain != 0) */
+    uint64_t off, n;            /* target offset and length */
+    enum cv_kind kind;
+    int err;
+    bool full;
+};
+
+struct cv_reader {
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    struct cv_slot slot[CV_SLOTS];
+    struct block **src;
+    int nsrc;
+    uint64_t chunk, cs, grain;
+    bool compress, obacking, stop;
+};
+
+/* The slot for turn i once it is free (full == false) or filled (full == true); NULL on stop. */
+static struct cv_slot *cv_wait(struct cv_reader *c, unsigned i, bool full)
+{
+    struct cv_slot *s = &c->slot[i % CV_SLOTS];
+    pthread_mutex_lock(&c->lock);
+    while (s->full != full && !c->stop)
+        pthread_cond_wait(&c->cond, &c->lock);
+    if (c->stop)
+        s = NULL;
+    pthread_mutex_unlock(&c->lock);
+    return s;
+}
+
+static void cv_post(struct cv_reader *c, struct cv_slot *s, bool full)
+{
+    pthread_mutex_lock(&c->lock);
+    s->full = full;
+    pthread_cond_broadcast(&c->cond);
+    pthread_mutex_unlock(&c->lock);
+}
+
+static void cv_stop(struct cv_reader *c)
+{
+    pthread_mutex_lock(&c->lock);
+    c->stop = true;
+    pthread_cond_broadcast(&c->cond);
+    pthread_mutex_unlock(&c->lock);
+}
+
+/* A source mapped by block_pread_map that someone truncates under us: its lost pages turn
+ * into zero pages (the copy runs on, on either thread) and the convert fails with -EIO. Any
+ * other SIGBUS kills the process as it would have. */
+static struct cv_reader *cv_active;
+static long cv_page;
+static volatile sig_atomic_t cv_lost;
+
+static void cv_sigbus(int sig, siginfo_t *si, void *uc)
+{
+    (void)uc;
+    uintptr_t a = (uintptr_t)si->si_addr;
+    for (int i = 0; cv_active && i < CV_SLOTS; i++) {
+        struct block_map *m = &cv_active->slot[i].map;
+        if (m->addr && a >= (uintptr_t)m->addr && a - (uintptr_t)m->addr < m->maplen) {
+            void *pg = (void *)(a & ~(uintptr_t)(cv_page - 1));
+            if (mmap(pg, cv_page, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0) ==
+                pg) {
+                cv_lost = 1;
+                return;
+            }
+        }
+    }
+    signal(sig, SIG_DFL);       /* the access faults again, now fatally */
+}
+
+/* Which grain-sized blocks of the slot's data are all zeros. */
+static int cv_scan(struct cv_slot *s, uint64_t grain)
+{
+    for (uint64_t q = 0, k = 0; q < s->n; q += grain, k++)
+        s->zero[k] = is_zero(s->map.data + q, s->n - q < grain ? s->n - q : grain);
+    return cv_lost ? -EIO : 0;
+}
+
+static void *cv_read(void *p)
+{
+    struct cv_reader *c = p;
+    uint64_t doff = 0;
+    unsigned turn = 0;
+    struct cv_slot *s;
+    for (int i = 0; i < c->nsrc; i++) {
+        struct block *sb = c->src[i];
+        uint64_t len = block_length(sb);
+        for (uint64_t pos = 0, n; pos < len; pos += n) {
+            if (!(s = cv_wait(c, turn++, false)))
+                return NULL;
+            block_unmap(&s->map);
+            uint64_t want = c->chunk - ((doff + pos) % c->chunk);
+            if (want > len - pos)
+                want = len - pos;
+            struct block_status st;
+            s->off = doff + pos;
+            s->err = block_status_chain(sb, pos, want, &s->n, &st);
+            if (!s->err && c->compress && s->n < want && s->n % c->cs) {
+                /* whole clusters for compression */
+                s->n = want;
+                st.flags = BLOCK_STATUS_DATA | BLOCK_STATUS_ALLOCATED;
+            }
+            if (c->obacking && !(st.flags & BLOCK_STATUS_ALLOCATED))
+                s->kind = CV_SKIP;
+            else if ((st.flags & BLOCK_STATUS_ZERO) && !(st.flags & BLOCK_STATUS_DATA))
+                s->kind = CV_ZERO;
+            else
+                s->kind = CV_DATA;
+            if (!s->err && s->kind == CV_DATA && c->compress) {
+                /* the compression threads read buf: no mapping that could vanish under them */
+                s->err = block_pread(sb, pos, s->buf, s->n);
+                s->map.data = s->buf;
+            } else if (!s->err && s->kind == CV_DATA) {
+                if (!(s->err = block_pread_map(sb, pos, s->n, s->buf, &s->map)) && c->grain)
+                    s->err = cv_scan(s, c->grain);
+            }
+            n = s->n;
+            int err = s->err;
+            cv_post(c, s, true);
+            if (err)
+                return NULL;
+        }
+        doff += len;
+    }
+    if ((s = cv_wait(c, turn, false))) {
+        s->kind = CV_END;
+        s->err = 0;
+        cv_post(c, s, true);
+    }
+    return NULL;
+}
+
+/* A write from a mapping fails with EFAULT when the source shrank under it: an I/O error
+ * of the source, not a bad pointer of ours. */
+static int cv_efault(struct cv_slot *s, int r)
+{
+    return (r == -EFAULT && s->map.addr) || cv_lost ? -EIO : r;
+}
+
+/* Writes one chunk the reader filled. */
+static int cv_write(struct block *out, struct cv_slot *s, uint64_t grain, bool compress,
+                    uint64_t cs, bool zero_init, uint8_t *cbuf, long *clen)
+{
+    uint64_t off = s->off, n = s->n;
+    if (s->kind == CV_SKIP)
+        return 0;               /* left to the new backing file */
+    if (s->kind == CV_ZERO)
+        return zero_init ? 0 : block_pwrite_zeroes(out, off, n, BLOCK_ZERO_MAY_UNMAP);
+    if (compress)
+        return compress_chunk(out, off, s->buf, n, cs, zero_init, cbuf, clen);
+    if (!grain)
+        return cv_efault(s, block_pwrite(out, off, s->map.data, n));
+    /* write the non-zero runs, skip (or zero) the zero ones */
+    int r = 0;
+    for (uint64_t q = 0, k = 0; q < n && !r;) {
+        bool z = s->zero[k];
+        uint64_t e = q;
+        while (e < n && s->zero[k] == z) {
+            e += grain;
+            k++;
+        }
+        if (e > n)
+            e = n;
+        if (!z)
+            r = block_pwrite(out, off + q, s->map.data + q, e - q);
+        else if (!zero_init)
+            r = block_pwrite_zeroes(out, off + q, e - q, BLOCK_ZERO_MAY_UNMAP);
+        q = e;
+    }
+    return cv_efault(s, r);
+}
+
 static int cmd_convert(int argc, char **argv)
 {
     struct common co = { 0 };
@@ -867,71 +1052,56 @@ static int cmd_convert(int argc, char **argv)
     if (chunk < cs)
         chunk = cs;
     bool zero_init = !noc && !block_backing(out) && !obacking;
-    uint8_t *buf = malloc(chunk);
+    uint64_t grain = compress || !sparse ? 0 : sparse < 512 ? 512 : sparse;
+    struct cv_reader rd = { .src = src, .nsrc = nsrc, .chunk = chunk, .cs = cs, .grain = grain,
+                            .compress = compress, .obacking = obacking != NULL };
+    pthread_mutex_init(&rd.lock, NULL);
+    pthread_cond_init(&rd.cond, NULL);
+    int r = 0;
+    for (int i = 0; i < CV_SLOTS; i++) {
+        rd.slot[i].buf = malloc(chunk);
+        rd.slot[i].zero = grain ? malloc(chunk / grain + 1) : NULL;
+        if (!rd.slot[i].buf || (grain && !rd.slot[i].zero))
+            r = -ENOMEM;
+    }
     uint8_t *cbuf = compress ? malloc(chunk) : NULL;
     long *clen = compress ? calloc(chunk / cs + 1, sizeof(*clen)) : NULL;
-    uint64_t done = 0, doff = 0;
-    int r = 0;
+    if (compress && (!cbuf || !clen))
+        r = -ENOMEM;
+    struct sigaction sa = { .sa_sigaction = cv_sigbus, .sa_flags = SA_SIGINFO }, old_sa;
+    cv_page = sysconf(_SC_PAGESIZE);
+    cv_active = &rd;
+    sigaction(SIGBUS, &sa, &old_sa);
+    pthread_t reader;
+    bool started = false;
+    if (!r && !(r = -pthread_create(&reader, NULL, cv_read, &rd)))
+        started = true;
+    uint64_t done = 0;
     if (prog)
         progress(0);
-    for (int i = 0; i < nsrc && !r; i++) {
-        struct block *sb = src[i];
-        uint64_t len = block_length(sb);
-        for (uint64_t p = 0; p < len && !r;) {
-            uint64_t want = chunk - ((doff + p) % chunk);
-            if (want > len - p)
-                want = len - p;
-            uint64_t n;
-            struct block_status st;
-            if ((r = block_status_chain(sb, p, want, &n, &st)))
-                break;
-            if (compress && n < want && n % cs) {
-                /* whole clusters for compression */
-                n = want;
-                st.flags = BLOCK_STATUS_DATA | BLOCK_STATUS_ALLOCATED;
-            }
-            bool skip_unalloc = obacking && !(st.flags & BLOCK_STATUS_ALLOCATED);
-            if (skip_unalloc) {
-                /* left to the new backing file */
-            } else if ((st.flags & BLOCK_STATUS_ZERO) && !(st.flags & BLOCK_STATUS_DATA)) {
-                if (!zero_init)
-                    r = block_pwrite_zeroes(out, doff + p, n, BLOCK_ZERO_MAY_UNMAP);
-            } else {
-                if ((r = block_pread(sb, p, buf, n)))
-                    break;
-                if (compress) {
-                    r = compress_chunk(out, doff + p, buf, n, cs, zero_init, cbuf, clen);
-                } else if (sparse) {
-                    /* write the non-zero pieces, skip (or zero) the zero ones */
-                    uint64_t g = sparse < 512 ? 512 : sparse;
-                    for (uint64_t q = 0; q < n && !r;) {
-                        uint64_t l = n - q < g ? n - q : g;
-                        bool z = is_zero(buf + q, l);
-                        uint64_t e = q + l;
-                        while (e < n) {
-                            uint64_t l2 = n - e < g ? n - e : g;
-                            if (is_zero(buf + e, l2) != z)
-                                break;
-                            e += l2;
-                        }
-                        if (!z)
-                            r = block_pwrite(out, doff + p + q, buf + q, e - q);
-                        else if (!zero_init)
-                            r = block_pwrite_zeroes(out, doff + p + q, e - q, BLOCK_ZERO_MAY_UNMAP);
-                        q = e;
-                    }
-                } else {
-                    r = block_pwrite(out, doff + p, buf, n);
-                }
-            }
-            p += n;
-            done += n;
-            if (prog)
-                progress(total ? done * 100.0 / total : 100);
-        }
-        doff += len;
+    for (unsigned turn = 0; !r; turn++) {
+        struct cv_slot *s = cv_wait(&rd, turn, true);
+        if (!s || (r = s->err) || s->kind == CV_END)
+            break;
+        r = cv_write(out, s, grain, compress, cs, zero_init, cbuf, clen);
+        done += s->n;
+        cv_post(&rd, s, false);
+        if (prog)
+            progress(total ? done * 100.0 / total : 100);
     }
-    free(buf);
+    if (started) {
+        cv_stop(&rd);
+        pthread_join(reader, NULL);
+    }
+    for (int i = 0; i < CV_SLOTS; i++) {
+        block_unmap(&rd.slot[i].map);
+        free(rd.slot[i].buf);
+        free(rd.slot[i].zero);
+    }
+    sigaction(SIGBUS, &old_sa, NULL);
+    cv_active = NULL;
+    pthread_mutex_destroy(&rd.lock);
+    pthread_cond_destroy(&rd.cond);
     free(cbuf);
     free(clen);
     if (r) {

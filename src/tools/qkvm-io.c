@@ -105,6 +105,19 @@ static int get_off_len(char *so, char *sl, uint64_t *off, uint64_t *len)
     return 0;
 }
 
+/* readv/writev: the buffer cut into the lengths given, one scatter-list call (as virtio-blk
+ * makes them). */
+static int rw_vector(bool write, uint64_t off, uint8_t *buf, const uint64_t *ls, int nl)
+{
+    struct iovec iov[256];
+    uint64_t q = 0;
+    for (int k = 0; k < nl; k++) {
+        iov[k] = (struct iovec){ buf + q, ls[k] };
+        q += ls[k];
+    }
+    return write ? block_pwritev(bs, off, iov, nl) : block_preadv(bs, off, iov, nl);
+}
+
 static int do_read(int argc, char **argv, bool vec)
 {
     struct rwopts o;
@@ -119,11 +132,11 @@ static int do_read(int argc, char **argv, bool vec)
         return -EINVAL;
     }
     int nl = vec ? argc - i - 1 : 1;
+    uint64_t ls[256];
     for (int k = 0; k < nl; k++) {
-        uint64_t l;
-        if (get_off_len(argv[i], argv[i + 1 + k], &off, &l))
+        if (get_off_len(argv[i], argv[i + 1 + k], &off, &ls[k]))
             return -EINVAL;
-        len += l;
+        len += ls[k];
     }
     if (len > MAX_REQ) {
         fprintf(stderr, "length cannot exceed %llu\n", MAX_REQ);
@@ -134,7 +147,7 @@ static int do_read(int argc, char **argv, bool vec)
         return -ENOMEM;
     struct timespec t0;
     clock_gettime(CLOCK_MONOTONIC, &t0);
-    int r = block_pread(bs, off, buf, len);
+    int r = vec ? rw_vector(false, off, buf, ls, nl) : block_pread(bs, off, buf, len);
     if (r) {
         fprintf(stderr, "read failed: %s\n", strerror(-r));
         free(buf);
@@ -172,11 +185,11 @@ static int do_write(int argc, char **argv, bool vec)
     }
     uint64_t off, len = 0;
     int nl = vec ? argc - i - 1 : 1;
+    uint64_t ls[256];
     for (int k = 0; k < nl; k++) {
-        uint64_t l;
-        if (get_off_len(argv[i], argv[i + 1 + k], &off, &l))
+        if (get_off_len(argv[i], argv[i + 1 + k], &off, &ls[k]))
             return -EINVAL;
-        len += l;
+        len += ls[k];
     }
     struct timespec t0;
     clock_gettime(CLOCK_MONOTONIC, &t0);
@@ -193,6 +206,7 @@ static int do_write(int argc, char **argv, bool vec)
             return -ENOMEM;
         memset(buf, o.pattern >= 0 ? o.pattern : 0xcd, len);
         r = o.compressed ? block_pwrite_compressed(bs, off, buf, len)
+            : vec        ? rw_vector(true, off, buf, ls, nl)
                          : block_pwrite(bs, off, buf, len);
         free(buf);
     }
@@ -325,11 +339,15 @@ static int do_info(void)
     return 0;
 }
 
+/* Words of line into argv; -1 when there are more than max. */
 static int split(char *line, char **argv, int max)
 {
     int n = 0;
-    for (char *t = strtok(line, " \t"); t && n < max; t = strtok(NULL, " \t"))
+    for (char *t = strtok(line, " \t"); t; t = strtok(NULL, " \t")) {
+        if (n == max)
+            return -1;
         argv[n++] = t;
+    }
     return n;
 }
 
@@ -339,6 +357,11 @@ static int run_command(const char *cmdline)
     char *argv[256];
     int argc = split(line, argv, 256);
     int r = 0;
+    if (argc < 0) {
+        fprintf(stderr, "too many arguments (at most 255 after the command)\n");
+        free(line);
+        return -EINVAL;
+    }
     if (!argc) {
         free(line);
         return 0;

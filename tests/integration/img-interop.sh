@@ -232,6 +232,22 @@ kwrite am.qcow2 "write -z 0 64k"
 "$QI" amend -o compat=0.10,lazy_refcounts=off am.qcow2
 check "amend down: check" qcheck am.qcow2
 check "amend down: zeros kept" qread am.qcow2 "read -P 0 0 64k" "read -P 1 64k 960k"
+# scatter lists as virtio-blk sends them (readv/writev of 4 KiB pages): into new qcow2
+# clusters, unaligned, and on raw; QEMU reads them back and checks the image
+pages=$(printf ' 4k%.0s' $(seq 240))
+for fmt in qcow2 raw; do
+  qemu-img create -q -f $fmt v.$fmt 8M
+  kwrite v.$fmt "writev -P 0x5a 4096$pages" "writev -P 0x5b 3000001 100 0 4k 7" &&
+    qread v.$fmt "read -P 0 0 4k" "read -P 0x5a 4k 960k" "read -P 0 987136 2012865" \
+      "read -P 0x5b 3000001 4203" "read -P 0 3004204 100k" &&
+    kread v.$fmt "readv -P 0x5a 4096$pages" "readv -P 0x5b 3000001 4000 203"
+  check "writev/readv of 240 pages and odd pieces on $fmt" test $? = 0
+done
+check "qcow2 written by writev passes qemu-img check" qcheck v.qcow2
+words=$(printf ' 512%.0s' $(seq 260))
+msg=$("$QIO" -c "writev 0$words" v.raw 2>&1); rc=$?
+check "qkvm-io: too many words refused, not cut" test $rc != 0 -a "$msg" != "${msg#*too many arguments}"
+
 # dd
 "$QI" dd -O raw bs=64k count=10 skip=1 if=a.raw of=dd.raw
 dd if=a.raw of=dd2.raw bs=64k count=10 skip=1 status=none

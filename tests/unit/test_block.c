@@ -75,6 +75,39 @@ static void test_raw(void **state)
     assert_int_equal(block_pread(bs, 2000, back, 100), 0);
     for (int i = 0; i < 100; i++)
         assert_int_equal(back[i], 0);
+    /* scatter lists: uneven and empty elements, one write, read back through another split */
+    uint8_t vin[3000], vout[3000];
+    for (size_t i = 0; i < sizeof(vin); i++)
+        vin[i] = (uint8_t)(i * 7 + 3);
+    struct iovec wv[] = { { vin, 1 }, { vin + 1, 0 }, { vin + 1, 2046 }, { vin + 2047, 953 } };
+    assert_int_equal(block_pwritev(bs, 7777, wv, 4), 0);
+    struct iovec rv[] = { { vout, 0 }, { vout, 1500 }, { vout + 1500, 1500 }, { vout + 3000, 0 } };
+    assert_int_equal(block_preadv(bs, 7777, rv, 4), 0);
+    assert_memory_equal(vin, vout, sizeof(vin));
+    assert_int_equal(block_preadv(bs, (1 << 20) - 1000, rv, 4), -EINVAL);   /* past the end */
+    /* mapped reads: straight from the file, and read (zeros) where the file no longer is */
+    struct block_map map;
+    assert_int_equal(block_pread(bs, 1001, buf, sizeof(buf)), 0);
+    assert_int_equal(block_pread_map(bs, 1001, sizeof(buf), back, &map), 0);
+    assert_non_null(map.addr);
+    assert_memory_equal(map.data, buf, sizeof(buf));
+    block_unmap(&map);
+    assert_null(map.addr);
+    assert_int_equal(block_pread_map(bs, (1 << 20) - 10, 11, back, &map), -EINVAL);
+    assert_int_equal(ftruncate(fd, 4096), 0);      /* shrunk by someone else */
+    memset(back, 1, sizeof(back));
+    assert_int_equal(block_pread_map(bs, 1001, sizeof(buf), back, &map), 0);
+    assert_null(map.addr);
+    assert_ptr_equal(map.data, back);
+    assert_memory_equal(back, buf, 4096 - 1001);
+    for (size_t i = 4096 - 1001; i < sizeof(back); i++)
+        assert_int_equal(back[i], 0);
+    block_unmap(&map);
+    memset(vout, 1, sizeof(vout));
+    assert_int_equal(block_preadv(bs, 3000, rv, 4), 0);
+    assert_memory_equal(vout, buf + 1999, 4096 - 3000);
+    for (size_t i = 4096 - 3000; i < sizeof(vout); i++)
+        assert_int_equal(vout[i], 0);
     assert_int_equal(block_truncate(bs, 2 << 20, false), 0);
     assert_int_equal(block_length(bs), 2 << 20);
     assert_int_equal(block_close(bs), 0);
@@ -131,6 +164,28 @@ static void expect_range(struct block *bs, struct model *m, uint64_t off, uint64
         fail_msg("%s step %d (%s): byte %llu reads %02x, expected %02x", f, step, op,
                  (unsigned long long)(off + i), m->buf[i], m->disk[off + i]);
     }
+    /* the same through a scatter list of random pieces */
+    struct iovec iov[8];
+    int n = 0;
+    for (uint64_t q = 0; q < len; n++) {
+        uint64_t l = n == 7 ? len - q : rnd(len - q + 1);
+        iov[n] = (struct iovec){ m->buf + q, l };
+        q += l;
+    }
+    memset(m->buf, 0xee, len);
+    assert_int_equal(block_preadv(bs, off, iov, n), 0);
+    if (memcmp(m->buf, m->disk + off, len))
+        fail_msg("%s step %d (%s): block_preadv of [%llu, +%llu) differs", f, step, op,
+                 (unsigned long long)off, (unsigned long long)len);
+    /* the same through block_pread_map (mapped where the run is plain clusters) */
+    static uint8_t mbuf[SIZE];
+    struct block_map map;
+    assert_int_equal(block_pread_map(bs, off, len, mbuf, &map), 0);
+    assert_true(map.addr ? map.data != mbuf : map.data == mbuf);
+    if (memcmp(map.data, m->disk + off, len))
+        fail_msg("%s step %d (%s): block_pread_map of [%llu, +%llu) differs", f, step, op,
+                 (unsigned long long)off, (unsigned long long)len);
+    block_unmap(&map);
 }
 
 static void run_flavour(const struct flavour *f, int steps)
@@ -161,7 +216,20 @@ static void run_flavour(const struct flavour *f, int steps)
             memset(m.buf, v, len);
             for (uint64_t i = 0; i < len; i += 97)
                 m.buf[i] = (uint8_t)(v ^ i);
-            assert_int_equal(block_pwrite(bs, off, m.buf, len), 0);
+            if (rnd(4)) {
+                assert_int_equal(block_pwrite(bs, off, m.buf, len), 0);
+            } else {
+                /* as virtio-blk writes: a scatter list of pieces */
+                name = "writev";
+                struct iovec iov[5];
+                int n = 0;
+                for (uint64_t q = 0; q < len; n++) {
+                    uint64_t l = n == 4 ? len - q : rnd(len - q + 1);
+                    iov[n] = (struct iovec){ m.buf + q, l };
+                    q += l;
+                }
+                assert_int_equal(block_pwritev(bs, off, iov, n), 0);
+            }
             memcpy(m.disk + off, m.buf, len);
         } else if (op < 60) {
             name = "write zeroes";

@@ -374,9 +374,16 @@ int qcow2_check(struct qcow2_state *s, int fix, struct qcow2_check_result *res, 
         say(&c, "%s cluster %" PRIu64 " refcount=%" PRIu64 " reference=%" PRIu64 "\n",
             fixit ? "Repairing" : leak ? "Leaked" : "ERROR", i, stored, refs);
         if (fixit) {
-            int64_t d = (int64_t)refs - (int64_t)stored;
-            if (refs > s->refcount_max ||
-                qcow2_update_refcount(s, i << s->cluster_bits, 1, d))
+            /* 64-bit refcounts: the difference may not fit an int64_t addend in one step */
+            uint64_t diff = leak ? stored - refs : refs - stored;
+            int r = refs > s->refcount_max ? -EINVAL : 0;
+            while (!r && diff) {
+                uint64_t step = diff > INT64_MAX ? INT64_MAX : diff;
+                r = qcow2_update_refcount(s, i << s->cluster_bits, 1,
+                                          leak ? -(int64_t)step : (int64_t)step);
+                diff -= step;
+            }
+            if (r)
                 res->check_errors++;
             else if (leak)
                 res->leaks_fixed++;

@@ -711,6 +711,18 @@ static int qcow2_status(struct block *bs, uint64_t off, uint64_t len, uint64_t *
     return 0;
 }
 
+static int qcow2_locate(struct block *bs, uint64_t off, uint64_t len, struct bfile **f,
+                        uint64_t *host)
+{
+    struct qcow2_state *s = bs->opaque;
+    struct qcow2_map m;
+    if (s->crypt_method || qcow2_map(s, off, len, &m) || m.type != QC_NORMAL || m.bytes < len)
+        return -ENOTSUP;
+    *f = s->f;
+    *host = m.host;
+    return 0;
+}
+
 static int qcow2_info(struct block *bs, struct block_info *info)
 {
     struct qcow2_state *s = bs->opaque;
@@ -739,6 +751,7 @@ const struct block_driver block_driver_qcow2 = {
     .flush = qcow2_flush,
     .truncate = qcow2_truncate,
     .status = qcow2_status,
+    .locate = qcow2_locate,
     .info = qcow2_info,
 };
 
