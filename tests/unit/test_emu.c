@@ -504,6 +504,18 @@ static void test_ud(void **s)
 }
 
 /* Code written through the emulated CPU is decoded afresh (self-modifying code). */
+/* Runs fixed code with translation threshold jit (-1: interpreted only); c gets the code. */
+static void run_fixed(struct code *c, const uint8_t *bytes, int n, const struct regs *in,
+                      const uint8_t *data, int jit, struct result *nat, struct result *emu)
+{
+    c->n = 0;
+    emit(c, (const char *)bytes, n);
+    harness_jit = jit;
+    harness_run(c->b, c->n, in, data, nat, emu);
+    harness_jit = -1;
+    assert_int_equal(nat->vec, -1);
+}
+
 /* A loop run interpreted, translated at once, and translated after its first run (so blocks
  * link to each other): loads and stores through the TLB (one across a page), flags read by
  * ADC/CMOV/Jcc, CALL/RET, PUSH/POP, compared with the host. */
@@ -527,12 +539,8 @@ static void test_translated_loop(void **s)
         rnd_regs(&in);
         rnd_data(data);
         in.r[R_DI] = HBASE + OFF_DATA;
-        struct code c = { .n = 0 };
-        emit(&c, (const char *)loop, sizeof(loop));
-        harness_jit = jit;
-        harness_run(c.b, c.n, &in, data, &nat, &emu);
-        harness_jit = -1;
-        assert_int_equal(nat.vec, -1);
+        struct code c;
+        run_fixed(&c, loop, (int)sizeof(loop), &in, data, jit, &nat, &emu);
         assert_true(result_match(jit < 0 ? "loop" : jit ? "loop (linked)" : "loop (translated)", &c,
                                  &in, &nat, &emu, ALLF, 0xffff, 0));
     }
@@ -551,12 +559,8 @@ static void test_translated_smc(void **s)
         rng_state = 13;
         rnd_regs(&in);
         in.r[R_SI] = HBASE + OFF_CODE + 10;   /* the imm32 of the ADD */
-        struct code c = { .n = 0 };
-        emit(&c, (const char *)loop, sizeof(loop));
-        harness_jit = jit;
-        harness_run(c.b, c.n, &in, data, &nat, &emu);
-        harness_jit = -1;
-        assert_int_equal(nat.vec, -1);
+        struct code c;
+        run_fixed(&c, loop, (int)sizeof(loop), &in, data, jit, &nat, &emu);
         assert_int_equal(emu.vec, -1);
         assert_int_equal(nat.regs.r[R_AX], 1275);
         assert_int_equal(emu.regs.r[R_AX], 1275);

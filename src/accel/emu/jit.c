@@ -522,27 +522,32 @@ static void emit_shift(struct tx *t, int sub, int sz, unsigned n, bool live)
 static unsigned emit_cond(struct tx *t, unsigned cc);
 static void emit_carry(struct tx *t);
 
-/* Guest byte registers: 0-15 the low bytes, 16-19 AH..BH. h must be rax, rcx or rdx. */
+/* Guest byte registers: 0-15 the low bytes, 16-19 AH..BH. h: rax, rcx, rdx or r8 (whose byte
+ * encodings need no REX, or always have one). */
 static int32_t byte_off(int r) { return r >= 16 ? GREG(r - 16) + 1 : GREG(r); }
-/* Byte registers go through struct cpu: a register held on the host is written back first (and
- * read again after a byte store). */
-static void ld_byte(struct tx *t, int h, int r)
+
+/* Byte registers go through struct cpu: the full register, if held on the host and newer there,
+ * is written back first; returns it. */
+static int sync_reg(struct tx *t, int r)
 {
     int g = r >= 16 ? r - 16 : r;
     if ((t->dirty >> g) & 1) {
         writeback(t, (uint16_t)(1u << g));
         t->dirty &= (uint16_t)~(1u << g);
     }
+    return g;
+}
+
+static void ld_byte(struct tx *t, int h, int r)
+{
+    sync_reg(t, r);
     op_rm(t, 0, 0x0fb6, h, RBX, byte_off(r));
 }
 
+/* ...and after a byte store the host copy is read again */
 static void st_byte(struct tx *t, int r, int h)
 {
-    int g = r >= 16 ? r - 16 : r;
-    if ((t->dirty >> g) & 1) {
-        writeback(t, (uint16_t)(1u << g));
-        t->dirty &= (uint16_t)~(1u << g);
-    }
+    int g = sync_reg(t, r);
     op_rm(t, 0, 0x88, h, RBX, byte_off(r));
     if (t->host_of[g] >= 0)
         ld(t, 1, t->host_of[g], GREG(g));
