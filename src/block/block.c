@@ -274,17 +274,33 @@ static int after_write(struct block *bs, int r)
     return r;
 }
 
-int block_pwrite(struct block *bs, uint64_t off, const void *buf, size_t len)
+/* A write of [off, off+len): 0 when it goes ahead, under bs->lock (write_end finishes it); 1
+ * when there is nothing to write; else -errno. */
+static int write_begin(struct block *bs, uint64_t off, uint64_t len)
 {
     if (bs->read_only)
         return -EROFS;
     int r = check_range(bs, off, len);
     if (r || !len)
-        return r;
+        return r ? r : 1;
     pthread_mutex_lock(&bs->lock);
-    r = after_write(bs, bs->drv->pwrite(bs, off, buf, len));
+    return 0;
+}
+
+/* The driver's result r: flushed in writethrough mode, then the lock released. */
+static int write_end(struct block *bs, int r)
+{
+    r = after_write(bs, r);
     pthread_mutex_unlock(&bs->lock);
     return r;
+}
+
+int block_pwrite(struct block *bs, uint64_t off, const void *buf, size_t len)
+{
+    int r = write_begin(bs, off, len);
+    if (r)
+        return r > 0 ? 0 : r;
+    return write_end(bs, bs->drv->pwrite(bs, off, buf, len));
 }
 
 /* Total length of a scatter list; -EINVAL when it does not fit the image from off. */
@@ -371,17 +387,12 @@ int block_pwritev(struct block *bs, uint64_t off, const struct iovec *iov, int i
 
 int block_pwrite_compressed(struct block *bs, uint64_t off, const void *buf, size_t len)
 {
-    if (bs->read_only)
-        return -EROFS;
-    if (!bs->drv->pwrite_compressed)
+    if (!bs->read_only && !bs->drv->pwrite_compressed)
         return -ENOTSUP;
-    int r = check_range(bs, off, len);
-    if (r || !len)
-        return r;
-    pthread_mutex_lock(&bs->lock);
-    r = after_write(bs, bs->drv->pwrite_compressed(bs, off, buf, len));
-    pthread_mutex_unlock(&bs->lock);
-    return r;
+    int r = write_begin(bs, off, len);
+    if (r)
+        return r > 0 ? 0 : r;
+    return write_end(bs, bs->drv->pwrite_compressed(bs, off, buf, len));
 }
 
 long block_compress(struct block *bs, const void *buf, size_t len, void *out)
@@ -398,47 +409,34 @@ int block_pwrite_precompressed(struct block *bs, uint64_t off, const void *buf, 
                                const void *cdata, long clen)
 {
     struct qcow2_state *s = block_qcow2(bs);
-    if (bs->read_only)
-        return -EROFS;
-    if (!s)
+    if (!bs->read_only && !s)
         return -ENOTSUP;
-    int r = check_range(bs, off, len);
-    if (r || !len)
-        return r;
+    int r = write_begin(bs, off, len);
+    if (r)
+        return r > 0 ? 0 : r;
     if (s->incompat & QCOW2_INCOMPAT_CORRUPT)
-        return -EACCES;
-    pthread_mutex_lock(&bs->lock);
-    r = after_write(bs, qcow2_write_compressed_data(s, off, buf, len, cdata, clen));
-    pthread_mutex_unlock(&bs->lock);
-    return r;
+        return write_end(bs, -EACCES);
+    return write_end(bs, qcow2_write_compressed_data(s, off, buf, len, cdata, clen));
 }
 
 int block_pwrite_zeroes(struct block *bs, uint64_t off, uint64_t len, unsigned flags)
 {
-    if (bs->read_only)
-        return -EROFS;
-    int r = check_range(bs, off, len);
-    if (r || !len)
-        return r;
-    pthread_mutex_lock(&bs->lock);
-    r = after_write(bs, bs->drv->pwrite_zeroes(bs, off, len, flags));
-    pthread_mutex_unlock(&bs->lock);
-    return r;
+    int r = write_begin(bs, off, len);
+    if (r)
+        return r > 0 ? 0 : r;
+    return write_end(bs, bs->drv->pwrite_zeroes(bs, off, len, flags));
 }
 
 int block_discard(struct block *bs, uint64_t off, uint64_t len)
 {
-    if (bs->read_only)
-        return -EROFS;
-    int r = check_range(bs, off, len);
-    if (r || !len)
-        return r;
-    if (!bs->drv->discard)
+    int r = write_begin(bs, off, len);
+    if (r)
+        return r > 0 ? 0 : r;
+    if (!bs->drv->discard) {
+        pthread_mutex_unlock(&bs->lock);
         return 0;
-    pthread_mutex_lock(&bs->lock);
-    r = after_write(bs, bs->drv->discard(bs, off, len));
-    pthread_mutex_unlock(&bs->lock);
-    return r;
+    }
+    return write_end(bs, bs->drv->discard(bs, off, len));
 }
 
 int block_flush(struct block *bs)

@@ -60,8 +60,9 @@ static void trim_right(char *s)
         s[--n] = 0;
 }
 
-/* The first line, as systemd's read_one_line_file() sees it. */
-static void read_line(struct detect_evidence *e, enum detect_ev ev, const char *path)
+/* The file's head, trailing blanks trimmed; with first_line, only its first line, as systemd's
+ * read_one_line_file() sees it (the whole short file serves cgroup membership lists). */
+static void read_text(struct detect_evidence *e, enum detect_ev ev, const char *path, bool first_line)
 {
     struct detect_item *it = &e->ev[ev];
     if (!set_source(e, ev, path))
@@ -72,25 +73,20 @@ static void read_line(struct detect_evidence *e, enum detect_ev ev, const char *
         it->value[0] = 0;
         return;
     }
-    char *nl = strchr(it->value, '\n');
+    char *nl = first_line ? strchr(it->value, '\n') : NULL;
     if (nl)
         *nl = 0;
     trim_right(it->value);
 }
 
-/* The whole (short) file: cgroup membership lists. */
+static void read_line(struct detect_evidence *e, enum detect_ev ev, const char *path)
+{
+    read_text(e, ev, path, true);
+}
+
 static void read_all(struct detect_evidence *e, enum detect_ev ev, const char *path)
 {
-    struct detect_item *it = &e->ev[ev];
-    if (!set_source(e, ev, path))
-        return;
-    ssize_t n = read_head(it->source, it->value, sizeof(it->value));
-    if (n < 0) {
-        it->err = (int)n;
-        it->value[0] = 0;
-        return;
-    }
-    trim_right(it->value);
+    read_text(e, ev, path, false);
 }
 
 static void check_exists(struct detect_evidence *e, enum detect_ev ev, const char *path)

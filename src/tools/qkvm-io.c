@@ -118,6 +118,19 @@ static int rw_vector(bool write, uint64_t off, uint8_t *buf, const uint64_t *ls,
     return write ? block_pwritev(bs, off, iov, nl) : block_preadv(bs, off, iov, nl);
 }
 
+/* args: an offset, then nl lengths (one, or one per element of a vector): into *off, ls[] and
+ * their sum *len. */
+static int parse_lengths(char **args, int nl, uint64_t *off, uint64_t *ls, uint64_t *len)
+{
+    *len = 0;
+    for (int k = 0; k < nl; k++) {
+        if (get_off_len(args[0], args[1 + k], off, &ls[k]))
+            return -EINVAL;
+        *len += ls[k];
+    }
+    return 0;
+}
+
 static int do_read(int argc, char **argv, bool vec)
 {
     struct rwopts o;
@@ -126,18 +139,15 @@ static int do_read(int argc, char **argv, bool vec)
         fprintf(stderr, "%s: invalid arguments\n", argv[0]);
         return -EINVAL;
     }
-    uint64_t off, len = 0;
+    uint64_t off, len;
     if (cvtnum(argv[i], &off)) {
         fprintf(stderr, "non-numeric offset argument -- %s\n", argv[i]);
         return -EINVAL;
     }
     int nl = vec ? argc - i - 1 : 1;
     uint64_t ls[256];
-    for (int k = 0; k < nl; k++) {
-        if (get_off_len(argv[i], argv[i + 1 + k], &off, &ls[k]))
-            return -EINVAL;
-        len += ls[k];
-    }
+    if (parse_lengths(argv + i, nl, &off, ls, &len))
+        return -EINVAL;
     if (len > MAX_REQ) {
         fprintf(stderr, "length cannot exceed %llu\n", MAX_REQ);
         return -EINVAL;
@@ -183,14 +193,11 @@ static int do_write(int argc, char **argv, bool vec)
         fprintf(stderr, "-z and -P cannot be specified at the same time\n");
         return -EINVAL;
     }
-    uint64_t off, len = 0;
+    uint64_t off, len;
     int nl = vec ? argc - i - 1 : 1;
     uint64_t ls[256];
-    for (int k = 0; k < nl; k++) {
-        if (get_off_len(argv[i], argv[i + 1 + k], &off, &ls[k]))
-            return -EINVAL;
-        len += ls[k];
-    }
+    if (parse_lengths(argv + i, nl, &off, ls, &len))
+        return -EINVAL;
     struct timespec t0;
     clock_gettime(CLOCK_MONOTONIC, &t0);
     int r;

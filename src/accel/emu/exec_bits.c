@@ -180,7 +180,8 @@ H(h_bt_rm_i)
     bt_common(c, i, r - 4, (int64_t)(i->imm & 0xff), false);
 }
 
-H(h_bsf)
+/* BSF/BSR: the lowest or highest set bit; a zero source sets ZF and leaves the register. */
+static void bit_scan(struct cpu *c, const struct insn *i, bool reverse)
 {
     int sz = i->osz;
     uint64_t v = rm_read(c, i, sz);
@@ -189,22 +190,12 @@ H(h_bsf)
         cc_flags(c, f | F_ZF);
         return;
     }
-    reg_set(c, i->reg, sz, (uint64_t)__builtin_ctzll(v));
+    reg_set(c, i->reg, sz, (uint64_t)(reverse ? 63 - __builtin_clzll(v) : __builtin_ctzll(v)));
     cc_flags(c, f);
 }
 
-H(h_bsr)
-{
-    int sz = i->osz;
-    uint64_t v = rm_read(c, i, sz);
-    uint32_t f = flags_arith(c) & ~F_ZF;
-    if (!v) {
-        cc_flags(c, f | F_ZF);
-        return;
-    }
-    reg_set(c, i->reg, sz, (uint64_t)(63 - __builtin_clzll(v)));
-    cc_flags(c, f);
-}
+H(h_bsf) { bit_scan(c, i, false); }
+H(h_bsr) { bit_scan(c, i, true); }
 
 H(h_popcnt)
 {

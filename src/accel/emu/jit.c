@@ -174,9 +174,6 @@ static void leave(struct tx *t)
 }
 
 /* --- guest registers held in host registers --- */
-static void mov_rr(struct tx *t, int w, int dst, int src);
-static void ld(struct tx *t, int w, int h, int32_t off);
-static void st(struct tx *t, int w, int32_t off, int h);
 
 /* h = guest register g (32 bits zero-extended, or 64) */
 static void ldg(struct tx *t, int w, int h, int g)
@@ -197,8 +194,6 @@ static void stg(struct tx *t, int g, int h)
         st(t, 1, GREG(g), h);
     }
 }
-
-static void addmi(struct tx *t, int32_t off, int32_t imm);
 
 /* guest register g += imm */
 static void addg(struct tx *t, int g, int32_t imm)
@@ -434,7 +429,7 @@ static void emit_cold(struct tx *t, struct cold *k)
 }
 
 /* --- instructions --- */
-static bool jcc_op(unsigned op)
+static bool branch_op(unsigned op)
 {
     return (op >= 0x70 && op <= 0x7f) || (op >= 0x180 && op <= 0x18f) || op == 0xe8 || op == 0xe9 ||
            op == 0xeb || op == 0xc3;
@@ -453,23 +448,25 @@ static void cc_store(struct tx *t, uint32_t op, int sz, int res, int src)
     t->cc = op | lg_size(sz);
 }
 
+/* ALU operations by RMW_* kind, and TEST: the host's "op r/m, r" opcode of the 32/64-bit form
+ * (the byte form is one less). CMP and TEST run as SUB and AND whose result is not kept. */
+#define ALU_TEST 8
+static const uint8_t alu_host[9] = { 0x01, 0x09, 0, 0, 0x21, 0x29, 0x31, 0x29, 0x21 };
+
+/* The lazy flags of ALU operation kind with result res and second operand rcx. */
+static void alu_flags(struct tx *t, int kind, int sz, int res)
+{
+    bool logic = kind == RMW_OR || kind == RMW_AND || kind == RMW_XOR || kind == ALU_TEST;
+    cc_store(t, logic ? CC_LOGIC : kind == RMW_ADD ? CC_ADD : CC_SUB, sz, res, logic ? -1 : RCX);
+}
+
 /* rax = rax (kind) rcx, flags if live, written back to guest register dst (unless CMP/TEST) */
 static void emit_alu(struct tx *t, int kind, int sz, int dst, bool live)
 {
-    static const uint8_t host[8] = { 0x01, 0x09, 0, 0, 0x21, 0x29, 0x31, 0x29 };
-    int w = sz == 8;
-    if (kind == 8) {   /* TEST */
-        op_rr(t, w, 0x21, RCX, RAX);
-        if (live)
-            cc_store(t, CC_LOGIC, sz, RAX, -1);
-        return;
-    }
-    op_rr(t, w, host[kind], RCX, RAX);
-    if (live) {
-        bool logic = kind == RMW_OR || kind == RMW_AND || kind == RMW_XOR;
-        cc_store(t, logic ? CC_LOGIC : kind == RMW_ADD ? CC_ADD : CC_SUB, sz, RAX, logic ? -1 : RCX);
-    }
-    if (kind != RMW_CMP)
+    op_rr(t, sz == 8, alu_host[kind], RCX, RAX);
+    if (live)
+        alu_flags(t, kind, sz, RAX);
+    if (kind != RMW_CMP && kind != ALU_TEST)
         stg(t, dst, RAX);
 }
 
@@ -477,15 +474,12 @@ static void emit_alu(struct tx *t, int kind, int sz, int dst, bool live)
  * rcx). False when dst is not held there or the operation writes nothing back. */
 static bool emit_alu_direct(struct tx *t, int kind, int sz, int dst, bool live)
 {
-    static const uint8_t host[8] = { 0x01, 0x09, 0, 0, 0x21, 0x29, 0x31, 0x29 };
     int h = t->host_of[dst];
-    if (h < 0 || kind == RMW_CMP || kind == 8)
+    if (h < 0 || kind == RMW_CMP || kind == ALU_TEST)
         return false;
-    op_rr(t, sz == 8, host[kind], RCX, h);
-    if (live) {
-        bool logic = kind == RMW_OR || kind == RMW_AND || kind == RMW_XOR;
-        cc_store(t, logic ? CC_LOGIC : kind == RMW_ADD ? CC_ADD : CC_SUB, sz, h, logic ? -1 : RCX);
-    }
+    op_rr(t, sz == 8, alu_host[kind], RCX, h);
+    if (live)
+        alu_flags(t, kind, sz, h);
     t->dirty |= (uint16_t)(1u << dst);
     return true;
 }
@@ -556,7 +550,6 @@ static void st_byte(struct tx *t, int r, int h)
 /* Byte forms: MOV, TEST, CMP and the ALU operations on registers (memory only read). */
 static bool emit_byte(struct tx *t, const struct insn *i, bool live)
 {
-    static const uint8_t host8[9] = { 0x00, 0x08, 0, 0, 0x20, 0x28, 0x30, 0x28, 0x20 };
     unsigned op = i->op;
     bool reg = i->mod == 3;
     int kind, dst = -1;   /* dst: guest byte register written, -1 none */
@@ -610,7 +603,7 @@ static bool emit_byte(struct tx *t, const struct insn *i, bool live)
             return false;
         }
     } else if (op == 0x84 || op == 0xa8 || (op == 0xf6 && i->sub == 0)) {
-        kind = 8;
+        kind = ALU_TEST;
         if (op == 0xa8)
             ld_byte(t, RAX, R_AX);
         else if (reg)
@@ -640,13 +633,11 @@ static bool emit_byte(struct tx *t, const struct insn *i, bool live)
     } else {
         return false;
     }
-    op_rr(t, 0, host8[kind], RCX, RAX);
+    op_rr(t, 0, alu_host[kind] - 1u, RCX, RAX);
     op_rr(t, 0, 0x0fb6, RAX, RAX);   /* movzx eax, al */
-    if (live) {
-        bool logic = kind == RMW_OR || kind == RMW_AND || kind == RMW_XOR || kind == 8;
-        cc_store(t, logic ? CC_LOGIC : kind == RMW_ADD ? CC_ADD : CC_SUB, 1, RAX, logic ? -1 : RCX);
-    }
-    if (dst >= 0 && kind != RMW_CMP && kind != 8)
+    if (live)
+        alu_flags(t, kind, 1, RAX);
+    if (dst >= 0 && kind != RMW_CMP && kind != ALU_TEST)
         st_byte(t, dst, RAX);
     return true;
 }
@@ -820,12 +811,12 @@ static bool emit_inline(struct tx *t, const struct insn *i, bool live)
             emit_load(t, i, sz);
         }
         ldg(t, w, RCX, i->reg);
-        emit_alu(t, 8, sz, 0, live);
+        emit_alu(t, ALU_TEST, sz, 0, live);
         return true;
     case 0xa9:
         ldg(t, w, RAX, R_AX);
         ld_imm(t, RCX, i, sz);
-        emit_alu(t, 8, sz, 0, live);
+        emit_alu(t, ALU_TEST, sz, 0, live);
         return true;
     case 0x89:
         if (reg && t->host_of[i->rm] >= 0) {
@@ -956,7 +947,7 @@ static bool emit_inline(struct tx *t, const struct insn *i, bool live)
         if (i->sub == 0) {
             ldg(t, w, RAX, i->rm);
             ld_imm(t, RCX, i, sz);
-            emit_alu(t, 8, sz, 0, live);
+            emit_alu(t, ALU_TEST, sz, 0, live);
             return true;
         }
         if (i->sub == 2 || i->sub == 3) {
@@ -1098,9 +1089,9 @@ static void emit_exit(struct tx *t, int k, int64_t delta)
     leave(t);
 }
 
-/* A relative jump (conditional or not) ending the block: the condition from the lazy flags, on the host's flags
- * when an inline instruction of this block set them, and both ways out through emit_exit. */
-static bool emit_jcc(struct tx *t, const struct insn *i)
+/* The branch ending a block: RET; CALL, JMP and Jcc with relative targets, leaving through
+ * emit_exit (Jcc's condition from emit_cond, both ways). */
+static bool emit_branch(struct tx *t, const struct insn *i)
 {
     int64_t next = t->pend + i->len, taken = next + (int64_t)i->imm;
     if (taken != (int32_t)taken)
@@ -1252,7 +1243,7 @@ void jit_compile(struct cpu *c, struct block *b)
     for (int k = 0; k < b->n; k++) {
         const struct insn *i = &b->ins[k];
         bool last = k == b->n - 1;
-        if (b->mode == 8 && last && !i->lock && !i->rep && jcc_op(i->op) && emit_jcc(&t, i))
+        if (b->mode == 8 && last && !i->lock && !i->rep && branch_op(i->op) && emit_branch(&t, i))
             break;
         if (b->mode == 8 && t.ncold < COLD_MAX - 2 && emit_inline(&t, i, live[k])) {
             t.pend += i->len;
