@@ -3,6 +3,7 @@
 #include "hw/chardev.h"
 #include "util/log.h"
 #include "util/parse.h"
+#include "util/sandbox.h"
 #include "vm/boot.h"
 #include "vm/machine.h"
 #include "vm/smbios.h"
@@ -52,6 +53,12 @@ static void usage(FILE *f)
         "                     product,version,serial,uuid,sku,family), type=3 (chassis)\n"
         "  -machine/-M TYPE   accepted for QEMU compatibility: pc, q35, microvm (one machine type)\n"
         "  -cpu MODEL         accepted for QEMU compatibility: host, max\n"
+        "  -sandbox on|off[,obsolete=allow|deny][,elevateprivileges=allow|deny|children]\n"
+        "        [,spawn=allow|deny][,resourcecontrol=allow|deny]\n"
+        "                     a seccomp allow-list per thread kind (docs/sandbox.md); off by default\n"
+        "  -runas USER        become USER once /dev/kvm, images and taps are open\n"
+        "  -chroot DIR        change the root directory to DIR likewise (root only)\n"
+        "  -run-with chroot=DIR,user=USER  the same two, QEMU's newer spelling\n"
         "  -d ITEM,...        debug output on stderr; -d help lists the items\n"
         "  -version           print the version and exit\n"
         "  -h, -help          this text\n\n"
@@ -74,7 +81,7 @@ static void die(const char *fmt, ...)
 static const char *const with_arg[] = {
     "m", "smp", "kernel", "initrd", "append", "bios", "serial", "accel", "device", "name",
     "machine", "M", "cpu", "d", "display", "uuid", "smbios", "drive", "hda", "hdb", "hdc", "hdd",
-    "netdev", "nic", "net", "chardev", NULL,
+    "netdev", "nic", "net", "chardev", "sandbox", "runas", "chroot", "run-with", NULL,
 };
 
 static bool takes_arg(const char *opt)
@@ -407,8 +414,11 @@ int main(int argc, char **argv)
     /* static: still reachable when die() exits mid-parse, so leak checkers stay quiet */
     static struct machine_config cfg = { .ram_size = 256ull << 20, .ncpus = 1, .serial = "stdio" };
     static const char *accels[MAX_ACCELS];
+    static struct sandbox_config sandbox;
     static char *accel_lists[MAX_ACCELS];   /* strtok'd copies that accels[] points into */
     int naccels = 0, nlists = 0;
+    char why_sandbox[256];
+    sandbox_config_init(&sandbox);
 
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -543,6 +553,18 @@ int main(int argc, char **argv)
             } else if (smbios_parse_option(&smbios, arg, why, sizeof(why))) {
                 die("-smbios %s: %s", arg, why);
             }
+        } else if (!strcmp(opt, "sandbox")) {
+            if (sandbox_parse_option(&sandbox, arg, why_sandbox, sizeof(why_sandbox)))
+                die("-sandbox %s: %s", arg, why_sandbox);
+        } else if (!strcmp(opt, "runas")) {
+            if (sandbox_set_runas(&sandbox, arg, why_sandbox, sizeof(why_sandbox)))
+                die("-runas %s: %s", arg, why_sandbox);
+        } else if (!strcmp(opt, "chroot")) {
+            if (sandbox_set_chroot(&sandbox, arg, why_sandbox, sizeof(why_sandbox)))
+                die("-chroot %s: %s", arg, why_sandbox);
+        } else if (!strcmp(opt, "run-with")) {
+            if (sandbox_parse_run_with(&sandbox, arg, why_sandbox, sizeof(why_sandbox)))
+                die("-run-with %s: %s", arg, why_sandbox);
         } else if (!strcmp(opt, "d")) {
             if (!strcmp(arg, "help")) {
                 fputs(log_mask_help(), stdout);
@@ -572,6 +594,8 @@ int main(int argc, char **argv)
     if (machine_check_devices(&cfg, &bad))
         die("-device '%s': no such device (qkvm -device help lists them)", bad);
     cfg.accel = choose_accel(accels, naccels);
+    if (sandbox_configure(&sandbox))
+        die("-sandbox: cannot install the SIGSYS handler: %s", strerror(errno));
 
     signal(SIGPIPE, SIG_IGN);
     struct sigaction sa = { .sa_handler = on_signal };
@@ -589,6 +613,13 @@ int main(int argc, char **argv)
             return 1;
         }
         log_debug(LOG_TIME, "VM created, memory ready");
+        /* everything is open: now the user, the root directory; the vCPUs and this thread
+         * enter their sandboxes in machine_run */
+        if (sandbox_drop_privileges()) {
+            machine_destroy(&m);
+            chardev_restore_terminal();
+            return 1;
+        }
         running = &m;
         if (quit_signal)
             machine_request_stop(&m, MACHINE_EXIT, 128 + quit_signal);
@@ -596,6 +627,12 @@ int main(int argc, char **argv)
         running = NULL;
         status = m.exit_status;
         bool again = why_stop == MACHINE_RESET && !cfg.no_reboot && !quit_signal;
+        /* a new machine means opening /dev/kvm and the images again, which the sandbox, the
+         * new user or the new root no longer allow */
+        if (again && sandbox_confines()) {
+            log_warn("guest reset: with -sandbox, -runas or -chroot qkvm cannot build the machine again: exiting");
+            again = false;
+        }
         if (!again && !strcmp(cfg.accel->name, "kvm"))
             teardown_in_background();
         machine_destroy(&m);

@@ -6,6 +6,7 @@
 #include "accel/accel.h"
 #include "util/evloop.h"
 #include "util/log.h"
+#include "util/sandbox.h"
 #include "vm/boot.h"
 #include "vm/memory.h"
 #include "vm/vcpu.h"
@@ -140,6 +141,9 @@ enum machine_stop machine_run(struct machine *m)
     int ret = vcpus_start(m);
     if (ret) {
         log_error("cannot start the vCPUs: %s", strerror(-ret));
+        machine_request_stop(m, MACHINE_FAILED, 1);
+    } else if (sandbox_enter_thread(SANDBOX_THREAD_MAIN)) {
+        /* last: threads inherit their creator's filter, so the vCPUs took theirs first */
         machine_request_stop(m, MACHINE_FAILED, 1);
     } else {
         evloop_run(m->loop);

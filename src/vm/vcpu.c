@@ -3,6 +3,7 @@
 #include "vm/vcpu.h"
 
 #include "util/log.h"
+#include "util/sandbox.h"
 #include "vm/machine.h"
 
 #include <errno.h>
@@ -53,6 +54,10 @@ static void *vcpu_thread(void *arg)
 {
     struct vcpu *v = arg;
     struct machine *m = v->m;
+    if (sandbox_enter_thread(SANDBOX_THREAD_VCPU)) {
+        machine_request_stop(m, MACHINE_FAILED, 1);
+        return NULL;
+    }
     if (v->id == 0)
         log_debug(LOG_TIME, "cpu0: first %s run", m->accel->name);
     while (atomic_load(&m->stop) == MACHINE_RUNNING) {
