@@ -26,6 +26,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 /* Every thread: memory, locks, signals (the vCPU kick, glibc's own), time, stdio, exit. */
@@ -297,6 +298,10 @@ static void sandbox_on_sigsys(int sig, siginfo_t *si, void *uc)
 int sandbox_configure(const struct sandbox_config *c)
 {
     config = *c;
+    /* glibc reads /etc/localtime at the first time conversion (the RTC's gmtime_r, on a vCPU):
+     * read it now, while open() is allowed and the root is still the host's */
+    if (sandbox_confines())
+        tzset();
     if (!config.on)
         return 0;
     const char *v = getenv("QKVM_TEST_SANDBOX_VIOLATE");
