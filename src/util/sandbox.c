@@ -61,9 +61,10 @@ static const char *const group_threads[] = {
     "set_robust_list", "rseq", "sched_getaffinity", NULL,
 };
 
-/* The main thread after the run: the KVM teardown child's pipe, waiting for a script. */
+/* The main thread after the run: the KVM teardown child's pipe, waiting for a script, -d time's
+ * count of touched RAM pages. */
 static const char *const group_teardown[] = {
-    "pipe", "pipe2", "wait4", NULL,
+    "pipe", "pipe2", "wait4", "mincore", NULL,
 };
 
 /* glibc's setuid() in a multi-threaded process makes every thread call it (the setxid

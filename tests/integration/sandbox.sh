@@ -38,6 +38,9 @@ fi
 # QEMU's sub-options are accepted
 run_qkvm 30 -sandbox on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny -accel tcg -bios "$GUESTS/hello-rom.bin"
 expect_eq "-sandbox on with every QEMU sub-option denied: the ROM runs, status 0" "0 Hello from real mode" "$rc $(tr -d '\r' <"$TMP/out")"
+# debug output reaches calls of its own (-d time counts touched RAM pages at exit)
+run_qkvm 60 -sandbox on -d accel,time,guest_errors,unimp,int,io -accel tcg -bios "$GUESTS/hello-rom.bin"
+expect_eq "-sandbox on with every -d item: status 0, no violation" "0 " "$rc $(grep sandbox "$TMP/err")"
 run_qkvm 30 -sandbox off -accel tcg -bios "$GUESTS/hello-rom.bin"
 expect_eq "-sandbox off: the ROM runs, status 0" 0 "$rc"
 
