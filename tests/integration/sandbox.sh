@@ -5,6 +5,9 @@
 # -sandbox on -runas nobody with a disk and a network card, does I/O on both and powers off.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/virtio-guest.bash"
+# LeakSanitizer's exit check (build-asan) stops the world with ptrace from a forked tracer, which
+# no thread's list allows: in a sanitizer build the filters are tried without it
+export ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0"
 
 # bad forms: exactly one line on stderr, status 1
 bad_form() {
