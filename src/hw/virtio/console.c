@@ -514,6 +514,10 @@ static int port_open_backend(struct vport *p, const char *spec)
         log_error("-chardev %s: unknown parameter '%s'", spec, s);
         goto out;
     }
+    if (!be) {
+        log_error("-chardev %s: no back-end (socket, stdio, file or null)", spec);
+        goto out;
+    }
     if (!strcmp(be, "socket")) {
         if (!path) {
             log_error("-chardev %s: a socket needs path= (qkvm has unix sockets)", spec);

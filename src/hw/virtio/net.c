@@ -384,7 +384,7 @@ static int net_open_backend(struct virtio_net *n, const char *spec)
     const char *script = keyval_get(&kv, "script"), *down = keyval_get(&kv, "downscript");
     int vnet_hdr = -1;
     bool b;
-    if (strcmp(keyval_get(&kv, "type"), "tap")) {
+    if (!(s = keyval_get(&kv, "type")) || strcmp(s, "tap")) {
         log_error("-netdev %s: qkvm has the tap back-end only", spec);
         goto out;
     }
