@@ -235,7 +235,8 @@ static void net_set_offloads(struct virtio_net *n, uint64_t f)
             off |= TUN_F_TSO_ECN;
     }
     if (ioctl(n->fd, TUNSETOFFLOAD, off) < 0)
-        log_debug(LOG_GUEST, "virtio-net: %s: offloads 0x%x refused: %s", n->ifname, off, strerror(errno));
+        machine_log_guest(n->vd.m, LOG_GUEST, "virtio-net offloads", "virtio-net: %s: offloads 0x%x refused: %s", n->ifname,
+                          off, strerror(errno));
 }
 
 static void net_driver_ok(struct virtio_dev *vd)
