@@ -163,7 +163,8 @@ static void ioapic_write(void *opaque, uint64_t offset, const void *data, unsign
         uint32_t cur = ioapic_reg_read(&c->ioapic);
         ioapic_reg_write(c, (cur & ~mask) | ((v << shift) & mask), &w);
     } else {
-        log_debug(LOG_GUEST, "ioapic: write to unknown offset %#llx", (unsigned long long)offset);
+        machine_log_guest(c->m, LOG_GUEST, "ioapic offset", "ioapic: write to unknown offset %#llx",
+                          (unsigned long long)offset);
     }
     irqchip_unlock(c, &w);
 }

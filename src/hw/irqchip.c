@@ -48,7 +48,7 @@ void irqchip_unlock(struct irqchip *c, struct irq_work *w)
 void irqchip_line(struct irqchip *c, unsigned gsi, int level, struct irq_work *w)
 {
     if (gsi >= IOAPIC_PINS) {
-        log_debug(LOG_GUEST, "irqchip: no interrupt line %u", gsi);
+        machine_log_guest(c->m, LOG_GUEST, "irqchip line", "irqchip: no interrupt line %u", gsi);
         return;
     }
     level = !!level;
@@ -69,7 +69,8 @@ void irqchip_set_irq(struct irqchip *c, unsigned gsi, int level)
 void irqchip_send_msi(struct irqchip *c, uint64_t addr, uint32_t data)
 {
     if ((addr & 0xfff00000u) != LAPIC_BASE || addr >> 32) {
-        log_debug(LOG_GUEST, "irqchip: MSI to %#llx is not an interrupt", (unsigned long long)addr);
+        machine_log_guest(c->m, LOG_GUEST, "irqchip MSI", "irqchip: MSI to %#llx is not an interrupt",
+                          (unsigned long long)addr);
         return;
     }
     /* Intel SDM 11.11: destination ID in address bits 19:12, logical mode in bit 2; vector and

@@ -7,6 +7,7 @@
 #include <errno.h>
 
 #include "util/log.h"
+#include "vm/machine.h"
 
 #define APIC_BASE_BSP   (1ull << 8)
 #define APIC_BASE_EXTD  (1ull << 10)
@@ -192,7 +193,8 @@ static void lapic_accept(struct lapic *l, const struct apic_msg *m, struct irq_w
         lapic_update(l, w, true);
         break;
     default:
-        log_debug(LOG_UNIMP, "lapic %d: delivery mode %d ignored", l->index, m->mode);
+        machine_log_guest(l->c->m, LOG_UNIMP, "lapic delivery mode", "lapic %d: delivery mode %d ignored", l->index,
+                          m->mode);
         break;
     }
 }

@@ -124,7 +124,7 @@ static void pci_bar_set_mapping(struct pci_device *d, int i, uint64_t addr)
         if (bus_register(&d->host->window, addr, b->size, b->read, b->write, b->opaque, d->name) == 0)
             b->mapped = addr;
         else
-            log_debug(LOG_GUEST, "pci %02x.0 %s: BAR%d at 0x%llx overlaps another BAR: not decoded",
+            machine_log_guest(d->m, LOG_GUEST, "pci BAR overlap", "pci %02x.0 %s: BAR%d at 0x%llx overlaps another BAR: not decoded",
                       d->slot, d->name, i, (unsigned long long)addr);
     }
     if (d->bar_moved)

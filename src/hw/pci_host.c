@@ -121,35 +121,20 @@ static void ecam_write(void *opaque, uint64_t off, const void *data, unsigned si
     ecam_access(opaque, off, (void *)data, size, true);
 }
 
-/* Inside the window but on no BAR: what the vCPU loop does for unmapped MMIO elsewhere (ones,
- * writes dropped, said once per page), since the window itself is a region of the bus. */
-static void window_unmapped(struct pci_host *h, uint64_t addr, bool is_write)
-{
-    uint64_t page = addr & ~0xfffull;
-    pthread_mutex_lock(&h->config_lock);
-    bool seen = false;
-    for (int i = 0; i < h->nreported && !seen; i++)
-        seen = h->reported[i] == page;
-    if (!seen && h->nreported < (int)(sizeof(h->reported) / sizeof(h->reported[0])))
-        h->reported[h->nreported++] = page;
-    pthread_mutex_unlock(&h->config_lock);
-    if (!seen)
-        log_warn("guest %s unmapped MMIO at 0x%llx (reads as ones, writes ignored)", is_write ? "wrote" : "read",
-                 (unsigned long long)addr);
-}
-
+/* Inside the window but on no BAR: the window itself is a region of the bus, so the vCPU loop
+ * never sees these as unmapped; say so as it would. */
 static void window_read(void *opaque, uint64_t off, void *data, unsigned size)
 {
     struct pci_host *h = opaque;
     if (bus_dispatch(&h->window, PCI_MMIO_BASE + off, data, size, false) == -ENOENT)
-        window_unmapped(h, PCI_MMIO_BASE + off, false);
+        machine_report_unmapped(h->m, -1, PCI_MMIO_BASE + off, false);
 }
 
 static void window_write(void *opaque, uint64_t off, const void *data, unsigned size)
 {
     struct pci_host *h = opaque;
     if (bus_dispatch(&h->window, PCI_MMIO_BASE + off, (void *)data, size, true) == -ENOENT)
-        window_unmapped(h, PCI_MMIO_BASE + off, true);
+        machine_report_unmapped(h->m, -1, PCI_MMIO_BASE + off, true);
 }
 
 static void pci_host_free(void *opaque)

@@ -12,8 +12,6 @@ struct pci_host {
     uint32_t config_address;            /* mechanism #1's CONFIG_ADDRESS at 0xcf8 */
     struct bus_region reset;            /* the byte register at 0xcf9 we took over, if any */
     bool started;
-    uint64_t reported[16];              /* window pages whose unmapped access was reported */
-    int nreported;
 };
 
 /* Re-registers d's BARs in the window after a command or BAR write. Config lock held. */

@@ -146,7 +146,7 @@ static void pic_eoi(struct pic_chip *s, int irq, bool rotate)
         s->priority_add = (irq + 1) & 7;
 }
 
-static void pic_write_command(struct pic_chip *s, uint8_t val)
+static void pic_write_command(struct irqchip *c, struct pic_chip *s, uint8_t val)
 {
     if (val & 0x10) {   /* ICW1 */
         pic_chip_reset(s);
@@ -154,7 +154,7 @@ static void pic_write_command(struct pic_chip *s, uint8_t val)
         s->init4 = val & 1;
         s->single = val & 2;
         if (val & 0x08)
-            log_debug(LOG_GUEST | LOG_UNIMP, "pic: level-triggered mode by ICW1 not supported");
+            machine_log_guest(c->m, LOG_GUEST | LOG_UNIMP, "pic ICW1", "pic: level-triggered mode by ICW1 not supported");
         return;
     }
     if (val & 0x08) {   /* OCW3 */
@@ -242,7 +242,7 @@ static void pic_io(struct irqchip *c, int chip, uint64_t offset, void *data, uns
             continue;
         }
         if (port == 0)
-            pic_write_command(&c->pic.chip[chip], b[i]);
+            pic_write_command(c, &c->pic.chip[chip], b[i]);
         else
             pic_write_data(&c->pic.chip[chip], b[i]);
         pic_update(c, &w);

@@ -214,7 +214,7 @@ static void pit_write_control(struct irqchip *c, uint8_t val, uint64_t now)
         ch->mode -= 4;      /* 6 and 7 are aliases of 2 and 3 */
     ch->bcd = val & 1;
     if (ch->bcd)
-        log_debug(LOG_UNIMP, "pit: BCD counting not supported, counting in binary");
+        machine_log_guest(c->m, LOG_UNIMP, "pit BCD", "pit: BCD counting not supported, counting in binary");
     ch->loaded = ch->counting = false;
     ch->latch_state = 0;
     ch->status_latched = false;

@@ -63,6 +63,76 @@ void log_debug(unsigned cat, const char *fmt, ...)
         fprintf(stderr, "%s: %s\n", prog, buf);
 }
 
+void log_ratelimit_init(struct log_ratelimit *rl)
+{
+    memset(rl, 0, sizeof(*rl));
+    pthread_mutex_init(&rl->lock, NULL);
+    rl->burst = LOG_RL_BURST;
+    rl->interval_us = LOG_RL_INTERVAL_US;
+    rl->now_us = clock_since_start_us;
+}
+
+static struct log_rl_key *rl_find(struct log_ratelimit *rl, const char *key)
+{
+    for (int i = 0; i < rl->nkeys; i++)
+        if (rl->keys[i].key == key || !strcmp(rl->keys[i].key, key))
+            return &rl->keys[i];
+    if (rl->nkeys == LOG_RL_KEYS) {
+        rl->keys[LOG_RL_KEYS - 1].key = "other guest messages";
+        return &rl->keys[LOG_RL_KEYS - 1];
+    }
+    rl->keys[rl->nkeys] = (struct log_rl_key){ .key = key };
+    return &rl->keys[rl->nkeys++];
+}
+
+void log_vguest(struct log_ratelimit *rl, unsigned cat, const char *key, const char *fmt, va_list ap)
+{
+    if (!(log_mask & cat))
+        return;
+    if (!rl || !rl->now_us) {   /* no limiter, or a zeroed one never initialised */
+        vlog("", fmt, ap);
+        return;
+    }
+    pthread_mutex_lock(&rl->lock);
+    struct log_rl_key *k = rl_find(rl, key);
+    if (k->printed < rl->burst) {
+        /* printed under the lock, so the summary of a key never precedes its messages */
+        k->printed++;
+        k->last_summary_us = rl->now_us();
+        vlog("", fmt, ap);
+    } else {
+        k->suppressed++;
+        uint64_t now = rl->now_us();
+        if (now - k->last_summary_us >= rl->interval_us) {
+            fprintf(stderr, "%s: %llu more '%s' messages suppressed\n", prog, (unsigned long long)k->suppressed,
+                    k->key);
+            k->suppressed = 0;
+            k->last_summary_us = now;
+        }
+    }
+    pthread_mutex_unlock(&rl->lock);
+}
+
+void log_guest(struct log_ratelimit *rl, unsigned cat, const char *key, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    log_vguest(rl, cat, key, fmt, ap);
+    va_end(ap);
+}
+
+void log_ratelimit_flush(struct log_ratelimit *rl)
+{
+    pthread_mutex_lock(&rl->lock);
+    for (int i = 0; i < rl->nkeys; i++)
+        if (rl->keys[i].suppressed)
+            fprintf(stderr, "%s: %llu more '%s' messages suppressed\n", prog,
+                    (unsigned long long)rl->keys[i].suppressed, rl->keys[i].key);
+    rl->nkeys = 0;
+    pthread_mutex_unlock(&rl->lock);
+    pthread_mutex_destroy(&rl->lock);
+}
+
 static const struct { const char *name; unsigned bit; const char *what; } cats[] = {
     { "accel", LOG_ACCEL, "which accelerator runs the guest, and why" },
     { "unimp", LOG_UNIMP, "unimplemented instructions and registers the guest used" },

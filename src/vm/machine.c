@@ -12,6 +12,8 @@
 #include "vm/vcpu.h"
 
 #include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -90,6 +92,7 @@ int machine_create(struct machine *m, const struct machine_config *cfg)
     m->cfg = cfg;
     m->accel = cfg->accel;
     m->ncpus = cfg->ncpus;
+    log_ratelimit_init(&m->guest_log);
     atomic_init(&m->stop, MACHINE_RUNNING);
     bus_init(&m->pio, "pio");
     bus_init(&m->mmio, "mmio");
@@ -194,6 +197,24 @@ void machine_destroy(struct machine *m)
     bus_destroy(&m->mmio);
     evloop_destroy(m->loop);
     m->loop = NULL;
+    log_ratelimit_flush(&m->guest_log);
+}
+
+void machine_log_guest(struct machine *m, unsigned cat, const char *key, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    log_vguest(m ? &m->guest_log : NULL, cat, key, fmt, ap);
+    va_end(ap);
+}
+
+void machine_report_unmapped(struct machine *m, int cpu, uint64_t addr, bool is_write)
+{
+    char who[16] = "";
+    if (cpu >= 0)
+        snprintf(who, sizeof(who), "cpu%d: ", cpu);
+    machine_log_guest(m, LOG_GUEST, "unmapped MMIO", "%sguest %s unmapped MMIO at 0x%llx (reads as ones, writes ignored)",
+                      who, is_write ? "wrote" : "read", (unsigned long long)addr);
 }
 
 int machine_set_irq(struct machine *m, unsigned gsi, int level)

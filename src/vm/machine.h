@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 #include "hw/bus.h"
+#include "util/log.h"
 #include "util/parse.h"
 
 struct accel_ops;
@@ -67,6 +68,7 @@ struct machine {
     atomic_int stop;            /* enum machine_stop, first writer wins */
     int exit_status;
     struct machine_cleanup *cleanups;
+    struct log_ratelimit guest_log;     /* every guest-triggered message goes through it */
 };
 
 /* A device (or a fixed part of the machine) that sets itself up at machine creation. Lower
@@ -116,6 +118,14 @@ int machine_read(struct machine *m, uint64_t gpa, void *buf, uint64_t len);
 int machine_write(struct machine *m, uint64_t gpa, const void *buf, uint64_t len);
 /* Drives interrupt line gsi through the accelerator's interrupt controllers. */
 int machine_set_irq(struct machine *m, unsigned gsi, int level);
+/* A message the guest can trigger (bad device programming, unimplemented features): printed only
+ * under -d CAT, and rate-limited per key (a short text naming the kind of message) so that a
+ * guest cannot flood stderr. m may be NULL (no limit). Any thread. */
+void machine_log_guest(struct machine *m, unsigned cat, const char *key, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+/* An access to guest-physical addr where nothing is mapped: it reads as ones and writes are
+ * dropped, as on a PC bus with nothing to answer; said under -d guest_errors. */
+void machine_report_unmapped(struct machine *m, int cpu, uint64_t addr, bool is_write);
 /* Ends the run: the first request wins, later ones are ignored. Any thread. */
 void machine_request_stop(struct machine *m, enum machine_stop why, int status);
 

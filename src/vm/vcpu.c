@@ -23,31 +23,10 @@ void vcpu_io(struct vcpu *v, uint16_t port, void *data, unsigned size, bool is_w
     bus_dispatch(&v->m->pio, port, data, size, is_write);
 }
 
-/* Unmapped MMIO reads as ones and writes are dropped, as on a PC bus with nothing to answer;
- * the guest goes on. Said once per page so a guest polling a bad address can't flood stderr. */
-static void vcpu_report_unmapped(struct vcpu *v, uint64_t addr, bool is_write)
-{
-    static uint64_t reported[16];
-    static int nreported;
-    static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
-    uint64_t page = addr & ~0xfffull;
-    pthread_mutex_lock(&lock);
-    for (int i = 0; i < nreported; i++)
-        if (reported[i] == page) {
-            pthread_mutex_unlock(&lock);
-            return;
-        }
-    if (nreported < 16)
-        reported[nreported++] = page;
-    pthread_mutex_unlock(&lock);
-    log_warn("cpu%d: guest %s unmapped MMIO at 0x%llx (reads as ones, writes ignored)", v->id,
-             is_write ? "wrote" : "read", (unsigned long long)addr);
-}
-
 void vcpu_mmio(struct vcpu *v, uint64_t addr, void *data, unsigned size, bool is_write)
 {
     if (bus_dispatch(&v->m->mmio, addr, data, size, is_write) == -ENOENT)
-        vcpu_report_unmapped(v, addr, is_write);
+        machine_report_unmapped(v->m, v->id, addr, is_write);
 }
 
 static void *vcpu_thread(void *arg)

@@ -1,20 +1,35 @@
 #!/usr/bin/env bash
 # Builds the libFuzzer targets (clang, ASan, UBSan) into OUT (default build-fuzz/):
-#   OUT/fuzz-qcow2   tests/fuzz/fuzz_qcow2.c on the block layer
-# Does nothing when the binary is newer than every source. Needs clang and libclang-rt-14-dev
-# (scripts/deps.sh test).
+#   OUT/fuzz-qcow2     tests/fuzz/fuzz_qcow2.c on the block layer
+#   OUT/fuzz-cmdline   tests/fuzz/fuzz_cmdline.c on qkvm's command line and keyval parsers
+# Rebuilds a target only when one of its sources is newer than it. Needs clang and
+# libclang-rt-14-dev (scripts/deps.sh test).
 set -eu
 cd "$(dirname "$0")/../.."
 out=${1:-build-fuzz}
 mkdir -p "$out"
-srcs=(src/block/*.c src/block/qcow2/*.c src/util/log.c src/util/clock.c src/util/parse.c tests/fuzz/fuzz_qcow2.c)
-bin=$out/fuzz-qcow2
-if [ -x "$bin" ]; then
-  newer=$(find "${srcs[@]}" src/block src/util -newer "$bin" -name '*.[ch]' | head -n 1)
-  [ -z "$newer" ] && exit 0
-fi
 CC=${FUZZ_CC:-clang}
-$CC -g -O1 -std=gnu11 -D_GNU_SOURCE -Isrc -Wall -Wextra -Werror \
-    -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
-    -fno-omit-frame-pointer "${srcs[@]}" -o "$bin.tmp" -lz -lzstd -lcrypto -lpthread -lm
-mv "$bin.tmp" "$bin"
+
+# build NAME "DIRS WHOSE HEADERS COUNT" SOURCES... -- LIBS...
+build() {
+  local bin=$out/$1 dirs=$2; shift 2
+  local srcs=() libs=()
+  while [ $# -gt 0 ] && [ "$1" != -- ]; do srcs+=("$1"); shift; done
+  [ $# -gt 0 ] && shift
+  libs=("$@")
+  if [ -x "$bin" ]; then
+    # shellcheck disable=SC2086
+    newer=$(find "${srcs[@]}" $dirs -newer "$bin" -name '*.[ch]' | head -n 1)
+    [ -z "$newer" ] && return 0
+  fi
+  $CC -g -O1 -std=gnu11 -D_GNU_SOURCE -Isrc -Wall -Wextra -Werror \
+      -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
+      -fno-omit-frame-pointer "${srcs[@]}" -o "$bin.tmp" "${libs[@]}"
+  mv "$bin.tmp" "$bin"
+}
+
+build fuzz-qcow2 "src/block src/util" src/block/*.c src/block/qcow2/*.c src/util/log.c src/util/clock.c \
+  src/util/parse.c tests/fuzz/fuzz_qcow2.c -- -lz -lzstd -lcrypto -lpthread -lm
+build fuzz-cmdline "src/util src/vm/config.h src/vm/machine.h src/vm/smbios.h src/hw/bus.h" \
+  src/vm/config.c src/vm/smbios.c src/util/parse.c src/util/log.c src/util/clock.c src/util/sandbox.c \
+  tests/fuzz/fuzz_cmdline.c -- -lseccomp -lpthread -lm

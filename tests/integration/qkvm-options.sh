@@ -53,6 +53,35 @@ truncate -s 17M "$TMP/big"
 expect_error "-bios larger than 16 MiB" "larger than 16 MiB" -bios "$TMP/big"
 expect_error "initrd larger than guest RAM" "does not fit" -kernel "$K" -m 4 -initrd "$TMP/big"
 
+# The table of malformed forms: one per mistake, for every option (tests/integration/qkvm-options.table).
+# A form that crashed qkvm (SIGSEGV: status 139) fails here as surely as one that ran the guest.
+ROM=$GUESTS/hello-rom.bin
+truncate -s 1M "$TMP/disk.raw"
+table=$TOP/tests/integration/qkvm-options.table
+while IFS= read -r line; do
+  case $line in '#'*|'') continue ;; esac
+  pat=${line%%|*}
+  pat=${pat%"${pat##*[! ]}"}
+  args=${line#*|}
+  eval "set -- $args"
+  expect_error "malformed:$args" "$pat" "$@"
+done <"$table"
+# every option qkvm -h lists has a row in the table
+"$QKVM" -h | grep -oE '^  -[A-Za-z-]+(/-[A-Za-z]+)?' | tr '/' '\n' | sed 's/^ *//' >"$TMP/opts"
+missing=""
+while read -r o; do
+  case $o in -h|-version) continue ;; esac
+  grep -v '^#' "$table" | cut -d'|' -f2 | grep -qE -- "(^| )-?$o( |=|\$)" || missing="$missing $o"
+done <"$TMP/opts"
+expect_eq "every option of qkvm -h ($(wc -l <"$TMP/opts") of them) has a malformed form in the table" "" "$missing"
+
+# QEMU's -machine properties: accel= selects the accelerator as -accel does
+for m in "accel=tcg" "type=pc,accel=tcg" "microvm,accel=tcg"; do
+  run_qkvm 30 -machine "$m" -d accel -kernel "$K"
+  expect_eq "-machine $m runs the guest to poweroff" 0 "$rc"
+  check "-machine $m: tcg runs it" grep -q 'using tcg' "$TMP/err"
+done
+
 run_qkvm 10 -version
 check "-version prints a version" grep -qE '^qkvm version [0-9]+\.[0-9]+' "$TMP/out"
 expect_eq "-version exits 0" 0 "$rc"

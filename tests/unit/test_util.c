@@ -5,8 +5,10 @@
 #include <cmocka.h>
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "util/json.h"
 #include "util/log.h"
@@ -101,6 +103,113 @@ static void test_log_mask(void **state)
     assert_int_equal(log_parse_mask("accel,bogus", &m), -EINVAL);
 }
 
+
+/* stderr into a buffer while a limiter prints */
+static FILE *capture_file;
+static int capture_saved = -1;
+
+static void capture_begin(void)
+{
+    fflush(stderr);
+    capture_file = tmpfile();
+    assert_non_null(capture_file);
+    capture_saved = dup(2);
+    dup2(fileno(capture_file), 2);
+}
+
+static char *capture_end(void)
+{
+    static char buf[65536];
+    fflush(stderr);
+    dup2(capture_saved, 2);
+    close(capture_saved);
+    rewind(capture_file);
+    size_t n = fread(buf, 1, sizeof(buf) - 1, capture_file);
+    buf[n] = 0;
+    fclose(capture_file);
+    return buf;
+}
+
+static int count_lines(const char *s)
+{
+    int n = 0;
+    for (; *s; s++)
+        n += *s == '\n';
+    return n;
+}
+
+static uint64_t fake_now;
+static uint64_t fake_clock(void) { return fake_now; }
+
+static void test_log_ratelimit(void **state)
+{
+    (void)state;
+    unsigned saved_mask = log_mask;
+    struct log_ratelimit rl;
+    log_ratelimit_init(&rl);
+    rl.now_us = fake_clock;
+    fake_now = 1000;
+    log_mask = LOG_GUEST;
+
+    capture_begin();
+    for (int i = 0; i < 1000; i++)
+        log_guest(&rl, LOG_GUEST, "a", "a %d", i);
+    for (int i = 0; i < 3; i++)
+        log_guest(&rl, LOG_GUEST, "b", "b %d", i);
+    char *out = capture_end();
+    /* the first LOG_RL_BURST of a, each of b: no summary before the interval has passed */
+    assert_int_equal(count_lines(out), LOG_RL_BURST + 3);
+    assert_non_null(strstr(out, "a 4\n"));
+    assert_null(strstr(out, "a 5\n"));
+    assert_non_null(strstr(out, "b 2\n"));
+
+    capture_begin();
+    fake_now += LOG_RL_INTERVAL_US;
+    log_guest(&rl, LOG_GUEST, "a", "a again");
+    for (int i = 0; i < 10; i++)
+        log_guest(&rl, LOG_GUEST, "a", "a again");
+    out = capture_end();
+    /* one summary for the interval, counting the message that triggered it */
+    assert_int_equal(count_lines(out), 1);
+    assert_non_null(strstr(out, ": 996 more 'a' messages suppressed\n"));
+
+    capture_begin();
+    log_ratelimit_flush(&rl);
+    out = capture_end();
+    assert_int_equal(count_lines(out), 1);
+    assert_non_null(strstr(out, ": 10 more 'a' messages suppressed\n"));
+
+    /* a category not asked for with -d prints nothing and counts nothing */
+    log_ratelimit_init(&rl);
+    log_mask = LOG_ACCEL;
+    capture_begin();
+    for (int i = 0; i < 100; i++)
+        log_guest(&rl, LOG_GUEST, "a", "a %d", i);
+    log_ratelimit_flush(&rl);
+    out = capture_end();
+    assert_string_equal(out, "");
+
+    /* more keys than slots: the extra ones share one, so the output stays bounded */
+    static char keys[100][8];
+    log_ratelimit_init(&rl);
+    rl.now_us = fake_clock;
+    log_mask = LOG_GUEST;
+    capture_begin();
+    for (int k = 0; k < 100; k++) {
+        snprintf(keys[k], sizeof(keys[k]), "k%d", k);
+        for (int i = 0; i < 10; i++)
+            log_guest(&rl, LOG_GUEST, keys[k], "%s %d", keys[k], i);
+    }
+    out = capture_end();
+    assert_int_equal(count_lines(out), LOG_RL_KEYS * LOG_RL_BURST);
+    capture_begin();
+    log_ratelimit_flush(&rl);
+    out = capture_end();
+    assert_int_equal(count_lines(out), LOG_RL_KEYS);
+    assert_non_null(strstr(out, "more 'other guest messages' messages suppressed"));
+    log_mask = saved_mask;
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -109,6 +218,7 @@ int main(void)
         cmocka_unit_test(test_keyval),
         cmocka_unit_test(test_json),
         cmocka_unit_test(test_log_mask),
+        cmocka_unit_test(test_log_ratelimit),
     };
     return cmocka_run_group_tests_name("util", tests, NULL, NULL);
 }

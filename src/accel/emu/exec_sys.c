@@ -4,17 +4,11 @@
 
 #include "hw/irqchip.h"
 #include "util/log.h"
-
-static _Atomic uint64_t unimp_seen[0x400 / 64];
+#include "vm/machine.h"
 
 void emu_log_unimp(struct cpu *c, const char *what, unsigned op)
 {
-    unsigned k = op & 0x3ff;
-    uint64_t bit = 1ull << (k & 63);
-    if (atomic_fetch_or(&unimp_seen[k / 64], bit) & bit)
-        return;
-    log_debug(LOG_UNIMP, "cpu%d: %s %#x at %#llx: #UD", c->id, what, op,
-              (unsigned long long)c->rip);
+    machine_log_guest(c->m, LOG_UNIMP, what, "cpu%d: %s %#x at %#llx: #UD", c->id, what, op, (unsigned long long)c->rip);
 }
 
 void h_ud(struct cpu *c, const struct insn *i)

@@ -6,6 +6,7 @@
 #include "hw/irqchip.h"
 #include "util/clock.h"
 #include "util/log.h"
+#include "vm/machine.h"
 
 enum {
     MSR_TSC = 0x10, MSR_APIC_BASE = 0x1b, MSR_MTRRCAP = 0xfe, MSR_SYSENTER_CS = 0x174,
@@ -68,7 +69,7 @@ int msr_read(struct cpu *c, uint32_t msr, uint64_t *v)
         *v = 0;
         return 0;
     }
-    log_debug(LOG_UNIMP, "cpu%d: rdmsr %#x", c->id, msr);
+    machine_log_guest(c->m, LOG_UNIMP, "rdmsr", "cpu%d: rdmsr %#x", c->id, msr);
     return -EINVAL;
 }
 
@@ -123,7 +124,7 @@ int msr_write(struct cpu *c, uint32_t msr, uint64_t v)
     }
     if (msr == 0x8b || msr == 0xc0010015 || msr == 0xc0011029 || (msr >= 0xc0010000 && msr <= 0xc0010007))
         return 0;
-    log_debug(LOG_UNIMP, "cpu%d: wrmsr %#x <- %#llx", c->id, msr, (unsigned long long)v);
+    machine_log_guest(c->m, LOG_UNIMP, "wrmsr", "cpu%d: wrmsr %#x <- %#llx", c->id, msr, (unsigned long long)v);
     return -EINVAL;
 }
 

@@ -113,8 +113,9 @@ static uint8_t blk_rw(struct virtio_blk *b, const struct blk_req_hdr *h, struct 
     int ret;
     if (write) {
         if (blk_write_would_change_format(b, h->sector, b->iov, n)) {
-            log_warn("%s: the guest's write would make a probed raw image look like another format: refused"
-                     " (give format=raw)", b->file);
+            machine_log_guest(b->vd.m, LOG_GUEST, "virtio-blk format guard",
+                              "%s: the guest's write would make a probed raw image look like another format: refused"
+                              " (give format=raw)", b->file);
             return BLK_S_IOERR;
         }
         ret = block_pwritev(b->bs, h->sector * SECTOR, b->iov, n);
@@ -122,7 +123,7 @@ static uint8_t blk_rw(struct virtio_blk *b, const struct blk_req_hdr *h, struct 
         ret = block_preadv(b->bs, h->sector * SECTOR, b->iov, n);
     }
     if (ret < 0)
-        log_debug(LOG_GUEST, "%s: %s of %llu bytes at sector %llu failed: %s", b->file, write ? "write" : "read",
+        machine_log_guest(b->vd.m, LOG_GUEST, "virtio-blk I/O error", "%s: %s of %llu bytes at sector %llu failed: %s", b->file, write ? "write" : "read",
                   (unsigned long long)len, (unsigned long long)h->sector, strerror(-ret));
     return ret < 0 ? BLK_S_IOERR : BLK_S_OK;
 }

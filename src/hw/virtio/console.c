@@ -130,7 +130,7 @@ static void ctrl_send(struct vser *s, unsigned id, uint16_t event, uint16_t valu
     if (!virtio_has_feature(&s->vd, SER_F_MULTIPORT))
         return;
     if (s->ctrl_len == SER_CTRL_MAX) {
-        log_debug(LOG_GUEST, "virtio-serial: the guest takes no control messages: one dropped");
+        machine_log_guest(s->vd.m, LOG_GUEST, "virtio-serial control", "virtio-serial: the guest takes no control messages: one dropped");
         return;
     }
     struct ctrl_msg *c = &s->ctrl[(s->ctrl_head + s->ctrl_len++) % SER_CTRL_MAX];
@@ -178,7 +178,8 @@ static void ctrl_receive(struct vser *s)
             break;
         case CTL_PORT_READY:
             if (!p) {
-                log_debug(LOG_GUEST, "virtio-serial: PORT_READY for port %u, which does not exist", id);
+                machine_log_guest(s->vd.m, LOG_GUEST, "virtio-serial control",
+                                  "virtio-serial: PORT_READY for port %u, which does not exist", id);
             } else if (value == 1) {
                 p->guest_ready = true;
                 port_announce(p);
@@ -192,7 +193,8 @@ static void ctrl_receive(struct vser *s)
             }
             break;
         default:
-            log_debug(LOG_GUEST, "virtio-serial: control event %u from the guest ignored", event);
+            machine_log_guest(s->vd.m, LOG_GUEST, "virtio-serial control", "virtio-serial: control event %u from the guest ignored",
+                              event);
             break;
         }
     }
@@ -512,6 +514,10 @@ static int port_open_backend(struct vport *p, const char *spec)
     }
     if ((s = keyval_unused(&kv))) {
         log_error("-chardev %s: unknown parameter '%s'", spec, s);
+        goto out;
+    }
+    if (!be) {
+        log_error("-chardev %s: no back-end (socket, stdio, file or null)", spec);
         goto out;
     }
     if (!strcmp(be, "socket")) {

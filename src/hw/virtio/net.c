@@ -235,7 +235,8 @@ static void net_set_offloads(struct virtio_net *n, uint64_t f)
             off |= TUN_F_TSO_ECN;
     }
     if (ioctl(n->fd, TUNSETOFFLOAD, off) < 0)
-        log_debug(LOG_GUEST, "virtio-net: %s: offloads 0x%x refused: %s", n->ifname, off, strerror(errno));
+        machine_log_guest(n->vd.m, LOG_GUEST, "virtio-net offloads", "virtio-net: %s: offloads 0x%x refused: %s", n->ifname,
+                          off, strerror(errno));
 }
 
 static void net_driver_ok(struct virtio_dev *vd)
@@ -384,7 +385,7 @@ static int net_open_backend(struct virtio_net *n, const char *spec)
     const char *script = keyval_get(&kv, "script"), *down = keyval_get(&kv, "downscript");
     int vnet_hdr = -1;
     bool b;
-    if (strcmp(keyval_get(&kv, "type"), "tap")) {
+    if (!(s = keyval_get(&kv, "type")) || strcmp(s, "tap")) {
         log_error("-netdev %s: qkvm has the tap back-end only", spec);
         goto out;
     }

@@ -91,10 +91,9 @@ void virtio_set_needs_reset(struct virtio_dev *vd, const char *why)
 {
     if (vd->status & VIRTIO_STATUS_NEEDS_RESET)
         return;
-    if (!vd->reported)
-        log_warn("%s (pci %02x.0): the guest's driver broke the protocol (%s): device needs a reset",
-                 vd->name, vd->pci.slot, why);
-    vd->reported = true;
+    machine_log_guest(vd->m, LOG_GUEST, "virtio needs reset",
+                      "%s (pci %02x.0): the guest's driver broke the protocol (%s): device needs a reset", vd->name,
+                      vd->pci.slot, why);
     vd->status |= VIRTIO_STATUS_NEEDS_RESET;
     if (vd->status & VIRTIO_STATUS_DRIVER_OK)
         virtio_config_changed(vd);
@@ -114,7 +113,7 @@ void virtio_kick(struct virtio_dev *vd, unsigned q)
 {
     uint64_t one = 1;
     if (q < vd->nqueues && write(vd->q[q].efd, &one, sizeof(one)) < 0)
-        log_debug(LOG_GUEST, "%s: queue %u: cannot signal its eventfd", vd->name, q);
+        machine_log_guest(vd->m, LOG_GUEST, "virtio kick", "%s: queue %u: cannot signal its eventfd", vd->name, q);
 }
 
 static void virtio_reset(struct virtio_dev *vd)
@@ -234,7 +233,8 @@ static void common_write(struct virtio_dev *vd, unsigned off, const void *data, 
     };
     unsigned w = off < CC_SIZE ? width[off] : 0;
     if (!w || (size != w && !(w == 8 && size == 4))) {
-        log_debug(LOG_GUEST, "%s: common config write of %u bytes at 0x%x ignored", vd->name, size, off);
+        machine_log_guest(vd->m, LOG_GUEST, "virtio common config", "%s: common config write of %u bytes at 0x%x ignored",
+                          vd->name, size, off);
         return;
     }
     bool features_open = !(vd->status & VIRTIO_STATUS_FEATURES_OK);

@@ -86,7 +86,6 @@ struct virtio_dev {
     unsigned nqueues, config_size, nvectors;
     struct virtio_queue_state *q;
     uint8_t cfg_cap;                    /* VIRTIO_PCI_CAP_PCI_CFG offset in config space */
-    bool reported;                      /* a NEEDS_RESET was logged already */
 };
 
 /* Sets up the transport state: nqueues queues of up to queue_size entries, the device's features
