@@ -410,7 +410,7 @@ static int sandbox_build(scmp_filter_ctx ctx, enum sandbox_thread kind)
         ret = sandbox_add_clone(ctx, kind, g);
     /* the SIGSYS handler's own calls, and a console socket's unlink at exit refused quietly */
     if (!ret)
-        ret = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(prctl), 1, SCMP_A0(SCMP_CMP_EQ, PR_SET_DUMPABLE));
+        ret = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(prctl), 1, SCMP_A0(SCMP_CMP_EQ, PR_SET_DUMPABLE, 0));
     if (!ret && kind == SANDBOX_THREAD_MAIN)
         ret = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), SCMP_SYS(unlink), 0);
     for (size_t i = 0; !ret && i < sizeof(ioctls_run) / sizeof(ioctls_run[0]); i++)
