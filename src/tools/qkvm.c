@@ -4,6 +4,7 @@
 #include "util/log.h"
 #include "util/parse.h"
 #include "vm/boot.h"
+#include "vm/firmware.h"
 #include "vm/machine.h"
 #include "vm/smbios.h"
 
@@ -409,6 +410,7 @@ int main(int argc, char **argv)
     static const char *accels[MAX_ACCELS];
     static char *accel_lists[MAX_ACCELS];   /* strtok'd copies that accels[] points into */
     int naccels = 0, nlists = 0;
+    bool want_pc = false;
 
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -495,6 +497,7 @@ int main(int argc, char **argv)
             }
             if (strcmp(t, "pc") && strcmp(t, "q35") && strcmp(t, "microvm") && strcmp(t, "none"))
                 die("-machine %s: unknown machine type (pc)", t);
+            want_pc = !strcmp(t, "pc");
             keyval_free(&kv);
         } else if (!strcmp(opt, "cpu")) {
             if (strncmp(arg, "host", 4) && strncmp(arg, "max", 3))
@@ -555,6 +558,16 @@ int main(int argc, char **argv)
         }
     }
     log_debug(LOG_TIME, "options parsed");
+
+    /* -M pc without -kernel: the PC with firmware (vm/firmware.h); -kernel keeps its direct boot */
+    if (want_pc && !cfg.kernel) {
+        cfg.type = MACHINE_PC;
+        if (!cfg.bios)
+            cfg.bios = FIRMWARE_DEFAULT_PATH;
+        const char *fw_why;
+        if (firmware_check(cfg.bios, &fw_why))
+            die("-bios %s: %s", cfg.bios, fw_why);
+    }
 
     if (!cfg.kernel && !cfg.bios)
         die("nothing to boot: give -kernel FILE (a bzImage) or -bios FILE");

@@ -13,6 +13,7 @@
 struct accel_ops;
 struct evloop;
 struct irqchip;
+struct fw_cfg;
 struct smbios_config;
 struct vcpu;
 
@@ -29,8 +30,16 @@ struct mem_region {
     bool readonly;      /* ROM: guest writes go to the MMIO bus (and are dropped) */
 };
 
+/* Which board: the direct-boot machine (-kernel, or a flat -bios image at the reset vector) or
+ * the PC that runs SeaBIOS (i440FX, PIIX, fw_cfg: docs/firmware.md). */
+enum machine_type {
+    MACHINE_DIRECT,
+    MACHINE_PC,
+};
+
 /* What the command line asked for. Parsed by the tool, read by the machine and its devices. */
 struct machine_config {
+    enum machine_type type;
     uint64_t ram_size;
     int ncpus;
     const char *kernel, *initrd, *cmdline, *bios, *name;
@@ -67,6 +76,12 @@ struct machine {
     atomic_int stop;            /* enum machine_stop, first writer wins */
     int exit_status;
     struct machine_cleanup *cleanups;
+    /* MACHINE_PC only (NULL elsewhere): the 256 KiB at 0xc0000-0xfffff as the CPUs read them,
+     * kept by the host bridge's PAM registers (hw/i440fx.c), the firmware's last 128 KiB that
+     * PAM shows at 0xe0000 where it selects ROM, and the firmware configuration device. */
+    uint8_t *isa_view;
+    const uint8_t *isa_rom;
+    struct fw_cfg *fw_cfg;
 };
 
 /* A device (or a fixed part of the machine) that sets itself up at machine creation. Lower
