@@ -1,6 +1,6 @@
 /* fw_cfg: items indexed by selector, a cursor into the selected one, and the DMA engine. The
  * guest's DMA requests are the one untrusted input here: the control block and every transfer
- * are bounded by machine_read/machine_write, and failures end as the ERROR bit (QEMU's
+ * are bounded by machine_read/machine_dma_write, and failures end as the ERROR bit (QEMU's
  * fw_cfg_dma_transfer), never as an access outside guest RAM. */
 #include "hw/fw_cfg.h"
 
@@ -178,10 +178,14 @@ static void fw_cfg_dma_wrote(struct fw_cfg *f, uint64_t gpa, uint64_t len)
 
 static int fw_cfg_dma_zero(struct fw_cfg *f, uint64_t gpa, uint64_t len)
 {
-    void *p = machine_gpa_ptr(f->m, gpa, len);
-    if (!p)
+    static const uint8_t zeros[4096];
+    if (!machine_gpa_ptr(f->m, gpa, len))   /* bounds the whole range before any write */
         return -EFAULT;
-    memset(p, 0, len);
+    for (uint64_t off = 0; off < len; off += sizeof(zeros)) {
+        uint64_t n = len - off < sizeof(zeros) ? len - off : sizeof(zeros);
+        if (machine_dma_write(f->m, gpa + off, zeros, n))
+            return -EFAULT;
+    }
     fw_cfg_dma_wrote(f, gpa, len);
     return 0;
 }
@@ -193,7 +197,7 @@ static void fw_cfg_dma_transfer(struct fw_cfg *f, uint64_t addr)
     uint8_t status[4];
     if (machine_read(f->m, addr, blk, sizeof(blk))) {
         put_be32(status, FW_CFG_DMA_ERROR);
-        machine_write(f->m, addr, status, 4);   /* may fail too: then the guest sees nothing */
+        machine_dma_write(f->m, addr, status, 4);   /* may fail too: then the guest sees nothing */
         log_debug(LOG_GUEST, "fw_cfg: DMA control block at 0x%llx is not in RAM",
                   (unsigned long long)addr);
         return;
@@ -220,7 +224,7 @@ static void fw_cfg_dma_transfer(struct fw_cfg *f, uint64_t addr)
         } else {
             n = it->len - f->offset < length ? it->len - f->offset : length;
             if (read) {
-                if (machine_write(f->m, gpa, it->data + f->offset, n))
+                if (machine_dma_write(f->m, gpa, it->data + f->offset, n))
                     result |= FW_CFG_DMA_ERROR;
                 else
                     fw_cfg_dma_wrote(f, gpa, n);
@@ -236,7 +240,7 @@ static void fw_cfg_dma_transfer(struct fw_cfg *f, uint64_t addr)
         log_debug(LOG_GUEST, "fw_cfg: DMA %s of key 0x%x failed at 0x%llx", read ? "read" : write ? "write" : "skip",
                   f->cur, (unsigned long long)gpa);
     put_be32(status, result);
-    machine_write(f->m, addr, status, 4);
+    machine_dma_write(f->m, addr, status, 4);
 }
 
 static uint64_t bswap_n(const void *data, unsigned size)

@@ -1,7 +1,7 @@
 /* QEMU's firmware configuration device (docs/specs/fw_cfg.rst in QEMU): how firmware such as
  * SeaBIOS learns the machine's RAM, CPUs, boot order, e820 map and files. On x86: the selector at
  * port 0x510 (16-bit write), the data byte at 0x511, the DMA address at 0x514-0x51b (big-endian).
- * Every DMA access to guest memory goes through machine_read/machine_write; a bad address sets
+ * Every DMA access to guest memory goes through machine_read/machine_dma_write; a bad address sets
  * the error bit in the guest's control word, as QEMU does. Items are copied in; the guest can
  * read them and never write them. */
 #ifndef QKVM_HW_FW_CFG_H

@@ -129,6 +129,10 @@ void *machine_gpa_ptr(struct machine *m, uint64_t gpa, uint64_t len);
 /* Copy to/from guest memory; -EFAULT when the range is not wholly RAM. */
 int machine_read(struct machine *m, uint64_t gpa, void *buf, uint64_t len);
 int machine_write(struct machine *m, uint64_t gpa, const void *buf, uint64_t len);
+/* A bus master's write: RAM is written directly; a read-only region (ROM, the PC's PAM-controlled
+ * BIOS area) gets the write on m->mmio as a CPU's would, where ROM drops it (-EFAULT) and PAM
+ * sends it to RAM. -EFAULT when the range is not wholly in one region. */
+int machine_dma_write(struct machine *m, uint64_t gpa, const void *buf, uint64_t len);
 /* Drives interrupt line gsi through the accelerator's interrupt controllers. */
 int machine_set_irq(struct machine *m, unsigned gsi, int level);
 /* Ends the run: the first request wins, later ones are ignored. Any thread. */
