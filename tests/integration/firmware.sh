@@ -43,6 +43,19 @@ else
     pass "-M pc: nothing on stderr"
   fi
 
+  # SeaBIOS's own debug log (isa-debugcon at 0x402, as QEMU's builds use): it found the i440FX,
+  # fw_cfg with DMA, the e820 map, and a keyboard that answered (no timeouts)
+  boot_until debug 'No bootable device' 60 "$QKVM" -M pc -accel tcg -nographic -m 128 -device isa-debugcon,iobase=0x402
+  for line in 'Running on QEMU (i440fx)' 'QEMU fw_cfg DMA interface supported' \
+      'qemu/e820: addr 0x0000000000000000 len 0x0000000008000000 \[RAM\]' 'PS2 keyboard initialized'; do
+    if grep -aq -- "$line" "$TMP/debug.err"; then pass "SeaBIOS log: $line"; else fail "SeaBIOS log: $line"; fi
+  done
+  if grep -aq 'WARNING - Timeout' "$TMP/debug.err"; then
+    fail "SeaBIOS log: no timeouts" "$(grep -a WARNING "$TMP/debug.err" | head -3)"
+  else
+    pass "SeaBIOS log: no timeouts"
+  fi
+
   # an empty qcow2 disk: nothing bootable on it either
   "$TOP/$B/qkvm-img" create -q -f qcow2 "$TMP/empty.qcow2" 64M
   boot_until empty 'No bootable device' 60 "$QKVM" -M pc -accel tcg -nographic -m 128 "$TMP/empty.qcow2"
