@@ -51,7 +51,8 @@ static void usage(FILE *f)
         "  -uuid UUID         the system UUID the guest sees (SMBIOS, /sys/class/dmi/id/product_uuid)\n"
         "  -smbios type=1,... SMBIOS fields: type=0 (vendor,version,date), type=1 (manufacturer,\n"
         "                     product,version,serial,uuid,sku,family), type=3 (chassis)\n"
-        "  -machine/-M TYPE   accepted for QEMU compatibility: pc, q35, microvm (one machine type)\n"
+        "  -machine/-M TYPE   pc without -kernel: a PC running SeaBIOS (-bios FILE overrides its\n"
+        "                     firmware, docs/firmware.md); otherwise the direct-boot machine\n"
         "  -cpu MODEL         accepted for QEMU compatibility: host, max\n"
         "  -d ITEM,...        debug output on stderr; -d help lists the items\n"
         "  -version           print the version and exit\n"
@@ -492,7 +493,8 @@ int main(int argc, char **argv)
                 die("-machine %s: not a machine type", arg);
             const char *t = keyval_get(&kv, "type");
             if (!strcmp(t, "help")) {
-                printf("pc       a PC with ACPI, 8259/IOAPIC/LAPIC, 8254, 8250 UART (default)\n");
+                printf("pc       with -kernel: the direct-boot machine (ACPI, 8259/IOAPIC/LAPIC, 8254, 8250 UART);\n"
+                       "         without: a PC (i440FX, fw_cfg) running SeaBIOS (" FIRMWARE_DEFAULT_PATH ")\n");
                 return 0;
             }
             if (strcmp(t, "pc") && strcmp(t, "q35") && strcmp(t, "microvm") && strcmp(t, "none"))
