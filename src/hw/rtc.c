@@ -75,11 +75,42 @@ static void rtc_write(void *opaque, uint64_t off, const void *data, unsigned siz
         rtc.cmos[idx] = idx == REG_B ? (v & 0x7f) : v;
 }
 
+/* The memory sizes and boot order a PC BIOS reads from CMOS, where QEMU's pc machine puts them
+ * (hw/i386/pc.c, pc_cmos_init): SeaBIOS takes RAM size from 0x34/0x35 and 0x5b-0x5d. */
+static void rtc_set_pc_fields(const struct machine *m)
+{
+    uint64_t ram = m->ram_size, low = ram < MACHINE_LOW_RAM_END ? ram : MACHINE_LOW_RAM_END;
+    rtc.cmos[0x15] = 640 & 0xff;                 /* base memory, KiB */
+    rtc.cmos[0x16] = 640 >> 8;
+    uint64_t ext = low > (1 << 20) ? (low >> 10) - 1024 : 0;   /* KiB above 1 MiB */
+    if (ext > 0xffff)
+        ext = 0xffff;
+    rtc.cmos[0x17] = rtc.cmos[0x30] = (uint8_t)ext;
+    rtc.cmos[0x18] = rtc.cmos[0x31] = (uint8_t)(ext >> 8);
+    uint64_t ext16 = low > (16 << 20) ? (low - (16 << 20)) >> 16 : 0;   /* 64 KiB units above 16 MiB */
+    if (ext16 > 0xffff)
+        ext16 = 0xffff;
+    rtc.cmos[0x34] = (uint8_t)ext16;
+    rtc.cmos[0x35] = (uint8_t)(ext16 >> 8);
+    uint64_t high = (ram - low) >> 16;           /* 64 KiB units above 4 GiB */
+    rtc.cmos[0x5b] = (uint8_t)high;
+    rtc.cmos[0x5c] = (uint8_t)(high >> 8);
+    rtc.cmos[0x5d] = (uint8_t)(high >> 16);
+    rtc.cmos[0x5f] = (uint8_t)(m->ncpus - 1);
+    /* QEMU's default boot order "cad": hard disk (2), floppy (1), CD (3); the floppy signature
+     * check off (bit 0 of 0x38 clear) */
+    rtc.cmos[0x3d] = 0x12;
+    rtc.cmos[0x38] = 0x30;
+    rtc.cmos[0x14] = 0x06;                       /* equipment: FPU, PS/2 mouse (QEMU's value) */
+}
+
 static int rtc_init(struct machine *m)
 {
     memset(&rtc, 0, sizeof(rtc));
     rtc.cmos[REG_A] = 0x26;
     rtc.cmos[REG_B] = B_24H;
+    if (m->cfg && m->cfg->type == MACHINE_PC)
+        rtc_set_pc_fields(m);
     return bus_register(&m->pio, 0x70, 2, rtc_read, rtc_write, NULL, "rtc");
 }
 MACHINE_INIT(rtc_init, INIT_DEVICE, NULL)

@@ -6,6 +6,7 @@
 #include "util/sandbox.h"
 #include "vm/boot.h"
 #include "vm/config.h"
+#include "vm/firmware.h"
 #include "vm/machine.h"
 
 #include <errno.h>
@@ -49,8 +50,9 @@ static void usage(FILE *f)
         "  -uuid UUID         the system UUID the guest sees (SMBIOS, /sys/class/dmi/id/product_uuid)\n"
         "  -smbios type=1,... SMBIOS fields: type=0 (vendor,version,date), type=1 (manufacturer,\n"
         "                     product,version,serial,uuid,sku,family), type=3 (chassis)\n"
-        "  -machine/-M [type=]TYPE[,accel=NAME[:NAME]]  TYPE pc, q35 or microvm: one machine type,\n"
-        "                     a PC; accel= as -accel (not both)\n"
+        "  -machine/-M [type=]TYPE[,accel=NAME[:NAME]]  pc without -kernel: a PC running SeaBIOS\n"
+        "                     (-bios FILE overrides, docs/firmware.md); otherwise the direct-boot\n"
+        "                     machine; accel= as -accel (not both)\n"
         "  -cpu MODEL         accepted for QEMU compatibility: host, max\n"
         "  -sandbox on|off[,obsolete=allow|deny][,elevateprivileges=allow|deny|children]\n"
         "        [,spawn=allow|deny][,resourcecontrol=allow|deny]\n"
@@ -191,7 +193,8 @@ int main(int argc, char **argv)
                 printf("%s\n", *n);
         return 0;
     case CONFIG_MACHINE_HELP:
-        printf("pc       a PC with ACPI, 8259/IOAPIC/LAPIC, 8254, 8250 UART (default)\n");
+        printf("pc       with -kernel: the direct-boot machine (ACPI, 8259/IOAPIC/LAPIC, 8254, 8250 UART);\n"
+               "         without: a PC (i440FX, fw_cfg) running SeaBIOS (" FIRMWARE_DEFAULT_PATH ")\n");
         return 0;
     case CONFIG_DEVICE_HELP:
         printf("isa-debug-exit  iobase=PORT (0x501), iosize=1|2|4 (2): a write of V exits with (V<<1)|1\n"
@@ -209,6 +212,16 @@ int main(int argc, char **argv)
     log_mask = c.log_mask;
     log_debug(LOG_TIME, "options parsed");
     struct machine_config cfg = c.machine;
+
+    /* -M pc without -kernel: the PC with firmware (vm/firmware.h); -kernel keeps its direct boot */
+    if (c.want_pc && !cfg.kernel) {
+        cfg.type = MACHINE_PC;
+        if (!cfg.bios)
+            cfg.bios = FIRMWARE_DEFAULT_PATH;
+        const char *fw_why;
+        if (firmware_check(cfg.bios, &fw_why))
+            die("-bios %s: %s", cfg.bios, fw_why);
+    }
 
     if (!cfg.kernel && !cfg.bios)
         die("nothing to boot: give -kernel FILE (a bzImage) or -bios FILE");

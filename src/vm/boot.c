@@ -50,8 +50,7 @@ static uint16_t rd16(const uint8_t *p) { return (uint16_t)(p[0] | p[1] << 8); }
 static uint32_t rd32(const uint8_t *p) { return (uint32_t)rd16(p) | (uint32_t)rd16(p + 2) << 16; }
 static void wr32(uint8_t *p, uint32_t v) { memcpy(p, &v, 4); }
 
-/* Reads a whole file into memory (at most max bytes). 0 or -errno; -EFBIG when larger. */
-static int boot_read_file(const char *path, uint64_t max, uint8_t **buf, size_t *len)
+int boot_read_file(const char *path, uint64_t max, uint8_t **buf, size_t *len)
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
@@ -369,8 +368,8 @@ static int boot_init(struct machine *m)
 {
     struct cpu_state s;
     int ret;
-    if (m->cfg->bios) {
-        cpu_state_reset(&s, true);   /* boot_map_bios placed the image already */
+    if (m->cfg->bios || m->cfg->type == MACHINE_PC) {
+        cpu_state_reset(&s, true);   /* boot_map_bios or firmware_map placed the image already */
         ret = 0;
     } else {
         uint64_t rsdp = acpi_build_tables(m);

@@ -18,6 +18,10 @@ struct cpu_state;
 #define BOOT_BIOS_AREA     0xe0000ull   /* reserved to 1 MiB: ACPI tables, SMBIOS, ROM alias */
 #define BOOT_BIOS_MAX      (16ull << 20)
 
+/* Reads a whole regular file into a malloc'd buffer (at most max bytes). 0 or -errno; -EFBIG
+ * when larger, -EISDIR for a directory. */
+int boot_read_file(const char *path, uint64_t max, uint8_t **buf, size_t *len);
+
 /* Checks that path is a bzImage this loader can boot; on failure *why says what is wrong.
  * Used before any VM exists, so a bad -kernel fails fast. 0 or -errno. */
 int boot_check_kernel(const char *path, const char **why);

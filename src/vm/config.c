@@ -300,6 +300,8 @@ static int opt_machine(struct config *c, const char *opt, const char *arg)
         return config_error(c, -EINVAL, "-%s %s: not a machine description (TYPE[,accel=NAME])", opt, arg);
     const char *type = keyval_get(&kv, "type"), *accel = keyval_get(&kv, "accel"), *bad = keyval_unused(&kv);
     int ret = 0;
+    if (type)
+        c->want_pc = !strcmp(type, "pc");   /* the last -machine type wins, as in QEMU */
     if (type && !strcmp(type, "help"))
         c->info = CONFIG_MACHINE_HELP;
     else if (type && strcmp(type, "pc") && strcmp(type, "q35") && strcmp(type, "microvm") && strcmp(type, "none"))

@@ -42,6 +42,7 @@ struct config {
     char *accel_lists[CONFIG_MAX_ACCELS];   /* copies that accels[] point into */
     int nlists;
     bool accel_by_option, accel_by_machine; /* QEMU refuses the two together */
+    bool want_pc;                           /* -M pc: the PC with firmware unless -kernel */
     unsigned log_mask;                      /* -d items */
     struct smbios_config smbios;            /* machine.smbios points here once -uuid/-smbios given */
     struct sandbox_config sandbox;          /* -sandbox, -runas, -chroot, -run-with */

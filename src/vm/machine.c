@@ -8,6 +8,7 @@
 #include "util/log.h"
 #include "util/sandbox.h"
 #include "vm/boot.h"
+#include "vm/firmware.h"
 #include "vm/memory.h"
 #include "vm/vcpu.h"
 
@@ -101,13 +102,18 @@ int machine_create(struct machine *m, const struct machine_config *cfg)
         log_error("cannot create the event loop: %s", strerror(-ret));
         return ret;
     }
-    ret = memory_create_ram(m, cfg->ram_size, cfg->bios != NULL);
+    uint64_t hole = cfg->type == MACHINE_PC ? FIRMWARE_VIEW_BASE : cfg->bios ? BOOT_BIOS_AREA : 0;
+    ret = memory_create_ram(m, cfg->ram_size, hole);
     if (ret) {
         log_error("cannot allocate %llu MiB of guest memory: %s",
                   (unsigned long long)(cfg->ram_size >> 20), strerror(-ret));
         return ret;
     }
-    if (cfg->bios && (ret = boot_map_bios(m)))
+    if (cfg->type == MACHINE_PC)
+        ret = firmware_map(m);
+    else if (cfg->bios)
+        ret = boot_map_bios(m);
+    if (ret)
         return ret;
     ret = m->accel->vm_create(m);
     if (ret)

@@ -14,6 +14,7 @@
 struct accel_ops;
 struct evloop;
 struct irqchip;
+struct fw_cfg;
 struct smbios_config;
 struct vcpu;
 
@@ -30,8 +31,16 @@ struct mem_region {
     bool readonly;      /* ROM: guest writes go to the MMIO bus (and are dropped) */
 };
 
+/* Which board: the direct-boot machine (-kernel, or a flat -bios image at the reset vector) or
+ * the PC that runs SeaBIOS (i440FX, PIIX, fw_cfg: docs/firmware.md). */
+enum machine_type {
+    MACHINE_DIRECT,
+    MACHINE_PC,
+};
+
 /* What the command line asked for. Parsed by the tool, read by the machine and its devices. */
 struct machine_config {
+    enum machine_type type;
     uint64_t ram_size;
     int ncpus;
     const char *kernel, *initrd, *cmdline, *bios, *name;
@@ -69,6 +78,12 @@ struct machine {
     int exit_status;
     struct machine_cleanup *cleanups;
     struct log_ratelimit guest_log;     /* every guest-triggered message goes through it */
+    /* MACHINE_PC only (NULL elsewhere): the 256 KiB at 0xc0000-0xfffff as the CPUs read them,
+     * kept by the host bridge's PAM registers (hw/i440fx.c), the firmware's last 128 KiB that
+     * PAM shows at 0xe0000 where it selects ROM, and the firmware configuration device. */
+    uint8_t *isa_view;
+    const uint8_t *isa_rom;
+    struct fw_cfg *fw_cfg;
 };
 
 /* A device (or a fixed part of the machine) that sets itself up at machine creation. Lower
@@ -116,6 +131,10 @@ void *machine_gpa_ptr(struct machine *m, uint64_t gpa, uint64_t len);
 /* Copy to/from guest memory; -EFAULT when the range is not wholly RAM. */
 int machine_read(struct machine *m, uint64_t gpa, void *buf, uint64_t len);
 int machine_write(struct machine *m, uint64_t gpa, const void *buf, uint64_t len);
+/* A bus master's write: RAM is written directly; a read-only region (ROM, the PC's PAM-controlled
+ * BIOS area) gets the write on m->mmio as a CPU's would, where ROM drops it (-EFAULT) and PAM
+ * sends it to RAM. -EFAULT when the range is not wholly in one region. */
+int machine_dma_write(struct machine *m, uint64_t gpa, const void *buf, uint64_t len);
 /* Drives interrupt line gsi through the accelerator's interrupt controllers. */
 int machine_set_irq(struct machine *m, unsigned gsi, int level);
 /* A message the guest can trigger (bad device programming, unimplemented features): printed only

@@ -19,7 +19,7 @@ int memory_add_region(struct machine *m, uint64_t gpa, uint64_t size, uint8_t *h
     return 0;
 }
 
-int memory_create_ram(struct machine *m, uint64_t size, bool bios_hole)
+int memory_create_ram(struct machine *m, uint64_t size, uint64_t hole)
 {
     void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (p == MAP_FAILED)
@@ -35,8 +35,8 @@ int memory_create_ram(struct machine *m, uint64_t size, bool bios_hole)
     m->ram_size = size;
     uint64_t low = size < MACHINE_LOW_RAM_END ? size : MACHINE_LOW_RAM_END;
     int ret;
-    if (bios_hole && low > 0x100000) {
-        ret = memory_add_region(m, 0, 0xe0000, m->ram, false);
+    if (hole && hole < 0x100000 && low > 0x100000) {
+        ret = memory_add_region(m, 0, hole, m->ram, false);
         if (!ret)
             ret = memory_add_region(m, 0x100000, low - 0x100000, m->ram + 0x100000, false);
     } else {

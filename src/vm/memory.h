@@ -6,9 +6,10 @@
 
 struct machine;
 
-/* Maps size bytes of RAM: [0, min(size, 3G)) and the rest from 4 GiB. bios_hole leaves
- * [0xe0000, 0x100000) to the firmware's alias. 0 or -errno. */
-int memory_create_ram(struct machine *m, uint64_t size, bool bios_hole);
+/* Maps size bytes of RAM: [0, min(size, 3G)) and the rest from 4 GiB. A nonzero hole leaves
+ * [hole, 0x100000) to the firmware (0xe0000: its alias; 0xc0000: the PC's PAM-controlled view).
+ * 0 or -errno. */
+int memory_create_ram(struct machine *m, uint64_t size, uint64_t hole);
 /* A further region (a ROM) backed by host memory the caller owns. 0 or -ENOSPC. */
 int memory_add_region(struct machine *m, uint64_t gpa, uint64_t size, uint8_t *host, bool readonly);
 void memory_destroy(struct machine *m);

@@ -62,8 +62,9 @@ static void vfx_mem_written(struct machine *m, uint64_t gpa, uint64_t len)
     vfx_cur->dirty_bytes += len;
 }
 
-/* devices: NULL-terminated -device strings, e.g. "virtio-rng-pci,addr=3". */
-static inline struct vfx *vfx_new_ram(const char *const *devices, uint64_t ram)
+/* devices: NULL-terminated -device strings, e.g. "virtio-rng-pci,addr=3". type: the board
+ * (MACHINE_PC maps the 64 KiB image as its firmware). */
+static inline struct vfx *vfx_new_machine(const char *const *devices, uint64_t ram, enum machine_type type)
 {
     struct vfx *f = calloc(1, sizeof(*f));
     assert_non_null(f);
@@ -80,13 +81,18 @@ static inline struct vfx *vfx_new_ram(const char *const *devices, uint64_t ram)
     for (int i = 0; i < 65536; i++)
         fputc(0xf4, b);
     fclose(b);
-    f->cfg = (struct machine_config){ .ram_size = ram, .ncpus = 1, .serial = "none",
+    f->cfg = (struct machine_config){ .type = type, .ram_size = ram, .ncpus = 1, .serial = "none",
                                       .bios = f->bios, .accel = &f->ops };
     for (int i = 0; devices && devices[i]; i++)
         assert_int_equal(keyval_parse(devices[i], "driver", &f->cfg.devices[f->cfg.ndevices++]), 0);
     int ret = machine_create(&f->m, &f->cfg);
     assert_int_equal(ret, 0);
     return f;
+}
+
+static inline struct vfx *vfx_new_ram(const char *const *devices, uint64_t ram)
+{
+    return vfx_new_machine(devices, ram, MACHINE_DIRECT);
 }
 
 static inline struct vfx *vfx_new(const char *const *devices)
