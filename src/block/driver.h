@@ -22,6 +22,9 @@ struct bfile {
 
 int bfile_open(struct bfile *f, const char *path, bool read_only, enum block_cache cache,
                bool force_share, char *err);
+/* Creates path, or empties it, for a new image: opened without O_TRUNC, locked as a writer
+ * (-EBUSY, file untouched, when another process uses it), then truncated to 0. */
+int bfile_create(struct bfile *f, const char *path, char *err);
 /* Takes QEMU's lock bytes for a reader or a writer (lock.c); -EBUSY with a one-line reason
  * when another process (qkvm or QEMU) holds a conflicting one. */
 int bfile_lock(struct bfile *f, const char *path, bool write, bool force_share, char *err);

@@ -264,32 +264,9 @@ static int create_image(const char *fmt, const char *path, struct create_opts *c
             log_error("%s: %s", path, err);
         return r;
     }
-    if (block_check_unused(path, err)) {
-        log_error("%s: %s", path, err);
-        return -EBUSY;
-    }
-    FILE *f = fopen(path, "w");
-    if (!f) {
-        log_error("%s: Could not create '%s': %s", path, path, strerror(errno));
-        return -errno;
-    }
-    int r = 0;
-    if (ftruncate(fileno(f), c->size))
-        r = -errno;
-    if (!r && c->prealloc == 2 && posix_fallocate(fileno(f), 0, c->size))
-        r = -EIO;
-    if (!r && c->prealloc == 3) {
-        static char zeros[1 << 16];
-        for (uint64_t p = 0; p < c->size && !r;) {
-            size_t n = c->size - p < sizeof(zeros) ? c->size - p : sizeof(zeros);
-            if (pwrite(fileno(f), zeros, n, p) != (ssize_t)n)
-                r = -EIO;
-            p += n;
-        }
-    }
-    fclose(f);
+    int r = block_create_raw(path, c->size, c->prealloc, err);
     if (r)
-        log_error("%s: Could not resize file: %s", path, strerror(-r));
+        log_error("%s: %s", path, err);
     return r;
 }
 
