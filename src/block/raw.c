@@ -76,10 +76,11 @@ static int raw_status(struct block *bs, uint64_t off, uint64_t len, uint64_t *pn
     return 0;
 }
 
-static int raw_locate(struct block *bs, uint64_t off, uint64_t len, struct bfile **f,
-                      uint64_t *host)
+static int raw_locate(struct block *bs, uint64_t off, uint64_t len, bool write,
+                      struct bfile **f, uint64_t *host)
 {
     (void)len;
+    (void)write;
     *f = &bs->file;
     *host = off;
     return 0;
