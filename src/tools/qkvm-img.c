@@ -2005,8 +2005,7 @@ static int cmd_bench(int argc, char **argv)
 {
     struct common co = { 0 };
     uint64_t count = 75000, bsz = 4096, off = 0, step = 0, depth = 64, interval = 0;
-    bool write = false, drain = true, nocache = false;
-    const char *cache_name = NULL;
+    bool write = false, drain = true;
     int pattern = 0;
     enum block_cache cache = BLOCK_CACHE_WRITEBACK;
     static const struct option lo[] = {
@@ -2026,11 +2025,12 @@ static int cmd_bench(int argc, char **argv)
         switch (ch) {
         case 'c': bad = parse_u64(optarg, 1, UINT32_MAX, &count); break;
         case 'd': bad = parse_u64(optarg, 1, 1024, &depth); break;
-        case 'n': nocache = true; break;
+        case 'n':   /* qemu-img bench's -n is aio=native (O_DIRECT is -t none) */
+            err_exit("-n (aio=native) is not supported by qkvm-img bench (only aio=threads)");
         case 'o': bad = parse_size(optarg, 1, &off); break;
         case 's': bad = parse_size(optarg, 1, &bsz) || !bsz || bsz > (1u << 30); break;
         case 'S': bad = parse_size(optarg, 1, &step); break;
-        case 't': bad = block_parse_cache(optarg, &cache); cache_name = optarg; break;
+        case 't': bad = block_parse_cache(optarg, &cache); break;
         case 'w': write = true; break;
         case 'D': drain = false; break;
         case 'i':
@@ -2059,11 +2059,6 @@ static int cmd_bench(int argc, char **argv)
         err_exit("--flush-interval is only available in write tests");
     if (interval && interval < depth)
         err_exit("Flush interval can't be smaller than depth");
-    /* -n is cache.direct=on over the chosen mode, as in qemu-img */
-    if (nocache && (!cache_name || cache == BLOCK_CACHE_WRITEBACK))
-        cache = BLOCK_CACHE_NONE;
-    else if (nocache && cache == BLOCK_CACHE_WRITETHROUGH)
-        cache = BLOCK_CACHE_DIRECTSYNC;
     if (!step)
         step = bsz;
     struct block *bs = open_image(argv[optind], co.fmt, co.image_opts, !write, cache, 0);

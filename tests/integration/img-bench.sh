@@ -27,8 +27,8 @@ for fmt in qcow2 raw; do
   qemu-io -f raw -c "write -P 0x5a 0 16M" ref >/dev/null
   check "$fmt: qemu-img compare with a file qemu-io wrote" qemu-img compare -q -f $fmt -F raw $img ref
   # O_DIRECT in place, flushes every 64 requests without draining, then with
-  check "$fmt: bench -n --flush-interval --no-drain" \
-    "$QI" bench -q -f $fmt -n -d 16 -w -c 4096 --flush-interval=64 --no-drain --pattern=0xa5 $img
+  check "$fmt: bench -t none --flush-interval --no-drain" \
+    "$QI" bench -q -f $fmt -t none -d 16 -w -c 4096 --flush-interval=64 --no-drain --pattern=0xa5 $img
   check "$fmt: bench -t writethrough --flush-interval (drained)" \
     "$QI" bench -q -f $fmt -t writethrough -d 16 -w -c 4096 -o 8M --flush-interval=64 \
     --pattern=0xa5 $img
@@ -36,8 +36,8 @@ for fmt in qcow2 raw; do
   pattern_is "$fmt: the second pattern everywhere" $fmt $img 0xa5 $M16
   # unaligned requests under O_DIRECT (read-modify-write of shared blocks, 16 at a time)
   n=$((M16 / 3000))
-  check "$fmt: bench -n -s 3000 unaligned" \
-    "$QI" bench -q -f $fmt -n -d 16 -w -c $n -s 3000 --pattern=0x33 $img
+  check "$fmt: bench -t none -s 3000 unaligned" \
+    "$QI" bench -q -f $fmt -t none -d 16 -w -c $n -s 3000 --pattern=0x33 $img
   pattern_is "$fmt: unaligned writes left no torn block" $fmt $img 0x33 $((n * 3000))
   t=$((M16 - n * 3000))
   out=$(qemu-io -r -f $fmt -c "read -P 0xa5 $((n * 3000)) $t" $img 2>&1)
@@ -74,6 +74,7 @@ refused() {  # refused NAME PATTERN ARGS...
 }
 refused "-i native refused" "aio=native is not supported" -i native -c 1 d.raw
 refused "-i io_uring refused" "aio=io_uring is not supported" -i io_uring -c 1 d.raw
+refused "-n (aio=native in qemu-img) refused" "aio=native" -n -t none -c 1 d.raw
 refused "-i bogus refused" "Invalid aio option: bogus" -i bogus -c 1 d.raw
 refused "--flush-interval on reads refused" "only available in write tests" \
   --flush-interval=64 -c 1 d.raw
