@@ -66,6 +66,56 @@ char *block_path_relative_to(const char *base, const char *name)
     return out;
 }
 
+/* In flight: a read, or a write in place, of plain data (the driver's locate says where it
+ * lies in a host file) runs outside bs->lock, so requests from several threads overlap in the
+ * kernel as QEMU's do. The mapping it follows stays valid because everything else that takes
+ * the lock (allocation, discard, zeroes, truncate, snapshots, the tools' qcow2_* calls) first
+ * waits until no such request is in flight, and none starts while one waits (no starvation).
+ * Lock order: bs->lock, then a backing file's lock; never the other way. */
+static void lock_drained(struct block *bs)
+{
+    pthread_mutex_lock(&bs->lock);
+    bs->draining++;
+    while (bs->inflight)
+        pthread_cond_wait(&bs->idle, &bs->lock);
+    if (--bs->draining == 0)
+        pthread_cond_broadcast(&bs->idle);
+}
+
+/* Under bs->lock: where the request can go outside the lock, *f and *host, and it counts as
+ * in flight (the lock is released); else -ENOTSUP with the lock held, drained. */
+static int inflight_begin(struct block *bs, uint64_t off, size_t len, bool write,
+                          struct bfile **f, uint64_t *host)
+{
+    pthread_mutex_lock(&bs->lock);
+    while (bs->draining)
+        pthread_cond_wait(&bs->idle, &bs->lock);
+    /* O_DIRECT bounces unaligned writes through a read-modify-write of whole blocks, which
+     * two concurrent writers of one block would tear; writethrough needs the driver's flush */
+    if (bs->drv->locate && !(write && bs->file.sync_each) &&
+        bs->drv->locate(bs, off, len, write, f, host) == 0 &&
+        !(write && (*f)->direct && ((off | len | *host) & ((*f)->align - 1)))) {
+        bs->inflight++;
+        pthread_mutex_unlock(&bs->lock);
+        return 0;
+    }
+    bs->draining++;
+    while (bs->inflight)
+        pthread_cond_wait(&bs->idle, &bs->lock);
+    if (--bs->draining == 0)
+        pthread_cond_broadcast(&bs->idle);
+    return -ENOTSUP;
+}
+
+static int inflight_end(struct block *bs, int r)
+{
+    pthread_mutex_lock(&bs->lock);
+    if (--bs->inflight == 0 && bs->draining)
+        pthread_cond_broadcast(&bs->idle);
+    pthread_mutex_unlock(&bs->lock);
+    return r;
+}
+
 static int probe(struct bfile *f, enum block_format *fmt)
 {
     uint8_t magic[4];
@@ -90,6 +140,7 @@ static int open_depth(const char *path, const struct block_open_opts *o, int dep
     if (!bs)
         return block_seterr(err, -ENOMEM, "Out of memory");
     pthread_mutex_init(&bs->lock, NULL);
+    pthread_cond_init(&bs->idle, NULL);
     bs->filename = strdup(path);
     bs->read_only = o->read_only;
     bs->cache = o->cache;
@@ -190,7 +241,7 @@ int block_read_backing(struct block *bs, uint64_t off, void *buf, size_t len)
         memset((uint8_t *)buf + n, 0, len - n);
     if (!n)
         return 0;
-    pthread_mutex_lock(&b->lock);
+    lock_drained(b);
     int r = b->drv->pread(b, off, buf, n);
     pthread_mutex_unlock(&b->lock);
     return r;
@@ -208,6 +259,7 @@ int block_close(struct block *bs)
     }
     int r2 = block_close(bs->backing);
     bfile_close(&bs->file);
+    pthread_cond_destroy(&bs->idle);
     pthread_mutex_destroy(&bs->lock);
     free(bs->filename);
     free(bs->backing_name);
@@ -229,7 +281,10 @@ int block_pread(struct block *bs, uint64_t off, void *buf, size_t len)
     int r = check_range(bs, off, len);
     if (r || !len)
         return r;
-    pthread_mutex_lock(&bs->lock);
+    struct bfile *f;
+    uint64_t host;
+    if (inflight_begin(bs, off, len, false, &f, &host) == 0)
+        return inflight_end(bs, bfile_pread(f, host, buf, len));
     r = bs->drv->pread(bs, off, buf, len);
     pthread_mutex_unlock(&bs->lock);
     return r;
@@ -243,9 +298,9 @@ int block_pread_map(struct block *bs, uint64_t off, size_t len, void *buf, struc
         return r;
     struct bfile *f;
     uint64_t host;
-    pthread_mutex_lock(&bs->lock);
+    lock_drained(bs);
     /* only what lies inside the file now: pages past its end would fault */
-    if (bs->drv->locate && bs->drv->locate(bs, off, len, &f, &host) == 0 && !f->direct) {
+    if (bs->drv->locate && bs->drv->locate(bs, off, len, false, &f, &host) == 0 && !f->direct) {
         int64_t sz = bfile_size(f);
         uint64_t a = host & ~(uint64_t)(sysconf(_SC_PAGESIZE) - 1);
         if (sz >= 0 && host <= (uint64_t)sz && len <= (uint64_t)sz - host &&
@@ -283,7 +338,7 @@ static int write_begin(struct block *bs, uint64_t off, uint64_t len)
     int r = check_range(bs, off, len);
     if (r || !len)
         return r ? r : 1;
-    pthread_mutex_lock(&bs->lock);
+    lock_drained(bs);
     return 0;
 }
 
@@ -297,9 +352,15 @@ static int write_end(struct block *bs, int r)
 
 int block_pwrite(struct block *bs, uint64_t off, const void *buf, size_t len)
 {
-    int r = write_begin(bs, off, len);
-    if (r)
-        return r > 0 ? 0 : r;
+    if (bs->read_only)
+        return -EROFS;
+    int r = check_range(bs, off, len);
+    if (r || !len)
+        return r;
+    struct bfile *f;
+    uint64_t host;
+    if (inflight_begin(bs, off, len, true, &f, &host) == 0)
+        return inflight_end(bs, bfile_pwrite(f, host, buf, len));
     return write_end(bs, bs->drv->pwrite(bs, off, buf, len));
 }
 
@@ -354,7 +415,7 @@ static int rw_vec(struct block *bs, uint64_t off, const struct iovec *iov, int i
     uint8_t *b = NULL;
     if (!(write ? bs->drv->pwritev : bs->drv->preadv) && iovcnt > 1 && len <= BOUNCE_MAX)
         b = malloc(len);
-    pthread_mutex_lock(&bs->lock);
+    lock_drained(bs);
     if (write && bs->drv->pwritev)
         r = bs->drv->pwritev(bs, off, iov, iovcnt);
     else if (!write && bs->drv->preadv)
@@ -443,6 +504,8 @@ int block_flush(struct block *bs)
 {
     if (bs->read_only)
         return 0;
+    /* requests in flight touch no metadata: a flush need not wait for them (it covers the
+     * ones completed before it, as a disk's does) */
     pthread_mutex_lock(&bs->lock);
     int r = bs->drv->flush(bs);
     pthread_mutex_unlock(&bs->lock);
@@ -462,7 +525,7 @@ int block_truncate(struct block *bs, uint64_t size, bool allow_shrink)
         return -EPERM;
     if (!bs->drv->truncate)
         return -ENOTSUP;
-    pthread_mutex_lock(&bs->lock);
+    lock_drained(bs);
     int r = bs->drv->truncate(bs, size, allow_shrink);
     pthread_mutex_unlock(&bs->lock);
     return r;
@@ -477,7 +540,7 @@ int block_status_layer(struct block *bs, uint64_t off, uint64_t len, uint64_t *p
         return off > bs->size ? -EINVAL : 0;
     if (len > bs->size - off)
         len = bs->size - off;
-    pthread_mutex_lock(&bs->lock);
+    lock_drained(bs);
     int r = bs->drv->status(bs, off, len, pnum, st);
     pthread_mutex_unlock(&bs->lock);
     if (!st->file)
@@ -528,7 +591,7 @@ int block_get_info(struct block *bs, struct block_info *info)
     info->backing_full = bs->backing_full;
     info->backing_format = bs->backing_fmt;
     if (bs->drv->info) {
-        pthread_mutex_lock(&bs->lock);
+        lock_drained(bs);
         int r = bs->drv->info(bs, info);
         pthread_mutex_unlock(&bs->lock);
         return r;
@@ -540,7 +603,7 @@ struct block *block_backing(struct block *bs) { return bs->backing; }
 const char *block_filename(struct block *bs) { return bs->filename; }
 const char *block_format_name(struct block *bs) { return bs->drv->name; }
 bool block_read_only(struct block *bs) { return bs->read_only; }
-void block_lock(struct block *bs) { pthread_mutex_lock(&bs->lock); }
+void block_lock(struct block *bs) { lock_drained(bs); }
 void block_unlock(struct block *bs) { pthread_mutex_unlock(&bs->lock); }
 
 struct qcow2_state *block_qcow2(struct block *bs)

@@ -57,9 +57,12 @@ struct block;
 int block_open(const char *path, const struct block_open_opts *opts, struct block **out,
                char *err);
 /* Images are locked as QEMU locks them: one writer and no reader that refuses sharing, or
- * any number of readers. Before a tool replaces a file (create), it asks whether some other
- * process uses it: 0, or -EBUSY with a one-line reason in err. */
-int block_check_unused(const char *path, char *err);
+ * any number of readers. Creating an image over an existing file takes the writer's lock on
+ * the descriptor it then truncates: a file another process uses is refused untouched, with
+ * -EBUSY and a one-line reason in err. */
+/* A raw image of size bytes; prealloc as qemu-img's: 0 off, 1 metadata (as off), 2 falloc,
+ * 3 full (zeros written). */
+int block_create_raw(const char *path, uint64_t size, int prealloc, char *err);
 /* Flushes and closes; returns the flush result. bs may be NULL. */
 int block_close(struct block *bs);
 

@@ -22,6 +22,9 @@ struct bfile {
 
 int bfile_open(struct bfile *f, const char *path, bool read_only, enum block_cache cache,
                bool force_share, char *err);
+/* Creates path, or empties it, for a new image: opened without O_TRUNC, locked as a writer
+ * (-EBUSY, file untouched, when another process uses it), then truncated to 0. */
+int bfile_create(struct bfile *f, const char *path, char *err);
 /* Takes QEMU's lock bytes for a reader or a writer (lock.c); -EBUSY with a one-line reason
  * when another process (qkvm or QEMU) holds a conflicting one. */
 int bfile_lock(struct bfile *f, const char *path, bool write, bool force_share, char *err);
@@ -59,8 +62,9 @@ struct block_driver {
                   struct block_status *st);
     int (*info)(struct block *bs, struct block_info *info);
     /* Where [off, off+len) lies verbatim in one piece of a host file: *f, *host; -ENOTSUP
-     * when it does not (optional). */
-    int (*locate)(struct block *bs, uint64_t off, uint64_t len, struct bfile **f,
+     * when it does not (optional). With write, also only where a write there in place is the
+     * whole of a write (no allocation, copy-on-write or metadata update). */
+    int (*locate)(struct block *bs, uint64_t off, uint64_t len, bool write, struct bfile **f,
                   uint64_t *host);
 };
 
@@ -77,6 +81,10 @@ struct block {
     char *backing_full;         /* resolved path */
     char *backing_fmt;
     pthread_mutex_t lock;
+    /* Reads and in-place writes of plain data run outside the lock (block.c, "in flight");
+     * everything else under the lock waits until none is (drained, idle signalled). */
+    pthread_cond_t idle;
+    unsigned inflight, draining;
     int chain_depth;            /* 0 for the top image */
 };
 

@@ -42,6 +42,33 @@ int bfile_open(struct bfile *f, const char *path, bool read_only, enum block_cac
     return r;
 }
 
+int bfile_create(struct bfile *f, const char *path, char *err)
+{
+    *f = (struct bfile){ .fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644), .align = 1 };
+    if (f->fd < 0)
+        return block_seterr(err, -errno, "Could not create '%s': %s", path, strerror(errno));
+    struct stat st;
+    if (fstat(f->fd, &st)) {
+        int r = -errno;
+        close(f->fd);
+        f->fd = -1;
+        return block_seterr(err, r, "Could not stat '%s': %s", path, strerror(-r));
+    }
+    if (S_ISDIR(st.st_mode)) {
+        close(f->fd);
+        f->fd = -1;
+        return block_seterr(err, -EISDIR, "Could not create '%s': Is a directory", path);
+    }
+    /* The lock is taken on this very descriptor before anything changes: a file another
+     * process holds is refused untouched, and none can take it between check and truncate. */
+    int r = bfile_lock(f, path, true, false, err);
+    if (!r && S_ISREG(st.st_mode) && ftruncate(f->fd, 0))
+        r = block_seterr(err, -errno, "Could not truncate '%s': %s", path, strerror(errno));
+    if (r)
+        bfile_close(f);
+    return r;
+}
+
 void bfile_close(struct bfile *f)
 {
     bfile_unlock(f);

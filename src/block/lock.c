@@ -174,14 +174,3 @@ void bfile_unlock(struct bfile *f)
     f->lock = NULL;
     pthread_mutex_unlock(&lock_mutex);
 }
-
-int block_check_unused(const char *path, char *err)
-{
-    struct bfile f = { .fd = open(path, O_RDONLY | O_CLOEXEC) };
-    if (f.fd < 0)
-        return 0;   /* nothing there yet */
-    int r = bfile_lock(&f, path, true, false, err);
-    bfile_unlock(&f);
-    close(f.fd);
-    return r;
-}

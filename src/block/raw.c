@@ -1,6 +1,8 @@
 /* The raw format: the file is the disk. */
 #include <errno.h>
+#include <fcntl.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "block/driver.h"
 
@@ -74,13 +76,39 @@ static int raw_status(struct block *bs, uint64_t off, uint64_t len, uint64_t *pn
     return 0;
 }
 
-static int raw_locate(struct block *bs, uint64_t off, uint64_t len, struct bfile **f,
-                      uint64_t *host)
+static int raw_locate(struct block *bs, uint64_t off, uint64_t len, bool write,
+                      struct bfile **f, uint64_t *host)
 {
     (void)len;
+    (void)write;
     *f = &bs->file;
     *host = off;
     return 0;
+}
+
+int block_create_raw(const char *path, uint64_t size, int prealloc, char *err)
+{
+    if (size > INT64_MAX)
+        return block_seterr(err, -EFBIG, "Image size too large");
+    struct bfile f;
+    int r = bfile_create(&f, path, err);
+    if (r)
+        return r;
+    r = bfile_truncate(&f, size);
+    if (!r && prealloc == 2)
+        r = -posix_fallocate(f.fd, 0, (off_t)size);
+    if (!r && prealloc == 3) {
+        static const uint8_t zeros[1 << 16];
+        for (uint64_t p = 0; p < size && !r;) {
+            size_t n = size - p < sizeof(zeros) ? size - p : sizeof(zeros);
+            r = bfile_pwrite(&f, p, zeros, n);
+            p += n;
+        }
+    }
+    if (r)
+        block_seterr(err, r, "Could not resize file: %s", strerror(-r));
+    bfile_close(&f);
+    return r;
 }
 
 const struct block_driver block_driver_raw = {

@@ -9,18 +9,14 @@
 #include "block/luks.h"
 #include "block/qcow2/qcow2.h"
 
-static int write_minimal(const char *path, const struct qcow2_create_opts *o, unsigned cbits,
-                         unsigned rorder, char *err)
+/* Writes the minimal image into f, which bfile_create made empty under the writer's lock. */
+static int write_minimal(struct bfile *f, const char *path, const struct qcow2_create_opts *o,
+                         unsigned cbits, unsigned rorder, char *err)
 {
     uint32_t cs = 1u << cbits;
-    int fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0)
-        return block_seterr(err, -errno, "Could not create '%s': %s", path, strerror(errno));
     uint8_t *b = calloc(3, cs);
-    if (!b) {
-        close(fd);
-        return -ENOMEM;
-    }
+    if (!b)
+        return block_seterr(err, -ENOMEM, "Out of memory");
     be32_put(b, QCOW2_MAGIC);
     be32_put(b + 4, o->version);
     be32_put(b + 20, cbits);
@@ -42,11 +38,10 @@ static int write_minimal(const char *path, const struct qcow2_create_opts *o, un
     struct qcow2_state tmp = { .refcount_order = rorder };
     for (int i = 0; i < 3; i++)
         qcow2_refcount_set_entry(&tmp, b + 2 * cs, i, 1);
-    int r = 0;
-    if (pwrite(fd, b, 3ull * cs, 0) != (ssize_t)(3ull * cs))
-        r = block_seterr(err, -EIO, "Could not write '%s': %s", path, strerror(errno));
+    int r = bfile_pwrite(f, 0, b, 3ull * cs);
+    if (r)
+        block_seterr(err, r, "Could not write '%s': %s", path, strerror(-r));
     free(b);
-    close(fd);
     return r;
 }
 
@@ -153,17 +148,22 @@ int qcow2_create(const char *path, const struct qcow2_create_opts *in, char *err
                             "the same time if extended_l2 is on");
     if (o.encrypt && !o.secret)
         return block_seterr(err, -EINVAL, "Parameter 'encrypt.key-secret' is required for cipher");
-    int r = block_check_unused(path, err);
+    struct bfile cf;
+    int r = bfile_create(&cf, path, err);
     if (r)
         return r;
-    r = write_minimal(path, &o, cbits, rorder, err);
-    if (r)
+    if ((r = write_minimal(&cf, path, &o, cbits, rorder, err))) {
+        bfile_close(&cf);
         return r;
+    }
     struct block *bs;
     struct block_open_opts oo = { .format = BLOCK_FMT_QCOW2, .no_backing = true,
                                   .cache = BLOCK_CACHE_WRITEBACK };
     char sub[BLOCK_ERR_MAX];
-    if ((r = block_open(path, &oo, &bs, sub)))
+    /* cf keeps the lock until the image's own open holds it: no other process gets in */
+    r = block_open(path, &oo, &bs, sub);
+    bfile_close(&cf);
+    if (r)
         return block_seterr(err, r, "%s", sub);
     struct qcow2_state *s = block_qcow2(bs);
     uint64_t l1n = qcow2_l1_entries_for(s, o.size);

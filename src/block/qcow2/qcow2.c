@@ -711,12 +711,20 @@ static int qcow2_status(struct block *bs, uint64_t off, uint64_t len, uint64_t *
     return 0;
 }
 
-static int qcow2_locate(struct block *bs, uint64_t off, uint64_t len, struct bfile **f,
-                        uint64_t *host)
+static int qcow2_locate(struct block *bs, uint64_t off, uint64_t len, bool write,
+                        struct bfile **f, uint64_t *host)
 {
     struct qcow2_state *s = bs->opaque;
     struct qcow2_map m;
     if (s->crypt_method || qcow2_map(s, off, len, &m) || m.type != QC_NORMAL || m.bytes < len)
+        return -ENOTSUP;
+    /* in place only inside one cluster that is ours alone (COPIED: refcount 1, no snapshot
+     * shares it), inside the file and clear of metadata (a corrupt image's data cluster on
+     * a table is refused by qcow2_write); the rest goes through qcow2_write */
+    uint64_t cmask = ~(uint64_t)(s->cluster_size - 1);
+    if (write && (writable_check(s) || s->ext_l2 || !(m.entry & QCOW2_OFLAG_COPIED) ||
+                  (off & cmask) != ((off + len - 1) & cmask) || qcow2_check_in_file(s, m.host) ||
+                  qcow2_overlaps_metadata(s, m.host, len)))
         return -ENOTSUP;
     *f = s->f;
     *host = m.host;
