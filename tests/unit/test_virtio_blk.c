@@ -248,7 +248,29 @@ static void test_read_only(void **state)
     bfx_close(b);
 }
 
-/* A guessed raw format cannot be turned into qcow2 by the guest. */
+/* A write whose data the guest split over n descriptors of lens[] bytes, the pieces 4 KiB apart
+ * in guest memory, taken from buf. Returns the status byte. */
+static int split_write(struct bfx *b, uint64_t sector, const uint8_t *buf, const uint32_t *lens, unsigned n)
+{
+    struct hdr h = { 1, 0, sector };
+    memcpy(gptr(&b->f->m, HDR, sizeof(h)), &h, sizeof(h));
+    *(uint8_t *)gptr(&b->f->m, STATUS, 1) = 0xee;
+    gring_desc(&b->r, 0, HDR, sizeof(h), VIRTQ_DESC_F_NEXT, 1);
+    for (unsigned i = 0; i < n; i++) {
+        memcpy(gptr(&b->f->m, DATA + 0x1000ull * i, lens[i]), buf, lens[i]);
+        buf += lens[i];
+        gring_desc(&b->r, (uint16_t)(1 + i), DATA + 0x1000ull * i, lens[i], VIRTQ_DESC_F_NEXT, (uint16_t)(2 + i));
+    }
+    gring_desc(&b->r, (uint16_t)(1 + n), STATUS, 1, VIRTQ_DESC_F_WRITE, 0);
+    gring_publish(&b->r, 0);
+    doorbell(b);
+    uint32_t id, used;
+    assert_int_equal(gring_take_used(&b->r, &id, &used), 1);
+    return *(uint8_t *)gptr(&b->f->m, STATUS, 1);
+}
+
+/* A guessed raw format cannot be turned into another format by the guest, however it splits the
+ * first sector over its buffers. */
 static void test_probed_raw_protected(void **state)
 {
     (void)state;
@@ -270,7 +292,26 @@ static void test_probed_raw_protected(void **state)
     memcpy(gptr(&b->f->m, DATA, 4), "QFI\xfb", 4);
     uint32_t used;
     assert_int_equal(request(b, 1, 0, 512, false, &used), 1);
-    assert_int_equal(request(b, 1, 1, 512, false, &used), 0);   /* elsewhere: fine */
+    assert_int_equal(request(b, 1, 8, 512, false, &used), 0);   /* elsewhere: fine */
+
+    uint8_t sec[1024] = { 0 }, zero[1024] = { 0 }, got[1024];
+    memcpy(sec, "QFI\xfb\0\0\0\3", 8);
+    assert_int_equal(split_write(b, 0, sec, (uint32_t[]){ 1, 511 }, 2), 1);
+    assert_int_equal(split_write(b, 0, sec, (uint32_t[]){ 1, 2, 509 }, 3), 1);
+    assert_int_equal(split_write(b, 0, sec, (uint32_t[]){ 3, 1021 }, 2), 1);   /* sectors 0 and 1 */
+    memcpy(sec, "LUKS\xba\xbe\0\1", 8);
+    assert_int_equal(split_write(b, 0, sec, (uint32_t[]){ 4, 4, 504 }, 3), 1);
+    memset(sec, 0, 8);
+    memcpy(sec + 0x40, "\x7f\x10\xda\xbe", 4);                                /* VDI: not at 0 */
+    assert_int_equal(split_write(b, 0, sec, (uint32_t[]){ 0x41, 512 - 0x41 }, 2), 1);
+    file_read(b, 0, got, 1024);
+    assert_memory_equal(got, zero, 1024);
+    /* an ordinary first sector, split the same way, is written as it is */
+    for (unsigned i = 0; i < sizeof(sec); i++)
+        sec[i] = (uint8_t)(i * 13 + 5);
+    assert_int_equal(split_write(b, 0, sec, (uint32_t[]){ 1, 2, 1021 }, 3), 0);
+    file_read(b, 0, got, 1024);
+    assert_memory_equal(got, sec, 1024);
     bfx_close(b);
 }
 

@@ -53,7 +53,8 @@ struct virtio_blk {
     uint32_t discard_align;             /* sectors */
     char serial[BLK_ID_BYTES];
     struct virtq_elem elem;
-    struct iovec iov[VIRTQ_MAX_CHAIN];
+    struct iovec iov[VIRTQ_MAX_CHAIN + 1];   /* + the private first sector */
+    uint8_t sector0[SECTOR];
 };
 
 struct blk_req_hdr {
@@ -90,12 +91,23 @@ static bool blk_in_range(struct virtio_blk *b, uint64_t sector, uint64_t nsector
 }
 
 /* A raw image whose format was guessed must not become something else through the guest
- * (QEMU's rule): sector 0 may not start with another format's magic. */
-static bool blk_write_would_change_format(struct virtio_blk *b, uint64_t sector, const struct iovec *iov, int n)
+ * (QEMU's raw_check_write): sector 0 may not start with any format's header. The first sector is
+ * gathered from however many buffers the guest split it into into one private copy, checked,
+ * and written from that copy, so another vCPU rewriting the guest's buffers in between cannot
+ * change what lands after the check. Returns the iovec count in b->iov, or -EPERM / -E2BIG. */
+static int blk_slice_first_sector(struct virtio_blk *b, const struct virtq_elem *e, size_t off, uint64_t len)
 {
-    if (!b->probed_raw || sector != 0 || n < 1 || iov[0].iov_len < 4)
-        return false;
-    return !memcmp(iov[0].iov_base, "QFI\xfb", 4) || !memcmp(iov[0].iov_base, "LUKS", 4);
+    if (virtq_elem_read(e, off, b->sector0, SECTOR) != SECTOR)
+        return -E2BIG;
+    const char *fmt = block_probe_header(b->sector0, SECTOR);
+    if (fmt) {
+        log_warn("%s: the guest's write would make a probed raw image look like %s: refused (give format=raw)",
+                 b->file, fmt);
+        return -EPERM;
+    }
+    b->iov[0] = (struct iovec){ b->sector0, SECTOR };
+    int n = virtq_elem_slice(e, false, off + SECTOR, len - SECTOR, b->iov + 1, VIRTQ_MAX_CHAIN);
+    return n < 0 ? n : n + 1;
 }
 
 static uint8_t blk_rw(struct virtio_blk *b, const struct blk_req_hdr *h, struct virtq_elem *e, bool write,
@@ -105,22 +117,17 @@ static uint8_t blk_rw(struct virtio_blk *b, const struct blk_req_hdr *h, struct 
         return BLK_S_IOERR;
     if (write && b->read_only)
         return BLK_S_IOERR;
-    int n = virtq_elem_slice(e, !write, write ? sizeof(*h) : 0, len, b->iov, VIRTQ_MAX_CHAIN);
+    if (!len)
+        return BLK_S_OK;
+    int n;
+    if (write && b->probed_raw && h->sector == 0)
+        n = blk_slice_first_sector(b, e, sizeof(*h), len);
+    else
+        n = virtq_elem_slice(e, !write, write ? sizeof(*h) : 0, len, b->iov, VIRTQ_MAX_CHAIN);
     if (n < 0)
         return BLK_S_IOERR;
-    if (!n)
-        return BLK_S_OK;
-    int ret;
-    if (write) {
-        if (blk_write_would_change_format(b, h->sector, b->iov, n)) {
-            log_warn("%s: the guest's write would make a probed raw image look like another format: refused"
-                     " (give format=raw)", b->file);
-            return BLK_S_IOERR;
-        }
-        ret = block_pwritev(b->bs, h->sector * SECTOR, b->iov, n);
-    } else {
-        ret = block_preadv(b->bs, h->sector * SECTOR, b->iov, n);
-    }
+    int ret = write ? block_pwritev(b->bs, h->sector * SECTOR, b->iov, n)
+                    : block_preadv(b->bs, h->sector * SECTOR, b->iov, n);
     if (ret < 0)
         log_debug(LOG_GUEST, "%s: %s of %llu bytes at sector %llu failed: %s", b->file, write ? "write" : "read",
                   (unsigned long long)len, (unsigned long long)h->sector, strerror(-ret));
