@@ -26,10 +26,9 @@
 #include "hw/virtio/virtio.h"
 
 #include "block/block.h"
+#include "util/evloop.h"
 #include "util/log.h"
 #include "vm/machine.h"
-
-#include "util/evloop.h"
 
 #include <errno.h>
 #include <pthread.h>
