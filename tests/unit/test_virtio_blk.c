@@ -721,6 +721,10 @@ static void test_reset_waits_for_request_in_progress(void **state)
     assert_int_equal(pthread_create(&io, NULL, io_thread_run, b->f), 0);
     post_slow_write(b);
     bool stuck = slow_page_touched(&sp);
+    /* the I/O thread handed the write over under the device lock: wait until it let go, so
+     * that from here only the reset takes the lock */
+    pthread_mutex_lock(&vd->lock);
+    pthread_mutex_unlock(&vd->lock);
     static struct resetter rs;
     rs = (struct resetter){ .b = b };
     assert_int_equal(pthread_create(&rs.t, NULL, resetter_run, &rs), 0);
