@@ -32,6 +32,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -463,7 +464,14 @@ static int blk_start_worker(struct machine *m, struct virtio_blk *b)
         return -errno;
     if (m->loop && (ret = evloop_add(m->loop, b->done_efd, EPOLLIN, blk_done_event, b)))
         return ret;
-    if ((ret = -pthread_create(&b->worker, NULL, blk_worker, b)))
+    /* the worker starts with every signal blocked: signals are for the vCPU threads (kicks) and
+     * the main thread, never a reason to cut a disk request short */
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    ret = -pthread_create(&b->worker, NULL, blk_worker, b);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (ret)
         return ret;
     b->worker_running = true;
     return 0;
