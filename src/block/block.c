@@ -51,21 +51,6 @@ int block_parse_cache(const char *s, enum block_cache *out)
     return -EINVAL;
 }
 
-char *block_path_relative_to(const char *base, const char *name)
-{
-    if (name[0] == '/' || !strchr(base, '/'))
-        return strdup(name);
-    char *b = strdup(base);
-    if (!b)
-        return NULL;
-    char *dir = dirname(b);
-    char *out = NULL;
-    if (asprintf(&out, "%s/%s", dir, name) < 0)
-        out = NULL;
-    free(b);
-    return out;
-}
-
 /* What QEMU's format probes look for in an image's first sector (block/qcow.c, qcow2.c, qed.c,
  * vmdk.c, vdi.c, vpc.c, vhdx.c, parallels.c, bochs.c, cloop.c, crypto/block-luks.c). Magic only,
  * where QEMU also checks versions: refusing a little more than QEMU would is the safe side. */
@@ -96,6 +81,21 @@ const char *block_probe_header(const void *buf, size_t len)
             return block_magics[i].name;
     }
     return NULL;
+}
+
+char *block_path_relative_to(const char *base, const char *name)
+{
+    if (name[0] == '/' || !strchr(base, '/'))
+        return strdup(name);
+    char *b = strdup(base);
+    if (!b)
+        return NULL;
+    char *dir = dirname(b);
+    char *out = NULL;
+    if (asprintf(&out, "%s/%s", dir, name) < 0)
+        out = NULL;
+    free(b);
+    return out;
 }
 
 static int probe(struct bfile *f, enum block_format *fmt)
