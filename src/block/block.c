@@ -51,6 +51,38 @@ int block_parse_cache(const char *s, enum block_cache *out)
     return -EINVAL;
 }
 
+/* What QEMU's format probes look for in an image's first sector (block/qcow.c, qcow2.c, qed.c,
+ * vmdk.c, vdi.c, vpc.c, vhdx.c, parallels.c, bochs.c, cloop.c, crypto/block-luks.c). Magic only,
+ * where QEMU also checks versions: refusing a little more than QEMU would is the safe side. */
+static const struct {
+    const char *name;
+    unsigned off, len;
+    const char *magic;
+} block_magics[] = {
+    { "qcow2", 0, 4, "QFI\xfb" },                  /* qcow (v1) has the same magic */
+    { "qed", 0, 4, "QED\0" },
+    { "luks", 0, 6, "LUKS\xba\xbe" },
+    { "vmdk", 0, 4, "KDMV" },
+    { "vmdk", 0, 4, "COWD" },
+    { "vdi", 0x40, 4, "\x7f\x10\xda\xbe" },
+    { "vpc", 0, 8, "conectix" },
+    { "vhdx", 0, 8, "vhdxfile" },
+    { "parallels", 0, 16, "WithoutFreeSpace" },
+    { "parallels", 0, 16, "WithouFreSpacExt" },
+    { "bochs", 0, 22, "Bochs Virtual HD Image" },
+    { "cloop", 0, 23, "#!/bin/sh\n#V2.0 Format\n" },
+};
+
+const char *block_probe_header(const void *buf, size_t len)
+{
+    for (size_t i = 0; i < sizeof(block_magics) / sizeof(block_magics[0]); i++) {
+        unsigned off = block_magics[i].off, n = block_magics[i].len;
+        if (off + n <= len && !memcmp((const uint8_t *)buf + off, block_magics[i].magic, n))
+            return block_magics[i].name;
+    }
+    return NULL;
+}
+
 char *block_path_relative_to(const char *base, const char *name)
 {
     if (name[0] == '/' || !strchr(base, '/'))
@@ -122,7 +154,8 @@ static int probe(struct bfile *f, enum block_format *fmt)
     int r = bfile_pread(f, 0, magic, sizeof(magic));
     if (r)
         return r;
-    *fmt = memcmp(magic, "QFI\xfb", 4) ? BLOCK_FMT_RAW : BLOCK_FMT_QCOW2;
+    const char *name = block_probe_header(magic, sizeof(magic));
+    *fmt = name && !strcmp(name, "qcow2") ? BLOCK_FMT_QCOW2 : BLOCK_FMT_RAW;
     return 0;
 }
 

@@ -149,6 +149,10 @@ const char *block_filename(struct block *bs);
 const char *block_format_name(struct block *bs);
 bool block_read_only(struct block *bs);
 
+/* The image format whose header starts buf (the first len bytes of a file; 512 covers every
+ * probe), as QEMU's probes would name it ("qcow2", "luks", "vmdk", ...), or NULL when it looks
+ * like raw data. A probed raw image must never be given such a first sector. */
+const char *block_probe_header(const void *buf, size_t len);
 /* Parses "raw"/"qcow2" (NULL or "" = auto). */
 int block_parse_format(const char *s, enum block_format *out);
 /* Parses QEMU's cache= names: writeback, writethrough, none, directsync, unsafe. */

@@ -434,6 +434,12 @@ int sandbox_enter_thread(enum sandbox_thread kind)
         return 0;
     if (kind >= SANDBOX_THREAD_COUNT)
         return -EINVAL;
+    /* a thread that blocks signals (a disk's worker blocks them all) would otherwise die of a
+     * blocked SIGSYS without the reporter's line: the kernel kills at once when it is blocked */
+    sigset_t sys;
+    sigemptyset(&sys);
+    sigaddset(&sys, SIGSYS);
+    pthread_sigmask(SIG_UNBLOCK, &sys, NULL);
     scmp_filter_ctx ctx = seccomp_init(SCMP_ACT_TRAP);
     if (!ctx) {
         log_error("sandbox: cannot make a seccomp filter");

@@ -63,6 +63,13 @@ for a in $accels; do
     expect_eq "$a: ... with one line naming thread and call" \
       "qkvm: sandbox: thread $k made forbidden syscall socket (41)" "$(grep sandbox "$TMP/err")"
   done
+  # the disk's worker thread is the io kind
+  truncate -s 1M "$TMP/io-disk.raw"
+  QKVM_TEST_SANDBOX_VIOLATE=io run_qkvm 30 -sandbox on -accel "$a" -bios "$GUESTS/hello-rom.bin" \
+    -drive "file=$TMP/io-disk.raw,format=raw"
+  expect_eq "$a: a forbidden syscall in a disk's worker (io) kills qkvm by SIGSYS" 159 "$rc"
+  expect_eq "$a: ... with one line naming thread and call" \
+    "qkvm: sandbox: thread io made forbidden syscall socket (41)" "$(grep sandbox "$TMP/err")"
   # the same hook without the sandbox: the call goes through, so the kill above is the filter's
   QKVM_TEST_SANDBOX_VIOLATE=vcpu run_qkvm 30 -accel "$a" -bios "$GUESTS/hello-rom.bin"
   expect_eq "$a: the hook without -sandbox on changes nothing" 0 "$rc"

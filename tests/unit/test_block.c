@@ -47,6 +47,39 @@ static void test_names(void **state)
     free(p);
 }
 
+/* Each format's first sector as qemu-img writes it is named; raw data and a header cut short
+ * are not. */
+static void test_probe_header(void **state)
+{
+    (void)state;
+    static const char *fmts[] = { "qcow2", "qcow", "qed", "vmdk", "vdi", "vpc", "vhdx", "parallels" };
+    char path[64];
+    snprintf(path, sizeof(path), "/tmp/qkvm-probe-%d.img", (int)getpid());
+    for (unsigned i = 0; i < sizeof(fmts) / sizeof(fmts[0]); i++) {
+        char cmd[256];
+        snprintf(cmd, sizeof(cmd), "qemu-img create -q -f %s %s 1M", fmts[i], path);
+        if (system(cmd))
+            skip();
+        uint8_t sec[512] = { 0 };
+        FILE *f = fopen(path, "rb");
+        assert_non_null(f);
+        assert_int_equal(fread(sec, 1, sizeof(sec), f), sizeof(sec));
+        fclose(f);
+        const char *want = !strcmp(fmts[i], "qcow") ? "qcow2" : fmts[i];   /* one magic for both */
+        const char *got = block_probe_header(sec, sizeof(sec));
+        assert_non_null(got);
+        assert_string_equal(got, want);
+        assert_null(block_probe_header(sec, 3));
+    }
+    unlink(path);
+    uint8_t raw[512];
+    for (unsigned i = 0; i < sizeof(raw); i++)
+        raw[i] = (uint8_t)(i * 7 + 1);
+    assert_null(block_probe_header(raw, sizeof(raw)));
+    memcpy(raw, "LUKS\xba\xbe\0\2", 8);
+    assert_string_equal(block_probe_header(raw, sizeof(raw)), "luks");
+}
+
 static int memfd_path(char *path, size_t n)
 {
     int fd = memfd_create("test.img", MFD_CLOEXEC);
@@ -354,6 +387,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_names),
+        cmocka_unit_test(test_probe_header),
         cmocka_unit_test(test_raw),
         cmocka_unit_test(test_qcow2_model),
     };

@@ -1,19 +1,44 @@
 /* virtio-blk (5.2) on the block layer: read, write, flush, get-id, discard, write-zeroes, and
- * read-only drives. Requests are served in order on the I/O thread.
+ * read-only drives.
  *
  * The drive comes as QEMU's -drive options in drive= (qkvm.c resolves -drive ids and -hda):
  * file=, format=raw|qcow2, readonly=on, cache=writeback|writethrough|none|directsync|unsafe,
  * discard=ignore|unmap, serial=, and the ones that only say where it goes (if=, id=, index=,
- * media=disk). */
+ * media=disk).
+ *
+ * Each disk has its own worker thread (as kvmtool gives each virtio-blk its own I/O thread), so a
+ * slow disk holds up its own requests and nothing else: not the I/O thread, not other devices,
+ * not this device's registers.
+ *  - I/O thread, vd->lock held: the doorbell pops chains into request slots, copies each header
+ *    once, and queues them for the worker (blk_submit); the worker's eventfd puts finished
+ *    requests on the used ring and interrupts, once per batch (blk_complete).
+ *  - worker, no device lock: takes the queued requests in order, does the block I/O and writes
+ *    the data and status into the guest's buffers (blk_handle_request).
+ *  - vCPU threads, vd->lock held: registers; a reset waits for the request in progress, because
+ *    the driver may reuse its buffers once the reset is done.
+ * Lock order: vd->lock, then b->wlock (the worker's lists), then the image's own mutex (block.c).
+ * The worker takes only b->wlock, briefly, and never vd->lock, so whoever holds vd->lock may wait
+ * for it (reset, teardown, virtio_dev_poll's drain).
+ * Ordering: one worker, requests in the order they were popped: a flush is done after every write
+ * popped before it; writethrough and cache modes are the block layer's.
+ * Reset: requests carry the generation they were popped in; after a reset (a new generation)
+ * the worker skips the old ones it has not started and their completions never reach the ring. */
 #include "hw/virtio/virtio.h"
 
 #include "block/block.h"
+#include "util/evloop.h"
 #include "util/log.h"
+#include "util/sandbox.h"
 #include "vm/machine.h"
 
 #include <errno.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
 
 #define BLK_QUEUE_SIZE 256
 #define BLK_SEG_MAX    (BLK_QUEUE_SIZE - 2)   /* a chain also holds the header and the status */
@@ -44,17 +69,10 @@
 
 #define BLK_CONFIG_SIZE 60
 
-struct virtio_blk {
-    struct virtio_dev vd;
-    struct block *bs;
-    char *file;
-    bool read_only, probed_raw, discard_unmap;
-    uint64_t sectors;
-    uint32_t discard_align;             /* sectors */
-    char serial[BLK_ID_BYTES];
-    struct virtq_elem elem;
-    struct iovec iov[VIRTQ_MAX_CHAIN];
-};
+/* Requests between pop and completion. More chains wait on the ring until slots come back; each
+ * slot is a whole virtq_elem (24 KiB, touched only as far as its chain goes), reused LIFO. */
+#define BLK_MAX_INFLIGHT 64
+#define BLK_DROPPED UINT32_MAX   /* written: skipped after a reset, never pushed */
 
 struct blk_req_hdr {
     uint32_t type, reserved;
@@ -64,6 +82,45 @@ struct blk_req_hdr {
 struct blk_range {
     uint64_t sector;
     uint32_t num_sectors, flags;
+};
+
+struct blk_req {
+    struct virtq_elem elem;
+    struct blk_req_hdr hdr;             /* read once at pop: the guest may rewrite its own */
+    unsigned gen;                       /* b->gen when popped */
+    uint32_t written;                   /* bytes for the used ring, or BLK_DROPPED */
+    struct blk_req *next;
+};
+
+struct virtio_blk {
+    struct virtio_dev vd;
+    struct block *bs;
+    char *file;
+    bool read_only, probed_raw, discard_unmap;
+    uint64_t sectors;
+    uint32_t discard_align;             /* sectors */
+    char serial[BLK_ID_BYTES];
+
+    /* under vd->lock */
+    struct blk_req *reqs;               /* BLK_MAX_INFLIGHT slots */
+    struct blk_req *free_reqs;
+    bool starved;                       /* submit stopped for want of slots: completions pop again */
+    unsigned gen;                       /* changed under vd->lock and wlock; the worker reads it */
+
+    /* under wlock */
+    pthread_mutex_t wlock;
+    pthread_cond_t wake, idle;          /* work for the worker; the worker finished a batch */
+    struct blk_req *pending, **pending_tail;   /* popped, not started, in order */
+    struct blk_req *done, **done_tail;         /* finished, not yet on the used ring */
+    bool busy, stop;
+
+    pthread_t worker;
+    bool worker_running;
+    int done_efd;                       /* the worker -> the I/O thread */
+
+    /* the worker's own */
+    struct iovec iov[VIRTQ_MAX_CHAIN + 1];   /* + the private first sector */
+    uint8_t sector0[SECTOR];
 };
 
 static void blk_config_read(struct virtio_dev *vd, unsigned off, void *data, unsigned size)
@@ -90,12 +147,24 @@ static bool blk_in_range(struct virtio_blk *b, uint64_t sector, uint64_t nsector
 }
 
 /* A raw image whose format was guessed must not become something else through the guest
- * (QEMU's rule): sector 0 may not start with another format's magic. */
-static bool blk_write_would_change_format(struct virtio_blk *b, uint64_t sector, const struct iovec *iov, int n)
+ * (QEMU's raw_check_write): sector 0 may not start with any format's header. The first sector is
+ * gathered from however many buffers the guest split it into into one private copy, checked,
+ * and written from that copy, so another vCPU rewriting the guest's buffers in between cannot
+ * change what lands after the check. Returns the iovec count in b->iov, or -EPERM / -E2BIG. */
+static int blk_slice_first_sector(struct virtio_blk *b, const struct virtq_elem *e, size_t off, uint64_t len)
 {
-    if (!b->probed_raw || sector != 0 || n < 1 || iov[0].iov_len < 4)
-        return false;
-    return !memcmp(iov[0].iov_base, "QFI\xfb", 4) || !memcmp(iov[0].iov_base, "LUKS", 4);
+    if (virtq_elem_read(e, off, b->sector0, SECTOR) != SECTOR)
+        return -E2BIG;
+    const char *fmt = block_probe_header(b->sector0, SECTOR);
+    if (fmt) {
+        machine_log_guest(b->vd.m, LOG_GUEST, "virtio-blk format guard",
+                          "%s: the guest's write would make a probed raw image look like %s: refused (give format=raw)",
+                 b->file, fmt);
+        return -EPERM;
+    }
+    b->iov[0] = (struct iovec){ b->sector0, SECTOR };
+    int n = virtq_elem_slice(e, false, off + SECTOR, len - SECTOR, b->iov + 1, VIRTQ_MAX_CHAIN);
+    return n < 0 ? n : n + 1;
 }
 
 static uint8_t blk_rw(struct virtio_blk *b, const struct blk_req_hdr *h, struct virtq_elem *e, bool write,
@@ -105,23 +174,17 @@ static uint8_t blk_rw(struct virtio_blk *b, const struct blk_req_hdr *h, struct 
         return BLK_S_IOERR;
     if (write && b->read_only)
         return BLK_S_IOERR;
-    int n = virtq_elem_slice(e, !write, write ? sizeof(*h) : 0, len, b->iov, VIRTQ_MAX_CHAIN);
+    if (!len)
+        return BLK_S_OK;
+    int n;
+    if (write && b->probed_raw && h->sector == 0)
+        n = blk_slice_first_sector(b, e, sizeof(*h), len);
+    else
+        n = virtq_elem_slice(e, !write, write ? sizeof(*h) : 0, len, b->iov, VIRTQ_MAX_CHAIN);
     if (n < 0)
         return BLK_S_IOERR;
-    if (!n)
-        return BLK_S_OK;
-    int ret;
-    if (write) {
-        if (blk_write_would_change_format(b, h->sector, b->iov, n)) {
-            machine_log_guest(b->vd.m, LOG_GUEST, "virtio-blk format guard",
-                              "%s: the guest's write would make a probed raw image look like another format: refused"
-                              " (give format=raw)", b->file);
-            return BLK_S_IOERR;
-        }
-        ret = block_pwritev(b->bs, h->sector * SECTOR, b->iov, n);
-    } else {
-        ret = block_preadv(b->bs, h->sector * SECTOR, b->iov, n);
-    }
+    int ret = write ? block_pwritev(b->bs, h->sector * SECTOR, b->iov, n)
+                    : block_preadv(b->bs, h->sector * SECTOR, b->iov, n);
     if (ret < 0)
         machine_log_guest(b->vd.m, LOG_GUEST, "virtio-blk I/O error", "%s: %s of %llu bytes at sector %llu failed: %s", b->file, write ? "write" : "read",
                   (unsigned long long)len, (unsigned long long)h->sector, strerror(-ret));
@@ -154,24 +217,22 @@ static uint8_t blk_discard_zeroes(struct virtio_blk *b, struct virtq_elem *e, bo
     return BLK_S_OK;
 }
 
-/* One request; returns the bytes written into the guest's buffers (status included). */
-static uint32_t blk_handle_request(struct virtio_blk *b, struct virtq_elem *e)
+/* One request, on the worker; returns the bytes written into the guest's buffers (status
+ * included). The header was checked and copied at pop. */
+static uint32_t blk_handle_request(struct virtio_blk *b, struct blk_req *r)
 {
-    struct blk_req_hdr h;
-    if (!e->in_len || virtq_elem_read(e, 0, &h, sizeof(h)) != sizeof(h)) {
-        virtio_set_needs_reset(&b->vd, "a block request without its header or status byte");
-        return 0;
-    }
+    struct virtq_elem *e = &r->elem;
+    const struct blk_req_hdr *h = &r->hdr;
     uint64_t data_in = e->in_len - 1;
     uint32_t written = 1;
     uint8_t status;
-    switch (h.type) {
+    switch (h->type) {
     case BLK_T_IN:
-        status = blk_rw(b, &h, e, false, data_in);
+        status = blk_rw(b, h, e, false, data_in);
         written = (uint32_t)e->in_len;   /* data may have landed even when the read failed */
         break;
     case BLK_T_OUT:
-        status = blk_rw(b, &h, e, true, e->out_len - sizeof(h));
+        status = blk_rw(b, h, e, true, e->out_len - sizeof(*h));
         break;
     case BLK_T_FLUSH:
         status = block_flush(b->bs) < 0 ? BLK_S_IOERR : BLK_S_OK;
@@ -185,7 +246,7 @@ static uint32_t blk_handle_request(struct virtio_blk *b, struct virtq_elem *e)
     }
     case BLK_T_DISCARD:
     case BLK_T_WRITE_ZEROES:
-        status = blk_discard_zeroes(b, e, h.type == BLK_T_WRITE_ZEROES);
+        status = blk_discard_zeroes(b, e, h->type == BLK_T_WRITE_ZEROES);
         break;
     default:
         status = BLK_S_UNSUPP;
@@ -195,39 +256,240 @@ static uint32_t blk_handle_request(struct virtio_blk *b, struct virtq_elem *e)
     return written;
 }
 
-static void blk_queue_notify(struct virtio_dev *vd, unsigned q)
+static void *blk_worker(void *opaque)
 {
-    struct virtio_blk *b = vd->opaque;
-    struct virtq *vq = virtio_queue(vd, q);
-    bool more;
-    do {
-        virtq_disable_notify(vq);
-        int ret;
-        while ((ret = virtio_pop(vd, q, &b->elem)) > 0) {
-            uint32_t written = blk_handle_request(b, &b->elem);
-            if (vd->status & VIRTIO_STATUS_NEEDS_RESET)
-                return;
-            virtq_push(vq, &b->elem, written);
+    struct virtio_blk *b = opaque;
+    if (sandbox_enter_thread(SANDBOX_THREAD_IO)) {
+        machine_request_stop(b->vd.m, MACHINE_FAILED, 1);
+        return NULL;
+    }
+    pthread_mutex_lock(&b->wlock);
+    while (!b->stop) {
+        if (!b->pending) {
+            pthread_cond_wait(&b->wake, &b->wlock);
+            continue;
         }
-        more = ret == 0 && virtq_enable_notify(vq);
-    } while (more);
-    virtio_notify(vd, q);
+        struct blk_req *batch = b->pending, *last = NULL;
+        b->pending = NULL;
+        b->pending_tail = &b->pending;
+        b->busy = true;
+        pthread_mutex_unlock(&b->wlock);
+        for (struct blk_req *r = batch; r; last = r, r = r->next)
+            r->written = r->gen == __atomic_load_n(&b->gen, __ATOMIC_ACQUIRE) ? blk_handle_request(b, r)
+                                                                               : BLK_DROPPED;
+        pthread_mutex_lock(&b->wlock);
+        *b->done_tail = batch;
+        b->done_tail = &last->next;
+        b->busy = false;
+        pthread_cond_broadcast(&b->idle);
+        uint64_t one = 1;
+        if (write(b->done_efd, &one, sizeof(one)) < 0)
+            log_debug(LOG_GUEST, "%s: cannot signal the completion eventfd", b->file);
+    }
+    pthread_mutex_unlock(&b->wlock);
+    return NULL;
 }
 
+/* Header and status byte, read once; a request without them is a broken driver. Lock held. */
+static int blk_read_header(struct virtio_blk *b, struct blk_req *r)
+{
+    if (!r->elem.in_len || virtq_elem_read(&r->elem, 0, &r->hdr, sizeof(r->hdr)) != sizeof(r->hdr)) {
+        virtio_set_needs_reset(&b->vd, "a block request without its header or status byte");
+        return -EIO;
+    }
+    return 0;
+}
+
+/* Pops chains into free slots and queues them, in order, for the worker. Stops at an empty ring
+ * (driver notifications back on) or when the slots run out (then notifications stay off and
+ * blk_complete pops again). Whether it queued any. Lock held. */
+static bool blk_submit(struct virtio_blk *b)
+{
+    struct virtio_dev *vd = &b->vd;
+    struct virtq *vq = virtio_queue(vd, 0);
+    struct blk_req *batch = NULL, **tail = &batch;
+    struct blk_req *r;
+    for (;;) {
+        virtq_disable_notify(vq);
+        int ret = 0;
+        while ((r = b->free_reqs) && (ret = virtio_pop(vd, 0, &r->elem)) > 0) {
+            if (blk_read_header(b, r)) {
+                ret = -EIO;
+                break;
+            }
+            b->free_reqs = r->next;
+            r->gen = b->gen;
+            r->next = NULL;
+            *tail = r;
+            tail = &r->next;
+        }
+        if (!r || ret < 0 || !virtq_enable_notify(vq))
+            break;
+    }
+    b->starved = !r;
+    if (!batch)
+        return false;
+    pthread_mutex_lock(&b->wlock);
+    *b->pending_tail = batch;
+    b->pending_tail = tail;
+    pthread_cond_signal(&b->wake);
+    pthread_mutex_unlock(&b->wlock);
+    return true;
+}
+
+/* Puts what the worker finished on the used ring, one interrupt for all; slots go back to the
+ * free list (requests of an older generation only that). Lock held. */
+static void blk_complete(struct virtio_blk *b)
+{
+    pthread_mutex_lock(&b->wlock);
+    struct blk_req *r = b->done;
+    b->done = NULL;
+    b->done_tail = &b->done;
+    pthread_mutex_unlock(&b->wlock);
+    struct virtq *vq = virtio_queue(&b->vd, 0);
+    bool pushed = false;
+    while (r) {
+        struct blk_req *next = r->next;
+        if (r->gen == b->gen && r->written != BLK_DROPPED) {
+            virtq_push(vq, &r->elem, r->written);
+            pushed = true;
+        }
+        r->next = b->free_reqs;
+        b->free_reqs = r;
+        r = next;
+    }
+    if (pushed)
+        virtio_notify(&b->vd, 0);
+}
+
+/* Waits until the worker has nothing queued and nothing in progress. Lock held. */
+static void blk_wait_idle(struct virtio_blk *b)
+{
+    pthread_mutex_lock(&b->wlock);
+    while (b->pending || b->busy)
+        pthread_cond_wait(&b->idle, &b->wlock);
+    pthread_mutex_unlock(&b->wlock);
+}
+
+static bool blk_pop_more(struct virtio_blk *b)
+{
+    return b->starved && virtio_running(&b->vd) && b->vd.q[0].enabled && blk_submit(b);
+}
+
+/* The worker finished a batch (I/O thread). */
+static void blk_done_event(void *opaque, uint32_t events)
+{
+    (void)events;
+    struct virtio_blk *b = opaque;
+    uint64_t n;
+    if (read(b->done_efd, &n, sizeof(n)) != sizeof(n))
+        return;
+    pthread_mutex_lock(&b->vd.lock);
+    blk_complete(b);
+    blk_pop_more(b);
+    pthread_mutex_unlock(&b->vd.lock);
+}
+
+static void blk_queue_notify(struct virtio_dev *vd, unsigned q)
+{
+    (void)q;
+    blk_submit(vd->opaque);
+}
+
+/* Everything taken from the ring completes before this returns (virtio_dev_poll). */
+static void blk_drain(struct virtio_dev *vd)
+{
+    struct virtio_blk *b = vd->opaque;
+    do {
+        blk_wait_idle(b);
+        blk_complete(b);
+    } while (blk_pop_more(b));
+}
+
+/* The transport stopped the queues: a new generation. Requests not started go back; the one in
+ * progress is waited for, since it writes into buffers the driver owns again after the reset. */
 static void blk_reset(struct virtio_dev *vd)
 {
-    (void)vd;   /* requests complete before the lock is released: nothing is in flight */
+    struct virtio_blk *b = vd->opaque;
+    pthread_mutex_lock(&b->wlock);
+    __atomic_store_n(&b->gen, b->gen + 1, __ATOMIC_RELEASE);
+    *b->done_tail = b->pending;
+    if (b->pending)
+        b->done_tail = b->pending_tail;
+    b->pending = NULL;
+    b->pending_tail = &b->pending;
+    while (b->busy)
+        pthread_cond_wait(&b->idle, &b->wlock);
+    pthread_mutex_unlock(&b->wlock);
+    blk_complete(b);   /* all of an older generation: back to the free list */
+    b->starved = false;
 }
 
 static const struct virtio_dev_ops blk_ops = {
     .config_read = blk_config_read,
     .queue_notify = blk_queue_notify,
     .reset = blk_reset,
+    .drain = blk_drain,
 };
+
+/* Machine teardown, before the transport's cleanup and guest RAM go: the request in progress
+ * finishes (it writes into guest RAM), queued ones are dropped (the guest is gone). */
+static void blk_stop_worker(void *opaque)
+{
+    struct virtio_blk *b = opaque;
+    if (b->worker_running) {
+        pthread_mutex_lock(&b->wlock);
+        b->stop = true;
+        pthread_cond_signal(&b->wake);
+        pthread_mutex_unlock(&b->wlock);
+        pthread_join(b->worker, NULL);
+        b->worker_running = false;
+    }
+    if (b->done_efd >= 0) {
+        if (b->vd.m->loop)
+            evloop_del(b->vd.m->loop, b->done_efd);
+        close(b->done_efd);
+        b->done_efd = -1;
+    }
+}
+
+/* The worker, its slots and its completion eventfd on the I/O loop. */
+static int blk_start_worker(struct machine *m, struct virtio_blk *b)
+{
+    b->reqs = calloc(BLK_MAX_INFLIGHT, sizeof(*b->reqs));
+    if (!b->reqs)
+        return -ENOMEM;
+    for (unsigned i = BLK_MAX_INFLIGHT; i-- > 0;) {
+        b->reqs[i].next = b->free_reqs;
+        b->free_reqs = &b->reqs[i];
+    }
+    int ret = machine_add_cleanup(m, blk_stop_worker, b);
+    if (ret)
+        return ret;
+    if ((b->done_efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) < 0)
+        return -errno;
+    if (m->loop && (ret = evloop_add(m->loop, b->done_efd, EPOLLIN, blk_done_event, b)))
+        return ret;
+    /* the worker starts with every signal blocked: signals are for the vCPU threads (kicks) and
+     * the main thread, never a reason to cut a disk request short */
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    ret = -pthread_create(&b->worker, NULL, blk_worker, b);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (ret)
+        return ret;
+    b->worker_running = true;
+    return 0;
+}
 
 static void blk_free(void *opaque)
 {
     struct virtio_blk *b = opaque;
+    free(b->reqs);
+    pthread_cond_destroy(&b->idle);
+    pthread_cond_destroy(&b->wake);
+    pthread_mutex_destroy(&b->wlock);
     if (b->bs) {
         int ret = block_close(b->bs);
         if (ret < 0)
@@ -307,6 +569,12 @@ static int virtio_blk_create(struct machine *m, struct kvlist *opts)
     struct virtio_blk *b = calloc(1, sizeof(*b));
     if (!b)
         return -ENOMEM;
+    pthread_mutex_init(&b->wlock, NULL);
+    pthread_cond_init(&b->wake, NULL);
+    pthread_cond_init(&b->idle, NULL);
+    b->pending_tail = &b->pending;
+    b->done_tail = &b->done;
+    b->done_efd = -1;
     int ret = machine_add_cleanup(m, blk_free, b);
     if (ret)
         return ret;
@@ -346,6 +614,12 @@ static int virtio_blk_create(struct machine *m, struct kvlist *opts)
                           BLK_QUEUE_SIZE, features, BLK_CONFIG_SIZE);
     if (ret) {
         log_error("virtio-blk-pci: cannot set up: %s", strerror(-ret));
+        return ret;
+    }
+    /* after virtio_dev_init: cleanups run last-in first-out, so the worker stops before the
+     * transport's state goes */
+    if ((ret = blk_start_worker(m, b))) {
+        log_error("virtio-blk-pci: cannot start the disk's I/O thread: %s", strerror(-ret));
         return ret;
     }
     return virtio_dev_register(&b->vd, opts);

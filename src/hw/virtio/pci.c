@@ -396,6 +396,11 @@ void virtio_dev_poll(struct virtio_dev *vd)
 {
     for (unsigned i = 0; i < vd->nqueues; i++)
         virtio_run_queue(&vd->q[i]);
+    if (vd->ops->drain) {
+        pthread_mutex_lock(&vd->lock);
+        vd->ops->drain(vd);
+        pthread_mutex_unlock(&vd->lock);
+    }
 }
 
 static void virtio_dev_cleanup(void *opaque)

@@ -5,7 +5,9 @@
  * Threads: the guest's register accesses arrive on vCPU threads; queue work runs on the I/O
  * thread (m->loop), woken by one eventfd per queue, which KVM signals itself (ioeventfd) and the
  * notify register signals otherwise. Every device callback runs with vd->lock held; a device's
- * own event sources (a tap, a socket) take it themselves. */
+ * own event sources (a tap, a socket) take it themselves. A device whose back-end may block (a
+ * disk) serves requests on a thread of its own, off vd->lock (blk.c), and completes them on the
+ * I/O thread under it: vd->lock comes before any lock of the device's. */
 #ifndef QKVM_HW_VIRTIO_VIRTIO_H
 #define QKVM_HW_VIRTIO_VIRTIO_H
 #include <pthread.h>
@@ -54,6 +56,9 @@ struct virtio_dev_ops {
     void (*queue_notify)(struct virtio_dev *vd, unsigned q);
     /* The driver reset the device: drop in-flight state (the transport reset the queues). */
     void (*reset)(struct virtio_dev *vd);
+    /* Requests taken from the queues but still being served off the lock (a disk's worker):
+     * complete them before returning (virtio_dev_poll). May be NULL. */
+    void (*drain)(struct virtio_dev *vd);
     /* The driver set DRIVER_OK: the features are final (vd->features). May be NULL. */
     void (*driver_ok)(struct virtio_dev *vd);
     /* FEATURES_OK: whether this feature set can work (dependencies between bits). May be NULL. */
@@ -115,7 +120,8 @@ bool virtio_running(const struct virtio_dev *vd);
 /* Wakes queue q's work on the I/O thread, as a doorbell would (device back-ends after they got
  * room or data). Any thread. */
 void virtio_kick(struct virtio_dev *vd, unsigned q);
-/* Runs the queue work that doorbells asked for, now, on the calling thread (tests). */
+/* Runs the queue work that doorbells asked for, now, on the calling thread, and waits until the
+ * requests it took have completed (tests). */
 void virtio_dev_poll(struct virtio_dev *vd);
 
 /* Helper for devices: marks NEEDS_RESET with a reason (a device-level protocol error). */
