@@ -66,6 +66,11 @@ $(B)/bench/launch: bench/launch.c
 	@mkdir -p $(@D)
 	$(CC) -O2 -static -o $@ $<
 
+# the floor qkvm is measured against: a plain program, dynamic on libc alone as qkvm is
+$(B)/bench/bare-kvm: bench/bare-kvm.c
+	@mkdir -p $(@D)
+	$(CC) -O2 -Wall -Wextra -Werror -o $@ $<
+
 $(B)/tests/guest/%.bin: tests/guest/%.asm $(wildcard tests/guest/*.inc)
 	@mkdir -p $(@D)
 	$(NASM) -f bin -I tests/guest/ -o $@ $<

@@ -203,28 +203,6 @@ static const struct accel_ops *choose_accel(const char **names, int n)
     die("no accelerator can run here: %s%s%s", names[0], reasons[0] ? ": " : "", reasons[0] ? reasons[0] : "");
 }
 
-/* Tearing a KVM VM down waits for the kernel's grace periods (10-30 ms here), and whoever holds
- * the last reference pays. At the final exit a child takes the references and pays after we are
- * gone, so whoever waits for qkvm gets its status without the wait. The child holds no stdio, so
- * readers of our output see EOF when we exit. */
-static void teardown_in_background(void)
-{
-    int p[2];
-    if (pipe(p) < 0)
-        return;
-    pid_t pid = fork();
-    if (pid == 0) {
-        close(p[1]);
-        for (int fd = 0; fd <= 2; fd++)
-            close(fd);
-        char c;
-        while (read(p[0], &c, 1) < 0 && errno == EINTR)
-            ;   /* EOF: the parent is gone */
-        _exit(0);
-    }
-    close(p[0]);   /* p[1] stays open until we exit */
-}
-
 /* -drive, -netdev and -chardev define back-ends by id; a -device names one (drive=, netdev=,
  * chardev=) and gets the whole definition in its place, so devices never look anything up. */
 #define MAX_BACKENDS 64
@@ -596,8 +574,6 @@ int main(int argc, char **argv)
         running = NULL;
         status = m.exit_status;
         bool again = why_stop == MACHINE_RESET && !cfg.no_reboot && !quit_signal;
-        if (!again && !strcmp(cfg.accel->name, "kvm"))
-            teardown_in_background();
         machine_destroy(&m);
         if (again) {
             log_debug(LOG_ACCEL, "guest reset: booting again");
