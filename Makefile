@@ -19,7 +19,7 @@ endif
 CFLAGS  ?= -O2 -g
 CFLAGS  += -std=gnu11 -Wall -Wextra -Werror -D_GNU_SOURCE -Isrc -MMD -MP $(SANFLAGS)
 LDFLAGS += $(SANFLAGS)
-LDLIBS  += -lpthread -lz -lzstd -lcrypto -lm -lseccomp
+LDLIBS  += -lpthread -lm -lseccomp
 
 LIB_SRCS  := $(shell find src -name '*.c' ! -path 'src/tools/*' | sort)
 LIB_OBJS  := $(LIB_SRCS:%.c=$(B)/obj/%.o)
@@ -65,6 +65,11 @@ $(B)/bench/%: $(B)/obj/bench/%.o $(B)/libqkvm.a
 $(B)/bench/launch: bench/launch.c
 	@mkdir -p $(@D)
 	$(CC) -O2 -static -o $@ $<
+
+# the floor qkvm is measured against: a plain program, dynamic on libc alone as qkvm is
+$(B)/bench/bare-kvm: bench/bare-kvm.c
+	@mkdir -p $(@D)
+	$(CC) -O2 -Wall -Wextra -Werror -o $@ $<
 
 $(B)/tests/guest/%.bin: tests/guest/%.asm $(wildcard tests/guest/*.inc)
 	@mkdir -p $(@D)

@@ -63,6 +63,10 @@ int block_open(const char *path, const struct block_open_opts *opts, struct bloc
 /* A raw image of size bytes; prealloc as qemu-img's: 0 off, 1 metadata (as off), 2 falloc,
  * 3 full (zeros written). */
 int block_create_raw(const char *path, uint64_t size, int prealloc, char *err);
+/* Loads now every library an image may need later (zlib, zstd, libcrypto are otherwise loaded at
+ * first use), for a process about to lose the right to open files (a sandbox, a chroot). A
+ * missing library is not an error here: the image that needs it says so when it does. */
+void block_preload_libs(void);
 /* Flushes and closes; returns the flush result. bs may be NULL. */
 int block_close(struct block *bs);
 

@@ -1,28 +1,36 @@
 #include <errno.h>
-#include <zlib.h>
-#include <zstd.h>
-#include <zstd_errors.h>
 
 #include "block/compress.h"
+#include "block/dynlib.h"
+
+/* The library for type, loaded at the first compressed cluster (a missing one is logged once). */
+static int load(int type)
+{
+    return type == COMPRESS_ZSTD ? dynlib_load_zstd(NULL) : dynlib_load_zlib(NULL);
+}
 
 long compress_buffer(int type, const void *in, size_t inlen, void *out, size_t outcap)
 {
+    int r = load(type);
+    if (r)
+        return r;
     if (type == COMPRESS_ZSTD) {
-        size_t n = ZSTD_compress(out, outcap, in, inlen, 3);
-        if (ZSTD_isError(n))
-            return ZSTD_getErrorCode(n) == ZSTD_error_dstSize_tooSmall ? -ENOSPC : -EIO;
+        size_t n = zstd_fn.ZSTD_compress(out, outcap, in, inlen, 3);
+        if (zstd_fn.ZSTD_isError(n))
+            return zstd_fn.ZSTD_getErrorCode(n) == ZSTD_error_dstSize_tooSmall ? -ENOSPC : -EIO;
         return (long)n;
     }
     z_stream z = { 0 };
-    if (deflateInit2(&z, Z_DEFAULT_COMPRESSION, Z_DEFLATED, -12, 9, Z_DEFAULT_STRATEGY) != Z_OK)
+    if (zlib_fn.deflateInit2_(&z, Z_DEFAULT_COMPRESSION, Z_DEFLATED, -12, 9, Z_DEFAULT_STRATEGY,
+                               ZLIB_VERSION, (int)sizeof(z)) != Z_OK)
         return -ENOMEM;
     z.next_in = (Bytef *)in;
     z.avail_in = (uInt)inlen;
     z.next_out = out;
     z.avail_out = (uInt)outcap;
-    int r = deflate(&z, Z_FINISH);
+    r = zlib_fn.deflate(&z, Z_FINISH);
     long n = (long)(outcap - z.avail_out);
-    deflateEnd(&z);
+    zlib_fn.deflateEnd(&z);
     if (r != Z_STREAM_END)
         return r == Z_OK || r == Z_BUF_ERROR ? -ENOSPC : -EIO;
     return n;
@@ -30,8 +38,11 @@ long compress_buffer(int type, const void *in, size_t inlen, void *out, size_t o
 
 int decompress_buffer(int type, const void *in, size_t inlen, void *out, size_t outlen)
 {
+    int r = load(type);
+    if (r)
+        return r;
     if (type == COMPRESS_ZSTD) {
-        ZSTD_DCtx *d = ZSTD_createDCtx();
+        ZSTD_DCtx *d = zstd_fn.ZSTD_createDCtx();
         if (!d)
             return -ENOMEM;
         ZSTD_inBuffer ib = { in, inlen, 0 };
@@ -39,8 +50,8 @@ int decompress_buffer(int type, const void *in, size_t inlen, void *out, size_t 
         int ret = -EIO;
         /* The stream may stop short of inlen: the rest of the last sector is not ours. */
         while (ob.pos < ob.size) {
-            size_t r = ZSTD_decompressStream(d, &ob, &ib);
-            if (ZSTD_isError(r))
+            size_t r = zstd_fn.ZSTD_decompressStream(d, &ob, &ib);
+            if (zstd_fn.ZSTD_isError(r))
                 break;
             if (ob.pos == ob.size) {
                 ret = 0;
@@ -49,19 +60,19 @@ int decompress_buffer(int type, const void *in, size_t inlen, void *out, size_t 
             if (r == 0 || ib.pos == ib.size)
                 break;
         }
-        ZSTD_freeDCtx(d);
+        zstd_fn.ZSTD_freeDCtx(d);
         return ret;
     }
     z_stream z = { 0 };
-    if (inflateInit2(&z, -12) != Z_OK)
+    if (zlib_fn.inflateInit2_(&z, -12, ZLIB_VERSION, (int)sizeof(z)) != Z_OK)
         return -ENOMEM;
     z.next_in = (Bytef *)in;
     z.avail_in = (uInt)inlen;
     z.next_out = out;
     z.avail_out = (uInt)outlen;
-    int r = inflate(&z, Z_FINISH);
+    r = zlib_fn.inflate(&z, Z_FINISH);
     size_t got = outlen - z.avail_out;
-    inflateEnd(&z);
+    zlib_fn.inflateEnd(&z);
     if ((r == Z_STREAM_END || r == Z_BUF_ERROR || r == Z_OK) && got == outlen)
         return 0;
     return -EIO;

@@ -6,9 +6,7 @@
 #include <string.h>
 #include <time.h>
 
-#include <openssl/evp.h>
-#include <openssl/rand.h>
-
+#include "block/dynlib.h"
 #include "block/luks.h"
 #include "block/qcow2/qcow2.h"
 
@@ -39,10 +37,10 @@ struct luks {
 
 static const EVP_MD *md_for(const char *h)
 {
-    if (!strcmp(h, "sha1")) return EVP_sha1();
-    if (!strcmp(h, "sha256")) return EVP_sha256();
-    if (!strcmp(h, "sha512")) return EVP_sha512();
-    if (!strcmp(h, "sha384")) return EVP_sha384();
+    if (!strcmp(h, "sha1")) return crypto_fn.EVP_sha1();
+    if (!strcmp(h, "sha256")) return crypto_fn.EVP_sha256();
+    if (!strcmp(h, "sha512")) return crypto_fn.EVP_sha512();
+    if (!strcmp(h, "sha384")) return crypto_fn.EVP_sha384();
     return NULL;
 }
 
@@ -51,8 +49,8 @@ static const EVP_CIPHER *cipher_for(const char *c, const char *mode, uint32_t ke
     if (strcmp(c, "aes"))
         return NULL;
     if (!strcmp(mode, "xts-plain64") || !strcmp(mode, "xts-plain")) {
-        if (key_bytes == 64) return EVP_aes_256_xts();
-        if (key_bytes == 32) return EVP_aes_128_xts();
+        if (key_bytes == 64) return crypto_fn.EVP_aes_256_xts();
+        if (key_bytes == 32) return crypto_fn.EVP_aes_128_xts();
     }
     return NULL;
 }
@@ -62,40 +60,40 @@ static int xts(const EVP_CIPHER *c, const uint8_t *key, bool enc, uint64_t secto
                size_t len, EVP_CIPHER_CTX *ctx)
 {
     bool own = !ctx;
-    if (own && !(ctx = EVP_CIPHER_CTX_new()))
+    if (own && !(ctx = crypto_fn.EVP_CIPHER_CTX_new()))
         return -ENOMEM;
     int r = 0;
-    if (own && !EVP_CipherInit_ex(ctx, c, NULL, key, NULL, enc))
+    if (own && !crypto_fn.EVP_CipherInit_ex(ctx, c, NULL, key, NULL, enc))
         r = -EIO;
     for (size_t p = 0; !r && p < len; p += LUKS_SECTOR, sector++) {
         uint8_t iv[16] = { 0 };
         for (int i = 0; i < 8; i++)
             iv[i] = (uint8_t)(sector >> (8 * i));
         int outl;
-        if (!EVP_CipherInit_ex(ctx, NULL, NULL, NULL, iv, enc) ||
-            !EVP_CipherUpdate(ctx, buf + p, &outl, buf + p, LUKS_SECTOR))
+        if (!crypto_fn.EVP_CipherInit_ex(ctx, NULL, NULL, NULL, iv, enc) ||
+            !crypto_fn.EVP_CipherUpdate(ctx, buf + p, &outl, buf + p, LUKS_SECTOR))
             r = -EIO;
     }
     if (own)
-        EVP_CIPHER_CTX_free(ctx);
+        crypto_fn.EVP_CIPHER_CTX_free(ctx);
     return r;
 }
 
 /* The anti-forensic diffusion: each digest-sized piece replaced by H(index || piece). */
 static void diffuse(const EVP_MD *md, uint8_t *d, size_t len)
 {
-    size_t ds = EVP_MD_size(md);
+    size_t ds = crypto_fn.EVP_MD_get_size(md);
     uint8_t out[EVP_MAX_MD_SIZE];
     for (size_t i = 0, j = 0; i < len; i += ds, j++) {
         size_t n = len - i < ds ? len - i : ds;
         uint8_t be[4] = { (uint8_t)(j >> 24), (uint8_t)(j >> 16), (uint8_t)(j >> 8), (uint8_t)j };
-        EVP_MD_CTX *c = EVP_MD_CTX_new();
+        EVP_MD_CTX *c = crypto_fn.EVP_MD_CTX_new();
         unsigned ol;
-        EVP_DigestInit_ex(c, md, NULL);
-        EVP_DigestUpdate(c, be, 4);
-        EVP_DigestUpdate(c, d + i, n);
-        EVP_DigestFinal_ex(c, out, &ol);
-        EVP_MD_CTX_free(c);
+        crypto_fn.EVP_DigestInit_ex(c, md, NULL);
+        crypto_fn.EVP_DigestUpdate(c, be, 4);
+        crypto_fn.EVP_DigestUpdate(c, d + i, n);
+        crypto_fn.EVP_DigestFinal_ex(c, out, &ol);
+        crypto_fn.EVP_MD_CTX_free(c);
         memcpy(d + i, out, n);
     }
 }
@@ -117,7 +115,7 @@ static int af_split(const EVP_MD *md, const uint8_t *key, uint32_t stripes, size
                     uint8_t *dst)
 {
     uint8_t d[64] = { 0 };
-    if (RAND_bytes(dst, (int)((stripes - 1) * kl)) != 1)
+    if (crypto_fn.RAND_bytes(dst, (int)((stripes - 1) * kl)) != 1)
         return -EIO;
     for (uint32_t i = 0; i + 1 < stripes; i++) {
         for (size_t k = 0; k < kl; k++)
@@ -132,16 +130,16 @@ static int af_split(const EVP_MD *md, const uint8_t *key, uint32_t stripes, size
 static int pbkdf2(const EVP_MD *md, const void *pw, size_t pl, const uint8_t *salt, size_t sl,
                   uint32_t iters, uint8_t *out, size_t ol)
 {
-    return PKCS5_PBKDF2_HMAC(pw, (int)pl, salt, (int)sl, (int)iters, md, (int)ol, out) == 1
+    return crypto_fn.PKCS5_PBKDF2_HMAC(pw, (int)pl, salt, (int)sl, (int)iters, md, (int)ol, out) == 1
                ? 0 : -EIO;
 }
 
 static int set_key(struct luks *l)
 {
-    l->enc = EVP_CIPHER_CTX_new();
-    l->dec = EVP_CIPHER_CTX_new();
-    if (!l->enc || !l->dec || !EVP_CipherInit_ex(l->enc, l->cipher_evp, NULL, l->key, NULL, 1) ||
-        !EVP_CipherInit_ex(l->dec, l->cipher_evp, NULL, l->key, NULL, 0))
+    l->enc = crypto_fn.EVP_CIPHER_CTX_new();
+    l->dec = crypto_fn.EVP_CIPHER_CTX_new();
+    if (!l->enc || !l->dec || !crypto_fn.EVP_CipherInit_ex(l->enc, l->cipher_evp, NULL, l->key, NULL, 1) ||
+        !crypto_fn.EVP_CipherInit_ex(l->dec, l->cipher_evp, NULL, l->key, NULL, 0))
         return -EIO;
     l->unlocked = true;
     return 0;
@@ -158,9 +156,12 @@ int luks_open(struct bfile *f, uint64_t off, uint64_t len, const char *secret, s
 {
     uint8_t h[LUKS_HDR];
     *out = NULL;
+    int r = dynlib_load_crypto(err);
+    if (r)
+        return r;
     if (len < LUKS_HDR)
         return block_seterr(err, -EINVAL, "LUKS header too short");
-    int r = bfile_pread(f, off, h, sizeof(h));
+    r = bfile_pread(f, off, h, sizeof(h));
     if (r)
         return block_seterr(err, r, "Could not read the LUKS header");
     if (memcmp(h, "LUKS\xba\xbe", 6) || be16_get(h + 6) != 1)
@@ -269,6 +270,9 @@ int luks_create(struct bfile *f, uint64_t off, const char *secret, size_t slen,
     if (!hash) hash = "sha256";
     if (!iter_time_ms) iter_time_ms = 2000;
     *out = NULL;
+    int r = dynlib_load_crypto(err);
+    if (r)
+        return r;
     uint32_t kb;
     if (!strcmp(cipher, "aes-256"))
         kb = 64;
@@ -290,9 +294,9 @@ int luks_create(struct bfile *f, uint64_t off, const char *secret, size_t slen,
     l->key_bytes = kb;
     l->cipher_evp = cipher_for(l->cipher, l->mode, kb);
     uint8_t rnd[16];
-    int r = -EIO;
-    if (RAND_bytes(l->key, (int)kb) != 1 || RAND_bytes(l->mk_salt, 32) != 1 ||
-        RAND_bytes(rnd, 16) != 1)
+    r = -EIO;
+    if (crypto_fn.RAND_bytes(l->key, (int)kb) != 1 || crypto_fn.RAND_bytes(l->mk_salt, 32) != 1 ||
+        crypto_fn.RAND_bytes(rnd, 16) != 1)
         goto fail;
     rnd[6] = (rnd[6] & 0x0f) | 0x40;
     rnd[8] = (rnd[8] & 0x3f) | 0x80;
@@ -314,7 +318,7 @@ int luks_create(struct bfile *f, uint64_t off, const char *secret, size_t slen,
     struct luks_slot *s = &l->slot[0];
     s->active = LUKS_ACTIVE;
     s->iters = ips_ms > LUKS_MIN_ITERS ? ips_ms : LUKS_MIN_ITERS;
-    if (RAND_bytes(s->salt, 32) != 1) {
+    if (crypto_fn.RAND_bytes(s->salt, 32) != 1) {
         r = -EIO;
         goto fail;
     }
@@ -368,9 +372,9 @@ void luks_free(struct luks *l)
     if (!l)
         return;
     if (l->enc)
-        EVP_CIPHER_CTX_free(l->enc);
+        crypto_fn.EVP_CIPHER_CTX_free(l->enc);
     if (l->dec)
-        EVP_CIPHER_CTX_free(l->dec);
+        crypto_fn.EVP_CIPHER_CTX_free(l->dec);
     memset(l->key, 0, sizeof(l->key));
     free(l);
 }

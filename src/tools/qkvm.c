@@ -1,5 +1,6 @@
 /* qkvm: run a virtual machine. QEMU's option names and meanings, so a user's habits carry over. */
 #include "accel/accel.h"
+#include "block/block.h"
 #include "hw/chardev.h"
 #include "util/log.h"
 #include "util/parse.h"
@@ -132,28 +133,6 @@ static const struct accel_ops *choose_accel(const char **names, int n)
     die("no accelerator can run here: %s%s%s", names[0], reasons[0] ? ": " : "", reasons[0] ? reasons[0] : "");
 }
 
-/* Tearing a KVM VM down waits for the kernel's grace periods (10-30 ms here), and whoever holds
- * the last reference pays. At the final exit a child takes the references and pays after we are
- * gone, so whoever waits for qkvm gets its status without the wait. The child holds no stdio, so
- * readers of our output see EOF when we exit. */
-static void teardown_in_background(void)
-{
-    int p[2];
-    if (pipe(p) < 0)
-        return;
-    pid_t pid = fork();
-    if (pid == 0) {
-        close(p[1]);
-        for (int fd = 0; fd <= 2; fd++)
-            close(fd);
-        char c;
-        while (read(p[0], &c, 1) < 0 && errno == EINTR)
-            ;   /* EOF: the parent is gone */
-        _exit(0);
-    }
-    close(p[0]);   /* p[1] stays open until we exit */
-}
-
 static struct machine *_Atomic running;
 static volatile sig_atomic_t quit_signal;
 
@@ -243,6 +222,10 @@ int main(int argc, char **argv)
     cfg.accel = choose_accel(c.accels, c.naccels);
     if (sandbox_configure(&c.sandbox))
         die("-sandbox: cannot install the SIGSYS handler: %s", strerror(errno));
+    /* a disk's worker may meet its first compressed cluster after the sandbox or the chroot
+     * forbids opening the library */
+    if (sandbox_confines())
+        block_preload_libs();
 
     signal(SIGPIPE, SIG_IGN);
     struct sigaction sa = { .sa_handler = on_signal };
@@ -280,8 +263,6 @@ int main(int argc, char **argv)
             log_warn("guest reset: with -sandbox, -runas or -chroot qkvm cannot build the machine again: exiting");
             again = false;
         }
-        if (!again && !strcmp(cfg.accel->name, "kvm"))
-            teardown_in_background();
         machine_destroy(&m);
         if (again) {
             log_debug(LOG_ACCEL, "guest reset: booting again");
