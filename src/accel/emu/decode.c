@@ -106,7 +106,7 @@ static const struct opdef op2[256] = {
     [0x50 ... 0x6f] = S(0),
     [0x70 ... 0x73] = S(IB),
     [0x74 ... 0x76] = S(0), [0x77] = { h_nop, 0 },   /* EMMS: the tag word is not modelled */
-    [0x7e ... 0x7f] = S(0),
+    [0x7c ... 0x7f] = S(0),
     [0x80 ... 0x8f] = { h_jcc, IZ | F64 | END },
     [0x90 ... 0x9f] = { h_setcc, M | B },
     [0xa0] = { h_push_seg, D64 }, [0xa1] = { h_pop_seg, D64 }, [0xa2] = { h_cpuid, 0 },
@@ -127,6 +127,19 @@ static const struct opdef op2[256] = {
     [0xc7] = { h_grp9, M },
     [0xc8 ... 0xcf] = { h_bswap, 0 },
     [0xd0 ... 0xff] = S(0),
+};
+
+/* 0F 38 and 0F 3A: SSSE3/SSE4 (exec_sse4.c), CRC32 and MOVBE (GPR operands, BRM for the byte
+ * source of CRC32) */
+static const struct opdef op38[256] = {
+    [0x00 ... 0x0b] = S(0), [0x10] = S(0), [0x14 ... 0x15] = S(0), [0x17] = S(0),
+    [0x1c ... 0x1e] = S(0), [0x20 ... 0x25] = S(0), [0x28 ... 0x2b] = S(0),
+    [0x30 ... 0x35] = S(0), [0x37 ... 0x41] = S(0),
+    [0xf0] = { h_crc32_movbe, M | BRM }, [0xf1] = { h_crc32_movbe, M },
+};
+static const struct opdef op3a[256] = {
+    [0x08 ... 0x0f] = S(IB), [0x14 ... 0x17] = S(IB), [0x20 ... 0x22] = S(IB),
+    [0x40 ... 0x42] = S(IB), [0x60 ... 0x63] = S(IB),
 };
 
 static uint64_t rd_le(const uint8_t *p, int n)
@@ -182,15 +195,13 @@ int decode_insn(const uint8_t *code, int avail, uint32_t mode, struct insn *i, i
         op = code[p++];
         if (op == 0x38 || op == 0x3a) {
             NEED(1);
-            p++;
-            i->op = (uint16_t)(op == 0x38 ? 0x200 : 0x300);
-            i->fn = h_ud;
-            i->len = (uint8_t)p;
-            *ends = 1;
-            return 0;
+            unsigned b3 = code[p++];
+            d = op == 0x38 ? &op38[b3] : &op3a[b3];
+            op = (op == 0x38 ? 0x200u : 0x300u) | b3;
+        } else {
+            d = &op2[op];
+            op |= 0x100;
         }
-        d = &op2[op];
-        op |= 0x100;
     } else {
         d = &op1[op];
     }
