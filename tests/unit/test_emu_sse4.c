@@ -167,6 +167,14 @@ static uint64_t gen_sse41(struct code *c, struct regs *in, uint8_t *data)
     else if (!map38 && opb <= 0x0d)
         kind = (int)(rnd() % 3);
     fill(data, kind);
+    /* small lanes: ties for PHMINPOSUW, equal lanes for compares, min/max and packs */
+    if (kind == 0 && rnd() % 2) {
+        for (int k = 0; k < 8; k++)
+            for (int j = 0; j < 16; j++)
+                xmm_in[k][j] = (uint8_t)(j & 1 ? rnd() % 2 * 0xff : rnd() % 4);
+        for (int j = 0; j < 256; j++)
+            data[1024 + j - 128] = (uint8_t)(j & 1 ? rnd() % 2 * 0xff : rnd() % 4);
+    }
     char op[3] = { 0x0f, map38 ? 0x38 : 0x3a, (char)opb };
     int reg = (int)(rnd() % 8), rm = (int)(rnd() % 8);
     bool mem = opb == 0x2a && map38 ? true : rnd() % 3 == 0;
