@@ -4,6 +4,7 @@
 #include "util/log.h"
 #include "util/parse.h"
 #include "vm/boot.h"
+#include "vm/cpu_model.h"
 #include "vm/machine.h"
 #include "vm/smbios.h"
 
@@ -51,7 +52,7 @@ static void usage(FILE *f)
         "  -smbios type=1,... SMBIOS fields: type=0 (vendor,version,date), type=1 (manufacturer,\n"
         "                     product,version,serial,uuid,sku,family), type=3 (chassis)\n"
         "  -machine/-M TYPE   accepted for QEMU compatibility: pc, q35, microvm (one machine type)\n"
-        "  -cpu MODEL         accepted for QEMU compatibility: host, max\n"
+        "  -cpu MODEL[,+feat|-feat|feat=on|off]  qemu64 (default), max, host (kvm), Nehalem...; -cpu help\n"
         "  -d ITEM,...        debug output on stderr; -d help lists the items\n"
         "  -version           print the version and exit\n"
         "  -h, -help          this text\n\n"
@@ -76,6 +77,12 @@ static const char *const with_arg[] = {
     "machine", "M", "cpu", "d", "display", "uuid", "smbios", "drive", "hda", "hdb", "hdc", "hdd",
     "netdev", "nic", "net", "chardev", NULL,
 };
+
+static void print_cpu_model(void *opaque, const char *name, const char *desc)
+{
+    (void)opaque;
+    printf("x86 %-16s %s\n", name, desc);
+}
 
 static bool takes_arg(const char *opt)
 {
@@ -496,9 +503,12 @@ int main(int argc, char **argv)
             if (strcmp(t, "pc") && strcmp(t, "q35") && strcmp(t, "microvm") && strcmp(t, "none"))
                 die("-machine %s: unknown machine type (pc)", t);
             keyval_free(&kv);
+        } else if (!strcmp(opt, "cpu") && !strcmp(arg, "help")) {
+            printf("Available CPUs:\n");
+            cpu_model_list(print_cpu_model, NULL);
+            return 0;
         } else if (!strcmp(opt, "cpu")) {
-            if (strncmp(arg, "host", 4) && strncmp(arg, "max", 3))
-                die("-cpu %s: qkvm offers 'host' (kvm) and 'max' (tcg)", arg);
+            cfg.cpu = arg;   /* checked against the accelerator's features when it starts */
         } else if (!strcmp(opt, "drive")) {
             parse_drive(&cfg, arg);
         } else if (!strcmp(opt, "hda") || !strcmp(opt, "hdb") || !strcmp(opt, "hdc") || !strcmp(opt, "hdd")) {
