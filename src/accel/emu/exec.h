@@ -85,6 +85,8 @@ void sse_dst_get(struct cpu *c, const struct insn *i, bool mmx, union xmm *v);
 bool sse3_exec(struct cpu *c, const struct insn *i, int op, int p);
 bool sse4_exec(struct cpu *c, const struct insn *i, int p);
 H(h_crc32_movbe);
+/* exec_bmi.c: VEX BMI1/BMI2, and TZCNT (F3 0F BC; BSF without F3) */
+H(h_bmi); H(h_tzcnt);
 /* exec_fast.c: swaps in a specialized handler for common forms */
 void exec_specialize(struct insn *i, uint32_t mode);
 

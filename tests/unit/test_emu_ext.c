@@ -1,5 +1,6 @@
-/* Differential tests of the x86-64-v2 instructions above SSE2 (SSE3, SSSE3 in MMX and XMM forms,
- * SSE4.1, SSE4.2 with the string compares and CRC32) and MOVBE: random operands in registers
+/* Differential tests of the instruction-set extensions beyond the x86-64 baseline: x86-64-v2
+ * (SSE3, SSSE3 in MMX and XMM forms, SSE4.1, SSE4.2 with the string compares and CRC32) and of
+ * x86-64-v3 so far MOVBE, BMI1 and BMI2 (VEX-encoded) and TZCNT: random operands in registers
  * and in memory (aligned or not, so the alignment checks are compared too), run natively and
  * emulated, interpreted and translated; XMM registers, general registers, memory and flags
  * compared. QKVM_EMU_SEED / QKVM_EMU_CASES as in test_emu. */
@@ -230,6 +231,51 @@ static uint64_t gen_crc_movbe(struct code *c, struct regs *in, uint8_t *data)
     return 0x8d5;
 }
 
+/* BMI1/BMI2: C4 VEX (R/X/B/W, map, vvvv, L, pp), opcode, ModRM; and TZCNT. Operands near the
+ * edges (zero, counts around the operand width) are overrepresented. Returns the defined flags. */
+static uint64_t gen_bmi(struct code *c, struct regs *in, uint8_t *data)
+{
+    static const struct { uint8_t map, op, pp, sub; uint64_t flags; } ops[] = {
+        { 2, 0xf2, 0, 0, 0x8c1 },                           /* ANDN */
+        { 2, 0xf3, 0, 1, 0x8c1 }, { 2, 0xf3, 0, 2, 0x8c1 }, { 2, 0xf3, 0, 3, 0x8c1 },  /* BLSR BLSMSK BLSI */
+        { 2, 0xf7, 0, 0, 0x841 },                           /* BEXTR */
+        { 2, 0xf5, 0, 0, 0x8c1 },                           /* BZHI */
+        { 2, 0xf5, 2, 0, 0x8d5 }, { 2, 0xf5, 3, 0, 0x8d5 }, /* PEXT PDEP */
+        { 2, 0xf6, 3, 0, 0x8d5 },                           /* MULX */
+        { 2, 0xf7, 1, 0, 0x8d5 }, { 2, 0xf7, 2, 0, 0x8d5 }, { 2, 0xf7, 3, 0, 0x8d5 },  /* SHLX SARX SHRX */
+        { 3, 0xf0, 3, 0, 0x8d5 },                           /* RORX */
+        { 0, 0xbc, 0, 0, 0x41 },                            /* TZCNT */
+    };
+    fill(data, 0);
+    int k = (int)(rnd() % (sizeof(ops) / sizeof(ops[0])));
+    int reg = rnd_reg(true), rm = rnd_reg(true), vvvv = rnd_reg(true);
+    bool mem = rnd() % 3 == 0, w = rnd() % 2;
+    int disp = rnd_disp() - 64;
+    for (int r = 0; r < 16; r++)
+        if (r != R_SP && r != R_BX && rnd() % 3 == 0)
+            in->r[r] = rnd() % 3 ? (rnd() % 72) | (rnd() % 72) << 8 : 0;
+    if (ops[k].map == 0) {
+        emit_x(c, false, 0xf3, w, "\x0f\xbc", 2, reg, rm, mem, disp);
+        return ops[k].flags;
+    }
+    if (ops[k].sub)
+        reg = ops[k].sub;
+    emit1(c, 0xc4);
+    emit1(c, (uint8_t)(((reg & 8) ? 0 : 0x80) | 0x40 | (!mem && (rm & 8) ? 0 : 0x20) | ops[k].map));
+    int l = rnd() % 16 == 0;   /* VEX.L=1: #UD on both sides */
+    emit1(c, (uint8_t)((w ? 0x80 : 0) | (~vvvv & 15) << 3 | l << 2 | ops[k].pp));
+    emit1(c, ops[k].op);
+    if (mem) {
+        emit1(c, (uint8_t)(0x43 | (reg & 7) << 3));
+        emit1(c, (uint8_t)disp);
+    } else {
+        emit1(c, (uint8_t)(0xc0 | (reg & 7) << 3 | (rm & 7)));
+    }
+    if (ops[k].map == 3)
+        emit1(c, (uint8_t)(rnd() % 80));
+    return ops[k].flags;
+}
+
 static unsigned cases(void)
 {
     const char *e = getenv("QKVM_EMU_CASES");
@@ -267,14 +313,17 @@ static void test_ssse3(void **s) { (void)s; run_gen("ssse3", gen_ssse3, 42); }
 static void test_sse41(void **s) { (void)s; run_gen("sse4.1", gen_sse41, 43); }
 static void test_pcmpstr(void **s) { (void)s; run_gen("pcmpstr", gen_pcmpstr, 44); }
 static void test_crc_movbe(void **s) { (void)s; run_gen("crc32-movbe", gen_crc_movbe, 45); }
+static void test_bmi(void **s) { (void)s; run_gen("bmi", gen_bmi, 46); }
 
-/* The host must have what is compared against: without SSE4.2 or MOVBE the native side would
- * only show #UD. */
+/* The host must have what is compared against: without these the native side would only show
+ * #UD (or, for TZCNT, BSF). */
 static int setup(void **s)
 {
     (void)s;
     __builtin_cpu_init();
-    if (!__builtin_cpu_supports("sse4.2") || !__builtin_cpu_supports("ssse3"))
+    if (!__builtin_cpu_supports("sse4.2") || !__builtin_cpu_supports("ssse3") ||
+        !__builtin_cpu_supports("bmi") || !__builtin_cpu_supports("bmi2") ||
+        !__builtin_cpu_supports("movbe"))
         return -1;
     return harness_init();
 }
@@ -283,7 +332,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_sse3), cmocka_unit_test(test_ssse3), cmocka_unit_test(test_sse41),
-        cmocka_unit_test(test_pcmpstr), cmocka_unit_test(test_crc_movbe),
+        cmocka_unit_test(test_pcmpstr), cmocka_unit_test(test_crc_movbe), cmocka_unit_test(test_bmi),
     };
-    return cmocka_run_group_tests_name("emu_sse4", tests, setup, NULL);
+    return cmocka_run_group_tests_name("emu_ext", tests, setup, NULL);
 }
