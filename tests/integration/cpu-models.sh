@@ -44,6 +44,12 @@ if command -v objdump >/dev/null; then
     "crc32 haddps palignr pblendvb pcmpgtq pcmpistri pmulld popcnt pshufb ptest roundps " "$ops"
 fi
 want=$("$TMP/isa-v2")
+# the same with BMI1/BMI2 (of x86-64-v3, what the software CPU has of it so far)
+bmi=
+if grep -qw bmi2 /proc/cpuinfo &&
+   cc -O2 -static -march=x86-64-v2 -mbmi -mbmi2 -o "$TMP/isa-bmi" "$TOP/tests/guest/isa-v2.c" 2>/dev/null; then
+  bmi=$("$TMP/isa-bmi" | grep '^isa-bmi:')
+fi
 
 if ! "$TOP/guest/build.sh" "$TOP/$B/guest" >"$TMP/guest.log" 2>&1; then
   fail "default guest builds" "$(tail -n 3 "$TMP/guest.log")"
@@ -51,7 +57,7 @@ if ! "$TOP/guest/build.sh" "$TOP/$B/guest" >"$TMP/guest.log" 2>&1; then
 fi
 G=$TOP/$B/guest
 mkdir "$TMP/root"
-(cd "$TMP/root" && zcat "$G/initrd.gz" | cpio -id --quiet && cp "$TMP/isa-v2" bin/isa-v2 &&
+(cd "$TMP/root" && zcat "$G/initrd.gz" | cpio -id --quiet && cp "$TMP/isa-v2" bin/isa-v2 && { [ ! -e "$TMP/isa-bmi" ] || cp "$TMP/isa-bmi" bin/isa-bmi; } &&
   find . | cpio -o -H newc --quiet | gzip -1 >"$TMP/initrd-v2.gz")
 
 # boot_cmd NAME CPU COMMANDS: boots the guest with -cpu CPU (none: the default), types the
@@ -87,13 +93,19 @@ has_flags() {  # has_flags LINE FLAG...: every flag is in the line
   for f; do case "$line" in *" $f "*) ;; *) return 1 ;; esac; done
 }
 
-if boot_cmd max max 'echo "flags=$(grep -m1 ^flags /proc/cpuinfo | cut -d: -f2)"; /bin/isa-v2; echo "rc=$?"'; then
+if boot_cmd max max 'echo "flags=$(grep -m1 ^flags /proc/cpuinfo | cut -d: -f2)"; /bin/isa-v2; echo "rc=$?"; [ ! -x /bin/isa-bmi ] || /bin/isa-bmi'; then
   f=$(flags_of max)
-  check "tcg -cpu max: /proc/cpuinfo shows sse3 ssse3 sse4_1 sse4_2 popcnt cx16 movbe lahf_lm" \
-    has_flags "$f" pni ssse3 sse4_1 sse4_2 popcnt cx16 movbe lahf_lm
+  check "tcg -cpu max: /proc/cpuinfo shows sse3 ssse3 sse4_1 sse4_2 popcnt cx16 movbe lahf_lm bmi1 bmi2" \
+    has_flags "$f" pni ssse3 sse4_1 sse4_2 popcnt cx16 movbe lahf_lm bmi1 bmi2
   expect_eq "tcg -cpu max: the -march=x86-64-v2 program prints the host's result" "$want" \
     "$(grep '^isa-v2:' "$TMP/boot.max" | tr -d '\r' | head -n 1)"
   expect_eq "tcg -cpu max: the program exits 0" 0 "$(sed -n 's/^rc=//p' "$TMP/boot.max" | tr -d '\r' | head -n 1)"
+  if [ -n "$bmi" ]; then
+    expect_eq "tcg -cpu max: the -mbmi -mbmi2 build prints the host's BMI digest" "$bmi" \
+      "$(grep '^isa-bmi:' "$TMP/boot.max" | tr -d '\r' | head -n 1)"
+  else
+    skip "tcg -cpu max: BMI program" "the host has no BMI2 or the compiler no -mbmi2"
+  fi
 fi
 
 if boot_cmd default none 'echo "flags=$(grep -m1 ^flags /proc/cpuinfo | cut -d: -f2)"'; then

@@ -128,6 +128,12 @@ static void test_cpuid_leaves(void **s)
     assert_int_equal(out[2], cpu_model_tcg_features[CPUF_1_ECX] & ~ECX_POPCNT);
     assert_int_equal(out[1] >> 24, 1);           /* APIC ID */
     assert_int_equal(out[3] >> 28 & 1, 1);       /* HTT with 2 CPUs */
+    cpu_model_cpuid(&m, 0, 1, 0, 0, out);
+    assert_int_equal(out[0], 7);                 /* leaf 7 holds BMI1/BMI2 */
+    cpu_model_cpuid(&m, 0, 1, 7, 0, out);
+    assert_int_equal(out[1], (1u << 3) | (1u << 8));
+    cpu_model_cpuid(&m, 0, 1, 7, 1, out);
+    assert_int_equal(out[1], 0);                 /* subleaf 1: nothing */
     cpu_model_cpuid(&m, 0, 1, 0x80000001, 0, out);
     assert_int_equal(out[2] & 1, 1);             /* LAHF/SAHF in 64-bit mode */
     assert_int_equal(out[3] & (1u << 29), 1u << 29);
