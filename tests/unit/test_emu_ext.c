@@ -31,11 +31,15 @@ static uint64_t rnd_lane(int kind)
             float f = rnd() % 3 == 0 ? fs[rnd() % 14] : (float)((double)(int64_t)rnd() / 1e17);
             uint32_t b;
             memcpy(&b, &f, 4);
+            if (rnd() % 24 == 0)
+                b = 0x7f800001u | (uint32_t)(rnd() & 0x803fffff);   /* a signalling NaN */
             v |= (uint64_t)b << (32 * h);
         }
     } else {
         double d = rnd() % 3 == 0 ? ds[rnd() % 14] : (double)(int64_t)rnd() / 1e16;
         memcpy(&v, &d, 8);
+        if (rnd() % 24 == 0)
+            v = 0x7ff0000000000001ull | (rnd() & 0x8007ffffffffffffull);   /* a signalling NaN */
     }
     return v;
 }

@@ -10,6 +10,22 @@
 static int16_t sat16(int v) { return (int16_t)(v > 32767 ? 32767 : v < -32768 ? -32768 : v); }
 static uint16_t satu16(int v) { return (uint16_t)(v > 65535 ? 65535 : v < 0 ? 0 : v); }
 
+/* a op b with x86's NaN rule: a NaN operand comes back quietened, the first one when both are
+ * (C's a + b lets the compiler swap the operands, and the host then picks the other NaN). */
+static float fop(float a, float b, char op)
+{
+    if (isnan(a) || isnan(b))
+        return isnan(a) ? a + a : b + b;
+    return op == '+' ? a + b : op == '-' ? a - b : a * b;
+}
+
+static double dop(double a, double b, char op)
+{
+    if (isnan(a) || isnan(b))
+        return isnan(a) ? a + a : b + b;
+    return op == '+' ? a + b : op == '-' ? a - b : a * b;
+}
+
 /* --- SSE3 in the 0F map --- */
 bool sse3_exec(struct cpu *c, const struct insn *i, int op, int p)
 {
@@ -32,13 +48,14 @@ bool sse3_exec(struct cpu *c, const struct insn *i, int op, int p)
         if (p != P_66 && p != P_F2)
             return false;
         sse_src_get(c, i, false, 16, true, &s);
+        char o = op == 0x7c ? '+' : '-';
         if (p == P_66) {
-            x->fd[0] = op == 0x7c ? d.fd[0] + d.fd[1] : d.fd[0] - d.fd[1];
-            x->fd[1] = op == 0x7c ? s.fd[0] + s.fd[1] : s.fd[0] - s.fd[1];
+            x->fd[0] = dop(d.fd[0], d.fd[1], o);
+            x->fd[1] = dop(s.fd[0], s.fd[1], o);
         } else {
             for (k = 0; k < 2; k++) {
-                x->f[k] = op == 0x7c ? d.f[2 * k] + d.f[2 * k + 1] : d.f[2 * k] - d.f[2 * k + 1];
-                x->f[k + 2] = op == 0x7c ? s.f[2 * k] + s.f[2 * k + 1] : s.f[2 * k] - s.f[2 * k + 1];
+                x->f[k] = fop(d.f[2 * k], d.f[2 * k + 1], o);
+                x->f[k + 2] = fop(s.f[2 * k], s.f[2 * k + 1], o);
             }
         }
         return true;
@@ -47,11 +64,11 @@ bool sse3_exec(struct cpu *c, const struct insn *i, int op, int p)
             return false;
         sse_src_get(c, i, false, 16, true, &s);
         if (p == P_66) {
-            x->fd[0] = d.fd[0] - s.fd[0];
-            x->fd[1] = d.fd[1] + s.fd[1];
+            x->fd[0] = dop(d.fd[0], s.fd[0], '-');
+            x->fd[1] = dop(d.fd[1], s.fd[1], '+');
         } else {
             for (k = 0; k < 4; k++)
-                x->f[k] = (k & 1) ? d.f[k] + s.f[k] : d.f[k] - s.f[k];
+                x->f[k] = fop(d.f[k], s.f[k], (k & 1) ? '+' : '-');
         }
         return true;
     case 0xf0:                                     /* LDDQU: unaligned, memory only */
@@ -153,29 +170,16 @@ static double round_mode(struct cpu *c, double v, unsigned imm)
     }
 }
 
-/* A float through round_mode: a NaN comes back quietened with its payload, as hardware does. */
+/* A NaN comes back quietened with its payload, as hardware does (v + v quietens a signalling
+ * NaN and keeps the payload); anything else goes through round_mode. */
 static float round_f32(struct cpu *c, float v, unsigned imm)
 {
-    if (isnan(v)) {
-        uint32_t b;
-        memcpy(&b, &v, 4);
-        b |= 1u << 22;
-        memcpy(&v, &b, 4);
-        return v;
-    }
-    return (float)round_mode(c, v, imm);
+    return isnan(v) ? v + v : (float)round_mode(c, v, imm);
 }
 
 static double round_f64(struct cpu *c, double v, unsigned imm)
 {
-    if (isnan(v)) {
-        uint64_t b;
-        memcpy(&b, &v, 8);
-        b |= 1ull << 51;
-        memcpy(&v, &b, 8);
-        return v;
-    }
-    return round_mode(c, v, imm);
+    return isnan(v) ? v + v : round_mode(c, v, imm);
 }
 
 /* --- SSE4.2 string compares (PCMPESTRI/M, PCMPISTRI/M) --- */
@@ -479,16 +483,16 @@ static bool map3a(struct cpu *c, const struct insn *i, int op, int p)
     case 0x40: {                                   /* DPPS: products in float, summed pairwise */
         float t[4];
         for (k = 0; k < 4; k++)
-            t[k] = ((imm >> (4 + k)) & 1) ? d.f[k] * s.f[k] : 0.0f;
-        float sum = (t[0] + t[1]) + (t[2] + t[3]);
+            t[k] = ((imm >> (4 + k)) & 1) ? fop(d.f[k], s.f[k], '*') : 0.0f;
+        float sum = fop(fop(t[0], t[1], '+'), fop(t[2], t[3], '+'), '+');
         for (k = 0; k < 4; k++)
             x->f[k] = ((imm >> k) & 1) ? sum : 0.0f;
         break;
     }
     case 0x41: {                                   /* DPPD */
-        double t0 = (imm & 0x10) ? d.fd[0] * s.fd[0] : 0.0;
-        double t1 = (imm & 0x20) ? d.fd[1] * s.fd[1] : 0.0;
-        double sum = t0 + t1;
+        double t0 = (imm & 0x10) ? dop(d.fd[0], s.fd[0], '*') : 0.0;
+        double t1 = (imm & 0x20) ? dop(d.fd[1], s.fd[1], '*') : 0.0;
+        double sum = dop(t0, t1, '+');
         for (k = 0; k < 2; k++)
             x->fd[k] = ((imm >> k) & 1) ? sum : 0.0;
         break;
