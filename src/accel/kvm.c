@@ -3,6 +3,7 @@
 #include "accel/accel.h"
 
 #include "util/log.h"
+#include "vm/cpu_model.h"
 #include "vm/cpu_state.h"
 #include "vm/machine.h"
 #include "vm/vcpu.h"
@@ -32,6 +33,7 @@ struct kvm_vm {
     int run_size;
     bool readonly_mem;
     struct kvm_cpuid2 *cpuid;   /* what the host supports, shaped once per VM */
+    struct cpu_model model;     /* -cpu: which of the named feature bits the guest sees */
     pthread_mutex_t routes_lock;
     struct kvm_irq_routing_msi msi[KVM_MSI_ROUTES];
     bool msi_used[KVM_MSI_ROUTES];
@@ -98,6 +100,40 @@ static int kvm_get_cpuid(struct kvm_vm *k)
     return -E2BIG;
 }
 
+/* Where a feature word lives in KVM's table: leaf, subleaf, register (0-3 = eax..edx). */
+static const struct { uint32_t leaf; int reg; } kvm_feat_regs[CPUF_WORDS] = {
+    [CPUF_1_EDX] = { 1, 3 }, [CPUF_1_ECX] = { 1, 2 }, [CPUF_7_EBX] = { 7, 1 },
+    [CPUF_7_ECX] = { 7, 2 }, [CPUF_X1_EDX] = { 0x80000001, 3 }, [CPUF_X1_ECX] = { 0x80000001, 2 },
+    [CPUF_X7_EDX] = { 0x80000007, 3 },
+};
+
+static uint32_t *kvm_entry_reg(struct kvm_cpuid_entry2 *e, int reg)
+{
+    return reg == 0 ? &e->eax : reg == 1 ? &e->ebx : reg == 2 ? &e->ecx : &e->edx;
+}
+
+/* The -cpu model against what KVM offers. Under KVM a model only filters: the feature bits
+ * vm/cpu_model.c names and the model leaves out are cleared; identity and all else stay the
+ * host's. */
+static int kvm_choose_model(struct machine *m, struct kvm_vm *k)
+{
+    uint32_t avail[CPUF_WORDS] = { 0 };
+    for (uint32_t i = 0; i < k->cpuid->nent; i++) {
+        struct kvm_cpuid_entry2 *e = &k->cpuid->entries[i];
+        for (int w = 0; w < CPUF_WORDS; w++)
+            if (e->function == kvm_feat_regs[w].leaf && e->index == 0)
+                avail[w] |= *kvm_entry_reg(e, kvm_feat_regs[w].reg);
+    }
+    avail[CPUF_1_ECX] |= 1u << 31;   /* the hypervisor bit: kvm_set_cpuid sets it */
+    avail[CPUF_X7_EDX] |= 1u << 8;   /* invtsc: a model asking for it gets what the host has */
+    char err[256];
+    if (cpu_model_parse(m->cfg ? m->cfg->cpu : NULL, avail, true, &k->model, err, sizeof(err))) {
+        log_error("%s", err);
+        return -EINVAL;
+    }
+    return 0;
+}
+
 static int kvm_vm_create(struct machine *m)
 {
     struct kvm_vm *k = calloc(1, sizeof(*k));
@@ -145,7 +181,7 @@ static int kvm_vm_create(struct machine *m)
         log_error("kvm: cannot read the supported CPUID: %s", strerror(-ret));
         return ret;
     }
-    return 0;
+    return kvm_choose_model(m, k);
 }
 
 static void kvm_vm_destroy(struct machine *m)
@@ -171,8 +207,13 @@ static int kvm_set_cpuid(struct vcpu *v, struct kvm_vm *k, int fd)
         return -ENOMEM;
     memcpy(c, k->cpuid, sizeof(*c) + k->cpuid->nent * sizeof(c->entries[0]));
     bool have_sig = false;
+    uint32_t known[CPUF_WORDS];
+    cpu_model_known_bits(known);
     for (uint32_t i = 0; i < c->nent; i++) {
         struct kvm_cpuid_entry2 *e = &c->entries[i];
+        for (int w = 0; w < CPUF_WORDS && !k->model.host; w++)
+            if (e->function == kvm_feat_regs[w].leaf && e->index == 0)
+                *kvm_entry_reg(e, kvm_feat_regs[w].reg) &= k->model.feat[w] | ~known[w];
         switch (e->function) {
         case 1:
             e->ecx |= 1u << 31;   /* running under a hypervisor */

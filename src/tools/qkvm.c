@@ -7,6 +7,7 @@
 #include "util/sandbox.h"
 #include "vm/boot.h"
 #include "vm/config.h"
+#include "vm/cpu_model.h"
 #include "vm/firmware.h"
 #include "vm/machine.h"
 
@@ -54,7 +55,7 @@ static void usage(FILE *f)
         "  -machine/-M [type=]TYPE[,accel=NAME[:NAME]]  pc without -kernel: a PC running SeaBIOS\n"
         "                     (-bios FILE overrides, docs/firmware.md); otherwise the direct-boot\n"
         "                     machine; accel= as -accel (not both)\n"
-        "  -cpu MODEL         accepted for QEMU compatibility: host, max\n"
+        "  -cpu MODEL[,+feat|-feat|feat=on|off]  qemu64 (default), max, host (kvm), Nehalem...; -cpu help\n"
         "  -sandbox on|off[,obsolete=allow|deny][,elevateprivileges=allow|deny|children]\n"
         "        [,spawn=allow|deny][,resourcecontrol=allow|deny]\n"
         "                     a seccomp allow-list per thread kind (docs/sandbox.md); off by default\n"
@@ -133,6 +134,12 @@ static const struct accel_ops *choose_accel(const char **names, int n)
     die("no accelerator can run here: %s%s%s", names[0], reasons[0] ? ": " : "", reasons[0] ? reasons[0] : "");
 }
 
+static void print_cpu_model(void *opaque, const char *name, const char *desc)
+{
+    (void)opaque;
+    printf("x86 %-16s %s\n", name, desc);
+}
+
 static struct machine *_Atomic running;
 static volatile sig_atomic_t quit_signal;
 
@@ -183,6 +190,10 @@ int main(int argc, char **argv)
                "virtio-serial-pci max_ports=N (31), addr=SLOT: a bus for the two below\n"
                "virtconsole     chardev=ID, name=NAME: a console port (/dev/hvcN)\n"
                "virtserialport  chardev=ID, name=NAME: a named port (/dev/virtio-ports/NAME)\n");
+        return 0;
+    case CONFIG_CPU_HELP:
+        printf("Available CPUs:\n");
+        cpu_model_list(print_cpu_model, NULL);
         return 0;
     case CONFIG_DEBUG_HELP:
         fputs(log_mask_help(), stdout);

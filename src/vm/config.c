@@ -323,9 +323,12 @@ static int opt_machine(struct config *c, const char *opt, const char *arg)
 static int opt_cpu(struct config *c, const char *opt, const char *arg)
 {
     (void)opt;
-    size_t n = strcspn(arg, ",");
-    if (!((n == 4 && !strncmp(arg, "host", 4)) || (n == 3 && !strncmp(arg, "max", 3))))
-        return config_error(c, -EINVAL, "-cpu %s: qkvm offers 'host' (kvm) and 'max' (tcg)", arg);
+    if (!strcmp(arg, "help"))
+        c->info = CONFIG_CPU_HELP;
+    else if (!*arg || *arg == ',')
+        return config_error(c, -EINVAL, "-cpu %s: needs a model (-cpu help lists them)", arg);
+    else
+        c->machine.cpu = arg;   /* the accelerator checks it against what it offers (vm/cpu_model.h) */
     return 0;
 }
 

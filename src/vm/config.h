@@ -22,6 +22,7 @@ enum config_info {
     CONFIG_MACHINE_HELP,    /* -machine help */
     CONFIG_DEVICE_HELP,     /* -device help */
     CONFIG_DEBUG_HELP,      /* -d help */
+    CONFIG_CPU_HELP,        /* -cpu help */
 };
 
 /* -drive if=none, -netdev and -chardev define a back-end by id; a -device names it (drive=,

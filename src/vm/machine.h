@@ -48,6 +48,7 @@ struct machine_config {
     bool no_reboot;
     const struct accel_ops *accel;
     bool tcg_nojit;             /* -accel tcg,jit=off: the software CPU only interprets */
+    const char *cpu;            /* -cpu MODEL[,features] (vm/cpu_model.h); NULL: qemu64 */
     const struct smbios_config *smbios;          /* -uuid, -smbios: what the guest's DMI shows */
     struct kvlist devices[MACHINE_MAX_DEVICES];  /* each -device, "driver" is its type */
     int ndevices;

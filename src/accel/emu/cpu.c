@@ -65,6 +65,8 @@ int emu_vm_create(struct machine *m, struct emu_vm **out)
     vm->nsrc = -1;
     vm->tsc_base = clock_now_ns();
     vm->jit_threshold = EMU_JIT_DEFAULT;
+    char err[256];
+    cpu_model_parse(NULL, cpu_model_tcg_features, false, &vm->model, err, sizeof(err));   /* qemu64 */
     int r = emu_vm_sync(vm);
     if (r < 0) {
         emu_vm_destroy(vm);

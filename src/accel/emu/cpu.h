@@ -8,6 +8,7 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "vm/cpu_model.h"
 #include "accel/emu/emu.h"
 #include "vm/cpu_state.h"
 
@@ -98,6 +99,7 @@ struct emu_vm {
     _Atomic uint32_t *gen;
     /* A block is translated to host code after this many interpreted runs; -1 never. */
     int jit_threshold;
+    struct cpu_model model;   /* what CPUID reports (-cpu) */
 };
 
 union xmm {
@@ -386,6 +388,9 @@ static inline uint64_t pop(struct cpu *c, int sz)
 int msr_read(struct cpu *c, uint32_t msr, uint64_t *v);
 int msr_write(struct cpu *c, uint32_t msr, uint64_t v);
 void cpuid_query(struct cpu *c, uint32_t leaf, uint32_t sub, uint32_t out[4]);
+/* The CPUID leaf a model reports for CPU id of ncpus: what cpuid_query answers (testable alone). */
+void cpu_model_cpuid(const struct cpu_model *m, int id, int ncpus, uint32_t leaf, uint32_t sub,
+                     uint32_t out[4]);
 uint64_t cpu_tsc(struct cpu *c);
 void cpu_set_cr0(struct cpu *c, uint64_t v);
 void cpu_set_cr3(struct cpu *c, uint64_t v);

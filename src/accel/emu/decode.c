@@ -106,7 +106,7 @@ static const struct opdef op2[256] = {
     [0x50 ... 0x6f] = S(0),
     [0x70 ... 0x73] = S(IB),
     [0x74 ... 0x76] = S(0), [0x77] = { h_nop, 0 },   /* EMMS: the tag word is not modelled */
-    [0x7e ... 0x7f] = S(0),
+    [0x7c ... 0x7f] = S(0),
     [0x80 ... 0x8f] = { h_jcc, IZ | F64 | END },
     [0x90 ... 0x9f] = { h_setcc, M | B },
     [0xa0] = { h_push_seg, D64 }, [0xa1] = { h_pop_seg, D64 }, [0xa2] = { h_cpuid, 0 },
@@ -119,7 +119,7 @@ static const struct opdef op2[256] = {
     [0xb6] = { h_movzx, M | BRM }, [0xb7] = { h_movzx, M },
     [0xb8] = { h_popcnt, M }, [0xb9] = { h_ud, M | END },
     [0xba] = { h_bt_rm_i, M | IB }, [0xbb] = { h_bt_rm_r, M },
-    [0xbc] = { h_bsf, M }, [0xbd] = { h_bsr, M },
+    [0xbc] = { h_tzcnt, M }, [0xbd] = { h_bsr, M },
     [0xbe] = { h_movsx, M | BRM }, [0xbf] = { h_movsx, M },
     [0xc0] = { h_xadd, M | B }, [0xc1] = { h_xadd, M },
     [0xc2] = S(IB), [0xc3] = { h_movnti, M },
@@ -127,6 +127,26 @@ static const struct opdef op2[256] = {
     [0xc7] = { h_grp9, M },
     [0xc8 ... 0xcf] = { h_bswap, 0 },
     [0xd0 ... 0xff] = S(0),
+};
+
+/* 0F 38 and 0F 3A: SSSE3/SSE4 (exec_sse4.c), CRC32 and MOVBE (GPR operands, BRM for the byte
+ * source of CRC32) */
+static const struct opdef op38[256] = {
+    [0x00 ... 0x0b] = S(0), [0x10] = S(0), [0x14 ... 0x15] = S(0), [0x17] = S(0),
+    [0x1c ... 0x1e] = S(0), [0x20 ... 0x25] = S(0), [0x28 ... 0x2b] = S(0),
+    [0x30 ... 0x35] = S(0), [0x37 ... 0x41] = S(0),
+    [0xf0] = { h_crc32_movbe, M | BRM }, [0xf1] = { h_crc32_movbe, M },
+};
+/* VEX-encoded general-register instructions: BMI1 and BMI2 (exec_bmi.c) */
+static const struct opdef opv38[256] = {
+    [0xf2] = { h_bmi, M }, [0xf3] = { h_bmi, M }, [0xf5 ... 0xf7] = { h_bmi, M },
+};
+static const struct opdef opv3a[256] = {
+    [0xf0] = { h_bmi, M | IB },
+};
+static const struct opdef op3a[256] = {
+    [0x08 ... 0x0f] = S(IB), [0x14 ... 0x17] = S(IB), [0x20 ... 0x22] = S(IB),
+    [0x40 ... 0x42] = S(IB), [0x60 ... 0x63] = S(IB),
 };
 
 static uint64_t rd_le(const uint8_t *p, int n)
@@ -177,20 +197,41 @@ int decode_insn(const uint8_t *code, int avail, uint32_t mode, struct insn *i, i
     NEED(1);
     unsigned op = code[p++];
     const struct opdef *d;
-    if (op == 0x0f) {
+    if ((op == 0xc4 || op == 0xc5) && code64) {
+        /* VEX (64-bit mode only: elsewhere C4/C5 stay LES/LDS). No 66/F2/F3/REX/LOCK before it. */
+        NEED(op == 0xc4 ? 3 : 2);
+        if (osz_pfx || i->rep || rex || i->lock)
+            goto bad;
+        uint8_t b1 = code[p++], b2 = op == 0xc4 ? code[p++] : b1;
+        unsigned map = op == 0xc4 ? b1 & 0x1f : 1;
+        rex = 0x40 | ((~b1 >> 5) & 4);
+        if (op == 0xc4)
+            rex |= ((~b1 >> 5) & 3) | ((b2 >> 4) & 8);
+        i->rex = (uint8_t)rex;
+        i->vex = 1;
+        i->vvvv = (uint8_t)((~b2 >> 3) & 15);
+        i->vexl = (uint8_t)((b2 >> 2) & 1);
+        static const uint8_t pp_rep[4] = { 0, 0, 0xf3, 0xf2 };
+        i->rep = pp_rep[b2 & 3];
+        i->pfx66 = (b2 & 3) == 1;
+        NEED(1);
+        unsigned b3 = code[p++];
+        if (map != 2 && map != 3)
+            goto bad;
+        d = map == 2 ? &opv38[b3] : &opv3a[b3];
+        op = (map == 2 ? 0x400u : 0x500u) | b3;
+    } else if (op == 0x0f) {
         NEED(1);
         op = code[p++];
         if (op == 0x38 || op == 0x3a) {
             NEED(1);
-            p++;
-            i->op = (uint16_t)(op == 0x38 ? 0x200 : 0x300);
-            i->fn = h_ud;
-            i->len = (uint8_t)p;
-            *ends = 1;
-            return 0;
+            unsigned b3 = code[p++];
+            d = op == 0x38 ? &op38[b3] : &op3a[b3];
+            op = (op == 0x38 ? 0x200u : 0x300u) | b3;
+        } else {
+            d = &op2[op];
+            op |= 0x100;
         }
-        d = &op2[op];
-        op |= 0x100;
     } else {
         d = &op1[op];
     }

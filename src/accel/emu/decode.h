@@ -17,7 +17,8 @@ typedef void (*insn_fn)(struct cpu *c, const struct insn *i);
 
 struct insn {
     insn_fn fn;
-    uint16_t op;        /* opcode: 0x00-0xff, 0x100 + second byte for 0F xx, 0x200/0x300 for 0F38/0F3A */
+    uint16_t op;        /* opcode: 0x00-0xff, 0x100 + second byte for 0F xx, 0x200/0x300 for 0F38/0F3A,
+                         * 0x400/0x500 for VEX 0F38/0F3A */
     uint8_t len;
     uint8_t osz;        /* operand size in bytes: 1, 2, 4, 8 */
     uint8_t asz;        /* address size: 2, 4, 8 */
@@ -30,7 +31,10 @@ struct insn {
     uint8_t rep;        /* 0, 0xf2 or 0xf3 */
     uint8_t pfx66;      /* 0x66 was present (SSE mandatory prefix) */
     uint8_t lock;
-    uint8_t rex;
+    uint8_t rex;        /* REX, or the R/X/B/W bits of a VEX prefix */
+    uint8_t vex;        /* 1: VEX-encoded (rep/pfx66 then hold VEX.pp) */
+    uint8_t vvvv;       /* VEX.vvvv, the extra register operand */
+    uint8_t vexl;       /* VEX.L */
     int32_t disp;
     uint64_t imm;       /* sign-extended immediate, or a moffs / far offset */
     uint16_t imm2;      /* ENTER's level, a far pointer's selector */

@@ -69,6 +69,24 @@ H(h_wbinvd); H(h_fwait);
 H(h_fpu);
 /* exec_sse.c */
 H(h_sse);
+/* The mandatory prefix of an SSE instruction, as h_sse hands it on. */
+enum { P_NONE, P_66, P_F3, P_F2 };
+union xmm;
+/* Operands of SSE/MMX instructions (exec_sse.c): mmx picks the MMX register file; n bytes of
+ * memory, #GP when align and the address is not n-aligned. */
+void sse_mm_get(struct cpu *c, int r, union xmm *v);
+void sse_mm_set(struct cpu *c, int r, const union xmm *v);
+void sse_src_get(struct cpu *c, const struct insn *i, bool mmx, int n, bool align, union xmm *v);
+void sse_mem_store(struct cpu *c, const struct insn *i, int n, bool align, const union xmm *v);
+void sse_dst_set(struct cpu *c, const struct insn *i, bool mmx, const union xmm *v);
+void sse_dst_get(struct cpu *c, const struct insn *i, bool mmx, union xmm *v);
+/* exec_sse4.c: SSE3 in the 0F map (true when op/prefix was one of them and it ran), and the
+ * 0F 38 / 0F 3A maps (SSSE3, SSE4.1, SSE4.2; false for an undefined opcode/prefix). */
+bool sse3_exec(struct cpu *c, const struct insn *i, int op, int p);
+bool sse4_exec(struct cpu *c, const struct insn *i, int p);
+H(h_crc32_movbe);
+/* exec_bmi.c: VEX BMI1/BMI2, and TZCNT (F3 0F BC; BSF without F3) */
+H(h_bmi); H(h_tzcnt);
 /* exec_fast.c: swaps in a specialized handler for common forms */
 void exec_specialize(struct insn *i, uint32_t mode);
 

@@ -6,16 +6,15 @@
 #include <math.h>
 #include <stdlib.h>
 
-enum { P_NONE, P_66, P_F3, P_F2 };
 
 /* An MMX register is the low 64 bits of an x87 register (physical index), exponent all ones. */
-static void mm_get(struct cpu *c, int r, union xmm *v)
+void sse_mm_get(struct cpu *c, int r, union xmm *v)
 {
     memset(v, 0, sizeof(*v));
     memcpy(v, &c->fpu.st[r & 7], 8);
 }
 
-static void mm_set(struct cpu *c, int r, const union xmm *v)
+void sse_mm_set(struct cpu *c, int r, const union xmm *v)
 {
     uint8_t *p = (uint8_t *)&c->fpu.st[r & 7];
     memcpy(p, v, 8);
@@ -25,11 +24,11 @@ static void mm_set(struct cpu *c, int r, const union xmm *v)
 }
 
 /* The source operand: a register (xmm or mm), or n bytes of memory (aligned when align). */
-static void src_get(struct cpu *c, const struct insn *i, bool mmx, int n, bool align, union xmm *v)
+void sse_src_get(struct cpu *c, const struct insn *i, bool mmx, int n, bool align, union xmm *v)
 {
     if (i->mod == 3) {
         if (mmx)
-            mm_get(c, i->rm, v);
+            sse_mm_get(c, i->rm, v);
         else
             *v = c->xmm[i->rm];
         return;
@@ -46,7 +45,7 @@ static void src_get(struct cpu *c, const struct insn *i, bool mmx, int n, bool a
     }
 }
 
-static void mem_store(struct cpu *c, const struct insn *i, int n, bool align, const union xmm *v)
+void sse_mem_store(struct cpu *c, const struct insn *i, int n, bool align, const union xmm *v)
 {
     uint64_t la = ea(c, i);
     if (align && (la & (n - 1)))
@@ -58,18 +57,18 @@ static void mem_store(struct cpu *c, const struct insn *i, int n, bool align, co
     }
 }
 
-static void dst_set(struct cpu *c, const struct insn *i, bool mmx, const union xmm *v)
+void sse_dst_set(struct cpu *c, const struct insn *i, bool mmx, const union xmm *v)
 {
     if (mmx)
-        mm_set(c, i->reg, v);
+        sse_mm_set(c, i->reg, v);
     else
         c->xmm[i->reg] = *v;
 }
 
-static void dst_get(struct cpu *c, const struct insn *i, bool mmx, union xmm *v)
+void sse_dst_get(struct cpu *c, const struct insn *i, bool mmx, union xmm *v)
 {
     if (mmx)
-        mm_get(c, i->reg, v);
+        sse_mm_get(c, i->reg, v);
     else
         *v = c->xmm[i->reg];
 }
@@ -279,14 +278,14 @@ static bool sse_float(struct cpu *c, const struct insn *i, int op, int p)
                 union xmm *dr = &c->xmm[i->rm];
                 memcpy(dr, x, n);
             } else {
-                mem_store(c, i, n, false, x);
+                sse_mem_store(c, i, n, false, x);
             }
             return true;
         }
         if (i->mod == 3)
             memcpy(x, &c->xmm[i->rm], n);
         else {
-            src_get(c, i, false, n, false, &s);
+            sse_src_get(c, i, false, n, false, &s);
             *x = s;   /* scalar loads from memory clear the rest */
         }
         return true;
@@ -299,7 +298,7 @@ static bool sse_float(struct cpu *c, const struct insn *i, int op, int p)
             if (i->mod == 3)
                 return false;
             union xmm t = { .q = { x->q[half], 0 } };
-            mem_store(c, i, 8, false, &t);
+            sse_mem_store(c, i, 8, false, &t);
             return true;
         }
         if (i->mod == 3) {
@@ -307,13 +306,13 @@ static bool sse_float(struct cpu *c, const struct insn *i, int op, int p)
                 return false;
             x->q[half] = c->xmm[i->rm].q[half ? 0 : 1];   /* MOVLHPS / MOVHLPS */
         } else {
-            src_get(c, i, false, 8, false, &s);
+            sse_src_get(c, i, false, 8, false, &s);
             x->q[half] = s.q[0];
         }
         return true;
     }
     case 0x14: case 0x15:
-        src_get(c, i, false, 16, true, &s);
+        sse_src_get(c, i, false, 16, true, &s);
         d = *x;
         if (p == P_66) {
             x->q[0] = op == 0x14 ? d.q[0] : d.q[1];
@@ -330,14 +329,14 @@ static bool sse_float(struct cpu *c, const struct insn *i, int op, int p)
         if (p == P_F3 || p == P_F2)
             return false;
         if (op == 0x28) {
-            src_get(c, i, false, 16, true, &s);
+            sse_src_get(c, i, false, 16, true, &s);
             *x = s;
         } else if (i->mod == 3) {
             if (op == 0x2b)
                 return false;
             c->xmm[i->rm] = *x;
         } else {
-            mem_store(c, i, 16, true, x);
+            sse_mem_store(c, i, 16, true, x);
         }
         return true;
     case 0x2a:
@@ -351,7 +350,7 @@ static bool sse_float(struct cpu *c, const struct insn *i, int op, int p)
                 x->fd[0] = (double)v;
             return true;
         }
-        src_get(c, i, true, 8, false, &s);    /* CVTPI2PS/PD from an MMX register or m64 */
+        sse_src_get(c, i, true, 8, false, &s);    /* CVTPI2PS/PD from an MMX register or m64 */
         if (p == P_66) {
             x->fd[0] = s.sd[0];
             x->fd[1] = s.sd[1];
@@ -363,7 +362,7 @@ static bool sse_float(struct cpu *c, const struct insn *i, int op, int p)
     case 0x2c: case 0x2d: {
         bool trunc = op == 0x2c;
         if (p == P_F3 || p == P_F2) {
-            src_get(c, i, false, p == P_F3 ? 4 : 8, false, &s);
+            sse_src_get(c, i, false, p == P_F3 ? 4 : 8, false, &s);
             double v = p == P_F3 ? s.f[0] : s.fd[0];
             if (i->osz == 8)
                 c->r[i->reg] = (uint64_t)cvt_i64(v, trunc);
@@ -371,19 +370,19 @@ static bool sse_float(struct cpu *c, const struct insn *i, int op, int p)
                 c->r[i->reg] = (uint32_t)cvt_i32(v, trunc);
             return true;
         }
-        src_get(c, i, false, p == P_66 ? 16 : 8, p == P_66, &s);
+        sse_src_get(c, i, false, p == P_66 ? 16 : 8, p == P_66, &s);
         union xmm r = { 0 };
         r.sd[0] = cvt_i32(p == P_66 ? s.fd[0] : s.f[0], trunc);
         r.sd[1] = cvt_i32(p == P_66 ? s.fd[1] : s.f[1], trunc);
-        mm_set(c, i->reg, &r);
+        sse_mm_set(c, i->reg, &r);
         return true;
     }
     case 0x2e: case 0x2f:
         if (p == P_66) {
-            src_get(c, i, false, 8, false, &s);
+            sse_src_get(c, i, false, 8, false, &s);
             comis(c, x->fd[0], s.fd[0]);
         } else if (p == P_NONE) {
-            src_get(c, i, false, 4, false, &s);
+            sse_src_get(c, i, false, 4, false, &s);
             comis(c, x->f[0], s.f[0]);
         } else {
             return false;
@@ -398,7 +397,7 @@ static bool sse_float(struct cpu *c, const struct insn *i, int op, int p)
                                     ((s.d[3] >> 31) << 3));
         return true;
     case 0x51: case 0x52: case 0x53:
-        src_get(c, i, false, p == P_F3 ? 4 : p == P_F2 ? 8 : 16, p == P_NONE || p == P_66, &s);
+        sse_src_get(c, i, false, p == P_F3 ? 4 : p == P_F2 ? 8 : 16, p == P_NONE || p == P_66, &s);
         if (p == P_F2 || p == P_66) {
             if (op != 0x51)
                 return false;
@@ -412,14 +411,14 @@ static bool sse_float(struct cpu *c, const struct insn *i, int op, int p)
     case 0x54: case 0x55: case 0x56: case 0x57:
         if (p == P_F3 || p == P_F2)
             return false;
-        src_get(c, i, false, 16, true, &s);
+        sse_src_get(c, i, false, 16, true, &s);
         for (k = 0; k < 2; k++) {
             uint64_t a = x->q[k], b = s.q[k];
             x->q[k] = op == 0x54 ? a & b : op == 0x55 ? ~a & b : op == 0x56 ? a | b : a ^ b;
         }
         return true;
     case 0x58: case 0x59: case 0x5c: case 0x5d: case 0x5e: case 0x5f:
-        src_get(c, i, false, p == P_F3 ? 4 : p == P_F2 ? 8 : 16, p == P_NONE || p == P_66, &s);
+        sse_src_get(c, i, false, p == P_F3 ? 4 : p == P_F2 ? 8 : 16, p == P_NONE || p == P_66, &s);
         if (p == P_66 || p == P_F2) {
             for (k = 0; k < (p == P_F2 ? 1 : 2); k++)
                 x->fd[k] = darith(op, x->fd[k], s.fd[k]);
@@ -431,22 +430,22 @@ static bool sse_float(struct cpu *c, const struct insn *i, int op, int p)
     case 0x5a:
         switch (p) {
         case P_NONE:
-            src_get(c, i, false, 8, false, &s);
+            sse_src_get(c, i, false, 8, false, &s);
             x->fd[0] = s.f[0];
             x->fd[1] = s.f[1];
             break;
         case P_66:
-            src_get(c, i, false, 16, true, &s);
+            sse_src_get(c, i, false, 16, true, &s);
             x->f[0] = (float)s.fd[0];
             x->f[1] = (float)s.fd[1];
             x->q[1] = 0;
             break;
         case P_F3:
-            src_get(c, i, false, 4, false, &s);
+            sse_src_get(c, i, false, 4, false, &s);
             x->fd[0] = s.f[0];
             break;
         default:
-            src_get(c, i, false, 8, false, &s);
+            sse_src_get(c, i, false, 8, false, &s);
             x->f[0] = (float)s.fd[0];
             break;
         }
@@ -454,7 +453,7 @@ static bool sse_float(struct cpu *c, const struct insn *i, int op, int p)
     case 0x5b:
         if (p == P_F2)
             return false;
-        src_get(c, i, false, 16, true, &s);
+        sse_src_get(c, i, false, 16, true, &s);
         for (k = 0; k < 4; k++) {
             if (p == P_NONE)
                 x->f[k] = (float)s.sd[k];
@@ -464,7 +463,7 @@ static bool sse_float(struct cpu *c, const struct insn *i, int op, int p)
         return true;
     case 0xc2: {
         int pred = (int)(i->imm & 7);
-        src_get(c, i, false, p == P_F3 ? 4 : p == P_F2 ? 8 : 16, p == P_NONE || p == P_66, &s);
+        sse_src_get(c, i, false, p == P_F3 ? 4 : p == P_F2 ? 8 : 16, p == P_NONE || p == P_66, &s);
         if (p == P_66 || p == P_F2) {
             for (k = 0; k < (p == P_F2 ? 1 : 2); k++)
                 x->q[k] = fcmp_pred(pred, x->fd[k], s.fd[k]) ? ~0ull : 0;
@@ -477,7 +476,7 @@ static bool sse_float(struct cpu *c, const struct insn *i, int op, int p)
     case 0xc6: {
         if (p == P_F3 || p == P_F2)
             return false;
-        src_get(c, i, false, 16, true, &s);
+        sse_src_get(c, i, false, 16, true, &s);
         d = *x;
         unsigned imm = (unsigned)i->imm;
         if (p == P_66) {
@@ -507,39 +506,39 @@ static bool sse_int(struct cpu *c, const struct insn *i, int op, int p)
             return false;
         memset(&d, 0, sizeof(d));
         d.q[0] = rm_read(c, i, i->osz == 8 ? 8 : 4);
-        dst_set(c, i, mmx, &d);
+        sse_dst_set(c, i, mmx, &d);
         return true;
     case 0x7e:
         if (p == P_F3) {               /* MOVQ xmm, xmm/m64 */
-            src_get(c, i, false, 8, false, &s);
+            sse_src_get(c, i, false, 8, false, &s);
             s.q[1] = 0;
             c->xmm[i->reg] = s;
             return true;
         }
         if (p == P_F2)
             return false;
-        dst_get(c, i, mmx, &d);
+        sse_dst_get(c, i, mmx, &d);
         rm_write(c, i, i->osz == 8 ? 8 : 4, d.q[0]);
         return true;
     case 0x6f:
         if (p == P_F2)
             return false;
-        src_get(c, i, mmx, n, p == P_66, &s);
-        dst_set(c, i, mmx, &s);
+        sse_src_get(c, i, mmx, n, p == P_66, &s);
+        sse_dst_set(c, i, mmx, &s);
         return true;
     case 0x7f: case 0xe7:
         if (p == P_F2 || (op == 0xe7 && p == P_F3))
             return false;
-        dst_get(c, i, mmx, &d);
+        sse_dst_get(c, i, mmx, &d);
         if (i->mod == 3) {
             if (op == 0xe7)
                 return false;
             if (mmx)
-                mm_set(c, i->rm, &d);
+                sse_mm_set(c, i->rm, &d);
             else
                 c->xmm[i->rm] = d;
         } else {
-            mem_store(c, i, n, p == P_66 || op == 0xe7, &d);
+            sse_mem_store(c, i, n, p == P_66 || op == 0xe7, &d);
         }
         return true;
     case 0xd6:                         /* MOVQ xmm/m64, xmm */
@@ -550,11 +549,11 @@ static bool sse_int(struct cpu *c, const struct insn *i, int op, int p)
             c->xmm[i->rm].q[0] = d.q[0];
             c->xmm[i->rm].q[1] = 0;
         } else {
-            mem_store(c, i, 8, false, &d);
+            sse_mem_store(c, i, 8, false, &d);
         }
         return true;
     case 0x70: {
-        src_get(c, i, mmx, n, p == P_66, &s);
+        sse_src_get(c, i, mmx, n, p == P_66, &s);
         unsigned imm = (unsigned)i->imm;
         union xmm r = s;
         if (p == P_66) {
@@ -567,7 +566,7 @@ static bool sse_int(struct cpu *c, const struct insn *i, int op, int p)
             for (int k = 0; k < 4; k++)
                 r.w[k] = s.w[(imm >> (2 * k)) & 3];
         }
-        dst_set(c, i, mmx, &r);
+        sse_dst_set(c, i, mmx, &r);
         return true;
     }
     case 0x71: case 0x72: case 0x73: {
@@ -575,7 +574,7 @@ static bool sse_int(struct cpu *c, const struct insn *i, int op, int p)
             return false;
         union xmm r;
         if (mmx)
-            mm_get(c, i->rm, &r);
+            sse_mm_get(c, i->rm, &r);
         else
             r = c->xmm[i->rm];
         int lane = op == 0x71 ? 2 : op == 0x72 ? 4 : 8;
@@ -600,7 +599,7 @@ static bool sse_int(struct cpu *c, const struct insn *i, int op, int p)
         default: return false;
         }
         if (mmx)
-            mm_set(c, i->rm, &r);
+            sse_mm_set(c, i->rm, &r);
         else
             c->xmm[i->rm] = r;
         return true;
@@ -609,16 +608,16 @@ static bool sse_int(struct cpu *c, const struct insn *i, int op, int p)
         if (p == P_F3 || p == P_F2)
             return false;
         uint16_t v = (uint16_t)(i->mod == 3 ? reg_get(c, i->rm, 4) : mem_rd(c, ea(c, i), 2));
-        dst_get(c, i, mmx, &d);
+        sse_dst_get(c, i, mmx, &d);
         d.w[i->imm & (mmx ? 3 : 7)] = v;
-        dst_set(c, i, mmx, &d);
+        sse_dst_set(c, i, mmx, &d);
         return true;
     }
     case 0xc5:
         if (i->mod != 3 || p == P_F3 || p == P_F2)
             return false;
         if (mmx)
-            mm_get(c, i->rm, &s);
+            sse_mm_get(c, i->rm, &s);
         else
             s = c->xmm[i->rm];
         c->r[i->reg] = s.w[i->imm & (mmx ? 3 : 7)];
@@ -627,7 +626,7 @@ static bool sse_int(struct cpu *c, const struct insn *i, int op, int p)
         if (i->mod != 3 || p == P_F3 || p == P_F2)
             return false;
         if (mmx)
-            mm_get(c, i->rm, &s);
+            sse_mm_get(c, i->rm, &s);
         else
             s = c->xmm[i->rm];
         {
@@ -642,11 +641,11 @@ static bool sse_int(struct cpu *c, const struct insn *i, int op, int p)
             return false;
         union xmm r = { 0 };
         if (p == P_F3) {               /* CVTDQ2PD */
-            src_get(c, i, false, 8, false, &s);
+            sse_src_get(c, i, false, 8, false, &s);
             r.fd[0] = s.sd[0];
             r.fd[1] = s.sd[1];
         } else {                       /* CVTTPD2DQ (66), CVTPD2DQ (F2) */
-            src_get(c, i, false, 16, true, &s);
+            sse_src_get(c, i, false, 16, true, &s);
             r.sd[0] = cvt_i32(s.fd[0], p == P_66);
             r.sd[1] = cvt_i32(s.fd[1], p == P_66);
         }
@@ -657,9 +656,9 @@ static bool sse_int(struct cpu *c, const struct insn *i, int op, int p)
         if (i->mod != 3 || p == P_F3 || p == P_F2)
             return false;
         union xmm m;
-        dst_get(c, i, mmx, &d);
+        sse_dst_get(c, i, mmx, &d);
         if (mmx)
-            mm_get(c, i->rm, &m);
+            sse_mm_get(c, i->rm, &m);
         else
             m = c->xmm[i->rm];
         uint64_t base = seg_lin(c, i->seg, reg_get(c, R_DI, i->asz));
@@ -673,11 +672,11 @@ static bool sse_int(struct cpu *c, const struct insn *i, int op, int p)
         return false;
     if (mmx && (op == 0x6c || op == 0x6d))
         return false;
-    dst_get(c, i, mmx, &d);
-    src_get(c, i, mmx, n, !mmx, &s);
+    sse_dst_get(c, i, mmx, &d);
+    sse_src_get(c, i, mmx, n, !mmx, &s);
     if (!pint(op, &d, &s, n))
         return false;
-    dst_set(c, i, mmx, &d);
+    sse_dst_set(c, i, mmx, &d);
     return true;
 }
 
@@ -690,13 +689,18 @@ H(h_sse)
     if ((c->cr0 & CR0_EM) || !(c->cr4 & CR4_OSFXSR))
         raise_ud(c);
     bool ok;
-    if ((op >= 0x10 && op <= 0x17) || (op >= 0x28 && op <= 0x2f) || (op >= 0x50 && op <= 0x5f) ||
+    if (i->op >= 0x200)
+        ok = sse4_exec(c, i, p);
+    else if (sse3_exec(c, i, op, p))
+        ok = true;
+    else if ((op >= 0x10 && op <= 0x17) || (op >= 0x28 && op <= 0x2f) || (op >= 0x50 && op <= 0x5f) ||
         op == 0xc2 || op == 0xc6)
         ok = sse_float(c, i, op, p);
     else
         ok = sse_int(c, i, op, p);
     if (!ok) {
-        emu_log_unimp(c, "unimplemented SSE opcode (0f xx, prefix in bits 8-9)", (unsigned)(op | (p << 8)));
+        emu_log_unimp(c, "unimplemented SSE opcode (0f xx, 0f 38 xx as 2xx, 0f 3a xx as 3xx; prefix in bits 12-13)",
+                      (unsigned)(i->op | (p << 12)));
         raise_ud(c);
     }
 }

@@ -2,6 +2,7 @@
 #include "accel/emu/cpu.h"
 
 #include <errno.h>
+#include <stdio.h>
 
 #include "hw/irqchip.h"
 #include "util/clock.h"
@@ -134,62 +135,67 @@ static void put_str(uint32_t out[4], const char *s, const int order[3])
         memcpy(&out[order[k]], s + 4 * k, 4);
 }
 
-/* What the CPU reports: the x86-64 baseline (x87, MMX, SSE, SSE2, CX8, CMOV, FXSR, NX, LM...)
- * and nothing that is not implemented here. */
-void cpuid_query(struct cpu *c, uint32_t leaf, uint32_t sub, uint32_t out[4])
+/* What the CPU reports: the identity and features of the -cpu model (vm/cpu_model.c), which
+ * never names something this CPU does not implement. */
+void cpu_model_cpuid(const struct cpu_model *m, int id, int ncpus, uint32_t leaf, uint32_t sub,
+                     uint32_t out[4])
 {
     static const int ebx_edx_ecx[3] = { 1, 3, 2 };
-    static const int abcd[3] = { 0, 1, 2 };
+    bool has7 = m->feat[CPUF_7_EBX] || m->feat[CPUF_7_ECX];
     out[0] = out[1] = out[2] = out[3] = 0;
     switch (leaf) {
     case 0:
-        out[0] = 1;
-        put_str(out, "AuthenticAMD", ebx_edx_ecx);
+        out[0] = has7 ? 7 : 1;
+        put_str(out, m->vendor, ebx_edx_ecx);
         break;
     case 1:
-        out[0] = 0x00000f61;   /* family 15, model 6: an early x86-64 with no errata tables */
-        out[1] = ((uint32_t)c->id << 24) | ((uint32_t)c->ncpus << 16) | (8 << 8);
-        out[2] = (1u << 13) | (1u << 23) | (1u << 31);  /* CX16, POPCNT, hypervisor */
-        out[3] = (1u << 0) | (1u << 3) | (1u << 4) | (1u << 5) | (1u << 6) | (1u << 8) |
-                 (1u << 9) | (1u << 12) | (1u << 13) | (1u << 15) | (1u << 16) | (1u << 17) |
-                 (1u << 19) | (1u << 23) | (1u << 24) | (1u << 25) | (1u << 26);
-        /* FPU PSE TSC MSR PAE CX8 APIC MTRR PGE CMOV PAT PSE36 CLFLUSH MMX FXSR SSE SSE2 */
-        if (c->ncpus > 1)
+        out[0] = m->signature;
+        out[1] = ((uint32_t)id << 24) | ((uint32_t)ncpus << 16) | (8 << 8);
+        out[2] = m->feat[CPUF_1_ECX];
+        out[3] = m->feat[CPUF_1_EDX];
+        if (ncpus > 1)
             out[3] |= 1u << 28;   /* HTT: the count in EBX[23:16] is meaningful */
+        break;
+    case 7:
+        if (has7 && sub == 0) {
+            out[1] = m->feat[CPUF_7_EBX];
+            out[2] = m->feat[CPUF_7_ECX];
+        }
         break;
     case 0x40000000:
         out[0] = 0x40000001;
         put_str(out, "TCGTCGTCGTCG", (const int[3]){ 1, 2, 3 });
         break;
-    case 0x40000001:
-        break;
     case 0x80000000:
         out[0] = 0x80000008;
-        put_str(out, "AuthenticAMD", ebx_edx_ecx);
+        put_str(out, m->vendor, ebx_edx_ecx);
         break;
     case 0x80000001:
-        out[0] = 0x00000f61;
-        out[2] = 1u << 0;   /* LAHF/SAHF in 64-bit mode */
-        out[3] = (1u << 11) | (1u << 20) | (1u << 27) | (1u << 29);  /* SYSCALL NX RDTSCP LM */
-        out[3] |= (1u << 0) | (1u << 3) | (1u << 4) | (1u << 5) | (1u << 6) | (1u << 8) |
-                  (1u << 9) | (1u << 12) | (1u << 13) | (1u << 15) | (1u << 16) | (1u << 17) |
-                  (1u << 23) | (1u << 24);   /* AMD mirrors the common leaf-1 bits here */
+        out[0] = m->signature;
+        out[2] = m->feat[CPUF_X1_ECX];
+        out[3] = m->feat[CPUF_X1_EDX];
+        if (!strcmp(m->vendor, "AuthenticAMD"))   /* AMD mirrors the common leaf-1 bits here */
+            out[3] |= m->feat[CPUF_1_EDX] & 0x0183f3ffu;
         break;
     case 0x80000002: case 0x80000003: case 0x80000004: {
-        static const char name[49] = "qkvm TCG x86-64 CPU                             ";
+        char name[49] = { 0 };
+        snprintf(name, sizeof(name), "%-48s", m->model_id);
         memcpy(out, name + 16 * (leaf - 0x80000002), 16);
-        (void)abcd;
         break;
     }
     case 0x80000007:
-        out[3] = 1u << 8;   /* invariant TSC: it is host time */
+        out[3] = m->feat[CPUF_X7_EDX];
         break;
     case 0x80000008:
         out[0] = 0x00003028;   /* 40-bit physical, 48-bit virtual addresses */
-        out[2] = (uint32_t)(c->ncpus - 1);
+        out[2] = (uint32_t)(ncpus - 1);
         break;
     }
-    (void)sub;
+}
+
+void cpuid_query(struct cpu *c, uint32_t leaf, uint32_t sub, uint32_t out[4])
+{
+    cpu_model_cpuid(&c->vm->model, c->id, c->ncpus, leaf, sub, out);
 }
 
 void cpu_set_efer(struct cpu *c, uint64_t v)

@@ -20,6 +20,13 @@ static int tcg_probe(const char **why)
 static int tcg_vm_create(struct machine *m)
 {
     struct emu_vm *vm;
+    struct cpu_model model;
+    char err[256];
+    if (cpu_model_parse(m->cfg ? m->cfg->cpu : NULL, cpu_model_tcg_features, false, &model, err,
+                        sizeof(err))) {
+        log_error("%s", err);
+        return -EINVAL;
+    }
     int r = emu_vm_create(m, &vm);
     if (r < 0) {
         log_error("tcg: cannot allocate the code map: %s", strerror(-r));
@@ -32,6 +39,7 @@ static int tcg_vm_create(struct machine *m)
         emu_vm_destroy(vm);
         return r;
     }
+    vm->model = model;
     if (m->cfg && m->cfg->tcg_nojit)
         emu_vm_set_jit(vm, -1);
     m->accel_data = vm;
