@@ -354,6 +354,7 @@ int nbd_client_open(const struct nbd_uri *u, struct nbd_client **out, char *err)
 lost:
     seterr(err, r, "Lost the server during the handshake: %s", strerror(-r));
 fail:
+    send_opt(fd, NBD_OPT_ABORT, NULL, 0);   /* a polite end, so the server logs no error */
     close(fd);
     pthread_mutex_destroy(&c->lock);
     free(c);

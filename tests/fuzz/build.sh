@@ -7,7 +7,7 @@ set -eu
 cd "$(dirname "$0")/../.."
 out=${1:-build-fuzz}
 mkdir -p "$out"
-srcs=(src/block/*.c src/block/qcow2/*.c src/util/log.c src/util/clock.c src/util/parse.c tests/fuzz/fuzz_qcow2.c)
+srcs=(src/block/*.c src/block/qcow2/*.c src/nbd/*.c src/util/log.c src/util/clock.c src/util/parse.c tests/fuzz/fuzz_qcow2.c)
 bin=$out/fuzz-qcow2
 if [ -x "$bin" ]; then
   newer=$(find "${srcs[@]}" src/block src/util -newer "$bin" -name '*.[ch]' | head -n 1)

@@ -163,4 +163,54 @@ one_line_fail "--list without a server" "connect" -L -k "$TMP/none.sock"
 if "$NBD" --help | grep -q -- "--export-name" && "$NBD" --version | grep -q "qkvm-nbd"; then
   pass "--help and --version"
 else fail "--help/--version"; fi
+
+# --- the block layer's nbd driver: qkvm-img and qkvm-io as clients of qemu-nbd, nbdkit and
+# qkvm-nbd itself
+IMG=$TOP/$B/qkvm-img; QIO=$TOP/$B/qkvm-io
+qemu-img convert -O raw top.qcow2 flat.raw
+serve r2 r2.sock qemu-nbd -r -k "$TMP/r2.sock" -t -e 4 -x e -f qcow2 top.qcow2
+U=$(uri r2.sock e)
+info=$("$IMG" info "$U" 2>&1)
+if grep -q "virtual size: 16 MiB (16777216 bytes)" <<<"$info" && grep -q "file format: raw" <<<"$info"; then
+  pass "qkvm-img info of a qemu-nbd export"
+else fail "qkvm-img info over nbd" "$(echo "$info" | head -3 | tr '\n' ' ')"; fi
+a=$("$IMG" map --output=json "$U" 2>&1); b=$(qemu-img map -f raw --output=json "$U" 2>&1)
+expect_eq "qkvm-img map --output=json of a qemu-nbd export equals qemu-img's" "$b" "$a"
+if "$IMG" compare "$U" flat.raw >/dev/null 2>&1 && "$IMG" compare "$U" top.qcow2 >/dev/null 2>&1; then
+  pass "qkvm-img compare: the qemu-nbd export equals the image"
+else fail "qkvm-img compare over nbd" "$("$IMG" compare "$U" flat.raw 2>&1)"; fi
+"$IMG" convert -O qcow2 "$U" kc.qcow2 2>kc.err
+datalen=$(qemu-img map --output=json kc.qcow2 | sed -n 's/.*"length": \([0-9]*\).*"data": true.*/\1/p' | awk '{s+=$1} END {print s+0}')
+if qemu-img compare -q kc.qcow2 flat.raw && [ "$datalen" = 3735552 ]; then
+  pass "qkvm-img convert from qemu-nbd: identical, and sparse (block status used)"
+else fail "qkvm-img convert from nbd" "data bytes $datalen, expected 3735552 $(cat kc.err)"; fi
+e=$("$IMG" info "$(uri r2.sock nope)" 2>&1); rc=$?
+if [ $rc -ne 0 ] && [ "$(echo "$e" | wc -l)" = 1 ] && grep -q "nope" <<<"$e"; then
+  pass "an unknown export name: one line, nonzero exit"
+else fail "unknown export" "rc $rc: $e"; fi
+e=$("$IMG" info "nbd://127.0.0.1:99999/x" 2>&1); rc=$?
+if [ $rc -ne 0 ] && [ "$(echo "$e" | wc -l)" = 1 ]; then pass "a bad nbd URI: one line, nonzero exit"
+else fail "bad URI" "rc $rc: $e"; fi
+if command -v nbdkit >/dev/null; then
+  cp flat.raw k.raw; cp flat.raw kexp.raw
+  port=$((20000 + RANDOM % 20000))
+  nbdkit -f -i 127.0.0.1 -p $port file k.raw >/dev/null 2>&1 &
+  kpid=$!; pids+=("$kpid"); disown $kpid
+  for _ in $(seq 100); do "$IMG" info "nbd://127.0.0.1:$port" >/dev/null 2>&1 && break; sleep 0.05; done
+  out=$("$QIO" -c 'write -P 0x42 64k 1M' -c 'read -P 0x42 64k 1M' -c 'write -z 4M 1M' -c 'discard 8M 64k' -c flush "nbd://127.0.0.1:$port" 2>&1)
+  qio -f raw -c 'write -P 0x42 64k 1M' -c 'write -z 4M 1M' kexp.raw
+  if ! grep -qi "fail\|error" <<<"$out" && cmp -s k.raw kexp.raw; then
+    pass "qkvm-io writes to nbdkit over TCP: the file holds them"
+  else fail "qkvm-io to nbdkit" "$(echo "$out" | head -2)"; fi
+  head -c 4M /dev/urandom >src.raw
+  if "$IMG" convert -n -O raw src.raw "nbd://127.0.0.1:$port" 2>kc.err && cmp -s <(head -c 4M k.raw) src.raw; then
+    pass "qkvm-img convert -n into an nbdkit export"
+  else fail "qkvm-img convert into nbdkit" "$(cat kc.err)"; fi
+else
+  skip "nbdkit as a server" "nbdkit not installed"
+fi
+serve q2 q2.sock "$NBD" -k "$TMP/q2.sock" -t -e 4 -f raw flat.raw
+if "$IMG" compare "$(uri q2.sock)" "$U" >/dev/null 2>&1; then
+  pass "qkvm-img compares a qkvm-nbd export with a qemu-nbd export: identical"
+else fail "qkvm-nbd vs qemu-nbd through qkvm-img" "$("$IMG" compare "$(uri q2.sock)" "$U" 2>&1)"; fi
 exit 0
