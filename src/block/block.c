@@ -148,6 +148,16 @@ static int inflight_end(struct block *bs, int r)
     return r;
 }
 
+const struct block_driver *const block_protocols[] = { &block_driver_nbd, NULL };
+
+static const struct block_driver *protocol_for(const char *path)
+{
+    for (int i = 0; block_protocols[i]; i++)
+        if (block_protocols[i]->probe_name(path))
+            return block_protocols[i];
+    return NULL;
+}
+
 static int probe(struct bfile *f, enum block_format *fmt)
 {
     uint8_t magic[4];
@@ -184,7 +194,19 @@ static int open_depth(const char *path, const struct block_open_opts *o, int dep
         return block_seterr(err, -EINVAL, "force-share=on can only be used with read-only "
                             "images");
     }
-    int r = bfile_open(&bs->file, path, o->read_only, o->cache, o->force_share, err);
+    const struct block_driver *proto = protocol_for(path);
+    int r;
+    if (proto) {
+        bs->file.fd = -1;   /* no host file under a protocol */
+        bs->drv = proto;
+        if ((r = proto->open(bs, o, err))) {
+            bs->drv = NULL;
+            goto fail;
+        }
+        *out = bs;
+        return 0;
+    }
+    r = bfile_open(&bs->file, path, o->read_only, o->cache, o->force_share, err);
     if (r)
         goto fail;
     enum block_format fmt = o->format;

@@ -46,6 +46,8 @@ int bfile_status(struct bfile *f, uint64_t off, uint64_t len, bool *data, uint64
 
 struct block_driver {
     const char *name;
+    /* protocols only: true for the names this driver opens itself (no host file) */
+    bool (*probe_name)(const char *path);
     int (*open)(struct block *bs, const struct block_open_opts *o, char *err);
     void (*close)(struct block *bs);
     int (*pread)(struct block *bs, uint64_t off, void *buf, size_t len);
@@ -90,6 +92,9 @@ struct block {
 
 extern const struct block_driver block_driver_raw;
 extern const struct block_driver block_driver_qcow2;
+/* Protocols (drivers that open a name, not a file), tried in order by block_open. */
+extern const struct block_driver block_driver_nbd;
+extern const struct block_driver *const block_protocols[];
 
 /* Opens a backing file for an image at chain depth depth+1 (loops and absurd depths refused). */
 int block_open_backing(struct block *bs, const char *name, const char *fmt,

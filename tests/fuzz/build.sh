@@ -28,8 +28,8 @@ build() {
   mv "$bin.tmp" "$bin"
 }
 
-build fuzz-qcow2 "src/block src/util" src/block/*.c src/block/qcow2/*.c src/util/log.c src/util/clock.c \
-  src/util/parse.c tests/fuzz/fuzz_qcow2.c -- -lz -lzstd -lcrypto -lpthread -lm
+build fuzz-qcow2 "src/block src/nbd src/util" src/block/*.c src/block/qcow2/*.c src/nbd/*.c src/util/log.c \
+  src/util/clock.c src/util/parse.c tests/fuzz/fuzz_qcow2.c -- -lpthread -lm
 build fuzz-cmdline "src/util src/vm/config.h src/vm/machine.h src/vm/smbios.h src/hw/bus.h" \
   src/vm/config.c src/vm/smbios.c src/util/parse.c src/util/log.c src/util/clock.c src/util/sandbox.c \
   tests/fuzz/fuzz_cmdline.c -- -lseccomp -lpthread -lm
