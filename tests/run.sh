@@ -24,14 +24,14 @@ failure() {  # failure TEST REASON: one failure line of the runner's own
   fail=$((fail+1)); echo "not ok - $1: $2" >>"$log"
 }
 count() {  # reads TAP on stdin, echoes it, tallies results and plans
-  local line
+  local line n
   while IFS= read -r line; do
     printf '%s\n' "$line"
     case "$line" in
       "not ok"*) fail=$((fail+1)); nres=$((nres+1)); nnot=$((nnot+1)); echo "$line" >>"$log" ;;
       "ok "*"# SKIP"*|"ok "*"# skip"*) skip=$((skip+1)); nres=$((nres+1)) ;;
       "ok "*) pass=$((pass+1)); nres=$((nres+1)) ;;
-      1..[0-9]*) plans=$((plans+1)); plan=$((plan+${line#1..})) ;;
+      1..[0-9]*) n=${line#1..}; n=${n%%[!0-9]*}; plans=$((plans+1)); plan=$((plan+10#$n)) ;;
     esac
   done
 }

@@ -22,7 +22,7 @@ unit short   'echo 1..3; echo "ok 1 - a"; echo "ok 2 - b"'
 unit noplan  'echo "ok 1 - a"'
 unit leak    'echo 1..1; echo "ok 1 - a"; echo "ERROR: LeakSanitizer: detected memory leaks" >&2; exit 23'
 unit stale   'echo 1..1; echo "ok 1 - a stale binary ran"'
-unit good    'echo 1..2; echo "ok 1 - a"; echo "ok 2 - b # SKIP no reason"'
+unit good    'echo "1..2 # two"; echo "ok 1 - a"; echo "ok 2 - b # SKIP no reason"'
 unit fails   'echo 1..2; echo "ok 1 - a"; echo "not ok 2 - b"; exit 1'
 : >"$tree/tests/unit/test_nobinary.c"
 script quiet   'echo "nothing to say"'
