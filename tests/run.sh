@@ -60,6 +60,10 @@ for src in tests/unit/test_*.c; do
   [ -z "$why" ] || failure "$name" "$why"
 done
 fast=" $(cat tests/integration/fast.list 2>/dev/null | sed 's/#.*//' | tr '\n' ' ') "
+if [ "${QKVM_FAST:-}" = 1 ] && [ -z "$only" ]; then  # a list that names nothing runs nothing
+  [ -n "${fast// /}" ] || failure fast.list "QKVM_FAST=1 and no tests/integration/fast.list"
+  for f in $fast; do [ -f "tests/integration/$f" ] || failure fast.list "no script $f"; done
+fi
 for t in tests/integration/*.sh; do
   [ -f "$t" ] || continue
   [ "${t##*/}" = lib.sh ] && continue

@@ -54,6 +54,10 @@ runs quiet  "0 passed, 1 failed"
 runs dies   "1 passed, 1 failed"
 runs one    "2 passed, 0 failed"
 runs one    "1 passed, 0 failed" QKVM_FAST=1
+echo "gone.sh" >>"$tree/tests/integration/fast.list"
+(cd "$tree" && B=build QKVM_FAST=1 tests/run.sh) >"$TMP/fast.out" 2>&1
+check "runner: QKVM_FAST=1 with a fast.list naming a missing script fails" \
+  grep -q "^#   not ok - fast.list: no script gone.sh" "$TMP/fast.out"
 
 # the failure lines name the binary and the reason
 (cd "$tree" && env -u QKVM_FAST B=build tests/run.sh) >"$TMP/all.out" 2>&1
