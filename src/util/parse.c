@@ -36,8 +36,10 @@ int parse_size(const char *s, uint64_t unit, uint64_t *out)
         v = strtod(s, &end);
         frac = true;
     }
-    if (end == s || errno == ERANGE)
+    if (end == s)
         return -EINVAL;
+    if (errno == ERANGE)    /* a number too big for 64 bits is out of range, as in parse_u64 */
+        return -ERANGE;
     uint64_t mult = unit;
     if (*end) {
         switch (*end) {

@@ -4,6 +4,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <cpuid.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -469,18 +470,57 @@ static void test_bad_root(void **state)
     free(e);
 }
 
-/* The running system: whatever it is, the answer is one of ours and the evidence is sourced. */
+/* The running system, against what the test reads itself: CPUID straight from the instruction
+ * and /.dockerenv with access(2). A hypervisor bit makes it a VM and a /.dockerenv a container
+ * (systemd-detect-virt's rules); the modes agree with each other; the reasons are evidence found. */
 static void test_live(void **state)
 {
     (void)state;
     struct detect_evidence *e = malloc(sizeof(*e));
     assert_non_null(e);
     assert_int_equal(detect_gather(NULL, e), 0);
-    struct detect_result r;
+    struct detect_result r, vm, ct;
     detect_decide(e, DETECT_ANY, &r);
-    assert_true(r.id == DETECT_NONE || detect_id_is_vm(r.id) || detect_id_is_container(r.id));
+    detect_decide(e, DETECT_VM_ONLY, &vm);
+    detect_decide(e, DETECT_CONTAINER_ONLY, &ct);
     assert_string_equal(e->ev[EV_DOCKERENV].source, "/.dockerenv");
     assert_string_equal(e->ev[EV_CPUID_SIGNATURE].source, "cpuid instruction");
+
+#if defined(__i386__) || defined(__x86_64__)
+    unsigned a = 0, b = 0, c = 0, d = 0;
+    assert_true(__get_cpuid(1, &a, &b, &c, &d));
+    bool hv = c & (1u << 31);
+    assert_true(e->cpuid.available);
+    assert_int_equal(e->cpuid.hypervisor, hv);
+    assert_string_equal(e->ev[EV_CPUID_HYPERVISOR_BIT].value, hv ? "1" : "0");
+    if (hv) {
+        uint32_t sig[3];
+        __cpuid(0x40000000, a, sig[0], sig[1], sig[2]);
+        assert_memory_equal(e->cpuid.sig, sig, 12);
+        assert_int_equal(e->cpuid.max_leaf, a);
+        assert_int_not_equal(r.vm, DETECT_NONE);
+    } else {
+        assert_int_equal(e->ev[EV_CPUID_SIGNATURE].err, -ENOENT);
+    }
+#endif
+    bool docker = access("/.dockerenv", F_OK) == 0;
+    assert_int_equal(e->ev[EV_DOCKERENV].err == 0, docker);
+    if (docker)
+        assert_int_not_equal(r.container, DETECT_NONE);
+
+    assert_int_equal(vm.id, r.vm);
+    assert_int_equal(ct.id, r.container);
+    assert_int_equal(r.id, r.container != DETECT_NONE ? r.container : r.vm);
+    assert_true(r.vm == DETECT_NONE || detect_id_is_vm(r.vm));
+    assert_true(r.container == DETECT_NONE || detect_id_is_container(r.container));
+    if (r.vm != DETECT_NONE) {
+        assert_in_range(r.vm_reason, 0, EV_COUNT - 1);
+        assert_int_equal(e->ev[r.vm_reason].err, 0);
+    }
+    if (r.container != DETECT_NONE) {
+        assert_in_range(r.container_reason, 0, EV_COUNT - 1);
+        assert_int_equal(e->ev[r.container_reason].err, 0);
+    }
     free(e);
 }
 

@@ -35,7 +35,16 @@ static void test_parse_size(void **state)
     assert_int_equal(parse_size("12Q", 1, &v), -EINVAL);
     assert_int_equal(parse_size("abc", 1, &v), -EINVAL);
     assert_int_equal(parse_size("99999999999E", 1, &v), -ERANGE);
-    assert_int_equal(parse_size("18446744073709551616", 1, &v), -EINVAL);
+    /* the header's contract: a number that does not fit is -ERANGE, a malformed one -EINVAL */
+    assert_int_equal(parse_size("18446744073709551616", 1, &v), -ERANGE);
+    assert_int_equal(parse_size("18446744073709551615", 1, &v), 0);
+    assert_int_equal(v, UINT64_MAX);
+    assert_int_equal(parse_size("18446744073709551615", 2, &v), -ERANGE);
+    assert_int_equal(parse_size("16E", 1, &v), -ERANGE);
+    assert_int_equal(parse_size("15E", 1, &v), 0);
+    assert_int_equal(v, 15ull << 60);
+    assert_int_equal(parse_size("16.0E", 1, &v), -ERANGE);
+    assert_int_equal(parse_u64("18446744073709551616", 0, UINT64_MAX, &v), -ERANGE);
 }
 
 static void test_parse_u64(void **state)

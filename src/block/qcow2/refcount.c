@@ -190,6 +190,8 @@ int qcow2_update_refcount(struct qcow2_state *s, uint64_t off, uint64_t len, int
 {
     if (!len || !addend)
         return 0;
+    /* negated in unsigned arithmetic: -addend overflows for INT64_MIN (64-bit refcounts) */
+    uint64_t mag = addend < 0 ? 0 - (uint64_t)addend : (uint64_t)addend;
     uint64_t first = off >> s->cluster_bits;
     uint64_t last = (off + len - 1) >> s->cluster_bits;
     for (uint64_t c = first; c <= last; c++) {
@@ -206,11 +208,11 @@ int qcow2_update_refcount(struct qcow2_state *s, uint64_t off, uint64_t len, int
             return r;
         uint64_t i = c & ((1ull << s->rb_bits) - 1);
         uint64_t v = qcow2_refcount_get_entry(s, blk, i);
-        if (addend < 0 && v < (uint64_t)-addend)
+        if (addend < 0 && v < mag)
             return -EIO;
-        if (addend > 0 && s->refcount_max - v < (uint64_t)addend)
+        if (addend > 0 && s->refcount_max - v < mag)
             return -ERANGE;
-        v += addend;
+        v = addend < 0 ? v - mag : v + mag;
         qcow2_refcount_set_entry(s, blk, i, v);
         qcow2_cache_dirty(&s->rb_cache, blk);
         if (v == 0)
