@@ -180,6 +180,13 @@ out:
     return ret;
 }
 
+void sandbox_config_free(struct sandbox_config *c)
+{
+    free(c->runas);
+    free(c->chroot);
+    c->runas = c->chroot = NULL;
+}
+
 int sandbox_set_runas(struct sandbox_config *c, const char *user, char *why, size_t len)
 {
     errno = 0;
@@ -189,6 +196,7 @@ int sandbox_set_runas(struct sandbox_config *c, const char *user, char *why, siz
         return -ENOENT;
     }
     /* a copy: -run-with's option list goes, the configuration stays for the process's life */
+    free(c->runas);
     if (!(c->runas = strdup(user))) {
         snprintf(why, len, "out of memory");
         return -ENOMEM;
@@ -214,6 +222,7 @@ int sandbox_set_chroot(struct sandbox_config *c, const char *dir, char *why, siz
         snprintf(why, len, "only root can change the root directory");
         return -EPERM;
     }
+    free(c->chroot);
     if (!(c->chroot = strdup(dir))) {
         snprintf(why, len, "out of memory");
         return -ENOMEM;

@@ -23,14 +23,16 @@ struct sandbox_config {
     bool obsolete;          /* obsolete=allow: old syscalls nobody here needs, allowed anyway */
     bool spawn;             /* spawn=allow (the default, as QEMU): the main thread may fork */
     bool resourcecontrol;   /* resourcecontrol=allow (the default): scheduling and priority */
-    const char *runas;      /* -runas USER: the user to become once the machine is created */
+    char *runas;            /* -runas USER: the user to become once the machine is created */
     uid_t uid;
     gid_t gid;
-    const char *chroot;     /* -chroot DIR */
+    char *chroot;           /* -chroot DIR */
 };
 
 /* The defaults: sandbox off, no user change, no chroot. */
 void sandbox_config_init(struct sandbox_config *c);
+/* Frees what the setters copied. Not while the process is confined by this configuration. */
+void sandbox_config_free(struct sandbox_config *c);
 /* -sandbox ARG (QEMU's: on|off[,obsolete=allow|deny][,elevateprivileges=allow|deny|children]
  * [,spawn=allow|deny][,resourcecontrol=allow|deny]). 0, or -EINVAL with the reason in why. */
 int sandbox_parse_option(struct sandbox_config *c, const char *arg, char *why, size_t len);

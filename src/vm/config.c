@@ -628,6 +628,7 @@ int config_parse_args(struct config *c, int argc, char *const argv[])
 
 void config_free(struct config *c)
 {
+    sandbox_config_free(&c->sandbox);
     for (int i = 0; i < c->machine.ndevices; i++)
         keyval_free(&c->machine.devices[i]);
     c->machine.ndevices = 0;

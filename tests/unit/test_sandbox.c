@@ -235,6 +235,11 @@ static void test_options(void **state)
     assert_int_equal(sandbox_parse_run_with(&c, "user=qkvm-no-such-user", why, sizeof(why)), -ENOENT);
     assert_string_equal(why, "user=qkvm-no-such-user: no such user");
     assert_int_equal(sandbox_parse_run_with(&c, "async-teardown=on", why, sizeof(why)), -EINVAL);
+    /* a second -runas replaces the first (the leak checker sees the first copy go) */
+    assert_int_equal(sandbox_parse_run_with(&c, "user=root", why, sizeof(why)), 0);
+    assert_string_equal(c.runas, "root");
+    sandbox_config_free(&c);
+    assert_null(c.runas);
 }
 
 int main(void)
