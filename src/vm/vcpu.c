@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 void vcpu_io(struct vcpu *v, uint16_t port, void *data, unsigned size, bool is_write)
 {
@@ -56,6 +57,7 @@ static void *vcpu_thread(void *arg)
 {
     struct vcpu *v = arg;
     struct machine *m = v->m;
+    atomic_store(&v->tid, (int)gettid());
     if (sandbox_enter_thread(SANDBOX_THREAD_VCPU)) {
         machine_request_stop(m, MACHINE_FAILED, 1);
         return NULL;
