@@ -133,10 +133,10 @@ int monitor_parse_addr(const char *spec, bool chardev, struct monitor_addr *a, c
     }
     const char *colon = strchr(spec, ':');
     if (!colon || (strncmp(spec, "unix:", 5) && strncmp(spec, "tcp:", 4)))
-        return addr_error(why, n, "%s: a monitor listens on stdio, unix:PATH or tcp:HOST:PORT", spec);
+        return addr_error(why, n, "a monitor listens on stdio, unix:PATH or tcp:HOST:PORT%s", "");
     /* "unix:PATH,server=on,wait=off": PATH is the implied first key */
     if (keyval_parse(colon + 1, "addr", &kv))
-        return addr_error(why, n, "%s: not a socket address", spec);
+        return addr_error(why, n, "not a socket address%s", "");
     const char *addr = keyval_get(&kv, "addr");
     if (!strncmp(spec, "unix:", 5)) {
         a->kind = MONITOR_UNIX;
@@ -145,11 +145,11 @@ int monitor_parse_addr(const char *spec, bool chardev, struct monitor_addr *a, c
         a->kind = MONITOR_TCP;
         const char *pc = addr ? strrchr(addr, ':') : NULL;
         if (!pc) {
-            ret = addr_error(why, n, "%s: tcp: wants HOST:PORT", spec);
+            ret = addr_error(why, n, "tcp: wants HOST:PORT%s", "");
         } else {
             size_t hl = (size_t)(pc - addr);
             if (hl >= sizeof(a->host)) {
-                ret = addr_error(why, n, "%s: host name too long", spec);
+                ret = addr_error(why, n, "host name too long%s", "");
             } else {
                 memcpy(a->host, addr, hl);
                 a->host[hl] = 0;
