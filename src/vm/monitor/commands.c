@@ -271,6 +271,19 @@ static uint16_t cfg16(const struct pci_device *d, unsigned off)
     return (uint16_t)(d->config[off] | d->config[off + 1] << 8);
 }
 
+/* QEMU's names for the classes qkvm's devices have (its desc is there only for known classes) */
+static const char *pci_class_desc(uint16_t cls)
+{
+    static const struct { uint16_t cls; const char *desc; } names[] = {
+        { 0x0100, "SCSI controller" }, { 0x0101, "IDE controller" }, { 0x0200, "Ethernet controller" },
+        { 0x0300, "VGA controller" }, { 0x0600, "Host bridge" }, { 0x0601, "ISA bridge" },
+    };
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+        if (names[i].cls == cls)
+            return names[i].desc;
+    return NULL;
+}
+
 static int cmd_query_pci(struct monitor_ctx *ctx, const struct json_value *a, struct json_writer *w,
                          struct monitor_error *e)
 {
@@ -289,6 +302,8 @@ static int cmd_query_pci(struct monitor_ctx *ctx, const struct json_value *a, st
         json_int(w, "slot", slot);
         json_int(w, "function", 0);
         json_object_begin(w, "class_info");
+        if (pci_class_desc(cfg16(d, PCI_CLASS_DEVICE)))
+            json_string(w, "desc", pci_class_desc(cfg16(d, PCI_CLASS_DEVICE)));
         json_int(w, "class", cfg16(d, PCI_CLASS_DEVICE));
         json_object_end(w);
         json_object_begin(w, "id");
