@@ -43,7 +43,7 @@ kver=$(ls "$out/kernel/lib/modules" | head -n 1)
 cp "$out/kernel/boot/vmlinuz-$kver" "$out/vmlinuz"
 
 root=$out/root
-mkdir -p "$root"/{bin,dev,proc,sys,tmp,etc,root,lib/modules/"$kver"}
+mkdir -p "$root"/{bin,dev,proc,sys,tmp,etc,root,var/log,var/run,lib/modules/"$kver"}
 cp "$out/busybox/bin/busybox" "$root/bin/busybox"
 
 # The virtio modules the kernel package ships (where they are modules, not built in), with

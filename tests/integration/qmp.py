@@ -24,7 +24,8 @@ class QMP:
                         raise
                     time.sleep(0.1)
         self.buf = b""
-        self.events = []
+        self.events = []        # not yet waited for
+        self.all_events = []    # every event, in the order it came
         self.greeting = self.read()
         if negotiate:
             self.cmd("qmp_capabilities")
@@ -38,6 +39,8 @@ class QMP:
                 try:
                     obj, end = dec.raw_decode(text)
                     self.buf = text[end:].encode()
+                    if isinstance(obj, dict) and "event" in obj:
+                        self.all_events.append(obj)
                     return obj
                 except ValueError:
                     pass
