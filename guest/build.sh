@@ -89,7 +89,7 @@ exec setsid cttyhack sh
 INIT
 chmod +x "$root/init"
 mkdir -p "$root/etc/acpi/PWRF"
-printf '#!/bin/sh\necho "qkvm-guest: power button"\npoweroff -f\n' >"$root/etc/acpi/PWRF/00000080"
+printf '#!/bin/sh\necho "qkvm-guest: power button" >/dev/console\npoweroff -f\n' >"$root/etc/acpi/PWRF/00000080"
 chmod +x "$root/etc/acpi/PWRF/00000080"
 
 (cd "$root" && find . | LC_ALL=C sort | cpio -o -H newc --quiet | gzip -9 >"$out/initrd.gz.tmp")
