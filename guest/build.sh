@@ -43,7 +43,7 @@ kver=$(ls "$out/kernel/lib/modules" | head -n 1)
 cp "$out/kernel/boot/vmlinuz-$kver" "$out/vmlinuz"
 
 root=$out/root
-mkdir -p "$root"/{bin,dev,proc,sys,tmp,etc,root,lib/modules/"$kver"}
+mkdir -p "$root"/{bin,dev,proc,sys,tmp,etc,root,var/log,var/run,lib/modules/"$kver"}
 cp "$out/busybox/bin/busybox" "$root/bin/busybox"
 
 # The virtio modules the kernel package ships (where they are modules, not built in), with
@@ -70,7 +70,7 @@ add_module() {  # add_module NAME
   echo "/lib/modules/$kver/$rel" >>"$order"
 }
 for m in virtio virtio_ring virtio_pci_legacy_dev virtio_pci_modern_dev virtio_pci virtio_blk \
-         virtio_net virtio_console virtio-rng; do
+         virtio_net virtio_console virtio-rng evdev button; do
   add_module "$m"
 done
 
@@ -81,11 +81,16 @@ mount -t proc proc /proc
 mount -t sysfs sys /sys
 mount -t devtmpfs dev /dev
 for m in $(cat /etc/modules.order); do insmod "$m" 2>/dev/null; done
+# the ACPI power button (system_powerdown): busybox acpid runs /etc/acpi/PWRF/00000080
+[ -e /dev/input/event0 ] && acpid
 export PS1='qkvm-guest# ' HOME=/root PATH=/bin
 echo "qkvm-guest: ready ($(nproc) CPUs, $(uname -r))"
 exec setsid cttyhack sh
 INIT
 chmod +x "$root/init"
+mkdir -p "$root/etc/acpi/PWRF"
+printf '#!/bin/sh\necho "qkvm-guest: power button" >/dev/console\npoweroff -f\n' >"$root/etc/acpi/PWRF/00000080"
+chmod +x "$root/etc/acpi/PWRF/00000080"
 
 (cd "$root" && find . | LC_ALL=C sort | cpio -o -H newc --quiet | gzip -9 >"$out/initrd.gz.tmp")
 mv "$out/initrd.gz.tmp" "$out/initrd.gz"

@@ -1,29 +1,55 @@
 /* The ACPI fixed hardware the FADT describes: PM1 event and control registers (poweroff is
- * SLP_TYP=S5 with SLP_EN), the 3.579545 MHz PM timer Linux can calibrate against, and the reset
+ * SLP_TYP=S5 with SLP_EN), the fixed power button (PM1 status bit 8, raising the SCI while its
+ * enable bit is set), the 3.579545 MHz PM timer Linux can calibrate against, and the reset
  * register at 0xcf9. */
 #include "util/clock.h"
 #include "vm/acpi.h"
 #include "vm/machine.h"
 
+#include <pthread.h>
 #include <string.h>
 
 #define PM1_SCI_EN  0x0001
+#define PM1_PWRBTN  0x0100      /* PWRBTN_STS in status, PWRBTN_EN in enable */
 #define PM1_SLP_EN  0x2000
 #define PM_TIMER_HZ 3579545ull
 
 static struct acpi_pm {
     struct machine *m;
+    pthread_mutex_t lock;       /* the button is pressed on the I/O thread, read on a vCPU's */
     uint16_t evt_sts, evt_en, cnt;
-} pm;
+    int sci_level;
+} pm = { .lock = PTHREAD_MUTEX_INITIALIZER };
+
+/* The SCI is level-triggered: high while an enabled status bit is set. Called with pm.lock. */
+static void pm_update_sci(void)
+{
+    int level = (pm.evt_sts & pm.evt_en & PM1_PWRBTN) && (pm.cnt & PM1_SCI_EN);
+    if (level != pm.sci_level) {
+        pm.sci_level = level;
+        machine_set_irq(pm.m, ACPI_SCI_IRQ, level);
+    }
+}
+
+static void acpi_pm_power_button(struct machine *m)
+{
+    (void)m;
+    pthread_mutex_lock(&pm.lock);
+    pm.evt_sts |= PM1_PWRBTN;
+    pm_update_sci();
+    pthread_mutex_unlock(&pm.lock);
+}
 
 static void pm_read(void *opaque, uint64_t off, void *data, unsigned size)
 {
     (void)opaque;
     uint8_t regs[12];
+    pthread_mutex_lock(&pm.lock);
     memcpy(regs + 0, &pm.evt_sts, 2);
     memcpy(regs + 2, &pm.evt_en, 2);
     memcpy(regs + 4, &pm.cnt, 2);
     memset(regs + 6, 0, 2);
+    pthread_mutex_unlock(&pm.lock);
     uint32_t tmr = (uint32_t)(clock_now_ns() * PM_TIMER_HZ / 1000000000ull);
     memcpy(regs + 8, &tmr, 4);
     memset(data, 0xff, size);
@@ -36,9 +62,12 @@ static void pm_write(void *opaque, uint64_t off, const void *data, unsigned size
     (void)opaque;
     uint16_t v = 0;
     memcpy(&v, data, size > 2 ? 2 : size);
+    pthread_mutex_lock(&pm.lock);
     switch (off) {
     case 0: pm.evt_sts &= (uint16_t)~v; break;   /* write-one-to-clear */
-    case 2: pm.evt_en = v; break;
+    case 1: pm.evt_sts &= (uint16_t)~(v << 8); break;
+    case 2: pm.evt_en = size == 1 ? (uint16_t)((pm.evt_en & 0xff00) | v) : v; break;
+    case 3: pm.evt_en = (uint16_t)((pm.evt_en & 0x00ff) | (v << 8)); break;
     case 4:
         if (size == 1)
             v = (uint16_t)((pm.cnt & 0xff00) | v);
@@ -52,6 +81,8 @@ static void pm_write(void *opaque, uint64_t off, const void *data, unsigned size
             machine_request_stop(pm.m, MACHINE_POWEROFF, 0);
         break;
     }
+    pm_update_sci();
+    pthread_mutex_unlock(&pm.lock);
 }
 
 static void reset_write(void *opaque, uint64_t off, const void *data, unsigned size)
@@ -64,8 +95,10 @@ static void reset_write(void *opaque, uint64_t off, const void *data, unsigned s
 
 static int acpi_pm_init(struct machine *m)
 {
-    memset(&pm, 0, sizeof(pm));
+    pm.evt_sts = pm.evt_en = 0;
+    pm.sci_level = 0;
     pm.m = m;
+    m->power_button = acpi_pm_power_button;
     pm.cnt = PM1_SCI_EN;   /* ACPI mode from the start: there is no SMI handler to switch it */
     int ret = bus_register(&m->pio, ACPI_PM_BASE, 12, pm_read, pm_write, NULL, "acpi-pm");
     return ret ? ret : bus_register(&m->pio, ACPI_RESET_PORT, 1, NULL, reset_write, m, "acpi-reset");

@@ -81,7 +81,7 @@ static void chardev_on_input(void *opaque, uint32_t events)
             c->escape = false;
             if (b == 'x') {
                 log_info("terminated by Ctrl-A x");
-                machine_request_stop(c->m, MACHINE_EXIT, 0);
+                machine_request_stop_host(c->m, MACHINE_EXIT, 0, "host-ui");
                 return;
             }
             if (b != 0x01)

@@ -9,16 +9,26 @@
 #include "vm/config.h"
 #include "vm/cpu_model.h"
 #include "vm/firmware.h"
+#include "vm/control.h"
 #include "vm/machine.h"
+#include "vm/monitor/monitor.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
+#include <sys/prctl.h>
 #include <unistd.h>
 
 #define QKVM_VERSION "0.1.0"
+/* The QEMU whose QMP and HMP qkvm speaks: what the greeting and query-version say, since
+ * management tools decide what to ask by it. */
+#define QKVM_QEMU_MAJOR 7
+#define QKVM_QEMU_MINOR 2
+#define QKVM_QEMU_MICRO 0
 
 static void usage(FILE *f)
 {
@@ -48,7 +58,7 @@ static void usage(FILE *f)
         "  -chardev socket,id=ID,path=PATH[,server=on,wait=off] | stdio,id=ID | file,id=ID,path=PATH\n"
         "                     a host end for -device virtconsole/virtserialport,chardev=ID\n"
         "  -no-reboot         exit (status 0) when the guest reboots\n"
-        "  -name NAME         the VM's name, for messages and the process title\n"
+        "  -name NAME         the VM's name, for messages and query-name\n"
         "  -uuid UUID         the system UUID the guest sees (SMBIOS, /sys/class/dmi/id/product_uuid)\n"
         "  -smbios type=1,... SMBIOS fields: type=0 (vendor,version,date), type=1 (manufacturer,\n"
         "                     product,version,serial,uuid,sku,family), type=3 (chassis)\n"
@@ -62,6 +72,16 @@ static void usage(FILE *f)
         "  -runas USER        become USER once /dev/kvm, images and taps are open\n"
         "  -chroot DIR        change the root directory to DIR likewise (root only)\n"
         "  -run-with chroot=DIR,user=USER  the same two, QEMU's newer spelling\n"
+        "  -qmp unix:PATH,server=on,wait=off | tcp:HOST:PORT,server=on,wait=off | stdio\n"
+        "                     a QMP monitor (JSON, as QEMU's); -qmp-pretty likewise, indented\n"
+        "  -monitor stdio|unix:PATH,server=on,wait=off|tcp:HOST:PORT,server=on,wait=off|none\n"
+        "                     a human monitor, prompt (qkvm); help lists its commands\n"
+        "  -mon chardev=ID[,mode=control|readline][,pretty=on|off]  a monitor on -chardev ID\n"
+        "                     (socket,id=ID,path=PATH|host=H,port=P,server=on,wait=off or stdio,id=ID)\n"
+        "  -S                 start with the vCPUs paused, until the monitor's cont\n"
+        "  -daemonize         run in the background once the VM is set up (no stdio console)\n"
+        "  -pidfile FILE      write qkvm's process id to FILE (locked while qkvm runs)\n"
+        "  -name guest=NAME[,process=PNAME][,debug-threads=on|off]  process= names the thread\n"
         "  -d ITEM,...        debug output on stderr; -d help lists the items\n"
         "  -version           print the version and exit\n"
         "  -h, -help          this text\n\n"
@@ -149,7 +169,62 @@ static void on_signal(int sig)
     quit_signal = sig;
     struct machine *m = running;
     if (m)
-        machine_request_stop(m, MACHINE_EXIT, 128 + sig);
+        machine_request_stop_host(m, MACHINE_EXIT, 128 + sig, "host-signal");
+}
+
+/* -daemonize: the parent waits until the child says the VM is set up (a byte on the pipe) or
+ * fails (the pipe closes), and exits 0 or 1 accordingly, as QEMU does. Returns the pipe's write
+ * end in the child. */
+static int daemonize_start(void)
+{
+    int p[2];
+    if (pipe(p) < 0)
+        die("-daemonize: %s", strerror(errno));
+    pid_t pid = fork();
+    if (pid < 0)
+        die("-daemonize: %s", strerror(errno));
+    if (pid > 0) {
+        close(p[1]);
+        char c;
+        ssize_t n;
+        while ((n = read(p[0], &c, 1)) < 0 && errno == EINTR)
+            ;
+        _exit(n == 1 ? 0 : 1);
+    }
+    close(p[0]);
+    setsid();
+    return p[1];
+}
+
+static void daemonize_ready(int fd)
+{
+    int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+    if (null >= 0) {
+        dup2(null, STDIN_FILENO);
+        dup2(null, STDOUT_FILENO);
+        dup2(null, STDERR_FILENO);
+        close(null);
+    }
+    char c = 0;
+    ssize_t r = write(fd, &c, 1);
+    (void)r;
+    close(fd);
+}
+
+/* -pidfile: created, locked for as long as qkvm runs (a second qkvm on the same file fails),
+ * and holding the id of the process that runs the VM. */
+static int pidfile_write(const char *path)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0)
+        die("-pidfile %s: %s", path, strerror(errno));
+    if (flock(fd, LOCK_EX | LOCK_NB) < 0)
+        die("-pidfile %s: locked by another process (%s)", path, strerror(errno));
+    char buf[32];
+    int n = snprintf(buf, sizeof(buf), "%d\n", (int)getpid());
+    if (ftruncate(fd, 0) < 0 || write(fd, buf, (size_t)n) != n)
+        die("-pidfile %s: %s", path, strerror(errno));
+    return fd;
 }
 
 int main(int argc, char **argv)
@@ -238,6 +313,21 @@ int main(int argc, char **argv)
     if (sandbox_confines())
         block_preload_libs();
 
+    static struct monitor_set *mons;
+    const struct monitor_info minfo = { QKVM_QEMU_MAJOR, QKVM_QEMU_MINOR, QKVM_QEMU_MICRO, "qkvm-" QKVM_VERSION };
+    if (monitor_set_create(&minfo, &mons))
+        die("out of memory");
+    for (int i = 0; i < c.nmonitors; i++) {
+        char mwhy[300];
+        int r = monitor_set_add(mons, &c.monitors[i].addr, c.monitors[i].control, c.monitors[i].pretty, mwhy, sizeof(mwhy));
+        if (r)
+            die("%s %s", c.monitors[i].control ? "-qmp" : "-monitor", r == -ENOMEM ? "out of memory" : mwhy);
+    }
+    int ready_fd = c.daemonize ? daemonize_start() : -1;
+    int pid_fd = c.pidfile ? pidfile_write(c.pidfile) : -1;
+    if (c.process_name[0])
+        prctl(PR_SET_NAME, c.process_name);
+
     signal(SIGPIPE, SIG_IGN);
     struct sigaction sa = { .sa_handler = on_signal };
     sigemptyset(&sa.sa_mask);
@@ -248,24 +338,33 @@ int main(int argc, char **argv)
     int status;
     for (;;) {
         struct machine m;
-        if (machine_create(&m, &cfg)) {
+        if (machine_create(&m, &cfg) || monitor_set_attach(mons, &m)) {
+            monitor_set_detach(mons);
             machine_destroy(&m);
             chardev_restore_terminal();
             return 1;
+        }
+        if (ready_fd >= 0) {
+            daemonize_ready(ready_fd);
+            ready_fd = -1;
         }
         log_debug(LOG_TIME, "VM created, memory ready");
         /* everything is open: now the user, the root directory; the vCPUs and this thread
          * enter their sandboxes in machine_run */
         if (sandbox_drop_privileges()) {
+            monitor_set_detach(mons);
             machine_destroy(&m);
             chardev_restore_terminal();
             return 1;
         }
         running = &m;
         if (quit_signal)
-            machine_request_stop(&m, MACHINE_EXIT, 128 + quit_signal);
+            machine_request_stop_host(&m, MACHINE_EXIT, 128 + quit_signal, "host-signal");
         enum machine_stop why_stop = machine_run(&m);
         running = NULL;
+        /* a reset keeps a paused machine paused, as QEMU's system_reset does */
+        cfg.start_paused = machine_is_paused(&m);
+        monitor_set_detach(mons);
         status = m.exit_status;
         bool again = why_stop == MACHINE_RESET && !cfg.no_reboot && !quit_signal;
         /* a new machine means opening /dev/kvm and the images again, which the sandbox, the
@@ -284,6 +383,9 @@ int main(int argc, char **argv)
         break;
     }
     chardev_restore_terminal();
+    monitor_set_free(mons);
+    if (pid_fd >= 0 && !sandbox_confines())
+        unlink(c.pidfile);
     config_free(&c);
     return status;
 }

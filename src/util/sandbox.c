@@ -48,6 +48,13 @@ static const char *const group_events_wait[] = {
     "epoll_wait", "epoll_pwait", "epoll_pwait2", "poll", "ppoll", "accept4", NULL,
 };
 
+/* The monitors' clients (vm/monitor/server.c), served on the event loop: replies and events go
+ * out with send (sendto), and a client may be read with recv. The listening sockets are made
+ * before the sandbox starts. */
+static const char *const group_monitor[] = {
+    "sendto", "sendmsg", "recvfrom", "recvmsg", "shutdown", "getsockname", "getpeername", NULL,
+};
+
 /* Block I/O: whatever a disk's requests turn into, on whichever thread serves them (the vCPU
  * with a synchronous notify, the event loop, or a disk's own workers). Extend here. */
 static const char *const group_block[] = {
@@ -98,14 +105,14 @@ static const unsigned long ioctls_run[] = {
 
 enum {
     G_BASE = 1u << 0, G_EVENTS_CTL = 1u << 1, G_EVENTS_WAIT = 1u << 2, G_BLOCK = 1u << 3,
-    G_THREADS = 1u << 4, G_TEARDOWN = 1u << 5,
+    G_THREADS = 1u << 4, G_TEARDOWN = 1u << 5, G_MONITOR = 1u << 6,
 };
 
 static const struct {
     const char *name;
     unsigned groups;
 } kinds[SANDBOX_THREAD_COUNT] = {
-    [SANDBOX_THREAD_MAIN] = { "main", G_BASE | G_EVENTS_CTL | G_EVENTS_WAIT | G_BLOCK | G_THREADS | G_TEARDOWN },
+    [SANDBOX_THREAD_MAIN] = { "main", G_BASE | G_EVENTS_CTL | G_EVENTS_WAIT | G_BLOCK | G_THREADS | G_TEARDOWN | G_MONITOR },
     [SANDBOX_THREAD_VCPU] = { "vcpu", G_BASE | G_EVENTS_CTL | G_BLOCK },
     [SANDBOX_THREAD_IO] = { "io", G_BASE | G_EVENTS_CTL | G_EVENTS_WAIT | G_BLOCK | G_THREADS },
 };
@@ -409,6 +416,8 @@ static int sandbox_build(scmp_filter_ctx ctx, enum sandbox_thread kind)
         ret = add_names(ctx, group_threads, SCMP_ACT_ALLOW);
     if (!ret && (g & G_TEARDOWN))
         ret = add_names(ctx, group_teardown, SCMP_ACT_ALLOW);
+    if (!ret && (g & G_MONITOR))
+        ret = add_names(ctx, group_monitor, SCMP_ACT_ALLOW);
     if (!ret && !privileges_dropped && config.runas)
         ret = add_names(ctx, group_setxid, SCMP_ACT_ALLOW);
     if (!ret && config.resourcecontrol)

@@ -142,8 +142,10 @@ uint64_t acpi_build_tables(struct machine *m)
     f->century = 0x32;
     /* iapc_boot_arch 0: no 8042 to probe (its only use here is the reset line), VGA absent */
     f->iapc_boot_arch = 1u << 2;
-    /* WBINVD, C1 on all CPUs, no fixed power/sleep buttons, reset register, 32-bit PM timer */
-    f->flags = (1u << 0) | (1u << 2) | (1u << 4) | (1u << 5) | (1u << 8) | (1u << 10);
+    /* WBINVD, C1 on all CPUs, the fixed-feature power button (PWR_BUTTON clear: PM1 status bit 8
+     * and the SCI, what system_powerdown presses), no sleep button, reset register, 32-bit PM
+     * timer */
+    f->flags = (1u << 0) | (1u << 2) | (1u << 5) | (1u << 8) | (1u << 10);
     f->reset_reg = (struct acpi_gas){ .space = 1, .bit_width = 8, .access_size = 1, .address = ACPI_RESET_PORT };
     f->reset_value = ACPI_RESET_VALUE;
     f->x_firmware_ctrl = gpa + o_facs;

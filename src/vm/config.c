@@ -221,8 +221,104 @@ static int opt_string(struct config *c, const char *opt, const char *arg)
 {
     struct machine_config *mc = &c->machine;
     const char **dst = !strcmp(opt, "kernel") ? &mc->kernel : !strcmp(opt, "initrd") ? &mc->initrd
-                     : !strcmp(opt, "append") ? &mc->cmdline : !strcmp(opt, "bios") ? &mc->bios : &mc->name;
+                     : !strcmp(opt, "append") ? &mc->cmdline : &mc->bios;
     *dst = arg;
+    return 0;
+}
+
+/* -name NAME or -name guest=NAME[,process=PNAME][,debug-threads=on|off] */
+static int opt_name(struct config *c, const char *opt, const char *arg)
+{
+    (void)opt;
+    struct kvlist kv;
+    if (keyval_parse(arg, "guest", &kv))
+        return config_error(c, -EINVAL, "-name %s: not a name (NAME or guest=NAME,process=PNAME)", arg);
+    const char *guest = keyval_get(&kv, "guest"), *proc = keyval_get(&kv, "process");
+    const char *dbg = keyval_get(&kv, "debug-threads"), *bad = keyval_unused(&kv);
+    int ret = 0;
+    if (bad)
+        ret = config_error(c, -EINVAL, "-name %s: unknown parameter '%s' (guest, process, debug-threads)", arg, bad);
+    else if (dbg && strcmp(dbg, "on") && strcmp(dbg, "off"))
+        ret = config_error(c, -EINVAL, "-name %s: debug-threads takes on or off", arg);
+    else if (proc && !*proc)
+        ret = config_error(c, -EINVAL, "-name %s: an empty process name", arg);
+    if (!ret && guest) {
+        free(c->name);
+        if (!(c->name = strdup(guest)))
+            ret = config_error(c, -ENOMEM, "out of memory");
+        c->machine.name = c->name;
+    }
+    if (!ret && proc)
+        snprintf(c->process_name, sizeof(c->process_name), "%s", proc);   /* the kernel keeps 15 */
+    keyval_free(&kv);
+    return ret;
+}
+
+static int config_add_monitor(struct config *c, const char *opt, const char *arg, bool control, bool pretty,
+                              const char *chardev)
+{
+    if (c->nmonitors == CONFIG_MAX_MONITORS)
+        return config_error(c, -E2BIG, "-%s %s: at most %d monitors", opt, arg, CONFIG_MAX_MONITORS);
+    struct config_monitor *cm = &c->monitors[c->nmonitors];
+    *cm = (struct config_monitor){ .control = control, .pretty = pretty, .chardev = chardev };
+    if (!chardev) {
+        char why[200];
+        if (monitor_parse_addr(arg, false, &cm->addr, why, sizeof(why)))
+            return config_error(c, -EINVAL, "-%s %s: %s", opt, arg, why);
+    }
+    c->nmonitors++;
+    return 0;
+}
+
+/* -qmp ADDR, -qmp-pretty ADDR, -monitor ADDR: ADDR is stdio, unix:PATH,... or tcp:HOST:PORT,...;
+ * "none" (QEMU's way to say no default monitor) adds nothing. */
+static int opt_monitor(struct config *c, const char *opt, const char *arg)
+{
+    if (!strcmp(arg, "none") || !strcmp(arg, "null"))
+        return 0;
+    return config_add_monitor(c, opt, arg, strcmp(opt, "monitor") != 0, !strcmp(opt, "qmp-pretty"), NULL);
+}
+
+/* -mon chardev=ID[,mode=control|readline][,pretty=on|off] */
+static int opt_mon(struct config *c, const char *opt, const char *arg)
+{
+    struct kvlist kv;
+    if (keyval_parse(arg, "chardev", &kv))
+        return config_error(c, -EINVAL, "-mon %s: not a monitor description (chardev=ID,mode=control)", arg);
+    const char *id = keyval_get(&kv, "chardev"), *mode = keyval_get(&kv, "mode"), *pretty = keyval_get(&kv, "pretty");
+    const char *bad = keyval_unused(&kv);
+    int ret = 0;
+    if (bad)
+        ret = config_error(c, -EINVAL, "-mon %s: unknown parameter '%s' (chardev, mode, pretty)", arg, bad);
+    else if (!id || !*id)
+        ret = config_error(c, -EINVAL, "-mon %s: needs chardev=ID", arg);
+    else if (mode && strcmp(mode, "control") && strcmp(mode, "readline"))
+        ret = config_error(c, -EINVAL, "-mon %s: mode takes control or readline", arg);
+    else if (pretty && strcmp(pretty, "on") && strcmp(pretty, "off"))
+        ret = config_error(c, -EINVAL, "-mon %s: pretty takes on or off", arg);
+    else
+        ret = config_add_monitor(c, opt, arg, mode && !strcmp(mode, "control"), pretty && !strcmp(pretty, "on"),
+                                 strstr(arg, "chardev=") ? strstr(arg, "chardev=") + 8 : arg);
+    keyval_free(&kv);
+    return ret;
+}
+
+static int opt_flag(struct config *c, const char *opt, const char *arg)
+{
+    (void)arg;
+    if (!strcmp(opt, "S"))
+        c->machine.start_paused = true;
+    else
+        c->daemonize = true;
+    return 0;
+}
+
+static int opt_pidfile(struct config *c, const char *opt, const char *arg)
+{
+    (void)opt;
+    if (!*arg)
+        return config_error(c, -EINVAL, "-pidfile: an empty file name");
+    c->pidfile = arg;
     return 0;
 }
 
@@ -230,12 +326,14 @@ static int opt_serial(struct config *c, const char *opt, const char *arg)
 {
     (void)opt;
     c->machine.serial = !strcmp(arg, "mon:stdio") ? "stdio" : arg;
+    c->serial_given = true;
     return 0;
 }
 
 static int opt_ignored(struct config *c, const char *opt, const char *arg)
 {
-    (void)c, (void)opt, (void)arg;   /* -nographic: the serial console already is on stdio */
+    (void)opt, (void)arg;   /* -nographic: the serial console already is on stdio */
+    c->serial_given = true;
     return 0;
 }
 
@@ -541,7 +639,7 @@ static const struct config_option {
     { "version", false, opt_version },  { "m", true, opt_ram },
     { "smp", true, opt_smp },           { "kernel", true, opt_string },
     { "initrd", true, opt_string },     { "append", true, opt_string },
-    { "bios", true, opt_string },       { "name", true, opt_string },
+    { "bios", true, opt_string },       { "name", true, opt_name },
     { "serial", true, opt_serial },     { "nographic", false, opt_ignored },
     { "display", true, opt_display },   { "accel", true, opt_accel },
     { "enable-kvm", false, opt_enable_kvm }, { "no-reboot", false, opt_no_reboot },
@@ -555,7 +653,54 @@ static const struct config_option {
     { "smbios", true, opt_smbios },     { "d", true, opt_debug },
     { "sandbox", true, opt_sandbox },   { "runas", true, opt_sandbox },
     { "chroot", true, opt_sandbox },    { "run-with", true, opt_sandbox },
+    { "qmp", true, opt_monitor },       { "qmp-pretty", true, opt_monitor },
+    { "monitor", true, opt_monitor },   { "mon", true, opt_mon },
+    { "S", false, opt_flag },           { "daemonize", false, opt_flag },
+    { "pidfile", true, opt_pidfile },
 };
+
+/* -mon chardev=ID: the -chardev with that id, which a monitor then owns. */
+static int config_resolve_monitors(struct config *c)
+{
+    int nstdio = 0;
+    for (int i = 0; i < c->nmonitors; i++) {
+        struct config_monitor *cm = &c->monitors[i];
+        if (cm->chardev) {
+            size_t idlen = strcspn(cm->chardev, ",");
+            struct config_backend *b = NULL;
+            for (int k = 0; k < c->nbackends && !b; k++)
+                if (!strcmp(c->backends[k].kind, "chardev") && strlen(c->backends[k].id) == idlen &&
+                    !strncmp(c->backends[k].id, cm->chardev, idlen))
+                    b = &c->backends[k];
+            if (!b)
+                return config_error(c, -ENOENT, "-mon chardev=%.*s: no -chardev with that id", (int)idlen, cm->chardev);
+            if (b->used)
+                return config_error(c, -EINVAL, "-mon chardev=%s: the chardev is used by something else already", b->id);
+            char why[200];
+            if (monitor_parse_addr(b->spec, true, &cm->addr, why, sizeof(why)))
+                return config_error(c, -EINVAL, "-chardev %s: %s", b->spec, why);
+            b->used = true;
+            cm->chardev = NULL;
+        }
+        nstdio += cm->addr.kind == MONITOR_STDIO;
+    }
+    if (nstdio > 1)
+        return config_error(c, -EINVAL, "stdio can serve one monitor only");
+    if (nstdio) {
+        /* QEMU sends the serial port to a display then; qkvm has none, so nowhere */
+        if (c->serial_given && !strcmp(c->machine.serial, "stdio"))
+            return config_error(c, -EINVAL, "a monitor on stdio and -serial stdio (or -nographic) cannot share the terminal");
+        if (!c->serial_given)
+            c->machine.serial = "none";
+    }
+    if (c->daemonize) {
+        if (nstdio || (c->serial_given && !strcmp(c->machine.serial, "stdio")))
+            return config_error(c, -EINVAL, "-daemonize: stdio is closed in the background (no -nographic, -serial stdio or monitor on stdio)");
+        if (!c->serial_given)
+            c->machine.serial = "none";
+    }
+    return 0;
+}
 
 /* Puts each back-end's definition where a -device names it. */
 static int config_resolve_backends(struct config *c)
@@ -623,7 +768,8 @@ int config_parse_args(struct config *c, int argc, char *const argv[])
     }
     if (c->info != CONFIG_RUN)
         return 0;
-    return config_resolve_backends(c);
+    int ret = config_resolve_monitors(c);
+    return ret ? ret : config_resolve_backends(c);
 }
 
 void config_free(struct config *c)
@@ -640,4 +786,7 @@ void config_free(struct config *c)
         free(c->backends[i].spec);
     }
     c->nbackends = 0;
+    free(c->name);
+    c->name = NULL;
+    c->machine.name = NULL;
 }

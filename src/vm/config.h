@@ -8,10 +8,12 @@
 #include "vm/machine.h"
 #include "util/sandbox.h"
 #include "vm/smbios.h"
+#include "vm/monitor/monitor.h"
 
 #define CONFIG_MAX_ACCELS   8
 #define CONFIG_MAX_BACKENDS 64
 #define CONFIG_ERR_MAX      512
+#define CONFIG_MAX_MONITORS 8
 
 /* Options that print something and end the program (status 0) instead of running a VM. */
 enum config_info {
@@ -49,6 +51,18 @@ struct config {
     struct sandbox_config sandbox;          /* -sandbox, -runas, -chroot, -run-with */
     struct config_backend backends[CONFIG_MAX_BACKENDS];
     int nbackends;
+    /* -qmp, -monitor, -mon chardev=ID (resolved against -chardev once all are read) */
+    struct config_monitor {
+        struct monitor_addr addr;
+        bool control, pretty;
+        const char *chardev;                /* -mon: the -chardev id, until resolved */
+    } monitors[CONFIG_MAX_MONITORS];
+    int nmonitors;
+    bool serial_given;                      /* -serial or -nographic said where COM1 goes */
+    bool daemonize;                         /* -daemonize */
+    const char *pidfile;                    /* -pidfile */
+    char *name;                             /* -name guest=NAME: machine.name points here */
+    char process_name[16];                  /* -name ...,process=: the thread name (15 chars) */
     char err[CONFIG_ERR_MAX];               /* one line, no control characters */
 };
 

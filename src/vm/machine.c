@@ -9,6 +9,7 @@
 #include "util/sandbox.h"
 #include "vm/boot.h"
 #include "vm/firmware.h"
+#include "vm/control.h"
 #include "vm/memory.h"
 #include "vm/vcpu.h"
 
@@ -95,6 +96,10 @@ int machine_create(struct machine *m, const struct machine_config *cfg)
     m->ncpus = cfg->ncpus;
     log_ratelimit_init(&m->guest_log);
     atomic_init(&m->stop, MACHINE_RUNNING);
+    pthread_mutex_init(&m->run_lock, NULL);
+    pthread_cond_init(&m->run_cond, NULL);
+    atomic_init(&m->pause_req, cfg->start_paused);
+    m->prelaunch = cfg->start_paused;
     bus_init(&m->pio, "pio");
     bus_init(&m->mmio, "mmio");
     int ret = evloop_create(&m->loop);
@@ -157,7 +162,11 @@ enum machine_stop machine_run(struct machine *m)
     } else {
         evloop_run(m->loop);
     }
+    pthread_mutex_lock(&m->run_lock);
+    pthread_cond_broadcast(&m->run_cond);
+    pthread_mutex_unlock(&m->run_lock);
     vcpus_stop(m);
+    machine_emit_stop_event(m, (enum machine_stop)atomic_load(&m->stop));
     return (enum machine_stop)atomic_load(&m->stop);
 }
 
@@ -203,6 +212,8 @@ void machine_destroy(struct machine *m)
     bus_destroy(&m->mmio);
     evloop_destroy(m->loop);
     m->loop = NULL;
+    pthread_mutex_destroy(&m->run_lock);
+    pthread_cond_destroy(&m->run_cond);
     log_ratelimit_flush(&m->guest_log);
 }
 
@@ -230,10 +241,18 @@ int machine_set_irq(struct machine *m, unsigned gsi, int level)
 
 void machine_request_stop(struct machine *m, enum machine_stop why, int status)
 {
+    machine_request_stop_host(m, why, status, NULL);
+}
+
+void machine_request_stop_host(struct machine *m, enum machine_stop why, int status, const char *reason)
+{
     int expected = MACHINE_RUNNING;
     if (!atomic_compare_exchange_strong(&m->stop, &expected, (int)why))
         return;
     m->exit_status = status;
+    m->stop_reason = reason;
+    /* parked vCPUs wake to see the stop (no lock: this may run in a signal handler; the vCPUs'
+     * wait is timed, see vcpu_park) */
     static const char *const names[] = { "running", "poweroff", "reset", "exit", "failure" };
     log_debug(LOG_TIME, "stop requested: %s (status %d)", names[why], status);
     evloop_stop(m->loop, (int)why);

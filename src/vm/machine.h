@@ -46,6 +46,7 @@ struct machine_config {
     const char *kernel, *initrd, *cmdline, *bios, *name;
     const char *serial;         /* "stdio", "file:PATH", "none" */
     bool no_reboot;
+    bool start_paused;          /* -S, or a reset while paused: vCPUs wait for machine_resume */
     const struct accel_ops *accel;
     bool tcg_nojit;             /* -accel tcg,jit=off: the software CPU only interprets */
     const char *cpu;            /* -cpu MODEL[,features] (vm/cpu_model.h); NULL: qemu64 */
@@ -85,6 +86,19 @@ struct machine {
     uint8_t *isa_view;
     const uint8_t *isa_rom;
     struct fw_cfg *fw_cfg;
+    const char *stop_reason;    /* QMP's ShutdownCause for a host-requested stop, else NULL */
+    /* pause/resume (vm/control.c): vCPUs park on run_cond while pause_req is set */
+    pthread_mutex_t run_lock;
+    pthread_cond_t run_cond;
+    atomic_bool pause_req;
+    int nparked, nrunning_threads;
+    bool prelaunch;             /* -S and never resumed: QMP's "prelaunch" status */
+    /* Where the machine's events go (the monitors): name and its "data" object as JSON text,
+     * always on the I/O thread. NULL: nobody listens. */
+    void (*event_fn)(void *opaque, const char *name, const char *data_json);
+    void *event_opaque;
+    /* The ACPI power button, set by the device that has one (hw/acpi_pm.c). */
+    void (*power_button)(struct machine *m);
 };
 
 /* A device (or a fixed part of the machine) that sets itself up at machine creation. Lower
@@ -146,7 +160,12 @@ void machine_log_guest(struct machine *m, unsigned cat, const char *key, const c
 /* An access to guest-physical addr where nothing is mapped: it reads as ones and writes are
  * dropped, as on a PC bus with nothing to answer; said under -d guest_errors. */
 void machine_report_unmapped(struct machine *m, int cpu, uint64_t addr, bool is_write);
-/* Ends the run: the first request wins, later ones are ignored. Any thread. */
+/* Ends the run: the first request wins, later ones are ignored. Any thread. The guest asked
+ * for it (poweroff, reset, a fault). */
 void machine_request_stop(struct machine *m, enum machine_stop why, int status);
+/* The same for a stop the host asked for; reason is QMP's ShutdownCause ("host-qmp-quit",
+ * "host-signal", "host-ui", "host-qmp-system-reset"), a string that lives for ever. Async-signal
+ * safe. */
+void machine_request_stop_host(struct machine *m, enum machine_stop why, int status, const char *reason);
 
 #endif

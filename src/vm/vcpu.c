@@ -10,6 +10,8 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 void vcpu_io(struct vcpu *v, uint16_t port, void *data, unsigned size, bool is_write)
 {
@@ -29,10 +31,33 @@ void vcpu_mmio(struct vcpu *v, uint64_t addr, void *data, unsigned size, bool is
         machine_report_unmapped(v->m, v->id, addr, is_write);
 }
 
+/* A pause request parks the thread here, between two runs of guest code: it holds no device
+ * lock and no accelerator state is half-done. The wait is timed because a stop requested from
+ * a signal handler cannot take run_lock to wake it. */
+static void vcpu_park(struct machine *m)
+{
+    pthread_mutex_lock(&m->run_lock);
+    m->nparked++;
+    pthread_cond_broadcast(&m->run_cond);
+    while (atomic_load(&m->pause_req) && atomic_load(&m->stop) == MACHINE_RUNNING) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += 100 * 1000 * 1000;
+        if (ts.tv_nsec >= 1000000000) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000;
+        }
+        pthread_cond_timedwait(&m->run_cond, &m->run_lock, &ts);
+    }
+    m->nparked--;
+    pthread_mutex_unlock(&m->run_lock);
+}
+
 static void *vcpu_thread(void *arg)
 {
     struct vcpu *v = arg;
     struct machine *m = v->m;
+    atomic_store(&v->tid, (int)gettid());
     if (sandbox_enter_thread(SANDBOX_THREAD_VCPU)) {
         machine_request_stop(m, MACHINE_FAILED, 1);
         return NULL;
@@ -40,6 +65,10 @@ static void *vcpu_thread(void *arg)
     if (v->id == 0)
         log_debug(LOG_TIME, "cpu0: first %s run", m->accel->name);
     while (atomic_load(&m->stop) == MACHINE_RUNNING) {
+        if (atomic_load(&m->pause_req)) {
+            vcpu_park(m);
+            continue;
+        }
         int ret = m->accel->vcpu_run(v);
         if (ret) {
             log_error("cpu%d: %s failed: %s", v->id, m->accel->name, strerror(-ret));
@@ -91,6 +120,9 @@ int vcpus_start(struct machine *m)
         if (ret)
             return -ret;
         v->started = true;
+        pthread_mutex_lock(&m->run_lock);
+        m->nrunning_threads++;
+        pthread_mutex_unlock(&m->run_lock);
         char name[16];
         snprintf(name, sizeof(name), "vcpu%d", i);
         pthread_setname_np(v->thread, name);
@@ -107,5 +139,8 @@ void vcpus_stop(struct machine *m)
         m->accel->vcpu_kick(v);
         pthread_join(v->thread, NULL);
         v->started = false;
+        pthread_mutex_lock(&m->run_lock);
+        m->nrunning_threads--;
+        pthread_mutex_unlock(&m->run_lock);
     }
 }

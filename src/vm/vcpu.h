@@ -14,6 +14,7 @@ struct vcpu {
     struct machine *m;
     pthread_t thread;
     bool started;
+    _Atomic int tid;            /* the host thread's id, for query-cpus-fast (0 before it runs) */
     void *accel_data;
     struct vcpu_exit exit;
     uint64_t exits;             /* exits handled in user space, for benchmarks */

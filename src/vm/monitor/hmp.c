@@ -1,0 +1,204 @@
+/* HMP, the human monitor: a line such as "info status" or "stop" runs the same table entry as
+ * QMP's query-status or stop, and the JSON it returns is printed the way QEMU prints it, so a
+ * user's habits (and scripts scraping `info status`) carry over. */
+#include "vm/monitor/monitor.h"
+
+#include <ctype.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef void (*hmp_print_fn)(const struct json_value *ret, FILE *out);
+
+static const char *str_of(const struct json_value *v, const char *key)
+{
+    const struct json_value *s = json_get(v, key);
+    return s && s->type == JSON_STRING ? s->s : "";
+}
+
+static long long int_of(const struct json_value *v, const char *key)
+{
+    const struct json_value *n = json_get(v, key);
+    return n && n->type == JSON_NUMBER ? (long long)n->d : 0;
+}
+
+static void print_status(const struct json_value *r, FILE *out)
+{
+    const char *st = str_of(r, "status");
+    if (!strcmp(st, "running"))
+        fprintf(out, "VM status: running\r\n");
+    else if (!strcmp(st, "paused"))
+        fprintf(out, "VM status: paused\r\n");
+    else
+        fprintf(out, "VM status: paused (%s)\r\n", st);
+}
+
+static void print_version(const struct json_value *r, FILE *out)
+{
+    const struct json_value *q = json_get(r, "qemu");
+    fprintf(out, "%lld.%lld.%lld (%s)\r\n", int_of(q, "major"), int_of(q, "minor"), int_of(q, "micro"),
+            str_of(r, "package"));
+}
+
+static void print_name(const struct json_value *r, FILE *out)
+{
+    if (json_get(r, "name"))
+        fprintf(out, "%s\r\n", str_of(r, "name"));
+}
+
+static void print_cpus(const struct json_value *r, FILE *out)
+{
+    for (size_t i = 0; r->type == JSON_ARRAY && i < r->n; i++)
+        fprintf(out, "%c CPU #%lld: thread_id=%lld\r\n", i == 0 ? '*' : ' ', int_of(r->items[i], "cpu-index"),
+                int_of(r->items[i], "thread-id"));
+}
+
+static void print_block(const struct json_value *r, FILE *out)
+{
+    for (size_t i = 0; r->type == JSON_ARRAY && i < r->n; i++) {
+        const struct json_value *b = r->items[i], *ins = json_get(b, "inserted");
+        const struct json_value *ro = json_get(ins, "ro");
+        fprintf(out, "%s: %s (%s%s)\r\n    Attached to:      %s\r\n    Cache mode:       writeback\r\n",
+                str_of(b, "device"), str_of(ins, "file"), str_of(ins, "drv"), ro && ro->b ? ", read-only" : "",
+                str_of(b, "qdev"));
+    }
+}
+
+static void print_pci(const struct json_value *r, FILE *out)
+{
+    for (size_t i = 0; r->type == JSON_ARRAY && i < r->n; i++) {
+        const struct json_value *devs = json_get(r->items[i], "devices");
+        for (size_t k = 0; devs && devs->type == JSON_ARRAY && k < devs->n; k++) {
+            const struct json_value *d = devs->items[k], *id = json_get(d, "id");
+            fprintf(out, "  Bus %2lld, device %3lld, function %lld:\r\n", int_of(d, "bus"), int_of(d, "slot"),
+                    int_of(d, "function"));
+            fprintf(out, "    Class %04llx: PCI device %04llx:%04llx\r\n", int_of(json_get(d, "class_info"), "class"),
+                    int_of(id, "vendor"), int_of(id, "device"));
+            fprintf(out, "      PCI subsystem %04llx:%04llx\r\n", int_of(id, "subsystem-vendor"), int_of(id, "subsystem"));
+            if (json_get(d, "irq"))
+                fprintf(out, "      IRQ %lld, pin %c\r\n", int_of(d, "irq"), (char)('A' + int_of(d, "irq_pin") - 1));
+            const struct json_value *regs = json_get(d, "regions");
+            for (size_t b = 0; regs && regs->type == JSON_ARRAY && b < regs->n; b++) {
+                const struct json_value *bar = regs->items[b];
+                const struct json_value *m64 = json_get(bar, "mem_type_64");
+                long long addr = int_of(bar, "address");
+                fprintf(out, "      BAR%lld: %s memory at 0x%llx [0x%llx].\r\n", int_of(bar, "bar"),
+                        m64 && m64->b ? "64 bit" : "32 bit", addr < 0 ? 0ll : addr,
+                        (addr < 0 ? 0ll : addr) + int_of(bar, "size") - 1);
+            }
+            fprintf(out, "      id \"%s\"\r\n", str_of(d, "qdev_id"));
+        }
+    }
+}
+
+static void print_chardev(const struct json_value *r, FILE *out)
+{
+    for (size_t i = 0; r->type == JSON_ARRAY && i < r->n; i++)
+        fprintf(out, "%s: filename=%s\r\n", str_of(r->items[i], "label"), str_of(r->items[i], "filename"));
+}
+
+static const struct hmp_info {
+    const char *name, *cmd, *help;
+    hmp_print_fn print;
+} infos[] = {
+    { "status", "query-status", "show the current VM status (running|paused)", print_status },
+    { "version", "query-version", "show the version of QEMU that qkvm speaks for", print_version },
+    { "name", "query-name", "show the current VM name", print_name },
+    { "cpus", "query-cpus-fast", "show infos for each CPU", print_cpus },
+    { "block", "query-block", "show the block devices", print_block },
+    { "pci", "query-pci", "show PCI info", print_pci },
+    { "chardev", "query-chardev", "show the character devices", print_chardev },
+    { "registers", NULL, "show the cpu registers (not in qkvm yet)", NULL },
+};
+
+static const struct hmp_cmd {
+    const char *name, *cmd, *help;
+} cmds[] = {
+    { "stop", "stop", "stop emulation" },
+    { "cont", "cont", "resume emulation" },
+    { "c", "cont", "resume emulation" },
+    { "system_reset", "system_reset", "reset the system" },
+    { "system_powerdown", "system_powerdown", "send system power down event" },
+    { "quit", "quit", "quit the emulator" },
+    { "q", "quit", "quit the emulator" },
+};
+
+static void hmp_help(FILE *out)
+{
+    for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
+        fprintf(out, "%-24s -- %s\r\n", cmds[i].name, cmds[i].help);
+    fprintf(out, "%-24s -- %s\r\n", "info [subcommand]", "show various information about the system state");
+    fprintf(out, "%-24s -- %s\r\n", "help|? [cmd]", "show the help");
+}
+
+/* Runs command cmd and prints its return value with print (NULL: print nothing). */
+static void hmp_call(struct monitor_ctx *ctx, const char *cmd, hmp_print_fn print, FILE *out)
+{
+    struct monitor_error e = { "GenericError", "" };
+    char *ret = NULL;
+    if (monitor_run_cmd(ctx, cmd, NULL, &ret, &e)) {
+        fprintf(out, "Error: %s\r\n", e.desc);
+        return;
+    }
+    struct json_value *v = NULL;
+    const char *why;
+    if (print && json_parse(ret, strlen(ret), &v, &why) == 0)
+        print(v, out);
+    json_value_free(v);
+    free(ret);
+}
+
+void hmp_run_line(struct monitor_ctx *ctx, const char *line, FILE *out)
+{
+    char words[3][64];
+    int n = 0;
+    const char *p = line;
+    while (n < 3) {
+        while (*p && isspace((unsigned char)*p))
+            p++;
+        if (!*p)
+            break;
+        size_t k = 0;
+        while (*p && !isspace((unsigned char)*p)) {
+            if (k < sizeof(words[n]) - 1)
+                words[n][k++] = *p;
+            p++;
+        }
+        words[n++][k] = 0;
+    }
+    if (n == 0)
+        return;
+    /* printable words only in messages: a line from a socket is untrusted */
+    for (int i = 0; i < n; i++)
+        for (char *c = words[i]; *c; c++)
+            if (!isprint((unsigned char)*c))
+                *c = '?';
+    if (!strcmp(words[0], "help") || !strcmp(words[0], "?") || !strcmp(words[0], "h")) {
+        hmp_help(out);
+        return;
+    }
+    if (!strcmp(words[0], "info") || !strcmp(words[0], "i")) {
+        if (n < 2) {
+            for (size_t i = 0; i < sizeof(infos) / sizeof(infos[0]); i++)
+                fprintf(out, "info %-19s -- %s\r\n", infos[i].name, infos[i].help);
+            return;
+        }
+        for (size_t i = 0; i < sizeof(infos) / sizeof(infos[0]); i++) {
+            if (strcmp(words[1], infos[i].name))
+                continue;
+            if (!infos[i].cmd)
+                fprintf(out, "info %s: not available in qkvm yet\r\n", words[1]);
+            else
+                hmp_call(ctx, infos[i].cmd, infos[i].print, out);
+            return;
+        }
+        fprintf(out, "info: unknown subcommand '%s'\r\n", words[1]);
+        return;
+    }
+    for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++) {
+        if (!strcmp(words[0], cmds[i].name)) {
+            hmp_call(ctx, cmds[i].cmd, NULL, out);
+            return;
+        }
+    }
+    fprintf(out, "unknown command: '%s'\r\n", words[0]);
+}

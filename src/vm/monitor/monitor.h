@@ -1,0 +1,113 @@
+/* The monitor: one table of commands with typed arguments (commands.c), two front ends on it
+ * (QMP in qmp.c, HMP in hmp.c), and the sockets and terminals they listen on (server.c). It
+ * drives the machine only through vm/control.h, on the machine's event-loop thread.
+ *
+ * A monitor set outlives the machines it serves: a reset builds a new machine, and the same
+ * sockets and client connections are attached to it. */
+#ifndef QKVM_VM_MONITOR_H
+#define QKVM_VM_MONITOR_H
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdio.h>
+
+#include "util/json.h"
+
+struct machine;
+struct monitor_set;
+
+/* What the monitors say about the program (the tool knows it, the library does not). */
+struct monitor_info {
+    int major, minor, micro;    /* the QEMU version whose QMP qkvm speaks */
+    const char *package;        /* "qkvm-0.1.0" */
+};
+
+/* Where a monitor listens. spec: "stdio", "unix:PATH[,server=on][,wait=off]",
+ * "tcp:HOST:PORT[,server=on][,wait=off]", or a -chardev description ("socket,id=ID,path=PATH,
+ * server=on,wait=off", "socket,id=ID,host=H,port=P,server=on,wait=off", "stdio,id=ID"). */
+struct monitor_addr {
+    enum { MONITOR_STDIO, MONITOR_UNIX, MONITOR_TCP } kind;
+    char path[108];             /* unix */
+    char host[256], port[32];   /* tcp */
+    char label[64];             /* the chardev id ("compat_monitor0" when there is none) */
+};
+/* 0 or -EINVAL with why filled (one line). */
+int monitor_parse_addr(const char *spec, bool chardev, struct monitor_addr *a, char *why, size_t n);
+
+int monitor_set_create(const struct monitor_info *info, struct monitor_set **out);
+/* Opens the listening socket now (before privileges are dropped). control: QMP, else HMP.
+ * 0 or -errno with why filled. */
+int monitor_set_add(struct monitor_set *s, const struct monitor_addr *a, bool control, bool pretty,
+                    char *why, size_t n);
+/* Serves machine m from its event loop; the machine's events go to the QMP clients. */
+int monitor_set_attach(struct monitor_set *s, struct machine *m);
+/* Before the machine is destroyed: pending output is flushed (briefly), the fds leave its loop. */
+void monitor_set_detach(struct monitor_set *s);
+void monitor_set_free(struct monitor_set *s);
+
+/* ---- the command table (commands.c) ---- */
+enum monitor_arg_type { MONITOR_ARG_STR, MONITOR_ARG_INT, MONITOR_ARG_BOOL, MONITOR_ARG_NUMBER };
+
+struct monitor_arg {
+    const char *name;
+    enum monitor_arg_type type;
+    bool optional;
+};
+
+#define MONITOR_MAX_ARGS 4
+
+/* QMP's error classes, by the names QEMU's clients test for. */
+struct monitor_error {
+    const char *cls;            /* "GenericError", "CommandNotFound", "DeviceNotActive", ... */
+    char desc[256];
+};
+
+struct monitor_ctx {
+    struct machine *m;          /* NULL between machines (never, while a command runs) */
+    struct monitor_set *set;
+    const struct monitor_info *info;
+};
+
+struct monitor_cmd {
+    const char *name;
+    struct monitor_arg args[MONITOR_MAX_ARGS];
+    const char *ret;            /* the schema's return type, for query-qmp-schema */
+    /* Writes the "return" value (one JSON value, key NULL) to w, or fills e and returns -errno. */
+    int (*fn)(struct monitor_ctx *ctx, const struct json_value *args, struct json_writer *w,
+              struct monitor_error *e);
+};
+
+const struct monitor_cmd *monitor_cmd_find(const char *name);
+/* The table, NULL-name terminated. */
+extern const struct monitor_cmd monitor_cmds[];
+/* Checks args against the command's argument list (args may be NULL: no arguments). 0, or
+ * -EINVAL with e filled as QEMU words it. */
+int monitor_check_args(const struct monitor_cmd *c, const struct json_value *args, struct monitor_error *e);
+/* Finds, checks and runs a command: 0 with *ret (the return value's JSON text, malloc'd), or
+ * -errno with e filled. */
+int monitor_run_cmd(struct monitor_ctx *ctx, const char *name, const struct json_value *args, char **ret,
+                    struct monitor_error *e);
+/* The event names QMP may send (query-events). NULL-terminated. */
+extern const char *const monitor_events[];
+
+/* ---- HMP (hmp.c): runs one command line, human-readable output to out ---- */
+void hmp_run_line(struct monitor_ctx *ctx, const char *line, FILE *out);
+
+/* ---- QMP (qmp.c): one client's protocol state ---- */
+struct qmp_session {
+    bool negotiated;
+    bool pretty;
+};
+/* The greeting line (malloc'd, ends in "\r\n"). */
+char *qmp_greeting(const struct monitor_info *info);
+/* Handles one JSON text from a client; the reply (malloc'd, "\r\n"-terminated) or NULL when
+ * nothing is to be sent. */
+char *qmp_handle_text(struct monitor_ctx *ctx, struct qmp_session *q, const char *text, size_t len);
+/* An event line with its timestamp (malloc'd); data_json may be NULL. */
+char *qmp_event_line(const char *name, const char *data_json, bool pretty);
+
+/* ---- what server.c knows, for query-chardev ---- */
+/* Calls fn for each monitor's chardev: its label and a QEMU-style filename. */
+void monitor_set_for_each_chardev(struct monitor_set *s, void (*fn)(void *opaque, const char *label,
+                                  const char *filename, bool open), void *opaque);
+
+#endif
