@@ -97,34 +97,17 @@ if ! vg_accel; then
   skip "linux in the sandbox" "$VG_WHY"
   exit 0
 fi
-if [ "$(id -u)" != 0 ] || [ ! -c /dev/net/tun ] || ! id nobody >/dev/null 2>&1; then
-  skip "linux in the sandbox" "needs root, /dev/net/tun for a tap and a user nobody"
+if ! id nobody >/dev/null 2>&1; then
+  skip "linux in the sandbox" "needs a user nobody"
   exit 0
 fi
-ns=qkvm-sbx-$$
-tap=qks$$
-if ! ip netns add "$ns" 2>"$TMP/ns.err"; then
-  skip "linux in the sandbox" "cannot make a network namespace: $(head -n 1 "$TMP/ns.err")"
+if ! vg_tap_ns sbx 1000000; then
+  skip "linux in the sandbox" "$VG_WHY"
   exit 0
 fi
-cleanup() {
-  [ -n "${srv:-}" ] && kill "$srv" 2>/dev/null
-  ip netns del "$ns" 2>/dev/null
-  rm -rf "$TMP"
-}
-trap cleanup EXIT
-ip -n "$ns" link set lo up
-ip -n "$ns" tuntap add dev "$tap" mode tap vnet_hdr
-ip -n "$ns" addr add 10.0.2.1/24 dev "$tap"
-ip -n "$ns" link set "$tap" up
-mkdir -p "$TMP/www"
-head -c 1000000 /dev/urandom >"$TMP/www/h.bin"
-h_sum=$(md5sum <"$TMP/www/h.bin" | cut -d' ' -f1)
-(cd "$TMP/www" && exec ip netns exec "$ns" python3 -m http.server --bind 10.0.2.1 8000 >/dev/null 2>&1) &
-srv=$!
+ns=$VG_NS tap=$VG_TAP h_sum=$VG_H_SUM
 truncate -s 16M "$TMP/disk.raw"
 
-VG_PREFIX="ip netns exec $ns"
 if ! vg_boot sbx -sandbox on -runas nobody -drive "file=$TMP/disk.raw,format=raw,if=virtio" \
      -netdev "tap,id=n0,ifname=$tap,script=no,downscript=no" -device virtio-net-pci,netdev=n0; then
   fail "$VG_ACCEL -sandbox on -runas nobody: linux boots with a disk and a network card" "$VG_WHY"

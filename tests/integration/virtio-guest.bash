@@ -12,6 +12,10 @@
 #                               its status from vg_rc (-1 on timeout)
 #   vg_poweroff                 powers off; qkvm's exit status in VG_EXIT
 #   vg_kill                     ends a guest that is stuck
+#   vg_tap_ns NAME BYTES        a network namespace (VG_NS) holding a tap (VG_TAP) at 10.0.2.1/24
+#                               and a web server there serving h.bin of BYTES random bytes (md5
+#                               in VG_H_SUM); VG_PREFIX runs qkvm inside it; removed at exit.
+#                               1 with VG_WHY when this host cannot (not root, no tun)
 
 VG_G=$TOP/$B/guest
 
@@ -123,4 +127,36 @@ vg_kill() {
   kill "$VG_PID" 2>/dev/null
   wait "$VG_PID" 2>/dev/null
   exec 8>&-
+}
+
+vg_tap_ns() {
+  if [ "$(id -u)" != 0 ] || [ ! -c /dev/net/tun ]; then
+    VG_WHY="needs root and /dev/net/tun for a tap"
+    return 1
+  fi
+  VG_NS=qkvm-$1-$$
+  VG_TAP=qk$1$$
+  VG_TAP=${VG_TAP:0:15}
+  if ! ip netns add "$VG_NS" 2>"$TMP/ns.err"; then
+    VG_WHY="cannot make a network namespace: $(head -n 1 "$TMP/ns.err")"
+    return 1
+  fi
+  trap vg_tap_ns_cleanup EXIT
+  ip -n "$VG_NS" link set lo up
+  ip -n "$VG_NS" tuntap add dev "$VG_TAP" mode tap vnet_hdr
+  ip -n "$VG_NS" addr add 10.0.2.1/24 dev "$VG_TAP"
+  ip -n "$VG_NS" link set "$VG_TAP" up
+  # the host end's web server, in the namespace: the guest fetches a file from it
+  mkdir -p "$TMP/www"
+  head -c "$2" /dev/urandom >"$TMP/www/h.bin"
+  VG_H_SUM=$(md5sum <"$TMP/www/h.bin" | cut -d' ' -f1)
+  (cd "$TMP/www" && exec ip netns exec "$VG_NS" python3 -m http.server --bind 10.0.2.1 8000 >/dev/null 2>&1) &
+  VG_SRV=$!
+  VG_PREFIX="ip netns exec $VG_NS"
+}
+
+vg_tap_ns_cleanup() {
+  [ -n "${VG_SRV:-}" ] && kill "$VG_SRV" 2>/dev/null
+  ip netns del "$VG_NS" 2>/dev/null
+  rm -rf "$TMP"
 }

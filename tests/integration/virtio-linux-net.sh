@@ -13,35 +13,12 @@ if ! vg_accel; then
   skip "linux on virtio-net" "$VG_WHY"
   exit 0
 fi
-if [ "$(id -u)" != 0 ] || [ ! -c /dev/net/tun ]; then
-  skip "linux on virtio-net" "needs root and /dev/net/tun for a tap"
+if ! vg_tap_ns vnet 4000000; then
+  skip "linux on virtio-net" "$VG_WHY"
   exit 0
 fi
-ns=qkvm-vnet-$$
-tap=qkt$$
-if ! ip netns add "$ns" 2>"$TMP/ns.err"; then
-  skip "linux on virtio-net" "cannot make a network namespace: $(head -n 1 "$TMP/ns.err")"
-  exit 0
-fi
-cleanup() {
-  [ -n "${srv:-}" ] && kill "$srv" 2>/dev/null
-  ip netns del "$ns" 2>/dev/null
-  rm -rf "$TMP"
-}
-trap cleanup EXIT
-ip -n "$ns" link set lo up
-ip -n "$ns" tuntap add dev "$tap" mode tap vnet_hdr
-ip -n "$ns" addr add 10.0.2.1/24 dev "$tap"
-ip -n "$ns" link set "$tap" up
+ns=$VG_NS tap=$VG_TAP h_sum=$VG_H_SUM
 
-# the host end's web server, in the namespace: the guest fetches a file from it
-mkdir -p "$TMP/www"
-head -c 4000000 /dev/urandom >"$TMP/www/h.bin"
-h_sum=$(md5sum <"$TMP/www/h.bin" | cut -d' ' -f1)
-(cd "$TMP/www" && exec ip netns exec "$ns" python3 -m http.server --bind 10.0.2.1 8000 >/dev/null 2>&1) &
-srv=$!
-
-VG_PREFIX="ip netns exec $ns"
 if ! vg_boot net -netdev "tap,id=n0,ifname=$tap,script=no,downscript=no" \
      -device virtio-net-pci,netdev=n0,mac=52:54:00:12:34:99; then
   fail "$VG_ACCEL: linux boots with a virtio-net card on $tap" "$VG_WHY"
