@@ -117,8 +117,6 @@ static int ivshmem_map_memdev(struct ivshmem *s, const char *spec)
         log_error("ivshmem-plain: share=%s is not on or off", share);
         goto out;
     }
-    if (!shared)
-        log_warn("ivshmem-plain: share=off: the guest gets a private copy, shared with nobody");
     if (path)
         fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
     else
@@ -142,6 +140,8 @@ static int ivshmem_map_memdev(struct ivshmem *s, const char *spec)
         log_error("ivshmem-plain: cannot map %s: %s", path ? path : "a memfd", strerror(-ret));
         goto out;
     }
+    if (!shared)
+        log_warn("ivshmem-plain: share=off: the guest gets a private copy, shared with nobody");
     s->mem = p;
     s->size = sz;
     ret = 0;
