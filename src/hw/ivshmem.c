@@ -1,6 +1,8 @@
-/* ivshmem-plain: QEMU's inter-VM shared memory device (QEMU docs/specs/ivshmem-spec.txt), the
- * memory half. Vendor 1af4, device 1110, revision 1: BAR0 holds four registers, BAR2 the memory of
- * a -object memory-backend-file/-memfd, so guests (and host programs mapping the same file) share it.
+/* ivshmem-plain and ivshmem-doorbell: QEMU's inter-VM shared memory device (QEMU
+ * docs/specs/ivshmem-spec.txt). Vendor 1af4, device 1110, revision 1: BAR0 holds four registers,
+ * BAR2 the memory. ivshmem-plain's comes from a -object memory-backend-file/-memfd;
+ * ivshmem-doorbell's from an ivshmem server (src/ivshmem/), with MSI-X in BAR1: a Doorbell write
+ * rings a peer's eventfd, a peer ringing one of ours raises that MSI-X vector.
  *
  * BAR2 is served through the PCI window like any MMIO BAR, each access a copy to or from the
  * mapping, rather than as a RAM region: the accelerators take their RAM regions once, before the
@@ -13,9 +15,17 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 #include "hw/pci.h"
+#include "hw/pci_msix.h"
+#include "ivshmem/ivshmem.h"
+#include "util/evloop.h"
 #include "util/log.h"
 #include "util/parse.h"
 #include "vm/machine.h"
@@ -23,6 +33,7 @@
 #define IVSHMEM_VENDOR   0x1af4
 #define IVSHMEM_DEVICE   0x1110
 #define IVSHMEM_REG_BAR  0
+#define IVSHMEM_MSIX_BAR 1
 #define IVSHMEM_MEM_BAR  2
 #define IVSHMEM_REG_SIZE 256
 
@@ -34,6 +45,13 @@ struct ivshmem {
     uint8_t *mem;
     uint64_t size;
     uint32_t intr_mask, intr_status;
+    /* ivshmem-doorbell: the server connection. lock orders the event loop's updates of the peer
+     * table against the vCPUs' doorbell writes. */
+    bool doorbell;
+    pthread_mutex_t lock;
+    struct ivshmem_client c;
+    bool watched[IVSHMEM_MAX_VECTORS];
+    bool dead;                  /* the server broke the protocol or left: no more reading */
 };
 
 static void reg_read(void *opaque, uint64_t off, void *data, unsigned size)
@@ -43,7 +61,7 @@ static void reg_read(void *opaque, uint64_t off, void *data, unsigned size)
     switch (off) {
     case REG_INTR_MASK: v = s->intr_mask; break;
     case REG_INTR_STATUS: v = s->intr_status; s->intr_status = 0; break;   /* read clears */
-    case REG_IV_POSITION: v = 0; break;     /* no server: no id (the spec: zero) */
+    case REG_IV_POSITION: v = s->doorbell ? (uint32_t)s->c.id : 0; break;
     default: break;
     }
     memset(data, 0, size);
@@ -58,7 +76,18 @@ static void reg_write(void *opaque, uint64_t off, const void *data, unsigned siz
     switch (off) {
     case REG_INTR_MASK: s->intr_mask = v; break;
     case REG_INTR_STATUS: s->intr_status = v; break;
-    case REG_DOORBELL: break;   /* the spec: ignored without interrupts */
+    case REG_DOORBELL:
+        /* The spec: ignored without interrupts, and for a peer or vector that is not there. */
+        if (s->doorbell) {
+            pthread_mutex_lock(&s->lock);
+            int r = ivshmem_client_notify(&s->c, v >> 16, v & 0xffff);
+            pthread_mutex_unlock(&s->lock);
+            if (r)
+                machine_log_guest(s->m, LOG_GUEST, "ivshmem doorbell",
+                                  "ivshmem: doorbell for peer %u vector %u: %s", v >> 16,
+                                  v & 0xffff, r == -ENOENT ? "no such peer or vector" : strerror(-r));
+        }
+        break;
     default:
         machine_log_guest(s->m, LOG_GUEST, "ivshmem register",
                           "ivshmem: write to read-only or reserved register %#" PRIx64, off);
@@ -85,6 +114,10 @@ static void mem_write(void *opaque, uint64_t off, const void *data, unsigned siz
 static void ivshmem_cleanup(void *opaque)
 {
     struct ivshmem *s = opaque;
+    if (s->doorbell) {
+        ivshmem_client_close(&s->c);
+        pthread_mutex_destroy(&s->lock);
+    }
     if (s->mem)
         munmap(s->mem, s->size);
     free(s);
@@ -188,3 +221,172 @@ static int ivshmem_plain_create(struct machine *m, struct kvlist *opts)
     return pci_register_device(m, d, slot);
 }
 DEVICE_TYPE("ivshmem-plain", ivshmem_plain_create)
+
+/* One of our own eventfds: a peer rings vector by writing to it. */
+struct ivshmem_vec {
+    struct ivshmem *s;
+    unsigned vector;
+    int fd;
+};
+
+static void vec_event(void *opaque, uint32_t events)
+{
+    (void)events;
+    struct ivshmem_vec *v = opaque;
+    uint64_t n;
+    if (read(v->fd, &n, sizeof(n)) == sizeof(n))
+        pci_msix_notify(&v->s->pci, v->vector);
+}
+
+static void server_gone(struct ivshmem *s, const char *why)
+{
+    log_error("ivshmem-doorbell: %s; peers stay as they are, no new ones", why);
+    evloop_del(s->m->loop, s->c.sock);
+    s->dead = true;
+}
+
+/* The server's messages after the handshake: peers arriving and leaving, our own vectors. */
+static void sock_event(void *opaque, uint32_t events)
+{
+    (void)events;
+    struct ivshmem *s = opaque;
+    for (;;) {
+        enum ivshmem_event ev;
+        pthread_mutex_lock(&s->lock);
+        int r = s->dead ? -EAGAIN : ivshmem_client_recv(&s->c, &ev);
+        pthread_mutex_unlock(&s->lock);
+        if (r == -EAGAIN)
+            return;
+        if (r == -ECONNRESET) {
+            server_gone(s, "the server closed the connection");
+            return;
+        }
+        if (r) {
+            char why[IVSHMEM_ERR_MAX + 32];
+            snprintf(why, sizeof(why), "server: %s", r == -EPROTO ? s->c.err : strerror(-r));
+            server_gone(s, why);
+            return;
+        }
+        if (ev != IVSHMEM_EV_PEER_VECTOR || s->c.ev_peer != s->c.id || s->watched[s->c.ev_vector])
+            continue;
+        unsigned vn = s->c.ev_vector;
+        struct ivshmem_vec *v = malloc(sizeof(*v));
+        if (!v || machine_add_cleanup(s->m, free, v)) {
+            free(v);
+            log_error("ivshmem-doorbell: out of memory");
+            continue;
+        }
+        *v = (struct ivshmem_vec){ s, vn, s->c.self.fds[vn] };
+        r = evloop_add(s->m->loop, v->fd, EPOLLIN, vec_event, v);
+        if (r)
+            log_error("ivshmem-doorbell: cannot watch vector %u: %s", vn, strerror(-r));
+        s->watched[vn] = true;
+    }
+}
+
+/* The socket path of a -chardev socket,path=P (client side: the server listens). */
+static int ivshmem_connect_chardev(struct ivshmem *s, const char *spec, unsigned vectors)
+{
+    struct kvlist kv;
+    if (keyval_parse(spec, "backend", &kv)) {
+        log_error("ivshmem-doorbell: chardev=%s is not a character device", spec);
+        return -EINVAL;
+    }
+    const char *be = keyval_get(&kv, "backend"), *path = keyval_get(&kv, "path");
+    const char *server = keyval_get(&kv, "server");
+    int ret = -EINVAL;
+    bool srv = false;
+    if (!be || strcmp(be, "socket") || !path) {
+        log_error("ivshmem-doorbell: the chardev must be socket,path=SOCKET");
+        goto out;
+    }
+    if (server && (parse_bool(server, &srv) || srv)) {
+        log_error("ivshmem-doorbell: the chardev connects to a server: no server=on");
+        goto out;
+    }
+    ret = ivshmem_client_connect(&s->c, path, vectors);
+    if (ret) {
+        log_error("ivshmem-doorbell: cannot connect to %s: %s", path, strerror(-ret));
+        goto out;
+    }
+    /* The server sends the handshake at once; a silent one must not hang the start-up. */
+    struct timeval tv = { .tv_sec = 5 };
+    setsockopt(s->c.sock, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    ret = ivshmem_client_handshake(&s->c);
+    if (ret) {
+        log_error("ivshmem-doorbell: server %s: %s", path,
+                  ret == -EPROTO ? s->c.err : ret == -EAGAIN ? "no answer" : strerror(-ret));
+        goto out;
+    }
+    uint64_t sz = s->c.shm_size;
+    if (sz < 4096 || (sz & (sz - 1))) {
+        log_error("ivshmem-doorbell: the server's memory (%" PRIu64 " bytes) is not a power of two from 4K", sz);
+        ret = -EINVAL;
+        goto out;
+    }
+    void *p = mmap(NULL, sz, PROT_READ | PROT_WRITE, MAP_SHARED, s->c.shm_fd, 0);
+    if (p == MAP_FAILED) {
+        ret = -errno;
+        log_error("ivshmem-doorbell: cannot map the server's memory: %s", strerror(-ret));
+        goto out;
+    }
+    s->mem = p;
+    s->size = sz;
+    fcntl(s->c.sock, F_SETFL, fcntl(s->c.sock, F_GETFL) | O_NONBLOCK);
+    ret = 0;
+out:
+    keyval_free(&kv);
+    return ret;
+}
+
+static int ivshmem_doorbell_create(struct machine *m, struct kvlist *opts)
+{
+    struct ivshmem *s = calloc(1, sizeof(*s));
+    if (!s)
+        return -ENOMEM;
+    pthread_mutex_init(&s->lock, NULL);
+    s->doorbell = true;
+    ivshmem_client_init(&s->c, -1, 0);
+    int ret = machine_add_cleanup(m, ivshmem_cleanup, s);
+    if (ret) {
+        free(s);
+        return ret;
+    }
+    s->m = m;
+    const char *chardev = keyval_get(opts, "chardev"), *vecs = keyval_get(opts, "vectors");
+    const char *addr = keyval_get(opts, "addr");
+    keyval_get(opts, "ioeventfd");   /* accepted: the doorbell register is handled in any case */
+    keyval_get(opts, "master");
+    uint64_t nvec = 1;
+    if (!chardev) {
+        log_error("ivshmem-doorbell: needs chardev=");
+        return -EINVAL;
+    }
+    if (vecs && parse_u64(vecs, 1, IVSHMEM_MAX_VECTORS, &nvec)) {
+        log_error("ivshmem-doorbell: vectors=%s is not 1..%d", vecs, IVSHMEM_MAX_VECTORS);
+        return -EINVAL;
+    }
+    int slot = pci_parse_addr(addr);
+    if (slot == -EINVAL) {
+        log_error("ivshmem-doorbell: addr=%s is not a PCI slot (0x1-0x1f)", addr);
+        return -EINVAL;
+    }
+    if ((ret = ivshmem_connect_chardev(s, chardev, (unsigned)nvec)))
+        return ret;
+    struct pci_device *d = &s->pci;
+    pci_device_init(d, "ivshmem-doorbell", IVSHMEM_VENDOR, IVSHMEM_DEVICE, 0x050000, 1, 0x1af4, 0x1100);
+    d->opaque = s;
+    if ((ret = pci_device_add_bar(d, IVSHMEM_REG_BAR, IVSHMEM_REG_SIZE, 0, reg_read, reg_write, s)) ||
+        (ret = pci_msix_init(d, m, (unsigned)nvec, IVSHMEM_MSIX_BAR)) ||
+        (ret = pci_device_add_bar(d, IVSHMEM_MEM_BAR, s->size, PCI_BAR_MEM_64 | PCI_BAR_PREFETCH,
+                                  mem_read, mem_write, s)))
+        return ret;
+    if ((ret = pci_register_device(m, d, slot)))
+        return ret;
+    if (m->loop && (ret = evloop_add(m->loop, s->c.sock, EPOLLIN, sock_event, s))) {
+        log_error("ivshmem-doorbell: cannot watch the server: %s", strerror(-ret));
+        return ret;
+    }
+    return 0;
+}
+DEVICE_TYPE("ivshmem-doorbell", ivshmem_doorbell_create)

@@ -267,7 +267,8 @@ int main(int argc, char **argv)
                "virtio-serial-pci max_ports=N (31), addr=SLOT: a bus for the two below\n"
                "virtconsole     chardev=ID, name=NAME: a console port (/dev/hvcN)\n"
                "virtserialport  chardev=ID, name=NAME: a named port (/dev/virtio-ports/NAME)\n"
-               "ivshmem-plain   memdev=ID, addr=SLOT: shared memory in BAR2 (docs/ivshmem.md)\n");
+               "ivshmem-plain   memdev=ID, addr=SLOT: shared memory in BAR2 (docs/ivshmem.md)\n"
+               "ivshmem-doorbell chardev=ID, vectors=N (1), addr=SLOT: memory and doorbells from an ivshmem server\n");
         return 0;
     case CONFIG_CPU_HELP:
         printf("Available CPUs:\n");

@@ -26,6 +26,16 @@ wait_for() {
   return 1
 }
 
+# wait_for2 FILE PATTERN: up to 10 s for a second line matching PATTERN
+wait_for2() {
+  local i
+  for i in $(seq 100); do
+    [ "$(grep -cE "$2" "$1" 2>/dev/null)" -ge 2 ] && return 0
+    sleep 0.1
+  done
+  return 1
+}
+
 # A client reads commands from a fifo held open by this shell (fd $2), prints into $TMP/$1.out.
 start_client() {
   mkfifo "$TMP/$1.in"
@@ -77,6 +87,7 @@ echo "int all" >&8
 check "b rings every vector of a" wait_for "$TMP/a.out" "^interrupt on vector 0 "
 check "... vector 1 too" wait_for "$TMP/a.out" "^interrupt on vector 1 "
 echo "write hello from a" >&7
+wait_for "$TMP/a.out" "^wrote 13 bytes$"
 echo "dump" >&8
 check "b reads what a wrote" wait_for "$TMP/b.out" '"hello from a"'
 check "the memory is the POSIX shm object" grep -q "hello from a" "/dev/shm/$SHM"
@@ -142,6 +153,34 @@ check "the server's peers see the guest's string" wait_for "$TMP/a.out" '"hello 
 # A memfd: nobody else sees it, the guest works the same.
 run_qkvm 30 -accel tcg -kernel "$G" -object memory-backend-memfd,id=m,size=4M -device ivshmem-plain,memdev=m
 expect_eq "guest on a memfd writes to the end of 4 MiB" 1 "$(outval written)"
+
+# qkvm's ivshmem-doorbell as a peer of the server: the same guest sees its id in IVPosition and
+# writes into the server's memory; the clients see it come and go.
+echo "write cleared" >&7
+wait_for "$TMP/a.out" "^wrote 8 bytes$"
+run_qkvm 30 -accel tcg -kernel "$G" -chardev "socket,path=$SOCK,id=iv" -device ivshmem-doorbell,chardev=iv,vectors=2
+expect_eq "doorbell guest: IVPosition is the id the server gave" 4 "$(outval iv_position)"
+check "the clients saw qkvm's device join" wait_for "$TMP/a.out" "^peer 4 vector 1$"
+check "... and leave" wait_for "$TMP/a.out" "^peer 4 left$"
+echo "dump" >&7
+# the second dump showing it: the first was of the ivshmem-plain guest's string, cleared since
+check "the doorbell guest's string is in the server's memory" wait_for2 "$TMP/a.out" '^  "hello from a qkvm guest"$'
+run_qkvm 10 -accel tcg -kernel "$G" -chardev "socket,path=$TMP/none.sock,id=iv" -device ivshmem-doorbell,chardev=iv
+expect_eq "doorbell without a server: one line, exit 1" "1 1" "$rc $(wc -l <"$TMP/err")"
+# A server that speaks another protocol version: refused with one line.
+python3 - "$TMP/bad.sock" <<'PY' &
+import socket, struct, sys
+l = socket.socket(socket.AF_UNIX); l.bind(sys.argv[1]); l.listen(1)
+c, _ = l.accept(); c.sendall(struct.pack('<q', 7)); c.recv(1)
+PY
+PIDS+=($!)
+for i in $(seq 50); do [ -S "$TMP/bad.sock" ] && break; sleep 0.1; done
+run_qkvm 10 -accel tcg -kernel "$G" -chardev "socket,path=$TMP/bad.sock,id=iv" -device ivshmem-doorbell,chardev=iv
+if [ $rc = 1 ] && grep -q "unsupported protocol version 7" "$TMP/err" && [ "$(wc -l <"$TMP/err")" = 1 ]; then
+  pass "doorbell refuses a server of another protocol version"
+else
+  fail "doorbell refuses a server of another protocol version" "rc=$rc $(cat "$TMP/err")"
+fi
 
 exec 8>&-
 kill "$BPID"
