@@ -15,6 +15,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <sys/epoll.h>
@@ -386,6 +387,17 @@ static int ivshmem_doorbell_create(struct machine *m, struct kvlist *opts)
     if (m->loop && (ret = evloop_add(m->loop, s->c.sock, EPOLLIN, sock_event, s))) {
         log_error("ivshmem-doorbell: cannot watch the server: %s", strerror(-ret));
         return ret;
+    }
+    /* The server sends the other peers' eventfds and then our own right after the memory: take
+     * them before the guest runs, so that a guest ringing at once is not ignored for a setup
+     * still under way. Our first vector may take up to the start-up timeout; once it is in, the
+     * rest come back to back, and a pause of 50 ms ends the wait (a server offering fewer
+     * vectors than vectors=). */
+    while (m->loop && !s->dead && s->c.self.nfds < s->c.vectors) {
+        struct pollfd p = { .fd = s->c.sock, .events = POLLIN };
+        if (poll(&p, 1, s->c.self.nfds ? 50 : 5000) <= 0)
+            break;
+        sock_event(s, EPOLLIN);
     }
     return 0;
 }

@@ -1,6 +1,9 @@
 ; A tiny 64-bit "kernel" (bzImage) that finds the ivshmem-plain device (1af4:1110) on PCI bus 0,
 ; reads its BARs, prints IVPosition and a dword the host left in the shared memory, and writes a
 ; string at the start of BAR2 and a dword at its end (4 MiB), for tests/integration/ivshmem.sh.
+; With ivshmem-doorbell (an MSI-X capability): rings itself on vector 0 and counts the interrupt
+; (msix_self=), rings peer 0 on vector 1, prints ready=1 and waits for a ring of its vector 1
+; (msix_host=).
 ; key=value lines on COM1, then ACPI poweroff.
 
 bits 16
@@ -119,12 +122,141 @@ entry64:
     lea rsi, [rel s_written]
     call putkv
 
+    ; --- ivshmem-doorbell only: the MSI-X capability
+    mov ecx, 0x34
+    call cfg_read32
+    movzx ecx, al
+.cap:
+    test ecx, ecx
+    jz poweroff                         ; ivshmem-plain: no interrupts
+    mov r11d, ecx
+    call cfg_read32
+    cmp al, 0x11
+    je .msix
+    movzx ecx, ah
+    jmp .cap
+.msix:
+    lea ecx, [r11 + 4]
+    call cfg_read32                     ; table offset | BIR (BAR1 here)
+    mov r14d, eax
+    and r14d, ~7
+    mov ecx, 0x14
+    call cfg_read32
+    and eax, ~0xf
+    add r14, rax                        ; r14 = the vector table
+    mov dword [r14 + 0], 0xfee00000     ; vector 0 -> APIC vector 0x40
+    mov dword [r14 + 4], 0
+    mov dword [r14 + 8], 0x40
+    mov dword [r14 + 12], 0
+    mov dword [r14 + 16], 0xfee00000    ; vector 1 -> 0x41
+    mov dword [r14 + 20], 0
+    mov dword [r14 + 24], 0x41
+    mov dword [r14 + 28], 0
+    lea rax, [rel irq0]
+    lea rdi, [rel idt + 0x40 * 16]
+    call set_gate
+    lea rax, [rel irq1]
+    lea rdi, [rel idt + 0x41 * 16]
+    call set_gate
+    lidt [rel idt_ptr]
+    mov edi, 0xfee00000
+    mov dword [rdi + 0xf0], 0x1ff       ; APIC software enable, spurious vector 0xff
+    mov dword [rdi + 0x80], 0           ; TPR: accept everything
+    lea ecx, [r11 + 2]
+    mov eax, 0x8000                     ; MSI-X enable
+    call cfg_write16
+
+    ; --- ring ourselves on vector 0: the server gave us our own eventfds too
+    mov eax, [r9 + 8]
+    shl eax, 16
+    mov [r9 + 12], eax
+    mov ecx, 100
+.wait0:
+    cmp dword [rel irqs0], 0
+    jne .got0
+    sti
+    hlt
+    cli
+    dec ecx
+    jnz .wait0
+.got0:
+    mov eax, [rel irqs0]
+    lea rsi, [rel s_self]
+    call putkv
+
+    ; --- ring peer 0 (the host client) on vector 1, a peer that is not there, then wait for the
+    ; host to ring our vector 1
+    mov dword [r9 + 12], (0 << 16) | 1
+    mov dword [r9 + 12], (999 << 16) | 0
+    mov eax, 1
+    lea rsi, [rel s_ready]
+    call putkv
+    mov ecx, 1000
+.wait1:
+    cmp dword [rel irqs1], 0
+    jne .got1
+    sti
+    hlt
+    cli
+    dec ecx
+    jnz .wait1
+.got1:
+    mov eax, [rel irqs1]
+    lea rsi, [rel s_host]
+    call putkv
+
 poweroff:
     mov dx, 0x604
     mov ax, 0x3400                      ; SLP_TYP 5 | SLP_EN
     out dx, ax
 .h: hlt
     jmp .h
+; cfg_write16: slot ebx, register ecx, value ax
+cfg_write16:
+    push rdx
+    push rax
+    mov eax, ebx
+    shl eax, 11
+    or eax, ecx
+    and eax, ~3
+    or eax, 0x80000000
+    mov dx, 0xcf8
+    out dx, eax
+    mov edx, ecx
+    and edx, 3
+    add edx, 0xcfc
+    pop rax
+    out dx, ax
+    pop rdx
+    ret
+
+; set_gate: interrupt gate in the IDT slot at rdi for the handler at rax
+set_gate:
+    mov [rdi], ax
+    mov word [rdi + 2], cs
+    mov word [rdi + 4], 0x8e00          ; present, interrupt gate
+    shr rax, 16
+    mov [rdi + 6], ax
+    shr rax, 16
+    mov [rdi + 8], eax
+    ret
+
+irq0:
+    push rax
+    inc dword [rel irqs0]
+    mov eax, 0xfee000b0
+    mov dword [rax], 0                  ; EOI
+    pop rax
+    iretq
+
+irq1:
+    push rax
+    inc dword [rel irqs1]
+    mov eax, 0xfee000b0
+    mov dword [rax], 0
+    pop rax
+    iretq
+
 ; cfg_read32: slot ebx, register ecx -> eax (configuration mechanism #1)
 cfg_read32:
     push rdx
@@ -205,8 +337,18 @@ s_bar2_flags: db "bar2_flags=", 0
 s_ivpos: db "iv_position=", 0
 s_host_word: db "host_word=", 0
 s_written: db "written=", 0
+s_self: db "msix_self=", 0
+s_ready: db "ready=", 0
+s_host: db "msix_host=", 0
 msg: db "hello from a qkvm guest", 0
+    align 8, db 0
+irqs0: dd 0
+irqs1: dd 0
     align 16, db 0
+idt_ptr: dw 256 * 16 - 1
+         dq idt
+    align 16, db 0
+idt: times 256 * 16 db 0
 stack: times 1024 db 0
 stack_top:
     align 512, db 0

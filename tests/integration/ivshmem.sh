@@ -154,13 +154,26 @@ check "the server's peers see the guest's string" wait_for "$TMP/a.out" '"hello 
 run_qkvm 30 -accel tcg -kernel "$G" -object memory-backend-memfd,id=m,size=4M -device ivshmem-plain,memdev=m
 expect_eq "guest on a memfd writes to the end of 4 MiB" 1 "$(outval written)"
 
-# qkvm's ivshmem-doorbell as a peer of the server: the same guest sees its id in IVPosition and
-# writes into the server's memory; the clients see it come and go.
+# qkvm's ivshmem-doorbell as a peer of the server: the same guest sees its id in IVPosition,
+# writes into the server's memory, rings itself (an MSI-X interrupt), rings client a, and waits
+# for client a to ring it back.
 echo "write cleared" >&7
 wait_for "$TMP/a.out" "^wrote 8 bytes$"
-run_qkvm 30 -accel tcg -kernel "$G" -chardev "socket,path=$SOCK,id=iv" -device ivshmem-doorbell,chardev=iv,vectors=2
+timeout -k 5 30 "$QKVM" -accel tcg -kernel "$G" -chardev "socket,path=$SOCK,id=iv" \
+  -device ivshmem-doorbell,chardev=iv,vectors=2 -d guest_errors >"$TMP/out" 2>"$TMP/err" </dev/null &
+QK=$!
+PIDS+=($QK)
+check "the clients see qkvm's device join" wait_for "$TMP/a.out" "^peer 4 vector 1$"
+if wait_for "$TMP/out" "^ready=1"; then
+  echo "int 4 1" >&7
+fi
+wait "$QK"; rc=$?
+expect_eq "doorbell guest ends well" 0 "$rc"
 expect_eq "doorbell guest: IVPosition is the id the server gave" 4 "$(outval iv_position)"
-check "the clients saw qkvm's device join" wait_for "$TMP/a.out" "^peer 4 vector 1$"
+expect_eq "doorbell guest: ringing itself raises MSI-X vector 0" 1 "$(outval msix_self)"
+expect_eq "doorbell guest: the host client's ring raises MSI-X vector 1" 1 "$(outval msix_host)"
+check "the guest's ring reaches client a (its second on vector 1)" wait_for2 "$TMP/a.out" "^interrupt on vector 1 "
+check "a ring of a missing peer is a guest error" grep -q "doorbell for peer 999 vector 0: no such peer" "$TMP/err"
 check "... and leave" wait_for "$TMP/a.out" "^peer 4 left$"
 echo "dump" >&7
 # the second dump showing it: the first was of the ivshmem-plain guest's string, cleared since
