@@ -101,6 +101,7 @@ check "a silent peer joins" wait_for "$TMP/a.out" "^peer 2 vector 1$"
 
 # QEMU's own device as a peer: it connects, gets id 3, and the clients see it come and go.
 if command -v qemu-system-x86_64 >/dev/null; then
+  QPID=""
   mkfifo "$TMP/mon.in"
   qemu-system-x86_64 -M pc -accel tcg -m 64 -display none -nodefaults -serial none \
     -chardev socket,path="$SOCK",id=iv -device ivshmem-doorbell,chardev=iv,vectors=2 \
@@ -128,10 +129,6 @@ if command -v qemu-system-x86_64 >/dev/null; then
   else
     fail "QEMU places BAR2" "$(tail -5 "$TMP/qemu.out")"
   fi
-  echo "quit" >&9
-  wait "$QPID" 2>/dev/null
-  check "QEMU's departure is announced" wait_for "$TMP/a.out" "^peer 3 left$"
-  exec 9>&-
 else
   skip "QEMU as a peer" "qemu-system-x86_64 missing"
 fi
@@ -153,6 +150,19 @@ check "the server's peers see the guest's string" wait_for "$TMP/a.out" '"hello 
 # A memfd: nobody else sees it, the guest works the same.
 run_qkvm 30 -accel tcg -kernel "$G" -object memory-backend-memfd,id=m,size=4M -device ivshmem-plain,memdev=m
 expect_eq "guest on a memfd writes to the end of 4 MiB" 1 "$(outval written)"
+
+# QEMU, still a peer, reads what the qkvm guest wrote: a QEMU guest and a qkvm guest share the
+# server's region.
+if [ -n "${QPID:-}" ]; then
+  if [ -n "$bar" ]; then
+    echo "xp /8cb $((bar + 6))" >&9
+    check "QEMU's BAR2 shows the qkvm guest's string" wait_for "$TMP/qemu.out" "'f' 'r' 'o' 'm' ' ' 'a' ' ' 'q'"
+  fi
+  echo "quit" >&9
+  wait "$QPID" 2>/dev/null
+  check "QEMU's departure is announced" wait_for "$TMP/a.out" "^peer 3 left$"
+  exec 9>&-
+fi
 
 # qkvm's ivshmem-doorbell as a peer of the server: the same guest sees its id in IVPosition,
 # writes into the server's memory, rings itself (an MSI-X interrupt), rings client a, and waits
