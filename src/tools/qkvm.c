@@ -57,6 +57,8 @@ static void usage(FILE *f)
         "  -nic none|tap,...  no network card, or a tap back-end and its virtio-net card in one\n"
         "  -chardev socket,id=ID,path=PATH[,server=on,wait=off] | stdio,id=ID | file,id=ID,path=PATH\n"
         "                     a host end for -device virtconsole/virtserialport,chardev=ID\n"
+        "  -object memory-backend-file,id=ID,mem-path=PATH,size=SIZE[,share=on] | memory-backend-memfd,id=ID,size=SIZE\n"
+        "                     memory for -device ivshmem-plain,memdev=ID (docs/ivshmem.md)\n"
         "  -no-reboot         exit (status 0) when the guest reboots\n"
         "  -name NAME         the VM's name, for messages and query-name\n"
         "  -uuid UUID         the system UUID the guest sees (SMBIOS, /sys/class/dmi/id/product_uuid)\n"
@@ -264,7 +266,9 @@ int main(int argc, char **argv)
                "virtio-rng-pci  addr=SLOT: entropy from the host's getrandom()\n"
                "virtio-serial-pci max_ports=N (31), addr=SLOT: a bus for the two below\n"
                "virtconsole     chardev=ID, name=NAME: a console port (/dev/hvcN)\n"
-               "virtserialport  chardev=ID, name=NAME: a named port (/dev/virtio-ports/NAME)\n");
+               "virtserialport  chardev=ID, name=NAME: a named port (/dev/virtio-ports/NAME)\n"
+               "ivshmem-plain   memdev=ID, addr=SLOT: shared memory in BAR2 (docs/ivshmem.md)\n"
+               "ivshmem-doorbell chardev=ID, vectors=N (1), addr=SLOT: memory and doorbells from an ivshmem server\n");
         return 0;
     case CONFIG_CPU_HELP:
         printf("Available CPUs:\n");

@@ -564,6 +564,29 @@ static int opt_chardev(struct config *c, const char *opt, const char *arg)
     return ret ? ret : config_add_backend(c, "chardev", arg, "backend");
 }
 
+/* -object memory-backend-file|memory-backend-memfd,id=M,size=S[,mem-path=P][,share=on]: the
+ * memory an ivshmem-plain device (memdev=M) shares; hw/ivshmem.c opens it. */
+static int opt_object(struct config *c, const char *opt, const char *arg)
+{
+    (void)opt;
+    struct kvlist kv;
+    if (keyval_parse(arg, "qom-type", &kv))
+        return config_error(c, -EINVAL, "-object %s: not an object description", arg);
+    const char *type = kv_peek(&kv, "qom-type"), *size = kv_peek(&kv, "size");
+    uint64_t sz;
+    int ret = 0;
+    if (!type || (strcmp(type, "memory-backend-file") && strcmp(type, "memory-backend-memfd")))
+        ret = config_error(c, -EINVAL, "-object %s: qkvm has memory-backend-file and memory-backend-memfd only", arg);
+    else if (!size || parse_size(size, 1, &sz) || sz == 0)
+        ret = config_error(c, -EINVAL, "-object %s: needs size= (a memory size)", arg);
+    else if (!strcmp(type, "memory-backend-file") && !kv_peek(&kv, "mem-path"))
+        ret = config_error(c, -EINVAL, "-object %s: memory-backend-file needs mem-path=", arg);
+    else if (!kv_peek(&kv, "id") || !*kv_peek(&kv, "id"))
+        ret = config_error(c, -EINVAL, "-object %s: needs id=", arg);
+    keyval_free(&kv);
+    return ret ? ret : config_add_backend(c, "memdev", arg, "qom-type");
+}
+
 static int opt_device(struct config *c, const char *opt, const char *arg)
 {
     (void)opt;
@@ -656,7 +679,7 @@ static const struct config_option {
     { "qmp", true, opt_monitor },       { "qmp-pretty", true, opt_monitor },
     { "monitor", true, opt_monitor },   { "mon", true, opt_mon },
     { "S", false, opt_flag },           { "daemonize", false, opt_flag },
-    { "pidfile", true, opt_pidfile },
+    { "pidfile", true, opt_pidfile },   { "object", true, opt_object },
 };
 
 /* -mon chardev=ID: the -chardev with that id, which a monitor then owns. */
@@ -711,7 +734,8 @@ static int config_resolve_backends(struct config *c)
         const char *drv = kv_peek(l, "driver");
         for (int k = 0; k < l->n; k++) {
             const char *key = l->items[k].key;
-            if (strcmp(key, "drive") && strcmp(key, "netdev") && strcmp(key, "chardev"))
+            if (strcmp(key, "drive") && strcmp(key, "netdev") && strcmp(key, "chardev") &&
+                strcmp(key, "memdev"))
                 continue;
             if (strchr(l->items[k].val, '='))
                 continue;   /* a definition already (from -drive if=virtio, -hda, -nic) */
@@ -720,7 +744,8 @@ static int config_resolve_backends(struct config *c)
                 if (!strcmp(c->backends[i].kind, key) && !strcmp(c->backends[i].id, l->items[k].val))
                     b = &c->backends[i];
             if (!b)
-                return config_error(c, -ENOENT, "-device %s: no -%s with id=%s", drv, key, l->items[k].val);
+                return config_error(c, -ENOENT, "-device %s: no -%s with id=%s", drv,
+                                    strcmp(key, "memdev") ? key : "object", l->items[k].val);
             if (b->used)
                 return config_error(c, -EINVAL, "-device %s: -%s id=%s is used by another device already", drv, key, b->id);
             char *v = strdup(b->spec);

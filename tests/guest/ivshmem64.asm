@@ -1,0 +1,355 @@
+; A tiny 64-bit "kernel" (bzImage) that finds the ivshmem-plain device (1af4:1110) on PCI bus 0,
+; reads its BARs, prints IVPosition and a dword the host left in the shared memory, and writes a
+; string at the start of BAR2 and a dword at its end (4 MiB), for tests/integration/ivshmem.sh.
+; With ivshmem-doorbell (an MSI-X capability): rings itself on vector 0 and counts the interrupt
+; (msix_self=), rings peer 0 on vector 1, prints ready=1 and waits for a ring of its vector 1
+; (msix_host=).
+; key=value lines on COM1, then ACPI poweroff.
+
+bits 16
+section setup start=0 vstart=0
+    times 0x1f1 - ($ - $$) db 0
+    db 1                                ; setup_sects
+    dw 0                                ; root_flags
+    dd (pm_end - pm_start + 15) / 16    ; syssize
+    dw 0, 0xffff, 0                     ; ram_size, vid_mode, root_dev
+    dw 0xaa55                           ; boot_flag
+    db 0xeb, hdr_end - 0x202            ; jump
+    db "HdrS"
+    dw 0x020f                           ; version
+    dd 0                                ; realmode_swtch
+    dw 0x1000, 0                        ; start_sys_seg, kernel_version
+    db 0, 0x01                          ; type_of_loader, loadflags: LOADED_HIGH
+    dw 0x8000                           ; setup_move_size
+    dd 0x100000, 0, 0, 0                ; code32_start, ramdisk_image, ramdisk_size, bootsect_kludge
+    dw 0                                ; heap_end_ptr
+    db 0, 0                             ; ext_loader_ver, ext_loader_type
+    dd 0, 0x7fffffff, 0x200000          ; cmd_line_ptr, initrd_addr_max, kernel_alignment
+    db 0, 0                             ; relocatable_kernel, min_alignment
+    dw 1                                ; xloadflags: XLF_KERNEL_64
+    dd 4095, 0                          ; cmdline_size, hardware_subarch
+    dq 0                                ; hardware_subarch_data
+    dd 0, 0                             ; payload_offset, payload_length
+    dq 0, 0x100000                      ; setup_data, pref_address
+    dd 0x20000, 0, 0                    ; init_size, handover_offset, kernel_info_offset
+hdr_end:
+    times 1024 - ($ - $$) db 0
+
+section pm start=1024 vstart=0x100000
+pm_start:
+bits 32
+    hlt                                 ; the 32-bit entry is never used
+    jmp pm_start
+    times 0x200 - ($ - $$) db 0x90
+
+%define RINGS   0x300000                ; descriptors
+%define AVAIL   0x301000
+%define USED    0x302000
+%define HDR     0x30f000
+%define STATUS  0x30f100
+%define DATA    0x310000
+%define QSIZE   8
+%define VECTOR  0x40
+
+bits 64
+entry64:
+    lea rsp, [rel stack_top]
+    cld
+
+    ; --- find 1af4:1110 on bus 0
+    xor ebx, ebx
+    mov r13d, -1
+.scan:
+    xor ecx, ecx
+    call cfg_read32
+    cmp eax, 0x11101af4
+    jne .next
+    mov r13d, ebx
+    jmp .found
+.next:
+    inc ebx
+    cmp ebx, 32
+    jb .scan
+.found:
+    mov eax, r13d
+    lea rsi, [rel s_slot]
+    call putkv
+    test r13d, r13d
+    js poweroff
+
+    ; --- class (0x0500xx) and revision
+    mov ecx, 0x08
+    call cfg_read32
+    lea rsi, [rel s_class_rev]
+    call putkv
+
+    ; --- BAR0 (registers) and BAR2 (64-bit memory)
+    mov ecx, 0x10
+    call cfg_read32
+    and eax, ~0xf
+    mov r9d, eax                        ; r9 = BAR0
+    mov ecx, 0x18
+    call cfg_read32
+    mov r10d, eax
+    and eax, 0xf
+    lea rsi, [rel s_bar2_flags]         ; 0xc: 64-bit, prefetchable
+    call putkv
+    and r10d, ~0xf
+    mov ecx, 0x1c
+    call cfg_read32
+    shl rax, 32
+    mov r8, r10
+    or r8, rax                          ; r8 = BAR2
+
+    mov eax, [r9 + 8]                   ; IVPosition
+    lea rsi, [rel s_ivpos]
+    call putkv
+    mov eax, [r8 + 4096]                ; what the host put there before the boot
+    lea rsi, [rel s_host_word]
+    call putkv
+
+    ; --- the guest's message at the start of BAR2, and a dword at the end
+    lea rsi, [rel msg]
+    mov rdi, r8
+.copy:
+    lodsb
+    mov [rdi], al
+    inc rdi
+    test al, al
+    jnz .copy
+    mov dword [r8 + 0x3ffffc], 0x51564b4d   ; last dword of a 4 MiB region: "MKVQ"
+    mov eax, 1
+    lea rsi, [rel s_written]
+    call putkv
+
+    ; --- ivshmem-doorbell only: the MSI-X capability
+    mov ecx, 0x34
+    call cfg_read32
+    movzx ecx, al
+.cap:
+    test ecx, ecx
+    jz poweroff                         ; ivshmem-plain: no interrupts
+    mov r11d, ecx
+    call cfg_read32
+    cmp al, 0x11
+    je .msix
+    movzx ecx, ah
+    jmp .cap
+.msix:
+    lea ecx, [r11 + 4]
+    call cfg_read32                     ; table offset | BIR (BAR1 here)
+    mov r14d, eax
+    and r14d, ~7
+    mov ecx, 0x14
+    call cfg_read32
+    and eax, ~0xf
+    add r14, rax                        ; r14 = the vector table
+    mov dword [r14 + 0], 0xfee00000     ; vector 0 -> APIC vector 0x40
+    mov dword [r14 + 4], 0
+    mov dword [r14 + 8], 0x40
+    mov dword [r14 + 12], 0
+    mov dword [r14 + 16], 0xfee00000    ; vector 1 -> 0x41
+    mov dword [r14 + 20], 0
+    mov dword [r14 + 24], 0x41
+    mov dword [r14 + 28], 0
+    lea rax, [rel irq0]
+    lea rdi, [rel idt + 0x40 * 16]
+    call set_gate
+    lea rax, [rel irq1]
+    lea rdi, [rel idt + 0x41 * 16]
+    call set_gate
+    lidt [rel idt_ptr]
+    mov edi, 0xfee00000
+    mov dword [rdi + 0xf0], 0x1ff       ; APIC software enable, spurious vector 0xff
+    mov dword [rdi + 0x80], 0           ; TPR: accept everything
+    lea ecx, [r11 + 2]
+    mov eax, 0x8000                     ; MSI-X enable
+    call cfg_write16
+
+    ; --- ring ourselves on vector 0: the server gave us our own eventfds too
+    mov eax, [r9 + 8]
+    shl eax, 16
+    mov [r9 + 12], eax
+    mov ecx, 100
+.wait0:
+    cmp dword [rel irqs0], 0
+    jne .got0
+    sti
+    hlt
+    cli
+    dec ecx
+    jnz .wait0
+.got0:
+    mov eax, [rel irqs0]
+    lea rsi, [rel s_self]
+    call putkv
+
+    ; --- ring peer 0 (the host client) on vector 1, a peer that is not there, then wait for the
+    ; host to ring our vector 1
+    mov dword [r9 + 12], (0 << 16) | 1
+    mov dword [r9 + 12], (999 << 16) | 0
+    mov eax, 1
+    lea rsi, [rel s_ready]
+    call putkv
+    mov ecx, 1000
+.wait1:
+    cmp dword [rel irqs1], 0
+    jne .got1
+    sti
+    hlt
+    cli
+    dec ecx
+    jnz .wait1
+.got1:
+    mov eax, [rel irqs1]
+    lea rsi, [rel s_host]
+    call putkv
+
+poweroff:
+    mov dx, 0x604
+    mov ax, 0x3400                      ; SLP_TYP 5 | SLP_EN
+    out dx, ax
+.h: hlt
+    jmp .h
+; cfg_write16: slot ebx, register ecx, value ax
+cfg_write16:
+    push rdx
+    push rax
+    mov eax, ebx
+    shl eax, 11
+    or eax, ecx
+    and eax, ~3
+    or eax, 0x80000000
+    mov dx, 0xcf8
+    out dx, eax
+    mov edx, ecx
+    and edx, 3
+    add edx, 0xcfc
+    pop rax
+    out dx, ax
+    pop rdx
+    ret
+
+; set_gate: interrupt gate in the IDT slot at rdi for the handler at rax
+set_gate:
+    mov [rdi], ax
+    mov word [rdi + 2], cs
+    mov word [rdi + 4], 0x8e00          ; present, interrupt gate
+    shr rax, 16
+    mov [rdi + 6], ax
+    shr rax, 16
+    mov [rdi + 8], eax
+    ret
+
+irq0:
+    push rax
+    inc dword [rel irqs0]
+    mov eax, 0xfee000b0
+    mov dword [rax], 0                  ; EOI
+    pop rax
+    iretq
+
+irq1:
+    push rax
+    inc dword [rel irqs1]
+    mov eax, 0xfee000b0
+    mov dword [rax], 0
+    pop rax
+    iretq
+
+; cfg_read32: slot ebx, register ecx -> eax (configuration mechanism #1)
+cfg_read32:
+    push rdx
+    mov eax, ebx
+    shl eax, 11
+    or eax, ecx
+    and eax, ~3
+    or eax, 0x80000000
+    mov dx, 0xcf8
+    out dx, eax
+    mov dx, 0xcfc
+    in eax, dx
+    pop rdx
+    ret
+
+; cfg_write16: slot ebx, register ecx, value ax
+puts:
+    push rsi
+    push rax
+.l: lodsb
+    test al, al
+    jz .e
+    call uart_putc
+    jmp .l
+.e: pop rax
+    pop rsi
+    ret
+
+newline:
+    push rax
+    mov al, 10
+    call uart_putc
+    pop rax
+    ret
+
+; putkv: the key at rsi, then eax as a signed decimal, then a newline
+putkv:
+    call puts
+    push rax
+    push rbx
+    push rcx
+    push rdx
+    movsxd rax, eax
+    test rax, rax
+    jns .pos
+    push rax
+    mov al, '-'
+    call uart_putc
+    pop rax
+    neg rax
+.pos:
+    xor ecx, ecx
+    mov rbx, 10
+.div:
+    xor edx, edx
+    div rbx
+    push rdx
+    inc ecx
+    test rax, rax
+    jnz .div
+.out:
+    pop rax
+    add al, '0'
+    call uart_putc
+    dec ecx
+    jnz .out
+    call newline
+    pop rdx
+    pop rcx
+    pop rbx
+    pop rax
+    ret
+
+%include "uart.inc"
+s_slot: db "ivshmem_slot=", 0
+s_class_rev: db "class_rev=", 0
+s_bar2_flags: db "bar2_flags=", 0
+s_ivpos: db "iv_position=", 0
+s_host_word: db "host_word=", 0
+s_written: db "written=", 0
+s_self: db "msix_self=", 0
+s_ready: db "ready=", 0
+s_host: db "msix_host=", 0
+msg: db "hello from a qkvm guest", 0
+    align 8, db 0
+irqs0: dd 0
+irqs1: dd 0
+    align 16, db 0
+idt_ptr: dw 256 * 16 - 1
+         dq idt
+    align 16, db 0
+idt: times 256 * 16 db 0
+stack: times 1024 db 0
+stack_top:
+    align 512, db 0
+pm_end:
