@@ -55,6 +55,14 @@ struct machine_config {
     int ndevices;
 };
 
+/* A human monitor sharing the terminal with the serial console (-nographic, -serial mon:stdio):
+ * the console's Ctrl-A c hands the keyboard to it and back (hw/chardev.c). */
+struct machine_mux {
+    bool (*toggle)(void *opaque);        /* switches; true: the monitor has the keyboard now */
+    bool (*focused)(void *opaque);
+    void (*input)(void *opaque, const uint8_t *buf, size_t len);   /* keys typed to it */
+};
+
 enum machine_stop {
     MACHINE_RUNNING,
     MACHINE_POWEROFF,    /* guest asked: exit 0 */
@@ -97,6 +105,9 @@ struct machine {
      * always on the I/O thread. NULL: nobody listens. */
     void (*event_fn)(void *opaque, const char *name, const char *data_json);
     void *event_opaque;
+    /* The monitor on the serial console's terminal, set by the monitors; NULL: none. */
+    const struct machine_mux *mux;
+    void *mux_opaque;
     /* The ACPI power button, set by the device that has one (hw/acpi_pm.c). */
     void (*power_button)(struct machine *m);
 };

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The monitor driven as a management tool drives QEMU: run by monitor.sh, prints TAP lines.
-    monitor-test.py QKVM GUEST_DIR TMP linux|lifecycle|badinput|compare [QEMU]"""
-import json, os, signal, socket, subprocess, sys, time
+    monitor-test.py QKVM GUEST_DIR TMP linux|lifecycle|mux|compare [QEMU]"""
+import json, os, pty, re, select, signal, socket, subprocess, sys, time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from qmp import QMP
 
@@ -234,6 +234,74 @@ def lifecycle():
     vm.wait(20)
 
 
+class Term:
+    """qkvm on a pseudo-terminal, as a user at a terminal runs it (-nographic: raw mode, Ctrl-A keys)."""
+    def __init__(self, args):
+        self.fd, slave = pty.openpty()
+        self.vm = subprocess.Popen([QKVM, "-accel", "tcg", "-m", "256M", "-kernel", KERNEL, "-initrd", INITRD,
+                                    "-append", "console=ttyS0 quiet panic=-1"] + args,
+                                   stdin=slave, stdout=slave, stderr=open(os.path.join(TMP, "mux.err"), "wb"))
+        os.close(slave)
+        self.buf = b""
+
+    def read_until(self, pat, timeout=30):
+        """Reads until pat (a regex on the text) matches after the mark; returns the text since the mark."""
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            text = self.buf.decode("utf-8", "replace")
+            if re.search(pat, text):
+                return text
+            r, _, _ = select.select([self.fd], [], [], 0.2)
+            if r:
+                try:
+                    self.buf += os.read(self.fd, 65536)
+                except OSError:
+                    break
+        return self.buf.decode("utf-8", "replace")
+
+    def send(self, data, pat=None, timeout=30):
+        """Types data; the output since, without the "\\r"s (the terminal adds its own to each "\\n")."""
+        self.buf = b""
+        os.write(self.fd, data)
+        return self.read_until(pat, timeout).replace("\r", "") if pat else ""
+
+
+def mux():
+    t = Term(["-nographic", "-S"])
+    out = t.send(b"\x01c", r"\(qkvm\) $")
+    ok("-nographic: Ctrl-A c shows the monitor banner and prompt",
+       "QEMU 7.2.0 monitor (qkvm-" in out and out.endswith("(qkvm) "), out)
+    out = t.send(b"info status\r", r"\(qkvm\) $")
+    ok("mux: info status while -S (echoed, then answered)", "info status\nVM status: paused (prelaunch)\n" in out, out)
+    out = t.send(b"cont\r", r"\(qkvm\) $")
+    out = t.send(b"info status\r", r"\(qkvm\) $")
+    ok("mux: cont, then VM status: running", "VM status: running" in out, out)
+    out = t.send(b"info registerz\x7fs\r", r"\(qkvm\) $")
+    ok("mux: Backspace edits the line (info registers runs)", "RIP=" in out and "unknown" not in out, out)
+    out = t.send(b"stop\r", r"\(qkvm\) $")
+    out = t.send(b"info status\r", r"\(qkvm\) $")
+    ok("mux: stop, then VM status: paused", "VM status: paused\n" in out, out)
+    t.send(b"\x01c", None)
+    time.sleep(0.5)
+    out = t.send(b"info status\r", None)
+    time.sleep(1)
+    out = t.read_until(r"VM status", 1)
+    ok("mux: Ctrl-A c again: keys go to the serial console, not the monitor", "VM status" not in out, out)
+    out = t.send(b"\x01h", r"C-a C-a")
+    ok("mux: Ctrl-A h prints the keys as QEMU does",
+       "\nC-a h    print this help\nC-a x    exit emulator\n" in out and
+       "C-a c    switch between console and monitor\n" in out, out)
+    out = t.send(b"\x01c", r"\(qkvm\) $")
+    ok("mux: back in the monitor, the prompt again (no second banner)", "monitor" not in out and out.endswith("(qkvm) "), out)
+    out = t.send(b"\x01x", r"Terminated")
+    try:
+        rc = t.vm.wait(20)
+    except subprocess.TimeoutExpired:
+        t.vm.kill(); rc = "timeout"
+    ok("mux: Ctrl-A x says QEMU: Terminated and exits 0", "QEMU: Terminated" in out and rc == 0, "%s %r" % (rc, out[-200:]))
+    os.close(t.fd)
+
+
 def shape(v):
     if isinstance(v, dict):
         return {k: shape(x) for k, x in v.items()}
@@ -306,4 +374,4 @@ def compare(qemu):
         ok("same reply as QEMU 7.2: %s" % cmd, a == b, "qkvm %s, QEMU %s" % (a, b))
 
 
-{"linux": linux, "lifecycle": lifecycle, "compare": lambda: compare(sys.argv[5])}[WHAT]()
+{"linux": linux, "lifecycle": lifecycle, "mux": mux, "compare": lambda: compare(sys.argv[5])}[WHAT]()

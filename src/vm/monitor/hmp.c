@@ -3,7 +3,11 @@
  * user's habits (and scripts scraping `info status`) carry over. */
 #include "vm/monitor/monitor.h"
 
+#include "vm/control.h"
+#include "vm/cpu_state.h"
+
 #include <ctype.h>
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -107,7 +111,7 @@ static const struct hmp_info {
     { "block", "query-block", "show the block devices", print_block },
     { "pci", "query-pci", "show PCI info", print_pci },
     { "chardev", "query-chardev", "show the character devices", print_chardev },
-    { "registers", NULL, "show the cpu registers (not in qkvm yet)", NULL },
+    { "registers", NULL, "[-a] show the cpu registers (-a: all CPUs)", NULL },
 };
 
 static const struct hmp_cmd {
@@ -145,6 +149,24 @@ static void hmp_call(struct monitor_ctx *ctx, const char *cmd, hmp_print_fn prin
         print(v, out);
     json_value_free(v);
     free(ret);
+}
+
+/* Not a QMP command in QEMU either: the vCPU state read through the control API, as QEMU prints
+ * it. The monitor's CPU is CPU 0 (qkvm has no `cpu N`), -a prints them all. */
+static void hmp_info_registers(struct monitor_ctx *ctx, bool all, FILE *out)
+{
+    for (int i = 0; i < (all ? ctx->m->ncpus : 1); i++) {
+        struct cpu_state st;
+        int ret = machine_get_cpu_state(ctx->m, i, &st);
+        if (ret) {
+            fprintf(out, "Error: cannot read CPU %d: %s\r\n", i,
+                    ret == -ENOTSUP ? "the accelerator cannot" : strerror(-ret));
+            return;
+        }
+        if (all)
+            fprintf(out, "\r\nCPU#%d\r\n", i);
+        cpu_state_dump(&st, out);
+    }
 }
 
 void hmp_run_line(struct monitor_ctx *ctx, const char *line, FILE *out)
@@ -185,8 +207,8 @@ void hmp_run_line(struct monitor_ctx *ctx, const char *line, FILE *out)
         for (size_t i = 0; i < sizeof(infos) / sizeof(infos[0]); i++) {
             if (strcmp(words[1], infos[i].name))
                 continue;
-            if (!infos[i].cmd)
-                fprintf(out, "info %s: not available in qkvm yet\r\n", words[1]);
+            if (!strcmp(infos[i].name, "registers"))
+                hmp_info_registers(ctx, n > 2 && !strcmp(words[2], "-a"), out);
             else
                 hmp_call(ctx, infos[i].cmd, infos[i].print, out);
             return;
