@@ -24,6 +24,7 @@ struct vcpu;
 #define MACHINE_MAX_MEM       8
 #define MACHINE_MAX_CPUS      64
 #define MACHINE_MAX_DEVICES   32
+#define MACHINE_MAX_DISKS     MACHINE_MAX_DEVICES
 
 struct mem_region {
     uint64_t gpa, size;
@@ -105,6 +106,9 @@ struct machine {
      * always on the I/O thread. NULL: nobody listens. */
     void (*event_fn)(void *opaque, const char *name, const char *data_json);
     void *event_opaque;
+    /* hw/disk.h: each virtio-blk's state, in -device order (the device owns it) */
+    void *disks[MACHINE_MAX_DISKS];
+    int ndisks;
     /* The monitor on the serial console's terminal, set by the monitors; NULL: none. */
     const struct machine_mux *mux;
     void *mux_opaque;

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """The monitor driven as a management tool drives QEMU: run by monitor.sh, prints TAP lines.
-    monitor-test.py QKVM GUEST_DIR TMP linux|lifecycle|mux|compare [QEMU]"""
+    monitor-test.py QKVM GUEST_DIR TMP linux|lifecycle|mux|disk|compare [QEMU]"""
 import json, os, pty, re, select, signal, socket, subprocess, sys, time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from qmp import QMP
@@ -302,6 +302,84 @@ def mux():
     os.close(t.fd)
 
 
+def disk():
+    """block_resize and query-blockstats with the Linux guest: qemu-img makes the images and says
+    what they became; the guest's /sys/block says what it sees."""
+    q, raw, qc = (os.path.join(TMP, n) for n in ("d.sock", "d.raw", "d.qcow2"))
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", qc, "64M"], check=True)
+    subprocess.run(["qemu-img", "create", "-q", "-f", "raw", raw, "32M"], check=True)
+    rfd, tty = os.pipe()
+    vm = start(["-qmp", "unix:%s,server=on,wait=off" % q,
+                "-drive", "file=%s,format=qcow2,if=none,id=disk0" % qc, "-device", "virtio-blk-pci,drive=disk0",
+                "-drive", "file=%s,format=raw,if=none,id=disk1" % raw, "-device", "virtio-blk-pci,drive=disk1"],
+               stdin=rfd)
+    os.close(rfd)
+    c = QMP(q, timeout=60)
+    if not ok("Linux boots with two virtio disks", wait_for(lambda: "qkvm-guest: ready" in serial(), 300), serial()[-300:]):
+        vm.kill()
+        return
+    n = [0]
+
+    def guest(cmd, timeout=60):
+        """Runs cmd in the guest's shell; its one-line output, found between two markers."""
+        n[0] += 1
+        os.write(tty, ("echo M%dB$(%s)M%dE\n" % (n[0], cmd, n[0])).encode())
+        pat = re.compile(r"M%dB(.*?)M%dE" % (n[0], n[0]))
+        found = []
+        wait_for(lambda: bool(found.append(pat.findall(serial().replace("\r", ""))) or found[-1]), timeout)
+        hits = [h for h in found[-1] if not h.startswith("$(")] if found else []
+        return hits[-1].strip() if hits else None
+
+    def stats(dev):
+        for d in c.cmd("query-blockstats")["return"]:
+            if d["device"] == dev:
+                return d["stats"]
+        return {}
+
+    ok("the guest sees vda at 64 MiB", guest("cat /sys/block/vda/size") == "131072")
+    s0 = stats("disk1")
+    guest("dd if=/dev/vdb of=/dev/null bs=1M count=4 2>/dev/null; echo")
+    s1 = stats("disk1")
+    ok("blockstats: a 4 MiB read by the guest counts in rd_bytes and rd_operations",
+       s1["rd_bytes"] - s0["rd_bytes"] >= 4 << 20 and s1["rd_operations"] > s0["rd_operations"], (s0, s1))
+    guest("dd if=/dev/urandom of=/dev/vdb bs=1M count=2 conv=fsync 2>/dev/null; echo")
+    s2 = stats("disk1")
+    ok("blockstats: a 2 MiB write with fsync counts in wr_bytes, wr_operations, flush_operations",
+       s2["wr_bytes"] - s1["wr_bytes"] >= 2 << 20 and s2["wr_operations"] > s1["wr_operations"]
+       and s2["flush_operations"] > s1["flush_operations"], (s1, s2))
+    ok("blockstats: nothing failed", s2["failed_rd_operations"] == 0 and s2["failed_wr_operations"] == 0, s2)
+    r = c.cmd("block_resize", {"device": "disk0", "size": 128 << 20})
+    ok("block_resize disk0 (qcow2) to 128 MiB replies {}", r == {"return": {}}, r)
+    got = [None]
+    ok("the guest sees vda grow to 128 MiB (config change interrupt)",
+       wait_for(lambda: got.__setitem__(0, guest("cat /sys/block/vda/size", 10)) or got[0] == "262144", 60), got[0])
+    r = c.cmd("block_resize", {"node-name": "disk1", "size": 48 << 20})
+    ok("block_resize node-name disk1 (raw) to 48 MiB replies {}", r == {"return": {}}, r)
+    ok("the raw file is 48 MiB", os.path.getsize(raw) == 48 << 20, os.path.getsize(raw))
+    ok("the guest sees vdb at 48 MiB",
+       wait_for(lambda: got.__setitem__(0, guest("cat /sys/block/vdb/size", 10)) or got[0] == "98304", 60), got[0])
+    ok("the guest reads the grown part of vda",
+       guest("dd if=/dev/vda of=/dev/null bs=1M skip=100 count=8 2>&1 | grep records.in") == "8+0 records in")
+    hm = c.cmd("human-monitor-command", {"command-line": "block_resize disk1 40M"})
+    ok("HMP block_resize disk1 40M", hm == {"return": ""} and os.path.getsize(raw) == 40 << 20, hm)
+    for name, args in [("no such device", {"device": "nope", "size": 1 << 20}),
+                       ("size not a multiple of 512", {"device": "disk0", "size": 1000}),
+                       ("negative size", {"device": "disk0", "size": -512}),
+                       ("size not an integer", {"device": "disk0", "size": "1G"})]:
+        r = c.cmd("block_resize", args)
+        ok("block_resize, %s: an error" % name, "error" in r, r)
+    ok("the VM goes on after the errors", c.cmd("query-status")["return"]["status"] == "running")
+    c.cmd("quit")
+    try:
+        vm.wait(30)
+    except subprocess.TimeoutExpired:
+        vm.kill()
+    info = json.loads(subprocess.run(["qemu-img", "info", "--output=json", qc], capture_output=True, text=True).stdout or "{}")
+    ok("qemu-img info: the qcow2 image is now 128 MiB", info.get("virtual-size") == 128 << 20, info)
+    chk = subprocess.run(["qemu-img", "check", qc], capture_output=True, text=True)
+    ok("qemu-img check accepts the resized qcow2", chk.returncode == 0, chk.stdout + chk.stderr)
+
+
 def shape(v):
     if isinstance(v, dict):
         return {k: shape(x) for k, x in v.items()}
@@ -374,4 +452,4 @@ def compare(qemu):
         ok("same reply as QEMU 7.2: %s" % cmd, a == b, "qkvm %s, QEMU %s" % (a, b))
 
 
-{"linux": linux, "lifecycle": lifecycle, "mux": mux, "compare": lambda: compare(sys.argv[5])}[WHAT]()
+{"linux": linux, "lifecycle": lifecycle, "mux": mux, "disk": disk, "compare": lambda: compare(sys.argv[5])}[WHAT]()

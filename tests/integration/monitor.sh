@@ -15,7 +15,7 @@ if ! "$QKVM" -accel help | grep -qx tcg; then
   skip "monitor tests" "this build has no tcg"
   exit 0
 fi
-for part in lifecycle mux linux; do
+for part in lifecycle mux disk linux; do
   mkdir -p "$TMP/$part"
   timeout -k 5 900 python3 "$T" "$QKVM" "$G" "$TMP/$part" "$part" || fail "monitor-test.py $part ran to its end" "status $?"
 done
