@@ -168,8 +168,7 @@ static void hmp_info_registers(struct monitor_ctx *ctx, bool all, FILE *out)
                     ret == -ENOTSUP ? "the accelerator cannot" : strerror(-ret));
             return;
         }
-        if (all)
-            fprintf(out, "\r\nCPU#%d\r\n", i);
+        fprintf(out, "\r\nCPU#%d\r\n", i);   /* QEMU 7.2 heads even one CPU's dump so */
         cpu_state_dump(&st, out);
     }
 }
