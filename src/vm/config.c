@@ -274,6 +274,7 @@ static int config_add_monitor(struct config *c, const char *opt, const char *arg
  * "none" (QEMU's way to say no default monitor) adds nothing. */
 static int opt_monitor(struct config *c, const char *opt, const char *arg)
 {
+    c->monitor_given = true;
     if (!strcmp(arg, "none") || !strcmp(arg, "null"))
         return 0;
     return config_add_monitor(c, opt, arg, strcmp(opt, "monitor") != 0, !strcmp(opt, "qmp-pretty"), NULL);
@@ -282,6 +283,7 @@ static int opt_monitor(struct config *c, const char *opt, const char *arg)
 /* -mon chardev=ID[,mode=control|readline][,pretty=on|off] */
 static int opt_mon(struct config *c, const char *opt, const char *arg)
 {
+    c->monitor_given = true;
     struct kvlist kv;
     if (keyval_parse(arg, "chardev", &kv))
         return config_error(c, -EINVAL, "-mon %s: not a monitor description (chardev=ID,mode=control)", arg);
@@ -691,7 +693,7 @@ static int config_resolve_monitors(struct config *c)
     bool serial_stdio = c->serial_given && !strcmp(c->machine.serial, "stdio");
     /* QEMU's default monitor under -nographic (no other monitor asked for), and -serial
      * mon:stdio: a human monitor multiplexed with the serial console, Ctrl-A c between them */
-    if (!nstdio && serial_stdio && !c->daemonize && (c->serial_mux || (c->nographic && !c->nmonitors))) {
+    if (!nstdio && serial_stdio && !c->daemonize && (c->serial_mux || (c->nographic && !c->monitor_given))) {
         if (c->nmonitors == CONFIG_MAX_MONITORS)
             return config_error(c, -E2BIG, "-serial mon:stdio: at most %d monitors", CONFIG_MAX_MONITORS);
         struct config_monitor *cm = &c->monitors[c->nmonitors++];
