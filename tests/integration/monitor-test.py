@@ -336,7 +336,9 @@ def disk():
                 return d["stats"]
         return {}
 
-    ok("the guest sees vda at 64 MiB", guest("cat /sys/block/vda/size") == "131072")
+    # the shell may come up a little after the ready line: ask until it answers
+    ok("the guest's shell answers", wait_for(lambda: guest("echo up", 5) == "up", 120), serial()[-300:])
+    ok("the guest sees vda at 64 MiB", guest("cat /sys/block/vda/size") == "131072", serial()[-300:])
     s0 = stats("disk1")
     guest("dd if=/dev/vdb of=/dev/null bs=1M count=4 2>/dev/null; echo")
     s1 = stats("disk1")
