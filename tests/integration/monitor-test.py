@@ -325,9 +325,10 @@ def disk():
         n[0] += 1
         os.write(tty, ("echo M%dB$(%s)M%dE\n" % (n[0], cmd, n[0])).encode())
         pat = re.compile(r"M%dB(.*?)M%dE" % (n[0], n[0]))
-        found = []
-        wait_for(lambda: bool(found.append(pat.findall(serial().replace("\r", ""))) or found[-1]), timeout)
-        hits = [h for h in found[-1] if not h.startswith("$(")] if found else []
+        def answers():   # what the command printed; the echo of the typed line does not count
+            return [h for h in pat.findall(serial().replace("\r", "")) if not h.startswith("$(")]
+        wait_for(lambda: answers(), timeout)
+        hits = answers()
         return hits[-1].strip() if hits else None
 
     def stats(dev):
@@ -336,8 +337,9 @@ def disk():
                 return d["stats"]
         return {}
 
-    # the shell may come up a little after the ready line: ask until it answers
-    ok("the guest's shell answers", wait_for(lambda: guest("echo up", 5) == "up", 120), serial()[-300:])
+    # one command at a time, each awaited: type-ahead can be eaten by the shell's line editor
+    # while it waits for a terminal's answer to its cursor query
+    ok("the guest's shell answers", guest("echo up", 120) == "up", serial()[-300:])
     ok("the guest sees vda at 64 MiB", guest("cat /sys/block/vda/size") == "131072", serial()[-300:])
     s0 = stats("disk1")
     guest("dd if=/dev/vdb of=/dev/null bs=1M count=4 2>/dev/null; echo")
@@ -354,12 +356,12 @@ def disk():
     ok("block_resize disk0 (qcow2) to 128 MiB replies {}", r == {"return": {}}, r)
     got = [None]
     ok("the guest sees vda grow to 128 MiB (config change interrupt)",
-       wait_for(lambda: got.__setitem__(0, guest("cat /sys/block/vda/size", 10)) or got[0] == "262144", 60), got[0])
+       wait_for(lambda: got.__setitem__(0, guest("cat /sys/block/vda/size")) or got[0] == "262144", 120), got[0])
     r = c.cmd("block_resize", {"node-name": "disk1", "size": 48 << 20})
     ok("block_resize node-name disk1 (raw) to 48 MiB replies {}", r == {"return": {}}, r)
     ok("the raw file is 48 MiB", os.path.getsize(raw) == 48 << 20, os.path.getsize(raw))
     ok("the guest sees vdb at 48 MiB",
-       wait_for(lambda: got.__setitem__(0, guest("cat /sys/block/vdb/size", 10)) or got[0] == "98304", 60), got[0])
+       wait_for(lambda: got.__setitem__(0, guest("cat /sys/block/vdb/size")) or got[0] == "98304", 120), got[0])
     ok("the guest reads the grown part of vda",
        guest("dd if=/dev/vda of=/dev/null bs=1M skip=100 count=8 2>&1 | grep records.in") == "8+0 records in")
     hm = c.cmd("human-monitor-command", {"command-line": "block_resize disk1 40M"})
