@@ -55,6 +55,9 @@ struct accel_ops {
     void (*vcpu_destroy)(struct vcpu *v);
     /* Loads the architectural state (the BSP's boot state; APs start in wait-for-SIPI). */
     int (*vcpu_set_state)(struct vcpu *v, const struct cpu_state *s);
+    /* Reads the architectural state back (info registers). Only while the vCPU is parked
+     * (vm/control.h machine_get_cpu_state), never while it runs guest code. 0 or -errno. */
+    int (*vcpu_get_state)(struct vcpu *v, struct cpu_state *s);
     /* Runs guest code on the calling thread until it exits; fills v->exit. 0 or -errno. */
     int (*vcpu_run)(struct vcpu *v);
     /* Makes vcpu_run return with VCPU_EXIT_KICKED soon. Any thread. */

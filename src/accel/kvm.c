@@ -354,6 +354,49 @@ static int kvm_vcpu_set_state(struct vcpu *v, const struct cpu_state *s)
     return ioctl(kv->fd, KVM_SET_REGS, &r) < 0 ? -errno : 0;
 }
 
+static struct cpu_segment kvm_seg_back(const struct kvm_segment *k)
+{
+    return (struct cpu_segment){
+        .base = k->base, .limit = k->limit, .selector = k->selector, .type = k->type,
+        .present = k->present, .dpl = k->dpl, .db = k->db, .s = k->s, .l = k->l, .g = k->g,
+        .avl = k->avl, .unusable = k->unusable,
+    };
+}
+
+static int kvm_vcpu_get_state(struct vcpu *v, struct cpu_state *s)
+{
+    struct kvm_vcpu *kv = v->accel_data;
+    struct kvm_regs r;
+    struct kvm_sregs sr;
+    struct kvm_debugregs dr;
+    struct kvm_mp_state mp;
+    if (ioctl(kv->fd, KVM_GET_REGS, &r) < 0 || ioctl(kv->fd, KVM_GET_SREGS, &sr) < 0)
+        return -errno;
+    memset(s, 0, sizeof(*s));
+    const uint64_t gpr[16] = { r.rax, r.rcx, r.rdx, r.rbx, r.rsp, r.rbp, r.rsi, r.rdi,
+                               r.r8, r.r9, r.r10, r.r11, r.r12, r.r13, r.r14, r.r15 };
+    memcpy(s->gpr, gpr, sizeof(gpr));
+    s->rip = r.rip;
+    s->rflags = r.rflags;
+    const struct kvm_segment *segs[SEG_COUNT] = { &sr.es, &sr.cs, &sr.ss, &sr.ds, &sr.fs, &sr.gs, &sr.tr, &sr.ldt };
+    for (int i = 0; i < SEG_COUNT; i++)
+        s->seg[i] = kvm_seg_back(segs[i]);
+    s->gdt = (struct cpu_table){ .base = sr.gdt.base, .limit = sr.gdt.limit };
+    s->idt = (struct cpu_table){ .base = sr.idt.base, .limit = sr.idt.limit };
+    s->cr0 = sr.cr0, s->cr2 = sr.cr2, s->cr3 = sr.cr3, s->cr4 = sr.cr4, s->cr8 = sr.cr8;
+    s->efer = sr.efer;
+    s->apic_base = sr.apic_base;
+    /* optional extras: a kernel without them still gives the registers above */
+    if (ioctl(kv->fd, KVM_GET_DEBUGREGS, &dr) == 0) {
+        memcpy(s->dr, dr.db, sizeof(dr.db));
+        s->dr[6] = dr.dr6;
+        s->dr[7] = dr.dr7;
+    }
+    if (ioctl(kv->fd, KVM_GET_MP_STATE, &mp) == 0)
+        s->halted = mp.mp_state == KVM_MP_STATE_HALTED;
+    return 0;
+}
+
 static int kvm_vcpu_run(struct vcpu *v)
 {
     struct kvm_vcpu *kv = v->accel_data;
@@ -546,6 +589,7 @@ const struct accel_ops accel_kvm = {
     .vcpu_create = kvm_vcpu_create,
     .vcpu_destroy = kvm_vcpu_destroy,
     .vcpu_set_state = kvm_vcpu_set_state,
+    .vcpu_get_state = kvm_vcpu_get_state,
     .vcpu_run = kvm_vcpu_run,
     .vcpu_kick = kvm_vcpu_kick,
     .set_irq = kvm_set_irq,

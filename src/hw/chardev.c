@@ -64,10 +64,26 @@ static void chardev_deliver(struct chardev *c)
     c->npending = c->pending_off = 0;
 }
 
+/* QEMU's mux keys (chardev/char-mux.c), the ones qkvm has. */
+static void chardev_mux_help(struct chardev *c)
+{
+    static const char help[] = "\n\r"
+                               "C-a h    print this help\n\r"
+                               "C-a x    exit emulator\n\r"
+                               "C-a c    switch between console and monitor\n\r"
+                               "C-a C-a  sends C-a\n\r";
+    chardev_write(c, (const uint8_t *)help, sizeof(help) - 1);
+}
+
 static void chardev_on_input(void *opaque, uint32_t events)
 {
     struct chardev *c = opaque;
-    uint8_t buf[sizeof(c->pending)];
+    uint8_t buf[sizeof(c->pending)], mon[sizeof(c->pending)];
+    size_t nmon = 0;
+    /* keys the device had no room for come first; new ones only fit behind them */
+    chardev_deliver(c);
+    if (c->npending)
+        return;
     ssize_t n = read(c->in_fd, buf, sizeof(buf));
     if (n <= 0) {
         if (n == 0 || (errno != EAGAIN && errno != EINTR))
@@ -75,23 +91,44 @@ static void chardev_on_input(void *opaque, uint32_t events)
         (void)events;
         return;
     }
+    /* the machine can be rebuilt (reset), the monitor stays: ask it where keys go each time */
+    const struct machine_mux *mux = c->m->mux;
+    bool to_mon = mux && mux->focused(c->m->mux_opaque);
     for (ssize_t i = 0; i < n; i++) {
         uint8_t b = buf[i];
         if (c->escape) {
             c->escape = false;
             if (b == 'x') {
+                static const char bye[] = "QEMU: Terminated\n\r";
+                chardev_write(c, (const uint8_t *)bye, sizeof(bye) - 1);
                 log_info("terminated by Ctrl-A x");
                 machine_request_stop_host(c->m, MACHINE_EXIT, 0, "host-ui");
                 return;
             }
+            if (b == 'h' || b == '?') {
+                chardev_mux_help(c);
+                continue;
+            }
+            if (b == 'c' && mux) {
+                if (nmon)
+                    mux->input(c->m->mux_opaque, mon, nmon);
+                nmon = 0;
+                to_mon = mux->toggle(c->m->mux_opaque);
+                continue;
+            }
             if (b != 0x01)
                 continue;
-        } else if (b == 0x01 && tio_saved) {
+        } else if (b == 0x01 && (tio_saved || mux)) {
             c->escape = true;
             continue;
         }
-        c->pending[c->npending++] = b;
+        if (to_mon)
+            mon[nmon++] = b;
+        else
+            c->pending[c->npending++] = b;
     }
+    if (nmon)
+        mux->input(c->m->mux_opaque, mon, nmon);
     chardev_deliver(c);
 }
 

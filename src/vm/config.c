@@ -274,6 +274,7 @@ static int config_add_monitor(struct config *c, const char *opt, const char *arg
  * "none" (QEMU's way to say no default monitor) adds nothing. */
 static int opt_monitor(struct config *c, const char *opt, const char *arg)
 {
+    c->monitor_given = true;
     if (!strcmp(arg, "none") || !strcmp(arg, "null"))
         return 0;
     return config_add_monitor(c, opt, arg, strcmp(opt, "monitor") != 0, !strcmp(opt, "qmp-pretty"), NULL);
@@ -282,6 +283,7 @@ static int opt_monitor(struct config *c, const char *opt, const char *arg)
 /* -mon chardev=ID[,mode=control|readline][,pretty=on|off] */
 static int opt_mon(struct config *c, const char *opt, const char *arg)
 {
+    c->monitor_given = true;
     struct kvlist kv;
     if (keyval_parse(arg, "chardev", &kv))
         return config_error(c, -EINVAL, "-mon %s: not a monitor description (chardev=ID,mode=control)", arg);
@@ -325,7 +327,8 @@ static int opt_pidfile(struct config *c, const char *opt, const char *arg)
 static int opt_serial(struct config *c, const char *opt, const char *arg)
 {
     (void)opt;
-    c->machine.serial = !strcmp(arg, "mon:stdio") ? "stdio" : arg;
+    c->serial_mux = !strcmp(arg, "mon:stdio");
+    c->machine.serial = c->serial_mux ? "stdio" : arg;
     c->serial_given = true;
     return 0;
 }
@@ -334,6 +337,7 @@ static int opt_ignored(struct config *c, const char *opt, const char *arg)
 {
     (void)opt, (void)arg;   /* -nographic: the serial console already is on stdio */
     c->serial_given = true;
+    c->nographic = true;
     return 0;
 }
 
@@ -709,12 +713,30 @@ static int config_resolve_monitors(struct config *c)
     }
     if (nstdio > 1)
         return config_error(c, -EINVAL, "stdio can serve one monitor only");
-    if (nstdio) {
-        /* QEMU sends the serial port to a display then; qkvm has none, so nowhere */
-        if (c->serial_given && !strcmp(c->machine.serial, "stdio"))
-            return config_error(c, -EINVAL, "a monitor on stdio and -serial stdio (or -nographic) cannot share the terminal");
-        if (!c->serial_given)
-            c->machine.serial = "none";
+    bool serial_stdio = c->serial_given && !strcmp(c->machine.serial, "stdio");
+    /* QEMU's default monitor under -nographic (no other monitor asked for), and -serial
+     * mon:stdio: a human monitor multiplexed with the serial console, Ctrl-A c between them */
+    if (!nstdio && serial_stdio && !c->daemonize && (c->serial_mux || (c->nographic && !c->monitor_given))) {
+        if (c->nmonitors == CONFIG_MAX_MONITORS)
+            return config_error(c, -E2BIG, "-serial mon:stdio: at most %d monitors", CONFIG_MAX_MONITORS);
+        struct config_monitor *cm = &c->monitors[c->nmonitors++];
+        *cm = (struct config_monitor){ .control = false };
+        char why[200];
+        if (monitor_parse_addr("stdio", false, &cm->addr, why, sizeof(why)))
+            return config_error(c, -EINVAL, "-serial mon:stdio: %s", why);
+        cm->addr.mux = true;
+        nstdio = 1;
+    } else if (nstdio && serial_stdio) {
+        /* -monitor stdio with -serial stdio or -nographic: the same mux as -serial mon:stdio */
+        for (int i = 0; i < c->nmonitors; i++) {
+            if (c->monitors[i].addr.kind != MONITOR_STDIO)
+                continue;
+            if (c->monitors[i].control)
+                return config_error(c, -EINVAL, "a QMP monitor on stdio and -serial stdio (or -nographic) cannot share the terminal");
+            c->monitors[i].addr.mux = true;
+        }
+    } else if (nstdio && !c->serial_given) {
+        c->machine.serial = "none";   /* QEMU sends it to a display then; qkvm has none */
     }
     if (c->daemonize) {
         if (nstdio || (c->serial_given && !strcmp(c->machine.serial, "stdio")))

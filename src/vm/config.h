@@ -59,6 +59,9 @@ struct config {
     } monitors[CONFIG_MAX_MONITORS];
     int nmonitors;
     bool serial_given;                      /* -serial or -nographic said where COM1 goes */
+    bool serial_mux, nographic;             /* -serial mon:stdio, -nographic: a human monitor
+                                             * shares the terminal (Ctrl-A c) */
+    bool monitor_given;                     /* -monitor (none too), -qmp, -mon: no default one */
     bool daemonize;                         /* -daemonize */
     const char *pidfile;                    /* -pidfile */
     char *name;                             /* -name guest=NAME: machine.name points here */

@@ -27,10 +27,11 @@ const char *machine_run_state(const struct machine *m)
     return "running";
 }
 
-int machine_pause(struct machine *m)
+/* Parks every vCPU; false when they were parked already (paused), else the caller unparks. */
+static bool machine_park_vcpus(struct machine *m)
 {
     if (atomic_exchange(&m->pause_req, true))
-        return 0;
+        return false;
     for (int i = 0; i < m->ncpus; i++)
         if (m->vcpus[i].started)
             m->accel->vcpu_kick(&m->vcpus[i]);
@@ -40,6 +41,21 @@ int machine_pause(struct machine *m)
     while (m->nparked < m->nrunning_threads && atomic_load(&m->stop) == MACHINE_RUNNING)
         pthread_cond_wait(&m->run_cond, &m->run_lock);
     pthread_mutex_unlock(&m->run_lock);
+    return true;
+}
+
+static void machine_unpark_vcpus(struct machine *m)
+{
+    pthread_mutex_lock(&m->run_lock);
+    atomic_store(&m->pause_req, false);
+    pthread_cond_broadcast(&m->run_cond);
+    pthread_mutex_unlock(&m->run_lock);
+}
+
+int machine_pause(struct machine *m)
+{
+    if (!machine_park_vcpus(m))
+        return 0;
     machine_emit_event(m, "STOP", NULL);
     return 0;
 }
@@ -49,12 +65,22 @@ int machine_resume(struct machine *m)
     if (!atomic_load(&m->pause_req))
         return 0;
     m->prelaunch = false;
-    pthread_mutex_lock(&m->run_lock);
-    atomic_store(&m->pause_req, false);
-    pthread_cond_broadcast(&m->run_cond);
-    pthread_mutex_unlock(&m->run_lock);
+    machine_unpark_vcpus(m);
     machine_emit_event(m, "RESUME", NULL);
     return 0;
+}
+
+int machine_get_cpu_state(struct machine *m, int cpu, struct cpu_state *s)
+{
+    if (cpu < 0 || cpu >= m->ncpus)
+        return -EINVAL;
+    if (!m->accel->vcpu_get_state)
+        return -ENOTSUP;
+    bool parked_here = machine_park_vcpus(m);
+    int ret = atomic_load(&m->stop) != MACHINE_RUNNING ? -ESHUTDOWN : m->accel->vcpu_get_state(&m->vcpus[cpu], s);
+    if (parked_here)
+        machine_unpark_vcpus(m);
+    return ret;
 }
 
 int machine_reset(struct machine *m, const char *reason)

@@ -6,6 +6,7 @@
 #define QKVM_VM_CONTROL_H
 #include <stdbool.h>
 
+#include "vm/cpu_state.h"
 #include "vm/machine.h"
 
 /* Stops every vCPU between two instructions (tcg) or two KVM_RUNs and returns once all are
@@ -24,6 +25,10 @@ int machine_reset(struct machine *m, const char *reason);
 int machine_powerdown(struct machine *m);
 /* Ends the run (status 0) as QMP's quit. */
 int machine_quit(struct machine *m, const char *reason);
+/* Reads vCPU cpu's registers consistently: the vCPUs are parked for the moment of the read
+ * (no STOP/RESUME events; a paused machine stays paused). 0, -EINVAL (no such CPU),
+ * -ENOTSUP (the accelerator cannot), -ESHUTDOWN (the machine is stopping) or -errno. */
+int machine_get_cpu_state(struct machine *m, int cpu, struct cpu_state *s);
 /* Hands an event to the listener: data_json is the "data" object's text, or NULL for none. */
 void machine_emit_event(struct machine *m, const char *name, const char *data_json);
 /* After the run: SHUTDOWN or RESET for why the machine stopped, with the guest/host reason. */

@@ -4,6 +4,7 @@
 #define QKVM_VM_CPU_STATE_H
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 
 enum { R_AX, R_CX, R_DX, R_BX, R_SP, R_BP, R_SI, R_DI, R_R8, R_R9, R_R10, R_R11, R_R12, R_R13,
        R_R14, R_R15 };
@@ -30,11 +31,18 @@ struct cpu_state {
     struct cpu_table gdt, idt;
     uint64_t cr0, cr2, cr3, cr4, cr8, efer;
     uint64_t apic_base;
+    uint64_t dr[8];     /* read back only (info registers); set_state leaves them */
+    bool halted;        /* read back only: the CPU sits in HLT */
 };
 
 /* The state of an x86 CPU after RESET: real mode at F000:FFF0, as the SDM's table 9-1 gives. */
 void cpu_state_reset(struct cpu_state *s, bool bsp);
 /* A flat segment for protected/long mode: code (type 0xb) or data (type 0x3). */
 struct cpu_segment cpu_segment_flat(uint16_t selector, uint8_t type, bool long_mode);
+
+/* Prints s as QEMU's `info registers` does (target/i386/cpu-dump.c): the 64-bit layout when
+ * long mode is active, else the 32-bit one; general registers, flags, segments, descriptor
+ * tables, control and debug registers, EFER. Lines end in "\r\n" (the monitor's). */
+void cpu_state_dump(const struct cpu_state *s, FILE *out);
 
 #endif

@@ -24,6 +24,7 @@ struct vcpu;
 #define MACHINE_MAX_MEM       8
 #define MACHINE_MAX_CPUS      64
 #define MACHINE_MAX_DEVICES   32
+#define MACHINE_MAX_DISKS     MACHINE_MAX_DEVICES
 
 struct mem_region {
     uint64_t gpa, size;
@@ -53,6 +54,14 @@ struct machine_config {
     const struct smbios_config *smbios;          /* -uuid, -smbios: what the guest's DMI shows */
     struct kvlist devices[MACHINE_MAX_DEVICES];  /* each -device, "driver" is its type */
     int ndevices;
+};
+
+/* A human monitor sharing the terminal with the serial console (-nographic, -serial mon:stdio):
+ * the console's Ctrl-A c hands the keyboard to it and back (hw/chardev.c). */
+struct machine_mux {
+    bool (*toggle)(void *opaque);        /* switches; true: the monitor has the keyboard now */
+    bool (*focused)(void *opaque);
+    void (*input)(void *opaque, const uint8_t *buf, size_t len);   /* keys typed to it */
 };
 
 enum machine_stop {
@@ -97,6 +106,12 @@ struct machine {
      * always on the I/O thread. NULL: nobody listens. */
     void (*event_fn)(void *opaque, const char *name, const char *data_json);
     void *event_opaque;
+    /* hw/disk.h: each virtio-blk's state, in -device order (the device owns it) */
+    void *disks[MACHINE_MAX_DISKS];
+    int ndisks;
+    /* The monitor on the serial console's terminal, set by the monitors; NULL: none. */
+    const struct machine_mux *mux;
+    void *mux_opaque;
     /* The ACPI power button, set by the device that has one (hw/acpi_pm.c). */
     void (*power_button)(struct machine *m);
 };

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The monitor driven as a management tool drives QEMU: run by monitor.sh, prints TAP lines.
-    monitor-test.py QKVM GUEST_DIR TMP linux|lifecycle|badinput|compare [QEMU]"""
-import json, os, signal, socket, subprocess, sys, time
+    monitor-test.py QKVM GUEST_DIR TMP linux|lifecycle|mux|disk|compare [QEMU]"""
+import json, os, pty, re, select, signal, socket, subprocess, sys, time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from qmp import QMP
 
@@ -234,6 +234,156 @@ def lifecycle():
     vm.wait(20)
 
 
+class Term:
+    """qkvm on a pseudo-terminal, as a user at a terminal runs it (-nographic: raw mode, Ctrl-A keys)."""
+    def __init__(self, args):
+        self.fd, slave = pty.openpty()
+        self.vm = subprocess.Popen([QKVM, "-accel", "tcg", "-m", "256M", "-kernel", KERNEL, "-initrd", INITRD,
+                                    "-append", "console=ttyS0 quiet panic=-1"] + args,
+                                   stdin=slave, stdout=slave, stderr=open(os.path.join(TMP, "mux.err"), "wb"))
+        os.close(slave)
+        self.buf = b""
+
+    def read_until(self, pat, timeout=30):
+        """Reads until pat (a regex on the text) matches after the mark; returns the text since the mark."""
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            text = self.buf.decode("utf-8", "replace")
+            if re.search(pat, text):
+                return text
+            r, _, _ = select.select([self.fd], [], [], 0.2)
+            if r:
+                try:
+                    self.buf += os.read(self.fd, 65536)
+                except OSError:
+                    break
+        return self.buf.decode("utf-8", "replace")
+
+    def send(self, data, pat=None, timeout=30):
+        """Types data; the output since, without the "\\r"s (the terminal adds its own to each "\\n")."""
+        self.buf = b""
+        os.write(self.fd, data)
+        return self.read_until(pat, timeout).replace("\r", "") if pat else ""
+
+
+def mux():
+    t = Term(["-nographic", "-S"])
+    out = t.send(b"\x01c", r"\(qkvm\) $")
+    ok("-nographic: Ctrl-A c shows the monitor banner and prompt",
+       "QEMU 7.2.0 monitor (qkvm-" in out and out.endswith("(qkvm) "), out)
+    out = t.send(b"info status\r", r"\(qkvm\) $")
+    ok("mux: info status while -S (echoed, then answered)", "info status\nVM status: paused (prelaunch)\n" in out, out)
+    out = t.send(b"cont\r", r"\(qkvm\) $")
+    out = t.send(b"info status\r", r"\(qkvm\) $")
+    ok("mux: cont, then VM status: running", "VM status: running" in out, out)
+    out = t.send(b"info registerz\x7fs\r", r"\(qkvm\) $")
+    ok("mux: Backspace edits the line (info registers runs)", "RIP=" in out and "unknown" not in out, out)
+    out = t.send(b"stop\r", r"\(qkvm\) $")
+    out = t.send(b"info status\r", r"\(qkvm\) $")
+    ok("mux: stop, then VM status: paused", "VM status: paused\n" in out, out)
+    t.send(b"\x01c", None)
+    time.sleep(0.5)
+    out = t.send(b"info status\r", None)
+    time.sleep(1)
+    out = t.read_until(r"VM status", 1)
+    ok("mux: Ctrl-A c again: keys go to the serial console, not the monitor", "VM status" not in out, out)
+    out = t.send(b"\x01h", r"C-a C-a")
+    ok("mux: Ctrl-A h prints the keys as QEMU does",
+       "\nC-a h    print this help\nC-a x    exit emulator\n" in out and
+       "C-a c    switch between console and monitor\n" in out, out)
+    out = t.send(b"\x01c", r"\(qkvm\) $")
+    ok("mux: back in the monitor, the prompt again (no second banner)", "monitor" not in out and out.endswith("(qkvm) "), out)
+    out = t.send(b"\x01x", r"Terminated")
+    try:
+        rc = t.vm.wait(20)
+    except subprocess.TimeoutExpired:
+        t.vm.kill(); rc = "timeout"
+    ok("mux: Ctrl-A x says QEMU: Terminated and exits 0", "QEMU: Terminated" in out and rc == 0, "%s %r" % (rc, out[-200:]))
+    os.close(t.fd)
+
+
+def disk():
+    """block_resize and query-blockstats with the Linux guest: qemu-img makes the images and says
+    what they became; the guest's /sys/block says what it sees."""
+    q, raw, qc = (os.path.join(TMP, n) for n in ("d.sock", "d.raw", "d.qcow2"))
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", qc, "64M"], check=True)
+    subprocess.run(["qemu-img", "create", "-q", "-f", "raw", raw, "32M"], check=True)
+    rfd, tty = os.pipe()
+    vm = start(["-qmp", "unix:%s,server=on,wait=off" % q,
+                "-drive", "file=%s,format=qcow2,if=none,id=disk0" % qc, "-device", "virtio-blk-pci,drive=disk0",
+                "-drive", "file=%s,format=raw,if=none,id=disk1" % raw, "-device", "virtio-blk-pci,drive=disk1"],
+               stdin=rfd)
+    os.close(rfd)
+    c = QMP(q, timeout=60)
+    if not ok("Linux boots with two virtio disks", wait_for(lambda: "qkvm-guest: ready" in serial(), 300), serial()[-300:]):
+        vm.kill()
+        return
+    n = [0]
+
+    def guest(cmd, timeout=60):
+        """Runs cmd in the guest's shell; its one-line output, found between two markers."""
+        n[0] += 1
+        os.write(tty, ("echo M%dB$(%s)M%dE\n" % (n[0], cmd, n[0])).encode())
+        pat = re.compile(r"M%dB(.*?)M%dE" % (n[0], n[0]))
+        def answers():   # what the command printed; the echo of the typed line does not count
+            return [h for h in pat.findall(serial().replace("\r", "")) if not h.startswith("$(")]
+        wait_for(lambda: answers(), timeout)
+        hits = answers()
+        return hits[-1].strip() if hits else None
+
+    def stats(dev):
+        for d in c.cmd("query-blockstats")["return"]:
+            if d["device"] == dev:
+                return d["stats"]
+        return {}
+
+    # one command at a time, each awaited: type-ahead can be eaten by the shell's line editor
+    # while it waits for a terminal's answer to its cursor query
+    ok("the guest's shell answers", guest("echo up", 120) == "up", serial()[-300:])
+    ok("the guest sees vda at 64 MiB", guest("cat /sys/block/vda/size") == "131072", serial()[-300:])
+    s0 = stats("disk1")
+    guest("dd if=/dev/vdb of=/dev/null bs=1M count=4 2>/dev/null; echo")
+    s1 = stats("disk1")
+    ok("blockstats: a 4 MiB read by the guest counts in rd_bytes and rd_operations",
+       s1["rd_bytes"] - s0["rd_bytes"] >= 4 << 20 and s1["rd_operations"] > s0["rd_operations"], (s0, s1))
+    guest("dd if=/dev/urandom of=/dev/vdb bs=1M count=2 conv=fsync 2>/dev/null; echo")
+    s2 = stats("disk1")
+    ok("blockstats: a 2 MiB write with fsync counts in wr_bytes, wr_operations, flush_operations",
+       s2["wr_bytes"] - s1["wr_bytes"] >= 2 << 20 and s2["wr_operations"] > s1["wr_operations"]
+       and s2["flush_operations"] > s1["flush_operations"], (s1, s2))
+    ok("blockstats: nothing failed", s2["failed_rd_operations"] == 0 and s2["failed_wr_operations"] == 0, s2)
+    r = c.cmd("block_resize", {"device": "disk0", "size": 128 << 20})
+    ok("block_resize disk0 (qcow2) to 128 MiB replies {}", r == {"return": {}}, r)
+    got = [None]
+    ok("the guest sees vda grow to 128 MiB (config change interrupt)",
+       wait_for(lambda: got.__setitem__(0, guest("cat /sys/block/vda/size")) or got[0] == "262144", 120), got[0])
+    r = c.cmd("block_resize", {"node-name": "disk1", "size": 48 << 20})
+    ok("block_resize node-name disk1 (raw) to 48 MiB replies {}", r == {"return": {}}, r)
+    ok("the raw file is 48 MiB", os.path.getsize(raw) == 48 << 20, os.path.getsize(raw))
+    ok("the guest sees vdb at 48 MiB",
+       wait_for(lambda: got.__setitem__(0, guest("cat /sys/block/vdb/size")) or got[0] == "98304", 120), got[0])
+    ok("the guest reads the grown part of vda",
+       guest("dd if=/dev/vda of=/dev/null bs=1M skip=100 count=8 2>&1 | grep records.in") == "8+0 records in")
+    hm = c.cmd("human-monitor-command", {"command-line": "block_resize disk1 40M"})
+    ok("HMP block_resize disk1 40M", hm == {"return": ""} and os.path.getsize(raw) == 40 << 20, hm)
+    for name, args in [("no such device", {"device": "nope", "size": 1 << 20}),
+                       ("size not a multiple of 512", {"device": "disk0", "size": 1000}),
+                       ("negative size", {"device": "disk0", "size": -512}),
+                       ("size not an integer", {"device": "disk0", "size": "1G"})]:
+        r = c.cmd("block_resize", args)
+        ok("block_resize, %s: an error" % name, "error" in r, r)
+    ok("the VM goes on after the errors", c.cmd("query-status")["return"]["status"] == "running")
+    c.cmd("quit")
+    try:
+        vm.wait(30)
+    except subprocess.TimeoutExpired:
+        vm.kill()
+    info = json.loads(subprocess.run(["qemu-img", "info", "--output=json", qc], capture_output=True, text=True).stdout or "{}")
+    ok("qemu-img info: the qcow2 image is now 128 MiB", info.get("virtual-size") == 128 << 20, info)
+    chk = subprocess.run(["qemu-img", "check", qc], capture_output=True, text=True)
+    ok("qemu-img check accepts the resized qcow2", chk.returncode == 0, chk.stdout + chk.stderr)
+
+
 def shape(v):
     if isinstance(v, dict):
         return {k: shape(x) for k, x in v.items()}
@@ -264,7 +414,7 @@ def diff(a, b, path="return"):
 COMPARE = ["query-version", "query-status", "query-name", "query-uuid", "query-kvm", "query-cpus-fast",
            "query-target", "query-commands", "query-pci", "query-machines", "query-chardev",
            "query-block", "query-blockstats", "stop", "cont", "human-monitor-command info status",
-           "frobnicate", "query-status {\"bogus\": 1}"]
+           "frobnicate", "query-status {\"bogus\": 1}", "block_resize {\"device\": \"nope\", \"size\": 512}"]
 # Members QEMU 7.2 has and qkvm leaves out (optional in the schema, or about parts qkvm lacks).
 # is-default: only the default machine has it (the first of QEMU's list is another). query-events
 # is left out: QEMU 7.2 no longer has it, qkvm keeps it for older clients.
@@ -299,11 +449,31 @@ def compare(qemu):
         ok("same reply shape as QEMU 7.2: %s" % cmd, not d, "; ".join(d))
     # values that must agree, not just their shapes
     for cmd in ["query-status", "query-name", "query-uuid", "query-target", "stop", "cont",
-                "human-monitor-command info status", "frobnicate"]:
+                "human-monitor-command info status", "frobnicate", "block_resize {\"device\": \"nope\", \"size\": 512}"]:
         a, b = got[cmd], ref[cmd]
         if "error" in a:
             a, b = a["error"]["class"], b.get("error", {}).get("class")
         ok("same reply as QEMU 7.2: %s" % cmd, a == b, "qkvm %s, QEMU %s" % (a, b))
 
 
-{"linux": linux, "lifecycle": lifecycle, "compare": lambda: compare(sys.argv[5])}[WHAT]()
+def compare_registers(qemu):
+    """info registers of a PC at its reset vector (-M pc -S: the firmware's first instruction),
+    line by line beside QEMU 7.2's; EDX holds the CPU model's signature, which differs."""
+    def run(cmdline, sock):
+        p = subprocess.Popen(cmdline, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        c = QMP(sock)
+        out = c.cmd("human-monitor-command", {"command-line": "info registers"}).get("return", "")
+        c.cmd("quit")
+        p.wait(30)
+        lines = [re.sub(r"EDX=\w+", "EDX=*", l) for l in out.replace("\r", "").split("\n")]
+        return lines[:lines.index(next((l for l in lines if l.startswith("EFER=")), lines[-1])) + 1]
+    qs, ks = os.path.join(TMP, "qemu-r.sock"), os.path.join(TMP, "qkvm-r.sock")
+    ref = run([qemu, "-M", "pc", "-accel", "tcg", "-display", "none", "-nodefaults", "-S",
+               "-qmp", "unix:%s,server=on,wait=off" % qs], qs)
+    got = run([QKVM, "-M", "pc", "-accel", "tcg", "-serial", "none", "-S", "-qmp", "unix:%s,server=on,wait=off" % ks], ks)
+    d = [(a, b) for a, b in zip(got, ref) if a != b]
+    ok("info registers at the reset vector: the same text as QEMU 7.2's (%d lines)" % len(ref),
+       len(ref) > 15 and len(got) == len(ref) and not d, d or (got, ref))
+
+
+{"linux": linux, "lifecycle": lifecycle, "mux": mux, "disk": disk, "compare": lambda: (compare(sys.argv[5]), compare_registers(sys.argv[5]))}[WHAT]()

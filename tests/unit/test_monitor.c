@@ -12,6 +12,8 @@
 #include <string.h>
 
 #include "util/json.h"
+#include "vm/config.h"
+#include "vm/cpu_state.h"
 #include "vm/monitor/monitor.h"
 
 static struct json_value *parse(const char *s)
@@ -193,6 +195,122 @@ static void test_qmp_protocol(void **state)
     free(r);
 }
 
+static void test_block_resize_args(void **state)
+{
+    (void)state;
+    const struct monitor_cmd *c = monitor_cmd_find("block_resize");
+    assert_non_null(c);
+    struct monitor_error e;
+    struct json_value *v = parse("{\"node-name\": \"disk0\", \"size\": 1073741824}");
+    assert_int_equal(monitor_check_args(c, v, &e), 0);
+    json_value_free(v);
+    v = parse("{\"device\": \"disk0\"}");
+    assert_int_equal(monitor_check_args(c, v, &e), -EINVAL);
+    assert_string_equal(e.desc, "Parameter 'size' is missing");
+    json_value_free(v);
+    v = parse("{\"device\": \"disk0\", \"size\": \"1G\"}");
+    assert_int_equal(monitor_check_args(c, v, &e), -EINVAL);
+    assert_string_equal(e.desc, "Invalid parameter type for 'size', expected: integer");
+    json_value_free(v);
+}
+
+/* Which monitors a command line makes, and whether the one on stdio shares it with COM1. */
+static int parse_cmdline(struct config *c, const char *const *args)
+{
+    char *argv[16] = { "qkvm" };
+    int argc = 1;
+    for (; args[argc - 1]; argc++)
+        argv[argc] = (char *)args[argc - 1];
+    return config_parse_args(c, argc, argv);
+}
+
+static void test_mux_config(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *args[8];
+        int nmonitors;
+        bool mux;           /* the first monitor is the serial console's mux */
+    } cases[] = {
+        { { "-kernel", "k", "-nographic", NULL }, 1, true },   /* QEMU's default monitor */
+        { { "-kernel", "k", "-serial", "mon:stdio", NULL }, 1, true },
+        { { "-kernel", "k", "-monitor", "stdio", "-serial", "stdio", NULL }, 1, true },
+        { { "-kernel", "k", "-nographic", "-monitor", "stdio", NULL }, 1, true },
+        { { "-kernel", "k", "-nographic", "-monitor", "none", NULL }, 0, false },
+        { { "-kernel", "k", "-nographic", "-qmp", "unix:/tmp/x.sock,server=on,wait=off", NULL }, 1, false },
+        { { "-kernel", "k", NULL }, 0, false },                 /* no -nographic: as before */
+        { { "-kernel", "k", "-monitor", "stdio", NULL }, 1, false },
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct config c;
+        assert_int_equal(parse_cmdline(&c, cases[i].args), 0);
+        assert_int_equal(c.nmonitors, cases[i].nmonitors);
+        if (c.nmonitors) {
+            assert_int_equal(c.monitors[0].addr.mux, cases[i].mux);
+            assert_int_equal(c.monitors[0].control, !cases[i].mux && !strcmp(cases[i].args[3], "-qmp"));
+        }
+        config_free(&c);
+    }
+    struct config c;
+    static const char *const qmp_stdio[] = { "-kernel", "k", "-qmp", "stdio", "-nographic", NULL };
+    assert_int_equal(parse_cmdline(&c, qmp_stdio), -EINVAL);
+    assert_non_null(strstr(c.err, "cannot share the terminal"));
+    config_free(&c);
+}
+
+/* A 64-bit Linux kernel's state as QEMU 7.2 prints it (captured from qemu-system-x86_64). */
+static void test_cpu_dump(void **state)
+{
+    (void)state;
+    struct cpu_state s = { 0 };
+    s.gpr[R_AX] = 0xffff8dd0c1410240ull;
+    s.gpr[R_SP] = 0xffffffffa8c03dd0ull;
+    s.rip = 0xffffffffa7518de5ull;
+    s.rflags = 0x286;
+    s.seg[SEG_CS] = (struct cpu_segment){ .selector = 0x10, .limit = 0xffffffff, .type = 0xb, .s = 1,
+                                          .present = 1, .l = 1, .g = 1 };
+    s.seg[SEG_TR] = (struct cpu_segment){ .selector = 0x40, .base = 0xfffffe0000003000ull, .limit = 0x4087,
+                                          .type = 0xb, .present = 1 };
+    s.gdt = (struct cpu_table){ 0xfffffe0000001000ull, 0x7f };
+    s.cr0 = 0x80050033;
+    s.cr3 = 0x9810000;
+    s.cr4 = 0x6b0;
+    s.efer = 0xd01;
+    s.dr[6] = 0xffff0ff0;
+    s.dr[7] = 0x400;
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    cpu_state_dump(&s, f);
+    fclose(f);
+    static const char *const want[] = {
+        "RAX=ffff8dd0c1410240 RBX=0000000000000000 RCX=0000000000000000 RDX=0000000000000000\r\n",
+        "R8 =0000000000000000 R9 =0000000000000000 R10=0000000000000000 R11=0000000000000000\r\n",
+        "RSP=ffffffffa8c03dd0\r\n",
+        "RIP=ffffffffa7518de5 RFL=00000286 [--S--P-] CPL=0 II=0 A20=1 SMM=0 HLT=0\r\n",
+        "CS =0010 0000000000000000 ffffffff 00a09b00 DPL=0 CS64 [-RA]\r\n",
+        "SS =0000 0000000000000000 00000000 00000000\r\n",
+        "LDT=0000 0000000000000000 00000000 00000000\r\nTR =0040 fffffe0000003000 00004087 00008b00 DPL=0 TSS64-busy\r\n",
+        "GDT=     fffffe0000001000 0000007f\r\n",
+        "CR0=80050033 CR2=0000000000000000 CR3=0000000009810000 CR4=000006b0\r\n",
+        "DR6=00000000ffff0ff0 DR7=0000000000000400\r\nEFER=0000000000000d01\r\n",
+    };
+    for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++)
+        assert_non_null(strstr(text, want[i]));
+    free(text);
+    /* outside long mode: the 32-bit layout */
+    s.efer = 0;
+    s.seg[SEG_CS].l = 0;
+    s.seg[SEG_CS].db = 1;
+    f = open_memstream(&text, &len);
+    cpu_state_dump(&s, f);
+    fclose(f);
+    assert_non_null(strstr(text, "EAX=c1410240 EBX=00000000"));
+    assert_non_null(strstr(text, "CS =0010 00000000 ffffffff 00c09b00 DPL=0 CS32 [-RA]\r\n"));
+    assert_non_null(strstr(text, "TR =0040 00003000 00004087 00008b00 DPL=0 TSS32-busy\r\n"));
+    free(text);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -200,6 +318,9 @@ int main(void)
         cmocka_unit_test(test_json_splitter),
         cmocka_unit_test(test_check_args),
         cmocka_unit_test(test_qmp_protocol),
+        cmocka_unit_test(test_block_resize_args),
+        cmocka_unit_test(test_mux_config),
+        cmocka_unit_test(test_cpu_dump),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

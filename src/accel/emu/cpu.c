@@ -203,6 +203,8 @@ void emu_cpu_get_state(struct cpu *c, struct cpu_state *s)
     s->cr4 = c->cr4;
     s->efer = c->efer;
     s->apic_base = c->apic_base;
+    memcpy(s->dr, c->dr, sizeof(s->dr));
+    s->halted = c->halted;
 }
 
 void emu_cpu_wait_sipi(struct cpu *c)

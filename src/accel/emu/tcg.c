@@ -115,6 +115,14 @@ static int tcg_vcpu_set_state(struct vcpu *v, const struct cpu_state *s)
     return 0;
 }
 
+static int tcg_vcpu_get_state(struct vcpu *v, struct cpu_state *s)
+{
+    if (!v->accel_data)
+        return -ENODEV;
+    emu_cpu_get_state(v->accel_data, s);
+    return 0;
+}
+
 static int tcg_vcpu_run(struct vcpu *v)
 {
     struct cpu *c = v->accel_data;
@@ -160,6 +168,7 @@ const struct accel_ops accel_tcg = {
     .vcpu_create = tcg_vcpu_create,
     .vcpu_destroy = tcg_vcpu_destroy,
     .vcpu_set_state = tcg_vcpu_set_state,
+    .vcpu_get_state = tcg_vcpu_get_state,
     .vcpu_run = tcg_vcpu_run,
     .vcpu_kick = tcg_vcpu_kick,
     .set_irq = tcg_set_irq,

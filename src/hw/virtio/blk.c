@@ -26,6 +26,7 @@
 #include "hw/virtio/virtio.h"
 
 #include "block/block.h"
+#include "hw/disk.h"
 #include "util/evloop.h"
 #include "util/log.h"
 #include "util/sandbox.h"
@@ -33,6 +34,9 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <time.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -97,7 +101,7 @@ struct virtio_blk {
     struct block *bs;
     char *file;
     bool read_only, probed_raw, discard_unmap;
-    uint64_t sectors;
+    _Atomic uint64_t sectors;           /* block_resize changes it on the I/O thread */
     uint32_t discard_align;             /* sectors */
     char serial[BLK_ID_BYTES];
 
@@ -118,6 +122,9 @@ struct virtio_blk {
     bool worker_running;
     int done_efd;                       /* the worker -> the I/O thread */
 
+    /* the worker's counters (hw/disk.h), read by the monitor */
+    _Atomic uint64_t st[12];
+
     /* the worker's own */
     struct iovec iov[VIRTQ_MAX_CHAIN + 1];   /* + the private first sector */
     uint8_t sector0[SECTOR];
@@ -127,7 +134,8 @@ static void blk_config_read(struct virtio_dev *vd, unsigned off, void *data, uns
 {
     struct virtio_blk *b = vd->opaque;
     uint8_t c[BLK_CONFIG_SIZE] = { 0 };
-    memcpy(c + 0, &b->sectors, 8);
+    uint64_t sectors = atomic_load(&b->sectors);
+    memcpy(c + 0, &sectors, 8);
     uint32_t v = BLK_SEG_MAX;
     memcpy(c + 12, &v, 4);
     v = SECTOR;
@@ -143,7 +151,8 @@ static void blk_config_read(struct virtio_dev *vd, unsigned off, void *data, uns
 
 static bool blk_in_range(struct virtio_blk *b, uint64_t sector, uint64_t nsectors)
 {
-    return sector <= b->sectors && nsectors <= b->sectors - sector;
+    uint64_t n = atomic_load(&b->sectors);
+    return sector <= n && nsectors <= n - sector;
 }
 
 /* A raw image whose format was guessed must not become something else through the guest
@@ -217,6 +226,86 @@ static uint8_t blk_discard_zeroes(struct virtio_blk *b, struct virtq_elem *e, bo
     return BLK_S_OK;
 }
 
+/* b->st[], in struct disk_stats order */
+enum { BLK_ST_RD_BYTES, BLK_ST_WR_BYTES, BLK_ST_RD_OPS, BLK_ST_WR_OPS, BLK_ST_FLUSH_OPS, BLK_ST_RD_NS,
+       BLK_ST_WR_NS, BLK_ST_FLUSH_NS, BLK_ST_FAILED_RD, BLK_ST_FAILED_WR, BLK_ST_INVALID_RD,
+       BLK_ST_INVALID_WR, BLK_ST_COUNT };
+_Static_assert(BLK_ST_COUNT == sizeof(((struct virtio_blk *)0)->st) / sizeof(_Atomic uint64_t), "one counter each");
+
+static uint64_t blk_now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* As QEMU accounts (block/accounting.c): a request the device refuses before any I/O (outside
+ * the disk, not whole sectors, a write to a read-only disk) is invalid, one the block layer
+ * fails is failed, the rest count their bytes and time. */
+static void blk_account(struct virtio_blk *b, const struct blk_req_hdr *h, bool write, uint64_t len,
+                        uint8_t status, uint64_t t0)
+{
+    bool valid = len % SECTOR == 0 && blk_in_range(b, h->sector, len / SECTOR) && !(write && b->read_only);
+    int k = !valid ? (write ? BLK_ST_INVALID_WR : BLK_ST_INVALID_RD)
+            : status != BLK_S_OK ? (write ? BLK_ST_FAILED_WR : BLK_ST_FAILED_RD)
+            : (write ? BLK_ST_WR_OPS : BLK_ST_RD_OPS);
+    atomic_fetch_add_explicit(&b->st[k], 1, memory_order_relaxed);
+    if (valid && status == BLK_S_OK) {
+        atomic_fetch_add_explicit(&b->st[write ? BLK_ST_WR_BYTES : BLK_ST_RD_BYTES], len, memory_order_relaxed);
+        atomic_fetch_add_explicit(&b->st[write ? BLK_ST_WR_NS : BLK_ST_RD_NS], blk_now_ns() - t0,
+                                  memory_order_relaxed);
+    }
+}
+
+int disk_get_stats(struct machine *m, int idx, struct disk_stats *st)
+{
+    if (idx < 0 || idx >= m->ndisks)
+        return -ENOENT;
+    struct virtio_blk *b = m->disks[idx];
+    uint64_t v[BLK_ST_COUNT];
+    for (int i = 0; i < BLK_ST_COUNT; i++)
+        v[i] = atomic_load_explicit(&b->st[i], memory_order_relaxed);
+    *st = (struct disk_stats){
+        .rd_bytes = v[BLK_ST_RD_BYTES], .wr_bytes = v[BLK_ST_WR_BYTES], .rd_ops = v[BLK_ST_RD_OPS],
+        .wr_ops = v[BLK_ST_WR_OPS], .flush_ops = v[BLK_ST_FLUSH_OPS], .rd_ns = v[BLK_ST_RD_NS],
+        .wr_ns = v[BLK_ST_WR_NS], .flush_ns = v[BLK_ST_FLUSH_NS], .failed_rd = v[BLK_ST_FAILED_RD],
+        .failed_wr = v[BLK_ST_FAILED_WR], .invalid_rd = v[BLK_ST_INVALID_RD], .invalid_wr = v[BLK_ST_INVALID_WR],
+    };
+    return 0;
+}
+
+int disk_resize(struct machine *m, int idx, uint64_t size, char *why, size_t n)
+{
+    if (idx < 0 || idx >= m->ndisks) {
+        snprintf(why, n, "no such disk");
+        return -ENOENT;
+    }
+    struct virtio_blk *b = m->disks[idx];
+    if (size % SECTOR) {
+        snprintf(why, n, "The new size must be a multiple of 512");
+        return -EINVAL;
+    }
+    if (b->read_only) {
+        snprintf(why, n, "Device '%s' is read only", b->file);
+        return -EROFS;
+    }
+    /* the block layer drains the image's requests in flight; the worker's next ones see the
+     * new size, and the guest hears of it from the config interrupt */
+    int ret = block_truncate(b->bs, size, true);
+    if (ret) {
+        snprintf(why, n, "%s: %s", b->file, ret == -ENOTSUP ? "this image format cannot be resized" : strerror(-ret));
+        return ret;
+    }
+    pthread_mutex_lock(&b->vd.lock);
+    atomic_store(&b->sectors, block_length(b->bs) / SECTOR);
+    if (virtio_running(&b->vd))
+        virtio_config_changed(&b->vd);
+    else
+        b->vd.config_generation++;
+    pthread_mutex_unlock(&b->vd.lock);
+    return 0;
+}
+
 /* One request, on the worker; returns the bytes written into the guest's buffers (status
  * included). The header was checked and copied at pop. */
 static uint32_t blk_handle_request(struct virtio_blk *b, struct blk_req *r)
@@ -226,16 +315,21 @@ static uint32_t blk_handle_request(struct virtio_blk *b, struct blk_req *r)
     uint64_t data_in = e->in_len - 1;
     uint32_t written = 1;
     uint8_t status;
+    uint64_t t0 = blk_now_ns();
     switch (h->type) {
     case BLK_T_IN:
         status = blk_rw(b, h, e, false, data_in);
         written = (uint32_t)e->in_len;   /* data may have landed even when the read failed */
+        blk_account(b, h, false, data_in, status, t0);
         break;
     case BLK_T_OUT:
         status = blk_rw(b, h, e, true, e->out_len - sizeof(*h));
+        blk_account(b, h, true, e->out_len - sizeof(*h), status, t0);
         break;
     case BLK_T_FLUSH:
         status = block_flush(b->bs) < 0 ? BLK_S_IOERR : BLK_S_OK;
+        atomic_fetch_add_explicit(&b->st[BLK_ST_FLUSH_OPS], 1, memory_order_relaxed);
+        atomic_fetch_add_explicit(&b->st[BLK_ST_FLUSH_NS], blk_now_ns() - t0, memory_order_relaxed);
         break;
     case BLK_T_GET_ID: {
         size_t n = data_in < BLK_ID_BYTES ? data_in : BLK_ID_BYTES;
@@ -622,6 +716,10 @@ static int virtio_blk_create(struct machine *m, struct kvlist *opts)
         log_error("virtio-blk-pci: cannot start the disk's I/O thread: %s", strerror(-ret));
         return ret;
     }
-    return virtio_dev_register(&b->vd, opts);
+    if ((ret = virtio_dev_register(&b->vd, opts)))
+        return ret;
+    if (m->ndisks < MACHINE_MAX_DISKS)
+        m->disks[m->ndisks++] = b;
+    return 0;
 }
 DEVICE_TYPE("virtio-blk-pci", virtio_blk_create)

@@ -4,6 +4,7 @@
 #include "vm/monitor/monitor.h"
 
 #include "accel/accel.h"
+#include "hw/disk.h"
 #include "hw/pci.h"
 #include "util/parse.h"
 #include "vm/control.h"
@@ -227,25 +228,42 @@ static int cmd_query_block(struct monitor_ctx *ctx, const struct json_value *a, 
     return 0;
 }
 
+static void empty_return(struct json_writer *w)
+{
+    json_object_begin(w, NULL);
+    json_object_end(w);
+}
+
+struct disk_walk {
+    struct json_writer *w;
+    struct machine *m;
+    const char *want;           /* block_resize: the device or node name looked for */
+    int found;                  /* its index, or -1 */
+};
+
 static void write_blockstats(void *opaque, int idx, struct kvlist *kv)
 {
-    struct json_writer *w = opaque;
+    struct disk_walk *dw = opaque;
+    struct json_writer *w = dw->w;
     char name[64], qdev[96];
     disk_name(kv, idx, name, sizeof(name));
     snprintf(qdev, sizeof(qdev), "/machine/peripheral-anon/device[%d]/virtio-backend", idx);
-    static const char *const counters[] = {
-        "rd_bytes", "wr_bytes", "rd_operations", "wr_operations", "flush_operations",
-        "rd_total_time_ns", "wr_total_time_ns", "flush_total_time_ns", "rd_merged", "wr_merged",
-        "failed_rd_operations", "failed_wr_operations", "invalid_rd_operations", "invalid_wr_operations",
+    struct disk_stats st = { 0 };
+    disk_get_stats(dw->m, idx, &st);   /* kept by virtio-blk as requests complete */
+    const struct { const char *name; uint64_t v; } counters[] = {
+        { "rd_bytes", st.rd_bytes }, { "wr_bytes", st.wr_bytes }, { "rd_operations", st.rd_ops },
+        { "wr_operations", st.wr_ops }, { "flush_operations", st.flush_ops }, { "rd_total_time_ns", st.rd_ns },
+        { "wr_total_time_ns", st.wr_ns }, { "flush_total_time_ns", st.flush_ns }, { "rd_merged", 0 },
+        { "wr_merged", 0 }, { "failed_rd_operations", st.failed_rd }, { "failed_wr_operations", st.failed_wr },
+        { "invalid_rd_operations", st.invalid_rd }, { "invalid_wr_operations", st.invalid_wr },
     };
     json_object_begin(w, NULL);
     json_string(w, "device", name);
     json_string(w, "qdev", qdev);
     json_string(w, "node-name", name);
     json_object_begin(w, "stats");
-    /* the block layer keeps no counters yet: zeros, in QEMU's shape */
     for (size_t i = 0; i < sizeof(counters) / sizeof(counters[0]); i++)
-        json_int(w, counters[i], 0);
+        json_int(w, counters[i].name, (int64_t)counters[i].v);
     json_bool(w, "account_invalid", true);
     json_bool(w, "account_failed", true);
     json_array_begin(w, "timed_stats");
@@ -259,10 +277,45 @@ static int cmd_query_blockstats(struct monitor_ctx *ctx, const struct json_value
 {
     (void)e;
     const struct json_value *q = json_get(a, "query-nodes");
+    struct disk_walk dw = { w, ctx->m, NULL, -1 };
     json_array_begin(w, NULL);
     if (!q || !q->b)
-        for_each_disk(ctx->m, write_blockstats, w);
+        for_each_disk(ctx->m, write_blockstats, &dw);
     json_array_end(w);
+    return 0;
+}
+
+static void find_disk(void *opaque, int idx, struct kvlist *kv)
+{
+    struct disk_walk *dw = opaque;
+    char name[64];
+    disk_name(kv, idx, name, sizeof(name));
+    if (dw->found < 0 && !strcmp(name, dw->want))
+        dw->found = idx;
+}
+
+/* The device name and the node name are the same in qkvm (one node per drive). */
+static int cmd_block_resize(struct monitor_ctx *ctx, const struct json_value *a, struct json_writer *w,
+                            struct monitor_error *e)
+{
+    const struct json_value *dev = json_get(a, "device"), *node = json_get(a, "node-name");
+    const struct json_value *size = json_get(a, "size");
+    if (size->i < 0)
+        return monitor_fail(e, "GenericError", -EINVAL, "Parameter 'size' expects a >0 size");
+    struct disk_walk dw = { NULL, ctx->m, dev ? dev->s : node ? node->s : "", -1 };
+    for_each_disk(ctx->m, find_disk, &dw);
+    if (dw.found < 0 && dev && node) {
+        dw.want = node->s;
+        for_each_disk(ctx->m, find_disk, &dw);
+    }
+    if (dw.found < 0)
+        return monitor_fail(e, "GenericError", -ENOENT, "Cannot find device=\"%s\" nor node-name=\"%s\"",
+                            dev ? dev->s : "", node ? node->s : "");
+    char why[200];
+    int ret = disk_resize(ctx->m, dw.found, (uint64_t)size->i, why, sizeof(why));
+    if (ret)
+        return monitor_fail(e, "GenericError", ret, "%s", why);
+    empty_return(w);
     return 0;
 }
 
@@ -457,11 +510,6 @@ static int cmd_query_qmp_schema(struct monitor_ctx *ctx, const struct json_value
 
 /* ---- actions ---- */
 
-static void empty_return(struct json_writer *w)
-{
-    json_object_begin(w, NULL);
-    json_object_end(w);
-}
 
 static int cmd_stop(struct monitor_ctx *ctx, const struct json_value *a, struct json_writer *w,
                     struct monitor_error *e)
@@ -549,6 +597,8 @@ const struct monitor_cmd monitor_cmds[] = {
     { "query-machines", { { 0 } }, "[MachineInfo]", cmd_query_machines },
     { "query-target", { { 0 } }, "TargetInfo", cmd_query_target },
     { "query-qmp-schema", { { 0 } }, "[SchemaInfo]", cmd_query_qmp_schema },
+    { "block_resize", { { "device", MONITOR_ARG_STR, true }, { "node-name", MONITOR_ARG_STR, true },
+                        { "size", MONITOR_ARG_INT, false } }, "any", cmd_block_resize },
     { "stop", { { 0 } }, "any", cmd_stop },
     { "cont", { { 0 } }, "any", cmd_cont },
     { "system_reset", { { 0 } }, "any", cmd_system_reset },

@@ -3,7 +3,13 @@
  * user's habits (and scripts scraping `info status`) carry over. */
 #include "vm/monitor/monitor.h"
 
+#include "util/parse.h"
+#include "vm/control.h"
+#include "vm/cpu_state.h"
+
 #include <ctype.h>
+#include <errno.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -107,7 +113,7 @@ static const struct hmp_info {
     { "block", "query-block", "show the block devices", print_block },
     { "pci", "query-pci", "show PCI info", print_pci },
     { "chardev", "query-chardev", "show the character devices", print_chardev },
-    { "registers", NULL, "show the cpu registers (not in qkvm yet)", NULL },
+    { "registers", NULL, "[-a] show the cpu registers (-a: all CPUs)", NULL },
 };
 
 static const struct hmp_cmd {
@@ -126,16 +132,19 @@ static void hmp_help(FILE *out)
 {
     for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
         fprintf(out, "%-24s -- %s\r\n", cmds[i].name, cmds[i].help);
+    fprintf(out, "%-24s -- %s\r\n", "block_resize device size", "resize a block image");
     fprintf(out, "%-24s -- %s\r\n", "info [subcommand]", "show various information about the system state");
     fprintf(out, "%-24s -- %s\r\n", "help|? [cmd]", "show the help");
 }
 
-/* Runs command cmd and prints its return value with print (NULL: print nothing). */
-static void hmp_call(struct monitor_ctx *ctx, const char *cmd, hmp_print_fn print, FILE *out)
+/* Runs command cmd with args (NULL: none) and prints its return value with print (NULL: print
+ * nothing). */
+static void hmp_call_args(struct monitor_ctx *ctx, const char *cmd, const struct json_value *args,
+                          hmp_print_fn print, FILE *out)
 {
     struct monitor_error e = { "GenericError", "" };
     char *ret = NULL;
-    if (monitor_run_cmd(ctx, cmd, NULL, &ret, &e)) {
+    if (monitor_run_cmd(ctx, cmd, args, &ret, &e)) {
         fprintf(out, "Error: %s\r\n", e.desc);
         return;
     }
@@ -145,6 +154,63 @@ static void hmp_call(struct monitor_ctx *ctx, const char *cmd, hmp_print_fn prin
         print(v, out);
     json_value_free(v);
     free(ret);
+}
+
+/* Not a QMP command in QEMU either: the vCPU state read through the control API, as QEMU prints
+ * it. The monitor's CPU is CPU 0 (qkvm has no `cpu N`), -a prints them all. */
+static void hmp_info_registers(struct monitor_ctx *ctx, bool all, FILE *out)
+{
+    for (int i = 0; i < (all ? ctx->m->ncpus : 1); i++) {
+        struct cpu_state st;
+        int ret = machine_get_cpu_state(ctx->m, i, &st);
+        if (ret) {
+            fprintf(out, "Error: cannot read CPU %d: %s\r\n", i,
+                    ret == -ENOTSUP ? "the accelerator cannot" : strerror(-ret));
+            return;
+        }
+        fprintf(out, "\r\nCPU#%d\r\n", i);   /* QEMU 7.2 heads even one CPU's dump so */
+        cpu_state_dump(&st, out);
+    }
+}
+
+static void hmp_call(struct monitor_ctx *ctx, const char *cmd, hmp_print_fn print, FILE *out)
+{
+    hmp_call_args(ctx, cmd, NULL, print, out);
+}
+
+/* block_resize DEVICE SIZE (SIZE in bytes, or with a K/M/G/T suffix): QMP's block_resize. */
+static void hmp_block_resize(struct monitor_ctx *ctx, char words[][64], int n, FILE *out)
+{
+    uint64_t size;
+    if (n < 3) {
+        fprintf(out, "block_resize: usage: block_resize device size\r\n");
+        return;
+    }
+    if (parse_size(words[2], 1, &size) || size > INT64_MAX) {
+        fprintf(out, "block_resize: invalid size '%s'\r\n", words[2]);
+        return;
+    }
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    if (f) {
+        struct json_writer w;
+        json_init(&w, f, false);
+        json_object_begin(&w, NULL);
+        json_string(&w, "device", words[1]);
+        json_int(&w, "size", (int64_t)size);
+        json_object_end(&w);
+        fclose(f);
+    }
+    struct json_value *args = NULL;
+    const char *why;
+    if (!text || json_parse(text, strlen(text), &args, &why)) {
+        fprintf(out, "block_resize: out of memory\r\n");
+    } else {
+        hmp_call_args(ctx, "block_resize", args, NULL, out);
+    }
+    json_value_free(args);
+    free(text);
 }
 
 void hmp_run_line(struct monitor_ctx *ctx, const char *line, FILE *out)
@@ -185,13 +251,17 @@ void hmp_run_line(struct monitor_ctx *ctx, const char *line, FILE *out)
         for (size_t i = 0; i < sizeof(infos) / sizeof(infos[0]); i++) {
             if (strcmp(words[1], infos[i].name))
                 continue;
-            if (!infos[i].cmd)
-                fprintf(out, "info %s: not available in qkvm yet\r\n", words[1]);
+            if (!strcmp(infos[i].name, "registers"))
+                hmp_info_registers(ctx, n > 2 && !strcmp(words[2], "-a"), out);
             else
                 hmp_call(ctx, infos[i].cmd, infos[i].print, out);
             return;
         }
         fprintf(out, "info: unknown subcommand '%s'\r\n", words[1]);
+        return;
+    }
+    if (!strcmp(words[0], "block_resize")) {
+        hmp_block_resize(ctx, words, n, out);
         return;
     }
     for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++) {

@@ -29,6 +29,7 @@ struct monitor_addr {
     char path[108];             /* unix */
     char host[256], port[32];   /* tcp */
     char label[64];             /* the chardev id ("compat_monitor0" when there is none) */
+    bool mux;                   /* stdio shared with the serial console: Ctrl-A c switches */
 };
 /* 0 or -EINVAL with why filled (one line). */
 int monitor_parse_addr(const char *spec, bool chardev, struct monitor_addr *a, char *why, size_t n);

@@ -45,6 +45,7 @@ struct monitor_conn {
     char line[HMP_MAX_LINE];
     size_t linelen;
     bool line_overflow;
+    bool mux_focus, mux_greeted;   /* a mux monitor: has the keyboard; has said its banner */
     char *out;
     size_t outlen, outcap;
     struct monitor_conn *next;
@@ -133,6 +134,14 @@ static void qmp_on_text(void *opaque, const char *text, size_t len)
 static void hmp_prompt(struct monitor_conn *c)
 {
     conn_send(c, "(qkvm) ", 7);
+}
+
+static void hmp_banner(struct monitor_conn *c)
+{
+    char banner[128];
+    int n = snprintf(banner, sizeof(banner), "QEMU %d.%d.%d monitor (%s) - type 'help' for more information\r\n",
+                     c->set->info.major, c->set->info.minor, c->set->info.micro, c->set->info.package);
+    conn_send(c, banner, (size_t)n);
 }
 
 static void hmp_on_line(struct monitor_conn *c, const char *line)
@@ -260,15 +269,64 @@ static struct monitor_conn *conn_new(struct monitor_listener *l, int in_fd, int 
         if (g)
             conn_send(c, g, strlen(g));
         free(g);
-    } else {
-        char banner[128];
-        int n = snprintf(banner, sizeof(banner), "QEMU %d.%d.%d monitor (%s) - type 'help' for more information\r\n",
-                         l->set->info.major, l->set->info.minor, l->set->info.micro, l->set->info.package);
-        conn_send(c, banner, (size_t)n);
+    } else if (!l->addr.mux) {   /* a mux monitor greets when it first gets the keyboard */
+        hmp_banner(c);
         hmp_prompt(c);
     }
     return c;
 }
+
+/* ---- the monitor on the serial console's terminal (-nographic, -serial mon:stdio) ---- */
+
+static bool mux_toggle(void *opaque)
+{
+    struct monitor_conn *c = opaque;
+    c->mux_focus = !c->mux_focus;
+    if (c->mux_focus) {
+        if (!c->mux_greeted)
+            hmp_banner(c);
+        c->mux_greeted = true;
+        hmp_prompt(c);
+        if (c->linelen)   /* what was typed before the switch is still there, as in readline */
+            conn_send(c, c->line, c->linelen);
+    } else {
+        conn_send(c, "\r\n", 2);
+    }
+    return c->mux_focus;
+}
+
+static bool mux_focused(void *opaque)
+{
+    return ((struct monitor_conn *)opaque)->mux_focus;
+}
+
+/* The terminal is raw (the guest gets every key), so the monitor echoes and edits the line
+ * itself: Enter, Backspace, printable characters; other control keys are ignored. */
+static void mux_input(void *opaque, const uint8_t *buf, size_t len)
+{
+    struct monitor_conn *c = opaque;
+    for (size_t i = 0; i < len && !c->dead; i++) {
+        uint8_t ch = buf[i];
+        if (ch == '\r' || ch == '\n') {
+            if (ch == '\n' && i > 0 && buf[i - 1] == '\r')
+                continue;
+            conn_send(c, "\r\n", 2);
+            c->line[c->linelen] = 0;
+            c->linelen = 0;
+            hmp_on_line(c, c->line);
+        } else if (ch == 0x7f || ch == 0x08) {
+            if (c->linelen) {
+                c->linelen--;
+                conn_send(c, "\b \b", 3);
+            }
+        } else if (ch >= 0x20 && ch < 0x7f && c->linelen + 1 < sizeof(c->line)) {
+            c->line[c->linelen++] = (char)ch;
+            conn_send(c, (const char *)&ch, 1);
+        }
+    }
+}
+
+static const struct machine_mux monitor_mux = { mux_toggle, mux_focused, mux_input };
 
 static void listener_on_accept(void *opaque, uint32_t events)
 {
@@ -378,8 +436,10 @@ int monitor_set_add(struct monitor_set *s, const struct monitor_addr *a, bool co
     l->next = s->listeners;
     s->listeners = l;
     if (a->kind == MONITOR_STDIO) {
-        fcntl(STDIN_FILENO, F_SETFL, fcntl(STDIN_FILENO, F_GETFL) | O_NONBLOCK);
-        if (!conn_new(l, STDIN_FILENO, STDOUT_FILENO))
+        /* a mux monitor reads nothing itself: the serial console hands it the keys */
+        if (!a->mux)
+            fcntl(STDIN_FILENO, F_SETFL, fcntl(STDIN_FILENO, F_GETFL) | O_NONBLOCK);
+        if (!conn_new(l, a->mux ? -1 : STDIN_FILENO, STDOUT_FILENO))
             return -ENOMEM;
     }
     return 0;
@@ -413,8 +473,12 @@ int monitor_set_attach(struct monitor_set *s, struct machine *m)
     }
     for (struct monitor_conn *c = s->conns, *next; c; c = next) {
         next = c->next;
-        if (conn_register(c))
+        if (c->l->addr.mux) {
+            m->mux = &monitor_mux;
+            m->mux_opaque = c;
+        } else if (conn_register(c)) {
             conn_close(c);
+        }
     }
     return 0;
 }
@@ -446,6 +510,7 @@ void monitor_set_detach(struct monitor_set *s)
             conn_close(c);
     }
     m->event_fn = NULL;
+    m->mux = NULL;
     s->m = NULL;
 }
 

@@ -1,0 +1,24 @@
+/* The machine's disks as the monitor sees them (query-blockstats, block_resize): the
+ * virtio-blk devices, numbered in -device order (the order of query-block). */
+#ifndef QKVM_HW_DISK_H
+#define QKVM_HW_DISK_H
+#include <stddef.h>
+#include <stdint.h>
+
+struct machine;
+
+/* QEMU's BlockDeviceStats counters, kept by the device as requests complete. */
+struct disk_stats {
+    uint64_t rd_bytes, wr_bytes, rd_ops, wr_ops, flush_ops;
+    uint64_t rd_ns, wr_ns, flush_ns;          /* time spent in the block layer */
+    uint64_t failed_rd, failed_wr, invalid_rd, invalid_wr;
+};
+
+/* Disk idx's counters. 0, or -ENOENT when there is no such disk. */
+int disk_get_stats(struct machine *m, int idx, struct disk_stats *st);
+/* Gives disk idx the new virtual size (bytes, a multiple of 512; smaller shrinks it, as QEMU's
+ * block_resize does) through the block layer, then tells the guest (virtio config change).
+ * 0 or -errno with why filled: -ENOENT, -EINVAL, -EROFS, -ENOTSUP (the format cannot). */
+int disk_resize(struct machine *m, int idx, uint64_t size, char *why, size_t n);
+
+#endif
