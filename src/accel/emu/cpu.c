@@ -16,6 +16,29 @@
 
 /* Copies the machine's memory regions, which can grow after the VM is created (a firmware image
  * is mapped at boot). Only before vCPUs run in parallel: the BSP calls it as it starts. */
+/* Per-page arrays of guest RAM (1 and 4 bytes a page: 320 KiB for 256 MiB) on fresh anonymous
+ * pages: an entry becomes resident when the CPU first runs code from that part of RAM, where a
+ * calloc from the heap would have made (and kept) them all resident at start-up. */
+static void *zero_pages(size_t n)
+{
+    void *p = mmap(NULL, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    return p == MAP_FAILED ? NULL : p;
+}
+
+static void zero_pages_free(void *p, size_t n)
+{
+    if (p)
+        munmap(p, n);
+}
+
+static void emu_vm_free_pages(struct emu_vm *vm)
+{
+    if (!vm->code && !vm->gen)
+        return;
+    zero_pages_free((void *)vm->code, ((size_t)vm->npages + 1) * sizeof(*vm->code));
+    zero_pages_free((void *)vm->gen, ((size_t)vm->npages + 1) * sizeof(*vm->gen));
+}
+
 int emu_vm_sync(struct emu_vm *vm)
 {
     struct machine *m = vm->m;
@@ -33,15 +56,14 @@ int emu_vm_sync(struct emu_vm *vm)
         pages += (uint32_t)(r->size >> 12);
     }
     if (pages > vm->npages) {
-        _Atomic uint8_t *code = calloc(pages + 1, sizeof(*code));
-        _Atomic uint32_t *gen = calloc(pages + 1, sizeof(*gen));
+        _Atomic uint8_t *code = zero_pages((pages + 1) * sizeof(*code));
+        _Atomic uint32_t *gen = zero_pages((pages + 1) * sizeof(*gen));
         if (!code || !gen) {
-            free((void *)code);
-            free((void *)gen);
+            zero_pages_free((void *)code, (pages + 1) * sizeof(*code));
+            zero_pages_free((void *)gen, (pages + 1) * sizeof(*gen));
             return -ENOMEM;
         }
-        free((void *)vm->code);
-        free((void *)vm->gen);
+        emu_vm_free_pages(vm);
         vm->code = code;
         vm->gen = gen;
         vm->npages = pages;
@@ -86,8 +108,7 @@ void emu_vm_destroy(struct emu_vm *vm)
 {
     if (!vm)
         return;
-    free((void *)vm->code);
-    free((void *)vm->gen);
+    emu_vm_free_pages(vm);
     free(vm);
 }
 
