@@ -7,6 +7,9 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <sys/mman.h>
+#ifdef __SANITIZE_ADDRESS__
+#include <sanitizer/lsan_interface.h>
+#endif
 #include <time.h>
 
 #include "hw/irqchip.h"
@@ -141,6 +144,21 @@ static void cpu_reset_regs(struct cpu *c)
     c->dr[7] = 0x400;
 }
 
+/* LeakSanitizer scans the heap, stacks and globals, not our own mappings: show it the CPU's, which
+ * holds the only pointers to its arena and scratch block. */
+static void lsan_region(struct cpu *c, bool add)
+{
+#ifdef __SANITIZE_ADDRESS__
+    if (add)
+        __lsan_register_root_region(c, sizeof(*c));
+    else
+        __lsan_unregister_root_region(c, sizeof(*c));
+#else
+    (void)c;
+    (void)add;
+#endif
+}
+
 struct cpu *emu_cpu_create(struct machine *m, struct emu_vm *vm, int id, const struct emu_env *env)
 {
     /* Fresh anonymous pages: zero already, so only what the CPU touches becomes resident (the
@@ -149,6 +167,7 @@ struct cpu *emu_cpu_create(struct machine *m, struct emu_vm *vm, int id, const s
                          MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (c == MAP_FAILED)
         return NULL;
+    lsan_region(c, true);
     c->m = m;
     c->vm = vm;
     c->id = id;
@@ -158,6 +177,7 @@ struct cpu *emu_cpu_create(struct machine *m, struct emu_vm *vm, int id, const s
     c->xblock = calloc(1, sizeof(struct block) + sizeof(struct insn));
     if (!c->xblock || block_cache_init(c) < 0) {
         free(c->xblock);
+        lsan_region(c, false);
         munmap(c, sizeof(struct cpu));
         return NULL;
     }
@@ -182,6 +202,7 @@ void emu_cpu_destroy(struct cpu *c)
     free(c->xblock);
     pthread_mutex_destroy(&c->lock);
     pthread_cond_destroy(&c->cond);
+    lsan_region(c, false);
     munmap(c, sizeof(struct cpu));
 }
 
