@@ -292,13 +292,13 @@ static void emit_fstp_m80(struct code *c, int slot)
     emit1(c, 0xdb); emit1(c, 0xbb); emit_imm(c, (uint64_t)(M80_OUT + 16 * slot), 4);
 }
 
-/* One of D9 F0-FF on two operands under a random rounding control; then the condition codes
+/* One of D9 F0-FF (and FCHS, FABS, FTST, FXAM) on two operands under a random rounding control; then the condition codes
  * (FNSTSW AX, masked to C0-C3) and every stack entry, stored as 80 bits. */
 static uint64_t gen_x87_host(struct code *c, struct regs *in, uint8_t *data)
 {
     (void)in;
-    static const uint8_t ops[] = { 0xf0, 0xf1, 0xf2, 0xf3, 0xf4, 0xf5, 0xf8, 0xf9, 0xfa, 0xfb,
-                                   0xfc, 0xfd, 0xfe, 0xff };
+    static const uint8_t ops[] = { 0xe0, 0xe1, 0xe4, 0xe5, 0xf0, 0xf1, 0xf2, 0xf3, 0xf4, 0xf5,
+                                   0xf8, 0xf9, 0xfa, 0xfb, 0xfc, 0xfd, 0xfe, 0xff };
     fill(data, 2);
     fill_m80(data);
     uint8_t op = ops[rnd() % sizeof(ops)];
