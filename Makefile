@@ -19,7 +19,7 @@ endif
 CFLAGS  ?= -O2 -g
 CFLAGS  += -std=gnu11 -Wall -Wextra -Werror -D_GNU_SOURCE -Isrc -MMD -MP $(SANFLAGS)
 LDFLAGS += $(SANFLAGS)
-LDLIBS  += -lpthread -lm -lseccomp
+LDLIBS  += -lpthread -lseccomp
 
 LIB_SRCS  := $(shell find src -name '*.c' ! -path 'src/tools/*' | sort)
 LIB_OBJS  := $(LIB_SRCS:%.c=$(B)/obj/%.o)

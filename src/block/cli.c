@@ -1,6 +1,5 @@
 #include <errno.h>
 #include <fcntl.h>
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -174,9 +173,12 @@ void cli_size_str(uint64_t v, char *buf, size_t n)
 {
     /* qemu-img's size_to_str: the unit switches at 1000 of the smaller one */
     static const char *suf[] = { "", "Ki", "Mi", "Gi", "Ti", "Pi", "Ei" };
-    int e;
-    frexp((double)v / (1000 / 1024.0), &e);
-    int i = (e - 1) / 10;
+    /* frexp's exponent less one is the binary exponent field of a normal double (and v / 0.9765625
+     * is 0 or at least 1): read it from the bits rather than link libm for one call */
+    double x = (double)v / (1000 / 1024.0);
+    uint64_t bits;
+    memcpy(&bits, &x, sizeof(bits));
+    int i = ((int)((bits >> 52) & 0x7ff) - 1023) / 10;
     if (i < 0)
         i = 0;
     if (i > 6)

@@ -14,6 +14,7 @@
 #include "vm/vcpu.h"
 
 #include <errno.h>
+#include <malloc.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -147,6 +148,9 @@ int machine_create(struct machine *m, const struct machine_config *cfg)
         if ((ret = mi->init(m)))
             return ret;
     }
+    /* Firmware and kernel images came in through the heap and were copied into guest memory: give
+     * the freed pages back rather than keep them resident for the VM's whole life. */
+    malloc_trim(0);
     return 0;
 }
 

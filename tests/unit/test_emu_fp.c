@@ -247,6 +247,81 @@ static uint64_t gen_x87(struct code *c, struct regs *in, uint8_t *data)
     return 0x8d5;
 }
 
+/* 80-bit operands for the D9 F0-FF group: the cases where the hardware differs from a libm
+ * (arguments of 2^63 and more, which FSIN/FCOS/FPTAN/FSINCOS leave alone with C2 set; FPREM's
+ * partial remainder when the exponents are far apart; x87 denormals; zeros, infinities, NaNs). */
+static void put_m80(uint8_t *p, uint64_t mant, uint16_t se)
+{
+    memcpy(p, &mant, 8);
+    memcpy(p + 8, &se, 2);
+}
+
+/* displacements from RBX, which points 1024 bytes into the data area */
+#define M80_OFF 1024
+#define M80_OUT 2048
+static void fill_m80(uint8_t *data)
+{
+    static const struct { uint64_t m; uint16_t se; } v[] = {
+        { 0, 0 }, { 0, 0x8000 },                                   /* +0 -0 */
+        { 1ull << 63, 0x7fff }, { 1ull << 63, 0xffff },            /* +inf -inf */
+        { 0xc000000000000000ull, 0x7fff }, { 0xa000000000000000ull, 0xffff },  /* QNaN, SNaN */
+        { 0x0000000000001234ull, 0 }, { 0x4000000000000000ull, 0x8000 },       /* denormals */
+        { 1ull << 63, 0x3fff + 63 }, { 0xc90fdaa22168c235ull, 0x3fff + 64 },   /* 2^63, ~2^64 pi */
+        { 0xc90fdaa22168c235ull, 0x4000 }, { 0xffffffffffffffffull, 0x3fff + 62 },  /* pi, <2^63 */
+        { 0x8000000000000001ull, 0x7000 }, { 0xc000000000000000ull, 0x4000 },  /* huge, 3 */
+        { 0x8000000000000000ull, 0x3ffe }, { 0xb504f333f9de6484ull, 0xbfff },  /* 0.5, -sqrt 2 */
+    };
+    for (unsigned k = 0; k < 16; k++)
+        put_m80(data + 1024 + M80_OFF + 16 * k, v[k].m, v[k].se);
+    uint16_t cw = (uint16_t)(0x37f | (rnd() % 4) << 10);
+    memcpy(data + 1024 + M80_OFF + 256, &cw, 2);
+}
+
+/* FLD from an 80-bit special (two in three) or a double of the data area */
+static void emit_fld_any(struct code *c)
+{
+    if (rnd() % 3) {
+        emit1(c, 0xdb); emit1(c, 0xab); emit_imm(c, (uint64_t)(M80_OFF + 16 * (rnd() % 16)), 4);
+    } else {
+        emit1(c, 0xdd); emit1(c, 0x43); emit1(c, (uint8_t)(8 * (rnd() % 8)));
+    }
+}
+
+static void emit_fstp_m80(struct code *c, int slot)
+{
+    emit1(c, 0xdb); emit1(c, 0xbb); emit_imm(c, (uint64_t)(M80_OUT + 16 * slot), 4);
+}
+
+/* One of D9 F0-FF (and FCHS, FABS, FTST, FXAM) on two operands under a random rounding control; then the condition codes
+ * (FNSTSW AX, masked to C0-C3) and every stack entry, stored as 80 bits. */
+static uint64_t gen_x87_host(struct code *c, struct regs *in, uint8_t *data)
+{
+    (void)in;
+    static const uint8_t ops[] = { 0xe0, 0xe1, 0xe4, 0xe5, 0xf0, 0xf1, 0xf2, 0xf3, 0xf4, 0xf5,
+                                   0xf8, 0xf9, 0xfa, 0xfb, 0xfc, 0xfd, 0xfe, 0xff };
+    fill(data, 2);
+    fill_m80(data);
+    uint8_t op = ops[rnd() % sizeof(ops)];
+    emit(c, "\xdb\xe3", 2);                                 /* fninit */
+    emit1(c, 0xd9); emit1(c, 0xab); emit_imm(c, M80_OFF + 256, 4);   /* fldcw */
+    emit_fld_any(c);
+    emit_fld_any(c);
+    emit1(c, 0xd9); emit1(c, op);
+    emit(c, "\xdf\xe0", 2);                                 /* fnstsw ax */
+    emit(c, "\x25\x00\x47\x00\x00", 5);                     /* and eax, C3 C2 C1 C0 */
+    int depth = op == 0xf1 || op == 0xf3 || op == 0xf9 ? 1 : 2;
+    if (op == 0xf4) {
+        depth = 3;
+    } else if (op == 0xf2 || op == 0xfb) {                  /* pushed only when C2 is clear */
+        emit(c, "\xa9\x00\x04\x00\x00", 5);                 /* test eax, C2 */
+        emit(c, "\x75\x06", 2);                             /* jnz over the store */
+        emit_fstp_m80(c, 2);
+    }
+    for (int k = 0; k < depth; k++)
+        emit_fstp_m80(c, k);
+    return 0x8d5;
+}
+
 static unsigned cases(void)
 {
     const char *e = getenv("QKVM_EMU_CASES");
@@ -277,6 +352,7 @@ static void run_gen(const char *name, gen_fn gen, uint64_t seed, int nxmm)
 static void test_sse_int(void **s) { (void)s; run_gen("sse-int", gen_sse_int, 21, 8); }
 static void test_sse_float(void **s) { (void)s; run_gen("sse-float", gen_sse_float, 22, 8); }
 static void test_x87(void **s) { (void)s; run_gen("x87", gen_x87, 23, 0); }
+static void test_x87_host(void **s) { (void)s; run_gen("x87-host", gen_x87_host, 24, 0); }
 
 static int setup(void **s)
 {
@@ -288,6 +364,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_sse_int), cmocka_unit_test(test_sse_float), cmocka_unit_test(test_x87),
+        cmocka_unit_test(test_x87_host),
     };
     return cmocka_run_group_tests_name("emu_fp", tests, setup, NULL);
 }

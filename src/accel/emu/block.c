@@ -16,9 +16,7 @@ int block_cache_init(struct cpu *c)
     if (!c->arena)
         return -1;
     c->arena_size = ARENA_SIZE;
-    c->arena_used = 0;
-    memset(c->bhash, 0, sizeof(c->bhash));
-    memset(c->jc, 0, sizeof(c->jc));
+    c->arena_used = 0;   /* bhash and jc start zero: the cpu is fresh anonymous memory */
     return jit_init(c);
 }
 

@@ -1,9 +1,11 @@
 /* x87 floating point on the host's 80-bit long double: the same format, so loads, stores and the
  * basic arithmetic give the hardware's results. Exceptions are always masked (the flags are
- * recorded, #MF is never raised), and precision control is ignored (full 64-bit mantissa). */
+ * recorded, #MF is never raised), and precision control is ignored (full 64-bit mantissa) except
+ * by the D9 F0-FF group, which the host's own instructions run (fpu_host.c) under the guest's
+ * control word. */
 #include "accel/emu/exec.h"
+#include "accel/emu/fpu_host.h"
 
-#include <fenv.h>
 #include <math.h>
 
 #define FSW_IE 0x1
@@ -56,18 +58,13 @@ static inline uint16_t fsw_get(struct cpu *c)
 
 static long double round_rc(struct cpu *c, long double v)
 {
-    switch ((c->fpu.fcw >> 10) & 3) {
-    case 0: return nearbyintl(v);
-    case 1: return floorl(v);
-    case 2: return ceill(v);
-    default: return truncl(v);
-    }
+    return fpu_host_rint(v, (c->fpu.fcw >> 10) & 3);
 }
 
 /* Integer conversion: out of range (or NaN) gives the "integer indefinite" and IE. */
 static int64_t to_int(struct cpu *c, long double v, int bytes, bool trunc)
 {
-    long double r = trunc ? truncl(v) : round_rc(c, v);
+    long double r = trunc ? fpu_host_rint(v, 3) : round_rc(c, v);
     long double lim = bytes == 8 ? 9223372036854775808.0L : bytes == 4 ? 2147483648.0L : 32768.0L;
     if (!(r >= -lim && r < lim)) {
         c->fpu.fsw |= FSW_IE;
@@ -265,6 +262,14 @@ static void fpu_mem(struct cpu *c, const struct insn *i)
     raise_ud(c);
 }
 
+/* The biased exponent of an 80-bit value (bits 64-78); 0 with a nonzero mantissa is a denormal. */
+static unsigned fpu_exponent(long double v)
+{
+    uint16_t se;
+    memcpy(&se, (const uint8_t *)&v + 8, 2);
+    return se & 0x7fff;
+}
+
 static void fxam(struct cpu *c)
 {
     long double v = *st(c, 0);
@@ -277,13 +282,42 @@ static void fxam(struct cpu *c)
         f = FSW_C2 | FSW_C0;
     else if (v == 0)
         f = FSW_C3;
-    else if (fpclassify(v) == FP_SUBNORMAL)
+    else if (fpu_exponent(v) == 0)   /* not fpclassify: at -Os it is a call into libm */
         f = FSW_C3 | FSW_C2;
     else
         f = FSW_C2;
     if (signbit(v))
         f |= FSW_C1;
     c->fpu.fsw = (uint16_t)((c->fpu.fsw & ~(FSW_C0 | FSW_C1 | FSW_C2 | FSW_C3)) | f);
+}
+
+/* Condition codes that each D9 F0-FF instruction defines (the rest are left as they were):
+ * C1 is the round-up bit, C2 "argument out of range" for the trigonometric ones and "reduction
+ * incomplete" for FPREM/FPREM1, whose C0 C3 C1 are quotient bits 2 0 1. */
+static uint16_t d9_host_cc(unsigned b)
+{
+    switch (b) {
+    case 0xf2: case 0xfb: case 0xfe: case 0xff: return FSW_C1 | FSW_C2;
+    case 0xf5: case 0xf8: return FSW_C0 | FSW_C1 | FSW_C2 | FSW_C3;
+    default: return FSW_C1;
+    }
+}
+
+static void fpu_d9_host(struct cpu *c, unsigned b)
+{
+    struct fpu_host_out o;
+    uint16_t cc = d9_host_cc(b);
+    fpu_host_d9(b, c->fpu.fcw, *st(c, 0), *st(c, 1), &o);
+    c->fpu.fsw = (uint16_t)((c->fpu.fsw & ~cc) | (o.fsw & (cc | 0x3f)));
+    if (o.push < 0) {
+        fpop(c);
+        *st(c, 0) = o.st0;
+    } else if (o.push > 0) {
+        *st(c, 0) = o.st1;
+        fpush(c, o.st0);
+    } else {
+        *st(c, 0) = o.st0;
+    }
 }
 
 static void fpu_d9_reg(struct cpu *c, unsigned b)
@@ -302,38 +336,9 @@ static void fpu_d9_reg(struct cpu *c, unsigned b)
     case 0xec: fpush(c, 0.301029995663981195213738894724493026768189881L); return;
     case 0xed: fpush(c, 0.693147180559945309417232121458176568075500134L); return;
     case 0xee: fpush(c, 0.0L); return;
-    case 0xf0: *s0 = exp2l(*s0) - 1; return;
-    case 0xf1: *st(c, 1) = *st(c, 1) * log2l(*s0); fpop(c); return;
-    case 0xf2: *s0 = tanl(*s0); fpush(c, 1.0L); return;
-    case 0xf3: *st(c, 1) = atan2l(*st(c, 1), *s0); fpop(c); return;
-    case 0xf4: {
-        int e;
-        long double m = frexpl(*s0, &e);
-        *s0 = (long double)(e - 1);
-        fpush(c, m * 2);
-        return;
-    }
-    case 0xf5: case 0xf8: {
-        long double a = *s0, y = *st(c, 1);
-        *s0 = y == 0 ? NAN : (b == 0xf5 ? remainderl(a, y) : fmodl(a, y));
-        if (y != 0) {
-            long double q = b == 0xf5 ? nearbyintl(a / y) : truncl(a / y);
-            uint64_t qi = (uint64_t)fabsl(fmodl(q, 8.0L));
-            c->fpu.fsw = (uint16_t)((c->fpu.fsw & ~(FSW_C0 | FSW_C1 | FSW_C2 | FSW_C3)) |
-                                    ((qi & 4) ? FSW_C0 : 0) | ((qi & 2) ? FSW_C3 : 0) |
-                                    ((qi & 1) ? FSW_C1 : 0));
-        }
-        return;
-    }
     case 0xf6: c->fpu.top = (c->fpu.top - 1) & 7; return;
     case 0xf7: c->fpu.top = (c->fpu.top + 1) & 7; return;
-    case 0xf9: *st(c, 1) = *st(c, 1) * log2l(*s0 + 1); fpop(c); return;
-    case 0xfa: *s0 = sqrtl(*s0); return;
-    case 0xfb: { long double v = *s0; *s0 = sinl(v); fpush(c, cosl(v)); return; }
-    case 0xfc: *s0 = round_rc(c, *s0); return;
-    case 0xfd: *s0 = scalbnl(*s0, (int)truncl(*st(c, 1))); return;
-    case 0xfe: *s0 = sinl(*s0); return;
-    case 0xff: *s0 = cosl(*s0); return;
+    default: if (b >= 0xf0) { fpu_d9_host(c, b); return; } break;
     }
     emu_log_unimp(c, "unimplemented x87 opcode d9", b);
     raise_ud(c);

@@ -2,6 +2,7 @@
  * mandatory prefix and dispatches. Floating point runs on the host's float/double with the default
  * rounding; MXCSR exception flags are not recorded and exceptions stay masked. */
 #include "accel/emu/exec.h"
+#include "accel/emu/fpu_host.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -73,20 +74,16 @@ void sse_dst_get(struct cpu *c, const struct insn *i, bool mmx, union xmm *v)
         *v = c->xmm[i->reg];
 }
 
+/* The host's CVT(T)SD2SI; a float operand widens to double exactly. Rounding is the host's
+ * MXCSR default, nearest-even, whatever the guest's MXCSR.RC says. */
 static int32_t cvt_i32(double v, bool chop)
 {
-    double r = chop ? trunc(v) : nearbyint(v);
-    if (!(r >= -2147483648.0 && r < 2147483648.0))
-        return INT32_MIN;
-    return (int32_t)r;
+    return fpu_host_cvt_i32(v, chop);
 }
 
 static int64_t cvt_i64(double v, bool chop)
 {
-    double r = chop ? trunc(v) : nearbyint(v);
-    if (!(r >= -9223372036854775808.0 && r < 9223372036854775808.0))
-        return INT64_MIN;
-    return (int64_t)r;
+    return fpu_host_cvt_i64(v, chop);
 }
 
 static float fminx(float a, float b) { return a < b ? a : b; }
@@ -402,10 +399,10 @@ static bool sse_float(struct cpu *c, const struct insn *i, int op, int p)
             if (op != 0x51)
                 return false;
             for (k = 0; k < (p == P_F2 ? 1 : 2); k++)
-                x->fd[k] = sqrt(s.fd[k]);
+                x->fd[k] = fpu_host_sqrt(s.fd[k]);
         } else {
             for (k = 0; k < (p == P_F3 ? 1 : 4); k++)
-                x->f[k] = op == 0x51 ? sqrtf(s.f[k]) : op == 0x52 ? 1.0f / sqrtf(s.f[k]) : 1.0f / s.f[k];
+                x->f[k] = op == 0x51 ? fpu_host_sqrtf(s.f[k]) : op == 0x52 ? 1.0f / fpu_host_sqrtf(s.f[k]) : 1.0f / s.f[k];
         }
         return true;
     case 0x54: case 0x55: case 0x56: case 0x57:

@@ -3,6 +3,7 @@
  * encodings: a 16-byte memory operand must be aligned except for LDDQU, the string compares and
  * the MMX forms; the narrower loads of PMOVSX/ZX, ROUNDSS/SD, PINSR* and INSERTPS need not be. */
 #include "accel/emu/exec.h"
+#include "accel/emu/fpu_host.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -162,12 +163,7 @@ static void palignr(union xmm *d, const union xmm *s, unsigned imm, int n)
 static double round_mode(struct cpu *c, double v, unsigned imm)
 {
     unsigned rc = (imm & 4) ? (c->mxcsr >> 13) & 3 : imm & 3;
-    switch (rc) {
-    case 0: return nearbyint(v);    /* the host runs with round-to-nearest-even */
-    case 1: return floor(v);
-    case 2: return ceil(v);
-    default: return trunc(v);
-    }
+    return (double)fpu_host_rint(v, rc);   /* x87 FRNDINT: ROUNDSD needs SSE4.1 on the host */
 }
 
 /* A NaN comes back quietened with its payload, as hardware does (v + v quietens a signalling
