@@ -93,11 +93,12 @@ static struct block *open_image(const char *name, const char *fmt, bool image_op
         o.secret = cli_default_secret(&o.secret_len);
     }
     struct block *bs;
-    if (block_open(path, &o, &bs, err)) {
+    int r = block_open(path, &o, &bs, err);
+    if (r)
         log_error("Could not open '%s': %s", path, err);
-        return NULL;
-    }
-    return bs;
+    if (path != name)
+        free(path);   /* cli_parse_image_opts's copy: the image keeps its own */
+    return r ? NULL : bs;
 }
 
 /* ---- create ---- */
