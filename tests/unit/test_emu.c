@@ -233,6 +233,12 @@ static uint64_t gen_string(struct code *c, struct regs *in, uint8_t *data, uint3
         in->r[R_AX] = 0;
         memset(data + d, 0, which == 4 ? n : 0);
     }
+    if (which == 1 && rnd() % 2) {
+        /* STOS of alike bytes (a memset in the emulator), sometimes alike only in the low half */
+        in->r[R_AX] = (rnd() & 0xff) * 0x0101010101010101ull;
+        if (rnd() % 2)
+            in->r[R_AX] ^= 0x1234567800000000ull;
+    }
     if (rnd() % 4) {
         emit1(c, which >= 3 && rnd() % 2 ? 0xf2 : 0xf3);
     }

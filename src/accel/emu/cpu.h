@@ -68,7 +68,7 @@ enum {
 };
 
 /* Software TLB: direct-mapped, tagged by the virtual page; a tag of 1 never matches. */
-#define TLB_BITS 8
+#define TLB_BITS 10
 #define TLB_SIZE (1u << TLB_BITS)
 struct tlb_entry {
     uint64_t vr, vw, vx;   /* page address if readable / writable / executable, else 1 */

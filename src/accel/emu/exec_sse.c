@@ -185,10 +185,14 @@ static bool pint(int op, union xmm *d, const union xmm *s, int n)
         int lane = (op == 0x60 || op == 0x68) ? 1 : (op == 0x61 || op == 0x69) ? 2 : (op == 0x62 || op == 0x6a) ? 4 : 8;
         bool high = op >= 0x68 && op != 0x6c;
         int half = n / 2, cnt = half / lane;
-        const uint8_t *a = d->b + (high ? half : 0), *b = s->b + (high ? half : 0);
-        for (k = 0; k < cnt; k++) {
-            memcpy(r.b + 2 * k * lane, a + k * lane, lane);
-            memcpy(r.b + (2 * k + 1) * lane, b + k * lane, lane);
+        int h = high ? half / lane : 0;
+        /* one loop per lane width: glibc's memset and friends broadcast bytes with these, and
+         * memcpy of a variable lane size costs a rep movsb per element */
+        switch (lane) {
+        case 1: for (k = 0; k < cnt; k++) { r.b[2 * k] = d->b[h + k]; r.b[2 * k + 1] = s->b[h + k]; } break;
+        case 2: for (k = 0; k < cnt; k++) { r.w[2 * k] = d->w[h + k]; r.w[2 * k + 1] = s->w[h + k]; } break;
+        case 4: for (k = 0; k < cnt; k++) { r.d[2 * k] = d->d[h + k]; r.d[2 * k + 1] = s->d[h + k]; } break;
+        default: for (k = 0; k < cnt; k++) { r.q[2 * k] = d->q[h + k]; r.q[2 * k + 1] = s->q[h + k]; } break;
         }
         break;
     }

@@ -75,12 +75,19 @@ static bool fast_movs(struct cpu *c, const struct insn *i, int sz, bool is_movs)
             }
             reg_set(c, R_SI, i->asz, si + n * sz);
         } else {
-            uint64_t v = c->r[R_AX];
-            if (sz == 1) {
-                memset(d, (int)(v & 0xff), n);
+            uint64_t v = c->r[R_AX] & size_mask(sz);
+            /* a fill whose bytes are all alike (the kernel clearing pages with REP STOSQ) is a
+             * memset; otherwise whole elements, never a memcpy of a variable size per element */
+            if (v == (uint8_t)v * (size_mask(sz) / 0xff)) {
+                memset(d, (int)(v & 0xff), n * sz);
             } else {
-                for (uint64_t k = 0; k < n; k++)
-                    memcpy(d + k * sz, &v, sz);
+                for (uint64_t k = 0; k < n; k++) {
+                    switch (sz) {
+                    case 2: { uint16_t x = (uint16_t)v; memcpy(d + 2 * k, &x, 2); break; }
+                    case 4: { uint32_t x = (uint32_t)v; memcpy(d + 4 * k, &x, 4); break; }
+                    default: memcpy(d + 8 * k, &v, 8); break;
+                    }
+                }
             }
         }
         reg_set(c, R_DI, i->asz, di + n * sz);
