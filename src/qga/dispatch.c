@@ -240,6 +240,20 @@ static int qga_run(struct qga_state *s, const struct json_value *req, struct jso
     if (!qga_command_enabled(s, c->name))
         return qga_error_set(e, -EPERM, "The command %s has been disabled for this instance",
                              c->name);
+    /* with file systems frozen, only what cannot write to them runs (qemu-ga's rule): a
+     * command writing to a frozen file system would hang the agent until the host thaws */
+    static const char *const frozen_ok[] = {
+        "guest-ping", "guest-sync", "guest-sync-delimited", "guest-info", "guest-get-time",
+        "guest-fsfreeze-status", "guest-fsfreeze-thaw", "guest-get-osinfo", "guest-get-host-name",
+        "guest-get-timezone", "guest-get-fsinfo", NULL };
+    if (s->frozen) {
+        bool ok = false;
+        for (int i = 0; frozen_ok[i] && !ok; i++)
+            ok = !strcmp(frozen_ok[i], c->name);
+        if (!ok)
+            return qga_error_set(e, -EBUSY, "The command %s has been disabled for this instance",
+                                 c->name);
+    }
     int r = qga_check_args(c, args, e);
     if (r < 0)
         return r;
