@@ -294,13 +294,13 @@ static int qga_cmd_network_get_interfaces(struct qga_state *s, const struct json
                 j->ifa_addr->sa_family != AF_PACKET)
                 continue;
             const struct sockaddr_ll *ll = (const struct sockaddr_ll *)j->ifa_addr;
-            char mac[3 * 8] = "";
-            for (int k = 0; k < ll->sll_halen && k < 8; k++)
-                sprintf(mac + 3 * k, k ? ":%02x" : "%02x", ll->sll_addr[k]);
-            if (ll->sll_halen == 6)
-                json_string(w, "hardware-address", mac + 0);
-            else
-                json_string(w, "hardware-address", "00:00:00:00:00:00");
+            /* an Ethernet address; anything else reads as zeros, as SIOCGIFHWADDR gives qemu-ga */
+            unsigned char z[6] = { 0 };
+            const unsigned char *m = ll->sll_halen == 6 ? ll->sll_addr : z;
+            char mac[18];
+            snprintf(mac, sizeof(mac), "%02x:%02x:%02x:%02x:%02x:%02x", m[0], m[1], m[2], m[3],
+                     m[4], m[5]);
+            json_string(w, "hardware-address", mac);
             stats = j->ifa_data;
         }
         bool any = false;   /* qemu-ga leaves ip-addresses out of an interface without any */

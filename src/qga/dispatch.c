@@ -237,9 +237,11 @@ static int qga_run(struct qga_state *s, const struct json_value *req, struct jso
     if (!c)
         return qga_error_class(e, "CommandNotFound", -ENOENT, "The command %s has not been found",
                                ex->s);
+    /* qemu-ga 7.2's class and words (older QEMUs said GenericError, "The command %s has been
+     * disabled for this instance"): the oracle is the agent clients meet today */
     if (!qga_command_enabled(s, c->name))
-        return qga_error_set(e, -EPERM, "The command %s has been disabled for this instance",
-                             c->name);
+        return qga_error_class(e, "CommandNotFound", -EPERM, "Command %s has been disabled",
+                               c->name);
     /* with file systems frozen, only what cannot write to them runs (qemu-ga's rule): a
      * command writing to a frozen file system would hang the agent until the host thaws */
     static const char *const frozen_ok[] = {
@@ -251,8 +253,8 @@ static int qga_run(struct qga_state *s, const struct json_value *req, struct jso
         for (int i = 0; frozen_ok[i] && !ok; i++)
             ok = !strcmp(frozen_ok[i], c->name);
         if (!ok)
-            return qga_error_set(e, -EBUSY, "The command %s has been disabled for this instance",
-                                 c->name);
+            return qga_error_class(e, "CommandNotFound", -EBUSY, "Command %s has been disabled: "
+                                   "the agent is in frozen state", c->name);
     }
     int r = qga_check_args(c, args, e);
     if (r < 0)

@@ -42,7 +42,7 @@ static void ga_usage(FILE *f)
 "  -d, --daemonize       run in the background\n"
 "  -b, --block-rpcs=LIST comma-separated commands to disable (\"help\" lists them)\n"
 "  -a, --allow-rpcs=LIST comma-separated commands to enable, all others disabled\n"
-"      --retry-path      wait for the port to appear instead of failing\n"
+"  -r, --retry-path      wait for the port to appear instead of failing\n"
 "  -D, --dump-conf       print the effective configuration and exit\n"
 "  -V, --version         print the version\n"
 "  -h, --help            this text\n");
@@ -178,18 +178,17 @@ static int ga_write_pidfile(const char *path)
 
 int main(int argc, char **argv)
 {
-    enum { OPT_RETRY = 256 };
     static const struct option opts[] = {
         { "config", required_argument, NULL, 'c' }, { "method", required_argument, NULL, 'm' },
         { "path", required_argument, NULL, 'p' }, { "logfile", required_argument, NULL, 'l' },
         { "pidfile", required_argument, NULL, 'f' }, { "statedir", required_argument, NULL, 't' },
         { "fsfreeze-hook", optional_argument, NULL, 'F' }, { "verbose", no_argument, NULL, 'v' },
         { "daemonize", no_argument, NULL, 'd' }, { "block-rpcs", required_argument, NULL, 'b' },
-        { "allow-rpcs", required_argument, NULL, 'a' }, { "retry-path", no_argument, NULL, OPT_RETRY },
+        { "allow-rpcs", required_argument, NULL, 'a' }, { "retry-path", no_argument, NULL, 'r' },
         { "dump-conf", no_argument, NULL, 'D' }, { "version", no_argument, NULL, 'V' },
         { "help", no_argument, NULL, 'h' }, { NULL, 0, NULL, 0 },
     };
-    static const char shortopts[] = "c:m:p:l:f:t:F::vdb:a:DVh";
+    static const char shortopts[] = "c:m:p:l:f:t:F::vdb:a:rDVh";
     struct ga_config c = { 0 };
     const char *config = NULL;
     bool dump = false;
@@ -225,7 +224,7 @@ int main(int argc, char **argv)
             }
             ga_set(opt == 'b' ? &c.block_rpcs : &c.allow_rpcs, optarg);
             break;
-        case OPT_RETRY: c.retry_path = true; break;
+        case 'r': c.retry_path = true; break;
         case 'D': dump = true; break;
         case 'V': printf("QEMU Guest Agent %s (qkvm-ga)\n", QGA_VERSION); return 0;
         case 'h': ga_usage(stdout); return 0;
