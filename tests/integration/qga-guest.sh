@@ -1,0 +1,107 @@
+#!/usr/bin/env bash
+# qkvm-ga where it belongs: the static agent in the initramfs of the Linux guest, on the
+# virtio-serial port org.qemu.guest_agent.0 (libvirt's set-up), and the host asks through the
+# chardev socket: the 0xFF resync, guest-ping, guest-exec, guest-get-osinfo, a file round trip,
+# the interfaces, and guest-shutdown ends the VM with status 0.
+. "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/virtio-guest.bash"
+
+GA=$TOP/$B/qkvm-ga-static
+if [ ! -x "$GA" ]; then
+  fail "qkvm-ga-static built" "make builds $B/qkvm-ga-static"
+  exit 0
+fi
+if ! vg_accel; then
+  skip "qkvm-ga in a Linux guest" "$VG_WHY"
+  exit 0
+fi
+VG_INITRD=$TMP/initrd-ga.gz
+vg_initrd "$VG_INITRD" "$GA"
+sock=$TMP/qga.sock
+VG_APPEND="pci=nomsi"
+if ! vg_boot qga -device virtio-serial-pci \
+     -chardev "socket,path=$sock,server=on,wait=off,id=qga0" \
+     -device virtserialport,chardev=qga0,name=org.qemu.guest_agent.0; then
+  fail "$VG_ACCEL: linux boots with the agent's port" "$VG_WHY"
+  exit 0
+fi
+pass "$VG_ACCEL: linux boots with the agent's port"
+# what udev would do, then the agent on its default path, in the background
+vg_cmd 'mkdir -p /dev/virtio-ports; for p in /sys/class/virtio-ports/*; do [ -s $p/name ] && ln -sf /dev/${p##*/} /dev/virtio-ports/$(cat $p/name); done' >/dev/null
+vg_cmd '/host/bin/qkvm-ga-static -d -l /tmp/ga.log -f /run-ga.pid; echo started' >/dev/null
+check "$VG_ACCEL: qkvm-ga-static runs as a daemon in the guest" test "$(vg_rc)" = 0
+
+timeout -k 5 600 python3 - "$sock" "$VG_ACCEL" <<'PY'
+import base64, json, socket, sys, time
+sock, accel = sys.argv[1:3]
+s = socket.socket(socket.AF_UNIX)
+s.connect(sock)
+s.settimeout(120)
+buf = b""
+def ok(name, cond, why=""):
+    print(("ok - " if cond else "not ok - ") + f"{accel}: {name}" + ("" if cond else f": {why}"), flush=True)
+def reply():
+    global buf
+    while b"\n" not in buf:
+        d = s.recv(65536)
+        if not d:
+            raise EOFError("port closed")
+        buf += d
+    line, buf = buf.split(b"\n", 1)
+    return json.loads(line.lstrip(b"\xff"))
+def cmd(execute, args=None):
+    req = {"execute": execute}
+    if args is not None:
+        req["arguments"] = args
+    s.sendall(json.dumps(req).encode() + b"\n")
+    return reply()
+# the agent may not be reading yet: resync until the id comes back, as libvirt does
+got = None
+for attempt in range(60):
+    s.sendall(b'\xff{"execute":"guest-sync-delimited","arguments":{"id":%d}}\n' % (1000 + attempt))
+    try:
+        s.settimeout(2)
+        while True:
+            r = reply()
+            if r.get("return") == 1000 + attempt:
+                got = r
+                break
+    except (socket.timeout, ValueError):
+        continue
+    break
+s.settimeout(120)
+ok("guest-sync-delimited through virtio-serial", got is not None, "no reply")
+if got is None:
+    sys.exit(0)
+ok("guest-ping", cmd("guest-ping") == {"return": {}})
+info = cmd("guest-get-osinfo").get("return", {})
+ok("guest-get-osinfo names the guest's kernel", info.get("machine") == "x86_64" and info.get("kernel-release"), str(info))
+pid = cmd("guest-exec", {"path": "/bin/sh", "arg": ["-c", "cat /proc/sys/kernel/osrelease; read x; echo got-$x"],
+                          "input-data": base64.b64encode(b"input\n").decode(), "capture-output": True})["return"]["pid"]
+for _ in range(300):
+    st = cmd("guest-exec-status", {"pid": pid})["return"]
+    if st["exited"]:
+        break
+    time.sleep(0.2)
+out = base64.b64decode(st.get("out-data", "")).decode()
+ok("guest-exec: output and exit code", st.get("exitcode") == 0 and out.split() == [info.get("kernel-release"), "got-input"], str(st))
+h = cmd("guest-file-open", {"path": "/tmp/qga-file", "mode": "w"})["return"]
+cmd("guest-file-write", {"handle": h, "buf-b64": base64.b64encode(b"from the host\n").decode()})
+cmd("guest-file-close", {"handle": h})
+h = cmd("guest-file-open", {"path": "/tmp/qga-file"})["return"]
+rd = cmd("guest-file-read", {"handle": h})["return"]
+cmd("guest-file-close", {"handle": h})
+ok("guest-file round trip", base64.b64decode(rd["buf-b64"]) == b"from the host\n", str(rd))
+ifs = cmd("guest-network-get-interfaces").get("return", [])
+ok("guest-network-get-interfaces: the guest's loopback", any(i.get("name") == "lo" for i in ifs), str(ifs)[:300])
+s.sendall(b'{"execute":"guest-shutdown"}\n')
+PY
+for _ in $(seq 1 600); do kill -0 "$VG_PID" 2>/dev/null || break; sleep 0.5; done
+if kill -0 "$VG_PID" 2>/dev/null; then
+  fail "$VG_ACCEL: guest-shutdown powers the guest off" "still running"
+  vg_kill
+else
+  wait "$VG_PID"
+  expect_eq "$VG_ACCEL: guest-shutdown powers off, qkvm exits 0" 0 "$?"
+fi
+exit 0
