@@ -7,7 +7,7 @@
 #include <unistd.h>
 #include "qga/internal.h"
 
-static const struct qga_arg qga_args_id[] = { { "id", QGA_ARG_INT, false }, { NULL } };
+static const struct qga_arg qga_args_id[] = { { "id", QGA_ARG_INT, false, NULL }, { NULL } };
 
 static int qga_cmd_sync(struct qga_state *s, const struct json_value *args,
                         struct json_writer *w, struct qga_error *e)
@@ -143,8 +143,8 @@ static int qga_cmd_shutdown(struct qga_state *s, const struct json_value *args,
     return 0;
 }
 
-static const struct qga_arg qga_args_set_time[] = { { "time", QGA_ARG_INT, true }, { NULL } };
-static const struct qga_arg qga_args_shutdown[] = { { "mode", QGA_ARG_STR, true }, { NULL } };
+static const struct qga_arg qga_args_set_time[] = { { "time", QGA_ARG_INT, true, NULL }, { NULL } };
+static const struct qga_arg qga_args_shutdown[] = { { "mode", QGA_ARG_STR, true, NULL }, { NULL } };
 
 static const struct qga_command qga_basic_commands[] = {
     { "guest-sync", qga_cmd_sync, qga_args_id, false },

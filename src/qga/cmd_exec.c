@@ -251,10 +251,10 @@ static int qga_cmd_exec_status(struct qga_state *s, const struct json_value *arg
 }
 
 static const struct qga_arg qga_args_exec[] = {
-    { "path", QGA_ARG_STR, false }, { "arg", QGA_ARG_STR_LIST, true },
-    { "env", QGA_ARG_STR_LIST, true }, { "input-data", QGA_ARG_STR, true },
-    { "capture-output", QGA_ARG_BOOL, true }, { NULL } };
-static const struct qga_arg qga_args_exec_status[] = { { "pid", QGA_ARG_INT, false }, { NULL } };
+    { "path", QGA_ARG_STR, false, NULL }, { "arg", QGA_ARG_STR_LIST, true, NULL },
+    { "env", QGA_ARG_STR_LIST, true, NULL }, { "input-data", QGA_ARG_STR, true, NULL },
+    { "capture-output", QGA_ARG_BOOL, true, NULL }, { NULL } };
+static const struct qga_arg qga_args_exec_status[] = { { "pid", QGA_ARG_INT, false, NULL }, { NULL } };
 
 static const struct qga_command qga_exec_commands[] = {
     { "guest-exec", qga_cmd_exec, qga_args_exec, false },

@@ -202,16 +202,16 @@ static int qga_cmd_file_flush(struct qga_state *s, const struct json_value *args
 }
 
 static const struct qga_arg qga_args_open[] = {
-    { "path", QGA_ARG_STR, false }, { "mode", QGA_ARG_STR, true }, { NULL } };
-static const struct qga_arg qga_args_handle[] = { { "handle", QGA_ARG_INT, false }, { NULL } };
+    { "path", QGA_ARG_STR, false, NULL }, { "mode", QGA_ARG_STR, true, NULL }, { NULL } };
+static const struct qga_arg qga_args_handle[] = { { "handle", QGA_ARG_INT, false, NULL }, { NULL } };
 static const struct qga_arg qga_args_read[] = {
-    { "handle", QGA_ARG_INT, false }, { "count", QGA_ARG_INT, true }, { NULL } };
+    { "handle", QGA_ARG_INT, false, NULL }, { "count", QGA_ARG_INT, true, NULL }, { NULL } };
 static const struct qga_arg qga_args_write[] = {
-    { "handle", QGA_ARG_INT, false }, { "buf-b64", QGA_ARG_STR, false },
-    { "count", QGA_ARG_INT, true }, { NULL } };
+    { "handle", QGA_ARG_INT, false, NULL }, { "buf-b64", QGA_ARG_STR, false, NULL },
+    { "count", QGA_ARG_INT, true, NULL }, { NULL } };
 static const struct qga_arg qga_args_seek[] = {
-    { "handle", QGA_ARG_INT, false }, { "offset", QGA_ARG_INT, false },
-    { "whence", QGA_ARG_ANY, false }, { NULL } };
+    { "handle", QGA_ARG_INT, false, NULL }, { "offset", QGA_ARG_INT, false, NULL },
+    { "whence", QGA_ARG_ANY, false, NULL }, { NULL } };
 
 static const struct qga_command qga_file_commands[] = {
     { "guest-file-open", qga_cmd_file_open, qga_args_open, false },

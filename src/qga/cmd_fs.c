@@ -212,8 +212,8 @@ static int qga_cmd_fstrim(struct qga_state *s, const struct json_value *args,
 }
 
 static const struct qga_arg qga_args_freeze_list[] = {
-    { "mountpoints", QGA_ARG_STR_LIST, true }, { NULL } };
-static const struct qga_arg qga_args_fstrim[] = { { "minimum", QGA_ARG_INT, true }, { NULL } };
+    { "mountpoints", QGA_ARG_STR_LIST, true, NULL }, { NULL } };
+static const struct qga_arg qga_args_fstrim[] = { { "minimum", QGA_ARG_INT, true, NULL }, { NULL } };
 
 static const struct qga_command qga_fs_commands[] = {
     { "guest-get-fsinfo", qga_cmd_get_fsinfo, NULL, false },

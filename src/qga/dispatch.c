@@ -165,7 +165,8 @@ static const char *qga_arg_type_name(enum qga_arg_type t)
     case QGA_ARG_INT: return "integer";
     case QGA_ARG_STR: return "string";
     case QGA_ARG_BOOL: return "boolean";
-    case QGA_ARG_STR_LIST: return "array";
+    case QGA_ARG_STR_LIST:
+    case QGA_ARG_OBJ_LIST: return "array";
     default: return "value";
     }
 }
@@ -183,34 +184,51 @@ static bool qga_arg_type_ok(enum qga_arg_type t, const struct json_value *v)
             if (v->items[i]->type != JSON_STRING)
                 return false;
         return true;
+    case QGA_ARG_OBJ_LIST: return v->type == JSON_ARRAY;
     case QGA_ARG_ANY: return true;
     }
     return false;
 }
 
-/* Checks args against the command's table: unknown members, missing ones, wrong types. */
-static int qga_check_args(const struct qga_command *c, const struct json_value *args,
-                          struct qga_error *e)
+/* Checks obj against a table of members: unknown ones, missing ones, wrong types; prefix names
+ * the object in messages as QMP does ("vcpus[0]."). */
+static int qga_check_members(const struct qga_arg *table, const struct json_value *obj,
+                             const char *prefix, struct qga_error *e)
 {
-    if (args) {
-        for (size_t i = 0; i < args->n; i++) {
-            const struct qga_arg *a = c->args;
-            while (a && a->name && strcmp(a->name, args->keys[i]))
+    if (obj) {
+        for (size_t i = 0; i < obj->n; i++) {
+            const struct qga_arg *a = table;
+            while (a && a->name && strcmp(a->name, obj->keys[i]))
                 a++;
             if (!a || !a->name)
-                return qga_error_set(e, -EINVAL, "Parameter '%s' is unexpected", args->keys[i]);
+                return qga_error_set(e, -EINVAL, "Parameter '%s%s' is unexpected", prefix,
+                                     obj->keys[i]);
         }
     }
-    for (const struct qga_arg *a = c->args; a && a->name; a++) {
-        const struct json_value *v = json_get(args, a->name);
+    for (const struct qga_arg *a = table; a && a->name; a++) {
+        const struct json_value *v = json_get(obj, a->name);
         if (!v) {
             if (!a->optional)
-                return qga_error_set(e, -EINVAL, "Parameter '%s' is missing", a->name);
+                return qga_error_set(e, -EINVAL, "Parameter '%s%s' is missing", prefix, a->name);
+            continue;
+        }
+        if (a->type == QGA_ARG_OBJ_LIST && v->type == JSON_ARRAY) {
+            for (size_t i = 0; i < v->n; i++) {
+                char sub[128];
+                snprintf(sub, sizeof(sub), "%s%s[%zu]", prefix, a->name, i);
+                if (v->items[i]->type != JSON_OBJECT)
+                    return qga_error_set(e, -EINVAL, "Invalid parameter type for '%s', "
+                                         "expected: object", sub);
+                strncat(sub, ".", sizeof(sub) - strlen(sub) - 1);
+                int r = qga_check_members(a->fields, v->items[i], sub, e);
+                if (r < 0)
+                    return r;
+            }
             continue;
         }
         if (!qga_arg_type_ok(a->type, v))
-            return qga_error_set(e, -EINVAL, "Invalid parameter type for '%s', expected: %s",
-                                 a->name, qga_arg_type_name(a->type));
+            return qga_error_set(e, -EINVAL, "Invalid parameter type for '%s%s', expected: %s",
+                                 prefix, a->name, qga_arg_type_name(a->type));
     }
     return 0;
 }
@@ -256,7 +274,7 @@ static int qga_run(struct qga_state *s, const struct json_value *req, struct jso
             return qga_error_class(e, "CommandNotFound", -EBUSY, "Command %s has been disabled: "
                                    "the agent is in frozen state", c->name);
     }
-    int r = qga_check_args(c, args, e);
+    int r = qga_check_members(c->args, args, "", e);
     if (r < 0)
         return r;
     *cmd = c;

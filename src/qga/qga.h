@@ -13,12 +13,17 @@
 
 struct qga_state;
 
-enum qga_arg_type { QGA_ARG_INT, QGA_ARG_STR, QGA_ARG_BOOL, QGA_ARG_STR_LIST, QGA_ARG_ANY };
+enum qga_arg_type {
+    QGA_ARG_INT, QGA_ARG_STR, QGA_ARG_BOOL, QGA_ARG_STR_LIST,
+    QGA_ARG_OBJ_LIST,             /* an array of objects, each checked against fields */
+    QGA_ARG_ANY,                  /* the handler checks it (an alternate, as seek's whence) */
+};
 
 struct qga_arg {
     const char *name;
     enum qga_arg_type type;
     bool optional;
+    const struct qga_arg *fields; /* QGA_ARG_OBJ_LIST: the members of each item */
 };
 
 /* The error of a failed command, as QMP sends it: {"error": {"class": ..., "desc": ...}}. */

@@ -190,6 +190,13 @@ both("guest-fsfreeze-status", "guest-fsfreeze-status", same_value=True)
 both("guest-get-memory-blocks", "guest-get-memory-blocks")
 both("guest-get-memory-block-info", "guest-get-memory-block-info", same_value=True)
 
+# hot-plug requests that change nothing on the host (cpu0 is online, index 999999 is no block)
+for args in [{"vcpus": []}, {"vcpus": [{"logical-id": 0, "online": True}]},
+             {"vcpus": [{"logical-id": 0, "online": True}, {"logical-id": 99999, "online": True}]}]:
+    both(f"guest-set-vcpus {json.dumps(args)}", "guest-set-vcpus", args, same_value=True)
+for args in [{"mem-blks": []}, {"mem-blks": [{"phys-index": 999999, "online": True}]}]:
+    both(f"guest-set-memory-blocks {json.dumps(args)}", "guest-set-memory-blocks", args, same_value=True)
+
 # files: the same round trip on each agent's own file
 data = bytes(range(256)) * 40 + b"tail"
 for a in (ours, theirs):
@@ -251,7 +258,14 @@ for name, req in [("unknown command", {"execute": "guest-no-such"}),
                   ("bad shutdown mode", {"execute": "guest-shutdown", "arguments": {"mode": "bogus"}}),
                   ("bad seek whence", {"execute": "guest-file-seek", "arguments": {"handle": 1, "offset": 0, "whence": "bogus"}}),
                   ("file handle that does not exist", {"execute": "guest-file-read", "arguments": {"handle": 987654}}),
-                  ("exec pid that does not exist", {"execute": "guest-exec-status", "arguments": {"pid": 1}})]:
+                  ("exec pid that does not exist", {"execute": "guest-exec-status", "arguments": {"pid": 1}}),
+                  ("set-vcpus: a CPU that does not exist", {"execute": "guest-set-vcpus", "arguments": {"vcpus": [{"logical-id": 99999, "online": True}]}}),
+                  ("set-vcpus: cpu0 cannot go offline", {"execute": "guest-set-vcpus", "arguments": {"vcpus": [{"logical-id": 0, "online": False}]}}),
+                  ("set-vcpus: wrong member type", {"execute": "guest-set-vcpus", "arguments": {"vcpus": [{"logical-id": "x", "online": True}]}}),
+                  ("set-vcpus: missing member", {"execute": "guest-set-vcpus", "arguments": {"vcpus": [{"online": True}]}}),
+                  ("set-vcpus: unexpected member", {"execute": "guest-set-vcpus", "arguments": {"vcpus": [{"logical-id": 0, "online": True, "x": 1}]}}),
+                  ("set-vcpus: an item not an object", {"execute": "guest-set-vcpus", "arguments": {"vcpus": [1]}}),
+                  ("set-vcpus: not a list", {"execute": "guest-set-vcpus", "arguments": {"vcpus": {}}})]:
     ours.send(json.dumps(req).encode() + b"\n")
     theirs.send(json.dumps(req).encode() + b"\n")
     r1, r2 = ours.reply(), theirs.reply()
