@@ -108,6 +108,9 @@ int qga_state_set_rpcs(struct qga_state *s, const char *list, bool allow, const 
 
 bool qga_command_enabled(const struct qga_state *s, const char *name)
 {
+    const struct qga_command *c = qga_command_find(name);
+    if (c && !c->handler)
+        return false;        /* a command of another OS, listed as disabled as qemu-ga lists it */
     bool listed = false;
     for (size_t i = 0; i < s->nrpcs && !listed; i++)
         listed = !strcmp(s->rpcs[i], name);

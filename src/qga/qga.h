@@ -40,7 +40,7 @@ typedef int (*qga_handler)(struct qga_state *s, const struct json_value *args,
 
 struct qga_command {
     const char *name;
-    qga_handler handler;
+    qga_handler handler;          /* NULL: always disabled (qemu-ga's Windows-only commands) */
     const struct qga_arg *args;   /* ends with a {NULL} entry; NULL: no arguments */
     bool no_success_response;     /* guest-shutdown: success sends nothing */
 };

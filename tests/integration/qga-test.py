@@ -265,6 +265,9 @@ for name, req in [("unknown command", {"execute": "guest-no-such"}),
                   ("set-vcpus: missing member", {"execute": "guest-set-vcpus", "arguments": {"vcpus": [{"online": True}]}}),
                   ("set-vcpus: unexpected member", {"execute": "guest-set-vcpus", "arguments": {"vcpus": [{"logical-id": 0, "online": True, "x": 1}]}}),
                   ("set-vcpus: an item not an object", {"execute": "guest-set-vcpus", "arguments": {"vcpus": [1]}}),
+                  ("ssh keys of a user that does not exist", {"execute": "guest-ssh-get-authorized-keys", "arguments": {"username": "qga-no-such-user"}}),
+                  ("ssh add for a user that does not exist", {"execute": "guest-ssh-add-authorized-keys", "arguments": {"username": "qga-no-such-user", "keys": ["ssh-ed25519 AAAA x"]}}),
+                  ("guest-get-devices (Windows only)", {"execute": "guest-get-devices"}),
                   ("set-vcpus: not a list", {"execute": "guest-set-vcpus", "arguments": {"vcpus": {}}})]:
     ours.send(json.dumps(req).encode() + b"\n")
     theirs.send(json.dumps(req).encode() + b"\n")
