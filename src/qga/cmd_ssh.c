@@ -17,16 +17,27 @@ struct qga_ssh_user {
     gid_t gid;
 };
 
+/* Users come from /etc/passwd itself, not getpwnam(): NSS would need shared libraries the static
+ * agent of an initramfs does not have. */
 static int qga_ssh_user(const char *name, struct qga_ssh_user *u, struct qga_error *e)
 {
-    errno = 0;
-    struct passwd *pw = getpwnam(name);
-    if (!pw)
-        return qga_error_set(e, -ENOENT, "failed to lookup user '%s': %s", name, strerror(errno));
+    FILE *f = fopen("/etc/passwd", "r");
+    struct passwd *pw = NULL;
+    if (f) {
+        while ((pw = fgetpwent(f)) && strcmp(pw->pw_name, name))
+            ;
+    }
+    if (!pw) {
+        if (f)
+            fclose(f);
+        /* qemu-ga's words, "Success" included: getpwnam() sets no errno for a missing user */
+        return qga_error_set(e, -ENOENT, "failed to lookup user '%s': %s", name, strerror(0));
+    }
     snprintf(u->dir, sizeof(u->dir), "%s/.ssh", pw->pw_dir);
     snprintf(u->file, sizeof(u->file), "%s/.ssh/authorized_keys", pw->pw_dir);
     u->uid = pw->pw_uid;
     u->gid = pw->pw_gid;
+    fclose(f);
     return 0;
 }
 

@@ -2,6 +2,7 @@
 # qkvm-ga where it belongs: the static agent in the initramfs of the Linux guest, on the
 # virtio-serial port org.qemu.guest_agent.0 (libvirt's set-up), and the host asks through the
 # chardev socket: the 0xFF resync, guest-ping, guest-exec, guest-get-osinfo, a file round trip,
+# root's authorized ssh keys,
 # the interfaces, and guest-shutdown ends the VM with status 0.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/virtio-guest.bash"
@@ -28,6 +29,7 @@ fi
 pass "$VG_ACCEL: linux boots with the agent's port"
 # what udev would do, then the agent on its default path, in the background
 vg_cmd 'mkdir -p /dev/virtio-ports; for p in /sys/class/virtio-ports/*; do [ -s $p/name ] && ln -sf /dev/${p##*/} /dev/virtio-ports/$(cat $p/name); done' >/dev/null
+vg_cmd 'grep -q ^root: /etc/passwd 2>/dev/null || echo root:x:0:0:root:/root:/bin/sh >>/etc/passwd; mkdir -p /root' >/dev/null
 vg_cmd '/host/bin/qkvm-ga-static -d -l /tmp/ga.log -f /run-ga.pid; echo started' >/dev/null
 check "$VG_ACCEL: qkvm-ga-static runs as a daemon in the guest" test "$(vg_rc)" = 0
 
@@ -94,6 +96,19 @@ cmd("guest-file-close", {"handle": h})
 ok("guest-file round trip", base64.b64decode(rd["buf-b64"]) == b"from the host\n", str(rd))
 ifs = cmd("guest-network-get-interfaces").get("return", [])
 ok("guest-network-get-interfaces: the guest's loopback", any(i.get("name") == "lo" for i in ifs), str(ifs)[:300])
+k1, k2 = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIqkvmga1 one@host", "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIqkvmga2 two@host"
+r = cmd("guest-ssh-add-authorized-keys", {"username": "root", "keys": [k1, k2]})
+ok("guest-ssh-add-authorized-keys", r == {"return": {}}, str(r))
+cmd("guest-ssh-remove-authorized-keys", {"username": "root", "keys": [k1]})
+r = cmd("guest-ssh-get-authorized-keys", {"username": "root"})
+ok("guest-ssh: add two, remove one, one left", r == {"return": {"keys": [k2]}}, str(r))
+pid = cmd("guest-exec", {"path": "/bin/sh", "arg": ["-c", "stat -c %a /root/.ssh /root/.ssh/authorized_keys"], "capture-output": True})["return"]["pid"]
+for _ in range(300):
+    st = cmd("guest-exec-status", {"pid": pid})["return"]
+    if st["exited"]:
+        break
+    time.sleep(0.2)
+ok("guest-ssh: sshd's modes (700 and 600)", base64.b64decode(st.get("out-data", "")).split() == [b"700", b"600"], str(st))
 s.sendall(b'{"execute":"guest-shutdown"}\n')
 PY
 for _ in $(seq 1 600); do kill -0 "$VG_PID" 2>/dev/null || break; sleep 0.5; done
