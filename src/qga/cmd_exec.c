@@ -108,7 +108,7 @@ static int qga_cmd_exec(struct qga_state *s, const struct json_value *args,
     if (in64) {
         int r = base64_decode(in64, &input, &input_len);
         if (r < 0)
-            return qga_error_set(e, r, r == -ENOMEM ? "out of memory" : "Invalid base64 data");
+            return qga_error_set(e, r, r == -ENOMEM ? "out of memory" : "Base64 data contains invalid characters");
     }
     int slot = -1;
     for (int i = 0; i < QGA_MAX_EXECS && slot < 0; i++)

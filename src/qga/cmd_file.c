@@ -133,7 +133,7 @@ static int qga_cmd_file_write(struct qga_state *s, const struct json_value *args
     size_t len;
     int r = base64_decode(qga_arg_str(args, "buf-b64", ""), &data, &len);
     if (r < 0)
-        return qga_error_set(e, r, r == -ENOMEM ? "out of memory" : "Invalid base64 data");
+        return qga_error_set(e, r, r == -ENOMEM ? "out of memory" : "Base64 data contains invalid characters");
     int64_t count = qga_arg_int(args, "count", (int64_t)len);
     if (count < 0 || (uint64_t)count > len) {
         free(data);

@@ -267,6 +267,10 @@ for name, req in [("unknown command", {"execute": "guest-no-such"}),
                   ("set-vcpus: an item not an object", {"execute": "guest-set-vcpus", "arguments": {"vcpus": [1]}}),
                   ("ssh keys of a user that does not exist", {"execute": "guest-ssh-get-authorized-keys", "arguments": {"username": "qga-no-such-user"}}),
                   ("ssh add for a user that does not exist", {"execute": "guest-ssh-add-authorized-keys", "arguments": {"username": "qga-no-such-user", "keys": ["ssh-ed25519 AAAA x"]}}),
+                  ("password of a user that does not exist", {"execute": "guest-set-user-password", "arguments": {"username": "qga-no-such-user", "password": "aGVsbG8=", "crypted": False}}),
+                  ("password not base64", {"execute": "guest-set-user-password", "arguments": {"username": "qga-no-such-user", "password": "!!!", "crypted": False}}),
+                  ("password with a line break", {"execute": "guest-set-user-password", "arguments": {"username": "qga-no-such-user", "password": "aGVsbG8KeA==", "crypted": False}}),
+                  ("user name with a colon", {"execute": "guest-set-user-password", "arguments": {"username": "qga:x", "password": "aGVsbG8=", "crypted": False}}),
                   ("guest-get-devices (Windows only)", {"execute": "guest-get-devices"}),
                   ("set-vcpus: not a list", {"execute": "guest-set-vcpus", "arguments": {"vcpus": {}}})]:
     ours.send(json.dumps(req).encode() + b"\n")

@@ -120,9 +120,15 @@ static void test_rpc_lists(void **st)
     v = ask(s, "{\"execute\":\"guest-info\"}");
     const struct json_value *cmds = json_get(json_get(v, "return"), "supported_commands");
     int disabled = 0;
-    for (size_t i = 0; i < cmds->n; i++)
-        disabled += !json_get(cmds->items[i], "enabled")->b;
-    assert_int_equal(disabled, 2);
+    for (size_t i = 0; i < cmds->n; i++) {
+        const char *name = json_get(cmds->items[i], "name")->s;
+        bool on = json_get(cmds->items[i], "enabled")->b;
+        if (!strcmp(name, "guest-get-time") || !strcmp(name, "guest-exec"))
+            assert_false(on);
+        disabled += !on;
+    }
+    /* the two blocked and guest-get-devices, Windows-only, disabled as in qemu-ga on Linux */
+    assert_int_equal(disabled, 3);
     json_value_free(v);
     qga_state_free(s);
 
@@ -202,7 +208,7 @@ static void test_file_round_trip(void **st)
     snprintf(req, sizeof(req), "{\"execute\":\"guest-file-write\",\"arguments\":{\"handle\":%lld,\"buf-b64\":\"aGVsbG8=\",\"count\":6}}", h);
     expect_error(s, req, "GenericError", NULL);   /* more than the buffer holds */
     snprintf(req, sizeof(req), "{\"execute\":\"guest-file-write\",\"arguments\":{\"handle\":%lld,\"buf-b64\":\"a*b\"}}", h);
-    expect_error(s, req, "GenericError", "Invalid base64 data");
+    expect_error(s, req, "GenericError", "Base64 data contains invalid characters");
     snprintf(req, sizeof(req), "{\"execute\":\"guest-file-seek\",\"arguments\":{\"handle\":%lld,\"offset\":1,\"whence\":0}}", h);
     v = ask(s, req);
     assert_int_equal(json_get(json_get(v, "return"), "position")->i, 1);
@@ -262,7 +268,7 @@ static void test_exec(void **st)
     json_value_free(v);
     expect_error(s, "{\"execute\":\"guest-exec\",\"arguments\":{\"path\":\"/no/such\"}}", "GenericError", NULL);
     expect_error(s, "{\"execute\":\"guest-exec\",\"arguments\":{\"path\":\"/bin/true\",\"input-data\":\"%%%\"}}",
-                 "GenericError", "Invalid base64 data");
+                 "GenericError", "Base64 data contains invalid characters");
     qga_state_free(s);
 }
 
