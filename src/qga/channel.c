@@ -11,7 +11,8 @@
 
 struct qga_conn {
     struct qga_state *s;
-    int fd;
+    int (*write)(void *opaque, const char *buf, size_t len);
+    void *opaque;
     int err;                         /* first write error */
     struct json_splitter sp;
     bool discard;                    /* skipping the rest of an oversized request's line */
@@ -21,22 +22,8 @@ struct qga_conn {
 
 static void qga_conn_write(struct qga_conn *c, const char *buf, size_t len)
 {
-    while (len && !c->err) {
-        ssize_t n = write(c->fd, buf, len);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            if (errno == EAGAIN) {
-                struct pollfd p = { .fd = c->fd, .events = POLLOUT };
-                poll(&p, 1, 1000);
-                continue;
-            }
-            c->err = -errno;
-            return;
-        }
-        buf += n;
-        len -= (size_t)n;
-    }
+    if (!c->err)
+        c->err = c->write(c->opaque, buf, len);
 }
 
 static void qga_conn_reply(struct qga_conn *c, const char *text, size_t len)
@@ -143,6 +130,63 @@ static void qga_conn_feed(struct qga_conn *c, const char *data, size_t len)
     }
 }
 
+struct qga_stream *qga_stream_new(struct qga_state *s,
+                                  int (*write)(void *opaque, const char *buf, size_t len),
+                                  void *opaque)
+{
+    struct qga_conn *c = calloc(1, sizeof(*c));
+    if (!c)
+        return NULL;
+    *c = (struct qga_conn){ .s = s, .write = write, .opaque = opaque };
+    json_splitter_init(&c->sp, QGA_MAX_REQUEST);
+    return (struct qga_stream *)c;
+}
+
+int qga_stream_feed(struct qga_stream *st, const char *data, size_t len)
+{
+    struct qga_conn *c = (struct qga_conn *)st;
+    qga_conn_feed(c, data, len);
+    return c->err;
+}
+
+int qga_stream_end(struct qga_stream *st)
+{
+    struct qga_conn *c = (struct qga_conn *)st;
+    if (c->ngarbage && !c->err)
+        qga_conn_flush_garbage(c);
+    return c->err;
+}
+
+void qga_stream_free(struct qga_stream *st)
+{
+    struct qga_conn *c = (struct qga_conn *)st;
+    if (!c)
+        return;
+    json_splitter_free(&c->sp);
+    free(c);
+}
+
+static int qga_fd_write(void *opaque, const char *buf, size_t len)
+{
+    int fd = *(int *)opaque;
+    while (len) {
+        ssize_t n = write(fd, buf, len);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno == EAGAIN) {
+                struct pollfd p = { .fd = fd, .events = POLLOUT };
+                poll(&p, 1, 1000);
+                continue;
+            }
+            return -errno;
+        }
+        buf += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
 void qga_request_stop(struct qga_state *s)
 {
     s->stop = 1;
@@ -150,11 +194,12 @@ void qga_request_stop(struct qga_state *s)
 
 int qga_serve_fd(struct qga_state *s, int fd, bool eof_ends)
 {
-    struct qga_conn c = { .s = s, .fd = fd };
-    json_splitter_init(&c.sp, QGA_MAX_REQUEST);
+    struct qga_stream *st = qga_stream_new(s, qga_fd_write, &fd);
+    if (!st)
+        return -ENOMEM;
     char buf[65536];
     int ret = 0;
-    while (!s->stop && !c.err) {
+    while (!s->stop && !ret) {
         struct pollfd p = { .fd = fd, .events = POLLIN };
         int pr = poll(&p, 1, 500);
         if (pr < 0 && errno != EINTR) {
@@ -181,10 +226,10 @@ int qga_serve_fd(struct qga_state *s, int fd, bool eof_ends)
             usleep(100000);
             continue;
         }
-        qga_conn_feed(&c, buf, (size_t)n);
+        ret = qga_stream_feed(st, buf, (size_t)n);
     }
-    if (c.ngarbage && !c.err)
-        qga_conn_flush_garbage(&c);
-    json_splitter_free(&c.sp);
-    return ret ? ret : c.err;
+    if (!ret)
+        ret = qga_stream_end(st);
+    qga_stream_free(st);
+    return ret;
 }

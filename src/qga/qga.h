@@ -72,6 +72,18 @@ int qga_handle_request(struct qga_state *s, const char *text, size_t len, char *
  * qemu-ga does; a request longer than QGA_MAX_REQUEST is answered with an error and skipped to the
  * end of its line. */
 int qga_serve_fd(struct qga_state *s, int fd, bool eof_ends);
+/* The byte-stream side without a file descriptor (qga_serve_fd is built on it; the fuzz target
+ * drives it directly): bytes in by qga_stream_feed, each reply out through write (0 or -errno;
+ * the first error is returned from then on). qga_stream_end reports a stray token left at the
+ * end of the stream. */
+struct qga_stream;
+struct qga_stream *qga_stream_new(struct qga_state *s,
+                                  int (*write)(void *opaque, const char *buf, size_t len),
+                                  void *opaque);
+int qga_stream_feed(struct qga_stream *st, const char *data, size_t len);
+int qga_stream_end(struct qga_stream *st);
+void qga_stream_free(struct qga_stream *st);
+
 enum qga_method { QGA_METHOD_VIRTIO_SERIAL, QGA_METHOD_ISA_SERIAL, QGA_METHOD_UNIX_LISTEN };
 /* "virtio-serial", "isa-serial", "unix-listen" to the method; -EINVAL for others. */
 int qga_method_parse(const char *name, enum qga_method *m);
