@@ -94,10 +94,10 @@ out:
 
 static const struct qga_arg qga_args_set_user_password[] = {
     { "username", QGA_ARG_STR, false, NULL }, { "password", QGA_ARG_STR, false, NULL },
-    { "crypted", QGA_ARG_BOOL, false, NULL }, { NULL } };
+    { "crypted", QGA_ARG_BOOL, false, NULL }, { 0 } };
 
 static const struct qga_command qga_account_commands[] = {
     { "guest-set-user-password", qga_cmd_set_user_password, qga_args_set_user_password, false },
-    { NULL },
+    { 0 },
 };
 QGA_COMMANDS(qga_account_commands)

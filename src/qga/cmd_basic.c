@@ -7,7 +7,7 @@
 #include <unistd.h>
 #include "qga/internal.h"
 
-static const struct qga_arg qga_args_id[] = { { "id", QGA_ARG_INT, false, NULL }, { NULL } };
+static const struct qga_arg qga_args_id[] = { { "id", QGA_ARG_INT, false, NULL }, { 0 } };
 
 static int qga_cmd_sync(struct qga_state *s, const struct json_value *args,
                         struct json_writer *w, struct qga_error *e)
@@ -143,8 +143,8 @@ static int qga_cmd_shutdown(struct qga_state *s, const struct json_value *args,
     return 0;
 }
 
-static const struct qga_arg qga_args_set_time[] = { { "time", QGA_ARG_INT, true, NULL }, { NULL } };
-static const struct qga_arg qga_args_shutdown[] = { { "mode", QGA_ARG_STR, true, NULL }, { NULL } };
+static const struct qga_arg qga_args_set_time[] = { { "time", QGA_ARG_INT, true, NULL }, { 0 } };
+static const struct qga_arg qga_args_shutdown[] = { { "mode", QGA_ARG_STR, true, NULL }, { 0 } };
 
 static const struct qga_command qga_basic_commands[] = {
     { "guest-sync", qga_cmd_sync, qga_args_id, false },
@@ -154,6 +154,6 @@ static const struct qga_command qga_basic_commands[] = {
     { "guest-get-time", qga_cmd_get_time, NULL, false },
     { "guest-set-time", qga_cmd_set_time, qga_args_set_time, false },
     { "guest-shutdown", qga_cmd_shutdown, qga_args_shutdown, true },
-    { NULL },
+    { 0 },
 };
 QGA_COMMANDS(qga_basic_commands)

@@ -253,12 +253,12 @@ static int qga_cmd_exec_status(struct qga_state *s, const struct json_value *arg
 static const struct qga_arg qga_args_exec[] = {
     { "path", QGA_ARG_STR, false, NULL }, { "arg", QGA_ARG_STR_LIST, true, NULL },
     { "env", QGA_ARG_STR_LIST, true, NULL }, { "input-data", QGA_ARG_STR, true, NULL },
-    { "capture-output", QGA_ARG_BOOL, true, NULL }, { NULL } };
-static const struct qga_arg qga_args_exec_status[] = { { "pid", QGA_ARG_INT, false, NULL }, { NULL } };
+    { "capture-output", QGA_ARG_BOOL, true, NULL }, { 0 } };
+static const struct qga_arg qga_args_exec_status[] = { { "pid", QGA_ARG_INT, false, NULL }, { 0 } };
 
 static const struct qga_command qga_exec_commands[] = {
     { "guest-exec", qga_cmd_exec, qga_args_exec, false },
     { "guest-exec-status", qga_cmd_exec_status, qga_args_exec_status, false },
-    { NULL },
+    { 0 },
 };
 QGA_COMMANDS(qga_exec_commands)

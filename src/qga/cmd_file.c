@@ -202,16 +202,16 @@ static int qga_cmd_file_flush(struct qga_state *s, const struct json_value *args
 }
 
 static const struct qga_arg qga_args_open[] = {
-    { "path", QGA_ARG_STR, false, NULL }, { "mode", QGA_ARG_STR, true, NULL }, { NULL } };
-static const struct qga_arg qga_args_handle[] = { { "handle", QGA_ARG_INT, false, NULL }, { NULL } };
+    { "path", QGA_ARG_STR, false, NULL }, { "mode", QGA_ARG_STR, true, NULL }, { 0 } };
+static const struct qga_arg qga_args_handle[] = { { "handle", QGA_ARG_INT, false, NULL }, { 0 } };
 static const struct qga_arg qga_args_read[] = {
-    { "handle", QGA_ARG_INT, false, NULL }, { "count", QGA_ARG_INT, true, NULL }, { NULL } };
+    { "handle", QGA_ARG_INT, false, NULL }, { "count", QGA_ARG_INT, true, NULL }, { 0 } };
 static const struct qga_arg qga_args_write[] = {
     { "handle", QGA_ARG_INT, false, NULL }, { "buf-b64", QGA_ARG_STR, false, NULL },
-    { "count", QGA_ARG_INT, true, NULL }, { NULL } };
+    { "count", QGA_ARG_INT, true, NULL }, { 0 } };
 static const struct qga_arg qga_args_seek[] = {
     { "handle", QGA_ARG_INT, false, NULL }, { "offset", QGA_ARG_INT, false, NULL },
-    { "whence", QGA_ARG_ANY, false, NULL }, { NULL } };
+    { "whence", QGA_ARG_ANY, false, NULL }, { 0 } };
 
 static const struct qga_command qga_file_commands[] = {
     { "guest-file-open", qga_cmd_file_open, qga_args_open, false },
@@ -220,6 +220,6 @@ static const struct qga_command qga_file_commands[] = {
     { "guest-file-write", qga_cmd_file_write, qga_args_write, false },
     { "guest-file-seek", qga_cmd_file_seek, qga_args_seek, false },
     { "guest-file-flush", qga_cmd_file_flush, qga_args_handle, false },
-    { NULL },
+    { 0 },
 };
 QGA_COMMANDS(qga_file_commands)

@@ -212,8 +212,8 @@ static int qga_cmd_fstrim(struct qga_state *s, const struct json_value *args,
 }
 
 static const struct qga_arg qga_args_freeze_list[] = {
-    { "mountpoints", QGA_ARG_STR_LIST, true, NULL }, { NULL } };
-static const struct qga_arg qga_args_fstrim[] = { { "minimum", QGA_ARG_INT, true, NULL }, { NULL } };
+    { "mountpoints", QGA_ARG_STR_LIST, true, NULL }, { 0 } };
+static const struct qga_arg qga_args_fstrim[] = { { "minimum", QGA_ARG_INT, true, NULL }, { 0 } };
 
 static const struct qga_command qga_fs_commands[] = {
     { "guest-get-fsinfo", qga_cmd_get_fsinfo, NULL, false },
@@ -222,6 +222,6 @@ static const struct qga_command qga_fs_commands[] = {
     { "guest-fsfreeze-freeze-list", qga_cmd_fsfreeze_freeze_list, qga_args_freeze_list, false },
     { "guest-fsfreeze-thaw", qga_cmd_fsfreeze_thaw, NULL, false },
     { "guest-fstrim", qga_cmd_fstrim, qga_args_fstrim, false },
-    { NULL },
+    { 0 },
 };
 QGA_COMMANDS(qga_fs_commands)

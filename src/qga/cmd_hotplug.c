@@ -89,18 +89,18 @@ static int qga_cmd_set_memory_blocks(struct qga_state *s, const struct json_valu
 
 static const struct qga_arg qga_fields_vcpu[] = {
     { "logical-id", QGA_ARG_INT, false, NULL }, { "online", QGA_ARG_BOOL, false, NULL },
-    { "can-offline", QGA_ARG_BOOL, true, NULL }, { NULL } };
+    { "can-offline", QGA_ARG_BOOL, true, NULL }, { 0 } };
 static const struct qga_arg qga_args_set_vcpus[] = {
-    { "vcpus", QGA_ARG_OBJ_LIST, false, qga_fields_vcpu }, { NULL } };
+    { "vcpus", QGA_ARG_OBJ_LIST, false, qga_fields_vcpu }, { 0 } };
 static const struct qga_arg qga_fields_memblk[] = {
     { "phys-index", QGA_ARG_INT, false, NULL }, { "online", QGA_ARG_BOOL, false, NULL },
-    { "can-offline", QGA_ARG_BOOL, true, NULL }, { NULL } };
+    { "can-offline", QGA_ARG_BOOL, true, NULL }, { 0 } };
 static const struct qga_arg qga_args_set_memory_blocks[] = {
-    { "mem-blks", QGA_ARG_OBJ_LIST, false, qga_fields_memblk }, { NULL } };
+    { "mem-blks", QGA_ARG_OBJ_LIST, false, qga_fields_memblk }, { 0 } };
 
 static const struct qga_command qga_hotplug_commands[] = {
     { "guest-set-vcpus", qga_cmd_set_vcpus, qga_args_set_vcpus, false },
     { "guest-set-memory-blocks", qga_cmd_set_memory_blocks, qga_args_set_memory_blocks, false },
-    { NULL },
+    { 0 },
 };
 QGA_COMMANDS(qga_hotplug_commands)

@@ -224,13 +224,13 @@ static int qga_cmd_ssh_remove(struct qga_state *s, const struct json_value *args
 }
 
 static const struct qga_arg qga_args_ssh_get[] = {
-    { "username", QGA_ARG_STR, false, NULL }, { NULL } };
+    { "username", QGA_ARG_STR, false, NULL }, { 0 } };
 static const struct qga_arg qga_args_ssh_add[] = {
     { "username", QGA_ARG_STR, false, NULL }, { "keys", QGA_ARG_STR_LIST, false, NULL },
-    { "reset", QGA_ARG_BOOL, true, NULL }, { NULL } };
+    { "reset", QGA_ARG_BOOL, true, NULL }, { 0 } };
 static const struct qga_arg qga_args_ssh_remove[] = {
     { "username", QGA_ARG_STR, false, NULL }, { "keys", QGA_ARG_STR_LIST, false, NULL },
-    { NULL } };
+    { 0 } };
 
 static const struct qga_command qga_ssh_commands[] = {
     { "guest-ssh-get-authorized-keys", qga_cmd_ssh_get, qga_args_ssh_get, false },
@@ -238,6 +238,6 @@ static const struct qga_command qga_ssh_commands[] = {
     { "guest-ssh-remove-authorized-keys", qga_cmd_ssh_remove, qga_args_ssh_remove, false },
     /* Windows-only in qemu-ga: listed, and disabled, as there */
     { "guest-get-devices", NULL, NULL, false },
-    { NULL },
+    { 0 },
 };
 QGA_COMMANDS(qga_ssh_commands)

@@ -86,6 +86,6 @@ static int qga_cmd_get_diskstats(struct qga_state *s, const struct json_value *a
 static const struct qga_command qga_stats_commands[] = {
     { "guest-get-cpustats", qga_cmd_get_cpustats, NULL, false },
     { "guest-get-diskstats", qga_cmd_get_diskstats, NULL, false },
-    { NULL },
+    { 0 },
 };
 QGA_COMMANDS(qga_stats_commands)

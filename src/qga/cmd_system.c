@@ -342,6 +342,6 @@ static const struct qga_command qga_system_commands[] = {
     { "guest-get-memory-blocks", qga_cmd_get_memory_blocks, NULL, false },
     { "guest-get-memory-block-info", qga_cmd_get_memory_block_info, NULL, false },
     { "guest-network-get-interfaces", qga_cmd_network_get_interfaces, NULL, false },
-    { NULL },
+    { 0 },
 };
 QGA_COMMANDS(qga_system_commands)

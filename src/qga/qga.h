@@ -41,11 +41,11 @@ typedef int (*qga_handler)(struct qga_state *s, const struct json_value *args,
 struct qga_command {
     const char *name;
     qga_handler handler;          /* NULL: always disabled (qemu-ga's Windows-only commands) */
-    const struct qga_arg *args;   /* ends with a {NULL} entry; NULL: no arguments */
+    const struct qga_arg *args;   /* ends with a { 0 } entry; NULL: no arguments */
     bool no_success_response;     /* guest-shutdown: success sends nothing */
 };
 
-/* Registers a table of commands ending with a {NULL} entry (from a constructor, see QGA_COMMANDS). */
+/* Registers a table of commands ending with a { 0 } entry (from a constructor, see QGA_COMMANDS). */
 void qga_register_commands(const struct qga_command *table);
 #define QGA_COMMANDS(table) \
     __attribute__((constructor)) static void table##_register(void) { qga_register_commands(table); }
