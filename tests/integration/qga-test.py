@@ -183,6 +183,8 @@ both("guest-network-get-interfaces", "guest-network-get-interfaces", same_value=
                            tuple(sorted(a["ip-address"] + "/" + str(a["prefix"]) for a in i.get("ip-addresses", []))))
                           for i in v))
 both("guest-get-fsinfo", "guest-get-fsinfo")
+both("guest-get-disks", "guest-get-disks", same_value=True,
+     key=lambda v: sorted(json.dumps(d, sort_keys=True) for d in v))
 both("guest-get-cpustats", "guest-get-cpustats", same_value=True, key=lambda v: sorted(c["cpu"] for c in v))
 both("guest-get-diskstats", "guest-get-diskstats", same_value=True,
      key=lambda v: sorted((d["name"], d["major"], d["minor"], tuple(sorted(d["stats"]))) for d in v))
