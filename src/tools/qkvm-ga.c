@@ -26,6 +26,16 @@ static void ga_on_signal(int sig)
     qga_request_stop(ga_state);
 }
 
+static void ga_config_free(struct ga_config *c)
+{
+    char **all[] = { &c->method, &c->path, &c->logfile, &c->pidfile, &c->statedir,
+                     &c->fsfreeze_hook, &c->block_rpcs, &c->allow_rpcs };
+    for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++) {
+        free(*all[i]);
+        *all[i] = NULL;
+    }
+}
+
 static void ga_usage(FILE *f)
 {
     fprintf(f,
@@ -202,8 +212,9 @@ int main(int argc, char **argv)
         else if (!strcmp(argv[i], "--config") && i + 1 < argc)
             config = argv[i + 1];
     }
+    int ret = 1;
     if (ga_read_config(&c, config ? config : QGA_DEFAULT_CONFIG, config != NULL) < 0)
-        return 1;
+        goto out;
     int opt;
     while ((opt = getopt_long(argc, argv, shortopts, opts, NULL)) != -1) {
         switch (opt) {
@@ -220,20 +231,21 @@ int main(int argc, char **argv)
         case 'a':
             if (!strcmp(optarg, "help") || !strcmp(optarg, "?")) {
                 qga_command_foreach(ga_print_command, NULL);
-                return 0;
+                ret = 0;
+                goto out;
             }
             ga_set(opt == 'b' ? &c.block_rpcs : &c.allow_rpcs, optarg);
             break;
         case 'r': c.retry_path = true; break;
         case 'D': dump = true; break;
-        case 'V': printf("QEMU Guest Agent %s (qkvm-ga)\n", QGA_VERSION); return 0;
-        case 'h': ga_usage(stdout); return 0;
-        default: ga_usage(stderr); return 1;
+        case 'V': printf("QEMU Guest Agent %s (qkvm-ga)\n", QGA_VERSION); ret = 0; goto out;
+        case 'h': ga_usage(stdout); ret = 0; goto out;
+        default: ga_usage(stderr); goto out;
         }
     }
     if (optind < argc) {
         fprintf(stderr, "qkvm-ga: unexpected argument '%s'\n", argv[optind]);
-        return 1;
+        goto out;
     }
     if (!c.method)
         ga_set(&c.method, "virtio-serial");
@@ -243,33 +255,34 @@ int main(int argc, char **argv)
     if (qga_method_parse(c.method, &method) < 0) {
         fprintf(stderr, "qkvm-ga: invalid method '%s' (virtio-serial, isa-serial, unix-listen)\n",
                 c.method);
-        return 1;
+        goto out;
     }
     if (c.block_rpcs && c.allow_rpcs) {
         fprintf(stderr, "qkvm-ga: --block-rpcs and --allow-rpcs exclude each other\n");
-        return 1;
+        goto out;
     }
     if (dump) {
         ga_dump_config(&c);
-        return 0;
+        ret = 0;
+        goto out;
     }
     ga_state = qga_state_new();
     if (!ga_state) {
         fprintf(stderr, "qkvm-ga: out of memory\n");
-        return 1;
+        goto out;
     }
     const char *bad = NULL;
     const char *list = c.block_rpcs ? c.block_rpcs : c.allow_rpcs;
     if (list && qga_state_set_rpcs(ga_state, list, c.allow_rpcs != NULL, &bad) < 0) {
         fprintf(stderr, "qkvm-ga: unknown command '%s' in %s\n", bad ? bad : "?",
                 c.block_rpcs ? "--block-rpcs" : "--allow-rpcs");
-        return 1;
+        goto out;
     }
     if (c.logfile) {
         int fd = open(c.logfile, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
         if (fd < 0) {
             fprintf(stderr, "qkvm-ga: %s: %s\n", c.logfile, strerror(errno));
-            return 1;
+            goto out;
         }
         dup2(fd, 2);
         close(fd);
@@ -277,12 +290,12 @@ int main(int argc, char **argv)
     if (c.daemonize) {
         if (daemon(0, c.logfile != NULL) < 0) {
             fprintf(stderr, "qkvm-ga: daemonize: %s\n", strerror(errno));
-            return 1;
+            goto out;
         }
     }
     if (c.pidfile && ga_write_pidfile(c.pidfile) < 0) {
         fprintf(stderr, "qkvm-ga: %s: cannot write pid file\n", c.pidfile);
-        return 1;
+        goto out;
     }
     struct sigaction sa = { .sa_handler = ga_on_signal };
     sigaction(SIGTERM, &sa, NULL);
@@ -295,6 +308,9 @@ int main(int argc, char **argv)
         fprintf(stderr, "qkvm-ga: %s: %s\n", c.path, strerror(-r));
     if (c.pidfile)
         unlink(c.pidfile);
+    ret = r < 0 ? 1 : 0;
+out:
     qga_state_free(ga_state);
-    return r < 0 ? 1 : 0;
+    ga_config_free(&c);
+    return ret;
 }

@@ -314,6 +314,10 @@ ok("a client gone mid-request: the next client is served", ours.alive())
 ok("qemu-ga went on too (the comparison was fair)", theirs.alive())
 ours.stop()
 theirs.stop()
+ours.log.close()
+log = open(os.path.join(TMP, "qkvm-ga.log")).read()
+ok("qkvm-ga ends with status 0 on SIGTERM, no sanitizer report", ours.proc.returncode == 0 and "Sanitizer" not in log,
+   f"status {ours.proc.returncode}: {log[-500:]}")
 
 # --block-rpcs: the same refusal as qemu-ga's
 ours = Agent("qkvm-ga-b", [OURS, "-m", "unix-listen", "-p", os.path.join(TMP, "ob.sock"), "-b", "guest-get-time,guest-exec"], os.path.join(TMP, "ob.sock"))
