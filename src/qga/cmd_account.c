@@ -13,40 +13,13 @@ static int qga_chpasswd(const char *line, bool crypted)
 {
     static const char *const paths[] = { "/usr/sbin/chpasswd", "/sbin/chpasswd",
                                          "/usr/bin/chpasswd", "/bin/chpasswd" };
-    const char *prog = NULL;
-    for (size_t i = 0; i < sizeof(paths) / sizeof(paths[0]) && !prog; i++)
-        if (access(paths[i], X_OK) == 0)
-            prog = paths[i];
-    if (!prog)
-        return -ENOENT;
-    int p[2];
-    if (pipe2(p, O_CLOEXEC) < 0)
-        return -errno;
-    pid_t pid = fork();
-    if (pid < 0) {
-        close(p[0]);
-        close(p[1]);
-        return -errno;
+    for (size_t i = 0; i < sizeof(paths) / sizeof(paths[0]); i++) {
+        if (access(paths[i], X_OK) == 0) {
+            char *argv[] = { (char *)paths[i], crypted ? "-e" : NULL, NULL };
+            return qga_spawn_wait(argv, line);
+        }
     }
-    if (pid == 0) {
-        int null = open("/dev/null", O_RDWR);
-        dup2(p[0], 0);
-        dup2(null, 1);
-        dup2(null, 2);
-        execl(prog, "chpasswd", crypted ? "-e" : NULL, (char *)NULL);
-        _exit(127);
-    }
-    close(p[0]);
-    size_t len = strlen(line);
-    ssize_t n = write(p[1], line, len);   /* a line fits in the pipe: no partial writes */
-    close(p[1]);
-    int st;
-    while (waitpid(pid, &st, 0) < 0)
-        if (errno != EINTR)
-            return -errno;
-    if (n != (ssize_t)len)
-        return -EIO;
-    return WIFEXITED(st) && WEXITSTATUS(st) == 0 ? 0 : -EIO;
+    return -ENOENT;
 }
 
 static int qga_cmd_set_user_password(struct qga_state *s, const struct json_value *args,

@@ -73,23 +73,6 @@ static int qga_cmd_get_time(struct qga_state *s, const struct json_value *args,
     return 0;
 }
 
-/* Runs argv and waits; 0 when it exited with status 0. */
-static int qga_run_wait(char *const argv[])
-{
-    pid_t pid = fork();
-    if (pid < 0)
-        return -errno;
-    if (pid == 0) {
-        execv(argv[0], argv);
-        _exit(127);
-    }
-    int st;
-    while (waitpid(pid, &st, 0) < 0)
-        if (errno != EINTR)
-            return -errno;
-    return WIFEXITED(st) && WEXITSTATUS(st) == 0 ? 0 : -EIO;
-}
-
 static int qga_cmd_set_time(struct qga_state *s, const struct json_value *args,
                             struct json_writer *w, struct qga_error *e)
 {
@@ -104,7 +87,7 @@ static int qga_cmd_set_time(struct qga_state *s, const struct json_value *args,
     }
     /* as qemu-ga: the hardware clock follows the system clock, or (no time given) the reverse */
     char *hw[] = { "/sbin/hwclock", json_get(args, "time") ? "-w" : "-s", NULL };
-    if (access(hw[0], X_OK) == 0 && qga_run_wait(hw) < 0)
+    if (access(hw[0], X_OK) == 0 && qga_spawn_wait(hw, NULL) < 0)
         return qga_error_set(e, -EIO, "hwclock failed to set hardware clock to system time");
     if (access(hw[0], X_OK) && !json_get(args, "time"))
         return qga_error_set(e, -ENOTSUP, "this feature or command is not currently supported");
@@ -134,7 +117,7 @@ static int qga_cmd_shutdown(struct qga_state *s, const struct json_value *args,
                              "mode is invalid (valid values are: halt|powerdown|reboot");
     }
     char *argv[] = { "/sbin/shutdown", (char *)flag, "+0", "hypervisor initiated shutdown", NULL };
-    if (access(argv[0], X_OK) == 0 && qga_run_wait(argv) == 0)
+    if (access(argv[0], X_OK) == 0 && qga_spawn_wait(argv, NULL) == 0)
         return 0;
     /* a minimal guest (busybox initramfs, we are init's child) has no shutdown(8): do it here */
     sync();

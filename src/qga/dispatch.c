@@ -1,9 +1,12 @@
 /* Request handling: one JSON text in, one reply out, with QMP's checks and error texts (qemu-ga's
  * exact wording, so clients that match on it keep working). */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 #include "qga/internal.h"
 
 #define QGA_MAX_TABLES 16
@@ -376,4 +379,41 @@ int qga_handle_request(struct qga_state *s, const char *text, size_t len, char *
     }
     json_value_free(req);
     return qga_finish(f, &buf, &blen, r == 0 && s->delimit_reply, reply, reply_len);
+}
+
+int qga_spawn_wait(char *const argv[], const char *input)
+{
+    int p[2] = { -1, -1 };
+    if (input && pipe2(p, O_CLOEXEC) < 0)
+        return -errno;
+    pid_t pid = fork();
+    if (pid < 0) {
+        int err = -errno;
+        if (input) {
+            close(p[0]);
+            close(p[1]);
+        }
+        return err;
+    }
+    if (pid == 0) {
+        int null = open("/dev/null", O_RDWR);
+        dup2(input ? p[0] : null, 0);
+        dup2(null, 1);
+        dup2(null, 2);
+        execv(argv[0], argv);
+        _exit(127);
+    }
+    ssize_t n = 0;
+    if (input) {
+        close(p[0]);
+        n = write(p[1], input, strlen(input));   /* a line fits in the pipe: no partial write */
+        close(p[1]);
+    }
+    int st;
+    while (waitpid(pid, &st, 0) < 0)
+        if (errno != EINTR)
+            return -errno;
+    if (input && n != (ssize_t)strlen(input))
+        return -EIO;
+    return WIFEXITED(st) && WEXITSTATUS(st) == 0 ? 0 : -EIO;
 }

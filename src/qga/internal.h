@@ -46,4 +46,8 @@ struct qga_state {
     volatile sig_atomic_t stop;
 };
 
+/* Runs argv[0] (a full path) with input, if any, on its stdin and its output discarded, and
+ * waits: 0 when it exited with status 0, -EIO when it failed, -errno when it could not run. */
+int qga_spawn_wait(char *const argv[], const char *input);
+
 #endif
