@@ -100,7 +100,7 @@ static int qga_cmd_fsfreeze_status(struct qga_state *s, const struct json_value 
     return 0;
 }
 
-static int qga_thaw_all(struct qga_state *s)
+int qga_fsfreeze_thaw_all(struct qga_state *s)
 {
     int thawed = 0;
     for (int i = s->nfrozen - 1; i >= 0; i--) {
@@ -139,7 +139,7 @@ static int qga_freeze(struct qga_state *s, const struct json_value *only, struct
         int fd = open(m[i].dir, O_RDONLY | O_CLOEXEC);
         if (fd < 0) {
             int err = errno;
-            qga_thaw_all(s);
+            qga_fsfreeze_thaw_all(s);
             return qga_error_set(e, -err, "failed to open %s: %s", m[i].dir, strerror(err));
         }
         if (ioctl(fd, FIFREEZE) < 0) {
@@ -148,7 +148,7 @@ static int qga_freeze(struct qga_state *s, const struct json_value *only, struct
             /* not freezable (EOPNOTSUPP) or the same file system met twice (EBUSY) */
             if (err == EOPNOTSUPP || err == EBUSY)
                 continue;
-            qga_thaw_all(s);
+            qga_fsfreeze_thaw_all(s);
             return qga_error_set(e, -err, "failed to freeze %s: %s", m[i].dir, strerror(err));
         }
         s->frozen_fds[s->nfrozen++] = fd;
@@ -176,7 +176,7 @@ static int qga_cmd_fsfreeze_thaw(struct qga_state *s, const struct json_value *a
                                  struct json_writer *w, struct qga_error *e)
 {
     (void)args; (void)e;
-    json_int(w, "return", qga_thaw_all(s));
+    json_int(w, "return", qga_fsfreeze_thaw_all(s));
     return 0;
 }
 

@@ -66,13 +66,19 @@ void qga_state_free(struct qga_state *s)
     for (int i = 0; i < QGA_MAX_EXECS; i++) {
         struct qga_exec *x = &s->execs[i];
         if (x->pid) {
+            /* a child still running would hold its thread, and so the agent's exit, forever:
+             * it goes with the agent (its own process group, from guest-exec's setsid) */
+            pthread_mutex_lock(&s->lock);
+            if (!x->exited)
+                kill(-x->pid, SIGKILL);
+            pthread_mutex_unlock(&s->lock);
             pthread_join(x->thread, NULL);
             free(x->out.buf);
             free(x->err.buf);
         }
     }
-    for (int i = 0; i < s->nfrozen; i++)
-        close(s->frozen_fds[i]);
+    /* as qemu-ga: an agent that stops never leaves the guest's disks frozen behind it */
+    qga_fsfreeze_thaw_all(s);
     for (size_t i = 0; i < s->nrpcs; i++)
         free(s->rpcs[i]);
     free(s->rpcs);

@@ -46,6 +46,9 @@ struct qga_state {
     volatile sig_atomic_t stop;
 };
 
+/* Thaws every file system guest-fsfreeze-freeze froze; how many. */
+int qga_fsfreeze_thaw_all(struct qga_state *s);
+
 /* Runs argv[0] (a full path) with input, if any, on its stdin and its output discarded, and
  * waits: 0 when it exited with status 0, -EIO when it failed, -errno when it could not run. */
 int qga_spawn_wait(char *const argv[], const char *input);

@@ -2,7 +2,7 @@
 # qkvm-ga where it belongs: the static agent in the initramfs of the Linux guest, on the
 # virtio-serial port org.qemu.guest_agent.0 (libvirt's set-up), and the host asks through the
 # chardev socket: the 0xFF resync, guest-ping, guest-exec, guest-get-osinfo, a file round trip,
-# root's authorized ssh keys,
+# root's authorized ssh keys, fsfreeze of an ext4 on /dev/vda holding a write until the thaw,
 # the interfaces, and guest-shutdown ends the VM with status 0.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/virtio-guest.bash"
@@ -16,13 +16,16 @@ if ! vg_accel; then
   skip "qkvm-ga in a Linux guest" "$VG_WHY"
   exit 0
 fi
+command -v mke2fs >/dev/null || { skip "qkvm-ga in a Linux guest" "mke2fs is not installed"; exit 0; }
 VG_INITRD=$TMP/initrd-ga.gz
-vg_initrd "$VG_INITRD" "$GA"
+vg_initrd "$VG_INITRD" "$GA" mke2fs
+truncate -s 64M "$TMP/disk.raw"
 sock=$TMP/qga.sock
 VG_APPEND="pci=nomsi"
 if ! vg_boot qga -device virtio-serial-pci \
      -chardev "socket,path=$sock,server=on,wait=off,id=qga0" \
-     -device virtserialport,chardev=qga0,name=org.qemu.guest_agent.0; then
+     -device virtserialport,chardev=qga0,name=org.qemu.guest_agent.0 \
+     -drive "file=$TMP/disk.raw,format=raw,if=virtio"; then
   fail "$VG_ACCEL: linux boots with the agent's port" "$VG_WHY"
   exit 0
 fi
@@ -109,8 +112,45 @@ for _ in range(300):
         break
     time.sleep(0.2)
 ok("guest-ssh: sshd's modes (700 and 600)", base64.b64decode(st.get("out-data", "")).split() == [b"700", b"600"], str(st))
-s.sendall(b'{"execute":"guest-shutdown"}\n')
 PY
+
+# fsfreeze on an ext4 on /dev/vda: a write waits while frozen and finishes after the thaw
+ask() {  # ask JSON [noreply]: one request on a fresh connection, after a resync; prints the reply
+  timeout -k 5 120 python3 - "$sock" "$@" <<'PY'
+import json, socket, sys
+s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); s.settimeout(60)
+buf = b""
+def reply():
+    global buf
+    while b"\n" not in buf:
+        d = s.recv(65536)
+        if not d:
+            raise EOFError
+        buf += d
+    line, buf = buf.split(b"\n", 1)
+    return json.loads(line.lstrip(b"\xff"))
+s.sendall(b'\xff{"execute":"guest-sync-delimited","arguments":{"id":8642}}\n')
+while reply() != {"return": 8642}:
+    pass
+s.sendall(sys.argv[2].encode() + b"\n")
+if len(sys.argv) < 4:
+    print(json.dumps(reply()))
+PY
+}
+vg_cmd '/host/bin/mke2fs -q -t ext4 /dev/vda && mkdir -p /mnt && mount -t ext4 /dev/vda /mnt' 600 >"$TMP/mkfs.log"
+check "$VG_ACCEL: an ext4 on /dev/vda mounted on /mnt" test "$(vg_rc)" = 0
+r=$(ask '{"execute":"guest-get-fsinfo"}')
+check "$VG_ACCEL: guest-get-fsinfo lists vda's ext4 on /mnt" python3 -c 'import json, sys
+sys.exit(not any(f["mountpoint"] == "/mnt" and f["type"] == "ext4" and f["name"] == "vda" and f["total-bytes"] > 0
+                 for f in json.loads(sys.argv[1])["return"]))' "$r"
+expect_eq "$VG_ACCEL: guest-fsfreeze-freeze freezes the one disk file system" '{"return": 1}' "$(ask '{"execute":"guest-fsfreeze-freeze"}')"
+expect_eq "$VG_ACCEL: guest-fsfreeze-status says frozen" '{"return": "frozen"}' "$(ask '{"execute":"guest-fsfreeze-status"}')"
+check "$VG_ACCEL: while frozen, guest-file-open is refused" grep -q '"CommandNotFound"' <<<"$(ask '{"execute":"guest-file-open","arguments":{"path":"/mnt/x","mode":"w"}}')"
+expect_eq "$VG_ACCEL: a write to the frozen ext4 waits" waiting \
+  "$(vg_cmd '(echo data >/mnt/held; echo done >/tmp/wdone) & sleep 3; cat /tmp/wdone 2>/dev/null || echo waiting')"
+expect_eq "$VG_ACCEL: guest-fsfreeze-thaw thaws it" '{"return": 1}' "$(ask '{"execute":"guest-fsfreeze-thaw"}')"
+expect_eq "$VG_ACCEL: ... and the write finishes" "done data" "$(vg_cmd 'sleep 1; cat /tmp/wdone /mnt/held' | tr '\n' ' ' | sed 's/ $//')"
+ask '{"execute":"guest-shutdown"}' noreply
 for _ in $(seq 1 600); do kill -0 "$VG_PID" 2>/dev/null || break; sleep 0.5; done
 if kill -0 "$VG_PID" 2>/dev/null; then
   fail "$VG_ACCEL: guest-shutdown powers the guest off" "still running"

@@ -267,6 +267,12 @@ static void test_exec(void **st)
     free(out);
     json_value_free(v);
     expect_error(s, "{\"execute\":\"guest-exec\",\"arguments\":{\"path\":\"/no/such\"}}", "GenericError", NULL);
+    /* a child that never ends (with a grandchild holding its output) must not hold up the
+     * agent's end: without the kill in qga_state_free this test never returns */
+    v = ask(s, "{\"execute\":\"guest-exec\",\"arguments\":{\"path\":\"/bin/sh\","
+               "\"arg\":[\"-c\",\"sleep 100000 & sleep 100000\"],\"capture-output\":true}}");
+    assert_non_null(json_get(v, "return"));
+    json_value_free(v);
     expect_error(s, "{\"execute\":\"guest-exec\",\"arguments\":{\"path\":\"/bin/true\",\"input-data\":\"%%%\"}}",
                  "GenericError", "Base64 data contains invalid characters");
     qga_state_free(s);
