@@ -143,13 +143,17 @@ r=$(ask '{"execute":"guest-get-fsinfo"}')
 check "$VG_ACCEL: guest-get-fsinfo lists vda's ext4 on /mnt" python3 -c 'import json, sys
 sys.exit(not any(f["mountpoint"] == "/mnt" and f["type"] == "ext4" and f["name"] == "vda" and f["total-bytes"] > 0
                  for f in json.loads(sys.argv[1])["return"]))' "$r"
+# the writer is the agent's own child, waiting for a go from the console before it writes
+w=$(ask '{"execute":"guest-exec","arguments":{"path":"/bin/sh","arg":["-c","while [ ! -e /tmp/go ]; do sleep 0.2; done; echo data >/mnt/held; echo done >/tmp/wdone"]}}')
+wpid=$(python3 -c 'import json, sys; print(json.loads(sys.argv[1])["return"]["pid"])' "$w")
 expect_eq "$VG_ACCEL: guest-fsfreeze-freeze freezes the one disk file system" '{"return": 1}' "$(ask '{"execute":"guest-fsfreeze-freeze"}')"
 expect_eq "$VG_ACCEL: guest-fsfreeze-status says frozen" '{"return": "frozen"}' "$(ask '{"execute":"guest-fsfreeze-status"}')"
 check "$VG_ACCEL: while frozen, guest-file-open is refused" grep -q '"CommandNotFound"' <<<"$(ask '{"execute":"guest-file-open","arguments":{"path":"/mnt/x","mode":"w"}}')"
 expect_eq "$VG_ACCEL: a write to the frozen ext4 waits" waiting \
-  "$(vg_cmd '(echo data >/mnt/held; echo done >/tmp/wdone) & sleep 3; cat /tmp/wdone 2>/dev/null || echo waiting')"
+  "$(vg_cmd 'touch /tmp/go; sleep 3; cat /tmp/wdone 2>/dev/null || echo waiting')"
 expect_eq "$VG_ACCEL: guest-fsfreeze-thaw thaws it" '{"return": 1}' "$(ask '{"execute":"guest-fsfreeze-thaw"}')"
-expect_eq "$VG_ACCEL: ... and the write finishes" "done data" "$(vg_cmd 'sleep 1; cat /tmp/wdone /mnt/held' | tr '\n' ' ' | sed 's/ $//')"
+expect_eq "$VG_ACCEL: ... and the write finishes" "done data" "$(vg_cmd 'sleep 2; cat /tmp/wdone /mnt/held' | tr '\n' ' ' | sed 's/ $//')"
+check "$VG_ACCEL: the writer exited 0" grep -q '"exitcode": 0' <<<"$(ask "{\"execute\":\"guest-exec-status\",\"arguments\":{\"pid\":$wpid}}")"
 ask '{"execute":"guest-shutdown"}' noreply
 for _ in $(seq 1 600); do kill -0 "$VG_PID" 2>/dev/null || break; sleep 0.5; done
 if kill -0 "$VG_PID" 2>/dev/null; then
