@@ -11,9 +11,11 @@ SANITIZE ?=
 ifeq ($(SANITIZE),1)
 B       ?= build-asan
 SANFLAGS = -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+STATIC_TOOLS =
 else
 B       ?= build
 SANFLAGS =
+STATIC_TOOLS = $(B)/qkvm-ga-static
 endif
 
 CFLAGS  ?= -O2 -g
@@ -33,7 +35,7 @@ HELPER_SRCS := $(sort $(wildcard tests/helpers/*.c bench/*.c))
 HELPERS   := $(patsubst %.c,$(B)/%,$(HELPER_SRCS))
 
 .PHONY: all check check-long run asan deps guest clean tests
-all: $(B)/qkvm $(TOOLS) $(GUESTS)
+all: $(B)/qkvm $(TOOLS) $(GUESTS) $(STATIC_TOOLS)
 
 $(B)/obj/%.o: %.c
 	@mkdir -p $(@D)
@@ -70,6 +72,12 @@ $(B)/bench/launch: bench/launch.c
 $(B)/bench/bare-kvm: bench/bare-kvm.c
 	@mkdir -p $(@D)
 	$(CC) -O2 -Wall -Wextra -Werror -o $@ $<
+
+# the agent for a guest's initramfs: static, and only the objects it needs (the library's other
+# dependencies, seccomp, zstd, openssl, have no part in it)
+QGA_OBJS := $(filter $(B)/obj/src/qga/%,$(LIB_OBJS)) $(B)/obj/src/util/json.o $(B)/obj/src/util/base64.o
+$(B)/qkvm-ga-static: $(B)/obj/src/tools/qkvm-ga.o $(QGA_OBJS)
+	$(CC) $(LDFLAGS) -static -o $@ $^ -lpthread
 
 $(B)/tests/guest/%.bin: tests/guest/%.asm $(wildcard tests/guest/*.inc)
 	@mkdir -p $(@D)

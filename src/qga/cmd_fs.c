@@ -1,0 +1,227 @@
+/* File systems: what is mounted (guest-get-fsinfo), freeze and thaw for consistent snapshots,
+ * and trim. Only local block-backed file systems count, as for qemu-ga. */
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/fs.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
+#include "qga/internal.h"
+
+#define QGA_MAX_MOUNTS 256
+
+struct qga_mount {
+    char dev[256], dir[256], type[64];
+};
+
+/* mountinfo's escapes (\040 for a space) undone in place. */
+static void qga_unescape(char *s)
+{
+    char *o = s;
+    for (; *s; s++) {
+        if (s[0] == '\\' && s[1] >= '0' && s[1] <= '3' && s[2] >= '0' && s[2] <= '7' &&
+            s[3] >= '0' && s[3] <= '7') {
+            *o++ = (char)((s[1] - '0') * 64 + (s[2] - '0') * 8 + (s[3] - '0'));
+            s += 3;
+        } else {
+            *o++ = *s;
+        }
+    }
+    *o = 0;
+}
+
+/* Mounts of block devices (major != 0), from /proc/self/mountinfo, in mount order. */
+static int qga_mounts(struct qga_mount *m, int max)
+{
+    FILE *f = fopen("/proc/self/mountinfo", "r");
+    if (!f)
+        return -errno;
+    char line[4096];
+    int n = 0;
+    while (n < max && fgets(line, sizeof(line), f)) {
+        unsigned major, minor;
+        char dir[256], type[64], dev[256];
+        /* id parent major:minor root mountpoint options [optional...] - type source superopts */
+        if (sscanf(line, "%*u %*u %u:%u %*s %255s", &major, &minor, dir) != 3)
+            continue;
+        char *sep = strstr(line, " - ");
+        if (!sep || sscanf(sep + 3, "%63s %255s", type, dev) != 2)
+            continue;
+        if (major == 0 || !strcmp(type, "rootfs"))
+            continue;
+        qga_unescape(dir);
+        qga_unescape(dev);
+        snprintf(m[n].dev, sizeof(m[n].dev), "%s", dev);
+        snprintf(m[n].dir, sizeof(m[n].dir), "%s", dir);
+        snprintf(m[n].type, sizeof(m[n].type), "%s", type);
+        n++;
+    }
+    fclose(f);
+    return n;
+}
+
+static int qga_cmd_get_fsinfo(struct qga_state *s, const struct json_value *args,
+                              struct json_writer *w, struct qga_error *e)
+{
+    (void)s; (void)args;
+    static struct qga_mount m[QGA_MAX_MOUNTS];
+    int n = qga_mounts(m, QGA_MAX_MOUNTS);
+    if (n < 0)
+        return qga_error_set(e, n, "failed to read /proc/self/mountinfo: %s", strerror(-n));
+    json_array_begin(w, "return");
+    for (int i = n - 1; i >= 0; i--) {
+        const char *name = strrchr(m[i].dev, '/');
+        json_object_begin(w, NULL);
+        json_string(w, "name", name ? name + 1 : m[i].dev);
+        json_string(w, "mountpoint", m[i].dir);
+        json_string(w, "type", m[i].type);
+        struct statvfs sv;
+        if (statvfs(m[i].dir, &sv) == 0) {
+            /* as df: used excludes the root reserve, total is what non-root users see */
+            uint64_t used = (uint64_t)(sv.f_blocks - sv.f_bfree) * sv.f_frsize;
+            json_uint(w, "used-bytes", used);
+            json_uint(w, "total-bytes", used + (uint64_t)sv.f_bavail * sv.f_frsize);
+        }
+        json_array_begin(w, "disk");
+        json_array_end(w);
+        json_object_end(w);
+    }
+    json_array_end(w);
+    return 0;
+}
+
+static int qga_cmd_fsfreeze_status(struct qga_state *s, const struct json_value *args,
+                                   struct json_writer *w, struct qga_error *e)
+{
+    (void)args; (void)e;
+    json_string(w, "return", s->frozen ? "frozen" : "thawed");
+    return 0;
+}
+
+int qga_fsfreeze_thaw_all(struct qga_state *s)
+{
+    int thawed = 0;
+    for (int i = s->nfrozen - 1; i >= 0; i--) {
+        if (ioctl(s->frozen_fds[i], FITHAW) == 0)
+            thawed++;
+        close(s->frozen_fds[i]);
+    }
+    s->nfrozen = 0;
+    s->frozen = false;
+    return thawed;
+}
+
+static bool qga_in_list(const struct json_value *list, const char *dir)
+{
+    for (size_t i = 0; i < list->n; i++)
+        if (list->items[i]->type == JSON_STRING && !strcmp(list->items[i]->s, dir))
+            return true;
+    return false;
+}
+
+static int qga_freeze(struct qga_state *s, const struct json_value *only, struct json_writer *w,
+                      struct qga_error *e)
+{
+    static struct qga_mount m[QGA_MAX_MOUNTS];
+    if (s->frozen)
+        return qga_error_set(e, -EBUSY, "Command guest-fsfreeze-freeze has been disabled for "
+                             "this instance");
+    int n = qga_mounts(m, QGA_MAX_MOUNTS);
+    if (n < 0)
+        return qga_error_set(e, n, "failed to read /proc/self/mountinfo: %s", strerror(-n));
+    s->frozen = true;
+    /* the deepest mounts first: a parent frozen before its child would block the child's freeze */
+    for (int i = n - 1; i >= 0 && s->nfrozen < QGA_MAX_FROZEN; i--) {
+        if (only && !qga_in_list(only, m[i].dir))
+            continue;
+        int fd = open(m[i].dir, O_RDONLY | O_CLOEXEC);
+        if (fd < 0) {
+            int err = errno;
+            qga_fsfreeze_thaw_all(s);
+            return qga_error_set(e, -err, "failed to open %s: %s", m[i].dir, strerror(err));
+        }
+        if (ioctl(fd, FIFREEZE) < 0) {
+            int err = errno;
+            close(fd);
+            /* not freezable (EOPNOTSUPP) or the same file system met twice (EBUSY) */
+            if (err == EOPNOTSUPP || err == EBUSY)
+                continue;
+            qga_fsfreeze_thaw_all(s);
+            return qga_error_set(e, -err, "failed to freeze %s: %s", m[i].dir, strerror(err));
+        }
+        s->frozen_fds[s->nfrozen++] = fd;
+    }
+    if (!s->nfrozen)
+        s->frozen = false;
+    json_int(w, "return", s->nfrozen);
+    return 0;
+}
+
+static int qga_cmd_fsfreeze_freeze(struct qga_state *s, const struct json_value *args,
+                                   struct json_writer *w, struct qga_error *e)
+{
+    (void)args;
+    return qga_freeze(s, NULL, w, e);
+}
+
+static int qga_cmd_fsfreeze_freeze_list(struct qga_state *s, const struct json_value *args,
+                                        struct json_writer *w, struct qga_error *e)
+{
+    return qga_freeze(s, json_get(args, "mountpoints"), w, e);
+}
+
+static int qga_cmd_fsfreeze_thaw(struct qga_state *s, const struct json_value *args,
+                                 struct json_writer *w, struct qga_error *e)
+{
+    (void)args; (void)e;
+    json_int(w, "return", qga_fsfreeze_thaw_all(s));
+    return 0;
+}
+
+static int qga_cmd_fstrim(struct qga_state *s, const struct json_value *args,
+                          struct json_writer *w, struct qga_error *e)
+{
+    (void)s;
+    static struct qga_mount m[QGA_MAX_MOUNTS];
+    int n = qga_mounts(m, QGA_MAX_MOUNTS);
+    if (n < 0)
+        return qga_error_set(e, n, "failed to read /proc/self/mountinfo: %s", strerror(-n));
+    int64_t minimum = qga_arg_int(args, "minimum", 0);
+    json_object_begin(w, "return");
+    json_array_begin(w, "paths");
+    for (int i = n - 1; i >= 0; i--) {
+        json_object_begin(w, NULL);
+        json_string(w, "path", m[i].dir);
+        int fd = open(m[i].dir, O_RDONLY | O_CLOEXEC);
+        struct fstrim_range r = { .len = UINT64_MAX, .minlen = (uint64_t)minimum };
+        if (fd < 0 || ioctl(fd, FITRIM, &r) < 0) {
+            json_string(w, "error", strerror(errno));
+        } else {
+            json_int(w, "trimmed", (int64_t)r.len);
+            json_int(w, "minimum", (int64_t)r.minlen);
+        }
+        if (fd >= 0)
+            close(fd);
+        json_object_end(w);
+    }
+    json_array_end(w);
+    json_object_end(w);
+    return 0;
+}
+
+static const struct qga_arg qga_args_freeze_list[] = {
+    { "mountpoints", QGA_ARG_STR_LIST, true, NULL }, { 0 } };
+static const struct qga_arg qga_args_fstrim[] = { { "minimum", QGA_ARG_INT, true, NULL }, { 0 } };
+
+static const struct qga_command qga_fs_commands[] = {
+    { "guest-get-fsinfo", qga_cmd_get_fsinfo, NULL, false },
+    { "guest-fsfreeze-status", qga_cmd_fsfreeze_status, NULL, false },
+    { "guest-fsfreeze-freeze", qga_cmd_fsfreeze_freeze, NULL, false },
+    { "guest-fsfreeze-freeze-list", qga_cmd_fsfreeze_freeze_list, qga_args_freeze_list, false },
+    { "guest-fsfreeze-thaw", qga_cmd_fsfreeze_thaw, NULL, false },
+    { "guest-fstrim", qga_cmd_fstrim, qga_args_fstrim, false },
+    { 0 },
+};
+QGA_COMMANDS(qga_fs_commands)
