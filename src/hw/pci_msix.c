@@ -8,8 +8,6 @@
  * Otherwise the message goes through accel send_msi, or the user-space APICs (tcg). */
 #include "hw/pci_msix.h"
 
-#include "accel/accel.h"
-#include "hw/irqchip.h"
 #include "hw/pci_int.h"
 #include "util/log.h"
 #include "vm/machine.h"
@@ -47,13 +45,7 @@ struct pci_msix {
 
 int pci_msi_send(struct machine *m, uint64_t addr, uint32_t data)
 {
-    if (m->accel && m->accel->send_msi)
-        return m->accel->send_msi(m, addr, data);
-    if (m->irqchip) {
-        irqchip_send_msi(m->irqchip, addr, data);
-        return 0;
-    }
-    return -ENODEV;
+    return machine_send_msi(m, addr, data);
 }
 
 static uint64_t msix_addr(const struct msix_vector *v)
@@ -64,18 +56,17 @@ static uint64_t msix_addr(const struct msix_vector *v)
 static int msix_irqfd_setup(struct pci_msix *x, struct msix_vector *v)
 {
     struct machine *m = x->m;
-    const struct accel_ops *a = m->accel;
     int fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (fd < 0)
         return -errno;
-    int route = a->msi_route(m, -1, msix_addr(v), v->entry[2]);
+    int route = machine_msi_route(m, -1, msix_addr(v), v->entry[2]);
     if (route < 0) {
         close(fd);
         return route;
     }
-    int ret = a->irqfd(m, fd, route, true);
+    int ret = machine_irqfd(m, fd, route, true);
     if (ret) {
-        a->msi_route_free(m, route);
+        machine_msi_route_free(m, route);
         close(fd);
         return ret;
     }
@@ -90,12 +81,11 @@ static int msix_irqfd_setup(struct pci_msix *x, struct msix_vector *v)
 static void msix_fire(struct pci_msix *x, struct msix_vector *v)
 {
     struct machine *m = x->m;
-    const struct accel_ops *a = m->accel;
-    if (a && a->msi_route && a->irqfd && !x->irqfd_broken) {
+    if (machine_has_irqfd(m) && !x->irqfd_broken) {
         int ret = 0;
         if (v->irqfd < 0)
             ret = msix_irqfd_setup(x, v);
-        else if (v->route_stale && (ret = a->msi_route(m, v->route, msix_addr(v), v->entry[2])) >= 0)
+        else if (v->route_stale && (ret = machine_msi_route(m, v->route, msix_addr(v), v->entry[2])) >= 0)
             v->route_stale = false, ret = 0;
         if (!ret) {
             uint64_t one = 1;
@@ -220,8 +210,8 @@ static void pci_msix_free(void *opaque)
         struct msix_vector *v = &x->v[i];
         if (v->irqfd < 0)
             continue;
-        m->accel->irqfd(m, v->irqfd, v->route, false);
-        m->accel->msi_route_free(m, v->route);
+        machine_irqfd(m, v->irqfd, v->route, false);
+        machine_msi_route_free(m, v->route);
         close(v->irqfd);
     }
     pthread_mutex_destroy(&x->lock);

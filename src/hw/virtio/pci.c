@@ -4,7 +4,6 @@
  * it into an eventfd signal (ioeventfd) and the vCPU never leaves the kernel for it. */
 #include "hw/virtio/virtio.h"
 
-#include "accel/accel.h"
 #include "hw/pci_msix.h"
 #include "util/evloop.h"
 #include "util/log.h"
@@ -351,18 +350,19 @@ static void virtio_config_written(struct pci_device *d, unsigned off, unsigned s
 static void virtio_bar_moved(struct pci_device *d, int bar, uint64_t addr)
 {
     struct virtio_dev *vd = d->opaque;
-    const struct accel_ops *a = vd->m->accel;
-    if (bar != VIRTIO_PCI_BAR || !a || !a->ioeventfd)
+    if (bar != VIRTIO_PCI_BAR)
         return;
     for (unsigned i = 0; i < vd->nqueues; i++) {
         struct virtio_queue_state *q = &vd->q[i];
         if (q->ioeventfd_addr != PCI_BAR_UNMAPPED)
-            a->ioeventfd(vd->m, q->ioeventfd_addr, 2, false, q->efd, false);
+            machine_add_ioeventfd(vd->m, q->ioeventfd_addr, 2, false, q->efd, false);
         q->ioeventfd_addr = PCI_BAR_UNMAPPED;
         if (addr == PCI_BAR_UNMAPPED)
             continue;
         uint64_t at = addr + VIRTIO_PCI_NOTIFY + (uint64_t)i * VIRTIO_PCI_NOTIFY_MULT;
-        int ret = a->ioeventfd(vd->m, at, 2, false, q->efd, true);
+        int ret = machine_add_ioeventfd(vd->m, at, 2, false, q->efd, true);
+        if (ret == -EOPNOTSUPP)
+            return;
         if (ret)
             log_debug(LOG_ACCEL, "%s: no ioeventfd for queue %u (%s): doorbells exit to qkvm", vd->name, i,
                       strerror(-ret));
@@ -406,13 +406,12 @@ void virtio_dev_poll(struct virtio_dev *vd)
 static void virtio_dev_cleanup(void *opaque)
 {
     struct virtio_dev *vd = opaque;
-    const struct accel_ops *a = vd->m->accel;
     for (unsigned i = 0; i < vd->nqueues; i++) {
         struct virtio_queue_state *q = &vd->q[i];
         if (q->efd < 0)
             continue;
-        if (q->ioeventfd_addr != PCI_BAR_UNMAPPED && a && a->ioeventfd)
-            a->ioeventfd(vd->m, q->ioeventfd_addr, 2, false, q->efd, false);
+        if (q->ioeventfd_addr != PCI_BAR_UNMAPPED)
+            machine_add_ioeventfd(vd->m, q->ioeventfd_addr, 2, false, q->efd, false);
         if (vd->m->loop)
             evloop_del(vd->m->loop, q->efd);
         close(q->efd);
