@@ -267,7 +267,7 @@ int pci_register_device(struct machine *m, struct pci_device *d, int slot)
     if (d->config[PCI_INTERRUPT_PIN])
         d->config[PCI_INTERRUPT_LINE] = (uint8_t)d->gsi;
     h->dev[slot] = d;
-    return 0;
+    return pci_device_register_vmstate(d);
 }
 
 static int pci_host_init(struct machine *m)

@@ -229,8 +229,9 @@ static const struct vmstate_field serial_fields[] = {
     VMSTATE_END,
 };
 
-static int serial_check(const void *state, const char **why)
+static int serial_check(const void *live, const void *state, const char **why)
 {
+    (void)live;
     const struct serial *s = state;
     if (s->rx_head >= RX_SIZE || s->rx_len > RX_SIZE)
         return *why = "receive FIFO index", -EINVAL;

@@ -340,7 +340,7 @@ int vmstate_load(struct machine *m, const uint8_t *buf, size_t len, char *why, s
         const char *bad = NULL;
         const uint8_t *q = p;
         if (vms_load_fields(&q, scratch[idx], d->fields, ver, &bad) ||
-            (d->check && d->check(scratch[idx], &bad))) {
+            (d->check && d->check(e->opaque, scratch[idx], &bad))) {
             ret = vms_fail(why, why_len, -EINVAL, "section '%s' instance %u: invalid %s", name, inst,
                            bad ? bad : "state");
             goto out;

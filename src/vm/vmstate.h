@@ -36,9 +36,10 @@ struct vmstate_desc {
     const struct vmstate_field *fields; /* ended by a NULL name */
     /* Before saving: bring derived fields up to date (may be NULL). */
     void (*pre_save)(void *opaque);
-    /* On the loaded copy, before anything live changes: 0, or -EINVAL with *why set to a few
-     * words (an index out of range, a size the device cannot have). May be NULL. */
-    int (*check)(const void *state, const char **why);
+    /* On the loaded copy (state), before anything live changes; live is the running device, for
+     * what the stream must agree with (read-only registers): 0, or -EINVAL with *why set to a
+     * few words (an index out of range, a size the device cannot have). May be NULL. */
+    int (*check)(const void *live, const void *state, const char **why);
     /* After every section is in: re-derive what the stream does not carry (interrupt lines,
      * BAR mappings, timers). May be NULL. */
     void (*post_load)(void *opaque);

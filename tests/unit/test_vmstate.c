@@ -1,0 +1,281 @@
+/* Device state per machine and the state stream: two machines in one process keep their own
+ * devices, and a machine's state saved to a buffer and loaded into a fresh machine reads back
+ * the same through every register handler ("a unit test migrates between two"). Bad streams
+ * (truncated, corrupt, from a newer qkvm, naming a device the machine lacks) are refused whole,
+ * leaving the destination as it was. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <errno.h>
+
+#include "hw/pci.h"
+#include "vm/vmstate.h"
+#include "virtio_fixture.h"
+
+static const char *const one_rng[] = { "virtio-rng-pci,addr=3", NULL };
+static const char *const two_devs[] = { "virtio-rng-pci,addr=3", "virtio-rng-pci,addr=4", NULL };
+
+static uint8_t pio_in(struct vfx *f, uint16_t port)
+{
+    uint8_t v = 0;
+    bus_dispatch(&f->m.pio, port, &v, 1, false);
+    return v;
+}
+
+static void pio_out(struct vfx *f, uint16_t port, uint8_t v)
+{
+    bus_dispatch(&f->m.pio, port, &v, 1, true);
+}
+
+static uint8_t cmos_read(struct vfx *f, uint8_t idx)
+{
+    pio_out(f, 0x70, idx);
+    return pio_in(f, 0x71);
+}
+
+static void cmos_write(struct vfx *f, uint8_t idx, uint8_t v)
+{
+    pio_out(f, 0x70, idx);
+    pio_out(f, 0x71, v);
+}
+
+static void test_two_machines_independent(void **state)
+{
+    (void)state;
+    struct vfx *a = vfx_new(one_rng);
+    struct vfx *b = vfx_new(one_rng);
+    pio_out(a, 0x3ff, 0x5a);
+    pio_out(b, 0x3ff, 0xa5);
+    cmos_write(a, 0x40, 0x11);
+    cmos_write(b, 0x40, 0x22);
+    vfx_cfg_write(a, 3, 0x3c, 0x33, 1);   /* interrupt line: writable, no side effects */
+    vfx_cfg_write(b, 3, 0x3c, 0x44, 1);
+    assert_int_equal(pio_in(a, 0x3ff), 0x5a);
+    assert_int_equal(pio_in(b, 0x3ff), 0xa5);
+    assert_int_equal(cmos_read(a, 0x40), 0x11);
+    assert_int_equal(cmos_read(b, 0x40), 0x22);
+    assert_int_equal(vfx_cfg_read(a, 3, 0x3c, 1), 0x33);
+    assert_int_equal(vfx_cfg_read(b, 3, 0x3c, 1), 0x44);
+    assert_ptr_not_equal(pci_host_of(&a->m), pci_host_of(&b->m));
+    vfx_free(b);
+    /* a's devices outlive b's */
+    assert_int_equal(pio_in(a, 0x3ff), 0x5a);
+    assert_int_equal(cmos_read(a, 0x40), 0x11);
+    vfx_free(a);
+}
+
+/* Programs machine a's serial port (divisor, line control, loopback FIFO bytes), CMOS and PCI
+ * config (a moved BAR, the command register). */
+static uint64_t program(struct vfx *a)
+{
+    pio_out(a, 0x3fb, 0x80);          /* DLAB */
+    pio_out(a, 0x3f8, 0x0c);          /* 9600 baud */
+    pio_out(a, 0x3f9, 0x00);
+    pio_out(a, 0x3fb, 0x03);          /* 8N1 */
+    pio_out(a, 0x3fc, 0x10);          /* loopback: what we send lands in the receive FIFO */
+    for (int i = 0; i < 5; i++)
+        pio_out(a, 0x3f8, (uint8_t)('A' + i));
+    pio_out(a, 0x3f9, 0x01);          /* IER: receive interrupts */
+    pio_out(a, 0x3ff, 0x77);
+    for (int i = 0x0e; i < 0x80; i++)
+        cmos_write(a, (uint8_t)i, (uint8_t)(i * 7 + 1));
+    cmos_write(a, 0x0b, 0x06);        /* binary, 24 h */
+    /* move BAR 4 of the rng up by 1 MiB */
+    uint64_t bar = vfx_bar(a, 3, 4) + 0x100000;
+    uint32_t lo = vfx_cfg_read(a, 3, 0x20, 4);
+    vfx_cfg_write(a, 3, 0x20, (uint32_t)bar | (lo & 0xf), 4);
+    vfx_cfg_write(a, 3, 0x24, (uint32_t)(bar >> 32), 4);
+    vfx_cfg_write(a, 3, 0x3c, 0x0b, 1);
+    assert_int_equal(vfx_bar(a, 3, 4), bar);
+    return bar;
+}
+
+static void assert_same_devices(struct vfx *a, struct vfx *b)
+{
+    static const uint16_t ports[] = { 0x3f9, 0x3fa, 0x3fb, 0x3fc, 0x3ff };
+    for (size_t i = 0; i < sizeof(ports) / sizeof(ports[0]); i++)
+        assert_int_equal(pio_in(a, ports[i]), pio_in(b, ports[i]));
+    /* the FIFO, byte by byte, and the line status as it drains */
+    for (int i = 0; i < 6; i++) {
+        assert_int_equal(pio_in(a, 0x3fd), pio_in(b, 0x3fd));
+        assert_int_equal(pio_in(a, 0x3f8), pio_in(b, 0x3f8));
+    }
+    for (int i = 0x0a; i < 0x80; i++)
+        if (i != 0x00 && i != 0x02 && i != 0x04 && i != 0x32 && (i < 6 || i > 9))
+            assert_int_equal(cmos_read(a, (uint8_t)i), cmos_read(b, (uint8_t)i));
+    for (int slot = 0; slot < 8; slot++)
+        for (unsigned off = 0; off < 256; off += 4)
+            assert_int_equal(vfx_cfg_read(a, slot, off, 4), vfx_cfg_read(b, slot, off, 4));
+}
+
+static void test_migrate_between_two(void **state)
+{
+    (void)state;
+    struct vfx *a = vfx_new(one_rng);
+    uint64_t bar = program(a);
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    assert_int_equal(vmstate_save(&a->m, &buf, &len), 0);
+    struct vfx *b = vfx_new(one_rng);
+    assert_int_not_equal(vfx_bar(b, 3, 4), bar);
+    assert_int_not_equal(pio_in(b, 0x3ff), 0x77);
+    char why[200] = "";
+    assert_int_equal(vmstate_load(&b->m, buf, len, why, sizeof(why)), 0);
+    /* the BAR decodes where a's did: the virtio common config answers there (num_queues = 1) */
+    assert_int_equal(vfx_bar(b, 3, 4), bar);
+    assert_int_equal(vfx_mmio_read(b, bar + 18, 2), 1);
+    assert_int_equal(pio_in(b, 0x3fa) & 0x0f, 0x04);   /* IIR: received data pending */
+    vfx_cur = a;
+    assert_same_devices(a, b);
+    /* and b's own stream is a's again (the stream is a function of the state) */
+    uint8_t *buf2 = NULL;
+    size_t len2 = 0;
+    struct vfx *c = vfx_new(one_rng);
+    program(c);
+    assert_int_equal(vmstate_save(&c->m, &buf2, &len2), 0);
+    assert_int_equal(len2, len);
+    assert_memory_equal(buf2, buf, len);
+    free(buf);
+    free(buf2);
+    vfx_free(c);
+    vfx_free(b);
+    vfx_free(a);
+}
+
+static uint32_t crc32_ieee(const uint8_t *p, size_t n)
+{
+    uint32_t c = 0xffffffffu;
+    while (n--) {
+        c ^= *p++;
+        for (int k = 0; k < 8; k++)
+            c = (c >> 1) ^ (0xedb88320u & (0u - (c & 1)));
+    }
+    return ~c;
+}
+
+static void fix_crc(uint8_t *buf, size_t len)
+{
+    uint32_t c = crc32_ieee(buf, len - 4);
+    for (int i = 0; i < 4; i++)
+        buf[len - 4 + i] = (uint8_t)(c >> (8 * i));
+}
+
+/* Offset of section name's header (its tag byte). */
+static size_t find_section(const uint8_t *buf, size_t len, const char *name)
+{
+    size_t n = strlen(name);
+    for (size_t i = 12; i + 2 + n < len; i++)
+        if (buf[i] == 1 && buf[i + 1] == n && !memcmp(buf + i + 2, name, n))
+            return i;
+    fail_msg("no section %s", name);
+    return 0;
+}
+
+static void expect_refused(struct vfx *b, const uint8_t *buf, size_t len, int err, const char *words)
+{
+    char why[200] = "";
+    assert_int_equal(vmstate_load(&b->m, buf, len, why, sizeof(why)), err);
+    if (!strstr(why, words))
+        fail_msg("message '%s' does not say '%s'", why, words);
+    /* nothing changed */
+    assert_int_equal(pio_in(b, 0x3ff), 0x99);
+    assert_int_equal(cmos_read(b, 0x40), 0x98);
+}
+
+static void test_bad_streams(void **state)
+{
+    (void)state;
+    struct vfx *a = vfx_new(two_devs);
+    program(a);
+    uint8_t *buf = NULL, *two = NULL;
+    size_t len = 0, len2 = 0;
+    assert_int_equal(vmstate_save(&a->m, &two, &len2), 0);
+    vfx_free(a);
+    a = vfx_new(one_rng);
+    program(a);
+    assert_int_equal(vmstate_save(&a->m, &buf, &len), 0);
+    vfx_free(a);
+    struct vfx *b = vfx_new(one_rng);
+    pio_out(b, 0x3ff, 0x99);
+    cmos_write(b, 0x40, 0x98);
+    uint8_t *t = malloc(len);
+    assert_non_null(t);
+
+    /* every truncation */
+    for (size_t n = 0; n < len; n++) {
+        char why[200] = "";
+        assert_int_not_equal(vmstate_load(&b->m, buf, n, why, sizeof(why)), 0);
+        assert_true(why[0]);
+    }
+    expect_refused(b, buf, len - 1, -EINVAL, "checksum");
+    /* a flipped bit anywhere */
+    for (size_t i = 0; i < len; i += 97) {
+        memcpy(t, buf, len);
+        t[i] ^= 0x10;
+        assert_int_not_equal(vmstate_load(&b->m, t, len, NULL, 0), 0);
+    }
+    memcpy(t, buf, len);
+    t[len / 2] ^= 1;
+    expect_refused(b, t, len, -EINVAL, "checksum");
+    /* a device this machine does not have */
+    expect_refused(b, two, len2, -ENOENT, "unknown section 'pci' instance 4");
+    /* a newer version of a section */
+    memcpy(t, buf, len);
+    size_t s = find_section(t, len, "serial");
+    t[s + 2 + 6 + 4] = 2;
+    fix_crc(t, len);
+    expect_refused(b, t, len, -EPROTONOSUPPORT, "section 'serial' is version 2, newer");
+    /* a newer stream format */
+    memcpy(t, buf, len);
+    t[8] = 9;
+    fix_crc(t, len);
+    expect_refused(b, t, len, -EPROTONOSUPPORT, "format 9");
+    /* a FIFO index out of range, with a good checksum: the device's own check */
+    memcpy(t, buf, len);
+    size_t pay = find_section(t, len, "serial") + 2 + 6 + 12;
+    t[pay + 14 + 3] = 0x7f;          /* rx_head's top byte */
+    fix_crc(t, len);
+    expect_refused(b, t, len, -EINVAL, "receive FIFO index");
+    /* a bool that is neither 0 nor 1 */
+    memcpy(t, buf, len);
+    t[pay + 9] = 2;                  /* thri_pending */
+    fix_crc(t, len);
+    expect_refused(b, t, len, -EINVAL, "invalid thri_pending");
+    /* a section size that does not match its version */
+    memcpy(t, buf, len);
+    s = find_section(t, len, "rtc");
+    t[s + 2 + 3 + 8] ^= 1;
+    fix_crc(t, len);
+    expect_refused(b, t, len, -EINVAL, "section 'rtc' holds");
+    /* read-only PCI config (the vendor ID) differs: another device */
+    memcpy(t, buf, len);
+    s = find_section(t, len, "pci");
+    while (t[s + 2 + 3] != 3)        /* instance 3: the rng */
+        s = s + 1 + find_section(t + s + 1, len - s - 1, "pci");
+    t[s + 2 + 3 + 12] ^= 0xff;
+    fix_crc(t, len);
+    expect_refused(b, t, len, -EINVAL, "read-only config space");
+    /* garbage */
+    memset(t, 0x41, len);
+    expect_refused(b, t, len, -EINVAL, "not a qkvm device state stream");
+    /* the good stream still loads after all that */
+    assert_int_equal(vmstate_load(&b->m, buf, len, NULL, 0), 0);
+    assert_int_equal(pio_in(b, 0x3ff), 0x77);
+    free(t);
+    free(buf);
+    free(two);
+    vfx_free(b);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_two_machines_independent),
+        cmocka_unit_test(test_migrate_between_two),
+        cmocka_unit_test(test_bad_streams),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
