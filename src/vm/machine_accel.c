@@ -1,6 +1,6 @@
 /* What devices ask of the accelerator, asked through the machine: devices know nothing of KVM or
- * the emulator (DEVELOPERS.md), and one place sees every MSI, ioeventfd and device write to RAM,
- * which is where migration's dirty tracking of device DMA will hook in. */
+ * the emulator (DEVELOPERS.md), and one place sees every MSI and ioeventfd. Device writes to RAM
+ * go through machine_note_dirty (vm/memory.c), where migration's dirty tracking of DMA hooks in. */
 #include "vm/machine.h"
 
 #include "accel/accel.h"
@@ -17,12 +17,6 @@ int machine_send_msi(struct machine *m, uint64_t addr, uint32_t data)
         return 0;
     }
     return -ENODEV;
-}
-
-void machine_note_dirty(struct machine *m, uint64_t gpa, uint64_t len)
-{
-    if (len && m->accel && m->accel->mem_written)
-        m->accel->mem_written(m, gpa, len);
 }
 
 int machine_add_ioeventfd(struct machine *m, uint64_t addr, unsigned len, bool pio, int fd, bool assign)
