@@ -104,6 +104,7 @@ struct machine {
     void *event_opaque;
     /* The ACPI power button, set by the device that has one (hw/acpi_pm.c). */
     void (*power_button)(struct machine *m);
+    void *power_button_opaque;  /* that device's state */
 };
 
 /* A device (or a fixed part of the machine) that sets itself up at machine creation. Lower

@@ -12,6 +12,7 @@
 #include <errno.h>
 
 #include "hw/pci.h"
+#include "vm/acpi.h"
 #include "vm/vmstate.h"
 #include "virtio_fixture.h"
 
@@ -51,12 +52,16 @@ static void test_two_machines_independent(void **state)
     pio_out(b, 0x3ff, 0xa5);
     cmos_write(a, 0x40, 0x11);
     cmos_write(b, 0x40, 0x22);
+    pio_out(a, ACPI_PM_BASE + 2, 0x01);   /* PM1 enable: timer overflow (no SCI from it) */
+    pio_out(b, ACPI_PM_BASE + 2, 0x20);
     vfx_cfg_write(a, 3, 0x3c, 0x33, 1);   /* interrupt line: writable, no side effects */
     vfx_cfg_write(b, 3, 0x3c, 0x44, 1);
     assert_int_equal(pio_in(a, 0x3ff), 0x5a);
     assert_int_equal(pio_in(b, 0x3ff), 0xa5);
     assert_int_equal(cmos_read(a, 0x40), 0x11);
     assert_int_equal(cmos_read(b, 0x40), 0x22);
+    assert_int_equal(pio_in(a, ACPI_PM_BASE + 2), 0x01);
+    assert_int_equal(pio_in(b, ACPI_PM_BASE + 2), 0x20);
     assert_int_equal(vfx_cfg_read(a, 3, 0x3c, 1), 0x33);
     assert_int_equal(vfx_cfg_read(b, 3, 0x3c, 1), 0x44);
     assert_ptr_not_equal(pci_host_of(&a->m), pci_host_of(&b->m));
@@ -83,6 +88,8 @@ static uint64_t program(struct vfx *a)
     for (int i = 0x0e; i < 0x80; i++)
         cmos_write(a, (uint8_t)i, (uint8_t)(i * 7 + 1));
     cmos_write(a, 0x0b, 0x06);        /* binary, 24 h */
+    pio_out(a, ACPI_PM_BASE + 2, 0x21);
+    pio_out(a, ACPI_PM_BASE + 3, 0x01);   /* power button enable */
     /* move BAR 4 of the rng up by 1 MiB */
     uint64_t bar = vfx_bar(a, 3, 4) + 0x100000;
     uint32_t lo = vfx_cfg_read(a, 3, 0x20, 4);
@@ -98,6 +105,8 @@ static void assert_same_devices(struct vfx *a, struct vfx *b)
     static const uint16_t ports[] = { 0x3f9, 0x3fa, 0x3fb, 0x3fc, 0x3ff };
     for (size_t i = 0; i < sizeof(ports) / sizeof(ports[0]); i++)
         assert_int_equal(pio_in(a, ports[i]), pio_in(b, ports[i]));
+    for (unsigned i = 0; i < 6; i++)
+        assert_int_equal(pio_in(a, (uint16_t)(ACPI_PM_BASE + i)), pio_in(b, (uint16_t)(ACPI_PM_BASE + i)));
     /* the FIFO, byte by byte, and the line status as it drains */
     for (int i = 0; i < 6; i++) {
         assert_int_equal(pio_in(a, 0x3fd), pio_in(b, 0x3fd));
