@@ -9,6 +9,7 @@
 #include "hw/bus.h"
 #include "hw/irqchip_int.h"
 #include "vm/machine.h"
+#include "vm/vmstate.h"
 
 #define FX_MAX_CPUS 4
 
@@ -54,6 +55,7 @@ static inline struct fx *fx_new(int ncpus)
 static inline void fx_free(struct fx *f)
 {
     irqchip_destroy(f->c);
+    vmstate_unregister_all(&f->m);
     bus_destroy(&f->m.pio);
     bus_destroy(&f->m.mmio);
     free(f);
