@@ -15,6 +15,7 @@
 #include "vm/acpi.h"
 #include "vm/vmstate.h"
 #include "virtio_fixture.h"
+#include "irqchip_fixture.h"
 
 static const char *const one_rng[] = { "virtio-rng-pci,addr=3", NULL };
 static const char *const two_devs[] = { "virtio-rng-pci,addr=3", "virtio-rng-pci,addr=4", NULL };
@@ -279,12 +280,95 @@ static void test_bad_streams(void **state)
     vfx_free(b);
 }
 
+static uint16_t pit_read_ch0(struct fx *f)
+{
+    uint8_t lo = fx_inb(f, 0x40);
+    return (uint16_t)(lo | fx_inb(f, 0x40) << 8);
+}
+
+/* The interrupt controllers of a two-CPU machine, programmed, saved, and loaded into another
+ * one a millisecond later: registers read back the same, and the running PIT and APIC timer
+ * counts continue from where they were at the save (their times moved with the clock). */
+static void test_irqchip_migrates(void **state)
+{
+    (void)state;
+    struct fx *a = fx_new(2), *b = fx_new(2);
+    fx_pic_init(a, 0);
+    fx_outb(a, 0x21, 0xe8);                    /* mask IRQ 3, 5, 6, 7 */
+    fx_pulse(a, 3);                            /* pending, masked: stays in IRR */
+    fx_outb(a, 0x4d0, 0x20);                   /* ELCR: IRQ 5 level */
+    fx_ioapic_write(a, 0x00, 0x05000000);      /* IOAPIC ID 5 */
+    fx_ioapic_route(a, 9, 0x0100000000008041ull);
+    fx_ioapic_route(a, 17, 0x0300000000010922ull);
+    fx_outb(a, 0x43, 0x34);                    /* PIT ch0 mode 2, count 50000 */
+    fx_outb(a, 0x40, 50000 & 0xff);
+    fx_outb(a, 0x40, 50000 >> 8);
+    for (int cpu = 0; cpu < 2; cpu++) {
+        struct lapic *l = fx_lapic(a, cpu);
+        fx_lapic_enable(a, cpu);
+        lapic_mmio_write(l, 0x80, 0x20 + (uint32_t)cpu);   /* TPR */
+        lapic_mmio_write(l, 0x3e0, 0x0b);                  /* divide by 1 */
+        lapic_mmio_write(l, 0x320, 0x20040);               /* periodic, vector 0x40 */
+        lapic_mmio_write(l, 0x380, 1000000000u);
+    }
+    fx_time += 12345;
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    assert_int_equal(vmstate_save(&a->m, &buf, &len), 0);
+    uint16_t pit_a = pit_read_ch0(a);
+    uint32_t cur_a = lapic_mmio_read(fx_lapic(a, 1), 0x390);
+    fx_time += 1000000;                         /* the load comes a millisecond later */
+    char why[200] = "";
+    int ret = vmstate_load(&b->m, buf, len, why, sizeof(why));
+    if (ret)
+        fail_msg("load: %s", why);
+    assert_int_equal(pit_read_ch0(b), pit_a);
+    assert_int_equal(lapic_mmio_read(fx_lapic(b, 1), 0x390), cur_a);
+    fx_time -= 1000000;                         /* a, read at b's moment of the same guest time */
+    for (uint16_t port = 0x20; port <= 0xa0; port += 0x80) {
+        assert_int_equal(fx_inb(a, (uint16_t)(port + 1)), fx_inb(b, (uint16_t)(port + 1)));   /* IMR */
+        fx_outb(a, port, 0x0a), fx_outb(b, port, 0x0a);
+        assert_int_equal(fx_inb(a, port), fx_inb(b, port));                                   /* IRR */
+        fx_outb(a, port, 0x0b), fx_outb(b, port, 0x0b);
+        assert_int_equal(fx_inb(a, port), fx_inb(b, port));                                   /* ISR */
+    }
+    assert_int_equal(fx_inb(a, 0x4d0), fx_inb(b, 0x4d0));
+    assert_int_equal(fx_inb(b, 0x4d0), 0x20);
+    for (uint32_t reg = 0; reg < 0x10 + 2 * 24; reg++)
+        assert_int_equal(fx_ioapic_read(a, reg), fx_ioapic_read(b, reg));
+    for (int cpu = 0; cpu < 2; cpu++)
+        for (uint32_t off = 0x20; off < 0x400; off += 0x10)
+            if (off != 0x390)
+                assert_int_equal(lapic_mmio_read(fx_lapic(a, cpu), off), lapic_mmio_read(fx_lapic(b, cpu), off));
+    assert_int_equal(lapic_mmio_read(fx_lapic(b, 0), 0x80), 0x20);
+
+    /* a PIT count of 0 (a division by zero in the device) is refused */
+    uint8_t *t = malloc(len);
+    assert_non_null(t);
+    memcpy(t, buf, len);
+    size_t pay = find_section(t, len, "pit") + 2 + 3 + 12;
+    memset(t + pay, 0, 4);
+    fix_crc(t, len);
+    assert_int_equal(vmstate_load(&b->m, t, len, why, sizeof(why)), -EINVAL);
+    assert_non_null(strstr(why, "section 'pit' instance 0: invalid count"));
+    /* a stream for two CPUs does not load into one with one CPU */
+    struct fx *c = fx_new(1);
+    assert_int_equal(vmstate_load(&c->m, buf, len, why, sizeof(why)), -ENOENT);
+    assert_non_null(strstr(why, "unknown section 'lapic' instance 1"));
+    free(t);
+    free(buf);
+    fx_free(c);
+    fx_free(b);
+    fx_free(a);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_two_machines_independent),
         cmocka_unit_test(test_migrate_between_two),
         cmocka_unit_test(test_bad_streams),
+        cmocka_unit_test(test_irqchip_migrates),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
