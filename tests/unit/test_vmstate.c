@@ -280,6 +280,70 @@ static void test_bad_streams(void **state)
     vfx_free(b);
 }
 
+/* A virtio-rng with a running queue: after the state (and the rings' RAM) moves to b, the
+ * transport registers read the same and b serves the next chain where a left off. */
+static void test_virtio_migrates(void **state)
+{
+    (void)state;
+    struct vfx *a = vfx_new(one_rng);
+    struct vdrv d = vdrv_open(a, 3);
+    assert_true(vdrv_negotiate(&d, ~0ull) & 8);
+    struct gring r = gring_init(&a->m, 8, 0x100000);
+    vdrv_setup_queue(&d, 0, 8, r.desc, r.avail, r.used);
+    vdrv_common_write(&d, 20, 15, 1);
+    gring_desc(&r, 0, 0x200000, 32, VIRTQ_DESC_F_WRITE, 0);
+    gring_desc(&r, 1, 0x201000, 48, VIRTQ_DESC_F_WRITE, 0);
+    gring_publish(&r, 0);
+    vfx_mmio_write(a, d.bar + 0x3000, 0, 2);
+    virtio_dev_poll(vfx_virtio(a, 3));
+    uint32_t id, len;
+    assert_int_equal(gring_take_used(&r, &id, &len), 1);
+    uint8_t *buf = NULL;
+    size_t n = 0;
+    assert_int_equal(vmstate_save(&a->m, &buf, &n), 0);
+    struct vfx *b = vfx_new(one_rng);
+    /* RAM travels apart from device state: here, the rings and buffers */
+    memcpy(gptr(&b->m, 0x100000, 0x102000), gptr(&a->m, 0x100000, 0x102000), 0x102000);
+    char why[200] = "";
+    assert_int_equal(vmstate_load(&b->m, buf, n, why, sizeof(why)), 0);
+    struct vdrv e = vdrv_open(b, 3);
+    assert_int_equal(e.bar, d.bar);
+    static const struct { unsigned off, size; } regs[] = {
+        { 20, 1 }, { 22, 2 }, { 24, 2 }, { 28, 2 }, { 32, 8 }, { 40, 8 }, { 48, 8 }, { 16, 2 },
+    };
+    for (size_t i = 0; i < sizeof(regs) / sizeof(regs[0]); i++)
+        assert_int_equal(vdrv_common_read(&d, regs[i].off, regs[i].size), vdrv_common_read(&e, regs[i].off, regs[i].size));
+    for (unsigned sel = 0; sel < 2; sel++) {
+        vdrv_common_write(&d, 8, sel, 4), vdrv_common_write(&e, 8, sel, 4);
+        assert_int_equal(vdrv_common_read(&d, 12, 4), vdrv_common_read(&e, 12, 4));   /* driver features */
+    }
+    /* the driver goes on in b: chain 1 comes back as the second used entry */
+    struct gring rb = r;
+    rb.m = &b->m;
+    gring_publish(&rb, 1);
+    vfx_mmio_write(b, e.bar + 0x3000, 0, 2);
+    virtio_dev_poll(vfx_virtio(b, 3));
+    assert_int_equal(gring_used_idx(&rb), 2);
+    assert_int_equal(gring_take_used(&rb, &id, &len), 1);
+    assert_int_equal(id, 1);
+    assert_int_equal(len, 48);
+
+    /* a ring outside b's RAM is refused, and b is unchanged */
+    uint8_t *t = malloc(n);
+    assert_non_null(t);
+    memcpy(t, buf, n);
+    size_t s = find_section(t, n, "virtio-queue") + 2 + 12 + 12;
+    t[s + 5 + 7] = 0x40;             /* desc's top byte */
+    fix_crc(t, n);
+    assert_int_equal(vmstate_load(&b->m, t, n, why, sizeof(why)), -EINVAL);
+    assert_non_null(strstr(why, "ring address (outside guest RAM)"));
+    assert_int_equal(gring_used_idx(&rb), 2);
+    free(t);
+    free(buf);
+    vfx_free(b);
+    vfx_free(a);
+}
+
 static uint16_t pit_read_ch0(struct fx *f)
 {
     uint8_t lo = fx_inb(f, 0x40);
@@ -368,6 +432,7 @@ int main(void)
         cmocka_unit_test(test_two_machines_independent),
         cmocka_unit_test(test_migrate_between_two),
         cmocka_unit_test(test_bad_streams),
+        cmocka_unit_test(test_virtio_migrates),
         cmocka_unit_test(test_irqchip_migrates),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
