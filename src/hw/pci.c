@@ -253,6 +253,8 @@ static void pci_vmstate_post_load(void *opaque)
     if (d->host)
         pthread_mutex_unlock(&d->host->config_lock);
     pci_intx_update(d);
+    if (d->msix)
+        pci_msix_post_load(d);
 }
 
 static const struct vmstate_desc pci_vmstate = {
@@ -262,5 +264,6 @@ static const struct vmstate_desc pci_vmstate = {
 
 int pci_device_register_vmstate(struct pci_device *d)
 {
-    return vmstate_register(d->m, &pci_vmstate, (uint32_t)d->slot, d);
+    int ret = vmstate_register(d->m, &pci_vmstate, (uint32_t)d->slot, d);
+    return ret || !d->msix ? ret : pci_msix_register_vmstate(d);
 }

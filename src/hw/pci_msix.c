@@ -11,6 +11,7 @@
 #include "hw/pci_int.h"
 #include "util/log.h"
 #include "vm/machine.h"
+#include "vm/vmstate.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -249,4 +250,50 @@ int pci_msix_init(struct pci_device *d, struct machine *m, unsigned nvectors, in
     d->wmask[cap + 3] = (MSIX_CTRL_ENABLE | MSIX_CTRL_MASKALL) >> 8;
     d->msix = x;
     return 0;
+}
+
+/* Each vector's table entry and pending bit, a section per vector (instance slot << 16 | vector):
+ * the table has no fixed size. enabled/masked follow the capability in config space, which the
+ * "pci" section carries; the accelerator's routes are remade at the next firing. */
+static const struct vmstate_field msix_vector_fields[] = {
+    VMSTATE_U32_ARRAY(struct msix_vector, entry, 4),
+    VMSTATE_BOOL(struct msix_vector, pending),
+    VMSTATE_END,
+};
+
+static int msix_vector_check(const void *live, const void *state, const char **why)
+{
+    (void)live;
+    const struct msix_vector *v = state;
+    if (v->entry[3] & ~MSIX_VECTOR_MASKED)   /* the guest can only write the mask bit */
+        return *why = "vector control", -EINVAL;
+    return 0;
+}
+
+static const struct vmstate_desc msix_vector_vmstate = {
+    .name = "msix-vector", .version = 1, .min_version = 1, .size = sizeof(struct msix_vector),
+    .fields = msix_vector_fields, .check = msix_vector_check,
+};
+
+int pci_msix_register_vmstate(struct pci_device *d)
+{
+    struct pci_msix *x = d->msix;
+    for (unsigned i = 0; i < x->n; i++) {
+        int ret = vmstate_register(x->m, &msix_vector_vmstate, (uint32_t)d->slot << 16 | i, &x->v[i]);
+        if (ret)
+            return ret;
+    }
+    return 0;
+}
+
+/* After every section is in (pci's config space too): the capability's bits, then what became
+ * deliverable. */
+void pci_msix_post_load(struct pci_device *d)
+{
+    struct pci_msix *x = d->msix;
+    pthread_mutex_lock(&x->lock);
+    for (unsigned i = 0; i < x->n; i++)
+        x->v[i].route_stale = true;
+    pthread_mutex_unlock(&x->lock);
+    pci_msix_config_written(d, x->cap + 2, 2);
 }

@@ -291,6 +291,8 @@ static void test_virtio_migrates(void **state)
     struct gring r = gring_init(&a->m, 8, 0x100000);
     vdrv_setup_queue(&d, 0, 8, r.desc, r.avail, r.used);
     vdrv_common_write(&d, 20, 15, 1);
+    vfx_mmio_write(a, d.msix + 16, 0xfee01000, 4);   /* MSI-X vector 1: address, data */
+    vfx_mmio_write(a, d.msix + 24, 0x4041, 4);
     gring_desc(&r, 0, 0x200000, 32, VIRTQ_DESC_F_WRITE, 0);
     gring_desc(&r, 1, 0x201000, 48, VIRTQ_DESC_F_WRITE, 0);
     gring_publish(&r, 0);
@@ -317,6 +319,9 @@ static void test_virtio_migrates(void **state)
         vdrv_common_write(&d, 8, sel, 4), vdrv_common_write(&e, 8, sel, 4);
         assert_int_equal(vdrv_common_read(&d, 12, 4), vdrv_common_read(&e, 12, 4));   /* driver features */
     }
+    for (unsigned off = 0; off < 32; off += 4)
+        assert_int_equal(vfx_mmio_read(b, e.msix + off, 4), vfx_mmio_read(a, d.msix + off, 4));
+    assert_int_equal(vfx_mmio_read(b, e.msix + 24, 4), 0x4041);
     /* the driver goes on in b: chain 1 comes back as the second used entry */
     struct gring rb = r;
     rb.m = &b->m;
