@@ -42,7 +42,7 @@ void vmstate_unregister_all(struct machine *m)
 }
 
 /* CRC-32 (IEEE 802.3, as zlib's): catches a stream damaged in a file or on the wire. */
-static uint32_t vms_crc32(const uint8_t *p, size_t n)
+uint32_t vmstate_crc32(const uint8_t *p, size_t n)
 {
     uint32_t c = 0xffffffffu;
     while (n--) {
@@ -217,7 +217,7 @@ int vmstate_save(struct machine *m, uint8_t **buf, size_t *len)
     uint8_t end = VMS_TAG_END;
     vms_put(&b, &end, 1);
     if (!b.err)
-        vms_put_le(&b, vms_crc32(b.p, b.len), 4);
+        vms_put_le(&b, vmstate_crc32(b.p, b.len), 4);
     if (b.err) {
         free(b.p);
         return b.err;
@@ -262,7 +262,7 @@ int vmstate_load(struct machine *m, const uint8_t *buf, size_t len, char *why, s
                        VMS_FORMAT);
         goto out;
     }
-    if (vms_get_le(buf + len - 4, 4) != vms_crc32(buf, len - 4)) {
+    if (vms_get_le(buf + len - 4, 4) != vmstate_crc32(buf, len - 4)) {
         ret = vms_fail(why, why_len, -EINVAL, "stream checksum mismatch: truncated or corrupt");
         goto out;
     }

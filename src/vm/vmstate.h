@@ -79,5 +79,8 @@ int vmstate_save(struct machine *m, uint8_t **buf, size_t *len);
  * valid, every registered device present) before any device changes. 0, or -EINVAL / -ENOENT /
  * -EPROTONOSUPPORT with why set to one line saying what is wrong (why may be NULL). */
 int vmstate_load(struct machine *m, const uint8_t *buf, size_t len, char *why, size_t why_len);
+/* The stream's checksum: CRC-32 (IEEE 802.3, zlib's crc32) of n bytes at p. For tools and
+ * tests that build streams. */
+uint32_t vmstate_crc32(const uint8_t *p, size_t n);
 
 #endif

@@ -50,17 +50,6 @@ static void fuzz_machine_create(void)
     }
 }
 
-static uint32_t crc32_ieee(const uint8_t *p, size_t n)
-{
-    uint32_t c = 0xffffffffu;
-    while (n--) {
-        c ^= *p++;
-        for (int k = 0; k < 8; k++)
-            c = (c >> 1) ^ (0xedb88320u & (0u - (c & 1)));
-    }
-    return ~c;
-}
-
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (!m.cfg) {
@@ -74,7 +63,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     size_t len = size - 1;
     memcpy(in, data + 1, len);
     if (data[0] & 1) {
-        uint32_t c = crc32_ieee(in, len);
+        uint32_t c = vmstate_crc32(in, len);
         for (int i = 0; i < 4; i++)
             in[len++] = (uint8_t)(c >> (8 * i));
     }

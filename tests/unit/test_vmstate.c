@@ -155,20 +155,9 @@ static void test_migrate_between_two(void **state)
     vfx_free(a);
 }
 
-static uint32_t crc32_ieee(const uint8_t *p, size_t n)
-{
-    uint32_t c = 0xffffffffu;
-    while (n--) {
-        c ^= *p++;
-        for (int k = 0; k < 8; k++)
-            c = (c >> 1) ^ (0xedb88320u & (0u - (c & 1)));
-    }
-    return ~c;
-}
-
 static void fix_crc(uint8_t *buf, size_t len)
 {
-    uint32_t c = crc32_ieee(buf, len - 4);
+    uint32_t c = vmstate_crc32(buf, len - 4);
     for (int i = 0; i < 4; i++)
         buf[len - 4 + i] = (uint8_t)(c >> (8 * i));
 }
