@@ -197,6 +197,9 @@ int irqchip_create(struct machine *m, int ncpus, struct irqchip **out)
     *out = c;
     return 0;
 fail_regs:
+    vmstate_unregister(c->m, c);
+    for (int i = 0; i < c->ncpus; i++)
+        vmstate_unregister(c->m, &c->cpus[i]);
     pit_unregister(c);
     ioapic_unregister(c);
     pic_unregister(c);
@@ -216,6 +219,9 @@ void irqchip_destroy(struct irqchip *c)
     ioapic_unregister(c);
     pic_unregister(c);
     pit_exit(c);
+    vmstate_unregister(c->m, c);
+    for (int i = 0; i < c->ncpus; i++)
+        vmstate_unregister(c->m, &c->cpus[i]);
     pthread_mutex_destroy(&c->lock);
     free(c->cpus);
     free(c);

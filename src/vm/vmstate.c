@@ -32,6 +32,19 @@ int vmstate_register(struct machine *m, const struct vmstate_desc *d, uint32_t i
     return 0;
 }
 
+void vmstate_unregister(struct machine *m, const void *opaque)
+{
+    for (struct vmstate_entry **pp = &m->vmstate; *pp;) {
+        struct vmstate_entry *e = *pp;
+        if (e->opaque == opaque) {
+            *pp = e->next;
+            free(e);
+        } else {
+            pp = &e->next;
+        }
+    }
+}
+
 void vmstate_unregister_all(struct machine *m)
 {
     while (m->vmstate) {

@@ -70,6 +70,8 @@ struct vmstate_entry {
 /* Adds a device's state to what m saves and loads. (name, instance) must be new: -EEXIST.
  * 0 or -ENOMEM. The entry lives until machine_destroy. */
 int vmstate_register(struct machine *m, const struct vmstate_desc *d, uint32_t instance, void *opaque);
+/* Drops every section registered with opaque: a part destroyed before its machine. */
+void vmstate_unregister(struct machine *m, const void *opaque);
 void vmstate_unregister_all(struct machine *m);
 
 /* Writes every registered device's state; *buf is malloc'd, the caller frees it. 0 or -errno. */

@@ -9,7 +9,6 @@
 #include "hw/bus.h"
 #include "hw/irqchip_int.h"
 #include "vm/machine.h"
-#include "vm/vmstate.h"
 
 #define FX_MAX_CPUS 4
 
@@ -55,7 +54,6 @@ static inline struct fx *fx_new(int ncpus)
 static inline void fx_free(struct fx *f)
 {
     irqchip_destroy(f->c);
-    vmstate_unregister_all(&f->m);
     bus_destroy(&f->m.pio);
     bus_destroy(&f->m.mmio);
     free(f);
