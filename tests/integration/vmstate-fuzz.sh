@@ -17,11 +17,13 @@ mkdir -p "$obj"
 cflags=(-g -O1 -std=gnu11 -D_GNU_SOURCE -Isrc -fsanitize=fuzzer-no-link,address,undefined
         -fno-sanitize-recover=undefined -fno-omit-frame-pointer -Wno-gnu-variable-sized-type-not-at-end)
 srcs=$(cd "$TOP" && find src -name '*.c' ! -path 'src/tools/*' | sort)
-newest=$(cd "$TOP" && ls -t $srcs $(find src -name '*.h') tests/fuzz/fuzz_vmstate.c | head -n 1)
+newest_h=$(cd "$TOP" && ls -t $(find src -name '*.h') | head -n 1)
+newest=$(cd "$TOP" && ls -t $srcs "$newest_h" tests/fuzz/fuzz_vmstate.c | head -n 1)
 if [ ! -x "$bin" ] || [ "$TOP/$newest" -nt "$bin" ]; then
-  # the whole library, two compilers at a time (the machine's limit)
+  # the whole library, two compilers at a time (the machine's limit); an object is kept while
+  # it is newer than its source and every header
   if ! (cd "$TOP" && printf '%s\n' $srcs tests/fuzz/fuzz_vmstate.c |
-        xargs -P2 -I{} sh -c 'o='"$obj"'/$(echo {} | tr / _).o; [ -f "$o" ] && [ "$o" -nt {} ] && [ "$o" -nt src/vm/machine.h ] || clang '"${cflags[*]}"' -c {} -o "$o"' &&
+        xargs -P2 -I{} sh -c 'o='"$obj"'/$(echo {} | tr / _).o; [ -f "$o" ] && [ "$o" -nt {} ] && [ "$o" -nt '"$newest_h"' ] || clang '"${cflags[*]}"' -c {} -o "$o"' &&
         clang -fsanitize=fuzzer,address,undefined "$obj"/*.o -o "$bin" -lz -lzstd -lcrypto -lseccomp -lpthread -lm) \
         >"$TMP/build.log" 2>&1; then
     if grep -q "fuzzer" "$TMP/build.log" && ! ls /usr/lib/llvm-*/lib/clang/*/lib/linux/libclang_rt.fuzzer-x86_64.a >/dev/null 2>&1; then

@@ -11,8 +11,11 @@
 
 #include <errno.h>
 
+#include "accel/emu/cpu.h"
+#include "accel/emu/emu.h"
 #include "hw/pci.h"
 #include "vm/acpi.h"
+#include "vm/vcpu.h"
 #include "vm/vmstate.h"
 #include "virtio_fixture.h"
 #include "irqchip_fixture.h"
@@ -420,6 +423,72 @@ static void test_irqchip_migrates(void **state)
     fx_free(a);
 }
 
+/* A machine under the tcg accelerator: real vCPUs (never run) and the user-space irqchip. */
+static struct vfx *tcg_machine(void)
+{
+    struct vfx *f = vfx_new_ram(NULL, 16 << 20);   /* for its bios file and config */
+    machine_destroy(&f->m);
+    f->cfg.accel = &accel_tcg;
+    f->cfg.ncpus = 2;
+    FILE *b = fopen(f->bios, "wb");
+    assert_non_null(b);
+    for (int i = 0; i < 65536; i++)
+        fputc(0xf4, b);
+    fclose(b);
+    assert_int_equal(machine_create(&f->m, &f->cfg), 0);
+    return f;
+}
+
+/* The software CPUs' registers (general, flags, segments, control, MSRs, x87, SSE) travel. */
+static void test_tcg_cpu_migrates(void **state)
+{
+    (void)state;
+    struct vfx *a = tcg_machine(), *b = tcg_machine();
+    struct cpu_state s;
+    cpu_state_reset(&s, true);
+    for (int i = 0; i < 16; i++)
+        s.gpr[i] = 0x1111111111111111ull * (uint64_t)(i + 1);
+    s.rip = 0x100234;
+    s.rflags = 0x2c7;                  /* CF PF ZF SF, IF */
+    s.cr0 = 0x11;
+    s.seg[SEG_CS] = cpu_segment_flat(0x10, 0xb, false);
+    s.seg[SEG_DS] = s.seg[SEG_SS] = s.seg[SEG_ES] = cpu_segment_flat(0x18, 0x3, false);
+    s.gdt = (struct cpu_table){ 0x5000, 0x27 };
+    s.cr3 = 0x9000;
+    struct cpu *ca = a->m.vcpus[1].accel_data;
+    emu_cpu_set_state(ca, &s);
+    ca->fpu.st[3] = 3.25L;
+    ca->fpu.top = 5;
+    ca->fpu.fcw = 0x27f;
+    ca->xmm[7].q[1] = 0xfeedfacecafebeefull;
+    ca->mxcsr = 0x1f80 | 0x3f;
+    ca->lstar = 0xffffffff81000000ull;
+    uint8_t *buf = NULL;
+    size_t n = 0;
+    assert_int_equal(vmstate_save(&a->m, &buf, &n), 0);
+    char why[200] = "";
+    assert_int_equal(vmstate_load(&b->m, buf, n, why, sizeof(why)), 0);
+    for (int i = 0; i < 2; i++) {
+        struct cpu_state sa, sb;
+        emu_cpu_get_state(a->m.vcpus[i].accel_data, &sa);
+        emu_cpu_get_state(b->m.vcpus[i].accel_data, &sb);
+        assert_memory_equal(&sa, &sb, sizeof(sa));
+    }
+    struct cpu *cb = b->m.vcpus[1].accel_data;
+    assert_int_equal(cb->r[R_R15], 0x1111111111111111ull * 16);
+    assert_int_equal(cb->rip, 0x100234);
+    assert_true(cb->fpu.st[3] == 3.25L);
+    assert_int_equal(cb->fpu.top, 5);
+    assert_int_equal(cb->fpu.fcw, 0x27f);
+    assert_int_equal(cb->xmm[7].q[1], 0xfeedfacecafebeefull);
+    assert_int_equal(cb->mxcsr, 0x1f80 | 0x3f);
+    assert_int_equal(cb->lstar, 0xffffffff81000000ull);
+    assert_int_equal(cb->csz, 4);         /* the mode was re-derived: 32-bit code */
+    free(buf);
+    vfx_free(b);
+    vfx_free(a);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -428,6 +497,7 @@ int main(void)
         cmocka_unit_test(test_bad_streams),
         cmocka_unit_test(test_virtio_migrates),
         cmocka_unit_test(test_irqchip_migrates),
+        cmocka_unit_test(test_tcg_cpu_migrates),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
