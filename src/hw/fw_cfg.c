@@ -4,7 +4,6 @@
  * fw_cfg_dma_transfer), never as an access outside guest RAM. */
 #include "hw/fw_cfg.h"
 
-#include "accel/accel.h"
 #include "util/log.h"
 #include "vm/machine.h"
 
@@ -172,8 +171,7 @@ static uint8_t fw_cfg_next_byte(struct fw_cfg *f)
 /* Writes that reach guest RAM behind the CPUs: an emulator drops code translated from there. */
 static void fw_cfg_dma_wrote(struct fw_cfg *f, uint64_t gpa, uint64_t len)
 {
-    if (len && f->m->accel && f->m->accel->mem_written)
-        f->m->accel->mem_written(f->m, gpa, len);
+    machine_note_dirty(f->m, gpa, len);
 }
 
 static int fw_cfg_dma_zero(struct fw_cfg *f, uint64_t gpa, uint64_t len)

@@ -6,7 +6,6 @@
  * the same read-only region the whole time, only its bytes change. */
 #include "hw/i440fx.h"
 
-#include "accel/accel.h"
 #include "hw/pci.h"
 #include "util/log.h"
 #include "vm/firmware.h"
@@ -65,8 +64,7 @@ static void pam_switch_segment(struct i440fx *x, int s, uint8_t old, uint8_t now
     } else {
         memset(view_at(m, base), 0xff, size);   /* PCI: no option ROM answers there */
     }
-    if (m->accel && m->accel->mem_written)
-        m->accel->mem_written(m, base, size);
+    machine_note_dirty(m, base, size);
 }
 
 static void i440fx_config_written(struct pci_device *d, unsigned off, unsigned size)
@@ -101,8 +99,7 @@ static void pam_write(void *opaque, uint64_t off, const void *data, unsigned siz
             memcpy(m->ram + addr, src + i, n);
             if (x->attr[s] & PAM_RE) {
                 memcpy(view_at(m, addr), src + i, n);
-                if (m->accel && m->accel->mem_written)
-                    m->accel->mem_written(m, addr, n);
+                machine_note_dirty(m, addr, n);
             }
         }
         i += n;

@@ -9,6 +9,7 @@
 #include "hw/bus.h"
 #include "util/log.h"
 #include "vm/machine.h"
+#include "vm/vmstate.h"
 
 #define IOAPIC_VERSION   0x11
 #define RTE_VECTOR       0xffull
@@ -178,4 +179,20 @@ int ioapic_register(struct irqchip *c)
 void ioapic_unregister(struct irqchip *c)
 {
     bus_unregister(&c->m->mmio, IOAPIC_BASE, c);
+}
+
+static const struct vmstate_field ioapic_fields[] = {
+    VMSTATE_U32(struct irqchip, ioapic.id), VMSTATE_U32(struct irqchip, ioapic.sel),
+    VMSTATE_U64_ARRAY(struct irqchip, ioapic.redtbl, IOAPIC_PINS),
+    VMSTATE_U32(struct irqchip, ioapic.irr), VMSTATE_U32(struct irqchip, ioapic.level),
+    VMSTATE_END,
+};
+
+static const struct vmstate_desc ioapic_vmstate = {
+    .name = "ioapic", .version = 1, .min_version = 1, .size = sizeof(struct irqchip), .fields = ioapic_fields,
+};
+
+int ioapic_register_vmstate(struct irqchip *c)
+{
+    return vmstate_register(c->m, &ioapic_vmstate, 0, c);
 }

@@ -8,6 +8,7 @@
 #include "util/clock.h"
 #include "util/log.h"
 #include "vm/machine.h"
+#include "vm/vmstate.h"
 
 void irqchip_lock(struct irqchip *c)
 {
@@ -99,6 +100,51 @@ void irqchip_set_clock(struct irqchip *c, uint64_t (*now)(void))
     c->now = now;
 }
 
+/* The clock the state was saved at and the arbitration rotor; the parts' own sections follow. */
+static const struct vmstate_field irqchip_fields[] = {
+    VMSTATE_U64(struct irqchip, saved_now),
+    VMSTATE_U32(struct irqchip, lowest_rr),
+    VMSTATE_END,
+};
+
+static void irqchip_pre_save(void *opaque)
+{
+    struct irqchip *c = opaque;
+    c->saved_now = c->now();
+}
+
+static int irqchip_vmstate_check(const void *live, const void *state, const char **why)
+{
+    const struct irqchip *c = live, *s = state;
+    if (s->lowest_rr >= (unsigned)c->ncpus)
+        return *why = "lowest_rr", -EINVAL;
+    return 0;
+}
+
+static const struct vmstate_desc irqchip_vmstate = {
+    .name = "irqchip", .version = 1, .min_version = 1, .size = sizeof(struct irqchip),
+    .fields = irqchip_fields, .pre_save = irqchip_pre_save, .check = irqchip_vmstate_check,
+};
+
+uint64_t irqchip_clock_shift(const struct irqchip *c)
+{
+    return c->now() - c->saved_now;   /* modulo 2^64: a later host clock or an earlier one */
+}
+
+static int irqchip_register_vmstate(struct irqchip *c)
+{
+    int ret = vmstate_register(c->m, &irqchip_vmstate, 0, c);
+    if (!ret)
+        ret = pic_register_vmstate(c);
+    if (!ret)
+        ret = ioapic_register_vmstate(c);
+    if (!ret)
+        ret = pit_register_vmstate(c);
+    if (!ret)
+        ret = lapic_register_vmstate(c);
+    return ret;
+}
+
 int irqchip_create(struct machine *m, int ncpus, struct irqchip **out)
 {
     /* Kicks and IPI targets are 64-bit masks. */
@@ -146,8 +192,18 @@ int irqchip_create(struct machine *m, int ncpus, struct irqchip **out)
         pit_exit(c);
         goto fail;
     }
+    if ((ret = irqchip_register_vmstate(c)))
+        goto fail_regs;
     *out = c;
     return 0;
+fail_regs:
+    vmstate_unregister(c->m, c);
+    for (int i = 0; i < c->ncpus; i++)
+        vmstate_unregister(c->m, &c->cpus[i]);
+    pit_unregister(c);
+    ioapic_unregister(c);
+    pic_unregister(c);
+    pit_exit(c);
 fail:
     pthread_mutex_destroy(&c->lock);
     free(c->cpus);
@@ -163,6 +219,9 @@ void irqchip_destroy(struct irqchip *c)
     ioapic_unregister(c);
     pic_unregister(c);
     pit_exit(c);
+    vmstate_unregister(c->m, c);
+    for (int i = 0; i < c->ncpus; i++)
+        vmstate_unregister(c->m, &c->cpus[i]);
     pthread_mutex_destroy(&c->lock);
     free(c->cpus);
     free(c);

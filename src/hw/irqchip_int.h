@@ -104,6 +104,7 @@ struct irqchip {
     struct pit pit;
     int ncpus;
     unsigned lowest_rr;         /* rotates lowest-priority arbitration among equals */
+    uint64_t saved_now;         /* the clock when the state was saved: timers move by now - it */
     struct lapic *cpus;
 };
 
@@ -150,6 +151,15 @@ int pit_init(struct irqchip *c);
 void pit_exit(struct irqchip *c);
 int pit_register(struct irqchip *c);
 void pit_unregister(struct irqchip *c);
+
+/* Device state (vm/vmstate.h): each part registers its description; the "irqchip" section
+ * goes first and carries the clock, so the parts' timers can be moved to the loading host's. */
+int pic_register_vmstate(struct irqchip *c);
+int ioapic_register_vmstate(struct irqchip *c);
+int pit_register_vmstate(struct irqchip *c);
+int lapic_register_vmstate(struct irqchip *c);
+/* How far the clock moved between save and load (0 when not loading). */
+uint64_t irqchip_clock_shift(const struct irqchip *c);
 
 /* --- for unit tests --- */
 /* Replaces the clock every controller reads (not thread-safe: before any use). */

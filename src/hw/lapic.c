@@ -8,6 +8,7 @@
 
 #include "util/log.h"
 #include "vm/machine.h"
+#include "vm/vmstate.h"
 
 #define APIC_BASE_BSP   (1ull << 8)
 #define APIC_BASE_EXTD  (1ull << 10)
@@ -690,4 +691,60 @@ int lapic_ack_interrupt(struct lapic *l)
     if (v >= 0)
         log_debug(LOG_INT, "lapic %d: interrupt %#x", l->index, v);
     return v;
+}
+
+/* One section per CPU (instance = its index). Times move with the clock as the PIT's do; the
+ * TSC deadline is in TSC units, which tsc_ns0 keeps continuous. */
+static const struct vmstate_field lapic_fields[] = {
+    VMSTATE_U64(struct lapic, base), VMSTATE_U32(struct lapic, id), VMSTATE_U32(struct lapic, tpr),
+    VMSTATE_U32(struct lapic, ldr), VMSTATE_U32(struct lapic, dfr), VMSTATE_U32(struct lapic, svr),
+    VMSTATE_U32_ARRAY(struct lapic, irr, 8), VMSTATE_U32_ARRAY(struct lapic, isr, 8),
+    VMSTATE_U32_ARRAY(struct lapic, tmr, 8), VMSTATE_U32(struct lapic, esr),
+    VMSTATE_U32(struct lapic, esr_pending), VMSTATE_U32(struct lapic, icr_lo), VMSTATE_U32(struct lapic, icr_hi),
+    VMSTATE_U32_ARRAY(struct lapic, lvt, LVT_NUM), VMSTATE_U32(struct lapic, dcr),
+    VMSTATE_U32(struct lapic, initial_count), VMSTATE_U64(struct lapic, timer_start_ns),
+    VMSTATE_U64(struct lapic, timer_period_ns), VMSTATE_U64(struct lapic, tsc_deadline),
+    VMSTATE_U64(struct lapic, tsc_hz), VMSTATE_U64(struct lapic, tsc_ns0), VMSTATE_U64(struct lapic, tsc0),
+    VMSTATE_BOOL(struct lapic, nmi_pending), VMSTATE_BOOL(struct lapic, extint_pending),
+    VMSTATE_U64(struct lapic, timer_deadline),
+    VMSTATE_END,
+};
+
+static int lapic_vmstate_check(const void *live, const void *state, const char **why)
+{
+    const struct lapic *l = live, *s = state;
+    if (!l->tsc_hz != !s->tsc_hz)
+        return *why = "tsc_hz", -EINVAL;
+    return 0;
+}
+
+static void lapic_post_load(void *opaque)
+{
+    struct lapic *l = opaque;
+    struct irqchip *c = l->c;
+    uint64_t shift = irqchip_clock_shift(c);
+    struct irq_work w = { 0 };
+    irqchip_lock(c);
+    l->timer_start_ns += shift;
+    l->tsc_ns0 += shift;
+    uint64_t dl = atomic_load(&l->timer_deadline);
+    if (dl != UINT64_MAX)
+        lapic_timer_arm(l, dl + shift);
+    lapic_update(l, &w, true);
+    irqchip_unlock(c, &w);
+}
+
+static const struct vmstate_desc lapic_vmstate = {
+    .name = "lapic", .version = 1, .min_version = 1, .size = sizeof(struct lapic), .fields = lapic_fields,
+    .check = lapic_vmstate_check, .post_load = lapic_post_load,
+};
+
+int lapic_register_vmstate(struct irqchip *c)
+{
+    for (int i = 0; i < c->ncpus; i++) {
+        int ret = vmstate_register(c->m, &lapic_vmstate, (uint32_t)i, &c->cpus[i]);
+        if (ret)
+            return ret;
+    }
+    return 0;
 }

@@ -5,6 +5,7 @@
 #include "hw/pci_msix.h"
 #include "util/log.h"
 #include "vm/machine.h"
+#include "vm/vmstate.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -218,4 +219,51 @@ int pci_parse_addr(const char *s)
             return -EINVAL;
     }
     return *end ? -EINVAL : (int)slot;
+}
+
+/* Config space carries the BAR placement, command register and capabilities; the mappings and
+ * the INTx line are re-derived from it. MSI-X tables are the MSI-X state's. */
+static const struct vmstate_field pci_fields[] = {
+    VMSTATE_U8_ARRAY(struct pci_device, config, PCI_CONFIG_SIZE),
+    VMSTATE_BOOL(struct pci_device, intx_level),
+    VMSTATE_END,
+};
+
+/* What the guest cannot write (IDs, class, BAR type bits) must be what this device has: a stream
+ * from another device in that slot is refused, not loaded. The status register's interrupt bit
+ * follows intx_level and is rebuilt. */
+static int pci_vmstate_check(const void *live, const void *state, const char **why)
+{
+    const struct pci_device *d = live, *s = state;
+    for (unsigned i = 0; i < PCI_CONFIG_SIZE; i++) {
+        if (i == PCI_STATUS)
+            continue;
+        if ((s->config[i] ^ d->config[i]) & ~(d->wmask[i] | d->w1cmask[i]))
+            return *why = "read-only config space (another device in this slot?)", -EINVAL;
+    }
+    return 0;
+}
+
+static void pci_vmstate_post_load(void *opaque)
+{
+    struct pci_device *d = opaque;
+    if (d->host)
+        pthread_mutex_lock(&d->host->config_lock);
+    pci_device_update_mappings(d);
+    if (d->host)
+        pthread_mutex_unlock(&d->host->config_lock);
+    pci_intx_update(d);
+    if (d->msix)
+        pci_msix_post_load(d);
+}
+
+static const struct vmstate_desc pci_vmstate = {
+    .name = "pci", .version = 1, .min_version = 1, .size = sizeof(struct pci_device), .fields = pci_fields,
+    .check = pci_vmstate_check, .post_load = pci_vmstate_post_load,
+};
+
+int pci_device_register_vmstate(struct pci_device *d)
+{
+    int ret = vmstate_register(d->m, &pci_vmstate, (uint32_t)d->slot, d);
+    return ret || !d->msix ? ret : pci_msix_register_vmstate(d);
 }

@@ -14,24 +14,9 @@
 #define CONFIG_DATA_PORT    0xcfc
 #define CONFIG_ENABLE       0x80000000u
 
-/* A device has no back pointer from the machine, so the host of each live machine is kept here.
- * A process has one machine at a time (tests may have a few). */
-#define MAX_HOSTS 8
-static struct {
-    struct machine *m;
-    struct pci_host *h;
-} hosts[MAX_HOSTS];
-static pthread_mutex_t hosts_lock = PTHREAD_MUTEX_INITIALIZER;
-
 struct pci_host *pci_host_of(struct machine *m)
 {
-    struct pci_host *h = NULL;
-    pthread_mutex_lock(&hosts_lock);
-    for (int i = 0; i < MAX_HOSTS; i++)
-        if (hosts[i].m == m)
-            h = hosts[i].h;
-    pthread_mutex_unlock(&hosts_lock);
-    return h;
+    return m->pci_host;
 }
 
 struct pci_device *pci_host_device(struct pci_host *h, int slot)
@@ -140,11 +125,8 @@ static void window_write(void *opaque, uint64_t off, const void *data, unsigned 
 static void pci_host_free(void *opaque)
 {
     struct pci_host *h = opaque;
-    pthread_mutex_lock(&hosts_lock);
-    for (int i = 0; i < MAX_HOSTS; i++)
-        if (hosts[i].h == h)
-            hosts[i].m = NULL, hosts[i].h = NULL;
-    pthread_mutex_unlock(&hosts_lock);
+    if (h->m->pci_host == h)
+        h->m->pci_host = NULL;
     bus_destroy(&h->window);
     pthread_mutex_destroy(&h->config_lock);
     free(h);
@@ -158,19 +140,12 @@ int pci_host_create(struct machine *m)
     h->m = m;
     pthread_mutex_init(&h->config_lock, NULL);
     bus_init(&h->window, "pci");
-    pthread_mutex_lock(&hosts_lock);
-    int slot = -1;
-    for (int i = 0; i < MAX_HOSTS && slot < 0; i++)
-        if (!hosts[i].m)
-            slot = i;
-    if (slot >= 0)
-        hosts[slot].m = m, hosts[slot].h = h;
-    pthread_mutex_unlock(&hosts_lock);
-    if (slot < 0) {
+    if (m->pci_host) {
         bus_destroy(&h->window);
         free(h);
-        return -ENOSPC;
+        return -EEXIST;
     }
+    m->pci_host = h;
     if (machine_add_cleanup(m, pci_host_free, h))
         return -ENOMEM;
     /* The Red Hat "QEMU PCIe host bridge" IDs: no chipset quirks in any guest. */
@@ -292,7 +267,7 @@ int pci_register_device(struct machine *m, struct pci_device *d, int slot)
     if (d->config[PCI_INTERRUPT_PIN])
         d->config[PCI_INTERRUPT_LINE] = (uint8_t)d->gsi;
     h->dev[slot] = d;
-    return 0;
+    return pci_device_register_vmstate(d);
 }
 
 static int pci_host_init(struct machine *m)

@@ -16,6 +16,8 @@ struct pci_host {
 
 /* Re-registers d's BARs in the window after a command or BAR write. Config lock held. */
 void pci_device_update_mappings(struct pci_device *d);
+/* Adds the device's config space to its machine's saved state (section "pci", instance = slot). */
+int pci_device_register_vmstate(struct pci_device *d);
 /* Removes every mapping of d (at teardown). */
 void pci_device_unmap_all(struct pci_device *d);
 

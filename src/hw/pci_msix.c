@@ -8,11 +8,10 @@
  * Otherwise the message goes through accel send_msi, or the user-space APICs (tcg). */
 #include "hw/pci_msix.h"
 
-#include "accel/accel.h"
-#include "hw/irqchip.h"
 #include "hw/pci_int.h"
 #include "util/log.h"
 #include "vm/machine.h"
+#include "vm/vmstate.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -47,13 +46,7 @@ struct pci_msix {
 
 int pci_msi_send(struct machine *m, uint64_t addr, uint32_t data)
 {
-    if (m->accel && m->accel->send_msi)
-        return m->accel->send_msi(m, addr, data);
-    if (m->irqchip) {
-        irqchip_send_msi(m->irqchip, addr, data);
-        return 0;
-    }
-    return -ENODEV;
+    return machine_send_msi(m, addr, data);
 }
 
 static uint64_t msix_addr(const struct msix_vector *v)
@@ -64,18 +57,17 @@ static uint64_t msix_addr(const struct msix_vector *v)
 static int msix_irqfd_setup(struct pci_msix *x, struct msix_vector *v)
 {
     struct machine *m = x->m;
-    const struct accel_ops *a = m->accel;
     int fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (fd < 0)
         return -errno;
-    int route = a->msi_route(m, -1, msix_addr(v), v->entry[2]);
+    int route = machine_msi_route(m, -1, msix_addr(v), v->entry[2]);
     if (route < 0) {
         close(fd);
         return route;
     }
-    int ret = a->irqfd(m, fd, route, true);
+    int ret = machine_irqfd(m, fd, route, true);
     if (ret) {
-        a->msi_route_free(m, route);
+        machine_msi_route_free(m, route);
         close(fd);
         return ret;
     }
@@ -90,12 +82,11 @@ static int msix_irqfd_setup(struct pci_msix *x, struct msix_vector *v)
 static void msix_fire(struct pci_msix *x, struct msix_vector *v)
 {
     struct machine *m = x->m;
-    const struct accel_ops *a = m->accel;
-    if (a && a->msi_route && a->irqfd && !x->irqfd_broken) {
+    if (machine_has_irqfd(m) && !x->irqfd_broken) {
         int ret = 0;
         if (v->irqfd < 0)
             ret = msix_irqfd_setup(x, v);
-        else if (v->route_stale && (ret = a->msi_route(m, v->route, msix_addr(v), v->entry[2])) >= 0)
+        else if (v->route_stale && (ret = machine_msi_route(m, v->route, msix_addr(v), v->entry[2])) >= 0)
             v->route_stale = false, ret = 0;
         if (!ret) {
             uint64_t one = 1;
@@ -220,8 +211,8 @@ static void pci_msix_free(void *opaque)
         struct msix_vector *v = &x->v[i];
         if (v->irqfd < 0)
             continue;
-        m->accel->irqfd(m, v->irqfd, v->route, false);
-        m->accel->msi_route_free(m, v->route);
+        machine_irqfd(m, v->irqfd, v->route, false);
+        machine_msi_route_free(m, v->route);
         close(v->irqfd);
     }
     pthread_mutex_destroy(&x->lock);
@@ -259,4 +250,50 @@ int pci_msix_init(struct pci_device *d, struct machine *m, unsigned nvectors, in
     d->wmask[cap + 3] = (MSIX_CTRL_ENABLE | MSIX_CTRL_MASKALL) >> 8;
     d->msix = x;
     return 0;
+}
+
+/* Each vector's table entry and pending bit, a section per vector (instance slot << 16 | vector):
+ * the table has no fixed size. enabled/masked follow the capability in config space, which the
+ * "pci" section carries; the accelerator's routes are remade at the next firing. */
+static const struct vmstate_field msix_vector_fields[] = {
+    VMSTATE_U32_ARRAY(struct msix_vector, entry, 4),
+    VMSTATE_BOOL(struct msix_vector, pending),
+    VMSTATE_END,
+};
+
+static int msix_vector_check(const void *live, const void *state, const char **why)
+{
+    (void)live;
+    const struct msix_vector *v = state;
+    if (v->entry[3] & ~MSIX_VECTOR_MASKED)   /* the guest can only write the mask bit */
+        return *why = "vector control", -EINVAL;
+    return 0;
+}
+
+static const struct vmstate_desc msix_vector_vmstate = {
+    .name = "msix-vector", .version = 1, .min_version = 1, .size = sizeof(struct msix_vector),
+    .fields = msix_vector_fields, .check = msix_vector_check,
+};
+
+int pci_msix_register_vmstate(struct pci_device *d)
+{
+    struct pci_msix *x = d->msix;
+    for (unsigned i = 0; i < x->n; i++) {
+        int ret = vmstate_register(x->m, &msix_vector_vmstate, (uint32_t)d->slot << 16 | i, &x->v[i]);
+        if (ret)
+            return ret;
+    }
+    return 0;
+}
+
+/* After every section is in (pci's config space too): the capability's bits, then what became
+ * deliverable. */
+void pci_msix_post_load(struct pci_device *d)
+{
+    struct pci_msix *x = d->msix;
+    pthread_mutex_lock(&x->lock);
+    for (unsigned i = 0; i < x->n; i++)
+        x->v[i].route_stale = true;
+    pthread_mutex_unlock(&x->lock);
+    pci_msix_config_written(d, x->cap + 2, 2);
 }

@@ -23,6 +23,11 @@ void pci_msix_notify(struct pci_device *d, unsigned vector);
 /* The capability registers changed (pci.c calls this from its config write path). */
 void pci_msix_config_written(struct pci_device *d, unsigned off, unsigned size);
 
+/* Device state (vm/vmstate.h): the table and pending bits as sections of d's machine, and the
+ * enable bits re-read from config space after a load (pci.c calls both). */
+int pci_msix_register_vmstate(struct pci_device *d);
+void pci_msix_post_load(struct pci_device *d);
+
 /* One message-signalled interrupt, by whatever path the accelerator offers. 0 or -errno. */
 int pci_msi_send(struct machine *m, uint64_t addr, uint32_t data);
 

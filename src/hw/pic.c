@@ -3,9 +3,12 @@
  * registers (ELCR) at 0x4d0/0x4d1. The master's output is the BSP's LINT0. */
 #include "hw/irqchip_int.h"
 
+#include <errno.h>
+
 #include "hw/bus.h"
 #include "util/log.h"
 #include "vm/machine.h"
+#include "vm/vmstate.h"
 
 #define PIC_CASCADE 2
 
@@ -297,4 +300,56 @@ void pic_unregister(struct irqchip *c)
     bus_unregister(&c->m->pio, 0x20, c);
     bus_unregister(&c->m->pio, 0xa0, c);
     bus_unregister(&c->m->pio, 0x4d0, c);
+}
+
+/* Both chips' registers and the INTR line; elcr_mask is the board's wiring, not state. */
+static const struct vmstate_field pic_chip_fields[] = {
+    VMSTATE_U8(struct pic_chip, irr), VMSTATE_U8(struct pic_chip, isr), VMSTATE_U8(struct pic_chip, imr),
+    VMSTATE_U8(struct pic_chip, last_irr), VMSTATE_U8(struct pic_chip, elcr),
+    VMSTATE_U8(struct pic_chip, priority_add), VMSTATE_U8(struct pic_chip, irq_base),
+    VMSTATE_U8(struct pic_chip, init_state), VMSTATE_BOOL(struct pic_chip, read_isr),
+    VMSTATE_BOOL(struct pic_chip, poll), VMSTATE_BOOL(struct pic_chip, auto_eoi),
+    VMSTATE_BOOL(struct pic_chip, rotate_on_aeoi), VMSTATE_BOOL(struct pic_chip, sfnm),
+    VMSTATE_BOOL(struct pic_chip, init4), VMSTATE_BOOL(struct pic_chip, single),
+    VMSTATE_END,
+};
+
+static const struct vmstate_field pic_fields[] = {
+    VMSTATE_STRUCT_ARRAY(struct irqchip, pic.chip, 2, pic_chip_fields, struct pic_chip),
+    VMSTATE_BOOL(struct irqchip, pic.output),
+    VMSTATE_END,
+};
+
+static int pic_vmstate_check(const void *live, const void *state, const char **why)
+{
+    const struct irqchip *c = live, *s = state;
+    for (int i = 0; i < 2; i++) {
+        const struct pic_chip *p = &s->pic.chip[i];
+        if (p->init_state > 3)
+            return *why = "init_state", -EINVAL;
+        if (p->priority_add > 7)
+            return *why = "priority_add", -EINVAL;
+        if (p->elcr & ~c->pic.chip[i].elcr_mask)
+            return *why = "elcr", -EINVAL;
+    }
+    return 0;
+}
+
+static void pic_post_load(void *opaque)
+{
+    struct irqchip *c = opaque;
+    struct irq_work w = { 0 };
+    irqchip_lock(c);
+    pic_update(c, &w);
+    irqchip_unlock(c, &w);
+}
+
+static const struct vmstate_desc pic_vmstate = {
+    .name = "pic", .version = 1, .min_version = 1, .size = sizeof(struct irqchip), .fields = pic_fields,
+    .check = pic_vmstate_check, .post_load = pic_post_load,
+};
+
+int pic_register_vmstate(struct irqchip *c)
+{
+    return vmstate_register(c->m, &pic_vmstate, 0, c);
 }

@@ -18,6 +18,7 @@
 #include "util/evloop.h"
 #include "util/log.h"
 #include "vm/machine.h"
+#include "vm/vmstate.h"
 
 #define PIT_HZ 1193182u
 #define RW_LSB 1
@@ -380,4 +381,61 @@ void pit_unregister(struct irqchip *c)
 {
     bus_unregister(&c->m->pio, 0x40, c);
     bus_unregister(&c->m->pio, 0x61, c);
+}
+
+/* Times are the saving host's clock; post_load moves them by how far the clock moved
+ * (irqchip_clock_shift), so a count keeps running from where it was. */
+static const struct vmstate_field pit_channel_fields[] = {
+    VMSTATE_U32(struct pit_channel, count), VMSTATE_U64(struct pit_channel, load_ns),
+    VMSTATE_BOOL(struct pit_channel, loaded), VMSTATE_BOOL(struct pit_channel, counting),
+    VMSTATE_U8(struct pit_channel, mode), VMSTATE_U8(struct pit_channel, rw), VMSTATE_U8(struct pit_channel, bcd),
+    VMSTATE_U8(struct pit_channel, read_state), VMSTATE_U8(struct pit_channel, write_state),
+    VMSTATE_U8(struct pit_channel, write_lsb), VMSTATE_BOOL(struct pit_channel, gate),
+    VMSTATE_U16(struct pit_channel, latched), VMSTATE_U8(struct pit_channel, latch_state),
+    VMSTATE_BOOL(struct pit_channel, status_latched), VMSTATE_U8(struct pit_channel, status),
+    VMSTATE_END,
+};
+
+static const struct vmstate_field pit_fields[] = {
+    VMSTATE_STRUCT_ARRAY(struct irqchip, pit.ch, 3, pit_channel_fields, struct pit_channel),
+    VMSTATE_U8(struct irqchip, pit.port61),
+    VMSTATE_END,
+};
+
+static int pit_vmstate_check(const void *live, const void *state, const char **why)
+{
+    (void)live;
+    const struct irqchip *s = state;
+    for (int i = 0; i < 3; i++) {
+        const struct pit_channel *ch = &s->pit.ch[i];
+        /* count divides elapsed ticks: 0 would be a division by zero */
+        if (!ch->count || ch->count > 0x10000)
+            return *why = "count", -EINVAL;
+        if (ch->mode > 5 || ch->rw > RW_WORD || ch->bcd > 1)
+            return *why = "mode", -EINVAL;
+        if (ch->read_state > RW_WORD_MSB || ch->write_state > RW_WORD_MSB || ch->latch_state > RW_WORD_MSB)
+            return *why = "access state", -EINVAL;
+    }
+    return 0;
+}
+
+static void pit_post_load(void *opaque)
+{
+    struct irqchip *c = opaque;
+    uint64_t shift = irqchip_clock_shift(c);
+    irqchip_lock(c);
+    for (int i = 0; i < 3; i++)
+        c->pit.ch[i].load_ns += shift;
+    pit_irq_rearm(c, c->now());
+    irqchip_unlock(c, NULL);
+}
+
+static const struct vmstate_desc pit_vmstate = {
+    .name = "pit", .version = 1, .min_version = 1, .size = sizeof(struct irqchip), .fields = pit_fields,
+    .check = pit_vmstate_check, .post_load = pit_post_load,
+};
+
+int pit_register_vmstate(struct irqchip *c)
+{
+    return vmstate_register(c->m, &pit_vmstate, 0, c);
 }

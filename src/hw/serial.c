@@ -4,6 +4,7 @@
 #include "util/clock.h"
 #include "util/log.h"
 #include "vm/machine.h"
+#include "vm/vmstate.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -50,8 +51,6 @@ struct serial {
     bool rx_stalled;            /* the chardev waits for room */
     bool first_byte_seen;
 };
-
-static struct serial *com1;
 
 static uint8_t serial_msr(const struct serial *s)
 {
@@ -219,6 +218,53 @@ static void serial_write(void *opaque, uint64_t off, const void *data, unsigned 
     pthread_mutex_unlock(&s->lock);
 }
 
+/* The registers and the receive FIFO; the chardev, the lock and the stall flag are the host's. */
+static const struct vmstate_field serial_fields[] = {
+    VMSTATE_U8(struct serial, ier), VMSTATE_U8(struct serial, lcr), VMSTATE_U8(struct serial, mcr),
+    VMSTATE_U8(struct serial, lsr_err), VMSTATE_U8(struct serial, msr_delta), VMSTATE_U8(struct serial, scr),
+    VMSTATE_U8(struct serial, fcr), VMSTATE_U8(struct serial, dll), VMSTATE_U8(struct serial, dlm),
+    VMSTATE_BOOL(struct serial, thri_pending), VMSTATE_INT(struct serial, irq_level),
+    VMSTATE_U32(struct serial, rx_head), VMSTATE_U32(struct serial, rx_len),
+    VMSTATE_U8_ARRAY(struct serial, rx, RX_SIZE),
+    VMSTATE_END,
+};
+
+static int serial_check(const void *live, const void *state, const char **why)
+{
+    (void)live;
+    const struct serial *s = state;
+    if (s->rx_head >= RX_SIZE || s->rx_len > RX_SIZE)
+        return *why = "receive FIFO index", -EINVAL;
+    if (s->irq_level != 0 && s->irq_level != 1)
+        return *why = "irq_level", -EINVAL;
+    return 0;
+}
+
+/* The interrupt line follows the loaded registers (the destination's irqchip state is loaded on
+ * its own, so only a change is driven). */
+static void serial_post_load(void *opaque)
+{
+    struct serial *s = opaque;
+    pthread_mutex_lock(&s->lock);
+    s->rx_stalled = false;
+    serial_update_irq(s);
+    pthread_mutex_unlock(&s->lock);
+    chardev_resume(s->chr);
+}
+
+static const struct vmstate_desc serial_vmstate = {
+    .name = "serial", .version = 1, .min_version = 1, .size = sizeof(struct serial),
+    .fields = serial_fields, .check = serial_check, .post_load = serial_post_load,
+};
+
+static void serial_free(void *opaque)
+{
+    struct serial *s = opaque;
+    chardev_close(s->chr);
+    pthread_mutex_destroy(&s->lock);
+    free(s);
+}
+
 static int serial_init(struct machine *m)
 {
     const char *spec = m->cfg->serial ? m->cfg->serial : "stdio";
@@ -235,24 +281,9 @@ static int serial_init(struct machine *m)
         return ret;
     }
     chardev_set_receiver(s->chr, serial_receive, s);
-    ret = bus_register(&m->pio, COM1_BASE, 8, serial_read, serial_write, s, "serial");
-    if (ret) {
-        chardev_close(s->chr);
-        free(s);
+    if ((ret = machine_add_cleanup(m, serial_free, s)))
         return ret;
-    }
-    com1 = s;
-    return 0;
+    ret = bus_register(&m->pio, COM1_BASE, 8, serial_read, serial_write, s, "serial");
+    return ret ? ret : vmstate_register(m, &serial_vmstate, 0, s);
 }
-
-static void serial_exit(struct machine *m)
-{
-    (void)m;
-    if (!com1)
-        return;
-    chardev_close(com1->chr);
-    pthread_mutex_destroy(&com1->lock);
-    free(com1);
-    com1 = NULL;
-}
-MACHINE_INIT(serial_init, INIT_DEVICE, serial_exit)
+MACHINE_INIT(serial_init, INIT_DEVICE, NULL)

@@ -12,6 +12,7 @@
 #include "vm/control.h"
 #include "vm/memory.h"
 #include "vm/vcpu.h"
+#include "vm/vmstate.h"
 
 #include <errno.h>
 #include <malloc.h>
@@ -211,6 +212,7 @@ void machine_destroy(struct machine *m)
     }
     if (m->accel && m->accel->vm_destroy)
         m->accel->vm_destroy(m);
+    vmstate_unregister_all(m);
     memory_destroy(m);
     bus_destroy(&m->pio);
     bus_destroy(&m->mmio);

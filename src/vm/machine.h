@@ -15,6 +15,8 @@ struct accel_ops;
 struct evloop;
 struct irqchip;
 struct fw_cfg;
+struct pci_host;
+struct vmstate_entry;
 struct smbios_config;
 struct vcpu;
 
@@ -95,6 +97,9 @@ struct machine {
     uint8_t *isa_view;
     const uint8_t *isa_rom;
     struct fw_cfg *fw_cfg;
+    struct pci_host *pci_host;  /* hw/pci_host.c's, NULL on a machine without PCI */
+    unsigned nics;              /* NICs created so far: each takes the next default MAC */
+    struct vmstate_entry *vmstate;   /* what savevm writes, in registration order (vm/vmstate.h) */
     const char *stop_reason;    /* QMP's ShutdownCause for a host-requested stop, else NULL */
     /* pause/resume (vm/control.c): vCPUs park on run_cond while pause_req is set */
     pthread_mutex_t run_lock;
@@ -114,6 +119,7 @@ struct machine {
     void *mux_opaque;
     /* The ACPI power button, set by the device that has one (hw/acpi_pm.c). */
     void (*power_button)(struct machine *m);
+    void *power_button_opaque;  /* that device's state */
 };
 
 /* A device (or a fixed part of the machine) that sets itself up at machine creation. Lower
@@ -167,6 +173,23 @@ int machine_write(struct machine *m, uint64_t gpa, const void *buf, uint64_t len
 int machine_dma_write(struct machine *m, uint64_t gpa, const void *buf, uint64_t len);
 /* Drives interrupt line gsi through the accelerator's interrupt controllers. */
 int machine_set_irq(struct machine *m, unsigned gsi, int level);
+
+/* --- What devices ask of the accelerator (vm/machine_accel.c); devices never call accel_ops. --- */
+/* Delivers one message-signalled interrupt (a write of data to addr, 0xfeeXXXXX): through the
+ * accelerator when it has a shortcut, else the user-space APICs. 0, or -ENODEV with neither. */
+int machine_send_msi(struct machine *m, uint64_t addr, uint32_t data);
+/* A device wrote [gpa, gpa+len) of guest RAM behind the CPUs' backs (DMA): the emulator drops
+ * code translated from there, and dirty tracking will see it. Any thread. */
+void machine_note_dirty(struct machine *m, uint64_t gpa, uint64_t len);
+/* Guest writes of len bytes (0: any) to addr (port I/O when pio) signal eventfd fd instead of
+ * reaching the bus; assign=false removes it. 0, -EOPNOTSUPP where the accelerator has none. */
+int machine_add_ioeventfd(struct machine *m, uint64_t addr, unsigned len, bool pio, int fd, bool assign);
+/* MSI routes and irqfds (KVM): a route for a message (route < 0 makes one; returns its number or
+ * -errno), and an eventfd that injects it without the VMM. -EOPNOTSUPP where there are none. */
+bool machine_has_irqfd(struct machine *m);
+int machine_msi_route(struct machine *m, int route, uint64_t addr, uint32_t data);
+void machine_msi_route_free(struct machine *m, int route);
+int machine_irqfd(struct machine *m, int fd, int route, bool assign);
 /* A message the guest can trigger (bad device programming, unimplemented features): printed only
  * under -d CAT, and rate-limited per key (a short text naming the kind of message) so that a
  * guest cannot flood stderr. m may be NULL (no limit). Any thread. */

@@ -3,6 +3,8 @@
 #include "vm/machine.h"
 #include "vm/memory.h"
 
+#include "accel/accel.h"
+
 #include "util/log.h"
 
 #include <errno.h>
@@ -101,4 +103,12 @@ int machine_write(struct machine *m, uint64_t gpa, const void *buf, uint64_t len
         return -EFAULT;
     memcpy(p, buf, len);
     return 0;
+}
+
+/* Here rather than in machine_accel.c: every device write to RAM passes this way, and the
+ * virtqueue fuzz target links memory.c without the rest of the machine. */
+void machine_note_dirty(struct machine *m, uint64_t gpa, uint64_t len)
+{
+    if (len && m->accel && m->accel->mem_written)
+        m->accel->mem_written(m, gpa, len);
 }

@@ -45,6 +45,9 @@ struct cpu *emu_cpu_create(struct machine *m, struct emu_vm *vm, int id, const s
 void emu_cpu_destroy(struct cpu *c);
 void emu_cpu_set_state(struct cpu *c, const struct cpu_state *s);
 void emu_cpu_get_state(struct cpu *c, struct cpu_state *s);
+/* Adds CPU id's registers (general, segment, control, MSRs, x87, SSE) to m's state stream as
+ * section "cpu" (persist.c). 0 or -errno. */
+int emu_cpu_register_vmstate(struct machine *m, struct cpu *c, int id);
 /* Puts the CPU in wait-for-SIPI (APs at start, INIT IPI). */
 void emu_cpu_wait_sipi(struct cpu *c);
 void emu_cpu_sipi(struct cpu *c, uint8_t vector);

@@ -97,7 +97,7 @@ static int tcg_vcpu_create(struct vcpu *v)
     if (env.lapic)
         lapic_attach(env.lapic, &tcg_lapic_ops, c);
     v->accel_data = c;
-    return 0;
+    return emu_cpu_register_vmstate(m, c, v->id);
 }
 
 static void tcg_vcpu_destroy(struct vcpu *v)

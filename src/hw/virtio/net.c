@@ -441,10 +441,6 @@ out:
 
 static int virtio_net_create(struct machine *m, struct kvlist *opts)
 {
-    static struct machine *last_m;
-    static int count;
-    if (last_m != m)
-        last_m = m, count = 0;
     struct virtio_net *n = calloc(1, sizeof(*n));
     if (!n)
         return -ENOMEM;
@@ -463,7 +459,7 @@ static int virtio_net_create(struct machine *m, struct kvlist *opts)
     }
     static const uint8_t qemu_mac[6] = { 0x52, 0x54, 0x00, 0x12, 0x34, 0x56 };
     memcpy(n->mac, qemu_mac, 6);
-    n->mac[5] = (uint8_t)(n->mac[5] + count++);
+    n->mac[5] = (uint8_t)(n->mac[5] + m->nics++);
     if ((s = keyval_get(opts, "mac")) && net_parse_mac(s, n->mac)) {
         log_error("virtio-net-pci: mac=%s is not a unicast MAC address (52:54:00:12:34:56)", s);
         return -EINVAL;

@@ -4,11 +4,11 @@
  * it into an eventfd signal (ioeventfd) and the vCPU never leaves the kernel for it. */
 #include "hw/virtio/virtio.h"
 
-#include "accel/accel.h"
 #include "hw/pci_msix.h"
 #include "util/evloop.h"
 #include "util/log.h"
 #include "vm/machine.h"
+#include "vm/vmstate.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -351,18 +351,19 @@ static void virtio_config_written(struct pci_device *d, unsigned off, unsigned s
 static void virtio_bar_moved(struct pci_device *d, int bar, uint64_t addr)
 {
     struct virtio_dev *vd = d->opaque;
-    const struct accel_ops *a = vd->m->accel;
-    if (bar != VIRTIO_PCI_BAR || !a || !a->ioeventfd)
+    if (bar != VIRTIO_PCI_BAR)
         return;
     for (unsigned i = 0; i < vd->nqueues; i++) {
         struct virtio_queue_state *q = &vd->q[i];
         if (q->ioeventfd_addr != PCI_BAR_UNMAPPED)
-            a->ioeventfd(vd->m, q->ioeventfd_addr, 2, false, q->efd, false);
+            machine_add_ioeventfd(vd->m, q->ioeventfd_addr, 2, false, q->efd, false);
         q->ioeventfd_addr = PCI_BAR_UNMAPPED;
         if (addr == PCI_BAR_UNMAPPED)
             continue;
         uint64_t at = addr + VIRTIO_PCI_NOTIFY + (uint64_t)i * VIRTIO_PCI_NOTIFY_MULT;
-        int ret = a->ioeventfd(vd->m, at, 2, false, q->efd, true);
+        int ret = machine_add_ioeventfd(vd->m, at, 2, false, q->efd, true);
+        if (ret == -EOPNOTSUPP)
+            return;
         if (ret)
             log_debug(LOG_ACCEL, "%s: no ioeventfd for queue %u (%s): doorbells exit to qkvm", vd->name, i,
                       strerror(-ret));
@@ -406,13 +407,12 @@ void virtio_dev_poll(struct virtio_dev *vd)
 static void virtio_dev_cleanup(void *opaque)
 {
     struct virtio_dev *vd = opaque;
-    const struct accel_ops *a = vd->m->accel;
     for (unsigned i = 0; i < vd->nqueues; i++) {
         struct virtio_queue_state *q = &vd->q[i];
         if (q->efd < 0)
             continue;
-        if (q->ioeventfd_addr != PCI_BAR_UNMAPPED && a && a->ioeventfd)
-            a->ioeventfd(vd->m, q->ioeventfd_addr, 2, false, q->efd, false);
+        if (q->ioeventfd_addr != PCI_BAR_UNMAPPED)
+            machine_add_ioeventfd(vd->m, q->ioeventfd_addr, 2, false, q->efd, false);
         if (vd->m->loop)
             evloop_del(vd->m->loop, q->efd);
         close(q->efd);
@@ -488,6 +488,119 @@ int virtio_dev_init(struct virtio_dev *vd, struct machine *m, const char *name, 
     return 0;
 }
 
+/* Transport state: the negotiated features, status and selectors; the queues are sections of
+ * their own ("virtio-queue", instance slot << 16 | queue), their rings restarted from the loaded
+ * addresses. Requests a device serves off the lock are completed before saving (drain); what a
+ * device keeps beyond its queues (a net backend's partial frame) is not carried yet. */
+static const struct vmstate_field virtio_fields[] = {
+    VMSTATE_U64(struct virtio_dev, features), VMSTATE_U32(struct virtio_dev, dfselect),
+    VMSTATE_U32(struct virtio_dev, gfselect), VMSTATE_U8(struct virtio_dev, status),
+    VMSTATE_U8(struct virtio_dev, config_generation), VMSTATE_U8(struct virtio_dev, isr),
+    VMSTATE_U16(struct virtio_dev, config_vector), VMSTATE_U16(struct virtio_dev, queue_select),
+    VMSTATE_END,
+};
+
+static const struct vmstate_field virtio_queue_fields[] = {
+    VMSTATE_U16(struct virtio_queue_state, size), VMSTATE_U16(struct virtio_queue_state, vector),
+    VMSTATE_BOOL(struct virtio_queue_state, enabled), VMSTATE_U64(struct virtio_queue_state, desc),
+    VMSTATE_U64(struct virtio_queue_state, driver), VMSTATE_U64(struct virtio_queue_state, device),
+    VMSTATE_U16(struct virtio_queue_state, vq.last_avail), VMSTATE_U16(struct virtio_queue_state, vq.used_idx),
+    VMSTATE_U16(struct virtio_queue_state, vq.signalled_used),
+    VMSTATE_BOOL(struct virtio_queue_state, vq.signalled_valid), VMSTATE_BOOL(struct virtio_queue_state, vq.broken),
+    VMSTATE_END,
+};
+
+static void virtio_pre_save(void *opaque)
+{
+    struct virtio_dev *vd = opaque;
+    if (vd->ops->drain) {
+        pthread_mutex_lock(&vd->lock);
+        vd->ops->drain(vd);
+        pthread_mutex_unlock(&vd->lock);
+    }
+}
+
+static int virtio_check(const void *live, const void *state, const char **why)
+{
+    const struct virtio_dev *vd = live, *s = state;
+    if (s->features & ~vd->host_features)
+        return *why = "features (not offered by this device)", -EINVAL;
+    return 0;
+}
+
+/* An enabled queue must restart where the loaded addresses say: a size this queue can have,
+ * aligned rings wholly in guest RAM, as virtq_start will demand. */
+static int virtio_queue_check(const void *live, const void *state, const char **why)
+{
+    const struct virtio_queue_state *q = live, *s = state;
+    if (!s->enabled)
+        return 0;
+    struct machine *m = q->vd->m;
+    uint16_t n = s->size;
+    if (!n || n > q->max_size || (n & (n - 1)))
+        return *why = "queue size", -EINVAL;
+    if ((s->desc & 15) || (s->driver & 1) || (s->device & 3))
+        return *why = "ring alignment", -EINVAL;
+    if (!machine_gpa_ptr(m, s->desc, 16ull * n) || !machine_gpa_ptr(m, s->driver, 6 + 2ull * n) ||
+        !machine_gpa_ptr(m, s->device, 6 + 8ull * n))
+        return *why = "ring address (outside guest RAM)", -EINVAL;
+    return 0;
+}
+
+static void virtio_post_load(void *opaque)
+{
+    struct virtio_dev *vd = opaque;
+    pthread_mutex_lock(&vd->lock);
+    bool event_idx = virtio_has_feature(vd, VIRTIO_RING_F_EVENT_IDX);
+    bool indirect = virtio_has_feature(vd, VIRTIO_RING_F_INDIRECT_DESC);
+    for (unsigned i = 0; i < vd->nqueues; i++) {
+        struct virtio_queue_state *q = &vd->q[i];
+        struct virtq saved = q->vq;
+        if (!q->enabled) {
+            virtq_stop(&q->vq);
+            continue;
+        }
+        if (virtq_start(&q->vq, vd->m, q->size, q->desc, q->driver, q->device, event_idx, indirect)) {
+            q->enabled = false;   /* checked before: only a RAM layout that changed since */
+            virtio_set_needs_reset(vd, "a ring outside guest RAM after loading");
+            continue;
+        }
+        q->vq.last_avail = saved.last_avail;
+        q->vq.used_idx = saved.used_idx;
+        q->vq.signalled_used = saved.signalled_used;
+        q->vq.signalled_valid = saved.signalled_valid;
+        q->vq.broken = saved.broken;
+        if (q->vq.broken)
+            q->vq.error = "broken before the state was saved";
+    }
+    if ((vd->status & VIRTIO_STATUS_DRIVER_OK) && vd->ops->driver_ok)
+        vd->ops->driver_ok(vd);
+    pthread_mutex_unlock(&vd->lock);
+    /* chains the driver made available while the state travelled */
+    for (unsigned i = 0; (vd->status & VIRTIO_STATUS_DRIVER_OK) && i < vd->nqueues; i++)
+        if (vd->q[i].enabled)
+            virtio_kick(vd, i);
+}
+
+static const struct vmstate_desc virtio_vmstate = {
+    .name = "virtio", .version = 1, .min_version = 1, .size = sizeof(struct virtio_dev), .fields = virtio_fields,
+    .pre_save = virtio_pre_save, .check = virtio_check, .post_load = virtio_post_load,
+};
+
+static const struct vmstate_desc virtio_queue_vmstate = {
+    .name = "virtio-queue", .version = 1, .min_version = 1, .size = sizeof(struct virtio_queue_state),
+    .fields = virtio_queue_fields, .check = virtio_queue_check,
+};
+
+static int virtio_register_vmstate(struct virtio_dev *vd)
+{
+    uint32_t slot = (uint32_t)vd->pci.slot;
+    int ret = vmstate_register(vd->m, &virtio_vmstate, slot, vd);
+    for (unsigned i = 0; !ret && i < vd->nqueues; i++)
+        ret = vmstate_register(vd->m, &virtio_queue_vmstate, slot << 16 | i, &vd->q[i]);
+    return ret;
+}
+
 int virtio_dev_register(struct virtio_dev *vd, struct kvlist *opts)
 {
     const char *addr = opts ? keyval_get(opts, "addr") : NULL;
@@ -497,6 +610,8 @@ int virtio_dev_register(struct virtio_dev *vd, struct kvlist *opts)
         return -EINVAL;
     }
     int ret = pci_register_device(vd->m, &vd->pci, slot);
+    if (!ret)
+        ret = virtio_register_vmstate(vd);
     if (ret)
         return ret;
     for (unsigned i = 0; vd->m->loop && i < vd->nqueues; i++) {

@@ -5,7 +5,6 @@
  * (or re-enabling notifications) from reading the driver's suppression fields. */
 #include "hw/virtio/queue.h"
 
-#include "accel/accel.h"
 #include "vm/machine.h"
 
 #include <errno.h>
@@ -173,13 +172,11 @@ void virtq_fill(struct virtq *q, const struct virtq_elem *e, uint32_t len, unsig
     if (len > e->in_len)
         len = (uint32_t)e->in_len;
     struct machine *m = q->m;
-    if (m->accel && m->accel->mem_written) {
-        uint32_t left = len;
-        for (unsigned i = e->out_num; i < e->out_num + e->in_num && left; i++) {
-            uint32_t n = e->iov[i].iov_len < left ? (uint32_t)e->iov[i].iov_len : left;
-            m->accel->mem_written(m, e->gpa[i], n);
-            left -= n;
-        }
+    uint32_t left = len;
+    for (unsigned i = e->out_num; i < e->out_num + e->in_num && left; i++) {
+        uint32_t n = e->iov[i].iov_len < left ? (uint32_t)e->iov[i].iov_len : left;
+        machine_note_dirty(m, e->gpa[i], n);
+        left -= n;
     }
     uint8_t *slot = q->used + 4 + USED_ELEM_SIZE * ((uint16_t)(q->used_idx + k) % q->num);
     uint32_t elem[2] = { e->head, len };
