@@ -6,7 +6,9 @@
 BIOS=/usr/share/seabios/bios-256k.bin
 
 # boot_until NAME PATTERN TIMEOUT CMD...: runs CMD until PATTERN shows on its stdout (then kills
-# it) or TIMEOUT seconds pass; stdout in $TMP/NAME.out, stderr in $TMP/NAME.err
+# it) or TIMEOUT seconds pass; stdout in $TMP/NAME.out, stderr in $TMP/NAME.err. The pattern is
+# the whole line the checks look for: the guest writes a byte at a time, and a kill between
+# "device" and "." failed the check on a loaded machine.
 boot_until() {
   local name=$1 pat=$2 t=$3; shift 3
   "$@" >"$TMP/$name.out" 2>"$TMP/$name.err" </dev/null &
@@ -29,7 +31,7 @@ milestones() {
 if [ ! -r "$BIOS" ]; then
   skip "SeaBIOS boots to 'No bootable device.'" "no $BIOS (scripts/deps.sh test installs seabios)"
 else
-  boot_until nodisk 'No bootable device' 60 "$QKVM" -M pc -accel tcg -nographic -m 128
+  boot_until nodisk 'No bootable device\.' 60 "$QKVM" -M pc -accel tcg -nographic -m 128
   got=$(milestones "$TMP/nodisk.out")
   if grep -q '^SeaBIOS (version' <<<"$got" && grep -q '^No bootable device\.$' <<<"$got"; then
     pass "-M pc -accel tcg: SeaBIOS prints its banner and 'No bootable device.' on the serial console"
@@ -45,7 +47,7 @@ else
 
   # SeaBIOS's own debug log (isa-debugcon at 0x402, as QEMU's builds use): it found the i440FX,
   # fw_cfg with DMA, the e820 map, and a keyboard that answered (no timeouts)
-  boot_until debug 'No bootable device' 60 "$QKVM" -M pc -accel tcg -nographic -m 128 -device isa-debugcon,iobase=0x402
+  boot_until debug 'No bootable device\.' 60 "$QKVM" -M pc -accel tcg -nographic -m 128 -device isa-debugcon,iobase=0x402
   for line in 'Running on QEMU (i440fx)' 'QEMU fw_cfg DMA interface supported' \
       'qemu/e820: addr 0x0000000000000000 len 0x0000000008000000 \[RAM\]' 'PS2 keyboard initialized'; do
     if grep -aq -- "$line" "$TMP/debug.err"; then pass "SeaBIOS log: $line"; else fail "SeaBIOS log: $line"; fi
@@ -58,7 +60,7 @@ else
 
   # an empty qcow2 disk: nothing bootable on it either
   "$TOP/$B/qkvm-img" create -q -f qcow2 "$TMP/empty.qcow2" 64M
-  boot_until empty 'No bootable device' 60 "$QKVM" -M pc -accel tcg -nographic -m 128 "$TMP/empty.qcow2"
+  boot_until empty 'No bootable device\.' 60 "$QKVM" -M pc -accel tcg -nographic -m 128 "$TMP/empty.qcow2"
   if milestones "$TMP/empty.out" | grep -q '^No bootable device\.$'; then
     pass "-M pc with an empty qcow2 disk: 'No bootable device.'"
   else
@@ -66,12 +68,12 @@ else
   fi
 
   # -bios names the same file explicitly: the same result
-  boot_until explicit 'No bootable device' 60 "$QKVM" -M pc -bios "$BIOS" -accel tcg -nographic -m 64
+  boot_until explicit 'No bootable device\.' 60 "$QKVM" -M pc -bios "$BIOS" -accel tcg -nographic -m 64
   expect_eq "-M pc -bios $BIOS: the same lines" "$got" "$(milestones "$TMP/explicit.out")"
 
   # QEMU as the oracle: the same two lines, in the same order
   if command -v qemu-system-x86_64 >/dev/null; then
-    boot_until qemu 'No bootable device' 60 qemu-system-x86_64 -M pc -accel tcg -nographic -nodefaults \
+    boot_until qemu 'No bootable device\.' 60 qemu-system-x86_64 -M pc -accel tcg -nographic -nodefaults \
       -serial stdio -m 128 -bios "$BIOS"
     expect_eq "SeaBIOS's lines match QEMU's" "$(milestones "$TMP/qemu.out")" "$got"
   else
