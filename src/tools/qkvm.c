@@ -255,10 +255,12 @@ int main(int argc, char **argv)
         return 0;
     case CONFIG_MACHINE_HELP:
         printf("pc       with -kernel: the direct-boot machine (ACPI, 8259/IOAPIC/LAPIC, 8254, 8250 UART);\n"
-               "         without: a PC (i440FX, fw_cfg) running SeaBIOS (" FIRMWARE_DEFAULT_PATH ")\n");
+               "         without: a PC (i440FX, PIIX3 IDE, fw_cfg) running SeaBIOS (" FIRMWARE_DEFAULT_PATH ");\n"
+               "         the machine of a disk image given without -M and -kernel\n");
         return 0;
     case CONFIG_DEVICE_HELP:
-        printf("isa-debug-exit  iobase=PORT (0x501), iosize=1|2|4 (2): a write of V exits with (V<<1)|1\n"
+        printf("ide-hd          drive=ID, bus=ide.0|ide.1, unit=0|1: an IDE disk (-M pc)\n"
+               "isa-debug-exit  iobase=PORT (0x501), iosize=1|2|4 (2): a write of V exits with (V<<1)|1\n"
                "virtio-blk-pci  drive=ID, serial=STR, addr=SLOT: a disk\n"
                "virtio-net-pci  netdev=ID, mac=MAC, addr=SLOT: a network card on a tap\n"
                "virtio-rng-pci  addr=SLOT: entropy from the host's getrandom()\n"
