@@ -16,6 +16,12 @@ start:
     mov sp, 0x7c00
     sti
     mov [drive], dl             ; the BIOS's number for the disk it booted from
+    ; SeaBIOS's serial console sends the end of "Booting from Hard Disk..." on its timer ticks:
+    ; three ticks (~0.16 s) let it finish, so the lines do not interleave
+    mov cx, 3
+.tick:
+    hlt
+    loop .tick
     mov si, msg_hello
     call puts
     mov si, dap
