@@ -6,6 +6,7 @@
  * on a channel. */
 #include "hw/ide.h"
 #include "hw/pci.h"
+#include "hw/rtc.h"
 
 #include "block/block.h"
 #include "vm/machine.h"
@@ -166,14 +167,19 @@ static int ide_hd_create(struct machine *m, struct kvlist *opts)
     char err[BLOCK_ERR_MAX];
     if (!ret && (ret = block_open(file, &o, &bs, err)))
         log_error("%s", err);
+    /* QEMU's automatic BIOS translation (hw/block/hd-geometry.c): LBA once the disk has more
+     * than 1024 cylinders of 16 heads and 63 sectors, so INT 13h's CHS reaches past 504 MiB */
+    bool lba_trans = !ret && block_length(bs) / IDE_SECTOR / (16 * 63) > 1024;
     bool probed_raw = !ret && o.format == BLOCK_FMT_AUTO && !strcmp(block_format_name(bs), "raw");
     if (probed_raw)
         log_warn("%s: no format= given, probing guessed raw: writes of another format's header to sector 0"
                  " will be refused (give format=raw)", file);
     if (!ret && (ret = ide_channel_attach(p->ch[index / 2], index % 2, bs, o.read_only, probed_raw, serial)))
         log_error("-drive %s: %s", spec, ret == -EINVAL ? "the image is smaller than one sector" : strerror(-ret));
-    if (!ret)
+    if (!ret) {
         p->used[index] = true;
+        rtc_cmos_update(m, RTC_CMOS_DISK_TRANSLATION, (uint8_t)(3 << (2 * index)), (uint8_t)(lba_trans << (2 * index)));
+    }
     free(file);
     free(serial);
     return ret;

@@ -1,5 +1,6 @@
 /* MC146818 CMOS RTC at ports 0x70/0x71: the host's current UTC time, read fresh on every access,
  * so the guest's clock is right from boot and never drifts from the host's. No alarms, no IRQ 8. */
+#include "hw/rtc.h"
 #include "vm/machine.h"
 
 #include <stdatomic.h>
@@ -102,6 +103,13 @@ static void rtc_set_pc_fields(const struct machine *m)
     rtc.cmos[0x3d] = 0x12;
     rtc.cmos[0x38] = 0x30;
     rtc.cmos[0x14] = 0x06;                       /* equipment: FPU, PS/2 mouse (QEMU's value) */
+}
+
+void rtc_cmos_update(struct machine *m, unsigned idx, uint8_t mask, uint8_t val)
+{
+    (void)m;   /* one RTC per process for now (the state above) */
+    if (idx >= 0x0e && idx < sizeof(rtc.cmos))
+        rtc.cmos[idx] = (uint8_t)((rtc.cmos[idx] & ~mask) | (val & mask));
 }
 
 static int rtc_init(struct machine *m)

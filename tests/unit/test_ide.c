@@ -342,6 +342,44 @@ static void test_read_only(void **state)
     done(f);
 }
 
+static uint8_t cmos(struct vfx *f, uint8_t idx)
+{
+    outb(f, 0x70, idx);
+    return inb(f, 0x71);
+}
+
+/* the BIOS translation in CMOS 0x39, as QEMU sets it: none up to 1024 cylinders, LBA above */
+static void test_cmos_translation(void **state)
+{
+    (void)state;
+    struct vfx *f = pc_with_disk(NULL);
+    assert_int_equal(cmos(f, 0x39), 0);
+    done(f);
+    char big[64];
+    snprintf(big, sizeof(big), "/tmp/qkvm-test-ide-big-%d.img", (int)getpid());
+    int fd = open(big, O_CREAT | O_TRUNC | O_WRONLY, 0600);
+    assert_true(fd >= 0);
+    assert_int_equal(ftruncate(fd, 1ll << 30), 0);   /* 2080 cylinders */
+    close(fd);
+    char dev[128];
+    snprintf(dev, sizeof(dev), "ide-hd,drive=file=%s,,format=raw,,index=3", big);
+    const char *devs[] = { dev, NULL };
+    f = vfx_new_machine(devs, 64ull << 20, MACHINE_PC);
+    assert_int_equal(cmos(f, 0x39), 0x40);           /* place 3: bits 7:6 */
+    /* IDENTIFY on the secondary slave: 1 GiB in sectors */
+    outb(f, 0x176, 0xb0);
+    outb(f, 0x177, 0xec);
+    uint16_t w[256];
+    for (int i = 0; i < 256; i++)
+        w[i] = inw(f, 0x170);
+    assert_int_equal(w[60] | (uint32_t)w[61] << 16, 1u << 21);
+    assert_int_equal(w[1], 2080);
+    assert_int_equal(inb(f, 0x177), IDE_STAT_DRDY | IDE_STAT_DSC);
+    assert_int_equal(inb(f, 0x1f7), 0);              /* the primary channel is empty */
+    vfx_free(f);
+    unlink(big);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -352,6 +390,7 @@ int main(void)
         cmocka_unit_test(test_bad_addresses),
         cmocka_unit_test(test_bad_commands),
         cmocka_unit_test(test_read_only),
+        cmocka_unit_test(test_cmos_translation),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
