@@ -4,6 +4,7 @@
  * (src/hw/ata.c, ata_init's PCI table) and routes PCI interrupts through the bridge's PIRQ
  * registers. "-device ide-hd,drive=..." (what -hda and a bare image become on -M pc) puts a disk
  * on a channel. */
+#include "hw/drive.h"
 #include "hw/ide.h"
 #include "hw/pci.h"
 #include "hw/rtc.h"
@@ -59,60 +60,26 @@ static int piix_init(struct machine *m)
 /* after the PCI host, before any device that takes the first free slot */
 MACHINE_INIT(piix_init, INIT_BUS + 1, NULL)
 
-/* -drive options an IDE disk takes: one line naming the problem, -EINVAL. */
-static int ide_parse_drive(const char *spec, struct block_open_opts *o, char **file, int *index, char **serial)
+/* -drive options (hw/drive.h), and what an IDE disk cannot be: one line naming the problem,
+ * -EINVAL. */
+static int ide_parse_drive(const char *spec, struct drive_spec *d)
 {
-    struct kvlist kv;
-    if (keyval_parse(spec, NULL, &kv)) {
-        log_error("-drive %s: not a drive description (file=PATH,format=...)", spec);
+    int ret = drive_spec_parse(spec, d);
+    if (ret)
+        return ret;
+    if (d->itf && strcmp(d->itf, "ide") && strcmp(d->itf, "none")) {
+        log_error("-drive %s: if=%s on an IDE disk", spec, d->itf);
         return -EINVAL;
     }
-    int ret = -EINVAL;
-    const char *s;
-    uint64_t v;
-    if (!(s = keyval_get(&kv, "file")) || !*s) {
-        log_error("-drive %s: no file= given", spec);
-        goto out;
+    if (d->media && strcmp(d->media, "disk")) {
+        log_error("-drive %s: media=%s: qkvm's IDE has disks only (no CD-ROM yet)", spec, d->media);
+        return -EINVAL;
     }
-    *file = strdup(s);
-    if ((s = keyval_get(&kv, "format")) && block_parse_format(s, &o->format)) {
-        log_error("-drive %s: format '%s' is not raw or qcow2", spec, s);
-        goto out;
+    if (d->index > 3) {
+        log_error("-drive %s: index %d is not 0-3 (two IDE channels, two disks each)", spec, d->index);
+        return -EINVAL;
     }
-    if ((s = keyval_get(&kv, "readonly")) && parse_bool(s, &o->read_only)) {
-        log_error("-drive %s: readonly '%s' is not on or off", spec, s);
-        goto out;
-    }
-    if ((s = keyval_get(&kv, "cache")) && block_parse_cache(s, &o->cache)) {
-        log_error("-drive %s: cache '%s' is not writeback, writethrough, none, directsync or unsafe", spec, s);
-        goto out;
-    }
-    if ((s = keyval_get(&kv, "if")) && strcmp(s, "ide") && strcmp(s, "none")) {
-        log_error("-drive %s: if=%s on an IDE disk", spec, s);
-        goto out;
-    }
-    if ((s = keyval_get(&kv, "media")) && strcmp(s, "disk")) {
-        log_error("-drive %s: media=%s: qkvm's IDE has disks only (no CD-ROM yet)", spec, s);
-        goto out;
-    }
-    if ((s = keyval_get(&kv, "index"))) {
-        if (parse_u64(s, 0, 3, &v)) {
-            log_error("-drive %s: index '%s' is not 0-3 (two IDE channels, two disks each)", spec, s);
-            goto out;
-        }
-        *index = (int)v;
-    }
-    if ((s = keyval_get(&kv, "serial")))
-        *serial = strdup(s);
-    keyval_get(&kv, "id");
-    if ((s = keyval_unused(&kv))) {
-        log_error("-drive %s: unknown parameter '%s'", spec, s);
-        goto out;
-    }
-    ret = *file ? 0 : -ENOMEM;
-out:
-    keyval_free(&kv);
-    return ret;
+    return 0;
 }
 
 /* -device ide-hd,drive=SPEC[,bus=ide.0|ide.1][,unit=0|1]: without bus/unit, the drive's index=,
@@ -150,12 +117,10 @@ static int ide_hd_create(struct machine *m, struct kvlist *opts)
             return -EBUSY;
         }
     }
-    struct block_open_opts o = { 0 };
-    char *file = NULL, *serial = NULL;
-    int drive_index = -1;
-    int ret = ide_parse_drive(spec, &o, &file, &drive_index, &serial);
+    struct drive_spec d;
+    int ret = ide_parse_drive(spec, &d);
     if (!ret && index < 0)
-        index = drive_index;
+        index = d.index;
     for (int i = 0; !ret && index < 0 && i < 4; i++)
         if (!p->used[i])
             index = i;
@@ -165,23 +130,23 @@ static int ide_hd_create(struct machine *m, struct kvlist *opts)
     }
     struct block *bs = NULL;
     char err[BLOCK_ERR_MAX];
-    if (!ret && (ret = block_open(file, &o, &bs, err)))
+    if (!ret && (ret = block_open(d.file, &d.open, &bs, err)))
         log_error("%s", err);
     /* QEMU's automatic BIOS translation (hw/block/hd-geometry.c): LBA once the disk has more
      * than 1024 cylinders of 16 heads and 63 sectors, so INT 13h's CHS reaches past 504 MiB */
     bool lba_trans = !ret && block_length(bs) / IDE_SECTOR / (16 * 63) > 1024;
-    bool probed_raw = !ret && o.format == BLOCK_FMT_AUTO && !strcmp(block_format_name(bs), "raw");
+    bool probed_raw = !ret && d.open.format == BLOCK_FMT_AUTO && !strcmp(block_format_name(bs), "raw");
     if (probed_raw)
         log_warn("%s: no format= given, probing guessed raw: writes of another format's header to sector 0"
-                 " will be refused (give format=raw)", file);
-    if (!ret && (ret = ide_channel_attach(p->ch[index / 2], index % 2, bs, o.read_only, probed_raw, serial)))
+                 " will be refused (give format=raw)", d.file);
+    if (!ret && (ret = ide_channel_attach(p->ch[index / 2], index % 2, bs, d.open.read_only, probed_raw,
+                                          d.has_serial ? d.serial : NULL)))
         log_error("-drive %s: %s", spec, ret == -EINVAL ? "the image is smaller than one sector" : strerror(-ret));
     if (!ret) {
         p->used[index] = true;
         rtc_cmos_update(m, RTC_CMOS_DISK_TRANSLATION, (uint8_t)(3 << (2 * index)), (uint8_t)(lba_trans << (2 * index)));
     }
-    free(file);
-    free(serial);
+    drive_spec_free(&d);
     return ret;
 }
 DEVICE_TYPE("ide-hd", ide_hd_create)

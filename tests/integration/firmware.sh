@@ -143,7 +143,7 @@ else
   fail "two disks at IDE index 0" "rc=$rc $(head -c 300 "$TMP/err")"
 fi
 run_qkvm 20 -M pc -accel tcg -nographic -drive "file=$TMP/mbr.img,format=raw,if=ide,index=7"
-if [ "$rc" = 1 ] && grep -q "index '7' is not 0-3" "$TMP/err"; then
+if [ "$rc" = 1 ] && grep -q 'index 7 is not 0-3' "$TMP/err"; then
   pass "-drive if=ide,index=7: refused, exit 1"
 else
   fail "-drive if=ide,index=7" "rc=$rc $(head -c 300 "$TMP/err")"
