@@ -142,14 +142,20 @@ static bool decode_range(struct ide_channel *ch, struct ide_drive *d, bool lba48
     return *lba < d->sectors && *count <= d->sectors - *lba;
 }
 
+/* A transfer that cannot go on: said under -d guest_errors, ERR with ABRT, the task file at the
+ * sector that failed. */
+static void xfer_fail(struct ide_channel *ch, struct ide_drive *d, const char *key, const char *why)
+{
+    machine_log_guest(ch->m, LOG_GUEST, key, "ide: sector %llu: %s", (unsigned long long)ch->lba, why);
+    set_lba(ch, ch->lba, ch->lba48);
+    cmd_abort(ch, d);
+}
+
 /* Loads the next sector of a read into buf and offers it (DRQ, an interrupt). */
-static void read_next(struct ide_channel *ch, struct ide_drive *d, bool lba48)
+static void read_next(struct ide_channel *ch, struct ide_drive *d)
 {
     if (block_pread(d->bs, ch->lba * IDE_SECTOR, ch->buf, IDE_SECTOR)) {
-        machine_log_guest(ch->m, LOG_GUEST, "ide-read", "ide: cannot read sector %llu of the disk",
-                          (unsigned long long)ch->lba);
-        set_lba(ch, ch->lba, lba48);
-        cmd_abort(ch, d);
+        xfer_fail(ch, d, "ide-read", "the image cannot be read");
         return;
     }
     ch->xfer = XFER_IN;
@@ -178,7 +184,7 @@ static void start_rw(struct ide_channel *ch, struct ide_drive *d, bool lba48, bo
         ch->pos = 0;
         d->status = IDE_STAT_DRDY | IDE_STAT_DSC | IDE_STAT_DRQ;
     } else {
-        read_next(ch, d, lba48);
+        read_next(ch, d);
     }
 }
 
@@ -265,7 +271,7 @@ static uint32_t data_read(struct ide_channel *ch, unsigned size)
     bool lba48 = ch->lba48;
     if (--ch->left && ch->xfer_data) {
         ch->lba++;
-        read_next(ch, d, lba48);
+        read_next(ch, d);
     } else {
         if (ch->xfer_data)
             set_lba(ch, ch->lba, lba48);
@@ -288,17 +294,11 @@ static void data_write(struct ide_channel *ch, uint32_t v, unsigned size)
         return;
     bool lba48 = ch->lba48;
     if (d->probed_raw && ch->lba == 0 && block_probe_header(ch->buf, IDE_SECTOR)) {
-        machine_log_guest(ch->m, LOG_GUEST, "ide-probe", "ide: refused a write of an image header to sector 0 of"
-                          " a raw image whose format was guessed (give format=raw)");
-        set_lba(ch, ch->lba, lba48);
-        cmd_abort(ch, d);
+        xfer_fail(ch, d, "ide-probe", "refused an image header on a raw image whose format was guessed (give format=raw)");
         return;
     }
     if (block_pwrite(d->bs, ch->lba * IDE_SECTOR, ch->buf, IDE_SECTOR)) {
-        machine_log_guest(ch->m, LOG_GUEST, "ide-write", "ide: cannot write sector %llu of the disk",
-                          (unsigned long long)ch->lba);
-        set_lba(ch, ch->lba, lba48);
-        cmd_abort(ch, d);
+        xfer_fail(ch, d, "ide-write", "the image cannot be written");
         return;
     }
     if (--ch->left) {

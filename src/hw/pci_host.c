@@ -273,6 +273,19 @@ int pci_host_start(struct machine *m)
     return ret;
 }
 
+/* d's address and interrupt line once its place is known */
+static void pci_place_device(struct machine *m, struct pci_host *h, struct pci_device *d, int slot, int fn)
+{
+    d->m = m;
+    d->host = h;
+    d->slot = slot;
+    d->fn = fn;
+    /* the usual swizzle: pin A of slot s on PIRQ (s mod 8); the DSDT's _PRT says the same */
+    d->gsi = PCI_GSI_BASE + ((unsigned)slot + d->config[PCI_INTERRUPT_PIN] + PCI_GSI_COUNT - 1) % PCI_GSI_COUNT;
+    if (d->config[PCI_INTERRUPT_PIN])
+        d->config[PCI_INTERRUPT_LINE] = (uint8_t)d->gsi;
+}
+
 int pci_register_device(struct machine *m, struct pci_device *d, int slot)
 {
     struct pci_host *h = pci_host_of(m);
@@ -296,13 +309,7 @@ int pci_register_device(struct machine *m, struct pci_device *d, int slot)
         log_error("%s: PCI slot %d is %s", d->name, slot, slot >= PCI_SLOTS ? "out of range" : "taken");
         return -EBUSY;
     }
-    d->m = m;
-    d->host = h;
-    d->slot = slot;
-    /* the usual swizzle: pin A of slot s on PIRQ (s mod 8); the DSDT's _PRT says the same */
-    d->gsi = PCI_GSI_BASE + ((unsigned)slot + d->config[PCI_INTERRUPT_PIN] + PCI_GSI_COUNT - 1) % PCI_GSI_COUNT;
-    if (d->config[PCI_INTERRUPT_PIN])
-        d->config[PCI_INTERRUPT_LINE] = (uint8_t)d->gsi;
+    pci_place_device(m, h, d, slot, 0);
     h->dev[slot] = d;
     return 0;
 }
@@ -317,13 +324,7 @@ int pci_register_function(struct machine *m, struct pci_device *d, int slot, int
         log_error("%s: PCI function %d.%d cannot be registered", d->name, slot, fn);
         return -EBUSY;
     }
-    d->m = m;
-    d->host = h;
-    d->slot = slot;
-    d->fn = fn;
-    d->gsi = PCI_GSI_BASE + ((unsigned)slot + d->config[PCI_INTERRUPT_PIN] + PCI_GSI_COUNT - 1) % PCI_GSI_COUNT;
-    if (d->config[PCI_INTERRUPT_PIN])
-        d->config[PCI_INTERRUPT_LINE] = (uint8_t)d->gsi;
+    pci_place_device(m, h, d, slot, fn);
     h->dev[slot]->config[PCI_HEADER_TYPE] |= 0x80;
     h->func[slot][fn - 1] = d;
     return 0;
