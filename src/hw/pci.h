@@ -27,6 +27,7 @@ struct pci_msix;
 #define PCI_GSI_BASE    16              /* INTA#-INTD# swizzle onto GSIs 16-23 */
 #define PCI_GSI_COUNT   8
 #define PCI_SLOTS       32
+#define PCI_FUNCS       8               /* functions of a multi-function device */
 
 #define PCI_CONFIG_SIZE 4096            /* extended configuration space, as ECAM shows it */
 #define PCI_NUM_BARS    6
@@ -78,6 +79,7 @@ struct pci_device {
     struct machine *m;
     struct pci_host *host;
     int slot;                           /* device number on bus 0, set when registered */
+    int fn;                             /* function number, 0 unless pci_register_function */
     uint8_t config[PCI_CONFIG_SIZE];
     uint8_t wmask[PCI_CONFIG_SIZE];     /* bits the guest may write */
     uint8_t w1cmask[PCI_CONFIG_SIZE];   /* bits a guest's 1 clears */
@@ -122,6 +124,10 @@ int pci_device_add_capability(struct pci_device *d, uint8_t id, unsigned len);
 /* Puts d on bus 0 of m's host: at slot (1-31), or the first free one when slot < 0. Takes
  * "addr=" (QEMU's slot[.fn]) from the -device options through the caller. 0 or -errno. */
 int pci_register_device(struct machine *m, struct pci_device *d, int slot);
+/* Puts d at function fn (1-7) of slot, whose function 0 must be registered already; function 0
+ * then says it is a multi-function device (header type bit 7), so guests scan the others, as
+ * the PIIX3's ISA bridge (00:01.0) and IDE controller (00:01.1) are found. 0 or -errno. */
+int pci_register_function(struct machine *m, struct pci_device *d, int slot, int fn);
 /* Parses QEMU's addr= property ("5", "0x5", "05.0"); -1 when s is NULL. -EINVAL when bad. */
 int pci_parse_addr(const char *s);
 
@@ -135,6 +141,8 @@ void pci_config_write(struct pci_device *d, unsigned off, const void *data, unsi
 
 /* The device at slot, or NULL (bus 0 only). */
 struct pci_device *pci_host_device(struct pci_host *h, int slot);
+/* Function fn (0-7) of the device at slot, or NULL. */
+struct pci_device *pci_host_function(struct pci_host *h, int slot, int fn);
 
 /* little-endian helpers over config space */
 static inline void pci_set_word(uint8_t *p, uint16_t v) { p[0] = (uint8_t)v; p[1] = (uint8_t)(v >> 8); }

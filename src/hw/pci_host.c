@@ -1,6 +1,7 @@
 /* The PCI host bridge: configuration mechanism #1 (CONFIG_ADDRESS at 0xcf8, CONFIG_DATA at
  * 0xcfc), ECAM (PCI Express base spec 7.2.2: bus << 20 | device << 15 | function << 12 | register)
- * and the 32-bit memory window the BARs decode in. Bus 0 only, single-function devices. */
+ * and the 32-bit memory window the BARs decode in. Bus 0 only; functions 1-7 for multi-function
+ * devices (the PIIX3). */
 #include "hw/pci_int.h"
 
 #include "util/log.h"
@@ -24,9 +25,16 @@ struct pci_device *pci_host_device(struct pci_host *h, int slot)
     return slot >= 0 && slot < PCI_SLOTS ? h->dev[slot] : NULL;
 }
 
+struct pci_device *pci_host_function(struct pci_host *h, int slot, int fn)
+{
+    if (slot < 0 || slot >= PCI_SLOTS || fn < 0 || fn >= PCI_FUNCS)
+        return NULL;
+    return fn == 0 ? h->dev[slot] : h->func[slot][fn - 1];
+}
+
 static struct pci_device *pci_host_lookup(struct pci_host *h, unsigned bus, unsigned dev, unsigned fn)
 {
-    return bus == 0 && fn == 0 ? h->dev[dev & 31] : NULL;
+    return bus == 0 ? pci_host_function(h, (int)(dev & 31), (int)(fn & 7)) : NULL;
 }
 
 static void config_data_read(void *opaque, uint64_t off, void *data, unsigned size)
@@ -174,18 +182,22 @@ static int bar_ref_cmp(const void *a, const void *b)
     uint64_t sx = x->d->bar[x->idx].size, sy = y->d->bar[y->idx].size;
     if (sx != sy)
         return sx > sy ? -1 : 1;
-    return x->d->slot != y->d->slot ? x->d->slot - y->d->slot : x->idx - y->idx;
+    if (x->d->slot != y->d->slot)
+        return x->d->slot - y->d->slot;
+    return x->d->fn != y->d->fn ? x->d->fn - y->d->fn : x->idx - y->idx;
 }
 
 /* Largest first, each aligned to its size: no space is lost to alignment. */
 static int pci_host_assign_bars(struct pci_host *h)
 {
-    struct bar_ref refs[PCI_SLOTS * PCI_NUM_BARS];
+    struct bar_ref refs[PCI_SLOTS * PCI_FUNCS * PCI_NUM_BARS];
     int n = 0;
-    for (int s = 0; s < PCI_SLOTS; s++)
-        for (int i = 0; h->dev[s] && i < PCI_NUM_BARS; i++)
-            if (h->dev[s]->bar[i].size)
-                refs[n++] = (struct bar_ref){ h->dev[s], i };
+    for (int s = 0; s < PCI_SLOTS * PCI_FUNCS; s++) {
+        struct pci_device *d = pci_host_function(h, s / PCI_FUNCS, s % PCI_FUNCS);
+        for (int i = 0; d && i < PCI_NUM_BARS; i++)
+            if (d->bar[i].size)
+                refs[n++] = (struct bar_ref){ d, i };
+    }
     qsort(refs, (size_t)n, sizeof(refs[0]), bar_ref_cmp);
     uint64_t next = PCI_MMIO_BASE;
     for (int k = 0; k < n; k++) {
@@ -203,8 +215,8 @@ static int pci_host_assign_bars(struct pci_host *h)
             pci_set_long(d->config + off + 4, (uint32_t)(a >> 32));
         next = a + size;
     }
-    for (int s = 0; s < PCI_SLOTS; s++) {
-        struct pci_device *d = h->dev[s];
+    for (int s = 0; s < PCI_SLOTS * PCI_FUNCS; s++) {
+        struct pci_device *d = pci_host_function(h, s / PCI_FUNCS, s % PCI_FUNCS);
         if (!d)
             continue;
         pthread_mutex_lock(&h->config_lock);
@@ -236,6 +248,19 @@ int pci_host_start(struct machine *m)
     return ret;
 }
 
+/* d's address and interrupt line once its place is known */
+static void pci_place_device(struct machine *m, struct pci_host *h, struct pci_device *d, int slot, int fn)
+{
+    d->m = m;
+    d->host = h;
+    d->slot = slot;
+    d->fn = fn;
+    /* the usual swizzle: pin A of slot s on PIRQ (s mod 8); the DSDT's _PRT says the same */
+    d->gsi = PCI_GSI_BASE + ((unsigned)slot + d->config[PCI_INTERRUPT_PIN] + PCI_GSI_COUNT - 1) % PCI_GSI_COUNT;
+    if (d->config[PCI_INTERRUPT_PIN])
+        d->config[PCI_INTERRUPT_LINE] = (uint8_t)d->gsi;
+}
+
 int pci_register_device(struct machine *m, struct pci_device *d, int slot)
 {
     struct pci_host *h = pci_host_of(m);
@@ -259,15 +284,25 @@ int pci_register_device(struct machine *m, struct pci_device *d, int slot)
         log_error("%s: PCI slot %d is %s", d->name, slot, slot >= PCI_SLOTS ? "out of range" : "taken");
         return -EBUSY;
     }
-    d->m = m;
-    d->host = h;
-    d->slot = slot;
-    /* the usual swizzle: pin A of slot s on PIRQ (s mod 8); the DSDT's _PRT says the same */
-    d->gsi = PCI_GSI_BASE + ((unsigned)slot + d->config[PCI_INTERRUPT_PIN] + PCI_GSI_COUNT - 1) % PCI_GSI_COUNT;
-    if (d->config[PCI_INTERRUPT_PIN])
-        d->config[PCI_INTERRUPT_LINE] = (uint8_t)d->gsi;
+    pci_place_device(m, h, d, slot, 0);
     h->dev[slot] = d;
     return pci_device_register_vmstate(d);
+}
+
+int pci_register_function(struct machine *m, struct pci_device *d, int slot, int fn)
+{
+    struct pci_host *h = pci_host_of(m);
+    if (fn == 0)
+        return pci_register_device(m, d, slot);
+    if (!h || h->started || slot < 0 || slot >= PCI_SLOTS || fn < 0 || fn >= PCI_FUNCS || !h->dev[slot] ||
+        h->func[slot][fn - 1]) {
+        log_error("%s: PCI function %d.%d cannot be registered", d->name, slot, fn);
+        return -EBUSY;
+    }
+    pci_place_device(m, h, d, slot, fn);
+    h->dev[slot]->config[PCI_HEADER_TYPE] |= 0x80;
+    h->func[slot][fn - 1] = d;
+    return 0;
 }
 
 static int pci_host_init(struct machine *m)

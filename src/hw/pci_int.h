@@ -8,6 +8,7 @@ struct pci_host {
     pthread_mutex_t config_lock;        /* every config space access, and BAR moves */
     struct bus window;                  /* mapped BARs, at their guest addresses */
     struct pci_device *dev[PCI_SLOTS];
+    struct pci_device *func[PCI_SLOTS][PCI_FUNCS - 1];   /* functions 1-7 of each slot */
     struct pci_device bridge;           /* slot 0: the host bridge itself */
     uint32_t config_address;            /* mechanism #1's CONFIG_ADDRESS at 0xcf8 */
     struct bus_region reset;            /* the byte register at 0xcf9 we took over, if any */

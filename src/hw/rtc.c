@@ -1,5 +1,6 @@
 /* MC146818 CMOS RTC at ports 0x70/0x71: the host's current UTC time, read fresh on every access,
  * so the guest's clock is right from boot and never drifts from the host's. No alarms, no IRQ 8. */
+#include "hw/rtc.h"
 #include "vm/machine.h"
 #include "vm/vmstate.h"
 
@@ -119,11 +120,19 @@ static const struct vmstate_desc rtc_vmstate = {
     .name = "rtc", .version = 1, .min_version = 1, .size = sizeof(struct rtc), .fields = rtc_fields,
 };
 
+void rtc_cmos_update(struct machine *m, unsigned idx, uint8_t mask, uint8_t val)
+{
+    struct rtc *r = m->rtc;
+    if (r && idx >= 0x0e && idx < sizeof(r->cmos))
+        r->cmos[idx] = (uint8_t)((r->cmos[idx] & ~mask) | (val & mask));
+}
+
 static int rtc_init(struct machine *m)
 {
     struct rtc *r = calloc(1, sizeof(*r));
     if (!r || machine_add_cleanup(m, free, r))
         return -ENOMEM;
+    m->rtc = r;
     r->cmos[REG_A] = 0x26;
     r->cmos[REG_B] = B_24H;
     if (m->cfg && m->cfg->type == MACHINE_PC)

@@ -48,10 +48,11 @@ static void usage(FILE *f)
         "                     jit=off: tcg interprets every instruction (no translation)\n"
         "  -enable-kvm        same as -accel kvm\n"
         "  -device DRIVER,... a device; qkvm -device help lists them\n"
-        "  -drive file=PATH[,format=raw|qcow2][,if=virtio|none][,id=ID][,readonly=on]\n"
+        "  -drive file=PATH[,format=raw|qcow2][,if=virtio|ide|none][,index=N][,id=ID][,readonly=on]\n"
         "        [,cache=writeback|writethrough|none|directsync|unsafe][,discard=ignore|unmap]\n"
-        "                     a disk (virtio-blk); if=none waits for -device virtio-blk-pci,drive=ID\n"
-        "  -hda FILE, FILE    a disk image, as -drive file=FILE (qkvm's disks are virtio)\n"
+        "                     a disk (virtio-blk; if=ide on -M pc); if=none waits for -device ...,drive=ID\n"
+        "  -hda FILE, FILE    a disk image (-hdb..-hdd: IDE places 1-3): IDE on the PC machine, virtio\n"
+        "                     with -kernel; a disk without -M or -kernel boots the PC with SeaBIOS\n"
         "  -netdev tap,id=ID[,ifname=TAP][,script=no,downscript=no][,vnet_hdr=on|off][,fd=N]\n"
         "                     a TAP back-end for -device virtio-net-pci,netdev=ID[,mac=MAC]\n"
         "  -nic none|tap,...  no network card, or a tap back-end and its virtio-net card in one\n"
@@ -257,10 +258,12 @@ int main(int argc, char **argv)
         return 0;
     case CONFIG_MACHINE_HELP:
         printf("pc       with -kernel: the direct-boot machine (ACPI, 8259/IOAPIC/LAPIC, 8254, 8250 UART);\n"
-               "         without: a PC (i440FX, fw_cfg) running SeaBIOS (" FIRMWARE_DEFAULT_PATH ")\n");
+               "         without: a PC (i440FX, PIIX3 IDE, fw_cfg) running SeaBIOS (" FIRMWARE_DEFAULT_PATH ");\n"
+               "         the machine of a disk image given without -M and -kernel\n");
         return 0;
     case CONFIG_DEVICE_HELP:
-        printf("isa-debug-exit  iobase=PORT (0x501), iosize=1|2|4 (2): a write of V exits with (V<<1)|1\n"
+        printf("ide-hd          drive=ID, bus=ide.0|ide.1, unit=0|1: an IDE disk (-M pc)\n"
+               "isa-debug-exit  iobase=PORT (0x501), iosize=1|2|4 (2): a write of V exits with (V<<1)|1\n"
                "virtio-blk-pci  drive=ID, serial=STR, addr=SLOT: a disk\n"
                "virtio-net-pci  netdev=ID, mac=MAC, addr=SLOT: a network card on a tap\n"
                "virtio-rng-pci  addr=SLOT: entropy from the host's getrandom()\n"

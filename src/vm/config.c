@@ -402,8 +402,10 @@ static int opt_machine(struct config *c, const char *opt, const char *arg)
         return config_error(c, -EINVAL, "-%s %s: not a machine description (TYPE[,accel=NAME])", opt, arg);
     const char *type = keyval_get(&kv, "type"), *accel = keyval_get(&kv, "accel"), *bad = keyval_unused(&kv);
     int ret = 0;
-    if (type)
+    if (type) {
         c->want_pc = !strcmp(type, "pc");   /* the last -machine type wins, as in QEMU */
+        c->machine_given = true;
+    }
     if (type && !strcmp(type, "help"))
         c->info = CONFIG_MACHINE_HELP;
     else if (type && strcmp(type, "pc") && strcmp(type, "q35") && strcmp(type, "microvm") && strcmp(type, "none"))
@@ -434,6 +436,46 @@ static int opt_cpu(struct config *c, const char *opt, const char *arg)
     return 0;
 }
 
+/* A disk whose kind depends on the machine, known once every option is read: a virtio-blk
+ * device for now, which config_resolve_legacy_disks may turn into an ide-hd. */
+static int config_add_legacy_disk(struct config *c, const char *spec, bool ide_asked)
+{
+    int ret = config_add_device(c, "virtio-blk-pci", "drive", spec, NULL);
+    if (!ret) {
+        c->legacy_disks[c->nlegacy_disks].dev = c->machine.ndevices - 1;
+        c->legacy_disks[c->nlegacy_disks++].ide_asked = ide_asked;
+    }
+    return ret;
+}
+
+/* As QEMU: without -M, a disk and no -kernel (or -bios) make a PC that boots the disk through
+ * its firmware; on that PC the disks of -hda, a bare image and -drive if=ide are IDE disks. */
+static int config_resolve_legacy_disks(struct config *c)
+{
+    struct machine_config *mc = &c->machine;
+    if (!c->machine_given && !mc->kernel && !mc->bios && c->nlegacy_disks)
+        c->want_pc = true;
+    bool pc = c->want_pc && !mc->kernel;
+    for (int i = 0; i < c->nlegacy_disks; i++) {
+        struct kvlist *l = &mc->devices[c->legacy_disks[i].dev];
+        if (!pc) {
+            if (c->legacy_disks[i].ide_asked)
+                return config_error(c, -EINVAL, "-drive %s: if=ide: IDE disks come with the PC machine (-M pc without -kernel); here disks are virtio (if=virtio)",
+                                    kv_peek(l, "drive"));
+            continue;
+        }
+        for (int k = 0; k < l->n; k++)
+            if (!strcmp(l->items[k].key, "driver")) {
+                char *v = strdup("ide-hd");
+                if (!v)
+                    return config_error(c, -ENOMEM, "out of memory");
+                free(l->items[k].val);
+                l->items[k].val = v;
+            }
+    }
+    return 0;
+}
+
 static int opt_drive(struct config *c, const char *opt, const char *arg)
 {
     (void)opt;
@@ -446,27 +488,30 @@ static int opt_drive(struct config *c, const char *opt, const char *arg)
         ret = config_add_backend(c, "drive", arg, NULL);
     else if (!itf || !strcmp(itf, "virtio"))
         ret = config_add_device(c, "virtio-blk-pci", "drive", arg, NULL);
+    else if (!strcmp(itf, "ide"))
+        ret = config_add_legacy_disk(c, arg, true);
     else
-        ret = config_error(c, -EINVAL, "-drive %s: if=%s: qkvm's disks are virtio (if=virtio, or if=none with -device virtio-blk-pci)",
+        ret = config_error(c, -EINVAL, "-drive %s: if=%s: qkvm's disks are ide (on the PC machine) or virtio (if=virtio, or if=none with -device virtio-blk-pci)",
                            arg, itf);
     keyval_free(&kv);
     return ret;
 }
 
-/* -hda FILE and a bare FILE: QEMU makes them IDE disks; qkvm has virtio disks only. */
+/* -hda..-hdd FILE and a bare FILE: IDE disks 0-3 on the PC machine (as QEMU makes them), virtio
+ * disks on the direct-boot one. */
 static int opt_disk_image(struct config *c, const char *opt, const char *file)
 {
     if (!*file)
         return config_error(c, -EINVAL, "-%s: an empty file name", opt);
     char *e = escape_commas(file);
-    size_t len = e ? strlen(e) + 8 : 0;
+    size_t len = e ? strlen(e) + 16 : 0;
     char *spec = e ? malloc(len) : NULL;
     int ret;
     if (!spec) {
         ret = config_error(c, -ENOMEM, "out of memory");
     } else {
-        snprintf(spec, len, "file=%s", e);
-        ret = config_add_device(c, "virtio-blk-pci", "drive", spec, NULL);
+        snprintf(spec, len, "file=%s,index=%d", e, opt[2] - 'a');
+        ret = config_add_legacy_disk(c, spec, false);
     }
     free(e);
     free(spec);
@@ -815,7 +860,9 @@ int config_parse_args(struct config *c, int argc, char *const argv[])
     }
     if (c->info != CONFIG_RUN)
         return 0;
-    int ret = config_resolve_monitors(c);
+    int ret = config_resolve_legacy_disks(c);
+    if (!ret)
+        ret = config_resolve_monitors(c);
     return ret ? ret : config_resolve_backends(c);
 }
 

@@ -46,6 +46,11 @@ struct config {
     int nlists;
     bool accel_by_option, accel_by_machine; /* QEMU refuses the two together */
     bool want_pc;                           /* -M pc: the PC with firmware unless -kernel */
+    bool machine_given;                     /* some -M TYPE: no choosing the PC for a bare disk */
+    /* devices[] made from -hda..-hdd, a bare image, -drive if=ide: IDE disks on the PC, else
+     * virtio-blk (if=ide there is an error) */
+    struct { int dev; bool ide_asked; } legacy_disks[MACHINE_MAX_DEVICES];
+    int nlegacy_disks;
     unsigned log_mask;                      /* -d items */
     struct smbios_config smbios;            /* machine.smbios points here once -uuid/-smbios given */
     struct sandbox_config sandbox;          /* -sandbox, -runas, -chroot, -run-with */

@@ -16,6 +16,7 @@ struct evloop;
 struct irqchip;
 struct fw_cfg;
 struct pci_host;
+struct rtc;
 struct vmstate_entry;
 struct smbios_config;
 struct vcpu;
@@ -90,6 +91,7 @@ struct machine {
     atomic_int stop;            /* enum machine_stop, first writer wins */
     int exit_status;
     struct machine_cleanup *cleanups;
+    struct rtc *rtc;            /* the CMOS, for what other devices tell the firmware (hw/rtc.h) */
     struct log_ratelimit guest_log;     /* every guest-triggered message goes through it */
     /* MACHINE_PC only (NULL elsewhere): the 256 KiB at 0xc0000-0xfffff as the CPUs read them,
      * kept by the host bridge's PAM registers (hw/i440fx.c), the firmware's last 128 KiB that

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # The PC machine (-M pc) runs SeaBIOS under tcg: its banner and "No bootable device." reach the
-# serial console, as under QEMU (the oracle, when installed). Bad firmware files: one line, exit 1.
+# serial console, as under QEMU (the oracle, when installed); an MBR on an IDE disk (raw and
+# qcow2, -hda or a bare image without -M) boots, reads a sector through INT 13h and exits with
+# its status. Bad firmware files: one line, exit 1.
 . "$(dirname "$0")/lib.sh"
 
 BIOS=/usr/share/seabios/bios-256k.bin
@@ -79,6 +81,74 @@ else
   else
     skip "SeaBIOS's lines match QEMU's" "no qemu-system-x86_64 (scripts/deps.sh bench)"
   fi
+
+  # An MBR on the first IDE disk (tests/guest/mbr-hello.asm): SeaBIOS finds the disk on the PIIX
+  # IDE, boots it, the MBR reads sector 1 through INT 13h (SeaBIOS's ATA PIO reads again) and
+  # exits through isa-debug-exit with 0x2a: status 85. Raw and qcow2, -hda and a bare image.
+  mbr_lines() {
+    tr -d '\r' <"$1" | grep -a -e 'Booting from Hard Disk' -e 'qkvm-mbr: ' | uniq
+  }
+  want_mbr=$'Booting from Hard Disk...\nqkvm-mbr: hello from the boot sector\nqkvm-mbr: sector 1 read through INT 13h'
+  cp "$GUESTS/mbr-hello.bin" "$TMP/mbr.img"
+  truncate -s 1M "$TMP/mbr.img"
+  if command -v qemu-img >/dev/null; then
+    qemu-img convert -f raw -O qcow2 "$TMP/mbr.img" "$TMP/mbr.qcow2"
+  else
+    "$TOP/$B/qkvm-img" convert -f raw -O qcow2 "$TMP/mbr.img" "$TMP/mbr.qcow2"
+  fi
+  mbr_boot() {   # NAME ARGS...: boots, checks the lines and the status
+    local name=$1; shift
+    run_qkvm 60 "$@" -device isa-debug-exit,iobase=0xf4,iosize=4
+    if [ "$rc" = 85 ] && [ "$(mbr_lines "$TMP/out")" = "$want_mbr" ]; then
+      pass "$name: SeaBIOS boots the MBR, which reads sector 1 through INT 13h and exits 85"
+    else
+      fail "$name" "rc=$rc stdout: $(tr -d '\r' <"$TMP/out" | tail -c 300) stderr: $(head -c 300 "$TMP/err")"
+    fi
+  }
+  mbr_boot "-M pc -hda raw" -M pc -accel tcg -nographic -hda "$TMP/mbr.img"
+  mbr_boot "-M pc -hda qcow2" -M pc -accel tcg -nographic -hda "$TMP/mbr.qcow2"
+  mbr_boot "-M pc -drive if=ide,format=raw" -M pc -accel tcg -nographic -drive "file=$TMP/mbr.img,format=raw,if=ide"
+  mbr_boot "a bare raw image, no -M" -accel tcg -nographic "$TMP/mbr.img"
+  mbr_boot "a bare qcow2 image, no -M" -accel tcg -nographic "$TMP/mbr.qcow2"
+  # the disk on the primary slave: SeaBIOS tries ata0-1 when ata0-0 is empty
+  mbr_boot "-M pc -hdb qcow2" -M pc -accel tcg -nographic -hdb "$TMP/mbr.qcow2"
+  if command -v qemu-system-x86_64 >/dev/null; then
+    timeout -k 5 60 qemu-system-x86_64 -M pc -accel tcg -nographic -hda "$TMP/mbr.qcow2" \
+      -device isa-debug-exit,iobase=0xf4,iosize=4 >"$TMP/qemu-mbr.out" 2>/dev/null </dev/null
+    qrc=$?
+    run_qkvm 60 -M pc -accel tcg -nographic -hda "$TMP/mbr.qcow2" -device isa-debug-exit,iobase=0xf4,iosize=4
+    expect_eq "the MBR's lines and status match QEMU's" "$qrc $(mbr_lines "$TMP/qemu-mbr.out")" "$rc $(mbr_lines "$TMP/out")"
+  else
+    skip "the MBR's lines and status match QEMU's" "no qemu-system-x86_64 (scripts/deps.sh bench)"
+  fi
+  # SeaBIOS boots the first hard disk only, as under QEMU: an empty -hda before the MBR's disk
+  "$TOP/$B/qkvm-img" create -q -f raw "$TMP/zero.img" 1M
+  boot_until emptyfirst 'No bootable device' 60 "$QKVM" -M pc -accel tcg -nographic -hda "$TMP/zero.img" -hdb "$TMP/mbr.img"
+  if grep -aq 'No bootable device' "$TMP/emptyfirst.out" && ! grep -aq 'qkvm-mbr' "$TMP/emptyfirst.out"; then
+    pass "an empty -hda before the MBR disk: 'No bootable device.' (SeaBIOS boots the first disk)"
+  else
+    fail "an empty -hda before the MBR disk" "stdout: $(tr -d '\r' <"$TMP/emptyfirst.out" | tail -c 300)"
+  fi
+fi
+
+# IDE disks on a machine without IDE, and IDE places: one line, exit 1
+run_qkvm 20 -kernel "$GUESTS/bzimage64.bin" -accel tcg -drive "file=$TMP/mbr.img,format=raw,if=ide"
+if [ "$rc" = 1 ] && [ "$(wc -l <"$TMP/err")" = 1 ] && grep -q 'if=ide: IDE disks come with the PC machine' "$TMP/err"; then
+  pass "-drive if=ide with -kernel: one line, exit 1"
+else
+  fail "-drive if=ide with -kernel" "rc=$rc $(head -c 300 "$TMP/err")"
+fi
+run_qkvm 20 -M pc -accel tcg -nographic -hda "$TMP/mbr.img" -drive "file=$TMP/mbr.img,format=raw,if=ide,index=0"
+if [ "$rc" = 1 ] && [ "$(wc -l <"$TMP/err")" -le 2 ] && grep -q 'that IDE place is taken' "$TMP/err"; then
+  pass "two disks at IDE index 0: refused, exit 1"
+else
+  fail "two disks at IDE index 0" "rc=$rc $(head -c 300 "$TMP/err")"
+fi
+run_qkvm 20 -M pc -accel tcg -nographic -drive "file=$TMP/mbr.img,format=raw,if=ide,index=7"
+if [ "$rc" = 1 ] && grep -q 'index 7 is not 0-3' "$TMP/err"; then
+  pass "-drive if=ide,index=7: refused, exit 1"
+else
+  fail "-drive if=ide,index=7" "rc=$rc $(head -c 300 "$TMP/err")"
 fi
 
 # bad firmware files: one clear line, exit 1, before any guest output

@@ -23,6 +23,7 @@
  * popped before it; writethrough and cache modes are the block layer's.
  * Reset: requests carry the generation they were popped in; after a reset (a new generation)
  * the worker skips the old ones it has not started and their completions never reach the ring. */
+#include "hw/drive.h"
 #include "hw/virtio/virtio.h"
 
 #include "block/block.h"
@@ -601,60 +602,28 @@ static void blk_set_serial(struct virtio_blk *b, const char *s)
     memcpy(b->serial, s, n < sizeof(b->serial) ? n : sizeof(b->serial));
 }
 
-/* -drive options: one line naming the problem, -EINVAL. */
+/* -drive options (hw/drive.h), and what a virtio disk cannot be: one line naming the problem,
+ * -EINVAL. */
 static int blk_parse_drive(struct virtio_blk *b, const char *spec, struct block_open_opts *o)
 {
-    struct kvlist kv;
-    if (keyval_parse(spec, NULL, &kv)) {
-        log_error("-drive %s: not a drive description (file=PATH,format=...)", spec);
-        return -EINVAL;
+    struct drive_spec d;
+    int ret = drive_spec_parse(spec, &d);
+    if (!ret && d.itf && strcmp(d.itf, "virtio") && strcmp(d.itf, "none")) {
+        log_error("-drive %s: if=%s: qkvm's disks are virtio (if=virtio)", spec, d.itf);
+        ret = -EINVAL;
+    } else if (!ret && d.media && strcmp(d.media, "disk")) {
+        log_error("-drive %s: media=%s: qkvm has disks only", spec, d.media);
+        ret = -EINVAL;
     }
-    int ret = -EINVAL;
-    const char *s;
-    if (!(s = keyval_get(&kv, "file")) || !*s) {
-        log_error("-drive %s: no file= given", spec);
-        goto out;
+    if (!ret) {
+        b->file = d.file;
+        d.file = NULL;
+        *o = d.open;
+        b->discard_unmap = d.discard_unmap;
+        if (d.has_serial)
+            blk_set_serial(b, d.serial);
     }
-    b->file = strdup(s);
-    if ((s = keyval_get(&kv, "format")) && block_parse_format(s, &o->format)) {
-        log_error("-drive %s: format '%s' is not raw or qcow2", spec, s);
-        goto out;
-    }
-    if ((s = keyval_get(&kv, "readonly")) && parse_bool(s, &o->read_only)) {
-        log_error("-drive %s: readonly '%s' is not on or off", spec, s);
-        goto out;
-    }
-    if ((s = keyval_get(&kv, "cache")) && block_parse_cache(s, &o->cache)) {
-        log_error("-drive %s: cache '%s' is not writeback, writethrough, none, directsync or unsafe", spec, s);
-        goto out;
-    }
-    if ((s = keyval_get(&kv, "discard"))) {
-        if (!strcmp(s, "unmap") || !strcmp(s, "on"))
-            b->discard_unmap = true;
-        else if (strcmp(s, "ignore") && strcmp(s, "off")) {
-            log_error("-drive %s: discard '%s' is not ignore or unmap", spec, s);
-            goto out;
-        }
-    }
-    if ((s = keyval_get(&kv, "if")) && strcmp(s, "virtio") && strcmp(s, "none")) {
-        log_error("-drive %s: if=%s: qkvm's disks are virtio (if=virtio)", spec, s);
-        goto out;
-    }
-    if ((s = keyval_get(&kv, "media")) && strcmp(s, "disk")) {
-        log_error("-drive %s: media=%s: qkvm has disks only", spec, s);
-        goto out;
-    }
-    if ((s = keyval_get(&kv, "serial")))
-        blk_set_serial(b, s);
-    keyval_get(&kv, "id");
-    keyval_get(&kv, "index");
-    if ((s = keyval_unused(&kv))) {
-        log_error("-drive %s: unknown parameter '%s'", spec, s);
-        goto out;
-    }
-    ret = 0;
-out:
-    keyval_free(&kv);
+    drive_spec_free(&d);
     return ret;
 }
 

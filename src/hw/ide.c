@@ -1,0 +1,509 @@
+/* ATA disks on an IDE channel, PIO only, as SeaBIOS (src/hw/ata.c), bootloaders and Linux's
+ * ata_piix drive them, modelled on what QEMU's hw/ide/core.c shows a guest: writes to the task
+ * file reach both drives' registers, reads of an empty channel return 0 (so firmware polling
+ * for "not busy" finishes at once), a slave that is absent reads status 0. Commands run at once
+ * in the vCPU's thread (block_pread/pwrite): BSY is never seen set. */
+#include "hw/ide.h"
+
+#include "block/block.h"
+#include "vm/machine.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum ide_xfer { XFER_NONE, XFER_IN, XFER_OUT };
+
+struct ide_drive {
+    struct block *bs;           /* NULL: no drive at this unit */
+    bool read_only;
+    bool probed_raw;            /* raw by guess: a guest may not write another format's header */
+    uint64_t sectors;
+    unsigned cyls, heads, secs; /* the geometry IDENTIFY reports, for CHS addressing */
+    uint8_t status, error;
+    uint16_t identify[256];
+};
+
+struct ide_channel {
+    struct machine *m;
+    pthread_mutex_t lock;
+    uint16_t base, ctl;
+    unsigned irq;
+    struct ide_drive drive[2];
+    /* the task file; hob_* hold the previous write of each register (LBA48's high bytes) */
+    uint8_t feature, nsector, sector, lcyl, hcyl;
+    uint8_t hob_feature, hob_nsector, hob_sector, hob_lcyl, hob_hcyl;
+    uint8_t select, control;
+    bool irq_level;
+    /* the PIO transfer in progress: one sector in buf, more to come while left > 0 */
+    enum ide_xfer xfer;
+    bool xfer_data;             /* sectors of the disk (else IDENTIFY's page) */
+    bool lba48;                 /* an EXT command: the task file's high bytes are part of it */
+    uint64_t lba;               /* the sector in buf */
+    uint32_t left;              /* sectors still to move, the one in buf included */
+    unsigned pos;
+    uint8_t buf[IDE_SECTOR];
+};
+
+static struct ide_drive *cur_drive(struct ide_channel *ch)
+{
+    return &ch->drive[(ch->select >> 4) & 1];
+}
+
+static bool channel_empty(const struct ide_channel *ch)
+{
+    return !ch->drive[0].bs && !ch->drive[1].bs;
+}
+
+static void irq_raise(struct ide_channel *ch)
+{
+    if (!(ch->control & IDE_CTL_NIEN) && !ch->irq_level) {
+        ch->irq_level = true;
+        if (ch->m)
+            machine_set_irq(ch->m, ch->irq, 1);
+    }
+}
+
+static void irq_lower(struct ide_channel *ch)
+{
+    if (ch->irq_level) {
+        ch->irq_level = false;
+        if (ch->m)
+            machine_set_irq(ch->m, ch->irq, 0);
+    }
+}
+
+/* The signature an ATA device leaves after reset or diagnostics (ATA-7 9.12). */
+static void set_signature(struct ide_channel *ch)
+{
+    ch->nsector = ch->sector = 1;
+    ch->lcyl = ch->hcyl = 0;
+    ch->select &= 0xf0;
+}
+
+static void cmd_done(struct ide_channel *ch, struct ide_drive *d)
+{
+    ch->xfer = XFER_NONE;
+    d->status = IDE_STAT_DRDY | IDE_STAT_DSC;
+    d->error = 0;
+    irq_raise(ch);
+}
+
+static void cmd_abort(struct ide_channel *ch, struct ide_drive *d)
+{
+    ch->xfer = XFER_NONE;
+    d->status = IDE_STAT_DRDY | IDE_STAT_ERR;
+    d->error = IDE_ERR_ABRT;
+    irq_raise(ch);
+}
+
+/* After a data command: the task file holds the address of the last sector moved (or the
+ * failing one), as ATA-7 says for the READ/WRITE SECTORS outputs. */
+static void set_lba(struct ide_channel *ch, uint64_t lba, bool lba48)
+{
+    if (!(ch->select & 0x40)) {
+        struct ide_drive *d = cur_drive(ch);
+        unsigned spc = d->heads * d->secs, cyl = (unsigned)(lba / spc), r = (unsigned)(lba % spc);
+        ch->hcyl = (uint8_t)(cyl >> 8), ch->lcyl = (uint8_t)cyl;
+        ch->select = (uint8_t)((ch->select & 0xf0) | (r / d->secs));
+        ch->sector = (uint8_t)(r % d->secs + 1);
+        return;
+    }
+    ch->sector = (uint8_t)lba, ch->lcyl = (uint8_t)(lba >> 8), ch->hcyl = (uint8_t)(lba >> 16);
+    if (lba48) {
+        ch->hob_sector = (uint8_t)(lba >> 24), ch->hob_lcyl = (uint8_t)(lba >> 32), ch->hob_hcyl = (uint8_t)(lba >> 40);
+    } else {
+        ch->select = (uint8_t)((ch->select & 0xf0) | ((lba >> 24) & 0xf));
+    }
+}
+
+/* The first sector and the count a command names; false (nothing to do but abort) when the
+ * address is not on the disk: CHS outside the geometry, or any sector of the range past its end. */
+static bool decode_range(struct ide_channel *ch, struct ide_drive *d, bool lba48, uint64_t *lba, uint32_t *count)
+{
+    if (lba48) {
+        *count = (uint32_t)(ch->hob_nsector << 8 | ch->nsector);
+        if (!*count)
+            *count = 65536;
+        *lba = (uint64_t)ch->hob_hcyl << 40 | (uint64_t)ch->hob_lcyl << 32 | (uint64_t)ch->hob_sector << 24 |
+               (uint64_t)ch->hcyl << 16 | (uint64_t)ch->lcyl << 8 | ch->sector;
+    } else {
+        *count = ch->nsector ? ch->nsector : 256;
+        if (ch->select & 0x40) {
+            *lba = (uint64_t)(ch->select & 0xf) << 24 | (uint64_t)ch->hcyl << 16 | (uint64_t)ch->lcyl << 8 | ch->sector;
+        } else {
+            unsigned cyl = (unsigned)(ch->hcyl << 8 | ch->lcyl), head = ch->select & 0xf;
+            if (ch->sector == 0 || ch->sector > d->secs || head >= d->heads || cyl >= d->cyls)
+                return false;
+            *lba = ((uint64_t)cyl * d->heads + head) * d->secs + ch->sector - 1;
+        }
+    }
+    return *lba < d->sectors && *count <= d->sectors - *lba;
+}
+
+/* A transfer that cannot go on: said under -d guest_errors, ERR with ABRT, the task file at the
+ * sector that failed. */
+static void xfer_fail(struct ide_channel *ch, struct ide_drive *d, const char *key, const char *why)
+{
+    machine_log_guest(ch->m, LOG_GUEST, key, "ide: sector %llu: %s", (unsigned long long)ch->lba, why);
+    set_lba(ch, ch->lba, ch->lba48);
+    cmd_abort(ch, d);
+}
+
+/* Loads the next sector of a read into buf and offers it (DRQ, an interrupt). */
+static void read_next(struct ide_channel *ch, struct ide_drive *d)
+{
+    if (block_pread(d->bs, ch->lba * IDE_SECTOR, ch->buf, IDE_SECTOR)) {
+        xfer_fail(ch, d, "ide-read", "the image cannot be read");
+        return;
+    }
+    ch->xfer = XFER_IN;
+    ch->pos = 0;
+    d->status = IDE_STAT_DRDY | IDE_STAT_DSC | IDE_STAT_DRQ;
+    irq_raise(ch);
+}
+
+static void start_rw(struct ide_channel *ch, struct ide_drive *d, bool lba48, bool write)
+{
+    uint64_t lba;
+    uint32_t count;
+    if (!decode_range(ch, d, lba48, &lba, &count) || (write && d->read_only)) {
+        machine_log_guest(ch->m, LOG_GUEST, "ide-range", "ide: %s of sectors outside the disk or read-only",
+                          write ? "write" : "read");
+        cmd_abort(ch, d);
+        return;
+    }
+    ch->lba = lba;
+    ch->left = count;
+    ch->xfer_data = true;
+    ch->lba48 = lba48;
+    if (write) {
+        /* PIO data-out: the first sector is asked for without an interrupt (ATA-7 9.10) */
+        ch->xfer = XFER_OUT;
+        ch->pos = 0;
+        d->status = IDE_STAT_DRDY | IDE_STAT_DSC | IDE_STAT_DRQ;
+    } else {
+        read_next(ch, d);
+    }
+}
+
+static void exec_command(struct ide_channel *ch, uint8_t cmd)
+{
+    struct ide_drive *d = cur_drive(ch);
+    if (!d->bs)
+        return;   /* nobody there to answer */
+    if (d->status & (IDE_STAT_BSY | IDE_STAT_DRQ) && ch->xfer != XFER_NONE) {
+        machine_log_guest(ch->m, LOG_GUEST, "ide-busy", "ide: command 0x%02x during a transfer ignored", cmd);
+        return;
+    }
+    irq_lower(ch);
+    switch (cmd) {
+    case 0xec:   /* IDENTIFY DEVICE */
+        memcpy(ch->buf, d->identify, IDE_SECTOR);
+        ch->xfer = XFER_IN;
+        ch->xfer_data = false;
+        ch->left = 1;
+        ch->pos = 0;
+        d->status = IDE_STAT_DRDY | IDE_STAT_DSC | IDE_STAT_DRQ;
+        irq_raise(ch);
+        return;
+    case 0x20: case 0x21: start_rw(ch, d, false, false); return;   /* READ SECTORS */
+    case 0x24: start_rw(ch, d, true, false); return;               /* READ SECTORS EXT */
+    case 0x30: case 0x31: start_rw(ch, d, false, true); return;    /* WRITE SECTORS */
+    case 0x34: start_rw(ch, d, true, true); return;                /* WRITE SECTORS EXT */
+    case 0x40: case 0x41: case 0x42: {                              /* READ VERIFY SECTORS (EXT) */
+        uint64_t lba;
+        uint32_t count;
+        if (!decode_range(ch, d, cmd == 0x42, &lba, &count))
+            cmd_abort(ch, d);
+        else
+            cmd_done(ch, d);
+        return;
+    }
+    case 0x70:                   /* SEEK */
+    case 0x10 ... 0x1f:          /* RECALIBRATE */
+    case 0x91:                   /* INITIALIZE DEVICE PARAMETERS: LBA is what counts here */
+    case 0xe0: case 0xe1: case 0xe2: case 0xe3: case 0x94: case 0x95: case 0x96: case 0x97:   /* power */
+        cmd_done(ch, d);
+        return;
+    case 0xe5: case 0x98:        /* CHECK POWER MODE: always active */
+        cmd_done(ch, d);
+        ch->nsector = 0xff;
+        return;
+    case 0xe7: case 0xea:        /* FLUSH CACHE (EXT) */
+        if (block_flush(d->bs))
+            cmd_abort(ch, d);
+        else
+            cmd_done(ch, d);
+        return;
+    case 0xef:                   /* SET FEATURES: write cache, transfer mode, look-ahead, defaults */
+        switch (ch->feature) {
+        case 0x02: case 0x82: case 0x03: case 0xaa: case 0x55: case 0x66: case 0xcc:
+            cmd_done(ch, d);
+            return;
+        }
+        break;
+    case 0x90:                   /* EXECUTE DEVICE DIAGNOSTIC */
+        set_signature(ch);
+        cmd_done(ch, d);
+        d->error = 0x01;         /* device 0 passed */
+        return;
+    }
+    machine_log_guest(ch->m, LOG_GUEST, "ide-cmd", "ide: command 0x%02x (feature 0x%02x) not supported", cmd,
+                      ch->feature);
+    cmd_abort(ch, d);
+}
+
+/* One more 16- or 32-bit word of a transfer. */
+static uint32_t data_read(struct ide_channel *ch, unsigned size)
+{
+    struct ide_drive *d = cur_drive(ch);
+    uint32_t v = 0;
+    if (ch->xfer != XFER_IN)
+        return 0;
+    if (ch->pos + size > IDE_SECTOR)
+        size = IDE_SECTOR - ch->pos;
+    memcpy(&v, ch->buf + ch->pos, size);
+    ch->pos += size;
+    if (ch->pos < IDE_SECTOR)
+        return v;
+    bool lba48 = ch->lba48;
+    if (--ch->left && ch->xfer_data) {
+        ch->lba++;
+        read_next(ch, d);
+    } else {
+        if (ch->xfer_data)
+            set_lba(ch, ch->lba, lba48);
+        ch->xfer = XFER_NONE;
+        d->status = IDE_STAT_DRDY | IDE_STAT_DSC;
+    }
+    return v;
+}
+
+static void data_write(struct ide_channel *ch, uint32_t v, unsigned size)
+{
+    struct ide_drive *d = cur_drive(ch);
+    if (ch->xfer != XFER_OUT)
+        return;
+    if (ch->pos + size > IDE_SECTOR)
+        size = IDE_SECTOR - ch->pos;
+    memcpy(ch->buf + ch->pos, &v, size);
+    ch->pos += size;
+    if (ch->pos < IDE_SECTOR)
+        return;
+    bool lba48 = ch->lba48;
+    if (d->probed_raw && ch->lba == 0 && block_probe_header(ch->buf, IDE_SECTOR)) {
+        xfer_fail(ch, d, "ide-probe", "refused an image header on a raw image whose format was guessed (give format=raw)");
+        return;
+    }
+    if (block_pwrite(d->bs, ch->lba * IDE_SECTOR, ch->buf, IDE_SECTOR)) {
+        xfer_fail(ch, d, "ide-write", "the image cannot be written");
+        return;
+    }
+    if (--ch->left) {
+        ch->lba++;
+        ch->pos = 0;
+        d->status = IDE_STAT_DRDY | IDE_STAT_DSC | IDE_STAT_DRQ;
+        irq_raise(ch);
+    } else {
+        set_lba(ch, ch->lba, lba48);
+        cmd_done(ch, d);
+    }
+}
+
+static void reset_channel(struct ide_channel *ch)
+{
+    ch->xfer = XFER_NONE;
+    ch->select = 0xa0;
+    set_signature(ch);
+    ch->feature = 0;
+    for (int u = 0; u < 2; u++) {
+        ch->drive[u].status = ch->drive[u].bs ? IDE_STAT_DRDY | IDE_STAT_DSC : 0;
+        ch->drive[u].error = 0x01;
+    }
+}
+
+static void taskfile_read(void *opaque, uint64_t off, void *data, unsigned size)
+{
+    struct ide_channel *ch = opaque;
+    uint32_t v = 0;
+    pthread_mutex_lock(&ch->lock);
+    struct ide_drive *d = cur_drive(ch);
+    bool hob = ch->control & IDE_CTL_HOB, absent = !d->bs;
+    bool empty = channel_empty(ch);
+    switch (off) {
+    case 0: v = data_read(ch, size); break;
+    case 1: v = empty || absent ? 0 : hob ? 0 : d->error; break;
+    case 2: v = empty ? 0 : hob ? ch->hob_nsector : ch->nsector; break;
+    case 3: v = empty ? 0 : hob ? ch->hob_sector : ch->sector; break;
+    case 4: v = empty ? 0 : hob ? ch->hob_lcyl : ch->lcyl; break;
+    case 5: v = empty ? 0 : hob ? ch->hob_hcyl : ch->hcyl; break;
+    case 6: v = empty ? 0 : ch->select; break;
+    case 7:
+        v = empty || absent ? 0 : d->status;
+        irq_lower(ch);   /* reading the status acknowledges the interrupt */
+        break;
+    }
+    pthread_mutex_unlock(&ch->lock);
+    memcpy(data, &v, size > 4 ? 4 : size);
+}
+
+static void taskfile_write(void *opaque, uint64_t off, const void *data, unsigned size)
+{
+    struct ide_channel *ch = opaque;
+    uint32_t v = 0;
+    memcpy(&v, data, size > 4 ? 4 : size);
+    pthread_mutex_lock(&ch->lock);
+    if (off != 0 && off != 7)
+        ch->control &= (uint8_t)~IDE_CTL_HOB;   /* a task file write drops the HOB view */
+    uint8_t b = (uint8_t)v;
+    switch (off) {
+    case 0: data_write(ch, v, size); break;
+    case 1: ch->hob_feature = ch->feature, ch->feature = b; break;
+    case 2: ch->hob_nsector = ch->nsector, ch->nsector = b; break;
+    case 3: ch->hob_sector = ch->sector, ch->sector = b; break;
+    case 4: ch->hob_lcyl = ch->lcyl, ch->lcyl = b; break;
+    case 5: ch->hob_hcyl = ch->hcyl, ch->hcyl = b; break;
+    case 6: ch->select = (uint8_t)(b | 0xa0); break;   /* bits 7 and 5 read as ones */
+    case 7: exec_command(ch, b); break;
+    }
+    pthread_mutex_unlock(&ch->lock);
+}
+
+static void ctl_read(void *opaque, uint64_t off, void *data, unsigned size)
+{
+    struct ide_channel *ch = opaque;
+    (void)off;
+    pthread_mutex_lock(&ch->lock);
+    struct ide_drive *d = cur_drive(ch);
+    uint8_t v = channel_empty(ch) || !d->bs ? 0 : d->status;   /* alternate status: no acknowledge */
+    pthread_mutex_unlock(&ch->lock);
+    memset(data, 0, size);
+    *(uint8_t *)data = v;
+}
+
+static void ctl_write(void *opaque, uint64_t off, const void *data, unsigned size)
+{
+    struct ide_channel *ch = opaque;
+    (void)off, (void)size;
+    uint8_t v = *(const uint8_t *)data;
+    pthread_mutex_lock(&ch->lock);
+    if ((v & IDE_CTL_SRST) && !(ch->control & IDE_CTL_SRST)) {
+        for (int u = 0; u < 2; u++)
+            if (ch->drive[u].bs)
+                ch->drive[u].status = IDE_STAT_BSY | IDE_STAT_DSC;
+        ch->xfer = XFER_NONE;
+    } else if (!(v & IDE_CTL_SRST) && (ch->control & IDE_CTL_SRST)) {
+        reset_channel(ch);
+    }
+    ch->control = v;
+    if (v & IDE_CTL_NIEN)
+        irq_lower(ch);
+    pthread_mutex_unlock(&ch->lock);
+}
+
+static void channel_free(void *opaque)
+{
+    struct ide_channel *ch = opaque;
+    for (int u = 0; u < 2; u++)
+        block_close(ch->drive[u].bs);
+    pthread_mutex_destroy(&ch->lock);
+    free(ch);
+}
+
+int ide_channel_create(struct machine *m, uint16_t base, uint16_t ctl, unsigned irq, struct ide_channel **out)
+{
+    struct ide_channel *ch = calloc(1, sizeof(*ch));
+    if (!ch)
+        return -ENOMEM;
+    ch->m = m;
+    ch->base = base, ch->ctl = ctl, ch->irq = irq;
+    pthread_mutex_init(&ch->lock, NULL);
+    reset_channel(ch);
+    int ret = machine_add_cleanup(m, channel_free, ch);
+    if (ret)
+        return ret;
+    ret = bus_register(&m->pio, base, 8, taskfile_read, taskfile_write, ch, "ide");
+    if (!ret)
+        ret = bus_register(&m->pio, ctl, 1, ctl_read, ctl_write, ch, "ide-ctl");
+    if (ret) {
+        log_error("ide: ports 0x%x-0x%x and 0x%x are taken", base, base + 7, ctl);
+        return ret;
+    }
+    *out = ch;
+    return 0;
+}
+
+/* An ATA string: space-padded, the two bytes of each word swapped (ATA-7 volume 1, 3.3.10). */
+static void id_string(uint16_t *w, unsigned words, const char *s)
+{
+    char tmp[64];
+    size_t n = strlen(s);
+    memset(tmp, ' ', sizeof(tmp));
+    memcpy(tmp, s, n < 2 * words ? n : 2 * words);
+    for (unsigned i = 0; i < words; i++)
+        w[i] = (uint16_t)((uint8_t)tmp[2 * i] << 8 | (uint8_t)tmp[2 * i + 1]);
+}
+
+/* IDENTIFY DEVICE's page as QEMU's ide_identify fills it (hw/ide/core.c) where a PIO-only disk
+ * has the same feature: guests and firmware see the same model, geometry and capacities. */
+static void build_identify(struct ide_drive *d, int unit, const char *serial)
+{
+    uint16_t *w = d->identify;
+    char sn[24];
+    uint64_t chs = (uint64_t)d->cyls * d->heads * d->secs;
+    uint32_t lba28 = d->sectors < 0x0fffffff ? (uint32_t)d->sectors : 0x0fffffff;
+    memset(w, 0, sizeof(d->identify));
+    snprintf(sn, sizeof(sn), "QM%05d", unit + 1);
+    w[0] = 0x0040;   /* fixed disk */
+    w[1] = (uint16_t)d->cyls, w[3] = (uint16_t)d->heads, w[6] = (uint16_t)d->secs;
+    w[4] = (uint16_t)(IDE_SECTOR * d->secs), w[5] = IDE_SECTOR;
+    id_string(w + 10, 10, serial ? serial : sn);
+    w[20] = 3, w[21] = 512, w[22] = 4;
+    id_string(w + 23, 4, "2.5+");
+    id_string(w + 27, 20, "QEMU HARDDISK");   /* QEMU's name: guests that match on it keep working */
+    w[48] = 1;                     /* 32-bit data port accesses */
+    w[49] = 1 << 11 | 1 << 9;      /* IORDY, LBA; no DMA (no bus mastering yet) */
+    w[51] = 0x200, w[52] = 0x200;
+    w[53] = 1 | 2;                 /* words 54-58 and 64-70 valid */
+    w[54] = (uint16_t)d->cyls, w[55] = (uint16_t)d->heads, w[56] = (uint16_t)d->secs;
+    w[57] = (uint16_t)chs, w[58] = (uint16_t)(chs >> 16);
+    w[60] = (uint16_t)lba28, w[61] = (uint16_t)(lba28 >> 16);
+    w[64] = 3;                     /* PIO modes 3 and 4 */
+    w[65] = w[66] = w[67] = w[68] = 120;
+    w[80] = 0xf0, w[81] = 0x16;    /* ATA/ATAPI-4 to 7 */
+    w[82] = 1 << 14 | 1 << 5 | 1;  /* NOP, write cache, SMART */
+    w[83] = 1 << 14 | 1 << 13 | 1 << 12 | 1 << 10;   /* FLUSH CACHE EXT, FLUSH CACHE, LBA48 */
+    w[84] = 1 << 14;
+    w[85] = 1 << 14 | 1 << 5 | 1;
+    w[86] = 1 << 13 | 1 << 12 | 1 << 10;
+    w[87] = 1 << 14;
+    w[93] = 1 | 1 << 14 | 0x2000;
+    for (int i = 0; i < 4; i++)
+        w[100 + i] = (uint16_t)(d->sectors >> (16 * i));
+}
+
+int ide_channel_attach(struct ide_channel *ch, int unit, struct block *bs, bool read_only, bool probed_raw,
+                       const char *serial)
+{
+    if (unit < 0 || unit > 1 || ch->drive[unit].bs || block_length(bs) < IDE_SECTOR) {
+        int ret = unit >= 0 && unit <= 1 && ch->drive[unit].bs ? -EBUSY : -EINVAL;
+        block_close(bs);
+        return ret;
+    }
+    pthread_mutex_lock(&ch->lock);
+    struct ide_drive *d = &ch->drive[unit];
+    d->bs = bs;
+    d->read_only = read_only || block_read_only(bs);
+    d->probed_raw = probed_raw;
+    d->sectors = block_length(bs) / IDE_SECTOR;
+    /* QEMU's guess for a disk without a partition table to go by: 16 heads, 63 sectors */
+    d->heads = 16, d->secs = 63;
+    uint64_t cyls = d->sectors / (16 * 63);
+    d->cyls = cyls < 2 ? 2 : cyls > 16383 ? 16383 : (unsigned)cyls;
+    build_identify(d, unit, serial);
+    reset_channel(ch);
+    pthread_mutex_unlock(&ch->lock);
+    return 0;
+}

@@ -1,0 +1,49 @@
+/* An IDE (parallel ATA) channel at its legacy ports: task file at base (8 ports), device control
+ * and alternate status at ctl, one ISA IRQ; up to two ATA disks (master, slave) behind it, each
+ * a block-layer image (raw, qcow2). PIO only: IDENTIFY, READ/WRITE SECTORS (LBA28, CHS) and their
+ * LBA48 EXT forms, READ VERIFY, SEEK, SET FEATURES, FLUSH CACHE, power commands, INITIALIZE
+ * DEVICE PARAMETERS, EXECUTE DEVICE DIAGNOSTIC; anything else, and any address past the disk,
+ * ends with ERR and ABRT in the error register as a real disk answers (ATA-7, volume 1). */
+#ifndef QKVM_HW_IDE_H
+#define QKVM_HW_IDE_H
+#include <stdbool.h>
+#include <stdint.h>
+
+struct block;
+struct machine;
+struct ide_channel;
+
+#define IDE_SECTOR 512
+
+/* The legacy PC channels: primary 0x1f0/0x3f6 IRQ 14, secondary 0x170/0x376 IRQ 15. */
+#define IDE_PRIMARY_BASE   0x1f0
+#define IDE_PRIMARY_CTL    0x3f6
+#define IDE_PRIMARY_IRQ    14
+#define IDE_SECONDARY_BASE 0x170
+#define IDE_SECONDARY_CTL  0x376
+#define IDE_SECONDARY_IRQ  15
+
+/* status register */
+#define IDE_STAT_ERR  0x01
+#define IDE_STAT_DRQ  0x08
+#define IDE_STAT_DSC  0x10
+#define IDE_STAT_DRDY 0x40
+#define IDE_STAT_BSY  0x80
+/* error register */
+#define IDE_ERR_ABRT  0x04
+/* device control register */
+#define IDE_CTL_NIEN  0x02
+#define IDE_CTL_SRST  0x04
+#define IDE_CTL_HOB   0x80
+
+/* Creates a channel of m with no drive and claims its ports (base..base+7, ctl). Freed with the
+ * machine. 0 or -errno (a taken port is logged). */
+int ide_channel_create(struct machine *m, uint16_t base, uint16_t ctl, unsigned irq, struct ide_channel **out);
+/* Puts an open image at unit 0 (master) or 1 (slave); the channel owns bs from then on, even on
+ * failure. probed_raw: the format was guessed, so sector 0 refuses another format's header (as
+ * QEMU and virtio-blk do). serial may be NULL (a serial is made up from the unit). 0, -EBUSY if
+ * the unit has a disk, -EINVAL for a bad unit or an image smaller than one sector. */
+int ide_channel_attach(struct ide_channel *ch, int unit, struct block *bs, bool read_only, bool probed_raw,
+                       const char *serial);
+
+#endif

@@ -1,0 +1,152 @@
+/* The PIIX3 of the PC machine (-M pc), where QEMU puts it: the PCI-to-ISA bridge at 00:01.0
+ * (8086:7000) and the IDE controller at 00:01.1 (8086:7010) in legacy mode, its two channels at
+ * the ISA ports and IRQs 14 and 15 (hw/ide.c). SeaBIOS finds the disks by these IDs
+ * (src/hw/ata.c, ata_init's PCI table) and routes PCI interrupts through the bridge's PIRQ
+ * registers. "-device ide-hd,drive=..." (what -hda and a bare image become on -M pc) puts a disk
+ * on a channel. */
+#include "hw/drive.h"
+#include "hw/ide.h"
+#include "hw/pci.h"
+#include "hw/rtc.h"
+
+#include "block/block.h"
+#include "vm/machine.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define PIIX_SLOT      1
+#define PIIX_PIRQ_ROUTE 0x60   /* PIRQA-D routing, 0x80: disabled (82371SB datasheet 2.2.9) */
+
+struct piix {
+    struct pci_device isa, ide;
+    struct ide_channel *ch[2];
+    bool used[4];              /* bus * 2 + unit */
+};
+
+static int piix_create(struct machine *m)
+{
+    struct piix *p = calloc(1, sizeof(*p));
+    if (!p)
+        return -ENOMEM;
+    int ret = machine_add_cleanup(m, free, p);
+    if (ret)
+        return ret;
+    pci_device_init(&p->isa, "piix3", 0x8086, 0x7000, 0x060100, 0, 0x1af4, 0x1100);
+    p->isa.config[PCI_INTERRUPT_PIN] = 0;
+    for (int i = 0; i < 4; i++) {
+        p->isa.config[PIIX_PIRQ_ROUTE + i] = 0x80;
+        p->isa.wmask[PIIX_PIRQ_ROUTE + i] = 0x8f;
+    }
+    /* prog-if 0x80: bus-master capable, both channels in legacy (compatibility) mode, which
+     * the guest cannot switch off (bits 0 and 2 read-only) */
+    pci_device_init(&p->ide, "piix3-ide", 0x8086, 0x7010, 0x010180, 0, 0x1af4, 0x1100);
+    p->ide.config[PCI_INTERRUPT_PIN] = 0;
+    p->ide.opaque = p;
+    if ((ret = pci_register_device(m, &p->isa, PIIX_SLOT)) ||
+        (ret = pci_register_function(m, &p->ide, PIIX_SLOT, 1)))
+        return ret;
+    if ((ret = ide_channel_create(m, IDE_PRIMARY_BASE, IDE_PRIMARY_CTL, IDE_PRIMARY_IRQ, &p->ch[0])) ||
+        (ret = ide_channel_create(m, IDE_SECONDARY_BASE, IDE_SECONDARY_CTL, IDE_SECONDARY_IRQ, &p->ch[1])))
+        return ret;
+    return 0;
+}
+
+static int piix_init(struct machine *m)
+{
+    return m->cfg && m->cfg->type == MACHINE_PC ? piix_create(m) : 0;
+}
+/* after the PCI host, before any device that takes the first free slot */
+MACHINE_INIT(piix_init, INIT_BUS + 1, NULL)
+
+/* -drive options (hw/drive.h), and what an IDE disk cannot be: one line naming the problem,
+ * -EINVAL. */
+static int ide_parse_drive(const char *spec, struct drive_spec *d)
+{
+    int ret = drive_spec_parse(spec, d);
+    if (ret)
+        return ret;
+    if (d->itf && strcmp(d->itf, "ide") && strcmp(d->itf, "none")) {
+        log_error("-drive %s: if=%s on an IDE disk", spec, d->itf);
+        return -EINVAL;
+    }
+    if (d->media && strcmp(d->media, "disk")) {
+        log_error("-drive %s: media=%s: qkvm's IDE has disks only (no CD-ROM yet)", spec, d->media);
+        return -EINVAL;
+    }
+    if (d->index > 3) {
+        log_error("-drive %s: index %d is not 0-3 (two IDE channels, two disks each)", spec, d->index);
+        return -EINVAL;
+    }
+    return 0;
+}
+
+/* -device ide-hd,drive=SPEC[,bus=ide.0|ide.1][,unit=0|1]: without bus/unit, the drive's index=,
+ * else the first free place (QEMU's order: primary master, primary slave, secondary...). */
+static int ide_hd_create(struct machine *m, struct kvlist *opts)
+{
+    struct pci_host *h = pci_host_of(m);
+    struct pci_device *fn = h ? pci_host_function(h, PIIX_SLOT, 1) : NULL;
+    if (!fn || fn->opaque == NULL || strcmp(fn->name, "piix3-ide")) {
+        log_error("ide-hd: this machine has no IDE controller (it comes with -M pc)");
+        return -ENODEV;
+    }
+    struct piix *p = fn->opaque;
+    const char *spec = keyval_get(opts, "drive"), *bus = keyval_get(opts, "bus"), *unit_s = keyval_get(opts, "unit");
+    if (!spec) {
+        log_error("ide-hd: needs drive= (a -drive id)");
+        return -EINVAL;
+    }
+    int index = -1;
+    uint64_t u = 0;
+    if (bus) {
+        if (strcmp(bus, "ide.0") && strcmp(bus, "ide.1")) {
+            log_error("ide-hd: bus '%s' is not ide.0 or ide.1", bus);
+            return -EINVAL;
+        }
+        if (unit_s && parse_u64(unit_s, 0, 1, &u)) {
+            log_error("ide-hd: unit '%s' is not 0 or 1", unit_s);
+            return -EINVAL;
+        }
+        index = (bus[4] - '0') * 2 + (int)u;
+        if (!unit_s && p->used[index])
+            index++;
+        if (index > 3 || (index & 2) != (bus[4] - '0') * 2) {
+            log_error("ide-hd: bus %s is full", bus);
+            return -EBUSY;
+        }
+    }
+    struct drive_spec d;
+    int ret = ide_parse_drive(spec, &d);
+    if (!ret && index < 0)
+        index = d.index;
+    for (int i = 0; !ret && index < 0 && i < 4; i++)
+        if (!p->used[i])
+            index = i;
+    if (!ret && (index < 0 || p->used[index])) {
+        log_error("-drive %s: %s", spec, index < 0 ? "the four IDE places are taken" : "that IDE place is taken");
+        ret = -EBUSY;
+    }
+    struct block *bs = NULL;
+    char err[BLOCK_ERR_MAX];
+    if (!ret && (ret = block_open(d.file, &d.open, &bs, err)))
+        log_error("%s", err);
+    /* QEMU's automatic BIOS translation (hw/block/hd-geometry.c): LBA once the disk has more
+     * than 1024 cylinders of 16 heads and 63 sectors, so INT 13h's CHS reaches past 504 MiB */
+    bool lba_trans = !ret && block_length(bs) / IDE_SECTOR / (16 * 63) > 1024;
+    bool probed_raw = !ret && d.open.format == BLOCK_FMT_AUTO && !strcmp(block_format_name(bs), "raw");
+    if (probed_raw)
+        log_warn("%s: no format= given, probing guessed raw: writes of another format's header to sector 0"
+                 " will be refused (give format=raw)", d.file);
+    if (!ret && (ret = ide_channel_attach(p->ch[index / 2], index % 2, bs, d.open.read_only, probed_raw,
+                                          d.has_serial ? d.serial : NULL)))
+        log_error("-drive %s: %s", spec, ret == -EINVAL ? "the image is smaller than one sector" : strerror(-ret));
+    if (!ret) {
+        p->used[index] = true;
+        rtc_cmos_update(m, RTC_CMOS_DISK_TRANSLATION, (uint8_t)(3 << (2 * index)), (uint8_t)(lba_trans << (2 * index)));
+    }
+    drive_spec_free(&d);
+    return ret;
+}
+DEVICE_TYPE("ide-hd", ide_hd_create)
