@@ -7,7 +7,15 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <sys/mman.h>
-#ifdef __SANITIZE_ADDRESS__
+/* gcc says __SANITIZE_ADDRESS__, clang (the fuzz builds) says __has_feature(address_sanitizer) */
+#if defined(__SANITIZE_ADDRESS__)
+#define EMU_LSAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define EMU_LSAN 1
+#endif
+#endif
+#ifdef EMU_LSAN
 #include <sanitizer/lsan_interface.h>
 #endif
 #include <time.h>
@@ -148,7 +156,7 @@ static void cpu_reset_regs(struct cpu *c)
  * holds the only pointers to its arena and scratch block. */
 static void lsan_region(struct cpu *c, bool add)
 {
-#ifdef __SANITIZE_ADDRESS__
+#ifdef EMU_LSAN
     if (add)
         __lsan_register_root_region(c, sizeof(*c));
     else
