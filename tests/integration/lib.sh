@@ -39,3 +39,54 @@ run_qkvm() {
 }
 # The value of key= in $TMP/out
 outval() { sed -n "s/^$1=//p" "$TMP/out" | tr -d '\r' | head -n 1; }
+
+# A libFuzzer target of one compile (clang, ASan, UBSan): fuzz_target NAME CORPUS MAX_LEN DIRS
+# SOURCES... [-- LIBS...]. Builds $B/tests/fuzz/fuzz_NAME when it or a .c/.h under DIRS (one
+# word, space-separated) is newer; runs every seed of tests/fuzz/CORPUS once, then new inputs
+# for 10 s (120 s with QKVM_LONG=1). A crash, a sanitizer report, a leak or a hang fails; the
+# input is kept in $B/tests/fuzz/.
+fuzz_target() {
+  local name=$1 corpus=$TOP/tests/fuzz/$2 maxlen=$3 dirs=$4; shift 4
+  local srcs=() libs=()
+  while [ $# -gt 0 ] && [ "$1" != -- ]; do srcs+=("$1"); shift; done
+  [ $# -gt 0 ] && shift
+  libs=("$@")
+  command -v clang >/dev/null || { skip "$name fuzzing" "clang is not installed"; return; }
+  local out=$TOP/$B/tests/fuzz bin=$TOP/$B/tests/fuzz/fuzz_$name newer=
+  mkdir -p "$out"
+  # shellcheck disable=SC2086
+  [ -x "$bin" ] && newer=$(cd "$TOP" && find "${srcs[@]}" $dirs -name '*.[ch]' -newer "$bin" | head -n 1)
+  if [ ! -x "$bin" ] || [ -n "$newer" ]; then
+    if ! (cd "$TOP" && clang -g -O1 -std=gnu11 -D_GNU_SOURCE -Isrc -Wall -Wextra -Werror \
+          -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
+          -fno-omit-frame-pointer "${srcs[@]}" -o "$bin" "${libs[@]}") >"$TMP/build.log" 2>&1; then
+      if grep -qi "fuzzer" "$TMP/build.log"; then
+        skip "$name fuzzing" "this clang has no libFuzzer (libclang-rt-14-dev)"
+      else
+        fail "the $name fuzz target builds" "$(tail -n 3 "$TMP/build.log" | tr '\n' ' ')"
+      fi
+      return
+    fi
+  fi
+  pass "the $name fuzz target builds"
+  local secs=10; [ "${QKVM_LONG:-}" = 1 ] && secs=120
+  local opts=(-max_len="$maxlen" -timeout=10 -rss_limit_mb=2048 -artifact_prefix="$TMP/")
+  local n; n=$(ls "$corpus" | wc -l)
+  if (cd "$TMP" && ASAN_OPTIONS=allocator_may_return_null=1:detect_leaks=1 \
+        "$bin" "${opts[@]}" -runs=0 "$corpus") >"$TMP/seeds.log" 2>&1; then
+    pass "$name fuzz: the $n seed streams run clean"
+  else
+    fail "$name fuzz: seeds" "$(grep -m2 -E 'ERROR|SUMMARY' "$TMP/seeds.log" | tr '\n' ' ')"
+  fi
+  rm -rf "$TMP/work" && mkdir "$TMP/work" && cp "$corpus/"* "$TMP/work/"
+  if (cd "$TMP" && ASAN_OPTIONS=allocator_may_return_null=1:detect_leaks=1 timeout $((secs + 120)) \
+        "$bin" "${opts[@]}" -max_total_time=$secs -print_final_stats=1 work) >"$TMP/run.log" 2>&1; then
+    local runs; runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$TMP/run.log")
+    if [ "${runs:-0}" -gt 0 ]; then pass "$name fuzz: ${secs}s, $runs inputs, no crash"
+    else fail "$name fuzz" "no input ran"; fi
+  else
+    local art; art=$(ls "$TMP"/crash-* "$TMP"/leak-* "$TMP"/timeout-* "$TMP"/oom-* 2>/dev/null | head -n 1)
+    [ -n "$art" ] && cp "$art" "$out/"
+    fail "$name fuzz: ${secs}s" "$(grep -m2 -E 'ERROR|SUMMARY' "$TMP/run.log" | tr '\n' ' ') input kept in $B/tests/fuzz/${art##*/}"
+  fi
+}
