@@ -79,7 +79,9 @@ static int unix_addr(const char *path, struct sockaddr_un *sa, char *err)
     return 0;
 }
 
-int nbd_sock_listen_unix(const char *path, char *err)
+/* As tcp_socket: a listening socket (a stale one at path replaced, as qemu-nbd does) or a
+ * connected one. */
+static int unix_socket(const char *path, bool listening, char *err)
 {
     struct sockaddr_un sa;
     int r = unix_addr(path, &sa, err);
@@ -88,30 +90,26 @@ int nbd_sock_listen_unix(const char *path, char *err)
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0)
         return seterr(err, -errno, "socket: %s%s", strerror(errno), "");
-    unlink(path);   /* a stale socket from an earlier run, as qemu-nbd replaces it */
-    if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) || listen(fd, 128)) {
+    if (listening)
+        unlink(path);
+    if (listening ? bind(fd, (struct sockaddr *)&sa, sizeof(sa)) || listen(fd, 128)
+                  : connect(fd, (struct sockaddr *)&sa, sizeof(sa))) {
         r = -errno;
         close(fd);
-        return seterr(err, r, "Cannot listen on '%s': %s", path, strerror(-r));
+        return seterr(err, r, listening ? "Cannot listen on '%s': %s" : "Cannot connect to '%s': %s", path,
+                      strerror(-r));
     }
     return fd;
 }
 
+int nbd_sock_listen_unix(const char *path, char *err)
+{
+    return unix_socket(path, true, err);
+}
+
 int nbd_sock_connect_unix(const char *path, char *err)
 {
-    struct sockaddr_un sa;
-    int r = unix_addr(path, &sa, err);
-    if (r)
-        return r;
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0)
-        return seterr(err, -errno, "socket: %s%s", strerror(errno), "");
-    if (connect(fd, (struct sockaddr *)&sa, sizeof(sa))) {
-        r = -errno;
-        close(fd);
-        return seterr(err, r, "Cannot connect to '%s': %s", path, strerror(-r));
-    }
-    return fd;
+    return unix_socket(path, false, err);
 }
 
 int nbd_read_full(int fd, void *buf, size_t len)
