@@ -285,9 +285,8 @@ int main(int argc, char **argv)
     log_debug(LOG_TIME, "options parsed");
     struct machine_config cfg = c.machine;
 
-    /* -M pc without -kernel: the PC with firmware (vm/firmware.h); -kernel keeps its direct boot */
-    if (c.want_pc && !cfg.kernel) {
-        cfg.type = MACHINE_PC;
+    /* the PC (config.c chose it: -M pc or a bare disk, without -kernel) boots its firmware */
+    if (cfg.type == MACHINE_PC) {
         if (!cfg.bios)
             cfg.bios = FIRMWARE_DEFAULT_PATH;
         const char *fw_why;

@@ -456,6 +456,7 @@ static int config_resolve_legacy_disks(struct config *c)
     if (!c->machine_given && !mc->kernel && !mc->bios && c->nlegacy_disks)
         c->want_pc = true;
     bool pc = c->want_pc && !mc->kernel;
+    mc->type = pc ? MACHINE_PC : MACHINE_DIRECT;   /* the one place that decides the board */
     for (int i = 0; i < c->nlegacy_disks; i++) {
         struct kvlist *l = &mc->devices[c->legacy_disks[i].dev];
         if (!pc) {

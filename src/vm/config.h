@@ -45,7 +45,7 @@ struct config {
     char *accel_lists[CONFIG_MAX_ACCELS];   /* copies that accels[] point into */
     int nlists;
     bool accel_by_option, accel_by_machine; /* QEMU refuses the two together */
-    bool want_pc;                           /* -M pc: the PC with firmware unless -kernel */
+    bool want_pc;                           /* -M pc asked; machine.type says what it became */
     bool machine_given;                     /* some -M TYPE: no choosing the PC for a bare disk */
     /* devices[] made from -hda..-hdd, a bare image, -drive if=ide: IDE disks on the PC, else
      * virtio-blk (if=ide there is an error) */
