@@ -272,65 +272,8 @@ cfg_read32:
     pop rdx
     ret
 
-; cfg_write16: slot ebx, register ecx, value ax
-puts:
-    push rsi
-    push rax
-.l: lodsb
-    test al, al
-    jz .e
-    call uart_putc
-    jmp .l
-.e: pop rax
-    pop rsi
-    ret
-
-newline:
-    push rax
-    mov al, 10
-    call uart_putc
-    pop rax
-    ret
-
-; putkv: the key at rsi, then eax as a signed decimal, then a newline
-putkv:
-    call puts
-    push rax
-    push rbx
-    push rcx
-    push rdx
-    movsxd rax, eax
-    test rax, rax
-    jns .pos
-    push rax
-    mov al, '-'
-    call uart_putc
-    pop rax
-    neg rax
-.pos:
-    xor ecx, ecx
-    mov rbx, 10
-.div:
-    xor edx, edx
-    div rbx
-    push rdx
-    inc ecx
-    test rax, rax
-    jnz .div
-.out:
-    pop rax
-    add al, '0'
-    call uart_putc
-    dec ecx
-    jnz .out
-    call newline
-    pop rdx
-    pop rcx
-    pop rbx
-    pop rax
-    ret
-
 %include "uart.inc"
+%include "print64.inc"
 s_slot: db "ivshmem_slot=", 0
 s_class_rev: db "class_rev=", 0
 s_bar2_flags: db "bar2_flags=", 0
