@@ -233,6 +233,8 @@ void machine_log_guest(struct machine *m, unsigned cat, const char *key, const c
 
 void machine_report_unmapped(struct machine *m, int cpu, uint64_t addr, bool is_write)
 {
+    if (!log_enabled(LOG_GUEST))
+        return;   /* a vCPU exit: no formatting for a message nobody asked for */
     char who[16] = "";
     if (cpu >= 0)
         snprintf(who, sizeof(who), "cpu%d: ", cpu);
