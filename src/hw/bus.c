@@ -95,6 +95,14 @@ const struct bus_region *bus_find(struct bus *b, uint64_t addr)
     return r;
 }
 
+void bus_for_each(struct bus *b, void (*fn)(void *opaque, const struct bus_region *r), void *opaque)
+{
+    pthread_rwlock_rdlock(&b->lock);
+    for (int i = 0; i < b->n; i++)
+        fn(opaque, &b->regions[i]);
+    pthread_rwlock_unlock(&b->lock);
+}
+
 int bus_dispatch(struct bus *b, uint64_t addr, void *data, unsigned size, bool is_write)
 {
     int ret = 0;

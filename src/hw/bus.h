@@ -38,5 +38,8 @@ int bus_unregister(struct bus *b, uint64_t base, void *opaque);
 int bus_dispatch(struct bus *b, uint64_t addr, void *data, unsigned size, bool is_write);
 /* The region covering addr, or NULL (for tests and messages). */
 const struct bus_region *bus_find(struct bus *b, uint64_t addr);
+/* Calls fn for each region in address order, under the bus's read lock (fn must not register or
+ * unregister): the monitor's `info mtree`. */
+void bus_for_each(struct bus *b, void (*fn)(void *opaque, const struct bus_region *r), void *opaque);
 
 #endif

@@ -267,3 +267,17 @@ int pci_device_register_vmstate(struct pci_device *d)
     int ret = vmstate_register(d->m, &pci_vmstate, (uint32_t)d->slot, d);
     return ret || !d->msix ? ret : pci_msix_register_vmstate(d);
 }
+
+const char *pci_class_name(uint16_t cls)
+{
+    static const struct { uint16_t cls; const char *desc; } names[] = {
+        { 0x0100, "SCSI controller" }, { 0x0101, "IDE controller" }, { 0x0180, "Storage controller" },
+        { 0x0200, "Ethernet controller" }, { 0x0280, "Network controller" }, { 0x0300, "VGA controller" },
+        { 0x0500, "RAM controller" }, { 0x0580, "Memory controller" }, { 0x0600, "Host bridge" },
+        { 0x0601, "ISA bridge" }, { 0x0604, "PCI bridge" }, { 0x0680, "Bridge" }, { 0x0700, "Serial port" },
+    };
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+        if (names[i].cls == cls)
+            return names[i].desc;
+    return NULL;
+}

@@ -144,6 +144,10 @@ struct pci_device *pci_host_device(struct pci_host *h, int slot);
 /* Function fn (0-7) of the device at slot, or NULL. */
 struct pci_device *pci_host_function(struct pci_host *h, int slot, int fn);
 
+/* QEMU's name for a class (base<<8 | sub) as `info pci` and query-pci give it, or NULL for the
+ * classes it has none for. */
+const char *pci_class_name(uint16_t cls);
+
 /* little-endian helpers over config space */
 static inline void pci_set_word(uint8_t *p, uint16_t v) { p[0] = (uint8_t)v; p[1] = (uint8_t)(v >> 8); }
 static inline void pci_set_long(uint8_t *p, uint32_t v)

@@ -476,4 +476,50 @@ def compare_registers(qemu):
        len(ref) > 15 and len(got) == len(ref) and not d, d or (got, ref))
 
 
-{"linux": linux, "lifecycle": lifecycle, "mux": mux, "disk": disk, "compare": lambda: (compare(sys.argv[5]), compare_registers(sys.argv[5]))}[WHAT]()
+def compare_trees(qemu):
+    """info qtree, info mtree and the current CPU (cpu-index, `cpu N`) of a PC beside QEMU 7.2's:
+    the PCI functions qkvm has must read as QEMU's do, the firmware ROM sits where QEMU's does."""
+    def run(cmdline, sock):
+        p = subprocess.Popen(cmdline, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        c = QMP(sock)
+        def h(line, cpu=None):
+            args = {"command-line": line}
+            if cpu is not None:
+                args["cpu-index"] = cpu
+            return c.cmd("human-monitor-command", args).get("return", "").replace("\r", "")
+        res = {"qtree": h("info qtree"), "mtree": h("info mtree"), "cpus1": h("info cpus", 1),
+               "regs1": h("info registers", 1), "bad": h("cpu 7"), "cpu1": h("cpu 1")}
+        c.cmd("quit")
+        p.wait(30)
+        return res
+    qs, ks = os.path.join(TMP, "qemu-t.sock"), os.path.join(TMP, "qkvm-t.sock")
+    ref = run([qemu, "-M", "pc", "-accel", "tcg", "-display", "none", "-nodefaults", "-S", "-smp", "2",
+               "-qmp", "unix:%s,server=on,wait=off" % qs], qs)
+    got = run([QKVM, "-M", "pc", "-accel", "tcg", "-serial", "none", "-S", "-smp", "2",
+               "-qmp", "unix:%s,server=on,wait=off" % ks], ks)
+    pci = lambda t: [l.strip() for l in t.split("\n") if l.strip().startswith("class ") and " pci id " in l]
+    mine, theirs = pci(got["qtree"]), pci(ref["qtree"])
+    ok("info qtree: every PCI function reads as in QEMU 7.2's (%d of them)" % len(mine),
+       len(mine) >= 3 and all(l in theirs for l in mine), [l for l in mine if l not in theirs] or mine)
+    ok("info qtree: the buses", all(x in got["qtree"] for x in ("bus: main-system-bus", "bus: pci.0", "type PCI")),
+       got["qtree"][:300])
+    rom = lambda t: [l.split(" (")[0].strip() for l in t.split("\n") if "(prio 0, rom)" in l and l.strip().endswith("pc.bios")
+                     or ("(prio 0, rom)" in l and "-00000000ffffffff" in l)]
+    ok("info mtree: both address spaces", "address-space: memory" in got["mtree"] and "address-space: I/O" in got["mtree"],
+       got["mtree"][:300])
+    ok("info mtree: the firmware ROM where QEMU 7.2 has pc.bios", rom(got["mtree"]) and rom(got["mtree"])[0] in rom(ref["mtree"]),
+       (rom(got["mtree"]), rom(ref["mtree"])))
+    ok("info mtree: RAM from 0", re.search(r"^ +0000000000000000-[0-9a-f]{16} \(prio 0, ram\)", got["mtree"], re.M),
+       got["mtree"][:300])
+    ok("cpu-index 1: info cpus marks CPU #1 as QEMU 7.2 does",
+       [l[:9] for l in got["cpus1"].split("\n") if l] == [l[:9] for l in ref["cpus1"].split("\n") if l], (got["cpus1"], ref["cpus1"]))
+    first = lambda t: next((l for l in t.split("\n") if l.strip()), "")
+    ok("cpu-index 1: info registers heads CPU#1 as QEMU 7.2 does", first(got["regs1"]) == first(ref["regs1"]) == "CPU#1",
+       (first(got["regs1"]), first(ref["regs1"])))
+    ok("cpu N: an index past the CPUs is refused as QEMU 7.2 does", got["bad"].strip() == ref["bad"].strip() != "",
+       (got["bad"], ref["bad"]))
+    ok("cpu N: a good index says nothing", got["cpu1"] == ref["cpu1"] == "", (got["cpu1"], ref["cpu1"]))
+
+
+{"linux": linux, "lifecycle": lifecycle, "mux": mux, "disk": disk,
+ "compare": lambda: (compare(sys.argv[5]), compare_registers(sys.argv[5]), compare_trees(sys.argv[5]))}[WHAT]()

@@ -324,19 +324,6 @@ static uint16_t cfg16(const struct pci_device *d, unsigned off)
     return (uint16_t)(d->config[off] | d->config[off + 1] << 8);
 }
 
-/* QEMU's names for the classes qkvm's devices have (its desc is there only for known classes) */
-static const char *pci_class_desc(uint16_t cls)
-{
-    static const struct { uint16_t cls; const char *desc; } names[] = {
-        { 0x0100, "SCSI controller" }, { 0x0101, "IDE controller" }, { 0x0200, "Ethernet controller" },
-        { 0x0300, "VGA controller" }, { 0x0600, "Host bridge" }, { 0x0601, "ISA bridge" },
-    };
-    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
-        if (names[i].cls == cls)
-            return names[i].desc;
-    return NULL;
-}
-
 static int cmd_query_pci(struct monitor_ctx *ctx, const struct json_value *a, struct json_writer *w,
                          struct monitor_error *e)
 {
@@ -346,17 +333,18 @@ static int cmd_query_pci(struct monitor_ctx *ctx, const struct json_value *a, st
     json_object_begin(w, NULL);
     json_int(w, "bus", 0);
     json_array_begin(w, "devices");
-    for (int slot = 0; h && slot < PCI_SLOTS; slot++) {
-        struct pci_device *d = pci_host_device(h, slot);
+    for (int i = 0; h && i < PCI_SLOTS * 8; i++) {
+        int slot = i / 8, fn = i % 8;
+        struct pci_device *d = pci_host_function(h, slot, fn);
         if (!d)
             continue;
         json_object_begin(w, NULL);
         json_int(w, "bus", 0);
         json_int(w, "slot", slot);
-        json_int(w, "function", 0);
+        json_int(w, "function", fn);
         json_object_begin(w, "class_info");
-        if (pci_class_desc(cfg16(d, PCI_CLASS_DEVICE)))
-            json_string(w, "desc", pci_class_desc(cfg16(d, PCI_CLASS_DEVICE)));
+        if (pci_class_name(cfg16(d, PCI_CLASS_DEVICE)))
+            json_string(w, "desc", pci_class_name(cfg16(d, PCI_CLASS_DEVICE)));
         json_int(w, "class", cfg16(d, PCI_CLASS_DEVICE));
         json_object_end(w);
         json_object_begin(w, "id");
@@ -573,7 +561,11 @@ static int cmd_human_monitor_command(struct monitor_ctx *ctx, const struct json_
     FILE *f = open_memstream(&text, &len);
     if (!f)
         return monitor_fail(e, "GenericError", -ENOMEM, "out of memory");
-    hmp_run_line(ctx, line->s, f);
+    /* QEMU runs each command line in a fresh monitor whose CPU is cpu-index (else the first) */
+    int cur = cpu ? (int)cpu->i : 0;
+    struct monitor_ctx hctx = *ctx;
+    hctx.cpu = &cur;
+    hmp_run_line(&hctx, line->s, f);
     fclose(f);
     json_string(w, NULL, text ? text : "");
     free(text);

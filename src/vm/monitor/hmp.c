@@ -13,7 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-typedef void (*hmp_print_fn)(const struct json_value *ret, FILE *out);
+typedef void (*hmp_print_fn)(const struct monitor_ctx *ctx, const struct json_value *ret, FILE *out);
 
 static const char *str_of(const struct json_value *v, const char *key)
 {
@@ -27,8 +27,9 @@ static long long int_of(const struct json_value *v, const char *key)
     return n && n->type == JSON_NUMBER ? (long long)n->d : 0;
 }
 
-static void print_status(const struct json_value *r, FILE *out)
+static void print_status(const struct monitor_ctx *ctx, const struct json_value *r, FILE *out)
 {
+    (void)ctx;
     const char *st = str_of(r, "status");
     if (!strcmp(st, "running"))
         fprintf(out, "VM status: running\r\n");
@@ -38,28 +39,38 @@ static void print_status(const struct json_value *r, FILE *out)
         fprintf(out, "VM status: paused (%s)\r\n", st);
 }
 
-static void print_version(const struct json_value *r, FILE *out)
+static void print_version(const struct monitor_ctx *ctx, const struct json_value *r, FILE *out)
 {
+    (void)ctx;
     const struct json_value *q = json_get(r, "qemu");
     fprintf(out, "%lld.%lld.%lld (%s)\r\n", int_of(q, "major"), int_of(q, "minor"), int_of(q, "micro"),
             str_of(r, "package"));
 }
 
-static void print_name(const struct json_value *r, FILE *out)
+static void print_name(const struct monitor_ctx *ctx, const struct json_value *r, FILE *out)
 {
+    (void)ctx;
     if (json_get(r, "name"))
         fprintf(out, "%s\r\n", str_of(r, "name"));
 }
 
-static void print_cpus(const struct json_value *r, FILE *out)
+static int current_cpu(const struct monitor_ctx *ctx)
 {
-    for (size_t i = 0; r->type == JSON_ARRAY && i < r->n; i++)
-        fprintf(out, "%c CPU #%lld: thread_id=%lld\r\n", i == 0 ? '*' : ' ', int_of(r->items[i], "cpu-index"),
-                int_of(r->items[i], "thread-id"));
+    return ctx->cpu ? *ctx->cpu : 0;
 }
 
-static void print_block(const struct json_value *r, FILE *out)
+static void print_cpus(const struct monitor_ctx *ctx, const struct json_value *r, FILE *out)
 {
+    for (size_t i = 0; r->type == JSON_ARRAY && i < r->n; i++) {
+        long long idx = int_of(r->items[i], "cpu-index");
+        fprintf(out, "%c CPU #%lld: thread_id=%lld\r\n", idx == current_cpu(ctx) ? '*' : ' ', idx,
+                int_of(r->items[i], "thread-id"));
+    }
+}
+
+static void print_block(const struct monitor_ctx *ctx, const struct json_value *r, FILE *out)
+{
+    (void)ctx;
     for (size_t i = 0; r->type == JSON_ARRAY && i < r->n; i++) {
         const struct json_value *b = r->items[i], *ins = json_get(b, "inserted");
         const struct json_value *ro = json_get(ins, "ro");
@@ -69,8 +80,9 @@ static void print_block(const struct json_value *r, FILE *out)
     }
 }
 
-static void print_pci(const struct json_value *r, FILE *out)
+static void print_pci(const struct monitor_ctx *ctx, const struct json_value *r, FILE *out)
 {
+    (void)ctx;
     for (size_t i = 0; r->type == JSON_ARRAY && i < r->n; i++) {
         const struct json_value *devs = json_get(r->items[i], "devices");
         for (size_t k = 0; devs && devs->type == JSON_ARRAY && k < devs->n; k++) {
@@ -96,8 +108,9 @@ static void print_pci(const struct json_value *r, FILE *out)
     }
 }
 
-static void print_chardev(const struct json_value *r, FILE *out)
+static void print_chardev(const struct monitor_ctx *ctx, const struct json_value *r, FILE *out)
 {
+    (void)ctx;
     for (size_t i = 0; r->type == JSON_ARRAY && i < r->n; i++)
         fprintf(out, "%s: filename=%s\r\n", str_of(r->items[i], "label"), str_of(r->items[i], "filename"));
 }
@@ -114,6 +127,8 @@ static const struct hmp_info {
     { "pci", "query-pci", "show PCI info", print_pci },
     { "chardev", "query-chardev", "show the character devices", print_chardev },
     { "registers", NULL, "[-a] show the cpu registers (-a: all CPUs)", NULL },
+    { "mtree", NULL, "show memory tree", NULL },
+    { "qtree", NULL, "show device tree", NULL },
 };
 
 static const struct hmp_cmd {
@@ -133,6 +148,7 @@ static void hmp_help(FILE *out)
     for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
         fprintf(out, "%-24s -- %s\r\n", cmds[i].name, cmds[i].help);
     fprintf(out, "%-24s -- %s\r\n", "block_resize device size", "resize a block image");
+    fprintf(out, "%-24s -- %s\r\n", "cpu index", "set the default CPU");
     fprintf(out, "%-24s -- %s\r\n", "info [subcommand]", "show various information about the system state");
     fprintf(out, "%-24s -- %s\r\n", "help|? [cmd]", "show the help");
 }
@@ -151,16 +167,17 @@ static void hmp_call_args(struct monitor_ctx *ctx, const char *cmd, const struct
     struct json_value *v = NULL;
     const char *why;
     if (print && json_parse(ret, strlen(ret), &v, &why) == 0)
-        print(v, out);
+        print(ctx, v, out);
     json_value_free(v);
     free(ret);
 }
 
 /* Not a QMP command in QEMU either: the vCPU state read through the control API, as QEMU prints
- * it. The monitor's CPU is CPU 0 (qkvm has no `cpu N`), -a prints them all. */
+ * it. The monitor's current CPU (`cpu N`), -a every one. */
 static void hmp_info_registers(struct monitor_ctx *ctx, bool all, FILE *out)
 {
-    for (int i = 0; i < (all ? ctx->m->ncpus : 1); i++) {
+    int first = all ? 0 : current_cpu(ctx), last = all ? ctx->m->ncpus - 1 : first;
+    for (int i = first; i <= last; i++) {
         struct cpu_state st;
         int ret = machine_get_cpu_state(ctx->m, i, &st);
         if (ret) {
@@ -213,6 +230,19 @@ static void hmp_block_resize(struct monitor_ctx *ctx, char words[][64], int n, F
     free(text);
 }
 
+/* cpu N: the CPU `info registers` and `info cpus` ('*') refer to, for this monitor session. */
+static void hmp_cpu(struct monitor_ctx *ctx, char words[][64], int n, FILE *out)
+{
+    char *end;
+    long idx = n >= 2 ? strtol(words[1], &end, 0) : -1;
+    if (n < 2 || *end || idx < 0 || idx >= ctx->m->ncpus) {
+        fprintf(out, "invalid CPU index\r\n");
+        return;
+    }
+    if (ctx->cpu)
+        *ctx->cpu = (int)idx;
+}
+
 void hmp_run_line(struct monitor_ctx *ctx, const char *line, FILE *out)
 {
     char words[3][64];
@@ -253,11 +283,19 @@ void hmp_run_line(struct monitor_ctx *ctx, const char *line, FILE *out)
                 continue;
             if (!strcmp(infos[i].name, "registers"))
                 hmp_info_registers(ctx, n > 2 && !strcmp(words[2], "-a"), out);
+            else if (!strcmp(infos[i].name, "mtree"))
+                hmp_info_mtree(ctx, out);
+            else if (!strcmp(infos[i].name, "qtree"))
+                hmp_info_qtree(ctx, out);
             else
                 hmp_call(ctx, infos[i].cmd, infos[i].print, out);
             return;
         }
         fprintf(out, "info: unknown subcommand '%s'\r\n", words[1]);
+        return;
+    }
+    if (!strcmp(words[0], "cpu")) {
+        hmp_cpu(ctx, words, n, out);
         return;
     }
     if (!strcmp(words[0], "block_resize")) {

@@ -66,6 +66,7 @@ struct monitor_ctx {
     struct machine *m;          /* NULL between machines (never, while a command runs) */
     struct monitor_set *set;
     const struct monitor_info *info;
+    int *cpu;                   /* the session's current CPU (HMP `cpu N`); NULL: CPU 0 */
 };
 
 struct monitor_cmd {
@@ -92,6 +93,9 @@ extern const char *const monitor_events[];
 
 /* ---- HMP (hmp.c): runs one command line, human-readable output to out ---- */
 void hmp_run_line(struct monitor_ctx *ctx, const char *line, FILE *out);
+/* info_tree.c: `info mtree` (address spaces) and `info qtree` (devices) */
+void hmp_info_mtree(struct monitor_ctx *ctx, FILE *out);
+void hmp_info_qtree(struct monitor_ctx *ctx, FILE *out);
 
 /* ---- QMP (qmp.c): one client's protocol state ---- */
 struct qmp_session {

@@ -46,6 +46,7 @@ struct monitor_conn {
     size_t linelen;
     bool line_overflow;
     bool mux_focus, mux_greeted;   /* a mux monitor: has the keyboard; has said its banner */
+    int cpu;                       /* HMP's current CPU (`cpu N`) */
     char *out;
     size_t outlen, outcap;
     struct monitor_conn *next;
@@ -116,7 +117,7 @@ static void conn_flush(struct monitor_conn *c)
 
 static struct monitor_ctx conn_ctx(struct monitor_conn *c)
 {
-    return (struct monitor_ctx){ c->set->m, c->set, &c->set->info };
+    return (struct monitor_ctx){ c->set->m, c->set, &c->set->info, &c->cpu };
 }
 
 static void qmp_on_text(void *opaque, const char *text, size_t len)
