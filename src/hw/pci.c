@@ -141,8 +141,7 @@ void pci_device_update_mappings(struct pci_device *d)
         if (!d->bar[i].size)
             continue;
         uint64_t a = pci_bar_address(d, i);
-        bool in_window = a >= PCI_MMIO_BASE && a - PCI_MMIO_BASE < PCI_MMIO_SIZE &&
-                         d->bar[i].size <= PCI_MMIO_SIZE - (a - PCI_MMIO_BASE);
+        bool in_window = d->host && pci_host_in_window(d->host, a, d->bar[i].size);
         pci_bar_set_mapping(d, i, mem_on && in_window ? a : PCI_BAR_UNMAPPED);
     }
 }

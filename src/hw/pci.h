@@ -24,6 +24,11 @@ struct pci_msix;
 #define PCI_ECAM_BASE   0xe0000000ull   /* 1 MiB per bus, buses 0-255 */
 #define PCI_ECAM_SIZE   0x10000000ull
 #define PCI_ECAM_BUSES  256
+/* The PC's (-M pc) hole as SeaBIOS's pciinit sees an i440FX: BARs from 2 GiB (or 3 GiB) to the
+ * IOAPIC; 64-bit BARs may go above RAM, below the CPU's 40 physical address bits. */
+#define PCI_PC_HOLE_START 0x80000000ull
+#define PCI_PC_HOLE_END   0xfec00000ull
+#define PCI_PC_PHYS_TOP   (1ull << 40)
 #define PCI_GSI_BASE    16              /* INTA#-INTD# swizzle onto GSIs 16-23 */
 #define PCI_GSI_COUNT   8
 #define PCI_SLOTS       32

@@ -118,16 +118,42 @@ static void ecam_write(void *opaque, uint64_t off, const void *data, unsigned si
  * never sees these as unmapped; say so as it would. */
 static void window_read(void *opaque, uint64_t off, void *data, unsigned size)
 {
-    struct pci_host *h = opaque;
-    if (bus_dispatch(&h->window, PCI_MMIO_BASE + off, data, size, false) == -ENOENT)
-        machine_report_unmapped(h->m, -1, PCI_MMIO_BASE + off, false);
+    struct pci_window *w = opaque;
+    if (bus_dispatch(&w->h->window, w->base + off, data, size, false) == -ENOENT)
+        machine_report_unmapped(w->h->m, -1, w->base + off, false);
 }
 
 static void window_write(void *opaque, uint64_t off, const void *data, unsigned size)
 {
-    struct pci_host *h = opaque;
-    if (bus_dispatch(&h->window, PCI_MMIO_BASE + off, (void *)data, size, true) == -ENOENT)
-        machine_report_unmapped(h->m, -1, PCI_MMIO_BASE + off, true);
+    struct pci_window *w = opaque;
+    if (bus_dispatch(&w->h->window, w->base + off, (void *)data, size, true) == -ENOENT)
+        machine_report_unmapped(w->h->m, -1, w->base + off, true);
+}
+
+bool pci_host_in_window(const struct pci_host *h, uint64_t a, uint64_t size)
+{
+    for (int i = 0; i < h->nwin; i++)
+        if (a >= h->win[i].base && a - h->win[i].base < h->win[i].size && size <= h->win[i].size - (a - h->win[i].base))
+            return true;
+    return false;
+}
+
+/* The direct-boot machine: one 32-bit window below the ECAM, which its DSDT describes. The PC
+ * forwards what SeaBIOS's pciinit may use on an i440FX (no ECAM there): from 2 GiB (3 GiB when
+ * RAM reaches past 2 GiB) up to the IOAPIC, and for 64-bit BARs from the end of RAM above 4 GiB
+ * to the top of the CPU's 40-bit physical address space. */
+static void pci_host_set_windows(struct pci_host *h, struct machine *m)
+{
+    h->nwin = 0;
+    if (!m->cfg || m->cfg->type != MACHINE_PC) {
+        h->win[h->nwin++] = (struct pci_window){ h, PCI_MMIO_BASE, PCI_MMIO_SIZE };
+        return;
+    }
+    uint64_t low = m->ram_size < MACHINE_LOW_RAM_END ? m->ram_size : MACHINE_LOW_RAM_END;
+    uint64_t base = low <= PCI_PC_HOLE_START ? PCI_PC_HOLE_START : MACHINE_LOW_RAM_END;
+    h->win[h->nwin++] = (struct pci_window){ h, base, PCI_PC_HOLE_END - base };
+    uint64_t high = MACHINE_HIGH_RAM_BASE + (m->ram_size - low);
+    h->win[h->nwin++] = (struct pci_window){ h, high, PCI_PC_PHYS_TOP - high };
 }
 
 static void pci_host_free(void *opaque)
@@ -160,9 +186,11 @@ int pci_host_create(struct machine *m)
     pci_device_init(&h->bridge, "pci-host", 0x1b36, 0x0008, 0x060000, 0, 0x1af4, 0x1100);
     h->bridge.config[PCI_INTERRUPT_PIN] = 0;
     int ret = pci_register_device(m, &h->bridge, 0);
-    if (!ret)
-        ret = bus_register(&m->mmio, PCI_MMIO_BASE, PCI_MMIO_SIZE, window_read, window_write, h, "pci-window");
-    if (!ret)
+    pci_host_set_windows(h, m);
+    for (int i = 0; !ret && i < h->nwin; i++)
+        ret = bus_register(&m->mmio, h->win[i].base, h->win[i].size, window_read, window_write, &h->win[i],
+                           "pci-window");
+    if (!ret && (!m->cfg || m->cfg->type != MACHINE_PC))
         ret = bus_register(&m->mmio, PCI_ECAM_BASE, PCI_ECAM_SIZE, ecam_read, ecam_write, h, "pci-ecam");
     if (!ret)
         ret = bus_register(&m->pio, CONFIG_DATA_PORT, 4, config_data_read, config_data_write, h, "pci-config-data");
@@ -199,14 +227,15 @@ static int pci_host_assign_bars(struct pci_host *h)
                 refs[n++] = (struct bar_ref){ d, i };
     }
     qsort(refs, (size_t)n, sizeof(refs[0]), bar_ref_cmp);
-    uint64_t next = PCI_MMIO_BASE;
+    const struct pci_window *w = &h->win[0];
+    uint64_t next = w->base;
     for (int k = 0; k < n; k++) {
         struct pci_device *d = refs[k].d;
         uint64_t size = d->bar[refs[k].idx].size;
         uint64_t a = (next + size - 1) & ~(size - 1);
-        if (a + size > PCI_MMIO_BASE + PCI_MMIO_SIZE) {
+        if (a + size > w->base + w->size) {
             log_error("pci: the devices' BARs do not fit in the %llu MiB window",
-                      (unsigned long long)(PCI_MMIO_SIZE >> 20));
+                      (unsigned long long)(w->size >> 20));
             return -ENOSPC;
         }
         unsigned off = PCI_BAR0 + 4 * (unsigned)refs[k].idx;

@@ -3,8 +3,17 @@
 #define QKVM_HW_PCI_INT_H
 #include "hw/pci.h"
 
+/* An address range the bridge forwards to the BARs: the 32-bit hole, and on the PC also the
+ * space above RAM where SeaBIOS may put 64-bit BARs. */
+struct pci_window {
+    struct pci_host *h;
+    uint64_t base, size;
+};
+
 struct pci_host {
     struct machine *m;
+    struct pci_window win[2];
+    int nwin;
     pthread_mutex_t config_lock;        /* every config space access, and BAR moves */
     struct bus window;                  /* mapped BARs, at their guest addresses */
     struct pci_device *dev[PCI_SLOTS];
@@ -15,6 +24,8 @@ struct pci_host {
     bool started;
 };
 
+/* Whether [a, a+size) lies wholly in one of h's windows. */
+bool pci_host_in_window(const struct pci_host *h, uint64_t a, uint64_t size);
 /* Re-registers d's BARs in the window after a command or BAR write. Config lock held. */
 void pci_device_update_mappings(struct pci_device *d);
 /* Adds the device's config space to its machine's saved state (section "pci", instance = slot). */

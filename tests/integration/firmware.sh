@@ -112,6 +112,11 @@ else
   mbr_boot "a bare qcow2 image, no -M" -accel tcg -nographic "$TMP/mbr.qcow2"
   # the disk on the primary slave: SeaBIOS tries ata0-1 when ata0-0 is empty
   mbr_boot "-M pc -hdb qcow2" -M pc -accel tcg -nographic -hdb "$TMP/mbr.qcow2"
+  # SeaBIOS's own virtio-blk driver: the BARs it places (2 GiB up, 64-bit ones possibly above
+  # RAM) must decode, as QEMU's i440FX forwards them
+  mbr_boot "-M pc virtio-blk (if=virtio)" -M pc -accel tcg -nographic -drive "file=$TMP/mbr.qcow2,if=virtio"
+  mbr_boot "-M pc virtio-blk, 3 GiB of RAM (the hole starts at 3 GiB)" -M pc -m 3G -accel tcg -nographic \
+    -drive "file=$TMP/mbr.qcow2,if=virtio"
   if command -v qemu-system-x86_64 >/dev/null; then
     timeout -k 5 60 qemu-system-x86_64 -M pc -accel tcg -nographic -hda "$TMP/mbr.qcow2" \
       -device isa-debug-exit,iobase=0xf4,iosize=4 >"$TMP/qemu-mbr.out" 2>/dev/null </dev/null
