@@ -16,7 +16,7 @@ static struct qmp_session session;
 static void on_text(void *opaque, const char *text, size_t len)
 {
     (void)opaque;
-    struct monitor_ctx ctx = { NULL, NULL, &info };
+    struct monitor_ctx ctx = { NULL, NULL, &info, NULL };
     char *r = qmp_handle_text(&ctx, &session, text, len);
     if (!r)
         abort();

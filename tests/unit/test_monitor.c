@@ -145,7 +145,7 @@ static const struct monitor_info info = { 7, 2, 0, "qkvm-test" };
 /* One request through QMP with no machine: what comes back, without the "\r\n". */
 static char *qmp(struct qmp_session *q, const char *req)
 {
-    struct monitor_ctx ctx = { NULL, NULL, &info };
+    struct monitor_ctx ctx = { NULL, NULL, &info, NULL };
     char *r = qmp_handle_text(&ctx, q, req, strlen(req));
     assert_non_null(r);
     size_t n = strlen(r);
