@@ -3,6 +3,7 @@
  * MCFG table's allocation entry. Linux trusts MMCONFIG only when the area is reserved that way. */
 #include "hw/pci.h"
 #include "hw/pci_acpi.h"
+#include "hw/pci_int.h"
 
 #include <string.h>
 
@@ -126,6 +127,21 @@ static void res_dword_memory(struct aml *a, uint32_t min, uint32_t len)
     aml_le(a, len, 4);
 }
 
+/* QWord address space descriptor (6.4.3.5.1), memory: a window above 4 GiB */
+static void res_qword_memory(struct aml *a, uint64_t min, uint64_t len)
+{
+    aml_byte(a, 0x8a);
+    aml_le(a, 43, 2);
+    aml_byte(a, 0);                     /* memory */
+    aml_byte(a, 0x0c);
+    aml_byte(a, 0x01);
+    aml_le(a, 0, 8);
+    aml_le(a, min, 8);
+    aml_le(a, min + len - 1, 8);
+    aml_le(a, 0, 8);
+    aml_le(a, len, 8);
+}
+
 static void res_end(struct aml *a)
 {
     aml_byte(a, 0x79);
@@ -133,12 +149,13 @@ static void res_end(struct aml *a)
 }
 
 /* Name(_CRS, ResourceTemplate() {...}) from a builder of the descriptors */
-static void aml_crs(struct aml *a, void (*descriptors)(struct aml *))
+static void aml_crs(struct aml *a, void (*descriptors)(struct aml *, const struct pci_host *),
+                    const struct pci_host *h)
 {
     aml_name(a, "_CRS");
     uint8_t tmp[256];
     struct aml t = { tmp, 0, sizeof(tmp), false, { 0 }, 0 };
-    descriptors(&t);
+    descriptors(&t, h);
     res_end(&t);
     aml_open(a, "\x11", 1);             /* BufferOp */
     aml_int(a, t.len);
@@ -147,18 +164,24 @@ static void aml_crs(struct aml *a, void (*descriptors)(struct aml *))
     aml_close(a);
 }
 
-static void pci0_resources(struct aml *a)
+static void pci0_resources(struct aml *a, const struct pci_host *h)
 {
     res_word(a, 2, 0, 0, PCI_ECAM_BUSES - 1);
     static const uint8_t cf8[] = { 0x47, 0x01, 0xf8, 0x0c, 0xf8, 0x0c, 0x01, 0x08 };
     aml_bytes(a, cf8, sizeof(cf8));
     res_word(a, 1, 3, 0x0000, 0x0cf7);
     res_word(a, 1, 3, 0x0d00, 0xffff);
-    res_dword_memory(a, (uint32_t)PCI_MMIO_BASE, (uint32_t)PCI_MMIO_SIZE);
+    for (int i = 0; i < h->nwin; i++) {
+        if (h->win[i].base + h->win[i].size <= 0x100000000ull)
+            res_dword_memory(a, (uint32_t)h->win[i].base, (uint32_t)h->win[i].size);
+        else
+            res_qword_memory(a, h->win[i].base, h->win[i].size);
+    }
 }
 
-static void ecam_resources(struct aml *a)
+static void ecam_resources(struct aml *a, const struct pci_host *h)
 {
+    (void)h;
     aml_byte(a, 0x86);                  /* Memory32Fixed */
     aml_le(a, 9, 2);
     aml_byte(a, 1);
@@ -166,7 +189,7 @@ static void ecam_resources(struct aml *a)
     aml_le(a, PCI_ECAM_SIZE, 4);
 }
 
-size_t pci_acpi_dsdt(uint8_t *buf, size_t max)
+size_t pci_acpi_dsdt(const struct pci_host *h, uint8_t *buf, size_t max)
 {
     struct aml a = { buf, 0, max, false, { 0 }, 0 };
     aml_open(&a, "\x10", 1);            /* Scope (\_SB) */
@@ -175,8 +198,10 @@ size_t pci_acpi_dsdt(uint8_t *buf, size_t max)
     aml_open(&a, "\x5b\x82", 2);        /* Device (PCI0) */
     aml_bytes(&a, "PCI0", 4);
     aml_name(&a, "_HID");
-    aml_int(&a, eisa_id("PNP0A08"));    /* PCI Express root, so the OS may use ECAM */
-    aml_name(&a, "_CID");
+    if (h->ecam) {
+        aml_int(&a, eisa_id("PNP0A08"));    /* PCI Express root, so the OS may use ECAM */
+        aml_name(&a, "_CID");
+    }
     aml_int(&a, eisa_id("PNP0A03"));
     aml_name(&a, "_SEG");
     aml_int(&a, 0);
@@ -184,7 +209,7 @@ size_t pci_acpi_dsdt(uint8_t *buf, size_t max)
     aml_int(&a, 0);
     aml_name(&a, "_UID");
     aml_int(&a, 0);
-    aml_crs(&a, pci0_resources);
+    aml_crs(&a, pci0_resources, h);
     /* _PRT: INTA#-INTD# of every slot onto GSIs 16-23, swizzled as pci_register_device does */
     aml_name(&a, "_PRT");
     aml_open(&a, "\x12", 1);
@@ -203,14 +228,16 @@ size_t pci_acpi_dsdt(uint8_t *buf, size_t max)
     aml_close(&a);
     aml_close(&a);                      /* PCI0 */
 
-    aml_open(&a, "\x5b\x82", 2);        /* Device (MRES): the ECAM area is taken */
-    aml_bytes(&a, "MRES", 4);
-    aml_name(&a, "_HID");
-    aml_int(&a, eisa_id("PNP0C02"));
-    aml_name(&a, "_UID");
-    aml_int(&a, 1);
-    aml_crs(&a, ecam_resources);
-    aml_close(&a);
+    if (h->ecam) {
+        aml_open(&a, "\x5b\x82", 2);    /* Device (MRES): the ECAM area is taken */
+        aml_bytes(&a, "MRES", 4);
+        aml_name(&a, "_HID");
+        aml_int(&a, eisa_id("PNP0C02"));
+        aml_name(&a, "_UID");
+        aml_int(&a, 1);
+        aml_crs(&a, ecam_resources, h);
+        aml_close(&a);
+    }
 
     aml_close(&a);                      /* \_SB */
     return a.overflow || a.depth ? 0 : a.len;

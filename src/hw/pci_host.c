@@ -190,7 +190,8 @@ int pci_host_create(struct machine *m)
     for (int i = 0; !ret && i < h->nwin; i++)
         ret = bus_register(&m->mmio, h->win[i].base, h->win[i].size, window_read, window_write, &h->win[i],
                            "pci-window");
-    if (!ret && (!m->cfg || m->cfg->type != MACHINE_PC))
+    h->ecam = !m->cfg || m->cfg->type != MACHINE_PC;
+    if (!ret && h->ecam)
         ret = bus_register(&m->mmio, PCI_ECAM_BASE, PCI_ECAM_SIZE, ecam_read, ecam_write, h, "pci-ecam");
     if (!ret)
         ret = bus_register(&m->pio, CONFIG_DATA_PORT, 4, config_data_read, config_data_write, h, "pci-config-data");

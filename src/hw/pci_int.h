@@ -14,6 +14,7 @@ struct pci_host {
     struct machine *m;
     struct pci_window win[2];
     int nwin;
+    bool ecam;                          /* the direct-boot machine's ECAM (an MCFG names it) */
     pthread_mutex_t config_lock;        /* every config space access, and BAR moves */
     struct bus window;                  /* mapped BARs, at their guest addresses */
     struct pci_device *dev[PCI_SLOTS];

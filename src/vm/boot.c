@@ -340,19 +340,27 @@ int boot_map_bios(struct machine *m)
 #define SMBIOS_TABLE_ADDR (SMBIOS_EP_ADDR + SMBIOS_EP_SIZE)
 #define SMBIOS_TABLE_MAX  (0x100000ull - SMBIOS_TABLE_ADDR)
 
+void boot_smbios_config(const struct machine *m, struct smbios_config *c)
+{
+    if (m->cfg->smbios)
+        *c = *m->cfg->smbios;
+    else
+        smbios_config_init(c);
+    c->ram_size = m->ram_size;
+    c->cpus = (unsigned)m->ncpus;
+    /* where RAM sits, as QEMU's type 19 says it: below the hole and from 4 GiB (the PC's
+     * firmware area below 1 MiB is RAM too, seen through PAM) */
+    uint64_t low = m->ram_size < MACHINE_LOW_RAM_END ? m->ram_size : MACHINE_LOW_RAM_END;
+    c->nmem = 1;
+    c->mem[0].start = 0, c->mem[0].size = low;
+    if (m->ram_size > low)
+        c->mem[c->nmem].start = MACHINE_HIGH_RAM_BASE, c->mem[c->nmem++].size = m->ram_size - low;
+}
+
 static int boot_write_smbios(struct machine *m)
 {
     struct smbios_config c;
-    if (m->cfg->smbios)
-        c = *m->cfg->smbios;
-    else
-        smbios_config_init(&c);
-    c.ram_size = m->ram_size;
-    c.cpus = (unsigned)m->ncpus;
-    c.nmem = 0;
-    for (int i = 0; i < m->nmem && c.nmem < SMBIOS_MEM_RANGES; i++)
-        if (!m->mem[i].readonly)
-            c.mem[c.nmem].start = m->mem[i].gpa, c.mem[c.nmem++].size = m->mem[i].size;
+    boot_smbios_config(m, &c);
     uint8_t *table = machine_gpa_ptr(m, SMBIOS_TABLE_ADDR, SMBIOS_TABLE_MAX);
     uint8_t *ep = machine_gpa_ptr(m, SMBIOS_EP_ADDR, SMBIOS_EP_SIZE);
     size_t tlen, elen;

@@ -41,4 +41,8 @@ int boot_map_bios(struct machine *m);
 struct boot_e820 { uint64_t addr, size; uint32_t type; } __attribute__((packed));
 int boot_e820_map(const struct machine *m, struct boot_e820 *out, int max);
 
+struct smbios_config;
+/* The machine's SMBIOS description: -smbios/-uuid, its CPUs and where its RAM sits. */
+void boot_smbios_config(const struct machine *m, struct smbios_config *c);
+
 #endif

@@ -8,6 +8,8 @@
 #include <cmocka.h>
 
 #include <errno.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "hw/fw_cfg.h"
 #include "virtio_fixture.h"
@@ -274,6 +276,140 @@ static void test_dma_bad_addresses(void **state)
     vfx_free(f);
 }
 
+/* A whole file through the data port. */
+static uint8_t *read_file(struct vfx *f, const char *name, uint32_t *size)
+{
+    int key = find_file(f, name, size);
+    assert_true(key >= 0);
+    uint8_t *buf = malloc(*size);
+    read_item(f, (uint16_t)key, buf, *size);
+    return buf;
+}
+
+static uint8_t sum8(const uint8_t *p, size_t n)
+{
+    uint8_t s = 0;
+    while (n--)
+        s += *p++;
+    return s;
+}
+
+static uint64_t le(const uint8_t *p, int n)
+{
+    uint64_t v = 0;
+    while (n--)
+        v = v << 8 | p[n];
+    return v;
+}
+
+/* The table the guest address a names, when it lies in the placed blob; NULL otherwise. */
+static const uint8_t *at(const uint8_t *tables, uint32_t len, uint64_t base, uint64_t a)
+{
+    return a >= base && a - base + 36 <= len ? tables + (a - base) : NULL;
+}
+
+/* etc/table-loader run as SeaBIOS's romfile_loader runs it (QEMU's bios-linker-loader format,
+ * written here from its description, not from qkvm's code): the RSDP in the F segment, the
+ * tables in high memory; then every pointer must land on a table whose checksum is right. */
+static void test_table_loader(void **state)
+{
+    (void)state;
+    struct vfx *f = pc_new();
+    uint32_t nl, nt, nr;
+    uint8_t *loader = read_file(f, "etc/table-loader", &nl);
+    uint8_t *tables = read_file(f, "etc/acpi/tables", &nt);
+    uint8_t *rsdp = read_file(f, "etc/acpi/rsdp", &nr);
+    const uint64_t rsdp_at = 0xf5a30, tables_at = 0x3ffd0000;
+    assert_int_equal(nl % 128, 0);
+    assert_int_equal(nr, 36);
+    int allocs = 0;
+    for (uint32_t off = 0; off < nl; off += 128) {
+        const uint8_t *e = loader + off;
+        uint32_t cmd = (uint32_t)le(e, 4);
+        const char *file = (const char *)e + 4;
+        uint8_t *data = !strcmp(file, "etc/acpi/rsdp") ? rsdp : tables;
+        uint32_t dlen = data == rsdp ? nr : nt;
+        assert_true(!strcmp(file, "etc/acpi/rsdp") || !strcmp(file, "etc/acpi/tables"));
+        if (cmd == 1) {             /* ALLOCATE: file, align, zone (FSEG for the RSDP) */
+            assert_int_equal(e[4 + 56 + 4], data == rsdp ? 2 : 1);
+            allocs++;
+        } else if (cmd == 2) {      /* ADD_POINTER: dest, src, offset, size */
+            const char *src = (const char *)e + 60;
+            uint32_t o = (uint32_t)le(e + 116, 4);
+            uint8_t size = e[120];
+            assert_string_equal(src, "etc/acpi/tables");
+            assert_true(size == 4 || size == 8);
+            assert_true(o + size <= dlen);
+            uint64_t v = le(data + o, size) + tables_at;
+            for (int i = 0; i < size; i++)
+                data[o + i] = (uint8_t)(v >> (8 * i));
+        } else if (cmd == 3) {      /* ADD_CHECKSUM: file, offset, start, length */
+            uint32_t o = (uint32_t)le(e + 60, 4), start = (uint32_t)le(e + 64, 4), len = (uint32_t)le(e + 68, 4);
+            assert_true(start + len <= dlen && o >= start && o < start + len);
+            data[o] = (uint8_t)(data[o] - sum8(data + start, len));
+        } else {
+            fail_msg("unknown loader command %u", cmd);
+        }
+    }
+    assert_int_equal(allocs, 2);
+    (void)rsdp_at;
+    assert_memory_equal(rsdp, "RSD PTR ", 8);
+    assert_int_equal(sum8(rsdp, 20), 0);
+    assert_int_equal(sum8(rsdp, 36), 0);
+    const uint8_t *rsdt = at(tables, nt, tables_at, le(rsdp + 16, 4));
+    const uint8_t *xsdt = at(tables, nt, tables_at, le(rsdp + 24, 8));
+    assert_non_null(rsdt);
+    assert_non_null(xsdt);
+    assert_memory_equal(rsdt, "RSDT", 4);
+    assert_memory_equal(xsdt, "XSDT", 4);
+    assert_int_equal(sum8(rsdt, le(rsdt + 4, 4)), 0);
+    assert_int_equal(sum8(xsdt, le(xsdt + 4, 4)), 0);
+    uint32_t n = ((uint32_t)le(rsdt + 4, 4) - 36) / 4;
+    assert_int_equal(n, ((uint32_t)le(xsdt + 4, 4) - 36) / 8);
+    int seen = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        assert_int_equal(le(rsdt + 36 + 4 * i, 4), le(xsdt + 36 + 8 * i, 8));
+        const uint8_t *t = at(tables, nt, tables_at, le(rsdt + 36 + 4 * i, 4));
+        assert_non_null(t);
+        assert_true(le(t + 4, 4) <= nt - (uint32_t)(t - tables));
+        assert_int_equal(sum8(t, le(t + 4, 4)), 0);
+        assert_true(memcmp(t, "MCFG", 4));   /* the i440FX has no ECAM */
+        if (!memcmp(t, "FACP", 4)) {
+            const uint8_t *facs = at(tables, nt, tables_at, le(t + 36, 4));
+            const uint8_t *dsdt = at(tables, nt, tables_at, le(t + 40, 4));
+            assert_non_null(facs);
+            assert_non_null(dsdt);
+            assert_memory_equal(facs, "FACS", 4);
+            assert_int_equal((facs - tables + tables_at) % 64, 0);
+            assert_int_equal(le(t + 140, 8), le(t + 40, 4));   /* X_DSDT */
+            uint32_t dlen = (uint32_t)le(dsdt + 4, 4);
+            assert_int_equal(sum8(dsdt, dlen), 0);
+            assert_non_null(memmem(dsdt, dlen, "_S5_", 4));
+            assert_non_null(memmem(dsdt, dlen, "PCI0", 4));
+            assert_null(memmem(dsdt, dlen, "MRES", 4));
+            seen |= 1;
+        }
+        if (!memcmp(t, "APIC", 4))
+            seen |= 2;
+    }
+    assert_int_equal(seen, 3);
+    free(loader), free(tables), free(rsdp);
+
+    /* SMBIOS: a 2.1 anchor whose table length is the tables file's */
+    uint32_t na, ns;
+    uint8_t *anchor = read_file(f, "etc/smbios/smbios-anchor", &na);
+    uint8_t *smb = read_file(f, "etc/smbios/smbios-tables", &ns);
+    assert_int_equal(na, 31);
+    assert_memory_equal(anchor, "_SM_", 4);
+    assert_int_equal(sum8(anchor, anchor[5]), 0);
+    assert_int_equal(le(anchor + 0x16, 2), ns);
+    assert_int_equal(smb[0], 0);       /* type 0 first; type 127 ends it */
+    assert_int_equal(smb[ns - 2], 0);
+    assert_non_null(memmem(smb, ns, "qkvm", 4));
+    free(anchor), free(smb);
+    vfx_free(f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -283,6 +419,7 @@ int main(void)
         cmocka_unit_test(test_dma_read_select_skip),
         cmocka_unit_test(test_dma_write_refused),
         cmocka_unit_test(test_dma_bad_addresses),
+        cmocka_unit_test(test_table_loader),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
