@@ -59,6 +59,9 @@ void qga_state_free(struct qga_state *s);
  * disabled. -EINVAL (and *bad names the first unknown name) when a name is no command. */
 int qga_state_set_rpcs(struct qga_state *s, const char *list, bool allow, const char **bad);
 bool qga_command_enabled(const struct qga_state *s, const char *name);
+/* qemu-ga's -F: an executable run as "HOOK freeze" before a freeze and "HOOK thaw" after a thaw
+ * (NULL: none). Its stdout and stderr go to the agent's stderr, the log. 0 or -ENOMEM. */
+int qga_state_set_fsfreeze_hook(struct qga_state *s, const char *path);
 
 /* Handles one request text; writes the reply (with its "\n", and the 0xFF of
  * guest-sync-delimited) to *reply and *reply_len (malloc'd; *reply NULL when nothing is to be sent).

@@ -47,7 +47,8 @@ static void ga_usage(FILE *f)
 "  -l, --logfile=PATH    log to PATH instead of stderr\n"
 "  -f, --pidfile=PATH    write the process id to PATH\n"
 "  -t, --statedir=DIR    accepted for qemu-ga compatibility (no state is kept)\n"
-"  -F, --fsfreeze-hook   accepted for qemu-ga compatibility\n"
+"  -F, --fsfreeze-hook[=PATH]  run PATH freeze/thaw around guest-fsfreeze-* (default\n"
+"                        /etc/qemu/fsfreeze-hook); its output goes to the log\n"
 "  -v, --verbose         log every request\n"
 "  -d, --daemonize       run in the background\n"
 "  -b, --block-rpcs=LIST comma-separated commands to disable (\"help\" lists them)\n"
@@ -276,6 +277,10 @@ int main(int argc, char **argv)
     if (list && qga_state_set_rpcs(ga_state, list, c.allow_rpcs != NULL, &bad) < 0) {
         fprintf(stderr, "qkvm-ga: unknown command '%s' in %s\n", bad ? bad : "?",
                 c.block_rpcs ? "--block-rpcs" : "--allow-rpcs");
+        goto out;
+    }
+    if (c.fsfreeze_hook && qga_state_set_fsfreeze_hook(ga_state, c.fsfreeze_hook) < 0) {
+        fprintf(stderr, "qkvm-ga: out of memory\n");
         goto out;
     }
     if (c.logfile) {

@@ -331,4 +331,39 @@ ok("--block-rpcs: guest-info says disabled as qemu-ga does", all(en1[k] == en2[k
 ok("--block-rpcs: guest-ping still served", ours.cmd("guest-ping") == {"return": {}})
 ours.stop()
 theirs.stop()
+
+# -F, the fsfreeze hook: called with "freeze" before and "thaw" after, as qemu-ga calls it; a
+# freeze-list naming no mount point freezes nothing, so the host's disks are never frozen
+hooks = {}
+for label in ("qkvm-ga-F", "qemu-ga-F"):
+    hooks[label] = os.path.join(TMP, label + ".hook")
+    with open(hooks[label], "w") as f:
+        f.write('#!/bin/sh\necho "$1" >>"$0.calls"\necho "hook says $1"\n')
+    os.chmod(hooks[label], 0o755)
+ours = Agent("qkvm-ga-F", [OURS, "-m", "unix-listen", "-p", os.path.join(TMP, "of.sock"), "-F" + hooks["qkvm-ga-F"]], os.path.join(TMP, "of.sock"))
+theirs = Agent("qemu-ga-F", [THEIRS, "-m", "unix-listen", "-p", os.path.join(TMP, "tf.sock"), "-t", os.path.join(TMP, "state"),
+                             "-f", os.path.join(TMP, "qemu-ga-F.pid"), "-F" + hooks["qemu-ga-F"]], os.path.join(TMP, "tf.sock"))
+both("-F: guest-fsfreeze-freeze-list of no mount", "guest-fsfreeze-freeze-list", {"mountpoints": ["/qga-no-such-mount"]}, same_value=True)
+both("-F: guest-fsfreeze-status after it", "guest-fsfreeze-status", same_value=True)
+both("-F: guest-fsfreeze-thaw", "guest-fsfreeze-thaw", same_value=True)
+calls = {k: open(v + ".calls").read().split() if os.path.exists(v + ".calls") else [] for k, v in hooks.items()}
+ok("-F: the hook heard freeze then thaw, as qemu-ga's", calls["qkvm-ga-F"] == calls["qemu-ga-F"] == ["freeze", "thaw"], str(calls))
+for label, h in hooks.items():
+    with open(h, "w") as f:
+        f.write("#!/bin/sh\necho refusing $1 >&2\nexit 3\n")
+r1, r2 = (a.cmd("guest-fsfreeze-freeze-list", {"mountpoints": ["/qga-no-such-mount"]}) for a in (ours, theirs))
+ok("-F: a hook that fails stops the freeze, qemu-ga's error", "error" in r1 and r1 == r2, f"ours {r1} qemu-ga {r2}")
+r1, r2 = ours.cmd("guest-fsfreeze-status"), theirs.cmd("guest-fsfreeze-status")
+ok("-F: ... and nothing is frozen", r1 == r2 == {"return": "thawed"}, f"ours {r1} qemu-ga {r2}")
+for h in hooks.values():
+    os.unlink(h)
+r1, r2 = (a.cmd("guest-fsfreeze-thaw") for a in (ours, theirs))
+ok("-F: a hook that is gone: qemu-ga's error", "error" in r1 and
+   r1["error"]["desc"].replace(hooks["qkvm-ga-F"], "HOOK") == r2.get("error", {}).get("desc", "").replace(hooks["qemu-ga-F"], "HOOK"),
+   f"ours {r1} qemu-ga {r2}")
+ours.stop()
+theirs.stop()
+ours.log.close()
+log = open(os.path.join(TMP, "qkvm-ga-F.log")).read()
+ok("-F: the hook's output is in qkvm-ga's log", "hook says freeze" in log and "refusing freeze" in log, log[-300:])
 sys.exit(0)
