@@ -87,12 +87,15 @@ int qga_stream_feed(struct qga_stream *st, const char *data, size_t len);
 int qga_stream_end(struct qga_stream *st);
 void qga_stream_free(struct qga_stream *st);
 
-enum qga_method { QGA_METHOD_VIRTIO_SERIAL, QGA_METHOD_ISA_SERIAL, QGA_METHOD_UNIX_LISTEN };
-/* "virtio-serial", "isa-serial", "unix-listen" to the method; -EINVAL for others. */
+enum qga_method { QGA_METHOD_VIRTIO_SERIAL, QGA_METHOD_ISA_SERIAL, QGA_METHOD_UNIX_LISTEN,
+                  QGA_METHOD_VSOCK_LISTEN };
+/* "virtio-serial", "isa-serial", "unix-listen", "vsock-listen" to the method; -EINVAL for others. */
 int qga_method_parse(const char *name, enum qga_method *m);
 const char *qga_method_name(enum qga_method m);
-/* Opens path the method's way (a unix-listen socket is created, one client served at a time) and
- * serves until qga_request_stop. With retry, a missing port is waited for, as --retry-path.
+/* vsock-listen's path, "CID:PORT" (decimal, as qemu-ga): 0 or -EINVAL. */
+int qga_vsock_parse(const char *path, unsigned *cid, unsigned *port);
+/* Opens path the method's way (a unix-listen or vsock-listen socket is created, one client served
+ * at a time) and serves until qga_request_stop. With retry, a missing port is waited for, as --retry-path.
  * 0 or -errno (when the path cannot be opened or listened on). */
 int qga_serve_path(struct qga_state *s, enum qga_method m, const char *path, bool retry);
 

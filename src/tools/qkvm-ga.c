@@ -10,6 +10,7 @@
 #include "qga/qga.h"
 
 #define QGA_DEFAULT_PATH "/dev/virtio-ports/org.qemu.guest_agent.0"
+#define QGA_SERIAL_DEFAULT_PATH "/dev/ttyS0"
 #define QGA_DEFAULT_CONFIG "/etc/qemu/qemu-ga.conf"
 
 struct ga_config {
@@ -42,8 +43,10 @@ static void ga_usage(FILE *f)
 "Usage: qkvm-ga [-m <method> -p <path>] [<options>]\n"
 "QEMU Guest Agent protocol (qemu-ga compatible)\n\n"
 "  -c, --config=PATH     configuration file ([general] section, as qemu-ga's)\n"
-"  -m, --method=METHOD   transport: virtio-serial (default), isa-serial, unix-listen\n"
-"  -p, --path=PATH       device or socket path (default " QGA_DEFAULT_PATH ")\n"
+"  -m, --method=METHOD   transport: virtio-serial (default), isa-serial, unix-listen,\n"
+"                        vsock-listen\n"
+"  -p, --path=PATH       device, socket path or vsock CID:PORT (default " QGA_DEFAULT_PATH "\n"
+"                        for virtio-serial, " QGA_SERIAL_DEFAULT_PATH " for isa-serial)\n"
 "  -l, --logfile=PATH    log to PATH instead of stderr\n"
 "  -f, --pidfile=PATH    write the process id to PATH\n"
 "  -t, --statedir=DIR    accepted for qemu-ga compatibility (no state is kept)\n"
@@ -250,12 +253,24 @@ int main(int argc, char **argv)
     }
     if (!c.method)
         ga_set(&c.method, "virtio-serial");
-    if (!c.path)
-        ga_set(&c.path, QGA_DEFAULT_PATH);
     enum qga_method method;
     if (qga_method_parse(c.method, &method) < 0) {
-        fprintf(stderr, "qkvm-ga: invalid method '%s' (virtio-serial, isa-serial, unix-listen)\n",
-                c.method);
+        fprintf(stderr, "qkvm-ga: invalid method '%s' (virtio-serial, isa-serial, unix-listen, "
+                "vsock-listen)\n", c.method);
+        goto out;
+    }
+    /* qemu-ga's defaults: a port for the serial methods, nothing to guess for a socket */
+    if (!c.path && method == QGA_METHOD_VIRTIO_SERIAL)
+        ga_set(&c.path, QGA_DEFAULT_PATH);
+    else if (!c.path && method == QGA_METHOD_ISA_SERIAL)
+        ga_set(&c.path, QGA_SERIAL_DEFAULT_PATH);
+    if (!c.path) {
+        fprintf(stderr, "qkvm-ga: must specify a path for this channel (-p)\n");
+        goto out;
+    }
+    unsigned cid, port;
+    if (method == QGA_METHOD_VSOCK_LISTEN && qga_vsock_parse(c.path, &cid, &port) < 0) {
+        fprintf(stderr, "qkvm-ga: vsock-listen path '%s' is not CID:PORT\n", c.path);
         goto out;
     }
     if (c.block_rpcs && c.allow_rpcs) {
