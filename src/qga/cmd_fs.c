@@ -8,6 +8,7 @@
 #include <sys/ioctl.h>
 #include <sys/statvfs.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 #include "qga/internal.h"
 
@@ -124,6 +125,32 @@ int qga_state_set_fsfreeze_hook(struct qga_state *s, const char *path)
     return 0;
 }
 
+void qga_state_set_fsfreeze_timeout(struct qga_state *s, unsigned seconds)
+{
+    s->fsfreeze_timeout = seconds;
+}
+
+static int64_t qga_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int qga_fsfreeze_expire(struct qga_state *s)
+{
+    if (!s->frozen || !s->fsfreeze_timeout ||
+        qga_now_ms() - s->frozen_at_ms < (int64_t)s->fsfreeze_timeout * 1000)
+        return 0;
+    struct qga_error e;
+    int n = qga_fsfreeze_thaw_all(s);
+    dprintf(STDERR_FILENO, "qkvm-ga: frozen for %u s without a thaw from the host: %d file "
+            "system(s) thawed\n", s->fsfreeze_timeout, n);
+    if (qga_fsfreeze_run_hook(s, "thaw", &e) < 0)
+        dprintf(STDERR_FILENO, "qkvm-ga: %s\n", e.desc);
+    return 1;
+}
+
 /* As qemu-ga's execute_fsfreeze_hook: the hook in a session of its own, stdin from /dev/null,
  * and its status decides. qemu-ga throws the hook's output away; here it goes to the agent's
  * log, so that a hook that fails says why where the guest's administrator looks. */
@@ -196,6 +223,7 @@ static int qga_freeze(struct qga_state *s, const struct json_value *only, struct
     if (r < 0)
         return r;
     s->frozen = true;
+    s->frozen_at_ms = qga_now_ms();
     /* the deepest mounts first: a parent frozen before its child would block the child's freeze */
     for (int i = n - 1; i >= 0 && s->nfrozen < QGA_MAX_FROZEN; i--) {
         if (only && !qga_in_list(only, m[i].dir))

@@ -62,6 +62,9 @@ bool qga_command_enabled(const struct qga_state *s, const char *name);
 /* qemu-ga's -F: an executable run as "HOOK freeze" before a freeze and "HOOK thaw" after a thaw
  * (NULL: none). Its stdout and stderr go to the agent's stderr, the log. 0 or -ENOMEM. */
 int qga_state_set_fsfreeze_hook(struct qga_state *s, const char *path);
+/* Thaw by itself after seconds frozen (0: never, qemu-ga's way): a host that froze the guest's
+ * disks and then died must not leave every writer in the guest hanging for good. */
+void qga_state_set_fsfreeze_timeout(struct qga_state *s, unsigned seconds);
 
 /* Handles one request text; writes the reply (with its "\n", and the 0xFF of
  * guest-sync-delimited) to *reply and *reply_len (malloc'd; *reply NULL when nothing is to be sent).

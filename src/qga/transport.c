@@ -96,7 +96,9 @@ static int qga_serve_listen(struct qga_state *s, enum qga_method m, const char *
         return lfd;
     while (!s->stop) {
         struct pollfd p = { .fd = lfd, .events = POLLIN };
-        if (poll(&p, 1, 500) <= 0)
+        int pr = poll(&p, 1, 500);
+        qga_fsfreeze_expire(s);
+        if (pr <= 0)
             continue;
         int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
         if (fd < 0)

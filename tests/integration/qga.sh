@@ -23,6 +23,10 @@ check "an option beats the config file" grep -qx "path=$TMP/other.sock" "$TMP/du
 check "--block-rpcs=help lists the commands" grep -qx guest-exec "$TMP/list"
 "$GA" -b guest-bogus -m unix-listen -p "$TMP/y.sock" 2>"$TMP/err"; rc=$?
 check "an unknown command in -b: one line and status 1" test $rc = 1 -a "$(wc -l <"$TMP/err")" = 1
+"$GA" --fsfreeze-timeout=-5 -m unix-listen -p "$TMP/y.sock" 2>"$TMP/err"; rc=$?
+check "a bad --fsfreeze-timeout: one line and status 1" test $rc = 1 -a "$(wc -l <"$TMP/err")" = 1
+printf '[general]\nfsfreeze-timeout=30\n' >"$TMP/ft.conf"
+check "fsfreeze-timeout from the config file" sh -c "'$GA' -c '$TMP/ft.conf' -m unix-listen -p x -D | grep -qx fsfreeze-timeout=30"
 "$GA" -m carrier-pigeon 2>"$TMP/err"; rc=$?
 check "an unknown method: one line and status 1" test $rc = 1 -a "$(wc -l <"$TMP/err")" = 1
 "$GA" -m virtio-serial -p "$TMP/no-such-port" 2>"$TMP/err"; rc=$?
