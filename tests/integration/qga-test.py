@@ -222,6 +222,7 @@ for a in (ours, theirs):
              a.cmd("guest-file-read", {"handle": h}),
              a.cmd("guest-file-write", {"handle": h, "buf-b64": "!!notbase64"}),
              a.cmd("guest-file-read", {"handle": h, "count": -1}),
+             a.cmd("guest-file-read", {"handle": h, "count": 1 << 40}),
              a.cmd("guest-file-close", {"handle": h}),
              a.cmd("guest-file-close", {"handle": h})]
     a.file_ok = open(path, "rb").read() == data
@@ -299,6 +300,7 @@ raw_both("nesting 1000 deep", b"[" * 1000 + b"]" * 1000)
 # 4 MB + 1 is past qkvm-ga's bound: an error and a skip to the end of the line (qemu-ga's own
 # bound is larger, so only qkvm-ga's behaviour is checked)
 raw_both("oversized request", b'{"execute":"guest-sync","arguments":{"id":"' + b"a" * (4 << 20) + b'"}}', expect_error=False)
+raw_both("a 10 MB line", b'{"execute":"guest-sync","arguments":{"id":"' + b"a" * (10 << 20) + b'"}}', expect_error=False)
 ours.send(b"\xff")
 ours.send(b'{"execute":"guest-sync-delimited","arguments":{"id":31337}}\n')
 r = ours.reply()
