@@ -9,6 +9,8 @@ MAC may be "-" (no card); IFACES_OUT gets qkvm-ga's guest-network-get-interfaces
 qga-guest.sh checks against the guest's /sys. Prints TAP lines."""
 import base64, json, socket, sys, time
 
+from qga_shape import same_shape, shape
+
 LABEL, OURS, THEIRS, MAC, IFACES_OUT = sys.argv[1:6]
 
 
@@ -63,44 +65,6 @@ class Agent:
                 return st
             time.sleep(0.2)
         return st
-
-
-def shape(v):
-    if isinstance(v, bool):
-        return "bool"
-    if isinstance(v, (int, float)):
-        return "number" if isinstance(v, float) else "int"
-    if isinstance(v, str):
-        return "str"
-    if v is None:
-        return "null"
-    if isinstance(v, dict):
-        return {k: shape(x) for k, x in v.items()}
-    merged = None
-    for item in v:
-        s = shape(item)
-        if isinstance(s, dict) and isinstance(merged, dict):
-            for k, x in s.items():
-                merged.setdefault(k, x)
-        elif merged is None:
-            merged = s
-    return ["list", merged]
-
-
-def same_shape(a, b, path="$"):
-    if isinstance(a, dict) and isinstance(b, dict):
-        if set(a) != set(b):
-            return f"{path}: keys {sorted(a)} vs {sorted(b)}"
-        for k in a:
-            d = same_shape(a[k], b[k], f"{path}.{k}")
-            if d:
-                return d
-        return None
-    if isinstance(a, list) and isinstance(b, list):
-        if a[1] is None or b[1] is None:
-            return None
-        return same_shape(a[1], b[1], path + "[]")
-    return None if a == b else f"{path}: {a} vs {b}"
 
 
 ours, theirs = Agent("qkvm-ga", OURS), Agent("qemu-ga", THEIRS)
