@@ -202,6 +202,7 @@ int qga_serve_fd(struct qga_state *s, int fd, bool eof_ends)
     while (!s->stop && !ret) {
         struct pollfd p = { .fd = fd, .events = POLLIN };
         int pr = poll(&p, 1, 500);
+        qga_fsfreeze_expire(s);
         if (pr < 0 && errno != EINTR) {
             ret = -errno;
             break;

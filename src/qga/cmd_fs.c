@@ -7,6 +7,8 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/statvfs.h>
+#include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 #include "qga/internal.h"
 
@@ -113,6 +115,92 @@ int qga_fsfreeze_thaw_all(struct qga_state *s)
     return thawed;
 }
 
+int qga_state_set_fsfreeze_hook(struct qga_state *s, const char *path)
+{
+    char *copy = NULL;
+    if (path && !(copy = strdup(path)))
+        return -ENOMEM;
+    free(s->fsfreeze_hook);
+    s->fsfreeze_hook = copy;
+    return 0;
+}
+
+void qga_state_set_fsfreeze_timeout(struct qga_state *s, unsigned seconds)
+{
+    s->fsfreeze_timeout = seconds;
+}
+
+static int64_t qga_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int qga_fsfreeze_expire(struct qga_state *s)
+{
+    if (!s->frozen || !s->fsfreeze_timeout ||
+        qga_now_ms() - s->frozen_at_ms < (int64_t)s->fsfreeze_timeout * 1000)
+        return 0;
+    struct qga_error e;
+    int n = qga_fsfreeze_thaw_all(s);
+    dprintf(STDERR_FILENO, "qkvm-ga: frozen for %u s without a thaw from the host: %d file "
+            "system(s) thawed\n", s->fsfreeze_timeout, n);
+    if (qga_fsfreeze_run_hook(s, "thaw", &e) < 0)
+        dprintf(STDERR_FILENO, "qkvm-ga: %s\n", e.desc);
+    return 1;
+}
+
+/* As qemu-ga's execute_fsfreeze_hook: the hook in a session of its own, stdin from /dev/null,
+ * and its status decides. qemu-ga throws the hook's output away; here it goes to the agent's
+ * log, so that a hook that fails says why where the guest's administrator looks. */
+int qga_fsfreeze_run_hook(struct qga_state *s, const char *arg, struct qga_error *e)
+{
+    const char *hook = s->fsfreeze_hook;
+    if (!hook)
+        return 0;
+    if (access(hook, X_OK) != 0) {
+        int err = errno;
+        return qga_error_set(e, -err, "can't access fsfreeze hook '%s': %s", hook, strerror(err));
+    }
+    dprintf(STDERR_FILENO, "qkvm-ga: executing fsfreeze hook with arg '%s'\n", arg);
+    pid_t pid = fork();
+    if (pid < 0) {
+        int err = errno;
+        return qga_error_set(e, -err, "failed to create child process: %s", strerror(err));
+    }
+    if (pid == 0) {
+        setsid();
+        int null = open("/dev/null", O_RDONLY);
+        dup2(null, STDIN_FILENO);
+        dup2(STDERR_FILENO, STDOUT_FILENO);
+        execl(hook, hook, arg, (char *)NULL);
+        _exit(EXIT_FAILURE);
+    }
+    int st;
+    while (waitpid(pid, &st, 0) < 0) {
+        if (errno != EINTR) {
+            int err = errno;
+            return qga_error_set(e, -err, "failed to wait for the fsfreeze hook: %s", strerror(err));
+        }
+    }
+    if (!WIFEXITED(st))
+        return qga_error_set(e, -EIO, "fsfreeze hook has terminated abnormally");
+    if (WEXITSTATUS(st))
+        return qga_error_set(e, -EIO, "fsfreeze hook has failed with status %d", WEXITSTATUS(st));
+    return 0;
+}
+
+/* After a freeze went wrong: everything thawed, and the hook told (qemu-ga calls its thaw
+ * command here), the freeze's own error kept. */
+static int qga_freeze_undo(struct qga_state *s, int err)
+{
+    struct qga_error ignored;
+    qga_fsfreeze_thaw_all(s);
+    qga_fsfreeze_run_hook(s, "thaw", &ignored);
+    return err;
+}
+
 static bool qga_in_list(const struct json_value *list, const char *dir)
 {
     for (size_t i = 0; i < list->n; i++)
@@ -131,7 +219,11 @@ static int qga_freeze(struct qga_state *s, const struct json_value *only, struct
     int n = qga_mounts(m, QGA_MAX_MOUNTS);
     if (n < 0)
         return qga_error_set(e, n, "failed to read /proc/self/mountinfo: %s", strerror(-n));
+    int r = qga_fsfreeze_run_hook(s, "freeze", e);
+    if (r < 0)
+        return r;
     s->frozen = true;
+    s->frozen_at_ms = qga_now_ms();
     /* the deepest mounts first: a parent frozen before its child would block the child's freeze */
     for (int i = n - 1; i >= 0 && s->nfrozen < QGA_MAX_FROZEN; i--) {
         if (only && !qga_in_list(only, m[i].dir))
@@ -139,8 +231,8 @@ static int qga_freeze(struct qga_state *s, const struct json_value *only, struct
         int fd = open(m[i].dir, O_RDONLY | O_CLOEXEC);
         if (fd < 0) {
             int err = errno;
-            qga_fsfreeze_thaw_all(s);
-            return qga_error_set(e, -err, "failed to open %s: %s", m[i].dir, strerror(err));
+            return qga_freeze_undo(s, qga_error_set(e, -err, "failed to open %s: %s", m[i].dir,
+                                                    strerror(err)));
         }
         if (ioctl(fd, FIFREEZE) < 0) {
             int err = errno;
@@ -148,8 +240,8 @@ static int qga_freeze(struct qga_state *s, const struct json_value *only, struct
             /* not freezable (EOPNOTSUPP) or the same file system met twice (EBUSY) */
             if (err == EOPNOTSUPP || err == EBUSY)
                 continue;
-            qga_fsfreeze_thaw_all(s);
-            return qga_error_set(e, -err, "failed to freeze %s: %s", m[i].dir, strerror(err));
+            return qga_freeze_undo(s, qga_error_set(e, -err, "failed to freeze %s: %s", m[i].dir,
+                                                    strerror(err)));
         }
         s->frozen_fds[s->nfrozen++] = fd;
     }
@@ -175,8 +267,14 @@ static int qga_cmd_fsfreeze_freeze_list(struct qga_state *s, const struct json_v
 static int qga_cmd_fsfreeze_thaw(struct qga_state *s, const struct json_value *args,
                                  struct json_writer *w, struct qga_error *e)
 {
-    (void)args; (void)e;
-    json_int(w, "return", qga_fsfreeze_thaw_all(s));
+    (void)args;
+    /* as qemu-ga: the hook hears "thaw" on every thaw, frozen or not, and its failure is the
+     * command's error although the file systems are thawed by then */
+    int n = qga_fsfreeze_thaw_all(s);
+    int r = qga_fsfreeze_run_hook(s, "thaw", e);
+    if (r < 0)
+        return r;
+    json_int(w, "return", n);
     return 0;
 }
 

@@ -77,8 +77,14 @@ void qga_state_free(struct qga_state *s)
             free(x->err.buf);
         }
     }
-    /* as qemu-ga: an agent that stops never leaves the guest's disks frozen behind it */
-    qga_fsfreeze_thaw_all(s);
+    /* as qemu-ga: an agent that stops never leaves the guest's disks frozen behind it, and
+     * tells the hook so */
+    if (s->frozen) {
+        struct qga_error e;
+        qga_fsfreeze_thaw_all(s);
+        qga_fsfreeze_run_hook(s, "thaw", &e);
+    }
+    free(s->fsfreeze_hook);
     for (size_t i = 0; i < s->nrpcs; i++)
         free(s->rpcs[i]);
     free(s->rpcs);

@@ -42,12 +42,21 @@ struct qga_state {
     int frozen_fds[QGA_MAX_FROZEN];
     int nfrozen;
     bool frozen;
+    char *fsfreeze_hook;             /* -F: run with "freeze" before FIFREEZE, "thaw" after FITHAW */
+    unsigned fsfreeze_timeout;       /* seconds frozen before the agent thaws by itself; 0: never */
+    int64_t frozen_at_ms;            /* CLOCK_MONOTONIC of the freeze */
     bool delimit_reply;              /* set by guest-sync-delimited: prefix the reply with 0xFF */
     volatile sig_atomic_t stop;
 };
 
 /* Thaws every file system guest-fsfreeze-freeze froze; how many. */
 int qga_fsfreeze_thaw_all(struct qga_state *s);
+/* Runs the -F hook with arg ("freeze" or "thaw"), if there is one, and waits for it: 0, or -errno
+ * with e filled as qemu-ga words it. */
+int qga_fsfreeze_run_hook(struct qga_state *s, const char *arg, struct qga_error *e);
+/* Frozen for longer than the timeout: thaws (the hook told), as if the host had asked. 1 when it
+ * thawed, else 0. The serving loops call it between reads. */
+int qga_fsfreeze_expire(struct qga_state *s);
 
 /* Runs argv[0] (a full path) with input, if any, on its stdin and its output discarded, and
  * waits: 0 when it exited with status 0, -EIO when it failed, -errno when it could not run. */

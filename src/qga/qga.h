@@ -59,6 +59,12 @@ void qga_state_free(struct qga_state *s);
  * disabled. -EINVAL (and *bad names the first unknown name) when a name is no command. */
 int qga_state_set_rpcs(struct qga_state *s, const char *list, bool allow, const char **bad);
 bool qga_command_enabled(const struct qga_state *s, const char *name);
+/* qemu-ga's -F: an executable run as "HOOK freeze" before a freeze and "HOOK thaw" after a thaw
+ * (NULL: none). Its stdout and stderr go to the agent's stderr, the log. 0 or -ENOMEM. */
+int qga_state_set_fsfreeze_hook(struct qga_state *s, const char *path);
+/* Thaw by itself after seconds frozen (0: never, qemu-ga's way): a host that froze the guest's
+ * disks and then died must not leave every writer in the guest hanging for good. */
+void qga_state_set_fsfreeze_timeout(struct qga_state *s, unsigned seconds);
 
 /* Handles one request text; writes the reply (with its "\n", and the 0xFF of
  * guest-sync-delimited) to *reply and *reply_len (malloc'd; *reply NULL when nothing is to be sent).
@@ -84,12 +90,15 @@ int qga_stream_feed(struct qga_stream *st, const char *data, size_t len);
 int qga_stream_end(struct qga_stream *st);
 void qga_stream_free(struct qga_stream *st);
 
-enum qga_method { QGA_METHOD_VIRTIO_SERIAL, QGA_METHOD_ISA_SERIAL, QGA_METHOD_UNIX_LISTEN };
-/* "virtio-serial", "isa-serial", "unix-listen" to the method; -EINVAL for others. */
+enum qga_method { QGA_METHOD_VIRTIO_SERIAL, QGA_METHOD_ISA_SERIAL, QGA_METHOD_UNIX_LISTEN,
+                  QGA_METHOD_VSOCK_LISTEN };
+/* "virtio-serial", "isa-serial", "unix-listen", "vsock-listen" to the method; -EINVAL for others. */
 int qga_method_parse(const char *name, enum qga_method *m);
 const char *qga_method_name(enum qga_method m);
-/* Opens path the method's way (a unix-listen socket is created, one client served at a time) and
- * serves until qga_request_stop. With retry, a missing port is waited for, as --retry-path.
+/* vsock-listen's path, "CID:PORT" (decimal, as qemu-ga): 0 or -EINVAL. */
+int qga_vsock_parse(const char *path, unsigned *cid, unsigned *port);
+/* Opens path the method's way (a unix-listen or vsock-listen socket is created, one client served
+ * at a time) and serves until qga_request_stop. With retry, a missing port is waited for, as --retry-path.
  * 0 or -errno (when the path cannot be opened or listened on). */
 int qga_serve_path(struct qga_state *s, enum qga_method m, const char *path, bool retry);
 

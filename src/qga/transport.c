@@ -1,7 +1,10 @@
-/* Where requests come from: a virtio-serial port, a serial tty, or a unix socket we listen on. */
+/* Where requests come from: a virtio-serial port, a serial tty, or a unix or vsock socket we
+ * listen on. */
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/vm_sockets.h>
 #include <poll.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -13,6 +16,7 @@ static const char *const qga_method_names[] = {
     [QGA_METHOD_VIRTIO_SERIAL] = "virtio-serial",
     [QGA_METHOD_ISA_SERIAL] = "isa-serial",
     [QGA_METHOD_UNIX_LISTEN] = "unix-listen",
+    [QGA_METHOD_VSOCK_LISTEN] = "vsock-listen",
 };
 
 int qga_method_parse(const char *name, enum qga_method *m)
@@ -48,14 +52,53 @@ static int qga_listen_unix(const char *path)
     return fd;
 }
 
-static int qga_serve_listen(struct qga_state *s, const char *path)
+/* qemu-ga's vsock path is "CID:PORT", both decimal (it parses "vsock:" PATH as QEMU's
+ * socket addresses): 4294967295 (VMADDR_CID_ANY) listens on whatever CID the guest has. */
+int qga_vsock_parse(const char *path, unsigned *cid, unsigned *port)
 {
-    int lfd = qga_listen_unix(path);
+    char *end;
+    unsigned long c, p;
+    if (*path < '0' || *path > '9')
+        return -EINVAL;
+    errno = 0;
+    c = strtoul(path, &end, 10);
+    if (errno || *end != ':' || c > UINT32_MAX || end[1] < '0' || end[1] > '9')
+        return -EINVAL;
+    p = strtoul(end + 1, &end, 10);
+    if (errno || *end || p > UINT32_MAX)
+        return -EINVAL;
+    *cid = (unsigned)c;
+    *port = (unsigned)p;
+    return 0;
+}
+
+static int qga_listen_vsock(const char *path)
+{
+    struct sockaddr_vm a = { .svm_family = AF_VSOCK };
+    int r = qga_vsock_parse(path, &a.svm_cid, &a.svm_port);
+    if (r < 0)
+        return r;
+    int fd = socket(AF_VSOCK, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -errno;
+    if (bind(fd, (struct sockaddr *)&a, sizeof(a)) < 0 || listen(fd, 1) < 0) {
+        int err = -errno;
+        close(fd);
+        return err;
+    }
+    return fd;
+}
+
+static int qga_serve_listen(struct qga_state *s, enum qga_method m, const char *path)
+{
+    int lfd = m == QGA_METHOD_VSOCK_LISTEN ? qga_listen_vsock(path) : qga_listen_unix(path);
     if (lfd < 0)
         return lfd;
     while (!s->stop) {
         struct pollfd p = { .fd = lfd, .events = POLLIN };
-        if (poll(&p, 1, 500) <= 0)
+        int pr = poll(&p, 1, 500);
+        qga_fsfreeze_expire(s);
+        if (pr <= 0)
             continue;
         int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
         if (fd < 0)
@@ -65,14 +108,15 @@ static int qga_serve_listen(struct qga_state *s, const char *path)
         close(fd);
     }
     close(lfd);
-    unlink(path);
+    if (m == QGA_METHOD_UNIX_LISTEN)
+        unlink(path);
     return 0;
 }
 
 int qga_serve_path(struct qga_state *s, enum qga_method m, const char *path, bool retry)
 {
-    if (m == QGA_METHOD_UNIX_LISTEN)
-        return qga_serve_listen(s, path);
+    if (m == QGA_METHOD_UNIX_LISTEN || m == QGA_METHOD_VSOCK_LISTEN)
+        return qga_serve_listen(s, m, path);
     int fd;
     while ((fd = open(path, O_RDWR | O_NONBLOCK | O_CLOEXEC | O_NOCTTY)) < 0) {
         if (!retry || s->stop)

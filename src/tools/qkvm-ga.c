@@ -10,11 +10,13 @@
 #include "qga/qga.h"
 
 #define QGA_DEFAULT_PATH "/dev/virtio-ports/org.qemu.guest_agent.0"
+#define QGA_SERIAL_DEFAULT_PATH "/dev/ttyS0"
 #define QGA_DEFAULT_CONFIG "/etc/qemu/qemu-ga.conf"
 
 struct ga_config {
     char *method, *path, *logfile, *pidfile, *statedir, *fsfreeze_hook;
     char *block_rpcs, *allow_rpcs;
+    char *fsfreeze_timeout;
     bool daemonize, verbose, retry_path;
 };
 
@@ -29,7 +31,7 @@ static void ga_on_signal(int sig)
 static void ga_config_free(struct ga_config *c)
 {
     char **all[] = { &c->method, &c->path, &c->logfile, &c->pidfile, &c->statedir,
-                     &c->fsfreeze_hook, &c->block_rpcs, &c->allow_rpcs };
+                     &c->fsfreeze_hook, &c->block_rpcs, &c->allow_rpcs, &c->fsfreeze_timeout };
     for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++) {
         free(*all[i]);
         *all[i] = NULL;
@@ -42,12 +44,16 @@ static void ga_usage(FILE *f)
 "Usage: qkvm-ga [-m <method> -p <path>] [<options>]\n"
 "QEMU Guest Agent protocol (qemu-ga compatible)\n\n"
 "  -c, --config=PATH     configuration file ([general] section, as qemu-ga's)\n"
-"  -m, --method=METHOD   transport: virtio-serial (default), isa-serial, unix-listen\n"
-"  -p, --path=PATH       device or socket path (default " QGA_DEFAULT_PATH ")\n"
+"  -m, --method=METHOD   transport: virtio-serial (default), isa-serial, unix-listen,\n"
+"                        vsock-listen\n"
+"  -p, --path=PATH       device, socket path or vsock CID:PORT (default " QGA_DEFAULT_PATH "\n"
+"                        for virtio-serial, " QGA_SERIAL_DEFAULT_PATH " for isa-serial)\n"
 "  -l, --logfile=PATH    log to PATH instead of stderr\n"
 "  -f, --pidfile=PATH    write the process id to PATH\n"
 "  -t, --statedir=DIR    accepted for qemu-ga compatibility (no state is kept)\n"
-"  -F, --fsfreeze-hook   accepted for qemu-ga compatibility\n"
+"  -F, --fsfreeze-hook[=PATH]  run PATH freeze/thaw around guest-fsfreeze-* (default\n"
+"                        /etc/qemu/fsfreeze-hook); its output goes to the log\n"
+"      --fsfreeze-timeout=SECS  thaw by itself after SECS frozen (default 0: never)\n"
 "  -v, --verbose         log every request\n"
 "  -d, --daemonize       run in the background\n"
 "  -b, --block-rpcs=LIST comma-separated commands to disable (\"help\" lists them)\n"
@@ -131,6 +137,8 @@ static int ga_read_config(struct ga_config *c, const char *path, bool must_exist
             ga_set(&c->statedir, val);
         else if (!strcmp(key, "fsfreeze-hook"))
             ga_set(&c->fsfreeze_hook, val);
+        else if (!strcmp(key, "fsfreeze-timeout"))
+            ga_set(&c->fsfreeze_timeout, val);
         else if (!strcmp(key, "verbose"))
             c->verbose = ga_parse_bool(val);
         else if (!strcmp(key, "retry-path"))
@@ -160,6 +168,8 @@ static void ga_dump_config(const struct ga_config *c)
         printf("statedir=%s\n", c->statedir);
     if (c->fsfreeze_hook)
         printf("fsfreeze-hook=%s\n", c->fsfreeze_hook);
+    if (c->fsfreeze_timeout)
+        printf("fsfreeze-timeout=%s\n", c->fsfreeze_timeout);
     printf("verbose=%s\n", c->verbose ? "true" : "false");
     printf("retry-path=%s\n", c->retry_path ? "true" : "false");
     if (c->block_rpcs)
@@ -196,7 +206,8 @@ int main(int argc, char **argv)
         { "daemonize", no_argument, NULL, 'd' }, { "block-rpcs", required_argument, NULL, 'b' },
         { "allow-rpcs", required_argument, NULL, 'a' }, { "retry-path", no_argument, NULL, 'r' },
         { "dump-conf", no_argument, NULL, 'D' }, { "version", no_argument, NULL, 'V' },
-        { "help", no_argument, NULL, 'h' }, { NULL, 0, NULL, 0 },
+        { "help", no_argument, NULL, 'h' }, { "fsfreeze-timeout", required_argument, NULL, 'T' },
+        { NULL, 0, NULL, 0 },
     };
     static const char shortopts[] = "c:m:p:l:f:t:F::vdb:a:rDVh";
     struct ga_config c = { 0 };
@@ -237,6 +248,7 @@ int main(int argc, char **argv)
             ga_set(opt == 'b' ? &c.block_rpcs : &c.allow_rpcs, optarg);
             break;
         case 'r': c.retry_path = true; break;
+        case 'T': ga_set(&c.fsfreeze_timeout, optarg); break;
         case 'D': dump = true; break;
         case 'V': printf("QEMU Guest Agent %s (qkvm-ga)\n", QGA_VERSION); ret = 0; goto out;
         case 'h': ga_usage(stdout); ret = 0; goto out;
@@ -249,13 +261,37 @@ int main(int argc, char **argv)
     }
     if (!c.method)
         ga_set(&c.method, "virtio-serial");
-    if (!c.path)
-        ga_set(&c.path, QGA_DEFAULT_PATH);
     enum qga_method method;
     if (qga_method_parse(c.method, &method) < 0) {
-        fprintf(stderr, "qkvm-ga: invalid method '%s' (virtio-serial, isa-serial, unix-listen)\n",
-                c.method);
+        fprintf(stderr, "qkvm-ga: invalid method '%s' (virtio-serial, isa-serial, unix-listen, "
+                "vsock-listen)\n", c.method);
         goto out;
+    }
+    /* qemu-ga's defaults: a port for the serial methods, nothing to guess for a socket */
+    if (!c.path && method == QGA_METHOD_VIRTIO_SERIAL)
+        ga_set(&c.path, QGA_DEFAULT_PATH);
+    else if (!c.path && method == QGA_METHOD_ISA_SERIAL)
+        ga_set(&c.path, QGA_SERIAL_DEFAULT_PATH);
+    if (!c.path) {
+        fprintf(stderr, "qkvm-ga: must specify a path for this channel (-p)\n");
+        goto out;
+    }
+    unsigned cid, port;
+    if (method == QGA_METHOD_VSOCK_LISTEN && qga_vsock_parse(c.path, &cid, &port) < 0) {
+        fprintf(stderr, "qkvm-ga: vsock-listen path '%s' is not CID:PORT\n", c.path);
+        goto out;
+    }
+    unsigned long freeze_timeout = 0;
+    if (c.fsfreeze_timeout) {
+        char *end;
+        errno = 0;
+        freeze_timeout = strtoul(c.fsfreeze_timeout, &end, 10);
+        if (errno || end == c.fsfreeze_timeout || *end || *c.fsfreeze_timeout == '-' ||
+            freeze_timeout > 86400) {
+            fprintf(stderr, "qkvm-ga: fsfreeze-timeout '%s' is not a number of seconds (0 to 86400)\n",
+                    c.fsfreeze_timeout);
+            goto out;
+        }
     }
     if (c.block_rpcs && c.allow_rpcs) {
         fprintf(stderr, "qkvm-ga: --block-rpcs and --allow-rpcs exclude each other\n");
@@ -276,6 +312,11 @@ int main(int argc, char **argv)
     if (list && qga_state_set_rpcs(ga_state, list, c.allow_rpcs != NULL, &bad) < 0) {
         fprintf(stderr, "qkvm-ga: unknown command '%s' in %s\n", bad ? bad : "?",
                 c.block_rpcs ? "--block-rpcs" : "--allow-rpcs");
+        goto out;
+    }
+    qga_state_set_fsfreeze_timeout(ga_state, (unsigned)freeze_timeout);
+    if (c.fsfreeze_hook && qga_state_set_fsfreeze_hook(ga_state, c.fsfreeze_hook) < 0) {
+        fprintf(stderr, "qkvm-ga: out of memory\n");
         goto out;
     }
     if (c.logfile) {

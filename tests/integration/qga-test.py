@@ -5,6 +5,8 @@ fact of this machine, the same values); bad input gets a QMP error from both and
 Usage: qga-test.py QKVM_GA QEMU_GA TMPDIR.  Prints TAP lines."""
 import base64, json, os, socket, subprocess, sys, time
 
+from qga_shape import same_shape, shape
+
 OURS, THEIRS, TMP = sys.argv[1:4]
 failures = 0
 
@@ -70,48 +72,6 @@ class Agent:
             self.proc.wait(5)
         except subprocess.TimeoutExpired:
             self.proc.kill()
-
-
-def shape(v):
-    """JSON types and keys; a list's items merged into one shape (their keys united)."""
-    if isinstance(v, bool):
-        return "bool"
-    if isinstance(v, int):
-        return "int"
-    if isinstance(v, float):
-        return "number"
-    if isinstance(v, str):
-        return "str"
-    if v is None:
-        return "null"
-    if isinstance(v, dict):
-        return {k: shape(x) for k, x in v.items()}
-    merged = None
-    for item in v:
-        s = shape(item)
-        if isinstance(s, dict) and isinstance(merged, dict):
-            for k, x in s.items():
-                merged.setdefault(k, x)
-        elif merged is None:
-            merged = s
-    return ["list", merged]
-
-
-def same_shape(a, b, path="$"):
-    """None when alike, else where they differ. An empty list matches any list."""
-    if isinstance(a, dict) and isinstance(b, dict):
-        if set(a) != set(b):
-            return f"{path}: keys {sorted(a)} vs {sorted(b)}"
-        for k in a:
-            d = same_shape(a[k], b[k], f"{path}.{k}")
-            if d:
-                return d
-        return None
-    if isinstance(a, list) and isinstance(b, list):
-        if a[1] is None or b[1] is None:
-            return None
-        return same_shape(a[1], b[1], path + "[]")
-    return None if a == b else f"{path}: {a} vs {b}"
 
 
 def both(name, execute, arguments=None, same_value=False, key=None):
@@ -222,6 +182,7 @@ for a in (ours, theirs):
              a.cmd("guest-file-read", {"handle": h}),
              a.cmd("guest-file-write", {"handle": h, "buf-b64": "!!notbase64"}),
              a.cmd("guest-file-read", {"handle": h, "count": -1}),
+             a.cmd("guest-file-read", {"handle": h, "count": 1 << 40}),
              a.cmd("guest-file-close", {"handle": h}),
              a.cmd("guest-file-close", {"handle": h})]
     a.file_ok = open(path, "rb").read() == data
@@ -299,6 +260,7 @@ raw_both("nesting 1000 deep", b"[" * 1000 + b"]" * 1000)
 # 4 MB + 1 is past qkvm-ga's bound: an error and a skip to the end of the line (qemu-ga's own
 # bound is larger, so only qkvm-ga's behaviour is checked)
 raw_both("oversized request", b'{"execute":"guest-sync","arguments":{"id":"' + b"a" * (4 << 20) + b'"}}', expect_error=False)
+raw_both("a 10 MB line", b'{"execute":"guest-sync","arguments":{"id":"' + b"a" * (10 << 20) + b'"}}', expect_error=False)
 ours.send(b"\xff")
 ours.send(b'{"execute":"guest-sync-delimited","arguments":{"id":31337}}\n')
 r = ours.reply()
@@ -331,4 +293,39 @@ ok("--block-rpcs: guest-info says disabled as qemu-ga does", all(en1[k] == en2[k
 ok("--block-rpcs: guest-ping still served", ours.cmd("guest-ping") == {"return": {}})
 ours.stop()
 theirs.stop()
+
+# -F, the fsfreeze hook: called with "freeze" before and "thaw" after, as qemu-ga calls it; a
+# freeze-list naming no mount point freezes nothing, so the host's disks are never frozen
+hooks = {}
+for label in ("qkvm-ga-F", "qemu-ga-F"):
+    hooks[label] = os.path.join(TMP, label + ".hook")
+    with open(hooks[label], "w") as f:
+        f.write('#!/bin/sh\necho "$1" >>"$0.calls"\necho "hook says $1"\n')
+    os.chmod(hooks[label], 0o755)
+ours = Agent("qkvm-ga-F", [OURS, "-m", "unix-listen", "-p", os.path.join(TMP, "of.sock"), "-F" + hooks["qkvm-ga-F"]], os.path.join(TMP, "of.sock"))
+theirs = Agent("qemu-ga-F", [THEIRS, "-m", "unix-listen", "-p", os.path.join(TMP, "tf.sock"), "-t", os.path.join(TMP, "state"),
+                             "-f", os.path.join(TMP, "qemu-ga-F.pid"), "-F" + hooks["qemu-ga-F"]], os.path.join(TMP, "tf.sock"))
+both("-F: guest-fsfreeze-freeze-list of no mount", "guest-fsfreeze-freeze-list", {"mountpoints": ["/qga-no-such-mount"]}, same_value=True)
+both("-F: guest-fsfreeze-status after it", "guest-fsfreeze-status", same_value=True)
+both("-F: guest-fsfreeze-thaw", "guest-fsfreeze-thaw", same_value=True)
+calls = {k: open(v + ".calls").read().split() if os.path.exists(v + ".calls") else [] for k, v in hooks.items()}
+ok("-F: the hook heard freeze then thaw, as qemu-ga's", calls["qkvm-ga-F"] == calls["qemu-ga-F"] == ["freeze", "thaw"], str(calls))
+for label, h in hooks.items():
+    with open(h, "w") as f:
+        f.write("#!/bin/sh\necho refusing $1 >&2\nexit 3\n")
+r1, r2 = (a.cmd("guest-fsfreeze-freeze-list", {"mountpoints": ["/qga-no-such-mount"]}) for a in (ours, theirs))
+ok("-F: a hook that fails stops the freeze, qemu-ga's error", "error" in r1 and r1 == r2, f"ours {r1} qemu-ga {r2}")
+r1, r2 = ours.cmd("guest-fsfreeze-status"), theirs.cmd("guest-fsfreeze-status")
+ok("-F: ... and nothing is frozen", r1 == r2 == {"return": "thawed"}, f"ours {r1} qemu-ga {r2}")
+for h in hooks.values():
+    os.unlink(h)
+r1, r2 = (a.cmd("guest-fsfreeze-thaw") for a in (ours, theirs))
+ok("-F: a hook that is gone: qemu-ga's error", "error" in r1 and
+   r1["error"]["desc"].replace(hooks["qkvm-ga-F"], "HOOK") == r2.get("error", {}).get("desc", "").replace(hooks["qemu-ga-F"], "HOOK"),
+   f"ours {r1} qemu-ga {r2}")
+ours.stop()
+theirs.stop()
+ours.log.close()
+log = open(os.path.join(TMP, "qkvm-ga-F.log")).read()
+ok("-F: the hook's output is in qkvm-ga's log", "hook says freeze" in log and "refusing freeze" in log, log[-300:])
 sys.exit(0)

@@ -6,8 +6,9 @@
 #   vg_initrd OUT BIN...        the default initramfs plus host programs (and their libraries),
 #                               in /host/bin (busybox's shell prefers its applets to PATH)
 #   vg_boot NAME QKVM-ARGS...   boots (VG_INITRD, VG_APPEND, VG_SMP honoured, and VG_PREFIX: a
-#                               command qkvm runs under, as ip netns exec); 1 if it never got to
-#                               the shell
+#                               command qkvm runs under, as ip netns exec; VG_VMM: another
+#                               program taking the same options, as qemu-system-x86_64); 1 if
+#                               it never got to the shell
 #   vg_cmd 'CMD' [TIMEOUT]      runs CMD in the guest; its output (stdout and stderr) on stdout,
 #                               its status from vg_rc (-1 on timeout)
 #   vg_poweroff                 powers off; qkvm's exit status in VG_EXIT
@@ -62,7 +63,7 @@ vg_boot() {
   VG_SEQ=0
   rm -f "$VG_FIFO"
   mkfifo "$VG_FIFO"
-  ${VG_PREFIX:-} timeout -k 5 1500 "$QKVM" -accel "$VG_ACCEL" -smp "${VG_SMP:-1}" -m 512M -kernel "$VG_G/vmlinuz" \
+  ${VG_PREFIX:-} timeout -k 5 1500 "${VG_VMM:-$QKVM}" -accel "$VG_ACCEL" -smp "${VG_SMP:-1}" -m 512M -kernel "$VG_G/vmlinuz" \
     -initrd "${VG_INITRD:-$VG_G/initrd.gz}" -append "console=ttyS0 panic=-1 quiet ${VG_APPEND:-}" \
     "$@" <"$VG_FIFO" >"$VG_OUT" 2>"$VG_OUT.err" &
   VG_PID=$!

@@ -13,6 +13,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "qga/internal.h"
@@ -159,6 +161,51 @@ static void test_frozen_holds_writers(void **st)
     assert_string_equal(json_get(v, "return")->s, "thawed");
     json_value_free(v);
     qga_state_free(s);
+}
+
+/* A host that froze and never thawed: after the timeout the agent thaws by itself and tells the
+ * -F hook, as a thaw from the host would; before it, or with no timeout (qemu-ga's way), not. */
+static void test_freeze_timeout(void **st)
+{
+    (void)st;
+    char dir[] = "/tmp/qga-unit.XXXXXX", hook[64], calls[64], script[160];
+    assert_non_null(mkdtemp(dir));
+    snprintf(hook, sizeof(hook), "%s/hook", dir);
+    snprintf(calls, sizeof(calls), "%s/calls", dir);
+    snprintf(script, sizeof(script), "#!/bin/sh\necho $1 >>%s\n", calls);
+    FILE *f = fopen(hook, "w");
+    assert_non_null(f);
+    fputs(script, f);
+    fclose(f);
+    chmod(hook, 0755);
+    struct qga_state *s = qga_state_new();
+    assert_int_equal(qga_state_set_fsfreeze_hook(s, hook), 0);
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    s->frozen = true;     /* frozen 5 s ago, with nothing held open */
+    s->frozen_at_ms = (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000 - 5000;
+    assert_int_equal(qga_fsfreeze_expire(s), 0);           /* no timeout: frozen for good */
+    qga_state_set_fsfreeze_timeout(s, 60);
+    assert_int_equal(qga_fsfreeze_expire(s), 0);           /* not yet */
+    assert_true(s->frozen);
+    assert_int_equal(access(calls, F_OK), -1);
+    qga_state_set_fsfreeze_timeout(s, 2);
+    assert_int_equal(qga_fsfreeze_expire(s), 1);
+    assert_false(s->frozen);
+    char buf[64] = "";
+    f = fopen(calls, "r");
+    assert_non_null(f);
+    assert_non_null(fgets(buf, sizeof(buf), f));
+    fclose(f);
+    assert_string_equal(buf, "thaw\n");
+    assert_int_equal(qga_fsfreeze_expire(s), 0);           /* thawed: nothing more to do */
+    struct json_value *v = ask(s, "{\"execute\":\"guest-fsfreeze-status\"}");
+    assert_string_equal(json_get(v, "return")->s, "thawed");
+    json_value_free(v);
+    qga_state_free(s);
+    unlink(calls);
+    unlink(hook);
+    rmdir(dir);
 }
 
 static void test_file_table_bounded(void **st)
@@ -415,6 +462,7 @@ int main(void)
         cmocka_unit_test(test_protocol_errors),
         cmocka_unit_test(test_rpc_lists),
         cmocka_unit_test(test_frozen_holds_writers),
+        cmocka_unit_test(test_freeze_timeout),
         cmocka_unit_test(test_file_table_bounded),
         cmocka_unit_test(test_file_round_trip),
         cmocka_unit_test(test_exec),

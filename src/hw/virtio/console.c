@@ -11,6 +11,7 @@
 #include "hw/chardev.h"
 #include "util/evloop.h"
 #include "util/log.h"
+#include "vm/control.h"
 #include "vm/machine.h"
 
 #include <errno.h>
@@ -49,6 +50,7 @@ struct vport {
     unsigned id;
     bool console;
     char *name;
+    char *devid;                        /* -device ...,id=: names the port in VSERPORT_CHANGE */
     /* host end: a socket of our own, or a chardev (stdio, file, none) */
     int listen_fd, fd;
     struct chardev *chr;
@@ -153,6 +155,18 @@ static void port_announce(struct vport *p)
 static void port_rx(struct vport *p);
 static void port_disconnect(struct vport *p);
 
+/* QEMU's VSERPORT_CHANGE: a program in the guest opened or closed the port. It is how libvirt
+ * learns that the guest agent is up (the agent holds its port open while it runs), so only a
+ * port with an id= reports, as in QEMU. Runs on the I/O thread, where events are sent. */
+static void port_report_open(struct vport *p)
+{
+    if (!p->devid)
+        return;
+    char data[160];
+    snprintf(data, sizeof(data), "{\"id\": \"%s\", \"open\": %s}", p->devid, p->guest_open ? "true" : "false");
+    machine_emit_event(p->s->m, "VSERPORT_CHANGE", data);
+}
+
 static void ctrl_receive(struct vser *s)
 {
     struct virtio_dev *vd = &s->vd;
@@ -187,9 +201,12 @@ static void ctrl_receive(struct vser *s)
             break;
         case CTL_PORT_OPEN:
             if (p) {
+                bool was = p->guest_open;
                 p->guest_open = value == 1;
                 if (p->guest_open)
                     port_rx(p);
+                if (p->guest_open != was)
+                    port_report_open(p);
             }
             break;
         default:
@@ -567,6 +584,7 @@ static void port_free(void *opaque)
     chardev_close(p->chr);
     free(p->path);
     free(p->name);
+    free(p->devid);
     free(p->tx);
     free(p);
 }
@@ -587,6 +605,14 @@ static int vport_create(struct machine *m, struct kvlist *opts, bool console)
     }
     keyval_get(opts, "bus");
     const char *nr = keyval_get(opts, "nr"), *name = keyval_get(opts, "name"), *spec = keyval_get(opts, "chardev");
+    const char *devid = keyval_get(opts, "id");
+    /* QEMU's rule for ids (a letter, then letters, digits, '-', '.', '_'): it also makes the id
+     * safe to put in an event's JSON as it is */
+    if (devid && (strlen(devid) > 100 || !((*devid | 0x20) >= 'a' && (*devid | 0x20) <= 'z') ||
+                  devid[strspn(devid, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._")])) {
+        log_error("%s: id=%s is not a valid id (a letter, then letters, digits, '-', '.', '_')", kind, devid);
+        return -EINVAL;
+    }
     int id = -1;
     if (nr) {
         uint64_t v;
@@ -626,7 +652,8 @@ static int vport_create(struct machine *m, struct kvlist *opts, bool console)
         return ret;
     p->tx = malloc(sizeof(*p->tx));
     p->name = name ? strdup(name) : NULL;
-    if (!p->tx || (name && !p->name))
+    p->devid = devid ? strdup(devid) : NULL;
+    if (!p->tx || (name && !p->name) || (devid && !p->devid))
         return -ENOMEM;
     pthread_mutex_lock(&s->vd.lock);
     s->ports[id] = p;

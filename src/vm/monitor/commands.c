@@ -30,7 +30,8 @@ static int monitor_fail(struct monitor_error *e, const char *cls, int ret, const
     return ret;
 }
 
-const char *const monitor_events[] = { "SHUTDOWN", "POWERDOWN", "RESET", "STOP", "RESUME", NULL };
+const char *const monitor_events[] = { "SHUTDOWN", "POWERDOWN", "RESET", "STOP", "RESUME",
+                                       "VSERPORT_CHANGE", NULL };
 
 /* ---- queries ---- */
 
