@@ -23,6 +23,7 @@ struct piix {
     struct pci_device isa, ide;
     struct ide_channel *ch[2];
     bool used[4];              /* bus * 2 + unit */
+    bool cd[4];                /* a CD drive there */
 };
 
 static int piix_create(struct machine *m)
@@ -71,10 +72,6 @@ static int ide_parse_drive(const char *spec, struct drive_spec *d)
         log_error("-drive %s: if=%s on an IDE disk", spec, d->itf);
         return -EINVAL;
     }
-    if (d->media && strcmp(d->media, "disk")) {
-        log_error("-drive %s: media=%s: qkvm's IDE has disks only (no CD-ROM yet)", spec, d->media);
-        return -EINVAL;
-    }
     if (d->index > 3) {
         log_error("-drive %s: index %d is not 0-3 (two IDE channels, two disks each)", spec, d->index);
         return -EINVAL;
@@ -82,9 +79,36 @@ static int ide_parse_drive(const char *spec, struct drive_spec *d)
     return 0;
 }
 
-/* -device ide-hd,drive=SPEC[,bus=ide.0|ide.1][,unit=0|1]: without bus/unit, the drive's index=,
- * else the first free place (QEMU's order: primary master, primary slave, secondary...). */
-static int ide_hd_create(struct machine *m, struct kvlist *opts)
+/* A CD drive at IDE place index, its medium opened read-only (a CD is read-only whatever
+ * readonly= says, as QEMU's ide-cd); a medium that is not a whole number of 2048-byte sectors
+ * keeps its whole sectors. */
+static int ide_cd_attach(struct piix *p, int index, struct drive_spec *d, const char *spec)
+{
+    struct block *bs = NULL;
+    char err[BLOCK_ERR_MAX];
+    int ret;
+    if (d->file) {
+        struct block_open_opts o = d->open;
+        o.read_only = true;
+        if ((ret = block_open(d->file, &o, &bs, err))) {
+            log_error("%s", err);
+            return ret;
+        }
+    }
+    if ((ret = ide_channel_attach_cd(p->ch[index / 2], index % 2, bs, d->has_serial ? d->serial : NULL))) {
+        log_error("-drive %s: %s", spec, strerror(-ret));
+        return ret;
+    }
+    p->used[index] = true;
+    p->cd[index] = true;
+    return 0;
+}
+
+/* -device ide-hd|ide-cd,drive=SPEC[,bus=ide.0|ide.1][,unit=0|1]: without bus/unit, the drive's
+ * index=, else the first free place (QEMU's order: primary master, primary slave, secondary
+ * master, secondary slave). media=cdrom makes a CD drive whichever of the two was named, as
+ * QEMU's -drive does. */
+static int ide_device_create(struct machine *m, struct kvlist *opts, bool cd_asked)
 {
     struct pci_host *h = pci_host_of(m);
     struct pci_device *fn = h ? pci_host_function(h, PIIX_SLOT, 1) : NULL;
@@ -124,12 +148,25 @@ static int ide_hd_create(struct machine *m, struct kvlist *opts)
     for (int i = 0; !ret && index < 0 && i < 4; i++)
         if (!p->used[i])
             index = i;
+    bool cd = !ret && (cd_asked || (d.media && !strcmp(d.media, "cdrom")));
+    if (!ret && d.media && !strcmp(d.media, "disk") && cd_asked) {
+        log_error("-drive %s: media=disk on an ide-cd", spec);
+        ret = -EINVAL;
+    }
+    if (!ret && !cd && !d.file) {
+        log_error("-drive %s: no file= given", spec);
+        ret = -EINVAL;
+    }
     if (!ret && (index < 0 || p->used[index])) {
         log_error("-drive %s: %s", spec, index < 0 ? "the four IDE places are taken" : "that IDE place is taken");
         ret = -EBUSY;
     }
     struct block *bs = NULL;
     char err[BLOCK_ERR_MAX];
+    if (cd && !ret) {
+        ret = ide_cd_attach(p, index, &d, spec);
+        goto out;
+    }
     if (!ret && (ret = block_open(d.file, &d.open, &bs, err)))
         log_error("%s", err);
     /* QEMU's automatic BIOS translation (hw/block/hd-geometry.c): LBA once the disk has more
@@ -146,7 +183,19 @@ static int ide_hd_create(struct machine *m, struct kvlist *opts)
         p->used[index] = true;
         rtc_cmos_update(m, RTC_CMOS_DISK_TRANSLATION, (uint8_t)(3 << (2 * index)), (uint8_t)(lba_trans << (2 * index)));
     }
+out:
     drive_spec_free(&d);
     return ret;
 }
+
+static int ide_hd_create(struct machine *m, struct kvlist *opts)
+{
+    return ide_device_create(m, opts, false);
+}
 DEVICE_TYPE("ide-hd", ide_hd_create)
+
+static int ide_cd_create(struct machine *m, struct kvlist *opts)
+{
+    return ide_device_create(m, opts, true);
+}
+DEVICE_TYPE("ide-cd", ide_cd_create)

@@ -370,6 +370,7 @@ int main(int argc, char **argv)
         running = NULL;
         /* a reset keeps a paused machine paused, as QEMU's system_reset does */
         cfg.start_paused = machine_is_paused(&m);
+        cfg.boot_once[0] = 0;   /* -boot once= was for the first boot */
         monitor_set_detach(mons);
         status = m.exit_status;
         bool again = why_stop == MACHINE_RESET && !cfg.no_reboot && !quit_signal;
