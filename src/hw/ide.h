@@ -47,6 +47,9 @@ int ide_channel_create(struct machine *m, uint16_t base, uint16_t ctl, unsigned 
 int ide_channel_attach(struct ide_channel *ch, int unit, struct block *bs, bool read_only, bool probed_raw,
                        const char *serial);
 
+/* The PC machine's channel bus (0 primary, 1 secondary), from its PIIX3 (hw/piix.c). 0,
+ * -ENODEV on a machine without IDE or a bus other than 0 and 1. */
+int ide_channel_find(struct machine *m, int bus, struct ide_channel **out);
 /* A CD-ROM drive at unit 0 or 1, with the medium bs (NULL: an empty drive, tray open); the
  * channel owns bs. 0, -EBUSY, -EINVAL (bad unit). */
 int ide_channel_attach_cd(struct ide_channel *ch, int unit, struct block *bs, const char *serial);

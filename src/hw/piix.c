@@ -61,6 +61,22 @@ static int piix_init(struct machine *m)
 /* after the PCI host, before any device that takes the first free slot */
 MACHINE_INIT(piix_init, INIT_BUS + 1, NULL)
 
+static struct piix *piix_of(struct machine *m)
+{
+    struct pci_host *h = pci_host_of(m);
+    struct pci_device *fn = h ? pci_host_function(h, PIIX_SLOT, 1) : NULL;
+    return fn && fn->opaque && !strcmp(fn->name, "piix3-ide") ? fn->opaque : NULL;
+}
+
+int ide_channel_find(struct machine *m, int bus, struct ide_channel **out)
+{
+    struct piix *p = piix_of(m);
+    if (!p || bus < 0 || bus > 1)
+        return -ENODEV;
+    *out = p->ch[bus];
+    return 0;
+}
+
 /* -drive options (hw/drive.h), and what an IDE disk cannot be: one line naming the problem,
  * -EINVAL. */
 static int ide_parse_drive(const char *spec, struct drive_spec *d)
@@ -110,13 +126,11 @@ static int ide_cd_attach(struct piix *p, int index, struct drive_spec *d, const 
  * QEMU's -drive does. */
 static int ide_device_create(struct machine *m, struct kvlist *opts, bool cd_asked)
 {
-    struct pci_host *h = pci_host_of(m);
-    struct pci_device *fn = h ? pci_host_function(h, PIIX_SLOT, 1) : NULL;
-    if (!fn || fn->opaque == NULL || strcmp(fn->name, "piix3-ide")) {
-        log_error("ide-hd: this machine has no IDE controller (it comes with -M pc)");
+    struct piix *p = piix_of(m);
+    if (!p) {
+        log_error("%s: this machine has no IDE controller (it comes with -M pc)", cd_asked ? "ide-cd" : "ide-hd");
         return -ENODEV;
     }
-    struct piix *p = fn->opaque;
     const char *spec = keyval_get(opts, "drive"), *bus = keyval_get(opts, "bus"), *unit_s = keyval_get(opts, "unit");
     if (!spec) {
         log_error("ide-hd: needs drive= (a -drive id)");
