@@ -768,7 +768,7 @@ int ide_channel_attach_cd(struct ide_channel *ch, int unit, struct block *bs, co
     d->bs = bs;
     memset(&d->atapi, 0, sizeof(d->atapi));
     d->atapi.sectors = bs ? block_length(bs) / ATAPI_SECTOR : 0;
-    d->atapi.tray_open = !bs;
+    d->atapi.tray_open = false;   /* an empty drive starts with its tray shut, as QEMU's */
     build_identify_packet(d, unit, serial);
     reset_channel(ch);
     pthread_mutex_unlock(&ch->lock);
@@ -814,6 +814,7 @@ bool ide_channel_cd_info(struct ide_channel *ch, int unit, struct ide_cd_info *i
     info->locked = d->atapi.locked;
     info->has_medium = d->bs != NULL;
     info->file = d->bs ? block_filename(d->bs) : NULL;
+    info->format = d->bs ? block_format_name(d->bs) : NULL;
     pthread_mutex_unlock(&ch->lock);
     return true;
 }

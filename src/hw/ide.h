@@ -8,6 +8,7 @@
 #ifndef QKVM_HW_IDE_H
 #define QKVM_HW_IDE_H
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 struct block;
@@ -50,6 +51,12 @@ int ide_channel_attach(struct ide_channel *ch, int unit, struct block *bs, bool 
 /* The PC machine's channel bus (0 primary, 1 secondary), from its PIIX3 (hw/piix.c). 0,
  * -ENODEV on a machine without IDE or a bus other than 0 and 1. */
 int ide_channel_find(struct machine *m, int bus, struct ide_channel **out);
+/* QEMU's names for the CD drive at IDE place index (bus * 2 + unit): "ide1-cd0", and its
+ * device path in query-block and DEVICE_TRAY_MOVED. */
+void ide_cd_name(int index, char *buf, size_t n);
+void ide_cd_qdev(int index, char *buf, size_t n);
+/* Sends DEVICE_TRAY_MOVED for the CD drive at index (on the machine's event loop). */
+void ide_cd_emit_tray(struct machine *m, int index, bool open);
 /* A CD-ROM drive at unit 0 or 1, with the medium bs (NULL: an empty drive, tray open); the
  * channel owns bs. 0, -EBUSY, -EINVAL (bad unit). */
 int ide_channel_attach_cd(struct ide_channel *ch, int unit, struct block *bs, const char *serial);
@@ -62,7 +69,7 @@ int ide_channel_change_medium(struct ide_channel *ch, int unit, struct block *bs
 /* What query-block shows of a CD drive. false when unit holds no CD drive. */
 struct ide_cd_info {
     bool tray_open, locked, has_medium;
-    const char *file;          /* the medium's file name (valid while it is in), or NULL */
+    const char *file, *format; /* the medium's file name and format (valid while it is in), or NULL */
 };
 bool ide_channel_cd_info(struct ide_channel *ch, int unit, struct ide_cd_info *info);
 /* Called (under the channel's lock, from the vCPU's thread) when the guest opens or closes the

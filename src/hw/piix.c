@@ -10,30 +10,102 @@
 #include "hw/rtc.h"
 
 #include "block/block.h"
+#include "util/evloop.h"
+#include "vm/control.h"
 #include "vm/machine.h"
 
 #include <errno.h>
+#include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
 
 #define PIIX_SLOT      1
 #define PIIX_PIRQ_ROUTE 0x60   /* PIRQA-D routing, 0x80: disabled (82371SB datasheet 2.2.9) */
 
 struct piix {
     struct pci_device isa, ide;
+    struct machine *m;
     struct ide_channel *ch[2];
+    int tray_fd;               /* eventfd: the guest moved a tray (vCPU thread -> event loop) */
+    atomic_int tray_moved[4];  /* per place: 0 nothing, 1 closed, 2 opened */
     bool used[4];              /* bus * 2 + unit */
     bool cd[4];                /* a CD drive there */
 };
+
+void ide_cd_name(int index, char *buf, size_t n)
+{
+    snprintf(buf, n, "ide%d-cd%d", index / 2, index % 2);
+}
+
+void ide_cd_qdev(int index, char *buf, size_t n)
+{
+    snprintf(buf, n, "/machine/unattached/device[%d]", 20 + index);
+}
+
+/* DEVICE_TRAY_MOVED for what the guest did (START STOP UNIT): emitted on the event loop, where
+ * the monitor's clients live; the vCPU only leaves a note. */
+static void piix_tray_moved(void *opaque, struct ide_channel *ch, int unit, bool open)
+{
+    struct piix *p = opaque;
+    int index = (ch == p->ch[1]) * 2 + unit;
+    uint64_t one = 1;
+    atomic_store(&p->tray_moved[index], open ? 2 : 1);
+    if (write(p->tray_fd, &one, sizeof(one)) < 0) {
+        /* the counter is saturated: a wake-up is pending anyway */
+    }
+}
+
+static void piix_on_tray(void *opaque, uint32_t events)
+{
+    struct piix *p = opaque;
+    uint64_t v;
+    (void)events;
+    if (read(p->tray_fd, &v, sizeof(v)) < 0)
+        return;
+    for (int i = 0; i < 4; i++) {
+        int moved = atomic_exchange(&p->tray_moved[i], 0);
+        if (moved)
+            ide_cd_emit_tray(p->m, i, moved == 2);
+    }
+}
+
+void ide_cd_emit_tray(struct machine *m, int index, bool open)
+{
+    char name[32], qdev[64], data[200];
+    ide_cd_name(index, name, sizeof(name));
+    ide_cd_qdev(index, qdev, sizeof(qdev));
+    snprintf(data, sizeof(data), "{\"device\": \"%s\", \"id\": \"%s\", \"tray-open\": %s}", name, qdev,
+             open ? "true" : "false");
+    machine_emit_event(m, "DEVICE_TRAY_MOVED", data);
+}
+
+static void piix_free(void *opaque)
+{
+    struct piix *p = opaque;
+    if (p->tray_fd >= 0) {
+        if (p->m->loop)
+            evloop_del(p->m->loop, p->tray_fd);
+        close(p->tray_fd);
+    }
+    free(p);
+}
 
 static int piix_create(struct machine *m)
 {
     struct piix *p = calloc(1, sizeof(*p));
     if (!p)
         return -ENOMEM;
-    int ret = machine_add_cleanup(m, free, p);
-    if (ret)
+    p->m = m;
+    p->tray_fd = -1;
+    int ret = machine_add_cleanup(m, piix_free, p);
+    if (ret) {
+        free(p);
         return ret;
+    }
     pci_device_init(&p->isa, "piix3", 0x8086, 0x7000, 0x060100, 0, 0x1af4, 0x1100);
     p->isa.config[PCI_INTERRUPT_PIN] = 0;
     for (int i = 0; i < 4; i++) {
@@ -44,6 +116,10 @@ static int piix_create(struct machine *m)
      * the guest cannot switch off (bits 0 and 2 read-only) */
     pci_device_init(&p->ide, "piix3-ide", 0x8086, 0x7010, 0x010180, 0, 0x1af4, 0x1100);
     p->ide.config[PCI_INTERRUPT_PIN] = 0;
+    /* IDETIM (0x40, 0x42) and friends: bit 15 of each IDETIM enables its channel. SeaBIOS sets
+     * them, and Linux's ata_piix ignores a channel whose bit reads clear (piix_enable_bits). */
+    for (int i = 0x40; i < 0x48; i++)
+        p->ide.wmask[i] = 0xff;
     p->ide.opaque = p;
     if ((ret = pci_register_device(m, &p->isa, PIIX_SLOT)) ||
         (ret = pci_register_function(m, &p->ide, PIIX_SLOT, 1)))
@@ -51,6 +127,14 @@ static int piix_create(struct machine *m)
     if ((ret = ide_channel_create(m, IDE_PRIMARY_BASE, IDE_PRIMARY_CTL, IDE_PRIMARY_IRQ, &p->ch[0])) ||
         (ret = ide_channel_create(m, IDE_SECONDARY_BASE, IDE_SECONDARY_CTL, IDE_SECONDARY_IRQ, &p->ch[1])))
         return ret;
+    if (m->loop) {
+        if ((p->tray_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) < 0)
+            return -errno;
+        if ((ret = evloop_add(m->loop, p->tray_fd, EPOLLIN, piix_on_tray, p)))
+            return ret;
+        for (int i = 0; i < 2; i++)
+            ide_channel_set_tray_cb(p->ch[i], piix_tray_moved, p);
+    }
     return 0;
 }
 
