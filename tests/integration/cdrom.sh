@@ -134,6 +134,37 @@ else
   skip "-boot d: the CD's lines and status match QEMU's" "no qemu-system-x86_64"
 fi
 
+# --- the monitor: eject, blockdev-change-medium, query-block, DEVICE_TRAY_MOVED, HMP ---
+cp "$TMP/hello.iso" "$TMP/other.iso"
+mkdir -p "$TMP/mon"
+timeout -k 5 60 python3 "$(dirname "$0")/cdrom-monitor.py" "$QKVM" "$TMP/mon" "$TMP/hello.iso" "$TMP/other.iso" \
+  >"$TMP/mon.out" 2>"$TMP/mon.err" || fail "cdrom-monitor.py ran to its end" "$(tail -c 300 "$TMP/mon.err")"
+mon_step() { sed -n "s/^STEP $1 //p" "$TMP/mon.out"; }
+expect_eq "query-block: the CD loaded, tray shut, read-only" \
+  '{"file": "hello.iso", "inserted": true, "locked": false, "removable": true, "ro": true, "tray_open": false}' \
+  "$(mon_step query-block-loaded)"
+expect_eq "eject: {} and DEVICE_TRAY_MOVED tray-open" '{"event": true, "event-device": "ide1-cd0", "return": {}}' "$(mon_step eject)"
+expect_eq "query-block after eject: no medium, tray open" '{"inserted": false, "tray_open": true}' "$(mon_step query-block-ejected)"
+expect_eq "blockdev-change-medium: {} and DEVICE_TRAY_MOVED tray closed" '{"event": false, "return": {}}' "$(mon_step change)"
+expect_eq "query-block after the change: the new file" '{"file": "other.iso", "tray_open": false}' "$(mon_step query-block-changed)"
+expect_eq "eject of an unknown device: DeviceNotFound" '"DeviceNotFound"' "$(mon_step eject-unknown)"
+expect_eq "change to a missing file: GenericError, the medium stays" '{"class": "GenericError", "still": "other.iso"}' \
+  "$(mon_step change-missing-file)"
+expect_eq "eject with a non-boolean force: GenericError" '"GenericError"' "$(mon_step eject-bad-force)"
+expect_eq "HMP eject, info block" '{"info": ["ide1-cd0: [not inserted]", "Removable device: not locked, tray open"], "out": ""}' \
+  "$(mon_step hmp-eject)"
+expect_eq "HMP change, info block" '{"info": ["ide1-cd0: ISO1 (raw, read-only)", "Removable device: not locked, tray closed"], "out": ""}' \
+  "$(mon_step hmp-change)"
+if have_qemu; then
+  mkdir -p "$TMP/qmon"
+  timeout -k 5 60 python3 "$(dirname "$0")/cdrom-monitor.py" qemu-system-x86_64 "$TMP/qmon" "$TMP/hello.iso" "$TMP/other.iso" \
+    >"$TMP/qmon.out" 2>"$TMP/qmon.err"
+  expect_eq "the monitor's CD replies, events and HMP lines match QEMU's (keys, types, values)" \
+    "$(cat "$TMP/qmon.out")" "$(cat "$TMP/mon.out")"
+else
+  skip "the monitor's CD replies match QEMU's" "no qemu-system-x86_64"
+fi
+
 # --- GRUB from a grub-mkrescue ISO (cached in build/cdrom) ---
 if ! command -v grub-mkrescue >/dev/null || [ ! -d /usr/lib/grub/i386-pc ] || ! command -v mformat >/dev/null; then
   skip "GRUB boots from a grub-mkrescue ISO" "no grub-mkrescue, grub-pc-bin or mtools (scripts/deps.sh test)"
