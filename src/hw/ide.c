@@ -367,6 +367,8 @@ static void atapi_command(struct ide_channel *ch, struct ide_drive *d, uint8_t c
         ch->bcl = (unsigned)(ch->hcyl << 8 | ch->lcyl);
         if (ch->bcl == 0 || ch->bcl == 0xffff)
             ch->bcl = 0xfffe;    /* 0 is not a limit (and a block is even) */
+        else if (ch->bcl == 1)
+            ch->bcl = 2;         /* rounded down to even it would allow no byte at all */
         ch->xfer = XFER_PACKET;
         ch->pos = 0;
         ch->nsector = (uint8_t)((ch->nsector & ~7) | IREASON_COD);

@@ -479,6 +479,10 @@ static void test_ide_read(void **state)
     packet(f, cap, 0);                    /* limit 0 is taken as the largest */
     assert_int_equal(read_reply(f, got, sizeof(got), &nblocks, &maxblock), 8);
     assert_int_equal(got[3], CD_SECTORS - 1);
+    packet(f, cap, 1);                    /* a limit of 1: two bytes a block, never zero */
+    assert_int_equal(read_reply(f, got, sizeof(got), &nblocks, &maxblock), 8);
+    assert_int_equal(nblocks, 4);
+    assert_int_equal(got[6], 8);          /* 2048 = 0x0800 */
     done(f);
 }
 
