@@ -44,6 +44,8 @@ static int check_drives(const char *key, const char *s, char *out, char *why, si
 int bootdev_parse(const char *arg, struct machine_config *mc, char *why, size_t whylen)
 {
     struct kvlist kv;
+    if (!*arg)
+        return 0;   /* QEMU takes an empty -boot as nothing asked */
     if (keyval_parse(arg, "order", &kv)) {
         snprintf(why, whylen, "not a boot description ([order=]DRIVES,once=DRIVES,menu=on|off)");
         return -EINVAL;
