@@ -94,12 +94,7 @@ if boot_lines "$TMP/menu.out" | grep -q '^Press ESC for boot menu\.$' && boot_li
 else
   fail "-boot menu=on" "$(boot_lines "$TMP/menu.out" | tr '\n' '|')"
 fi
-run_to nomenu 'qkvm-cd: sector 16' 30 "$QKVM" -accel tcg -nographic -cdrom "$TMP/hello.iso"
-if boot_lines "$TMP/nomenu.out" | grep -q '^Press ESC'; then
-  fail "without menu=on: no boot menu" "$(boot_lines "$TMP/nomenu.out" | tr '\n' '|')"
-else
-  pass "without menu=on: no boot menu offered"
-fi
+# (without menu=on no menu is offered: boot_lines keeps "Press ESC", which cd_boot's lines lack)
 
 # bad media: SeaBIOS's failure lines, the same as QEMU's; qkvm neither crashes nor complains
 head -c 32768 "$TMP/hello.iso" >"$TMP/trunc.iso"        # ends before the volume descriptors
