@@ -19,12 +19,15 @@ int drive_spec_parse(const char *spec, struct drive_spec *d)
     }
     const char *s;
     uint64_t v;
+    const char *media = keyval_get(&d->kv, "media");
     if (!(s = keyval_get(&d->kv, "file")) || !*s) {
-        log_error("-drive %s: no file= given", spec);
-        return -EINVAL;
-    }
-    if (!(d->file = strdup(s)))
+        if (!media || strcmp(media, "cdrom")) {   /* only a CD drive may start empty */
+            log_error("-drive %s: no file= given", spec);
+            return -EINVAL;
+        }
+    } else if (!(d->file = strdup(s))) {
         return -ENOMEM;
+    }
     if ((s = keyval_get(&d->kv, "format")) && block_parse_format(s, &d->open.format)) {
         log_error("-drive %s: format '%s' is not raw or qcow2", spec, s);
         return -EINVAL;
@@ -59,6 +62,10 @@ int drive_spec_parse(const char *spec, struct drive_spec *d)
     }
     d->itf = keyval_get(&d->kv, "if");
     d->media = keyval_get(&d->kv, "media");
+    if (d->media && strcmp(d->media, "disk") && strcmp(d->media, "cdrom")) {
+        log_error("-drive %s: media '%s' is not disk or cdrom", spec, d->media);
+        return -EINVAL;
+    }
     keyval_get(&d->kv, "id");
     if ((s = keyval_unused(&d->kv))) {
         log_error("-drive %s: unknown parameter '%s'", spec, s);

@@ -9,7 +9,7 @@
 #include "util/parse.h"
 
 struct drive_spec {
-    char *file;
+    char *file;                    /* NULL only for an empty CD drive (media=cdrom, no file=) */
     struct block_open_opts open;   /* format, readonly, cache */
     bool discard_unmap;            /* discard=unmap|on */
     const char *itf;               /* if=, or NULL; points into the spec's own copy */

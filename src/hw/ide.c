@@ -5,6 +5,8 @@
  * in the vCPU's thread (block_pread/pwrite): BSY is never seen set. */
 #include "hw/ide.h"
 
+#include "hw/atapi.h"
+
 #include "block/block.h"
 #include "vm/machine.h"
 
@@ -13,10 +15,16 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum ide_xfer { XFER_NONE, XFER_IN, XFER_OUT };
+/* XFER_PACKET: the 12 bytes of an ATAPI command coming in; XFER_ATAPI_IN: its reply or sectors
+ * going out, in DRQ blocks no longer than the byte count the guest allowed */
+enum ide_xfer { XFER_NONE, XFER_IN, XFER_OUT, XFER_PACKET, XFER_ATAPI_IN };
 
 struct ide_drive {
-    struct block *bs;           /* NULL: no drive at this unit */
+    bool present;               /* a disk, or a CD-ROM drive (with or without a medium) */
+    bool cd;
+    struct block *bs;           /* the disk, or the CD's medium (NULL: none) */
+    struct atapi_state atapi;
+    bool sig_pending;           /* reset and not yet selected: show its signature when it is */
     bool read_only;
     bool probed_raw;            /* raw by guess: a guest may not write another format's header */
     uint64_t sectors;
@@ -43,8 +51,17 @@ struct ide_channel {
     uint64_t lba;               /* the sector in buf */
     uint32_t left;              /* sectors still to move, the one in buf included */
     unsigned pos;
-    uint8_t buf[IDE_SECTOR];
+    uint8_t cdb[ATAPI_PACKET_SIZE];
+    unsigned bcl;               /* the byte count limit PACKET was given */
+    uint64_t atapi_left;        /* bytes of the ATAPI command still to move */
+    unsigned chunk;             /* bytes valid in buf (a reply, or one 2048-byte sector) */
+    unsigned block_left;        /* bytes left in the DRQ block the guest is reading */
+    uint8_t buf[ATAPI_SECTOR];
+    ide_tray_fn tray_cb;
+    void *tray_opaque;
 };
+
+static void id_string(uint16_t *w, unsigned words, const char *s);
 
 static struct ide_drive *cur_drive(struct ide_channel *ch)
 {
@@ -53,7 +70,7 @@ static struct ide_drive *cur_drive(struct ide_channel *ch)
 
 static bool channel_empty(const struct ide_channel *ch)
 {
-    return !ch->drive[0].bs && !ch->drive[1].bs;
+    return !ch->drive[0].present && !ch->drive[1].present;
 }
 
 static void irq_raise(struct ide_channel *ch)
@@ -74,11 +91,16 @@ static void irq_lower(struct ide_channel *ch)
     }
 }
 
-/* The signature an ATA device leaves after reset or diagnostics (ATA-7 9.12). */
+/* The signature a device leaves after reset or diagnostics (ATA-7 9.12): 0x14/0xeb in the
+ * cylinder registers says "packet device". The task file is shared by both units here (QEMU
+ * keeps a copy per unit), so the signature shown is the selected unit's, and selecting the
+ * other unit before anything else is written shows that one's. */
 static void set_signature(struct ide_channel *ch)
 {
+    struct ide_drive *d = cur_drive(ch);
     ch->nsector = ch->sector = 1;
-    ch->lcyl = ch->hcyl = 0;
+    ch->lcyl = d->cd ? 0x14 : 0;
+    ch->hcyl = d->cd ? 0xeb : 0;
     ch->select &= 0xf0;
 }
 
@@ -188,16 +210,226 @@ static void start_rw(struct ide_channel *ch, struct ide_drive *d, bool lba48, bo
     }
 }
 
+
+/* ---- the ATAPI CD-ROM: ATA commands a packet device takes, and the packet protocol ---- */
+
+/* The interrupt reason in the sector count register (ATA-7 volume 2, 6.3.3): CoD, IO */
+#define IREASON_COD 0x01
+#define IREASON_IO  0x02
+
+static void atapi_finish(struct ide_channel *ch, struct ide_drive *d, bool ok)
+{
+    ch->xfer = XFER_NONE;
+    ch->nsector = (uint8_t)((ch->nsector & ~7) | IREASON_IO | IREASON_COD);
+    d->status = IDE_STAT_DRDY | IDE_STAT_DSC | (ok ? 0 : IDE_STAT_ERR);
+    d->error = ok ? 0 : (uint8_t)(d->atapi.sense_key << 4);
+    irq_raise(ch);
+}
+
+/* Loads the sector at ch->lba into buf; false (a MEDIUM ERROR for the guest) when the image
+ * cannot be read. */
+static bool atapi_load_sector(struct ide_channel *ch, struct ide_drive *d)
+{
+    if (!d->bs || block_pread(d->bs, ch->lba * ATAPI_SECTOR, ch->buf, ATAPI_SECTOR)) {
+        machine_log_guest(ch->m, LOG_GUEST, "atapi-read", "atapi: sector %llu cannot be read",
+                          (unsigned long long)ch->lba);
+        atapi_set_sense(&d->atapi, SENSE_MEDIUM_ERROR, ASC_UNRECOVERED_READ);
+        atapi_finish(ch, d, false);
+        return false;
+    }
+    ch->chunk = ATAPI_SECTOR;
+    ch->pos = 0;
+    return true;
+}
+
+/* Offers the next DRQ block: as much as is left, within the byte count limit (even when it
+ * cuts, ATA-7 volume 2, 6.3.3) and within the sector in buf, its size in the cylinder
+ * registers. */
+static void atapi_next_block(struct ide_channel *ch, struct ide_drive *d)
+{
+    unsigned size = ch->chunk - ch->pos;
+    if (size > ch->atapi_left)
+        size = (unsigned)ch->atapi_left;
+    if (size > ch->bcl)
+        size = ch->bcl & ~1u;
+    ch->block_left = size;
+    ch->lcyl = (uint8_t)size, ch->hcyl = (uint8_t)(size >> 8);
+    ch->nsector = (uint8_t)((ch->nsector & ~7) | IREASON_IO);
+    ch->xfer = XFER_ATAPI_IN;
+    d->status = IDE_STAT_DRDY | IDE_STAT_DSC | IDE_STAT_DRQ;
+    irq_raise(ch);
+}
+
+static void atapi_run_packet(struct ide_channel *ch, struct ide_drive *d)
+{
+    struct atapi_result r;
+    atapi_parse(&d->atapi, ch->cdb, ch->buf, &r);
+    if (r.tray_moved && ch->tray_cb)
+        ch->tray_cb(ch->tray_opaque, ch, (int)(d - ch->drive), d->atapi.tray_open);
+    switch (r.action) {
+    case ATAPI_OK:
+        atapi_finish(ch, d, true);
+        return;
+    case ATAPI_ERROR:
+        machine_log_guest(ch->m, LOG_GUEST, "atapi-check", "atapi: command 0x%02x: sense %x/%02x", ch->cdb[0],
+                          d->atapi.sense_key, d->atapi.asc);
+        atapi_finish(ch, d, false);
+        return;
+    case ATAPI_DATA_IN:
+        ch->chunk = r.len;
+        ch->pos = 0;
+        ch->atapi_left = r.len;
+        ch->xfer_data = false;
+        atapi_next_block(ch, d);
+        return;
+    case ATAPI_READ:
+        ch->lba = r.lba;
+        ch->left = r.count;
+        ch->atapi_left = (uint64_t)r.count * ATAPI_SECTOR;
+        ch->xfer_data = true;
+        if (atapi_load_sector(ch, d))
+            atapi_next_block(ch, d);
+        return;
+    }
+}
+
+static uint32_t atapi_data_read(struct ide_channel *ch, struct ide_drive *d, unsigned size)
+{
+    uint32_t v = 0;
+    if (size > ch->block_left)
+        size = ch->block_left;
+    memcpy(&v, ch->buf + ch->pos, size);
+    ch->pos += size, ch->block_left -= size, ch->atapi_left -= size;
+    if (ch->block_left)
+        return v;
+    if (!ch->atapi_left) {
+        atapi_finish(ch, d, true);
+        return v;
+    }
+    if (ch->pos == ch->chunk) {
+        ch->lba++;
+        if (!atapi_load_sector(ch, d))
+            return v;
+    }
+    atapi_next_block(ch, d);
+    return v;
+}
+
+static void atapi_packet_write(struct ide_channel *ch, struct ide_drive *d, uint32_t v, unsigned size)
+{
+    if (ch->pos + size > ATAPI_PACKET_SIZE)
+        size = ATAPI_PACKET_SIZE - ch->pos;
+    memcpy(ch->cdb + ch->pos, &v, size);
+    ch->pos += size;
+    if (ch->pos == ATAPI_PACKET_SIZE)
+        atapi_run_packet(ch, d);
+}
+
+/* IDENTIFY PACKET DEVICE's page as QEMU's ide_atapi_identify fills it, less DMA */
+static void build_identify_packet(struct ide_drive *d, int unit, const char *serial)
+{
+    uint16_t *w = d->identify;
+    char sn[24];
+    memset(w, 0, sizeof(d->identify));
+    snprintf(sn, sizeof(sn), "QM%05d", unit + 1);
+    /* ATAPI, CD-ROM, removable, DRQ within 50 us of PACKET (no interrupt), 12-byte packets */
+    w[0] = 2 << 14 | 5 << 8 | 1 << 7 | 2 << 5;
+    id_string(w + 10, 10, serial ? serial : sn);
+    w[20] = 3, w[21] = 512, w[22] = 4;
+    id_string(w + 23, 4, "2.5+");
+    id_string(w + 27, 20, "QEMU DVD-ROM");
+    w[48] = 1;
+    w[49] = 1 << 9;                /* LBA; no DMA (no bus mastering yet) */
+    w[53] = 3;
+    w[64] = 3;
+    w[65] = 0xb4, w[66] = 0xb4, w[67] = 0x12c, w[68] = 0xb4;
+    w[71] = 30, w[72] = 30;
+    w[80] = 0x1e;                  /* ATAPI-1 to 4 */
+    w[82] = 1 << 4 | 1 << 9 | 1 << 14;   /* PACKET, DEVICE RESET, NOP */
+    w[83] = 1 << 14;
+    w[84] = 1 << 14;
+    w[85] = 1 << 4 | 1 << 9 | 1 << 14;
+    w[87] = 1 << 14;
+}
+
+/* The ATA commands of a packet device (ATA-7 volume 1, 4.4): the rest, READ SECTORS and
+ * IDENTIFY DEVICE included, abort with the signature in the task file so that a driver that
+ * took it for a disk learns what it is. */
+static void atapi_command(struct ide_channel *ch, struct ide_drive *d, uint8_t cmd)
+{
+    switch (cmd) {
+    case 0xa0:                   /* PACKET */
+        if (ch->feature & 1) {   /* DMA asked for: there is no bus mastering */
+            machine_log_guest(ch->m, LOG_GUEST, "atapi-dma", "atapi: PACKET with DMA, which this drive does not offer");
+            cmd_abort(ch, d);
+            return;
+        }
+        ch->bcl = (unsigned)(ch->hcyl << 8 | ch->lcyl);
+        if (ch->bcl == 0 || ch->bcl == 0xffff)
+            ch->bcl = 0xfffe;    /* 0 is not a limit (and a block is even) */
+        else if (ch->bcl == 1)
+            ch->bcl = 2;         /* rounded down to even it would allow no byte at all */
+        ch->xfer = XFER_PACKET;
+        ch->pos = 0;
+        ch->nsector = (uint8_t)((ch->nsector & ~7) | IREASON_COD);
+        d->status = IDE_STAT_DRDY | IDE_STAT_DSC | IDE_STAT_DRQ;
+        return;
+    case 0xa1:                   /* IDENTIFY PACKET DEVICE */
+        memcpy(ch->buf, d->identify, IDE_SECTOR);
+        ch->xfer = XFER_IN;
+        ch->xfer_data = false;
+        ch->left = 1;
+        ch->pos = 0;
+        d->status = IDE_STAT_DRDY | IDE_STAT_DSC | IDE_STAT_DRQ;
+        irq_raise(ch);
+        return;
+    case 0x08:                   /* DEVICE RESET */
+        ch->xfer = XFER_NONE;
+        set_signature(ch);
+        d->status = 0;
+        d->error = 0x01;
+        return;
+    case 0x90:                   /* EXECUTE DEVICE DIAGNOSTIC */
+        set_signature(ch);
+        cmd_done(ch, d);
+        d->error = 0x01;
+        return;
+    case 0x00:                   /* NOP: aborts by definition */
+        break;
+    case 0xe0: case 0xe1: case 0xe2: case 0xe3: case 0xe5: case 0xe6:   /* power */
+        cmd_done(ch, d);
+        if (cmd == 0xe5)
+            ch->nsector = 0xff;
+        return;
+    case 0xef:                   /* SET FEATURES: transfer mode, defaults */
+        if (ch->feature == 0x03 || ch->feature == 0x66 || ch->feature == 0xcc) {
+            cmd_done(ch, d);
+            return;
+        }
+        break;
+    default:
+        set_signature(ch);
+        break;
+    }
+    machine_log_guest(ch->m, LOG_GUEST, "atapi-cmd", "atapi: ATA command 0x%02x refused by a packet device", cmd);
+    cmd_abort(ch, d);
+}
+
 static void exec_command(struct ide_channel *ch, uint8_t cmd)
 {
     struct ide_drive *d = cur_drive(ch);
-    if (!d->bs)
+    if (!d->present)
         return;   /* nobody there to answer */
     if (d->status & (IDE_STAT_BSY | IDE_STAT_DRQ) && ch->xfer != XFER_NONE) {
         machine_log_guest(ch->m, LOG_GUEST, "ide-busy", "ide: command 0x%02x during a transfer ignored", cmd);
         return;
     }
+    ch->drive[0].sig_pending = ch->drive[1].sig_pending = false;
     irq_lower(ch);
+    if (d->cd) {
+        atapi_command(ch, d, cmd);
+        return;
+    }
     switch (cmd) {
     case 0xec:   /* IDENTIFY DEVICE */
         memcpy(ch->buf, d->identify, IDE_SECTOR);
@@ -260,6 +492,8 @@ static uint32_t data_read(struct ide_channel *ch, unsigned size)
 {
     struct ide_drive *d = cur_drive(ch);
     uint32_t v = 0;
+    if (ch->xfer == XFER_ATAPI_IN)
+        return atapi_data_read(ch, d, size);
     if (ch->xfer != XFER_IN)
         return 0;
     if (ch->pos + size > IDE_SECTOR)
@@ -284,6 +518,10 @@ static uint32_t data_read(struct ide_channel *ch, unsigned size)
 static void data_write(struct ide_channel *ch, uint32_t v, unsigned size)
 {
     struct ide_drive *d = cur_drive(ch);
+    if (ch->xfer == XFER_PACKET) {
+        atapi_packet_write(ch, d, v, size);
+        return;
+    }
     if (ch->xfer != XFER_OUT)
         return;
     if (ch->pos + size > IDE_SECTOR)
@@ -319,8 +557,11 @@ static void reset_channel(struct ide_channel *ch)
     set_signature(ch);
     ch->feature = 0;
     for (int u = 0; u < 2; u++) {
-        ch->drive[u].status = ch->drive[u].bs ? IDE_STAT_DRDY | IDE_STAT_DSC : 0;
-        ch->drive[u].error = 0x01;
+        struct ide_drive *d = &ch->drive[u];
+        /* a packet device leaves reset without DRDY (ATA-7 9.12; QEMU does the same) */
+        d->status = !d->present ? 0 : d->cd ? 0 : IDE_STAT_DRDY | IDE_STAT_DSC;
+        d->error = 0x01;
+        d->sig_pending = d->present;
     }
 }
 
@@ -330,7 +571,7 @@ static void taskfile_read(void *opaque, uint64_t off, void *data, unsigned size)
     uint32_t v = 0;
     pthread_mutex_lock(&ch->lock);
     struct ide_drive *d = cur_drive(ch);
-    bool hob = ch->control & IDE_CTL_HOB, absent = !d->bs;
+    bool hob = ch->control & IDE_CTL_HOB, absent = !d->present;
     bool empty = channel_empty(ch);
     switch (off) {
     case 0: v = data_read(ch, size); break;
@@ -355,8 +596,11 @@ static void taskfile_write(void *opaque, uint64_t off, const void *data, unsigne
     uint32_t v = 0;
     memcpy(&v, data, size > 4 ? 4 : size);
     pthread_mutex_lock(&ch->lock);
-    if (off != 0 && off != 7)
+    if (off != 0 && off != 7) {
         ch->control &= (uint8_t)~IDE_CTL_HOB;   /* a task file write drops the HOB view */
+        if (off != 6)
+            ch->drive[0].sig_pending = ch->drive[1].sig_pending = false;
+    }
     uint8_t b = (uint8_t)v;
     switch (off) {
     case 0: data_write(ch, v, size); break;
@@ -365,7 +609,11 @@ static void taskfile_write(void *opaque, uint64_t off, const void *data, unsigne
     case 3: ch->hob_sector = ch->sector, ch->sector = b; break;
     case 4: ch->hob_lcyl = ch->lcyl, ch->lcyl = b; break;
     case 5: ch->hob_hcyl = ch->hcyl, ch->hcyl = b; break;
-    case 6: ch->select = (uint8_t)(b | 0xa0); break;   /* bits 7 and 5 read as ones */
+    case 6:
+        ch->select = (uint8_t)(b | 0xa0);   /* bits 7 and 5 read as ones */
+        if (cur_drive(ch)->sig_pending)
+            set_signature(ch);
+        break;
     case 7: exec_command(ch, b); break;
     }
     pthread_mutex_unlock(&ch->lock);
@@ -377,7 +625,7 @@ static void ctl_read(void *opaque, uint64_t off, void *data, unsigned size)
     (void)off;
     pthread_mutex_lock(&ch->lock);
     struct ide_drive *d = cur_drive(ch);
-    uint8_t v = channel_empty(ch) || !d->bs ? 0 : d->status;   /* alternate status: no acknowledge */
+    uint8_t v = channel_empty(ch) || !d->present ? 0 : d->status;   /* alternate status: no acknowledge */
     pthread_mutex_unlock(&ch->lock);
     memset(data, 0, size);
     *(uint8_t *)data = v;
@@ -391,7 +639,7 @@ static void ctl_write(void *opaque, uint64_t off, const void *data, unsigned siz
     pthread_mutex_lock(&ch->lock);
     if ((v & IDE_CTL_SRST) && !(ch->control & IDE_CTL_SRST)) {
         for (int u = 0; u < 2; u++)
-            if (ch->drive[u].bs)
+            if (ch->drive[u].present)
                 ch->drive[u].status = IDE_STAT_BSY | IDE_STAT_DSC;
         ch->xfer = XFER_NONE;
     } else if (!(v & IDE_CTL_SRST) && (ch->control & IDE_CTL_SRST)) {
@@ -487,13 +735,14 @@ static void build_identify(struct ide_drive *d, int unit, const char *serial)
 int ide_channel_attach(struct ide_channel *ch, int unit, struct block *bs, bool read_only, bool probed_raw,
                        const char *serial)
 {
-    if (unit < 0 || unit > 1 || ch->drive[unit].bs || block_length(bs) < IDE_SECTOR) {
-        int ret = unit >= 0 && unit <= 1 && ch->drive[unit].bs ? -EBUSY : -EINVAL;
+    if (unit < 0 || unit > 1 || ch->drive[unit].present || block_length(bs) < IDE_SECTOR) {
+        int ret = unit >= 0 && unit <= 1 && ch->drive[unit].present ? -EBUSY : -EINVAL;
         block_close(bs);
         return ret;
     }
     pthread_mutex_lock(&ch->lock);
     struct ide_drive *d = &ch->drive[unit];
+    d->present = true;
     d->bs = bs;
     d->read_only = read_only || block_read_only(bs);
     d->probed_raw = probed_raw;
@@ -506,4 +755,75 @@ int ide_channel_attach(struct ide_channel *ch, int unit, struct block *bs, bool 
     reset_channel(ch);
     pthread_mutex_unlock(&ch->lock);
     return 0;
+}
+
+int ide_channel_attach_cd(struct ide_channel *ch, int unit, struct block *bs, const char *serial)
+{
+    if (unit < 0 || unit > 1 || ch->drive[unit].present) {
+        int ret = unit >= 0 && unit <= 1 ? -EBUSY : -EINVAL;
+        block_close(bs);
+        return ret;
+    }
+    pthread_mutex_lock(&ch->lock);
+    struct ide_drive *d = &ch->drive[unit];
+    d->present = d->cd = d->read_only = true;
+    d->bs = bs;
+    memset(&d->atapi, 0, sizeof(d->atapi));
+    d->atapi.sectors = bs ? block_length(bs) / ATAPI_SECTOR : 0;
+    d->atapi.tray_open = false;   /* an empty drive starts with its tray shut, as QEMU's */
+    build_identify_packet(d, unit, serial);
+    reset_channel(ch);
+    pthread_mutex_unlock(&ch->lock);
+    return 0;
+}
+
+int ide_channel_change_medium(struct ide_channel *ch, int unit, struct block *bs, bool force)
+{
+    if (unit < 0 || unit > 1 || !ch->drive[unit].cd) {
+        block_close(bs);
+        return -ENODEV;
+    }
+    pthread_mutex_lock(&ch->lock);
+    struct ide_drive *d = &ch->drive[unit];
+    if (d->atapi.locked && !force) {
+        /* the guest holds the tray: ask it to let go, as QEMU does */
+        d->atapi.event_eject_request = true;
+        pthread_mutex_unlock(&ch->lock);
+        block_close(bs);
+        return -EBUSY;
+    }
+    struct block *old = d->bs;
+    d->bs = bs;
+    d->atapi.locked = d->atapi.locked && !force;
+    atapi_change_medium(&d->atapi, bs ? block_length(bs) / ATAPI_SECTOR : 0);
+    if (ch->xfer == XFER_ATAPI_IN && cur_drive(ch) == d && ch->xfer_data) {
+        /* a read in flight has lost its medium */
+        atapi_set_sense(&d->atapi, SENSE_NOT_READY, ASC_MEDIUM_NOT_PRESENT);
+        atapi_finish(ch, d, false);
+    }
+    pthread_mutex_unlock(&ch->lock);
+    block_close(old);
+    return 0;
+}
+
+bool ide_channel_cd_info(struct ide_channel *ch, int unit, struct ide_cd_info *info)
+{
+    if (unit < 0 || unit > 1 || !ch->drive[unit].cd)
+        return false;
+    pthread_mutex_lock(&ch->lock);
+    struct ide_drive *d = &ch->drive[unit];
+    info->tray_open = d->atapi.tray_open;
+    info->locked = d->atapi.locked;
+    info->has_medium = d->bs != NULL;
+    info->file = d->bs ? block_filename(d->bs) : NULL;
+    info->format = d->bs ? block_format_name(d->bs) : NULL;
+    pthread_mutex_unlock(&ch->lock);
+    return true;
+}
+
+void ide_channel_set_tray_cb(struct ide_channel *ch, ide_tray_fn fn, void *opaque)
+{
+    pthread_mutex_lock(&ch->lock);
+    ch->tray_cb = fn, ch->tray_opaque = opaque;
+    pthread_mutex_unlock(&ch->lock);
 }

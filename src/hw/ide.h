@@ -1,12 +1,14 @@
 /* An IDE (parallel ATA) channel at its legacy ports: task file at base (8 ports), device control
- * and alternate status at ctl, one ISA IRQ; up to two ATA disks (master, slave) behind it, each
- * a block-layer image (raw, qcow2). PIO only: IDENTIFY, READ/WRITE SECTORS (LBA28, CHS) and their
+ * and alternate status at ctl, one ISA IRQ; up to two devices (master, slave) behind it: ATA
+ * disks, each a block-layer image (raw, qcow2), or ATAPI CD-ROM drives (hw/atapi.h for the
+ * packet commands; PACKET and IDENTIFY PACKET DEVICE here). PIO only: IDENTIFY, READ/WRITE SECTORS (LBA28, CHS) and their
  * LBA48 EXT forms, READ VERIFY, SEEK, SET FEATURES, FLUSH CACHE, power commands, INITIALIZE
  * DEVICE PARAMETERS, EXECUTE DEVICE DIAGNOSTIC; anything else, and any address past the disk,
  * ends with ERR and ABRT in the error register as a real disk answers (ATA-7, volume 1). */
 #ifndef QKVM_HW_IDE_H
 #define QKVM_HW_IDE_H
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 struct block;
@@ -45,5 +47,34 @@ int ide_channel_create(struct machine *m, uint16_t base, uint16_t ctl, unsigned 
  * the unit has a disk, -EINVAL for a bad unit or an image smaller than one sector. */
 int ide_channel_attach(struct ide_channel *ch, int unit, struct block *bs, bool read_only, bool probed_raw,
                        const char *serial);
+
+/* The PC machine's channel bus (0 primary, 1 secondary), from its PIIX3 (hw/piix.c). 0,
+ * -ENODEV on a machine without IDE or a bus other than 0 and 1. */
+int ide_channel_find(struct machine *m, int bus, struct ide_channel **out);
+/* QEMU's names for the CD drive at IDE place index (bus * 2 + unit): "ide1-cd0", and its
+ * device path in query-block and DEVICE_TRAY_MOVED. */
+void ide_cd_name(int index, char *buf, size_t n);
+void ide_cd_qdev(int index, char *buf, size_t n);
+/* Sends DEVICE_TRAY_MOVED for the CD drive at index (on the machine's event loop). */
+void ide_cd_emit_tray(struct machine *m, int index, bool open);
+/* A CD-ROM drive at unit 0 or 1, with the medium bs (NULL: an empty drive, tray open); the
+ * channel owns bs. 0, -EBUSY, -EINVAL (bad unit). */
+int ide_channel_attach_cd(struct ide_channel *ch, int unit, struct block *bs, const char *serial);
+/* Puts a medium (bs, owned by the channel from then on) in the CD drive at unit, or takes it
+ * out (bs NULL), as the monitor's change and eject do: the previous medium is closed, the
+ * guest's next data command sees the tray move and a UNIT ATTENTION, GET EVENT STATUS
+ * NOTIFICATION reports new media. force: even when the guest has locked the tray. 0,
+ * -ENODEV (no CD drive there), -EBUSY (locked and not forced). */
+int ide_channel_change_medium(struct ide_channel *ch, int unit, struct block *bs, bool force);
+/* What query-block shows of a CD drive. false when unit holds no CD drive. */
+struct ide_cd_info {
+    bool tray_open, locked, has_medium;
+    const char *file, *format; /* the medium's file name and format (valid while it is in), or NULL */
+};
+bool ide_channel_cd_info(struct ide_channel *ch, int unit, struct ide_cd_info *info);
+/* Called (under the channel's lock, from the vCPU's thread) when the guest opens or closes the
+ * tray of a CD drive: the monitor turns it into DEVICE_TRAY_MOVED. */
+typedef void (*ide_tray_fn)(void *opaque, struct ide_channel *ch, int unit, bool open);
+void ide_channel_set_tray_cb(struct ide_channel *ch, ide_tray_fn fn, void *opaque);
 
 #endif

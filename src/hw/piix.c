@@ -10,29 +10,102 @@
 #include "hw/rtc.h"
 
 #include "block/block.h"
+#include "util/evloop.h"
+#include "vm/control.h"
 #include "vm/machine.h"
 
 #include <errno.h>
+#include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
 
 #define PIIX_SLOT      1
 #define PIIX_PIRQ_ROUTE 0x60   /* PIRQA-D routing, 0x80: disabled (82371SB datasheet 2.2.9) */
 
 struct piix {
     struct pci_device isa, ide;
+    struct machine *m;
     struct ide_channel *ch[2];
+    int tray_fd;               /* eventfd: the guest moved a tray (vCPU thread -> event loop) */
+    atomic_int tray_moved[4];  /* per place: 0 nothing, 1 closed, 2 opened */
     bool used[4];              /* bus * 2 + unit */
+    bool cd[4];                /* a CD drive there */
 };
+
+void ide_cd_name(int index, char *buf, size_t n)
+{
+    snprintf(buf, n, "ide%d-cd%d", index / 2, index % 2);
+}
+
+void ide_cd_qdev(int index, char *buf, size_t n)
+{
+    snprintf(buf, n, "/machine/unattached/device[%d]", 20 + index);
+}
+
+/* DEVICE_TRAY_MOVED for what the guest did (START STOP UNIT): emitted on the event loop, where
+ * the monitor's clients live; the vCPU only leaves a note. */
+static void piix_tray_moved(void *opaque, struct ide_channel *ch, int unit, bool open)
+{
+    struct piix *p = opaque;
+    int index = (ch == p->ch[1]) * 2 + unit;
+    uint64_t one = 1;
+    atomic_store(&p->tray_moved[index], open ? 2 : 1);
+    if (write(p->tray_fd, &one, sizeof(one)) < 0) {
+        /* the counter is saturated: a wake-up is pending anyway */
+    }
+}
+
+static void piix_on_tray(void *opaque, uint32_t events)
+{
+    struct piix *p = opaque;
+    uint64_t v;
+    (void)events;
+    if (read(p->tray_fd, &v, sizeof(v)) < 0)
+        return;
+    for (int i = 0; i < 4; i++) {
+        int moved = atomic_exchange(&p->tray_moved[i], 0);
+        if (moved)
+            ide_cd_emit_tray(p->m, i, moved == 2);
+    }
+}
+
+void ide_cd_emit_tray(struct machine *m, int index, bool open)
+{
+    char name[32], qdev[64], data[200];
+    ide_cd_name(index, name, sizeof(name));
+    ide_cd_qdev(index, qdev, sizeof(qdev));
+    snprintf(data, sizeof(data), "{\"device\": \"%s\", \"id\": \"%s\", \"tray-open\": %s}", name, qdev,
+             open ? "true" : "false");
+    machine_emit_event(m, "DEVICE_TRAY_MOVED", data);
+}
+
+static void piix_free(void *opaque)
+{
+    struct piix *p = opaque;
+    if (p->tray_fd >= 0) {
+        if (p->m->loop)
+            evloop_del(p->m->loop, p->tray_fd);
+        close(p->tray_fd);
+    }
+    free(p);
+}
 
 static int piix_create(struct machine *m)
 {
     struct piix *p = calloc(1, sizeof(*p));
     if (!p)
         return -ENOMEM;
-    int ret = machine_add_cleanup(m, free, p);
-    if (ret)
+    p->m = m;
+    p->tray_fd = -1;
+    int ret = machine_add_cleanup(m, piix_free, p);
+    if (ret) {
+        free(p);
         return ret;
+    }
     pci_device_init(&p->isa, "piix3", 0x8086, 0x7000, 0x060100, 0, 0x1af4, 0x1100);
     p->isa.config[PCI_INTERRUPT_PIN] = 0;
     for (int i = 0; i < 4; i++) {
@@ -43,6 +116,10 @@ static int piix_create(struct machine *m)
      * the guest cannot switch off (bits 0 and 2 read-only) */
     pci_device_init(&p->ide, "piix3-ide", 0x8086, 0x7010, 0x010180, 0, 0x1af4, 0x1100);
     p->ide.config[PCI_INTERRUPT_PIN] = 0;
+    /* IDETIM (0x40, 0x42) and friends: bit 15 of each IDETIM enables its channel. SeaBIOS sets
+     * them, and Linux's ata_piix ignores a channel whose bit reads clear (piix_enable_bits). */
+    for (int i = 0x40; i < 0x48; i++)
+        p->ide.wmask[i] = 0xff;
     p->ide.opaque = p;
     if ((ret = pci_register_device(m, &p->isa, PIIX_SLOT)) ||
         (ret = pci_register_function(m, &p->ide, PIIX_SLOT, 1)))
@@ -50,6 +127,14 @@ static int piix_create(struct machine *m)
     if ((ret = ide_channel_create(m, IDE_PRIMARY_BASE, IDE_PRIMARY_CTL, IDE_PRIMARY_IRQ, &p->ch[0])) ||
         (ret = ide_channel_create(m, IDE_SECONDARY_BASE, IDE_SECONDARY_CTL, IDE_SECONDARY_IRQ, &p->ch[1])))
         return ret;
+    if (m->loop) {
+        if ((p->tray_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) < 0)
+            return -errno;
+        if ((ret = evloop_add(m->loop, p->tray_fd, EPOLLIN, piix_on_tray, p)))
+            return ret;
+        for (int i = 0; i < 2; i++)
+            ide_channel_set_tray_cb(p->ch[i], piix_tray_moved, p);
+    }
     return 0;
 }
 
@@ -59,6 +144,22 @@ static int piix_init(struct machine *m)
 }
 /* after the PCI host, before any device that takes the first free slot */
 MACHINE_INIT(piix_init, INIT_BUS + 1, NULL)
+
+static struct piix *piix_of(struct machine *m)
+{
+    struct pci_host *h = pci_host_of(m);
+    struct pci_device *fn = h ? pci_host_function(h, PIIX_SLOT, 1) : NULL;
+    return fn && fn->opaque && !strcmp(fn->name, "piix3-ide") ? fn->opaque : NULL;
+}
+
+int ide_channel_find(struct machine *m, int bus, struct ide_channel **out)
+{
+    struct piix *p = piix_of(m);
+    if (!p || bus < 0 || bus > 1)
+        return -ENODEV;
+    *out = p->ch[bus];
+    return 0;
+}
 
 /* -drive options (hw/drive.h), and what an IDE disk cannot be: one line naming the problem,
  * -EINVAL. */
@@ -71,10 +172,6 @@ static int ide_parse_drive(const char *spec, struct drive_spec *d)
         log_error("-drive %s: if=%s on an IDE disk", spec, d->itf);
         return -EINVAL;
     }
-    if (d->media && strcmp(d->media, "disk")) {
-        log_error("-drive %s: media=%s: qkvm's IDE has disks only (no CD-ROM yet)", spec, d->media);
-        return -EINVAL;
-    }
     if (d->index > 3) {
         log_error("-drive %s: index %d is not 0-3 (two IDE channels, two disks each)", spec, d->index);
         return -EINVAL;
@@ -82,17 +179,42 @@ static int ide_parse_drive(const char *spec, struct drive_spec *d)
     return 0;
 }
 
-/* -device ide-hd,drive=SPEC[,bus=ide.0|ide.1][,unit=0|1]: without bus/unit, the drive's index=,
- * else the first free place (QEMU's order: primary master, primary slave, secondary...). */
-static int ide_hd_create(struct machine *m, struct kvlist *opts)
+/* A CD drive at IDE place index, its medium opened read-only (a CD is read-only whatever
+ * readonly= says, as QEMU's ide-cd); a medium that is not a whole number of 2048-byte sectors
+ * keeps its whole sectors. */
+static int ide_cd_attach(struct piix *p, int index, struct drive_spec *d, const char *spec)
 {
-    struct pci_host *h = pci_host_of(m);
-    struct pci_device *fn = h ? pci_host_function(h, PIIX_SLOT, 1) : NULL;
-    if (!fn || fn->opaque == NULL || strcmp(fn->name, "piix3-ide")) {
-        log_error("ide-hd: this machine has no IDE controller (it comes with -M pc)");
+    struct block *bs = NULL;
+    char err[BLOCK_ERR_MAX];
+    int ret;
+    if (d->file) {
+        struct block_open_opts o = d->open;
+        o.read_only = true;
+        if ((ret = block_open(d->file, &o, &bs, err))) {
+            log_error("%s", err);
+            return ret;
+        }
+    }
+    if ((ret = ide_channel_attach_cd(p->ch[index / 2], index % 2, bs, d->has_serial ? d->serial : NULL))) {
+        log_error("-drive %s: %s", spec, strerror(-ret));
+        return ret;
+    }
+    p->used[index] = true;
+    p->cd[index] = true;
+    return 0;
+}
+
+/* -device ide-hd|ide-cd,drive=SPEC[,bus=ide.0|ide.1][,unit=0|1]: without bus/unit, the drive's
+ * index=, else the first free place (QEMU's order: primary master, primary slave, secondary
+ * master, secondary slave). media=cdrom makes a CD drive whichever of the two was named, as
+ * QEMU's -drive does. */
+static int ide_device_create(struct machine *m, struct kvlist *opts, bool cd_asked)
+{
+    struct piix *p = piix_of(m);
+    if (!p) {
+        log_error("%s: this machine has no IDE controller (it comes with -M pc)", cd_asked ? "ide-cd" : "ide-hd");
         return -ENODEV;
     }
-    struct piix *p = fn->opaque;
     const char *spec = keyval_get(opts, "drive"), *bus = keyval_get(opts, "bus"), *unit_s = keyval_get(opts, "unit");
     if (!spec) {
         log_error("ide-hd: needs drive= (a -drive id)");
@@ -124,12 +246,25 @@ static int ide_hd_create(struct machine *m, struct kvlist *opts)
     for (int i = 0; !ret && index < 0 && i < 4; i++)
         if (!p->used[i])
             index = i;
+    bool cd = !ret && (cd_asked || (d.media && !strcmp(d.media, "cdrom")));
+    if (!ret && d.media && !strcmp(d.media, "disk") && cd_asked) {
+        log_error("-drive %s: media=disk on an ide-cd", spec);
+        ret = -EINVAL;
+    }
+    if (!ret && !cd && !d.file) {
+        log_error("-drive %s: no file= given", spec);
+        ret = -EINVAL;
+    }
     if (!ret && (index < 0 || p->used[index])) {
         log_error("-drive %s: %s", spec, index < 0 ? "the four IDE places are taken" : "that IDE place is taken");
         ret = -EBUSY;
     }
     struct block *bs = NULL;
     char err[BLOCK_ERR_MAX];
+    if (cd && !ret) {
+        ret = ide_cd_attach(p, index, &d, spec);
+        goto out;
+    }
     if (!ret && (ret = block_open(d.file, &d.open, &bs, err)))
         log_error("%s", err);
     /* QEMU's automatic BIOS translation (hw/block/hd-geometry.c): LBA once the disk has more
@@ -146,7 +281,19 @@ static int ide_hd_create(struct machine *m, struct kvlist *opts)
         p->used[index] = true;
         rtc_cmos_update(m, RTC_CMOS_DISK_TRANSLATION, (uint8_t)(3 << (2 * index)), (uint8_t)(lba_trans << (2 * index)));
     }
+out:
     drive_spec_free(&d);
     return ret;
 }
+
+static int ide_hd_create(struct machine *m, struct kvlist *opts)
+{
+    return ide_device_create(m, opts, false);
+}
 DEVICE_TYPE("ide-hd", ide_hd_create)
+
+static int ide_cd_create(struct machine *m, struct kvlist *opts)
+{
+    return ide_device_create(m, opts, true);
+}
+DEVICE_TYPE("ide-cd", ide_cd_create)

@@ -1,6 +1,8 @@
 /* MC146818 CMOS RTC at ports 0x70/0x71: the host's current UTC time, read fresh on every access,
  * so the guest's clock is right from boot and never drifts from the host's. No alarms, no IRQ 8. */
 #include "hw/rtc.h"
+
+#include "vm/bootdev.h"
 #include "vm/machine.h"
 #include "vm/vmstate.h"
 
@@ -102,10 +104,10 @@ static void rtc_set_pc_fields(struct rtc *r, const struct machine *m)
     r->cmos[0x5c] = (uint8_t)(high >> 8);
     r->cmos[0x5d] = (uint8_t)(high >> 16);
     r->cmos[0x5f] = (uint8_t)(m->ncpus - 1);
-    /* QEMU's default boot order "cad": hard disk (2), floppy (1), CD (3); the floppy signature
-     * check off (bit 0 of 0x38 clear) */
-    r->cmos[0x3d] = 0x12;
-    r->cmos[0x38] = 0x30;
+    /* -boot's order (once= for the first boot), QEMU's default "cad": hard disk (2), floppy
+     * (1), CD (3); the floppy signature check off (bit 0 of 0x38 clear) */
+    const struct machine_config *mc = m->cfg;
+    bootdev_cmos(!mc ? NULL : mc->boot_once[0] ? mc->boot_once : mc->boot_order, &r->cmos[0x3d], &r->cmos[0x38]);
     r->cmos[0x14] = 0x06;                       /* equipment: FPU, PS/2 mouse (QEMU's value) */
 }
 

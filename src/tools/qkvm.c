@@ -53,6 +53,8 @@ static void usage(FILE *f)
         "                     a disk (virtio-blk; if=ide on -M pc); if=none waits for -device ...,drive=ID\n"
         "  -hda FILE, FILE    a disk image (-hdb..-hdd: IDE places 1-3): IDE on the PC machine, virtio\n"
         "                     with -kernel; a disk without -M or -kernel boots the PC with SeaBIOS\n"
+        "  -cdrom FILE        an ISO image in the IDE CD-ROM drive (secondary master; -drive ...,media=cdrom)\n"
+        "  -boot [order=]DRIVES[,once=DRIVES][,menu=on|off]  the PC's boot order: c disk, d CD, a floppy\n"
         "  -netdev tap,id=ID[,ifname=TAP][,script=no,downscript=no][,vnet_hdr=on|off][,fd=N]\n"
         "                     a TAP back-end for -device virtio-net-pci,netdev=ID[,mac=MAC]\n"
         "  -nic none|tap,...  no network card, or a tap back-end and its virtio-net card in one\n"
@@ -262,7 +264,8 @@ int main(int argc, char **argv)
                "         the machine of a disk image given without -M and -kernel\n");
         return 0;
     case CONFIG_DEVICE_HELP:
-        printf("ide-hd          drive=ID, bus=ide.0|ide.1, unit=0|1: an IDE disk (-M pc)\n"
+        printf("ide-cd          drive=ID, bus=ide.0|ide.1, unit=0|1: an ATAPI CD-ROM drive (-M pc)\n"
+               "ide-hd          drive=ID, bus=ide.0|ide.1, unit=0|1: an IDE disk (-M pc)\n"
                "isa-debug-exit  iobase=PORT (0x501), iosize=1|2|4 (2): a write of V exits with (V<<1)|1\n"
                "virtio-blk-pci  drive=ID, serial=STR, addr=SLOT: a disk\n"
                "virtio-net-pci  netdev=ID, mac=MAC, addr=SLOT: a network card on a tap\n"
@@ -370,6 +373,7 @@ int main(int argc, char **argv)
         running = NULL;
         /* a reset keeps a paused machine paused, as QEMU's system_reset does */
         cfg.start_paused = machine_is_paused(&m);
+        cfg.boot_once[0] = 0;   /* -boot once= was for the first boot */
         monitor_set_detach(mons);
         status = m.exit_status;
         bool again = why_stop == MACHINE_RESET && !cfg.no_reboot && !quit_signal;

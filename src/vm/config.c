@@ -2,6 +2,7 @@
  * one line what is wrong. Every value a handler reads may be absent (a keyval list without its
  * implied key, "-machine accel=tcg") or empty, and is checked before use. */
 #include "vm/config.h"
+#include "vm/bootdev.h"
 
 #include "util/log.h"
 #include "util/parse.h"
@@ -505,18 +506,29 @@ static int opt_disk_image(struct config *c, const char *opt, const char *file)
     if (!*file)
         return config_error(c, -EINVAL, "-%s: an empty file name", opt);
     char *e = escape_commas(file);
-    size_t len = e ? strlen(e) + 16 : 0;
+    size_t len = e ? strlen(e) + 32 : 0;
     char *spec = e ? malloc(len) : NULL;
     int ret;
     if (!spec) {
         ret = config_error(c, -ENOMEM, "out of memory");
     } else {
-        snprintf(spec, len, "file=%s,index=%d", e, opt[2] - 'a');
+        if (!strcmp(opt, "cdrom"))   /* QEMU's place for it: the secondary master */
+            snprintf(spec, len, "file=%s,index=2,media=cdrom", e);
+        else
+            snprintf(spec, len, "file=%s,index=%d", e, opt[2] - 'a');
         ret = config_add_legacy_disk(c, spec, false);
     }
     free(e);
     free(spec);
     return ret;
+}
+
+static int opt_boot(struct config *c, const char *opt, const char *arg)
+{
+    char why[200];
+    if (bootdev_parse(arg, &c->machine, why, sizeof(why)))
+        return config_error(c, -EINVAL, "-%s %s: %s", opt, arg, why);
+    return 0;
 }
 
 static int opt_netdev(struct config *c, const char *opt, const char *arg)
@@ -730,6 +742,7 @@ static const struct config_option {
     { "monitor", true, opt_monitor },   { "mon", true, opt_mon },
     { "S", false, opt_flag },           { "daemonize", false, opt_flag },
     { "pidfile", true, opt_pidfile },   { "object", true, opt_object },
+    { "cdrom", true, opt_disk_image },  { "boot", true, opt_boot },
 };
 
 /* -mon chardev=ID: the -chardev with that id, which a monitor then owns. */

@@ -57,6 +57,8 @@ struct machine_config {
     const struct smbios_config *smbios;          /* -uuid, -smbios: what the guest's DMI shows */
     struct kvlist devices[MACHINE_MAX_DEVICES];  /* each -device, "driver" is its type */
     int ndevices;
+    char boot_order[4], boot_once[4];   /* -boot order=, once= (vm/bootdev.h); "": default */
+    bool boot_menu;                     /* -boot menu=on */
 };
 
 /* A human monitor sharing the terminal with the serial console (-nographic, -serial mon:stdio):

@@ -43,7 +43,7 @@ int pc_fw_cfg_setup(struct machine *m)
         (ret = fw_cfg_add_i16(f, FW_CFG_NB_CPUS, (uint16_t)m->ncpus)) ||
         (ret = fw_cfg_add_i16(f, FW_CFG_MAX_CPUS, (uint16_t)m->ncpus)) ||
         (ret = fw_cfg_add_i16(f, FW_CFG_NOGRAPHIC, 1)) ||
-        (ret = fw_cfg_add_i16(f, FW_CFG_BOOT_MENU, 0)) ||
+        (ret = fw_cfg_add_i16(f, FW_CFG_BOOT_MENU, m->cfg->boot_menu)) ||
         (ret = fw_cfg_add_bytes(f, FW_CFG_UUID, uuid, sizeof(uuid))) ||
         (ret = pc_add_e820(m)) ||
         (ret = fw_cfg_add_file(f, "etc/boot-fail-wait", fail_wait, sizeof(fail_wait))) ||

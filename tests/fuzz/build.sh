@@ -32,7 +32,7 @@ build() {
 build fuzz-qcow2 "src/block src/nbd src/util" src/block/*.c src/block/qcow2/*.c src/nbd/*.c src/util/log.c \
   src/util/clock.c src/util/parse.c tests/fuzz/fuzz_qcow2.c -- -lpthread -lm
 build fuzz-cmdline "src/util src/vm/config.h src/vm/machine.h src/vm/smbios.h src/hw/bus.h" \
-  src/vm/config.c src/vm/smbios.c src/vm/monitor/addr.c src/util/parse.c src/util/log.c src/util/clock.c src/util/sandbox.c \
+  src/vm/config.c src/vm/bootdev.c src/vm/smbios.c src/vm/monitor/addr.c src/util/parse.c src/util/log.c src/util/clock.c src/util/sandbox.c \
   tests/fuzz/fuzz_cmdline.c -- -lseccomp -lpthread -lm
 # QMP: dispatch reaches the command table, which names the machine's parts: the whole library
 # (kvm.c keeps a GNU variable-sized struct that clang warns about)

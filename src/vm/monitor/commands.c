@@ -31,7 +31,7 @@ static int monitor_fail(struct monitor_error *e, const char *cls, int ret, const
 }
 
 const char *const monitor_events[] = { "SHUTDOWN", "POWERDOWN", "RESET", "STOP", "RESUME",
-                                       "VSERPORT_CHANGE", NULL };
+                                       "VSERPORT_CHANGE", "DEVICE_TRAY_MOVED", NULL };
 
 /* ---- queries ---- */
 
@@ -225,6 +225,7 @@ static int cmd_query_block(struct monitor_ctx *ctx, const struct json_value *a, 
     (void)a, (void)e;
     json_array_begin(w, NULL);
     for_each_disk(ctx->m, write_block, w);
+    monitor_write_cd_blocks(ctx->m, w);
     json_array_end(w);
     return 0;
 }
@@ -592,6 +593,12 @@ const struct monitor_cmd monitor_cmds[] = {
     { "query-qmp-schema", { { 0 } }, "[SchemaInfo]", cmd_query_qmp_schema },
     { "block_resize", { { "device", MONITOR_ARG_STR, true }, { "node-name", MONITOR_ARG_STR, true },
                         { "size", MONITOR_ARG_INT, false } }, "any", cmd_block_resize },
+    { "eject", { { "device", MONITOR_ARG_STR, true }, { "id", MONITOR_ARG_STR, true }, { "force", MONITOR_ARG_BOOL, true } },
+      "any", monitor_cmd_eject },
+    { "blockdev-change-medium", { { "device", MONITOR_ARG_STR, true }, { "id", MONITOR_ARG_STR, true },
+                                  { "filename", MONITOR_ARG_STR, false }, { "format", MONITOR_ARG_STR, true },
+                                  { "read-only-mode", MONITOR_ARG_STR, true }, { "force", MONITOR_ARG_BOOL, true } },
+      "any", monitor_cmd_change_medium },
     { "stop", { { 0 } }, "any", cmd_stop },
     { "cont", { { 0 } }, "any", cmd_cont },
     { "system_reset", { { 0 } }, "any", cmd_system_reset },

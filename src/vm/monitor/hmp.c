@@ -73,10 +73,20 @@ static void print_block(const struct monitor_ctx *ctx, const struct json_value *
     (void)ctx;
     for (size_t i = 0; r->type == JSON_ARRAY && i < r->n; i++) {
         const struct json_value *b = r->items[i], *ins = json_get(b, "inserted");
-        const struct json_value *ro = json_get(ins, "ro");
-        fprintf(out, "%s: %s (%s%s)\r\n    Attached to:      %s\r\n    Cache mode:       writeback\r\n",
-                str_of(b, "device"), str_of(ins, "file"), str_of(ins, "drv"), ro && ro->b ? ", read-only" : "",
-                str_of(b, "qdev"));
+        const struct json_value *ro = json_get(ins, "ro"), *rm = json_get(b, "removable");
+        if (ins)
+            fprintf(out, "%s: %s (%s%s)\r\n", str_of(b, "device"), str_of(ins, "file"), str_of(ins, "drv"),
+                    ro && ro->b ? ", read-only" : "");
+        else
+            fprintf(out, "%s: [not inserted]\r\n", str_of(b, "device"));
+        fprintf(out, "    Attached to:      %s\r\n", str_of(b, "qdev"));
+        if (rm && rm->b) {   /* QEMU's line for a removable device */
+            const struct json_value *lk = json_get(b, "locked"), *tray = json_get(b, "tray_open");
+            fprintf(out, "    Removable device: %slocked, tray %s\r\n", lk && lk->b ? "" : "not ",
+                    tray && tray->b ? "open" : "closed");
+        }
+        if (ins)
+            fprintf(out, "    Cache mode:       writeback\r\n");
     }
 }
 
@@ -149,6 +159,8 @@ static void hmp_help(FILE *out)
         fprintf(out, "%-24s -- %s\r\n", cmds[i].name, cmds[i].help);
     fprintf(out, "%-24s -- %s\r\n", "block_resize device size", "resize a block image");
     fprintf(out, "%-24s -- %s\r\n", "cpu index", "set the default CPU");
+    fprintf(out, "%-24s -- %s\r\n", "eject [-f] device", "eject a removable medium (use -f to force it)");
+    fprintf(out, "%-24s -- %s\r\n", "change device filename [format]", "change a removable medium");
     fprintf(out, "%-24s -- %s\r\n", "info [subcommand]", "show various information about the system state");
     fprintf(out, "%-24s -- %s\r\n", "help|? [cmd]", "show the help");
 }
@@ -243,6 +255,60 @@ static void hmp_cpu(struct monitor_ctx *ctx, char words[][64], int n, FILE *out)
         *ctx->cpu = (int)idx;
 }
 
+/* QMP arguments as a JSON object from key/value pairs (string values; "force" a boolean), then
+ * the command, its empty return printed as nothing, as QEMU's HMP does. */
+static void hmp_call_kv(struct monitor_ctx *ctx, const char *cmd, const char *const *kv, int nkv, bool force,
+                        FILE *out)
+{
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    if (f) {
+        struct json_writer w;
+        json_init(&w, f, false);
+        json_object_begin(&w, NULL);
+        for (int i = 0; i + 1 < nkv; i += 2)
+            json_string(&w, kv[i], kv[i + 1]);
+        if (force)
+            json_bool(&w, "force", true);
+        json_object_end(&w);
+        fclose(f);
+    }
+    struct json_value *args = NULL;
+    const char *why;
+    if (!text || json_parse(text, strlen(text), &args, &why))
+        fprintf(out, "%s: out of memory\r\n", cmd);
+    else
+        hmp_call_args(ctx, cmd, args, NULL, out);
+    json_value_free(args);
+    free(text);
+}
+
+/* eject [-f] DEVICE; change DEVICE FILENAME [FORMAT]: the file name is the rest of the line's
+ * third word, however long (words[] keeps 63 characters). */
+static void hmp_media(struct monitor_ctx *ctx, const char *line, FILE *out)
+{
+    char cmd[16] = "", w1[64] = "", w2[4096] = "", w3[64] = "";
+    int n = sscanf(line, " %15s %63s %4095s %63s", cmd, w1, w2, w3);
+    if (!strcmp(cmd, "eject")) {
+        bool force = !strcmp(w1, "-f");
+        const char *dev = force ? w2 : w1;
+        if (n < (force ? 3 : 2)) {
+            fprintf(out, "eject: usage: eject [-f] device\r\n");
+            return;
+        }
+        const char *kv[] = { "device", dev };
+        hmp_call_kv(ctx, "eject", kv, 2, force, out);
+        return;
+    }
+    if (n < 3) {
+        fprintf(out, "change: usage: change device filename [format]\r\n");
+        return;
+    }
+    const char *kv[] = { "device", w1, "filename", w2, "format", w3 };
+    hmp_call_kv(ctx, "blockdev-change-medium", kv, n > 3 ? 6 : 4, false, out);
+}
+
 void hmp_run_line(struct monitor_ctx *ctx, const char *line, FILE *out)
 {
     char words[3][64];
@@ -296,6 +362,10 @@ void hmp_run_line(struct monitor_ctx *ctx, const char *line, FILE *out)
     }
     if (!strcmp(words[0], "cpu")) {
         hmp_cpu(ctx, words, n, out);
+        return;
+    }
+    if (!strcmp(words[0], "eject") || !strcmp(words[0], "change")) {
+        hmp_media(ctx, line, out);
         return;
     }
     if (!strcmp(words[0], "block_resize")) {

@@ -54,7 +54,7 @@ struct monitor_arg {
     bool optional;
 };
 
-#define MONITOR_MAX_ARGS 4
+#define MONITOR_MAX_ARGS 6
 
 /* QMP's error classes, by the names QEMU's clients test for. */
 struct monitor_error {
@@ -90,6 +90,13 @@ int monitor_run_cmd(struct monitor_ctx *ctx, const char *name, const struct json
                     struct monitor_error *e);
 /* The event names QMP may send (query-events). NULL-terminated. */
 extern const char *const monitor_events[];
+
+/* ---- removable media (cdrom.c): the CD drives' commands and query-block entries ---- */
+int monitor_cmd_eject(struct monitor_ctx *ctx, const struct json_value *a, struct json_writer *w,
+                      struct monitor_error *e);
+int monitor_cmd_change_medium(struct monitor_ctx *ctx, const struct json_value *a, struct json_writer *w,
+                              struct monitor_error *e);
+void monitor_write_cd_blocks(struct machine *m, struct json_writer *w);
 
 /* ---- HMP (hmp.c): runs one command line, human-readable output to out ---- */
 void hmp_run_line(struct monitor_ctx *ctx, const char *line, FILE *out);
