@@ -9,6 +9,7 @@
 #include "vm/cpu_state.h"
 #include "vm/machine.h"
 #include "vm/memory.h"
+#include "vm/multiboot.h"
 #include "vm/smbios.h"
 #include "vm/vcpu.h"
 
@@ -116,6 +117,25 @@ int boot_check_kernel(const char *path, const char **why)
         *why = "not a regular file";
         return -EINVAL;
     }
+    if (n < 0x206 || memcmp(hdr + HDR_HEADER, "HdrS", 4)) {
+        /* no Linux boot header: as QEMU, a multiboot kernel then (the whole file is checked) */
+        uint8_t *k;
+        size_t klen;
+        struct multiboot_image img;
+        int ret = boot_read_file(path, BOOT_KERNEL_MAX, &k, &klen);
+        if (ret) {
+            *why = ret == -EFBIG ? "larger than 1 GiB" : strerror(-ret);
+            return ret;
+        }
+        ret = multiboot_parse(k, klen, &img, why);
+        free(k);
+        if (ret > 0)
+            return 0;
+        if (!ret)
+            *why = n < 0x400 ? "neither a bzImage nor a multiboot kernel (too short)"
+                             : "neither a bzImage (no Linux boot header) nor a multiboot kernel (no multiboot header)";
+        return -EINVAL;
+    }
     if (n < 0x400) {
         *why = "not a bzImage (too short)";
         return -EINVAL;
@@ -191,12 +211,25 @@ int boot_load_linux(struct machine *m, uint64_t rsdp, struct cpu_state *s)
     const struct machine_config *cfg = m->cfg;
     uint8_t *k = NULL, *initrd = NULL;
     size_t klen = 0, ilen = 0;
-    int ret = boot_read_file(cfg->kernel, 1ull << 31, &k, &klen);
+    int ret = boot_read_file(cfg->kernel, BOOT_KERNEL_MAX, &k, &klen);
     if (ret) {
         log_error("cannot read kernel '%s': %s", cfg->kernel, strerror(-ret));
         return ret;
     }
-    const char *problem = boot_header_problem(k, klen);
+    struct multiboot_image img;
+    const char *problem = NULL;
+    if (klen < 0x206 || memcmp(k + HDR_HEADER, "HdrS", 4)) {
+        ret = multiboot_parse(k, klen, &img, &problem);
+        if (ret > 0) {
+            boot_write_gdt(m, false);
+            boot_protected_state(s, false);
+            ret = multiboot_load(m, &img, k, klen, cfg->kernel, s);
+            goto out;
+        }
+        ret = 0;
+    }
+    if (!problem)
+        problem = boot_header_problem(k, klen);
     if (problem) {
         log_error("kernel '%s': %s", cfg->kernel, problem);
         ret = -EINVAL;
@@ -274,6 +307,10 @@ int boot_load_linux(struct machine *m, uint64_t rsdp, struct cpu_state *s)
     if (long_mode) {
         boot_write_page_tables(m);
         s->rip = BOOT_KERNEL_ADDR + 0x200;   /* the 64-bit entry, boot.rst "64-bit Boot Protocol" */
+        /* boot.rst promises no stack, but a kernel that calls before it sets RSP would push
+         * into address 0 - 8 and fault; Firecracker and Cloud Hypervisor give 0x8ff0 (free:
+         * between the zero page and the page tables) */
+        s->gpr[R_SP] = BOOT_STACK_TOP;
     } else {
         s->rip = BOOT_KERNEL_ADDR;
     }

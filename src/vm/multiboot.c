@@ -1,0 +1,370 @@
+/* Multiboot v1 (the Multiboot Specification 0.6.96) as QEMU's -kernel does it. QEMU loads the
+ * image into its fw_cfg and lets an option ROM (multiboot.bin) copy it and ask SeaBIOS for the
+ * memory map; qkvm's direct-boot machine has no firmware, so the same bytes land in RAM here and
+ * the CPU starts at the kernel's entry in 32-bit protected mode. The layout is QEMU's: the
+ * memory map at 0x9000, the boot information at 0x9500, after the kernel (page aligned) the
+ * module list, the command lines and the boot loader's name, then each module on a page. */
+#include "vm/multiboot.h"
+
+#include "hw/fw_cfg.h"
+#include "util/log.h"
+#include "vm/boot.h"
+#include "vm/cpu_state.h"
+#include "vm/machine.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* boot information offsets and flags (spec section 3.3) */
+#define MBI_FLAGS        0
+#define MBI_MEM_LOWER    4
+#define MBI_MEM_UPPER    8
+#define MBI_BOOT_DEVICE  12
+#define MBI_CMDLINE      16
+#define MBI_MODS_COUNT   20
+#define MBI_MODS_ADDR    24
+#define MBI_MMAP_LENGTH  44
+#define MBI_MMAP_ADDR    48
+#define MBI_BOOTLOADER   64
+#define MBI_SIZE         88
+#define MB_MOD_SIZE      16
+
+#define MBI_HAS_MEMORY      (1u << 0)
+#define MBI_HAS_BOOT_DEVICE (1u << 1)
+#define MBI_HAS_CMDLINE     (1u << 2)
+#define MBI_HAS_MODULES     (1u << 3)
+#define MBI_HAS_MMAP        (1u << 6)
+#define MBI_HAS_BOOTLOADER  (1u << 9)
+
+#define MB_LOADER_NAME   "qkvm"
+#define MB_LOADER_END    0xa000u     /* GDT, stack, memory map and boot information below this */
+#define MB_LOW_RAM_END   0x9fc00u    /* the EBDA and the legacy hole follow (boot_e820_map) */
+#define MB_PAGE(x)       (((x) + 0xfffull) & ~0xfffull)
+
+#define ELF_PT_LOAD  1
+#define ELF_EM_386   3
+#define ELF_EM_X86_64 62
+
+static uint16_t rd16(const uint8_t *p) { return (uint16_t)(p[0] | p[1] << 8); }
+static uint32_t rd32(const uint8_t *p) { return (uint32_t)rd16(p) | (uint32_t)rd16(p + 2) << 16; }
+static void wr32(uint8_t *p, uint32_t v) { p[0] = (uint8_t)v, p[1] = (uint8_t)(v >> 8), p[2] = (uint8_t)(v >> 16), p[3] = (uint8_t)(v >> 24); }
+
+static int mb_add_segment(struct multiboot_image *img, uint64_t file_off, uint64_t file_len, uint64_t addr,
+                          uint64_t mem_len, const char **why)
+{
+    if (img->nseg == MULTIBOOT_MAX_SEGMENTS) {
+        *why = "more loadable segments than qkvm takes (32)";
+        return -EINVAL;
+    }
+    if (addr + mem_len > (1ull << 32)) {
+        *why = "a segment ends past 4 GiB (a multiboot kernel is loaded below 4 GiB)";
+        return -EINVAL;
+    }
+    img->seg[img->nseg++] = (struct multiboot_segment){ (uint32_t)file_off, (uint32_t)file_len, (uint32_t)addr,
+                                                        (uint32_t)mem_len };
+    return 0;
+}
+
+/* The ELF32 program headers' loadable segments, at their physical addresses (p_paddr), as
+ * QEMU's load_elf places them. */
+static int mb_parse_elf(const uint8_t *b, size_t len, struct multiboot_image *img, const char **why)
+{
+    if (len < 52 || memcmp(b, "\x7f" "ELF", 4)) {
+        *why = "multiboot header without load addresses (flag 16), and the file is not an ELF image";
+        return -EINVAL;
+    }
+    if (b[4] == 2 && len >= 20 && rd16(b + 18) == ELF_EM_X86_64) {
+        *why = "a 64-bit ELF image: a multiboot kernel must be ELF32 (i386)";
+        return -EINVAL;
+    }
+    if (b[4] != 1 || b[5] != 1 || rd16(b + 18) != ELF_EM_386) {
+        *why = "not a little-endian ELF32 image for i386";
+        return -EINVAL;
+    }
+    uint64_t phoff = rd32(b + 28), phent = rd16(b + 42), phnum = rd16(b + 44);
+    if (phnum && phent < 32) {
+        *why = "ELF program header entries shorter than 32 bytes";
+        return -EINVAL;
+    }
+    if (phoff + phent * phnum > len) {
+        *why = "the ELF program headers run past the end of the file (truncated)";
+        return -EINVAL;
+    }
+    for (uint64_t i = 0; i < phnum; i++) {
+        const uint8_t *ph = b + phoff + i * phent;
+        uint64_t off = rd32(ph + 4), paddr = rd32(ph + 12), filesz = rd32(ph + 16), memsz = rd32(ph + 20);
+        if (rd32(ph) != ELF_PT_LOAD || !memsz)
+            continue;
+        if (filesz > memsz) {
+            *why = "an ELF segment with more file bytes than memory bytes";
+            return -EINVAL;
+        }
+        if (off + filesz > len) {
+            *why = "an ELF segment runs past the end of the file (truncated)";
+            return -EINVAL;
+        }
+        int ret = mb_add_segment(img, off, filesz, paddr, memsz, why);
+        if (ret)
+            return ret;
+    }
+    img->entry = rd32(b + 24);
+    return 0;
+}
+
+/* The a.out kludge: the header's own fields say which part of the file goes where. */
+static int mb_parse_aout(const uint8_t *b, size_t len, struct multiboot_image *img, const char **why)
+{
+    const uint8_t *h = b + img->header_off;
+    uint64_t header_addr = rd32(h + 12), load = rd32(h + 16), load_end = rd32(h + 20), bss_end = rd32(h + 24);
+    if (header_addr < load) {
+        *why = "multiboot header_addr lies below load_addr";
+        return -EINVAL;
+    }
+    if (header_addr - load > img->header_off) {
+        *why = "multiboot load_addr would start before the beginning of the file";
+        return -EINVAL;
+    }
+    uint64_t text_off = img->header_off - (header_addr - load), load_len;
+    if (load_end) {
+        if (load_end < load) {
+            *why = "multiboot load_end_addr lies below load_addr";
+            return -EINVAL;
+        }
+        load_len = load_end - load;
+        if (text_off + load_len > len) {
+            *why = "multiboot load_end_addr runs past the end of the file (truncated)";
+            return -EINVAL;
+        }
+    } else {
+        load_len = len - text_off;
+    }
+    uint64_t mem_len = load_len;
+    if (bss_end) {
+        if (bss_end < load + load_len) {
+            *why = "multiboot bss_end_addr lies below the end of the loaded image";
+            return -EINVAL;
+        }
+        mem_len = bss_end - load;
+    }
+    img->entry = rd32(h + 28);
+    return mb_add_segment(img, text_off, load_len, load, mem_len, why);
+}
+
+int multiboot_parse(const uint8_t *buf, size_t len, struct multiboot_image *img, const char **why)
+{
+    memset(img, 0, sizeof(*img));
+    *why = NULL;
+    size_t lim = len < MULTIBOOT_SEARCH ? len : MULTIBOOT_SEARCH;
+    size_t off = 0;
+    bool found = false;
+    for (; off + 12 <= lim && !found; off += 4)
+        found = rd32(buf + off) == MULTIBOOT_HEADER_MAGIC &&
+                (uint32_t)(MULTIBOOT_HEADER_MAGIC + rd32(buf + off + 4) + rd32(buf + off + 8)) == 0;
+    if (!found)
+        return 0;
+    img->header_off = (uint32_t)(off - 4);
+    img->flags = rd32(buf + img->header_off + 4);
+    int ret;
+    if (img->flags & MULTIBOOT_FLAG_AOUT) {
+        if (img->header_off + 32 > len) {
+            *why = "truncated multiboot header (its address fields are missing)";
+            return -EINVAL;
+        }
+        ret = mb_parse_aout(buf, len, img, why);
+    } else {
+        ret = mb_parse_elf(buf, len, img, why);
+    }
+    if (ret)
+        return ret;
+    if (!img->nseg) {
+        *why = "no loadable segment";
+        return -EINVAL;
+    }
+    img->low = UINT32_MAX;
+    uint64_t high = 0;
+    for (int i = 0; i < img->nseg; i++) {
+        const struct multiboot_segment *a = &img->seg[i];
+        for (int j = 0; j < i; j++) {
+            const struct multiboot_segment *c = &img->seg[j];
+            if ((uint64_t)a->addr < (uint64_t)c->addr + c->mem_len && (uint64_t)c->addr < (uint64_t)a->addr + a->mem_len) {
+                *why = "two segments overlap in memory";
+                return -EINVAL;
+            }
+        }
+        if (a->addr < img->low)
+            img->low = a->addr;
+        if ((uint64_t)a->addr + a->mem_len > high)
+            high = (uint64_t)a->addr + a->mem_len;
+    }
+    img->high = high >= (1ull << 32) ? UINT32_MAX : (uint32_t)high;
+    return 1;
+}
+
+int multiboot_module_text(const char *list, int idx, char *out, size_t max)
+{
+    int n = 0;
+    size_t k = 0;
+    int ret = 0;
+    if (out && max)
+        out[0] = 0;
+    for (const char *p = list;; p++) {
+        bool end = !*p || (*p == ',' && p[1] != ',');
+        if (end) {
+            if (n == idx && out) {
+                if (k >= max)
+                    ret = -E2BIG;
+                else
+                    out[k] = 0;
+            }
+            n++;
+            k = 0;
+            if (!*p)
+                break;
+            continue;
+        }
+        if (*p == ',')
+            p++;   /* ",," is one comma in the text */
+        if (n == idx && out && k + 1 < max)
+            out[k] = *p;
+        if (n == idx)
+            k++;
+    }
+    if (ret)
+        return ret;
+    return out ? (int)strlen(out) : n;
+}
+
+/* Is [a, a + len) guest RAM the loader may fill: above its own data, below the EBDA or from
+ * 1 MiB to the end of low RAM? */
+static bool mb_range_ok(uint64_t a, uint64_t len, uint64_t low_end)
+{
+    uint64_t e = a + len;
+    if (a < MB_LOADER_END)
+        return false;
+    if (e <= MB_LOW_RAM_END)
+        return true;
+    return a >= 0x100000 && e <= low_end;
+}
+
+/* The fw_cfg QEMU's machines always have: kvm-unit-tests asks it for the CPU count and RAM size. */
+static int mb_fw_cfg(struct machine *m)
+{
+    int ret = m->fw_cfg ? 0 : fw_cfg_create(m);
+    if (!ret && !(ret = fw_cfg_add_i64(m->fw_cfg, FW_CFG_RAM_SIZE, m->ram_size)) &&
+        !(ret = fw_cfg_add_i16(m->fw_cfg, FW_CFG_NB_CPUS, (uint16_t)m->ncpus)))
+        ret = fw_cfg_add_i16(m->fw_cfg, FW_CFG_MAX_CPUS, (uint16_t)m->ncpus);
+    if (ret)
+        log_error("fw_cfg: cannot fill in the machine's items: %s", strerror(-ret));
+    return ret;
+}
+
+int multiboot_load(struct machine *m, const struct multiboot_image *img, const uint8_t *k, size_t klen,
+                   const char *kernel_name, struct cpu_state *s)
+{
+    const struct machine_config *cfg = m->cfg;
+    uint64_t low_end = m->ram_size < MACHINE_LOW_RAM_END ? m->ram_size : MACHINE_LOW_RAM_END;
+    for (int i = 0; i < img->nseg; i++) {
+        const struct multiboot_segment *g = &img->seg[i];
+        if (!mb_range_ok(g->addr, g->mem_len, low_end) || (uint64_t)g->file_off + g->file_len > klen) {
+            log_error("multiboot kernel '%s': segment 0x%x-0x%llx is outside the guest's usable RAM "
+                      "(0x%x-0x%x and 1 MiB-%llu MiB)", kernel_name, g->addr,
+                      (unsigned long long)g->addr + g->mem_len - 1, MB_LOADER_END, MB_LOW_RAM_END - 1,
+                      (unsigned long long)(low_end >> 20));
+            return -EINVAL;
+        }
+    }
+    const char *append = cfg->cmdline ? cfg->cmdline : "";
+    int nmods = cfg->initrd ? multiboot_module_text(cfg->initrd, 0, NULL, 0) : 0;
+    size_t texts = strlen(kernel_name) + 1 + strlen(append) + 1 + sizeof(MB_LOADER_NAME);
+    if (cfg->initrd)
+        texts += strlen(cfg->initrd) + 1;
+    uint64_t info = MB_PAGE((uint64_t)img->high);
+    uint64_t info_len = (uint64_t)nmods * MB_MOD_SIZE + texts;
+    uint64_t mods_at = MB_PAGE(info + info_len);
+    if (!mb_range_ok(info, info_len, low_end)) {
+        log_error("multiboot kernel '%s': no room in RAM for the boot information after the kernel", kernel_name);
+        return -ENOMEM;
+    }
+    for (int i = 0; i < img->nseg; i++) {
+        const struct multiboot_segment *g = &img->seg[i];
+        uint8_t *dst = machine_gpa_ptr(m, g->addr, g->mem_len);
+        if (!dst)
+            return -EFAULT;
+        memcpy(dst, k + g->file_off, g->file_len);
+        memset(dst + g->file_len, 0, g->mem_len - g->file_len);
+    }
+    uint8_t *ib = machine_gpa_ptr(m, info, info_len);
+    if (!ib)
+        return -EFAULT;
+    memset(ib, 0, info_len);
+    uint64_t text_at = info + (uint64_t)nmods * MB_MOD_SIZE;
+    char *tp = (char *)ib + nmods * MB_MOD_SIZE;
+    int ret = 0;
+    for (int i = 0; i < nmods && !ret; i++) {
+        int tl = multiboot_module_text(cfg->initrd, i, tp, strlen(cfg->initrd) + 1);
+        char name[4096];
+        snprintf(name, sizeof(name), "%s", tp);
+        name[strcspn(name, " ")] = 0;   /* as QEMU: after a space come the module's arguments */
+        uint8_t *data = NULL;
+        size_t dlen = 0;
+        ret = tl < 0 ? tl : boot_read_file(name, 1ull << 32, &data, &dlen);
+        if (ret) {
+            log_error("cannot read multiboot module '%s': %s", name, ret == -EFBIG ? "larger than 4 GiB" : strerror(-ret));
+            break;
+        }
+        if (!mb_range_ok(mods_at, dlen, low_end)) {
+            log_error("multiboot module '%s' (%zu bytes) does not fit in guest RAM below %llu MiB", name, dlen,
+                      (unsigned long long)(low_end >> 20));
+            free(data);
+            ret = -ENOMEM;
+            break;
+        }
+        if (dlen)
+            memcpy(machine_gpa_ptr(m, mods_at, dlen), data, dlen);
+        free(data);
+        uint8_t *mod = ib + i * MB_MOD_SIZE;
+        wr32(mod + 0, (uint32_t)mods_at);
+        wr32(mod + 4, (uint32_t)(mods_at + dlen));
+        wr32(mod + 8, (uint32_t)(text_at + (uint64_t)(tp - ((char *)ib + nmods * MB_MOD_SIZE))));
+        tp += tl + 1;
+        mods_at = MB_PAGE(mods_at + dlen);
+    }
+    if (ret)
+        return ret;
+    uint32_t cmdline_at = (uint32_t)(text_at + (uint64_t)(tp - ((char *)ib + nmods * MB_MOD_SIZE)));
+    tp += sprintf(tp, "%s %s", kernel_name, append) + 1;
+    uint32_t loader_at = (uint32_t)(text_at + (uint64_t)(tp - ((char *)ib + nmods * MB_MOD_SIZE)));
+    strcpy(tp, MB_LOADER_NAME);
+
+    /* the memory map: e820 entries, each preceded by its size (20) */
+    struct boot_e820 e820[16];
+    int n = boot_e820_map(m, e820, 16);
+    uint8_t *mm = machine_gpa_ptr(m, MULTIBOOT_MMAP_ADDR, MULTIBOOT_INFO_ADDR - MULTIBOOT_MMAP_ADDR);
+    uint8_t *mbi = machine_gpa_ptr(m, MULTIBOOT_INFO_ADDR, MBI_SIZE);
+    if (!mm || !mbi)
+        return -EFAULT;
+    for (int i = 0; i < n; i++) {
+        wr32(mm + i * 24, 20);
+        memcpy(mm + i * 24 + 4, &e820[i], 20);
+    }
+    memset(mbi, 0, MBI_SIZE);
+    wr32(mbi + MBI_FLAGS, MBI_HAS_MEMORY | MBI_HAS_BOOT_DEVICE | MBI_HAS_CMDLINE | MBI_HAS_MODULES | MBI_HAS_MMAP |
+                          MBI_HAS_BOOTLOADER);
+    wr32(mbi + MBI_MEM_LOWER, MB_LOW_RAM_END / 1024);
+    wr32(mbi + MBI_MEM_UPPER, (uint32_t)((low_end - 0x100000) / 1024));
+    wr32(mbi + MBI_BOOT_DEVICE, 0x8000ffff);   /* QEMU's: the first hard disk, no partition */
+    wr32(mbi + MBI_CMDLINE, cmdline_at);
+    wr32(mbi + MBI_MODS_COUNT, (uint32_t)nmods);
+    wr32(mbi + MBI_MODS_ADDR, (uint32_t)info);
+    wr32(mbi + MBI_MMAP_LENGTH, (uint32_t)n * 24);
+    wr32(mbi + MBI_MMAP_ADDR, MULTIBOOT_MMAP_ADDR);
+    wr32(mbi + MBI_BOOTLOADER, loader_at);
+
+    s->gpr[R_AX] = MULTIBOOT_BOOT_MAGIC;
+    s->gpr[R_BX] = MULTIBOOT_INFO_ADDR;
+    s->gpr[R_SP] = MULTIBOOT_MMAP_ADDR - 0x10;   /* not promised by the spec; harmless, and usable */
+    s->rip = img->entry;
+    return mb_fw_cfg(m);
+}
