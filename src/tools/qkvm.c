@@ -303,8 +303,9 @@ int main(int argc, char **argv)
     const char *why;
     if (cfg.kernel && boot_check_kernel(cfg.kernel, &why))
         die("-kernel %s: %s", cfg.kernel, why);
-    if (cfg.initrd && access(cfg.initrd, R_OK))
-        die("-initrd %s: %s", cfg.initrd, strerror(errno));
+    char initrd_why[512];
+    if (cfg.initrd && boot_check_initrd(cfg.kernel, cfg.initrd, initrd_why, sizeof(initrd_why)))
+        die("%s", initrd_why);
     for (int i = 0; i < c.nbackends; i++)
         if (!c.backends[i].used)
             log_warn("-%s id=%s: no device uses it", c.backends[i].kind, c.backends[i].id);

@@ -146,6 +146,33 @@ int boot_check_kernel(const char *path, const char **why)
     return *why ? -EINVAL : 0;
 }
 
+int boot_check_initrd(const char *kernel, const char *initrd, char *why, size_t max)
+{
+    uint8_t hdr[0x206];
+    int fd = open(kernel, O_RDONLY | O_CLOEXEC);
+    ssize_t n = fd < 0 ? -1 : pread(fd, hdr, sizeof(hdr), 0);
+    if (fd >= 0)
+        close(fd);
+    bool multiboot = n >= 0 && (n < (ssize_t)sizeof(hdr) || memcmp(hdr + HDR_HEADER, "HdrS", 4));
+    int count = multiboot ? multiboot_module_text(initrd, 0, NULL, 0) : 1;
+    for (int i = 0; i < count; i++) {
+        char name[4096];
+        if (!multiboot)
+            snprintf(name, sizeof(name), "%s", initrd);
+        else if (multiboot_module_text(initrd, i, name, sizeof(name)) < 0) {
+            snprintf(why, max, "-initrd %s: a module's name is too long", initrd);
+            return -ENAMETOOLONG;
+        } else
+            name[strcspn(name, " ")] = 0;   /* after a space come the module's arguments */
+        if (access(name, R_OK)) {
+            int err = -errno;
+            snprintf(why, max, "-initrd %s: %s", name, strerror(errno));
+            return err;
+        }
+    }
+    return 0;
+}
+
 int boot_e820_map(const struct machine *m, struct boot_e820 *out, int max)
 {
     int n = 0;

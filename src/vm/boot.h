@@ -28,6 +28,11 @@ int boot_read_file(const char *path, uint64_t max, uint8_t **buf, size_t *len);
  * Used before any VM exists, so a bad -kernel fails fast. 0 or -errno. */
 int boot_check_kernel(const char *path, const char **why);
 
+/* Checks that -initrd names readable files: one for a bzImage; for a multiboot kernel each
+ * module of the comma-separated list (its name ends at the first space, the rest are its
+ * arguments). 0 or -errno with the reason in why. */
+int boot_check_initrd(const char *kernel, const char *initrd, char *why, size_t max);
+
 /* A multiboot kernel (no Linux boot header, a multiboot one) goes to multiboot_load. Otherwise:
  * loads kernel, initrd and command line into m's RAM, writes the zero page with the e820 map and
  * the RSDP address, and fills *s with the CPU state for the kernel's 64-bit (or 32-bit) entry.
