@@ -271,7 +271,8 @@ int main(int argc, char **argv)
                "virtconsole     chardev=ID, name=NAME: a console port (/dev/hvcN)\n"
                "virtserialport  chardev=ID, name=NAME: a named port (/dev/virtio-ports/NAME)\n"
                "ivshmem-plain   memdev=ID, addr=SLOT: shared memory in BAR2 (docs/ivshmem.md)\n"
-               "ivshmem-doorbell chardev=ID, vectors=N (1), addr=SLOT: memory and doorbells from an ivshmem server\n");
+               "ivshmem-doorbell chardev=ID, vectors=N (1), addr=SLOT: memory and doorbells from an ivshmem server\n"
+               "pc-testdev      QEMU's \"pc-testdev\" for kvm-unit-tests: ports 0xe0-0xeb, IRQ lines at 0x2000, MMIO at 0xff000000\n");
         return 0;
     case CONFIG_CPU_HELP:
         printf("Available CPUs:\n");

@@ -132,8 +132,8 @@ int boot_check_kernel(const char *path, const char **why)
         if (ret > 0)
             return 0;
         if (!ret)
-            *why = n < 0x400 ? "neither a bzImage nor a multiboot kernel (too short)"
-                             : "neither a bzImage (no Linux boot header) nor a multiboot kernel (no multiboot header)";
+            *why = n < 0x400 ? "not a bzImage nor a multiboot kernel (too short)"
+                             : "not a bzImage (no Linux boot header) nor a multiboot kernel (no multiboot header)";
         return -EINVAL;
     }
     if (n < 0x400) {
