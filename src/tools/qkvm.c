@@ -302,8 +302,11 @@ int main(int argc, char **argv)
     if (!cfg.kernel && (cfg.initrd || cfg.cmdline))
         die("-initrd and -append need -kernel");
     const char *why;
-    if (cfg.kernel && boot_check_kernel(cfg.kernel, &why))
+    int kret = cfg.kernel ? boot_check_kernel(cfg.kernel, &why) : 0;
+    if (kret == -EINVAL)
         die("-kernel %s: %s", cfg.kernel, why);
+    if (kret)   /* QEMU's words, which kvm-unit-tests' runner looks for */
+        die("could not load kernel '%s': %s", cfg.kernel, why);
     char initrd_why[512];
     if (cfg.initrd && boot_check_initrd(cfg.kernel, cfg.initrd, initrd_why, sizeof(initrd_why)))
         die("%s", initrd_why);
