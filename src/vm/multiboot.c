@@ -1,9 +1,11 @@
 /* Multiboot v1 (the Multiboot Specification 0.6.96) as QEMU's -kernel does it. QEMU loads the
  * image into its fw_cfg and lets an option ROM (multiboot.bin) copy it and ask SeaBIOS for the
  * memory map; qkvm's direct-boot machine has no firmware, so the same bytes land in RAM here and
- * the CPU starts at the kernel's entry in 32-bit protected mode. The layout is QEMU's: the
- * memory map at 0x9000, the boot information at 0x9500, after the kernel (page aligned) the
- * module list, the command lines and the boot loader's name, then each module on a page. */
+ * the CPU starts at the kernel's entry in 32-bit protected mode. After the kernel (page aligned)
+ * come the module list, the command lines and the boot loader's name as in QEMU, then the memory
+ * map, the boot information and a page of stack, then each module on a page. QEMU puts the map
+ * and the information at 0x9000-0x95ff whatever the kernel loads there (kvm-unit-tests'
+ * realmode.flat loads at 0x8000-0xa86b); after the kernel they can overlap nothing. */
 #include "vm/multiboot.h"
 
 #include "hw/fw_cfg.h"
@@ -39,7 +41,9 @@
 #define MBI_HAS_BOOTLOADER  (1u << 9)
 
 #define MB_LOADER_NAME   "qkvm"
-#define MB_LOADER_END    0xa000u     /* GDT, stack, memory map and boot information below this */
+#define MB_LOADER_END    0x1000u     /* the IVT, BIOS data area and the loader's GDT below this */
+#define MB_MMAP_MAX      16
+#define MB_STACK_SIZE    0x1000u
 #define MB_LOW_RAM_END   0x9fc00u    /* the EBDA and the legacy hole follow (boot_e820_map) */
 #define MB_PAGE(x)       (((x) + 0xfffull) & ~0xfffull)
 
@@ -91,8 +95,12 @@ int multiboot_load(struct machine *m, const struct multiboot_image *img, const u
     if (cfg->initrd)
         texts += strlen(cfg->initrd) + 1;
     uint64_t info = MB_PAGE((uint64_t)img->high);
-    uint64_t info_len = (uint64_t)nmods * MB_MOD_SIZE + texts;
-    uint64_t mods_at = MB_PAGE(info + info_len);
+    /* the module list, the texts, the memory map, the boot information, then a page of stack */
+    uint64_t mmap_off = ((uint64_t)nmods * MB_MOD_SIZE + texts + 7) & ~7ull;
+    uint64_t mbi_off = mmap_off + MB_MMAP_MAX * 24;
+    uint64_t stack_top = MB_PAGE(info + mbi_off + MBI_SIZE) + MB_STACK_SIZE;
+    uint64_t info_len = stack_top - info;
+    uint64_t mods_at = stack_top;
     if (!mb_range_ok(info, info_len, low_end)) {
         log_error("multiboot kernel '%s': no room in RAM for the boot information after the kernel", kernel_name);
         return -ENOMEM;
@@ -149,12 +157,9 @@ int multiboot_load(struct machine *m, const struct multiboot_image *img, const u
     strcpy(tp, MB_LOADER_NAME);
 
     /* the memory map: e820 entries, each preceded by its size (20) */
-    struct boot_e820 e820[16];
-    int n = boot_e820_map(m, e820, 16);
-    uint8_t *mm = machine_gpa_ptr(m, MULTIBOOT_MMAP_ADDR, MULTIBOOT_INFO_ADDR - MULTIBOOT_MMAP_ADDR);
-    uint8_t *mbi = machine_gpa_ptr(m, MULTIBOOT_INFO_ADDR, MBI_SIZE);
-    if (!mm || !mbi)
-        return -EFAULT;
+    struct boot_e820 e820[MB_MMAP_MAX];
+    int n = boot_e820_map(m, e820, MB_MMAP_MAX);
+    uint8_t *mm = ib + mmap_off, *mbi = ib + mbi_off;
     for (int i = 0; i < n; i++) {
         wr32(mm + i * 24, 20);
         memcpy(mm + i * 24 + 4, &e820[i], 20);
@@ -169,12 +174,12 @@ int multiboot_load(struct machine *m, const struct multiboot_image *img, const u
     wr32(mbi + MBI_MODS_COUNT, (uint32_t)nmods);
     wr32(mbi + MBI_MODS_ADDR, (uint32_t)info);
     wr32(mbi + MBI_MMAP_LENGTH, (uint32_t)n * 24);
-    wr32(mbi + MBI_MMAP_ADDR, MULTIBOOT_MMAP_ADDR);
+    wr32(mbi + MBI_MMAP_ADDR, (uint32_t)(info + mmap_off));
     wr32(mbi + MBI_BOOTLOADER, loader_at);
 
     s->gpr[R_AX] = MULTIBOOT_BOOT_MAGIC;
-    s->gpr[R_BX] = MULTIBOOT_INFO_ADDR;
-    s->gpr[R_SP] = MULTIBOOT_MMAP_ADDR - 0x10;   /* not promised by the spec; harmless, and usable */
+    s->gpr[R_BX] = info + mbi_off;
+    s->gpr[R_SP] = stack_top - 0x10;   /* not promised by the spec; harmless, and usable */
     s->rip = img->entry;
     return mb_fw_cfg(m);
 }

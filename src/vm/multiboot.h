@@ -18,10 +18,6 @@ struct cpu_state;
 #define MULTIBOOT_FLAG_AOUT     0x00010000u   /* the header gives the load addresses */
 #define MULTIBOOT_MAX_SEGMENTS  32
 
-/* Where the loader puts its own data (QEMU's places), below any sane load address. */
-#define MULTIBOOT_MMAP_ADDR     0x9000u
-#define MULTIBOOT_INFO_ADDR     0x9500u
-
 /* One piece of the image: file bytes [file_off, file_off + file_len) at guest address addr,
  * zero-filled up to mem_len. */
 struct multiboot_segment {

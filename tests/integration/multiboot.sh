@@ -70,10 +70,10 @@ hdr_addr, load, load_end, bss_end, entry = struct.unpack_from("<5I", a, hoff + 1
 d = 0x8000000 - load
 struct.pack_into("<5I", a, hoff + 12, hdr_addr + d, load + d, load_end + d, bss_end + d, entry + d)
 w("outside-ram", bytes(a))
-# a.out over the loader's own data (the boot information at 0x9500)
+# a.out over the loader's own data (its GDT at 0x500)
 b = bytearray(aout)
-d = 0x9000 - load
-struct.pack_into("<5I", b, hoff + 12, hdr_addr + d, 0x9000, load_end + d, bss_end + d, entry + d)
+d = 0x800 - load
+struct.pack_into("<5I", b, hoff + 12, hdr_addr + d, 0x800, load_end + d, bss_end + d, entry + d)
 w("over-loader", bytes(b))
 # a 64-bit ELF
 e64 = bytearray(elf)

@@ -257,7 +257,7 @@ static void test_load_outside_ram(void **state)
     put_aout(32, 0x2000020, 0x2000000, 0, 0, 0x2000000);   /* at 32 MiB; RAM is 16 MiB */
     assert_int_equal(parse(sizeof(img), &mi, &why), 1);
     assert_int_equal(multiboot_load(&m, &mi, img, sizeof(img), "k", &s), -EINVAL);
-    put_aout(32, 0x9020, 0x9000, 0, 0, 0x9000);           /* over the boot information */
+    put_aout(32, 0x820, 0x800, 0, 0, 0x800);              /* over the loader's GDT at 0x500 */
     assert_int_equal(parse(sizeof(img), &mi, &why), 1);
     assert_int_equal(multiboot_load(&m, &mi, img, sizeof(img), "k", &s), -EINVAL);
     put_aout(32, 0x9f020, 0x9f000, 0, 0, 0x9f000);         /* into the EBDA and legacy hole */
