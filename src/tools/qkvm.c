@@ -274,7 +274,8 @@ int main(int argc, char **argv)
                "virtconsole     chardev=ID, name=NAME: a console port (/dev/hvcN)\n"
                "virtserialport  chardev=ID, name=NAME: a named port (/dev/virtio-ports/NAME)\n"
                "ivshmem-plain   memdev=ID, addr=SLOT: shared memory in BAR2 (docs/ivshmem.md)\n"
-               "ivshmem-doorbell chardev=ID, vectors=N (1), addr=SLOT: memory and doorbells from an ivshmem server\n");
+               "ivshmem-doorbell chardev=ID, vectors=N (1), addr=SLOT: memory and doorbells from an ivshmem server\n"
+               "pc-testdev      QEMU's \"pc-testdev\" for kvm-unit-tests: ports 0xe0-0xeb, IRQ lines at 0x2000, MMIO at 0xff000000\n");
         return 0;
     case CONFIG_CPU_HELP:
         printf("Available CPUs:\n");
@@ -304,10 +305,14 @@ int main(int argc, char **argv)
     if (!cfg.kernel && (cfg.initrd || cfg.cmdline))
         die("-initrd and -append need -kernel");
     const char *why;
-    if (cfg.kernel && boot_check_kernel(cfg.kernel, &why))
+    int kret = cfg.kernel ? boot_check_kernel(cfg.kernel, &why) : 0;
+    if (kret == -EINVAL)
         die("-kernel %s: %s", cfg.kernel, why);
-    if (cfg.initrd && access(cfg.initrd, R_OK))
-        die("-initrd %s: %s", cfg.initrd, strerror(errno));
+    if (kret)   /* QEMU's words, which kvm-unit-tests' runner looks for */
+        die("could not load kernel '%s': %s", cfg.kernel, why);
+    char initrd_why[512];
+    if (cfg.initrd && boot_check_initrd(cfg.kernel, cfg.initrd, initrd_why, sizeof(initrd_why)))
+        die("%s", initrd_why);
     for (int i = 0; i < c.nbackends; i++)
         if (!c.backends[i].used)
             log_warn("-%s id=%s: no device uses it", c.backends[i].kind, c.backends[i].id);

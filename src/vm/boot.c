@@ -9,6 +9,7 @@
 #include "vm/cpu_state.h"
 #include "vm/machine.h"
 #include "vm/memory.h"
+#include "vm/multiboot.h"
 #include "vm/smbios.h"
 #include "vm/vcpu.h"
 
@@ -116,6 +117,25 @@ int boot_check_kernel(const char *path, const char **why)
         *why = "not a regular file";
         return -EINVAL;
     }
+    if (n < 0x206 || memcmp(hdr + HDR_HEADER, "HdrS", 4)) {
+        /* no Linux boot header: as QEMU, a multiboot kernel then (the whole file is checked) */
+        uint8_t *k;
+        size_t klen;
+        struct multiboot_image img;
+        int ret = boot_read_file(path, BOOT_KERNEL_MAX, &k, &klen);
+        if (ret) {
+            *why = ret == -EFBIG ? "larger than 1 GiB" : strerror(-ret);
+            return ret;
+        }
+        ret = multiboot_parse(k, klen, &img, why);
+        free(k);
+        if (ret > 0)
+            return 0;
+        if (!ret)
+            *why = n < 0x400 ? "not a bzImage nor a multiboot kernel (too short)"
+                             : "not a bzImage (no Linux boot header) nor a multiboot kernel (no multiboot header)";
+        return -EINVAL;
+    }
     if (n < 0x400) {
         *why = "not a bzImage (too short)";
         return -EINVAL;
@@ -124,6 +144,33 @@ int boot_check_kernel(const char *path, const char **why)
     /* the header test needs the file length for the truncation check */
     *why = boot_header_problem(hdr, (size_t)st.st_size);
     return *why ? -EINVAL : 0;
+}
+
+int boot_check_initrd(const char *kernel, const char *initrd, char *why, size_t max)
+{
+    uint8_t hdr[0x206];
+    int fd = open(kernel, O_RDONLY | O_CLOEXEC);
+    ssize_t n = fd < 0 ? -1 : pread(fd, hdr, sizeof(hdr), 0);
+    if (fd >= 0)
+        close(fd);
+    bool multiboot = n >= 0 && (n < (ssize_t)sizeof(hdr) || memcmp(hdr + HDR_HEADER, "HdrS", 4));
+    int count = multiboot ? multiboot_module_text(initrd, 0, NULL, 0) : 1;
+    for (int i = 0; i < count; i++) {
+        char name[4096];
+        if (!multiboot)
+            snprintf(name, sizeof(name), "%s", initrd);
+        else if (multiboot_module_text(initrd, i, name, sizeof(name)) < 0) {
+            snprintf(why, max, "-initrd %s: a module's name is too long", initrd);
+            return -ENAMETOOLONG;
+        } else
+            name[strcspn(name, " ")] = 0;   /* after a space come the module's arguments */
+        if (access(name, R_OK)) {
+            int err = -errno;
+            snprintf(why, max, "-initrd %s: %s", name, strerror(errno));
+            return err;
+        }
+    }
+    return 0;
 }
 
 int boot_e820_map(const struct machine *m, struct boot_e820 *out, int max)
@@ -191,12 +238,25 @@ int boot_load_linux(struct machine *m, uint64_t rsdp, struct cpu_state *s)
     const struct machine_config *cfg = m->cfg;
     uint8_t *k = NULL, *initrd = NULL;
     size_t klen = 0, ilen = 0;
-    int ret = boot_read_file(cfg->kernel, 1ull << 31, &k, &klen);
+    int ret = boot_read_file(cfg->kernel, BOOT_KERNEL_MAX, &k, &klen);
     if (ret) {
         log_error("cannot read kernel '%s': %s", cfg->kernel, strerror(-ret));
         return ret;
     }
-    const char *problem = boot_header_problem(k, klen);
+    struct multiboot_image img;
+    const char *problem = NULL;
+    if (klen < 0x206 || memcmp(k + HDR_HEADER, "HdrS", 4)) {
+        ret = multiboot_parse(k, klen, &img, &problem);
+        if (ret > 0) {
+            boot_write_gdt(m, false);
+            boot_protected_state(s, false);
+            ret = multiboot_load(m, &img, k, klen, cfg->kernel, s);
+            goto out;
+        }
+        ret = 0;
+    }
+    if (!problem)
+        problem = boot_header_problem(k, klen);
     if (problem) {
         log_error("kernel '%s': %s", cfg->kernel, problem);
         ret = -EINVAL;
@@ -274,6 +334,10 @@ int boot_load_linux(struct machine *m, uint64_t rsdp, struct cpu_state *s)
     if (long_mode) {
         boot_write_page_tables(m);
         s->rip = BOOT_KERNEL_ADDR + 0x200;   /* the 64-bit entry, boot.rst "64-bit Boot Protocol" */
+        /* boot.rst promises no stack, but a kernel that calls before it sets RSP would push
+         * into address 0 - 8 and fault; Firecracker and Cloud Hypervisor give 0x8ff0 (free:
+         * between the zero page and the page tables) */
+        s->gpr[R_SP] = BOOT_STACK_TOP;
     } else {
         s->rip = BOOT_KERNEL_ADDR;
     }

@@ -401,8 +401,15 @@ static int opt_machine(struct config *c, const char *opt, const char *arg)
     struct kvlist kv;
     if (keyval_parse(arg, "type", &kv))
         return config_error(c, -EINVAL, "-%s %s: not a machine description (TYPE[,accel=NAME])", opt, arg);
-    const char *type = keyval_get(&kv, "type"), *accel = keyval_get(&kv, "accel"), *bad = keyval_unused(&kv);
+    const char *type = keyval_get(&kv, "type"), *accel = keyval_get(&kv, "accel");
+    /* kvm-unit-tests' -machine pit=off / vmport=: the PIT stays, qkvm has no VMware port */
+    const char *pit = keyval_get(&kv, "pit"), *vmport = keyval_get(&kv, "vmport"), *bad = keyval_unused(&kv);
     int ret = 0;
+    const char *badval = NULL;
+    if (pit && strcmp(pit, "on") && strcmp(pit, "off"))
+        badval = "pit takes on or off";
+    else if (vmport && strcmp(vmport, "off") && strcmp(vmport, "auto"))
+        badval = "vmport takes off or auto (qkvm has no VMware backdoor port)";
     if (type) {
         c->want_pc = !strcmp(type, "pc");   /* the last -machine type wins, as in QEMU */
         c->machine_given = true;
@@ -412,7 +419,9 @@ static int opt_machine(struct config *c, const char *opt, const char *arg)
     else if (type && strcmp(type, "pc") && strcmp(type, "q35") && strcmp(type, "microvm") && strcmp(type, "none"))
         ret = config_error(c, -EINVAL, "-%s %s: unknown machine type '%s' (pc, q35, microvm)", opt, arg, type);
     else if (bad)
-        ret = config_error(c, -EINVAL, "-%s %s: unknown machine property '%s' (type, accel)", opt, arg, bad);
+        ret = config_error(c, -EINVAL, "-%s %s: unknown machine property '%s' (type, accel, pit, vmport)", opt, arg, bad);
+    else if (badval)
+        ret = config_error(c, -EINVAL, "-%s %s: %s", opt, arg, badval);
     else if (accel && c->accel_by_option)
         ret = config_error(c, -EINVAL, "-%s %s: -accel and -machine accel= cannot go together", opt, arg);
     else if (accel) {
@@ -653,7 +662,7 @@ static int opt_device(struct config *c, const char *opt, const char *arg)
 {
     (void)opt;
     struct machine_config *mc = &c->machine;
-    if (!strcmp(arg, "help")) {
+    if (!strcmp(arg, "help") || !strcmp(arg, "?")) {
         c->info = CONFIG_DEVICE_HELP;
         return 0;
     }
@@ -715,6 +724,32 @@ static int opt_sandbox(struct config *c, const char *opt, const char *arg)
     return 0;
 }
 
+/* -nodefaults: qkvm makes no default devices but COM1, which then goes nowhere unless -serial
+ * says where, as in QEMU. */
+static int opt_nodefaults(struct config *c, const char *opt, const char *arg)
+{
+    (void)opt, (void)arg;
+    c->nodefaults = true;
+    return 0;
+}
+
+/* -global DRIVER.PROP=VALUE: the few kvm-unit-tests passes. kvm-pit.lost_tick_policy: qkvm's
+ * PIT (under tcg or KVM's in-kernel one) already drops ticks the guest missed. */
+static int opt_global(struct config *c, const char *opt, const char *arg)
+{
+    (void)opt;
+    const char *dot = strchr(arg, '.'), *eq = strchr(arg, '=');
+    if (!dot || !eq || eq < dot || dot == arg || eq == dot + 1)
+        return config_error(c, -EINVAL, "-global %s: not DRIVER.PROPERTY=VALUE", arg);
+    if (!strncmp(arg, "kvm-pit.lost_tick_policy=", 25)) {
+        const char *v = eq + 1;
+        if (strcmp(v, "discard") && strcmp(v, "delay") && strcmp(v, "slew"))
+            return config_error(c, -EINVAL, "-global %s: lost_tick_policy takes discard, delay or slew", arg);
+        return 0;
+    }
+    return config_error(c, -EINVAL, "-global %s: qkvm has no such property (it takes kvm-pit.lost_tick_policy)", arg);
+}
+
 static const struct config_option {
     const char *name;
     bool takes_arg;
@@ -743,6 +778,7 @@ static const struct config_option {
     { "S", false, opt_flag },           { "daemonize", false, opt_flag },
     { "pidfile", true, opt_pidfile },   { "object", true, opt_object },
     { "cdrom", true, opt_disk_image },  { "boot", true, opt_boot },
+    { "nodefaults", false, opt_nodefaults }, { "global", true, opt_global },
 };
 
 /* -mon chardev=ID: the -chardev with that id, which a monitor then owns. */
@@ -874,6 +910,8 @@ int config_parse_args(struct config *c, int argc, char *const argv[])
     }
     if (c->info != CONFIG_RUN)
         return 0;
+    if (c->nodefaults && !c->serial_given)
+        c->machine.serial = "none";
     int ret = config_resolve_legacy_disks(c);
     if (!ret)
         ret = config_resolve_monitors(c);

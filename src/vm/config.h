@@ -68,6 +68,7 @@ struct config {
                                              * shares the terminal (Ctrl-A c) */
     bool monitor_given;                     /* -monitor (none too), -qmp, -mon: no default one */
     bool daemonize;                         /* -daemonize */
+    bool nodefaults;                        /* -nodefaults: COM1 only where -serial says */
     const char *pidfile;                    /* -pidfile */
     char *name;                             /* -name guest=NAME: machine.name points here */
     char process_name[16];                  /* -name ...,process=: the thread name (15 chars) */

@@ -87,6 +87,10 @@ static const struct model_def models[] = {
     { "max", "everything the accelerator offers", "AuthenticAMD", 0x00000f61,
       "qkvm TCG x86-64 CPU", { 0 } },
     { "host", "the host CPU as KVM offers it (kvm only)", NULL, 0, NULL, { 0 } },
+    /* kvm-unit-tests' syscall test: an AMD CPU (SYSCALL/SYSRET in compatibility mode) */
+    { "Opteron_G1", "AMD Opteron 240 (Gen 1 Class Opteron)", "AuthenticAMD", 0x00000f61,
+      "AMD Opteron 240 (Gen 1 Class Opteron)",
+      { [CPUF_1_EDX] = EDX_BASE, [CPUF_1_ECX] = 1u << 0, [CPUF_X1_EDX] = X1_EDX_LM } },
     { "Conroe", "Intel Celeron_4x0 (Conroe/Merom Class Core 2)", "GenuineIntel", 0x000006f1,
       "Intel Celeron_4x0 (Conroe/Merom Class Core 2)",
       { [CPUF_1_EDX] = EDX_BASE, [CPUF_1_ECX] = ECX_CONROE, [CPUF_X1_EDX] = X1_EDX_LM,
@@ -209,6 +213,21 @@ int cpu_model_parse(const char *spec, const uint32_t avail[CPUF_WORDS], bool kvm
     for (char *p = strtok_r(NULL, ",", &save); p; p = strtok_r(NULL, ",", &save)) {
         bool on;
         char *fname = p, *eq = strchr(p, '=');
+        /* QEMU's CPU properties that are not feature bits */
+        if (!strncmp(p, "vendor=", 7)) {
+            if (strlen(p + 7) != 12) {
+                snprintf(err, errlen, "-cpu %s: vendor= takes 12 characters (GenuineIntel, AuthenticAMD)", spec);
+                return -EINVAL;
+            }
+            snprintf(out->vendor, sizeof(out->vendor), "%s", p + 7);
+            continue;
+        }
+        if (!strcmp(p, "host-phys-bits") || !strcmp(p, "host-phys-bits=on") || !strcmp(p, "host-phys-bits=off"))
+            continue;   /* the physical address width is the accelerator's in any case */
+        if (!strncmp(p, "phys-bits=", 10)) {
+            snprintf(err, errlen, "-cpu %s: phys-bits: qkvm's CPUs report the accelerator's physical address width, not a chosen one", spec);
+            return -EINVAL;
+        }
         if (*p == '+' || *p == '-') {
             on = *p == '+';
             fname = p + 1;

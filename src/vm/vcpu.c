@@ -93,6 +93,12 @@ static void *vcpu_thread(void *arg)
         case VCPU_EXIT_SHUTDOWN:
             /* QEMU resets on a triple fault; qkvm stops, because a guest that faults that hard
              * during boot would otherwise loop for ever, printing the same thing. */
+            if (m->cfg->no_reboot) {
+                /* QEMU's -no-reboot: the reset a triple fault causes ends the run, status 0 */
+                log_debug(LOG_INT, "cpu%d: triple fault: exiting (-no-reboot)", v->id);
+                machine_request_stop(m, MACHINE_RESET, 0);
+                break;
+            }
             log_error("cpu%d: triple fault: the guest CPU shut down", v->id);
             machine_request_stop(m, MACHINE_FAILED, 1);
             break;

@@ -166,6 +166,7 @@ static void test_load_linux(void **state)
     assert_int_equal(boot_load_linux(m, 0xe0000, &s), 0);
     assert_int_equal(s.rip, BOOT_KERNEL_ADDR + 0x200);
     assert_int_equal(s.gpr[R_SI], BOOT_ZERO_PAGE);
+    assert_int_equal(s.gpr[R_SP], 0x8ff0);   /* a usable stack, as Firecracker's */
     assert_true(s.efer & 0x400);
     uint8_t *zp = machine_gpa_ptr(m, BOOT_ZERO_PAGE, 4096);
     uint32_t cmdptr;

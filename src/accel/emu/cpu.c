@@ -361,6 +361,7 @@ static bool take_interrupt(struct cpu *c)
     c->halted = false;
     log_debug(LOG_INT, "cpu%d: interrupt %d at %#llx", c->id, vec, (unsigned long long)c->rip);
     c->exc_depth = 1;
+    c->exc_first = -1;
     except_deliver(c, vec, false, 0, false);
     c->exc_depth = 0;
     return true;
@@ -380,6 +381,22 @@ static void start_sipi(struct cpu *c, int vec)
     cpu_update_mode(c);
 }
 
+/* SDM vol. 3 table 6-5: a fault while delivering an event is a double fault only when both are
+ * contributory (#DE, #TS, #NP, #SS, #GP) or the first is a #PF and the second a #PF or
+ * contributory. After a benign first event (INT n, an interrupt, #DB, #BP, ...) the second is
+ * simply delivered: kvm-unit-tests' eventinj gets #NP from an INT n through a not-present gate. */
+static bool cpu_is_contributory(int vec)
+{
+    return vec == EXC_DE || (vec >= 10 && vec <= 13);
+}
+
+static bool cpu_is_double_fault(int first, int second)
+{
+    if (first == EXC_PF)
+        return second == EXC_PF || cpu_is_contributory(second);
+    return cpu_is_contributory(first) && cpu_is_contributory(second);
+}
+
 enum emu_stop emu_cpu_run(struct cpu *c)
 {
     if (c->id == 0 && emu_vm_sync(c->vm) < 0)
@@ -395,16 +412,26 @@ enum emu_stop emu_cpu_run(struct cpu *c)
         int vec = c->exc_vec;
         bool has_err = c->exc_has_err, soft = c->exc_soft;
         uint32_t err = c->exc_err;
-        if (c->exc_depth == 1) {
+        if (c->exc_depth == 1 && c->exc_rewind) {
+            c->rip -= c->exc_rewind;   /* the fault belongs to the INT n: it restarts */
+            c->exc_rewind = 0;
+        }
+        if (c->exc_depth == 1 && cpu_is_double_fault(c->exc_first, vec)) {
             vec = EXC_DF;
             has_err = true;
             err = 0;
             soft = false;
+            c->exc_depth = 2;
+        } else {
+            c->exc_depth = 1;   /* a first event, or one the SDM delivers after the first */
         }
+        c->exc_first = soft ? -1 : vec;
+        c->exc_rewind = soft ? c->exc_soft_len : 0;
+        c->exc_soft_len = 0;
         c->exc_vec = -1;
-        c->exc_depth++;
         except_deliver(c, vec, has_err, err, soft);
         c->exc_depth = 0;
+        c->exc_rewind = 0;
     }
     for (;;) {
         if (unlikely(atomic_load_explicit(&c->exit_req, memory_order_relaxed))) {

@@ -189,6 +189,9 @@ struct cpu {
     uint32_t exc_err;
     bool exc_has_err, exc_soft;
     int exc_depth;         /* nesting while delivering, for #DF and triple faults */
+    int exc_first;         /* the vector being delivered, -1 for a benign event (INT n, IRQ) */
+    uint8_t exc_soft_len;  /* INT n's length: a fault delivering it restarts the INT */
+    uint8_t exc_rewind;    /* that length while its delivery is under way */
     const struct insn *cur;
     bool brk;              /* leave the current block after this instruction */
 

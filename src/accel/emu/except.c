@@ -39,6 +39,7 @@ void raise_ud(struct cpu *c)
 
 void raise_soft_int(struct cpu *c, int vec)
 {
+    c->exc_soft_len = c->cur ? (uint8_t)c->cur->len : 0;
     c->cur = NULL;
     c->exc_vec = vec;
     c->exc_has_err = false;

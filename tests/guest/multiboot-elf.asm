@@ -1,0 +1,2 @@
+%define MB_ELF
+%include "multiboot.inc"
