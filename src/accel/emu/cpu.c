@@ -306,6 +306,23 @@ uint64_t *emu_cpu_gpr(struct cpu *c) { return c->r; }
 uint64_t emu_cpu_rip(struct cpu *c) { return c->rip; }
 void *emu_cpu_xmm(struct cpu *c, int n) { return &c->xmm[n & 15]; }
 void *emu_cpu_ymmh(struct cpu *c, int n) { return &c->ymmh[n & 15]; }
+
+int emu_cpu_set_xcr0(struct cpu *c, uint64_t v)
+{
+    if (xcr0_check(c, v))
+        return -EINVAL;
+    c->xcr0 = v;
+    return 0;
+}
+
+int emu_vm_set_cpu_model(struct emu_vm *vm, const char *spec, char *err, size_t errlen)
+{
+    struct cpu_model model;
+    int ret = cpu_model_parse(spec, cpu_model_tcg_features, false, &model, err, errlen);
+    if (ret == 0)
+        vm->model = model;
+    return ret;
+}
 void emu_cpu_fxsave(struct cpu *c, void *area512) { fpu_fxsave(c, area512); }
 
 static bool machine_stopping(struct cpu *c)

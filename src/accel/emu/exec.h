@@ -90,6 +90,8 @@ bool sse_dispatch(struct cpu *c, const struct insn *i, int p);
 H(h_crc32_movbe);
 /* exec_bmi.c: VEX BMI1/BMI2, and TZCNT (F3 0F BC; BSF without F3) */
 H(h_bmi); H(h_tzcnt);
+/* exec_avx.c: AVX, AVX2, FMA3, F16C (VEX maps 0F, 0F38, 0F3A) */
+H(h_avx);
 /* exec_fast.c: swaps in a specialized handler for common forms */
 void exec_specialize(struct insn *i, uint32_t mode);
 

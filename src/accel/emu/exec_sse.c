@@ -91,11 +91,18 @@ static float fmaxx(float a, float b) { return a > b ? a : b; }
 static double dminx(double a, double b) { return a < b ? a : b; }
 static double dmaxx(double a, double b) { return a > b ? a : b; }
 
+/* Addition and multiplication through asm: the compiler may swap the operands of a
+ * commutative operation, and with two NaNs x86 returns the first one (the destination). */
+static float fadd_x(float a, float b) { __asm__("addss %1, %0" : "+x"(a) : "x"(b)); return a; }
+static float fmul_x(float a, float b) { __asm__("mulss %1, %0" : "+x"(a) : "x"(b)); return a; }
+static double dadd_x(double a, double b) { __asm__("addsd %1, %0" : "+x"(a) : "x"(b)); return a; }
+static double dmul_x(double a, double b) { __asm__("mulsd %1, %0" : "+x"(a) : "x"(b)); return a; }
+
 static float farith(int op, float a, float b)
 {
     switch (op) {
-    case 0x58: return a + b;
-    case 0x59: return a * b;
+    case 0x58: return fadd_x(a, b);
+    case 0x59: return fmul_x(a, b);
     case 0x5c: return a - b;
     case 0x5d: return fminx(a, b);
     case 0x5e: return a / b;
@@ -106,8 +113,8 @@ static float farith(int op, float a, float b)
 static double darith(int op, double a, double b)
 {
     switch (op) {
-    case 0x58: return a + b;
-    case 0x59: return a * b;
+    case 0x58: return dadd_x(a, b);
+    case 0x59: return dmul_x(a, b);
     case 0x5c: return a - b;
     case 0x5d: return dminx(a, b);
     case 0x5e: return a / b;

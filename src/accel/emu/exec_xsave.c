@@ -51,6 +51,8 @@ void xsave_cpuid(struct cpu *c, uint32_t leaf, uint32_t sub, uint32_t out[4])
 
 int xcr0_check(const struct cpu *c, uint64_t v)
 {
+    if (v == XCR0_X87)   /* the reset value, whatever the model */
+        return 0;
     if (!(v & XCR0_X87) || (v & ~xsave_supported(c)))
         return -EINVAL;
     if ((v & XCR0_AVX) && !(v & XCR0_SSE))
