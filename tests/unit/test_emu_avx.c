@@ -236,6 +236,48 @@ static uint64_t gen_fma(struct code *c, struct regs *in, uint8_t *data)
     return gen_table(c, in, data, fma_ops, (int)(sizeof(fma_ops) / sizeof(fma_ops[0])));
 }
 
+/* AVX2 gathers: dword or qword indexes in a vector register (VSIB), scale 1-8, a mask with
+ * random signs; indexes mostly inside the data, sometimes far out (a fault on both sides), and
+ * sometimes two of the three registers the same (#UD). */
+static uint64_t gen_gather(struct code *c, struct regs *in, uint8_t *data)
+{
+    (void)in;
+    fill(data);
+    uint8_t op = (uint8_t)(0x90 + rnd() % 4);
+    bool w = rnd() % 2, far = rnd() % 16 == 0;
+    int l = (int)(rnd() % 2), dst = (int)(rnd() % 8), mask = (int)(rnd() % 8), ix = (int)(rnd() % 8);
+    while (rnd() % 8 && (mask == dst || ix == dst || ix == mask)) {
+        mask = (int)(rnd() % 8);
+        ix = (int)(rnd() % 8);
+    }
+    for (int j = 0; j < 16; j += 4) {
+        int32_t a = far ? (int32_t)rnd() : (int32_t)(rnd() % 64) - 16;
+        int32_t b = far ? (int32_t)rnd() : (int32_t)(rnd() % 64) - 16;
+        if (op & 1) {   /* qword indexes: sign-extend the dword into the pair */
+            int64_t qa = a, qb = b;
+            if (j % 8 == 0) {
+                memcpy(&xmm_in[ix][j], &qa, 8);
+                memcpy(&ymmh_in[ix][j], &qb, 8);
+            }
+        } else {
+            memcpy(&xmm_in[ix][j], &a, 4);
+            memcpy(&ymmh_in[ix][j], &b, 4);
+        }
+    }
+    for (int j = 0; j < 16; j++) {   /* mask: random signs */
+        xmm_in[mask][j] = (uint8_t)(rnd() % 3 ? 0x80 : 0x00);
+        ymmh_in[mask][j] = (uint8_t)(rnd() % 3 ? 0x80 : 0x00);
+    }
+    emit1(c, 0xc4);
+    emit1(c, (uint8_t)(0x80 | ((ix & 8) ? 0 : 0x40) | 0x20 | 2));
+    emit1(c, (uint8_t)((w ? 0x80 : 0) | (~mask & 15) << 3 | l << 2 | 1));
+    emit1(c, op);
+    emit1(c, (uint8_t)(0x44 | (dst & 7) << 3));                     /* mod 01, rm 100: SIB */
+    emit1(c, (uint8_t)((rnd() % 4) << 6 | (ix & 7) << 3 | 3));     /* scale, index, base rbx */
+    emit1(c, (uint8_t)(rnd() % 64));
+    return 0x8d5;
+}
+
 /* VZEROUPPER / VZEROALL after a legacy-SSE write (which keeps the upper half) */
 static uint64_t gen_zero(struct code *c, struct regs *in, uint8_t *data)
 {
@@ -338,6 +380,7 @@ static void test_avx(void **s) { (void)s; run_gen("avx-0f", gen_avx, 51, false);
 static void test_avx38(void **s) { (void)s; run_gen("avx-0f38", gen_avx38, 52, false); }
 static void test_avx3a(void **s) { (void)s; run_gen("avx-0f3a", gen_avx3a, 53, false); }
 static void test_fma(void **s) { (void)s; run_gen("fma-f16c", gen_fma, 54, false); }
+static void test_gather(void **s) { (void)s; run_gen("gather", gen_gather, 57, false); }
 static void test_vzero(void **s) { (void)s; run_gen("vzeroupper", gen_zero, 55, false); }
 static void test_xsave(void **s) { (void)s; run_gen("xsave", gen_xsave, 56, true); }
 
@@ -421,7 +464,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_avx), cmocka_unit_test(test_avx38), cmocka_unit_test(test_avx3a),
-        cmocka_unit_test(test_fma), cmocka_unit_test(test_vzero), cmocka_unit_test(test_xsave),
+        cmocka_unit_test(test_fma), cmocka_unit_test(test_gather), cmocka_unit_test(test_vzero), cmocka_unit_test(test_xsave),
         cmocka_unit_test(test_xsave_cpuid_xsetbv),
     };
     return cmocka_run_group_tests_name("emu_avx", tests, setup, NULL);

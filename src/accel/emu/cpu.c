@@ -318,7 +318,9 @@ int emu_cpu_set_xcr0(struct cpu *c, uint64_t v)
 int emu_vm_set_cpu_model(struct emu_vm *vm, const char *spec, char *err, size_t errlen)
 {
     struct cpu_model model;
-    int ret = cpu_model_parse(spec, cpu_model_tcg_features, false, &model, err, errlen);
+    uint32_t avail[CPUF_WORDS];
+    emu_features(avail);
+    int ret = cpu_model_parse(spec, avail, false, &model, err, errlen);
     if (ret == 0)
         vm->model = model;
     return ret;

@@ -7,6 +7,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "vm/cpu_model.h"
+
 struct machine;
 struct cpu;
 struct cpu_state;
@@ -73,6 +75,9 @@ void *emu_cpu_xmm(struct cpu *c, int n);
 void *emu_cpu_ymmh(struct cpu *c, int n);
 /* XCR0 as XSETBV would set it: 0, or -EINVAL when the CPU's model does not allow v. */
 int emu_cpu_set_xcr0(struct cpu *c, uint64_t v);
+/* What this CPU can offer a -cpu model on this host: cpu_model_tcg_features, less FMA and F16C
+ * when the host has no FMA or F16C unit of its own to run them on. */
+void emu_features(uint32_t out[CPUF_WORDS]);
 /* The -cpu model (spec as -cpu takes it, NULL: qemu64) for every CPU of vm, for tests and
  * tools without a machine config: 0, or -EINVAL with a reason in err. */
 int emu_vm_set_cpu_model(struct emu_vm *vm, const char *spec, char *err, size_t errlen);

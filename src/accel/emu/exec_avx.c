@@ -72,6 +72,15 @@ static bool host_has(uint32_t ecx_bit)
     return (v & ecx_bit) != 0;
 }
 
+void emu_features(uint32_t out[CPUF_WORDS])
+{
+    memcpy(out, cpu_model_tcg_features, sizeof(cpu_model_tcg_features));
+    if (!host_has(CPUID_1_ECX_FMA))
+        out[CPUF_1_ECX] &= ~CPUID_1_ECX_FMA;
+    if (!host_has(CPUID_1_ECX_F16C))
+        out[CPUF_1_ECX] &= ~CPUID_1_ECX_F16C;
+}
+
 static bool has(struct cpu *c, int word, uint32_t bit)
 {
     return (c->vm->model.feat[word] & bit) != 0;
@@ -546,6 +555,47 @@ static void vshift_imm(struct cpu *c, const struct insn *i, int p)
     vset(c, i->vvvv, &r[0], nl == 2 ? &r[1] : NULL);
 }
 
+/* VPGATHERDD/DQ/QD/QQ, VGATHERDPS/DPD/QPS/QPD (0F38 90-93): element by element, in order,
+ * where the mask's sign is set; each element loaded clears its mask element, so after a fault
+ * the instruction restarts where it stopped, as on hardware. */
+static void vgather(struct cpu *c, const struct insn *i, int op)
+{
+    int nl = i->vexl ? 2 : 1, dsz = i->osz == 8 ? 8 : 4, isz = (op & 1) ? 8 : 4;
+    int ix = i->index == REG_NONE ? 4 : i->index;   /* VSIB: index 100b is a vector register */
+    need(c, has(c, CPUF_7_EBX, CPUID_7_EBX_AVX2));
+    need(c, i->mod != 3 && i->base != REG_RIP && i->asz == 8);
+    need(c, i->reg != i->vvvv && i->reg != ix && i->vvvv != ix);
+    int n = 16 * nl / (dsz > isz ? dsz : isz);
+    union xmm d[2], m[2], x[2];
+    vget(c, i->reg, d);
+    vget(c, i->vvvv, m);
+    vget(c, ix, x);
+    uint8_t *db = (uint8_t *)d, *mb = (uint8_t *)m;
+    const uint8_t *xb = (const uint8_t *)x;
+    uint64_t base = (uint64_t)(int64_t)i->disp + (i->base != REG_NONE ? c->r[i->base] : 0);
+    /* beyond the elements: a VEX.128 form and a narrower destination clear it, also on a fault */
+    int dbytes = n * dsz;
+    memset(db + dbytes, 0, 32 - (size_t)dbytes);
+    memset(mb + dbytes, 0, 32 - (size_t)dbytes);
+    for (int k = 0; k < n; k++) {
+        if (!(mb[k * dsz + dsz - 1] & 0x80))
+            continue;
+        uint64_t off = 0;
+        memcpy(&off, xb + k * isz, isz);
+        off = isz == 4 ? (uint64_t)(int64_t)(int32_t)off : off;
+        uint64_t la = (c->segbase[i->seg] + base + (off << i->scale)) & c->lin_mask;
+        /* progress so far in the registers first: a fault leaves them there */
+        vset(c, i->reg, &d[0], &d[1]);
+        vset(c, i->vvvv, &m[0], &m[1]);
+        uint64_t v = mem_rd(c, la, dsz);
+        memcpy(db + k * dsz, &v, dsz);
+        memset(mb + k * dsz, 0, dsz);
+    }
+    memset(m, 0, sizeof(m));
+    vset(c, i->reg, &d[0], &d[1]);
+    vset(c, i->vvvv, &m[0], &m[1]);
+}
+
 /* --- FMA3 on the host's FMA unit, a 128-bit lane at a time --- */
 typedef long long v2di __attribute__((vector_size(16)));
 
@@ -878,6 +928,9 @@ static void avx_map2(struct cpu *c, const struct insn *i, int op, int p)
     case 0x45: case 0x46: case 0x47:
         need(c, has(c, CPUF_7_EBX, CPUID_7_EBX_AVX2));
         vshiftv(c, i, op);
+        return;
+    case 0x90: case 0x91: case 0x92: case 0x93:
+        vgather(c, i, op);
         return;
     }
     if ((op >= 0x96 && op <= 0x9f) || (op >= 0xa6 && op <= 0xaf) || (op >= 0xb6 && op <= 0xbf)) {
