@@ -23,11 +23,11 @@ refused() {  # refused NAME EXPECTED-TEXT -cpu SPEC
     fail "$name" "rc=$rc stderr: $(head -c 300 "$TMP/err")"
   fi
 }
-refused "-cpu Westmere under tcg is refused (no AES-NI)" "needs pclmulqdq, aes" -cpu Westmere
+refused "-cpu Haswell under tcg is refused (no RDRAND, LZCNT...)" "model Haswell needs .*rdrand" -cpu Haswell
 refused "-cpu host under tcg is refused" "only with -accel kvm" -cpu host
 refused "-cpu with an unknown model is refused" "unknown CPU model 'Pentium9'" -cpu Pentium9
 refused "-cpu with an unknown feature is refused" "unknown CPU feature 'nosuch'" -cpu qemu64,+nosuch
-refused "-cpu +aes under tcg is refused" "feature aes is not offered" -cpu max,+aes
+refused "-cpu +rdrand under tcg is refused" "feature rdrand is not offered" -cpu max,+rdrand
 refused "-cpu feat=maybe is refused" "takes on or off" -cpu max,popcnt=maybe
 check "-cpu help lists qemu64, max and Nehalem" sh -c "'$QKVM' -cpu help | grep -q 'x86 qemu64' && '$QKVM' -cpu help | grep -q 'x86 max' && '$QKVM' -cpu help | grep -q 'x86 Nehalem'"
 

@@ -1,5 +1,5 @@
 /* Differential tests of x86-64-v3's vector state and instructions: AVX (VEX.128 and VEX.256),
- * AVX2, FMA3, F16C, and XSAVE/XRSTOR/XSAVEOPT/XGETBV. Each case is one random VEX instruction
+ * AVX2, FMA3, F16C, AES-NI and PCLMULQDQ, and XSAVE/XRSTOR/XSAVEOPT/XGETBV. Each case is one random VEX instruction
  * of a table (random W, L, vvvv, registers, register or memory operand at an aligned or
  * misaligned address, immediate), run natively in this process and in the emulator (CPU model
  * "max", CR4.OSXSAVE, XCR0 = x87|SSE|AVX), interpreted and translated; YMM0-7 (both halves),
@@ -28,6 +28,8 @@ enum {
     REGONLY = 16,
     SUBOP = 32,     /* ModRM.reg is a /digit: the one in sub */
     RAXRDX = 64,    /* reads lengths in RAX/RDX (string compares) */
+    L128 = 128,     /* VEX.L=0 only: the 256-bit form is another feature (VAES, VPCLMULQDQ)
+                     * that qkvm does not offer and this host may have */
 };
 
 struct vop {
@@ -197,7 +199,7 @@ static uint64_t gen_table(struct code *c, struct regs *in, uint8_t *data, const 
         if (r != R_SP && r != R_BX && rnd() % 4 == 0)
             in->r[r] = rnd() % 100;
     bool w = rnd() % 2;
-    int l = (int)(rnd() % 2);
+    int l = o->kinds & L128 ? 0 : (int)(rnd() % 2);
     emit_vex(c, o, w, l, vvvv, reg, rm, mem);
     if (mem) {
         emit1(c, (uint8_t)(0x43 | (reg & 7) << 3));
@@ -234,6 +236,36 @@ static uint64_t gen_avx3a(struct code *c, struct regs *in, uint8_t *data)
 static uint64_t gen_fma(struct code *c, struct regs *in, uint8_t *data)
 {
     return gen_table(c, in, data, fma_ops, (int)(sizeof(fma_ops) / sizeof(fma_ops[0])));
+}
+
+/* AES-NI and PCLMULQDQ, legacy SSE (aligned memory operands) and VEX.128 forms */
+static const struct vop aes_ops[] = {
+    P1(2, 0xdb, L128), P1(2, 0xdc, L128), P1(2, 0xdd, L128), P1(2, 0xde, L128), P1(2, 0xdf, L128),
+    P1(3, 0xdf, IMM | L128), P1(3, 0x44, IMM | L128),
+};
+
+static uint64_t gen_aes(struct code *c, struct regs *in, uint8_t *data)
+{
+    int n = (int)(sizeof(aes_ops) / sizeof(aes_ops[0]));
+    if (rnd() % 2)
+        return gen_table(c, in, data, aes_ops, n);
+    const struct vop *o = &aes_ops[rnd() % (unsigned)n];
+    fill(data);
+    bool mem = rnd() % 3 == 0;
+    int reg = (int)(rnd() % 8), rm = (int)(rnd() % 8), disp = rnd_disp();
+    emit1(c, 0x66);
+    emit1(c, 0x0f);
+    emit1(c, o->map == 2 ? 0x38 : 0x3a);
+    emit1(c, o->op);
+    if (mem) {
+        emit1(c, (uint8_t)(0x43 | reg << 3));
+        emit1(c, (uint8_t)disp);
+    } else {
+        emit1(c, (uint8_t)(0xc0 | reg << 3 | rm));
+    }
+    if (o->kinds & IMM)
+        emit1(c, (uint8_t)rnd());
+    return 0x8d5;
 }
 
 /* AVX2 gathers: dword or qword indexes in a vector register (VSIB), scale 1-8, a mask with
@@ -380,6 +412,7 @@ static void test_avx(void **s) { (void)s; run_gen("avx-0f", gen_avx, 51, false);
 static void test_avx38(void **s) { (void)s; run_gen("avx-0f38", gen_avx38, 52, false); }
 static void test_avx3a(void **s) { (void)s; run_gen("avx-0f3a", gen_avx3a, 53, false); }
 static void test_fma(void **s) { (void)s; run_gen("fma-f16c", gen_fma, 54, false); }
+static void test_aes(void **s) { (void)s; run_gen("aes-pclmul", gen_aes, 58, false); }
 static void test_gather(void **s) { (void)s; run_gen("gather", gen_gather, 57, false); }
 static void test_vzero(void **s) { (void)s; run_gen("vzeroupper", gen_zero, 55, false); }
 static void test_xsave(void **s) { (void)s; run_gen("xsave", gen_xsave, 56, true); }
@@ -452,7 +485,8 @@ static int setup(void **s)
     (void)s;
     __builtin_cpu_init();
     if (!__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("fma") ||
-        !__builtin_cpu_supports("f16c"))
+        !__builtin_cpu_supports("f16c") || !__builtin_cpu_supports("aes") ||
+        !__builtin_cpu_supports("pclmul"))
         return -1;
     if (harness_init())
         return -1;
@@ -464,7 +498,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_avx), cmocka_unit_test(test_avx38), cmocka_unit_test(test_avx3a),
-        cmocka_unit_test(test_fma), cmocka_unit_test(test_gather), cmocka_unit_test(test_vzero), cmocka_unit_test(test_xsave),
+        cmocka_unit_test(test_fma), cmocka_unit_test(test_gather), cmocka_unit_test(test_aes), cmocka_unit_test(test_vzero), cmocka_unit_test(test_xsave),
         cmocka_unit_test(test_xsave_cpuid_xsetbv),
     };
     return cmocka_run_group_tests_name("emu_avx", tests, setup, NULL);

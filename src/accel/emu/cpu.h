@@ -420,7 +420,9 @@ void fpu_fxsave(struct cpu *c, uint8_t *area);
 void fpu_fxrstor(struct cpu *c, const uint8_t *area);
 
 /* --- XSAVE (exec_xsave.c) --- */
+#define CPUID_1_ECX_PCLMUL (1u << 1)
 #define CPUID_1_ECX_FMA (1u << 12)
+#define CPUID_1_ECX_AES (1u << 25)
 #define CPUID_1_ECX_XSAVE (1u << 26)
 #define CPUID_1_ECX_OSXSAVE (1u << 27)
 #define CPUID_1_ECX_AVX (1u << 28)

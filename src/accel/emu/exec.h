@@ -87,6 +87,9 @@ bool sse4_exec(struct cpu *c, const struct insn *i, int p);
 /* The legacy-SSE meaning of i (0F, 0F 38 or 0F 3A map in i->op's second digit, any of the
  * 0x1xx-0x3xx or VEX 0x4xx-0x6xx numbers): false for an undefined opcode/prefix. */
 bool sse_dispatch(struct cpu *c, const struct insn *i, int p);
+/* exec_aes.c: AES-NI (0F38 DB-DF, 0F3A DF) and PCLMULQDQ (0F3A 44); false when the model has
+ * no such feature (#UD) */
+bool aes_exec(struct cpu *c, const struct insn *i, int p);
 H(h_crc32_movbe);
 /* exec_bmi.c: VEX BMI1/BMI2, and TZCNT (F3 0F BC; BSF without F3) */
 H(h_bmi); H(h_tzcnt);

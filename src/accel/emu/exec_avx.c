@@ -79,6 +79,8 @@ void emu_features(uint32_t out[CPUF_WORDS])
         out[CPUF_1_ECX] &= ~CPUID_1_ECX_FMA;
     if (!host_has(CPUID_1_ECX_F16C))
         out[CPUF_1_ECX] &= ~CPUID_1_ECX_F16C;
+    if (!host_has(CPUID_1_ECX_AES))
+        out[CPUF_1_ECX] &= ~CPUID_1_ECX_AES;
 }
 
 static bool has(struct cpu *c, int word, uint32_t bit)
@@ -932,6 +934,14 @@ static void avx_map2(struct cpu *c, const struct insn *i, int op, int p)
     case 0x90: case 0x91: case 0x92: case 0x93:
         vgather(c, i, op);
         return;
+    case 0xdb:                                     /* VAESIMC */
+        need(c, !i->vexl && i->vvvv == 0);
+        lanes(c, i, p, false, false, 0);
+        return;
+    case 0xdc: case 0xdd: case 0xde: case 0xdf:    /* VAESENC... (256 bits: VAES, not offered) */
+        need(c, !i->vexl);
+        lanes(c, i, p, true, false, 0);
+        return;
     }
     if ((op >= 0x96 && op <= 0x9f) || (op >= 0xa6 && op <= 0xaf) || (op >= 0xb6 && op <= 0xbf)) {
         vfma(c, i, op);
@@ -973,6 +983,14 @@ static void avx_map3(struct cpu *c, const struct insn *i, int op, int p)
         vinsext(c, i, op);
         return;
     case 0x1d: vcvtps2ph(c, i); return;
+    case 0x44:                                     /* VPCLMULQDQ (256 bits: not offered) */
+        need(c, !i->vexl);
+        lanes(c, i, p, true, false, 0);
+        return;
+    case 0xdf:                                     /* VAESKEYGENASSIST */
+        need(c, !i->vexl && i->vvvv == 0);
+        lanes(c, i, p, false, false, 0);
+        return;
     case 0x4a: case 0x4b: case 0x4c: vblendv(c, i, op); return;
     case 0x60: case 0x61: case 0x62: case 0x63:
         need(c, !i->vexl);

@@ -691,6 +691,8 @@ static bool sse_int(struct cpu *c, const struct insn *i, int op, int p)
 bool sse_dispatch(struct cpu *c, const struct insn *i, int p)
 {
     int op = i->op & 0xff;
+    if (i->op == 0x344 || i->op == 0x3df || (i->op >= 0x2db && i->op <= 0x2df))
+        return aes_exec(c, i, p);
     if ((i->op & 0xf00) >= 0x200)
         return sse4_exec(c, i, p);
     if (sse3_exec(c, i, op, p))
