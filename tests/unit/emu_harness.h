@@ -7,6 +7,7 @@
  * virtual HBASE, so pointers in registers mean the same thing on both sides. */
 #ifndef QKVM_TESTS_EMU_HARNESS_H
 #define QKVM_TESTS_EMU_HARNESS_H
+#include <math.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdint.h>
@@ -308,6 +309,36 @@ static uint64_t rnd_val(void)
     case 3: return rnd() & 0xffffffff;
     default: return rnd();
     }
+}
+
+/* A random 64-bit lane: random bits (kind 0), two floats (1) or a double (2), a third of the
+ * floating-point ones special values (zeros, infinities, NaNs, denormals, ties, the float16
+ * range edges), and now and then a signalling NaN. */
+static __attribute__((unused)) uint64_t rnd_lane(int kind)
+{
+    static const float fs[] = { 0.0f, -0.0f, 1.0f, -1.5f, 0.5f, 2.5f, -2.5f, 1e30f, INFINITY,
+                                -INFINITY, NAN, 1e-40f, 8388609.5f, -0.49999997f, 65504.0f, 6e-8f };
+    static const double ds[] = { 0.0, -0.0, 1.0, -1.5, 0.5, 2.5, -3.5, 1e300, INFINITY, -INFINITY,
+                                 NAN, 4.9e-324, 4503599627370497.0, -0.49999999999999994, 1e-310, 3.0 };
+    if (kind == 0)
+        return rnd_val();
+    uint64_t v = 0;
+    if (kind == 1) {
+        for (int h = 0; h < 2; h++) {
+            float f = rnd() % 3 == 0 ? fs[rnd() % 16] : (float)((double)(int64_t)rnd() / 1e17);
+            uint32_t b;
+            memcpy(&b, &f, 4);
+            if (rnd() % 24 == 0)
+                b = 0x7f800001u | (uint32_t)(rnd() & 0x803fffff);   /* a signalling NaN */
+            v |= (uint64_t)b << (32 * h);
+        }
+    } else {
+        double d = rnd() % 3 == 0 ? ds[rnd() % 16] : (double)(int64_t)rnd() / 1e16;
+        memcpy(&v, &d, 8);
+        if (rnd() % 24 == 0)
+            v = 0x7ff0000000000001ull | (rnd() & 0x8007ffffffffffffull);
+    }
+    return v;
 }
 
 /* --- code building --- */
