@@ -123,8 +123,8 @@ if boot_cmd max max 'echo "flags=$(grep -m1 ^flags /proc/cpuinfo | cut -d: -f2)"
   else
     skip "tcg -cpu max: BMI program" "the host has no BMI2 or the compiler no -mbmi2"
   fi
-  check "tcg -cpu max: /proc/cpuinfo shows avx avx2 fma f16c xsave xsaveopt" \
-    has_flags "$f" avx avx2 fma f16c xsave xsaveopt
+  check "tcg -cpu max: /proc/cpuinfo shows avx avx2 fma f16c xsave xsaveopt aes pclmulqdq" \
+    has_flags "$f" avx avx2 fma f16c xsave xsaveopt aes pclmulqdq
   if [ -n "$v3" ]; then
     expect_eq "tcg -cpu max: the -march=x86-64-v3 program prints the host's result" "$v3" \
       "$(grep '^isa-v3:' "$TMP/boot.max" | tr -d '\r' | head -n 1)"
