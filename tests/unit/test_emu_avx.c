@@ -393,7 +393,7 @@ static void test_xsave(void **s) { (void)s; run_gen("xsave", gen_xsave, 56, true
 /* Runs code in the emulator alone (CR4.OSXSAVE, XCR0 = 7 at the start): what the host cannot
  * be asked (CPL 0 instructions, this CPU's own CPUID). Returns the exception vector, or -1
  * when the code ran to its end; in->r gets the registers. */
-static int emu_only(const char *code, int len, struct regs *in)
+static int emu_only_mode(const char *code, int len, struct regs *in, bool compat)
 {
     uint8_t *cp = hmem + OFF_CODE;
     memcpy(cp, code, len);
@@ -402,15 +402,79 @@ static int emu_only(const char *code, int len, struct regs *in)
     struct cpu_state s;
     harness_state(&s, in);
     s.cr4 |= 0x40000;
+    uint64_t start = HBASE + OFF_CODE;
+    if (compat) {
+        /* 32-bit code (compatibility mode) at its physical address: the low 4 MiB identity
+         * mapped beside the harness's mapping at HBASE */
+        uint64_t *pml4 = (uint64_t *)(hmem + OFF_PML4), *pdpt = (uint64_t *)(hmem + 0x7000);
+        uint64_t *pd = (uint64_t *)(hmem + 0x8000);
+        pml4[0] = 0x7000 | 3;
+        pdpt[0] = 0x8000 | 3;
+        pd[0] = 0x83;
+        pd[1] = 0x200000 | 0x83;
+        s.seg[SEG_CS] = cpu_segment_flat(0x08, 0xb, false);
+        start = OFF_CODE;
+        s.rip = start;
+    }
     emu_cpu_set_state(hcpu, &s);
     assert_int_equal(emu_cpu_set_xcr0(hcpu, 7), 0);
     emu_vm_set_jit(hvm, -1);
     emu_cpu_run(hcpu);
     uint64_t rip = emu_cpu_rip(hcpu);
     memcpy(in->r, emu_cpu_gpr(hcpu), sizeof(in->r));
-    if (rip == HBASE + OFF_CODE + (uint64_t)len + 1)
+    if (rip == start + (uint64_t)len + 1)
         return -1;
     return (int)((rip - 1 - HBASE - OFF_STUBS) / 4);
+}
+
+static int emu_only(const char *code, int len, struct regs *in)
+{
+    return emu_only_mode(code, len, in, false);
+}
+
+/* VEX in 32-bit code: C4/C5 followed by what would be a register operand of LES/LDS. Eight
+ * registers (R/X/B and vvvv[3] ignored), VEX.W still picks the element type. */
+static void test_vex_32bit(void **st)
+{
+    (void)st;
+    struct regs r;
+    rnd_regs(&r);
+    memset(xmm_in, 0, sizeof(xmm_in));
+    float one = 1.5f, two = 2.0f, three = 0.25f;
+    double d1 = 3.0, d2 = 0.5, d3 = -1.0;
+    uint8_t *x1 = emu_cpu_xmm(hcpu, 1), *x2 = emu_cpu_xmm(hcpu, 2), *x0 = emu_cpu_xmm(hcpu, 0);
+    /* vfmadd231ps xmm0, xmm1 (vvvv 1001b: bit 3 ignored), xmm2; then vfmadd231pd xmm3, xmm1, xmm2
+     * (W1) on doubles; vpaddd ymm4, ymm1, ymm2 */
+    static const char code[] = "\xc4\xe2\x31\xb8\xc2" "\xc4\xe2\xf1\xb8\xda" "\xc5\xf5\xfe\xe2";
+    /* a first run sets up the mode and XCR0; then the registers, then the code from its start */
+    assert_int_equal(emu_only_mode("", 0, &r, true), -1);
+    memcpy(x0, &three, 4);
+    memcpy(x1, &one, 4);
+    memcpy(x2, &two, 4);
+    uint8_t *x3 = emu_cpu_xmm(hcpu, 3);
+    memcpy(x3, &d3, 8);
+    memcpy(x1 + 8, &d1, 8);
+    memcpy(x2 + 8, &d2, 8);
+    memcpy(emu_cpu_ymmh(hcpu, 1), "\x01\0\0\0", 4);
+    memcpy(emu_cpu_ymmh(hcpu, 2), "\x02\0\0\0", 4);
+    emu_vm_invalidate(hvm, 0, HSIZE);
+    memcpy(hmem + OFF_CODE, code, sizeof(code) - 1);
+    hmem[OFF_CODE + sizeof(code) - 1] = 0xf4;
+    struct cpu_state s;
+    emu_cpu_get_state(hcpu, &s);
+    s.rip = OFF_CODE;
+    emu_cpu_set_state(hcpu, &s);
+    emu_cpu_run(hcpu);
+    assert_int_equal(emu_cpu_rip(hcpu), OFF_CODE + sizeof(code));
+    float f0;
+    memcpy(&f0, x0, 4);
+    assert_true(f0 == 1.5f * 2.0f + 0.25f);
+    double dd;
+    memcpy(&dd, x3 + 8, 8);
+    assert_true(dd == 3.0 * 0.5 + 0.0);      /* x3's upper double was 0: 3.0 * 0.5 + 0 */
+    uint32_t hi;
+    memcpy(&hi, emu_cpu_ymmh(hcpu, 4), 4);
+    assert_int_equal(hi, 3);                 /* 256 bits in 32-bit code: 1 + 2 */
 }
 
 /* CPUID leaf 0xD and OSXSAVE as this CPU gives them, and XSETBV: what it accepts, and the
@@ -472,7 +536,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_avx), cmocka_unit_test(test_avx38), cmocka_unit_test(test_avx3a),
         cmocka_unit_test(test_fma), cmocka_unit_test(test_gather), cmocka_unit_test(test_aes), cmocka_unit_test(test_vzero), cmocka_unit_test(test_xsave),
-        cmocka_unit_test(test_xsave_cpuid_xsetbv),
+        cmocka_unit_test(test_xsave_cpuid_xsetbv), cmocka_unit_test(test_vex_32bit),
     };
     return cmocka_run_group_tests_name("emu_avx", tests, setup, NULL);
 }

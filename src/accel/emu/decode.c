@@ -212,8 +212,15 @@ int decode_insn(const uint8_t *code, int avail, uint32_t mode, struct insn *i, i
     NEED(1);
     unsigned op = code[p++];
     const struct opdef *d;
-    if ((op == 0xc4 || op == 0xc5) && code64) {
-        /* VEX (64-bit mode only: elsewhere C4/C5 stay LES/LDS). No 66/F2/F3/REX/LOCK before it. */
+    bool vex = op == 0xc4 || op == 0xc5;
+    if (vex && !code64) {
+        /* outside 64-bit mode C4/C5 are LES/LDS unless what follows would be a register
+         * operand, which LES/LDS cannot have: then it is VEX */
+        NEED(1);
+        vex = code[p] >= 0xc0;
+    }
+    if (vex) {
+        /* No 66/F2/F3/REX/LOCK before it. */
         NEED(op == 0xc4 ? 3 : 2);
         if (osz_pfx || i->rep || rex || i->lock)
             goto bad;
@@ -222,9 +229,11 @@ int decode_insn(const uint8_t *code, int avail, uint32_t mode, struct insn *i, i
         rex = 0x40 | ((~b1 >> 5) & 4);
         if (op == 0xc4)
             rex |= ((~b1 >> 5) & 3) | ((b2 >> 4) & 8);
+        if (!code64)
+            rex &= 0x48;   /* eight registers: R, X, B and vvvv[3] are ignored; W stays */
         i->rex = (uint8_t)rex;
         i->vex = 1;
-        i->vvvv = (uint8_t)((~b2 >> 3) & 15);
+        i->vvvv = (uint8_t)((~b2 >> 3) & (code64 ? 15 : 7));
         i->vexl = (uint8_t)((b2 >> 2) & 1);
         static const uint8_t pp_rep[4] = { 0, 0, 0xf3, 0xf2 };
         i->rep = pp_rep[b2 & 3];

@@ -17,6 +17,8 @@
 #include <math.h>
 
 #define SD 16   /* scratch: destination and first source */
+/* VEX.W (in 32-bit code too, where it does not make operands 64-bit) */
+#define VEX_W(i) (((i)->rex & 8) != 0)
 #define SS 17   /* scratch: second source */
 
 static const union xmm zero;
@@ -312,7 +314,7 @@ static void vptest(struct cpu *c, const struct insn *i, int op)
     vsrc(c, i, 16 * nl, false, s);
     vget(c, i->reg, d);
     if (op != 0x17)
-        need(c, i->osz != 8);   /* VTESTPS/PD: VEX.W0; VPTEST ignores W */
+        need(c, !VEX_W(i));   /* VTESTPS/PD: VEX.W0; VPTEST ignores W */
     uint64_t m = op == 0x0e ? 0x8000000080000000ull : op == 0x0f ? 0x8000000000000000ull : ~0ull;
     uint64_t z = 0, cf = 0;
     for (int k = 0; k < 2 * nl; k++) {
@@ -326,7 +328,7 @@ static void vptest(struct cpu *c, const struct insn *i, int op)
  * register forms (AVX2). */
 static void vbroadcast(struct cpu *c, const struct insn *i, int op)
 {
-    need(c, i->osz != 8);   /* VEX.W0 */
+    need(c, !VEX_W(i));   /* VEX.W0 */
     int sz = op == 0x78 ? 1 : op == 0x79 ? 2 : (op == 0x18 || op == 0x58) ? 4 : (op == 0x19 || op == 0x59) ? 8 : 16;
     int nl = i->vexl ? 2 : 1;
     need(c, i->vvvv == 0);
@@ -345,7 +347,7 @@ static void vbroadcast(struct cpu *c, const struct insn *i, int op)
 /* VPERMILPS/PD with a vector (0F38 0C/0D) or an immediate (0F3A 04/05) selector */
 static void vpermil(struct cpu *c, const struct insn *i, int op, bool imm)
 {
-    need(c, i->osz != 8);   /* VEX.W0 */
+    need(c, !VEX_W(i));   /* VEX.W0 */
     int nl = i->vexl ? 2 : 1;
     bool pd = (op & 1) != 0;
     union xmm a[2], s[2], r[2];
@@ -373,7 +375,7 @@ static void vpermil(struct cpu *c, const struct insn *i, int op, bool imm)
 /* VPERM2F128 / VPERM2I128 */
 static void vperm2x128(struct cpu *c, const struct insn *i)
 {
-    need(c, i->osz != 8);   /* VEX.W0 */
+    need(c, !VEX_W(i));   /* VEX.W0 */
     need(c, i->vexl);
     union xmm src[4], r[2];
     vget(c, i->vvvv, src);
@@ -388,7 +390,7 @@ static void vperm2x128(struct cpu *c, const struct insn *i)
 /* VINSERTF128/I128 (0F3A 18/38), VEXTRACTF128/I128 (19/39) */
 static void vinsext(struct cpu *c, const struct insn *i, int op)
 {
-    need(c, i->osz != 8);   /* VEX.W0 */
+    need(c, !VEX_W(i));   /* VEX.W0 */
     need(c, i->vexl);
     int l = (int)(i->imm & 1);
     if (op == 0x18 || op == 0x38) {
@@ -420,7 +422,7 @@ static void vperm(struct cpu *c, const struct insn *i, int op)
         for (int k = 0; k < 4; k++)
             rq[k] = sq[(i->imm >> (2 * k)) & 3];
     } else {
-        need(c, i->osz != 8);   /* VPERMD/PS: VEX.W0 (VPERMQ/PD want W1; this host's CPU ignores it) */
+        need(c, !VEX_W(i));   /* VPERMD/PS: VEX.W0 (VPERMQ/PD want W1; this host's CPU ignores it) */
         vget(c, i->vvvv, ix);
         vsrc(c, i, 32, false, s);
         const uint32_t *sd = (const uint32_t *)s, *id = (const uint32_t *)ix;
@@ -435,7 +437,7 @@ static void vperm(struct cpu *c, const struct insn *i, int op)
 static void vshiftv(struct cpu *c, const struct insn *i, int op)
 {
     int nl = i->vexl ? 2 : 1;
-    bool q = i->osz == 8;
+    bool q = VEX_W(i);
     need(c, !(op == 0x46 && q));
     union xmm a[2], s[2], r[2];
     vget(c, i->vvvv, a);
@@ -462,7 +464,7 @@ static void vshiftv(struct cpu *c, const struct insn *i, int op)
 /* VBLENDVPS/PD, VPBLENDVB (0F3A 4A/4B/4C): the mask is the register in imm[7:4] */
 static void vblendv(struct cpu *c, const struct insn *i, int op)
 {
-    need(c, i->osz != 8);   /* VEX.W0 */
+    need(c, !VEX_W(i));   /* VEX.W0 */
     int nl = i->vexl ? 2 : 1;
     if (op == 0x4c && nl == 2)
         need(c, has(c, CPUF_7_EBX, CPUID_7_EBX_AVX2));
@@ -480,7 +482,7 @@ static void vblendv(struct cpu *c, const struct insn *i, int op)
 /* VPBLENDD (0F3A 02) */
 static void vpblendd(struct cpu *c, const struct insn *i)
 {
-    need(c, i->osz != 8);   /* VEX.W0 */
+    need(c, !VEX_W(i));   /* VEX.W0 */
     int nl = i->vexl ? 2 : 1;
     union xmm a[2], s[2];
     vget(c, i->vvvv, a);
@@ -496,13 +498,13 @@ static void vpblendd(struct cpu *c, const struct insn *i)
 static void vmaskmov(struct cpu *c, const struct insn *i, int op)
 {
     int nl = i->vexl ? 2 : 1;
-    int esz = (op == 0x2c || op == 0x2e) ? 4 : (op == 0x2d || op == 0x2f) ? 8 : i->osz == 8 ? 8 : 4;
+    int esz = (op == 0x2c || op == 0x2e) ? 4 : (op == 0x2d || op == 0x2f) ? 8 : VEX_W(i) ? 8 : 4;
     bool store = op == 0x2e || op == 0x2f || op == 0x8e;
     need(c, i->mod != 3);
     if (op > 0x80)
         need(c, has(c, CPUF_7_EBX, CPUID_7_EBX_AVX2));
     else
-        need(c, i->osz != 8);   /* VMASKMOVPS/PD: VEX.W0 */
+        need(c, !VEX_W(i));   /* VMASKMOVPS/PD: VEX.W0 */
     union xmm m[2], v[2] = { zero, zero };
     vget(c, i->vvvv, m);
     uint64_t la = ea(c, i);
@@ -562,10 +564,10 @@ static void vshift_imm(struct cpu *c, const struct insn *i, int p)
  * the instruction restarts where it stopped, as on hardware. */
 static void vgather(struct cpu *c, const struct insn *i, int op)
 {
-    int nl = i->vexl ? 2 : 1, dsz = i->osz == 8 ? 8 : 4, isz = (op & 1) ? 8 : 4;
+    int nl = i->vexl ? 2 : 1, dsz = VEX_W(i) ? 8 : 4, isz = (op & 1) ? 8 : 4;
     int ix = i->index == REG_NONE ? 4 : i->index;   /* VSIB: index 100b is a vector register */
     need(c, has(c, CPUF_7_EBX, CPUID_7_EBX_AVX2));
-    need(c, i->mod != 3 && i->base != REG_RIP && i->asz == 8);
+    need(c, i->mod != 3 && i->base != REG_RIP && i->asz != 2);
     need(c, i->reg != i->vvvv && i->reg != ix && i->vvvv != ix);
     int n = 16 * nl / (dsz > isz ? dsz : isz);
     union xmm d[2], m[2], x[2];
@@ -585,7 +587,7 @@ static void vgather(struct cpu *c, const struct insn *i, int op)
         uint64_t off = 0;
         memcpy(&off, xb + k * isz, isz);
         off = isz == 4 ? (uint64_t)(int64_t)(int32_t)off : off;
-        uint64_t la = (c->segbase[i->seg] + base + (off << i->scale)) & c->lin_mask;
+        uint64_t la = (c->segbase[i->seg] + ((base + (off << i->scale)) & size_mask(i->asz))) & c->lin_mask;
         /* progress so far in the registers first: a fault leaves them there */
         vset(c, i->reg, &d[0], &d[1]);
         vset(c, i->vvvv, &m[0], &m[1]);
@@ -653,7 +655,7 @@ static void fma_lane(unsigned key, union xmm *d, const union xmm *b, const union
 static void vfma(struct cpu *c, const struct insn *i, int op)
 {
     need(c, has(c, CPUF_1_ECX, CPUID_1_ECX_FMA) && host_has(CPUID_1_ECX_FMA));
-    bool pd = i->osz == 8;
+    bool pd = VEX_W(i);
     bool scalar = (op & 1) && (op & 0xf) >= 8;
     int nl = scalar ? 1 : i->vexl ? 2 : 1;
     unsigned key = (unsigned)(scalar ? op - 1 : op) | (pd ? 1u << 8 : 0);
@@ -680,7 +682,7 @@ static void vfma(struct cpu *c, const struct insn *i, int op)
 /* --- F16C on the host's converters --- */
 static void vcvtph2ps(struct cpu *c, const struct insn *i)
 {
-    need(c, i->osz != 8);   /* VEX.W0 */
+    need(c, !VEX_W(i));   /* VEX.W0 */
     need(c, has(c, CPUF_1_ECX, CPUID_1_ECX_F16C) && host_has(CPUID_1_ECX_F16C));
     need(c, i->vvvv == 0);
     int nl = i->vexl ? 2 : 1;
@@ -699,7 +701,7 @@ static void vcvtph2ps(struct cpu *c, const struct insn *i)
 
 static void vcvtps2ph(struct cpu *c, const struct insn *i)
 {
-    need(c, i->osz != 8);   /* VEX.W0 */
+    need(c, !VEX_W(i));   /* VEX.W0 */
     need(c, has(c, CPUF_1_ECX, CPUID_1_ECX_F16C) && host_has(CPUID_1_ECX_F16C));
     need(c, i->vvvv == 0);
     int nl = i->vexl ? 2 : 1;
