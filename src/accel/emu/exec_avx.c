@@ -1008,7 +1008,9 @@ H(h_avx)
 {
     int op = i->op & 0xff, map = (i->op >> 8) == 6 ? 1 : (i->op >> 8) == 4 ? 2 : 3;
     int p = i->rep == 0xf3 ? P_F3 : i->rep == 0xf2 ? P_F2 : i->pfx66 ? P_66 : P_NONE;
-    if (!(c->cr4 & CR4_OSXSAVE) || (c->xcr0 & (XCR0_SSE | XCR0_AVX)) != (XCR0_SSE | XCR0_AVX) ||
+    /* no VEX in real and virtual-8086 mode */
+    if (!(c->cr0 & CR0_PE) || (c->eflags & F_VM) ||
+        !(c->cr4 & CR4_OSXSAVE) || (c->xcr0 & (XCR0_SSE | XCR0_AVX)) != (XCR0_SSE | XCR0_AVX) ||
         !has(c, CPUF_1_ECX, CPUID_1_ECX_AVX))
         raise_ud(c);
     if (i->vexl && int_op(map, op))
