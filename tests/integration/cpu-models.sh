@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # -cpu decides what the software CPU's CPUID reports, and what it reports works: the default guest
 # under `-accel tcg -cpu max` shows the x86-64-v2 flags in /proc/cpuinfo and runs a static
-# -march=x86-64-v2 program (tests/guest/isa-v2.c) to the same digest as the host; under the
-# default qemu64 the v2 flags are absent; models and features qkvm cannot give are refused.
+# -march=x86-64-v2 program (tests/guest/isa-v2.c) to the same digest as the host, and with the
+# x86-64-v3 flags (avx avx2 fma f16c xsave) a -march=x86-64-v3 program (tests/guest/isa-v3.c:
+# AVX2, FMA, F16C, glibc's AVX2 string functions) in the same boot; under the default qemu64 the
+# v2 and v3 flags are absent; models and features qkvm cannot give are refused.
 . "$(dirname "$0")/lib.sh"
 
 if ! "$QKVM" -accel help | grep -qx tcg; then
@@ -21,11 +23,11 @@ refused() {  # refused NAME EXPECTED-TEXT -cpu SPEC
     fail "$name" "rc=$rc stderr: $(head -c 300 "$TMP/err")"
   fi
 }
-refused "-cpu Westmere under tcg is refused (no AES-NI)" "needs pclmulqdq, aes" -cpu Westmere
+refused "-cpu Haswell under tcg is refused (no RDRAND, LZCNT...)" "model Haswell needs .*rdrand" -cpu Haswell
 refused "-cpu host under tcg is refused" "only with -accel kvm" -cpu host
 refused "-cpu with an unknown model is refused" "unknown CPU model 'Pentium9'" -cpu Pentium9
 refused "-cpu with an unknown feature is refused" "unknown CPU feature 'nosuch'" -cpu qemu64,+nosuch
-refused "-cpu +avx2 under tcg is refused" "feature avx2 is not offered" -cpu max,+avx2
+refused "-cpu +rdrand under tcg is refused" "feature rdrand is not offered" -cpu max,+rdrand
 refused "-cpu feat=maybe is refused" "takes on or off" -cpu max,popcnt=maybe
 check "-cpu help lists qemu64, max and Nehalem" sh -c "'$QKVM' -cpu help | grep -q 'x86 qemu64' && '$QKVM' -cpu help | grep -q 'x86 max' && '$QKVM' -cpu help | grep -q 'x86 Nehalem'"
 
@@ -51,6 +53,20 @@ if grep -qw bmi2 /proc/cpuinfo &&
   bmi=$("$TMP/isa-bmi" | grep '^isa-bmi:')
 fi
 
+# x86-64-v3 (AVX2, FMA, F16C, BMI, MOVBE; no LZCNT in it, see below), where the host can run it
+v3=
+if grep -qw avx2 /proc/cpuinfo && grep -qw fma /proc/cpuinfo && grep -qw f16c /proc/cpuinfo &&
+   cc -O2 -static -march=x86-64-v3 -o "$TMP/isa-v3" "$TOP/tests/guest/isa-v3.c" 2>"$TMP/cc3.err"; then
+  v3=$("$TMP/isa-v3" | grep '^isa-v3:')
+  if command -v objdump >/dev/null; then
+    ops=$(objdump -d "$TMP/isa-v3" | grep -oE '\b(vpermd|vpsllvd|vpermq|vperm2i128|vpblendd|vpmaskmovd|vfmadd231ps|vfnmadd132pd|vcvtph2ps|vcvtps2ph|vbroadcastss|vblendvps|lzcnt)\b' | sort -u | tr '\n' ' ')
+    # LZCNT (also x86-64-v3) is not implemented and this host has none: the program must not
+    # hold it, or host and guest would agree only by both running it as BSR
+    expect_eq "isa-v3 holds AVX, AVX2, FMA and F16C instructions (and no LZCNT)" \
+      "vblendvps vbroadcastss vcvtph2ps vcvtps2ph vfmadd231ps vfnmadd132pd vpblendd vperm2i128 vpermd vpermq vpmaskmovd vpsllvd " "$ops"
+  fi
+fi
+
 if ! "$TOP/guest/build.sh" "$TOP/$B/guest" >"$TMP/guest.log" 2>&1; then
   fail "default guest builds" "$(tail -n 3 "$TMP/guest.log")"
   exit 0
@@ -58,6 +74,7 @@ fi
 G=$TOP/$B/guest
 mkdir "$TMP/root"
 (cd "$TMP/root" && zcat "$G/initrd.gz" | cpio -id --quiet && cp "$TMP/isa-v2" bin/isa-v2 && { [ ! -e "$TMP/isa-bmi" ] || cp "$TMP/isa-bmi" bin/isa-bmi; } &&
+  { [ -z "$v3" ] || cp "$TMP/isa-v3" bin/isa-v3; } &&
   find . | cpio -o -H newc --quiet | gzip -1 >"$TMP/initrd-v2.gz")
 
 # boot_cmd NAME CPU COMMANDS: boots the guest with -cpu CPU (none: the default), types the
@@ -93,7 +110,7 @@ has_flags() {  # has_flags LINE FLAG...: every flag is in the line
   for f; do case "$line" in *" $f "*) ;; *) return 1 ;; esac; done
 }
 
-if boot_cmd max max 'echo "flags=$(grep -m1 ^flags /proc/cpuinfo | cut -d: -f2)"; /bin/isa-v2; echo "rc=$?"; [ ! -x /bin/isa-bmi ] || /bin/isa-bmi'; then
+if boot_cmd max max 'echo "flags=$(grep -m1 ^flags /proc/cpuinfo | cut -d: -f2)"; /bin/isa-v2; echo "rc=$?"; [ ! -x /bin/isa-bmi ] || /bin/isa-bmi; [ ! -x /bin/isa-v3 ] || { /bin/isa-v3; echo "rc3=$?"; }'; then
   f=$(flags_of max)
   check "tcg -cpu max: /proc/cpuinfo shows sse3 ssse3 sse4_1 sse4_2 popcnt cx16 movbe lahf_lm bmi1 bmi2" \
     has_flags "$f" pni ssse3 sse4_1 sse4_2 popcnt cx16 movbe lahf_lm bmi1 bmi2
@@ -106,13 +123,22 @@ if boot_cmd max max 'echo "flags=$(grep -m1 ^flags /proc/cpuinfo | cut -d: -f2)"
   else
     skip "tcg -cpu max: BMI program" "the host has no BMI2 or the compiler no -mbmi2"
   fi
+  check "tcg -cpu max: /proc/cpuinfo shows avx avx2 fma f16c xsave xsaveopt aes pclmulqdq" \
+    has_flags "$f" avx avx2 fma f16c xsave xsaveopt aes pclmulqdq
+  if [ -n "$v3" ]; then
+    expect_eq "tcg -cpu max: the -march=x86-64-v3 program prints the host's result" "$v3" \
+      "$(grep '^isa-v3:' "$TMP/boot.max" | tr -d '\r' | head -n 1)"
+    expect_eq "tcg -cpu max: the x86-64-v3 program exits 0" 0 "$(sed -n 's/^rc3=//p' "$TMP/boot.max" | tr -d '\r' | head -n 1)"
+  else
+    skip "tcg -cpu max: x86-64-v3 program" "the host has no AVX2/FMA/F16C or no static toolchain: $(head -c 200 "$TMP/cc3.err" 2>/dev/null)"
+  fi
 fi
 
 if boot_cmd default none 'echo "flags=$(grep -m1 ^flags /proc/cpuinfo | cut -d: -f2)"'; then
   f=$(flags_of default)
   check "tcg default (qemu64): /proc/cpuinfo shows pni cx16 lahf_lm" has_flags "$f" pni cx16 lahf_lm
-  check "tcg default (qemu64): no ssse3, sse4_1, sse4_2 or popcnt" \
-    sh -c "! echo ' $f ' | grep -qwE 'ssse3|sse4_1|sse4_2|popcnt'"
+  check "tcg default (qemu64): no ssse3, sse4_1, sse4_2, popcnt, xsave, avx or avx2" \
+    sh -c "! echo ' $f ' | grep -qwE 'ssse3|sse4_1|sse4_2|popcnt|xsave|avx|avx2'"
 fi
 
 if boot_cmd minus 'max,-sse4.2,popcnt=off' 'echo "flags=$(grep -m1 ^flags /proc/cpuinfo | cut -d: -f2)"'; then

@@ -7,6 +7,7 @@
  * virtual HBASE, so pointers in registers mean the same thing on both sides. */
 #ifndef QKVM_TESTS_EMU_HARNESS_H
 #define QKVM_TESTS_EMU_HARNESS_H
+#include <math.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdint.h>
@@ -42,6 +43,7 @@ struct result {
     uint64_t fault_rip;
     uint8_t data[DATA_SIZE];
     uint8_t xmm[16][16];
+    uint8_t ymmh[8][16];  /* with use_ymm: bits 255:128 of YMM0-7 */
 };
 
 static uint8_t *hmem;
@@ -109,6 +111,34 @@ static void run_native_xmm(void)
                      : "memory", "rax", "rcx", "rdx", "rsi", "rdi", "r8", "r9", "r10", "r11",
                        "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7",
                        "xmm8", "xmm9", "xmm10", "xmm11", "xmm12", "xmm13", "xmm14", "xmm15");
+}
+
+/* With use_ymm (AVX tests): the upper halves of YMM0-7 too, in and out. */
+static uint8_t ymmh_in[8][16], ymmh_out[8][16];
+static int use_ymm;
+
+static void run_native_ymm(void)
+{
+    static uint8_t yin[8][32], yout[8][32];
+    for (int k = 0; k < 8; k++) {
+        memcpy(yin[k], xmm_in[k], 16);
+        memcpy(yin[k] + 16, ymmh_in[k], 16);
+    }
+    __asm__ volatile("vmovdqu 0(%0), %%ymm0\nvmovdqu 32(%0), %%ymm1\nvmovdqu 64(%0), %%ymm2\n"
+                     "vmovdqu 96(%0), %%ymm3\nvmovdqu 128(%0), %%ymm4\nvmovdqu 160(%0), %%ymm5\n"
+                     "vmovdqu 192(%0), %%ymm6\nvmovdqu 224(%0), %%ymm7\n"
+                     "sub $128, %%rsp\ncall run_native\nadd $128, %%rsp\n"
+                     "vmovdqu %%ymm0, 0(%1)\nvmovdqu %%ymm1, 32(%1)\nvmovdqu %%ymm2, 64(%1)\n"
+                     "vmovdqu %%ymm3, 96(%1)\nvmovdqu %%ymm4, 128(%1)\nvmovdqu %%ymm5, 160(%1)\n"
+                     "vmovdqu %%ymm6, 192(%1)\nvmovdqu %%ymm7, 224(%1)\nvzeroupper\n"
+                     :: "r"(yin), "r"(yout)
+                     : "memory", "rax", "rcx", "rdx", "rsi", "rdi", "r8", "r9", "r10", "r11",
+                       "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7",
+                       "xmm8", "xmm9", "xmm10", "xmm11", "xmm12", "xmm13", "xmm14", "xmm15");
+    for (int k = 0; k < 8; k++) {
+        memcpy(xmm_out[k], yout[k], 16);
+        memcpy(ymmh_out[k], yout[k] + 16, 16);
+    }
 }
 
 /* --- set-up --- */
@@ -190,7 +220,9 @@ static void harness_run(const uint8_t *code, int len, const struct regs *in, con
     for (int k = 0; k < 4; k++)
         sigaction(sigs[k], &sa, &old[k]);
     if (sigsetjmp(native_jb, 1) == 0) {
-        if (use_xmm)
+        if (use_ymm)
+            run_native_ymm();
+        else if (use_xmm)
             run_native_xmm();
         else
             run_native();
@@ -206,6 +238,7 @@ static void harness_run(const uint8_t *code, int len, const struct regs *in, con
         sigaction(sigs[k], &old[k], NULL);
     memcpy(nat->data, hmem + OFF_DATA, DATA_SIZE);
     memcpy(nat->xmm, xmm_out, sizeof(xmm_out));
+    memcpy(nat->ymmh, ymmh_out, sizeof(ymmh_out));
 
     /* emulated */
     cp[len] = 0xf4;
@@ -213,7 +246,13 @@ static void harness_run(const uint8_t *code, int len, const struct regs *in, con
     emu_vm_invalidate(hvm, 0, HSIZE);
     struct cpu_state s;
     harness_state(&s, in);
+    if (use_ymm)
+        s.cr4 |= 0x40000;   /* OSXSAVE (XCR0 is set below) */
     emu_cpu_set_state(hcpu, &s);
+    if (use_ymm && emu_cpu_set_xcr0(hcpu, 7) < 0)
+        fail_msg("the emulated CPU's model does not allow AVX state");
+    for (int k = 0; k < 16; k++)
+        memcpy(emu_cpu_ymmh(hcpu, k), k < 8 && use_ymm ? ymmh_in[k] : (const uint8_t *)"\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0", 16);
     emu_vm_set_jit(hvm, harness_jit);
     for (int k = 0; k < 8; k++)
         memcpy(emu_cpu_xmm(hcpu, k), xmm_in[k], 16);
@@ -240,6 +279,8 @@ static void harness_run(const uint8_t *code, int len, const struct regs *in, con
     memcpy(emu->data, hmem + OFF_DATA, DATA_SIZE);
     for (int k = 0; k < 16; k++)
         memcpy(emu->xmm[k], emu_cpu_xmm(hcpu, k), 16);
+    for (int k = 0; k < 8; k++)
+        memcpy(emu->ymmh[k], emu_cpu_ymmh(hcpu, k), 16);
 }
 
 /* --- random operands --- */
@@ -270,6 +311,36 @@ static uint64_t rnd_val(void)
     }
 }
 
+/* A random 64-bit lane: random bits (kind 0), two floats (1) or a double (2), a third of the
+ * floating-point ones special values (zeros, infinities, NaNs, denormals, ties, the float16
+ * range edges), and now and then a signalling NaN. */
+static __attribute__((unused)) uint64_t rnd_lane(int kind)
+{
+    static const float fs[] = { 0.0f, -0.0f, 1.0f, -1.5f, 0.5f, 2.5f, -2.5f, 1e30f, INFINITY,
+                                -INFINITY, NAN, 1e-40f, 8388609.5f, -0.49999997f, 65504.0f, 6e-8f };
+    static const double ds[] = { 0.0, -0.0, 1.0, -1.5, 0.5, 2.5, -3.5, 1e300, INFINITY, -INFINITY,
+                                 NAN, 4.9e-324, 4503599627370497.0, -0.49999999999999994, 1e-310, 3.0 };
+    if (kind == 0)
+        return rnd_val();
+    uint64_t v = 0;
+    if (kind == 1) {
+        for (int h = 0; h < 2; h++) {
+            float f = rnd() % 3 == 0 ? fs[rnd() % 16] : (float)((double)(int64_t)rnd() / 1e17);
+            uint32_t b;
+            memcpy(&b, &f, 4);
+            if (rnd() % 24 == 0)
+                b = 0x7f800001u | (uint32_t)(rnd() & 0x803fffff);   /* a signalling NaN */
+            v |= (uint64_t)b << (32 * h);
+        }
+    } else {
+        double d = rnd() % 3 == 0 ? ds[rnd() % 16] : (double)(int64_t)rnd() / 1e16;
+        memcpy(&v, &d, 8);
+        if (rnd() % 24 == 0)
+            v = 0x7ff0000000000001ull | (rnd() & 0x8007ffffffffffffull);
+    }
+    return v;
+}
+
 /* --- code building --- */
 struct code {
     uint8_t b[256];
@@ -287,7 +358,7 @@ static void emit1(struct code *c, uint8_t b)
     c->b[c->n++] = b;
 }
 
-static void emit_imm(struct code *c, uint64_t v, int n)
+static __attribute__((unused)) void emit_imm(struct code *c, uint64_t v, int n)
 {
     for (int k = 0; k < n; k++)
         emit1(c, (uint8_t)(v >> (8 * k)));

@@ -60,13 +60,24 @@ static void test_named_models(void **s)
     assert_int_equal(m.feat[CPUF_1_ECX] & (ECX_SSE42 | ECX_POPCNT), ECX_SSE42 | ECX_POPCNT);
     assert_int_equal(parse_tcg("Penryn", &m), 0);
     assert_int_equal(m.feat[CPUF_1_ECX] & (ECX_SSE41 | ECX_SSE42), ECX_SSE41);
-    /* Westmere needs AES-NI and PCLMULQDQ: refused by name, not cut silently */
-    assert_int_equal(parse_tcg("Westmere", &m), -EINVAL);
+    /* Westmere (AES-NI, PCLMULQDQ) and SandyBridge (XSAVE, AVX) are there now */
+    assert_int_equal(parse_tcg("Westmere", &m), 0);
+    assert_int_equal(parse_tcg("SandyBridge", &m), 0);
+    assert_int_equal(m.feat[CPUF_1_ECX] >> 28 & 1, 1);
+    /* a model needing what the accelerator lacks is refused by name, not cut silently */
+    uint32_t no_aes[CPUF_WORDS];
+    memcpy(no_aes, cpu_model_tcg_features, sizeof(no_aes));
+    no_aes[CPUF_1_ECX] &= ~((1u << 25) | (1u << 1));
+    assert_int_equal(cpu_model_parse("Westmere", no_aes, false, &m, err, sizeof(err)), -EINVAL);
     assert_non_null(strstr(err, "aes"));
     assert_non_null(strstr(err, "pclmulqdq"));
     assert_null(strstr(err, "pclmuldq"));   /* an alias is not named twice */
     assert_int_equal(parse_tcg("Haswell", &m), -EINVAL);
-    assert_non_null(strstr(err, "avx2"));
+    assert_non_null(strstr(err, "rdrand"));
+    assert_null(strstr(err, "avx2"));        /* AVX2, FMA, F16C, XSAVE, AES are there now */
+    assert_null(strstr(err, "fma"));
+    assert_null(strstr(err, "xsave"));
+    assert_null(strstr(err, "aes"));
     assert_int_equal(parse_tcg("nosuchcpu", &m), -EINVAL);
     assert_non_null(strstr(err, "unknown CPU model 'nosuchcpu'"));
     assert_int_equal(parse_tcg("host", &m), -EINVAL);
@@ -86,8 +97,9 @@ static void test_feature_properties(void **s)
     assert_int_equal(m.feat[CPUF_X1_ECX] & 1, 0);
     /* switching off what is not implemented is fine; switching it on is not */
     assert_int_equal(parse_tcg("qemu64,-avx2,aes=off", &m), 0);
-    assert_int_equal(parse_tcg("qemu64,+avx2", &m), -EINVAL);
-    assert_non_null(strstr(err, "avx2"));
+    assert_int_equal(parse_tcg("qemu64,+rdrand", &m), -EINVAL);
+    assert_non_null(strstr(err, "rdrand"));
+    assert_int_equal(parse_tcg("qemu64,+avx2,+avx,+xsave,+fma,+f16c", &m), 0);
     assert_int_equal(parse_tcg("qemu64,+nosuchfeat", &m), -EINVAL);
     assert_non_null(strstr(err, "unknown CPU feature 'nosuchfeat'"));
     assert_int_equal(parse_tcg("qemu64,popcnt=maybe", &m), -EINVAL);
@@ -129,9 +141,9 @@ static void test_cpuid_leaves(void **s)
     assert_int_equal(out[1] >> 24, 1);           /* APIC ID */
     assert_int_equal(out[3] >> 28 & 1, 1);       /* HTT with 2 CPUs */
     cpu_model_cpuid(&m, 0, 1, 0, 0, out);
-    assert_int_equal(out[0], 7);                 /* leaf 7 holds BMI1/BMI2 */
+    assert_int_equal(out[0], 0xd);               /* leaf 0xD: XSAVE; leaf 7 BMI1/AVX2/BMI2 */
     cpu_model_cpuid(&m, 0, 1, 7, 0, out);
-    assert_int_equal(out[1], (1u << 3) | (1u << 8));
+    assert_int_equal(out[1], (1u << 3) | (1u << 5) | (1u << 8));
     cpu_model_cpuid(&m, 0, 1, 7, 1, out);
     assert_int_equal(out[1], 0);                 /* subleaf 1: nothing */
     cpu_model_cpuid(&m, 0, 1, 0x80000001, 0, out);

@@ -17,33 +17,6 @@
 
 typedef uint64_t (*gen_fn)(struct code *c, struct regs *in, uint8_t *data);
 
-static uint64_t rnd_lane(int kind)
-{
-    static const float fs[] = { 0.0f, -0.0f, 1.0f, -1.5f, 0.5f, 2.5f, -2.5f, 1e30f, INFINITY,
-                                -INFINITY, NAN, 1e-40f, 8388609.5f, -0.49999997f };
-    static const double ds[] = { 0.0, -0.0, 1.0, -1.5, 0.5, 2.5, -3.5, 1e300, INFINITY, -INFINITY,
-                                 NAN, 4.9e-324, 4503599627370497.0, -0.49999999999999994 };
-    if (kind == 0)
-        return rnd_val();
-    uint64_t v = 0;
-    if (kind == 1) {
-        for (int h = 0; h < 2; h++) {
-            float f = rnd() % 3 == 0 ? fs[rnd() % 14] : (float)((double)(int64_t)rnd() / 1e17);
-            uint32_t b;
-            memcpy(&b, &f, 4);
-            if (rnd() % 24 == 0)
-                b = 0x7f800001u | (uint32_t)(rnd() & 0x803fffff);   /* a signalling NaN */
-            v |= (uint64_t)b << (32 * h);
-        }
-    } else {
-        double d = rnd() % 3 == 0 ? ds[rnd() % 14] : (double)(int64_t)rnd() / 1e16;
-        memcpy(&v, &d, 8);
-        if (rnd() % 24 == 0)
-            v = 0x7ff0000000000001ull | (rnd() & 0x8007ffffffffffffull);   /* a signalling NaN */
-    }
-    return v;
-}
-
 /* xmm_in and data: random bits (kind 0), floats (1) or doubles (2); for the string compares
  * (kind 3) short runs of few distinct characters with zeros among them, so that matches,
  * ranges and terminators all happen. */

@@ -461,6 +461,7 @@ static void test_tcg_cpu_migrates(void **state)
     ca->fpu.top = 5;
     ca->fpu.fcw = 0x27f;
     ca->xmm[7].q[1] = 0xfeedfacecafebeefull;
+    ca->ymmh[15].q[1] = 0x0123456789abcdefull;   /* section version 2: YMM upper halves */
     ca->mxcsr = 0x1f80 | 0x3f;
     ca->lstar = 0xffffffff81000000ull;
     uint8_t *buf = NULL;
@@ -484,6 +485,15 @@ static void test_tcg_cpu_migrates(void **state)
     assert_int_equal(cb->mxcsr, 0x1f80 | 0x3f);
     assert_int_equal(cb->lstar, 0xffffffff81000000ull);
     assert_int_equal(cb->csz, 4);         /* the mode was re-derived: 32-bit code */
+    assert_int_equal(cb->ymmh[15].q[1], 0x0123456789abcdefull);
+    assert_int_equal(cb->xcr0, 1);
+    free(buf);
+    /* an XCR0 with AVX state for a qemu64 CPU (no XSAVE) is refused, not loaded */
+    ca->xcr0 = 7;
+    buf = NULL;
+    assert_int_equal(vmstate_save(&a->m, &buf, &n), 0);
+    assert_int_equal(vmstate_load(&b->m, buf, n, why, sizeof(why)), -EINVAL);
+    assert_non_null(strstr(why, "XCR0"));
     free(buf);
     vfx_free(b);
     vfx_free(a);

@@ -142,7 +142,9 @@ static void cpu_reset_regs(struct cpu *c)
     emu_cpu_set_state(c, &s);
     fpu_reset(&c->fpu);
     memset(c->xmm, 0, sizeof(c->xmm));
+    memset(c->ymmh, 0, sizeof(c->ymmh));
     c->mxcsr = 0x1f80;
+    c->xcr0 = XCR0_X87;
     c->pat = 0x0007040600070406ull;
     c->misc_enable = 1;   /* fast strings */
     c->efer = 0;
@@ -303,6 +305,26 @@ uint64_t emu_cpu_rflags(struct cpu *c) { return flags_get(c); }
 uint64_t *emu_cpu_gpr(struct cpu *c) { return c->r; }
 uint64_t emu_cpu_rip(struct cpu *c) { return c->rip; }
 void *emu_cpu_xmm(struct cpu *c, int n) { return &c->xmm[n & 15]; }
+void *emu_cpu_ymmh(struct cpu *c, int n) { return &c->ymmh[n & 15]; }
+
+int emu_cpu_set_xcr0(struct cpu *c, uint64_t v)
+{
+    if (xcr0_check(c, v))
+        return -EINVAL;
+    c->xcr0 = v;
+    return 0;
+}
+
+int emu_vm_set_cpu_model(struct emu_vm *vm, const char *spec, char *err, size_t errlen)
+{
+    struct cpu_model model;
+    uint32_t avail[CPUF_WORDS];
+    emu_features(avail);
+    int ret = cpu_model_parse(spec, avail, false, &model, err, errlen);
+    if (ret == 0)
+        vm->model = model;
+    return ret;
+}
 void emu_cpu_fxsave(struct cpu *c, void *area512) { fpu_fxsave(c, area512); }
 
 static bool machine_stopping(struct cpu *c)

@@ -47,6 +47,12 @@ struct lapic;
 #define CR4_PAE 0x20u
 #define CR4_PGE 0x80u
 #define CR4_OSFXSR 0x200u
+#define CR4_OSXMMEXCPT 0x400u
+#define CR4_OSXSAVE 0x40000u
+/* XCR0 state components this CPU knows: x87, SSE, AVX (the YMM upper halves) */
+#define XCR0_X87 0x1u
+#define XCR0_SSE 0x2u
+#define XCR0_AVX 0x4u
 #define EFER_SCE 0x1u
 #define EFER_LME 0x100u
 #define EFER_LMA 0x400u
@@ -164,8 +170,12 @@ struct cpu {
     uint64_t apic_base;
 
     struct fpu fpu;
-    union xmm xmm[16];
+    /* 16 and 17 are scratch: the VEX forms (exec_avx.c) run the SSE code on them, a 128-bit
+     * lane at a time, so that it never sees the guest's destination before it is complete */
+    union xmm xmm[18];
+    union xmm ymmh[16];    /* bits 255:128 of YMM0-15 (XCR0 bit 2) */
     uint32_t mxcsr;
+    uint64_t xcr0;         /* XSETBV register 0: always has x87 */
 
     /* TLB: one for supervisor accesses, one for user (CPL 3) accesses. */
     struct tlb_entry tlb[2][TLB_SIZE];
@@ -411,6 +421,25 @@ static inline void need_cpl0(struct cpu *c)
 void fpu_reset(struct fpu *f);
 void fpu_fxsave(struct cpu *c, uint8_t *area);
 void fpu_fxrstor(struct cpu *c, const uint8_t *area);
+
+/* --- XSAVE (exec_xsave.c) --- */
+#define CPUID_1_ECX_PCLMUL (1u << 1)
+#define CPUID_1_ECX_FMA (1u << 12)
+#define CPUID_1_ECX_AES (1u << 25)
+#define CPUID_1_ECX_XSAVE (1u << 26)
+#define CPUID_1_ECX_OSXSAVE (1u << 27)
+#define CPUID_1_ECX_AVX (1u << 28)
+#define CPUID_1_ECX_F16C (1u << 29)
+#define CPUID_7_EBX_AVX2 (1u << 5)
+/* The XCR0 bits this CPU's model allows (0 without XSAVE). */
+uint64_t xsave_supported(const struct cpu *c);
+/* 0, or -EINVAL when v is not a valid XCR0 for this CPU. */
+int xcr0_check(const struct cpu *c, uint64_t v);
+/* Adds what depends on the CPU's state (OSXSAVE, leaf 0xD) to a CPUID answer. */
+void xsave_cpuid(struct cpu *c, uint32_t leaf, uint32_t sub, uint32_t out[4]);
+struct insn;
+void xsave_xgetbv_xsetbv(struct cpu *c, const struct insn *i, bool set);
+void xsave_exec(struct cpu *c, const struct insn *i, int sub, uint64_t la);
 
 /* --- logging of unimplemented opcodes, once each --- */
 void emu_log_unimp(struct cpu *c, const char *what, unsigned op);

@@ -134,19 +134,34 @@ static const struct opdef op2[256] = {
 static const struct opdef op38[256] = {
     [0x00 ... 0x0b] = S(0), [0x10] = S(0), [0x14 ... 0x15] = S(0), [0x17] = S(0),
     [0x1c ... 0x1e] = S(0), [0x20 ... 0x25] = S(0), [0x28 ... 0x2b] = S(0),
-    [0x30 ... 0x35] = S(0), [0x37 ... 0x41] = S(0),
+    [0x30 ... 0x35] = S(0), [0x37 ... 0x41] = S(0), [0xdb ... 0xdf] = S(0),
     [0xf0] = { h_crc32_movbe, M | BRM }, [0xf1] = { h_crc32_movbe, M },
 };
-/* VEX-encoded general-register instructions: BMI1 and BMI2 (exec_bmi.c) */
+/* VEX: AVX/AVX2/FMA/F16C (exec_avx.c, which sorts out prefixes and lengths), and the
+ * general-register instructions of BMI1 and BMI2 (exec_bmi.c) */
+#define V(x) { h_avx, M | SSE | (x) }
+static const struct opdef opv1[256] = {
+    [0x10 ... 0x17] = V(0), [0x28 ... 0x2f] = V(0), [0x50 ... 0x6f] = V(0), [0x70 ... 0x73] = V(IB),
+    [0x74 ... 0x76] = V(0), [0x77] = { h_avx, SSE }, [0x7c ... 0x7f] = V(0), [0xc2] = V(IB),
+    [0xc4 ... 0xc6] = V(IB), [0xd0 ... 0xff] = V(0),
+};
 static const struct opdef opv38[256] = {
+    [0x00 ... 0x0f] = V(0), [0x13] = V(0), [0x16 ... 0x19] = V(0), [0x1a] = V(0),
+    [0x1c ... 0x1e] = V(0), [0x20 ... 0x25] = V(0), [0x28 ... 0x2f] = V(0), [0x30 ... 0x41] = V(0),
+    [0x45 ... 0x47] = V(0), [0x58 ... 0x5a] = V(0), [0x78 ... 0x79] = V(0), [0x8c] = V(0),
+    [0x8e] = V(0), [0x90 ... 0x93] = V(0), [0x96 ... 0x9f] = V(0), [0xa6 ... 0xaf] = V(0), [0xb6 ... 0xbf] = V(0), [0xdb ... 0xdf] = V(0),
     [0xf2] = { h_bmi, M }, [0xf3] = { h_bmi, M }, [0xf5 ... 0xf7] = { h_bmi, M },
 };
 static const struct opdef opv3a[256] = {
+    [0x00 ... 0x02] = V(IB), [0x04 ... 0x06] = V(IB), [0x08 ... 0x0f] = V(IB), [0x14 ... 0x19] = V(IB),
+    [0x1d] = V(IB), [0x20 ... 0x22] = V(IB), [0x38 ... 0x39] = V(IB), [0x40 ... 0x42] = V(IB),
+    [0x44] = V(IB), [0x46] = V(IB), [0x4a ... 0x4c] = V(IB), [0x60 ... 0x63] = V(IB), [0xdf] = V(IB),
     [0xf0] = { h_bmi, M | IB },
 };
+#undef V
 static const struct opdef op3a[256] = {
     [0x08 ... 0x0f] = S(IB), [0x14 ... 0x17] = S(IB), [0x20 ... 0x22] = S(IB),
-    [0x40 ... 0x42] = S(IB), [0x60 ... 0x63] = S(IB),
+    [0x40 ... 0x42] = S(IB), [0x44] = S(IB), [0x60 ... 0x63] = S(IB), [0xdf] = S(IB),
 };
 
 static uint64_t rd_le(const uint8_t *p, int n)
@@ -197,8 +212,15 @@ int decode_insn(const uint8_t *code, int avail, uint32_t mode, struct insn *i, i
     NEED(1);
     unsigned op = code[p++];
     const struct opdef *d;
-    if ((op == 0xc4 || op == 0xc5) && code64) {
-        /* VEX (64-bit mode only: elsewhere C4/C5 stay LES/LDS). No 66/F2/F3/REX/LOCK before it. */
+    bool vex = op == 0xc4 || op == 0xc5;
+    if (vex && !code64) {
+        /* outside 64-bit mode C4/C5 are LES/LDS unless what follows would be a register
+         * operand, which LES/LDS cannot have: then it is VEX */
+        NEED(1);
+        vex = code[p] >= 0xc0;
+    }
+    if (vex) {
+        /* No 66/F2/F3/REX/LOCK before it. */
         NEED(op == 0xc4 ? 3 : 2);
         if (osz_pfx || i->rep || rex || i->lock)
             goto bad;
@@ -207,19 +229,21 @@ int decode_insn(const uint8_t *code, int avail, uint32_t mode, struct insn *i, i
         rex = 0x40 | ((~b1 >> 5) & 4);
         if (op == 0xc4)
             rex |= ((~b1 >> 5) & 3) | ((b2 >> 4) & 8);
+        if (!code64)
+            rex &= 0x48;   /* eight registers: R, X, B and vvvv[3] are ignored; W stays */
         i->rex = (uint8_t)rex;
         i->vex = 1;
-        i->vvvv = (uint8_t)((~b2 >> 3) & 15);
+        i->vvvv = (uint8_t)((~b2 >> 3) & (code64 ? 15 : 7));
         i->vexl = (uint8_t)((b2 >> 2) & 1);
         static const uint8_t pp_rep[4] = { 0, 0, 0xf3, 0xf2 };
         i->rep = pp_rep[b2 & 3];
         i->pfx66 = (b2 & 3) == 1;
         NEED(1);
         unsigned b3 = code[p++];
-        if (map != 2 && map != 3)
+        if (map < 1 || map > 3)
             goto bad;
-        d = map == 2 ? &opv38[b3] : &opv3a[b3];
-        op = (map == 2 ? 0x400u : 0x500u) | b3;
+        d = map == 1 ? &opv1[b3] : map == 2 ? &opv38[b3] : &opv3a[b3];
+        op = (map == 1 ? 0x600u : map == 2 ? 0x400u : 0x500u) | b3;
     } else if (op == 0x0f) {
         NEED(1);
         op = code[p++];

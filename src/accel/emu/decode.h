@@ -18,7 +18,7 @@ typedef void (*insn_fn)(struct cpu *c, const struct insn *i);
 struct insn {
     insn_fn fn;
     uint16_t op;        /* opcode: 0x00-0xff, 0x100 + second byte for 0F xx, 0x200/0x300 for 0F38/0F3A,
-                         * 0x400/0x500 for VEX 0F38/0F3A */
+                         * 0x400/0x500/0x600 for VEX 0F38/0F3A/0F */
     uint8_t len;
     uint8_t osz;        /* operand size in bytes: 1, 2, 4, 8 */
     uint8_t asz;        /* address size: 2, 4, 8 */

@@ -3,8 +3,11 @@
  * not RAM goes to the callbacks in emu_env (port I/O, MMIO, the local APIC). */
 #ifndef QKVM_ACCEL_EMU_EMU_H
 #define QKVM_ACCEL_EMU_EMU_H
+#include <stddef.h>
 #include <stdbool.h>
 #include <stdint.h>
+
+#include "vm/cpu_model.h"
 
 struct machine;
 struct cpu;
@@ -68,6 +71,16 @@ uint64_t *emu_cpu_gpr(struct cpu *c);
 uint64_t emu_cpu_rip(struct cpu *c);
 /* XMM register n (16 bytes) and the x87/SSE state in FXSAVE layout (512 bytes), for tests. */
 void *emu_cpu_xmm(struct cpu *c, int n);
+/* Bits 255:128 of YMM register n (16 bytes), for tests. */
+void *emu_cpu_ymmh(struct cpu *c, int n);
+/* XCR0 as XSETBV would set it: 0, or -EINVAL when the CPU's model does not allow v. */
+int emu_cpu_set_xcr0(struct cpu *c, uint64_t v);
+/* What this CPU can offer a -cpu model on this host: cpu_model_tcg_features, less FMA and F16C
+ * when the host has no FMA or F16C unit of its own to run them on. */
+void emu_features(uint32_t out[CPUF_WORDS]);
+/* The -cpu model (spec as -cpu takes it, NULL: qemu64) for every CPU of vm, for tests and
+ * tools without a machine config: 0, or -EINVAL with a reason in err. */
+int emu_vm_set_cpu_model(struct emu_vm *vm, const char *spec, char *err, size_t errlen);
 void emu_cpu_fxsave(struct cpu *c, void *area512);
 
 #endif

@@ -84,9 +84,17 @@ void sse_dst_get(struct cpu *c, const struct insn *i, bool mmx, union xmm *v);
  * 0F 38 / 0F 3A maps (SSSE3, SSE4.1, SSE4.2; false for an undefined opcode/prefix). */
 bool sse3_exec(struct cpu *c, const struct insn *i, int op, int p);
 bool sse4_exec(struct cpu *c, const struct insn *i, int p);
+/* The legacy-SSE meaning of i (0F, 0F 38 or 0F 3A map in i->op's second digit, any of the
+ * 0x1xx-0x3xx or VEX 0x4xx-0x6xx numbers): false for an undefined opcode/prefix. */
+bool sse_dispatch(struct cpu *c, const struct insn *i, int p);
+/* exec_aes.c: AES-NI (0F38 DB-DF, 0F3A DF) and PCLMULQDQ (0F3A 44); false when the model has
+ * no such feature (#UD) */
+bool aes_exec(struct cpu *c, const struct insn *i, int p);
 H(h_crc32_movbe);
 /* exec_bmi.c: VEX BMI1/BMI2, and TZCNT (F3 0F BC; BSF without F3) */
 H(h_bmi); H(h_tzcnt);
+/* exec_avx.c: AVX, AVX2, FMA3, F16C (VEX maps 0F, 0F38, 0F3A) */
+H(h_avx);
 /* exec_fast.c: swaps in a specialized handler for common forms */
 void exec_specialize(struct insn *i, uint32_t mode);
 

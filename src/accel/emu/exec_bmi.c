@@ -32,7 +32,7 @@ H(h_bmi)
     int sz = i->osz == 8 ? 8 : 4;
     uint64_t mask = size_mask(sz);
     int op = i->op & 0xff, pp = i->pfx66 ? 1 : i->rep == 0xf3 ? 2 : i->rep == 0xf2 ? 3 : 0;
-    if (i->vexl)
+    if (i->vexl || !(c->cr0 & CR0_PE) || (c->eflags & F_VM))   /* no VEX in real or v8086 mode */
         raise_ud(c);
     uint64_t src = rm_read(c, i, sz), v = c->r[i->vvvv] & mask;
     if (i->op >= 0x500) {                          /* RORX: F2 0F3A F0 */

@@ -91,11 +91,18 @@ static float fmaxx(float a, float b) { return a > b ? a : b; }
 static double dminx(double a, double b) { return a < b ? a : b; }
 static double dmaxx(double a, double b) { return a > b ? a : b; }
 
+/* Addition and multiplication through asm: the compiler may swap the operands of a
+ * commutative operation, and with two NaNs x86 returns the first one (the destination). */
+static float fadd_x(float a, float b) { __asm__("addss %1, %0" : "+x"(a) : "x"(b)); return a; }
+static float fmul_x(float a, float b) { __asm__("mulss %1, %0" : "+x"(a) : "x"(b)); return a; }
+static double dadd_x(double a, double b) { __asm__("addsd %1, %0" : "+x"(a) : "x"(b)); return a; }
+static double dmul_x(double a, double b) { __asm__("mulsd %1, %0" : "+x"(a) : "x"(b)); return a; }
+
 static float farith(int op, float a, float b)
 {
     switch (op) {
-    case 0x58: return a + b;
-    case 0x59: return a * b;
+    case 0x58: return fadd_x(a, b);
+    case 0x59: return fmul_x(a, b);
     case 0x5c: return a - b;
     case 0x5d: return fminx(a, b);
     case 0x5e: return a / b;
@@ -106,8 +113,8 @@ static float farith(int op, float a, float b)
 static double darith(int op, double a, double b)
 {
     switch (op) {
-    case 0x58: return a + b;
-    case 0x59: return a * b;
+    case 0x58: return dadd_x(a, b);
+    case 0x59: return dmul_x(a, b);
     case 0x5c: return a - b;
     case 0x5d: return dminx(a, b);
     case 0x5e: return a / b;
@@ -681,25 +688,29 @@ static bool sse_int(struct cpu *c, const struct insn *i, int op, int p)
     return true;
 }
 
-H(h_sse)
+bool sse_dispatch(struct cpu *c, const struct insn *i, int p)
 {
     int op = i->op & 0xff;
+    if (i->op == 0x344 || i->op == 0x3df || (i->op >= 0x2db && i->op <= 0x2df))
+        return aes_exec(c, i, p);
+    if ((i->op & 0xf00) >= 0x200)
+        return sse4_exec(c, i, p);
+    if (sse3_exec(c, i, op, p))
+        return true;
+    if ((op >= 0x10 && op <= 0x17) || (op >= 0x28 && op <= 0x2f) || (op >= 0x50 && op <= 0x5f) ||
+        op == 0xc2 || op == 0xc6)
+        return sse_float(c, i, op, p);
+    return sse_int(c, i, op, p);
+}
+
+H(h_sse)
+{
     int p = i->rep == 0xf3 ? P_F3 : i->rep == 0xf2 ? P_F2 : i->pfx66 ? P_66 : P_NONE;
     if (c->cr0 & CR0_TS)
         raise_exc(c, EXC_NM);
     if ((c->cr0 & CR0_EM) || !(c->cr4 & CR4_OSFXSR))
         raise_ud(c);
-    bool ok;
-    if (i->op >= 0x200)
-        ok = sse4_exec(c, i, p);
-    else if (sse3_exec(c, i, op, p))
-        ok = true;
-    else if ((op >= 0x10 && op <= 0x17) || (op >= 0x28 && op <= 0x2f) || (op >= 0x50 && op <= 0x5f) ||
-        op == 0xc2 || op == 0xc6)
-        ok = sse_float(c, i, op, p);
-    else
-        ok = sse_int(c, i, op, p);
-    if (!ok) {
+    if (!sse_dispatch(c, i, p)) {
         emu_log_unimp(c, "unimplemented SSE opcode (0f xx, 0f 38 xx as 2xx, 0f 3a xx as 3xx; prefix in bits 12-13)",
                       (unsigned)(i->op | (p << 12)));
         raise_ud(c);

@@ -172,6 +172,10 @@ H(h_grp7)
         cpu_set_cr0(c, (c->cr0 & ~0xeull) | (v & 0xf) | (c->cr0 & 1));
         return;
     }
+    if (sub == 2 && (rm == 0 || rm == 1)) {   /* XGETBV, XSETBV */
+        xsave_xgetbv_xsetbv(c, i, rm == 1);
+        return;
+    }
     if (sub == 7 && rm == 0) {          /* SWAPGS */
         if (!c->code64)
             raise_ud(c);
@@ -429,6 +433,7 @@ H(h_grp15)
         break;
     }
     case 3: mem_wr(c, la, 4, c->mxcsr); break;
+    case 4: case 5: case 6: xsave_exec(c, i, sub, la); break;
     case 7: mem_rd(c, la, 1); break;   /* CLFLUSH: nothing is cached, but it faults like a read */
     default:
         emu_log_unimp(c, "unimplemented 0f ae form", 0x200 | sub);

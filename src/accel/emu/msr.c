@@ -145,7 +145,7 @@ void cpu_model_cpuid(const struct cpu_model *m, int id, int ncpus, uint32_t leaf
     out[0] = out[1] = out[2] = out[3] = 0;
     switch (leaf) {
     case 0:
-        out[0] = has7 ? 7 : 1;
+        out[0] = (m->feat[CPUF_1_ECX] & (1u << 26)) ? 0xd : has7 ? 7 : 1;   /* XSAVE: leaf 0xD */
         put_str(out, m->vendor, ebx_edx_ecx);
         break;
     case 1:
@@ -196,6 +196,7 @@ void cpu_model_cpuid(const struct cpu_model *m, int id, int ncpus, uint32_t leaf
 void cpuid_query(struct cpu *c, uint32_t leaf, uint32_t sub, uint32_t out[4])
 {
     cpu_model_cpuid(&c->vm->model, c->id, c->ncpus, leaf, sub, out);
+    xsave_cpuid(c, leaf, sub, out);
 }
 
 void cpu_set_efer(struct cpu *c, uint64_t v)
@@ -237,8 +238,8 @@ void cpu_set_cr3(struct cpu *c, uint64_t v)
 
 void cpu_set_cr4(struct cpu *c, uint64_t v)
 {
-    /* VME PVI TSD DE PSE PAE MCE PGE PCE OSFXSR OSXMMEXCPT */
-    if (v & ~0x7ffull)
+    /* VME PVI TSD DE PSE PAE MCE PGE PCE OSFXSR OSXMMEXCPT, and OSXSAVE with XSAVE */
+    if (v & ~(0x7ffull | (xsave_supported(c) ? CR4_OSXSAVE : 0)))
         raise_gp(c, 0);
     if (c->lma && !(v & CR4_PAE))
         raise_gp(c, 0);

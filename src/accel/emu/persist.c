@@ -26,6 +26,8 @@ struct emu_cpu_persist {
     uint64_t xmm[32];
     uint32_t mxcsr;
     bool halted, wait_sipi, inhibit_irq;
+    uint64_t ymmh[32];          /* version 2: the YMM upper halves and XCR0 */
+    uint64_t xcr0;
 };
 
 #define P struct emu_cpu_persist
@@ -53,6 +55,7 @@ static const struct vmstate_field cpu_fields[] = {
     VMSTATE_U16(P, fop), VMSTATE_U8(P, top), VMSTATE_U64(P, fip), VMSTATE_U64(P, fdp),
     VMSTATE_U64_ARRAY(P, xmm, 32), VMSTATE_U32(P, mxcsr),
     VMSTATE_BOOL(P, halted), VMSTATE_BOOL(P, wait_sipi), VMSTATE_BOOL(P, inhibit_irq),
+    VMS_FIELD(P, ymmh, VMS_U64, 32, 2), VMS_FIELD(P, xcr0, VMS_U64, 1, 2),
     VMSTATE_END,
 };
 #undef P
@@ -75,18 +78,21 @@ static void emu_cpu_pre_save(void *opaque)
     p->fcw = c->fpu.fcw, p->fsw = c->fpu.fsw, p->ftw = c->fpu.ftw, p->fop = c->fpu.fop;
     p->top = c->fpu.top, p->fip = c->fpu.fip, p->fdp = c->fpu.fdp;
     memcpy(p->xmm, c->xmm, sizeof(p->xmm));
+    memcpy(p->ymmh, c->ymmh, sizeof(p->ymmh));
+    p->xcr0 = c->xcr0;
     p->mxcsr = c->mxcsr;
     p->halted = c->halted, p->wait_sipi = c->wait_sipi, p->inhibit_irq = c->inhibit_irq;
 }
 
 static int emu_cpu_check(const void *live, const void *state, const char **why)
 {
-    (void)live;
-    const struct emu_cpu_persist *p = state;
+    const struct emu_cpu_persist *l = live, *p = state;
     if (p->top > 7)   /* indexes the register stack */
         return *why = "x87 top", -EINVAL;
     if (p->ftw > 0xff)
         return *why = "x87 tag word", -EINVAL;
+    if (p->xcr0 && xcr0_check(l->c, p->xcr0))   /* 0: a version 1 stream, without it */
+        return *why = "XCR0", -EINVAL;
     return 0;
 }
 
@@ -109,13 +115,15 @@ static void emu_cpu_post_load(void *opaque)
     }
     c->fpu.fcw = p->fcw, c->fpu.fsw = p->fsw, c->fpu.ftw = p->ftw, c->fpu.fop = p->fop;
     c->fpu.top = p->top, c->fpu.fip = p->fip, c->fpu.fdp = p->fdp;
-    memcpy(c->xmm, p->xmm, sizeof(c->xmm));
+    memcpy(c->xmm, p->xmm, sizeof(p->xmm));
+    memcpy(c->ymmh, p->ymmh, sizeof(p->ymmh));
+    c->xcr0 = p->xcr0 ? p->xcr0 : XCR0_X87;
     c->mxcsr = p->mxcsr;
     c->halted = p->halted, c->wait_sipi = p->wait_sipi, c->inhibit_irq = p->inhibit_irq;
 }
 
 static const struct vmstate_desc emu_cpu_vmstate = {
-    .name = "cpu", .version = 1, .min_version = 1, .size = sizeof(struct emu_cpu_persist), .fields = cpu_fields,
+    .name = "cpu", .version = 2, .min_version = 1, .size = sizeof(struct emu_cpu_persist), .fields = cpu_fields,
     .pre_save = emu_cpu_pre_save, .check = emu_cpu_check, .post_load = emu_cpu_post_load,
 };
 

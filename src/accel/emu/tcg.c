@@ -22,8 +22,9 @@ static int tcg_vm_create(struct machine *m)
     struct emu_vm *vm;
     struct cpu_model model;
     char err[256];
-    if (cpu_model_parse(m->cfg ? m->cfg->cpu : NULL, cpu_model_tcg_features, false, &model, err,
-                        sizeof(err))) {
+    uint32_t avail[CPUF_WORDS];
+    emu_features(avail);
+    if (cpu_model_parse(m->cfg ? m->cfg->cpu : NULL, avail, false, &model, err, sizeof(err))) {
         log_error("%s", err);
         return -EINVAL;
     }
