@@ -48,6 +48,7 @@ struct cold {
     /* a store into a page with code leaves the block after the instruction: what is left of the
      * instruction then (a stack pointer update) and where RIP goes, relative to pend */
     int sp_adj;
+    bool sp_w;           /* the stack pointer is 64-bit (else 32-bit, zero-extended) */
     int64_t rip_adv;
 };
 
@@ -61,6 +62,8 @@ struct tx {
     int8_t host_of[16];  /* guest register -> host register holding it, or -1 */
     uint16_t alloc, dirty;
     uint8_t *exit;       /* the trampoline's exit */
+    int mode;            /* decode mode: 2, 4 or 8 */
+    int sw;              /* stack width PUSH/POP/CALL/RET are inlined for (8, 4), or 0 */
 };
 
 /* --- encoding --- */
@@ -288,8 +291,6 @@ static int flags_class(const struct insn *i)
 /* --- operands --- */
 static bool ea_ok(const struct insn *i, int pend)
 {
-    if (i->asz != 8 && i->asz != 4)
-        return false;
     if (i->base != REG_NONE && i->base != REG_RIP && i->base >= 16)
         return false;
     if (i->index != REG_NONE && i->index >= 16)
@@ -327,14 +328,58 @@ static void emit_ea_off(struct tx *t, const struct insn *i)
     }
     if (i->asz == 4)
         mov_rr(t, 0, RAX, RAX);
+    else if (i->asz == 2)
+        op_rr(t, 0, 0x0fb7, RAX, RAX);   /* movzx eax, ax */
 }
 
-/* rax = the operand's linear address (64-bit mode: only FS and GS have bases) */
+/* rax += the base of segment seg, as a linear address: 64-bit mode adds only FS and GS bases;
+ * elsewhere every base counts and linear addresses wrap at 4 GiB (lin_mask). */
+static void emit_seg(struct tx *t, int seg)
+{
+    if (t->mode == 8) {
+        if (seg == SEG_FS || seg == SEG_GS)
+            op_rm(t, 1, 0x03, RAX, RBX, OFF(segbase) + 8 * seg);
+        return;
+    }
+    op_rm(t, 1, 0x03, RAX, RBX, OFF(segbase) + 8 * seg);
+    mov_rr(t, 0, RAX, RAX);
+}
+
+/* rax = the operand's linear address */
 static void emit_ea(struct tx *t, const struct insn *i)
 {
     emit_ea_off(t, i);
-    if (i->seg == SEG_FS || i->seg == SEG_GS)
-        op_rm(t, 1, 0x03, RAX, RBX, OFF(segbase) + 8 * i->seg);
+    emit_seg(t, i->seg);
+}
+
+/* The stack: rax = the linear address of the stack pointer plus delta (the new top for a
+ * push), with the stack pointer's width and wrap. */
+static void emit_sp_lin(struct tx *t, int delta)
+{
+    ldg(t, t->sw == 8, RAX, R_SP);
+    if (delta)
+        op_rm(t, t->sw == 8, 0x8d, RAX, RAX, delta);
+    emit_seg(t, SEG_SS);
+}
+
+/* stack pointer += imm, with its width; clobbers rcx */
+static void add_sp(struct tx *t, int imm)
+{
+    if (t->sw == 8) {
+        addg(t, R_SP, imm);
+        return;
+    }
+    int h = t->host_of[R_SP];
+    if (h >= 0) {
+        op_rr(t, 0, 0x83, 0, h);
+        e1(t, (uint8_t)imm);
+        t->dirty |= (uint16_t)(1u << R_SP);
+        return;
+    }
+    ld(t, 0, RCX, GREG(R_SP));
+    op_rr(t, 0, 0x83, 0, RCX);
+    e1(t, (uint8_t)imm);
+    st(t, 1, GREG(R_SP), RCX);
 }
 
 /* The software TLB for the access at rax: on a hit rax becomes the host address; a miss (or a
@@ -343,7 +388,7 @@ static struct cold *emit_tlb(struct tx *t, const struct insn *i, bool write, int
 {
     struct cold *k = &t->cold[t->ncold++];
     *k = (struct cold){ .write = write, .sz = sz, .pend = t->pend, .dirty = t->dirty,
-                        .rip_adv = i->len };
+                        .rip_adv = i->len, .sp_w = t->sw == 8 };
     mov_rr(t, 1, RCX, RAX);
     op_rr(t, 1, 0xc1, 5, RCX);   /* shr rcx, 12 */
     e1(t, 12);
@@ -413,8 +458,14 @@ static void emit_cold(struct tx *t, struct cold *k)
         op_rm(t, 0, 0x80, 7, RBX, OFF(brk));
         e1(t, 0);
         uint8_t *on = jcc32(t, 0x4);
-        if (k->sp_adj)
+        if (k->sp_adj && k->sp_w) {
             addmi(t, GREG(R_SP), k->sp_adj);
+        } else if (k->sp_adj) {   /* a 32-bit stack pointer wraps and clears the top half */
+            ld(t, 0, RCX, GREG(R_SP));
+            op_rr(t, 0, 0x83, 0, RCX);
+            e1(t, (uint8_t)k->sp_adj);
+            st(t, 1, GREG(R_SP), RCX);
+        }
         addmi(t, OFF(rip), (int32_t)k->rip_adv);
         leave(t);
         patch(on, t->p);
@@ -656,18 +707,17 @@ static bool emit_inline(struct tx *t, const struct insn *i, bool live)
     if ((op == 0x90 && i->rm == 0) || op == 0x11f)
         return true;
     if (op >= 0x50 && op <= 0x5f) {
-        if (sz != 8)
+        if (sz != t->sw)
             return false;
         if (op < 0x58) {
             ldg(t, 1, R8, i->rm);
-            ldg(t, 1, RAX, R_SP);
-            op_rm(t, 1, 0x8d, RAX, RAX, -8);
-            emit_store(t, i, 8)->sp_adj = -8;
-            addg(t, R_SP, -8);
+            emit_sp_lin(t, -sz);
+            emit_store(t, i, sz)->sp_adj = -sz;
+            add_sp(t, -sz);
         } else {
-            ldg(t, 1, RAX, R_SP);
-            emit_load(t, i, 8);
-            addg(t, R_SP, 8);
+            emit_sp_lin(t, 0);
+            emit_load(t, i, sz);
+            add_sp(t, sz);
             stg(t, i->rm, RAX);
         }
         return true;
@@ -1051,13 +1101,31 @@ static void emit_call(struct tx *t, const struct insn *i, bool last)
 
 /* Leaves the block with c->rip advanced by delta, going straight on to the translation of the
  * block there when slot k of this block links to it. Only exits to the same page link: that
- * page is mapped (this block runs from it) and one generation check covers it. */
-static void emit_exit(struct tx *t, int k, int64_t delta)
+ * page is mapped (this block runs from it) and one generation check covers it. msz: a branch
+ * of that operand size (2, 4) wraps RIP to it, as the interpreter's jump() does; a target that
+ * wrapped is not where the link points, so it leaves. */
+static void emit_exit(struct tx *t, int k, int64_t delta, int msz)
 {
     flush_regs(t);
-    addmi(t, OFF(rip), (int32_t)delta);
+    uint8_t *out0 = NULL;
+    if (msz == 2 || msz == 4) {
+        ld(t, 1, RAX, OFF(rip));
+        op_rr(t, 1, 0x81, 0, RAX);                     /* add rax, delta */
+        e4(t, (uint32_t)(int32_t)delta);
+        if (msz == 4)
+            mov_rr(t, 0, RCX, RAX);
+        else
+            op_rr(t, 0, 0x0fb7, RCX, RAX);             /* movzx ecx, ax */
+        st(t, 1, OFF(rip), RCX);
+        op_rr(t, 1, 0x39, RAX, RCX);                   /* cmp rcx, rax */
+        out0 = jcc32(t, 0x5);
+    } else {
+        addmi(t, OFF(rip), (int32_t)delta);
+    }
     int64_t to = (int64_t)(t->b->pa & 0xfff) + delta;
     if (to < 0 || to >= 0x1000) {
+        if (out0)
+            patch(out0, t->p);
         leave(t);
         return;
     }
@@ -1086,6 +1154,8 @@ static void emit_exit(struct tx *t, int k, int64_t delta)
     patch(out1, t->p);
     patch(out2, t->p);
     patch(out3, t->p);
+    if (out0)
+        patch(out0, t->p);
     leave(t);
 }
 
@@ -1097,38 +1167,40 @@ static bool emit_branch(struct tx *t, const struct insn *i)
     if (taken != (int32_t)taken)
         return false;
     unsigned cc = i->op & 0xf;
+    int sz = i->osz;
     if (i->op == 0xc3) {   /* RET: the return address from the stack, no link */
-        if (i->osz != 8)
+        if (sz != t->sw)
             return false;
-        ldg(t, 1, RAX, R_SP);
-        emit_load(t, i, 8);
-        addg(t, R_SP, 8);
+        emit_sp_lin(t, 0);
+        emit_load(t, i, sz);
+        add_sp(t, sz);
         st(t, 1, OFF(rip), RAX);
         leave_flush(t);
         t->pend = 0;
         return true;
     }
     if (i->op == 0xe8) {   /* CALL: push the return address */
+        if (sz != t->sw)
+            return false;
         ld(t, 1, R8, OFF(rip));
         op_rm(t, 1, 0x8d, R8, R8, (int32_t)next);
-        ldg(t, 1, RAX, R_SP);
-        op_rm(t, 1, 0x8d, RAX, RAX, -8);
-        struct cold *k = emit_store(t, i, 8);
-        k->sp_adj = -8;
+        emit_sp_lin(t, -sz);
+        struct cold *k = emit_store(t, i, sz);
+        k->sp_adj = -sz;
         k->rip_adv = taken - t->pend;
-        addg(t, R_SP, -8);
+        add_sp(t, -sz);
     }
     if (i->op == 0xe9 || i->op == 0xeb || i->op == 0xe8) {
-        emit_exit(t, 1, taken);
+        emit_exit(t, 1, taken, sz);
         t->pend = 0;
         return true;
     }
     cc = emit_cond(t, cc);
     flush_regs(t);   /* MOVs: the flags stay; both ways out see the registers written back */
     uint8_t *jt = jcc32(t, cc);
-    emit_exit(t, 0, next);
+    emit_exit(t, 0, next, 0);
     patch(jt, t->p);
-    emit_exit(t, 1, taken);
+    emit_exit(t, 1, taken, sz);
     t->pend = 0;
     return true;
 }
@@ -1237,18 +1309,20 @@ void jit_compile(struct cpu *c, struct block *b)
     t.ncold = 0;
     t.cc = CC_UNKNOWN;
     t.exit = c->jit + 32;
+    t.mode = (int)(b->mode & ~BLOCK_SS32);
+    t.sw = t.mode == 8 ? 8 : (b->mode & BLOCK_SS32) ? 4 : 0;
     uint8_t *start = t.p;
     alloc_regs(&t, b);
     reload_regs(&t);
     for (int k = 0; k < b->n; k++) {
         const struct insn *i = &b->ins[k];
         bool last = k == b->n - 1;
-        if (b->mode == 8 && last && !i->lock && !i->rep && branch_op(i->op) && emit_branch(&t, i))
+        if (last && !i->lock && !i->rep && branch_op(i->op) && emit_branch(&t, i))
             break;
-        if (b->mode == 8 && t.ncold < COLD_MAX - 2 && emit_inline(&t, i, live[k])) {
+        if (t.ncold < COLD_MAX - 2 && emit_inline(&t, i, live[k])) {
             t.pend += i->len;
             if (last)
-                emit_exit(&t, 0, t.pend);
+                emit_exit(&t, 0, t.pend, 0);
         } else {
             emit_call(&t, i, last);
             if (last)
