@@ -287,7 +287,7 @@ static void emit1(struct code *c, uint8_t b)
     c->b[c->n++] = b;
 }
 
-static void emit_imm(struct code *c, uint64_t v, int n)
+static __attribute__((unused)) void emit_imm(struct code *c, uint64_t v, int n)
 {
     for (int k = 0; k < n; k++)
         emit1(c, (uint8_t)(v >> (8 * k)));

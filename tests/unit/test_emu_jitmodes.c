@@ -131,7 +131,34 @@ __asm__(".pushsection .rodata\n"
         "mov %ax, %ss\n"
         "mov $0x7000, %esp\n"
         "mov %edx, %es:0x40010\n"
+        /* CALL/JMP through a register and memory, and RET, first with the stack in the code's
+         * own page (each push is a store into code: the block ends after it), then not */
+        "mov $" A("g32") ", %esi\n"
+        "mov %esi, %es:0x40020\n"
+        "mov $0x8ff0, %esp\n"
+        "mov $20, %ecx\n"
+        "5:\n"
+        "call *%esi\n"
+        "call *%es:0x40020\n"
+        "mov $" A("6f") ", %eax\n"
+        "jmp *%eax\n"
+        "6:\n"
+        "dec %ecx\n"
+        "jnz 5b\n"
+        "mov $0x7000, %esp\n"
+        "mov $40, %ecx\n"
+        "7:\n"
+        "call *%esi\n"
+        "call *%es:0x40020\n"
+        "mov $" A("8f") ", %eax\n"
+        "jmp *%eax\n"
+        "8:\n"
+        "dec %ecx\n"
+        "jnz 7b\n"
         "hlt\n"
+        "g32:\n"
+        "add $0x11, %edi\n"
+        "ret\n"
         "f32:\n"
         "push %ebx\n"
         "lea 7(%ecx,%edx), %ebx\n"
@@ -199,6 +226,7 @@ static void test_modes_translated(void **state)
 {
     (void)state;
     struct result interp, now, later;
+    assert_true(jm_end - jm_start < 0xf00);   /* the stack at 0x8ff0 is in the code's page */
     run(-1, &interp);
     run(0, &now);
     run(3, &later);
@@ -208,6 +236,7 @@ static void test_modes_translated(void **state)
     for (uint32_t k = 0; k < 500; k++)
         assert_int_equal(rd32(interp.ram, 0x10000 + 4 * k), (uint32_t)(k * 2654435761u));
     assert_int_equal(rd32(interp.ram, 0x40008), 499);           /* CMOVAE's last taken */
+    assert_int_equal(interp.r[R_DI], 499 + 0x11 * 2 * 60);       /* g32's calls */
     assert_int_equal(rd32(interp.ram, 0x4000c), 0x12340ff0);    /* 16-bit SP back to 0x0ff0 */
     assert_int_equal(interp.r[R_SP], 0x7000);
     const struct result *tr[2] = { &now, &later };

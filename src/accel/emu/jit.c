@@ -49,6 +49,7 @@ struct cold {
      * instruction then (a stack pointer update) and where RIP goes, relative to pend */
     int sp_adj;
     bool sp_w;           /* the stack pointer is 64-bit (else 32-bit, zero-extended) */
+    bool ind;            /* CALL r/m: RIP goes to the target in r9, kept across the call */
     int64_t rip_adv;
 };
 
@@ -229,13 +230,6 @@ static void reload_regs(struct tx *t)
     for (int g = 0; g < 16; g++)
         if ((t->alloc >> g) & 1)
             ld(t, 1, t->host_of[g], GREG(g));
-}
-
-/* Leaves the block, writing the guest registers back. */
-static void leave_flush(struct tx *t)
-{
-    flush_regs(t);
-    leave(t);
 }
 
 /* Leaves the block if the last handler asked to (c->brk); the registers are in struct cpu. */
@@ -452,7 +446,19 @@ static void emit_cold(struct tx *t, struct cold *k)
     movi(t, RDX, (uint64_t)k->sz);
     if (k->write) {
         mov_rr(t, 1, RCX, R8);
+        if (k->ind) {
+            e1(t, 0x41);   /* push r9; sub rsp, 8: the host stack stays 16-byte aligned */
+            e1(t, 0x51);
+            op_rr(t, 1, 0x83, 5, RSP);
+            e1(t, 8);
+        }
         call(t, (const void *)jit_st);
+        if (k->ind) {
+            op_rr(t, 1, 0x83, 0, RSP);
+            e1(t, 8);
+            e1(t, 0x41);   /* pop r9 */
+            e1(t, 0x59);
+        }
         /* a store into a page with code ends the block after the instruction, as in the
          * interpreter */
         op_rm(t, 0, 0x80, 7, RBX, OFF(brk));
@@ -466,7 +472,10 @@ static void emit_cold(struct tx *t, struct cold *k)
             e1(t, (uint8_t)k->sp_adj);
             st(t, 1, GREG(R_SP), RCX);
         }
-        addmi(t, OFF(rip), (int32_t)k->rip_adv);
+        if (k->ind)
+            st(t, 1, OFF(rip), R9);
+        else
+            addmi(t, OFF(rip), (int32_t)k->rip_adv);
         leave(t);
         patch(on, t->p);
     } else {
@@ -483,7 +492,7 @@ static void emit_cold(struct tx *t, struct cold *k)
 static bool branch_op(unsigned op)
 {
     return (op >= 0x70 && op <= 0x7f) || (op >= 0x180 && op <= 0x18f) || op == 0xe8 || op == 0xe9 ||
-           op == 0xeb || op == 0xc3;
+           op == 0xeb || op == 0xc3 || op == 0xff;
 }
 
 static unsigned lg_size(int sz) { return sz == 8 ? 3 : sz == 4 ? 2 : sz == 2 ? 1 : 0; }
@@ -1159,8 +1168,89 @@ static void emit_exit(struct tx *t, int k, int64_t delta, int msz)
     leave(t);
 }
 
-/* The branch ending a block: RET; CALL, JMP and Jcc with relative targets, leaving through
- * emit_exit (Jcc's condition from emit_cond, both ways). */
+/* Leaves the block for the RIP in rax (just stored to c->rip, registers written back), going
+ * straight on to the translated block there when the run loop's jump cache (block_get) knows
+ * it, with the checks block_get makes (the TLB still maps the page executable at the block's
+ * frame, the page's generation) and emit_exit's (interrupts, the chain budget). RET, JMP and
+ * CALL through registers or memory thus go block to block; the cache is the run loop's, so it
+ * is filled and invalidated with the block cache. */
+static void emit_ind(struct tx *t)
+{
+    uint8_t *out[9];
+    int no = 0;
+    if (t->mode != 8) {
+        op_rm(t, 1, 0x03, RAX, RBX, OFF(segbase) + 8 * SEG_CS);
+        mov_rr(t, 0, RAX, RAX);
+    }
+    /* rcx = &c->jc[(la ^ la >> JMP_CACHE_BITS) & mask] */
+    mov_rr(t, 1, RCX, RAX);
+    op_rr(t, 1, 0xc1, 5, RCX);
+    e1(t, JMP_CACHE_BITS);
+    op_rr(t, 1, 0x31, RAX, RCX);
+    op_rr(t, 0, 0x81, 4, RCX);
+    e4(t, (1u << JMP_CACHE_BITS) - 1);
+    op_rr(t, 0, 0x69, RCX, RCX);
+    e4(t, (uint32_t)sizeof(struct jc_entry));
+    rex(t, 1, RCX, RBX, RCX);         /* lea rcx, [rcx + rbx + OFF(jc)] */
+    e1(t, 0x8d);
+    e1(t, 0x8c);
+    e1(t, (RBX & 7) << 3 | (RCX & 7));
+    e4(t, (uint32_t)OFF(jc));
+    op_rm(t, 1, 0x3b, RAX, RCX, (int32_t)offsetof(struct jc_entry, la));
+    out[no++] = jcc32(t, 0x5);
+    ld(t, 0, RDX, OFF(cpl));           /* the key: mode | CPL << 8 */
+    op_rr(t, 0, 0xc1, 4, RDX);
+    e1(t, 8);
+    op_rr(t, 0, 0x81, 1, RDX);
+    e4(t, t->b->mode);
+    op_rm(t, 1, 0x3b, RDX, RCX, (int32_t)offsetof(struct jc_entry, key));
+    out[no++] = jcc32(t, 0x5);
+    op_rm(t, 1, 0x8b, RCX, RCX, (int32_t)offsetof(struct jc_entry, b));
+    op_rm(t, 1, 0x83, 7, RCX, (int32_t)offsetof(struct block, code));   /* translated? */
+    e1(t, 0);
+    out[no++] = jcc32(t, 0x4);
+    /* the TLB entry of la: the page still executable, at the block's frame */
+    mov_rr(t, 1, RSI, RAX);
+    op_rr(t, 1, 0xc1, 5, RSI);
+    e1(t, 12);
+    op_rr(t, 0, 0x81, 4, RSI);
+    e4(t, TLB_SIZE - 1);
+    op_rr(t, 0, 0x69, RSI, RSI);
+    e4(t, (uint32_t)sizeof(struct tlb_entry));
+    op_rm(t, 1, 0x03, RSI, RBX, OFF(tlbc));
+    op_rr(t, 1, 0x81, 4, RAX);         /* and rax, ~0xfff */
+    e4(t, 0xfffff000u);
+    op_rm(t, 1, 0x3b, RAX, RSI, TLB_OFF(vx));
+    out[no++] = jcc32(t, 0x5);
+    op_rm(t, 1, 0x8b, RAX, RCX, (int32_t)offsetof(struct block, pa));
+    op_rr(t, 1, 0x81, 4, RAX);
+    e4(t, 0xfffff000u);
+    op_rm(t, 1, 0x3b, RAX, RSI, TLB_OFF(pa));
+    out[no++] = jcc32(t, 0x5);
+    op_rm(t, 0, 0x8b, RDX, RCX, (int32_t)offsetof(struct block, pidx));
+    op_rm(t, 1, 0x8b, RSI, RBX, OFF(vm));
+    op_rm(t, 1, 0x8b, RSI, RSI, (int32_t)offsetof(struct emu_vm, gen));
+    e1(t, 0x8b);                       /* mov esi, [rsi + rdx*4] */
+    e1(t, 0x34);
+    e1(t, 0x96);
+    op_rm(t, 0, 0x3b, RSI, RCX, (int32_t)offsetof(struct block, gen));
+    out[no++] = jcc32(t, 0x5);
+    op_rm(t, 0, 0x80, 7, RBX, OFF(irq_check));
+    e1(t, 0);
+    out[no++] = jcc32(t, 0x5);
+    op_rm(t, 0, 0xff, 1, RBX, OFF(chain_budget));
+    out[no++] = jcc32(t, 0x4);
+    op_rm(t, 0, 0x0fb7, RDX, RCX, (int32_t)offsetof(struct block, n));
+    op_rm(t, 1, 0x01, RDX, RBX, OFF(icount));
+    op_rm(t, 0, 0xff, 4, RCX, (int32_t)offsetof(struct block, code));   /* jmp [rcx+code] */
+    for (int k = 0; k < no; k++)
+        patch(out[k], t->p);
+    leave(t);
+}
+
+/* The branch ending a block: RET, JMP and CALL through r/m, leaving through emit_ind; CALL, JMP
+ * and Jcc with relative targets, leaving through emit_exit (Jcc's condition from emit_cond,
+ * both ways). */
 static bool emit_branch(struct tx *t, const struct insn *i)
 {
     int64_t next = t->pend + i->len, taken = next + (int64_t)i->imm;
@@ -1175,7 +1265,35 @@ static bool emit_branch(struct tx *t, const struct insn *i)
         emit_load(t, i, sz);
         add_sp(t, sz);
         st(t, 1, OFF(rip), RAX);
-        leave_flush(t);
+        flush_regs(t);
+        emit_ind(t);
+        t->pend = 0;
+        return true;
+    }
+    if (i->op == 0xff) {   /* JMP r/m, CALL r/m */
+        if ((i->sub != 2 && i->sub != 4) || (sz != 8 && sz != 4) ||
+            (i->sub == 2 && sz != t->sw) || (i->mod != 3 && !ea_ok(i, t->pend)))
+            return false;
+        if (i->mod == 3) {
+            ldg(t, sz == 8, RAX, i->rm);
+        } else {
+            emit_ea(t, i);
+            emit_load(t, i, sz);
+        }
+        if (i->sub == 2) {   /* push the return address; the target waits in r9 */
+            mov_rr(t, 1, R9, RAX);
+            ld(t, 1, R8, OFF(rip));
+            op_rm(t, 1, 0x8d, R8, R8, (int32_t)next);
+            emit_sp_lin(t, -sz);
+            struct cold *k = emit_store(t, i, sz);
+            k->sp_adj = -sz;
+            k->ind = true;
+            add_sp(t, -sz);
+            mov_rr(t, 1, RAX, R9);
+        }
+        st(t, 1, OFF(rip), RAX);
+        flush_regs(t);
+        emit_ind(t);
         t->pend = 0;
         return true;
     }
