@@ -53,6 +53,18 @@ struct cold {
     int64_t rip_adv;
 };
 
+/* An instruction's handler called out of line, for when its inline form cannot run: SSE code
+ * under a non-default MXCSR or CR0/CR4 that fault, a TLB miss, a misaligned operand. */
+#define CCALL_MAX 64
+struct ccall {
+    uint8_t *patch[6];
+    int npatch;
+    const struct insn *i;
+    int pend;
+    uint16_t dirty;
+    uint8_t *resume;
+};
+
 struct tx {
     uint8_t *p;
     struct block *b;
@@ -63,6 +75,8 @@ struct tx {
     int8_t host_of[16];  /* guest register -> host register holding it, or -1 */
     uint16_t alloc, dirty;
     uint8_t *exit;       /* the trampoline's exit */
+    struct ccall ccall[CCALL_MAX];
+    int nccall;
     int mode;            /* decode mode: 2, 4 or 8 */
     int sw;              /* stack width PUSH/POP/CALL/RET are inlined for (8, 4), or 0 */
 };
@@ -378,11 +392,8 @@ static void add_sp(struct tx *t, int imm)
 
 /* The software TLB for the access at rax: on a hit rax becomes the host address; a miss (or a
  * store into a page with code) goes to a cold path that does the whole access. */
-static struct cold *emit_tlb(struct tx *t, const struct insn *i, bool write, int sz)
+static void tlb_lookup(struct tx *t, bool write, int sz, uint8_t **miss, int *nmiss)
 {
-    struct cold *k = &t->cold[t->ncold++];
-    *k = (struct cold){ .write = write, .sz = sz, .pend = t->pend, .dirty = t->dirty,
-                        .rip_adv = i->len, .sp_w = t->sw == 8 };
     mov_rr(t, 1, RCX, RAX);
     op_rr(t, 1, 0xc1, 5, RCX);   /* shr rcx, 12 */
     e1(t, 12);
@@ -395,7 +406,7 @@ static struct cold *emit_tlb(struct tx *t, const struct insn *i, bool write, int
     op_rr(t, 1, 0x81, 4, RDX);
     e4(t, 0xfffff000u);
     op_rm(t, 1, 0x3b, RDX, RCX, write ? TLB_OFF(vw) : TLB_OFF(vr));
-    k->patch[k->npatch++] = jcc32(t, 0x5);
+    miss[(*nmiss)++] = jcc32(t, 0x5);
     if (write) {
         op_rm(t, 0, 0x8b, RDX, RCX, TLB_OFF(pidx));
         op_rm(t, 1, 0x8b, RSI, RBX, OFF(vm));
@@ -404,9 +415,17 @@ static struct cold *emit_tlb(struct tx *t, const struct insn *i, bool write, int
         e1(t, 0x3c);
         e1(t, 0x16);
         e1(t, 0);
-        k->patch[k->npatch++] = jcc32(t, 0x5);
+        miss[(*nmiss)++] = jcc32(t, 0x5);
     }
     op_rm(t, 1, 0x03, RAX, RCX, TLB_OFF(add));
+}
+
+static struct cold *emit_tlb(struct tx *t, const struct insn *i, bool write, int sz)
+{
+    struct cold *k = &t->cold[t->ncold++];
+    *k = (struct cold){ .write = write, .sz = sz, .pend = t->pend, .dirty = t->dirty,
+                        .rip_adv = i->len, .sp_w = t->sw == 8 };
+    tlb_lookup(t, write, sz, k->patch, &k->npatch);
     return k;
 }
 
@@ -702,6 +721,155 @@ static bool emit_byte(struct tx *t, const struct insn *i, bool live)
     return true;
 }
 
+/* --- SSE/SSE2 floating point: the host's own instructions on the guest's XMM registers --- */
+
+static struct ccall *ccall_new(struct tx *t, const struct insn *i)
+{
+    struct ccall *k = &t->ccall[t->nccall++];
+    *k = (struct ccall){ .i = i, .pend = t->pend, .dirty = t->dirty };
+    return k;
+}
+
+/* prefix (0 none) + 0F op with xmm register r and memory [base + disp] */
+static void sse_m(struct tx *t, unsigned pfx, unsigned op, int r, int base, int32_t disp)
+{
+    if (pfx)
+        e1(t, pfx);
+    op_rm(t, 0, 0x0f00 | op, r, base, disp);
+}
+
+static void sse_r(struct tx *t, unsigned pfx, unsigned op, int r, int b)
+{
+    if (pfx)
+        e1(t, pfx);
+    op_rr(t, 0, 0x0f00 | op, r, b);
+}
+
+#define XMM_OFF(n) (OFF(xmm) + 16 * (int32_t)(n))
+
+/* The host's load (0x10) or store (0x11) of n bytes between an xmm register and memory:
+ * MOVSS, MOVSD, MOVUPS */
+static void sse_mov(struct tx *t, bool store, int n, int r, int base, int32_t disp)
+{
+    sse_m(t, n == 4 ? 0xf3 : n == 8 ? 0xf2 : 0, store ? 0x11 : 0x10, r, base, disp);
+}
+
+/* What the interpreter's h_sse checks first (#NM, #UD), and the MXCSR its arithmetic assumes
+ * (round to nearest, exceptions masked, no flush-to-zero: the host's): otherwise the handler. */
+static void sse_guard(struct tx *t, struct ccall *k)
+{
+    op_rm(t, 0, 0xf6, 0, RBX, OFF(cr0));            /* test byte [cr0], TS | EM */
+    e1(t, CR0_TS | CR0_EM);
+    k->patch[k->npatch++] = jcc32(t, 0x5);
+    op_rm(t, 0, 0xf6, 0, RBX, OFF(cr4) + 1);        /* test byte [cr4 + 1], OSFXSR >> 8 */
+    e1(t, CR4_OSFXSR >> 8);
+    k->patch[k->npatch++] = jcc32(t, 0x4);
+    op_rm(t, 0, 0x81, 7, RBX, OFF(mxcsr));          /* cmp dword [mxcsr], 0x1f80 */
+    e4(t, 0x1f80);
+    k->patch[k->npatch++] = jcc32(t, 0x5);
+}
+
+/* rax = the host address of the memory operand (n bytes; aligned when align), else the
+ * handler */
+static void sse_addr(struct tx *t, const struct insn *i, struct ccall *k, int n, bool align,
+                     bool write)
+{
+    emit_ea(t, i);
+    if (align) {
+        e1(t, 0xa8);                                 /* test al, n - 1 */
+        e1(t, (unsigned)(n - 1));
+        k->patch[k->npatch++] = jcc32(t, 0x5);
+    }
+    tlb_lookup(t, write, n, k->patch, &k->npatch);
+}
+
+/* MOVSS/SD/UPS/UPD/APS/APD, arithmetic (ADD MUL SUB DIV MIN MAX SQRT), AND/ANDN/OR/XOR and
+ * UCOMIS/COMIS in their SSE and SSE2 forms; false: the handler's. */
+static bool emit_sse(struct tx *t, const struct insn *i)
+{
+    unsigned op = i->op & 0xff;
+    int p = i->rep == 0xf3 ? 0xf3 : i->rep == 0xf2 ? 0xf2 : i->pfx66 ? 0x66 : 0;
+    bool scalar = p == 0xf3 || p == 0xf2, reg = i->mod == 3;
+    int n = p == 0xf3 ? 4 : p == 0xf2 ? 8 : 16;
+    if (i->op < 0x100 || i->op >= 0x200 || i->vex || i->lock || t->nccall >= CCALL_MAX - 1)
+        return false;
+    if (!reg && !ea_ok(i, t->pend))
+        return false;
+    bool arith = op == 0x51 || op == 0x58 || op == 0x59 || (op >= 0x5c && op <= 0x5f);
+    bool logic = op >= 0x54 && op <= 0x57 && !scalar;
+    bool mov = op == 0x10 || op == 0x11 || ((op == 0x28 || op == 0x29) && !scalar);
+    bool comis = (op == 0x2e || op == 0x2f) && !scalar;
+    if (!arith && !logic && !mov && !comis)
+        return false;
+    struct ccall *k = ccall_new(t, i);
+    sse_guard(t, k);
+    int32_t x = XMM_OFF(i->reg), y = XMM_OFF(i->rm);
+    if (mov) {
+        bool align = op >= 0x28;
+        if (reg) {   /* n bytes from register to register */
+            sse_mov(t, false, n, 0, RBX, op & 1 ? x : y);
+            sse_mov(t, true, n, 0, RBX, op & 1 ? y : x);
+        } else if (op & 1) {
+            sse_addr(t, i, k, n, align, true);
+            sse_mov(t, false, n, 0, RBX, x);
+            sse_mov(t, true, n, 0, RAX, 0);
+        } else {     /* scalar loads from memory clear the rest of the register */
+            sse_addr(t, i, k, n, align, false);
+            sse_mov(t, false, n, 0, RAX, 0);
+            sse_mov(t, true, 16, 0, RBX, x);
+        }
+        k->resume = t->p;
+        return true;
+    }
+    if (comis)
+        n = p == 0x66 ? 8 : 4;
+    if (reg) {
+        sse_mov(t, false, n, 1, RBX, y);
+    } else {
+        sse_addr(t, i, k, n, !comis && !scalar, false);
+        sse_mov(t, false, n, 1, RAX, 0);
+    }
+    sse_mov(t, false, n, 0, RBX, x);
+    sse_r(t, p, op, 0, 1);
+    if (comis) {   /* ZF PF CF as the host set them; OF SF AF clear: what comis() leaves */
+        e1(t, 0x9c);   /* pushfq; pop rax */
+        e1(t, 0x58);
+        e1(t, 0x25);   /* and eax, CF | PF | ZF */
+        e4(t, F_CF | F_PF | F_ZF);
+        st(t, 1, OFF(cc_src), RAX);
+        sti(t, 0, OFF(cc_op), CC_EFLAGS);
+        t->cc = CC_UNKNOWN;
+    } else {
+        sse_mov(t, true, n, 0, RBX, x);
+    }
+    k->resume = t->p;
+    return true;
+}
+
+/* The out-of-line handler call of a ccall: RIP and the registers as emit_call sets them; back
+ * to the inline code after it (or out of the block if the handler asked to leave). */
+static void emit_ccall(struct tx *t, struct ccall *k)
+{
+    for (int n = 0; n < k->npatch; n++)
+        patch(k->patch[n], t->p);
+    writeback(t, k->dirty);
+    int adv = k->pend + k->i->len;
+    if (adv)
+        addmi(t, OFF(rip), adv);
+    movi(t, RSI, (uint64_t)(uintptr_t)k->i);
+    st(t, 1, OFF(cur), RSI);
+    mov_rr(t, 1, RDI, RBX);
+    call(t, (const void *)k->i->fn);
+    sti(t, 1, OFF(cur), 0);
+    brk_check(t);
+    if (adv)
+        addmi(t, OFF(rip), -adv);
+    reload_regs(t);
+    e1(t, 0xe9);
+    e4(t, 0);
+    patch(t->p - 4, k->resume);
+}
+
 /* Emits i inline when it is one of the handled forms; false leaves it to its handler. live: a
  * later instruction may read the flags i writes. */
 static bool emit_inline(struct tx *t, const struct insn *i, bool live)
@@ -709,6 +877,8 @@ static bool emit_inline(struct tx *t, const struct insn *i, bool live)
     unsigned op = i->op;
     int sz = i->osz, w = sz == 8;
     bool reg = i->mod == 3;
+    if (i->fn == h_sse)
+        return emit_sse(t, i);
     if (i->lock || i->rep)
         return false;
 
@@ -1425,6 +1595,7 @@ void jit_compile(struct cpu *c, struct block *b)
     t.b = b;
     t.pend = 0;
     t.ncold = 0;
+    t.nccall = 0;
     t.cc = CC_UNKNOWN;
     t.exit = c->jit + 32;
     t.mode = (int)(b->mode & ~BLOCK_SS32);
@@ -1449,6 +1620,8 @@ void jit_compile(struct cpu *c, struct block *b)
     }
     for (int k = 0; k < t.ncold; k++)
         emit_cold(&t, &t.cold[k]);
+    for (int k = 0; k < t.nccall; k++)
+        emit_ccall(&t, &t.ccall[k]);
     c->jit_used += ((size_t)(t.p - start) + 15) & ~(size_t)15;
     b->code = start;
 }
