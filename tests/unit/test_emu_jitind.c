@@ -3,7 +3,8 @@
  * A loop of them runs natively, interpreted, translated at once and translated after a first
  * interpreted run (so the cache holds the targets), and registers, flags and memory must agree;
  * then the called function is rewritten between two translated runs on the same CPU (the jump
- * cache must not hand out the stale block). */
+ * cache must not hand out the stale block). Also: inline SSE arithmetic still faults where its
+ * handler would. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -87,6 +88,33 @@ static void test_indirect(void **s)
     }
 }
 
+/* SSE arithmetic inline keeps the handler's checks: with CR0.TS set, ADDSD raises #NM at the
+ * ADDSD, translated as interpreted (the host cannot run this at CPL 3: emulator only). */
+static void test_sse_guard(void **s)
+{
+    (void)s;
+    static uint8_t data[DATA_SIZE];
+    static struct result nat, emu;
+    static const uint8_t code[] = {
+        0x0f, 0x20, 0xc0,             /* mov %cr0, %rax */
+        0x48, 0x83, 0xc8, 0x08,       /* or $8, %rax: TS */
+        0x0f, 0x22, 0xc0,             /* mov %rax, %cr0 */
+        0xf2, 0x0f, 0x58, 0xc1,       /* addsd %xmm1, %xmm0 */
+    };
+    for (int jit = -1; jit <= 0; jit++) {
+        struct regs in;
+        rng_state = 22;
+        rnd_regs(&in);
+        struct code c = { .n = 0 };
+        emit(&c, code, (int)sizeof(code));
+        harness_jit = jit;
+        harness_run(c.b, c.n, &in, data, &nat, &emu);
+        harness_jit = -1;
+        assert_int_equal(emu.vec, 7);
+        assert_true(emu.fault_rip == HBASE + OFF_CODE + 10);
+    }
+}
+
 static int setup(void **s)
 {
     (void)s;
@@ -95,6 +123,6 @@ static int setup(void **s)
 
 int main(void)
 {
-    const struct CMUnitTest tests[] = { cmocka_unit_test(test_indirect) };
+    const struct CMUnitTest tests[] = { cmocka_unit_test(test_indirect), cmocka_unit_test(test_sse_guard) };
     return cmocka_run_group_tests_name("emu_jitind", tests, setup, NULL);
 }
