@@ -293,6 +293,8 @@ static int flags_class(const struct insn *i)
     }
     if ((op >= 0x50 && op <= 0x5f) || (op >= 0xb0 && op <= 0xbf) || (op >= 0x1c8 && op <= 0x1cf))
         return FL_PASS;
+    if (op >= 0x40 && op <= 0x4f)   /* INC/DEC r outside 64-bit mode: they keep CF */
+        return FL_PASS;
     return FL_READ;
 }
 
@@ -870,6 +872,31 @@ static void emit_ccall(struct tx *t, struct ccall *k)
     patch(t->p - 4, k->resume);
 }
 
+/* INC (dec 0) or DEC (dec 1) of guest register g. They keep CF: with live flags the carry in
+ * goes to cc_aux, as rmw_apply leaves it. */
+static void emit_incdec(struct tx *t, int dec, int sz, int g, bool live)
+{
+    int w = sz == 8;
+    if (live) {
+        emit_carry(t);
+        e1(t, 0x0f);                /* setc dl; movzx edx, dl */
+        e1(t, 0x92);
+        e1(t, 0xc2);
+        op_rr(t, 0, 0x0fb6, RDX, RDX);
+    }
+    ldg(t, w, RAX, g);
+    op_rr(t, w, 0x83, dec ? 5 : 0, RAX);
+    e1(t, 1);
+    if (live) {
+        st(t, 1, OFF(cc_res), RAX);
+        sti(t, 1, OFF(cc_src), 1);
+        sti(t, 0, OFF(cc_op), (int32_t)((dec ? CC_DEC : CC_INC) | lg_size(sz)));
+        st(t, 1, OFF(cc_aux), RDX);
+        t->cc = (dec ? CC_DEC : CC_INC) | lg_size(sz);
+    }
+    stg(t, g, RAX);
+}
+
 /* Emits i inline when it is one of the handled forms; false leaves it to its handler. live: a
  * later instruction may read the flags i writes. */
 static bool emit_inline(struct tx *t, const struct insn *i, bool live)
@@ -911,6 +938,12 @@ static bool emit_inline(struct tx *t, const struct insn *i, bool live)
         }
         ld_imm(t, RAX, i, sz);
         stg(t, i->rm, RAX);
+        return true;
+    }
+    if (op >= 0x40 && op <= 0x4f && t->mode != 8) {   /* INC/DEC r32 outside 64-bit mode */
+        if (sz != 4)
+            return false;
+        emit_incdec(t, (op >> 3) & 1, sz, i->rm, live);
         return true;
     }
     if (op >= 0x1c8 && op <= 0x1cf) {
@@ -1191,12 +1224,9 @@ static bool emit_inline(struct tx *t, const struct insn *i, bool live)
         }
         return false;
     case 0xff:
-        if (!reg || i->sub > 1 || live)
-            return false;   /* INC/DEC keep CF: with live flags, the handler's job */
-        ldg(t, w, RAX, i->rm);
-        op_rr(t, w, 0x83, i->sub == 0 ? 0 : 5, RAX);
-        e1(t, 1);
-        stg(t, i->rm, RAX);
+        if (!reg || i->sub > 1)
+            return false;
+        emit_incdec(t, i->sub, sz, i->rm, live);
         return true;
     }
     return false;
@@ -1222,6 +1252,15 @@ static bool emit_redo(struct tx *t)
         /* recover the first operand, then redo the operation */
         op_rr(t, w, op == CC_SUB ? 0x01 : 0x29, RCX, RAX);
         op_rr(t, w, op == CC_SUB ? 0x39 : 0x01, RCX, RAX);
+        return true;
+    case CC_INC: case CC_DEC:
+        ld(t, w, RAX, OFF(cc_res));
+        ld(t, 0, RDX, OFF(cc_aux));   /* the carry kept */
+        op_rr(t, w, 0x83, op == CC_INC ? 5 : 0, RAX);   /* the operand back */
+        e1(t, 1);
+        op_rr(t, 0, 0x0fba, 4, RDX);  /* bt edx, 0 */
+        e1(t, 0);
+        op_rr(t, w, 0xff, op == CC_INC ? 0 : 1, RAX);   /* INC/DEC keep the host's CF */
         return true;
     case CC_ADC: case CC_SBB:
         ld(t, w, RCX, OFF(cc_src));
