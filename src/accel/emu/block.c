@@ -58,7 +58,7 @@ static struct block *decode_crossing(struct cpu *c, uint64_t la, const uint8_t *
         memset(buf + first, 0xff, 16 - first);
     struct block *b = c->xblock;
     int ends;
-    int n = decode_insn(buf, 15, mode, &b->ins[0], &ends);
+    int n = decode_insn(buf, 15, mode & ~BLOCK_SS32, &b->ins[0], &ends);
     (void)n;
     b->n = 1;
     b->pa = ~0ull;
@@ -69,7 +69,7 @@ static struct block *decode_crossing(struct cpu *c, uint64_t la, const uint8_t *
 struct block *block_get_slow(struct cpu *c)
 {
     uint64_t la = (c->segbase[SEG_CS] + c->rip) & c->lin_mask;
-    uint32_t mode = decode_mode(c->csz, c->code64);
+    uint32_t mode = block_mode(c);
     uint32_t key = mode | (uint32_t)c->cpl << 8;
     struct jc_entry *j = &c->jc[(la ^ (la >> JMP_CACHE_BITS)) & ((1u << JMP_CACHE_BITS) - 1)];
     uint64_t pa;
@@ -103,7 +103,8 @@ struct block *block_get_slow(struct cpu *c)
     int off = (int)(la & 0xfff), n = 0;
     while (n < BLOCK_MAX_INSNS && off < 0x1000) {
         int ends;
-        int len = decode_insn(host + (off - (int)(la & 0xfff)), 0x1000 - off, mode, &b->ins[n], &ends);
+        int len = decode_insn(host + (off - (int)(la & 0xfff)), 0x1000 - off,
+                              mode & ~BLOCK_SS32, &b->ins[n], &ends);
         if (len < 0) {
             if (n == 0)
                 return decode_crossing(c, la, host, mode);

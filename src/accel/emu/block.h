@@ -5,6 +5,14 @@
 #include "accel/emu/decode.h"
 
 #define BLOCK_MAX_INSNS 64
+/* Outside 64-bit mode a block's mode also says whether the stack is 32-bit (SS.B), since its
+ * translation inlines PUSH/POP/CALL/RET for that stack width; the decoder never sees this bit. */
+#define BLOCK_SS32 1u
+
+static inline uint32_t block_mode(const struct cpu *c)
+{
+    return decode_mode(c->csz, c->code64) | (!c->code64 && c->ssz == 4 ? BLOCK_SS32 : 0);
+}
 
 int block_cache_init(struct cpu *c);
 void block_cache_free(struct cpu *c);
@@ -16,7 +24,7 @@ struct block *block_get_slow(struct cpu *c);
 static inline struct block *block_get(struct cpu *c)
 {
     uint64_t la = (c->segbase[SEG_CS] + c->rip) & c->lin_mask;
-    uint32_t key = decode_mode(c->csz, c->code64) | (uint32_t)c->cpl << 8;
+    uint32_t key = block_mode(c) | (uint32_t)c->cpl << 8;
     struct jc_entry *j = &c->jc[(la ^ (la >> JMP_CACHE_BITS)) & ((1u << JMP_CACHE_BITS) - 1)];
     if (likely(j->la == la && j->key == key)) {
         /* still mapped the same way: the TLB holds the page, executable, at the block's frame */

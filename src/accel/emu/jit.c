@@ -48,7 +48,21 @@ struct cold {
     /* a store into a page with code leaves the block after the instruction: what is left of the
      * instruction then (a stack pointer update) and where RIP goes, relative to pend */
     int sp_adj;
+    bool sp_w;           /* the stack pointer is 64-bit (else 32-bit, zero-extended) */
+    bool ind;            /* CALL r/m: RIP goes to the target in r9, kept across the call */
     int64_t rip_adv;
+};
+
+/* An instruction's handler called out of line, for when its inline form cannot run: SSE code
+ * under a non-default MXCSR or CR0/CR4 that fault, a TLB miss, a misaligned operand. */
+#define CCALL_MAX 64
+struct ccall {
+    uint8_t *patch[6];
+    int npatch;
+    const struct insn *i;
+    int pend;
+    uint16_t dirty;
+    uint8_t *resume;
 };
 
 struct tx {
@@ -61,6 +75,10 @@ struct tx {
     int8_t host_of[16];  /* guest register -> host register holding it, or -1 */
     uint16_t alloc, dirty;
     uint8_t *exit;       /* the trampoline's exit */
+    struct ccall ccall[CCALL_MAX];
+    int nccall;
+    int mode;            /* decode mode: 2, 4 or 8 */
+    int sw;              /* stack width PUSH/POP/CALL/RET are inlined for (8, 4), or 0 */
 };
 
 /* --- encoding --- */
@@ -228,13 +246,6 @@ static void reload_regs(struct tx *t)
             ld(t, 1, t->host_of[g], GREG(g));
 }
 
-/* Leaves the block, writing the guest registers back. */
-static void leave_flush(struct tx *t)
-{
-    flush_regs(t);
-    leave(t);
-}
-
 /* Leaves the block if the last handler asked to (c->brk); the registers are in struct cpu. */
 static void brk_check(struct tx *t)
 {
@@ -282,14 +293,14 @@ static int flags_class(const struct insn *i)
     }
     if ((op >= 0x50 && op <= 0x5f) || (op >= 0xb0 && op <= 0xbf) || (op >= 0x1c8 && op <= 0x1cf))
         return FL_PASS;
+    if (op >= 0x40 && op <= 0x4f)   /* INC/DEC r outside 64-bit mode: they keep CF */
+        return FL_PASS;
     return FL_READ;
 }
 
 /* --- operands --- */
 static bool ea_ok(const struct insn *i, int pend)
 {
-    if (i->asz != 8 && i->asz != 4)
-        return false;
     if (i->base != REG_NONE && i->base != REG_RIP && i->base >= 16)
         return false;
     if (i->index != REG_NONE && i->index >= 16)
@@ -327,23 +338,64 @@ static void emit_ea_off(struct tx *t, const struct insn *i)
     }
     if (i->asz == 4)
         mov_rr(t, 0, RAX, RAX);
+    else if (i->asz == 2)
+        op_rr(t, 0, 0x0fb7, RAX, RAX);   /* movzx eax, ax */
 }
 
-/* rax = the operand's linear address (64-bit mode: only FS and GS have bases) */
+/* rax += the base of segment seg, as a linear address: 64-bit mode adds only FS and GS bases;
+ * elsewhere every base counts and linear addresses wrap at 4 GiB (lin_mask). */
+static void emit_seg(struct tx *t, int seg)
+{
+    if (t->mode == 8) {
+        if (seg == SEG_FS || seg == SEG_GS)
+            op_rm(t, 1, 0x03, RAX, RBX, OFF(segbase) + 8 * seg);
+        return;
+    }
+    op_rm(t, 1, 0x03, RAX, RBX, OFF(segbase) + 8 * seg);
+    mov_rr(t, 0, RAX, RAX);
+}
+
+/* rax = the operand's linear address */
 static void emit_ea(struct tx *t, const struct insn *i)
 {
     emit_ea_off(t, i);
-    if (i->seg == SEG_FS || i->seg == SEG_GS)
-        op_rm(t, 1, 0x03, RAX, RBX, OFF(segbase) + 8 * i->seg);
+    emit_seg(t, i->seg);
+}
+
+/* The stack: rax = the linear address of the stack pointer plus delta (the new top for a
+ * push), with the stack pointer's width and wrap. */
+static void emit_sp_lin(struct tx *t, int delta)
+{
+    ldg(t, t->sw == 8, RAX, R_SP);
+    if (delta)
+        op_rm(t, t->sw == 8, 0x8d, RAX, RAX, delta);
+    emit_seg(t, SEG_SS);
+}
+
+/* stack pointer += imm, with its width; clobbers rcx */
+static void add_sp(struct tx *t, int imm)
+{
+    if (t->sw == 8) {
+        addg(t, R_SP, imm);
+        return;
+    }
+    int h = t->host_of[R_SP];
+    if (h >= 0) {
+        op_rr(t, 0, 0x83, 0, h);
+        e1(t, (uint8_t)imm);
+        t->dirty |= (uint16_t)(1u << R_SP);
+        return;
+    }
+    ld(t, 0, RCX, GREG(R_SP));
+    op_rr(t, 0, 0x83, 0, RCX);
+    e1(t, (uint8_t)imm);
+    st(t, 1, GREG(R_SP), RCX);
 }
 
 /* The software TLB for the access at rax: on a hit rax becomes the host address; a miss (or a
  * store into a page with code) goes to a cold path that does the whole access. */
-static struct cold *emit_tlb(struct tx *t, const struct insn *i, bool write, int sz)
+static void tlb_lookup(struct tx *t, bool write, int sz, uint8_t **miss, int *nmiss)
 {
-    struct cold *k = &t->cold[t->ncold++];
-    *k = (struct cold){ .write = write, .sz = sz, .pend = t->pend, .dirty = t->dirty,
-                        .rip_adv = i->len };
     mov_rr(t, 1, RCX, RAX);
     op_rr(t, 1, 0xc1, 5, RCX);   /* shr rcx, 12 */
     e1(t, 12);
@@ -356,7 +408,7 @@ static struct cold *emit_tlb(struct tx *t, const struct insn *i, bool write, int
     op_rr(t, 1, 0x81, 4, RDX);
     e4(t, 0xfffff000u);
     op_rm(t, 1, 0x3b, RDX, RCX, write ? TLB_OFF(vw) : TLB_OFF(vr));
-    k->patch[k->npatch++] = jcc32(t, 0x5);
+    miss[(*nmiss)++] = jcc32(t, 0x5);
     if (write) {
         op_rm(t, 0, 0x8b, RDX, RCX, TLB_OFF(pidx));
         op_rm(t, 1, 0x8b, RSI, RBX, OFF(vm));
@@ -365,9 +417,17 @@ static struct cold *emit_tlb(struct tx *t, const struct insn *i, bool write, int
         e1(t, 0x3c);
         e1(t, 0x16);
         e1(t, 0);
-        k->patch[k->npatch++] = jcc32(t, 0x5);
+        miss[(*nmiss)++] = jcc32(t, 0x5);
     }
     op_rm(t, 1, 0x03, RAX, RCX, TLB_OFF(add));
+}
+
+static struct cold *emit_tlb(struct tx *t, const struct insn *i, bool write, int sz)
+{
+    struct cold *k = &t->cold[t->ncold++];
+    *k = (struct cold){ .write = write, .sz = sz, .pend = t->pend, .dirty = t->dirty,
+                        .rip_adv = i->len, .sp_w = t->sw == 8 };
+    tlb_lookup(t, write, sz, k->patch, &k->npatch);
     return k;
 }
 
@@ -407,15 +467,36 @@ static void emit_cold(struct tx *t, struct cold *k)
     movi(t, RDX, (uint64_t)k->sz);
     if (k->write) {
         mov_rr(t, 1, RCX, R8);
+        if (k->ind) {
+            e1(t, 0x41);   /* push r9; sub rsp, 8: the host stack stays 16-byte aligned */
+            e1(t, 0x51);
+            op_rr(t, 1, 0x83, 5, RSP);
+            e1(t, 8);
+        }
         call(t, (const void *)jit_st);
+        if (k->ind) {
+            op_rr(t, 1, 0x83, 0, RSP);
+            e1(t, 8);
+            e1(t, 0x41);   /* pop r9 */
+            e1(t, 0x59);
+        }
         /* a store into a page with code ends the block after the instruction, as in the
          * interpreter */
         op_rm(t, 0, 0x80, 7, RBX, OFF(brk));
         e1(t, 0);
         uint8_t *on = jcc32(t, 0x4);
-        if (k->sp_adj)
+        if (k->sp_adj && k->sp_w) {
             addmi(t, GREG(R_SP), k->sp_adj);
-        addmi(t, OFF(rip), (int32_t)k->rip_adv);
+        } else if (k->sp_adj) {   /* a 32-bit stack pointer wraps and clears the top half */
+            ld(t, 0, RCX, GREG(R_SP));
+            op_rr(t, 0, 0x83, 0, RCX);
+            e1(t, (uint8_t)k->sp_adj);
+            st(t, 1, GREG(R_SP), RCX);
+        }
+        if (k->ind)
+            st(t, 1, OFF(rip), R9);
+        else
+            addmi(t, OFF(rip), (int32_t)k->rip_adv);
         leave(t);
         patch(on, t->p);
     } else {
@@ -432,7 +513,7 @@ static void emit_cold(struct tx *t, struct cold *k)
 static bool branch_op(unsigned op)
 {
     return (op >= 0x70 && op <= 0x7f) || (op >= 0x180 && op <= 0x18f) || op == 0xe8 || op == 0xe9 ||
-           op == 0xeb || op == 0xc3;
+           op == 0xeb || op == 0xc3 || op == 0xff;
 }
 
 static unsigned lg_size(int sz) { return sz == 8 ? 3 : sz == 4 ? 2 : sz == 2 ? 1 : 0; }
@@ -642,6 +723,180 @@ static bool emit_byte(struct tx *t, const struct insn *i, bool live)
     return true;
 }
 
+/* --- SSE/SSE2 floating point: the host's own instructions on the guest's XMM registers --- */
+
+static struct ccall *ccall_new(struct tx *t, const struct insn *i)
+{
+    struct ccall *k = &t->ccall[t->nccall++];
+    *k = (struct ccall){ .i = i, .pend = t->pend, .dirty = t->dirty };
+    return k;
+}
+
+/* prefix (0 none) + 0F op with xmm register r and memory [base + disp] */
+static void sse_m(struct tx *t, unsigned pfx, unsigned op, int r, int base, int32_t disp)
+{
+    if (pfx)
+        e1(t, pfx);
+    op_rm(t, 0, 0x0f00 | op, r, base, disp);
+}
+
+static void sse_r(struct tx *t, unsigned pfx, unsigned op, int r, int b)
+{
+    if (pfx)
+        e1(t, pfx);
+    op_rr(t, 0, 0x0f00 | op, r, b);
+}
+
+#define XMM_OFF(n) (OFF(xmm) + 16 * (int32_t)(n))
+
+/* The host's load (0x10) or store (0x11) of n bytes between an xmm register and memory:
+ * MOVSS, MOVSD, MOVUPS */
+static void sse_mov(struct tx *t, bool store, int n, int r, int base, int32_t disp)
+{
+    sse_m(t, n == 4 ? 0xf3 : n == 8 ? 0xf2 : 0, store ? 0x11 : 0x10, r, base, disp);
+}
+
+/* What the interpreter's h_sse checks first (#NM, #UD), and the MXCSR its arithmetic assumes
+ * (round to nearest, exceptions masked, no flush-to-zero: the host's): otherwise the handler. */
+static void sse_guard(struct tx *t, struct ccall *k)
+{
+    op_rm(t, 0, 0xf6, 0, RBX, OFF(cr0));            /* test byte [cr0], TS | EM */
+    e1(t, CR0_TS | CR0_EM);
+    k->patch[k->npatch++] = jcc32(t, 0x5);
+    op_rm(t, 0, 0xf6, 0, RBX, OFF(cr4) + 1);        /* test byte [cr4 + 1], OSFXSR >> 8 */
+    e1(t, CR4_OSFXSR >> 8);
+    k->patch[k->npatch++] = jcc32(t, 0x4);
+    op_rm(t, 0, 0x81, 7, RBX, OFF(mxcsr));          /* cmp dword [mxcsr], 0x1f80 */
+    e4(t, 0x1f80);
+    k->patch[k->npatch++] = jcc32(t, 0x5);
+}
+
+/* rax = the host address of the memory operand (n bytes; aligned when align), else the
+ * handler */
+static void sse_addr(struct tx *t, const struct insn *i, struct ccall *k, int n, bool align,
+                     bool write)
+{
+    emit_ea(t, i);
+    if (align) {
+        e1(t, 0xa8);                                 /* test al, n - 1 */
+        e1(t, (unsigned)(n - 1));
+        k->patch[k->npatch++] = jcc32(t, 0x5);
+    }
+    tlb_lookup(t, write, n, k->patch, &k->npatch);
+}
+
+/* MOVSS/SD/UPS/UPD/APS/APD, arithmetic (ADD MUL SUB DIV MIN MAX SQRT), AND/ANDN/OR/XOR and
+ * UCOMIS/COMIS in their SSE and SSE2 forms; false: the handler's. */
+static bool emit_sse(struct tx *t, const struct insn *i)
+{
+    unsigned op = i->op & 0xff;
+    int p = i->rep == 0xf3 ? 0xf3 : i->rep == 0xf2 ? 0xf2 : i->pfx66 ? 0x66 : 0;
+    bool scalar = p == 0xf3 || p == 0xf2, reg = i->mod == 3;
+    int n = p == 0xf3 ? 4 : p == 0xf2 ? 8 : 16;
+    if (i->op < 0x100 || i->op >= 0x200 || i->vex || i->lock || t->nccall >= CCALL_MAX - 1)
+        return false;
+    if (!reg && !ea_ok(i, t->pend))
+        return false;
+    bool arith = op == 0x51 || op == 0x58 || op == 0x59 || (op >= 0x5c && op <= 0x5f);
+    bool logic = op >= 0x54 && op <= 0x57 && !scalar;
+    bool mov = op == 0x10 || op == 0x11 || ((op == 0x28 || op == 0x29) && !scalar);
+    bool comis = (op == 0x2e || op == 0x2f) && !scalar;
+    if (!arith && !logic && !mov && !comis)
+        return false;
+    struct ccall *k = ccall_new(t, i);
+    sse_guard(t, k);
+    int32_t x = XMM_OFF(i->reg), y = XMM_OFF(i->rm);
+    if (mov) {
+        bool align = op >= 0x28;
+        if (reg) {   /* n bytes from register to register */
+            sse_mov(t, false, n, 0, RBX, op & 1 ? x : y);
+            sse_mov(t, true, n, 0, RBX, op & 1 ? y : x);
+        } else if (op & 1) {
+            sse_addr(t, i, k, n, align, true);
+            sse_mov(t, false, n, 0, RBX, x);
+            sse_mov(t, true, n, 0, RAX, 0);
+        } else {     /* scalar loads from memory clear the rest of the register */
+            sse_addr(t, i, k, n, align, false);
+            sse_mov(t, false, n, 0, RAX, 0);
+            sse_mov(t, true, 16, 0, RBX, x);
+        }
+        k->resume = t->p;
+        return true;
+    }
+    if (comis)
+        n = p == 0x66 ? 8 : 4;
+    if (reg) {
+        sse_mov(t, false, n, 1, RBX, y);
+    } else {
+        sse_addr(t, i, k, n, !comis && !scalar, false);
+        sse_mov(t, false, n, 1, RAX, 0);
+    }
+    sse_mov(t, false, n, 0, RBX, x);
+    sse_r(t, p, op, 0, 1);
+    if (comis) {   /* ZF PF CF as the host set them; OF SF AF clear: what comis() leaves */
+        e1(t, 0x9c);   /* pushfq; pop rax */
+        e1(t, 0x58);
+        e1(t, 0x25);   /* and eax, CF | PF | ZF */
+        e4(t, F_CF | F_PF | F_ZF);
+        st(t, 1, OFF(cc_src), RAX);
+        sti(t, 0, OFF(cc_op), CC_EFLAGS);
+        t->cc = CC_UNKNOWN;
+    } else {
+        sse_mov(t, true, n, 0, RBX, x);
+    }
+    k->resume = t->p;
+    return true;
+}
+
+/* The out-of-line handler call of a ccall: RIP and the registers as emit_call sets them; back
+ * to the inline code after it (or out of the block if the handler asked to leave). */
+static void emit_ccall(struct tx *t, struct ccall *k)
+{
+    for (int n = 0; n < k->npatch; n++)
+        patch(k->patch[n], t->p);
+    writeback(t, k->dirty);
+    int adv = k->pend + k->i->len;
+    if (adv)
+        addmi(t, OFF(rip), adv);
+    movi(t, RSI, (uint64_t)(uintptr_t)k->i);
+    st(t, 1, OFF(cur), RSI);
+    mov_rr(t, 1, RDI, RBX);
+    call(t, (const void *)k->i->fn);
+    sti(t, 1, OFF(cur), 0);
+    brk_check(t);
+    if (adv)
+        addmi(t, OFF(rip), -adv);
+    reload_regs(t);
+    e1(t, 0xe9);
+    e4(t, 0);
+    patch(t->p - 4, k->resume);
+}
+
+/* INC (dec 0) or DEC (dec 1) of guest register g. They keep CF: with live flags the carry in
+ * goes to cc_aux, as rmw_apply leaves it. */
+static void emit_incdec(struct tx *t, int dec, int sz, int g, bool live)
+{
+    int w = sz == 8;
+    if (live) {
+        emit_carry(t);
+        e1(t, 0x0f);                /* setc dl; movzx edx, dl */
+        e1(t, 0x92);
+        e1(t, 0xc2);
+        op_rr(t, 0, 0x0fb6, RDX, RDX);
+    }
+    ldg(t, w, RAX, g);
+    op_rr(t, w, 0x83, dec ? 5 : 0, RAX);
+    e1(t, 1);
+    if (live) {
+        st(t, 1, OFF(cc_res), RAX);
+        sti(t, 1, OFF(cc_src), 1);
+        sti(t, 0, OFF(cc_op), (int32_t)((dec ? CC_DEC : CC_INC) | lg_size(sz)));
+        st(t, 1, OFF(cc_aux), RDX);
+        t->cc = (dec ? CC_DEC : CC_INC) | lg_size(sz);
+    }
+    stg(t, g, RAX);
+}
+
 /* Emits i inline when it is one of the handled forms; false leaves it to its handler. live: a
  * later instruction may read the flags i writes. */
 static bool emit_inline(struct tx *t, const struct insn *i, bool live)
@@ -649,6 +904,8 @@ static bool emit_inline(struct tx *t, const struct insn *i, bool live)
     unsigned op = i->op;
     int sz = i->osz, w = sz == 8;
     bool reg = i->mod == 3;
+    if (i->fn == h_sse)
+        return emit_sse(t, i);
     if (i->lock || i->rep)
         return false;
 
@@ -656,18 +913,17 @@ static bool emit_inline(struct tx *t, const struct insn *i, bool live)
     if ((op == 0x90 && i->rm == 0) || op == 0x11f)
         return true;
     if (op >= 0x50 && op <= 0x5f) {
-        if (sz != 8)
+        if (sz != t->sw)
             return false;
         if (op < 0x58) {
             ldg(t, 1, R8, i->rm);
-            ldg(t, 1, RAX, R_SP);
-            op_rm(t, 1, 0x8d, RAX, RAX, -8);
-            emit_store(t, i, 8)->sp_adj = -8;
-            addg(t, R_SP, -8);
+            emit_sp_lin(t, -sz);
+            emit_store(t, i, sz)->sp_adj = -sz;
+            add_sp(t, -sz);
         } else {
-            ldg(t, 1, RAX, R_SP);
-            emit_load(t, i, 8);
-            addg(t, R_SP, 8);
+            emit_sp_lin(t, 0);
+            emit_load(t, i, sz);
+            add_sp(t, sz);
             stg(t, i->rm, RAX);
         }
         return true;
@@ -682,6 +938,12 @@ static bool emit_inline(struct tx *t, const struct insn *i, bool live)
         }
         ld_imm(t, RAX, i, sz);
         stg(t, i->rm, RAX);
+        return true;
+    }
+    if (op >= 0x40 && op <= 0x4f && t->mode != 8) {   /* INC/DEC r32 outside 64-bit mode */
+        if (sz != 4)
+            return false;
+        emit_incdec(t, (op >> 3) & 1, sz, i->rm, live);
         return true;
     }
     if (op >= 0x1c8 && op <= 0x1cf) {
@@ -962,12 +1224,9 @@ static bool emit_inline(struct tx *t, const struct insn *i, bool live)
         }
         return false;
     case 0xff:
-        if (!reg || i->sub > 1 || live)
-            return false;   /* INC/DEC keep CF: with live flags, the handler's job */
-        ldg(t, w, RAX, i->rm);
-        op_rr(t, w, 0x83, i->sub == 0 ? 0 : 5, RAX);
-        e1(t, 1);
-        stg(t, i->rm, RAX);
+        if (!reg || i->sub > 1)
+            return false;
+        emit_incdec(t, i->sub, sz, i->rm, live);
         return true;
     }
     return false;
@@ -993,6 +1252,15 @@ static bool emit_redo(struct tx *t)
         /* recover the first operand, then redo the operation */
         op_rr(t, w, op == CC_SUB ? 0x01 : 0x29, RCX, RAX);
         op_rr(t, w, op == CC_SUB ? 0x39 : 0x01, RCX, RAX);
+        return true;
+    case CC_INC: case CC_DEC:
+        ld(t, w, RAX, OFF(cc_res));
+        ld(t, 0, RDX, OFF(cc_aux));   /* the carry kept */
+        op_rr(t, w, 0x83, op == CC_INC ? 5 : 0, RAX);   /* the operand back */
+        e1(t, 1);
+        op_rr(t, 0, 0x0fba, 4, RDX);  /* bt edx, 0 */
+        e1(t, 0);
+        op_rr(t, w, 0xff, op == CC_INC ? 0 : 1, RAX);   /* INC/DEC keep the host's CF */
         return true;
     case CC_ADC: case CC_SBB:
         ld(t, w, RCX, OFF(cc_src));
@@ -1051,13 +1319,31 @@ static void emit_call(struct tx *t, const struct insn *i, bool last)
 
 /* Leaves the block with c->rip advanced by delta, going straight on to the translation of the
  * block there when slot k of this block links to it. Only exits to the same page link: that
- * page is mapped (this block runs from it) and one generation check covers it. */
-static void emit_exit(struct tx *t, int k, int64_t delta)
+ * page is mapped (this block runs from it) and one generation check covers it. msz: a branch
+ * of that operand size (2, 4) wraps RIP to it, as the interpreter's jump() does; a target that
+ * wrapped is not where the link points, so it leaves. */
+static void emit_exit(struct tx *t, int k, int64_t delta, int msz)
 {
     flush_regs(t);
-    addmi(t, OFF(rip), (int32_t)delta);
+    uint8_t *out0 = NULL;
+    if (msz == 2 || msz == 4) {
+        ld(t, 1, RAX, OFF(rip));
+        op_rr(t, 1, 0x81, 0, RAX);                     /* add rax, delta */
+        e4(t, (uint32_t)(int32_t)delta);
+        if (msz == 4)
+            mov_rr(t, 0, RCX, RAX);
+        else
+            op_rr(t, 0, 0x0fb7, RCX, RAX);             /* movzx ecx, ax */
+        st(t, 1, OFF(rip), RCX);
+        op_rr(t, 1, 0x39, RAX, RCX);                   /* cmp rcx, rax */
+        out0 = jcc32(t, 0x5);
+    } else {
+        addmi(t, OFF(rip), (int32_t)delta);
+    }
     int64_t to = (int64_t)(t->b->pa & 0xfff) + delta;
     if (to < 0 || to >= 0x1000) {
+        if (out0)
+            patch(out0, t->p);
         leave(t);
         return;
     }
@@ -1086,49 +1372,162 @@ static void emit_exit(struct tx *t, int k, int64_t delta)
     patch(out1, t->p);
     patch(out2, t->p);
     patch(out3, t->p);
+    if (out0)
+        patch(out0, t->p);
     leave(t);
 }
 
-/* The branch ending a block: RET; CALL, JMP and Jcc with relative targets, leaving through
- * emit_exit (Jcc's condition from emit_cond, both ways). */
+/* Leaves the block for the RIP in rax (just stored to c->rip, registers written back), going
+ * straight on to the translated block there when the run loop's jump cache (block_get) knows
+ * it, with the checks block_get makes (the TLB still maps the page executable at the block's
+ * frame, the page's generation) and emit_exit's (interrupts, the chain budget). RET, JMP and
+ * CALL through registers or memory thus go block to block; the cache is the run loop's, so it
+ * is filled and invalidated with the block cache. */
+static void emit_ind(struct tx *t)
+{
+    uint8_t *out[9];
+    int no = 0;
+    if (t->mode != 8) {
+        op_rm(t, 1, 0x03, RAX, RBX, OFF(segbase) + 8 * SEG_CS);
+        mov_rr(t, 0, RAX, RAX);
+    }
+    /* rcx = &c->jc[(la ^ la >> JMP_CACHE_BITS) & mask] */
+    mov_rr(t, 1, RCX, RAX);
+    op_rr(t, 1, 0xc1, 5, RCX);
+    e1(t, JMP_CACHE_BITS);
+    op_rr(t, 1, 0x31, RAX, RCX);
+    op_rr(t, 0, 0x81, 4, RCX);
+    e4(t, (1u << JMP_CACHE_BITS) - 1);
+    op_rr(t, 0, 0x69, RCX, RCX);
+    e4(t, (uint32_t)sizeof(struct jc_entry));
+    rex(t, 1, RCX, RBX, RCX);         /* lea rcx, [rcx + rbx + OFF(jc)] */
+    e1(t, 0x8d);
+    e1(t, 0x8c);
+    e1(t, (RBX & 7) << 3 | (RCX & 7));
+    e4(t, (uint32_t)OFF(jc));
+    op_rm(t, 1, 0x3b, RAX, RCX, (int32_t)offsetof(struct jc_entry, la));
+    out[no++] = jcc32(t, 0x5);
+    ld(t, 0, RDX, OFF(cpl));           /* the key: mode | CPL << 8 */
+    op_rr(t, 0, 0xc1, 4, RDX);
+    e1(t, 8);
+    op_rr(t, 0, 0x81, 1, RDX);
+    e4(t, t->b->mode);
+    op_rm(t, 1, 0x3b, RDX, RCX, (int32_t)offsetof(struct jc_entry, key));
+    out[no++] = jcc32(t, 0x5);
+    op_rm(t, 1, 0x8b, RCX, RCX, (int32_t)offsetof(struct jc_entry, b));
+    op_rm(t, 1, 0x83, 7, RCX, (int32_t)offsetof(struct block, code));   /* translated? */
+    e1(t, 0);
+    out[no++] = jcc32(t, 0x4);
+    /* the TLB entry of la: the page still executable, at the block's frame */
+    mov_rr(t, 1, RSI, RAX);
+    op_rr(t, 1, 0xc1, 5, RSI);
+    e1(t, 12);
+    op_rr(t, 0, 0x81, 4, RSI);
+    e4(t, TLB_SIZE - 1);
+    op_rr(t, 0, 0x69, RSI, RSI);
+    e4(t, (uint32_t)sizeof(struct tlb_entry));
+    op_rm(t, 1, 0x03, RSI, RBX, OFF(tlbc));
+    op_rr(t, 1, 0x81, 4, RAX);         /* and rax, ~0xfff */
+    e4(t, 0xfffff000u);
+    op_rm(t, 1, 0x3b, RAX, RSI, TLB_OFF(vx));
+    out[no++] = jcc32(t, 0x5);
+    op_rm(t, 1, 0x8b, RAX, RCX, (int32_t)offsetof(struct block, pa));
+    op_rr(t, 1, 0x81, 4, RAX);
+    e4(t, 0xfffff000u);
+    op_rm(t, 1, 0x3b, RAX, RSI, TLB_OFF(pa));
+    out[no++] = jcc32(t, 0x5);
+    op_rm(t, 0, 0x8b, RDX, RCX, (int32_t)offsetof(struct block, pidx));
+    op_rm(t, 1, 0x8b, RSI, RBX, OFF(vm));
+    op_rm(t, 1, 0x8b, RSI, RSI, (int32_t)offsetof(struct emu_vm, gen));
+    e1(t, 0x8b);                       /* mov esi, [rsi + rdx*4] */
+    e1(t, 0x34);
+    e1(t, 0x96);
+    op_rm(t, 0, 0x3b, RSI, RCX, (int32_t)offsetof(struct block, gen));
+    out[no++] = jcc32(t, 0x5);
+    op_rm(t, 0, 0x80, 7, RBX, OFF(irq_check));
+    e1(t, 0);
+    out[no++] = jcc32(t, 0x5);
+    op_rm(t, 0, 0xff, 1, RBX, OFF(chain_budget));
+    out[no++] = jcc32(t, 0x4);
+    op_rm(t, 0, 0x0fb7, RDX, RCX, (int32_t)offsetof(struct block, n));
+    op_rm(t, 1, 0x01, RDX, RBX, OFF(icount));
+    op_rm(t, 0, 0xff, 4, RCX, (int32_t)offsetof(struct block, code));   /* jmp [rcx+code] */
+    for (int k = 0; k < no; k++)
+        patch(out[k], t->p);
+    leave(t);
+}
+
+/* The branch ending a block: RET, JMP and CALL through r/m, leaving through emit_ind; CALL, JMP
+ * and Jcc with relative targets, leaving through emit_exit (Jcc's condition from emit_cond,
+ * both ways). */
 static bool emit_branch(struct tx *t, const struct insn *i)
 {
     int64_t next = t->pend + i->len, taken = next + (int64_t)i->imm;
     if (taken != (int32_t)taken)
         return false;
     unsigned cc = i->op & 0xf;
+    int sz = i->osz;
     if (i->op == 0xc3) {   /* RET: the return address from the stack, no link */
-        if (i->osz != 8)
+        if (sz != t->sw)
             return false;
-        ldg(t, 1, RAX, R_SP);
-        emit_load(t, i, 8);
-        addg(t, R_SP, 8);
+        emit_sp_lin(t, 0);
+        emit_load(t, i, sz);
+        add_sp(t, sz);
         st(t, 1, OFF(rip), RAX);
-        leave_flush(t);
+        flush_regs(t);
+        emit_ind(t);
+        t->pend = 0;
+        return true;
+    }
+    if (i->op == 0xff) {   /* JMP r/m, CALL r/m */
+        if ((i->sub != 2 && i->sub != 4) || (sz != 8 && sz != 4) ||
+            (i->sub == 2 && sz != t->sw) || (i->mod != 3 && !ea_ok(i, t->pend)))
+            return false;
+        if (i->mod == 3) {
+            ldg(t, sz == 8, RAX, i->rm);
+        } else {
+            emit_ea(t, i);
+            emit_load(t, i, sz);
+        }
+        if (i->sub == 2) {   /* push the return address; the target waits in r9 */
+            mov_rr(t, 1, R9, RAX);
+            ld(t, 1, R8, OFF(rip));
+            op_rm(t, 1, 0x8d, R8, R8, (int32_t)next);
+            emit_sp_lin(t, -sz);
+            struct cold *k = emit_store(t, i, sz);
+            k->sp_adj = -sz;
+            k->ind = true;
+            add_sp(t, -sz);
+            mov_rr(t, 1, RAX, R9);
+        }
+        st(t, 1, OFF(rip), RAX);
+        flush_regs(t);
+        emit_ind(t);
         t->pend = 0;
         return true;
     }
     if (i->op == 0xe8) {   /* CALL: push the return address */
+        if (sz != t->sw)
+            return false;
         ld(t, 1, R8, OFF(rip));
         op_rm(t, 1, 0x8d, R8, R8, (int32_t)next);
-        ldg(t, 1, RAX, R_SP);
-        op_rm(t, 1, 0x8d, RAX, RAX, -8);
-        struct cold *k = emit_store(t, i, 8);
-        k->sp_adj = -8;
+        emit_sp_lin(t, -sz);
+        struct cold *k = emit_store(t, i, sz);
+        k->sp_adj = -sz;
         k->rip_adv = taken - t->pend;
-        addg(t, R_SP, -8);
+        add_sp(t, -sz);
     }
     if (i->op == 0xe9 || i->op == 0xeb || i->op == 0xe8) {
-        emit_exit(t, 1, taken);
+        emit_exit(t, 1, taken, sz);
         t->pend = 0;
         return true;
     }
     cc = emit_cond(t, cc);
     flush_regs(t);   /* MOVs: the flags stay; both ways out see the registers written back */
     uint8_t *jt = jcc32(t, cc);
-    emit_exit(t, 0, next);
+    emit_exit(t, 0, next, 0);
     patch(jt, t->p);
-    emit_exit(t, 1, taken);
+    emit_exit(t, 1, taken, sz);
     t->pend = 0;
     return true;
 }
@@ -1235,20 +1634,23 @@ void jit_compile(struct cpu *c, struct block *b)
     t.b = b;
     t.pend = 0;
     t.ncold = 0;
+    t.nccall = 0;
     t.cc = CC_UNKNOWN;
     t.exit = c->jit + 32;
+    t.mode = (int)(b->mode & ~BLOCK_SS32);
+    t.sw = t.mode == 8 ? 8 : (b->mode & BLOCK_SS32) ? 4 : 0;
     uint8_t *start = t.p;
     alloc_regs(&t, b);
     reload_regs(&t);
     for (int k = 0; k < b->n; k++) {
         const struct insn *i = &b->ins[k];
         bool last = k == b->n - 1;
-        if (b->mode == 8 && last && !i->lock && !i->rep && branch_op(i->op) && emit_branch(&t, i))
+        if (last && !i->lock && !i->rep && branch_op(i->op) && emit_branch(&t, i))
             break;
-        if (b->mode == 8 && t.ncold < COLD_MAX - 2 && emit_inline(&t, i, live[k])) {
+        if (t.ncold < COLD_MAX - 2 && emit_inline(&t, i, live[k])) {
             t.pend += i->len;
             if (last)
-                emit_exit(&t, 0, t.pend);
+                emit_exit(&t, 0, t.pend, 0);
         } else {
             emit_call(&t, i, last);
             if (last)
@@ -1257,6 +1659,8 @@ void jit_compile(struct cpu *c, struct block *b)
     }
     for (int k = 0; k < t.ncold; k++)
         emit_cold(&t, &t.cold[k]);
+    for (int k = 0; k < t.nccall; k++)
+        emit_ccall(&t, &t.ccall[k]);
     c->jit_used += ((size_t)(t.p - start) + 15) & ~(size_t)15;
     b->code = start;
 }

@@ -1,7 +1,9 @@
-/* The block translator: turns a hot decoded block into x86-64 host code. Frequent integer
- * instructions (moves, ALU, shifts, loads and stores through the software TLB, push/pop) become
- * inline host instructions on the guest registers in struct cpu; every other instruction becomes
- * a call to its interpreter handler, so the two always agree. Internal to src/accel/emu/. */
+/* The block translator: turns a hot decoded block (16-, 32- or 64-bit code) into x86-64 host
+ * code. Frequent integer instructions (moves, ALU, shifts, loads and stores through the software
+ * TLB, push/pop) and SSE/SSE2 float moves and arithmetic become inline host instructions on the
+ * guest registers in struct cpu; every other instruction becomes a call to its interpreter
+ * handler, so the two always agree. Blocks link to each other directly (relative branches) or
+ * through the jump cache (RET, indirect CALL/JMP). Internal to src/accel/emu/. */
 #ifndef QKVM_ACCEL_EMU_JIT_H
 #define QKVM_ACCEL_EMU_JIT_H
 #include "accel/emu/cpu.h"

@@ -1,0 +1,128 @@
+/* Indirect branches in translated code (jit.c's emit_ind): CALL and JMP through a register and
+ * through memory, and RET, go from block to block through the jump cache without the run loop.
+ * A loop of them runs natively, interpreted, translated at once and translated after a first
+ * interpreted run (so the cache holds the targets), and registers, flags and memory must agree;
+ * then the called function is rewritten between two translated runs on the same CPU (the jump
+ * cache must not hand out the stale block). Also: inline SSE arithmetic still faults where its
+ * handler would. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "emu_harness.h"
+
+#define ALLF 0x8d5ull   /* CF PF AF ZF SF OF */
+
+/* rdi: the data area. Position-independent: targets come from RIP-relative LEAs. */
+extern const uint8_t ind_start[], ind_end[];
+__asm__(".pushsection .rodata\n"
+        ".globl ind_start, ind_end\n"
+        "ind_start:\n"
+        "lea 9f(%rip), %r8\n"
+        "lea 8f(%rip), %r9\n"
+        "mov $200, %ecx\n"
+        "xor %eax, %eax\n"
+        "xor %edx, %edx\n"
+        "1:\n"
+        "call *%r8\n"                       /* CALL reg */
+        "mov %r8, 16(%rdi)\n"
+        "call *16(%rdi)\n"                  /* CALL [mem] */
+        "jmp *%r9\n"                        /* JMP reg */
+        "2:\n"
+        "add %eax, %edx\n"
+        "lea 3f(%rip), %r10\n"
+        "mov %r10, 24(%rdi)\n"
+        "jmp *24(%rdi)\n"                   /* JMP [mem] */
+        "3:\n"
+        "mov %edx, 32(%rdi,%rcx,4)\n"
+        "dec %ecx\n"
+        "jnz 1b\n"
+        "jmp 7f\n"
+        "9:\n"                              /* the function */
+        "add $3, %eax\n"
+        "rol $1, %edx\n"
+        "ret\n"
+        "8:\n"                              /* the JMP target */
+        "imul $7, %eax, %eax\n"
+        "jmp 2b\n"
+        "7:\n"
+        "nop\n"
+        "ind_end:\n"
+        ".popsection\n");
+
+static void test_indirect(void **s)
+{
+    (void)s;
+    static uint8_t data[DATA_SIZE];
+    static struct result nat, emu;
+    int len = (int)(ind_end - ind_start);
+    /* the function's "add $3, %eax" (83 c0 03): the last runs make it add 5 */
+    const uint8_t *add3 = memmem(ind_start, (size_t)len, "\x83\xc0\x03", 3);
+    assert_non_null(add3);
+    uint64_t prev_ax = 0;
+    for (int run = 0; run < 5; run++) {
+        int jit = run < 3 ? run - 1 : run == 3 ? 1 : 0;
+        struct regs in;
+        rng_state = 21;
+        rnd_regs(&in);
+        rnd_data(data);
+        in.r[R_DI] = HBASE + OFF_DATA;
+        struct code c = { .n = 0 };
+        emit(&c, ind_start, len);
+        if (run == 4)
+            c.b[add3 - ind_start + 2] = 5;
+        harness_jit = jit;
+        harness_run(c.b, c.n, &in, data, &nat, &emu);
+        harness_jit = -1;
+        assert_int_equal(nat.vec, -1);
+        assert_true(result_match(jit < 0 ? "indirect" : jit ? "indirect (cached)" : "indirect (translated)",
+                                 &c, &in, &nat, &emu, ALLF, 0xffff, 0));
+        if (run == 4)   /* the rewritten function ran */
+            assert_true(emu.regs.r[R_AX] != prev_ax);
+        prev_ax = emu.regs.r[R_AX];
+    }
+}
+
+/* SSE arithmetic inline keeps the handler's checks: with CR0.TS set, ADDSD raises #NM at the
+ * ADDSD, translated as interpreted (the host cannot run this at CPL 3: emulator only). */
+static void test_sse_guard(void **s)
+{
+    (void)s;
+    static uint8_t data[DATA_SIZE];
+    static struct result nat, emu;
+    static const uint8_t code[] = {
+        0x0f, 0x20, 0xc0,             /* mov %cr0, %rax */
+        0x48, 0x83, 0xc8, 0x08,       /* or $8, %rax: TS */
+        0x0f, 0x22, 0xc0,             /* mov %rax, %cr0 */
+        0xf2, 0x0f, 0x58, 0xc1,       /* addsd %xmm1, %xmm0 */
+    };
+    for (int jit = -1; jit <= 0; jit++) {
+        struct regs in;
+        rng_state = 22;
+        rnd_regs(&in);
+        struct code c = { .n = 0 };
+        emit(&c, code, (int)sizeof(code));
+        harness_jit = jit;
+        harness_run(c.b, c.n, &in, data, &nat, &emu);
+        harness_jit = -1;
+        assert_int_equal(emu.vec, 7);
+        assert_true(emu.fault_rip == HBASE + OFF_CODE + 10);
+    }
+}
+
+static int setup(void **s)
+{
+    (void)s;
+    return harness_init();
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = { cmocka_unit_test(test_indirect), cmocka_unit_test(test_sse_guard) };
+    return cmocka_run_group_tests_name("emu_jitind", tests, setup, NULL);
+}
