@@ -347,7 +347,7 @@ int main(int argc, char **argv)
     /* -incoming: the vCPUs wait for the stream; they run once it is in, unless -S */
     bool autostart = !cfg.start_paused;
     if (c.incoming)
-        cfg.start_paused = true;
+        cfg.start_paused = cfg.incoming = true;
     int status;
     for (;;) {
         struct machine m;
@@ -361,6 +361,7 @@ int main(int argc, char **argv)
             char iwhy[400];
             int r = migration_incoming(&m, c.incoming, autostart, iwhy, sizeof(iwhy));
             c.incoming = NULL;   /* a guest reset later boots afresh */
+            cfg.incoming = false;
             if (r) {
                 log_error("-incoming %s", iwhy);
                 monitor_set_detach(mons);

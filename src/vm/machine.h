@@ -52,6 +52,7 @@ struct machine_config {
     const char *serial;         /* "stdio", "file:PATH", "none" */
     bool no_reboot;
     bool start_paused;          /* -S, or a reset while paused: vCPUs wait for machine_resume */
+    bool incoming;              /* -incoming: the state comes from a migration (vm/migration.h) */
     const struct accel_ops *accel;
     bool tcg_nojit;             /* -accel tcg,jit=off: the software CPU only interprets */
     const char *cpu;            /* -cpu MODEL[,features] (vm/cpu_model.h); NULL: qemu64 */

@@ -10,6 +10,7 @@
 #include "vm/migration.h"
 
 #include "accel/accel.h"
+#include "hw/disk.h"
 #include "nbd/nbd.h"
 #include "util/clock.h"
 #include "util/evloop.h"
@@ -549,6 +550,11 @@ static void mig_io_final(struct migration *g)
         snprintf(g->final_why, sizeof(g->final_why), "cannot save the device state: %s", strerror(-ret));
         goto out;
     }
+    /* the destination opens the same image files: everything written must be in them */
+    if ((ret = disk_flush_all(m))) {
+        snprintf(g->final_why, sizeof(g->final_why), "cannot flush the disks: %s", strerror(-ret));
+        goto out;
+    }
     if (atomic_load(&m->dirty_on)) {
         memory_dirty_sync(m, g->bitmap);
         memory_dirty_stop(m);
@@ -688,6 +694,9 @@ int migration_start(struct machine *m, const char *uri, char *why, size_t n)
         return mig_fail(why, n, -EBUSY, "this machine is waiting for an incoming migration");
     if (mig_running(g))
         return mig_fail(why, n, -EBUSY, "There's a migration process in progress");
+    if (m->cfg->type == MACHINE_PC)
+        return mig_fail(why, n, -ENOTSUP, "the PC machine (SeaBIOS) cannot migrate yet: its BIOS area, PAM, fw_cfg"
+                        " and IDE state are not in the stream");
     if (g->thread_live) {
         pthread_join(g->thread, NULL);
         g->thread_live = false;
