@@ -10,6 +10,10 @@
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/virtio-guest.bash"
 
+if [ "${QKVM_LONG:-}" != 1 ]; then
+  skip "linux migration" "boots Linux and migrates it three times (minutes under tcg): QKVM_LONG=1 (make check-long)"
+  exit 0
+fi
 if ! vg_accel; then
   skip "linux migration" "$VG_WHY"
   exit 0
