@@ -115,6 +115,10 @@ static void emu_cpu_post_load(void *opaque)
     memcpy(c->xmm, p->xmm, sizeof(c->xmm));
     c->mxcsr = p->mxcsr;
     c->halted = p->halted, c->wait_sipi = p->wait_sipi, c->inhibit_irq = p->inhibit_irq;
+    /* the loaded APIC may hold a pending interrupt and an armed timer that nothing will signal
+     * again: look at both before the next instruction */
+    c->timer_deadline = 0;
+    atomic_store_explicit(&c->irq_check, true, memory_order_relaxed);
 }
 
 static const struct vmstate_desc emu_cpu_vmstate = {
