@@ -5,6 +5,7 @@
 #include "accel/emu/emu.h"
 
 #include "accel/emu/cpu.h"
+#include "hw/irqchip.h"
 #include "vm/machine.h"
 #include "vm/vmstate.h"
 
@@ -108,7 +109,9 @@ static void emu_cpu_post_load(void *opaque)
     c->mtrr_def = p->mtrr_def;
     memcpy(c->mtrr_fixed, p->mtrr_fixed, sizeof(c->mtrr_fixed));
     memcpy(c->mtrr_var, p->mtrr_var, sizeof(c->mtrr_var));
-    c->tsc_offset = p->tsc_offset;
+    /* the TSC goes on from where it was saved, as the PIT and APIC timers do: the time the
+     * machine spent saved (or in another process's clock) is not seen by the guest */
+    c->tsc_offset = p->tsc_offset - (c->vm->m->irqchip ? irqchip_clock_shift(c->vm->m->irqchip) : 0);
     for (int i = 0; i < 8; i++) {
         memset(&c->fpu.st[i], 0, sizeof(c->fpu.st[i]));
         memcpy(&c->fpu.st[i], p->st[i], 10);
@@ -120,6 +123,10 @@ static void emu_cpu_post_load(void *opaque)
     c->xcr0 = p->xcr0 ? p->xcr0 : XCR0_X87;
     c->mxcsr = p->mxcsr;
     c->halted = p->halted, c->wait_sipi = p->wait_sipi, c->inhibit_irq = p->inhibit_irq;
+    /* the loaded APIC may hold a pending interrupt and an armed timer that nothing will signal
+     * again: look at both before the next instruction */
+    c->timer_deadline = 0;
+    atomic_store_explicit(&c->irq_check, true, memory_order_relaxed);
 }
 
 static const struct vmstate_desc emu_cpu_vmstate = {
