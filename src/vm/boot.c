@@ -351,7 +351,7 @@ static int boot_write_smbios(struct machine *m)
     c.cpus = (unsigned)m->ncpus;
     c.nmem = 0;
     for (int i = 0; i < m->nmem && c.nmem < SMBIOS_MEM_RANGES; i++)
-        if (!m->mem[i].readonly)
+        if (!m->mem[i].readonly && !m->mem[i].device)
             c.mem[c.nmem].start = m->mem[i].gpa, c.mem[c.nmem++].size = m->mem[i].size;
     uint8_t *table = machine_gpa_ptr(m, SMBIOS_TABLE_ADDR, SMBIOS_TABLE_MAX);
     uint8_t *ep = machine_gpa_ptr(m, SMBIOS_EP_ADDR, SMBIOS_EP_SIZE);
