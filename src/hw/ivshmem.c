@@ -56,16 +56,32 @@ struct ivshmem {
     bool dead;                  /* the server broke the protocol or left: no more reading */
 };
 
+/* INTx (the spec: without MSI-X, a ring sets Interrupt Status to 1, and the line is up while
+ * Status & Mask is nonzero). Lock held. */
+static void intx_update(struct ivshmem *s)
+{
+    pci_set_irq(&s->pci, (s->intr_status & s->intr_mask) != 0);
+}
+
 static void reg_read(void *opaque, uint64_t off, void *data, unsigned size)
 {
     struct ivshmem *s = opaque;
     uint32_t v = 0;
+    if (s->doorbell)
+        pthread_mutex_lock(&s->lock);
     switch (off) {
     case REG_INTR_MASK: v = s->intr_mask; break;
-    case REG_INTR_STATUS: v = s->intr_status; s->intr_status = 0; break;   /* read clears */
+    case REG_INTR_STATUS:   /* read clears */
+        v = s->intr_status;
+        s->intr_status = 0;
+        if (s->doorbell)
+            intx_update(s);
+        break;
     case REG_IV_POSITION: v = s->doorbell ? (uint32_t)s->c.id : 0; break;
     default: break;
     }
+    if (s->doorbell)
+        pthread_mutex_unlock(&s->lock);
     memset(data, 0, size);
     memcpy(data, &v, size < 4 ? size : 4);
 }
@@ -76,8 +92,16 @@ static void reg_write(void *opaque, uint64_t off, const void *data, unsigned siz
     uint32_t v = 0;
     memcpy(&v, data, size < 4 ? size : 4);
     switch (off) {
-    case REG_INTR_MASK: s->intr_mask = v; break;
-    case REG_INTR_STATUS: s->intr_status = v; break;
+    case REG_INTR_MASK:
+    case REG_INTR_STATUS:
+        if (s->doorbell)
+            pthread_mutex_lock(&s->lock);
+        *(off == REG_INTR_MASK ? &s->intr_mask : &s->intr_status) = v;
+        if (s->doorbell) {
+            intx_update(s);
+            pthread_mutex_unlock(&s->lock);
+        }
+        break;
     case REG_DOORBELL:
         /* The spec: ignored without interrupts, and for a peer or vector that is not there. */
         if (s->doorbell) {
@@ -262,9 +286,19 @@ static void vec_event(void *opaque, uint32_t events)
 {
     (void)events;
     struct ivshmem_vec *v = opaque;
+    struct ivshmem *s = v->s;
     uint64_t n;
-    if (read(v->fd, &n, sizeof(n)) == sizeof(n))
-        pci_msix_notify(&v->s->pci, v->vector);
+    if (read(v->fd, &n, sizeof(n)) != sizeof(n))
+        return;
+    if (pci_msix_enabled(&s->pci)) {
+        pci_msix_notify(&s->pci, v->vector);
+        return;
+    }
+    /* a guest without MSI-X (uio_pci_generic): INTx, whatever the vector */
+    pthread_mutex_lock(&s->lock);
+    s->intr_status |= 1;
+    intx_update(s);
+    pthread_mutex_unlock(&s->lock);
 }
 
 static void server_gone(struct ivshmem *s, const char *why)
