@@ -32,7 +32,20 @@ static volatile uint32_t *regs;
 static uint8_t *mem;
 static size_t mem_size;
 static volatile uint32_t *msg;    /* where MSI-X vector 0's message lands */
-static int uio_fd = -1;
+static int uio_fd = -1, cfg_fd = -1;
+static void die(const char *what);
+
+/* uio_pci_generic's handler masks INTx in the command register; the user unmasks it there
+ * (Documentation/driver-api/uio-howto: there is no irqcontrol write for it). */
+static void uio_unmask(void)
+{
+    uint16_t cmd;
+    if (pread(cfg_fd, &cmd, 2, 4) != 2)
+        die("config read");
+    cmd &= (uint16_t)~0x400;
+    if (pwrite(cfg_fd, &cmd, 2, 4) != 2)
+        die("config write");
+}
 static volatile uint32_t *msix_entry;
 
 /* A message aimed at a page that dies with us must not outlive us: vector 0 masked again. */
@@ -198,11 +211,13 @@ static void setup_uio(void)
     uio_fd = open(p, O_RDWR);
     if (uio_fd < 0)
         die(p);
+    snprintf(p, sizeof(p), "%s/config", dev);
+    cfg_fd = open(p, O_RDWR);
+    if (cfg_fd < 0)
+        die(p);
     regs[0] = 0xffffffff;   /* Interrupt Mask: INTx follows Status */
     (void)regs[1];          /* Status: read clears */
-    uint32_t one = 1;
-    if (write(uio_fd, &one, 4) != 4)
-        die("uio unmask");
+    uio_unmask();
 }
 
 /* 1 when vector 0 fired within ms */
@@ -210,12 +225,11 @@ static int wait_irq(int ms)
 {
     if (uio_fd >= 0) {
         struct pollfd p = { .fd = uio_fd, .events = POLLIN };
-        uint32_t n, one = 1;
+        uint32_t n;
         if (poll(&p, 1, ms) <= 0 || read(uio_fd, &n, 4) != 4)
             return 0;
         (void)regs[1];
-        if (write(uio_fd, &one, 4) != 4)
-            die("uio unmask");
+        uio_unmask();
         return 1;
     }
     double end = now_us() + ms * 1000.0;

@@ -4,10 +4,16 @@
 # tests/guest/ivshmem-linux.c (built static here) over /sys/bus/pci/devices/.../resource0-2.
 # What one guest writes into BAR2 the other and the host read; doorbells go both ways between
 # the guests and to a host peer (bench/ivshmem-pong) and back; the qkvm guest also takes a ring
-# through uio_pci_generic (INTx). One boot of each. With IVSHMEM_FIGURES=FILE (bench/
+# through uio_pci_generic (INTx). One boot of each; QKVM_LONG=1 only. With IVSHMEM_FIGURES=FILE (bench/
 # ivshmem-guests.sh) it also measures round trips and BAR2 bandwidth into FILE.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/virtio-guest.bash"
+
+# two Linux boots under tcg, one of them QEMU's: minutes on the shared machine
+if [ -z "${QKVM_LONG:-}" ]; then
+  skip "ivshmem with Linux guests" "QKVM_LONG=1 (make check-long): boots Linux under qkvm and under QEMU"
+  exit 0
+fi
 
 if ! vg_accel; then
   skip "ivshmem with Linux guests" "$VG_WHY"
