@@ -215,6 +215,18 @@ static void setup_uio(void)
     cfg_fd = open(p, O_RDWR);
     if (cfg_fd < 0)
         die(p);
+    /* INTx only while MSI-X is off (an earlier run of ours may have turned it on) */
+    uint8_t cfg[256];
+    if (pread(cfg_fd, cfg, sizeof(cfg), 0) != (ssize_t)sizeof(cfg))
+        die("config read");
+    for (unsigned cap = cfg[0x34]; cap; cap = cfg[cap + 1]) {
+        if (cfg[cap] == 0x11) {
+            uint16_t ctl = (uint16_t)((cfg[cap + 2] | cfg[cap + 3] << 8) & ~0x8000);
+            if (pwrite(cfg_fd, &ctl, 2, cap + 2) != 2)
+                die("config write");
+            break;
+        }
+    }
     regs[0] = 0xffffffff;   /* Interrupt Mask: INTx follows Status */
     (void)regs[1];          /* Status: read clears */
     uio_unmask();
