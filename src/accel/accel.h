@@ -51,6 +51,12 @@ struct accel_ops {
     /* m->mem[idx] was added after vm_create (a ROM). NULL when the accelerator reads m->mem[]
      * on every access anyway. Read-only regions: guest writes there go to vcpu_mmio. */
     int (*mem_add)(struct machine *m, int idx);
+    /* m->mem[idx], a device's region, moved or was hidden (size 0) while vCPUs may run: from
+     * now on guest accesses find it at its new place only. Any thread. 0 or -errno. */
+    int (*mem_remap)(struct machine *m, int idx);
+    /* Brings what the accelerator knows of writes to m->mem[idx] into its dirty bitmap and
+     * re-arms the tracking, with the vCPUs parked. 0 or -errno. */
+    int (*mem_dirty_sync)(struct machine *m, int idx);
     int (*vcpu_create)(struct vcpu *v);
     void (*vcpu_destroy)(struct vcpu *v);
     /* Loads the architectural state (the BSP's boot state; APs start in wait-for-SIPI). */

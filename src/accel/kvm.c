@@ -60,23 +60,58 @@ static int kvm_probe(const char **why)
     return 0;
 }
 
-static int kvm_map_region(struct machine *m, int idx)
+static int kvm_set_slot(struct machine *m, int idx, uint64_t gpa, uint64_t size)
 {
     struct kvm_vm *k = m->accel_data;
     const struct mem_region *r = &m->mem[idx];
     struct kvm_userspace_memory_region mr = {
         .slot = (uint32_t)idx,
-        .flags = (r->readonly && k->readonly_mem) ? KVM_MEM_READONLY : 0,
-        .guest_phys_addr = r->gpa,
-        .memory_size = r->size,
+        .flags = ((r->readonly && k->readonly_mem) ? KVM_MEM_READONLY : 0) |
+                 (r->dirty ? KVM_MEM_LOG_DIRTY_PAGES : 0),
+        .guest_phys_addr = gpa,
+        .memory_size = size,
         .userspace_addr = (uint64_t)(uintptr_t)r->host,
     };
     if (ioctl(k->vm_fd, KVM_SET_USER_MEMORY_REGION, &mr) < 0) {
         int err = -errno;
-        log_error("kvm: cannot map guest memory at 0x%llx: %s", (unsigned long long)r->gpa, strerror(errno));
+        log_error("kvm: cannot map guest memory at 0x%llx: %s", (unsigned long long)gpa, strerror(errno));
         return err;
     }
     return 0;
+}
+
+static int kvm_map_region(struct machine *m, int idx)
+{
+    const struct mem_region *r = &m->mem[idx];
+    uint64_t size = __atomic_load_n(&r->size, __ATOMIC_ACQUIRE);
+    return size ? kvm_set_slot(m, idx, r->gpa, size) : 0;   /* a device's, not shown yet */
+}
+
+/* KVM moves no slot: a device region that moves is deleted (size 0) and made again. */
+static int kvm_mem_remap(struct machine *m, int idx)
+{
+    int ret = kvm_set_slot(m, idx, 0, 0);
+    return ret ? ret : kvm_map_region(m, idx);
+}
+
+static int kvm_mem_dirty_sync(struct machine *m, int idx)
+{
+    struct kvm_vm *k = m->accel_data;
+    const struct mem_region *r = &m->mem[idx];
+    if (!r->dirty || !__atomic_load_n(&r->size, __ATOMIC_ACQUIRE))
+        return 0;   /* a hidden region has no slot: nothing written since */
+    size_t words = (size_t)((r->capacity / 4096 + 63) / 64);
+    uint64_t *bits = calloc(words, sizeof(*bits));
+    if (!bits)
+        return -ENOMEM;
+    struct kvm_dirty_log log = { .slot = (uint32_t)idx, .dirty_bitmap = bits };
+    int ret = 0;
+    if (ioctl(k->vm_fd, KVM_GET_DIRTY_LOG, &log) < 0)
+        ret = -errno;
+    for (size_t w = 0; !ret && w < words; w++)
+        atomic_fetch_or_explicit(&r->dirty[w], bits[w], memory_order_relaxed);
+    free(bits);
+    return ret;
 }
 
 /* The host's CPUID as KVM can virtualize it, plus what a guest of qkvm should see: the
@@ -586,6 +621,8 @@ const struct accel_ops accel_kvm = {
     .vm_create = kvm_vm_create,
     .vm_destroy = kvm_vm_destroy,
     .mem_add = kvm_map_region,
+    .mem_remap = kvm_mem_remap,
+    .mem_dirty_sync = kvm_mem_dirty_sync,
     .vcpu_create = kvm_vcpu_create,
     .vcpu_destroy = kvm_vcpu_destroy,
     .vcpu_set_state = kvm_vcpu_set_state,

@@ -4,10 +4,10 @@
  * ivshmem-doorbell's from an ivshmem server (src/ivshmem/), with MSI-X in BAR1: a Doorbell write
  * rings a peer's eventfd, a peer ringing one of ours raises that MSI-X vector.
  *
- * BAR2 is served through the PCI window like any MMIO BAR, each access a copy to or from the
- * mapping, rather than as a RAM region: the accelerators take their RAM regions once, before the
- * vCPUs run, and the guest (SeaBIOS, Linux) may move the BAR afterwards. Slower than RAM, but right
- * wherever the guest puts it (docs/ivshmem.md). */
+ * BAR2 is RAM to the CPUs: the mapping is a machine hostmem region (vm/machine.h) that follows
+ * the BAR wherever the guest (SeaBIOS, Linux) puts it and disappears while memory decoding is off.
+ * Its MMIO handlers stay registered in the PCI window underneath, for the accesses that reach the
+ * bus anyway (a region the accelerator could not map, a bus master's write). */
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -45,6 +45,7 @@ struct ivshmem {
     struct machine *m;
     uint8_t *mem;
     uint64_t size;
+    int hostmem;                /* BAR2's region in the machine's memory map */
     uint32_t intr_mask, intr_status;
     /* ivshmem-doorbell: the server connection. lock orders the event loop's updates of the peer
      * table against the vCPUs' doorbell writes. */
@@ -55,16 +56,32 @@ struct ivshmem {
     bool dead;                  /* the server broke the protocol or left: no more reading */
 };
 
+/* INTx (the spec: without MSI-X, a ring sets Interrupt Status to 1, and the line is up while
+ * Status & Mask is nonzero). Lock held. */
+static void intx_update(struct ivshmem *s)
+{
+    pci_set_irq(&s->pci, (s->intr_status & s->intr_mask) != 0);
+}
+
 static void reg_read(void *opaque, uint64_t off, void *data, unsigned size)
 {
     struct ivshmem *s = opaque;
     uint32_t v = 0;
+    if (s->doorbell)
+        pthread_mutex_lock(&s->lock);
     switch (off) {
     case REG_INTR_MASK: v = s->intr_mask; break;
-    case REG_INTR_STATUS: v = s->intr_status; s->intr_status = 0; break;   /* read clears */
+    case REG_INTR_STATUS:   /* read clears */
+        v = s->intr_status;
+        s->intr_status = 0;
+        if (s->doorbell)
+            intx_update(s);
+        break;
     case REG_IV_POSITION: v = s->doorbell ? (uint32_t)s->c.id : 0; break;
     default: break;
     }
+    if (s->doorbell)
+        pthread_mutex_unlock(&s->lock);
     memset(data, 0, size);
     memcpy(data, &v, size < 4 ? size : 4);
 }
@@ -75,8 +92,16 @@ static void reg_write(void *opaque, uint64_t off, const void *data, unsigned siz
     uint32_t v = 0;
     memcpy(&v, data, size < 4 ? size : 4);
     switch (off) {
-    case REG_INTR_MASK: s->intr_mask = v; break;
-    case REG_INTR_STATUS: s->intr_status = v; break;
+    case REG_INTR_MASK:
+    case REG_INTR_STATUS:
+        if (s->doorbell)
+            pthread_mutex_lock(&s->lock);
+        *(off == REG_INTR_MASK ? &s->intr_mask : &s->intr_status) = v;
+        if (s->doorbell) {
+            intx_update(s);
+            pthread_mutex_unlock(&s->lock);
+        }
+        break;
     case REG_DOORBELL:
         /* The spec: ignored without interrupts, and for a peer or vector that is not there. */
         if (s->doorbell) {
@@ -110,6 +135,34 @@ static void mem_write(void *opaque, uint64_t off, const void *data, unsigned siz
     struct ivshmem *s = opaque;
     if (off < s->size && size <= s->size - off)
         memcpy(s->mem + off, data, size);
+}
+
+static void ivshmem_bar_moved(struct pci_device *d, int bar, uint64_t addr)
+{
+    struct ivshmem *s = d->opaque;
+    if (bar != IVSHMEM_MEM_BAR)
+        return;
+    int r = addr == PCI_BAR_UNMAPPED ? machine_unmap_hostmem(s->m, s->hostmem)
+                                     : machine_map_hostmem(s->m, s->hostmem, addr);
+    if (r)   /* the MMIO handlers still serve the BAR, only slower */
+        machine_log_guest(s->m, LOG_GUEST, "ivshmem map", "ivshmem: cannot map BAR2 at %#" PRIx64 " as RAM: %s",
+                          addr, strerror(-r));
+}
+
+/* BAR2, the memory: RAM for the CPUs once the guest places it (ivshmem_bar_moved). */
+static int ivshmem_add_mem_bar(struct ivshmem *s)
+{
+    int ret = pci_device_add_bar(&s->pci, IVSHMEM_MEM_BAR, s->size, PCI_BAR_MEM_64 | PCI_BAR_PREFETCH,
+                                 mem_read, mem_write, s);
+    if (ret)
+        return ret;
+    ret = machine_add_hostmem(s->m, s->mem, s->size, &s->hostmem);
+    if (ret) {
+        log_error("%s: cannot add the shared memory to the memory map: %s", s->pci.name, strerror(-ret));
+        return ret;
+    }
+    s->pci.bar_moved = ivshmem_bar_moved;
+    return 0;
 }
 
 static void ivshmem_cleanup(void *opaque)
@@ -216,8 +269,7 @@ static int ivshmem_plain_create(struct machine *m, struct kvlist *opts)
     pci_device_init(d, "ivshmem-plain", IVSHMEM_VENDOR, IVSHMEM_DEVICE, 0x050000, 1, 0x1af4, 0x1100);
     d->opaque = s;
     if ((ret = pci_device_add_bar(d, IVSHMEM_REG_BAR, IVSHMEM_REG_SIZE, 0, reg_read, reg_write, s)) ||
-        (ret = pci_device_add_bar(d, IVSHMEM_MEM_BAR, s->size, PCI_BAR_MEM_64 | PCI_BAR_PREFETCH,
-                                  mem_read, mem_write, s)))
+        (ret = ivshmem_add_mem_bar(s)))
         return ret;
     return pci_register_device(m, d, slot);
 }
@@ -234,9 +286,19 @@ static void vec_event(void *opaque, uint32_t events)
 {
     (void)events;
     struct ivshmem_vec *v = opaque;
+    struct ivshmem *s = v->s;
     uint64_t n;
-    if (read(v->fd, &n, sizeof(n)) == sizeof(n))
-        pci_msix_notify(&v->s->pci, v->vector);
+    if (read(v->fd, &n, sizeof(n)) != sizeof(n))
+        return;
+    if (pci_msix_enabled(&s->pci)) {
+        pci_msix_notify(&s->pci, v->vector);
+        return;
+    }
+    /* a guest without MSI-X (uio_pci_generic): INTx, whatever the vector */
+    pthread_mutex_lock(&s->lock);
+    s->intr_status |= 1;
+    intx_update(s);
+    pthread_mutex_unlock(&s->lock);
 }
 
 static void server_gone(struct ivshmem *s, const char *why)
@@ -379,8 +441,7 @@ static int ivshmem_doorbell_create(struct machine *m, struct kvlist *opts)
     d->opaque = s;
     if ((ret = pci_device_add_bar(d, IVSHMEM_REG_BAR, IVSHMEM_REG_SIZE, 0, reg_read, reg_write, s)) ||
         (ret = pci_msix_init(d, m, (unsigned)nvec, IVSHMEM_MSIX_BAR)) ||
-        (ret = pci_device_add_bar(d, IVSHMEM_MEM_BAR, s->size, PCI_BAR_MEM_64 | PCI_BAR_PREFETCH,
-                                  mem_read, mem_write, s)))
+        (ret = ivshmem_add_mem_bar(s)))
         return ret;
     if ((ret = pci_register_device(m, d, slot)))
         return ret;

@@ -82,6 +82,13 @@ static int msix_irqfd_setup(struct pci_msix *x, struct msix_vector *v)
 static void msix_fire(struct pci_msix *x, struct msix_vector *v)
 {
     struct machine *m = x->m;
+    /* A message is a memory write: one aimed outside the APICs' range writes its data there,
+     * as on a real bus (and QEMU) when the function may master the bus. */
+    if ((msix_addr(v) & ~0xfffffull) != 0xfee00000ull) {
+        if (pci_get_word(x->d->config + PCI_COMMAND) & PCI_COMMAND_MASTER)
+            machine_dma_write(m, msix_addr(v), &v->entry[2], 4);
+        return;
+    }
     if (machine_has_irqfd(m) && !x->irqfd_broken) {
         int ret = 0;
         if (v->irqfd < 0)

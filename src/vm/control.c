@@ -31,8 +31,7 @@ const char *machine_run_state(const struct machine *m)
     return "running";
 }
 
-/* Parks every vCPU; false when they were parked already (paused), else the caller unparks. */
-static bool machine_park_vcpus(struct machine *m)
+bool machine_park_vcpus(struct machine *m)
 {
     if (atomic_exchange(&m->pause_req, true))
         return false;
@@ -48,7 +47,7 @@ static bool machine_park_vcpus(struct machine *m)
     return true;
 }
 
-static void machine_unpark_vcpus(struct machine *m)
+void machine_unpark_vcpus(struct machine *m)
 {
     pthread_mutex_lock(&m->run_lock);
     atomic_store(&m->pause_req, false);

@@ -33,6 +33,11 @@ int machine_get_cpu_state(struct machine *m, int cpu, struct cpu_state *s);
  * events (a paused machine stays paused): migration's dirty-page syncs. 0, or -ESHUTDOWN when
  * the machine is stopping (fn not called). */
 int machine_quiesce(struct machine *m, void (*fn)(void *opaque), void *opaque);
+/* Parks every vCPU for a moment (no STOP event); false when they were parked already (paused),
+ * else the caller calls machine_unpark_vcpus. I/O thread only: a vCPU waiting here would wait
+ * for itself. */
+bool machine_park_vcpus(struct machine *m);
+void machine_unpark_vcpus(struct machine *m);
 /* Hands an event to the listener: data_json is the "data" object's text, or NULL for none. */
 void machine_emit_event(struct machine *m, const char *name, const char *data_json);
 /* After the run: SHUTDOWN or RESET for why the machine stopped, with the guest/host reason. */

@@ -25,15 +25,23 @@ struct vcpu;
 /* Guest-physical layout: RAM from 0 up to the PCI hole, the rest above 4 GiB, as on a PC. */
 #define MACHINE_LOW_RAM_END   0xc0000000ull   /* 3 GiB: the 32-bit PCI/MMIO hole starts here */
 #define MACHINE_HIGH_RAM_BASE 0x100000000ull
-#define MACHINE_MAX_MEM       8
+#define MACHINE_MAX_MEM       12
 #define MACHINE_MAX_CPUS      64
 #define MACHINE_MAX_DEVICES   32
 #define MACHINE_MAX_DISKS     MACHINE_MAX_DEVICES
 
 struct mem_region {
+    /* A device's region (machine_map_hostmem) changes gpa and size while vCPUs and the I/O thread
+     * look it up: readers load size (acquire) before gpa, and a size of 0 means not mapped. The
+     * host mapping and capacity never change, so a torn lookup still lands inside the mapping. */
     uint64_t gpa, size;
     uint8_t *host;
     bool readonly;      /* ROM: guest writes go to the MMIO bus (and are dropped) */
+    bool device;        /* host memory a device shows (a RAM-backed BAR): not the guest's RAM */
+    uint64_t capacity;  /* bytes at host: size, or what a device region has when mapped */
+    /* device regions: one bit per 4 KiB page the guest or a bus master wrote since the last
+     * machine_hostmem_dirty; NULL for RAM and ROM */
+    _Atomic uint64_t *dirty;
 };
 
 /* Which board: the direct-boot machine (-kernel, or a flat -bios image at the reset vector) or
@@ -180,6 +188,21 @@ int machine_write(struct machine *m, uint64_t gpa, const void *buf, uint64_t len
  * BIOS area) gets the write on m->mmio as a CPU's would, where ROM drops it (-EFAULT) and PAM
  * sends it to RAM. -EFAULT when the range is not wholly in one region. */
 int machine_dma_write(struct machine *m, uint64_t gpa, const void *buf, uint64_t len);
+/* Host memory that a device shows at a guest address as RAM (a RAM-backed PCI BAR, ivshmem's
+ * shared memory): CPU accesses reach it without leaving the guest (a KVM memory slot; the
+ * emulator's TLB). machine_add_hostmem reserves it at device creation, before the vCPUs run,
+ * unmapped; size and host are page-aligned. *id names it. 0, -EINVAL or -ENOSPC. */
+int machine_add_hostmem(struct machine *m, void *host, uint64_t size, int *id);
+/* Shows region id at gpa (page-aligned), moving it when it was elsewhere, or hides it. The
+ * caller keeps it clear of RAM and other regions (a PCI BAR decodes only inside the host
+ * bridge's window). Any thread, one caller per region at a time. 0 or -errno. */
+int machine_map_hostmem(struct machine *m, int id, uint64_t gpa);
+int machine_unmap_hostmem(struct machine *m, int id);
+/* Migration's dirty tracking of region id: ORs into bitmap (a bit per 4 KiB page, 64 to a word)
+ * the pages written since the last call by the guest's CPUs or by machine_note_dirty, and
+ * starts over. On the I/O thread: the vCPUs are parked for the moment of the swap, so no write
+ * falls between the two. 0 or -EINVAL. */
+int machine_hostmem_dirty(struct machine *m, int id, uint64_t *bitmap);
 /* Drives interrupt line gsi through the accelerator's interrupt controllers. */
 int machine_set_irq(struct machine *m, unsigned gsi, int level);
 

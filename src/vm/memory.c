@@ -13,11 +13,27 @@
 #include <string.h>
 #include <sys/mman.h>
 
+int memory_find(struct machine *m, uint64_t gpa, uint64_t len, uint64_t *off)
+{
+    for (int i = 0; i < m->nmem; i++) {
+        const struct mem_region *r = &m->mem[i];
+        /* size first: a device region moving under us (struct mem_region) */
+        uint64_t size = __atomic_load_n(&r->size, __ATOMIC_ACQUIRE);
+        uint64_t base = __atomic_load_n(&r->gpa, __ATOMIC_RELAXED);
+        if (gpa >= base && gpa - base < size && len <= size - (gpa - base)) {
+            *off = gpa - base;
+            return i;
+        }
+    }
+    return -1;
+}
+
 int memory_add_region(struct machine *m, uint64_t gpa, uint64_t size, uint8_t *host, bool readonly)
 {
     if (m->nmem == MACHINE_MAX_MEM)
         return -ENOSPC;
-    m->mem[m->nmem++] = (struct mem_region){ gpa, size, host, readonly };
+    m->mem[m->nmem++] = (struct mem_region){ .gpa = gpa, .size = size, .host = host,
+                                             .readonly = readonly, .capacity = size };
     return 0;
 }
 
@@ -75,18 +91,17 @@ void memory_destroy(struct machine *m)
         memory_report_touched(m);
     if (m->ram)
         munmap(m->ram, m->ram_size);
+    for (int i = 0; i < m->nmem; i++)
+        free((void *)m->mem[i].dirty);
     m->ram = NULL;
     m->nmem = 0;
 }
 
 void *machine_gpa_ptr(struct machine *m, uint64_t gpa, uint64_t len)
 {
-    for (int i = 0; i < m->nmem; i++) {
-        const struct mem_region *r = &m->mem[i];
-        if (gpa >= r->gpa && gpa - r->gpa < r->size && len <= r->size - (gpa - r->gpa))
-            return r->host + (gpa - r->gpa);
-    }
-    return NULL;
+    uint64_t off;
+    int i = memory_find(m, gpa, len, &off);
+    return i < 0 ? NULL : m->mem[i].host + off;
 }
 
 int machine_read(struct machine *m, uint64_t gpa, void *buf, uint64_t len)
@@ -112,7 +127,16 @@ int machine_write(struct machine *m, uint64_t gpa, const void *buf, uint64_t len
 void machine_note_dirty(struct machine *m, uint64_t gpa, uint64_t len)
 {
     memory_note_written(m, gpa, len);
-    if (len && m->accel && m->accel->mem_written)
+    if (!len)
+        return;
+    uint64_t off;
+    int i = memory_find(m, gpa, len, &off);
+    if (i >= 0 && m->mem[i].dirty) {
+        uint64_t first = off >> 12, last = (off + len - 1) >> 12;
+        for (uint64_t p = first; p <= last; p++)
+            atomic_fetch_or_explicit(&m->mem[i].dirty[p / 64], 1ull << (p % 64), memory_order_relaxed);
+    }
+    if (m->accel && m->accel->mem_written)
         m->accel->mem_written(m, gpa, len);
 }
 

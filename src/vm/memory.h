@@ -13,6 +13,9 @@ int memory_create_ram(struct machine *m, uint64_t size, uint64_t hole);
 /* A further region (a ROM) backed by host memory the caller owns. 0 or -ENOSPC. */
 int memory_add_region(struct machine *m, uint64_t gpa, uint64_t size, uint8_t *host, bool readonly);
 void memory_destroy(struct machine *m);
+/* The index in m->mem of the region holding all of [gpa, gpa+len), with gpa's offset in it in
+ * *off, or -1. Safe against a device region moving meanwhile (struct mem_region). */
+int memory_find(struct machine *m, uint64_t gpa, uint64_t len, uint64_t *off);
 
 /* ---- Dirty tracking for migration (vm/migration.c), by page of m->ram (offset >> 12) ---- */
 /* Pages of m->ram, the bits of a dirty bitmap. */

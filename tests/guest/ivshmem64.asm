@@ -1,6 +1,10 @@
 ; A tiny 64-bit "kernel" (bzImage) that finds the ivshmem-plain device (1af4:1110) on PCI bus 0,
 ; reads its BARs, prints IVPosition and a dword the host left in the shared memory, and writes a
 ; string at the start of BAR2 and a dword at its end (4 MiB), for tests/integration/ivshmem.sh.
+; BAR2 is RAM: code written there runs (exec_bar2=), the memory follows the BAR when the guest
+; moves it 256 MiB up (moved_word=, old_word= reads ones) and is gone while memory decoding is off
+; (off_word=); then the BAR goes back. With the host's "PAIR" at 0x6000, two guests sharing the
+; memory take turns: the first to arrive writes a ping, the second answers it (pair=1 on both).
 ; With ivshmem-doorbell (an MSI-X capability): rings itself on vector 0 and counts the interrupt
 ; (msix_self=), rings peer 0 on vector 1, prints ready=1 and waits for a ring of its vector 1
 ; (msix_host=).
@@ -122,6 +126,77 @@ entry64:
     lea rsi, [rel s_written]
     call putkv
 
+    ; --- BAR2 is RAM: run code from it
+    mov rdi, r8
+    add rdi, 0x2000
+    mov dword [rdi], 0x00600db8         ; mov eax, 0x600d
+    mov word [rdi + 4], 0xc300          ; (imm32 high byte), ret
+    xor eax, eax
+    call rdi
+    lea rsi, [rel s_exec]
+    call putkv
+
+    ; --- move BAR2 256 MiB up: the memory is there, nothing is at the old place
+    lea r12, [r8 + 0x10000000]
+    mov ecx, 0x18
+    mov eax, r12d
+    call cfg_write32
+    mov eax, [r12]                      ; "hell" of the message
+    lea rsi, [rel s_moved]
+    call putkv
+    mov eax, [r8]
+    lea rsi, [rel s_old]
+    call putkv
+    ; memory decoding off: gone; on again
+    mov ecx, 0x04
+    call cfg_read32
+    mov r15d, eax
+    and eax, ~2
+    call cfg_write16
+    mov eax, [r12]
+    lea rsi, [rel s_off]
+    call putkv
+    mov eax, r15d
+    call cfg_write16
+    mov ecx, 0x18
+    mov eax, r8d
+    call cfg_write32                    ; back where it was
+
+    ; --- two guests on one memory (the host asked for it with "PAIR" at 0x6000)
+    cmp dword [r8 + 0x6000], 0x52494150
+    jne .nopair
+    mov eax, 1
+    lock xadd [r8 + 0x6004], eax        ; 0: first here
+    mov ecx, 0x40000000
+    test eax, eax
+    jnz .second
+    mov dword [r8 + 0x6008], 0x676e6970     ; "ping"
+.wait_pong:
+    cmp dword [r8 + 0x600c], 0x676e6f70     ; "pong"
+    je .paired
+    pause
+    dec ecx
+    jnz .wait_pong
+    jmp .unpaired
+.second:
+    cmp dword [r8 + 0x6008], 0x676e6970
+    je .answer
+    pause
+    dec ecx
+    jnz .second
+    jmp .unpaired
+.answer:
+    mov dword [r8 + 0x600c], 0x676e6f70
+.paired:
+    mov eax, 1
+    jmp .pair_out
+.unpaired:
+    xor eax, eax
+.pair_out:
+    lea rsi, [rel s_pair]
+    call putkv
+.nopair:
+
     ; --- ivshmem-doorbell only: the MSI-X capability
     mov ecx, 0x34
     call cfg_read32
@@ -230,6 +305,23 @@ cfg_write16:
     pop rdx
     ret
 
+; cfg_write32: slot ebx, register ecx, value eax
+cfg_write32:
+    push rdx
+    push rax
+    mov eax, ebx
+    shl eax, 11
+    or eax, ecx
+    and eax, ~3
+    or eax, 0x80000000
+    mov dx, 0xcf8
+    out dx, eax
+    mov dx, 0xcfc
+    pop rax
+    out dx, eax
+    pop rdx
+    ret
+
 ; set_gate: interrupt gate in the IDT slot at rdi for the handler at rax
 set_gate:
     mov [rdi], ax
@@ -280,6 +372,11 @@ s_bar2_flags: db "bar2_flags=", 0
 s_ivpos: db "iv_position=", 0
 s_host_word: db "host_word=", 0
 s_written: db "written=", 0
+s_exec: db "exec_bar2=", 0
+s_moved: db "moved_word=", 0
+s_old: db "old_word=", 0
+s_off: db "off_word=", 0
+s_pair: db "pair=", 0
 s_self: db "msix_self=", 0
 s_ready: db "ready=", 0
 s_host: db "msix_host=", 0

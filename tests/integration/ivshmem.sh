@@ -11,7 +11,7 @@ cleanup() {
   local p
   for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
   wait 2>/dev/null
-  rm -f "/dev/shm/$SHM"
+  rm -f "/dev/shm/$SHM" "/dev/shm/$SHM-pair"
   rm -rf "$TMP"
 }
 trap cleanup EXIT
@@ -95,7 +95,7 @@ echo "int 9 0" >&7
 check "ringing a missing peer is refused" wait_for "$TMP/a.out" "^no peer 9$"
 
 # A client that connects and never reads does not hold up the others.
-python3 -c "import socket,time,sys; s=socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); time.sleep(30)" "$SOCK" &
+python3 -c "import socket,time,sys; s=socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); time.sleep(600)" "$SOCK" &
 PIDS+=($!)
 check "a silent peer joins" wait_for "$TMP/a.out" "^peer 2 vector 1$"
 
@@ -145,11 +145,32 @@ expect_eq "guest: BAR2 is 64-bit prefetchable" 12 "$(outval bar2_flags)"
 expect_eq "guest: IVPosition reads 0 without a server" 0 "$(outval iv_position)"
 expect_eq "guest: reads what the host wrote into the file" $((0x12345678)) "$(outval host_word)"
 check "host reads the guest's string from the file" grep -q "hello from a qkvm guest" "/dev/shm/$SHM"
+expect_eq "guest: BAR2 is RAM (code written there runs)" $((0x600d)) "$(outval exec_bar2)"
+expect_eq "guest: the memory follows BAR2 when the guest moves it" $((0x6c6c6568)) "$(outval moved_word)"
+expect_eq "guest: nothing stays at BAR2's old place" -1 "$(outval old_word)"
+expect_eq "guest: BAR2 is gone while memory decoding is off" -1 "$(outval off_word)"
 echo "dump" >&7
 check "the server's peers see the guest's string" wait_for "$TMP/a.out" '"hello from a qkvm guest"'
 # A memfd: nobody else sees it, the guest works the same.
 run_qkvm 30 -accel tcg -kernel "$G" -object memory-backend-memfd,id=m,size=4M -device ivshmem-plain,memdev=m
 expect_eq "guest on a memfd writes to the end of 4 MiB" 1 "$(outval written)"
+
+# ivshmem-plain between two qkvm guests running at once on one file: the first writes a ping
+# into BAR2 and waits for the second's answer there.
+PAIRF=/dev/shm/$SHM-pair
+python3 -c "import sys; f=open(sys.argv[1],'wb'); f.truncate(4<<20); f.seek(0x6000); f.write(b'PAIR')" "$PAIRF"
+for g in 1 2; do
+  timeout -k 5 60 "$QKVM" -accel tcg -kernel "$G" -object "memory-backend-file,id=m,mem-path=$PAIRF,size=4M,share=on" \
+    -device ivshmem-plain,memdev=m >"$TMP/pair$g.out" 2>&1 </dev/null &
+  PIDS+=($!)
+  eval "PAIR$g=\$!"
+done
+wait "$PAIR1"; rc1=$?
+wait "$PAIR2"; rc2=$?
+expect_eq "two qkvm guests share ivshmem-plain memory (ping and pong)" "0 0 pair=1 pair=1" \
+  "$rc1 $rc2 $(grep -h '^pair=' "$TMP/pair1.out" "$TMP/pair2.out" | tr -d '\r' | tr '\n' ' ' | sed 's/ $//')"
+check "... and the host sees both in the file" python3 -c "import sys; d=open(sys.argv[1],'rb').read(); sys.exit(d[0x6004]!=2 or d[0x6008:0x6010]!=b'pingpong')" "$PAIRF"
+rm -f "$PAIRF"
 
 # QEMU, still a peer, reads what the qkvm guest wrote: a QEMU guest and a qkvm guest share the
 # server's region.

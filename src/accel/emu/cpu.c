@@ -58,14 +58,16 @@ int emu_vm_sync(struct emu_vm *vm)
         return 0;
     uint32_t pages = 0;
     int n = 0;
-    for (int k = 0; k < m->nmem && n < 8; k++) {
+    for (int k = 0; k < m->nmem && n < EMU_MAX_RAM; k++) {
         struct emu_ram *r = &vm->ram[n++];
         r->gpa = m->mem[k].gpa;
         r->size = m->mem[k].size & ~0xfffull;
+        r->capacity = (m->mem[k].capacity ? m->mem[k].capacity : m->mem[k].size) & ~0xfffull;
         r->host = m->mem[k].host;
         r->readonly = m->mem[k].readonly;
+        r->dirty = m->mem[k].dirty;
         r->pidx0 = pages;
-        pages += (uint32_t)(r->size >> 12);
+        pages += (uint32_t)(r->capacity >> 12);
     }
     if (pages > vm->npages) {
         _Atomic uint8_t *code = zero_pages((pages + 1) * sizeof(*code));
@@ -122,6 +124,31 @@ void emu_vm_destroy(struct emu_vm *vm)
         return;
     emu_vm_free_pages(vm);
     free(vm);
+}
+
+int emu_vm_remap(struct emu_vm *vm, int idx)
+{
+    if (idx < 0 || idx >= vm->nram || !vm->m->mem[idx].device)
+        return -EINVAL;
+    struct emu_ram *r = &vm->ram[idx];
+    const struct mem_region *src = &vm->m->mem[idx];
+    uint64_t size = __atomic_load_n(&src->size, __ATOMIC_ACQUIRE);
+    uint64_t gpa = __atomic_load_n(&src->gpa, __ATOMIC_RELAXED);
+    __atomic_store_n(&r->size, 0, __ATOMIC_SEQ_CST);
+    __atomic_store_n(&r->gpa, gpa, __ATOMIC_SEQ_CST);
+    __atomic_store_n(&r->size, size & ~0xfffull, __ATOMIC_SEQ_CST);
+    /* code decoded from the region was found by its old physical address */
+    for (uint32_t k = 0; k < (uint32_t)(r->capacity >> 12); k++) {
+        atomic_store_explicit(&vm->code[r->pidx0 + k], 0, memory_order_relaxed);
+        atomic_fetch_add_explicit(&vm->gen[r->pidx0 + k], 1, memory_order_release);
+    }
+    atomic_fetch_add(&vm->map_gen, 1);
+    return 0;
+}
+
+void emu_vm_flush_tlbs(struct emu_vm *vm)
+{
+    atomic_fetch_add(&vm->map_gen, 1);
 }
 
 void emu_vm_invalidate(struct emu_vm *vm, uint64_t gpa, uint64_t len)
@@ -487,6 +514,7 @@ enum emu_stop emu_cpu_run(struct cpu *c)
             atomic_store(&c->exit_req, false);
             return EMU_STOP_KICK;
         }
+        cpu_check_map(c);
         if (unlikely(atomic_load_explicit(&c->init_req, memory_order_relaxed))) {
             atomic_store(&c->init_req, false);
             do_init(c);

@@ -85,21 +85,29 @@ struct tlb_entry {
     bool global;
 };
 
-/* Memory regions, copied from the machine for lookups without going through it. */
+/* Memory regions, copied from the machine for lookups without going through it. A device's
+ * region (machine_map_hostmem) changes gpa and size while CPUs run: read size (acquire) first,
+ * 0 is not mapped; its page indexes cover its capacity wherever it is. */
 struct emu_ram {
     uint64_t gpa, size;
     uint8_t *host;
     uint32_t pidx0;        /* page index of the region's first page */
     bool readonly;
+    uint64_t capacity;
+    _Atomic uint64_t *dirty;   /* the machine's bitmap of written pages, or NULL: not tracked */
 };
 
 #define EMU_PAGE_CODE  1
 #define EMU_PAGE_TRACK 2
+#define EMU_MAX_RAM 12     /* MACHINE_MAX_MEM */
 
 struct emu_vm {
     struct machine *m;
-    struct emu_ram ram[8];
+    struct emu_ram ram[EMU_MAX_RAM];
     int nram, nsrc;      /* regions here, and machine regions they were copied from */
+    /* Bumped when a region moves or its dirty tracking restarts: each CPU empties its TLB at its
+     * next block once its map_gen differs, so no entry keeps reaching the old place. */
+    _Atomic uint32_t map_gen;
     uint64_t tsc_base;   /* host ns at which every CPU's TSC read 0 */
     uint32_t npages;
     /* Per RAM page: EMU_PAGE_CODE when some block was decoded from it (a write bumps gen[] so
@@ -197,6 +205,7 @@ struct cpu {
     struct block **link_from;  /* a translated block left through this empty link slot... */
     uint64_t link_key;         /* ...towards this block: pa ^ mode << 60 */
     uint32_t chain_budget;     /* linked blocks left before the run loop looks at events */
+    uint32_t map_gen;          /* the emu_vm's map_gen this CPU's TLB was filled under */
 
     /* Exceptions: raise_* longjmp to the run loop with the pending event here. */
     jmp_buf jb;
@@ -340,9 +349,30 @@ void *mem_ptr_w(struct cpu *c, uint64_t la, int sz);
 const void *mem_ptr_r(struct cpu *c, uint64_t la, int sz);
 const uint8_t *mem_ptr_x(struct cpu *c, uint64_t la, uint64_t *pa, uint32_t *pidx);
 void tlb_flush(struct cpu *c, bool global);
+/* The memory map changed (emu_vm.map_gen): empty the TLB and leave the block, so that the next
+ * access, even right after the port or MMIO write that moved a region, finds the new map. */
+static inline void cpu_check_map(struct cpu *c)
+{
+    uint32_t mg = atomic_load_explicit(&c->vm->map_gen, memory_order_acquire);
+    if (__builtin_expect(mg != c->map_gen, 0)) {
+        c->map_gen = mg;
+        tlb_flush(c, true);
+        c->brk = true;
+    }
+}
 void tlb_flush_page(struct cpu *c, uint64_t la);
 /* Physical RAM: host pointer for [pa, pa+len) when wholly in one region, else NULL. */
 void *phys_ptr(struct emu_vm *vm, uint64_t pa, uint64_t len, uint32_t *pidx);
+/* The region holding [pa, pa+len) and pa's offset in it, or NULL. */
+struct emu_ram *phys_region(struct emu_vm *vm, uint64_t pa, uint64_t len, uint64_t *off);
+static inline void phys_mark_dirty(struct emu_ram *r, uint64_t off)
+{
+    if (r->dirty) {
+        uint64_t p = off >> 12;
+        if (!(atomic_load_explicit(&r->dirty[p / 64], memory_order_relaxed) & (1ull << (p % 64))))
+            atomic_fetch_or_explicit(&r->dirty[p / 64], 1ull << (p % 64), memory_order_relaxed);
+    }
+}
 uint64_t phys_rd(struct cpu *c, uint64_t pa, int sz);
 void phys_wr(struct cpu *c, uint64_t pa, int sz, uint64_t v);
 void mem_rd_buf(struct cpu *c, uint64_t la, void *buf, int n);

@@ -39,6 +39,11 @@ void emu_vm_destroy(struct emu_vm *vm);
 void emu_vm_set_jit(struct emu_vm *vm, int threshold);
 /* Picks up memory regions the machine added since (ROMs). 0 or -ENOMEM. Not while CPUs run. */
 int emu_vm_sync(struct emu_vm *vm);
+/* The machine moved or hid its device region idx (machine_map_hostmem): CPUs stop reaching it
+ * at the old place by their next block. Any thread. 0 or -EINVAL. */
+int emu_vm_remap(struct emu_vm *vm, int idx);
+/* Every CPU empties its TLB before its next block (dirty tracking restarts). Any thread. */
+void emu_vm_flush_tlbs(struct emu_vm *vm);
 /* Guest memory [gpa, gpa+len) was written behind the CPUs' backs (DMA, a loader): code decoded
  * from it is dropped. */
 void emu_vm_invalidate(struct emu_vm *vm, uint64_t gpa, uint64_t len);

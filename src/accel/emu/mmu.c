@@ -15,25 +15,29 @@ enum { ACC_R = 0, ACC_W = 1, ACC_X = 2 };
 #define PTE_NX (1ull << 63)
 #define PTE_ADDR 0x000ffffffffff000ull
 
-void *phys_ptr(struct emu_vm *vm, uint64_t pa, uint64_t len, uint32_t *pidx)
+struct emu_ram *phys_region(struct emu_vm *vm, uint64_t pa, uint64_t len, uint64_t *off)
 {
     for (int k = 0; k < vm->nram; k++) {
         struct emu_ram *r = &vm->ram[k];
-        if (pa >= r->gpa && pa - r->gpa < r->size && len <= r->size - (pa - r->gpa)) {
-            if (pidx)
-                *pidx = r->pidx0 + (uint32_t)((pa - r->gpa) >> 12);
-            return r->host + (pa - r->gpa);
+        uint64_t size = __atomic_load_n(&r->size, __ATOMIC_ACQUIRE);
+        uint64_t base = __atomic_load_n(&r->gpa, __ATOMIC_RELAXED);
+        if (pa >= base && pa - base < size && len <= size - (pa - base)) {
+            *off = pa - base;
+            return r;
         }
     }
     return NULL;
 }
 
-static bool phys_readonly(struct emu_vm *vm, uint64_t pa)
+void *phys_ptr(struct emu_vm *vm, uint64_t pa, uint64_t len, uint32_t *pidx)
 {
-    for (int k = 0; k < vm->nram; k++)
-        if (pa >= vm->ram[k].gpa && pa - vm->ram[k].gpa < vm->ram[k].size)
-            return vm->ram[k].readonly;
-    return false;
+    uint64_t off;
+    struct emu_ram *r = phys_region(vm, pa, len, &off);
+    if (!r)
+        return NULL;
+    if (pidx)
+        *pidx = r->pidx0 + (uint32_t)(off >> 12);
+    return r->host + off;
 }
 
 static bool is_apic_page(struct cpu *c, uint64_t pa)
@@ -60,6 +64,7 @@ static void mmio_access(struct cpu *c, uint64_t pa, void *data, int sz, bool wri
     }
     if (c->env.mmio) {
         c->env.mmio(c->env.opaque, pa, data, (unsigned)sz, write);
+        cpu_check_map(c);
     } else if (!write) {
         memset(data, 0xff, sz);
     }
@@ -78,12 +83,14 @@ uint64_t phys_rd(struct cpu *c, uint64_t pa, int sz)
 
 void phys_wr(struct cpu *c, uint64_t pa, int sz, uint64_t v)
 {
-    uint32_t pidx;
-    void *p = phys_ptr(c->vm, pa, sz, &pidx);
-    if (p && !phys_readonly(c->vm, pa)) {
+    uint64_t off;
+    struct emu_ram *r = phys_region(c->vm, pa, (uint64_t)sz, &off);
+    if (r && !r->readonly) {
+        uint32_t pidx = r->pidx0 + (uint32_t)(off >> 12);
         if (atomic_load_explicit(&c->vm->code[pidx], memory_order_relaxed))
             mem_smc(c, pidx);
-        memcpy(p, &v, sz);
+        phys_mark_dirty(r, off);
+        memcpy(r->host + off, &v, sz);
     } else {
         mmio_access(c, pa, &v, sz, true);
     }
@@ -226,18 +233,24 @@ static uint8_t *xlate_as(struct cpu *c, uint64_t la, int acc, bool user, uint64_
         wk.g = false;
     }
     *pa = wk.pa;
-    uint64_t ppage = wk.pa & ~0xfffull;
-    uint32_t pidx;
-    uint8_t *host = is_apic_page(c, ppage) ? NULL : phys_ptr(c->vm, ppage, 4096, &pidx);
-    if (!host)
+    uint64_t ppage = wk.pa & ~0xfffull, off;
+    struct emu_ram *r = is_apic_page(c, ppage) ? NULL : phys_region(c->vm, ppage, 4096, &off);
+    if (!r)
         return NULL;
-    bool ro = phys_readonly(c->vm, ppage);
+    uint8_t *host = r->host + off;
+    uint32_t pidx = r->pidx0 + (uint32_t)(off >> 12);
+    bool ro = r->readonly;
     if (ro && acc == ACC_W)
         return NULL;
+    /* A dirty-tracked page is writable through the TLB only from a write on, which marks it:
+     * machine_hostmem_dirty then restarts every CPU's TLB (map_gen). */
+    bool w = wk.w && !ro && (!r->dirty || acc == ACC_W);
+    if (w && r->dirty)
+        phys_mark_dirty(r, off);
     uint64_t vpage = la & ~0xfffull;
     struct tlb_entry *e = &c->tlb[user][(la >> 12) & (TLB_SIZE - 1)];
     e->vr = vpage;
-    e->vw = wk.w && !ro ? vpage : 1;
+    e->vw = w ? vpage : 1;
     e->vx = wk.x ? vpage : 1;
     e->add = (uintptr_t)host - vpage;
     e->pa = ppage;

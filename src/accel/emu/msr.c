@@ -252,8 +252,9 @@ void cpu_io(struct cpu *c, uint16_t port, void *data, int sz, bool is_write)
 {
     if ((c->cr0 & CR0_PE) && c->cpl > (int)((c->eflags >> 12) & 3))
         raise_gp(c, 0);   /* no I/O permission bitmap: user I/O needs IOPL */
-    if (c->env.io)
+    if (c->env.io) {
         c->env.io(c->env.opaque, port, data, (unsigned)sz, is_write);
-    else if (!is_write)
+        cpu_check_map(c);
+    } else if (!is_write)
         memset(data, 0xff, sz);
 }

@@ -62,6 +62,18 @@ static int tcg_mem_add(struct machine *m, int idx)
     return emu_vm_sync(m->accel_data);
 }
 
+static int tcg_mem_remap(struct machine *m, int idx)
+{
+    return emu_vm_remap(m->accel_data, idx);
+}
+
+static int tcg_mem_dirty_sync(struct machine *m, int idx)
+{
+    (void)idx;
+    emu_vm_flush_tlbs(m->accel_data);
+    return 0;
+}
+
 static void tcg_io(void *opaque, uint16_t port, void *data, unsigned size, bool is_write)
 {
     vcpu_io(opaque, port, data, size, is_write);
@@ -172,6 +184,8 @@ const struct accel_ops accel_tcg = {
     .vm_create = tcg_vm_create,
     .vm_destroy = tcg_vm_destroy,
     .mem_add = tcg_mem_add,
+    .mem_remap = tcg_mem_remap,
+    .mem_dirty_sync = tcg_mem_dirty_sync,
     .vcpu_create = tcg_vcpu_create,
     .vcpu_destroy = tcg_vcpu_destroy,
     .vcpu_set_state = tcg_vcpu_set_state,
