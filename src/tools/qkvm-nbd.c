@@ -14,7 +14,7 @@
 
 #include "block/block.h"
 #include "block/cli.h"
-#include "block/qcow2/qcow2.h"
+#include "block/snapshot.h"
 #include "nbd/nbd.h"
 #include "util/parse.h"
 
@@ -41,7 +41,9 @@ static void usage(FILE *f)
 "  -f, --format=FORMAT       raw or qcow2 (default: probe)\n"
 "  -r, --read-only           export read-only\n"
 "  -s, --snapshot            writes go to a temporary overlay, thrown away at exit\n"
-"  -l, --load-snapshot=NAME  export an internal snapshot (not supported yet)\n"
+"  -l, --load-snapshot=SNAPSHOT_PARAM\n"
+"                            export an internal snapshot read-only: an id or a name, or\n"
+"                            snapshot.id=ID[,snapshot.name=NAME]\n"
 "  -n, --nocache             the same as --cache=none\n"
 "      --cache=MODE          writeback (default), writethrough, none, directsync, unsafe\n"
 "      --aio=MODE            threads (default), native, io_uring: accepted, threads used\n"
@@ -133,8 +135,8 @@ static int open_snapshot(const char *path, struct block_open_opts *o, struct blo
         return block_seterr(err, -errno, "Cannot create a temporary overlay in %s: %s",
                             dir && *dir ? dir : "/tmp", strerror(errno));
     close(fd);
-    struct qcow2_create_opts co = { .size = size, .backing_file = full, .backing_fmt = fmt };
-    r = qcow2_create(tmpl, &co, err);
+    struct block_create_opts co = { .size = size, .backing_file = full, .backing_fmt = fmt };
+    r = block_create("qcow2", tmpl, &co, err);
     if (!r) {
         struct block_open_opts ov = *o;
         ov.format = BLOCK_FMT_QCOW2;
@@ -142,6 +144,60 @@ static int open_snapshot(const char *path, struct block_open_opts *o, struct blo
         r = block_open(tmpl, &ov, bs, err);
     }
     unlink(tmpl);
+    return r;
+}
+
+/* -l NAME (an id, else a name, as qemu-nbd) or -l snapshot.id=ID,snapshot.name=NAME (both
+ * must match; QEMU's option syntax, ",," a literal comma). */
+static int load_snapshot(struct block *bs, const char *arg, char *err)
+{
+    static const char pre[] = "snapshot.";
+    int r;
+    if (strncmp(arg, pre, sizeof(pre) - 1)) {
+        r = block_snapshot_load_tmp(bs, arg, NULL);
+        if (r == -ENOENT)
+            r = block_snapshot_load_tmp(bs, NULL, arg);
+        if (r)
+            block_seterr(err, r, r == -ENOENT ? "Can't find snapshot '%s'" :
+                         r == -ENOTSUP ? "The '%s' format has no snapshots" : "%s: %s",
+                         r == -ENOTSUP ? block_format_name(bs) : arg, strerror(-r));
+        return r;
+    }
+    char *id = NULL, *name = NULL, *val = malloc(strlen(arg) + 1);
+    if (!val)
+        return block_seterr(err, -ENOMEM, "Out of memory");
+    r = 0;
+    for (const char *p = arg; *p && !r;) {
+        const char *eq = strchr(p, '=');
+        if (!eq) {
+            r = block_seterr(err, -EINVAL, "Invalid snapshot option '%s' (expected "
+                             "snapshot.id=ID and/or snapshot.name=NAME)", p);
+            break;
+        }
+        size_t klen = (size_t)(eq - p), n = 0;
+        const char *q = eq + 1;
+        for (; *q && !(*q == ',' && q[1] != ','); q++) {
+            val[n++] = *q;
+            if (*q == ',')
+                q++;
+        }
+        val[n] = 0;
+        char **dst = klen == 11 && !strncmp(p, "snapshot.id", 11) ? &id
+                   : klen == 13 && !strncmp(p, "snapshot.name", 13) ? &name : NULL;
+        if (!dst)
+            r = block_seterr(err, -EINVAL, "Invalid parameter '%.*s'", (int)klen, p);
+        else if (!(*dst = strdup(val)))
+            r = block_seterr(err, -ENOMEM, "Out of memory");
+        p = *q ? q + 1 : q;
+    }
+    free(val);
+    if (!r && !id && !name)
+        r = block_seterr(err, -EINVAL, "snapshot.id or snapshot.name is needed");
+    if (!r && (r = block_snapshot_load_tmp(bs, id, name)))
+        block_seterr(err, r, r == -ENOENT ? "Can't find snapshot id '%s' name '%s'" :
+                     "id '%s' name '%s': %s", id ? id : "", name ? name : "", strerror(-r));
+    free(id);
+    free(name);
     return r;
 }
 
@@ -170,7 +226,7 @@ int main(int argc, char **argv)
         { "object", 1, 0, O_OBJECT }, { "verbose", 0, 0, 'v' }, { "help", 0, 0, 'h' },
         { "version", 0, 0, 'V' }, { 0, 0, 0, 0 } };
     const char *port_s = NULL, *bind_addr = NULL, *sock = NULL, *pidfile = NULL;
-    const char *kdev = NULL;
+    const char *kdev = NULL, *sn_arg = NULL;
     bool list = false, persistent = false, snapshot = false, do_fork = false, disconnect = false;
     int shared = 1;
     struct nbd_export_opts eo = { .name = NULL };
@@ -211,9 +267,10 @@ int main(int argc, char **argv)
         case 'r': bo.read_only = eo.read_only = true; break;
         case 's': snapshot = true; break;
         case 'l':
-            fprintf(stderr, "qkvm-nbd: -l/--load-snapshot is not supported yet: the block "
-                    "layer has no snapshot API for exports\n");
-            return 1;
+            /* as qemu-nbd: a snapshot is exported read-only */
+            sn_arg = optarg;
+            bo.read_only = eo.read_only = true;
+            break;
         case 'n': bo.cache = BLOCK_CACHE_NONE; break;
         case O_CACHE:
             if (block_parse_cache(optarg, &bo.cache)) {
@@ -305,6 +362,11 @@ int main(int argc, char **argv)
     int r = snapshot ? open_snapshot(path, &bo, &bs, err) : block_open(path, &bo, &bs, err);
     if (r) {
         fprintf(stderr, "qkvm-nbd: Failed to open '%s': %s\n", path, err[0] ? err : strerror(-r));
+        return 1;
+    }
+    if (sn_arg && (r = load_snapshot(bs, sn_arg, err))) {
+        fprintf(stderr, "qkvm-nbd: Failed to load snapshot: %s\n", err);
+        block_close(bs);
         return 1;
     }
     int lfd = sock ? nbd_sock_listen_unix(sock, err) : nbd_sock_listen_tcp(bind_addr, port, err);

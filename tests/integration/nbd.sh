@@ -155,7 +155,6 @@ one_line_fail() {  # NAME PATTERN ARGS...
   else fail "$name" "rc $rc: $e"; fi
 }
 one_line_fail "-c is refused with a reason (no kernel client here)" "kernel NBD client" -c /dev/nbd0 flat.raw
-one_line_fail "-l is refused: not supported yet" "not supported" -l snap1 flat.raw
 one_line_fail "a missing image" "Failed to open" -k "$TMP/x.sock" nonexistent.img
 one_line_fail "a bad port" "Invalid port" -p 99999 flat.raw
 one_line_fail "a bad discard mode" "Invalid discard" --discard=maybe flat.raw
