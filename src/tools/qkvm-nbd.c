@@ -10,6 +10,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "block/block.h"
@@ -51,7 +54,8 @@ static void usage(FILE *f)
 "      --detect-zeroes=MODE  off (default), on, unmap\n"
 "      --fork                run in the background once the socket listens\n"
 "      --pid-file=PATH       write the server's pid there\n"
-"  -c, --connect=DEV / -d, --disconnect   kernel client (not supported: see docs/nbd.md)\n"
+"  -c, --connect=/dev/nbdN   serve FILE to the kernel's NBD client (netlink) as that device\n"
+"  -d, --disconnect          disconnect the device given as FILE (/dev/nbdN)\n"
 "  -v, --verbose             report connections on stderr\n"
 "  -h, --help / -V, --version\n");
 }
@@ -201,6 +205,58 @@ static int load_snapshot(struct block *bs, const char *arg, char *err)
     return r;
 }
 
+static void *serve_thread(void *arg)
+{
+    intptr_t fd = (intptr_t)arg;
+    return (void *)(intptr_t)nbd_server_serve_fd(g_server, (int)fd);
+}
+
+/* -c: the export on one end of a socket pair, the kernel's client on the other (as qemu-nbd
+ * -c serves the image itself); the process lives until the device is disconnected (-d), the
+ * kernel then ending the connection. */
+static int serve_kernel(struct block *bs, struct nbd_export_opts *eo, int idx, bool do_fork)
+{
+    char err[NBD_ERR_MAX] = "";
+    int sv[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv)) {
+        fprintf(stderr, "qkvm-nbd: socketpair: %s\n", strerror(errno));
+        return 1;
+    }
+    signal(SIGPIPE, SIG_IGN);
+    int r = nbd_server_new(bs, eo, &g_server);
+    pthread_t t;
+    if (r || pthread_create(&t, NULL, serve_thread, (void *)(intptr_t)sv[0])) {
+        fprintf(stderr, "qkvm-nbd: Cannot start the server: %s\n", strerror(r ? -r : EAGAIN));
+        return 1;
+    }
+    struct nbd_client_info info;
+    r = nbd_client_handshake_fd(sv[1], eo->name ? eo->name : "", &info, err);
+    if (!r && (r = nbd_kernel_connect(idx, sv[1], &info, &idx, err)))
+        close(sv[1]);
+    if (r) {
+        fprintf(stderr, "qkvm-nbd: %s\n", err);
+        pthread_join(t, NULL);
+        nbd_server_free(g_server);
+        block_close(bs);
+        return 1;
+    }
+    close(sv[1]);   /* the kernel holds the socket now */
+    if (do_fork) {
+        pid_t pid = fork();
+        if (pid < 0) {
+            fprintf(stderr, "qkvm-nbd: fork: %s\n", strerror(errno));
+            return 1;
+        }
+        if (pid > 0)
+            _exit(0);
+        setsid();
+    }
+    void *ret;
+    pthread_join(t, &ret);
+    nbd_server_free(g_server);
+    return block_close(bs) ? 1 : 0;
+}
+
 static int parse_mode(const char *s, const char *const *names, int n, int *out)
 {
     for (int i = 0; i < n; i++)
@@ -327,12 +383,21 @@ int main(int argc, char **argv)
     int port = NBD_DEFAULT_PORT;
     if (port_s)
         port = atoi(port_s);
-    if (kdev || disconnect) {
-        /* The netlink client needs the kernel's nbd module; say which half is missing. */
-        struct stat st;
-        bool mod = stat("/sys/module/nbd", &st) == 0;
-        fprintf(stderr, "qkvm-nbd: the kernel NBD client (-c/-d) is not supported yet%s\n",
-                mod ? "" : " (and this kernel has no nbd module loaded)");
+    if (disconnect) {
+        int idx = optind == argc - 1 ? nbd_kernel_index(argv[optind]) : -EINVAL;
+        if (idx < 0) {
+            fprintf(stderr, "qkvm-nbd: -d takes one device, /dev/nbdN\n");
+            return 1;
+        }
+        if (nbd_kernel_disconnect(idx, err)) {
+            fprintf(stderr, "qkvm-nbd: %s\n", err);
+            return 1;
+        }
+        return 0;
+    }
+    int kidx = -1;
+    if (kdev && (kidx = nbd_kernel_index(kdev)) < 0) {
+        fprintf(stderr, "qkvm-nbd: Invalid device '%s' (expected /dev/nbdN)\n", kdev);
         return 1;
     }
     if (list) {
@@ -369,6 +434,8 @@ int main(int argc, char **argv)
         block_close(bs);
         return 1;
     }
+    if (kdev)
+        return serve_kernel(bs, &eo, kidx, do_fork);
     int lfd = sock ? nbd_sock_listen_unix(sock, err) : nbd_sock_listen_tcp(bind_addr, port, err);
     if (lfd < 0) {
         fprintf(stderr, "qkvm-nbd: %s\n", err);
