@@ -7,6 +7,11 @@
 #    it serves a virtio disk holding ext4 to the guest's own kernel; the guest mounts
 #    /dev/nbd0, reads a file the host put there, writes another, and qkvm-nbd -d disconnects;
 #    the host reads the new file out of the image.
+#  - the same over virtio-net (a tap in a network namespace): qkvm-nbd -c /dev/nbd1
+#    nbd://10.0.2.1/ in the guest re-exports to the guest's kernel an ext4 image that qkvm-nbd
+#    serves on the host; mounted, read, written, checked on the host.
+#  - qkvm as a client of other servers: disks served by qemu-nbd and nbdkit, read (and one
+#    written) by the guest, every byte compared.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/virtio-guest.bash"
 NBD=$TOP/$B/qkvm-nbd
@@ -21,7 +26,17 @@ done
 kmod=$(find "$VG_G/kernel/lib/modules" -name nbd.ko 2>/dev/null | head -n 1)
 
 pids=()
-cleanup() { for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null; done; rm -rf "$TMP"; }
+netargs=()
+net_why=
+if vg_tap_ns nbd 1000; then   # (it sets its own EXIT trap: ours below runs it too)
+  netargs=(-netdev "tap,id=n0,ifname=$VG_TAP,script=no,downscript=no" -device virtio-net-pci,netdev=n0)
+else
+  net_why=$VG_WHY
+fi
+cleanup() {
+  for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null; done
+  if [ ${#netargs[@]} -gt 0 ]; then vg_tap_ns_cleanup; else rm -rf "$TMP"; fi
+}
 trap cleanup EXIT
 sum() { md5sum | cut -d' ' -f1; }
 # expect_sum NAME WANT GOT: two MD5 sums, equal (and sums at all)
@@ -44,6 +59,33 @@ host_sum=$(sum <"$TMP/kroot/host.bin")
 truncate -s 32M "$TMP/k.raw"
 mke2fs -q -t ext4 -d "$TMP/kroot" "$TMP/k.raw"
 
+# an ext4 image the host serves over TCP to the guest's kernel client (through the namespace)
+mkdir -p "$TMP/nroot"
+head -c 300000 /dev/urandom >"$TMP/nroot/net.bin"
+net_sum=$(sum <"$TMP/nroot/net.bin")
+truncate -s 32M "$TMP/net.raw"
+mke2fs -q -t ext4 -d "$TMP/nroot" "$TMP/net.raw"
+if [ ${#netargs[@]} -gt 0 ]; then
+  ip netns exec "$VG_NS" "$NBD" -b 10.0.2.1 -t -f raw "$TMP/net.raw" >"$TMP/nbd-net.log" 2>&1 &
+  pids+=("$!"); disown "$!"
+fi
+
+# other people's servers for qkvm's own client: qemu-nbd (qcow2) and nbdkit (a raw file)
+head -c 4194304 /dev/urandom >"$TMP/other.raw"
+other_sum=$(sum <"$TMP/other.raw")
+qemu-img convert -O qcow2 "$TMP/other.raw" "$TMP/qn.qcow2"
+qemu-nbd -k "$TMP/qn.sock" -t -f qcow2 "$TMP/qn.qcow2" >"$TMP/qn.log" 2>&1 &
+pids+=("$!"); disown "$!"
+have_nbdkit=
+if command -v nbdkit >/dev/null; then
+  have_nbdkit=1
+  nbdkit -f -U "$TMP/nk.sock" file "$TMP/other.raw" >"$TMP/nk.log" 2>&1 &
+  pids+=("$!"); disown "$!"
+fi
+for _ in $(seq 100); do [ -S "$TMP/qn.sock" ] && { [ -z "$have_nbdkit" ] || [ -S "$TMP/nk.sock" ]; } && break; sleep 0.05; done
+others=(-drive "file=nbd+unix:///?socket=$TMP/qn.sock,format=raw,if=virtio")
+[ -n "$have_nbdkit" ] && others+=(-drive "file=nbd+unix:///?socket=$TMP/nk.sock,format=raw,if=virtio")
+
 vg_initrd "$TMP/initrd" mke2fs "$NBD"
 if [ -n "$kmod" ]; then   # the module rides in the second archive, beside the programs
   mkdir -p "$TMP/mod" && cp "$kmod" "$TMP/mod/nbd.ko"
@@ -51,7 +93,7 @@ if [ -n "$kmod" ]; then   # the module rides in the second archive, beside the p
 fi
 VG_INITRD=$TMP/initrd
 if ! vg_boot nbd -drive "file=nbd+unix:///?socket=$TMP/r.sock,format=raw,if=virtio" \
-     -drive "file=$TMP/k.raw,format=raw,if=virtio"; then
+     -drive "file=$TMP/k.raw,format=raw,if=virtio" "${others[@]}" "${netargs[@]}"; then
   fail "$VG_ACCEL: linux boots with an nbd disk" "$VG_WHY"
   exit 0
 fi
@@ -82,7 +124,32 @@ else
   vg_cmd 'umount /m2 && /host/bin/qkvm-nbd -d /dev/nbd0 && i=0; while pidof qkvm-nbd >/dev/null && [ $i -lt 100 ]; do sleep 0.2; i=$((i+1)); done; ! pidof qkvm-nbd' 120 >"$TMP/d.out"
   expect_eq "$VG_ACCEL: umount, qkvm-nbd -d /dev/nbd0, and the server exits" 0 "$(vg_rc)"
   expect_eq "$VG_ACCEL: nbd0 is gone after -d" 0 "$(vg_cmd 'cat /sys/block/nbd0/size')"
+  if [ ${#netargs[@]} -eq 0 ]; then
+    skip "qkvm-nbd -c over virtio-net" "$net_why"
+  else
+    vg_cmd 'ip link set eth0 up && ip addr add 10.0.2.15/24 dev eth0 && /host/bin/qkvm-nbd -c /dev/nbd1 -f raw nbd://10.0.2.1/ >/tmp/n.log 2>&1 & i=0; while [ "$(cat /sys/block/nbd1/size)" = 0 ] && [ $i -lt 150 ]; do sleep 0.2; i=$((i+1)); done; cat /sys/block/nbd1/size' 120 >"$TMP/n.out"
+    expect_eq "$VG_ACCEL: qkvm-nbd -c /dev/nbd1 nbd://10.0.2.1/ (the host's qkvm-nbd, virtio-net)" 65536 "$(tail -n 1 "$TMP/n.out")"
+    vg_cmd 'mkdir -p /m3 && mount -t ext4 /dev/nbd1 /m3' 300 >/dev/null
+    expect_eq "$VG_ACCEL: mount /dev/nbd1" 0 "$(vg_rc)"
+    expect_sum "$VG_ACCEL: the host's file reads back over the network" "$net_sum" \
+      "$(vg_cmd 'md5sum /m3/net.bin | cut -d" " -f1' 300)"
+    n_sum=$(vg_cmd 'head -c 400000 /dev/urandom >/m3/from-guest.bin && sync && md5sum /m3/from-guest.bin | cut -d" " -f1' 300)
+    vg_cmd 'umount /m3 && /host/bin/qkvm-nbd -d /dev/nbd1 && i=0; while pidof qkvm-nbd >/dev/null && [ $i -lt 100 ]; do sleep 0.2; i=$((i+1)); done; ! pidof qkvm-nbd' 120 >/dev/null
+    expect_eq "$VG_ACCEL: umount, qkvm-nbd -d /dev/nbd1, and the server exits" 0 "$(vg_rc)"
+  fi
 fi
+
+# qkvm's client against qemu-nbd (vdc) and nbdkit (vdd)
+expect_sum "$VG_ACCEL: the guest reads every byte of a qemu-nbd export" "$other_sum" \
+  "$(vg_cmd 'md5sum /dev/vdc | cut -d" " -f1' 300)"
+if [ -n "$have_nbdkit" ]; then
+  expect_sum "$VG_ACCEL: the guest reads every byte of an nbdkit export" "$other_sum" \
+    "$(vg_cmd 'md5sum /dev/vdd | cut -d" " -f1' 300)"
+else
+  skip "qkvm as an nbdkit client" "nbdkit not installed"
+fi
+vg_cmd 'head -c 65536 /dev/urandom >/tmp/w.bin && dd if=/tmp/w.bin of=/dev/vdc bs=65536 seek=10 conv=fsync 2>/dev/null && md5sum /tmp/w.bin | cut -d" " -f1' 120 >"$TMP/w.out"
+w_sum=$(tail -n 1 "$TMP/w.out")
 
 vg_poweroff
 expect_eq "$VG_ACCEL: poweroff exits 0" 0 "$VG_EXIT"
@@ -90,6 +157,9 @@ for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done
 for _ in $(seq 100); do [ -S "$TMP/r.sock" ] || break; sleep 0.05; done
 
 check "$VG_ACCEL: qemu-img check accepts the remote image" qemu-img check -q "$TMP/remote.qcow2"
+check "$VG_ACCEL: qemu-img check accepts qemu-nbd's image" qemu-img check -q "$TMP/qn.qcow2"
+expect_sum "$VG_ACCEL: the guest's write through qemu-nbd is in its image" "$w_sum" \
+  "$(qemu-img convert -O raw "$TMP/qn.qcow2" "$TMP/qn.raw" && dd if="$TMP/qn.raw" bs=65536 skip=10 count=1 2>/dev/null | sum)"
 qemu-img convert -O raw "$TMP/remote.qcow2" "$TMP/remote.raw"
 debugfs -R "dump /g.bin $TMP/g.bin" "$TMP/remote.raw" >/dev/null 2>&1
 expect_sum "$VG_ACCEL: the guest's file is in the image behind the export" "$g_sum" \
@@ -98,6 +168,13 @@ if [ -n "$kmod" ]; then
   debugfs -R "dump /guest.bin $TMP/guest.bin" "$TMP/k.raw" >/dev/null 2>&1
   expect_sum "$VG_ACCEL: the file written through /dev/nbd0 is on the virtio disk" "$k_sum" \
     "$( [ -f "$TMP/guest.bin" ] && sum <"$TMP/guest.bin")"
+  if [ ${#netargs[@]} -gt 0 ]; then
+    debugfs -R "dump /from-guest.bin $TMP/fg.bin" "$TMP/net.raw" >/dev/null 2>&1
+    expect_sum "$VG_ACCEL: the file written over the network is in the host's image" "$n_sum" \
+      "$( [ -f "$TMP/fg.bin" ] && sum <"$TMP/fg.bin")"
+    if e2fsck -fn "$TMP/net.raw" >/dev/null 2>&1; then pass "$VG_ACCEL: e2fsck: the network-served file system is clean"
+    else fail "$VG_ACCEL: e2fsck of the network-served image" "$(e2fsck -fn "$TMP/net.raw" 2>&1 | tail -n 1)"; fi
+  fi
   if e2fsck -fn "$TMP/k.raw" >"$TMP/fsck.log" 2>&1; then pass "$VG_ACCEL: e2fsck finds the nbd0 file system clean"
   else fail "$VG_ACCEL: e2fsck of the nbd0 file system" "$(tail -n 2 "$TMP/fsck.log" | tr '\n' ' ')"; fi
 fi
