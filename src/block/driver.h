@@ -57,6 +57,10 @@ struct block_driver {
     int (*preadv)(struct block *bs, uint64_t off, const struct iovec *iov, int iovcnt);
     int (*pwritev)(struct block *bs, uint64_t off, const struct iovec *iov, int iovcnt);
     int (*pwrite_compressed)(struct block *bs, uint64_t off, const void *buf, size_t len);
+    /* optional, block.h's block_compress (no lock taken) and block_pwrite_precompressed */
+    long (*compress)(struct block *bs, const void *buf, size_t len, void *out);
+    int (*pwrite_precompressed)(struct block *bs, uint64_t off, const void *buf, size_t len,
+                                const void *cdata, long clen);
     int (*pwrite_zeroes)(struct block *bs, uint64_t off, uint64_t len, unsigned flags);
     int (*discard)(struct block *bs, uint64_t off, uint64_t len);
     int (*flush)(struct block *bs);

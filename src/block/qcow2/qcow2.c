@@ -793,6 +793,24 @@ static int qcow2_luks_info(struct block *bs, struct luks_info *li)
     return 0;
 }
 
+static long qcow2_compress_op(struct block *bs, const void *buf, size_t len, void *out)
+{
+    struct qcow2_state *s = bs->opaque;
+    return len > s->cluster_size ? -EINVAL : qcow2_compress(s, buf, len, out);
+}
+
+static int qcow2_pwrite_precompressed(struct block *bs, uint64_t off, const void *buf,
+                                      size_t len, const void *cdata, long clen)
+{
+    int r = qcow2_writable_check(bs->opaque);
+    return r ? r : qcow2_write_compressed_data(bs->opaque, off, buf, len, cdata, clen);
+}
+
+struct qcow2_state *block_qcow2(struct block *bs)
+{
+    return bs->drv == &block_driver_qcow2 ? bs->opaque : NULL;
+}
+
 const struct block_driver block_driver_qcow2 = {
     .name = "qcow2",
     .open = qcow2_open,
@@ -800,6 +818,8 @@ const struct block_driver block_driver_qcow2 = {
     .pread = qcow2_pread,
     .pwrite = qcow2_pwrite,
     .pwrite_compressed = qcow2_pwrite_compressed,
+    .compress = qcow2_compress_op,
+    .pwrite_precompressed = qcow2_pwrite_precompressed,
     .pwrite_zeroes = qcow2_zeroes,
     .discard = qcow2_discard,
     .flush = qcow2_flush,
