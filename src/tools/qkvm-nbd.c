@@ -205,6 +205,23 @@ static int load_snapshot(struct block *bs, const char *arg, char *err)
     return r;
 }
 
+/* --fork: the parent exits 0, the child goes on in a session of its own, stdin and stdout on
+ * /dev/null (stderr stays: errors must still reach someone). */
+static int daemonize(void)
+{
+    pid_t pid = fork();
+    if (pid < 0) {
+        fprintf(stderr, "qkvm-nbd: fork: %s\n", strerror(errno));
+        return -errno;
+    }
+    if (pid > 0)
+        _exit(0);
+    setsid();
+    if (!freopen("/dev/null", "r", stdin) || !freopen("/dev/null", "w", stdout))
+        return -EIO;
+    return 0;
+}
+
 static void *serve_thread(void *arg)
 {
     intptr_t fd = (intptr_t)arg;
@@ -241,16 +258,8 @@ static int serve_kernel(struct block *bs, struct nbd_export_opts *eo, int idx, b
         return 1;
     }
     close(sv[1]);   /* the kernel holds the socket now */
-    if (do_fork) {
-        pid_t pid = fork();
-        if (pid < 0) {
-            fprintf(stderr, "qkvm-nbd: fork: %s\n", strerror(errno));
-            return 1;
-        }
-        if (pid > 0)
-            _exit(0);
-        setsid();
-    }
+    if (do_fork && daemonize())
+        return 1;
     void *ret;
     pthread_join(t, &ret);
     nbd_server_free(g_server);
@@ -442,19 +451,9 @@ int main(int argc, char **argv)
         block_close(bs);
         return 1;
     }
-    if (do_fork) {
-        /* the socket already listens: clients may connect the moment the parent returns */
-        pid_t pid = fork();
-        if (pid < 0) {
-            fprintf(stderr, "qkvm-nbd: fork: %s\n", strerror(errno));
-            return 1;
-        }
-        if (pid > 0)
-            _exit(0);
-        setsid();
-        if (!freopen("/dev/null", "r", stdin) || !freopen("/dev/null", "w", stdout))
-            return 1;
-    }
+    /* the socket already listens: clients may connect the moment the parent returns */
+    if (do_fork && daemonize())
+        return 1;
     if (pidfile) {
         FILE *f = fopen(pidfile, "w");
         if (!f || fprintf(f, "%d\n", (int)getpid()) < 0 || fclose(f)) {

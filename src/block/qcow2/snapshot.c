@@ -218,6 +218,28 @@ static int snapshot_create(struct qcow2_state *s, const struct block_snapshot *i
     return r;
 }
 
+/* The snapshot's L1 table, checked to lie inside the file, in host order in a table of n
+ * entries (n >= its size; the rest zero). */
+static int read_snapshot_l1(struct qcow2_state *s, const struct qcow2_snapshot *sn, uint32_t n,
+                            uint64_t **out)
+{
+    int r = qcow2_validate_table(s, sn->l1_off, sn->l1_size, 8, QCOW2_MAX_L1_BYTES,
+                                 "Snapshot L1 table", NULL);
+    if (r)
+        return r;
+    uint64_t *l1 = calloc(n ? n : 1, 8);
+    if (!l1)
+        return -ENOMEM;
+    if (sn->l1_size && (r = bfile_pread(s->f, sn->l1_off, l1, (size_t)sn->l1_size * 8))) {
+        free(l1);
+        return r;
+    }
+    for (uint32_t i = 0; i < sn->l1_size; i++)
+        l1[i] = be64_get(&l1[i]);
+    *out = l1;
+    return 0;
+}
+
 int qcow2_snapshot_apply(struct qcow2_state *s, const char *name)
 {
     int idx = qcow2_snapshot_find(s, name);
@@ -228,15 +250,9 @@ int qcow2_snapshot_apply(struct qcow2_state *s, const char *name)
         return r;
     struct qcow2_snapshot *sn = &s->snaps[idx];
     uint32_t n = sn->l1_size > s->l1_size ? sn->l1_size : s->l1_size;
-    uint64_t *l1 = calloc(n ? n : 1, 8);
-    if (!l1)
-        return -ENOMEM;
-    if (sn->l1_size && (r = bfile_pread(s->f, sn->l1_off, l1, (size_t)sn->l1_size * 8))) {
-        free(l1);
+    uint64_t *l1;
+    if ((r = read_snapshot_l1(s, sn, n, &l1)))
         return r;
-    }
-    for (uint32_t i = 0; i < sn->l1_size; i++)
-        l1[i] = be64_get(&l1[i]);
     bool switched;
     r = qcow2_switch_metadata(s, l1, n, s->snaps, s->nb_snapshots, sn->disk_size, &switched);
     free(l1);
@@ -348,24 +364,14 @@ int qcow2_snapshot_load_tmp(struct block *bs, const char *id, const char *name)
     int idx = snapshot_match(s, id, name);
     if (idx < 0)
         return idx;
-    const struct qcow2_snapshot *sn = &s->snaps[idx];
-    int r = qcow2_validate_table(s, sn->l1_off, sn->l1_size, 8, QCOW2_MAX_L1_BYTES,
-                                 "Snapshot L1 table", NULL);
+    uint64_t *l1;
+    int r = read_snapshot_l1(s, &s->snaps[idx], s->snaps[idx].l1_size, &l1);
     if (r)
         return r;
-    uint64_t *l1 = calloc(sn->l1_size ? sn->l1_size : 1, 8);
-    if (!l1)
-        return -ENOMEM;
-    if (sn->l1_size && (r = bfile_pread(s->f, sn->l1_off, l1, (size_t)sn->l1_size * 8))) {
-        free(l1);
-        return r;
-    }
-    for (uint32_t i = 0; i < sn->l1_size; i++)
-        l1[i] = be64_get(&l1[i]);
     free(s->l1);
     s->l1 = l1;
-    s->l1_size = sn->l1_size;
-    s->l1_off = sn->l1_off;
+    s->l1_size = s->snaps[idx].l1_size;
+    s->l1_off = s->snaps[idx].l1_off;
     return 0;
 }
 
