@@ -1425,8 +1425,11 @@ static int cmd_snapshot(int argc, char **argv)
     struct block_snapshot *sl;
     int ns;
     if (block_snapshot_list(bs, &sl, &ns) == -ENOTSUP) {
+        /* the name belongs to the image: copied before it is closed */
+        char fname[32];
+        snprintf(fname, sizeof(fname), "%s", block_format_name(bs));
         block_close(bs);
-        err_exit("Snapshots are not supported by the '%s' format", block_format_name(bs));
+        err_exit("Snapshots are not supported by the '%s' format", fname);
     }
     switch (action) {
     case 'l':
@@ -1639,8 +1642,11 @@ static int cmd_rebase(int argc, char **argv)
     if (!bs)
         return 1;
     if (strcmp(block_format_name(bs), "qcow2")) {
+        /* the name belongs to the image: copied before it is closed */
+        char fname[32];
+        snprintf(fname, sizeof(fname), "%s", block_format_name(bs));
         block_close(bs);
-        err_exit("Backing files are not supported by the '%s' format", block_format_name(bs));
+        err_exit("Backing files are not supported by the '%s' format", fname);
     }
     int r = 0;
     char err[BLOCK_ERR_MAX];
@@ -1906,8 +1912,11 @@ static int cmd_amend(int argc, char **argv)
     char err[BLOCK_ERR_MAX] = "";
     int r = block_amend(bs, version, lazy, err);
     if (r == -ENOTSUP && strcmp(block_format_name(bs), "qcow2")) {
+        /* the name belongs to the image: copied before it is closed */
+        char fname[32];
+        snprintf(fname, sizeof(fname), "%s", block_format_name(bs));
         block_close(bs);
-        err_exit("Format driver '%s' does not support option amendment", block_format_name(bs));
+        err_exit("Format driver '%s' does not support option amendment", fname);
     }
     int r2 = block_close(bs);
     if (r)
