@@ -85,7 +85,7 @@ else fail "-r: write accepted" "$out"; fi
 
 # --- writes: qemu-io, nbdcopy into the export, then the image checked by qemu-img
 cp top.qcow2 w.qcow2
-serve w w.sock "$NBD" -k "$TMP/w.sock" -t -e 128 --discard=unmap w.qcow2
+serve w w.sock "$NBD" -k "$TMP/w.sock" -t -e 0 --discard=unmap w.qcow2
 wpid=$pid
 out=$(qemu-io -f raw -c 'write -P 0x5a 100k 300k' -c 'write -z 1M 64k' -c 'discard 12M 64k' -c 'flush' "$(uri w.sock)" 2>&1)
 qio -f raw -c 'write -P 0x5a 100k 300k' -c 'write -z 1M 64k' -c 'write -z 12M 64k' flat.raw
