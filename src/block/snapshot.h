@@ -8,8 +8,8 @@
  * for reading).
  *
  * Every function takes the image's lock and returns 0 or a negative errno: -ENOTSUP when the
- * format has no snapshots, -ENOENT for no such snapshot, -EEXIST for a name in use, -EROFS for
- * a change on a read-only image.
+ * format has no snapshots, -ENOENT for no such snapshot, -EROFS for a change on a read-only
+ * image.
  */
 #ifndef QKVM_BLOCK_SNAPSHOT_H
 #define QKVM_BLOCK_SNAPSHOT_H
@@ -38,8 +38,9 @@ void block_snapshot_list_free(struct block_snapshot *list, int n);
  * its index in the list, or -ENOENT. */
 int block_snapshot_find(const struct block_snapshot *list, int n, const char *id_or_name);
 
-/* Takes a snapshot of the active image. From sn only name (required, unique), vm_state_size,
- * vm_clock_nsec and icount are used (date: now; id: the next free number). With
+/* Takes a snapshot of the active image. From sn only name (required; names may repeat, as in
+ * QEMU, whose savevm deletes the old one first), vm_state_size, vm_clock_nsec and icount are
+ * used (date: now; id: the next free number). With
  * vm_state_size, the first vm_state_size bytes of the VM state area go with the snapshot
  * and the active image's area is emptied (as QEMU does, so the clusters belong to the
  * snapshot alone). */
