@@ -1905,6 +1905,7 @@ static int cmd_amend(int argc, char **argv)
                 err_exit("Changing the option '%s' is not supported", key);
             }
         }
+        keyval_free(&l);
     }
     struct block *bs = open_image(argv[optind], co.fmt, co.image_opts, false, BLOCK_CACHE_WRITEBACK, 0);
     if (!bs)
