@@ -8,7 +8,7 @@ set -euo pipefail
 want=(gcc make nasm pkg-config libcmocka-dev zlib1g-dev libzstd-dev libssl-dev libseccomp-dev)
 case "${1:-}" in
   test)  want+=(make gcc binutils qemu-utils cpio gzip e2fsprogs debootstrap fdisk dpkg-dev iproute2 iputils-ping python3 virt-what systemd util-linux mount dmidecode strace clang libclang-rt-14-dev seabios nbdkit libnbd-bin qemu-system-x86 qemu-guest-agent grub-pc-bin grub-common xorriso mtools) ;;
-  bench) want+=(qemu-utils cpio gzip dpkg-dev python3 qemu-system-x86 gcc libsqlite3-dev liblzma-dev zlib1g-dev) ;;
+  bench) want+=(qemu-utils cpio gzip dpkg-dev python3 qemu-system-x86 gcc libsqlite3-dev liblzma-dev zlib1g-dev libnbd-bin fio debootstrap fdisk grub-pc-bin) ;;
   run)   want+=(cpio gzip dpkg-dev seabios) ;;
 esac
 missing=()

@@ -96,6 +96,11 @@ check "refcount too low: data intact" "$QIO" -c "read -P 1 0 128k" bad.qcow2
 # a raw file is never mistaken for trouble, and check says it cannot check it
 head -c 1M /dev/urandom >r.img
 "$QI" check -f raw r.img >/dev/null 2>&1; expect_eq "raw: check unsupported exit 63" 63 $?
+# what raw has not (snapshots, amend, a backing file): one line, no crash
+cp r.img bad.qcow2
+expect_bad "raw: snapshot -l unsupported" "$QI" snapshot -l -f raw bad.qcow2
+expect_bad "raw: amend unsupported" "$QI" amend -o compat=0.10 -f raw bad.qcow2
+expect_bad "raw: rebase unsupported" "$QI" rebase -u -b x -f raw bad.qcow2
 # random garbage with a qcow2 magic
 for i in 1 2 3 4 5 6 7 8; do
   head -c 4096 /dev/urandom >bad.qcow2; patch bad.qcow2 0 514649fb00000003

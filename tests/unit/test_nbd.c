@@ -127,6 +127,12 @@ static void test_uri(void **state)
     assert_int_equal(nbd_uri_parse("nbd://h:99999/", &u, err), -EINVAL);
     assert_int_equal(nbd_uri_parse("nbd:///x", &u, err), -EINVAL);
     assert_int_equal(nbd_uri_parse("http://h/", &u, err), -EINVAL);
+    assert_int_equal(nbd_kernel_index("/dev/nbd0"), 0);
+    assert_int_equal(nbd_kernel_index("nbd15"), 15);
+    assert_int_equal(nbd_kernel_index("/dev/nbd"), -EINVAL);
+    assert_int_equal(nbd_kernel_index("/dev/sda"), -EINVAL);
+    assert_int_equal(nbd_kernel_index("/dev/nbd1x"), -EINVAL);
+    assert_int_equal(nbd_kernel_index("/dev/nbd-1"), -EINVAL);
 }
 
 struct srv_ctx {
@@ -204,6 +210,31 @@ static void test_round_trip(void **state)
     assert_int_equal(block_close(nb), 0);
     snprintf(uri, sizeof(uri), "nbd+unix:///nope?socket=%s", sock);
     assert_int_equal(block_open(uri, &no, &nb, err), -ENOENT);
+
+    /* the kernel's half (qkvm-nbd -c): the handshake alone, then simple replies only */
+    int kfd = nbd_sock_connect_unix(sock, err);
+    assert_true(kfd >= 0);
+    assert_int_equal(nbd_client_handshake_fd(kfd, "x", &info, err), 0);
+    assert_int_equal(info.size, 4 << 20);
+    assert_false(info.structured);
+    assert_true(info.tflags & NBD_FLAG_SEND_FLUSH);
+    uint8_t rq[NBD_REQUEST_SIZE] = { 0 }, rep[16];
+    nbd_put32(rq, NBD_REQUEST_MAGIC);
+    nbd_put16(rq + 6, NBD_CMD_READ);
+    nbd_put64(rq + 8, 77);
+    nbd_put64(rq + 16, 3 << 20);
+    nbd_put32(rq + 24, 4096);
+    assert_int_equal(nbd_write_full(kfd, rq, sizeof(rq)), 0);
+    assert_int_equal(nbd_read_full(kfd, rep, sizeof(rep)), 0);
+    assert_int_equal(nbd_get32(rep), NBD_SIMPLE_REPLY_MAGIC);
+    assert_int_equal(nbd_get32(rep + 4), 0);
+    assert_int_equal(nbd_get32(rep + 12), 77);
+    assert_int_equal(nbd_read_full(kfd, r, 4096), 0);
+    assert_memory_equal(r, w, 4096);
+    close(kfd);
+    kfd = nbd_sock_connect_unix(sock, err);
+    assert_true(kfd >= 0);
+    assert_int_equal(nbd_client_handshake_fd(kfd, "nope", &info, err), -ENOENT);
 
     nbd_server_stop(c.s);
     pthread_join(t, NULL);
