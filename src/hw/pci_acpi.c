@@ -189,6 +189,58 @@ static void ecam_resources(struct aml *a, const struct pci_host *h)
     aml_le(a, PCI_ECAM_SIZE, 4);
 }
 
+/* IO(Decode16, port, port, 1, len) */
+static void res_io(struct aml *a, uint16_t port, uint8_t len)
+{
+    const uint8_t d[] = { 0x47, 0x01, (uint8_t)port, (uint8_t)(port >> 8), (uint8_t)port, (uint8_t)(port >> 8), 1, len };
+    aml_bytes(a, d, sizeof(d));
+}
+
+static void res_irq(struct aml *a, unsigned irq)   /* IRQNoFlags() { irq } */
+{
+    const uint8_t d[] = { 0x22, (uint8_t)(1u << irq), (uint8_t)((1u << irq) >> 8) };
+    aml_bytes(a, d, sizeof(d));
+}
+
+static void kbd_resources(struct aml *a, const struct pci_host *h)
+{
+    (void)h;
+    res_io(a, 0x60, 1);
+    res_io(a, 0x64, 1);
+    res_irq(a, 1);
+}
+
+static void mou_resources(struct aml *a, const struct pci_host *h)
+{
+    (void)h;
+    res_irq(a, 12);
+}
+
+static void com1_resources(struct aml *a, const struct pci_host *h)
+{
+    (void)h;
+    res_io(a, 0x3f8, 8);
+    res_irq(a, 4);
+}
+
+static void rtc_resources(struct aml *a, const struct pci_host *h)
+{
+    (void)h;
+    res_io(a, 0x70, 2);
+    res_irq(a, 8);
+}
+
+static void isa_device(struct aml *a, const char *name, const char *hid,
+                       void (*res)(struct aml *, const struct pci_host *))
+{
+    aml_open(a, "\x5b\x82", 2);
+    aml_bytes(a, name, 4);
+    aml_name(a, "_HID");
+    aml_int(a, eisa_id(hid));
+    aml_crs(a, res, NULL);
+    aml_close(a);
+}
+
 size_t pci_acpi_dsdt(const struct pci_host *h, uint8_t *buf, size_t max)
 {
     struct aml a = { buf, 0, max, false, { 0 }, 0 };
@@ -228,6 +280,14 @@ size_t pci_acpi_dsdt(const struct pci_host *h, uint8_t *buf, size_t max)
     aml_close(&a);
     aml_close(&a);                      /* PCI0 */
 
+    if (!h->ecam) {
+        /* the PC's ISA devices, as QEMU's DSDT lists them: SeaBIOS sets up the keyboard only
+         * when it finds PNP0303, and Linux's i8042 and serial drivers look for them */
+        isa_device(&a, "KBD_", "PNP0303", kbd_resources);
+        isa_device(&a, "MOU_", "PNP0F13", mou_resources);
+        isa_device(&a, "COM1", "PNP0501", com1_resources);
+        isa_device(&a, "RTC_", "PNP0B00", rtc_resources);
+    }
     if (h->ecam) {
         aml_open(&a, "\x5b\x82", 2);    /* Device (MRES): the ECAM area is taken */
         aml_bytes(&a, "MRES", 4);
