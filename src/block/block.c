@@ -10,7 +10,6 @@
 #include <unistd.h>
 
 #include "block/driver.h"
-#include "block/qcow2/qcow2.h"
 
 int block_seterr(char *err, int ret, const char *fmt, ...)
 {
@@ -101,8 +100,9 @@ char *block_path_relative_to(const char *base, const char *name)
 /* In flight: a read, or a write in place, of plain data (the driver's locate says where it
  * lies in a host file) runs outside bs->lock, so requests from several threads overlap in the
  * kernel as QEMU's do. The mapping it follows stays valid because everything else that takes
- * the lock (allocation, discard, zeroes, truncate, snapshots, the tools' qcow2_* calls) first
- * waits until no such request is in flight, and none starts while one waits (no starvation).
+ * the lock (allocation, discard, zeroes, truncate, the whole-image operations of snapshot.c)
+ * first waits until no such request is in flight, and none starts while one waits (no
+ * starvation).
  * Lock order: bs->lock, then a backing file's lock; never the other way. */
 static void lock_drained(struct block *bs)
 {
@@ -513,26 +513,18 @@ int block_pwrite_compressed(struct block *bs, uint64_t off, const void *buf, siz
 
 long block_compress(struct block *bs, const void *buf, size_t len, void *out)
 {
-    struct qcow2_state *s = block_qcow2(bs);
-    if (!s)
-        return -ENOTSUP;
-    if (len > s->cluster_size)
-        return -EINVAL;
-    return qcow2_compress(s, buf, len, out);
+    return bs->drv->compress ? bs->drv->compress(bs, buf, len, out) : -ENOTSUP;
 }
 
 int block_pwrite_precompressed(struct block *bs, uint64_t off, const void *buf, size_t len,
                                const void *cdata, long clen)
 {
-    struct qcow2_state *s = block_qcow2(bs);
-    if (!bs->read_only && !s)
+    if (!bs->read_only && !bs->drv->pwrite_precompressed)
         return -ENOTSUP;
     int r = write_begin(bs, off, len);
     if (r)
         return r > 0 ? 0 : r;
-    if (s->incompat & QCOW2_INCOMPAT_CORRUPT)
-        return write_end(bs, -EACCES);
-    return write_end(bs, qcow2_write_compressed_data(s, off, buf, len, cdata, clen));
+    return write_end(bs, bs->drv->pwrite_precompressed(bs, off, buf, len, cdata, clen));
 }
 
 int block_pwrite_zeroes(struct block *bs, uint64_t off, uint64_t len, unsigned flags)
@@ -661,7 +653,4 @@ bool block_read_only(struct block *bs) { return bs->read_only; }
 void block_lock(struct block *bs) { lock_drained(bs); }
 void block_unlock(struct block *bs) { pthread_mutex_unlock(&bs->lock); }
 
-struct qcow2_state *block_qcow2(struct block *bs)
-{
-    return bs->drv == &block_driver_qcow2 ? bs->opaque : NULL;
-}
+

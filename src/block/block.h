@@ -14,9 +14,12 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <sys/uio.h>
 
 #define BLOCK_ERR_MAX 512
+/* Printf into err (BLOCK_ERR_MAX bytes; NULL ignored). Returns ret for tail calls. */
+int block_seterr(char *err, int ret, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 enum block_format {
     BLOCK_FMT_AUTO = 0, /* probe: qcow2 magic, else raw */
@@ -162,10 +165,54 @@ int block_parse_format(const char *s, enum block_format *out);
 /* Parses QEMU's cache= names: writeback, writethrough, none, directsync, unsafe. */
 int block_parse_cache(const char *s, enum block_cache *out);
 
-/* The qcow2 image's driver state, for the qcow2 tools (check, snapshot, amend); NULL for raw. */
-struct qcow2_state *block_qcow2(struct block *bs);
-/* The lock, for tools that drive qcow2_* functions directly. */
-void block_lock(struct block *bs);
-void block_unlock(struct block *bs);
+/* New images. qcow2 takes every field; raw only size and prealloc. */
+struct block_create_opts {
+    uint64_t size;
+    unsigned cluster_size;        /* 0: 64k */
+    int version;                  /* 2 or 3 (0: 3) */
+    bool lazy_refcounts;
+    int prealloc;                 /* 0 off, 1 metadata, 2 falloc, 3 full */
+    const char *backing_file;
+    const char *backing_fmt;
+    int compression_type;         /* 0 zlib, 1 zstd */
+    bool extended_l2;
+    int refcount_bits;            /* 0: 16 */
+    bool encrypt;                 /* LUKS */
+    const char *secret;
+    size_t secret_len;
+    const char *cipher_alg;       /* "aes-256" */
+    const char *cipher_mode;      /* "xts" */
+    const char *ivgen_alg;        /* "plain64" */
+    const char *hash_alg;         /* "sha256" */
+    uint64_t iter_time_ms;        /* 0: 2000 */
+};
+/* Creates path as an image of format fmt ("raw", "qcow2"); -EINVAL for another name. */
+int block_create(const char *fmt, const char *path, const struct block_create_opts *o,
+                 char *err);
+
+/* Consistency check of the image's metadata (qemu-img check): -ENOTSUP for formats without
+ * metadata. fix: BLOCK_FIX_LEAKS and/or BLOCK_FIX_ERRORS (the image open read-write); a fixed
+ * image that then checks clean loses its dirty and corrupt marks. log (may be NULL) receives
+ * one line per problem, as qemu-img prints them. */
+struct block_check_result {
+    uint64_t corruptions, leaks, check_errors;
+    uint64_t corruptions_fixed, leaks_fixed;
+    uint64_t allocated_clusters, total_clusters, fragmented_clusters, compressed_clusters;
+    uint64_t image_end_offset;
+};
+#define BLOCK_FIX_LEAKS  1
+#define BLOCK_FIX_ERRORS 2
+int block_check(struct block *bs, int fix, struct block_check_result *res, FILE *log);
+/* Makes every cluster of this layer unallocated, so reads fall through to the backing file
+ * (what commit leaves behind). -ENOTSUP for formats without allocation. */
+int block_make_empty(struct block *bs);
+/* Rewrites the backing file name stored in the image (name "" removes it; fmt may be NULL).
+ * The data is not touched: rebase copies what must be kept before calling this. */
+int block_set_backing(struct block *bs, const char *name, const char *fmt);
+/* qemu-img amend: version 2 or 3 (0 unchanged), lazy 0/1 (-1 unchanged). */
+int block_amend(struct block *bs, int version, int lazy, char *err);
+/* The LUKS header of an encrypted image (luks.h); -ENOTSUP when it has none. */
+struct luks_info;
+int block_get_luks_info(struct block *bs, struct luks_info *li);
 
 #endif

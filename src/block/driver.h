@@ -6,6 +6,7 @@
 #include <stdio.h>
 
 #include "block/block.h"
+#include "block/snapshot.h"
 
 /* A host file with QEMU's cache semantics. Reads past the end give zeros (as file-posix does),
  * which compressed clusters ending in a partial last sector rely on. */
@@ -56,6 +57,10 @@ struct block_driver {
     int (*preadv)(struct block *bs, uint64_t off, const struct iovec *iov, int iovcnt);
     int (*pwritev)(struct block *bs, uint64_t off, const struct iovec *iov, int iovcnt);
     int (*pwrite_compressed)(struct block *bs, uint64_t off, const void *buf, size_t len);
+    /* optional, block.h's block_compress (no lock taken) and block_pwrite_precompressed */
+    long (*compress)(struct block *bs, const void *buf, size_t len, void *out);
+    int (*pwrite_precompressed)(struct block *bs, uint64_t off, const void *buf, size_t len,
+                                const void *cdata, long clen);
     int (*pwrite_zeroes)(struct block *bs, uint64_t off, uint64_t len, unsigned flags);
     int (*discard)(struct block *bs, uint64_t off, uint64_t len);
     int (*flush)(struct block *bs);
@@ -68,6 +73,21 @@ struct block_driver {
      * whole of a write (no allocation, copy-on-write or metadata update). */
     int (*locate)(struct block *bs, uint64_t off, uint64_t len, bool write, struct bfile **f,
                   uint64_t *host);
+
+    /* Whole-image operations (optional; block.h and snapshot.h say what they do and give
+     * -ENOTSUP without them). Called with the image's lock held, drained. */
+    int (*create)(const char *path, const struct block_create_opts *o, char *err);
+    int (*check)(struct block *bs, int fix, struct block_check_result *res, FILE *log);
+    int (*make_empty)(struct block *bs);
+    int (*set_backing)(struct block *bs, const char *name, const char *fmt);
+    int (*amend)(struct block *bs, int version, int lazy, char *err);
+    int (*luks_info)(struct block *bs, struct luks_info *li);
+    int (*snapshot_list)(struct block *bs, struct block_snapshot **out, int *n);
+    int (*snapshot_create)(struct block *bs, const struct block_snapshot *sn);
+    int (*snapshot_goto)(struct block *bs, const char *id_or_name);
+    int (*snapshot_delete)(struct block *bs, const char *id, const char *name);
+    int (*snapshot_load_tmp)(struct block *bs, const char *id, const char *name);
+    int (*vmstate_rw)(struct block *bs, uint64_t pos, void *buf, size_t len, bool write);
 };
 
 struct block {
@@ -96,6 +116,10 @@ extern const struct block_driver block_driver_qcow2;
 extern const struct block_driver block_driver_nbd;
 extern const struct block_driver *const block_protocols[];
 
+/* The image's lock, drained of in-flight I/O (for whole-image operations and white-box tests). */
+void block_lock(struct block *bs);
+void block_unlock(struct block *bs);
+
 /* Opens a backing file for an image at chain depth depth+1 (loops and absurd depths refused). */
 int block_open_backing(struct block *bs, const char *name, const char *fmt,
                        const struct block_open_opts *o, char *err);
@@ -104,8 +128,6 @@ int block_read_backing(struct block *bs, uint64_t off, void *buf, size_t len);
 /* A path relative to the directory of base (absolute names are returned unchanged). */
 char *block_path_relative_to(const char *base, const char *name);
 
-/* Printf into err (BLOCK_ERR_MAX bytes; NULL ignored). Returns ret for tail calls. */
-int block_seterr(char *err, int ret, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 #define BLOCK_MAX_CHAIN 64
 

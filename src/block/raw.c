@@ -111,6 +111,11 @@ int block_create_raw(const char *path, uint64_t size, int prealloc, char *err)
     return r;
 }
 
+static int raw_create(const char *path, const struct block_create_opts *o, char *err)
+{
+    return block_create_raw(path, o->size, o->prealloc, err);
+}
+
 const struct block_driver block_driver_raw = {
     .name = "raw",
     .open = raw_open,
@@ -125,4 +130,5 @@ const struct block_driver block_driver_raw = {
     .truncate = raw_truncate,
     .status = raw_status,
     .locate = raw_locate,
+    .create = raw_create,
 };

@@ -183,11 +183,22 @@ static int connect_uri(const struct nbd_uri *u, char *err)
 }
 
 /* The greeting: 0 with *fd ready for options, or -errno. */
+static int greet_fd(int f, char *err);
+
 static int greet(const struct nbd_uri *u, int *fd, char *err)
 {
     int f = connect_uri(u, err);
     if (f < 0)
         return f;
+    int r = greet_fd(f, err);
+    if (!r)
+        *fd = f;
+    return r;
+}
+
+/* The client half of the greeting on a connected f; closes f on failure. */
+static int greet_fd(int f, char *err)
+{
     uint8_t h[18];
     int r = nbd_read_full(f, h, sizeof(h));
     if (r || nbd_get64(h) != NBD_MAGIC) {
@@ -205,7 +216,6 @@ static int greet(const struct nbd_uri *u, int *fd, char *err)
         close(f);
         return seterr(err, r, "Lost the server during the handshake");
     }
-    *fd = f;
     return 0;
 }
 
@@ -358,6 +368,28 @@ fail:
     close(fd);
     pthread_mutex_destroy(&c->lock);
     free(c);
+    return r;
+}
+
+int nbd_client_handshake_fd(int fd, const char *name, struct nbd_client_info *info, char *err)
+{
+    memset(info, 0, sizeof(*info));
+    int r = greet_fd(fd, err);
+    if (r)
+        return r;
+    r = opt_info(fd, NBD_OPT_GO, name, info, NULL, err);
+    if (r == -ENOTSUP) {
+        uint8_t e[10 + 124];
+        if (send_opt(fd, NBD_OPT_EXPORT_NAME, name, strlen(name)) || nbd_read_full(fd, e, 10))
+            r = seterr(err, -ENOENT, "The server refused export '%s'", name);
+        else {
+            info->size = nbd_get64(e);
+            info->tflags = nbd_get16(e + 8);
+            r = 0;
+        }
+    }
+    if (r)
+        close(fd);
     return r;
 }
 

@@ -240,6 +240,21 @@ struct nbd_client_info {
     bool structured, meta_base;
 };
 int nbd_client_open(const struct nbd_uri *u, struct nbd_client **out, char *err);
+/* The handshake alone on a connected fd, with simple replies only (what the kernel's client
+ * speaks): fixed newstyle, NBD_OPT_GO (EXPORT_NAME for old servers). 0 and info (size,
+ * tflags, block sizes) with fd ready for transmission, or -errno, err set and fd closed. */
+int nbd_client_handshake_fd(int fd, const char *name, struct nbd_client_info *info, char *err);
+
+/* ---- The kernel's client through the nbd generic netlink family (kernel.c). */
+/* Hands the connected, negotiated sock to the kernel as /dev/nbd<index> (index -1: the
+ * kernel picks one; *out_index tells which). -ENOENT with a reason when the kernel has no
+ * nbd family (the module is not loaded). */
+int nbd_kernel_connect(int index, int sock, const struct nbd_client_info *info, int *out_index,
+                       char *err);
+/* Disconnects /dev/nbd<index>: the kernel sends NBD_CMD_DISC and drops the socket. */
+int nbd_kernel_disconnect(int index, char *err);
+/* The index N of a path /dev/nbdN, or -EINVAL. */
+int nbd_kernel_index(const char *dev);
 void nbd_client_close(struct nbd_client *c);
 void nbd_client_get_info(struct nbd_client *c, struct nbd_client_info *info);
 int nbd_client_pread(struct nbd_client *c, uint64_t off, void *buf, uint32_t len);

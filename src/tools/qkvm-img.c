@@ -19,7 +19,7 @@
 #include "block/block.h"
 #include "block/cli.h"
 #include "block/luks.h"
-#include "block/qcow2/qcow2.h"
+#include "block/snapshot.h"
 #include "util/json.h"
 #include "util/log.h"
 #include "util/parse.h"
@@ -106,7 +106,7 @@ static struct block *open_image(const char *name, const char *fmt, bool image_op
 struct create_opts {
     uint64_t size;
     bool has_size;
-    struct qcow2_create_opts q;
+    struct block_create_opts q;
     const char *secret_id;
     int prealloc;
 };
@@ -264,15 +264,9 @@ static int create_image(const char *fmt, const char *path, struct create_opts *c
         printf("\n");
         fflush(stdout);
     }
-    if (qcow2) {
-        c->q.size = c->size;
-        c->q.prealloc = c->prealloc;
-        int r = qcow2_create(path, &c->q, err);
-        if (r)
-            log_error("%s: %s", path, err);
-        return r;
-    }
-    int r = block_create_raw(path, c->size, c->prealloc, err);
+    c->q.size = c->size;
+    c->q.prealloc = c->prealloc;
+    int r = block_create(fmt, path, &c->q, err);
     if (r)
         log_error("%s: %s", path, err);
     return r;
@@ -340,7 +334,7 @@ static void snapshot_header(void)
            "ICOUNT");
 }
 
-static void snapshot_line(const struct qcow2_snapshot *sn)
+static void snapshot_line(const struct block_snapshot *sn)
 {
     char date[32], clk[32], vms[32], ic[32] = "";
     time_t t = sn->date_sec;
@@ -351,7 +345,7 @@ static void snapshot_line(const struct qcow2_snapshot *sn)
     snprintf(clk, sizeof(clk), "%02d:%02d:%02d.%03d", (int)(ms / 3600000),
              (int)(ms / 60000 % 60), (int)(ms / 1000 % 60), (int)(ms % 1000));
     cli_size_str(sn->vm_state_size, vms, sizeof(vms));
-    if (sn->icount != ~0ull)
+    if (sn->icount != BLOCK_SNAPSHOT_NO_ICOUNT)
         snprintf(ic, sizeof(ic), "%" PRIu64, sn->icount);
     printf("%-9s %-16s %8s%20s%13s%11s\n", sn->id, sn->name, vms, date, clk, ic);
 }
@@ -360,14 +354,18 @@ static void info_json(struct json_writer *w, struct block *bs)
 {
     struct block_info in;
     block_get_info(bs, &in);
-    struct qcow2_state *s = block_qcow2(bs);
+    bool qcow2 = !strcmp(in.format, "qcow2");
+    struct block_snapshot *sl;
+    int ns;
+    if (block_snapshot_list(bs, &sl, &ns))
+        ns = 0;
     json_object_begin(w, NULL);
-    if (s && s->nb_snapshots) {
+    if (ns) {
         json_array_begin(w, "snapshots");
-        for (uint32_t i = 0; i < s->nb_snapshots; i++) {
-            struct qcow2_snapshot *sn = &s->snaps[i];
+        for (int i = 0; i < ns; i++) {
+            struct block_snapshot *sn = &sl[i];
             json_object_begin(w, NULL);
-            if (sn->icount != ~0ull)
+            if (sn->icount != BLOCK_SNAPSHOT_NO_ICOUNT)
                 json_uint(w, "icount", sn->icount);
             json_uint(w, "vm-clock-nsec", sn->vm_clock_nsec % 1000000000);
             json_string(w, "name", sn->name);
@@ -380,6 +378,7 @@ static void info_json(struct json_writer *w, struct block *bs)
         }
         json_array_end(w);
     }
+    block_snapshot_list_free(sl, ns);
     if (in.backing_file && in.backing_format)
         json_string(w, "backing-filename-format", in.backing_format);
     json_uint(w, "virtual-size", in.virtual_size);
@@ -390,7 +389,7 @@ static void info_json(struct json_writer *w, struct block *bs)
     json_uint(w, "actual-size", in.actual_size);
     if (in.encrypted)
         json_bool(w, "encrypted", true);
-    if (s) {
+    if (qcow2) {
         json_object_begin(w, "format-specific");
         json_string(w, "type", "qcow2");
         json_object_begin(w, "data");
@@ -399,9 +398,8 @@ static void info_json(struct json_writer *w, struct block *bs)
         if (in.version >= 3)
             json_bool(w, "lazy-refcounts", in.lazy_refcounts);
         json_int(w, "refcount-bits", in.refcount_bits);
-        if (in.encrypted && s->luks) {
-            struct luks_info li;
-            luks_get_info(s->luks, &li);
+        struct luks_info li;
+        if (in.encrypted && block_get_luks_info(bs, &li) == 0) {
             json_object_begin(w, "encrypt");
             json_string(w, "ivgen-alg", li.ivgen_alg);
             if (li.ivgen_hash[0])
@@ -446,7 +444,7 @@ static void info_text(struct block *bs)
 {
     struct block_info in;
     block_get_info(bs, &in);
-    struct qcow2_state *s = block_qcow2(bs);
+    bool qcow2 = !strcmp(in.format, "qcow2");
     char a[64], b[64];
     cli_size_str(in.virtual_size, a, sizeof(a));
     cli_size_str(in.actual_size, b, sizeof(b));
@@ -464,21 +462,23 @@ static void info_text(struct block *bs)
         if (in.backing_format)
             printf("backing file format: %s\n", in.backing_format);
     }
-    if (s && s->nb_snapshots) {
+    struct block_snapshot *sl;
+    int ns;
+    if (block_snapshot_list(bs, &sl, &ns) == 0 && ns) {
         printf("Snapshot list:\n");
         snapshot_header();
-        for (uint32_t i = 0; i < s->nb_snapshots; i++)
-            snapshot_line(&s->snaps[i]);
+        for (int i = 0; i < ns; i++)
+            snapshot_line(&sl[i]);
+        block_snapshot_list_free(sl, ns);
     }
-    if (s) {
+    if (qcow2) {
         printf("Format specific information:\n    compat: %s\n    compression type: %s\n",
                in.version == 2 ? "0.10" : "1.1", in.zstd ? "zstd" : "zlib");
         if (in.version >= 3)
             printf("    lazy refcounts: %s\n", in.lazy_refcounts ? "true" : "false");
         printf("    refcount bits: %d\n", in.refcount_bits);
-        if (in.encrypted && s->luks) {
-            struct luks_info li;
-            luks_get_info(s->luks, &li);
+        struct luks_info li;
+        if (in.encrypted && block_get_luks_info(bs, &li) == 0) {
             printf("    encrypt:\n        ivgen alg: %s\n        hash alg: %s\n"
                    "        cipher alg: %s\n        uuid: %s\n        format: luks\n"
                    "        cipher mode: %s\n        slots:\n", li.ivgen_alg, li.hash_alg,
@@ -551,7 +551,7 @@ static int cmd_info(int argc, char **argv)
 
 /* ---- check ---- */
 
-static void check_print(const char *fn, const char *fmt, struct qcow2_check_result *r, bool json,
+static void check_print(const char *fn, const char *fmt, struct block_check_result *r, bool json,
                         bool quiet)
 {
     if (json) {
@@ -624,9 +624,9 @@ static int cmd_check(int argc, char **argv)
             continue;
         if (ch == 'r') {
             if (!strcmp(optarg, "leaks"))
-                fix = QCOW2_FIX_LEAKS;
+                fix = BLOCK_FIX_LEAKS;
             else if (!strcmp(optarg, "all"))
-                fix = QCOW2_FIX_LEAKS | QCOW2_FIX_ERRORS;
+                fix = BLOCK_FIX_LEAKS | BLOCK_FIX_ERRORS;
             else
                 err_exit("Unknown option value for -r (expecting 'leaks' or 'all'): %s", optarg);
         } else {
@@ -640,27 +640,17 @@ static int cmd_check(int argc, char **argv)
                                   1 | 2 | 4);
     if (!bs)
         return 1;
-    struct qcow2_state *s = block_qcow2(bs);
-    if (!s) {
+    struct block_check_result r;
+    int ret = block_check(bs, fix, &r, co.json ? NULL : stderr);
+    if (ret == -ENOTSUP) {
         block_close(bs);
         log_error("This image format does not support checks");
         return 63;
     }
-    struct qcow2_check_result r;
-    int ret = qcow2_check(s, fix, &r, co.json ? NULL : stderr);
-    if (ret == 0 && fix && (r.leaks_fixed || r.corruptions_fixed)) {
-        if (!co.json && !co.quiet)
-            printf("The following inconsistencies were found and repaired:\n\n"
-                   "    %" PRIu64 " leaked clusters\n    %" PRIu64 " corruptions\n\n"
-                   "Double checking the fixed image now...\n", r.leaks_fixed, r.corruptions_fixed);
-        uint64_t lf = r.leaks_fixed, cf = r.corruptions_fixed;
-        ret = qcow2_check(s, 0, &r, co.json ? NULL : stderr);
-        r.leaks_fixed = lf;
-        r.corruptions_fixed = cf;
-    }
-    if (ret == 0 && fix && (s->incompat & (QCOW2_INCOMPAT_DIRTY | QCOW2_INCOMPAT_CORRUPT)) &&
-        !r.corruptions && !r.check_errors)
-        qcow2_set_incompat(s, 0, QCOW2_INCOMPAT_DIRTY | QCOW2_INCOMPAT_CORRUPT);
+    if (ret == 0 && (r.leaks_fixed || r.corruptions_fixed) && !co.json && !co.quiet)
+        printf("The following inconsistencies were found and repaired:\n\n"
+               "    %" PRIu64 " leaked clusters\n    %" PRIu64 " corruptions\n\n"
+               "Double checking the fixed image now...\n", r.leaks_fixed, r.corruptions_fixed);
     if (ret) {
         block_close(bs);
         log_error("Check failed: %s", strerror(-ret));
@@ -1031,9 +1021,10 @@ static int cmd_convert(int argc, char **argv)
         block_close(out);
         goto out;
     }
-    struct qcow2_state *qs = block_qcow2(out);
+    struct block_info oinfo;
+    block_get_info(out, &oinfo);
     uint64_t chunk = 2 << 20;
-    uint64_t cs = qs ? qs->cluster_size : 65536;
+    uint64_t cs = oinfo.cluster_size ? oinfo.cluster_size : 65536;
     if (chunk < cs)
         chunk = cs;
     bool zero_init = !noc && !block_backing(out) && !obacking;
@@ -1430,34 +1421,33 @@ static int cmd_snapshot(int argc, char **argv)
                                   BLOCK_CACHE_WRITEBACK, action == 'l' ? 3 : 0);
     if (!bs)
         return 1;
-    struct qcow2_state *s = block_qcow2(bs);
     int r = 0, ret = 0;
-    if (!s) {
+    struct block_snapshot *sl;
+    int ns;
+    if (block_snapshot_list(bs, &sl, &ns) == -ENOTSUP) {
         block_close(bs);
         err_exit("Snapshots are not supported by the '%s' format", block_format_name(bs));
     }
     switch (action) {
     case 'l':
-        if (s->nb_snapshots) {
+        if (ns) {
             printf("Snapshot list:\n");
             snapshot_header();
-            for (uint32_t i = 0; i < s->nb_snapshots; i++)
-                snapshot_line(&s->snaps[i]);
+            for (int i = 0; i < ns; i++)
+                snapshot_line(&sl[i]);
         }
         break;
-    case 'c':
-        block_lock(bs);
-        r = qcow2_snapshot_create(s, name);
-        block_unlock(bs);
+    case 'c': {
+        struct block_snapshot sn = { .name = (char *)name };
+        r = block_snapshot_create(bs, &sn);
         if (r) {
             log_error("Could not create snapshot '%s': %s", name, strerror(-r));
             ret = 1;
         }
         break;
+    }
     case 'a':
-        block_lock(bs);
-        r = qcow2_snapshot_apply(s, name);
-        block_unlock(bs);
+        r = block_snapshot_goto(bs, name);
         if (r) {
             log_error("Could not apply snapshot '%s': %s", name,
                       r == -ENOENT ? "Can't find the snapshot" : strerror(-r));
@@ -1465,9 +1455,7 @@ static int cmd_snapshot(int argc, char **argv)
         }
         break;
     case 'd':
-        block_lock(bs);
-        r = qcow2_snapshot_delete(s, name);
-        block_unlock(bs);
+        r = block_snapshot_delete_by(bs, name);
         if (r) {
             log_error("Could not delete snapshot '%s': %s", name,
                       r == -ENOENT ? "Can't find the snapshot" : strerror(-r));
@@ -1475,6 +1463,7 @@ static int cmd_snapshot(int argc, char **argv)
         }
         break;
     }
+    block_snapshot_list_free(sl, ns);
     if (block_close(bs))
         ret = 1;
     return ret;
@@ -1601,12 +1590,9 @@ static int cmd_commit(int argc, char **argv)
     if (!r)
         r = r2;
     if (!r && !drop) {
-        struct qcow2_state *s = block_qcow2(top);
-        if (s) {
-            block_lock(top);
-            r = qcow2_zero(s, 0, len, true, 2);
-            block_unlock(top);
-        }
+        r = block_make_empty(top);
+        if (r == -ENOTSUP)
+            r = 0;
     }
     r2 = block_close(top);
     if (r || r2)
@@ -1652,8 +1638,7 @@ static int cmd_rebase(int argc, char **argv)
                                   unsafe ? 1 : 0);
     if (!bs)
         return 1;
-    struct qcow2_state *s = block_qcow2(bs);
-    if (!s) {
+    if (strcmp(block_format_name(bs), "qcow2")) {
         block_close(bs);
         err_exit("Backing files are not supported by the '%s' format", block_format_name(bs));
     }
@@ -1715,11 +1700,7 @@ static int cmd_rebase(int argc, char **argv)
             printf("\n");
     }
     if (!r) {
-        block_lock(bs);
-        r = qcow2_flush_all(s);
-        if (!r)
-            r = qcow2_set_backing(s, nb, *nb ? nbfmt : NULL);
-        block_unlock(bs);
+        r = block_set_backing(bs, nb, *nb ? nbfmt : NULL);
     }
     block_close(newb);
     int r2 = block_close(bs);
@@ -1800,11 +1781,15 @@ static int cmd_measure(int argc, char **argv)
     uint64_t data = 0;
     uint64_t cs = c.q.cluster_size ? c.q.cluster_size : 65536;
     bool qcow2 = !strcmp(ofmt, "qcow2");
+    int src_version = 0;      /* the source's qcow2 version (0: not qcow2) */
     if (!has_size) {
         bs = open_image(argv[optind], co.fmt, co.image_opts, true, BLOCK_CACHE_WRITEBACK, 0);
         if (!bs)
             return 1;
         size = block_length(bs);
+        struct block_info si;
+        if (block_get_info(bs, &si) == 0)
+            src_version = si.version;
         uint64_t gran = qcow2 ? cs : 1;
         for (uint64_t p = 0; p < size;) {
             uint64_t n;
@@ -1850,14 +1835,14 @@ static int cmd_measure(int argc, char **argv)
         struct json_writer w;
         json_init(&w, stdout, true);
         json_object_begin(&w, NULL);
-        if (bs && qcow2 && block_qcow2(bs) && block_qcow2(bs)->version >= 3)
+        if (bs && qcow2 && src_version >= 3)
             json_uint(&w, "bitmaps", 0);
         json_uint(&w, "required", required);
         json_uint(&w, "fully-allocated", full);
         json_object_end(&w);
     } else {
         printf("required size: %" PRIu64 "\nfully allocated size: %" PRIu64 "\n", required, full);
-        if (bs && qcow2 && block_qcow2(bs) && block_qcow2(bs)->version >= 3)
+        if (bs && qcow2 && src_version >= 3)
             printf("bitmaps size: 0\n");
     }
     block_close(bs);
@@ -1918,15 +1903,12 @@ static int cmd_amend(int argc, char **argv)
     struct block *bs = open_image(argv[optind], co.fmt, co.image_opts, false, BLOCK_CACHE_WRITEBACK, 0);
     if (!bs)
         return 1;
-    struct qcow2_state *s = block_qcow2(bs);
-    if (!s) {
+    char err[BLOCK_ERR_MAX] = "";
+    int r = block_amend(bs, version, lazy, err);
+    if (r == -ENOTSUP && strcmp(block_format_name(bs), "qcow2")) {
         block_close(bs);
         err_exit("Format driver '%s' does not support option amendment", block_format_name(bs));
     }
-    char err[BLOCK_ERR_MAX] = "";
-    block_lock(bs);
-    int r = qcow2_amend(s, version, lazy, err);
-    block_unlock(bs);
     int r2 = block_close(bs);
     if (r)
         err_exit("Error while amending options: %s", err[0] ? err : strerror(-r));

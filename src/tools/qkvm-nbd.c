@@ -10,11 +10,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "block/block.h"
 #include "block/cli.h"
-#include "block/qcow2/qcow2.h"
+#include "block/snapshot.h"
 #include "nbd/nbd.h"
 #include "util/parse.h"
 
@@ -41,7 +44,9 @@ static void usage(FILE *f)
 "  -f, --format=FORMAT       raw or qcow2 (default: probe)\n"
 "  -r, --read-only           export read-only\n"
 "  -s, --snapshot            writes go to a temporary overlay, thrown away at exit\n"
-"  -l, --load-snapshot=NAME  export an internal snapshot (not supported yet)\n"
+"  -l, --load-snapshot=SNAPSHOT_PARAM\n"
+"                            export an internal snapshot read-only: an id or a name, or\n"
+"                            snapshot.id=ID[,snapshot.name=NAME]\n"
 "  -n, --nocache             the same as --cache=none\n"
 "      --cache=MODE          writeback (default), writethrough, none, directsync, unsafe\n"
 "      --aio=MODE            threads (default), native, io_uring: accepted, threads used\n"
@@ -49,7 +54,8 @@ static void usage(FILE *f)
 "      --detect-zeroes=MODE  off (default), on, unmap\n"
 "      --fork                run in the background once the socket listens\n"
 "      --pid-file=PATH       write the server's pid there\n"
-"  -c, --connect=DEV / -d, --disconnect   kernel client (not supported: see docs/nbd.md)\n"
+"  -c, --connect=/dev/nbdN   serve FILE to the kernel's NBD client (netlink) as that device\n"
+"  -d, --disconnect          disconnect the device given as FILE (/dev/nbdN)\n"
 "  -v, --verbose             report connections on stderr\n"
 "  -h, --help / -V, --version\n");
 }
@@ -133,8 +139,8 @@ static int open_snapshot(const char *path, struct block_open_opts *o, struct blo
         return block_seterr(err, -errno, "Cannot create a temporary overlay in %s: %s",
                             dir && *dir ? dir : "/tmp", strerror(errno));
     close(fd);
-    struct qcow2_create_opts co = { .size = size, .backing_file = full, .backing_fmt = fmt };
-    r = qcow2_create(tmpl, &co, err);
+    struct block_create_opts co = { .size = size, .backing_file = full, .backing_fmt = fmt };
+    r = block_create("qcow2", tmpl, &co, err);
     if (!r) {
         struct block_open_opts ov = *o;
         ov.format = BLOCK_FMT_QCOW2;
@@ -143,6 +149,121 @@ static int open_snapshot(const char *path, struct block_open_opts *o, struct blo
     }
     unlink(tmpl);
     return r;
+}
+
+/* -l NAME (an id, else a name, as qemu-nbd) or -l snapshot.id=ID,snapshot.name=NAME (both
+ * must match; QEMU's option syntax, ",," a literal comma). */
+static int load_snapshot(struct block *bs, const char *arg, char *err)
+{
+    static const char pre[] = "snapshot.";
+    int r;
+    if (strncmp(arg, pre, sizeof(pre) - 1)) {
+        r = block_snapshot_load_tmp(bs, arg, NULL);
+        if (r == -ENOENT)
+            r = block_snapshot_load_tmp(bs, NULL, arg);
+        if (r)
+            block_seterr(err, r, r == -ENOENT ? "Can't find snapshot '%s'" :
+                         r == -ENOTSUP ? "The '%s' format has no snapshots" : "%s: %s",
+                         r == -ENOTSUP ? block_format_name(bs) : arg, strerror(-r));
+        return r;
+    }
+    char *id = NULL, *name = NULL, *val = malloc(strlen(arg) + 1);
+    if (!val)
+        return block_seterr(err, -ENOMEM, "Out of memory");
+    r = 0;
+    for (const char *p = arg; *p && !r;) {
+        const char *eq = strchr(p, '=');
+        if (!eq) {
+            r = block_seterr(err, -EINVAL, "Invalid snapshot option '%s' (expected "
+                             "snapshot.id=ID and/or snapshot.name=NAME)", p);
+            break;
+        }
+        size_t klen = (size_t)(eq - p), n = 0;
+        const char *q = eq + 1;
+        for (; *q && !(*q == ',' && q[1] != ','); q++) {
+            val[n++] = *q;
+            if (*q == ',')
+                q++;
+        }
+        val[n] = 0;
+        char **dst = klen == 11 && !strncmp(p, "snapshot.id", 11) ? &id
+                   : klen == 13 && !strncmp(p, "snapshot.name", 13) ? &name : NULL;
+        if (!dst)
+            r = block_seterr(err, -EINVAL, "Invalid parameter '%.*s'", (int)klen, p);
+        else if (!(*dst = strdup(val)))
+            r = block_seterr(err, -ENOMEM, "Out of memory");
+        p = *q ? q + 1 : q;
+    }
+    free(val);
+    if (!r && !id && !name)
+        r = block_seterr(err, -EINVAL, "snapshot.id or snapshot.name is needed");
+    if (!r && (r = block_snapshot_load_tmp(bs, id, name)))
+        block_seterr(err, r, r == -ENOENT ? "Can't find snapshot id '%s' name '%s'" :
+                     "id '%s' name '%s': %s", id ? id : "", name ? name : "", strerror(-r));
+    free(id);
+    free(name);
+    return r;
+}
+
+/* --fork: the parent exits 0, the child goes on in a session of its own, stdin and stdout on
+ * /dev/null (stderr stays: errors must still reach someone). */
+static int daemonize(void)
+{
+    pid_t pid = fork();
+    if (pid < 0) {
+        fprintf(stderr, "qkvm-nbd: fork: %s\n", strerror(errno));
+        return -errno;
+    }
+    if (pid > 0)
+        _exit(0);
+    setsid();
+    if (!freopen("/dev/null", "r", stdin) || !freopen("/dev/null", "w", stdout))
+        return -EIO;
+    return 0;
+}
+
+static void *serve_thread(void *arg)
+{
+    intptr_t fd = (intptr_t)arg;
+    return (void *)(intptr_t)nbd_server_serve_fd(g_server, (int)fd);
+}
+
+/* -c: the export on one end of a socket pair, the kernel's client on the other (as qemu-nbd
+ * -c serves the image itself); the process lives until the device is disconnected (-d), the
+ * kernel then ending the connection. */
+static int serve_kernel(struct block *bs, struct nbd_export_opts *eo, int idx, bool do_fork)
+{
+    char err[NBD_ERR_MAX] = "";
+    int sv[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv)) {
+        fprintf(stderr, "qkvm-nbd: socketpair: %s\n", strerror(errno));
+        return 1;
+    }
+    signal(SIGPIPE, SIG_IGN);
+    int r = nbd_server_new(bs, eo, &g_server);
+    pthread_t t;
+    if (r || pthread_create(&t, NULL, serve_thread, (void *)(intptr_t)sv[0])) {
+        fprintf(stderr, "qkvm-nbd: Cannot start the server: %s\n", strerror(r ? -r : EAGAIN));
+        return 1;
+    }
+    struct nbd_client_info info;
+    r = nbd_client_handshake_fd(sv[1], eo->name ? eo->name : "", &info, err);
+    if (!r && (r = nbd_kernel_connect(idx, sv[1], &info, &idx, err)))
+        close(sv[1]);
+    if (r) {
+        fprintf(stderr, "qkvm-nbd: %s\n", err);
+        pthread_join(t, NULL);
+        nbd_server_free(g_server);
+        block_close(bs);
+        return 1;
+    }
+    close(sv[1]);   /* the kernel holds the socket now */
+    if (do_fork && daemonize())
+        return 1;
+    void *ret;
+    pthread_join(t, &ret);
+    nbd_server_free(g_server);
+    return block_close(bs) ? 1 : 0;
 }
 
 static int parse_mode(const char *s, const char *const *names, int n, int *out)
@@ -170,7 +291,7 @@ int main(int argc, char **argv)
         { "object", 1, 0, O_OBJECT }, { "verbose", 0, 0, 'v' }, { "help", 0, 0, 'h' },
         { "version", 0, 0, 'V' }, { 0, 0, 0, 0 } };
     const char *port_s = NULL, *bind_addr = NULL, *sock = NULL, *pidfile = NULL;
-    const char *kdev = NULL;
+    const char *kdev = NULL, *sn_arg = NULL;
     bool list = false, persistent = false, snapshot = false, do_fork = false, disconnect = false;
     int shared = 1;
     struct nbd_export_opts eo = { .name = NULL };
@@ -211,9 +332,10 @@ int main(int argc, char **argv)
         case 'r': bo.read_only = eo.read_only = true; break;
         case 's': snapshot = true; break;
         case 'l':
-            fprintf(stderr, "qkvm-nbd: -l/--load-snapshot is not supported yet: the block "
-                    "layer has no snapshot API for exports\n");
-            return 1;
+            /* as qemu-nbd: a snapshot is exported read-only */
+            sn_arg = optarg;
+            bo.read_only = eo.read_only = true;
+            break;
         case 'n': bo.cache = BLOCK_CACHE_NONE; break;
         case O_CACHE:
             if (block_parse_cache(optarg, &bo.cache)) {
@@ -270,12 +392,21 @@ int main(int argc, char **argv)
     int port = NBD_DEFAULT_PORT;
     if (port_s)
         port = atoi(port_s);
-    if (kdev || disconnect) {
-        /* The netlink client needs the kernel's nbd module; say which half is missing. */
-        struct stat st;
-        bool mod = stat("/sys/module/nbd", &st) == 0;
-        fprintf(stderr, "qkvm-nbd: the kernel NBD client (-c/-d) is not supported yet%s\n",
-                mod ? "" : " (and this kernel has no nbd module loaded)");
+    if (disconnect) {
+        int idx = optind == argc - 1 ? nbd_kernel_index(argv[optind]) : -EINVAL;
+        if (idx < 0) {
+            fprintf(stderr, "qkvm-nbd: -d takes one device, /dev/nbdN\n");
+            return 1;
+        }
+        if (nbd_kernel_disconnect(idx, err)) {
+            fprintf(stderr, "qkvm-nbd: %s\n", err);
+            return 1;
+        }
+        return 0;
+    }
+    int kidx = -1;
+    if (kdev && (kidx = nbd_kernel_index(kdev)) < 0) {
+        fprintf(stderr, "qkvm-nbd: Invalid device '%s' (expected /dev/nbdN)\n", kdev);
         return 1;
     }
     if (list) {
@@ -307,25 +438,22 @@ int main(int argc, char **argv)
         fprintf(stderr, "qkvm-nbd: Failed to open '%s': %s\n", path, err[0] ? err : strerror(-r));
         return 1;
     }
+    if (sn_arg && (r = load_snapshot(bs, sn_arg, err))) {
+        fprintf(stderr, "qkvm-nbd: Failed to load snapshot: %s\n", err);
+        block_close(bs);
+        return 1;
+    }
+    if (kdev)
+        return serve_kernel(bs, &eo, kidx, do_fork);
     int lfd = sock ? nbd_sock_listen_unix(sock, err) : nbd_sock_listen_tcp(bind_addr, port, err);
     if (lfd < 0) {
         fprintf(stderr, "qkvm-nbd: %s\n", err);
         block_close(bs);
         return 1;
     }
-    if (do_fork) {
-        /* the socket already listens: clients may connect the moment the parent returns */
-        pid_t pid = fork();
-        if (pid < 0) {
-            fprintf(stderr, "qkvm-nbd: fork: %s\n", strerror(errno));
-            return 1;
-        }
-        if (pid > 0)
-            _exit(0);
-        setsid();
-        if (!freopen("/dev/null", "r", stdin) || !freopen("/dev/null", "w", stdout))
-            return 1;
-    }
+    /* the socket already listens: clients may connect the moment the parent returns */
+    if (do_fork && daemonize())
+        return 1;
     if (pidfile) {
         FILE *f = fopen(pidfile, "w");
         if (!f || fprintf(f, "%d\n", (int)getpid()) < 0 || fclose(f)) {

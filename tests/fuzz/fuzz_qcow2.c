@@ -44,7 +44,7 @@ static void reads(struct block *bs)
 static void check(struct block *bs, int fix)
 {
     struct qcow2_state *s = block_qcow2(bs);
-    struct qcow2_check_result res;
+    struct block_check_result res;
     if (s)
         qcow2_check(s, fix, &res, NULL);
 }
@@ -100,7 +100,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     o.read_only = false;
     if (block_open(path, &o, &bs, err) == 0) {
         writes(bs);
-        check(bs, QCOW2_FIX_LEAKS | QCOW2_FIX_ERRORS);
+        check(bs, BLOCK_FIX_LEAKS | BLOCK_FIX_ERRORS);
         block_close(bs);
         /* what the repair and the writes left must open and read again */
         o.read_only = true;

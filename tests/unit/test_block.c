@@ -150,7 +150,7 @@ static void test_raw(void **state)
 /* The model test. */
 struct flavour {
     const char *name;
-    struct qcow2_create_opts o;
+    struct block_create_opts o;
     uint64_t l2_cache;       /* bytes, 0: default */
 };
 
@@ -225,7 +225,7 @@ static void run_flavour(const struct flavour *f, int steps)
 {
     char path[64], err[BLOCK_ERR_MAX];
     int fd = memfd_path(path, sizeof(path));
-    struct qcow2_create_opts co = f->o;
+    struct block_create_opts co = f->o;
     co.size = SIZE;
     if (qcow2_create(path, &co, err))
         fail_msg("%s: create: %s", f->name, err);
@@ -331,7 +331,7 @@ static void run_flavour(const struct flavour *f, int steps)
             expect_range(bs, &m, 0, SIZE, f->name, step, name);
     }
     expect_range(bs, &m, 0, SIZE, f->name, steps, "end");
-    struct qcow2_check_result res;
+    struct block_check_result res;
     s = block_qcow2(bs);
     block_lock(bs);
     assert_int_equal(qcow2_check(s, 0, &res, NULL), 0);

@@ -30,7 +30,7 @@ static void memimg_new(struct memimg *m)
     snprintf(m->path, sizeof(m->path), "/proc/self/fd/%d", m->fd);
 }
 
-static void memimg_create(struct memimg *m, const struct qcow2_create_opts *o)
+static void memimg_create(struct memimg *m, const struct block_create_opts *o)
 {
     char err[BLOCK_ERR_MAX] = "";
     memimg_new(m);
@@ -100,7 +100,7 @@ static void test_refcount_arithmetic(void **state)
     (void)state;
     for (int bits = 1; bits <= 64; bits *= 2) {
         struct memimg m;
-        struct qcow2_create_opts co = { .size = 1 << 20, .cluster_size = 4096,
+        struct block_create_opts co = { .size = 1 << 20, .cluster_size = 4096,
                                         .refcount_bits = bits };
         memimg_create(&m, &co);
         struct block *bs = memimg_open(&m, false);
@@ -143,7 +143,7 @@ static void test_refcount_arithmetic(void **state)
         assert_int_equal(qcow2_update_refcount(s, run, 5 * 4096, -1), 0);
         assert_int_equal(qcow2_update_refcount(s, next, 4096, -1), 0);
         assert_int_equal(qcow2_update_refcount(s, off, 4096, -1), 0);
-        struct qcow2_check_result res;
+        struct block_check_result res;
         assert_int_equal(qcow2_check(s, 0, &res, NULL), 0);
         assert_int_equal(res.corruptions, 0);
         assert_int_equal(res.leaks, 0);
@@ -160,7 +160,7 @@ static void test_refcount_growth(void **state)
     int widths[] = { 1, 64 };
     for (int w = 0; w < 2; w++) {
         struct memimg m;
-        struct qcow2_create_opts co = { .size = 64 << 20, .cluster_size = 512,
+        struct block_create_opts co = { .size = 64 << 20, .cluster_size = 512,
                                         .refcount_bits = widths[w] };
         memimg_create(&m, &co);
         struct block *bs = memimg_open(&m, false);
@@ -178,7 +178,7 @@ static void test_refcount_growth(void **state)
         assert_int_equal(qcow2_flush_all(s), 0);
         if (widths[w] == 64)
             assert_true(s->rt_clusters > rt0);
-        struct qcow2_check_result res;
+        struct block_check_result res;
         assert_int_equal(qcow2_check(s, 0, &res, NULL), 0);
         assert_int_equal(res.corruptions, 0);
         assert_int_equal(res.leaks, 9000);     /* nothing points at them */
@@ -336,7 +336,7 @@ static void test_header_validation(void **state)
         M("compression type 2", 104, 1, 2, -EINVAL, false),
     };
     struct memimg m;
-    struct qcow2_create_opts co = { .size = 1 << 20, .cluster_size = 4096 };
+    struct block_create_opts co = { .size = 1 << 20, .cluster_size = 4096 };
     memimg_create(&m, &co);
     struct block_open_opts ro = { .format = BLOCK_FMT_QCOW2, .read_only = true };
     struct block_open_opts rw = { .format = BLOCK_FMT_QCOW2 };

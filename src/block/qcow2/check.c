@@ -10,7 +10,7 @@
 
 struct ck {
     struct qcow2_state *s;
-    struct qcow2_check_result *res;
+    struct block_check_result *res;
     FILE *log;
     uint64_t *refs;
     uint64_t nb;          /* clusters in the file */
@@ -148,9 +148,9 @@ static int check_copied(struct ck *c, int fix)
         }
         if ((ref == 1) != !!(s->l1[i] & QCOW2_OFLAG_COPIED)) {
             say(c, "%s OFLAG_COPIED L2 cluster: l1_index=%u l1_entry=%" PRIx64
-                " refcount=%" PRIu64 "\n", fix & QCOW2_FIX_ERRORS ? "Repairing" : "ERROR",
+                " refcount=%" PRIu64 "\n", fix & BLOCK_FIX_ERRORS ? "Repairing" : "ERROR",
                 i, s->l1[i], ref);
-            if (fix & QCOW2_FIX_ERRORS) {
+            if (fix & BLOCK_FIX_ERRORS) {
                 s->l1[i] ^= QCOW2_OFLAG_COPIED;
                 l1_dirty = true;
                 c->res->corruptions_fixed++;
@@ -174,8 +174,8 @@ static int check_copied(struct ck *c, int fix)
             }
             if ((ref == 1) != !!(e & QCOW2_OFLAG_COPIED)) {
                 say(c, "%s OFLAG_COPIED data cluster: l2_entry=%" PRIx64 " refcount=%" PRIu64
-                    "\n", fix & QCOW2_FIX_ERRORS ? "Repairing" : "ERROR", e, ref);
-                if (fix & QCOW2_FIX_ERRORS) {
+                    "\n", fix & BLOCK_FIX_ERRORS ? "Repairing" : "ERROR", e, ref);
+                if (fix & BLOCK_FIX_ERRORS) {
                     be64_put(ep, e ^ QCOW2_OFLAG_COPIED);
                     dirty = true;
                     c->res->corruptions_fixed++;
@@ -273,7 +273,7 @@ out:
     return r;
 }
 
-int qcow2_check(struct qcow2_state *s, int fix, struct qcow2_check_result *res, FILE *log)
+int qcow2_check(struct qcow2_state *s, int fix, struct block_check_result *res, FILE *log)
 {
     memset(res, 0, sizeof(*res));
     if (s->writable) {
@@ -340,7 +340,7 @@ int qcow2_check(struct qcow2_state *s, int fix, struct qcow2_check_result *res, 
         if (c.refs[i] && (idx >= s->rt_entries || !s->rt[idx]))
             c.rebuild = true;
     }
-    if (c.rebuild && (fix & QCOW2_FIX_ERRORS)) {
+    if (c.rebuild && (fix & BLOCK_FIX_ERRORS)) {
         say(&c, "Rebuilding refcount structure\n");
         int r = rebuild_refcounts(&c);
         if (r)
@@ -350,7 +350,7 @@ int qcow2_check(struct qcow2_state *s, int fix, struct qcow2_check_result *res, 
         free(c.refs);
         free(c.l2);
         /* count again against the new structure */
-        struct qcow2_check_result again;
+        struct block_check_result again;
         r = qcow2_check(s, fix, &again, log);
         again.corruptions_fixed += res->corruptions_fixed;
         again.corruptions += res->corruptions;
@@ -370,7 +370,7 @@ int qcow2_check(struct qcow2_state *s, int fix, struct qcow2_check_result *res, 
         if (stored == refs)
             continue;
         bool leak = stored > refs;
-        bool fixit = leak ? (fix & QCOW2_FIX_LEAKS) : (fix & QCOW2_FIX_ERRORS);
+        bool fixit = leak ? (fix & BLOCK_FIX_LEAKS) : (fix & BLOCK_FIX_ERRORS);
         say(&c, "%s cluster %" PRIu64 " refcount=%" PRIu64 " reference=%" PRIu64 "\n",
             fixit ? "Repairing" : leak ? "Leaked" : "ERROR", i, stored, refs);
         if (fixit) {

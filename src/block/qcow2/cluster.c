@@ -423,10 +423,13 @@ static int mark_dirty(struct qcow2_state *s)
     return 0;
 }
 
-/* Contents of [off, off+len) as the guest sees them now, zeros past the virtual end. */
+/* Contents of [off, off+len) as the guest sees them now, zeros past the virtual end; the VM
+ * state area (snapshot.h) keeps what it holds. */
 static int read_guest(struct qcow2_state *s, uint64_t off, uint8_t *buf, size_t len)
 {
     uint64_t size = s->bs->size;
+    if (off >= qcow2_vmstate_offset(s))
+        return qcow2_read(s, off, buf, len);
     size_t n = off >= size ? 0 : (size - off < len ? size - off : len);
     if (n < len)
         memset(buf + n, 0, len - n);

@@ -10,7 +10,7 @@
 #include "block/qcow2/qcow2.h"
 
 /* Writes the minimal image into f, which bfile_create made empty under the writer's lock. */
-static int write_minimal(struct bfile *f, const char *path, const struct qcow2_create_opts *o,
+static int write_minimal(struct bfile *f, const char *path, const struct block_create_opts *o,
                          unsigned cbits, unsigned rorder, char *err)
 {
     uint32_t cs = 1u << cbits;
@@ -105,9 +105,9 @@ static int preallocate(struct qcow2_state *s, int mode)
     return r;
 }
 
-int qcow2_create(const char *path, const struct qcow2_create_opts *in, char *err)
+int qcow2_create(const char *path, const struct block_create_opts *in, char *err)
 {
-    struct qcow2_create_opts o = *in;
+    struct block_create_opts o = *in;
     if (!o.version)
         o.version = 3;
     if (!o.cluster_size)

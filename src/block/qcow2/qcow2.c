@@ -423,8 +423,8 @@ static int qcow2_open(struct block *bs, const struct block_open_opts *o, char *e
             }
         }
         if ((s->incompat & QCOW2_INCOMPAT_DIRTY) && !o->no_repair) {
-            struct qcow2_check_result res;
-            r = qcow2_check(s, QCOW2_FIX_LEAKS | QCOW2_FIX_ERRORS, &res, NULL);
+            struct block_check_result res;
+            r = qcow2_check(s, BLOCK_FIX_LEAKS | BLOCK_FIX_ERRORS, &res, NULL);
             if (r == 0 && res.corruptions > res.corruptions_fixed)
                 r = -EIO;
             if (r == 0)
@@ -609,7 +609,7 @@ static int qcow2_pread(struct block *bs, uint64_t off, void *buf, size_t len)
     return qcow2_read(bs->opaque, off, buf, len);
 }
 
-static int writable_check(struct qcow2_state *s)
+int qcow2_writable_check(struct qcow2_state *s)
 {
     if (s->incompat & QCOW2_INCOMPAT_CORRUPT)
         return -EACCES;
@@ -620,32 +620,32 @@ static int writable_check(struct qcow2_state *s)
 
 static int qcow2_pwrite(struct block *bs, uint64_t off, const void *buf, size_t len)
 {
-    int r = writable_check(bs->opaque);
+    int r = qcow2_writable_check(bs->opaque);
     return r ? r : qcow2_write(bs->opaque, off, buf, len);
 }
 
 static int qcow2_pwrite_compressed(struct block *bs, uint64_t off, const void *buf, size_t len)
 {
-    int r = writable_check(bs->opaque);
+    int r = qcow2_writable_check(bs->opaque);
     return r ? r : qcow2_write_compressed(bs->opaque, off, buf, len);
 }
 
 static int qcow2_zeroes(struct block *bs, uint64_t off, uint64_t len, unsigned flags)
 {
-    int r = writable_check(bs->opaque);
+    int r = qcow2_writable_check(bs->opaque);
     return r ? r : qcow2_zero(bs->opaque, off, len, flags & BLOCK_ZERO_MAY_UNMAP, 0);
 }
 
 static int qcow2_discard(struct block *bs, uint64_t off, uint64_t len)
 {
-    int r = writable_check(bs->opaque);
+    int r = qcow2_writable_check(bs->opaque);
     return r ? r : qcow2_zero(bs->opaque, off, len, true, 1);
 }
 
 static int qcow2_truncate(struct block *bs, uint64_t size, bool shrink)
 {
     struct qcow2_state *s = bs->opaque;
-    int r = writable_check(s);
+    int r = qcow2_writable_check(s);
     if (r)
         return r;
     if (s->nb_snapshots && size < bs->size)
@@ -722,7 +722,7 @@ static int qcow2_locate(struct block *bs, uint64_t off, uint64_t len, bool write
      * shares it), inside the file and clear of metadata (a corrupt image's data cluster on
      * a table is refused by qcow2_write); the rest goes through qcow2_write */
     uint64_t cmask = ~(uint64_t)(s->cluster_size - 1);
-    if (write && (writable_check(s) || s->ext_l2 || !(m.entry & QCOW2_OFLAG_COPIED) ||
+    if (write && (qcow2_writable_check(s) || s->ext_l2 || !(m.entry & QCOW2_OFLAG_COPIED) ||
                   (off & cmask) != ((off + len - 1) & cmask) || qcow2_check_in_file(s, m.host) ||
                   qcow2_overlaps_metadata(s, m.host, len)))
         return -ENOTSUP;
@@ -747,6 +747,70 @@ static int qcow2_info(struct block *bs, struct block_info *info)
     return 0;
 }
 
+/* With fix: a repair is checked again (the result is that second check's, with the first's
+ * counts of what was fixed), and an image that then checks clean is neither dirty nor
+ * corrupt any more. */
+static int qcow2_check_op(struct block *bs, int fix, struct block_check_result *res, FILE *log)
+{
+    struct qcow2_state *s = bs->opaque;
+    int r = qcow2_check(s, fix, res, log);
+    if (!r && fix && (res->leaks_fixed || res->corruptions_fixed)) {
+        uint64_t lf = res->leaks_fixed, cf = res->corruptions_fixed;
+        r = qcow2_check(s, 0, res, log);
+        res->leaks_fixed = lf;
+        res->corruptions_fixed = cf;
+    }
+    if (!r && fix && (s->incompat & (QCOW2_INCOMPAT_DIRTY | QCOW2_INCOMPAT_CORRUPT)) &&
+        !res->corruptions && !res->check_errors)
+        r = qcow2_set_incompat(s, 0, QCOW2_INCOMPAT_DIRTY | QCOW2_INCOMPAT_CORRUPT);
+    return r;
+}
+
+static int qcow2_make_empty(struct block *bs)
+{
+    int r = qcow2_writable_check(bs->opaque);
+    return r ? r : qcow2_zero(bs->opaque, 0, bs->size, true, 2);
+}
+
+static int qcow2_set_backing_op(struct block *bs, const char *name, const char *fmt)
+{
+    struct qcow2_state *s = bs->opaque;
+    int r = qcow2_flush_all(s);
+    return r ? r : qcow2_set_backing(s, name, fmt);
+}
+
+static int qcow2_amend_op(struct block *bs, int version, int lazy, char *err)
+{
+    return qcow2_amend(bs->opaque, version, lazy, err);
+}
+
+static int qcow2_luks_info(struct block *bs, struct luks_info *li)
+{
+    struct qcow2_state *s = bs->opaque;
+    if (!s->crypt_method || !s->luks)
+        return -ENOTSUP;
+    luks_get_info(s->luks, li);
+    return 0;
+}
+
+static long qcow2_compress_op(struct block *bs, const void *buf, size_t len, void *out)
+{
+    struct qcow2_state *s = bs->opaque;
+    return len > s->cluster_size ? -EINVAL : qcow2_compress(s, buf, len, out);
+}
+
+static int qcow2_pwrite_precompressed(struct block *bs, uint64_t off, const void *buf,
+                                      size_t len, const void *cdata, long clen)
+{
+    int r = qcow2_writable_check(bs->opaque);
+    return r ? r : qcow2_write_compressed_data(bs->opaque, off, buf, len, cdata, clen);
+}
+
+struct qcow2_state *block_qcow2(struct block *bs)
+{
+    return bs->drv == &block_driver_qcow2 ? bs->opaque : NULL;
+}
+
 const struct block_driver block_driver_qcow2 = {
     .name = "qcow2",
     .open = qcow2_open,
@@ -754,6 +818,8 @@ const struct block_driver block_driver_qcow2 = {
     .pread = qcow2_pread,
     .pwrite = qcow2_pwrite,
     .pwrite_compressed = qcow2_pwrite_compressed,
+    .compress = qcow2_compress_op,
+    .pwrite_precompressed = qcow2_pwrite_precompressed,
     .pwrite_zeroes = qcow2_zeroes,
     .discard = qcow2_discard,
     .flush = qcow2_flush,
@@ -761,6 +827,18 @@ const struct block_driver block_driver_qcow2 = {
     .status = qcow2_status,
     .locate = qcow2_locate,
     .info = qcow2_info,
+    .create = qcow2_create,
+    .check = qcow2_check_op,
+    .make_empty = qcow2_make_empty,
+    .set_backing = qcow2_set_backing_op,
+    .amend = qcow2_amend_op,
+    .luks_info = qcow2_luks_info,
+    .snapshot_list = qcow2_snapshot_list,
+    .snapshot_create = qcow2_snapshot_create_vm,
+    .snapshot_goto = qcow2_snapshot_goto,
+    .snapshot_delete = qcow2_snapshot_remove,
+    .snapshot_load_tmp = qcow2_snapshot_load_tmp,
+    .vmstate_rw = qcow2_vmstate_rw,
 };
 
 int qcow2_amend(struct qcow2_state *s, int version, int lazy, char *err)

@@ -174,6 +174,9 @@ struct qcow2_state {
     int64_t file_end;            /* file size when last asked (in-place writes check it) */
 };
 
+/* -EACCES when the image may not be written (corrupt, or encrypted and locked). */
+int qcow2_writable_check(struct qcow2_state *s);
+
 /* header.c */
 int qcow2_update_header(struct qcow2_state *s);
 int qcow2_set_incompat(struct qcow2_state *s, uint64_t set, uint64_t clear);
@@ -271,39 +274,25 @@ int qcow2_switch_metadata(struct qcow2_state *s, const uint64_t *src_l1, uint32_
                           struct qcow2_snapshot *snaps, uint32_t nb, uint64_t size,
                           bool *switched);
 
-/* check.c */
-struct qcow2_check_result {
-    uint64_t corruptions, leaks, check_errors;
-    uint64_t corruptions_fixed, leaks_fixed;
-    uint64_t allocated_clusters, total_clusters, fragmented_clusters, compressed_clusters;
-    uint64_t image_end_offset;
-};
-#define QCOW2_FIX_LEAKS  1
-#define QCOW2_FIX_ERRORS 2
-int qcow2_check(struct qcow2_state *s, int fix, struct qcow2_check_result *res, FILE *log);
+/* check.c: the driver's check (block.h's block_check) */
+int qcow2_check(struct qcow2_state *s, int fix, struct block_check_result *res, FILE *log);
 
 /* create.c */
-struct qcow2_create_opts {
-    uint64_t size;
-    unsigned cluster_size;        /* 0: 64k */
-    int version;                  /* 2 or 3 (0: 3) */
-    bool lazy_refcounts;
-    int prealloc;                 /* 0 off, 1 metadata, 2 falloc, 3 full */
-    const char *backing_file;
-    const char *backing_fmt;
-    int compression_type;
-    bool extended_l2;
-    int refcount_bits;            /* 0: 16 */
-    bool encrypt;                 /* LUKS */
-    const char *secret;
-    size_t secret_len;
-    const char *cipher_alg;       /* "aes-256" */
-    const char *cipher_mode;      /* "xts" */
-    const char *ivgen_alg;        /* "plain64" */
-    const char *hash_alg;         /* "sha256" */
-    uint64_t iter_time_ms;        /* 0: 2000 */
-};
-int qcow2_create(const char *path, const struct qcow2_create_opts *o, char *err);
+int qcow2_create(const char *path, const struct block_create_opts *o, char *err);
+
+/* The image's driver state (white-box tests and fuzzers only); NULL when bs is not qcow2. */
+struct qcow2_state *block_qcow2(struct block *bs);
+
+/* snapshot.c: the driver's snapshot operations (block/snapshot.h) */
+int qcow2_snapshot_list(struct block *bs, struct block_snapshot **out, int *n);
+int qcow2_snapshot_create_vm(struct block *bs, const struct block_snapshot *sn);
+int qcow2_snapshot_goto(struct block *bs, const char *id_or_name);
+int qcow2_snapshot_remove(struct block *bs, const char *id, const char *name);
+int qcow2_snapshot_load_tmp(struct block *bs, const char *id, const char *name);
+int qcow2_vmstate_rw(struct block *bs, uint64_t pos, void *buf, size_t len, bool write);
+/* Where the VM state area starts: the first guest offset past the virtual size that begins
+ * an L1 entry's range (QEMU's qcow2_vm_state_offset). */
+uint64_t qcow2_vmstate_offset(struct qcow2_state *s);
 
 /* Other operations for qkvm-img (the block lock held by the caller or single-threaded). */
 int qcow2_amend(struct qcow2_state *s, int version, int lazy, char *err);

@@ -10,6 +10,8 @@
 
 #define MAX_EXTRA 1024
 
+static int snapshot_create(struct qcow2_state *s, const struct block_snapshot *in);
+
 void qcow2_free_snapshots(struct qcow2_state *s)
 {
     for (uint32_t i = 0; s->snaps && i < s->nb_snapshots; i++) {
@@ -138,8 +140,24 @@ int qcow2_snapshot_find(struct qcow2_state *s, const char *name)
 
 /* The active L1 table becomes the snapshot's, as it is; the switch gives the active image
  * copies of its L2 tables (switch.c). */
+uint64_t qcow2_vmstate_offset(struct qcow2_state *s)
+{
+    return qcow2_l1_entries_for(s, s->bs->size) << (s->cluster_bits + s->l2_bits);
+}
+
 int qcow2_snapshot_create(struct qcow2_state *s, const char *name)
 {
+    struct block_snapshot sn = { .name = (char *)name, .icount = 0 };
+    return snapshot_create(s, &sn);
+}
+
+/* The snapshot takes the active L1 as it is, VM state area included; the active image then
+ * lets go of that area (QEMU does the same: a later savevm into it would otherwise copy on
+ * write clusters no one reads, and the snapshot's deletion would be the only way to free
+ * them). */
+static int snapshot_create(struct qcow2_state *s, const struct block_snapshot *in)
+{
+    const char *name = in->name;
     if (s->nb_snapshots >= QCOW2_MAX_SNAPSHOTS || strlen(name) > 65535)
         return -EFBIG;
     int r = qcow2_flush_all(s);
@@ -168,14 +186,18 @@ int qcow2_snapshot_create(struct qcow2_state *s, const char *name)
     sn->date_sec = (uint32_t)ts.tv_sec;
     sn->date_nsec = (uint32_t)(ts.tv_nsec / 1000 * 1000);
     sn->disk_size = s->bs->size;
-    sn->icount = 0;
+    sn->vm_state_size = in->vm_state_size;
+    sn->vm_clock_nsec = in->vm_clock_nsec;
+    sn->icount = in->icount;
     sn->extra_size = 24;
     sn->extra = calloc(1, 24);
     bool switched = false;
     if (!sn->id || !sn->name || !sn->extra) {
         r = -ENOMEM;
     } else {
+        be64_put(sn->extra, sn->vm_state_size);
         be64_put(sn->extra + 8, sn->disk_size);
+        be64_put(sn->extra + 16, sn->icount);
         r = qcow2_switch_metadata(s, s->l1, s->l1_size, n, s->nb_snapshots + 1, s->bs->size,
                                   &switched);
     }
@@ -186,7 +208,36 @@ int qcow2_snapshot_create(struct qcow2_state *s, const char *name)
     }
     free(s->snaps);
     s->snaps = n;
+    if (!r && in->vm_state_size) {
+        uint64_t cs = s->cluster_size;
+        uint64_t len = (in->vm_state_size + cs - 1) & ~(cs - 1);
+        r = qcow2_zero(s, qcow2_vmstate_offset(s), len, true, 2);
+        if (!r)
+            r = qcow2_flush_all(s);
+    }
     return r;
+}
+
+/* The snapshot's L1 table, checked to lie inside the file, in host order in a table of n
+ * entries (n >= its size; the rest zero). */
+static int read_snapshot_l1(struct qcow2_state *s, const struct qcow2_snapshot *sn, uint32_t n,
+                            uint64_t **out)
+{
+    int r = qcow2_validate_table(s, sn->l1_off, sn->l1_size, 8, QCOW2_MAX_L1_BYTES,
+                                 "Snapshot L1 table", NULL);
+    if (r)
+        return r;
+    uint64_t *l1 = calloc(n ? n : 1, 8);
+    if (!l1)
+        return -ENOMEM;
+    if (sn->l1_size && (r = bfile_pread(s->f, sn->l1_off, l1, (size_t)sn->l1_size * 8))) {
+        free(l1);
+        return r;
+    }
+    for (uint32_t i = 0; i < sn->l1_size; i++)
+        l1[i] = be64_get(&l1[i]);
+    *out = l1;
+    return 0;
 }
 
 int qcow2_snapshot_apply(struct qcow2_state *s, const char *name)
@@ -199,26 +250,25 @@ int qcow2_snapshot_apply(struct qcow2_state *s, const char *name)
         return r;
     struct qcow2_snapshot *sn = &s->snaps[idx];
     uint32_t n = sn->l1_size > s->l1_size ? sn->l1_size : s->l1_size;
-    uint64_t *l1 = calloc(n ? n : 1, 8);
-    if (!l1)
-        return -ENOMEM;
-    if (sn->l1_size && (r = bfile_pread(s->f, sn->l1_off, l1, (size_t)sn->l1_size * 8))) {
-        free(l1);
+    uint64_t *l1;
+    if ((r = read_snapshot_l1(s, sn, n, &l1)))
         return r;
-    }
-    for (uint32_t i = 0; i < sn->l1_size; i++)
-        l1[i] = be64_get(&l1[i]);
     bool switched;
     r = qcow2_switch_metadata(s, l1, n, s->snaps, s->nb_snapshots, sn->disk_size, &switched);
     free(l1);
     return r;
 }
 
+static int snapshot_delete(struct qcow2_state *s, int idx);
+
 int qcow2_snapshot_delete(struct qcow2_state *s, const char *name)
 {
     int idx = qcow2_snapshot_find(s, name);
-    if (idx < 0)
-        return idx;
+    return idx < 0 ? idx : snapshot_delete(s, idx);
+}
+
+static int snapshot_delete(struct qcow2_state *s, int idx)
+{
     int r = qcow2_flush_all(s);
     if (r)
         return r;
@@ -239,4 +289,101 @@ int qcow2_snapshot_delete(struct qcow2_state *s, const char *name)
     free(s->snaps);
     s->snaps = n;
     return r;
+}
+
+/* ---- the driver's side of block/snapshot.h ---- */
+
+/* The snapshot whose id is id and whose name is name (NULL: any). */
+static int snapshot_match(struct qcow2_state *s, const char *id, const char *name)
+{
+    for (uint32_t i = 0; i < s->nb_snapshots; i++)
+        if ((!id || !strcmp(s->snaps[i].id, id)) && (!name || !strcmp(s->snaps[i].name, name)))
+            return (int)i;
+    return -ENOENT;
+}
+
+int qcow2_snapshot_list(struct block *bs, struct block_snapshot **out, int *n)
+{
+    struct qcow2_state *s = bs->opaque;
+    if (!s->nb_snapshots)
+        return 0;
+    struct block_snapshot *l = calloc(s->nb_snapshots, sizeof(*l));
+    if (!l)
+        return -ENOMEM;
+    for (uint32_t i = 0; i < s->nb_snapshots; i++) {
+        const struct qcow2_snapshot *sn = &s->snaps[i];
+        l[i] = (struct block_snapshot){
+            .id = strdup(sn->id), .name = strdup(sn->name),
+            .vm_state_size = sn->vm_state_size, .date_sec = sn->date_sec,
+            .date_nsec = sn->date_nsec, .vm_clock_nsec = sn->vm_clock_nsec,
+            .disk_size = sn->disk_size, .icount = sn->icount,
+        };
+        if (!l[i].id || !l[i].name) {
+            block_snapshot_list_free(l, (int)i + 1);
+            return -ENOMEM;
+        }
+    }
+    *out = l;
+    *n = (int)s->nb_snapshots;
+    return 0;
+}
+
+int qcow2_snapshot_create_vm(struct block *bs, const struct block_snapshot *sn)
+{
+    struct qcow2_state *s = bs->opaque;
+    if (s->incompat & QCOW2_INCOMPAT_CORRUPT)
+        return -EACCES;
+    return snapshot_create(s, sn);
+}
+
+int qcow2_snapshot_goto(struct block *bs, const char *id_or_name)
+{
+    struct qcow2_state *s = bs->opaque;
+    if (s->incompat & QCOW2_INCOMPAT_CORRUPT)
+        return -EACCES;
+    return qcow2_snapshot_apply(s, id_or_name);
+}
+
+int qcow2_snapshot_remove(struct block *bs, const char *id, const char *name)
+{
+    struct qcow2_state *s = bs->opaque;
+    if (s->incompat & QCOW2_INCOMPAT_CORRUPT)
+        return -EACCES;
+    int idx = snapshot_match(s, id, name);
+    return idx < 0 ? idx : snapshot_delete(s, idx);
+}
+
+/* The snapshot's L1 table replaces the active one in memory only (QEMU's
+ * qcow2_snapshot_load_tmp): the image is read-only, so nothing ever writes through it, and
+ * the L2 cache, keyed by host offset, stays valid. The virtual size stays the active one, as
+ * in QEMU (qemu-nbd -l exports that size; a snapshot taken before a resize reads zeros past
+ * its own end). */
+int qcow2_snapshot_load_tmp(struct block *bs, const char *id, const char *name)
+{
+    struct qcow2_state *s = bs->opaque;
+    int idx = snapshot_match(s, id, name);
+    if (idx < 0)
+        return idx;
+    uint64_t *l1;
+    int r = read_snapshot_l1(s, &s->snaps[idx], s->snaps[idx].l1_size, &l1);
+    if (r)
+        return r;
+    free(s->l1);
+    s->l1 = l1;
+    s->l1_size = s->snaps[idx].l1_size;
+    s->l1_off = s->snaps[idx].l1_off;
+    return 0;
+}
+
+int qcow2_vmstate_rw(struct block *bs, uint64_t pos, void *buf, size_t len, bool write)
+{
+    struct qcow2_state *s = bs->opaque;
+    uint64_t base = qcow2_vmstate_offset(s);
+    uint64_t limit = (uint64_t)(QCOW2_MAX_L1_BYTES / 8) << (s->cluster_bits + s->l2_bits);
+    if (pos > limit - base || len > limit - base - pos)
+        return -EFBIG;
+    if (!write)
+        return qcow2_read(s, base + pos, buf, len);
+    int r = qcow2_writable_check(s);
+    return r ? r : qcow2_write(s, base + pos, buf, len);
 }
