@@ -84,6 +84,10 @@ struct accel_ops {
     /* A device wrote [gpa, gpa+len) of guest RAM behind the CPUs' backs (DMA): an emulator drops
      * code it translated from there. Any thread. */
     void (*mem_written)(struct machine *m, uint64_t gpa, uint64_t len);
+    /* Migration's dirty tracking: on arms [gpa, gpa+len) so that the next guest write to each
+     * page calls memory_note_written (vm/memory.h) once; off disarms. Called with the vCPUs
+     * parked. NULL: this accelerator cannot track (live migration is refused). */
+    void (*dirty_track)(struct machine *m, uint64_t gpa, uint64_t len, bool on);
 };
 
 extern const struct accel_ops accel_kvm;

@@ -206,7 +206,7 @@ static int open_depth(const char *path, const struct block_open_opts *o, int dep
         *out = bs;
         return 0;
     }
-    r = bfile_open(&bs->file, path, o->read_only, o->cache, o->force_share, err);
+    r = bfile_open(&bs->file, path, o->read_only, o->cache, o->force_share, o->no_lock, err);
     if (r)
         goto fail;
     enum block_format fmt = o->format;

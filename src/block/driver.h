@@ -21,8 +21,9 @@ struct bfile {
     unsigned lock_perm, lock_unshared;
 };
 
+/* no_lock: take no image lock (block_open_opts.no_lock). */
 int bfile_open(struct bfile *f, const char *path, bool read_only, enum block_cache cache,
-               bool force_share, char *err);
+               bool force_share, bool no_lock, char *err);
 /* Creates path, or empties it, for a new image: opened without O_TRUNC, locked as a writer
  * (-EBUSY, file untouched, when another process uses it), then truncated to 0. */
 int bfile_create(struct bfile *f, const char *path, char *err);

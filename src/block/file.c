@@ -11,7 +11,7 @@
 #include "block/driver.h"
 
 int bfile_open(struct bfile *f, const char *path, bool read_only, enum block_cache cache,
-               bool force_share, char *err)
+               bool force_share, bool no_lock, char *err)
 {
     int flags = (read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC;
     *f = (struct bfile){ .fd = -1, .read_only = read_only, .align = 1 };
@@ -34,7 +34,7 @@ int bfile_open(struct bfile *f, const char *path, bool read_only, enum block_cac
         f->fd = -1;
         return block_seterr(err, -EISDIR, "Could not open '%s': Is a directory", path);
     }
-    int r = bfile_lock(f, path, !read_only, force_share, err);
+    int r = no_lock ? 0 : bfile_lock(f, path, !read_only, force_share, err);
     if (r) {
         close(f->fd);
         f->fd = -1;

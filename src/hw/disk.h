@@ -19,6 +19,9 @@ int disk_get_stats(struct machine *m, int idx, struct disk_stats *st);
 /* Gives disk idx the new virtual size (bytes, a multiple of 512; smaller shrinks it, as QEMU's
  * block_resize does) through the block layer, then tells the guest (virtio config change).
  * 0 or -errno with why filled: -ENOENT, -EINVAL, -EROFS, -ENOTSUP (the format cannot). */
+/* Flushes every writable disk down to its file (qcow2's caches written back): what a
+ * migration's destination will open must be whole. 0 or the first -errno. */
+int disk_flush_all(struct machine *m);
 int disk_resize(struct machine *m, int idx, uint64_t size, char *why, size_t n);
 
 #endif

@@ -40,6 +40,9 @@ void irqchip_destroy(struct irqchip *c);
 void irqchip_set_irq(struct irqchip *c, unsigned gsi, int level);
 /* A message-signalled interrupt: a device's write of data to addr (0xfeeXXXXX). Any thread. */
 void irqchip_send_msi(struct irqchip *c, uint64_t addr, uint32_t data);
+/* How far the clock moved between save and load (0 when not loading): the timers' and the
+ * emulator's TSC shift, so that time saved away is not seen by the guest. */
+uint64_t irqchip_clock_shift(const struct irqchip *c);
 struct lapic *irqchip_lapic(struct irqchip *c, int cpu);
 
 /* --- the CPU side, called by the emulator on the vCPU's own thread --- */

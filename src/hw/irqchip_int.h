@@ -158,8 +158,6 @@ int pic_register_vmstate(struct irqchip *c);
 int ioapic_register_vmstate(struct irqchip *c);
 int pit_register_vmstate(struct irqchip *c);
 int lapic_register_vmstate(struct irqchip *c);
-/* How far the clock moved between save and load (0 when not loading). */
-uint64_t irqchip_clock_shift(const struct irqchip *c);
 
 /* --- for unit tests --- */
 /* Replaces the clock every controller reads (not thread-safe: before any use). */

@@ -11,6 +11,7 @@
 #include "vm/firmware.h"
 #include "vm/control.h"
 #include "vm/machine.h"
+#include "vm/migration.h"
 #include "vm/monitor/monitor.h"
 
 #include <errno.h>
@@ -82,6 +83,8 @@ static void usage(FILE *f)
         "  -mon chardev=ID[,mode=control|readline][,pretty=on|off]  a monitor on -chardev ID\n"
         "                     (socket,id=ID,path=PATH|host=H,port=P,server=on,wait=off or stdio,id=ID)\n"
         "  -S                 start with the vCPUs paused, until the monitor's cont\n"
+        "  -incoming URI      wait for a migration: tcp:HOST:PORT | unix:PATH | file:PATH | exec:CMD |\n"
+        "                     defer (then QMP migrate-incoming); the same options as the source\n"
         "  -daemonize         run in the background once the VM is set up (no stdio console)\n"
         "  -pidfile FILE      write qkvm's process id to FILE (locked while qkvm runs)\n"
         "  -name guest=NAME[,process=PNAME][,debug-threads=on|off]  process= names the thread\n"
@@ -341,6 +344,10 @@ int main(int argc, char **argv)
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGHUP, &sa, NULL);
 
+    /* -incoming: the vCPUs wait for the stream; they run once it is in, unless -S */
+    bool autostart = !cfg.start_paused;
+    if (c.incoming)
+        cfg.start_paused = cfg.incoming = true;
     int status;
     for (;;) {
         struct machine m;
@@ -349,6 +356,19 @@ int main(int argc, char **argv)
             machine_destroy(&m);
             chardev_restore_terminal();
             return 1;
+        }
+        if (c.incoming) {
+            char iwhy[400];
+            int r = migration_incoming(&m, c.incoming, autostart, iwhy, sizeof(iwhy));
+            c.incoming = NULL;   /* a guest reset later boots afresh */
+            cfg.incoming = false;
+            if (r) {
+                log_error("-incoming %s", iwhy);
+                monitor_set_detach(mons);
+                machine_destroy(&m);
+                chardev_restore_terminal();
+                return 1;
+            }
         }
         if (ready_fd >= 0) {
             daemonize_ready(ready_fd);

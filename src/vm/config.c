@@ -324,6 +324,17 @@ static int opt_pidfile(struct config *c, const char *opt, const char *arg)
     return 0;
 }
 
+/* -incoming URI: the machine waits paused for a migration stream (vm/migration.h checks the
+ * URI when it opens it). */
+static int opt_incoming(struct config *c, const char *opt, const char *arg)
+{
+    (void)opt;
+    if (!*arg)
+        return config_error(c, -EINVAL, "-incoming: an empty URI (tcp:HOST:PORT, unix:PATH, file:PATH, exec:CMD, defer)");
+    c->incoming = arg;
+    return 0;
+}
+
 static int opt_serial(struct config *c, const char *opt, const char *arg)
 {
     (void)opt;
@@ -730,6 +741,7 @@ static const struct config_option {
     { "monitor", true, opt_monitor },   { "mon", true, opt_mon },
     { "S", false, opt_flag },           { "daemonize", false, opt_flag },
     { "pidfile", true, opt_pidfile },   { "object", true, opt_object },
+    { "incoming", true, opt_incoming },
 };
 
 /* -mon chardev=ID: the -chardev with that id, which a monitor then owns. */

@@ -69,6 +69,7 @@ struct config {
     bool monitor_given;                     /* -monitor (none too), -qmp, -mon: no default one */
     bool daemonize;                         /* -daemonize */
     const char *pidfile;                    /* -pidfile */
+    const char *incoming;                   /* -incoming URI (vm/migration.h) */
     char *name;                             /* -name guest=NAME: machine.name points here */
     char process_name[16];                  /* -name ...,process=: the thread name (15 chars) */
     char err[CONFIG_ERR_MAX];               /* one line, no control characters */

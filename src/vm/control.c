@@ -2,6 +2,7 @@
 #include "vm/control.h"
 
 #include "accel/accel.h"
+#include "vm/migration.h"
 #include "vm/vcpu.h"
 
 #include <errno.h>
@@ -22,6 +23,9 @@ const char *machine_run_state(const struct machine *m)
 {
     if (atomic_load(&((struct machine *)m)->stop) != MACHINE_RUNNING)
         return "shutdown";
+    const char *mig = migration_run_state(m);
+    if (mig)
+        return mig;
     if (machine_is_paused(m))
         return m->prelaunch ? "prelaunch" : "paused";
     return "running";
@@ -78,6 +82,17 @@ int machine_get_cpu_state(struct machine *m, int cpu, struct cpu_state *s)
         return -ENOTSUP;
     bool parked_here = machine_park_vcpus(m);
     int ret = atomic_load(&m->stop) != MACHINE_RUNNING ? -ESHUTDOWN : m->accel->vcpu_get_state(&m->vcpus[cpu], s);
+    if (parked_here)
+        machine_unpark_vcpus(m);
+    return ret;
+}
+
+int machine_quiesce(struct machine *m, void (*fn)(void *opaque), void *opaque)
+{
+    bool parked_here = machine_park_vcpus(m);
+    int ret = atomic_load(&m->stop) != MACHINE_RUNNING ? -ESHUTDOWN : 0;
+    if (!ret)
+        fn(opaque);
     if (parked_here)
         machine_unpark_vcpus(m);
     return ret;

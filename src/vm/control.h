@@ -29,6 +29,10 @@ int machine_quit(struct machine *m, const char *reason);
  * (no STOP/RESUME events; a paused machine stays paused). 0, -EINVAL (no such CPU),
  * -ENOTSUP (the accelerator cannot), -ESHUTDOWN (the machine is stopping) or -errno. */
 int machine_get_cpu_state(struct machine *m, int cpu, struct cpu_state *s);
+/* Runs fn(opaque) with every vCPU parked between two runs of guest code, without STOP/RESUME
+ * events (a paused machine stays paused): migration's dirty-page syncs. 0, or -ESHUTDOWN when
+ * the machine is stopping (fn not called). */
+int machine_quiesce(struct machine *m, void (*fn)(void *opaque), void *opaque);
 /* Hands an event to the listener: data_json is the "data" object's text, or NULL for none. */
 void machine_emit_event(struct machine *m, const char *name, const char *data_json);
 /* After the run: SHUTDOWN or RESET for why the machine stopped, with the guest/host reason. */

@@ -14,6 +14,7 @@
 struct accel_ops;
 struct evloop;
 struct irqchip;
+struct migration;
 struct fw_cfg;
 struct pci_host;
 struct rtc;
@@ -51,6 +52,7 @@ struct machine_config {
     const char *serial;         /* "stdio", "file:PATH", "none" */
     bool no_reboot;
     bool start_paused;          /* -S, or a reset while paused: vCPUs wait for machine_resume */
+    bool incoming;              /* -incoming: the state comes from a migration (vm/migration.h) */
     const struct accel_ops *accel;
     bool tcg_nojit;             /* -accel tcg,jit=off: the software CPU only interprets */
     const char *cpu;            /* -cpu MODEL[,features] (vm/cpu_model.h); NULL: qemu64 */
@@ -102,6 +104,9 @@ struct machine {
     struct pci_host *pci_host;  /* hw/pci_host.c's, NULL on a machine without PCI */
     unsigned nics;              /* NICs created so far: each takes the next default MAC */
     struct vmstate_entry *vmstate;   /* what savevm writes, in registration order (vm/vmstate.h) */
+    struct migration *migration;     /* vm/migration.h: the one running or last done, or NULL */
+    _Atomic uint64_t *dirty;         /* vm/memory.h: pages written while dirty_on, by RAM offset */
+    atomic_bool dirty_on;
     const char *stop_reason;    /* QMP's ShutdownCause for a host-requested stop, else NULL */
     /* pause/resume (vm/control.c): vCPUs park on run_cond while pause_req is set */
     pthread_mutex_t run_lock;

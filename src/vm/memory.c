@@ -69,6 +69,8 @@ static void memory_report_touched(const struct machine *m)
 
 void memory_destroy(struct machine *m)
 {
+    free((void *)m->dirty);
+    m->dirty = NULL;
     if (m->ram && log_enabled(LOG_TIME))
         memory_report_touched(m);
     if (m->ram)
@@ -109,6 +111,89 @@ int machine_write(struct machine *m, uint64_t gpa, const void *buf, uint64_t len
  * virtqueue fuzz target links memory.c without the rest of the machine. */
 void machine_note_dirty(struct machine *m, uint64_t gpa, uint64_t len)
 {
+    memory_note_written(m, gpa, len);
     if (len && m->accel && m->accel->mem_written)
         m->accel->mem_written(m, gpa, len);
+}
+
+uint64_t memory_ram_pages(const struct machine *m)
+{
+    return (m->ram_size + 4095) >> 12;
+}
+
+/* The regions that are m->ram (not ROMs): where a page offset is guest-physical. */
+static bool memory_region_is_ram(const struct machine *m, const struct mem_region *r)
+{
+    return r->host >= m->ram && r->host < m->ram + m->ram_size && !r->readonly;
+}
+
+static void memory_track_all(struct machine *m, bool on)
+{
+    for (int i = 0; i < m->nmem; i++)
+        if (memory_region_is_ram(m, &m->mem[i]))
+            m->accel->dirty_track(m, m->mem[i].gpa, m->mem[i].size, on);
+}
+
+int memory_dirty_start(struct machine *m)
+{
+    if (!m->accel || !m->accel->dirty_track)
+        return -EOPNOTSUPP;
+    uint64_t words = (memory_ram_pages(m) + 63) / 64;
+    if (!m->dirty) {
+        m->dirty = calloc(words, sizeof(*m->dirty));
+        if (!m->dirty)
+            return -ENOMEM;
+    }
+    for (uint64_t w = 0; w < words; w++)
+        atomic_store_explicit(&m->dirty[w], 0, memory_order_relaxed);
+    memory_track_all(m, true);
+    atomic_store(&m->dirty_on, true);
+    return 0;
+}
+
+void memory_dirty_stop(struct machine *m)
+{
+    if (!atomic_exchange(&m->dirty_on, false))
+        return;
+    memory_track_all(m, false);   /* the bitmap stays until memory_destroy: a device may be in note */
+}
+
+uint64_t memory_dirty_sync(struct machine *m, uint64_t *out)
+{
+    uint64_t pages = memory_ram_pages(m), words = (pages + 63) / 64, taken = 0;
+    if (!atomic_load(&m->dirty_on))
+        return 0;
+    for (uint64_t w = 0; w < words; w++) {
+        uint64_t bits = atomic_exchange_explicit(&m->dirty[w], 0, memory_order_relaxed);
+        if (w == words - 1 && pages % 64)
+            bits &= (1ull << (pages % 64)) - 1;
+        out[w] |= bits;
+        taken += (uint64_t)__builtin_popcountll(bits);
+        /* arm again what was written: the rest is armed still */
+        while (bits) {
+            int b = __builtin_ctzll(bits);
+            bits &= bits - 1;
+            uint64_t off = (w * 64 + (uint64_t)b) << 12;
+            for (int i = 0; i < m->nmem; i++) {
+                const struct mem_region *r = &m->mem[i];
+                uint64_t base = (uint64_t)(r->host - m->ram);
+                if (memory_region_is_ram(m, r) && off >= base && off - base < r->size)
+                    m->accel->dirty_track(m, r->gpa + (off - base), 4096, true);
+            }
+        }
+    }
+    return taken;
+}
+
+void memory_note_written(struct machine *m, uint64_t gpa, uint64_t len)
+{
+    if (!len || !atomic_load_explicit(&m->dirty_on, memory_order_acquire))
+        return;
+    for (uint64_t pa = gpa & ~0xfffull; pa < gpa + len; pa += 4096) {
+        uint8_t *h = machine_gpa_ptr(m, pa, 1);
+        if (!h || h < m->ram || h >= m->ram + m->ram_size)
+            continue;
+        uint64_t page = (uint64_t)(h - m->ram) >> 12;
+        atomic_fetch_or_explicit(&m->dirty[page / 64], 1ull << (page % 64), memory_order_relaxed);
+    }
 }

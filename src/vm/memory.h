@@ -14,4 +14,20 @@ int memory_create_ram(struct machine *m, uint64_t size, uint64_t hole);
 int memory_add_region(struct machine *m, uint64_t gpa, uint64_t size, uint8_t *host, bool readonly);
 void memory_destroy(struct machine *m);
 
+/* ---- Dirty tracking for migration (vm/migration.c), by page of m->ram (offset >> 12) ---- */
+/* Pages of m->ram, the bits of a dirty bitmap. */
+uint64_t memory_ram_pages(const struct machine *m);
+/* Starts tracking from a clean slate (the caller sends every page once anyway): the
+ * accelerator is armed over all RAM.
+ * With the vCPUs parked. 0, -EOPNOTSUPP (the accelerator cannot track) or -ENOMEM. */
+int memory_dirty_start(struct machine *m);
+void memory_dirty_stop(struct machine *m);
+/* ORs the pages written since the last sync into out (memory_ram_pages bits), clears them and
+ * arms them again; returns how many were taken. With the vCPUs parked, so that no write is
+ * between the accelerator's check and its store while a page is armed. */
+uint64_t memory_dirty_sync(struct machine *m, uint64_t *out);
+/* Guest RAM [gpa, gpa+len) was written (by a CPU of a tracking accelerator, or a device through
+ * machine_note_dirty). Any thread; nothing while tracking is off. */
+void memory_note_written(struct machine *m, uint64_t gpa, uint64_t len);
+
 #endif

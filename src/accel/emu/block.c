@@ -97,7 +97,7 @@ struct block *block_get_slow(struct cpu *c)
     struct block *b = (struct block *)(c->arena + c->arena_used);
     /* mark the page before reading its generation: a write racing with the decode then bumps
      * the generation this block records, and the block is not used */
-    atomic_store_explicit(&c->vm->code[pidx], 1, memory_order_relaxed);
+    atomic_fetch_or_explicit(&c->vm->code[pidx], EMU_PAGE_CODE, memory_order_relaxed);
     atomic_thread_fence(memory_order_seq_cst);
     gen = atomic_load_explicit(&c->vm->gen[pidx], memory_order_acquire);
     int off = (int)(la & 0xfff), n = 0;

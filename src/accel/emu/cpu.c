@@ -24,6 +24,7 @@
 #include "util/clock.h"
 #include "util/log.h"
 #include "vm/machine.h"
+#include "vm/memory.h"
 
 /* Copies the machine's memory regions, which can grow after the VM is created (a firmware image
  * is mapped at boot). Only before vCPUs run in parallel: the BSP calls it as it starts. */
@@ -129,8 +130,34 @@ void emu_vm_invalidate(struct emu_vm *vm, uint64_t gpa, uint64_t len)
     for (uint64_t pa = gpa & ~0xfffull; pa < end; pa += 4096) {
         uint32_t pidx;
         if (phys_ptr(vm, pa, 1, &pidx) && atomic_load_explicit(&vm->code[pidx], memory_order_relaxed)) {
-            atomic_store_explicit(&vm->code[pidx], 0, memory_order_relaxed);
-            atomic_fetch_add_explicit(&vm->gen[pidx], 1, memory_order_release);
+            /* the tracking bit goes too: the device's write is noted by machine_note_dirty */
+            if (atomic_exchange_explicit(&vm->code[pidx], 0, memory_order_relaxed) & EMU_PAGE_CODE)
+                atomic_fetch_add_explicit(&vm->gen[pidx], 1, memory_order_release);
+        }
+    }
+}
+
+void emu_vm_track(struct emu_vm *vm, uint64_t gpa, uint64_t len, bool on)
+{
+    uint64_t end = gpa + len;
+    for (uint64_t pa = gpa & ~0xfffull; pa < end; pa += 4096) {
+        uint32_t pidx;
+        if (!phys_ptr(vm, pa, 1, &pidx))
+            continue;
+        if (on)
+            atomic_fetch_or_explicit(&vm->code[pidx], EMU_PAGE_TRACK, memory_order_relaxed);
+        else
+            atomic_fetch_and_explicit(&vm->code[pidx], (uint8_t)~EMU_PAGE_TRACK, memory_order_relaxed);
+    }
+}
+
+void emu_vm_page_written(struct emu_vm *vm, uint32_t pidx)
+{
+    for (int k = 0; k < vm->nram; k++) {
+        const struct emu_ram *r = &vm->ram[k];
+        if (pidx >= r->pidx0 && pidx - r->pidx0 < (uint32_t)(r->size >> 12)) {
+            memory_note_written(vm->m, r->gpa + ((uint64_t)(pidx - r->pidx0) << 12), 4096);
+            return;
         }
     }
 }

@@ -87,14 +87,19 @@ struct emu_ram {
     bool readonly;
 };
 
+#define EMU_PAGE_CODE  1
+#define EMU_PAGE_TRACK 2
+
 struct emu_vm {
     struct machine *m;
     struct emu_ram ram[8];
     int nram, nsrc;      /* regions here, and machine regions they were copied from */
     uint64_t tsc_base;   /* host ns at which every CPU's TSC read 0 */
     uint32_t npages;
-    /* Per RAM page: nonzero when some block was decoded from it; a write bumps gen[] so those
-     * blocks fail their check the next time they are looked up. */
+    /* Per RAM page: EMU_PAGE_CODE when some block was decoded from it (a write bumps gen[] so
+     * those blocks fail their check the next time they are looked up), EMU_PAGE_TRACK while
+     * migration waits for the page's next write (emu_vm_track). Every store path tests the byte
+     * for nonzero and calls mem_smc, so tracking costs nothing until it is armed. */
     _Atomic uint8_t *code;
     _Atomic uint32_t *gen;
     /* A block is translated to host code after this many interpreted runs; -1 never. */

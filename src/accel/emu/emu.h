@@ -39,6 +39,13 @@ int emu_vm_sync(struct emu_vm *vm);
 /* Guest memory [gpa, gpa+len) was written behind the CPUs' backs (DMA, a loader): code decoded
  * from it is dropped. */
 void emu_vm_invalidate(struct emu_vm *vm, uint64_t gpa, uint64_t len);
+/* Dirty tracking for migration: on, the next CPU write to each page of [gpa, gpa+len) is told
+ * to the machine (memory_note_written) once, and the page must be armed again to be seen again;
+ * off disarms. Any thread: a write racing with the arming may go unseen, so the caller arms
+ * with the CPUs parked (vm/memory.c's memory_dirty_sync). */
+void emu_vm_track(struct emu_vm *vm, uint64_t gpa, uint64_t len, bool on);
+/* The first write to an armed page (mmu.c's mem_smc). */
+void emu_vm_page_written(struct emu_vm *vm, uint32_t pidx);
 
 /* A CPU of machine m (vm from emu_vm_create). NULL on allocation failure. */
 struct cpu *emu_cpu_create(struct machine *m, struct emu_vm *vm, int id, const struct emu_env *env);

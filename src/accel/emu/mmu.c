@@ -91,9 +91,13 @@ void phys_wr(struct cpu *c, uint64_t pa, int sz, uint64_t v)
 
 void mem_smc(struct cpu *c, uint32_t pidx)
 {
-    atomic_store_explicit(&c->vm->code[pidx], 0, memory_order_relaxed);
-    atomic_fetch_add_explicit(&c->vm->gen[pidx], 1, memory_order_release);
-    c->brk = true;
+    uint8_t old = atomic_exchange_explicit(&c->vm->code[pidx], 0, memory_order_relaxed);
+    if (old & EMU_PAGE_TRACK)
+        emu_vm_page_written(c->vm, pidx);
+    if (old & EMU_PAGE_CODE) {
+        atomic_fetch_add_explicit(&c->vm->gen[pidx], 1, memory_order_release);
+        c->brk = true;
+    }
 }
 
 __attribute__((noreturn)) static void page_fault(struct cpu *c, uint64_t la, uint32_t err)
@@ -105,9 +109,13 @@ __attribute__((noreturn)) static void page_fault(struct cpu *c, uint64_t la, uin
 /* Sets bits in a page-table entry the walk read at pa (the accessed/dirty bits). */
 static void pte_set(struct cpu *c, uint64_t pa, int sz, uint64_t bits)
 {
-    void *p = phys_ptr(c->vm, pa, sz, NULL);
+    uint32_t pidx;
+    void *p = phys_ptr(c->vm, pa, sz, &pidx);
     if (!p)
         return;
+    /* a page table is guest memory too: migration must see the accessed/dirty bits land */
+    if (atomic_load_explicit(&c->vm->code[pidx], memory_order_relaxed) & EMU_PAGE_TRACK)
+        mem_smc(c, pidx);
     if (sz == 8)
         __atomic_fetch_or((uint64_t *)p, bits, __ATOMIC_RELAXED);
     else

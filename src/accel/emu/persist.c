@@ -5,6 +5,7 @@
 #include "accel/emu/emu.h"
 
 #include "accel/emu/cpu.h"
+#include "hw/irqchip.h"
 #include "vm/machine.h"
 #include "vm/vmstate.h"
 
@@ -102,7 +103,9 @@ static void emu_cpu_post_load(void *opaque)
     c->mtrr_def = p->mtrr_def;
     memcpy(c->mtrr_fixed, p->mtrr_fixed, sizeof(c->mtrr_fixed));
     memcpy(c->mtrr_var, p->mtrr_var, sizeof(c->mtrr_var));
-    c->tsc_offset = p->tsc_offset;
+    /* the TSC goes on from where it was saved, as the PIT and APIC timers do: the time the
+     * machine spent saved (or in another process's clock) is not seen by the guest */
+    c->tsc_offset = p->tsc_offset - (c->vm->m->irqchip ? irqchip_clock_shift(c->vm->m->irqchip) : 0);
     for (int i = 0; i < 8; i++) {
         memset(&c->fpu.st[i], 0, sizeof(c->fpu.st[i]));
         memcpy(&c->fpu.st[i], p->st[i], 10);

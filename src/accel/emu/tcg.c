@@ -159,6 +159,12 @@ static void tcg_mem_written(struct machine *m, uint64_t gpa, uint64_t len)
         emu_vm_invalidate(m->accel_data, gpa, len);
 }
 
+static void tcg_dirty_track(struct machine *m, uint64_t gpa, uint64_t len, bool on)
+{
+    if (m->accel_data)
+        emu_vm_track(m->accel_data, gpa, len, on);
+}
+
 const struct accel_ops accel_tcg = {
     .name = "tcg",
     .probe = tcg_probe,
@@ -173,4 +179,5 @@ const struct accel_ops accel_tcg = {
     .vcpu_kick = tcg_vcpu_kick,
     .set_irq = tcg_set_irq,
     .mem_written = tcg_mem_written,
+    .dirty_track = tcg_dirty_track,
 };

@@ -275,6 +275,18 @@ int disk_get_stats(struct machine *m, int idx, struct disk_stats *st)
     return 0;
 }
 
+int disk_flush_all(struct machine *m)
+{
+    int ret = 0;
+    for (int i = 0; i < m->ndisks; i++) {
+        struct virtio_blk *b = m->disks[i];
+        int r = b->read_only ? 0 : block_flush(b->bs);
+        if (r && !ret)
+            ret = r;
+    }
+    return ret;
+}
+
 int disk_resize(struct machine *m, int idx, uint64_t size, char *why, size_t n)
 {
     if (idx < 0 || idx >= m->ndisks) {
@@ -653,10 +665,18 @@ static int virtio_blk_create(struct machine *m, struct kvlist *opts)
     if (s)
         blk_set_serial(b, s);
     char err[BLOCK_ERR_MAX];
+    o.no_lock = m->cfg->incoming;   /* the source holds it: a shared file, the same path */
     ret = block_open(b->file, &o, &b->bs, err);
     if (ret) {
         log_error("%s", err);
         return ret;
+    }
+    /* qcow2 and the others cache metadata from the open on: the source's later allocations
+     * would not be seen. Only raw (which caches nothing) is handed over for now. */
+    if (m->cfg->incoming && !o.read_only && strcmp(block_format_name(b->bs), "raw")) {
+        log_error("-incoming: %s: a writable %s disk cannot be migrated yet (its metadata is cached from the"
+                  " open on); use raw or readonly=on", b->file, block_format_name(b->bs));
+        return -ENOTSUP;
     }
     b->read_only = o.read_only || block_read_only(b->bs);
     b->sectors = block_length(b->bs) / SECTOR;

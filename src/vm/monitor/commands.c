@@ -18,9 +18,7 @@
 #include <string.h>
 #include <unistd.h>
 
-static int monitor_fail(struct monitor_error *e, const char *cls, int ret, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-static int monitor_fail(struct monitor_error *e, const char *cls, int ret, const char *fmt, ...)
+int monitor_fail(struct monitor_error *e, const char *cls, int ret, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -30,8 +28,12 @@ static int monitor_fail(struct monitor_error *e, const char *cls, int ret, const
     return ret;
 }
 
+<<<<<<< HEAD
 const char *const monitor_events[] = { "SHUTDOWN", "POWERDOWN", "RESET", "STOP", "RESUME",
                                        "VSERPORT_CHANGE", NULL };
+=======
+const char *const monitor_events[] = { "SHUTDOWN", "POWERDOWN", "RESET", "STOP", "RESUME", "MIGRATION", NULL };
+>>>>>>> vmstate2
 
 /* ---- queries ---- */
 
@@ -438,7 +440,7 @@ static int cmd_query_target(struct monitor_ctx *ctx, const struct json_value *a,
 
 static const char *arg_type_name(enum monitor_arg_type t)
 {
-    static const char *const names[] = { "str", "int", "bool", "number" };
+    static const char *const names[] = { "str", "int", "bool", "number", "any" };
     return names[t];
 }
 
@@ -597,6 +599,16 @@ const struct monitor_cmd monitor_cmds[] = {
     { "system_reset", { { 0 } }, "any", cmd_system_reset },
     { "system_powerdown", { { 0 } }, "any", cmd_system_powerdown },
     { "quit", { { 0 } }, "any", cmd_quit },
+    { "migrate", { { "uri", MONITOR_ARG_STR, false }, { "detach", MONITOR_ARG_BOOL, true },
+                   { "blk", MONITOR_ARG_BOOL, true }, { "inc", MONITOR_ARG_BOOL, true } }, "any", cmd_migrate },
+    { "migrate_cancel", { { 0 } }, "any", cmd_migrate_cancel },
+    { "migrate-incoming", { { "uri", MONITOR_ARG_STR, false } }, "any", cmd_migrate_incoming },
+    { "query-migrate", { { 0 } }, "MigrationInfo", cmd_query_migrate },
+    { "migrate-set-capabilities", { { "capabilities", MONITOR_ARG_ARRAY, false } }, "any", cmd_migrate_set_capabilities },
+    { "query-migrate-capabilities", { { 0 } }, "[MigrationCapabilityStatus]", cmd_query_migrate_capabilities },
+    { "migrate-set-parameters", { { "downtime-limit", MONITOR_ARG_INT, true }, { "max-bandwidth", MONITOR_ARG_INT, true } },
+      "any", cmd_migrate_set_parameters },
+    { "query-migrate-parameters", { { 0 } }, "MigrationParameters", cmd_query_migrate_parameters },
     { "human-monitor-command", { { "command-line", MONITOR_ARG_STR, false }, { "cpu-index", MONITOR_ARG_INT, true } },
       "str", cmd_human_monitor_command },
     { NULL, { { 0 } }, NULL, NULL },
@@ -617,13 +629,14 @@ static bool arg_type_ok(enum monitor_arg_type t, const struct json_value *v)
     case MONITOR_ARG_INT: return v->type == JSON_NUMBER && v->is_int;
     case MONITOR_ARG_BOOL: return v->type == JSON_BOOL;
     case MONITOR_ARG_NUMBER: return v->type == JSON_NUMBER;
+    case MONITOR_ARG_ARRAY: return v->type == JSON_ARRAY;
     }
     return false;
 }
 
 int monitor_check_args(const struct monitor_cmd *c, const struct json_value *args, struct monitor_error *e)
 {
-    static const char *const expected[] = { "string", "integer", "boolean", "number" };
+    static const char *const expected[] = { "string", "integer", "boolean", "number", "array" };
     if (args && args->type != JSON_OBJECT)
         return monitor_fail(e, "GenericError", -EINVAL, "QMP input member 'arguments' must be an object");
     size_t nargs = args ? args->n : 0;

@@ -115,6 +115,40 @@ static void print_chardev(const struct monitor_ctx *ctx, const struct json_value
         fprintf(out, "%s: filename=%s\r\n", str_of(r->items[i], "label"), str_of(r->items[i], "filename"));
 }
 
+/* QEMU's hmp_info_migrate lines, of what query-migrate returned. */
+static void print_migrate(const struct json_value *r, FILE *out)
+{
+    const struct json_value *st = json_get(r, "status"), *ram = json_get(r, "ram");
+    if (!st)
+        return;
+    fprintf(out, "Migration status: %s\r\n", str_of(r, "status"));
+    if (json_get(r, "total-time"))
+        fprintf(out, "total time: %lld ms\r\n", int_of(r, "total-time"));
+    if (json_get(r, "expected-downtime"))
+        fprintf(out, "expected downtime: %lld ms\r\n", int_of(r, "expected-downtime"));
+    if (json_get(r, "downtime"))
+        fprintf(out, "downtime: %lld ms\r\n", int_of(r, "downtime"));
+    if (json_get(r, "setup-time"))
+        fprintf(out, "setup: %lld ms\r\n", int_of(r, "setup-time"));
+    if (ram) {
+        const struct json_value *mbps = json_get(ram, "mbps");
+        fprintf(out, "transferred ram: %lld kbytes\r\n", int_of(ram, "transferred") >> 10);
+        fprintf(out, "throughput: %0.2f mbps\r\n", mbps && mbps->type == JSON_NUMBER ? mbps->d : 0.0);
+        fprintf(out, "remaining ram: %lld kbytes\r\n", int_of(ram, "remaining") >> 10);
+        fprintf(out, "total ram: %lld kbytes\r\n", int_of(ram, "total") >> 10);
+        fprintf(out, "duplicate: %lld pages\r\n", int_of(ram, "duplicate"));
+        fprintf(out, "skipped: %lld pages\r\n", int_of(ram, "skipped"));
+        fprintf(out, "normal: %lld pages\r\n", int_of(ram, "normal"));
+        fprintf(out, "normal bytes: %lld kbytes\r\n", int_of(ram, "normal-bytes") >> 10);
+        fprintf(out, "dirty sync count: %lld\r\n", int_of(ram, "dirty-sync-count"));
+        fprintf(out, "page size: %lld kbytes\r\n", int_of(ram, "page-size") >> 10);
+        fprintf(out, "precopy ram: %lld kbytes\r\n", int_of(ram, "precopy-bytes") >> 10);
+        fprintf(out, "downtime ram: %lld kbytes\r\n", int_of(ram, "downtime-bytes") >> 10);
+    }
+    if (json_get(r, "error-desc"))
+        fprintf(out, "error: %s\r\n", str_of(r, "error-desc"));
+}
+
 static const struct hmp_info {
     const char *name, *cmd, *help;
     hmp_print_fn print;
@@ -126,6 +160,7 @@ static const struct hmp_info {
     { "block", "query-block", "show the block devices", print_block },
     { "pci", "query-pci", "show PCI info", print_pci },
     { "chardev", "query-chardev", "show the character devices", print_chardev },
+    { "migrate", "query-migrate", "show migration status", print_migrate },
     { "registers", NULL, "[-a] show the cpu registers (-a: all CPUs)", NULL },
     { "mtree", NULL, "show memory tree", NULL },
     { "qtree", NULL, "show device tree", NULL },
@@ -141,6 +176,7 @@ static const struct hmp_cmd {
     { "system_powerdown", "system_powerdown", "send system power down event" },
     { "quit", "quit", "quit the emulator" },
     { "q", "quit", "quit the emulator" },
+    { "migrate_cancel", "migrate_cancel", "cancel the current VM migration" },
 };
 
 static void hmp_help(FILE *out)
@@ -148,7 +184,14 @@ static void hmp_help(FILE *out)
     for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
         fprintf(out, "%-24s -- %s\r\n", cmds[i].name, cmds[i].help);
     fprintf(out, "%-24s -- %s\r\n", "block_resize device size", "resize a block image");
+<<<<<<< HEAD
     fprintf(out, "%-24s -- %s\r\n", "cpu index", "set the default CPU");
+=======
+    fprintf(out, "%-24s -- %s\r\n", "migrate [-d] uri", "migrate to URI (-d: do not wait; qkvm never waits)");
+    fprintf(out, "%-24s -- %s\r\n", "migrate_incoming uri", "continue an incoming migration from an -incoming defer");
+    fprintf(out, "%-24s -- %s\r\n", "migrate_set_parameter name value", "downtime-limit (ms), max-bandwidth (bytes/s, K/M/G)");
+    fprintf(out, "%-24s -- %s\r\n", "migrate_set_capability name on|off", "events");
+>>>>>>> vmstate2
     fprintf(out, "%-24s -- %s\r\n", "info [subcommand]", "show various information about the system state");
     fprintf(out, "%-24s -- %s\r\n", "help|? [cmd]", "show the help");
 }
@@ -195,6 +238,44 @@ static void hmp_call(struct monitor_ctx *ctx, const char *cmd, hmp_print_fn prin
     hmp_call_args(ctx, cmd, NULL, print, out);
 }
 
+/* Runs cmd with one argument object built by the caller's writes (fill) and prints errors. */
+static void hmp_call_built(struct monitor_ctx *ctx, const char *cmd, void (*fill)(struct json_writer *w, const void *p),
+                           const void *p, FILE *out)
+{
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    if (f) {
+        struct json_writer w;
+        json_init(&w, f, false);
+        json_object_begin(&w, NULL);
+        fill(&w, p);
+        json_object_end(&w);
+        fclose(f);
+    }
+    struct json_value *args = NULL;
+    const char *why;
+    if (!text || json_parse(text, strlen(text), &args, &why))
+        fprintf(out, "%s: out of memory\r\n", cmd);
+    else
+        hmp_call_args(ctx, cmd, args, NULL, out);
+    json_value_free(args);
+    free(text);
+}
+
+struct hmp_kv {
+    const char *key;
+    int64_t ival;
+    bool bval, is_bool;
+};
+
+static void fill_resize(struct json_writer *w, const void *p)
+{
+    const struct hmp_kv *kv = p;
+    json_string(w, "device", kv->key);
+    json_int(w, "size", kv->ival);
+}
+
 /* block_resize DEVICE SIZE (SIZE in bytes, or with a K/M/G/T suffix): QMP's block_resize. */
 static void hmp_block_resize(struct monitor_ctx *ctx, char words[][64], int n, FILE *out)
 {
@@ -207,27 +288,54 @@ static void hmp_block_resize(struct monitor_ctx *ctx, char words[][64], int n, F
         fprintf(out, "block_resize: invalid size '%s'\r\n", words[2]);
         return;
     }
-    char *text = NULL;
-    size_t len = 0;
-    FILE *f = open_memstream(&text, &len);
-    if (f) {
-        struct json_writer w;
-        json_init(&w, f, false);
-        json_object_begin(&w, NULL);
-        json_string(&w, "device", words[1]);
-        json_int(&w, "size", (int64_t)size);
-        json_object_end(&w);
-        fclose(f);
+    struct hmp_kv kv = { words[1], (int64_t)size, false, false };
+    hmp_call_built(ctx, "block_resize", fill_resize, &kv, out);
+}
+
+static void fill_uri(struct json_writer *w, const void *p)
+{
+    json_string(w, "uri", p);
+}
+
+/* migrate [-d] URI and migrate_incoming URI: the URI is the rest of the line (exec: commands
+ * have spaces), in double quotes or not, as QEMU's HMP takes it. */
+static void hmp_migrate(struct monitor_ctx *ctx, const char *cmd, const char *rest, FILE *out)
+{
+    while (isspace((unsigned char)*rest))
+        rest++;
+    if (!strcmp(cmd, "migrate") && !strncmp(rest, "-d", 2) && (isspace((unsigned char)rest[2]) || !rest[2]))
+        for (rest += 2; isspace((unsigned char)*rest);)
+            rest++;
+    char uri[1024];
+    size_t n = strlen(rest);
+    while (n && isspace((unsigned char)rest[n - 1]))
+        n--;
+    if (n >= 2 && rest[0] == '"' && rest[n - 1] == '"')
+        rest++, n -= 2;
+    if (!n || n >= sizeof(uri)) {
+        fprintf(out, "%s: usage: %s\r\n", cmd, !strcmp(cmd, "migrate") ? "migrate [-d] uri" : "migrate_incoming uri");
+        return;
     }
-    struct json_value *args = NULL;
-    const char *why;
-    if (!text || json_parse(text, strlen(text), &args, &why)) {
-        fprintf(out, "block_resize: out of memory\r\n");
-    } else {
-        hmp_call_args(ctx, "block_resize", args, NULL, out);
-    }
-    json_value_free(args);
-    free(text);
+    memcpy(uri, rest, n);
+    uri[n] = 0;
+    hmp_call_built(ctx, !strcmp(cmd, "migrate") ? "migrate" : "migrate-incoming", fill_uri, uri, out);
+}
+
+static void fill_param(struct json_writer *w, const void *p)
+{
+    const struct hmp_kv *kv = p;
+    json_int(w, kv->key, kv->ival);
+}
+
+static void fill_capability(struct json_writer *w, const void *p)
+{
+    const struct hmp_kv *kv = p;
+    json_array_begin(w, "capabilities");
+    json_object_begin(w, NULL);
+    json_string(w, "capability", kv->key);
+    json_bool(w, "state", kv->bval);
+    json_object_end(w);
+    json_array_end(w);
 }
 
 /* cpu N: the CPU `info registers` and `info cpus` ('*') refer to, for this monitor session. */
@@ -300,6 +408,35 @@ void hmp_run_line(struct monitor_ctx *ctx, const char *line, FILE *out)
     }
     if (!strcmp(words[0], "block_resize")) {
         hmp_block_resize(ctx, words, n, out);
+        return;
+    }
+    if (!strcmp(words[0], "migrate") || !strcmp(words[0], "migrate_incoming")) {
+        const char *rest = line;
+        while (isspace((unsigned char)*rest))
+            rest++;
+        hmp_migrate(ctx, words[0], rest + strlen(words[0]), out);
+        return;
+    }
+    if (!strcmp(words[0], "migrate_set_parameter") || !strcmp(words[0], "migrate_set_capability")) {
+        bool param = words[0][12] == 'p';
+        struct hmp_kv kv = { words[1], 0, false, !param };
+        uint64_t v = 0;
+        if (n < 3) {
+            fprintf(out, "%s: usage: %s name %s\r\n", words[0], words[0], param ? "value" : "on|off");
+            return;
+        }
+        if (param && (parse_size(words[2], !strcmp(words[1], "max-bandwidth") ? 1024 * 1024 : 1, &v) || v > INT64_MAX)) {
+            fprintf(out, "%s: invalid value '%s'\r\n", words[0], words[2]);
+            return;
+        }
+        if (!param && strcmp(words[2], "on") && strcmp(words[2], "off")) {
+            fprintf(out, "%s: '%s': on or off\r\n", words[0], words[2]);
+            return;
+        }
+        kv.ival = (int64_t)v;
+        kv.bval = !strcmp(words[2], "on");
+        hmp_call_built(ctx, param ? "migrate-set-parameters" : "migrate-set-capabilities",
+                       param ? fill_param : fill_capability, &kv, out);
         return;
     }
     for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++) {

@@ -46,7 +46,7 @@ void monitor_set_detach(struct monitor_set *s);
 void monitor_set_free(struct monitor_set *s);
 
 /* ---- the command table (commands.c) ---- */
-enum monitor_arg_type { MONITOR_ARG_STR, MONITOR_ARG_INT, MONITOR_ARG_BOOL, MONITOR_ARG_NUMBER };
+enum monitor_arg_type { MONITOR_ARG_STR, MONITOR_ARG_INT, MONITOR_ARG_BOOL, MONITOR_ARG_NUMBER, MONITOR_ARG_ARRAY };
 
 struct monitor_arg {
     const char *name;
@@ -79,6 +79,20 @@ struct monitor_cmd {
 };
 
 const struct monitor_cmd *monitor_cmd_find(const char *name);
+/* Fills e (class cls, the formatted text) and returns ret: a handler's error return. */
+int monitor_fail(struct monitor_error *e, const char *cls, int ret, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+/* The migration commands (migrate.c), entries of the table. */
+#define MONITOR_HANDLER(fn) int fn(struct monitor_ctx *ctx, const struct json_value *a, struct json_writer *w, \
+                                   struct monitor_error *e)
+MONITOR_HANDLER(cmd_migrate);
+MONITOR_HANDLER(cmd_migrate_cancel);
+MONITOR_HANDLER(cmd_migrate_incoming);
+MONITOR_HANDLER(cmd_query_migrate);
+MONITOR_HANDLER(cmd_migrate_set_capabilities);
+MONITOR_HANDLER(cmd_query_migrate_capabilities);
+MONITOR_HANDLER(cmd_migrate_set_parameters);
+MONITOR_HANDLER(cmd_query_migrate_parameters);
 /* The table, NULL-name terminated. */
 extern const struct monitor_cmd monitor_cmds[];
 /* Checks args against the command's argument list (args may be NULL: no arguments). 0, or

@@ -1,0 +1,63 @@
+/* Migration: a running machine's whole state (RAM, then every device and vCPU through
+ * vm/vmstate.h) sent over a channel to another qkvm, which carries on where it stopped. Channels
+ * are QEMU's URIs: tcp:HOST:PORT, unix:PATH, file:PATH, exec:CMD. Over tcp and unix RAM goes
+ * first while the guest runs (pre-copy, rounds of the pages it wrote since, vm/memory.h's dirty
+ * tracking), then the guest is paused for the last pages and the devices (stop-and-copy). To a
+ * file or a command the guest is paused first and everything written once. The stream format and
+ * the figures are in docs/vmstate.md.
+ *
+ * Every function here runs on the machine's I/O thread (the monitors' thread); the transfer runs
+ * on a thread of its own and comes back to the I/O thread to pause, save and load devices. */
+#ifndef QKVM_VM_MIGRATION_H
+#define QKVM_VM_MIGRATION_H
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct machine;
+
+/* QMP's MigrationStatus, in its spelling (migration_status_name). */
+enum migration_status {
+    MIG_NONE, MIG_SETUP, MIG_ACTIVE, MIG_DEVICE, MIG_COMPLETED, MIG_FAILED, MIG_CANCELLING, MIG_CANCELLED,
+};
+const char *migration_status_name(enum migration_status s);
+
+/* What query-migrate reports (QEMU's MigrationInfo): times in ms, ram in bytes and pages. */
+struct migration_info {
+    enum migration_status status;
+    bool incoming;
+    uint64_t total_time, setup_time, downtime, expected_downtime;
+    uint64_t transferred, remaining, total, duplicate, normal, normal_bytes, dirty_sync_count;
+    uint64_t precopy_bytes, downtime_bytes, dirty_pages_rate, pages_per_second;
+    double mbps;
+    char error[256];
+};
+
+/* Starts sending m to uri. 0, or -errno with why set (one line: a bad URI, a channel that does
+ * not open, a migration already running). The outcome comes later: query-migrate, MIGRATION. */
+int migration_start(struct machine *m, const char *uri, char *why, size_t n);
+/* Cancels a running outgoing migration; the guest goes on running. 0 (nothing running: 0 too). */
+int migration_cancel(struct machine *m);
+/* -incoming URI / migrate-incoming: waits for a stream on uri ("defer": for migrate-incoming)
+ * with the vCPUs paused; once it is loaded the guest runs unless autostart is false (-S). A bad
+ * stream ends qkvm with status 1 after one error line. 0 or -errno with why set. */
+int migration_incoming(struct machine *m, const char *uri, bool autostart, char *why, size_t n);
+/* true between -incoming defer and migrate-incoming */
+bool migration_incoming_deferred(const struct machine *m);
+void migration_query(const struct machine *m, struct migration_info *out);
+/* NULL, or the run state migration puts the machine in: "inmigrate", "finish-migrate",
+ * "postmigrate" (QMP's RunState). */
+const char *migration_run_state(const struct machine *m);
+
+/* migrate-set-capabilities: "events" (MIGRATION events are sent only with it, as in QEMU).
+ * -ENOENT for a capability qkvm does not have, -EBUSY while migrating. */
+int migration_set_capability(struct machine *m, const char *name, bool on);
+bool migration_get_capability(const struct machine *m, const char *name);
+/* The capabilities qkvm knows, NULL-terminated. */
+extern const char *const migration_capabilities[];
+/* migrate-set-parameters: "downtime-limit" (ms, default 300), "max-bandwidth" (bytes per
+ * second, default 128 MiB/s), QEMU's defaults and ranges. -ENOENT / -ERANGE. */
+int migration_set_parameter(struct machine *m, const char *name, int64_t value);
+int64_t migration_get_parameter(const struct machine *m, const char *name);
+
+#endif
