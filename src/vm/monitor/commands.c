@@ -28,12 +28,8 @@ int monitor_fail(struct monitor_error *e, const char *cls, int ret, const char *
     return ret;
 }
 
-<<<<<<< HEAD
 const char *const monitor_events[] = { "SHUTDOWN", "POWERDOWN", "RESET", "STOP", "RESUME",
-                                       "VSERPORT_CHANGE", NULL };
-=======
-const char *const monitor_events[] = { "SHUTDOWN", "POWERDOWN", "RESET", "STOP", "RESUME", "MIGRATION", NULL };
->>>>>>> vmstate2
+                                       "VSERPORT_CHANGE", "MIGRATION", NULL };
 
 /* ---- queries ---- */
 

@@ -116,8 +116,9 @@ static void print_chardev(const struct monitor_ctx *ctx, const struct json_value
 }
 
 /* QEMU's hmp_info_migrate lines, of what query-migrate returned. */
-static void print_migrate(const struct json_value *r, FILE *out)
+static void print_migrate(const struct monitor_ctx *ctx, const struct json_value *r, FILE *out)
 {
+    (void)ctx;
     const struct json_value *st = json_get(r, "status"), *ram = json_get(r, "ram");
     if (!st)
         return;
@@ -184,14 +185,11 @@ static void hmp_help(FILE *out)
     for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
         fprintf(out, "%-24s -- %s\r\n", cmds[i].name, cmds[i].help);
     fprintf(out, "%-24s -- %s\r\n", "block_resize device size", "resize a block image");
-<<<<<<< HEAD
     fprintf(out, "%-24s -- %s\r\n", "cpu index", "set the default CPU");
-=======
     fprintf(out, "%-24s -- %s\r\n", "migrate [-d] uri", "migrate to URI (-d: do not wait; qkvm never waits)");
     fprintf(out, "%-24s -- %s\r\n", "migrate_incoming uri", "continue an incoming migration from an -incoming defer");
     fprintf(out, "%-24s -- %s\r\n", "migrate_set_parameter name value", "downtime-limit (ms), max-bandwidth (bytes/s, K/M/G)");
     fprintf(out, "%-24s -- %s\r\n", "migrate_set_capability name on|off", "events");
->>>>>>> vmstate2
     fprintf(out, "%-24s -- %s\r\n", "info [subcommand]", "show various information about the system state");
     fprintf(out, "%-24s -- %s\r\n", "help|? [cmd]", "show the help");
 }
