@@ -335,6 +335,16 @@ static int opt_incoming(struct config *c, const char *opt, const char *arg)
     return 0;
 }
 
+/* -loadvm NAME: the machine starts from the snapshot (vm/savevm.h looks it up). */
+static int opt_loadvm(struct config *c, const char *opt, const char *arg)
+{
+    (void)opt;
+    if (!*arg)
+        return config_error(c, -EINVAL, "-loadvm: an empty snapshot name");
+    c->loadvm = arg;
+    return 0;
+}
+
 static int opt_serial(struct config *c, const char *opt, const char *arg)
 {
     (void)opt;
@@ -742,6 +752,7 @@ static const struct config_option {
     { "S", false, opt_flag },           { "daemonize", false, opt_flag },
     { "pidfile", true, opt_pidfile },   { "object", true, opt_object },
     { "incoming", true, opt_incoming },
+    { "loadvm", true, opt_loadvm },
 };
 
 /* -mon chardev=ID: the -chardev with that id, which a monitor then owns. */
