@@ -48,7 +48,6 @@ struct savevm {
     struct machine *m;
     struct sv_job *jobs;                  /* in creation order */
     int job_fd;                           /* an eventfd: jobs to run */
-    struct savevm_figures fig;
     uint64_t created_ns;                  /* the VM clock of the snapshots: time since then */
     int start_fd;                         /* -loadvm: an eventfd the loop runs it from */
     char *start_tag;
@@ -267,10 +266,9 @@ int savevm_save(struct machine *m, const struct savevm_req *r, char *why, size_t
 out:
     if (fd >= 0)
         close(fd);
-    if (!ret) {
-        s->fig.save_ms = (clock_now_ns() - t0) / 1000000;
-        s->fig.state_bytes = len;
-    }
+    if (!ret)   /* the figures docs/vmstate.md quotes: qkvm -d time */
+        log_debug(LOG_TIME, "savevm %s: %" PRIu64 " bytes of VM state, %" PRIu64 " ms", r->tag, len,
+                  (clock_now_ns() - t0) / 1000000);
     if (was_running)
         machine_resume(m);
     return ret;
@@ -391,8 +389,8 @@ int savevm_load(struct machine *m, const struct savevm_req *r, char *why, size_t
         sv_fail(why, n, ret, "Error loading the VM state of '%s': %s; the VM stays paused", r->tag, mwhy);
         goto paused;
     }
-    s->fig.load_ms = (clock_now_ns() - t0) / 1000000;
-    s->fig.state_bytes = ssn.vm_state_size;
+    log_debug(LOG_TIME, "loadvm %s: %" PRIu64 " bytes of VM state, %" PRIu64 " ms", r->tag, ssn.vm_state_size,
+              (clock_now_ns() - t0) / 1000000);
 resume:
     if (fd >= 0)
         close(fd);
@@ -499,13 +497,6 @@ void savevm_print_info(struct machine *m, const char *const *names, FILE *out)
     }
     free(whole);
     block_snapshot_list_free(l, nl);
-}
-
-void savevm_get_figures(const struct machine *m, struct savevm_figures *f)
-{
-    memset(f, 0, sizeof(*f));
-    if (m->savevm)
-        *f = m->savevm->fig;
 }
 
 static void sv_start(void *opaque, uint32_t ev)

@@ -26,11 +26,6 @@ struct savevm_req {
     const char *const *names;   /* disk names for messages (m->ndisks of them); NULL: "virtioN" */
 };
 
-/* What the last operation took, for `info snapshots` users and docs: ms and bytes. */
-struct savevm_figures {
-    uint64_t save_ms, load_ms, state_bytes;
-};
-
 int savevm_save(struct machine *m, const struct savevm_req *r, char *why, size_t n);
 /* Every chosen disk goes to the snapshot, then the state is read back and loaded. Checked
  * before anything changes: every disk has the snapshot, the state disk's has a VM state. A
@@ -40,7 +35,6 @@ int savevm_load(struct machine *m, const struct savevm_req *r, char *why, size_t
 int savevm_delete(struct machine *m, const struct savevm_req *r, char *why, size_t n);
 /* HMP `info snapshots`: QEMU's table of the snapshots present on every writable disk. */
 void savevm_print_info(struct machine *m, const char *const *names, FILE *out);
-void savevm_get_figures(const struct machine *m, struct savevm_figures *f);
 
 /* QMP's snapshot-save/-load/-delete as jobs (QEMU 6.0+): the job is made now (status
  * "created") and runs on the next turn of the machine's loop, through running, waiting, pending
