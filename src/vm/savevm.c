@@ -212,7 +212,7 @@ int savevm_save(struct machine *m, const struct savevm_req *r, char *why, size_t
     /* HMP savevm replaces a snapshot of that name, as QEMU's does */
     for (int k = 0; k < nd && r->overwrite; k++)
         if (!sv_find(m, disks[k], r->tag, &old) &&
-            (ret = block_snapshot_delete(disk_get_block(m, disks[k], NULL, NULL), NULL, r->tag))) {
+            (ret = block_snapshot_delete_by(disk_get_block(m, disks[k], NULL, NULL), r->tag))) {
             sv_fail(why, n, ret, "Error while deleting snapshot on device '%s': %s",
                     sv_name(r, disks[k], nb, sizeof(nb)), strerror(-ret));
             goto out;
@@ -296,9 +296,8 @@ static int sv_read_state(struct block *bs, uint64_t len, int *out, char *why, si
         /* the checksum covers every byte before the last four; those four are kept aside */
         uint64_t covered = pos + c <= len - 4 ? c : len - 4 > pos ? len - 4 - pos : 0;
         crc = migration_crc32(crc, buf, (size_t)covered);
-        for (uint64_t i = pos; i < pos + c; i++)
-            if (i >= len - 5)
-                tail[i - (len - 5)] = buf[i - pos];
+        for (uint64_t i = pos > len - 5 ? pos : len - 5; i < pos + c; i++)
+            tail[i - (len - 5)] = buf[i - pos];
         if (pwrite(fd, buf, c, (off_t)pos) != (ssize_t)c)
             ret = -EIO;
         pos += c;

@@ -42,7 +42,7 @@ if ! vg_boot savevm "${ARGS[@]}"; then
   fail "savevm: linux boots" "$VG_WHY"
   exit 0
 fi
-vg_cmd 'mkdir -p /tmp; (i=0; while :; do i=$((i+1)); echo $i >/tmp/cnt; sleep 0.1; done) >/dev/null 2>&1 & true' 60 >/dev/null
+vg_cmd 'mkdir -p /tmp; (i=0; while :; do i=$((i+1)); echo $i >/tmp/cnt.t; mv /tmp/cnt.t /tmp/cnt; sleep 0.1; done) >/dev/null 2>&1 & true' 60 >/dev/null
 put AAAA >/dev/null
 sleep 1
 
@@ -109,6 +109,8 @@ expect_eq "delvm B" "" "$(hmp 'delvm B')"
 if qemu-img snapshot -U -l "$TMP/disk.qcow2" | awk '{ print $2 }' | grep -qx B; then fail "delvm B: gone for qemu-img"
 else pass "delvm B: gone for qemu-img"; fi
 img_clean "qemu-img check after delvm"
+expect_eq "savevm A again: replaces A" "" "$(hmp 'savevm A')"
+expect_eq "savevm A again: one A for qemu-img" 1 "$(qemu-img snapshot -U -l "$TMP/disk.qcow2" | awk '$2 == "A"' | wc -l)"
 
 # ---- errors: the VM keeps running, unchanged ----
 before=$(count)
