@@ -40,7 +40,7 @@ run() {  # run NAME VMM
   local pid=$! i
   exec 7>"$fifo"
   for i in $(seq 1 300); do grep -q 'qkvm-guest: ready' "$out" && break; sleep 1; done
-  printf 'mkdir -p /tmp; (i=0; while :; do i=$((i+1)); echo $i >/tmp/cnt; sleep 0.1; done) >/dev/null 2>&1 &\n' >&7
+  printf 'mkdir -p /tmp; (i=0; while :; do i=$((i+1)); echo $i >/tmp/cnt.t; mv /tmp/cnt.t /tmp/cnt; sleep 0.1; done) >/dev/null 2>&1 &\n' >&7
   sleep 2
   local s=() l=()
   for i in $(seq 1 "$N"); do
