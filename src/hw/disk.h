@@ -2,6 +2,7 @@
  * virtio-blk devices, numbered in -device order (the order of query-block). */
 #ifndef QKVM_HW_DISK_H
 #define QKVM_HW_DISK_H
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -23,5 +24,14 @@ int disk_get_stats(struct machine *m, int idx, struct disk_stats *st);
  * migration's destination will open must be whole. 0 or the first -errno. */
 int disk_flush_all(struct machine *m);
 int disk_resize(struct machine *m, int idx, uint64_t size, char *why, size_t n);
+
+/* savevm/loadvm (vm/savevm.h): disk idx's image, its file name and whether the guest may write
+ * it; NULL when there is no such disk. */
+struct block *disk_get_block(struct machine *m, int idx, const char **file, bool *read_only);
+/* Completes every request taken from disk idx's ring (the guest paused): nothing is in flight
+ * when its image goes to a snapshot. */
+void disk_drain(struct machine *m, int idx);
+/* After the image went to a snapshot: the disk's size is the image's again, the guest told. */
+void disk_refresh_size(struct machine *m, int idx);
 
 #endif

@@ -12,6 +12,7 @@
 #include "vm/control.h"
 #include "vm/machine.h"
 #include "vm/migration.h"
+#include "vm/savevm.h"
 #include "vm/monitor/monitor.h"
 
 #include <errno.h>
@@ -85,6 +86,7 @@ static void usage(FILE *f)
         "  -mon chardev=ID[,mode=control|readline][,pretty=on|off]  a monitor on -chardev ID\n"
         "                     (socket,id=ID,path=PATH|host=H,port=P,server=on,wait=off or stdio,id=ID)\n"
         "  -S                 start with the vCPUs paused, until the monitor's cont\n"
+        "  -loadvm NAME       start from the VM snapshot NAME (savevm) of the qcow2 disks\n"
         "  -incoming URI      wait for a migration: tcp:HOST:PORT | unix:PATH | file:PATH | exec:CMD |\n"
         "                     defer (then QMP migrate-incoming); the same options as the source\n"
         "  -daemonize         run in the background once the VM is set up (no stdio console)\n"
@@ -356,6 +358,8 @@ int main(int argc, char **argv)
     bool autostart = !cfg.start_paused;
     if (c.incoming)
         cfg.start_paused = cfg.incoming = true;
+    if (c.loadvm)
+        cfg.start_paused = true;   /* the guest runs from the snapshot, not from its boot */
     int status;
     for (;;) {
         struct machine m;
@@ -372,6 +376,17 @@ int main(int argc, char **argv)
             cfg.incoming = false;
             if (r) {
                 log_error("-incoming %s", iwhy);
+                monitor_set_detach(mons);
+                machine_destroy(&m);
+                chardev_restore_terminal();
+                return 1;
+            }
+        }
+        if (c.loadvm) {
+            int r = savevm_load_at_start(&m, c.loadvm, autostart);
+            c.loadvm = NULL;   /* a guest reset later boots afresh */
+            if (r) {
+                log_error("-loadvm: %s", strerror(-r));
                 monitor_set_detach(mons);
                 machine_destroy(&m);
                 chardev_restore_terminal();

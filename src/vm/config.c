@@ -336,6 +336,16 @@ static int opt_incoming(struct config *c, const char *opt, const char *arg)
     return 0;
 }
 
+/* -loadvm NAME: the machine starts from the snapshot (vm/savevm.h looks it up). */
+static int opt_loadvm(struct config *c, const char *opt, const char *arg)
+{
+    (void)opt;
+    if (!*arg)
+        return config_error(c, -EINVAL, "-loadvm: an empty snapshot name");
+    c->loadvm = arg;
+    return 0;
+}
+
 static int opt_serial(struct config *c, const char *opt, const char *arg)
 {
     (void)opt;
@@ -791,6 +801,7 @@ static const struct config_option {
     { "cdrom", true, opt_disk_image },  { "boot", true, opt_boot },
     { "nodefaults", false, opt_nodefaults }, { "global", true, opt_global },
     { "incoming", true, opt_incoming },
+    { "loadvm", true, opt_loadvm },
 };
 
 /* -mon chardev=ID: the -chardev with that id, which a monitor then owns. */

@@ -15,6 +15,7 @@ struct accel_ops;
 struct evloop;
 struct irqchip;
 struct migration;
+struct savevm;
 struct fw_cfg;
 struct pci_host;
 struct rtc;
@@ -115,6 +116,7 @@ struct machine {
     unsigned nics;              /* NICs created so far: each takes the next default MAC */
     struct vmstate_entry *vmstate;   /* what savevm writes, in registration order (vm/vmstate.h) */
     struct migration *migration;     /* vm/migration.h: the one running or last done, or NULL */
+    struct savevm *savevm;           /* vm/savevm.h: figures, -loadvm, the snapshot jobs; or NULL */
     _Atomic uint64_t *dirty;         /* vm/memory.h: pages written while dirty_on, by RAM offset */
     atomic_bool dirty_on;
     const char *stop_reason;    /* QMP's ShutdownCause for a host-requested stop, else NULL */

@@ -956,6 +956,101 @@ int migration_incoming(struct machine *m, const char *uri, bool autostart, char 
     return 0;
 }
 
+/* ---- savevm/loadvm: the same stream to and from an fd, on the I/O thread ---- */
+
+/* A migration of its own (not the machine's: query-migrate and MIGRATION events stay as they
+ * are), writing or reading fd. */
+static int mig_local_init(struct migration *g, struct machine *m, int fd)
+{
+    memset(g, 0, sizeof(*g));
+    g->m = m;
+    g->fd = fd;
+    g->listen_fd = g->wake_fd = -1;   /* mig_set_status's wake-up goes nowhere */
+    g->pagemap_fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+    pthread_mutex_init(&g->lock, NULL);
+    pthread_cond_init(&g->cond, NULL);
+    uint64_t pages = memory_ram_pages(m);
+    g->bitmap = calloc((pages + 63) / 64, sizeof(uint64_t));
+    g->buf = malloc((size_t)(MIG_BATCH + 1) * MIG_PAGE);
+    return g->bitmap && g->buf ? 0 : -ENOMEM;
+}
+
+static void mig_local_free(struct migration *g)
+{
+    if (g->pagemap_fd >= 0)
+        close(g->pagemap_fd);
+    free(g->bitmap);
+    free(g->buf);
+    pthread_mutex_destroy(&g->lock);
+    pthread_cond_destroy(&g->cond);
+}
+
+int migration_save_fd(struct machine *m, int fd, uint64_t *written, char *why, size_t n)
+{
+    if (mig_running(m->migration))
+        return mig_fail(why, n, -EBUSY, "There's a migration process in progress");
+    if (m->cfg->type == MACHINE_PC)
+        return mig_fail(why, n, -ENOTSUP, "the PC machine (SeaBIOS) cannot save its state yet: its BIOS area, PAM,"
+                        " fw_cfg and IDE state are not in the stream");
+    struct migration g;
+    int ret = mig_local_init(&g, m, fd);
+    if (!ret) {
+        uint64_t pages = memory_ram_pages(m);
+        uint8_t hdr[8 + 4 + 8 + 4 + 4 + 4] = MIG_MAGIC;
+        mig_le(hdr + 8, MIG_VERSION, 4);
+        mig_le(hdr + 12, m->ram_size, 8);
+        mig_le(hdr + 20, (uint32_t)m->ncpus, 4);
+        mig_le(hdr + 24, (uint32_t)m->cfg->type, 4);
+        mig_le(hdr + 28, MIG_PAGE, 4);
+        memset(g.bitmap, 0xff, (pages + 63) / 64 * 8);
+        if (pages % 64)
+            g.bitmap[pages / 64] = (1ull << (pages % 64)) - 1;
+        ret = mig_write(&g, hdr, sizeof(hdr));
+        if (!ret) {
+            mig_io_final(&g);   /* every page (the bitmap is full), the devices, the end */
+            ret = g.final_ret;
+            if (ret)
+                mig_fail(why, n, ret, "%s", g.final_why[0] ? g.final_why : strerror(-ret));
+        } else {
+            mig_fail(why, n, ret, "writing the stream: %s", strerror(-ret));
+        }
+    } else {
+        mig_fail(why, n, ret, "out of memory");
+    }
+    if (written)
+        *written = g.info.transferred;
+    mig_local_free(&g);
+    return ret;
+}
+
+uint32_t migration_crc32(uint32_t crc, const void *p, size_t n)
+{
+    return mig_crc32(crc, p, n);
+}
+
+int migration_load_fd(struct machine *m, int fd, char *why, size_t n)
+{
+    if (mig_running(m->migration))
+        return mig_fail(why, n, -EBUSY, "There's a migration process in progress");
+    struct migration g;
+    struct mig_in in = { .g = &g };
+    int ret = mig_local_init(&g, m, fd);
+    if (ret)
+        return mig_fail(why, n, ret, "out of memory");
+    ret = mig_receive(&g, &in);
+    if (!ret) {
+        char dwhy[256] = "";
+        ret = vmstate_load(m, in.dev, in.dlen, dwhy, sizeof(dwhy));
+        if (ret)
+            snprintf(in.why, sizeof(in.why), "device state: %s", dwhy);
+    }
+    if (ret)
+        mig_fail(why, n, ret, "%s", in.why[0] ? in.why : ret == -EPIPE ? "the stream ends early (truncated)" : strerror(-ret));
+    free(in.dev);
+    mig_local_free(&g);
+    return ret;
+}
+
 bool migration_incoming_deferred(const struct machine *m)
 {
     return m->migration && m->migration->incoming && m->migration->deferred;

@@ -532,6 +532,44 @@ static void blk_reset(struct virtio_dev *vd)
     b->starved = false;
 }
 
+struct block *disk_get_block(struct machine *m, int idx, const char **file, bool *read_only)
+{
+    if (idx < 0 || idx >= m->ndisks)
+        return NULL;
+    struct virtio_blk *b = m->disks[idx];
+    if (file)
+        *file = b->file;
+    if (read_only)
+        *read_only = b->read_only;
+    return b->bs;
+}
+
+void disk_drain(struct machine *m, int idx)
+{
+    if (idx < 0 || idx >= m->ndisks)
+        return;
+    struct virtio_blk *b = m->disks[idx];
+    pthread_mutex_lock(&b->vd.lock);
+    blk_drain(&b->vd);
+    pthread_mutex_unlock(&b->vd.lock);
+}
+
+void disk_refresh_size(struct machine *m, int idx)
+{
+    if (idx < 0 || idx >= m->ndisks)
+        return;
+    struct virtio_blk *b = m->disks[idx];
+    pthread_mutex_lock(&b->vd.lock);
+    if (atomic_load(&b->sectors) != block_length(b->bs) / SECTOR) {
+        atomic_store(&b->sectors, block_length(b->bs) / SECTOR);
+        if (virtio_running(&b->vd))
+            virtio_config_changed(&b->vd);
+        else
+            b->vd.config_generation++;
+    }
+    pthread_mutex_unlock(&b->vd.lock);
+}
+
 static const struct virtio_dev_ops blk_ops = {
     .config_read = blk_config_read,
     .queue_notify = blk_queue_notify,

@@ -29,7 +29,7 @@ int monitor_fail(struct monitor_error *e, const char *cls, int ret, const char *
 }
 
 const char *const monitor_events[] = { "SHUTDOWN", "POWERDOWN", "RESET", "STOP", "RESUME",
-                                       "VSERPORT_CHANGE", "DEVICE_TRAY_MOVED", "MIGRATION", NULL };
+                                       "VSERPORT_CHANGE", "DEVICE_TRAY_MOVED", "MIGRATION", "JOB_STATUS_CHANGE", NULL };
 
 /* ---- queries ---- */
 
@@ -190,6 +190,26 @@ static void disk_name(struct kvlist *kv, int idx, char *buf, size_t n)
         snprintf(buf, n, "%s", id);
     else
         snprintf(buf, n, "virtio%d", idx);
+}
+
+struct disk_names {
+    char (*names)[64];
+    int max;
+};
+
+static void name_disk(void *opaque, int idx, struct kvlist *kv)
+{
+    struct disk_names *dn = opaque;
+    if (idx < dn->max)
+        disk_name(kv, idx, dn->names[idx], sizeof(dn->names[idx]));
+}
+
+void monitor_disk_names(struct machine *m, char (*names)[64], int max)
+{
+    struct disk_names dn = { names, max };
+    for (int i = 0; i < max; i++)
+        snprintf(names[i], sizeof(names[i]), "virtio%d", i);
+    for_each_disk(m, name_disk, &dn);
 }
 
 static void write_block(void *opaque, int idx, struct kvlist *kv)
@@ -612,6 +632,14 @@ const struct monitor_cmd monitor_cmds[] = {
     { "migrate-set-parameters", { { "downtime-limit", MONITOR_ARG_INT, true }, { "max-bandwidth", MONITOR_ARG_INT, true } },
       "any", cmd_migrate_set_parameters },
     { "query-migrate-parameters", { { 0 } }, "MigrationParameters", cmd_query_migrate_parameters },
+    { "snapshot-save", { { "job-id", MONITOR_ARG_STR, false }, { "tag", MONITOR_ARG_STR, false },
+                         { "vmstate", MONITOR_ARG_STR, false }, { "devices", MONITOR_ARG_ARRAY, false } }, "any", cmd_snapshot_save },
+    { "snapshot-load", { { "job-id", MONITOR_ARG_STR, false }, { "tag", MONITOR_ARG_STR, false },
+                         { "vmstate", MONITOR_ARG_STR, false }, { "devices", MONITOR_ARG_ARRAY, false } }, "any", cmd_snapshot_load },
+    { "snapshot-delete", { { "job-id", MONITOR_ARG_STR, false }, { "tag", MONITOR_ARG_STR, false },
+                           { "devices", MONITOR_ARG_ARRAY, false } }, "any", cmd_snapshot_delete },
+    { "query-jobs", { { 0 } }, "[JobInfo]", cmd_query_jobs },
+    { "job-dismiss", { { "id", MONITOR_ARG_STR, false } }, "any", cmd_job_dismiss },
     { "human-monitor-command", { { "command-line", MONITOR_ARG_STR, false }, { "cpu-index", MONITOR_ARG_INT, true } },
       "str", cmd_human_monitor_command },
     { NULL, { { 0 } }, NULL, NULL },

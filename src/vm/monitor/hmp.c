@@ -172,6 +172,7 @@ static const struct hmp_info {
     { "pci", "query-pci", "show PCI info", print_pci },
     { "chardev", "query-chardev", "show the character devices", print_chardev },
     { "migrate", "query-migrate", "show migration status", print_migrate },
+    { "snapshots", NULL, "show the currently saved VM snapshots", NULL },
     { "registers", NULL, "[-a] show the cpu registers (-a: all CPUs)", NULL },
     { "mtree", NULL, "show memory tree", NULL },
     { "qtree", NULL, "show device tree", NULL },
@@ -202,6 +203,9 @@ static void hmp_help(FILE *out)
     fprintf(out, "%-24s -- %s\r\n", "migrate_incoming uri", "continue an incoming migration from an -incoming defer");
     fprintf(out, "%-24s -- %s\r\n", "migrate_set_parameter name value", "downtime-limit (ms), max-bandwidth (bytes/s, K/M/G)");
     fprintf(out, "%-24s -- %s\r\n", "migrate_set_capability name on|off", "events");
+    fprintf(out, "%-24s -- %s\r\n", "savevm [tag]", "save a VM snapshot (the tag replaces one of that name)");
+    fprintf(out, "%-24s -- %s\r\n", "loadvm tag", "restore a VM snapshot from its tag or id");
+    fprintf(out, "%-24s -- %s\r\n", "delvm tag", "delete a VM snapshot from its tag or id");
     fprintf(out, "%-24s -- %s\r\n", "info [subcommand]", "show various information about the system state");
     fprintf(out, "%-24s -- %s\r\n", "help|? [cmd]", "show the help");
 }
@@ -455,6 +459,8 @@ void hmp_run_line(struct monitor_ctx *ctx, const char *line, FILE *out)
                 continue;
             if (!strcmp(infos[i].name, "registers"))
                 hmp_info_registers(ctx, n > 2 && !strcmp(words[2], "-a"), out);
+            else if (!strcmp(infos[i].name, "snapshots"))
+                hmp_snapshot(ctx, "info-snapshots", NULL, out);
             else if (!strcmp(infos[i].name, "mtree"))
                 hmp_info_mtree(ctx, out);
             else if (!strcmp(infos[i].name, "qtree"))
@@ -474,6 +480,8 @@ void hmp_run_line(struct monitor_ctx *ctx, const char *line, FILE *out)
         hmp_media(ctx, line, out);
         return;
     }
+    if (hmp_snapshot(ctx, words[0], n > 1 ? words[1] : NULL, out))
+        return;
     if (!strcmp(words[0], "block_resize")) {
         hmp_block_resize(ctx, words, n, out);
         return;

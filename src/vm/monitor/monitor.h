@@ -93,6 +93,17 @@ MONITOR_HANDLER(cmd_migrate_set_capabilities);
 MONITOR_HANDLER(cmd_query_migrate_capabilities);
 MONITOR_HANDLER(cmd_migrate_set_parameters);
 MONITOR_HANDLER(cmd_query_migrate_parameters);
+/* The snapshot commands (snapshot.c): QMP snapshot-save/-load/-delete as jobs, query-jobs,
+ * job-dismiss; HMP savevm, loadvm, delvm, info snapshots. */
+MONITOR_HANDLER(cmd_snapshot_save);
+MONITOR_HANDLER(cmd_snapshot_load);
+MONITOR_HANDLER(cmd_snapshot_delete);
+MONITOR_HANDLER(cmd_query_jobs);
+MONITOR_HANDLER(cmd_job_dismiss);
+/* HMP's savevm/loadvm/delvm NAME (cmd: the word) and info snapshots; false: not one of them. */
+bool hmp_snapshot(struct monitor_ctx *ctx, const char *cmd, const char *arg, FILE *out);
+/* Each disk's device (and node) name as query-block gives it, names[0..max-1]. */
+void monitor_disk_names(struct machine *m, char (*names)[64], int max);
 /* The table, NULL-name terminated. */
 extern const struct monitor_cmd monitor_cmds[];
 /* Checks args against the command's argument list (args may be NULL: no arguments). 0, or
