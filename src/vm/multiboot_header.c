@@ -21,8 +21,10 @@ static int mb_add_segment(struct multiboot_image *img, uint64_t file_off, uint64
         *why = "more loadable segments than qkvm takes (32)";
         return -EINVAL;
     }
-    if (addr + mem_len > (1ull << 32)) {
-        *why = "a segment ends past 4 GiB (a multiboot kernel is loaded below 4 GiB)";
+    /* the top of the 32-bit space is the firmware's, never RAM; refusing a segment that reaches
+     * it also keeps the end of every segment representable in 32 bits */
+    if (addr + mem_len >= (1ull << 32)) {
+        *why = "a segment reaches 4 GiB (a multiboot kernel is loaded below 4 GiB)";
         return -EINVAL;
     }
     img->seg[img->nseg++] = (struct multiboot_segment){ (uint32_t)file_off, (uint32_t)file_len, (uint32_t)addr,
@@ -161,7 +163,7 @@ int multiboot_parse(const uint8_t *buf, size_t len, struct multiboot_image *img,
         if ((uint64_t)a->addr + a->mem_len > high)
             high = (uint64_t)a->addr + a->mem_len;
     }
-    img->high = high >= (1ull << 32) ? UINT32_MAX : (uint32_t)high;
+    img->high = (uint32_t)high;   /* every segment ends below 4 GiB */
     return 1;
 }
 

@@ -190,6 +190,10 @@ static void test_elf_bad(void **state)
     put_phdr(1, 1, 0x2000, 0xffffff00, 0x100, 0x200);
     assert_int_equal(parse(sizeof(img), &mi, &why), -EINVAL);
     assert_non_null(strstr(why, "4 GiB"));
+    /* ending exactly at 4 GiB (the fuzzer's find: the end did not fit in 32 bits) */
+    put_phdr(1, 1, 0x2000, 0x10000, 0, 0xffff0000);
+    assert_int_equal(parse(sizeof(img), &mi, &why), -EINVAL);
+    assert_non_null(strstr(why, "4 GiB"));
     /* program headers past the end of the file */
     w32(28, sizeof(img) - 40);
     assert_int_equal(parse(sizeof(img), &mi, &why), -EINVAL);
