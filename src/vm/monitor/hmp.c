@@ -365,33 +365,28 @@ static void hmp_cpu(struct monitor_ctx *ctx, char words[][64], int n, FILE *out)
         *ctx->cpu = (int)idx;
 }
 
-/* QMP arguments as a JSON object from key/value pairs (string values; "force" a boolean), then
- * the command, its empty return printed as nothing, as QEMU's HMP does. */
+struct hmp_strs {
+    const char *const *kv;      /* key, value, key, value... */
+    int nkv;
+    bool force;
+};
+
+static void fill_strs(struct json_writer *w, const void *p)
+{
+    const struct hmp_strs *a = p;
+    for (int i = 0; i + 1 < a->nkv; i += 2)
+        json_string(w, a->kv[i], a->kv[i + 1]);
+    if (a->force)
+        json_bool(w, "force", true);
+}
+
+/* QMP arguments from key/value pairs (string values; "force" a boolean), then the command, its
+ * empty return printed as nothing, as QEMU's HMP does. */
 static void hmp_call_kv(struct monitor_ctx *ctx, const char *cmd, const char *const *kv, int nkv, bool force,
                         FILE *out)
 {
-    char *text = NULL;
-    size_t len = 0;
-    FILE *f = open_memstream(&text, &len);
-    if (f) {
-        struct json_writer w;
-        json_init(&w, f, false);
-        json_object_begin(&w, NULL);
-        for (int i = 0; i + 1 < nkv; i += 2)
-            json_string(&w, kv[i], kv[i + 1]);
-        if (force)
-            json_bool(&w, "force", true);
-        json_object_end(&w);
-        fclose(f);
-    }
-    struct json_value *args = NULL;
-    const char *why;
-    if (!text || json_parse(text, strlen(text), &args, &why))
-        fprintf(out, "%s: out of memory\r\n", cmd);
-    else
-        hmp_call_args(ctx, cmd, args, NULL, out);
-    json_value_free(args);
-    free(text);
+    const struct hmp_strs a = { kv, nkv, force };
+    hmp_call_built(ctx, cmd, fill_strs, &a, out);
 }
 
 /* eject [-f] DEVICE; change DEVICE FILENAME [FORMAT]: the file name is the rest of the line's
