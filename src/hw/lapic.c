@@ -659,6 +659,11 @@ bool lapic_has_interrupt(struct lapic *l)
     return atomic_load_explicit(&l->ready, memory_order_acquire);
 }
 
+bool lapic_nmi_pending(struct lapic *l)
+{
+    return __atomic_load_n(&l->nmi_pending, __ATOMIC_ACQUIRE);
+}
+
 bool lapic_take_nmi(struct lapic *l)
 {
     if (!lapic_has_interrupt(l))

@@ -206,6 +206,9 @@ static void cpu_reset_regs(struct cpu *c)
     memset(c->dr, 0, sizeof(c->dr));
     c->dr[6] = 0xffff0ff0;
     c->dr[7] = 0x400;
+    debug_update(c);
+    c->nmi_blocked = c->shadow_ss = false;
+    c->db_pending = c->db_deferred = 0;
 }
 
 /* LeakSanitizer scans the heap, stacks and globals, not our own mappings: show it the CPU's, which
@@ -409,6 +412,7 @@ static void do_init(struct cpu *c)
     uint64_t apic_base = c->apic_base;
     cpu_reset_regs(c);
     c->apic_base = apic_base;
+    atomic_store(&c->irq_check, true);
     c->wait_sipi = true;
     c->halted = false;
 }
@@ -422,10 +426,24 @@ static void poll_timer(struct cpu *c)
         c->timer_deadline = lapic_poll_timer(c->env.lapic, now);
 }
 
-/* Delivers a pending external interrupt if RFLAGS.IF and the interrupt shadow allow. */
+/* Delivers a pending NMI (unless one is being handled: blocked until the next IRET) or external
+ * interrupt (if RFLAGS.IF allows). The caller has checked the interrupt shadow. */
 static bool take_interrupt(struct cpu *c)
 {
-    if (!(c->eflags & F_IF) || !c->env.lapic)
+    if (!c->env.lapic)
+        return false;
+    if (!c->nmi_blocked && lapic_nmi_pending(c->env.lapic) && lapic_take_nmi(c->env.lapic)) {
+        c->halted = false;
+        log_debug(LOG_INT, "cpu%d: NMI at %#llx", c->id, (unsigned long long)c->rip);
+        c->exc_depth = 1;
+        c->exc_first = -1;
+        c->exc_rf = false;
+        except_deliver(c, EXC_NMI, false, 0, false);
+        c->nmi_blocked = true;
+        c->exc_depth = 0;
+        return true;
+    }
+    if (!(c->eflags & F_IF))
         return false;
     atomic_store(&c->irq_check, false);
     if (!lapic_has_interrupt(c->env.lapic))
@@ -438,6 +456,7 @@ static bool take_interrupt(struct cpu *c)
     log_debug(LOG_INT, "cpu%d: interrupt %d at %#llx", c->id, vec, (unsigned long long)c->rip);
     c->exc_depth = 1;
     c->exc_first = -1;
+    c->exc_rf = false;
     except_deliver(c, vec, false, 0, false);
     c->exc_depth = 0;
     return true;
@@ -464,6 +483,15 @@ static void start_sipi(struct cpu *c, int vec)
 static bool cpu_is_contributory(int vec)
 {
     return vec == EXC_DE || (vec >= 10 && vec <= 13);
+}
+
+/* Fault-class exceptions push RFLAGS with RF set (SDM 17.3.1.1), so that the IRET back to the
+ * instruction does not hit its instruction breakpoint again. #DB is left out: its instruction
+ * breakpoint faults only with RF clear, its traps happen after the instruction. */
+static bool cpu_is_fault(int vec)
+{
+    return vec == EXC_DE || (vec >= EXC_BR && vec <= EXC_NM) || (vec >= EXC_TS && vec <= EXC_PF) ||
+           vec == EXC_MF || vec == EXC_AC || vec == EXC_XM;
 }
 
 static bool cpu_is_double_fault(int first, int second)
@@ -502,6 +530,7 @@ enum emu_stop emu_cpu_run(struct cpu *c)
             c->exc_depth = 1;   /* a first event, or one the SDM delivers after the first */
         }
         c->exc_first = soft ? -1 : vec;
+        c->exc_rf = !soft && cpu_is_fault(vec);
         c->exc_rewind = soft ? c->exc_soft_len : 0;
         c->exc_soft_len = 0;
         c->exc_vec = -1;
@@ -536,8 +565,15 @@ enum emu_stop emu_cpu_run(struct cpu *c)
             if (!c->env.lapic)
                 return EMU_STOP_HLT;
             if (!(c->eflags & F_IF)) {
-                /* only INIT (or the machine stopping) ends this */
-                cpu_sleep(c, UINT64_MAX, false);
+                /* only INIT, an NMI (or the machine stopping) ends this: a kick wakes the
+                 * CPU to look for an NMI, a maskable interrupt is not taken */
+                atomic_store(&c->irq_check, false);
+                if (!c->nmi_blocked && lapic_nmi_pending(c->env.lapic)) {
+                    atomic_store(&c->irq_check, true);
+                    continue;
+                }
+                cpu_sleep(c, UINT64_MAX, true);
+                atomic_store(&c->irq_check, true);
                 continue;
             }
             poll_timer(c);
@@ -552,9 +588,18 @@ enum emu_stop emu_cpu_run(struct cpu *c)
             if (machine_stopping(c))
                 return EMU_STOP_KICK;
         }
-        if (c->inhibit_irq)
-            c->inhibit_irq = false;
-        else if (atomic_load_explicit(&c->irq_check, memory_order_relaxed) && take_interrupt(c))
+        if (unlikely(debug_stepping(c))) {
+            if (!c->inhibit_irq && atomic_load_explicit(&c->irq_check, memory_order_relaxed) &&
+                take_interrupt(c))
+                continue;
+            if (debug_step(c) < 0) {
+                log_error("cpu%d: executing outside RAM at %#llx", c->id,
+                          (unsigned long long)((c->segbase[SEG_CS] + c->rip) & c->lin_mask));
+                return EMU_STOP_ERROR;
+            }
+            continue;
+        }
+        if (atomic_load_explicit(&c->irq_check, memory_order_relaxed) && take_interrupt(c))
             continue;
         struct block *b = block_get(c);
         if (unlikely(!b)) {

@@ -219,6 +219,16 @@ struct cpu {
     const struct insn *cur;
     bool brk;              /* leave the current block after this instruction */
 
+    /* Debug (debug.c): while TF, RF, an enabled DR7 breakpoint or an interrupt shadow is set,
+     * the run loop executes one instruction at a time through debug_step. */
+    bool exc_rf;           /* the event being delivered is a fault: RF set in the pushed flags */
+    bool tf_recheck;       /* SYSCALL/SYSRET: single-step follows TF at the end of the instruction */
+    bool shadow_ss;        /* MOV SS/POP SS: debug traps wait for the next instruction too */
+    bool nmi_blocked;      /* from an NMI's delivery to the next IRET */
+    uint8_t dbg_bp;        /* DR7 L0-3|G0-3 folded: breakpoints 0-3 that are enabled */
+    uint32_t db_pending;   /* DR6 bits of traps the current instruction hit (data, I/O) */
+    uint32_t db_deferred;  /* ...held back by a MOV SS shadow */
+
     /* Environment */
     struct machine *m;
     struct emu_vm *vm;
@@ -325,6 +335,32 @@ __attribute__((noreturn)) void raise_gp(struct cpu *c, uint32_t err);
 __attribute__((noreturn)) void raise_soft_int(struct cpu *c, int vec);
 void except_deliver(struct cpu *c, int vec, bool has_err, uint32_t err, bool soft);
 void except_iret(struct cpu *c, int osz);
+
+/* --- debug (debug.c) --- */
+#define DR6_BD 0x2000u
+#define DR6_BS 0x4000u
+#define DR6_FIXED 0xffff0ff0u   /* reserved bits that read as 1 (bit 12 reads 0) */
+#define DR7_GD 0x2000u
+#define CR4_DE 0x8u
+/* True when the run loop must step one instruction at a time. */
+static inline bool debug_stepping(const struct cpu *c)
+{
+    return (c->eflags & (F_TF | F_RF)) || c->dbg_bp || c->inhibit_irq;
+}
+/* Runs one instruction at CS:RIP with single-step, breakpoint and interrupt-shadow rules;
+ * -EFAULT when RIP is not in RAM. Faults longjmp as from a block. */
+int debug_step(struct cpu *c);
+/* MOV to/from DRn (n 0-7 as encoded): #UD, #GP and general-detect #DB as the SDM says. */
+uint64_t debug_read_dr(struct cpu *c, int n);
+void debug_write_dr(struct cpu *c, int n, uint64_t v);
+/* A data access of sz bytes at la (write or read), or an I/O access to port (io): records the
+ * breakpoints it hits in db_pending. Only called while dbg_bp is nonzero. */
+void debug_check_data(struct cpu *c, uint64_t la, int sz, bool write);
+void debug_check_io(struct cpu *c, uint16_t port, int sz);
+/* Raises #DB as a trap (RIP already past the instruction) with these DR6 status bits. */
+__attribute__((noreturn)) void debug_trap(struct cpu *c, uint32_t dr6_bits);
+/* DR7 changed (or the CPU state was loaded): recompute dbg_bp and the TLB. */
+void debug_update(struct cpu *c);
 
 /* --- modes and segments (seg.c) --- */
 void cpu_update_mode(struct cpu *c);

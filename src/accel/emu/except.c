@@ -115,7 +115,7 @@ static void deliver_prot(struct cpu *c, int vec, bool has_err, uint32_t err, boo
     if (!cs.present)
         raise_exc_err(c, EXC_NP, sel & 0xfffc);
     int ncpl = (cs.type & 4) ? c->cpl : cs.dpl;   /* conforming code keeps the CPL */
-    uint64_t oflags = flags_get(c);
+    uint64_t oflags = flags_get(c) | (c->exc_rf ? F_RF : 0);
     uint16_t oss = c->seg[SEG_SS].selector, ocs = c->seg[SEG_CS].selector;
     uint64_t orsp = c->r[R_SP], orip = c->rip;
     int ocpl = c->cpl;
@@ -206,6 +206,7 @@ void except_deliver(struct cpu *c, int vec, bool has_err, uint32_t err, bool sof
 
 void except_iret(struct cpu *c, int osz)
 {
+    c->nmi_blocked = false;   /* any IRET ends NMI blocking, even one that faults later */
     if (!(c->cr0 & CR0_PE)) {
         uint64_t ip = pop(c, osz), cs = pop(c, osz), fl = pop(c, osz);
         seg_set_real(c, SEG_CS, (uint16_t)cs);

@@ -181,7 +181,7 @@ H(h_mov_sreg_rm)
         raise_ud(c);
     seg_load(c, s, (uint16_t)rm_read(c, i, 2));
     if (s == SEG_SS)
-        c->inhibit_irq = true;
+        c->inhibit_irq = c->shadow_ss = true;
 }
 
 static int seg_of_op(unsigned op)
@@ -207,7 +207,7 @@ H(h_pop_seg)
     seg_load(c, s, sel);
     pop(c, i->osz);
     if (s == SEG_SS)
-        c->inhibit_irq = true;
+        c->inhibit_irq = c->shadow_ss = true;
 }
 
 /* LES, LDS (C4, C5) and LSS, LFS, LGS (0F B2, B4, B5): a far pointer from memory */

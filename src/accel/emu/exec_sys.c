@@ -283,20 +283,12 @@ H(h_mov_cr_r)
 
 H(h_mov_r_dr)
 {
-    need_cpl0(c);
-    int n = i->sub;
-    if (n == 4 || n == 5)
-        n += 2;
-    reg_set(c, i->rm, c->code64 ? 8 : 4, c->dr[n]);
+    reg_set(c, i->rm, c->code64 ? 8 : 4, debug_read_dr(c, i->sub));
 }
 
 H(h_mov_dr_r)
 {
-    need_cpl0(c);
-    int n = i->sub;
-    if (n == 4 || n == 5)
-        n += 2;
-    c->dr[n] = reg_get(c, i->rm, c->code64 ? 8 : 4);   /* kept, not acted on: no breakpoints */
+    debug_write_dr(c, i->sub, reg_get(c, i->rm, c->code64 ? 8 : 4));
 }
 
 H(h_wrmsr)
@@ -354,6 +346,7 @@ H(h_syscall)
     (void)i;
     if (!(c->efer & EFER_SCE) || !c->lma)
         raise_ud(c);
+    bool from64 = c->code64;   /* compatibility mode enters at CSTAR (the new CS is 64-bit) */
     uint16_t sel = (uint16_t)(c->star >> 32);
     c->r[R_CX] = c->rip;
     c->r[R_R11] = flags_get(c) & ~(uint64_t)F_RF;
@@ -364,7 +357,8 @@ H(h_syscall)
     flags_set(c, f, 0x3f7fd5);
     c->eflags &= ~(uint32_t)(c->sfmask | F_RF);
     cpu_update_mode(c);
-    c->rip = c->code64 ? c->lstar : c->cstar;
+    c->rip = from64 ? c->lstar : c->cstar;
+    c->tf_recheck = true;   /* single-step follows TF after SFMASK, not before */
 }
 
 H(h_sysret)
@@ -387,6 +381,9 @@ H(h_sysret)
     flags_set(c, (c->r[R_R11] & 0x3c7fd7) | 2, 0x3f7fd5);
     cpu_update_mode(c);
     c->rip = rip;
+    c->tf_recheck = true;
+    if (c->eflags & F_TF)
+        debug_trap(c, DR6_BS);   /* a TF that SYSRET loads traps after SYSRET itself */
 }
 
 H(h_sysenter) { (void)i; raise_ud(c); }

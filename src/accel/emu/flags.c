@@ -169,5 +169,8 @@ void flags_set(struct cpu *c, uint64_t f, uint32_t writable)
     ar = (ar & ~writable) | ((uint32_t)f & writable);
     cc_flags(c, ar);
     uint32_t other = writable & ~F_ARITH;
+    uint32_t old = c->eflags;
     c->eflags = (c->eflags & ~other) | ((uint32_t)f & other);
+    if (unlikely((c->eflags & ~old) & (F_TF | F_RF)))
+        c->brk = true;   /* the run loop steps from the next instruction on (debug.c) */
 }

@@ -55,6 +55,7 @@ static void mmio_access(struct cpu *c, uint64_t pa, void *data, int sz, bool wri
             lapic_mmio_write(c->env.lapic, off & ~3u, v);
             c->timer_deadline = 0;   /* the timer may have been (re)armed: poll it */
             atomic_store_explicit(&c->irq_check, true, memory_order_relaxed);
+            c->brk = true;   /* a self-IPI is taken after this instruction, not blocks later */
         } else {
             uint32_t v = lapic_mmio_read(c->env.lapic, off & ~3u);
             uint64_t w = (uint64_t)v >> ((off & 3) * 8);

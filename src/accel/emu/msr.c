@@ -252,9 +252,13 @@ void cpu_io(struct cpu *c, uint16_t port, void *data, int sz, bool is_write)
 {
     if ((c->cr0 & CR0_PE) && c->cpl > (int)((c->eflags >> 12) & 3))
         raise_gp(c, 0);   /* no I/O permission bitmap: user I/O needs IOPL */
+    if (unlikely(c->dbg_bp))
+        debug_check_io(c, port, sz);
     if (c->env.io) {
         c->env.io(c->env.opaque, port, data, (unsigned)sz, is_write);
         cpu_check_map(c);
+        if (atomic_load_explicit(&c->irq_check, memory_order_relaxed))
+            c->brk = true;   /* an interrupt the write raised is taken after this instruction */
     } else if (!is_write)
         memset(data, 0xff, sz);
 }

@@ -103,6 +103,7 @@ static void emu_cpu_post_load(void *opaque)
     struct cpu *c = p->c;
     emu_cpu_set_state(c, &p->s);
     memcpy(c->dr, p->dr, sizeof(c->dr));
+    debug_update(c);
     c->star = p->star, c->lstar = p->lstar, c->cstar = p->cstar, c->sfmask = p->sfmask;
     c->kernel_gs = p->kernel_gs, c->tsc_aux = p->tsc_aux, c->pat = p->pat, c->misc_enable = p->misc_enable;
     c->sysenter_cs = p->sysenter_cs, c->sysenter_esp = p->sysenter_esp, c->sysenter_eip = p->sysenter_eip;
