@@ -74,6 +74,21 @@ static int mb_fw_cfg(struct machine *m)
     return ret;
 }
 
+/* Under QEMU a multiboot kernel starts after SeaBIOS, which programmed the 8259s for real mode:
+ * IRQ 0-7 at vectors 0x08-0x0f, IRQ 8-15 at 0x70-0x77. Code that goes back to real mode expects
+ * them there (kvm-unit-tests' realmode sets IRQ 11 and installs its handler at 0x73); an
+ * unprogrammed PIC would send IRQ 11 to vector 3. The lines stay unmasked: there is no BIOS with
+ * handlers of its own to mask them for. Without a PIC on the bus the writes go nowhere. */
+static void mb_pic_init(struct machine *m)
+{
+    static const uint16_t port[] = { 0x20, 0xa0, 0x21, 0xa1, 0x21, 0xa1, 0x21, 0xa1, 0x21, 0xa1 };
+    static const uint8_t val[] = { 0x11, 0x11, 0x08, 0x70, 0x04, 0x02, 0x01, 0x01, 0x00, 0x00 };
+    for (size_t k = 0; k < sizeof(port) / sizeof(port[0]); k++) {
+        uint8_t v = val[k];
+        bus_dispatch(&m->pio, port[k], &v, 1, true);
+    }
+}
+
 int multiboot_load(struct machine *m, const struct multiboot_image *img, const uint8_t *k, size_t klen,
                    const char *kernel_name, struct cpu_state *s)
 {
@@ -181,5 +196,6 @@ int multiboot_load(struct machine *m, const struct multiboot_image *img, const u
     s->gpr[R_BX] = info + mbi_off;
     s->gpr[R_SP] = stack_top - 0x10;   /* not promised by the spec; harmless, and usable */
     s->rip = img->entry;
+    mb_pic_init(m);
     return mb_fw_cfg(m);
 }

@@ -416,10 +416,11 @@ H(h_das)
     uint8_t al = (uint8_t)c->r[R_AX], old = al;
     bool cf = f & F_CF, af = false;
     if ((al & 0xf) > 9 || (f & F_AF)) {
+        cf = cf || al < 6;   /* the borrow of AL - 6 sets CF too (SDM's DAS pseudocode) */
         al -= 6;
         af = true;
     }
-    if (old > 0x99 || cf) {
+    if (old > 0x99 || (f & F_CF)) {
         al -= 0x60;
         cf = true;
     }
