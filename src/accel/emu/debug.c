@@ -90,6 +90,9 @@ int debug_step(struct cpu *c)
 {
     /* the interrupt shadow covers this one instruction: the run loop took no event before it */
     bool after_ss = c->shadow_ss;
+    /* traps a MOV SS held back: lost if this instruction faults or is ICEBP, as on hardware */
+    uint32_t deferred = c->db_deferred;
+    c->db_deferred = 0;
     c->inhibit_irq = false;
     c->shadow_ss = false;
     c->tf_recheck = false;
@@ -123,8 +126,8 @@ int debug_step(struct cpu *c)
         tf = c->eflags & F_TF;
         c->tf_recheck = false;
     }
-    uint32_t hits = c->db_pending | c->db_deferred | (tf ? DR6_BS : 0);
-    c->db_pending = c->db_deferred = 0;
+    uint32_t hits = c->db_pending | deferred | (tf ? DR6_BS : 0);
+    c->db_pending = 0;
     if (!hits)
         return 0;
     if (c->shadow_ss && !after_ss) {

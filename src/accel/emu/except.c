@@ -197,6 +197,7 @@ void except_deliver(struct cpu *c, int vec, bool has_err, uint32_t err, bool sof
     else if (!soft && vec < 32)
         log_debug(LOG_INT, "cpu%d: exception %d at %#llx err %#x", c->id, vec,
                   (unsigned long long)c->rip, err);
+    c->halted = false;   /* a trap after HLT (single-step) is delivered, not slept through */
     if (!(c->cr0 & CR0_PE)) {
         deliver_real(c, vec);
         return;
