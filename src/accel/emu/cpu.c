@@ -537,6 +537,11 @@ enum emu_stop emu_cpu_run(struct cpu *c)
         except_deliver(c, vec, has_err, err, soft);
         c->exc_depth = 0;
         c->exc_rewind = 0;
+        if (unlikely(soft && c->db_deferred)) {
+            uint32_t bits = c->db_deferred;   /* MOV SS; INT n with a data breakpoint hit */
+            c->db_deferred = 0;
+            debug_trap(c, bits);
+        }
     }
     for (;;) {
         if (unlikely(atomic_load_explicit(&c->exit_req, memory_order_relaxed))) {

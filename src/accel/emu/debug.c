@@ -29,7 +29,10 @@ static int dr7_len(uint64_t dr7, int n)
 
 void debug_update(struct cpu *c)
 {
+    uint8_t old = c->dbg_bp;
     c->dbg_bp = dr7_enabled(c->dr[7]);
+    if (old || c->dbg_bp)
+        tlb_flush(c, true);   /* mmu.c keeps no readable/writable entries while breakpoints are on */
     c->brk = true;
 }
 
@@ -108,6 +111,10 @@ int debug_step(struct cpu *c)
     if (!b)
         return -EFAULT;
     const struct insn *i = b->ins;
+    /* INT n, INT3, INTO: the held-back traps come at the handler's first instruction (the run
+     * loop raises them after delivering the interrupt) */
+    if (deferred && (i->fn == h_int || i->fn == h_int3 || i->fn == h_into))
+        c->db_deferred = deferred;
     bool tf = c->eflags & F_TF;
     uint64_t rip0 = c->rip;
     c->db_pending = 0;
@@ -127,7 +134,7 @@ int debug_step(struct cpu *c)
         c->tf_recheck = false;
     }
     uint32_t hits = c->db_pending | deferred | (tf ? DR6_BS : 0);
-    c->db_pending = 0;
+    c->db_pending = c->db_deferred = 0;
     if (!hits)
         return 0;
     if (c->shadow_ss && !after_ss) {
@@ -172,6 +179,8 @@ void debug_write_dr(struct cpu *c, int n, uint64_t v)
     }
     if (n < 4) {
         c->dr[n] = c->code64 ? v : (uint32_t)v;
+        if (c->dbg_bp)
+            debug_update(c);
         return;
     }
     if (v >> 32)

@@ -258,6 +258,8 @@ static uint8_t *xlate_as(struct cpu *c, uint64_t la, int acc, bool user, uint64_
     e->pidx = pidx;
     e->global = wk.g;
     e->lmask = wk.lmask;
+    if (unlikely(c->dbg_bp))
+        e->vr = e->vw = 1;   /* data breakpoints: every access comes through rd_bytes/wr_bytes */
     return host + (la & 0xfff);
 }
 
@@ -287,6 +289,8 @@ uint64_t mem_rd_sys(struct cpu *c, uint64_t la, int sz)
 
 static void rd_bytes(struct cpu *c, uint64_t la, uint8_t *buf, int n)
 {
+    if (unlikely(c->dbg_bp))
+        debug_check_data(c, la, n, false);
     uint64_t pa;
     uint8_t *h = xlate(c, la, ACC_R, &pa);
     if (h)
@@ -297,6 +301,8 @@ static void rd_bytes(struct cpu *c, uint64_t la, uint8_t *buf, int n)
 
 static void wr_bytes(struct cpu *c, uint64_t la, const uint8_t *buf, int n)
 {
+    if (unlikely(c->dbg_bp))
+        debug_check_data(c, la, n, true);
     uint64_t pa;
     uint8_t *h = xlate(c, la, ACC_W, &pa);
     if (h) {
@@ -371,7 +377,7 @@ void mem_wr_buf(struct cpu *c, uint64_t la, const void *buf, int n)
 
 void *mem_ptr_w(struct cpu *c, uint64_t la, int sz)
 {
-    if ((la & 0xfff) + sz > 0x1000)
+    if ((la & 0xfff) + sz > 0x1000 || unlikely(c->dbg_bp))
         return NULL;
     struct tlb_entry *e = &c->tlbc[(la >> 12) & (TLB_SIZE - 1)];
     uint8_t *h;
@@ -390,7 +396,7 @@ void *mem_ptr_w(struct cpu *c, uint64_t la, int sz)
 
 const void *mem_ptr_r(struct cpu *c, uint64_t la, int sz)
 {
-    if ((la & 0xfff) + sz > 0x1000)
+    if ((la & 0xfff) + sz > 0x1000 || unlikely(c->dbg_bp))
         return NULL;
     struct tlb_entry *e = &c->tlbc[(la >> 12) & (TLB_SIZE - 1)];
     if (e->vr == (la & ~0xfffull))
