@@ -170,4 +170,6 @@ void flags_set(struct cpu *c, uint64_t f, uint32_t writable)
     cc_flags(c, ar);
     uint32_t other = writable & ~F_ARITH;
     c->eflags = (c->eflags & ~other) | ((uint32_t)f & other);
+    if (other & F_AC)
+        cpu_select_tlb(c);
 }
