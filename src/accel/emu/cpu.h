@@ -372,6 +372,8 @@ void *mem_ptr_w(struct cpu *c, uint64_t la, int sz);
 /* Host pointer valid for reading up to the end of la's page (code fetch), faulting like one. */
 const void *mem_ptr_r(struct cpu *c, uint64_t la, int sz);
 const uint8_t *mem_ptr_x(struct cpu *c, uint64_t la, uint64_t *pa, uint32_t *pidx);
+/* n instruction bytes at la, all in one page that need not be RAM (MMIO, or all ones). */
+void mem_fetch_io(struct cpu *c, uint64_t la, uint8_t *buf, int n);
 void tlb_flush(struct cpu *c, bool global);
 /* The memory map changed (emu_vm.map_gen): empty the TLB and leave the block, so that the next
  * access, even right after the port or MMIO write that moved a region, finds the new map. */

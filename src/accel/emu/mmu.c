@@ -497,6 +497,20 @@ const void *mem_ptr_r(struct cpu *c, uint64_t la, int sz)
     return xlate(c, la, ACC_R, &pa);
 }
 
+/* Instruction bytes from a page that is not RAM: what the device (or nothing: all ones) answers,
+ * a byte at a time, as a fetch from MMIO reads it. n bytes, all in la's page. */
+void mem_fetch_io(struct cpu *c, uint64_t la, uint8_t *buf, int n)
+{
+    uint64_t pa;
+    uint8_t *h = xlate(c, la, ACC_X, &pa);
+    if (h) {
+        memcpy(buf, h, n);
+        return;
+    }
+    for (int k = 0; k < n; k++)
+        mmio_access(c, pa + k, buf + k, 1, false);
+}
+
 const uint8_t *mem_ptr_x(struct cpu *c, uint64_t la, uint64_t *pa, uint32_t *pidx)
 {
     struct tlb_entry *e = &c->tlbc[(la >> 12) & (TLB_SIZE - 1)];
