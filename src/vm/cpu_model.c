@@ -34,6 +34,7 @@ static const struct feat_name feat_names[] = {
     { "avx2", CPUF_7_EBX, 5 }, { "smep", CPUF_7_EBX, 7 }, { "bmi2", CPUF_7_EBX, 8 },
     { "erms", CPUF_7_EBX, 9 }, { "invpcid", CPUF_7_EBX, 10 }, { "rtm", CPUF_7_EBX, 11 },
     { "rdseed", CPUF_7_EBX, 18 }, { "adx", CPUF_7_EBX, 19 }, { "smap", CPUF_7_EBX, 20 },
+    { "umip", CPUF_7_ECX, 2 }, { "pku", CPUF_7_ECX, 3 }, { "pks", CPUF_7_ECX, 31 },
     { "syscall", CPUF_X1_EDX, 11 }, { "nx", CPUF_X1_EDX, 20 }, { "pdpe1gb", CPUF_X1_EDX, 26 },
     { "rdtscp", CPUF_X1_EDX, 27 }, { "lm", CPUF_X1_EDX, 29 },
     { "lahf_lm", CPUF_X1_ECX, 0 }, { "abm", CPUF_X1_ECX, 5 }, { "sse4a", CPUF_X1_ECX, 6 },
@@ -57,8 +58,10 @@ const uint32_t cpu_model_tcg_features[CPUF_WORDS] = {
     [CPUF_1_ECX] = (1u << 0) | (1u << 1) | (1u << 9) | (1u << 12) | (1u << 13) | (1u << 19) |
                    (1u << 20) | (1u << 22) | (1u << 23) | (1u << 25) | (1u << 26) | (1u << 28) |
                    (1u << 29) | (1u << 31),
-    [CPUF_7_EBX] = (1u << 3) | (1u << 5) | (1u << 8),   /* bmi1 avx2 bmi2 */
-    [CPUF_X1_EDX] = X1_EDX_LM | (1u << 27),
+    /* bmi1 avx2 smep bmi2 smap */
+    [CPUF_7_EBX] = (1u << 3) | (1u << 5) | (1u << 7) | (1u << 8) | (1u << 20),
+    [CPUF_7_ECX] = (1u << 2) | (1u << 3) | (1u << 31),   /* umip pku pks */
+    [CPUF_X1_EDX] = X1_EDX_LM | (1u << 26) | (1u << 27),   /* and pdpe1gb rdtscp */
     [CPUF_X1_ECX] = 1u << 0,
     [CPUF_X7_EDX] = 1u << 8,
 };

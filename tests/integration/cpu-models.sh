@@ -67,6 +67,10 @@ if grep -qw avx2 /proc/cpuinfo && grep -qw fma /proc/cpuinfo && grep -qw f16c /p
   fi
 fi
 
+# protection keys and UMIP from user space (tests/guest/pkeys.c); the host need not have them:
+# what the program must print under -cpu max is fixed by the SDM and Linux's UMIP emulation
+cc -O2 -static -o "$TMP/pkeys" "$TOP/tests/guest/pkeys.c" 2>/dev/null || rm -f "$TMP/pkeys"
+
 if ! "$TOP/guest/build.sh" "$TOP/$B/guest" >"$TMP/guest.log" 2>&1; then
   fail "default guest builds" "$(tail -n 3 "$TMP/guest.log")"
   exit 0
@@ -75,6 +79,7 @@ G=$TOP/$B/guest
 mkdir "$TMP/root"
 (cd "$TMP/root" && zcat "$G/initrd.gz" | cpio -id --quiet && cp "$TMP/isa-v2" bin/isa-v2 && { [ ! -e "$TMP/isa-bmi" ] || cp "$TMP/isa-bmi" bin/isa-bmi; } &&
   { [ -z "$v3" ] || cp "$TMP/isa-v3" bin/isa-v3; } &&
+  { [ ! -e "$TMP/pkeys" ] || cp "$TMP/pkeys" bin/pkeys; } &&
   find . | cpio -o -H newc --quiet | gzip -1 >"$TMP/initrd-v2.gz")
 
 # boot_cmd NAME CPU COMMANDS: boots the guest with -cpu CPU (none: the default), types the
@@ -110,7 +115,7 @@ has_flags() {  # has_flags LINE FLAG...: every flag is in the line
   for f; do case "$line" in *" $f "*) ;; *) return 1 ;; esac; done
 }
 
-if boot_cmd max max 'echo "flags=$(grep -m1 ^flags /proc/cpuinfo | cut -d: -f2)"; /bin/isa-v2; echo "rc=$?"; [ ! -x /bin/isa-bmi ] || /bin/isa-bmi; [ ! -x /bin/isa-v3 ] || { /bin/isa-v3; echo "rc3=$?"; }'; then
+if boot_cmd max max 'echo "flags=$(grep -m1 ^flags /proc/cpuinfo | cut -d: -f2)"; /bin/isa-v2; echo "rc=$?"; [ ! -x /bin/isa-bmi ] || /bin/isa-bmi; [ ! -x /bin/isa-v3 ] || { /bin/isa-v3; echo "rc3=$?"; }; [ ! -x /bin/pkeys ] || /bin/pkeys; dmesg | grep -ciE "oops|bug:|general protection" | sed "s/^/oopses=/"'; then
   f=$(flags_of max)
   check "tcg -cpu max: /proc/cpuinfo shows sse3 ssse3 sse4_1 sse4_2 popcnt cx16 movbe lahf_lm bmi1 bmi2" \
     has_flags "$f" pni ssse3 sse4_1 sse4_2 popcnt cx16 movbe lahf_lm bmi1 bmi2
@@ -125,6 +130,20 @@ if boot_cmd max max 'echo "flags=$(grep -m1 ^flags /proc/cpuinfo | cut -d: -f2)"
   fi
   check "tcg -cpu max: /proc/cpuinfo shows avx avx2 fma f16c xsave xsaveopt aes pclmulqdq" \
     has_flags "$f" avx avx2 fma f16c xsave xsaveopt aes pclmulqdq
+  # Linux switches SMEP, SMAP, UMIP and PKU on when CPUID offers them: the boot, every
+  # copy_to/from_user under STAC/CLAC, and the programs above ran with them
+  check "tcg -cpu max: /proc/cpuinfo shows smep smap umip pku ospke" has_flags "$f" smep smap umip pku ospke
+  expect_eq "tcg -cpu max: no oops in the kernel log (SMAP/SMEP faults would be ones)" 0 \
+    "$(sed -n 's/^oopses=//p' "$TMP/boot.max" | tr -d '\r' | head -n 1)"
+  if [ -e "$TMP/pkeys" ]; then
+    expect_eq "tcg -cpu max: protection keys from user space (pkey_alloc, pkey_set, SEGV_PKUERR)" \
+      "pkeys: key 1, open: read ok, write ok|pkeys: write-disabled: read ok, write faults (si_code 4, key matches)|pkeys: access-disabled: read faults (si_code 4, key matches)|pkeys: reopened: write ok, value 7" \
+      "$(grep '^pkeys:' "$TMP/boot.max" | tr -d '\r' | paste -sd'|')"
+    expect_eq "tcg -cpu max: SGDT in user mode under UMIP gets Linux's dummy base" \
+      "umip: sgdt base 0xfffffffffffe0000 limit 0" "$(grep '^umip:' "$TMP/boot.max" | tr -d '\r' | head -n 1)"
+  else
+    skip "tcg -cpu max: protection keys program" "no static toolchain"
+  fi
   if [ -n "$v3" ]; then
     expect_eq "tcg -cpu max: the -march=x86-64-v3 program prints the host's result" "$v3" \
       "$(grep '^isa-v3:' "$TMP/boot.max" | tr -d '\r' | head -n 1)"

@@ -27,6 +27,14 @@ check "tcg,jit=off: command line" grep -q "^cmdline=hello world" "$TMP/out"
 run 20 -kernel "$GUESTS/bzimage64.bin" -append "test=mmio"
 check "tcg: unmapped MMIO reads as ones" grep -q "^mmio_read=-1" "$TMP/out"
 
+# a jump to where nothing answers: the CPU fetches all ones (FF FF is #UD) and the guest's
+# handler sees the #UD at that address, as on hardware; the VM does not stop
+for j in on off; do
+  run 20 -accel tcg,jit=$j -kernel "$GUESTS/bzimage64.bin" -append "test=noram"
+  check "tcg,jit=$j: a jump to no RAM raises #UD there (fetched all ones)" grep -q "^noram_ud_at=0" "$TMP/out"
+  expect_eq "tcg,jit=$j: and the guest goes on to power off" 0 "$(cat "$TMP/rc")"
+done
+
 run 20 -no-reboot -kernel "$GUESTS/bzimage64.bin" -append "test=reset"
 expect_eq "tcg: reset with -no-reboot exits 0" 0 "$(cat "$TMP/rc")"
 

@@ -143,7 +143,9 @@ static void test_cpuid_leaves(void **s)
     cpu_model_cpuid(&m, 0, 1, 0, 0, out);
     assert_int_equal(out[0], 0xd);               /* leaf 0xD: XSAVE; leaf 7 BMI1/AVX2/BMI2 */
     cpu_model_cpuid(&m, 0, 1, 7, 0, out);
-    assert_int_equal(out[1], (1u << 3) | (1u << 5) | (1u << 8));
+    /* BMI1 AVX2 SMEP BMI2 SMAP; UMIP PKU PKS */
+    assert_int_equal(out[1], (1u << 3) | (1u << 5) | (1u << 7) | (1u << 8) | (1u << 20));
+    assert_int_equal(out[2], (1u << 2) | (1u << 3) | (1u << 31));
     cpu_model_cpuid(&m, 0, 1, 7, 1, out);
     assert_int_equal(out[1], 0);                 /* subleaf 1: nothing */
     cpu_model_cpuid(&m, 0, 1, 0x80000001, 0, out);

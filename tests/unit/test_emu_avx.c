@@ -486,9 +486,9 @@ static void test_xsave_cpuid_xsetbv(void **st)
     rnd_regs(&r);
     r.r[R_AX] = 0xd, r.r[R_CX] = 0;
     assert_int_equal(emu_only("\x0f\xa2", 2, &r), -1);   /* cpuid */
-    assert_int_equal(r.r[R_AX], 7);                         /* x87 SSE AVX */
+    assert_int_equal(r.r[R_AX], 0x207);                     /* x87 SSE AVX PKRU */
     assert_int_equal(r.r[R_BX], 832);                       /* the size XCR0 = 7 needs */
-    assert_int_equal(r.r[R_CX], 832);
+    assert_int_equal(r.r[R_CX], 2696);                      /* PKRU: 8 bytes at 2688 */
     r.r[R_AX] = 0xd, r.r[R_CX] = 2;
     assert_int_equal(emu_only("\x0f\xa2", 2, &r), -1);
     assert_int_equal(r.r[R_AX], 256);                       /* AVX: 256 bytes at 576 */
@@ -499,10 +499,10 @@ static void test_xsave_cpuid_xsetbv(void **st)
     r.r[R_AX] = 1, r.r[R_CX] = 0;
     assert_int_equal(emu_only("\x0f\xa2", 2, &r), -1);
     assert_int_equal(r.r[R_CX] >> 26 & 7, 7);               /* XSAVE OSXSAVE AVX */
-    /* XSETBV: x87 must stay, AVX needs SSE, nothing beyond bit 2, ECX 0 only */
+    /* XSETBV: x87 must stay, AVX needs SSE, nothing beyond bit 2 but PKRU (bit 9), ECX 0 only */
     static const struct { uint32_t eax, ecx; int vec; } xs[] = {
         { 7, 0, -1 }, { 3, 0, -1 }, { 1, 0, -1 }, { 6, 0, 13 }, { 5, 0, 13 }, { 0xf, 0, 13 },
-        { 0x207, 0, 13 }, { 7, 1, 13 },
+        { 0x20f, 0, 13 }, { 0x107, 0, 13 }, { 0x207, 0, -1 }, { 7, 1, 13 },
     };
     for (size_t k = 0; k < sizeof(xs) / sizeof(xs[0]); k++) {
         r.r[R_AX] = xs[k].eax, r.r[R_CX] = xs[k].ecx, r.r[R_DX] = 0;

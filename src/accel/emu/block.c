@@ -49,17 +49,34 @@ static struct block *decode_crossing(struct cpu *c, uint64_t la, const uint8_t *
     uint8_t buf[16];
     int first = 0x1000 - (int)(la & 0xfff);
     memcpy(buf, host, first);
-    uint64_t pa2;
-    uint32_t pidx2;
-    const uint8_t *h2 = mem_ptr_x(c, (la + first) & c->lin_mask, &pa2, &pidx2);
-    if (h2)
-        memcpy(buf + first, h2, 16 - first);
-    else
-        memset(buf + first, 0xff, 16 - first);
+    mem_fetch_io(c, (la + first) & c->lin_mask, buf + first, 16 - first);
     struct block *b = c->xblock;
     int ends;
     int n = decode_insn(buf, 15, mode & ~BLOCK_SS32, &b->ins[0], &ends);
     (void)n;
+    b->n = 1;
+    b->pa = ~0ull;
+    b->code = NULL;
+    return b;
+}
+
+/* Code outside RAM (a jump into the PCI hole, a device's window, past the end of RAM): one
+ * instruction at a time from what the bus answers there, as hardware fetches it, never cached.
+ * Nothing there is all ones, FF FF: #UD, and the guest's own handler decides what follows. */
+static struct block *decode_io(struct cpu *c, uint64_t la, uint32_t mode)
+{
+    uint8_t buf[16];
+    int first = 0x1000 - (int)(la & 0xfff);
+    if (first > 15)
+        first = 15;
+    mem_fetch_io(c, la, buf, first);
+    struct block *b = c->xblock;
+    int ends;
+    if (decode_insn(buf, first, mode & ~BLOCK_SS32, &b->ins[0], &ends) < 0 && first < 15) {
+        /* it reaches into the next page: fetch that too (which may fault, as it would) */
+        mem_fetch_io(c, (la + first) & c->lin_mask, buf + first, 15 - first);
+        decode_insn(buf, 15, mode & ~BLOCK_SS32, &b->ins[0], &ends);
+    }
     b->n = 1;
     b->pa = ~0ull;
     b->code = NULL;
@@ -76,7 +93,7 @@ struct block *block_get_slow(struct cpu *c)
     uint32_t pidx;
     const uint8_t *host = mem_ptr_x(c, la, &pa, &pidx);
     if (unlikely(!host))
-        return NULL;
+        return decode_io(c, la, mode);
     unsigned h = block_hash(pa, mode);
     uint32_t gen = atomic_load_explicit(&c->vm->gen[pidx], memory_order_acquire);
     struct block **pp = &c->bhash[h];

@@ -199,6 +199,8 @@ static void cpu_reset_regs(struct cpu *c)
     memset(c->ymmh, 0, sizeof(c->ymmh));
     c->mxcsr = 0x1f80;
     c->xcr0 = XCR0_X87;
+    c->pkru = 0;
+    c->pkrs = 0;
     c->pat = 0x0007040600070406ull;
     c->misc_enable = 1;   /* fast strings */
     c->efer = 0;
@@ -294,6 +296,7 @@ void emu_cpu_set_state(struct cpu *c, const struct cpu_state *s)
     if ((c->cr0 & CR0_PE) && c->seg[SEG_CS].dpl != (c->seg[SEG_CS].selector & 3))
         cpu_set_cpl(c, c->seg[SEG_SS].dpl);
     cpu_update_mode(c);
+    c->tlb_used = (1u << TLB_SETS) - 1;   /* a new state: empty every set, filled or not */
     tlb_flush(c, true);
     c->halted = false;
     c->wait_sipi = false;

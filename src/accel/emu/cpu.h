@@ -48,11 +48,17 @@ struct lapic;
 #define CR4_PGE 0x80u
 #define CR4_OSFXSR 0x200u
 #define CR4_OSXMMEXCPT 0x400u
+#define CR4_UMIP 0x800u
 #define CR4_OSXSAVE 0x40000u
+#define CR4_SMEP 0x100000u
+#define CR4_SMAP 0x200000u
+#define CR4_PKE 0x400000u
+#define CR4_PKS 0x1000000u
 /* XCR0 state components this CPU knows: x87, SSE, AVX (the YMM upper halves) */
 #define XCR0_X87 0x1u
 #define XCR0_SSE 0x2u
 #define XCR0_AVX 0x4u
+#define XCR0_PKRU 0x200u
 #define EFER_SCE 0x1u
 #define EFER_LME 0x100u
 #define EFER_LMA 0x400u
@@ -73,7 +79,14 @@ enum {
     CC_ROL = 12 << 2, CC_ROR = 13 << 2,   /* CF/OF from cc_res, the rest from the cc_p* state */
 };
 
-/* Software TLB: direct-mapped, tagged by the virtual page; a tag of 1 never matches. */
+/* Physical address width (CPUID 0x80000008): page-table bits from here to 51 are reserved. */
+#define EMU_PHYS_BITS 40
+
+/* Software TLB: direct-mapped, tagged by the virtual page; a tag of 1 never matches. There is
+ * one per access class, each holding the permissions of that class, so that SMAP, SMEP and the
+ * protection keys cost nothing on a hit: supervisor, user (CPL 3), and supervisor with
+ * EFLAGS.AC set under CR4.SMAP (user pages readable and writable). */
+enum { TLB_SUP = 0, TLB_USER = 1, TLB_SUP_AC = 2, TLB_SETS = 3 };
 #define TLB_BITS 10
 #define TLB_SIZE (1u << TLB_BITS)
 struct tlb_entry {
@@ -191,8 +204,11 @@ struct cpu {
     uint64_t xcr0;         /* XSETBV register 0: always has x87 */
 
     /* TLB: one for supervisor accesses, one for user (CPL 3) accesses. */
-    struct tlb_entry tlb[2][TLB_SIZE];
-    struct tlb_entry *tlbc;  /* the current CPL's */
+    struct tlb_entry tlb[TLB_SETS][TLB_SIZE];
+    struct tlb_entry *tlbc;  /* the current CPL's (and EFLAGS.AC's, under SMAP) */
+    uint8_t tlb_used;        /* sets filled since their last flush, a bit each */
+    uint32_t pkru;           /* protection keys for user pages (RDPKRU/WRPKRU, XSAVE 9) */
+    uint64_t pkrs;           /* and for supervisor pages (IA32_PKRS) */
     struct jc_entry jc[1u << JMP_CACHE_BITS];
 
     /* Decoded blocks: an arena, a hash on (physical address, mode). */
@@ -371,6 +387,14 @@ void seg_from_desc(struct cpu_segment *s, uint16_t sel, uint64_t lo, uint64_t hi
 /* Reads the 8-byte descriptor of sel from the GDT/LDT; #GP(sel) beyond the limit. */
 uint64_t seg_read_desc(struct cpu *c, uint16_t sel, int vec);
 void cpu_set_cpl(struct cpu *c, int cpl);
+/* Points tlbc at the TLB set of the current CPL, CR4.SMAP and EFLAGS.AC: called wherever one
+ * of them changes (a STAC needs no flush, only another set). */
+static inline void cpu_select_tlb(struct cpu *c)
+{
+    int set = c->cpl == 3 ? TLB_USER
+              : ((c->cr4 & CR4_SMAP) && (c->eflags & F_AC)) ? TLB_SUP_AC : TLB_SUP;
+    c->tlbc = c->tlb[set];
+}
 void seg_clear_outer(struct cpu *c);
 
 /* --- memory (mmu.c) --- */
@@ -384,6 +408,8 @@ void *mem_ptr_w(struct cpu *c, uint64_t la, int sz);
 /* Host pointer valid for reading up to the end of la's page (code fetch), faulting like one. */
 const void *mem_ptr_r(struct cpu *c, uint64_t la, int sz);
 const uint8_t *mem_ptr_x(struct cpu *c, uint64_t la, uint64_t *pa, uint32_t *pidx);
+/* n instruction bytes at la, all in one page that need not be RAM (MMIO, or all ones). */
+void mem_fetch_io(struct cpu *c, uint64_t la, uint8_t *buf, int n);
 void tlb_flush(struct cpu *c, bool global);
 /* The memory map changed (emu_vm.map_gen): empty the TLB and leave the block, so that the next
  * access, even right after the port or MMIO write that moved a region, finds the new map. */
@@ -487,6 +513,21 @@ static inline void need_cpl0(struct cpu *c)
     if (c->cpl != 0)
         raise_gp(c, 0);
 }
+
+/* --- SMAP, protection keys, UMIP (exec_prot.c) --- */
+/* The CR4 bits a MOV to CR4 may set on this CPU's model. */
+uint64_t prot_cr4_allowed(const struct cpu *c);
+bool prot_has_pku(const struct cpu *c);
+bool prot_has_pks(const struct cpu *c);
+/* Adds what depends on the CPU's state (OSPKE) to a CPUID answer. */
+void prot_cpuid(struct cpu *c, uint32_t leaf, uint32_t sub, uint32_t out[4]);
+void prot_set_pkru(struct cpu *c, uint32_t v);
+/* WRMSR IA32_PKRS: 0, or -1 for #GP (no PKS, reserved bits). */
+int prot_set_pkrs(struct cpu *c, uint64_t v);
+/* #GP(0) for SGDT, SIDT, SLDT, SMSW, STR outside CPL 0 under CR4.UMIP. */
+void prot_umip(struct cpu *c);
+/* STAC, CLAC, RDPKRU, WRPKRU among the 0F 01 register forms: true when i was one. */
+bool prot_grp7(struct cpu *c, const struct insn *i);
 
 /* --- x87/SSE (exec_fpu.c, exec_sse.c) --- */
 void fpu_reset(struct fpu *f);

@@ -78,6 +78,7 @@ H(h_grp6)
         raise_ud(c);
     switch (sub) {
     case 0: case 1: {
+        prot_umip(c);
         uint16_t sel = c->seg[sub == 0 ? SEG_LDTR : SEG_TR].selector;
         if (i->mod == 3)
             reg_set(c, i->rm, i->osz, sel);
@@ -122,6 +123,7 @@ static void grp7_mem(struct cpu *c, const struct insn *i)
     int bsz = c->code64 ? 8 : 4;
     switch (sub) {
     case 0: case 1: {
+        prot_umip(c);
         struct cpu_table *t = sub == 0 ? &c->gdt : &c->idt;
         mem_wr(c, la, 2, t->limit);
         mem_wr(c, (la + 2) & c->lin_mask, bsz, t->base);
@@ -134,11 +136,13 @@ static void grp7_mem(struct cpu *c, const struct insn *i)
         uint64_t base = mem_rd(c, (la + 2) & c->lin_mask, bsz);
         if (!c->code64 && i->osz == 2)
             base &= 0xffffff;
+        if (c->code64 && (uint64_t)((int64_t)(base << 16) >> 16) != base)
+            raise_gp(c, 0);   /* a non-canonical base */
         t->limit = lim;
         t->base = base;
         break;
     }
-    case 4: mem_wr(c, la, 2, c->cr0); break;
+    case 4: prot_umip(c); mem_wr(c, la, 2, c->cr0); break;
     case 6: {
         need_cpl0(c);
         uint64_t v = mem_rd(c, la, 2);
@@ -162,7 +166,10 @@ H(h_grp7)
         return;
     }
     int sub = i->sub, rm = i->rm & 7;
+    if (prot_grp7(c, i))
+        return;
     if (sub == 4) {
+        prot_umip(c);
         reg_set(c, i->rm, i->osz, c->cr0 & size_mask(i->osz));
         return;
     }

@@ -1,14 +1,23 @@
 /* XSAVE and friends: XGETBV/XSETBV, XSAVE/XSAVEOPT/XRSTOR in the standard (non-compacted) format
- * with the x87, SSE and AVX components, and what CPUID leaf 0xD says about them. The area is
- * the FXSAVE image (bytes 0-511), the XSAVE header (512-575: XSTATE_BV, XCOMP_BV, reserved) and
- * the AVX component (YMM upper halves, 576-831), as the SDM (vol. 1, ch. 13) lays it out. */
+ * with the x87, SSE, AVX and PKRU components, and what CPUID leaf 0xD says about them. The area
+ * is the FXSAVE image (bytes 0-511), the XSAVE header (512-575: XSTATE_BV, XCOMP_BV, reserved),
+ * the AVX component (YMM upper halves, 576-831) and PKRU (component 9, 2688-2695, with
+ * protection keys), as the SDM (vol. 1, ch. 13) lays it out. */
 #include "accel/emu/exec.h"
 
 #include <errno.h>
 
 #define XSAVE_HDR 512
 #define XSAVE_AVX 576
-#define XSAVE_SIZE_MAX 832
+#define XSAVE_SIZE_AVX 832
+#define XSAVE_PKRU 2688
+#define XSAVE_SIZE_PKRU 2696
+
+/* The size of an area that holds the components in mask */
+static uint32_t xsave_size(uint64_t mask)
+{
+    return (mask & XCR0_PKRU) ? XSAVE_SIZE_PKRU : (mask & XCR0_AVX) ? XSAVE_SIZE_AVX : XSAVE_AVX;
+}
 
 /* The components XCR0 may hold: x87 and SSE always (with XSAVE), AVX when the model has it. */
 uint64_t xsave_supported(const struct cpu *c)
@@ -16,7 +25,8 @@ uint64_t xsave_supported(const struct cpu *c)
     const uint32_t *f = c->vm->model.feat;
     if (!(f[CPUF_1_ECX] & CPUID_1_ECX_XSAVE))
         return 0;
-    return XCR0_X87 | XCR0_SSE | ((f[CPUF_1_ECX] & CPUID_1_ECX_AVX) ? XCR0_AVX : 0);
+    return XCR0_X87 | XCR0_SSE | ((f[CPUF_1_ECX] & CPUID_1_ECX_AVX) ? XCR0_AVX : 0) |
+           (prot_has_pku(c) ? XCR0_PKRU : 0);
 }
 
 /* CPUID leaf 0xD and the OSXSAVE bit of leaf 1 follow the CPU's state, not only the model. */
@@ -34,8 +44,8 @@ void xsave_cpuid(struct cpu *c, uint32_t leaf, uint32_t sub, uint32_t out[4])
     switch (sub) {
     case 0:
         out[0] = (uint32_t)sup;
-        out[1] = (c->xcr0 & XCR0_AVX) ? XSAVE_SIZE_MAX : XSAVE_AVX;
-        out[2] = (sup & XCR0_AVX) ? XSAVE_SIZE_MAX : XSAVE_AVX;
+        out[1] = xsave_size(c->xcr0);
+        out[2] = xsave_size(sup);
         break;
     case 1:
         out[0] = 1;   /* XSAVEOPT; no XSAVEC, XGETBV 1 or XSAVES */
@@ -44,6 +54,12 @@ void xsave_cpuid(struct cpu *c, uint32_t leaf, uint32_t sub, uint32_t out[4])
         if (sup & XCR0_AVX) {
             out[0] = 256;
             out[1] = XSAVE_AVX;
+        }
+        break;
+    case 9:
+        if (sup & XCR0_PKRU) {
+            out[0] = 8;
+            out[1] = XSAVE_PKRU;
         }
         break;
     }
@@ -112,6 +128,8 @@ void xsave_exec(struct cpu *c, const struct insn *i, int sub, uint64_t la)
             mem_wr_buf(c, la + 160, legacy + 160, 256);
         if (rfbm & XCR0_AVX)
             mem_wr_buf(c, la + XSAVE_AVX, c->ymmh, 256);
+        if (rfbm & XCR0_PKRU)
+            mem_wr(c, la + XSAVE_PKRU, 8, c->pkru);
         return;
     }
     mem_rd_buf(c, la + XSAVE_HDR, hdr, sizeof(hdr));
@@ -126,6 +144,7 @@ void xsave_exec(struct cpu *c, const struct insn *i, int sub, uint64_t la)
     union xmm hi[16];
     if (rfbm & bv & XCR0_AVX)
         mem_rd_buf(c, la + XSAVE_AVX, hi, sizeof(hi));
+    uint32_t pkru = (rfbm & bv & XCR0_PKRU) ? (uint32_t)mem_rd(c, la + XSAVE_PKRU, 4) : 0;
     /* from here on nothing faults: the state changes whole or not at all */
     uint8_t cur[512];
     fpu_fxsave(c, cur);
@@ -155,5 +174,9 @@ void xsave_exec(struct cpu *c, const struct insn *i, int sub, uint64_t la)
             memcpy(c->ymmh, hi, sizeof(hi));
         else
             memset(c->ymmh, 0, sizeof(c->ymmh));
+    }
+    if (rfbm & XCR0_PKRU) {
+        prot_set_pkru(c, pkru);   /* the page rights in the TLB follow */
+        c->brk = true;
     }
 }

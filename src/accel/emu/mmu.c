@@ -130,20 +130,53 @@ static void pte_set(struct cpu *c, uint64_t pa, int sz, uint64_t bits)
         __atomic_fetch_or((uint32_t *)p, (uint32_t)bits, __ATOMIC_RELAXED);
 }
 
+/* Page-fault error code bits */
+enum { PF_P = 1, PF_W = 2, PF_U = 4, PF_RSVD = 8, PF_I = 16, PF_PK = 32 };
+
+/* Physical-address bits an entry may not set: MAXPHYADDR to 51 (SDM vol. 3, 4.5) */
+#define PTE_RSVD_PHYS (((1ull << 52) - 1) & ~((1ull << EMU_PHYS_BITS) - 1))
+#define CPUID_X1_EDX_PDPE1GB (1u << 26)
+
 struct walk {
     uint64_t pa;          /* physical address of la */
     uint64_t lmask;       /* offset mask of the page that maps it */
+    uint64_t leaf;        /* the entry that maps it */
+    uint64_t ea[5];       /* where the walk read each entry, and its size */
+    int esz[5], n;
     bool w, u, x, g;
+    uint8_t pkey;         /* bits 62:59 of the leaf with 4-level paging */
 };
 
-/* Walks the page tables for la and checks access acc; faults with #PF. */
-static void walk(struct cpu *c, uint64_t la, int acc, bool user, struct walk *out)
+/* Reserved bits of a present entry at a level (shift: 39 PML4E, 30 PDPTE, 21 PDE, 12 PTE) with
+ * PAE or 4-level paging; a set one makes the walk stop with a RSVD page fault. */
+static uint64_t pae_reserved(const struct cpu *c, uint64_t e, int shift)
+{
+    uint64_t r = PTE_RSVD_PHYS;
+    if (!(c->efer & EFER_NXE))
+        r |= PTE_NX;
+    if (!c->lma)
+        r |= 0x7ff0000000000000ull;   /* PAE: bits 62:52 too; 4-level leaves them to software */
+    if (shift == 39) {
+        r |= PTE_PS;
+    } else if ((e & PTE_PS) && shift == 30) {
+        if (!(c->vm->model.feat[CPUF_X1_EDX] & CPUID_X1_EDX_PDPE1GB))
+            r |= PTE_PS;              /* no 1 GiB pages on this model */
+        else
+            r |= 0x3fffe000ull;       /* bits 29:13 */
+    } else if ((e & PTE_PS) && shift == 21) {
+        r |= 0x1fe000ull;             /* bits 20:13 */
+    }
+    return e & r;
+}
+
+/* Walks the page tables for la: #PF for a missing or malformed entry, with the error code bits
+ * of the access in err. Fills out with the rights the walk found, and checks none of them. */
+static void walk_tables(struct cpu *c, uint64_t la, uint32_t err, struct walk *out)
 {
     bool nxe = c->efer & EFER_NXE;
-    uint32_t err = (acc == ACC_W ? 2 : 0) | (user ? 4 : 0) | (acc == ACC_X && nxe ? 16 : 0);
     bool w = true, u = true, x = true;
-    uint64_t e = 0, table, ea[5];
-    int esz[5], n = 0, levels, shift;
+    uint64_t e = 0, table;
+    int n = 0, levels, shift;
     if (c->cr4 & CR4_PAE) {
         if (c->lma) {
             table = c->cr3 & PTE_ADDR;
@@ -152,6 +185,8 @@ static void walk(struct cpu *c, uint64_t la, int acc, bool user, struct walk *ou
             uint64_t pdpte = phys_rd(c, (c->cr3 & 0xffffffe0) + ((la >> 30) & 3) * 8, 8);
             if (!(pdpte & PTE_P))
                 page_fault(c, la, err);
+            if (pdpte & (PTE_RSVD_PHYS | 0xfff0000000000000ull | 0x1e6ull))
+                page_fault(c, la, err | PF_P | PF_RSVD);
             table = pdpte & PTE_ADDR;
             levels = 2;
         }
@@ -161,8 +196,10 @@ static void walk(struct cpu *c, uint64_t la, int acc, bool user, struct walk *ou
             e = phys_rd(c, a, 8);
             if (!(e & PTE_P))
                 page_fault(c, la, err);
-            ea[n] = a;
-            esz[n++] = 8;
+            if (pae_reserved(c, e, shift))
+                page_fault(c, la, err | PF_P | PF_RSVD);
+            out->ea[n] = a;
+            out->esz[n++] = 8;
             w = w && (e & PTE_W);
             u = u && (e & PTE_U);
             if (nxe && (e & PTE_NX))
@@ -174,16 +211,19 @@ static void walk(struct cpu *c, uint64_t la, int acc, bool user, struct walk *ou
         }
         out->lmask = (1ull << shift) - 1;
         out->pa = ((e & PTE_ADDR) & ~out->lmask) | (la & out->lmask);
+        out->pkey = c->lma ? (uint8_t)((e >> 59) & 0xf) : 0;
     } else {
         uint64_t a = (c->cr3 & 0xfffff000) + ((la >> 22) & 0x3ff) * 4;
         e = phys_rd(c, a, 4);
         if (!(e & PTE_P))
             page_fault(c, la, err);
-        ea[n] = a;
-        esz[n++] = 4;
+        out->ea[n] = a;
+        out->esz[n++] = 4;
         w = e & PTE_W;
         u = e & PTE_U;
         if ((e & PTE_PS) && (c->cr4 & CR4_PSE)) {
+            if (e & (1u << 21))       /* above bits 39:32 of the address (PSE-36) */
+                page_fault(c, la, err | PF_P | PF_RSVD);
             out->lmask = 0x3fffff;
             out->pa = (e & 0xffc00000) | ((e & 0x1fe000) << 19) | (la & 0x3fffff);
         } else {
@@ -191,46 +231,98 @@ static void walk(struct cpu *c, uint64_t la, int acc, bool user, struct walk *ou
             e = phys_rd(c, a, 4);
             if (!(e & PTE_P))
                 page_fault(c, la, err);
-            ea[n] = a;
-            esz[n++] = 4;
+            out->ea[n] = a;
+            out->esz[n++] = 4;
             w = w && (e & PTE_W);
             u = u && (e & PTE_U);
             out->lmask = 0xfff;
             out->pa = (e & 0xfffff000) | (la & 0xfff);
         }
+        out->pkey = 0;
     }
-    err |= 1;   /* present: what follows are protection faults */
-    if (user && !u)
-        page_fault(c, la, err);
-    if (acc == ACC_W && !w && (user || (c->cr0 & CR0_WP)))
-        page_fault(c, la, err);
-    if (acc == ACC_X && !x)
-        page_fault(c, la, err);
-    for (int k = 0; k < n; k++)
-        if (!(phys_rd(c, ea[k], esz[k]) & PTE_A))
-            pte_set(c, ea[k], esz[k], PTE_A);
-    if (acc == ACC_W && !(e & PTE_D))
-        pte_set(c, ea[n - 1], esz[n - 1], PTE_D);
-    /* writes through the TLB are allowed only once the page is dirty */
-    out->w = (w || (!user && !(c->cr0 & CR0_WP))) && (acc == ACC_W || (e & PTE_D));
+    out->n = n;
+    out->leaf = e;
+    out->w = w;
     out->u = u;
     out->x = x;
     out->g = (e & PTE_G) && (c->cr4 & CR4_PGE);
 }
 
+/* Whether an access of class set (TLB_SUP, TLB_USER, TLB_SUP_AC) may do acc on a page the walk
+ * found: 0, or the error code bits of the fault (PF_P, and PF_PK when a protection key denies
+ * it, whatever else does). SDM vol. 3, 4.6. */
+static uint32_t prot_check(const struct cpu *c, const struct walk *wk, int acc, int set)
+{
+    bool user = set == TLB_USER, wp = c->cr0 & CR0_WP;
+    uint32_t f = 0;
+    if (user) {
+        if (!wk->u || (acc == ACC_W && !wk->w))
+            f = PF_P;
+    } else {
+        if (acc == ACC_W && !wk->w && wp)
+            f = PF_P;
+        /* SMEP: no supervisor fetch from a user page; SMAP: no supervisor data access to one
+         * unless EFLAGS.AC allows it for an explicit access (the TLB_SUP_AC set) */
+        if (wk->u && acc == ACC_X && (c->cr4 & CR4_SMEP))
+            f = PF_P;
+        if (wk->u && acc != ACC_X && (c->cr4 & CR4_SMAP) && set != TLB_SUP_AC)
+            f = PF_P;
+    }
+    if (acc == ACC_X)
+        return wk->x ? f : PF_P;
+    /* protection keys (4-level paging only): PKRU for user pages, IA32_PKRS for supervisor
+     * pages, the latter for supervisor accesses; write-disable binds supervisor writes only
+     * under CR0.WP */
+    if (!c->lma)
+        return f;
+    uint32_t k;
+    if (wk->u && (c->cr4 & CR4_PKE))
+        k = c->pkru >> (2 * wk->pkey);
+    else if (!wk->u && !user && (c->cr4 & CR4_PKS))
+        k = (uint32_t)c->pkrs >> (2 * wk->pkey);
+    else
+        return f;
+    if ((k & 1) || ((k & 2) && acc == ACC_W && (user || wp)))
+        f |= PF_P | PF_PK;
+    return f;
+}
+
+/* Walks the page tables for la and checks access acc of class set; faults with #PF. Sets the
+ * accessed and dirty bits of an access that is allowed. */
+static void walk(struct cpu *c, uint64_t la, int acc, int set, struct walk *out)
+{
+    uint32_t err = (acc == ACC_W ? PF_W : 0) | (set == TLB_USER ? PF_U : 0);
+    if (acc == ACC_X && ((c->efer & EFER_NXE) || (c->cr4 & CR4_SMEP)))
+        err |= PF_I;
+    walk_tables(c, la, err, out);
+    uint32_t f = prot_check(c, out, acc, set);
+    if (f)
+        page_fault(c, la, err | f);
+    for (int k = 0; k < out->n; k++)
+        if (!(phys_rd(c, out->ea[k], out->esz[k]) & PTE_A))
+            pte_set(c, out->ea[k], out->esz[k], PTE_A);
+    if (acc == ACC_W && !(out->leaf & PTE_D))
+        pte_set(c, out->ea[out->n - 1], out->esz[out->n - 1], PTE_D);
+}
+
 /* Translates la; fills the TLB when it is RAM. Returns the host pointer, or NULL for MMIO with
  * *pa set. */
-static uint8_t *xlate_as(struct cpu *c, uint64_t la, int acc, bool user, uint64_t *pa)
+static uint8_t *xlate_as(struct cpu *c, uint64_t la, int acc, int set, uint64_t *pa)
 {
     struct walk wk;
+    bool r_ok = true, w_ok = true, x_ok = true;
     if (c->lma && (uint64_t)((int64_t)(la << 16) >> 16) != la)
         raise_gp(c, 0);
     if (c->cr0 & CR0_PG) {
-        walk(c, la, acc, user, &wk);
+        walk(c, la, acc, set, &wk);
+        /* what the entry allows besides this access: a hit never checks again */
+        r_ok = acc == ACC_R || !prot_check(c, &wk, ACC_R, set);
+        x_ok = acc == ACC_X || !prot_check(c, &wk, ACC_X, set);
+        /* writes through the TLB are allowed only once the page is dirty */
+        w_ok = acc == ACC_W || ((wk.leaf & PTE_D) && !prot_check(c, &wk, ACC_W, set));
     } else {
         wk.pa = la & 0xffffffffull;
         wk.lmask = 0xfff;
-        wk.w = wk.x = wk.u = true;
         wk.g = false;
     }
     *pa = wk.pa;
@@ -245,14 +337,15 @@ static uint8_t *xlate_as(struct cpu *c, uint64_t la, int acc, bool user, uint64_
         return NULL;
     /* A dirty-tracked page is writable through the TLB only from a write on, which marks it:
      * machine_hostmem_dirty then restarts every CPU's TLB (map_gen). */
-    bool w = wk.w && !ro && (!r->dirty || acc == ACC_W);
+    bool w = w_ok && !ro && (!r->dirty || acc == ACC_W);
     if (w && r->dirty)
         phys_mark_dirty(r, off);
     uint64_t vpage = la & ~0xfffull;
-    struct tlb_entry *e = &c->tlb[user][(la >> 12) & (TLB_SIZE - 1)];
-    e->vr = vpage;
+    struct tlb_entry *e = &c->tlb[set][(la >> 12) & (TLB_SIZE - 1)];
+    c->tlb_used |= (uint8_t)(1u << set);
+    e->vr = r_ok ? vpage : 1;
     e->vw = w ? vpage : 1;
-    e->vx = wk.x ? vpage : 1;
+    e->vx = x_ok ? vpage : 1;
     e->add = (uintptr_t)host - vpage;
     e->pa = ppage;
     e->pidx = pidx;
@@ -263,20 +356,26 @@ static uint8_t *xlate_as(struct cpu *c, uint64_t la, int acc, bool user, uint64_
     return host + (la & 0xfff);
 }
 
-static uint8_t *xlate(struct cpu *c, uint64_t la, int acc, uint64_t *pa)
+static int tlb_set_cur(const struct cpu *c)
 {
-    return xlate_as(c, la, acc, c->cpl == 3, pa);
+    return (int)((c->tlbc - c->tlb[0]) >> TLB_BITS);
 }
 
-/* Implicit supervisor accesses (descriptor tables, the TSS) whatever the CPL. */
+static uint8_t *xlate(struct cpu *c, uint64_t la, int acc, uint64_t *pa)
+{
+    return xlate_as(c, la, acc, tlb_set_cur(c), pa);
+}
+
+/* Implicit supervisor accesses (descriptor tables, the TSS) whatever the CPL, and whatever
+ * EFLAGS.AC says: SMAP always keeps them from user pages. */
 uint64_t mem_rd_sys(struct cpu *c, uint64_t la, int sz)
 {
-    if (c->cpl != 3)
+    if (c->tlbc == c->tlb[TLB_SUP])
         return mem_rd(c, la, sz);
     uint64_t v = 0;
     for (int k = 0; k < sz; k++) {
         uint64_t pa, a = (la + k) & c->lin_mask;
-        uint8_t *h = xlate_as(c, a, ACC_R, false, &pa);
+        uint8_t *h = xlate_as(c, a, ACC_R, TLB_SUP, &pa);
         uint8_t b;
         if (h)
             b = *h;
@@ -405,6 +504,20 @@ const void *mem_ptr_r(struct cpu *c, uint64_t la, int sz)
     return xlate(c, la, ACC_R, &pa);
 }
 
+/* Instruction bytes from a page that is not RAM: what the device (or nothing: all ones) answers,
+ * a byte at a time, as a fetch from MMIO reads it. n bytes, all in la's page. */
+void mem_fetch_io(struct cpu *c, uint64_t la, uint8_t *buf, int n)
+{
+    uint64_t pa;
+    uint8_t *h = xlate(c, la, ACC_X, &pa);
+    if (h) {
+        memcpy(buf, h, n);
+        return;
+    }
+    for (int k = 0; k < n; k++)
+        mmio_access(c, pa + k, buf + k, 1, false);
+}
+
 const uint8_t *mem_ptr_x(struct cpu *c, uint64_t la, uint64_t *pa, uint32_t *pidx)
 {
     struct tlb_entry *e = &c->tlbc[(la >> 12) & (TLB_SIZE - 1)];
@@ -420,21 +533,28 @@ const uint8_t *mem_ptr_x(struct cpu *c, uint64_t la, uint64_t *pa, uint32_t *pid
 
 void tlb_flush(struct cpu *c, bool global)
 {
-    for (int t = 0; t < 2; t++) {
+    for (int t = 0; t < TLB_SETS; t++) {
+        if (!(c->tlb_used & (1u << t)))
+            continue;   /* the SMAP set is empty unless a kernel with SMAP ran with AC set */
         for (unsigned k = 0; k < TLB_SIZE; k++) {
             struct tlb_entry *e = &c->tlb[t][k];
             if (global || !e->global)
                 e->vr = e->vw = e->vx = 1;
         }
     }
+    if (global)
+        c->tlb_used = 0;
 }
 
 void tlb_flush_page(struct cpu *c, uint64_t la)
 {
-    for (int t = 0; t < 2; t++) {
+    for (int t = 0; t < TLB_SETS; t++) {
+        if (!(c->tlb_used & (1u << t)))
+            continue;
         for (unsigned k = 0; k < TLB_SIZE; k++) {
             struct tlb_entry *e = &c->tlb[t][k];
-            uint64_t va = e->vr;
+            /* an entry may allow fetches or writes only (SMAP, protection keys) */
+            uint64_t va = e->vr != 1 ? e->vr : e->vx != 1 ? e->vx : e->vw;
             if (va != 1 && (va & ~e->lmask) == (la & ~e->lmask))
                 e->vr = e->vw = e->vx = 1;
         }

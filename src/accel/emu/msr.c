@@ -17,7 +17,15 @@ enum {
     MSR_MTRR_DEF = 0x2ff, MSR_EFER = 0xc0000080, MSR_STAR = 0xc0000081, MSR_LSTAR = 0xc0000082,
     MSR_CSTAR = 0xc0000083, MSR_SFMASK = 0xc0000084, MSR_FS_BASE = 0xc0000100,
     MSR_GS_BASE = 0xc0000101, MSR_KERNEL_GS = 0xc0000102, MSR_TSC_AUX = 0xc0000103,
+    MSR_PKRS = 0x6e1,
 };
+
+/* An address MSR (segment bases, SYSCALL/SYSENTER targets) takes canonical addresses only:
+ * WRMSR of another is #GP, on Intel and AMD alike (48-bit linear addresses). */
+static bool canonical(uint64_t v)
+{
+    return (uint64_t)((int64_t)(v << 16) >> 16) == v;
+}
 
 /* The TSC counts host nanoseconds: a steady 1 GHz, whatever the guest's speed. */
 uint64_t cpu_tsc(struct cpu *c)
@@ -53,6 +61,11 @@ int msr_read(struct cpu *c, uint32_t msr, uint64_t *v)
     case MSR_GS_BASE: *v = c->seg[SEG_GS].base; return 0;
     case MSR_KERNEL_GS: *v = c->kernel_gs; return 0;
     case MSR_TSC_AUX: *v = c->tsc_aux; return 0;
+    case MSR_PKRS:
+        if (!prot_has_pks(c))
+            break;
+        *v = c->pkrs;
+        return 0;
     }
     if (msr >= MSR_MTRR_FIX4K0 && msr < MSR_MTRR_FIX4K0 + 8) {
         *v = c->mtrr_fixed[3 + msr - MSR_MTRR_FIX4K0];
@@ -76,6 +89,15 @@ int msr_read(struct cpu *c, uint32_t msr, uint64_t *v)
 
 int msr_write(struct cpu *c, uint32_t msr, uint64_t v)
 {
+    switch (msr) {
+    case MSR_SYSENTER_ESP: case MSR_SYSENTER_EIP: case MSR_LSTAR: case MSR_CSTAR:
+    case MSR_FS_BASE: case MSR_GS_BASE: case MSR_KERNEL_GS:
+        if (!canonical(v))
+            return -EINVAL;
+        break;
+    case MSR_PKRS:
+        return prot_set_pkrs(c, v) < 0 ? -EINVAL : 0;
+    }
     switch (msr) {
     case MSR_TSC: c->tsc_offset = v - clock_now_ns(); return 0;
     case MSR_APIC_BASE:
@@ -187,7 +209,7 @@ void cpu_model_cpuid(const struct cpu_model *m, int id, int ncpus, uint32_t leaf
         out[3] = m->feat[CPUF_X7_EDX];
         break;
     case 0x80000008:
-        out[0] = 0x00003028;   /* 40-bit physical, 48-bit virtual addresses */
+        out[0] = 0x00003000 | EMU_PHYS_BITS;   /* 48-bit virtual addresses */
         out[2] = (uint32_t)(ncpus - 1);
         break;
     }
@@ -197,6 +219,7 @@ void cpuid_query(struct cpu *c, uint32_t leaf, uint32_t sub, uint32_t out[4])
 {
     cpu_model_cpuid(&c->vm->model, c->id, c->ncpus, leaf, sub, out);
     xsave_cpuid(c, leaf, sub, out);
+    prot_cpuid(c, leaf, sub, out);
 }
 
 void cpu_set_efer(struct cpu *c, uint64_t v)
@@ -238,13 +261,13 @@ void cpu_set_cr3(struct cpu *c, uint64_t v)
 
 void cpu_set_cr4(struct cpu *c, uint64_t v)
 {
-    /* VME PVI TSD DE PSE PAE MCE PGE PCE OSFXSR OSXMMEXCPT, and OSXSAVE with XSAVE */
-    if (v & ~(0x7ffull | (xsave_supported(c) ? CR4_OSXSAVE : 0)))
+    if (v & ~prot_cr4_allowed(c))
         raise_gp(c, 0);
     if (c->lma && !(v & CR4_PAE))
         raise_gp(c, 0);
     c->cr4 = v;
     tlb_flush(c, true);
+    cpu_select_tlb(c);   /* SMAP on or off: EFLAGS.AC may now matter */
     c->brk = true;
 }
 

@@ -4,7 +4,7 @@
 void cpu_set_cpl(struct cpu *c, int cpl)
 {
     c->cpl = cpl;
-    c->tlbc = c->tlb[cpl == 3];
+    cpu_select_tlb(c);
 }
 
 /* Recomputes what the decoder and address arithmetic depend on. */
@@ -25,6 +25,7 @@ void cpu_update_mode(struct cpu *c)
         /* 64-bit mode ignores the bases of ES, CS, SS, DS */
         c->segbase[SEG_ES] = c->segbase[SEG_CS] = c->segbase[SEG_SS] = c->segbase[SEG_DS] = 0;
     }
+    cpu_select_tlb(c);
     c->brk = true;
 }
 
