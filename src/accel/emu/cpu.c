@@ -255,6 +255,7 @@ struct cpu *emu_cpu_create(struct machine *m, struct emu_vm *vm, int id, const s
     c->exc_vec = -1;
     c->tsc_offset = 0 - vm->tsc_base;   /* one TSC for all CPUs: synchronized, as Linux checks */
     cpu_reset_regs(c);
+    cpu_sync_tsc(c);
     return c;
 }
 
@@ -295,6 +296,7 @@ void emu_cpu_set_state(struct cpu *c, const struct cpu_state *s)
     c->halted = false;
     c->wait_sipi = false;
     c->inhibit_irq = false;
+    c->nmi_blocked = false;
 }
 
 void emu_cpu_get_state(struct cpu *c, struct cpu_state *s)
@@ -422,10 +424,28 @@ static void poll_timer(struct cpu *c)
         c->timer_deadline = lapic_poll_timer(c->env.lapic, now);
 }
 
-/* Delivers a pending external interrupt if RFLAGS.IF and the interrupt shadow allow. */
+static void deliver_nmi(struct cpu *c)
+{
+    c->halted = false;
+    c->nmi_blocked = true;
+    log_debug(LOG_INT, "cpu%d: NMI at %#llx", c->id, (unsigned long long)c->rip);
+    c->exc_depth = 1;
+    c->exc_first = -1;
+    except_deliver(c, EXC_NMI, false, 0, false);
+    c->exc_depth = 0;
+}
+
+/* Delivers a pending NMI unless one is being handled, else a pending external interrupt if
+ * RFLAGS.IF allows (the caller checked the interrupt shadow, which holds both back). */
 static bool take_interrupt(struct cpu *c)
 {
-    if (!(c->eflags & F_IF) || !c->env.lapic)
+    if (!c->env.lapic)
+        return false;
+    if (!c->nmi_blocked && lapic_nmi_pending(c->env.lapic) && lapic_take_nmi(c->env.lapic)) {
+        deliver_nmi(c);
+        return true;
+    }
+    if (!(c->eflags & F_IF))
         return false;
     atomic_store(&c->irq_check, false);
     if (!lapic_has_interrupt(c->env.lapic))
@@ -536,8 +556,20 @@ enum emu_stop emu_cpu_run(struct cpu *c)
             if (!c->env.lapic)
                 return EMU_STOP_HLT;
             if (!(c->eflags & F_IF)) {
-                /* only INIT (or the machine stopping) ends this */
-                cpu_sleep(c, UINT64_MAX, false);
+                /* only INIT, an NMI (or the machine stopping) ends this; irq_check is cleared
+                 * so that a masked interrupt waiting does not keep waking this loop, and set
+                 * again when the CPU leaves HLT for the handler */
+                if (c->nmi_blocked) {
+                    cpu_sleep(c, UINT64_MAX, false);
+                    continue;
+                }
+                atomic_store(&c->irq_check, false);
+                if (lapic_nmi_pending(c->env.lapic) && lapic_take_nmi(c->env.lapic)) {
+                    atomic_store(&c->irq_check, true);
+                    deliver_nmi(c);
+                    continue;
+                }
+                cpu_sleep(c, UINT64_MAX, true);
                 continue;
             }
             poll_timer(c);
@@ -552,10 +584,16 @@ enum emu_stop emu_cpu_run(struct cpu *c)
             if (machine_stopping(c))
                 return EMU_STOP_KICK;
         }
-        if (c->inhibit_irq)
+        /* The instruction after STI runs alone when an interrupt may wait, so that it is taken
+         * right after that one instruction (kvm-unit-tests' ioapic "simultaneous" test checks
+         * that two interrupts land at the same RIP, after `sti; nop`), not a block later. */
+        bool shadow = false;
+        if (c->inhibit_irq) {
             c->inhibit_irq = false;
-        else if (atomic_load_explicit(&c->irq_check, memory_order_relaxed) && take_interrupt(c))
+            shadow = atomic_load_explicit(&c->irq_check, memory_order_relaxed);
+        } else if (atomic_load_explicit(&c->irq_check, memory_order_relaxed) && take_interrupt(c)) {
             continue;
+        }
         struct block *b = block_get(c);
         if (unlikely(!b)) {
             log_error("cpu%d: executing outside RAM at %#llx", c->id,
@@ -573,6 +611,13 @@ enum emu_stop emu_cpu_run(struct cpu *c)
         if (!b->code && c->vm->jit_threshold >= 0 && b->pa != ~0ull &&
             ++b->hits > (uint32_t)c->vm->jit_threshold)
             jit_compile(c, b);
+        if (unlikely(shadow) && b->n) {
+            c->cur = b->ins;
+            c->rip += b->ins->len;
+            b->ins->fn(c, b->ins);
+            c->cur = NULL;
+            continue;
+        }
         if (b->code) {
             c->chain_budget = 64;
             jit_run(c, b);
