@@ -53,8 +53,10 @@ bool lapic_has_interrupt(struct lapic *l);
 /* Consumes a pending NMI (true once per NMI). The emulator asks whatever RFLAGS.IF says, while it
  * is not blocking NMIs (between an NMI's delivery and the next IRET). */
 bool lapic_take_nmi(struct lapic *l);
-/* True when an NMI waits (one atomic load, no lock): lapic_take_nmi then takes it. */
+/* Whether an NMI waits (one relaxed load: the emulator looks between blocks at no cost). */
 bool lapic_nmi_pending(struct lapic *l);
+/* The CPU left its NMI handler (IRET): a second NMI may be latched again. */
+void lapic_end_nmi(struct lapic *l);
 /* Acknowledges the highest-priority deliverable interrupt (IRR -> ISR, or the PIC's INTA for
  * ExtINT) and returns its vector; -1 when none. */
 int lapic_ack_interrupt(struct lapic *l);

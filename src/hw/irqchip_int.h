@@ -93,6 +93,10 @@ struct lapic {
     uint64_t tsc_deadline;
     uint64_t tsc_hz, tsc_ns0, tsc0;
     bool nmi_pending, extint_pending;
+    /* As KVM: a second NMI is kept while none is being handled (two that arrive together both
+     * run), one while the CPU handles one (from lapic_take_nmi to lapic_end_nmi). Not saved: a
+     * saved state never has an NMI under way. */
+    bool nmi_second, nmi_in_service;
 };
 
 struct irqchip {

@@ -136,6 +136,7 @@ void lapic_reset(struct lapic *l, bool power_on)
     l->timer_start_ns = l->timer_period_ns = 0;
     l->tsc_deadline = 0;
     l->nmi_pending = l->extint_pending = false;
+    l->nmi_second = l->nmi_in_service = false;
     lapic_timer_arm(l, UINT64_MAX);
     atomic_store(&l->ready, false);
 }
@@ -178,7 +179,10 @@ static void lapic_accept(struct lapic *l, const struct apic_msg *m, struct irq_w
         lapic_accept_fixed(l, m->vector, m->level_trig, w);
         break;
     case DM_NMI:
-        l->nmi_pending = true;
+        if (!l->nmi_pending)
+            __atomic_store_n(&l->nmi_pending, true, __ATOMIC_RELEASE);
+        else if (!l->nmi_in_service)
+            l->nmi_second = true;
         lapic_update(l, w, true);
         break;
     case DM_INIT:
@@ -270,7 +274,9 @@ static uint64_t lapic_tick_ns(const struct lapic *l)
 
 static uint32_t lapic_current_count(const struct lapic *l, uint64_t now)
 {
-    if (timer_mode(l) == TIMER_TSC_DEADLINE || !l->timer_period_ns || now < l->timer_start_ns)
+    /* A one-shot count that ran out stays at 0, also if the mode turns periodic (SDM 11.5.4) */
+    if (timer_mode(l) == TIMER_TSC_DEADLINE || !l->timer_period_ns || now < l->timer_start_ns ||
+        atomic_load_explicit(&l->timer_deadline, memory_order_relaxed) == UINT64_MAX)
         return 0;
     uint64_t elapsed = now - l->timer_start_ns;
     if (timer_mode(l) == TIMER_PERIODIC)
@@ -306,9 +312,20 @@ static uint64_t lapic_tsc_to_ns(const struct lapic *l, uint64_t tsc)
     return ns >= UINT64_MAX ? UINT64_MAX - 1 : (uint64_t)ns;
 }
 
-static void lapic_write_lvt_timer(struct lapic *l, uint32_t val)
+static void lapic_timer_expire(struct lapic *l, uint64_t now_ns, struct irq_work *w);
+
+static void lapic_write_lvt_timer(struct lapic *l, uint32_t val, struct irq_work *w)
 {
     int old = timer_mode(l);
+    uint64_t now = l->c->now();
+    /* What fell due under the old mode fires under it. */
+    lapic_timer_expire(l, now, w);
+    if (old == TIMER_PERIODIC && (val >> 17 & 3) == TIMER_ONESHOT && l->timer_period_ns &&
+        atomic_load_explicit(&l->timer_deadline, memory_order_relaxed) != UINT64_MAX && now > l->timer_start_ns) {
+        /* The count goes on from where it is: the one-shot ends where this period does. */
+        l->timer_start_ns += (now - l->timer_start_ns) / l->timer_period_ns * l->timer_period_ns;
+        lapic_timer_arm(l, l->timer_start_ns + l->timer_period_ns);
+    }
     l->lvt[LVT_TIMER] = val;
     int mode = timer_mode(l);
     /* SDM: changing to or from TSC-deadline mode disarms the timer. */
@@ -320,6 +337,25 @@ static void lapic_write_lvt_timer(struct lapic *l, uint32_t val)
     }
 }
 
+/* Fires the timer if it is due. Lock held. */
+static void lapic_timer_expire(struct lapic *l, uint64_t now_ns, struct irq_work *w)
+{
+    uint64_t dl = atomic_load_explicit(&l->timer_deadline, memory_order_relaxed);
+    if (now_ns < dl)
+        return;
+    uint32_t lvt = l->lvt[LVT_TIMER];
+    if (!(lvt & LVT_MASKED))
+        lapic_accept_fixed(l, lvt & 0xff, false, w);
+    if (timer_mode(l) == TIMER_PERIODIC && l->timer_period_ns) {
+        /* Ticks missed while the vCPU was away collapse into this one. */
+        dl += ((now_ns - dl) / l->timer_period_ns + 1) * l->timer_period_ns;
+    } else {
+        dl = UINT64_MAX;
+        l->tsc_deadline = 0;
+    }
+    lapic_timer_arm(l, dl);
+}
+
 uint64_t lapic_poll_timer(struct lapic *l, uint64_t now_ns)
 {
     uint64_t dl = atomic_load_explicit(&l->timer_deadline, memory_order_acquire);
@@ -328,20 +364,8 @@ uint64_t lapic_poll_timer(struct lapic *l, uint64_t now_ns)
     struct irqchip *c = l->c;
     struct irq_work w = { 0 };
     irqchip_lock(c);
+    lapic_timer_expire(l, now_ns, &w);
     dl = atomic_load_explicit(&l->timer_deadline, memory_order_relaxed);
-    if (now_ns >= dl) {
-        uint32_t lvt = l->lvt[LVT_TIMER];
-        if (!(lvt & LVT_MASKED))
-            lapic_accept_fixed(l, lvt & 0xff, false, &w);
-        if (timer_mode(l) == TIMER_PERIODIC && l->timer_period_ns) {
-            /* Ticks missed while the vCPU was away collapse into this one. */
-            dl += ((now_ns - dl) / l->timer_period_ns + 1) * l->timer_period_ns;
-        } else {
-            dl = UINT64_MAX;
-            l->tsc_deadline = 0;
-        }
-        lapic_timer_arm(l, dl);
-    }
     irqchip_unlock(c, &w);
     return dl;
 }
@@ -493,7 +517,7 @@ static void lapic_reg_write(struct lapic *l, uint32_t reg, uint32_t val, struct 
         if (!sw_enabled(l))
             val |= LVT_MASKED;
         if (i == LVT_TIMER)
-            lapic_write_lvt_timer(l, val);
+            lapic_write_lvt_timer(l, val, w);
         else
             l->lvt[i] = val;
         if (i == LVT_LINT0)
@@ -537,6 +561,10 @@ static int lapic_write_base(struct lapic *l, uint64_t val, struct irq_work *w)
     l->base = (val & ~APIC_BASE_BSP) | (l->base & APIC_BASE_BSP);
     if (was_en && !en)
         lapic_reset(l, false);
+    /* The x2APIC ID is the initial APIC ID whatever the xAPIC ID register was set to (SDM
+     * 11.12.5.1); an APIC enabled again starts from it too, as under KVM. */
+    if ((en && !was_en) || (extd && !was_x2))
+        l->id = (uint32_t)l->index;
     if (extd && !was_x2)
         l->ldr = x2apic_ldr(l->id);
     lapic_update(l, w, false);
@@ -671,10 +699,20 @@ bool lapic_take_nmi(struct lapic *l)
     struct irq_work w = { 0 };
     irqchip_lock(l->c);
     bool nmi = l->nmi_pending;
-    l->nmi_pending = false;
+    __atomic_store_n(&l->nmi_pending, l->nmi_second, __ATOMIC_RELEASE);
+    l->nmi_second = false;
+    if (nmi)
+        l->nmi_in_service = true;
     lapic_update(l, &w, false);
     irqchip_unlock(l->c, &w);
     return nmi;
+}
+
+void lapic_end_nmi(struct lapic *l)
+{
+    irqchip_lock(l->c);
+    l->nmi_in_service = false;
+    irqchip_unlock(l->c, NULL);
 }
 
 int lapic_ack_interrupt(struct lapic *l)

@@ -260,6 +260,7 @@ struct cpu *emu_cpu_create(struct machine *m, struct emu_vm *vm, int id, const s
     c->exc_vec = -1;
     c->tsc_offset = 0 - vm->tsc_base;   /* one TSC for all CPUs: synchronized, as Linux checks */
     cpu_reset_regs(c);
+    cpu_sync_tsc(c);
     return c;
 }
 
@@ -301,6 +302,7 @@ void emu_cpu_set_state(struct cpu *c, const struct cpu_state *s)
     c->halted = false;
     c->wait_sipi = false;
     c->inhibit_irq = false;
+    c->nmi_blocked = false;
 }
 
 void emu_cpu_get_state(struct cpu *c, struct cpu_state *s)
@@ -429,21 +431,26 @@ static void poll_timer(struct cpu *c)
         c->timer_deadline = lapic_poll_timer(c->env.lapic, now);
 }
 
-/* Delivers a pending NMI (unless one is being handled: blocked until the next IRET) or external
- * interrupt (if RFLAGS.IF allows). The caller has checked the interrupt shadow. */
+static void deliver_nmi(struct cpu *c)
+{
+    c->halted = false;
+    c->nmi_blocked = true;
+    log_debug(LOG_INT, "cpu%d: NMI at %#llx", c->id, (unsigned long long)c->rip);
+    c->exc_depth = 1;
+    c->exc_first = -1;
+    c->exc_rf = false;
+    except_deliver(c, EXC_NMI, false, 0, false);
+    c->exc_depth = 0;
+}
+
+/* Delivers a pending NMI unless one is being handled, else a pending external interrupt if
+ * RFLAGS.IF allows (the caller checked the interrupt shadow, which holds both back). */
 static bool take_interrupt(struct cpu *c)
 {
     if (!c->env.lapic)
         return false;
     if (!c->nmi_blocked && lapic_nmi_pending(c->env.lapic) && lapic_take_nmi(c->env.lapic)) {
-        c->halted = false;
-        log_debug(LOG_INT, "cpu%d: NMI at %#llx", c->id, (unsigned long long)c->rip);
-        c->exc_depth = 1;
-        c->exc_first = -1;
-        c->exc_rf = false;
-        except_deliver(c, EXC_NMI, false, 0, false);
-        c->nmi_blocked = true;
-        c->exc_depth = 0;
+        deliver_nmi(c);
         return true;
     }
     if (!(c->eflags & F_IF))
@@ -607,8 +614,9 @@ enum emu_stop emu_cpu_run(struct cpu *c)
             }
             continue;
         }
-        if (atomic_load_explicit(&c->irq_check, memory_order_relaxed) && take_interrupt(c))
+        if (atomic_load_explicit(&c->irq_check, memory_order_relaxed) && take_interrupt(c)) {
             continue;
+        }
         struct block *b = block_get(c);
         if (unlikely(!b)) {
             log_error("cpu%d: executing outside RAM at %#llx", c->id,

@@ -187,6 +187,7 @@ struct cpu {
     uint8_t ssz;           /* stack address size: 2, 4 or 8 */
     uint64_t lin_mask;     /* linear addresses wrap at 4 GiB outside long mode */
     bool inhibit_irq;      /* one instruction after STI / MOV SS */
+    bool nmi_blocked;      /* from taking an NMI to the next IRET (SDM 6.7.1) */
 
     /* MSRs */
     uint64_t star, lstar, cstar, sfmask, kernel_gs, tsc_aux, pat, misc_enable;
@@ -502,6 +503,9 @@ void cpuid_query(struct cpu *c, uint32_t leaf, uint32_t sub, uint32_t out[4]);
 void cpu_model_cpuid(const struct cpu_model *m, int id, int ncpus, uint32_t leaf, uint32_t sub,
                      uint32_t out[4]);
 uint64_t cpu_tsc(struct cpu *c);
+/* Tells the local APIC how the TSC relates to the clock (for the TSC-deadline timer): at
+ * creation and after a write to IA32_TSC. */
+void cpu_sync_tsc(struct cpu *c);
 void cpu_set_cr0(struct cpu *c, uint64_t v);
 void cpu_set_cr3(struct cpu *c, uint64_t v);
 void cpu_set_cr4(struct cpu *c, uint64_t v);

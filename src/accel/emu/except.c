@@ -2,6 +2,7 @@
  * delivering them through the IVT (real mode) or the IDT (protected and long mode); IRET. */
 #include "accel/emu/cpu.h"
 #include "accel/emu/decode.h"
+#include "hw/irqchip.h"
 #include "util/log.h"
 
 /* A fault restarts the instruction: rewind RIP to its first byte. */
@@ -207,7 +208,13 @@ void except_deliver(struct cpu *c, int vec, bool has_err, uint32_t err, bool sof
 
 void except_iret(struct cpu *c, int osz)
 {
-    c->nmi_blocked = false;   /* any IRET ends NMI blocking, even one that faults later */
+    if (unlikely(c->nmi_blocked)) {
+        /* IRET ends NMI blocking: a latched NMI may be taken now */
+        c->nmi_blocked = false;
+        if (c->env.lapic)
+            lapic_end_nmi(c->env.lapic);
+        atomic_store_explicit(&c->irq_check, true, memory_order_relaxed);
+    }
     if (!(c->cr0 & CR0_PE)) {
         uint64_t ip = pop(c, osz), cs = pop(c, osz), fl = pop(c, osz);
         seg_set_real(c, SEG_CS, (uint16_t)cs);

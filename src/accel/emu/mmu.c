@@ -40,9 +40,12 @@ void *phys_ptr(struct emu_vm *vm, uint64_t pa, uint64_t len, uint32_t *pidx)
     return r->host + off;
 }
 
+/* The xAPIC page answers while the APIC is enabled in xAPIC mode; disabled or in x2APIC mode
+ * the address is nobody's (SDM 11.4.3, 11.12.2) and reaches the bus. */
 static bool is_apic_page(struct cpu *c, uint64_t pa)
 {
-    return c->env.lapic && (pa & ~0xfffull) == (c->apic_base & ~0xfffull) && (c->apic_base & (1 << 11));
+    return c->env.lapic && (pa & ~0xfffull) == (c->apic_base & ~0xfffull) &&
+           (c->apic_base & (3u << 10)) == (1u << 11);
 }
 
 static void mmio_access(struct cpu *c, uint64_t pa, void *data, int sz, bool write)

@@ -10,7 +10,7 @@
 #include "vm/machine.h"
 
 enum {
-    MSR_TSC = 0x10, MSR_APIC_BASE = 0x1b, MSR_MTRRCAP = 0xfe, MSR_SYSENTER_CS = 0x174,
+    MSR_TSC = 0x10, MSR_APIC_BASE = 0x1b, MSR_TSC_DEADLINE = 0x6e0, MSR_MTRRCAP = 0xfe, MSR_SYSENTER_CS = 0x174,
     MSR_SYSENTER_ESP = 0x175, MSR_SYSENTER_EIP = 0x176, MSR_MCG_CAP = 0x179, MSR_MCG_STATUS = 0x17a,
     MSR_MISC_ENABLE = 0x1a0, MSR_MTRR_PHYS0 = 0x200, MSR_MTRR_FIX64K = 0x250,
     MSR_MTRR_FIX16K0 = 0x258, MSR_MTRR_FIX16K1 = 0x259, MSR_MTRR_FIX4K0 = 0x268, MSR_PAT = 0x277,
@@ -27,16 +27,48 @@ static bool canonical(uint64_t v)
     return (uint64_t)((int64_t)(v << 16) >> 16) == v;
 }
 
+#define APIC_BASE_EXTD (1ull << 10)
+#define CPUID_1_ECX_X2APIC (1u << 21)
+#define CPUID_1_ECX_TSC_DEADLINE (1u << 24)
+
 /* The TSC counts host nanoseconds: a steady 1 GHz, whatever the guest's speed. */
 uint64_t cpu_tsc(struct cpu *c)
 {
     return clock_now_ns() + c->tsc_offset;
 }
 
+void cpu_sync_tsc(struct cpu *c)
+{
+    if (!c->env.lapic)
+        return;
+    uint64_t now = clock_now_ns();
+    lapic_set_tsc(c->env.lapic, 1000000000u, now, now + c->tsc_offset);
+}
+
+/* After a write that may arm the local timer or raise an interrupt: the timer is polled now and
+ * the block ends, so what is due is taken before the next instruction. */
+static void cpu_apic_timer_now(struct cpu *c)
+{
+    c->timer_deadline = lapic_poll_timer(c->env.lapic, clock_now_ns());
+    atomic_store_explicit(&c->irq_check, true, memory_order_relaxed);
+    c->brk = true;
+}
+
+static bool cpu_has_feat(const struct cpu *c, enum cpu_feat_word w, uint32_t bit)
+{
+    return c->vm->model.feat[w] & bit;
+}
+
 int msr_read(struct cpu *c, uint32_t msr, uint64_t *v)
 {
     switch (msr) {
     case MSR_TSC: *v = cpu_tsc(c); return 0;
+    case MSR_TSC_DEADLINE:
+        /* #GP without the CPUID bit, as on hardware */
+        if (!c->env.lapic || !cpu_has_feat(c, CPUF_1_ECX, CPUID_1_ECX_TSC_DEADLINE))
+            break;
+        cpu_apic_timer_now(c);   /* a deadline that passed reads 0 */
+        return lapic_msr_read(c->env.lapic, msr, v);
     case MSR_APIC_BASE:
         if (c->env.lapic && lapic_msr_read(c->env.lapic, msr, v) == 0)
             return 0;
@@ -99,8 +131,24 @@ int msr_write(struct cpu *c, uint32_t msr, uint64_t v)
         return prot_set_pkrs(c, v) < 0 ? -EINVAL : 0;
     }
     switch (msr) {
-    case MSR_TSC: c->tsc_offset = v - clock_now_ns(); return 0;
+    case MSR_TSC:
+        c->tsc_offset = v - clock_now_ns();
+        cpu_sync_tsc(c);   /* a TSC deadline is in the guest's TSC */
+        return 0;
+    case MSR_TSC_DEADLINE:
+        if (!c->env.lapic || !cpu_has_feat(c, CPUF_1_ECX, CPUID_1_ECX_TSC_DEADLINE))
+            break;
+        if (lapic_msr_write(c->env.lapic, msr, v))
+            return -EINVAL;
+        cpu_apic_timer_now(c);   /* a deadline already passed fires before the next instruction */
+        return 0;
     case MSR_APIC_BASE:
+        /* x2APIC mode needs the CPUID bit (SDM 11.12.1: EXTD is reserved without it), and the
+         * base fits the physical address width */
+        if ((v & APIC_BASE_EXTD) && !cpu_has_feat(c, CPUF_1_ECX, CPUID_1_ECX_X2APIC))
+            return -EINVAL;
+        if (v >> EMU_PHYS_BITS)
+            return -EINVAL;
         if (c->env.lapic) {
             int r = lapic_msr_write(c->env.lapic, msr, v);
             if (r < 0)
@@ -142,8 +190,10 @@ int msr_write(struct cpu *c, uint32_t msr, uint64_t v)
         return 0;
     }
     if (msr >= 0x800 && msr <= 0x8ff && c->env.lapic) {
-        c->timer_deadline = 0;
-        return lapic_msr_write(c->env.lapic, msr, v);
+        if (lapic_msr_write(c->env.lapic, msr, v))
+            return -EINVAL;
+        cpu_apic_timer_now(c);   /* the timer may have been (re)armed, an IPI sent to self */
+        return 0;
     }
     if (msr == 0x8b || msr == 0xc0010015 || msr == 0xc0011029 || (msr >= 0xc0010000 && msr <= 0xc0010007))
         return 0;
@@ -168,6 +218,8 @@ void cpu_model_cpuid(const struct cpu_model *m, int id, int ncpus, uint32_t leaf
     switch (leaf) {
     case 0:
         out[0] = (m->feat[CPUF_1_ECX] & (1u << 26)) ? 0xd : has7 ? 7 : 1;   /* XSAVE: leaf 0xD */
+        if ((m->feat[CPUF_1_ECX] & CPUID_1_ECX_X2APIC) && out[0] < 0xb)
+            out[0] = 0xb;   /* x2APIC: leaf 0xB holds the 32-bit x2APIC ID */
         put_str(out, m->vendor, ebx_edx_ecx);
         break;
     case 1:
@@ -182,6 +234,25 @@ void cpu_model_cpuid(const struct cpu_model *m, int id, int ncpus, uint32_t leaf
         if (has7 && sub == 0) {
             out[1] = m->feat[CPUF_7_EBX];
             out[2] = m->feat[CPUF_7_ECX];
+        }
+        break;
+    case 0xb:
+        /* x2APIC topology (SDM vol. 2, CPUID leaf 0BH): one thread per core, ncpus cores in one
+         * package, as leaf 1 and 0x80000008 say; EDX is the x2APIC ID at every level. */
+        if (!(m->feat[CPUF_1_ECX] & CPUID_1_ECX_X2APIC))
+            break;
+        out[2] = sub & 0xff;
+        out[3] = (uint32_t)id;
+        if (sub == 0) {
+            out[1] = 1;
+            out[2] |= 1u << 8;      /* SMT */
+        } else if (sub == 1) {
+            unsigned bits = 0;
+            while ((1 << bits) < ncpus)
+                bits++;
+            out[0] = bits;
+            out[1] = (uint32_t)ncpus;
+            out[2] |= 2u << 8;      /* core */
         }
         break;
     case 0x40000000:
@@ -220,6 +291,9 @@ void cpuid_query(struct cpu *c, uint32_t leaf, uint32_t sub, uint32_t out[4])
     cpu_model_cpuid(&c->vm->model, c->id, c->ncpus, leaf, sub, out);
     xsave_cpuid(c, leaf, sub, out);
     prot_cpuid(c, leaf, sub, out);
+    /* CPUID.1:EDX.APIC follows IA32_APIC_BASE.EN (SDM 11.4.3) */
+    if (leaf == 1 && c->env.lapic && !(c->apic_base & (1u << 11)))
+        out[3] &= ~(1u << 9);
 }
 
 void cpu_set_efer(struct cpu *c, uint64_t v)
