@@ -241,7 +241,6 @@ struct cpu {
     bool exc_rf;           /* the event being delivered is a fault: RF set in the pushed flags */
     bool tf_recheck;       /* SYSCALL/SYSRET: single-step follows TF at the end of the instruction */
     bool shadow_ss;        /* MOV SS/POP SS: debug traps wait for the next instruction too */
-    bool nmi_blocked;      /* from an NMI's delivery to the next IRET */
     uint8_t dbg_bp;        /* DR7 L0-3|G0-3 folded: breakpoints 0-3 that are enabled */
     uint32_t db_pending;   /* DR6 bits of traps the current instruction hit (data, I/O) */
     uint32_t db_deferred;  /* ...held back by a MOV SS shadow */
