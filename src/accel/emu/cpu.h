@@ -118,6 +118,7 @@ struct emu_vm {
     _Atomic uint32_t *gen;
     /* A block is translated to host code after this many interpreted runs; -1 never. */
     int jit_threshold;
+    size_t jit_block_max;     /* code space per translated block, 0: jit.c's bound (tests) */
     struct cpu_model model;   /* what CPUID reports (-cpu) */
 };
 
@@ -200,8 +201,10 @@ struct cpu {
     size_t arena_used, arena_size;
     struct block *bhash[1u << BLOCK_HASH_BITS];
     struct block *xblock;  /* scratch for an instruction that crosses a page */
-    uint8_t *jit;          /* translated blocks (jit.c): executable memory, NULL without */
+    uint8_t *jit;          /* translated blocks (jit.c): the executable view, NULL without */
+    uint8_t *jit_rw;       /* the same memory, the view the translator writes through */
     size_t jit_used, jit_size;
+    uint64_t jit_blocks, jit_refused;   /* translated; abandoned for want of space */
     struct block **link_from;  /* a translated block left through this empty link slot... */
     uint64_t link_key;         /* ...towards this block: pa ^ mode << 60 */
     uint32_t chain_budget;     /* linked blocks left before the run loop looks at events */
