@@ -76,6 +76,7 @@ enum {
 /* Software TLB: direct-mapped, tagged by the virtual page; a tag of 1 never matches. */
 #define TLB_BITS 10
 #define TLB_SIZE (1u << TLB_BITS)
+#define TLB_VICTIM 8
 struct tlb_entry {
     uint64_t vr, vw, vx;   /* page address if readable / writable / executable, else 1 */
     uintptr_t add;         /* host pointer = add + linear address */
@@ -194,6 +195,10 @@ struct cpu {
     /* TLB: one for supervisor accesses, one for user (CPL 3) accesses. */
     struct tlb_entry tlb[2][TLB_SIZE];
     struct tlb_entry *tlbc;  /* the current CPL's */
+    /* Entries a fill pushed out, looked at before a page walk (mmu.c): two buffers 4 MiB apart
+     * (a memcpy between two mappings) share every slot of the direct-mapped TLB. */
+    struct tlb_entry victim[2][TLB_VICTIM];
+    uint32_t victim_next[2];
     struct jc_entry jc[1u << JMP_CACHE_BITS];
 
     /* Decoded blocks: an arena, a hash on (physical address, mode). */
