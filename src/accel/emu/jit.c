@@ -803,8 +803,9 @@ static void sse_addr(struct tx *t, const struct insn *i, struct ccall *k, int n,
     tlb_lookup(t, write, n, k->patch, &k->npatch);
 }
 
-/* MOVSS/SD/UPS/UPD/APS/APD, arithmetic (ADD MUL SUB DIV MIN MAX SQRT), AND/ANDN/OR/XOR and
- * UCOMIS/COMIS in their SSE and SSE2 forms; false: the handler's. */
+/* MOVSS/SD/UPS/UPD/APS/APD, MOVDQA/DQU and the non-temporal stores MOVNTPS/PD/DQ (glibc's
+ * memcpy, memset and string functions), arithmetic (ADD MUL SUB DIV MIN MAX SQRT),
+ * AND/ANDN/OR/XOR and UCOMIS/COMIS in their SSE and SSE2 forms; false: the handler's. */
 static bool emit_sse(struct tx *t, const struct insn *i)
 {
     unsigned op = i->op & 0xff;
@@ -819,17 +820,24 @@ static bool emit_sse(struct tx *t, const struct insn *i)
     bool logic = op >= 0x54 && op <= 0x57 && !scalar;
     bool mov = op == 0x10 || op == 0x11 || ((op == 0x28 || op == 0x29) && !scalar);
     bool comis = (op == 0x2e || op == 0x2f) && !scalar;
-    if (!arith && !logic && !mov && !comis)
+    /* 16-byte moves by another name: MOVDQA (66) and MOVDQU (F3) 0F 6F/7F; MOVNTPS/PD 0F 2B and
+     * MOVNTDQ 66 0F E7 (memory only, aligned; the host's MOVUPS does them, the hint aside) */
+    bool dq = (op == 0x6f || op == 0x7f) && (p == 0x66 || p == 0xf3);
+    bool nt = !reg && ((op == 0x2b && !scalar) || (op == 0xe7 && p == 0x66));
+    if (!arith && !logic && !mov && !comis && !dq && !nt)
         return false;
     struct ccall *k = ccall_new(t, i);
     sse_guard(t, k);
     int32_t x = XMM_OFF(i->reg), y = XMM_OFF(i->rm);
-    if (mov) {
-        bool align = op >= 0x28;
+    if (mov || dq || nt) {
+        bool align = mov ? op >= 0x28 : nt || p == 0x66;
+        bool store = mov ? op & 1 : op == 0x7f || nt;
+        if (!mov)
+            n = 16;
         if (reg) {   /* n bytes from register to register */
-            sse_mov(t, false, n, 0, RBX, op & 1 ? x : y);
-            sse_mov(t, true, n, 0, RBX, op & 1 ? y : x);
-        } else if (op & 1) {
+            sse_mov(t, false, n, 0, RBX, store ? x : y);
+            sse_mov(t, true, n, 0, RBX, store ? y : x);
+        } else if (store) {
             sse_addr(t, i, k, n, align, true);
             sse_mov(t, false, n, 0, RBX, x);
             sse_mov(t, true, n, 0, RAX, 0);
@@ -928,8 +936,8 @@ static bool emit_inline(struct tx *t, const struct insn *i, bool live)
         return false;
 
     /* no operands to speak of */
-    if ((op == 0x90 && i->rm == 0) || op == 0x11f)
-        return true;
+    if ((op == 0x90 && i->rm == 0) || (op >= 0x118 && op <= 0x11f) || op == 0x10d)
+        return true;   /* NOP, and the PREFETCH hints: they neither fault nor change state */
     if (op >= 0x50 && op <= 0x5f) {
         if (sz != t->sw)
             return false;
