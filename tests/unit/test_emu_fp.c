@@ -180,10 +180,17 @@ static uint64_t gen_sse_float(struct code *c, struct regs *in, uint8_t *data)
         static const struct { int pfx, op; } mv[] = { { 0, 0x10 }, { 0x66, 0x10 }, { 0xf3, 0x10 },
             { 0xf2, 0x10 }, { 0, 0x11 }, { 0xf3, 0x11 }, { 0xf2, 0x11 }, { 0, 0x28 }, { 0x66, 0x29 },
             { 0, 0x12 }, { 0x66, 0x16 }, { 0, 0x16 }, { 0x66, 0x13 }, { 0, 0x17 }, { 0xf3, 0x7e },
-            { 0x66, 0xd6 }, { 0x66, 0x6f }, { 0xf3, 0x6f }, { 0xf3, 0x7f } };
+            { 0x66, 0xd6 }, { 0x66, 0x6f }, { 0xf3, 0x6f }, { 0xf3, 0x7f }, { 0x66, 0x7f },
+            { 0, 0x2b }, { 0x66, 0x2b }, { 0x66, 0xe7 } };
         int k = (int)(rnd() % (sizeof(mv) / sizeof(mv[0])));
-        bool need_mem = mv[k].op == 0x13 || mv[k].op == 0x17;
+        bool need_mem = mv[k].op == 0x13 || mv[k].op == 0x17 || mv[k].op == 0x2b || mv[k].op == 0xe7;
+        /* the CPU starts each run with an empty TLB, and a miss runs the handler: half the
+         * time a store to the data page first, so the translated move finds the page there */
+        if (rnd() % 2)
+            emit(c, "\x80\x0b\x00", 3);   /* or byte [rbx], 0 */
         emit_sse(c, mv[k].pfx, mv[k].op, reg, mem || need_mem, rm);
+        if (rnd() % 4 == 0)   /* misaligned: the aligned forms' #GP, inline as in the handler */
+            in->r[R_BX] += 8;
         if (!mem && !need_mem && (mv[k].op == 0x50))
             return 0x8d5;
         return 0x8d5;

@@ -118,6 +118,17 @@ void emu_vm_set_jit(struct emu_vm *vm, int threshold)
     vm->jit_threshold = threshold;
 }
 
+void emu_vm_set_jit_space(struct emu_vm *vm, size_t bytes)
+{
+    vm->jit_block_max = bytes;
+}
+
+void emu_cpu_jit_stats(struct cpu *c, uint64_t *blocks, uint64_t *refused)
+{
+    *blocks = c->jit_blocks;
+    *refused = c->jit_refused;
+}
+
 void emu_vm_destroy(struct emu_vm *vm)
 {
     if (!vm)

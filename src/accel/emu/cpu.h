@@ -89,6 +89,7 @@ enum {
 enum { TLB_SUP = 0, TLB_USER = 1, TLB_SUP_AC = 2, TLB_SETS = 3 };
 #define TLB_BITS 10
 #define TLB_SIZE (1u << TLB_BITS)
+#define TLB_VICTIM 8
 struct tlb_entry {
     uint64_t vr, vw, vx;   /* page address if readable / writable / executable, else 1 */
     uintptr_t add;         /* host pointer = add + linear address */
@@ -131,6 +132,7 @@ struct emu_vm {
     _Atomic uint32_t *gen;
     /* A block is translated to host code after this many interpreted runs; -1 never. */
     int jit_threshold;
+    size_t jit_block_max;     /* code space per translated block, 0: jit.c's bound (tests) */
     struct cpu_model model;   /* what CPUID reports (-cpu) */
 };
 
@@ -210,6 +212,10 @@ struct cpu {
     uint8_t tlb_used;        /* sets filled since their last flush, a bit each */
     uint32_t pkru;           /* protection keys for user pages (RDPKRU/WRPKRU, XSAVE 9) */
     uint64_t pkrs;           /* and for supervisor pages (IA32_PKRS) */
+    /* Entries a fill pushed out, looked at before a page walk (mmu.c): two buffers 4 MiB apart
+     * (a memcpy between two mappings) share every slot of the direct-mapped TLB. */
+    struct tlb_entry victim[TLB_SETS][TLB_VICTIM];
+    uint32_t victim_next[TLB_SETS];
     struct jc_entry jc[1u << JMP_CACHE_BITS];
 
     /* Decoded blocks: an arena, a hash on (physical address, mode). */
@@ -217,8 +223,10 @@ struct cpu {
     size_t arena_used, arena_size;
     struct block *bhash[1u << BLOCK_HASH_BITS];
     struct block *xblock;  /* scratch for an instruction that crosses a page */
-    uint8_t *jit;          /* translated blocks (jit.c): executable memory, NULL without */
+    uint8_t *jit;          /* translated blocks (jit.c): the executable view, NULL without */
+    uint8_t *jit_rw;       /* the same memory, the view the translator writes through */
     size_t jit_used, jit_size;
+    uint64_t jit_blocks, jit_refused;   /* translated; abandoned for want of space */
     struct block **link_from;  /* a translated block left through this empty link slot... */
     uint64_t link_key;         /* ...towards this block: pa ^ mode << 60 */
     uint32_t chain_budget;     /* linked blocks left before the run loop looks at events */

@@ -37,6 +37,9 @@ void emu_vm_destroy(struct emu_vm *vm);
  * once; -1: never, the interpreter runs everything). */
 #define EMU_JIT_DEFAULT 8
 void emu_vm_set_jit(struct emu_vm *vm, int threshold);
+/* Tests: the host code bytes one translated block may take (0: the translator's own bound). A
+ * block that does not fit is left to the interpreter. */
+void emu_vm_set_jit_space(struct emu_vm *vm, size_t bytes);
 /* Picks up memory regions the machine added since (ROMs). 0 or -ENOMEM. Not while CPUs run. */
 int emu_vm_sync(struct emu_vm *vm);
 /* The machine moved or hid its device region idx (machine_map_hostmem): CPUs stop reaching it
@@ -76,6 +79,8 @@ void emu_cpu_kick(struct cpu *c);
 void emu_cpu_irq_notify(struct cpu *c);
 /* Instructions retired (approximately: counted per block), for benchmarks. */
 uint64_t emu_cpu_icount(struct cpu *c);
+/* Blocks translated, and translations abandoned because the block did not fit its space. */
+void emu_cpu_jit_stats(struct cpu *c, uint64_t *blocks, uint64_t *refused);
 
 /* RFLAGS as the guest sees it, and access to general registers (tests). */
 uint64_t emu_cpu_rflags(struct cpu *c);

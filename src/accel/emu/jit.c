@@ -17,11 +17,15 @@
  *   it to NULL with c->rip at the start of its instruction, which is what a fault needs. */
 #include "accel/emu/jit.h"
 
+#include <errno.h>
 #include <stddef.h>
+#include <string.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 #include "accel/emu/block.h"
 #include "accel/emu/exec.h"
+#include "util/log.h"
 
 #if defined(__x86_64__)
 
@@ -66,7 +70,9 @@ struct ccall {
 };
 
 struct tx {
-    uint8_t *p;
+    uint8_t *p;          /* where the next byte goes: the code buffer's writable view */
+    uint8_t *end;        /* the block's space ends here: bytes that would pass it are dropped */
+    bool over;           /* ...and the translation is abandoned */
     struct block *b;
     int pend;            /* c->rip lags the start of the current instruction by this much */
     uint32_t cc;         /* the cc_op the lazy flags hold, if an inline instruction stored them */
@@ -82,9 +88,19 @@ struct tx {
 };
 
 /* --- encoding --- */
-static void e1(struct tx *t, unsigned v) { *t->p++ = (uint8_t)v; }
-static void e4(struct tx *t, uint32_t v) { memcpy(t->p, &v, 4); t->p += 4; }
-static void e8(struct tx *t, uint64_t v) { memcpy(t->p, &v, 8); t->p += 8; }
+/* Every byte goes through room(): a block that would pass its space writes nothing beyond it
+ * (the check is at translation time only; the bound JIT_BLOCK_MAX is an estimate, this is the
+ * guarantee). */
+static bool room(struct tx *t, size_t n)
+{
+    if (likely((size_t)(t->end - t->p) >= n))
+        return true;
+    t->over = true;
+    return false;
+}
+static void e1(struct tx *t, unsigned v) { if (room(t, 1)) *t->p++ = (uint8_t)v; }
+static void e4(struct tx *t, uint32_t v) { if (room(t, 4)) { memcpy(t->p, &v, 4); t->p += 4; } }
+static void e8(struct tx *t, uint64_t v) { if (room(t, 8)) { memcpy(t->p, &v, 8); t->p += 8; } }
 
 static void rex(struct tx *t, int w, int r, int x, int b)
 {
@@ -177,8 +193,10 @@ static uint8_t *jcc32(struct tx *t, unsigned cc)
     return t->p - 4;
 }
 
-static void patch(uint8_t *rel, const uint8_t *to)
+static void patch(struct tx *t, uint8_t *rel, const uint8_t *to)
 {
+    if (t->over)   /* rel may lie before the block: write nothing */
+        return;
     int32_t d = (int32_t)(to - (rel + 4));
     memcpy(rel, &d, 4);
 }
@@ -188,7 +206,7 @@ static void leave(struct tx *t)
 {
     e1(t, 0xe9);
     e4(t, 0);
-    patch(t->p - 4, t->exit);
+    patch(t, t->p - 4, t->exit);
 }
 
 /* --- guest registers held in host registers --- */
@@ -251,7 +269,7 @@ static void brk_check(struct tx *t)
 {
     op_rm(t, 0, 0x80, 7, RBX, OFF(brk));   /* cmp byte [rbx+brk], 0 */
     e1(t, 0);
-    patch(jcc32(t, 0x5), t->exit);
+    patch(t, jcc32(t, 0x5), t->exit);
 }
 
 /* --- slow paths, called from translated code --- */
@@ -457,7 +475,7 @@ static struct cold *emit_store(struct tx *t, const struct insn *i, int sz)
 static void emit_cold(struct tx *t, struct cold *k)
 {
     for (int n = 0; n < k->npatch; n++)
-        patch(k->patch[n], t->p);
+        patch(t, k->patch[n], t->p);
     writeback(t, k->dirty);
     sti(t, 1, OFF(cur), 0);
     if (k->pend)
@@ -498,7 +516,7 @@ static void emit_cold(struct tx *t, struct cold *k)
         else
             addmi(t, OFF(rip), (int32_t)k->rip_adv);
         leave(t);
-        patch(on, t->p);
+        patch(t, on, t->p);
     } else {
         call(t, (const void *)jit_ld);
     }
@@ -506,7 +524,7 @@ static void emit_cold(struct tx *t, struct cold *k)
         addmi(t, OFF(rip), -k->pend);
     e1(t, 0xe9);
     e4(t, 0);
-    patch(t->p - 4, k->resume);
+    patch(t, t->p - 4, k->resume);
 }
 
 /* --- instructions --- */
@@ -785,8 +803,9 @@ static void sse_addr(struct tx *t, const struct insn *i, struct ccall *k, int n,
     tlb_lookup(t, write, n, k->patch, &k->npatch);
 }
 
-/* MOVSS/SD/UPS/UPD/APS/APD, arithmetic (ADD MUL SUB DIV MIN MAX SQRT), AND/ANDN/OR/XOR and
- * UCOMIS/COMIS in their SSE and SSE2 forms; false: the handler's. */
+/* MOVSS/SD/UPS/UPD/APS/APD, MOVDQA/DQU and the non-temporal stores MOVNTPS/PD/DQ (glibc's
+ * memcpy, memset and string functions), arithmetic (ADD MUL SUB DIV MIN MAX SQRT),
+ * AND/ANDN/OR/XOR and UCOMIS/COMIS in their SSE and SSE2 forms; false: the handler's. */
 static bool emit_sse(struct tx *t, const struct insn *i)
 {
     unsigned op = i->op & 0xff;
@@ -801,17 +820,24 @@ static bool emit_sse(struct tx *t, const struct insn *i)
     bool logic = op >= 0x54 && op <= 0x57 && !scalar;
     bool mov = op == 0x10 || op == 0x11 || ((op == 0x28 || op == 0x29) && !scalar);
     bool comis = (op == 0x2e || op == 0x2f) && !scalar;
-    if (!arith && !logic && !mov && !comis)
+    /* 16-byte moves by another name: MOVDQA (66) and MOVDQU (F3) 0F 6F/7F; MOVNTPS/PD 0F 2B and
+     * MOVNTDQ 66 0F E7 (memory only, aligned; the host's MOVUPS does them, the hint aside) */
+    bool dq = (op == 0x6f || op == 0x7f) && (p == 0x66 || p == 0xf3);
+    bool nt = !reg && ((op == 0x2b && !scalar) || (op == 0xe7 && p == 0x66));
+    if (!arith && !logic && !mov && !comis && !dq && !nt)
         return false;
     struct ccall *k = ccall_new(t, i);
     sse_guard(t, k);
     int32_t x = XMM_OFF(i->reg), y = XMM_OFF(i->rm);
-    if (mov) {
-        bool align = op >= 0x28;
+    if (mov || dq || nt) {
+        bool align = mov ? op >= 0x28 : nt || p == 0x66;
+        bool store = mov ? op & 1 : op == 0x7f || nt;
+        if (!mov)
+            n = 16;
         if (reg) {   /* n bytes from register to register */
-            sse_mov(t, false, n, 0, RBX, op & 1 ? x : y);
-            sse_mov(t, true, n, 0, RBX, op & 1 ? y : x);
-        } else if (op & 1) {
+            sse_mov(t, false, n, 0, RBX, store ? x : y);
+            sse_mov(t, true, n, 0, RBX, store ? y : x);
+        } else if (store) {
             sse_addr(t, i, k, n, align, true);
             sse_mov(t, false, n, 0, RBX, x);
             sse_mov(t, true, n, 0, RAX, 0);
@@ -853,7 +879,7 @@ static bool emit_sse(struct tx *t, const struct insn *i)
 static void emit_ccall(struct tx *t, struct ccall *k)
 {
     for (int n = 0; n < k->npatch; n++)
-        patch(k->patch[n], t->p);
+        patch(t, k->patch[n], t->p);
     writeback(t, k->dirty);
     int adv = k->pend + k->i->len;
     if (adv)
@@ -869,7 +895,7 @@ static void emit_ccall(struct tx *t, struct ccall *k)
     reload_regs(t);
     e1(t, 0xe9);
     e4(t, 0);
-    patch(t->p - 4, k->resume);
+    patch(t, t->p - 4, k->resume);
 }
 
 /* INC (dec 0) or DEC (dec 1) of guest register g. They keep CF: with live flags the carry in
@@ -910,8 +936,8 @@ static bool emit_inline(struct tx *t, const struct insn *i, bool live)
         return false;
 
     /* no operands to speak of */
-    if ((op == 0x90 && i->rm == 0) || op == 0x11f)
-        return true;
+    if ((op == 0x90 && i->rm == 0) || (op >= 0x118 && op <= 0x11f) || op == 0x10d)
+        return true;   /* NOP, and the PREFETCH hints: they neither fault nor change state */
     if (op >= 0x50 && op <= 0x5f) {
         if (sz != t->sw)
             return false;
@@ -1343,7 +1369,7 @@ static void emit_exit(struct tx *t, int k, int64_t delta, int msz)
     int64_t to = (int64_t)(t->b->pa & 0xfff) + delta;
     if (to < 0 || to >= 0x1000) {
         if (out0)
-            patch(out0, t->p);
+            patch(t, out0, t->p);
         leave(t);
         return;
     }
@@ -1364,16 +1390,16 @@ static void emit_exit(struct tx *t, int k, int64_t delta, int msz)
     op_rm(t, 0, 0x0fb7, RDX, RCX, (int32_t)offsetof(struct block, n));
     op_rm(t, 1, 0x01, RDX, RBX, OFF(icount));
     op_rm(t, 0, 0xff, 4, RCX, (int32_t)offsetof(struct block, code));   /* jmp [rcx+code] */
-    patch(unlinked, t->p);
+    patch(t, unlinked, t->p);
     /* tell the run loop which block should go in the slot */
     st(t, 1, OFF(link_from), RAX);
     movi(t, RAX, ((t->b->pa & ~0xfffull) | (uint64_t)to) ^ ((uint64_t)t->b->mode << 60));
     st(t, 1, OFF(link_key), RAX);
-    patch(out1, t->p);
-    patch(out2, t->p);
-    patch(out3, t->p);
+    patch(t, out1, t->p);
+    patch(t, out2, t->p);
+    patch(t, out3, t->p);
     if (out0)
-        patch(out0, t->p);
+        patch(t, out0, t->p);
     leave(t);
 }
 
@@ -1453,7 +1479,7 @@ static void emit_ind(struct tx *t)
     op_rm(t, 1, 0x01, RDX, RBX, OFF(icount));
     op_rm(t, 0, 0xff, 4, RCX, (int32_t)offsetof(struct block, code));   /* jmp [rcx+code] */
     for (int k = 0; k < no; k++)
-        patch(out[k], t->p);
+        patch(t, out[k], t->p);
     leave(t);
 }
 
@@ -1526,18 +1552,48 @@ static bool emit_branch(struct tx *t, const struct insn *i)
     flush_regs(t);   /* MOVs: the flags stay; both ways out see the registers written back */
     uint8_t *jt = jcc32(t, cc);
     emit_exit(t, 0, next, 0);
-    patch(jt, t->p);
+    patch(t, jt, t->p);
     emit_exit(t, 1, taken, sz);
     t->pend = 0;
     return true;
 }
 
+/* The code buffer is one memfd mapped twice: a read-write view the translator writes through
+ * and a read-execute view the host runs, so no page is ever writable and executable at once
+ * (a guest that found a way to make qkvm write where it chose could not also run it). Both
+ * views are made here, while the machine is created, before any thread enters its sandbox. */
+static int jit_map(struct cpu *c)
+{
+    int fd = memfd_create("qkvm-jit", MFD_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    if (ftruncate(fd, JIT_SIZE) < 0) {
+        int r = -errno;
+        close(fd);
+        return r;
+    }
+    void *rw = mmap(NULL, JIT_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, fd, 0);
+    void *rx = rw == MAP_FAILED ? MAP_FAILED
+             : mmap(NULL, JIT_SIZE, PROT_READ | PROT_EXEC, MAP_SHARED | MAP_NORESERVE, fd, 0);
+    int r = rx == MAP_FAILED ? -errno : 0;
+    close(fd);
+    if (r < 0) {
+        if (rw != MAP_FAILED)
+            munmap(rw, JIT_SIZE);
+        return r;
+    }
+    c->jit = rx;
+    c->jit_rw = rw;
+    return 0;
+}
+
 int jit_init(struct cpu *c)
 {
-    void *p = mmap(NULL, JIT_SIZE, PROT_READ | PROT_WRITE | PROT_EXEC,
-                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-    if (p == MAP_FAILED) {
-        c->jit = NULL;   /* no executable memory here: the interpreter runs everything */
+    c->jit = c->jit_rw = NULL;
+    int r = jit_map(c);
+    if (r < 0) {
+        /* no memfd or no executable memory here: the interpreter runs everything */
+        log_warn("tcg: no translator (code buffer: %s); interpreting", strerror(-r));
         return 0;
     }
     static const uint8_t tramp[] = {
@@ -1552,8 +1608,7 @@ int jit_init(struct cpu *c)
         0x41, 0x5f, 0x41, 0x5e, 0x41, 0x5d, 0x41, 0x5c, 0x5d, 0x5b,   /* pop r15 ... rbx */
         0xc3,
     };
-    memcpy(p, tramp, sizeof(tramp));
-    c->jit = p;
+    memcpy(c->jit_rw, tramp, sizeof(tramp));
     c->jit_size = JIT_SIZE;
     c->jit_used = JIT_TRAMP;
     return 0;
@@ -1566,9 +1621,11 @@ void jit_run(struct cpu *c, struct block *b)
 
 void jit_free(struct cpu *c)
 {
-    if (c->jit)
+    if (c->jit) {
         munmap(c->jit, c->jit_size);
-    c->jit = NULL;
+        munmap(c->jit_rw, c->jit_size);
+    }
+    c->jit = c->jit_rw = NULL;
 }
 
 void jit_reset(struct cpu *c)
@@ -1613,7 +1670,8 @@ void jit_compile(struct cpu *c, struct block *b)
 {
     if (!c->jit)
         return;
-    if (c->jit_size - c->jit_used < JIT_BLOCK_MAX) {
+    size_t space = c->vm->jit_block_max ? c->vm->jit_block_max : JIT_BLOCK_MAX;
+    if (c->jit_size - c->jit_used < space) {
         block_cache_flush(c);
         return;
     }
@@ -1630,13 +1688,15 @@ void jit_compile(struct cpu *c, struct block *b)
     }
 
     static __thread struct tx t;
-    t.p = c->jit + c->jit_used;
+    t.p = c->jit_rw + c->jit_used;
+    t.end = t.p + space;
+    t.over = false;
     t.b = b;
     t.pend = 0;
     t.ncold = 0;
     t.nccall = 0;
     t.cc = CC_UNKNOWN;
-    t.exit = c->jit + 32;
+    t.exit = c->jit_rw + 32;
     t.mode = (int)(b->mode & ~BLOCK_SS32);
     t.sw = t.mode == 8 ? 8 : (b->mode & BLOCK_SS32) ? 4 : 0;
     uint8_t *start = t.p;
@@ -1661,8 +1721,17 @@ void jit_compile(struct cpu *c, struct block *b)
         emit_cold(&t, &t.cold[k]);
     for (int k = 0; k < t.nccall; k++)
         emit_ccall(&t, &t.ccall[k]);
+    if (t.over) {
+        /* it did not fit its space: it stays with the interpreter. Counting its runs afresh
+         * costs one abandoned translation per jit_threshold runs, which only a bound that is
+         * wrong (or set small by a test) ever causes. */
+        c->jit_refused++;
+        b->hits = 0;
+        return;
+    }
     c->jit_used += ((size_t)(t.p - start) + 15) & ~(size_t)15;
-    b->code = start;
+    c->jit_blocks++;
+    b->code = c->jit + (start - c->jit_rw);   /* run through the executable view */
 }
 
 #else

@@ -308,6 +308,37 @@ static void walk(struct cpu *c, uint64_t la, int acc, int set, struct walk *out)
         pte_set(c, out->ea[out->n - 1], out->esz[out->n - 1], PTE_D);
 }
 
+/* The victim TLB: a hit for vpage with the permission acc needs swaps into the direct-mapped
+ * slot e, which then holds what a walk would have put there (an entry is only ever filled from
+ * a walk, and flushed with the slots). */
+static bool victim_take(struct cpu *c, int set, struct tlb_entry *e, uint64_t vpage, int acc)
+{
+    struct tlb_entry *v = c->victim[set];
+    for (int k = 0; k < TLB_VICTIM; k++) {
+        if (v[k].vr != vpage)
+            continue;
+        if ((acc == ACC_W && v[k].vw != vpage) || (acc == ACC_X && v[k].vx != vpage))
+            return false;
+        struct tlb_entry t = *e;
+        *e = v[k];
+        v[k] = t;
+        return true;
+    }
+    return false;
+}
+
+/* Slot e is about to hold vpage: what it held goes to the victim TLB, and an older copy of
+ * vpage there (with fewer permissions) goes. */
+static void victim_push(struct cpu *c, int set, struct tlb_entry *e, uint64_t vpage)
+{
+    struct tlb_entry *v = c->victim[set];
+    for (int k = 0; k < TLB_VICTIM; k++)
+        if (v[k].vr == vpage)
+            v[k].vr = v[k].vw = v[k].vx = 1;
+    if (e->vr != 1 && e->vr != vpage)
+        v[c->victim_next[set]++ % TLB_VICTIM] = *e;
+}
+
 /* Translates la; fills the TLB when it is RAM. Returns the host pointer, or NULL for MMIO with
  * *pa set. */
 static uint8_t *xlate_as(struct cpu *c, uint64_t la, int acc, int set, uint64_t *pa)
@@ -316,6 +347,11 @@ static uint8_t *xlate_as(struct cpu *c, uint64_t la, int acc, int set, uint64_t 
     bool r_ok = true, w_ok = true, x_ok = true;
     if (c->lma && (uint64_t)((int64_t)(la << 16) >> 16) != la)
         raise_gp(c, 0);
+    struct tlb_entry *e = &c->tlb[set][(la >> 12) & (TLB_SIZE - 1)];
+    if (victim_take(c, set, e, la & ~0xfffull, acc)) {
+        *pa = e->pa | (la & 0xfff);
+        return (uint8_t *)(e->add + la);
+    }
     if (c->cr0 & CR0_PG) {
         walk(c, la, acc, set, &wk);
         /* what the entry allows besides this access: a hit never checks again */
@@ -344,7 +380,7 @@ static uint8_t *xlate_as(struct cpu *c, uint64_t la, int acc, int set, uint64_t 
     if (w && r->dirty)
         phys_mark_dirty(r, off);
     uint64_t vpage = la & ~0xfffull;
-    struct tlb_entry *e = &c->tlb[set][(la >> 12) & (TLB_SIZE - 1)];
+    victim_push(c, set, e, vpage);
     c->tlb_used |= (uint8_t)(1u << set);
     e->vr = r_ok ? vpage : 1;
     e->vw = w ? vpage : 1;
@@ -389,10 +425,17 @@ uint64_t mem_rd_sys(struct cpu *c, uint64_t la, int sz)
     return v;
 }
 
+/* n bytes within la's page. The TLB first: SSE operands and string moves come here for every
+ * access, and a walk each time made a guest's memcpy run at a few tens of MiB/s. */
 static void rd_bytes(struct cpu *c, uint64_t la, uint8_t *buf, int n)
 {
     if (unlikely(c->dbg_bp))
         debug_check_data(c, la, n, false);
+    const struct tlb_entry *e = &c->tlbc[(la >> 12) & (TLB_SIZE - 1)];
+    if (likely(e->vr == (la & ~0xfffull))) {
+        memcpy(buf, (const uint8_t *)(e->add + la), n);
+        return;
+    }
     uint64_t pa;
     uint8_t *h = xlate(c, la, ACC_R, &pa);
     if (h)
@@ -405,10 +448,10 @@ static void wr_bytes(struct cpu *c, uint64_t la, const uint8_t *buf, int n)
 {
     if (unlikely(c->dbg_bp))
         debug_check_data(c, la, n, true);
+    struct tlb_entry *e = &c->tlbc[(la >> 12) & (TLB_SIZE - 1)];
     uint64_t pa;
-    uint8_t *h = xlate(c, la, ACC_W, &pa);
+    uint8_t *h = e->vw == (la & ~0xfffull) ? (uint8_t *)(e->add + la) : xlate(c, la, ACC_W, &pa);
     if (h) {
-        struct tlb_entry *e = &c->tlbc[(la >> 12) & (TLB_SIZE - 1)];
         if (atomic_load_explicit(&c->vm->code[e->pidx], memory_order_relaxed))
             mem_smc(c, e->pidx);
         memcpy(h, buf, n);
@@ -544,6 +587,11 @@ void tlb_flush(struct cpu *c, bool global)
             if (global || !e->global)
                 e->vr = e->vw = e->vx = 1;
         }
+        for (unsigned k = 0; k < TLB_VICTIM; k++) {
+            struct tlb_entry *e = &c->victim[t][k];
+            if (global || !e->global)
+                e->vr = e->vw = e->vx = 1;
+        }
     }
     if (global)
         c->tlb_used = 0;
@@ -558,6 +606,12 @@ void tlb_flush_page(struct cpu *c, uint64_t la)
             struct tlb_entry *e = &c->tlb[t][k];
             /* an entry may allow fetches or writes only (SMAP, protection keys) */
             uint64_t va = e->vr != 1 ? e->vr : e->vx != 1 ? e->vx : e->vw;
+            if (va != 1 && (va & ~e->lmask) == (la & ~e->lmask))
+                e->vr = e->vw = e->vx = 1;
+        }
+        for (unsigned k = 0; k < TLB_VICTIM; k++) {
+            struct tlb_entry *e = &c->victim[t][k];
+            uint64_t va = e->vr;
             if (va != 1 && (va & ~e->lmask) == (la & ~e->lmask))
                 e->vr = e->vw = e->vx = 1;
         }
