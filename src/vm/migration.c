@@ -1062,7 +1062,9 @@ int migration_incoming(struct machine *m, const char *uri, bool autostart, char 
     if (g->incoming && !g->deferred)
         return mig_fail(why, n, -EBUSY, "an incoming migration has been started already");
     g->incoming = true;
-    g->autostart = autostart;
+    /* after -incoming defer, what the command line said (-S or not) still holds, as in QEMU:
+     * migrate-incoming's caller only knows whether a cont came meanwhile */
+    g->autostart = (g->deferred && g->autostart) || autostart;
     memset(&g->info, 0, sizeof(g->info));
     g->info.incoming = true;
     if (!strcmp(uri, "defer")) {

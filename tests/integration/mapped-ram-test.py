@@ -171,7 +171,12 @@ def main():
 
     # --- 3. two restores from one file at once ---
     cmd(a, "cont")
-    b = start("b", G + MR + ["-incoming", "file:" + state])
+    # the other as QEMU's users do it: -incoming defer, the capability, migrate-incoming; it runs
+    # once the state is in (no -S)
+    b = start("b", G + ["-incoming", "defer"])
+    cap(b, True)
+    r = cmd(b, "migrate-incoming", {"uri": "file:" + state})
+    ok("-incoming defer, then mapped-ram and migrate-incoming", r.get("return") == {}, r)
     wait_round(a, saved + 3)
     wait_round(b, saved + 3)
     for p in (a, b):
