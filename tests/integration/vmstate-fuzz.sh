@@ -34,7 +34,7 @@ if [ ! -x "$bin" ] || [ "$TOP/$newest" -nt "$bin" ]; then
     exit 0
   fi
 fi
-opts=(-max_len=16384 -timeout=5 -artifact_prefix="$TMP/")
+opts=(-max_len=32768 -timeout=5 -artifact_prefix="$TMP/")
 keep() {
   ls "$TMP"/crash-* "$TMP"/leak-* "$TMP"/timeout-* 2>/dev/null | head -n 1 | while read -r c; do
     mkdir -p "$out/crashes" && cp "$c" "$out/crashes/"
