@@ -369,6 +369,8 @@ int main(int argc, char **argv)
             chardev_restore_terminal();
             return 1;
         }
+        if (c.mig_mapped_ram && migration_set_capability(&m, "mapped-ram", true))
+            die("out of memory");
         if (c.incoming) {
             char iwhy[400];
             int r = migration_incoming(&m, c.incoming, autostart, iwhy, sizeof(iwhy));

@@ -440,8 +440,11 @@ static int boot_init(struct machine *m)
 {
     struct cpu_state s;
     int ret;
-    if (m->cfg->bios || m->cfg->type == MACHINE_PC) {
-        cpu_state_reset(&s, true);   /* boot_map_bios or firmware_map placed the image already */
+    /* boot_map_bios or firmware_map placed the image already; a machine waiting for a migration
+     * (-incoming) gets all of RAM and the CPUs from the stream, and loading the kernel would only
+     * cost a restore its start-up time (copies and faults thrown away) */
+    if (m->cfg->bios || m->cfg->type == MACHINE_PC || m->cfg->incoming) {
+        cpu_state_reset(&s, true);
         ret = 0;
     } else {
         uint64_t rsdp = acpi_build_tables(m);

@@ -768,7 +768,16 @@ static int opt_global(struct config *c, const char *opt, const char *arg)
             return config_error(c, -EINVAL, "-global %s: lost_tick_policy takes discard, delay or slew", arg);
         return 0;
     }
-    return config_error(c, -EINVAL, "-global %s: qkvm has no such property (it takes kvm-pit.lost_tick_policy)", arg);
+    /* QEMU's migration object's property: the capability, set before -incoming reads a file */
+    if (!strncmp(arg, "migration.mapped-ram=", 21)) {
+        bool on;
+        if (parse_bool(eq + 1, &on))
+            return config_error(c, -EINVAL, "-global %s: mapped-ram takes on or off", arg);
+        c->mig_mapped_ram = on;
+        return 0;
+    }
+    return config_error(c, -EINVAL, "-global %s: qkvm has no such property (it takes kvm-pit.lost_tick_policy,"
+                        " migration.mapped-ram)", arg);
 }
 
 static const struct config_option {

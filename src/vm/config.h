@@ -71,6 +71,7 @@ struct config {
     bool nodefaults;                        /* -nodefaults: COM1 only where -serial says */
     const char *pidfile;                    /* -pidfile */
     const char *incoming;                   /* -incoming URI (vm/migration.h) */
+    bool mig_mapped_ram;                    /* -global migration.mapped-ram=on: the capability */
     const char *loadvm;                     /* -loadvm NAME (vm/savevm.h) */
     char *name;                             /* -name guest=NAME: machine.name points here */
     char process_name[16];                  /* -name ...,process=: the thread name (15 chars) */

@@ -17,6 +17,7 @@
 #include "util/log.h"
 #include "vm/control.h"
 #include "vm/machine.h"
+#include "vm/mapped_ram.h"
 #include "vm/memory.h"
 #include "vm/vmstate.h"
 
@@ -31,6 +32,7 @@
 #include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -67,7 +69,13 @@ struct migration {
     char uri[1024];
     /* parameters and capabilities: kept across migrations of this machine */
     uint64_t downtime_limit, max_bandwidth;
-    bool cap_events;
+    bool cap_events, cap_mapped_ram;
+    bool mapped;                     /* this migration writes or reads a mapped-ram file */
+    /* RAM restored from a mapped-ram file (vm/mapped_ram.h): its pages with data, which the page
+     * map shows as untouched until the guest reads them; and the file, never to be overwritten */
+    uint64_t *file_bits;
+    dev_t file_dev;
+    ino_t file_ino;
     /* progress (lock for the I/O thread's reads of what the transfer thread writes) */
     struct migration_info info;
     uint64_t t_start, t_active;
@@ -88,7 +96,7 @@ const char *migration_status_name(enum migration_status s)
     return names[s];
 }
 
-const char *const migration_capabilities[] = { "events", NULL };
+const char *const migration_capabilities[] = { "events", "mapped-ram", NULL };
 
 /* CRC-32 (IEEE, zlib's), eight bytes a step (slicing-by-8): RAM streams through it at a few
  * GB/s, where vmstate_crc32's bit loop would be the slowest part of a migration. crc: the value
@@ -227,6 +235,7 @@ static void mig_free(void *opaque)
         close(g->pagemap_fd);
     free(g->bitmap);
     free(g->buf);
+    free(g->file_bits);
     pthread_mutex_destroy(&g->lock);
     pthread_cond_destroy(&g->cond);
     g->m->migration = NULL;
@@ -423,6 +432,14 @@ static int mig_put_record(struct migration *g, uint8_t type, uint64_t first, uin
     return ret;
 }
 
+/* A page of RAM mapped from a mapped-ram file that the guest has not touched yet: the page map
+ * says absent, yet it holds the file's data. */
+static bool mig_file_page(const struct machine *m, uint64_t pg)
+{
+    const struct migration *o = m->migration;
+    return o && o->file_bits && (o->file_bits[pg / 64] >> (pg % 64) & 1);
+}
+
 /* Sends every page set in g->bitmap and clears it; throttled to max-bandwidth when throttle.
  * Pages are copied before they are checked and sent: the guest may be writing them (it is then
  * seen by the dirty tracking, and the page goes again next round). 0 or -errno. */
@@ -453,7 +470,7 @@ static int mig_send_pages(struct migration *g, bool throttle)
             /* g->buf has room for MIG_BATCH + 1 pages: the new one may follow a full run */
             uint8_t *slot = g->buf + (size_t)run * MIG_PAGE;
             bool zero;
-            if (pm && !(g->pm[b] & (3ull << 62))) {   /* bit 63 present, 62 swapped */
+            if (pm && !(g->pm[b] & (3ull << 62)) && !mig_file_page(m, pg)) {   /* 63 present, 62 swapped */
                 zero = true;
             } else {
                 memcpy(slot, m->ram + (pg << 12), MIG_PAGE);
@@ -533,6 +550,26 @@ static void mig_io_start_tracking(struct migration *g)
     machine_quiesce(g->m, mig_start_parked, g);
 }
 
+/* The whole file at once (vm/mapped_ram.h), the guest paused: RAM at its offsets, then the
+ * head with the devices' state. */
+static int mig_save_mapped(struct migration *g, const uint8_t *dev, size_t dlen)
+{
+    struct machine *m = g->m;
+    struct mapped_ram_stats st;
+    const uint64_t *file_bits = m->migration ? m->migration->file_bits : NULL;
+    int ret = mapped_ram_save(m, g->fd, dev, dlen, file_bits, &st, g->final_why, sizeof(g->final_why));
+    if (ret)
+        return ret;
+    pthread_mutex_lock(&g->lock);
+    g->info.transferred += st.bytes;
+    g->info.normal += st.pages;
+    g->info.normal_bytes += st.pages * MIG_PAGE;
+    g->info.duplicate += st.zero_pages;
+    g->info.remaining = 0;
+    pthread_mutex_unlock(&g->lock);
+    return 0;
+}
+
 /* I/O thread: stop and copy. Pauses the guest, saves the devices (their pre_save drains the
  * requests served off their locks), takes the last dirty pages, sends them and the devices.
  * The guest stays paused on success (postmigrate), runs again on failure. */
@@ -558,6 +595,14 @@ static void mig_io_final(struct migration *g)
     if (atomic_load(&m->dirty_on)) {
         memory_dirty_sync(m, g->bitmap);
         memory_dirty_stop(m);
+    }
+    if (g->mapped) {
+        ret = mig_save_mapped(g, dev, dlen);
+        pthread_mutex_lock(&g->lock);
+        g->info.downtime = mig_ms(clock_now_ns() - t0);
+        g->info.downtime_bytes = g->info.transferred;
+        pthread_mutex_unlock(&g->lock);
+        goto out;
     }
     uint64_t before = g->info.transferred;
     pthread_mutex_lock(&g->lock);
@@ -616,7 +661,7 @@ static void *mig_send_thread(void *opaque)
     pthread_mutex_lock(&g->lock);
     g->info.total = g->info.remaining = pages * MIG_PAGE;
     pthread_mutex_unlock(&g->lock);
-    ret = mig_write(g, hdr, sizeof(hdr));
+    ret = g->mapped ? 0 : mig_write(g, hdr, sizeof(hdr));   /* mapped-ram: its head comes last */
     bool live = g->live && m->accel->dirty_track && !machine_is_paused(m);
     if (!ret && live) {
         g->final_ret = 0;
@@ -697,6 +742,13 @@ int migration_start(struct machine *m, const char *uri, char *why, size_t n)
     if (m->cfg->type == MACHINE_PC)
         return mig_fail(why, n, -ENOTSUP, "the PC machine (SeaBIOS) cannot migrate yet: its BIOS area, PAM, fw_cfg"
                         " and IDE state are not in the stream");
+    if (g->cap_mapped_ram && strncmp(uri, "file:", 5))   /* QEMU's words */
+        return mig_fail(why, n, -EINVAL, "Migration requires seekable transport (e.g. file)");
+    struct stat st;
+    if (g->file_bits && !strncmp(uri, "file:", 5) && !stat(uri + 5, &st) && st.st_dev == g->file_dev &&
+        st.st_ino == g->file_ino)
+        return mig_fail(why, n, -EBUSY, "%s: this VM's RAM is mapped from that file (it was restored from it): "
+                        "save to another file", uri);
     if (g->thread_live) {
         pthread_join(g->thread, NULL);
         g->thread_live = false;
@@ -711,6 +763,7 @@ int migration_start(struct machine *m, const char *uri, char *why, size_t n)
         return mig_fail(why, n, -ENOMEM, "out of memory");
     atomic_store(&g->cancel, false);
     g->incoming = false;
+    g->mapped = g->cap_mapped_ram;
     g->final_why[0] = 0;
     memset(&g->info, 0, sizeof(g->info));
     g->t_start = clock_now_ns();
@@ -753,6 +806,8 @@ struct mig_in {
     struct migration *g;
     uint8_t *dev;
     size_t dlen;
+    uint8_t *head;                   /* mapped-ram: the file's head, which mh points into */
+    struct mapped_ram_header mh;
     char why[300];
 };
 
@@ -768,10 +823,37 @@ static int mig_read(struct migration *g, void *p, size_t len)
     return 0;
 }
 
+/* I/O thread, the guest not yet run: RAM becomes the file's pages, copy-on-write; what the file
+ * backs is kept for later migrations and for migrate's refusal to overwrite it. */
+static int mig_map_file(struct migration *g, struct mig_in *in)
+{
+    struct machine *m = g->m;
+    uint64_t words = (memory_ram_pages(m) + 63) / 64;
+    uint64_t *bits = calloc(words, sizeof(uint64_t));
+    struct stat st;
+    if (!bits || fstat(g->fd, &st)) {
+        free(bits);
+        return mig_fail(in->why, sizeof(in->why), -ENOMEM, "out of memory");
+    }
+    int ret = mapped_ram_map(m, g->fd, &in->mh);
+    if (ret) {
+        free(bits);
+        return mig_fail(in->why, sizeof(in->why), ret, "mapping RAM from the file: %s", strerror(-ret));
+    }
+    memcpy(bits, in->mh.bitmap, words * 8);   /* little-endian words, as the host's */
+    free(g->file_bits);
+    g->file_bits = bits;
+    g->file_dev = st.st_dev;
+    g->file_ino = st.st_ino;
+    return 0;
+}
+
 static void mig_io_load(struct migration *g)
 {
     struct mig_in *in = g->in;
     char why[256] = "";
+    if (g->mapped && (g->final_ret = mig_map_file(g, in)))
+        return;
     int ret = vmstate_load(g->m, in->dev, in->dlen, why, sizeof(why));
     if (ret) {
         snprintf(in->why, sizeof(in->why), "device state: %s", why);
@@ -782,6 +864,47 @@ static void mig_io_load(struct migration *g)
     mig_set_status(g, MIG_COMPLETED);
     if (g->autostart)
         machine_resume(g->m);
+}
+
+/* The header's machine against this one: 0 or -EINVAL with in->why set. */
+static int mig_check_machine(struct machine *m, uint64_t ram, uint32_t ncpus, uint32_t type, uint32_t page,
+                             struct mig_in *in)
+{
+    if (ram != m->ram_size)
+        return mig_fail(in->why, sizeof(in->why), -EINVAL,
+                        "the stream is of a machine with %llu MiB of RAM, this one has %llu MiB (-m)",
+                        (unsigned long long)(ram >> 20), (unsigned long long)(m->ram_size >> 20));
+    if (ncpus != (uint32_t)m->ncpus)
+        return mig_fail(in->why, sizeof(in->why), -EINVAL, "the stream is of a machine with %u vCPUs, this one has %d (-smp)",
+                        ncpus, m->ncpus);
+    if (type != (uint32_t)m->cfg->type || page != MIG_PAGE)
+        return mig_fail(in->why, sizeof(in->why), -EINVAL, "the stream is of another machine type");
+    return 0;
+}
+
+/* A mapped-ram file's head: checked, the machine compared, the device state kept for
+ * mig_io_load, which maps RAM. 0 or -errno with in->why set. */
+static int mig_receive_mapped(struct migration *g, struct mig_in *in)
+{
+    struct machine *m = g->m;
+    int ret = mapped_ram_read_head(g->fd, &in->head, &in->mh, in->why, sizeof(in->why));
+    if (!ret)
+        ret = mig_check_machine(m, in->mh.ram_size, in->mh.ncpus, in->mh.machine_type, MIG_PAGE, in);
+    if (ret)
+        return ret;
+    if (!(in->dev = malloc(in->mh.dev_len ? in->mh.dev_len : 1)))
+        return mig_fail(in->why, sizeof(in->why), -ENOMEM, "out of memory");
+    memcpy(in->dev, in->mh.dev, in->mh.dev_len);
+    in->dlen = in->mh.dev_len;
+    uint64_t pages = memory_ram_pages(m);
+    pthread_mutex_lock(&g->lock);
+    g->info.total = pages * MIG_PAGE;
+    g->info.transferred = in->mh.pages_offset;
+    g->info.normal = in->mh.present;
+    g->info.normal_bytes = in->mh.present * MIG_PAGE;
+    g->info.duplicate = pages - in->mh.present;
+    pthread_mutex_unlock(&g->lock);
+    return 0;
 }
 
 /* Reads and checks the whole stream; RAM is written as it comes (the guest has not run), the
@@ -800,17 +923,18 @@ static int mig_receive(struct migration *g, struct mig_in *in)
     if (ver != MIG_VERSION)
         return mig_fail(in->why, sizeof(in->why), -EPROTONOSUPPORT, "stream version %u, this qkvm reads version %u",
                         ver, MIG_VERSION);
-    uint64_t ram = mig_get_le(hdr + 12, 8);
-    uint32_t ncpus = (uint32_t)mig_get_le(hdr + 20, 4), type = (uint32_t)mig_get_le(hdr + 24, 4);
-    if (ram != m->ram_size)
-        return mig_fail(in->why, sizeof(in->why), -EINVAL,
-                        "the stream is of a machine with %llu MiB of RAM, this one has %llu MiB (-m)",
-                        (unsigned long long)(ram >> 20), (unsigned long long)(m->ram_size >> 20));
-    if (ncpus != (uint32_t)m->ncpus)
-        return mig_fail(in->why, sizeof(in->why), -EINVAL, "the stream is of a machine with %u vCPUs, this one has %d (-smp)",
-                        ncpus, m->ncpus);
-    if (type != (uint32_t)m->cfg->type || mig_get_le(hdr + 28, 4) != MIG_PAGE)
-        return mig_fail(in->why, sizeof(in->why), -EINVAL, "the stream is of another machine type");
+    ret = mig_check_machine(m, mig_get_le(hdr + 12, 8), (uint32_t)mig_get_le(hdr + 20, 4),
+                            (uint32_t)mig_get_le(hdr + 24, 4), (uint32_t)mig_get_le(hdr + 28, 4), in);
+    if (ret)
+        return ret;
+    /* RAM mapped from a mapped-ram file: MADV_DONTNEED below would bring the file's pages back */
+    struct migration *o = m->migration;
+    if (o && o->file_bits) {
+        if ((ret = mapped_ram_unmap(m)))
+            return mig_fail(in->why, sizeof(in->why), ret, "cannot unmap RAM from its file: %s", strerror(-ret));
+        free(o->file_bits);
+        o->file_bits = NULL;
+    }
     pthread_mutex_lock(&g->lock);
     g->info.total = pages * MIG_PAGE;
     pthread_mutex_unlock(&g->lock);
@@ -846,6 +970,9 @@ static int mig_receive(struct migration *g, struct mig_in *in)
                 return ret;
             continue;
         }
+        if (tag == MAPPED_RAM_TAG && g->info.transferred == 33)
+            return mig_fail(in->why, sizeof(in->why), -EINVAL, "this file was saved with the mapped-ram capability: set it"
+                            " here too (migrate-set-capabilities, or -global migration.mapped-ram=on)");
         if (tag != MIG_REC_PAGES && tag != MIG_REC_ZERO)
             return mig_fail(in->why, sizeof(in->why), -EINVAL, "unknown record 0x%02x at byte %llu", tag,
                             (unsigned long long)g->info.transferred - 1);
@@ -900,7 +1027,7 @@ static void *mig_receive_thread(void *opaque)
     if (!ret) {
         mig_set_status(g, MIG_ACTIVE);
         g->crc = 0;
-        ret = mig_receive(g, &in);
+        ret = g->mapped ? mig_receive_mapped(g, &in) : mig_receive(g, &in);
     }
     if (!ret) {
         g->in = &in;
@@ -922,6 +1049,7 @@ static void *mig_receive_thread(void *opaque)
         machine_request_stop_host(m, MACHINE_EXIT, 1, "host-error");
     }
     free(in.dev);
+    free(in.head);
     mig_close_channel(g);
     return NULL;
 }
@@ -934,7 +1062,9 @@ int migration_incoming(struct machine *m, const char *uri, bool autostart, char 
     if (g->incoming && !g->deferred)
         return mig_fail(why, n, -EBUSY, "an incoming migration has been started already");
     g->incoming = true;
-    g->autostart = autostart;
+    /* after -incoming defer, what the command line said (-S or not) still holds, as in QEMU:
+     * migrate-incoming's caller only knows whether a cont came meanwhile */
+    g->autostart = (g->deferred && g->autostart) || autostart;
     memset(&g->info, 0, sizeof(g->info));
     g->info.incoming = true;
     if (!strcmp(uri, "defer")) {
@@ -942,6 +1072,9 @@ int migration_incoming(struct machine *m, const char *uri, bool autostart, char 
         return 0;
     }
     g->deferred = false;
+    g->mapped = g->cap_mapped_ram;
+    if (g->mapped && strncmp(uri, "file:", 5))
+        return mig_fail(why, n, -EINVAL, "Migration requires seekable transport (e.g. file)");
     int ret = mig_open(g, uri, false, why, n);
     if (ret)
         return ret;
@@ -1090,15 +1223,19 @@ int migration_set_capability(struct machine *m, const char *name, bool on)
         return -ENOMEM;
     if (mig_running(g))
         return -EBUSY;
-    if (strcmp(name, "events"))
+    if (!strcmp(name, "events"))
+        g->cap_events = on;
+    else if (!strcmp(name, "mapped-ram"))
+        g->cap_mapped_ram = on;
+    else
         return -ENOENT;
-    g->cap_events = on;
     return 0;
 }
 
 bool migration_get_capability(const struct machine *m, const char *name)
 {
-    return m->migration && !strcmp(name, "events") && m->migration->cap_events;
+    const struct migration *g = m->migration;
+    return g && ((!strcmp(name, "events") && g->cap_events) || (!strcmp(name, "mapped-ram") && g->cap_mapped_ram));
 }
 
 int migration_set_parameter(struct machine *m, const char *name, int64_t value)

@@ -59,8 +59,10 @@ int migration_load_fd(struct machine *m, int fd, char *why, size_t n);
  * The stream ends with a 0xff tag and the CRC of every byte before it, the tag included. */
 uint32_t migration_crc32(uint32_t crc, const void *p, size_t n);
 
-/* migrate-set-capabilities: "events" (MIGRATION events are sent only with it, as in QEMU).
- * -ENOENT for a capability qkvm does not have, -EBUSY while migrating. */
+/* migrate-set-capabilities: "events" (MIGRATION events are sent only with it, as in QEMU),
+ * "mapped-ram" (QEMU 9's: file: only, RAM at fixed offsets in the file, and a restore that maps
+ * it from there, vm/mapped_ram.h; on both sides). -ENOENT for a capability qkvm does not have,
+ * -EBUSY while migrating. */
 int migration_set_capability(struct machine *m, const char *name, bool on);
 bool migration_get_capability(const struct machine *m, const char *name);
 /* The capabilities qkvm knows, NULL-terminated. */

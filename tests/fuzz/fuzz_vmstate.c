@@ -4,8 +4,15 @@
  * stream; with the first byte odd, the rest gets a correct checksum appended so the fuzzer gets
  * past the CRC into the sections and the devices' checks. A crash, a sanitizer report or a
  * load that succeeds without the state saving back to a stream that loads again is a failure.
- * QKVM_VMSTATE_SEED=PATH writes the machine's own stream there (the seed corpus) and exits.
+ * With bit 1 of the first byte set, the rest is the head of a mapped-ram file instead
+ * (vm/mapped_ram.h, its checksum fixed up likewise): parsed as a file of len * 65536 bytes, its
+ * pointers must stay inside the input, and its device state goes to the loader.
+ * QKVM_VMSTATE_SEED=PATH writes the machine's own stream there (the seed corpus), the head of a
+ * mapped-ram file of the machine to PATH.mapped, and exits.
  *   built and run by tests/integration/vmstate-fuzz.sh */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,6 +23,8 @@
 #include "util/log.h"
 #include "util/parse.h"
 #include "vm/machine.h"
+#include "vm/mapped_ram.h"
+#include "vm/migration.h"
 #include "vm/vmstate.h"
 
 static struct machine m;
@@ -46,8 +55,63 @@ static void fuzz_machine_create(void)
         FILE *f = fopen(seed, "wb");
         if (vmstate_save(&m, &buf, &len) || !f || fwrite(buf, 1, len, f) != len || fclose(f))
             abort();
+        char path[4096], why[256];
+        snprintf(path, sizeof(path), "%s.mapped", seed);
+        int fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+        struct mapped_ram_stats st;
+        struct mapped_ram_header h;
+        uint8_t *head;
+        if (fd < 0 || mapped_ram_save(&m, fd, buf, len, NULL, &st, why, sizeof(why)) ||
+            mapped_ram_read_head(fd, &head, &h, why, sizeof(why)) ||
+            ftruncate(fd, (off_t)(h.dev + h.dev_len + 5 - head)))   /* the head alone */
+            abort();
         _exit(0);   /* libFuzzer takes exit() for a failure */
     }
+}
+
+static uint64_t fuzz_le(const uint8_t *p, int n)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < n; i++)
+        v |= (uint64_t)p[i] << (8 * i);
+    return v;
+}
+
+/* A mapped-ram head in in[0, len): with fix, its checksum is made right where the layout puts
+ * it (after the bitmap and the device record the input declares). */
+static void fuzz_mapped_ram(uint8_t *in, size_t len, bool fix)
+{
+    if (fix && len >= 57) {
+        uint64_t at = 57 + fuzz_le(in + 41, 8);
+        if (at >= 57 && at + 5 <= len) {
+            uint64_t end = at + 5 + fuzz_le(in + at + 1, 4);
+            if (end + 5 <= len) {
+                uint32_t c = migration_crc32(0, in, end + 1);
+                for (int i = 0; i < 4; i++)
+                    in[end + 1 + i] = (uint8_t)(c >> (8 * i));
+            }
+        }
+    }
+    struct mapped_ram_header h;
+    size_t need = 0;
+    char why[256] = "";
+    uint64_t file_size = (uint64_t)len << 16;
+    int ret = mapped_ram_parse(in, len, file_size, &h, &need, why, sizeof(why));
+    if (ret == -EAGAIN) {
+        if (need <= len || need > file_size)
+            __builtin_trap();
+        return;
+    }
+    if (ret) {
+        if (!why[0] || strchr(why, '\n'))
+            __builtin_trap();
+        return;
+    }
+    if (h.bitmap < in || h.bitmap + h.bitmap_len > in + len || h.dev < in || h.dev + h.dev_len > in + len ||
+        h.pages_offset % MAPPED_RAM_ALIGN || h.pages_offset + h.ram_size > file_size)
+        __builtin_trap();
+    if (h.ram_size == m.ram_size && vmstate_load(&m, h.dev, h.dev_len, why, sizeof(why)) && (!why[0] || strchr(why, '\n')))
+        __builtin_trap();
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -68,6 +132,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             in[len++] = (uint8_t)(c >> (8 * i));
     }
     char why[256];
+    if (data[0] & 2) {
+        fuzz_mapped_ram(in, len, data[0] & 1);
+        free(in);
+        return 0;
+    }
     if (!vmstate_load(&m, in, len, why, sizeof(why))) {
         /* what loaded must save and load again */
         uint8_t *buf;

@@ -34,7 +34,7 @@ if [ ! -x "$bin" ] || [ "$TOP/$newest" -nt "$bin" ]; then
     exit 0
   fi
 fi
-opts=(-max_len=16384 -timeout=5 -artifact_prefix="$TMP/")
+opts=(-max_len=32768 -timeout=5 -artifact_prefix="$TMP/")
 keep() {
   ls "$TMP"/crash-* "$TMP"/leak-* "$TMP"/timeout-* 2>/dev/null | head -n 1 | while read -r c; do
     mkdir -p "$out/crashes" && cp "$c" "$out/crashes/"
@@ -49,6 +49,8 @@ if ! QKVM_VMSTATE_SEED="$TMP/stream" "$bin" -runs=1 "$TMP/work" >"$TMP/seed.log"
 fi
 # the seed as an input: a leading 0 byte keeps the stream's own checksum
 { printf '\0'; cat "$TMP/stream"; } >"$TMP/work/seed"
+# and the head of a mapped-ram file (vm/mapped_ram.h): a leading 2
+{ printf '\2'; cat "$TMP/stream.mapped"; } >"$TMP/work/seed-mapped"
 if "$bin" "${opts[@]}" -runs=0 "$TMP/work" >"$TMP/corpus.log" 2>&1; then
   pass "vmstate fuzzing: the machine's own stream ($(stat -c %s "$TMP/stream") bytes) loads clean"
 else

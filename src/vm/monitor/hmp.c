@@ -202,7 +202,7 @@ static void hmp_help(FILE *out)
     fprintf(out, "%-24s -- %s\r\n", "migrate [-d] uri", "migrate to URI (-d: do not wait; qkvm never waits)");
     fprintf(out, "%-24s -- %s\r\n", "migrate_incoming uri", "continue an incoming migration from an -incoming defer");
     fprintf(out, "%-24s -- %s\r\n", "migrate_set_parameter name value", "downtime-limit (ms), max-bandwidth (bytes/s, K/M/G)");
-    fprintf(out, "%-24s -- %s\r\n", "migrate_set_capability name on|off", "events");
+    fprintf(out, "%-24s -- %s\r\n", "migrate_set_capability name on|off", "events, mapped-ram");
     fprintf(out, "%-24s -- %s\r\n", "savevm [tag]", "save a VM snapshot (the tag replaces one of that name)");
     fprintf(out, "%-24s -- %s\r\n", "loadvm tag", "restore a VM snapshot from its tag or id");
     fprintf(out, "%-24s -- %s\r\n", "delvm tag", "delete a VM snapshot from its tag or id");
