@@ -772,6 +772,9 @@ static void mig_io_load(struct migration *g)
 {
     struct mig_in *in = g->in;
     char why[256] = "";
+    /* the devices' post_load resume the input they held (this runs on the I/O thread, which
+     * delivers it, so it comes after the flag is down) */
+    atomic_store(&g->m->state_incoming, false);
     int ret = vmstate_load(g->m, in->dev, in->dlen, why, sizeof(why));
     if (ret) {
         snprintf(in->why, sizeof(in->why), "device state: %s", why);
@@ -934,6 +937,7 @@ int migration_incoming(struct machine *m, const char *uri, bool autostart, char 
     if (g->incoming && !g->deferred)
         return mig_fail(why, n, -EBUSY, "an incoming migration has been started already");
     g->incoming = true;
+    atomic_store(&m->state_incoming, true);
     g->autostart = autostart;
     memset(&g->info, 0, sizeof(g->info));
     g->info.incoming = true;
