@@ -10,12 +10,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <termios.h>
 #include <unistd.h>
 
 struct chardev {
     struct machine *m;
     int in_fd, out_fd;
+    int wake_fd;                /* eventfd: chardev_resume asks the I/O thread to deliver */
     bool own_out;
     bool escape;                /* the last byte typed was Ctrl-A */
     chardev_receive_fn receive;
@@ -132,10 +134,27 @@ static void chardev_on_input(void *opaque, uint32_t events)
     chardev_deliver(c);
 }
 
+/* The device has room again: what waits in pending goes first, then the fd is watched again.
+ * Re-arming the fd alone would leave pending bytes waiting for the next key when everything
+ * typed was read already. */
+static void chardev_on_wake(void *opaque, uint32_t events)
+{
+    struct chardev *c = opaque;
+    uint64_t v;
+    (void)events;
+    if (read(c->wake_fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
+        return;
+    chardev_deliver(c);
+    if (!c->npending && c->in_fd >= 0)
+        evloop_modify(c->m->loop, c->in_fd, EPOLLIN);
+}
+
+/* Any thread (the vCPU that read the device's FIFO): the delivery runs on the I/O thread. */
 void chardev_resume(struct chardev *c)
 {
-    if (c->in_fd >= 0 && c->npending)
-        evloop_modify(c->m->loop, c->in_fd, EPOLLIN);
+    uint64_t one = 1;
+    if (c->wake_fd >= 0 && write(c->wake_fd, &one, sizeof(one)) < 0)
+        return;   /* the counter is full: a wake-up is pending already */
 }
 
 int chardev_open(struct machine *m, const char *spec, struct chardev **out, const char **why)
@@ -144,7 +163,7 @@ int chardev_open(struct machine *m, const char *spec, struct chardev **out, cons
     if (!c)
         return -ENOMEM;
     c->m = m;
-    c->in_fd = c->out_fd = -1;
+    c->in_fd = c->out_fd = c->wake_fd = -1;
     if (!strcmp(spec, "stdio")) {
         c->in_fd = STDIN_FILENO;
         c->out_fd = STDOUT_FILENO;
@@ -152,6 +171,18 @@ int chardev_open(struct machine *m, const char *spec, struct chardev **out, cons
         int ret = evloop_add(m->loop, c->in_fd, EPOLLIN, chardev_on_input, c);
         if (ret == -EPERM)       /* /dev/null or a regular file: no input to wait for */
             c->in_fd = -1;
+        if (c->in_fd >= 0) {
+            c->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+            if (c->wake_fd < 0 || (ret = evloop_add(m->loop, c->wake_fd, EPOLLIN, chardev_on_wake, c))) {
+                ret = c->wake_fd < 0 ? -errno : ret;
+                if (c->wake_fd >= 0)
+                    close(c->wake_fd);
+                evloop_del(m->loop, c->in_fd);
+                free(c);
+                *why = strerror(-ret);
+                return ret;
+            }
+        }
     } else if (!strncmp(spec, "file:", 5)) {
         c->out_fd = open(spec + 5, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
         if (c->out_fd < 0) {
@@ -176,6 +207,10 @@ void chardev_close(struct chardev *c)
         return;
     if (c->in_fd >= 0)
         evloop_del(c->m->loop, c->in_fd);
+    if (c->wake_fd >= 0) {
+        evloop_del(c->m->loop, c->wake_fd);
+        close(c->wake_fd);
+    }
     if (c->own_out)
         close(c->out_fd);
     free(c);

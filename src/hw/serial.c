@@ -8,6 +8,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -98,6 +99,10 @@ static void serial_rx_push(struct serial *s, uint8_t b)
 static size_t serial_receive(void *opaque, const uint8_t *buf, size_t len)
 {
     struct serial *s = opaque;
+    /* Bytes taken now would land in the FIFO the incoming state replaces: the chardev keeps
+     * them until post_load resumes it. */
+    if (atomic_load(&s->m->state_incoming))
+        return 0;
     pthread_mutex_lock(&s->lock);
     size_t n = 0;
     if (!(s->mcr & MCR_LOOP)) {

@@ -119,6 +119,9 @@ struct machine {
     struct savevm *savevm;           /* vm/savevm.h: figures, -loadvm, the snapshot jobs; or NULL */
     _Atomic uint64_t *dirty;         /* vm/memory.h: pages written while dirty_on, by RAM offset */
     atomic_bool dirty_on;
+    /* -incoming or -loadvm: the devices' state is still to come, and input from outside (the
+     * serial console) waits in its chardev until the load, which would replace it, is done */
+    atomic_bool state_incoming;
     const char *stop_reason;    /* QMP's ShutdownCause for a host-requested stop, else NULL */
     /* pause/resume (vm/control.c): vCPUs park on run_cond while pause_req is set */
     pthread_mutex_t run_lock;

@@ -852,6 +852,9 @@ static void mig_io_load(struct migration *g)
 {
     struct mig_in *in = g->in;
     char why[256] = "";
+    /* the devices' post_load resume the input they held (this runs on the I/O thread, which
+     * delivers it, so it comes after the flag is down) */
+    atomic_store(&g->m->state_incoming, false);
     if (g->mapped && (g->final_ret = mig_map_file(g, in)))
         return;
     int ret = vmstate_load(g->m, in->dev, in->dlen, why, sizeof(why));
@@ -1062,6 +1065,7 @@ int migration_incoming(struct machine *m, const char *uri, bool autostart, char 
     if (g->incoming && !g->deferred)
         return mig_fail(why, n, -EBUSY, "an incoming migration has been started already");
     g->incoming = true;
+    atomic_store(&m->state_incoming, true);
     /* after -incoming defer, what the command line said (-S or not) still holds, as in QEMU:
      * migrate-incoming's caller only knows whether a cont came meanwhile */
     g->autostart = (g->deferred && g->autostart) || autostart;

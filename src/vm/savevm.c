@@ -508,6 +508,7 @@ static void sv_start(void *opaque, uint32_t ev)
     s->start_fd = -1;
     struct savevm_req r = { .tag = s->start_tag, .vmstate = -1 };
     char why[400];
+    atomic_store(&m->state_incoming, false);   /* as mig_io_load: post_load resumes the input */
     if (savevm_load(m, &r, why, sizeof(why))) {
         log_error("-loadvm %s: %s", s->start_tag, why);
         machine_request_stop_host(m, MACHINE_EXIT, 1, "host-error");
@@ -523,6 +524,7 @@ int savevm_load_at_start(struct machine *m, const char *tag, bool autostart)
     if (!s || !(s->start_tag = strdup(tag)))
         return -ENOMEM;
     s->start_autostart = autostart;
+    atomic_store(&m->state_incoming, true);
     s->start_fd = eventfd(1, EFD_CLOEXEC | EFD_NONBLOCK);   /* readable at once: runs on the first turn */
     if (s->start_fd < 0)
         return -errno;
