@@ -15,6 +15,9 @@ struct disk_stats {
     uint64_t failed_rd, failed_wr, invalid_rd, invalid_wr;
 };
 
+/* savevm's disks: the virtio-blk ones (0..m->ndisks-1), then the PC machine's IDE disks
+ * (hw/ide.h). The functions below that take an idx take these numbers. */
+int disk_count(struct machine *m);
 /* Disk idx's counters. 0, or -ENOENT when there is no such disk. */
 int disk_get_stats(struct machine *m, int idx, struct disk_stats *st);
 /* Gives disk idx the new virtual size (bytes, a multiple of 512; smaller shrinks it, as QEMU's

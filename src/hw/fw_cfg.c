@@ -6,6 +6,7 @@
 
 #include "util/log.h"
 #include "vm/machine.h"
+#include "vm/vmstate.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -33,6 +34,7 @@ struct fw_cfg {
     uint16_t cur;            /* selected key, or FW_CFG_INVALID */
     uint32_t offset;         /* cursor into it */
     uint64_t dma_addr;       /* the high half, until the low half's write starts the transfer */
+    uint32_t dir_crc;        /* the file directory's CRC-32, for the state stream */
 };
 
 static struct fw_cfg_item *fw_cfg_item(struct fw_cfg *f, uint16_t key)
@@ -308,6 +310,50 @@ static void fw_cfg_dma_write(void *opaque, uint64_t off, const void *data, unsig
     pthread_mutex_unlock(&f->lock);
 }
 
+/* The guest's cursor: the selected item, how far it has read, a DMA address half written (a DMA
+ * transfer itself runs whole inside one port write). The items are the machine's, built from
+ * its options: not carried, but the file directory (names, sizes, selectors) must be the
+ * source's, or a firmware halfway through reading "etc/table-loader" would go on in another. */
+static const struct vmstate_field fw_cfg_fields[] = {
+    VMSTATE_U16(struct fw_cfg, cur), VMSTATE_U32(struct fw_cfg, offset), VMSTATE_U64(struct fw_cfg, dma_addr),
+    VMSTATE_U32(struct fw_cfg, dir_crc),
+    VMSTATE_END,
+};
+
+static uint32_t fw_cfg_dir_crc(const struct fw_cfg *f)
+{
+    const struct fw_cfg_item *d = &f->std[FW_CFG_FILE_DIR];
+    return d->data ? vmstate_crc32(d->data, d->len) : 0;
+}
+
+static void fw_cfg_pre_save(void *opaque)
+{
+    struct fw_cfg *f = opaque;
+    f->dir_crc = fw_cfg_dir_crc(f);
+}
+
+static int fw_cfg_vmstate_check(const void *live, const void *state, const char **why)
+{
+    const struct fw_cfg *l = live, *s = state;
+    if (s->dir_crc != fw_cfg_dir_crc(l))
+        return *why = "file directory (the source had other fw_cfg files)", -EINVAL;
+    if (s->cur == FW_CFG_INVALID)
+        return 0;
+    /* the item lookup only reads: a const cast for the live device */
+    const struct fw_cfg_item *it = fw_cfg_item((struct fw_cfg *)l, s->cur);
+    if (!it)
+        return *why = "selected key", -EINVAL;
+    if (s->offset > it->len)
+        return *why = "offset (past the end of the selected item here)", -EINVAL;
+    return 0;
+}
+
+/* optional: multiboot's fw_cfg on the direct-boot machine had no state before */
+static const struct vmstate_desc fw_cfg_vmstate = {
+    .name = "fw_cfg", .version = 1, .min_version = 1, .size = sizeof(struct fw_cfg), .fields = fw_cfg_fields,
+    .pre_save = fw_cfg_pre_save, .check = fw_cfg_vmstate_check, .optional = true,
+};
+
 static void fw_cfg_free(void *opaque)
 {
     struct fw_cfg *f = opaque;
@@ -340,7 +386,9 @@ int fw_cfg_create(struct machine *m)
     ret = bus_register(&m->pio, FW_CFG_PORT_SEL, 2, fw_cfg_io_read, fw_cfg_io_write, f, "fw_cfg");
     if (!ret)
         ret = bus_register(&m->pio, FW_CFG_PORT_DMA, 8, fw_cfg_dma_read, fw_cfg_dma_write, f, "fw_cfg-dma");
-    if (ret)
+    if (ret) {
         log_error("fw_cfg: cannot claim ports 0x510-0x51b: %s", strerror(-ret));
-    return ret;
+        return ret;
+    }
+    return vmstate_register(m, &fw_cfg_vmstate, 0, f);
 }

@@ -10,6 +10,7 @@
 #include "util/log.h"
 #include "vm/firmware.h"
 #include "vm/machine.h"
+#include "vm/vmstate.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -23,6 +24,7 @@ struct i440fx {
     struct pci_device *dev;
     pthread_mutex_t lock;              /* the attributes and the view, against concurrent writes */
     uint8_t attr[I440FX_PAM_SEGMENTS]; /* PAM_RE | PAM_WE per segment */
+    uint32_t rom_crc;                  /* of the firmware's part PAM shows: the stream's must match */
 };
 
 /* Segment 0 is 0xf0000 (64 KiB, PAM0 bits 5:4); 1-12 are 16 KiB each from 0xc0000. */
@@ -117,6 +119,51 @@ static void pam_read(void *opaque, uint64_t off, void *data, unsigned size)
     pthread_mutex_unlock(&x->lock);
 }
 
+/* The PAM and SMRAM registers travel in the host bridge's config space (the "pci" section of
+ * slot 0) and the shadowed BIOS in RAM (RAM under 0xc0000-0xfffff is RAM of the stream). The
+ * view is derived from both, so this section only makes sure the firmware the view shows where
+ * PAM selects ROM is the source's: another SeaBIOS would run on with the source's RAM copy of
+ * the old one. */
+static const struct vmstate_field i440fx_fields[] = {
+    VMSTATE_U32(struct i440fx, rom_crc),
+    VMSTATE_END,
+};
+
+static int i440fx_vmstate_check(const void *live, const void *state, const char **why)
+{
+    const struct i440fx *l = live, *s = state;
+    if (l->rom_crc != s->rom_crc)
+        return *why = "firmware (another BIOS image than the source's)", -EINVAL;
+    return 0;
+}
+
+/* Every segment shows again what the loaded PAM registers select: RAM from the stream's pages,
+ * or the ROM (ones where no ROM is). Runs with the vCPUs paused, after every section is in. */
+static void i440fx_vmstate_post_load(void *opaque)
+{
+    struct i440fx *x = opaque;
+    struct machine *m = x->m;
+    pthread_mutex_lock(&x->lock);
+    for (int s = 0; s < I440FX_PAM_SEGMENTS; s++) {
+        uint64_t base = pam_seg_base(s), size = pam_seg_size(s);
+        x->attr[s] = pam_attr_from_config(x->dev->config, s);
+        if (x->attr[s] & PAM_RE)
+            memcpy(view_at(m, base), m->ram + base, size);
+        else if (base >= 0x100000 - FIRMWARE_ISA_SIZE)
+            memcpy(view_at(m, base), m->isa_rom + (base - (0x100000 - FIRMWARE_ISA_SIZE)), size);
+        else
+            memset(view_at(m, base), 0xff, size);
+    }
+    pthread_mutex_unlock(&x->lock);
+    /* translated code from the old view is stale */
+    machine_note_dirty(m, FIRMWARE_VIEW_BASE, FIRMWARE_VIEW_SIZE);
+}
+
+static const struct vmstate_desc i440fx_vmstate = {
+    .name = "i440fx", .version = 1, .min_version = 1, .size = sizeof(struct i440fx), .fields = i440fx_fields,
+    .check = i440fx_vmstate_check, .post_load = i440fx_vmstate_post_load,
+};
+
 static void i440fx_free(void *opaque)
 {
     struct i440fx *x = opaque;
@@ -154,9 +201,12 @@ int i440fx_create(struct machine *m)
     d->opaque = x;
     d->config_written = i440fx_config_written;
     ret = bus_register(&m->mmio, FIRMWARE_VIEW_BASE, FIRMWARE_VIEW_SIZE, pam_read, pam_write, x, "pam");
-    if (ret)
+    if (ret) {
         log_error("i440fx: cannot claim the BIOS area: %s", strerror(-ret));
-    return ret;
+        return ret;
+    }
+    x->rom_crc = vmstate_crc32(m->isa_rom, FIRMWARE_ISA_SIZE);
+    return vmstate_register(m, &i440fx_vmstate, 0, x);
 }
 
 static int i440fx_init(struct machine *m)

@@ -4,6 +4,7 @@
  * output buffer; the status register says whose byte is at its head. */
 #include "util/log.h"
 #include "vm/machine.h"
+#include "vm/vmstate.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -30,7 +31,7 @@ struct i8042 {
     pthread_mutex_t lock;
     uint8_t queue[QUEUE_SIZE];
     bool from_aux[QUEUE_SIZE];
-    unsigned head, count;
+    uint32_t head, count;
     uint8_t ctr;             /* the controller's command byte */
     uint8_t status_cmd;      /* STATUS_CMD or 0 */
     uint8_t pending;         /* controller command waiting for its data byte (0x60, 0xd1, 0xd4) */
@@ -189,6 +190,40 @@ static void i8042_cmd_write(void *opaque, uint64_t off, const void *data, unsign
     pthread_mutex_unlock(&k->lock);
 }
 
+/* The controller and both devices' state: the output queue (a reply a guest is halfway through
+ * reading), the command byte, a command waiting for its data byte, the interrupt lines' levels
+ * (the interrupt controllers carry the same levels). `devices` is the machine's, not state. */
+static const struct vmstate_field i8042_fields[] = {
+    VMSTATE_U8_ARRAY(struct i8042, queue, QUEUE_SIZE),
+    VMS_FIELD(struct i8042, from_aux, VMS_BOOL, QUEUE_SIZE, 0),
+    VMSTATE_U32(struct i8042, head), VMSTATE_U32(struct i8042, count),
+    VMSTATE_U8(struct i8042, ctr), VMSTATE_U8(struct i8042, status_cmd),
+    VMSTATE_U8(struct i8042, pending), VMSTATE_U8(struct i8042, kbd_pending),
+    VMSTATE_BOOL(struct i8042, irq1), VMSTATE_BOOL(struct i8042, irq12),
+    VMSTATE_END,
+};
+
+static int i8042_vmstate_check(const void *live, const void *state, const char **why)
+{
+    const struct i8042 *k = state;
+    (void)live;
+    if (k->head >= QUEUE_SIZE || k->count > QUEUE_SIZE)
+        return *why = "output queue index", -EINVAL;
+    if (k->status_cmd & ~STATUS_CMD)
+        return *why = "status", -EINVAL;
+    if (k->pending && k->pending != 0x60 && k->pending != 0xd1 && k->pending != 0xd4)
+        return *why = "pending controller command", -EINVAL;
+    if (k->kbd_pending && k->kbd_pending != 0xed && k->kbd_pending != 0xf0 && k->kbd_pending != 0xf3)
+        return *why = "pending keyboard command", -EINVAL;
+    return 0;
+}
+
+/* optional: streams of the direct-boot machine from before the i8042 had state lack it */
+static const struct vmstate_desc i8042_vmstate = {
+    .name = "i8042", .version = 1, .min_version = 1, .size = sizeof(struct i8042), .fields = i8042_fields,
+    .check = i8042_vmstate_check, .optional = true,
+};
+
 static void i8042_free(void *opaque)
 {
     struct i8042 *k = opaque;
@@ -208,6 +243,8 @@ static int i8042_init(struct machine *m)
     if (machine_add_cleanup(m, i8042_free, k))
         return -ENOMEM;
     int ret = bus_register(&m->pio, I8042_DATA, 1, i8042_data_read, i8042_data_write, k, "i8042-data");
-    return ret ? ret : bus_register(&m->pio, I8042_CMD, 1, i8042_status_read, i8042_cmd_write, k, "i8042-cmd");
+    if (!ret)
+        ret = bus_register(&m->pio, I8042_CMD, 1, i8042_status_read, i8042_cmd_write, k, "i8042-cmd");
+    return ret ? ret : vmstate_register(m, &i8042_vmstate, 0, k);
 }
 MACHINE_INIT(i8042_init, INIT_DEVICE, NULL)

@@ -9,7 +9,9 @@
 
 #include "block/block.h"
 #include "vm/machine.h"
+#include "vm/vmstate.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -651,6 +653,93 @@ static void ctl_write(void *opaque, uint64_t off, const void *data, unsigned siz
     pthread_mutex_unlock(&ch->lock);
 }
 
+/* ---- state for savevm and migration (vm/vmstate.h) ----
+ * One section per channel, instance its task-file port (0x1f0, 0x170): the task file, the
+ * transfer in progress with its sector buffer (a guest halfway through a READ SECTORS or an
+ * ATAPI READ(10) reads on from the same byte), and each drive's status, error and ATAPI sense,
+ * tray and media-change state. Which drives there are, and their images, come from the options,
+ * which must be the source's: a stream from other drives is refused. Bus-master DMA, when it
+ * comes, gets a section of its own beside this one ("ide-bmdma", same instance, registered by
+ * the code that owns the BMDMA registers, its post_load restarting a transfer the stream says
+ * was running), so this one's layout stays version 1. */
+static_assert(sizeof(enum ide_xfer) == 4, "enum ide_xfer goes into the stream as a u32");
+
+static const struct vmstate_field ide_drive_fields[] = {
+    VMSTATE_BOOL(struct ide_drive, present), VMSTATE_BOOL(struct ide_drive, cd),
+    VMSTATE_BOOL(struct ide_drive, read_only), VMSTATE_U64(struct ide_drive, sectors),
+    VMSTATE_BOOL(struct ide_drive, sig_pending),
+    VMSTATE_U8(struct ide_drive, status), VMSTATE_U8(struct ide_drive, error),
+    VMSTATE_U64(struct ide_drive, atapi.sectors), VMSTATE_BOOL(struct ide_drive, atapi.tray_open),
+    VMSTATE_BOOL(struct ide_drive, atapi.locked), VMSTATE_U8(struct ide_drive, atapi.sense_key),
+    VMSTATE_U8(struct ide_drive, atapi.asc), VMSTATE_U8(struct ide_drive, atapi.ascq),
+    VMSTATE_U8(struct ide_drive, atapi.changed), VMSTATE_BOOL(struct ide_drive, atapi.unit_attention),
+    VMSTATE_BOOL(struct ide_drive, atapi.event_new_media), VMSTATE_BOOL(struct ide_drive, atapi.event_eject_request),
+    VMSTATE_END,
+};
+
+#define C struct ide_channel
+static const struct vmstate_field ide_channel_fields[] = {
+    VMSTATE_STRUCT_ARRAY(C, drive, 2, ide_drive_fields, struct ide_drive),
+    VMSTATE_U8(C, feature), VMSTATE_U8(C, nsector), VMSTATE_U8(C, sector), VMSTATE_U8(C, lcyl), VMSTATE_U8(C, hcyl),
+    VMSTATE_U8(C, hob_feature), VMSTATE_U8(C, hob_nsector), VMSTATE_U8(C, hob_sector), VMSTATE_U8(C, hob_lcyl),
+    VMSTATE_U8(C, hob_hcyl), VMSTATE_U8(C, select), VMSTATE_U8(C, control), VMSTATE_BOOL(C, irq_level),
+    VMS_FIELD(C, xfer, VMS_U32, 1, 0), VMSTATE_BOOL(C, xfer_data), VMSTATE_BOOL(C, lba48),
+    VMSTATE_U64(C, lba), VMSTATE_U32(C, left), VMSTATE_U32(C, pos),
+    VMSTATE_U8_ARRAY(C, cdb, ATAPI_PACKET_SIZE), VMSTATE_U32(C, bcl), VMSTATE_U64(C, atapi_left),
+    VMSTATE_U32(C, chunk), VMSTATE_U32(C, block_left), VMSTATE_U8_ARRAY(C, buf, ATAPI_SECTOR),
+    VMSTATE_END,
+};
+#undef C
+
+/* Everything a handler indexes or copies with is bounded here: buffer positions, the sector a
+ * transfer goes on from, the drive it talks to. */
+static int ide_vmstate_check(const void *live, const void *state, const char **why)
+{
+    const struct ide_channel *l = live, *s = state;
+    for (int u = 0; u < 2; u++) {
+        const struct ide_drive *ld = &l->drive[u], *sd = &s->drive[u];
+        if (ld->present != sd->present || ld->cd != sd->cd || ld->read_only != sd->read_only ||
+            (!ld->cd && ld->sectors != sd->sectors))
+            return *why = "drives (not the disks and CD drives of the source)", -EINVAL;
+        if (ld->cd && ld->atapi.sectors != sd->atapi.sectors)
+            return *why = "CD medium (not the one in the source's drive)", -EINVAL;
+        if (sd->atapi.sense_key > 0xf || sd->atapi.changed > 2)
+            return *why = "ATAPI sense", -EINVAL;
+    }
+    const struct ide_drive *d = &s->drive[(s->select >> 4) & 1];
+    switch (s->xfer) {
+    case XFER_NONE:
+        return 0;
+    case XFER_IN:
+    case XFER_OUT:
+        if (!d->present || s->pos >= IDE_SECTOR || (s->xfer == XFER_OUT && (!s->xfer_data || d->cd)))
+            return *why = "PIO transfer", -EINVAL;
+        if (s->xfer_data && (d->cd || !s->left || s->lba >= d->sectors || s->left > d->sectors - s->lba))
+            return *why = "PIO transfer's sectors (outside the disk)", -EINVAL;
+        return 0;
+    case XFER_PACKET:
+        if (!d->present || !d->cd || s->pos >= ATAPI_PACKET_SIZE)
+            return *why = "ATAPI packet", -EINVAL;
+        return 0;
+    case XFER_ATAPI_IN:
+        if (!d->present || !d->cd || s->chunk > ATAPI_SECTOR || s->pos > s->chunk ||
+            s->block_left > s->chunk - s->pos || s->block_left > s->atapi_left || s->bcl < 2 || s->bcl > 0xfffe)
+            return *why = "ATAPI transfer", -EINVAL;
+        if (s->xfer_data) {
+            uint64_t here = s->chunk - s->pos, rest = s->atapi_left > here ? s->atapi_left - here : 0;
+            if (s->lba >= d->atapi.sectors || rest > (d->atapi.sectors - s->lba - 1) * ATAPI_SECTOR)
+                return *why = "ATAPI transfer's sectors (outside the medium)", -EINVAL;
+        }
+        return 0;
+    }
+    return *why = "transfer kind", -EINVAL;
+}
+
+static const struct vmstate_desc ide_vmstate = {
+    .name = "ide", .version = 1, .min_version = 1, .size = sizeof(struct ide_channel), .fields = ide_channel_fields,
+    .check = ide_vmstate_check,
+};
+
 static void channel_free(void *opaque)
 {
     struct ide_channel *ch = opaque;
@@ -679,6 +768,8 @@ int ide_channel_create(struct machine *m, uint16_t base, uint16_t ctl, unsigned 
         log_error("ide: ports 0x%x-0x%x and 0x%x are taken", base, base + 7, ctl);
         return ret;
     }
+    if ((ret = vmstate_register(m, &ide_vmstate, base, ch)))
+        return ret;
     *out = ch;
     return 0;
 }
@@ -755,6 +846,26 @@ int ide_channel_attach(struct ide_channel *ch, int unit, struct block *bs, bool 
     reset_channel(ch);
     pthread_mutex_unlock(&ch->lock);
     return 0;
+}
+
+struct block *ide_channel_disk(struct ide_channel *ch, int unit, bool *read_only)
+{
+    if (unit < 0 || unit > 1 || !ch->drive[unit].present || ch->drive[unit].cd)
+        return NULL;
+    if (read_only)
+        *read_only = ch->drive[unit].read_only;
+    return ch->drive[unit].bs;
+}
+
+/* IDENTIFY's capacity words stay those of the size the guest was told at power-on, as a disk's
+ * would; the range checks follow the image. */
+void ide_channel_refresh_disk(struct ide_channel *ch, int unit)
+{
+    if (!ide_channel_disk(ch, unit, NULL))
+        return;
+    pthread_mutex_lock(&ch->lock);
+    ch->drive[unit].sectors = block_length(ch->drive[unit].bs) / IDE_SECTOR;
+    pthread_mutex_unlock(&ch->lock);
 }
 
 int ide_channel_attach_cd(struct ide_channel *ch, int unit, struct block *bs, const char *serial)

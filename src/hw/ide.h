@@ -77,4 +77,19 @@ bool ide_channel_cd_info(struct ide_channel *ch, int unit, struct ide_cd_info *i
 typedef void (*ide_tray_fn)(void *opaque, struct ide_channel *ch, int unit, bool open);
 void ide_channel_set_tray_cb(struct ide_channel *ch, ide_tray_fn fn, void *opaque);
 
+/* savevm/loadvm and migration (hw/disk.h): the IDE disks of the PC machine (CD drives left
+ * out), numbered in place order (primary master first). Commands run whole in the vCPU's
+ * thread, so with the vCPUs paused nothing is in flight. */
+int ide_disk_count(struct machine *m);
+/* Disk i's image and whether the guest may write it (read_only may be NULL); its QEMU name
+ * ("ide0-hd0") into name when name is not NULL. NULL when there is no such disk. */
+struct block *ide_disk_get(struct machine *m, int i, bool *read_only, char *name, size_t n);
+/* After the image went to a snapshot: the disk's size is the image's again. */
+void ide_disk_refresh(struct machine *m, int i);
+/* Flushes every writable IDE disk to its file. 0 or the first -errno. */
+int ide_disk_flush_all(struct machine *m);
+/* The channel's disk at unit (not a CD drive), or NULL; read_only may be NULL. */
+struct block *ide_channel_disk(struct ide_channel *ch, int unit, bool *read_only);
+void ide_channel_refresh_disk(struct ide_channel *ch, int unit);
+
 #endif

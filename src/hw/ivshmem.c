@@ -30,6 +30,7 @@
 #include "util/log.h"
 #include "util/parse.h"
 #include "vm/machine.h"
+#include "vm/vmstate.h"
 
 #define IVSHMEM_VENDOR   0x1af4
 #define IVSHMEM_DEVICE   0x1110
@@ -271,6 +272,8 @@ static int ivshmem_plain_create(struct machine *m, struct kvlist *opts)
     if ((ret = pci_device_add_bar(d, IVSHMEM_REG_BAR, IVSHMEM_REG_SIZE, 0, reg_read, reg_write, s)) ||
         (ret = ivshmem_add_mem_bar(s)))
         return ret;
+    /* its memory lives outside guest RAM, in a file the other end may not share */
+    vmstate_add_blocker(m, "ivshmem-plain: its shared memory and registers are not in the stream");
     return pci_register_device(m, d, slot);
 }
 DEVICE_TYPE("ivshmem-plain", ivshmem_plain_create)
@@ -445,6 +448,7 @@ static int ivshmem_doorbell_create(struct machine *m, struct kvlist *opts)
         return ret;
     if ((ret = pci_register_device(m, d, slot)))
         return ret;
+    vmstate_add_blocker(m, "ivshmem-doorbell: its shared memory and its server's peers are not in the stream");
     if (m->loop && (ret = evloop_add(m->loop, s->c.sock, EPOLLIN, sock_event, s))) {
         log_error("ivshmem-doorbell: cannot watch the server: %s", strerror(-ret));
         return ret;

@@ -4,6 +4,7 @@
  * written value's truth, and 64 KiB of scratch MMIO at 0xff000000 for the emulator's MMIO tests. */
 #include "util/log.h"
 #include "vm/machine.h"
+#include "vm/vmstate.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -69,6 +70,18 @@ static void testdev_iomem_write(void *opaque, uint64_t off, const void *data, un
         memcpy(t->iomem + off, data, size > TESTDEV_IOMEM_LEN - off ? TESTDEV_IOMEM_LEN - off : size);
 }
 
+/* The scratch register and MMIO; the interrupt lines it drives are the interrupt controllers'
+ * input levels, which their own sections carry. */
+static const struct vmstate_field testdev_fields[] = {
+    VMSTATE_U32(struct pc_testdev, data),
+    VMSTATE_U8_ARRAY(struct pc_testdev, iomem, TESTDEV_IOMEM_LEN),
+    VMSTATE_END,
+};
+
+static const struct vmstate_desc testdev_vmstate = {
+    .name = "pc-testdev", .version = 1, .min_version = 1, .size = sizeof(struct pc_testdev), .fields = testdev_fields,
+};
+
 static int pc_testdev_create(struct machine *m, struct kvlist *opts)
 {
     (void)opts;   /* no properties: machine.c refuses any given */
@@ -90,8 +103,10 @@ static int pc_testdev_create(struct machine *m, struct kvlist *opts)
     if (!ret)
         ret = bus_register(&m->mmio, TESTDEV_IOMEM_BASE, TESTDEV_IOMEM_LEN, testdev_iomem_read, testdev_iomem_write, t,
                            "pc-testdev-iomem");
-    if (ret)
+    if (ret) {
         log_error("pc-testdev: its ports or MMIO at 0x%llx are taken", TESTDEV_IOMEM_BASE);
-    return ret;
+        return ret;
+    }
+    return vmstate_register(m, &testdev_vmstate, 0, t);
 }
 DEVICE_TYPE("pc-testdev", pc_testdev_create)

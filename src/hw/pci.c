@@ -263,7 +263,8 @@ static const struct vmstate_desc pci_vmstate = {
 
 int pci_device_register_vmstate(struct pci_device *d)
 {
-    int ret = vmstate_register(d->m, &pci_vmstate, (uint32_t)d->slot, d);
+    /* a function other than 0 (the PC's IDE at 01.1) is slot | fn << 8: slots alone stay as before */
+    int ret = vmstate_register(d->m, &pci_vmstate, (uint32_t)d->slot | (uint32_t)d->fn << 8, d);
     return ret || !d->msix ? ret : pci_msix_register_vmstate(d);
 }
 

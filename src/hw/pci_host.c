@@ -332,7 +332,7 @@ int pci_register_function(struct machine *m, struct pci_device *d, int slot, int
     pci_place_device(m, h, d, slot, fn);
     h->dev[slot]->config[PCI_HEADER_TYPE] |= 0x80;
     h->func[slot][fn - 1] = d;
-    return 0;
+    return pci_device_register_vmstate(d);
 }
 
 static int pci_host_init(struct machine *m)

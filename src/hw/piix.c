@@ -161,6 +161,56 @@ int ide_channel_find(struct machine *m, int bus, struct ide_channel **out)
     return 0;
 }
 
+/* The i-th disk in place order: its place index, or -1. */
+static int ide_disk_place(struct piix *p, int i)
+{
+    for (int place = 0; p && place < 4; place++)
+        if (ide_channel_disk(p->ch[place / 2], place % 2, NULL) && i-- == 0)
+            return place;
+    return -1;
+}
+
+int ide_disk_count(struct machine *m)
+{
+    struct piix *p = piix_of(m);
+    int n = 0;
+    while (ide_disk_place(p, n) >= 0)
+        n++;
+    return n;
+}
+
+struct block *ide_disk_get(struct machine *m, int i, bool *read_only, char *name, size_t n)
+{
+    struct piix *p = piix_of(m);
+    int place = ide_disk_place(p, i);
+    if (place < 0)
+        return NULL;
+    if (name)
+        snprintf(name, n, "ide%d-hd%d", place / 2, place % 2);
+    return ide_channel_disk(p->ch[place / 2], place % 2, read_only);
+}
+
+void ide_disk_refresh(struct machine *m, int i)
+{
+    struct piix *p = piix_of(m);
+    int place = ide_disk_place(p, i);
+    if (place >= 0)
+        ide_channel_refresh_disk(p->ch[place / 2], place % 2);
+}
+
+int ide_disk_flush_all(struct machine *m)
+{
+    int ret = 0;
+    bool ro = true;
+    struct block *bs;
+    for (int i = 0; (bs = ide_disk_get(m, i, &ro, NULL, 0)); i++) {
+        int r = ro ? 0 : block_flush(bs);
+        if (r && !ret)
+            ret = r;
+    }
+    return ret;
+}
+
 /* -drive options (hw/drive.h), and what an IDE disk cannot be: one line naming the problem,
  * -EINVAL. */
 static int ide_parse_drive(const char *spec, struct drive_spec *d)

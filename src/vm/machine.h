@@ -115,6 +115,7 @@ struct machine {
     struct pci_host *pci_host;  /* hw/pci_host.c's, NULL on a machine without PCI */
     unsigned nics;              /* NICs created so far: each takes the next default MAC */
     struct vmstate_entry *vmstate;   /* what savevm writes, in registration order (vm/vmstate.h) */
+    const char *vmstate_blocker;     /* why it cannot be saved (vmstate_add_blocker), or NULL */
     struct migration *migration;     /* vm/migration.h: the one running or last done, or NULL */
     struct savevm *savevm;           /* vm/savevm.h: figures, -loadvm, the snapshot jobs; or NULL */
     _Atomic uint64_t *dirty;         /* vm/memory.h: pages written while dirty_on, by RAM offset */

@@ -739,9 +739,8 @@ int migration_start(struct machine *m, const char *uri, char *why, size_t n)
         return mig_fail(why, n, -EBUSY, "this machine is waiting for an incoming migration");
     if (mig_running(g))
         return mig_fail(why, n, -EBUSY, "There's a migration process in progress");
-    if (m->cfg->type == MACHINE_PC)
-        return mig_fail(why, n, -ENOTSUP, "the PC machine (SeaBIOS) cannot migrate yet: its BIOS area, PAM, fw_cfg"
-                        " and IDE state are not in the stream");
+    if (vmstate_blocker(m))
+        return mig_fail(why, n, -ENOTSUP, "this machine cannot migrate: %s", vmstate_blocker(m));
     if (g->cap_mapped_ram && strncmp(uri, "file:", 5))   /* QEMU's words */
         return mig_fail(why, n, -EINVAL, "Migration requires seekable transport (e.g. file)");
     struct stat st;
@@ -1126,9 +1125,8 @@ int migration_save_fd(struct machine *m, int fd, uint64_t *written, char *why, s
 {
     if (mig_running(m->migration))
         return mig_fail(why, n, -EBUSY, "There's a migration process in progress");
-    if (m->cfg->type == MACHINE_PC)
-        return mig_fail(why, n, -ENOTSUP, "the PC machine (SeaBIOS) cannot save its state yet: its BIOS area, PAM,"
-                        " fw_cfg and IDE state are not in the stream");
+    if (vmstate_blocker(m))
+        return mig_fail(why, n, -ENOTSUP, "this machine cannot save its state: %s", vmstate_blocker(m));
     struct migration g;
     int ret = mig_local_init(&g, m, fd);
     if (!ret) {

@@ -122,12 +122,12 @@ static int sv_pick_disks(struct machine *m, const struct savevm_req *r, int *out
     char nb[32];
     if (r->devices) {
         for (int i = 0; i < r->ndevices; i++) {
-            if (r->devices[i] < 0 || r->devices[i] >= m->ndisks)
+            if (r->devices[i] < 0 || r->devices[i] >= disk_count(m))
                 return sv_fail(why, n, -ENOENT, "no such disk");
             out[cnt++] = r->devices[i];
         }
     } else {
-        for (int i = 0; i < m->ndisks; i++) {
+        for (int i = 0; i < disk_count(m); i++) {
             bool ro = true;
             if (disk_get_block(m, i, NULL, &ro) && !ro)
                 out[cnt++] = i;

@@ -45,6 +45,17 @@ void vmstate_unregister(struct machine *m, const void *opaque)
     }
 }
 
+void vmstate_add_blocker(struct machine *m, const char *reason)
+{
+    if (!m->vmstate_blocker)
+        m->vmstate_blocker = reason;
+}
+
+const char *vmstate_blocker(const struct machine *m)
+{
+    return m->vmstate_blocker;
+}
+
 void vmstate_unregister_all(struct machine *m)
 {
     while (m->vmstate) {
@@ -363,7 +374,7 @@ int vmstate_load(struct machine *m, const uint8_t *buf, size_t len, char *why, s
     }
     size_t idx = 0;
     for (struct vmstate_entry *e = m->vmstate; e; e = e->next, idx++)
-        if (!scratch[idx]) {
+        if (!scratch[idx] && !e->desc->optional) {
             ret = vms_fail(why, why_len, -ENOENT, "the stream has no section '%s' instance %u", e->desc->name,
                            e->instance);
             goto out;
@@ -371,9 +382,11 @@ int vmstate_load(struct machine *m, const uint8_t *buf, size_t len, char *why, s
     /* every section checked: only now does any device change */
     idx = 0;
     for (struct vmstate_entry *e = m->vmstate; e; e = e->next, idx++)
-        vms_copy_fields(e->opaque, scratch[idx], e->desc->fields, versions[idx]);
-    for (struct vmstate_entry *e = m->vmstate; e; e = e->next)
-        if (e->desc->post_load)
+        if (scratch[idx])
+            vms_copy_fields(e->opaque, scratch[idx], e->desc->fields, versions[idx]);
+    idx = 0;
+    for (struct vmstate_entry *e = m->vmstate; e; e = e->next, idx++)
+        if (scratch[idx] && e->desc->post_load)
             e->desc->post_load(e->opaque);
 out:
     for (size_t i = 0; scratch && i < n; i++)

@@ -7,6 +7,7 @@
  * runs meanwhile, so the engine takes no device locks. */
 #ifndef QKVM_VM_VMSTATE_H
 #define QKVM_VM_VMSTATE_H
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -43,6 +44,9 @@ struct vmstate_desc {
     /* After every section is in: re-derive what the stream does not carry (interrupt lines,
      * BAR mappings, timers). May be NULL. */
     void (*post_load)(void *opaque);
+    /* A section a stream may lack: streams of a qkvm from before this device had state. The
+     * device then keeps the state it has (its reset state on a destination). */
+    bool optional;
 };
 
 #define VMS_FIELD(st, f, t, n, v) { #f, offsetof(st, f), t, n, v, NULL, 0 }
@@ -73,6 +77,13 @@ int vmstate_register(struct machine *m, const struct vmstate_desc *d, uint32_t i
 /* Drops every section registered with opaque: a part destroyed before its machine. */
 void vmstate_unregister(struct machine *m, const void *opaque);
 void vmstate_unregister_all(struct machine *m);
+
+/* Marks m as one whose state cannot be saved whole (a device with host state no stream carries):
+ * migration and savevm are refused with reason ("ivshmem: its shared memory is the host's"), a
+ * static string. The first reason given is kept. */
+void vmstate_add_blocker(struct machine *m, const char *reason);
+/* The reason m cannot be saved, or NULL when every device's state goes into the stream. */
+const char *vmstate_blocker(const struct machine *m);
 
 /* Writes every registered device's state; *buf is malloc'd, the caller frees it. 0 or -errno. */
 int vmstate_save(struct machine *m, uint8_t **buf, size_t *len);

@@ -28,6 +28,7 @@
 
 #include "block/block.h"
 #include "hw/disk.h"
+#include "hw/ide.h"
 #include "util/evloop.h"
 #include "util/log.h"
 #include "util/sandbox.h"
@@ -275,9 +276,14 @@ int disk_get_stats(struct machine *m, int idx, struct disk_stats *st)
     return 0;
 }
 
+int disk_count(struct machine *m)
+{
+    return m->ndisks + ide_disk_count(m);
+}
+
 int disk_flush_all(struct machine *m)
 {
-    int ret = 0;
+    int ret = ide_disk_flush_all(m);
     for (int i = 0; i < m->ndisks; i++) {
         struct virtio_blk *b = m->disks[i];
         int r = b->read_only ? 0 : block_flush(b->bs);
@@ -534,7 +540,12 @@ static void blk_reset(struct virtio_dev *vd)
 
 struct block *disk_get_block(struct machine *m, int idx, const char **file, bool *read_only)
 {
-    if (idx < 0 || idx >= m->ndisks)
+    if (idx >= m->ndisks) {   /* an IDE disk of the PC machine: no file name kept */
+        if (file)
+            *file = NULL;
+        return ide_disk_get(m, idx - m->ndisks, read_only, NULL, 0);
+    }
+    if (idx < 0)
         return NULL;
     struct virtio_blk *b = m->disks[idx];
     if (file)
@@ -556,6 +567,8 @@ void disk_drain(struct machine *m, int idx)
 
 void disk_refresh_size(struct machine *m, int idx)
 {
+    if (idx >= m->ndisks)
+        ide_disk_refresh(m, idx - m->ndisks);
     if (idx < 0 || idx >= m->ndisks)
         return;
     struct virtio_blk *b = m->disks[idx];

@@ -5,6 +5,7 @@
 
 #include "accel/accel.h"
 #include "hw/disk.h"
+#include "hw/ide.h"
 #include "hw/pci.h"
 #include "util/parse.h"
 #include "vm/control.h"
@@ -210,6 +211,8 @@ void monitor_disk_names(struct machine *m, char (*names)[64], int max)
     for (int i = 0; i < max; i++)
         snprintf(names[i], sizeof(names[i]), "virtio%d", i);
     for_each_disk(m, name_disk, &dn);
+    for (int i = m->ndisks; i < max; i++)   /* the PC machine's IDE disks (hw/disk.h's numbering) */
+        ide_disk_get(m, i - m->ndisks, NULL, names[i], sizeof(names[i]));
 }
 
 static void write_block(void *opaque, int idx, struct kvlist *kv)

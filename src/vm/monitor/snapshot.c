@@ -3,6 +3,7 @@
  * info snapshots. They call vm/savevm.h; the QMP table entries are in commands.c. */
 #include "vm/monitor/monitor.h"
 
+#include "hw/disk.h"
 #include "vm/machine.h"
 #include "vm/savevm.h"
 
@@ -13,7 +14,7 @@
 /* Node names to disk indices (query-block's names). -ENOENT with e filled for an unknown one. */
 static int snap_index(struct monitor_ctx *ctx, char (*names)[64], const char *name, struct monitor_error *e)
 {
-    for (int i = 0; i < ctx->m->ndisks; i++)
+    for (int i = 0; i < disk_count(ctx->m); i++)
         if (!strcmp(names[i], name))
             return i;
     return monitor_fail(e, "GenericError", -ENOENT, "Cannot find device='' nor node-name='%.64s'", name);
@@ -23,7 +24,7 @@ static int snap_job(struct monitor_ctx *ctx, const char *kind, const struct json
                     struct monitor_error *e)
 {
     char names[MACHINE_MAX_DISKS][64];
-    monitor_disk_names(ctx->m, names, ctx->m->ndisks);
+    monitor_disk_names(ctx->m, names, disk_count(ctx->m));
     const struct json_value *devs = json_get(a, "devices"), *vms = json_get(a, "vmstate");
     int idx[MACHINE_MAX_DISKS], n = 0;
     if (devs->type != JSON_ARRAY)
@@ -110,8 +111,8 @@ bool hmp_snapshot(struct monitor_ctx *ctx, const char *cmd, const char *arg, FIL
 {
     char names[MACHINE_MAX_DISKS][64];
     const char *np[MACHINE_MAX_DISKS];
-    monitor_disk_names(ctx->m, names, ctx->m->ndisks);
-    for (int i = 0; i < ctx->m->ndisks; i++)
+    monitor_disk_names(ctx->m, names, disk_count(ctx->m));
+    for (int i = 0; i < disk_count(ctx->m); i++)
         np[i] = names[i];
     if (!strcmp(cmd, "info-snapshots")) {
         savevm_print_info(ctx->m, np, out);
