@@ -1,9 +1,10 @@
 /* The PIIX3 of the PC machine (-M pc), where QEMU puts it: the PCI-to-ISA bridge at 00:01.0
  * (8086:7000) and the IDE controller at 00:01.1 (8086:7010) in legacy mode, its two channels at
- * the ISA ports and IRQs 14 and 15 (hw/ide.c). SeaBIOS finds the disks by these IDs
+ * the ISA ports and IRQs 14 and 15 (hw/ide.c), its bus master at BAR4 (hw/bmdma.c). SeaBIOS finds the disks by these IDs
  * (src/hw/ata.c, ata_init's PCI table) and routes PCI interrupts through the bridge's PIRQ
  * registers. "-device ide-hd,drive=..." (what -hda and a bare image become on -M pc) puts a disk
  * on a channel. */
+#include "hw/bmdma.h"
 #include "hw/drive.h"
 #include "hw/ide.h"
 #include "hw/pci.h"
@@ -125,7 +126,8 @@ static int piix_create(struct machine *m)
         (ret = pci_register_function(m, &p->ide, PIIX_SLOT, 1)))
         return ret;
     if ((ret = ide_channel_create(m, IDE_PRIMARY_BASE, IDE_PRIMARY_CTL, IDE_PRIMARY_IRQ, &p->ch[0])) ||
-        (ret = ide_channel_create(m, IDE_SECONDARY_BASE, IDE_SECONDARY_CTL, IDE_SECONDARY_IRQ, &p->ch[1])))
+        (ret = ide_channel_create(m, IDE_SECONDARY_BASE, IDE_SECONDARY_CTL, IDE_SECONDARY_IRQ, &p->ch[1])) ||
+        (ret = bmdma_create(m, &p->ide, p->ch)))
         return ret;
     if (m->loop) {
         if ((p->tray_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) < 0)
