@@ -12,6 +12,7 @@
 
 #include "block/block.h"
 #include "util/evloop.h"
+#include "vm/bootorder.h"
 #include "vm/control.h"
 #include "vm/machine.h"
 
@@ -260,6 +261,11 @@ static int ide_device_create(struct machine *m, struct kvlist *opts, bool cd_ask
     if (!ret && (index < 0 || p->used[index])) {
         log_error("-drive %s: %s", spec, index < 0 ? "the four IDE places are taken" : "that IDE place is taken");
         ret = -EBUSY;
+    }
+    if (!ret) {
+        char path[64];
+        snprintf(path, sizeof(path), "/pci@i0cf8/ide@1,1/drive@%d/disk@%d", index / 2, index % 2);
+        ret = bootorder_take(m, opts, cd_asked ? "ide-cd" : "ide-hd", path);
     }
     struct block *bs = NULL;
     char err[BLOCK_ERR_MAX];
