@@ -22,6 +22,7 @@
 #define SENSE_MEDIUM_ERROR    0x3
 #define SENSE_ILLEGAL_REQUEST 0x5
 #define SENSE_UNIT_ATTENTION  0x6
+#define SENSE_ABORTED_COMMAND 0xb
 #define ASC_UNRECOVERED_READ          0x11
 #define ASC_INVALID_OPCODE            0x20
 #define ASC_LBA_OUT_OF_RANGE          0x21

@@ -1,4 +1,4 @@
-/* ATA disks on an IDE channel, PIO only, as SeaBIOS (src/hw/ata.c), bootloaders and Linux's
+/* ATA disks on an IDE channel, by PIO and through a bus master (hw/bmdma.c), as SeaBIOS (src/hw/ata.c), bootloaders and Linux's
  * ata_piix drive them, modelled on what QEMU's hw/ide/core.c shows a guest: writes to the task
  * file reach both drives' registers, reads of an empty channel return 0 (so firmware polling
  * for "not busy" finishes at once), a slave that is absent reads status 0. Commands run at once
@@ -19,7 +19,14 @@
 
 /* XFER_PACKET: the 12 bytes of an ATAPI command coming in; XFER_ATAPI_IN: its reply or sectors
  * going out, in DRQ blocks no longer than the byte count the guest allowed */
-enum ide_xfer { XFER_NONE, XFER_IN, XFER_OUT, XFER_PACKET, XFER_ATAPI_IN };
+enum ide_xfer { XFER_NONE, XFER_IN, XFER_OUT, XFER_PACKET, XFER_ATAPI_IN, XFER_DMA };
+
+/* The interrupt reason in the sector count register (ATA-7 volume 2, 6.3.3): CoD, IO */
+#define IREASON_COD 0x01
+#define IREASON_IO  0x02
+
+/* A DMA command moves its data through this bounce buffer, this much at a time. */
+#define IDE_DMA_CHUNK (64 * 1024)
 
 struct ide_drive {
     bool present;               /* a disk, or a CD-ROM drive (with or without a medium) */
@@ -61,6 +68,13 @@ struct ide_channel {
     uint8_t buf[ATAPI_SECTOR];
     ide_tray_fn tray_cb;
     void *tray_opaque;
+    /* the bus master, when the controller has one; XFER_DMA waits for it to start */
+    const struct ide_dma_ops *dma;
+    void *dma_opaque;
+    bool dma_write;             /* WRITE DMA: guest memory to the disk */
+    bool atapi_dma;             /* the PACKET's data goes by DMA */
+    struct atapi_result dma_reply;   /* what the packet asked to move */
+    uint8_t *dmabuf;            /* IDE_DMA_CHUNK bytes, allocated at the first DMA command */
 };
 
 static void id_string(uint16_t *w, unsigned words, const char *s);
@@ -77,6 +91,10 @@ static bool channel_empty(const struct ide_channel *ch)
 
 static void irq_raise(struct ide_channel *ch)
 {
+    /* the bus master's interrupt bit follows the channel's interrupt (PIIX datasheet, BMISX
+     * bit 2), as QEMU's bmdma_irq sets it */
+    if (!(ch->control & IDE_CTL_NIEN) && ch->dma)
+        ch->dma->irq(ch->dma_opaque);
     if (!(ch->control & IDE_CTL_NIEN) && !ch->irq_level) {
         ch->irq_level = true;
         if (ch->m)
@@ -213,11 +231,189 @@ static void start_rw(struct ide_channel *ch, struct ide_drive *d, bool lba48, bo
 }
 
 
+/* ---- DMA: a command's data phase through the bus master ---- */
+
+static void atapi_finish(struct ide_channel *ch, struct ide_drive *d, bool ok);
+
+/* The command waits, DRQ set (QEMU's status too), for the bus master's start bit. */
+static void dma_wait(struct ide_channel *ch, struct ide_drive *d)
+{
+    ch->xfer = XFER_DMA;
+    d->status = IDE_STAT_DRDY | IDE_STAT_DSC | IDE_STAT_DRQ;
+    ide_channel_dma_kick(ch);
+}
+
+/* The PRD table ended before the data: the hardware's "PRD smaller than transfer" (bus master
+ * neither active nor interrupting), and the drive gives up with ERR. A bus master fault
+ * (outside RAM) also interrupts, with the bus master's error bit. */
+static void dma_fail(struct ide_channel *ch, struct ide_drive *d, enum ide_dma_result r)
+{
+    machine_log_guest(ch->m, LOG_GUEST, r == IDE_DMA_SHORT ? "ide-dma-short" : "ide-dma-fault",
+                      r == IDE_DMA_SHORT ? "ide: the PRD table is shorter than the transfer"
+                                         : "ide: a PRD table or buffer is outside guest RAM (or bus mastering is off)");
+    ch->xfer = XFER_NONE;
+    d->status = IDE_STAT_DRDY | IDE_STAT_ERR;
+    d->error = IDE_ERR_ABRT;
+    if (d->cd) {
+        /* the status phase of a failed packet: ABORTED COMMAND in the sense and error register */
+        atapi_set_sense(&d->atapi, SENSE_ABORTED_COMMAND, 0);
+        ch->nsector = (uint8_t)((ch->nsector & ~7) | IREASON_IO | IREASON_COD);
+        d->status |= IDE_STAT_DSC;
+        d->error = (uint8_t)(SENSE_ABORTED_COMMAND << 4);
+    }
+    if (r != IDE_DMA_SHORT)
+        irq_raise(ch);
+}
+
+static enum ide_dma_result dma_run_disk(struct ide_channel *ch, struct ide_drive *d)
+{
+    while (ch->left) {
+        uint32_t n = ch->left < IDE_DMA_CHUNK / IDE_SECTOR ? ch->left : IDE_DMA_CHUNK / IDE_SECTOR;
+        size_t len = (size_t)n * IDE_SECTOR;
+        enum ide_dma_result r;
+        if (ch->dma_write) {
+            if ((r = ch->dma->rw(ch->dma_opaque, ch->dmabuf, len, false)) != IDE_DMA_OK)
+                return r;
+            if (d->probed_raw && ch->lba == 0 && block_probe_header(ch->dmabuf, IDE_SECTOR)) {
+                xfer_fail(ch, d, "ide-probe", "refused an image header on a raw image whose format was guessed (give format=raw)");
+                return IDE_DMA_ABORTED;
+            }
+            if (block_pwrite(d->bs, ch->lba * IDE_SECTOR, ch->dmabuf, len)) {
+                xfer_fail(ch, d, "ide-write", "the image cannot be written");
+                return IDE_DMA_ABORTED;
+            }
+        } else {
+            if (block_pread(d->bs, ch->lba * IDE_SECTOR, ch->dmabuf, len)) {
+                xfer_fail(ch, d, "ide-read", "the image cannot be read");
+                return IDE_DMA_ABORTED;
+            }
+            if ((r = ch->dma->rw(ch->dma_opaque, ch->dmabuf, len, true)) != IDE_DMA_OK)
+                return r;
+        }
+        ch->lba += n;
+        ch->left -= n;
+    }
+    set_lba(ch, ch->lba - 1, ch->lba48);
+    cmd_done(ch, d);
+    return IDE_DMA_OK;
+}
+
+static enum ide_dma_result dma_run_atapi(struct ide_channel *ch, struct ide_drive *d)
+{
+    const struct atapi_result *rep = &ch->dma_reply;
+    enum ide_dma_result r;
+    if (rep->action == ATAPI_DATA_IN) {
+        if ((r = ch->dma->rw(ch->dma_opaque, ch->buf, rep->len, true)) != IDE_DMA_OK)
+            return r;
+        atapi_finish(ch, d, true);
+        return IDE_DMA_OK;
+    }
+    while (ch->left) {
+        uint32_t n = ch->left < IDE_DMA_CHUNK / ATAPI_SECTOR ? ch->left : IDE_DMA_CHUNK / ATAPI_SECTOR;
+        size_t len = (size_t)n * ATAPI_SECTOR;
+        if (!d->bs || block_pread(d->bs, ch->lba * ATAPI_SECTOR, ch->dmabuf, len)) {
+            machine_log_guest(ch->m, LOG_GUEST, "atapi-read", "atapi: sector %llu cannot be read",
+                              (unsigned long long)ch->lba);
+            atapi_set_sense(&d->atapi, SENSE_MEDIUM_ERROR, ASC_UNRECOVERED_READ);
+            atapi_finish(ch, d, false);
+            return IDE_DMA_ABORTED;
+        }
+        if ((r = ch->dma->rw(ch->dma_opaque, ch->dmabuf, len, true)) != IDE_DMA_OK)
+            return r;
+        ch->lba += n;
+        ch->left -= n;
+    }
+    atapi_finish(ch, d, true);
+    return IDE_DMA_OK;
+}
+
+void ide_channel_dma_kick(struct ide_channel *ch)
+{
+    if (ch->xfer != XFER_DMA || !ch->dma || !ch->dma->started(ch->dma_opaque))
+        return;
+    struct ide_drive *d = cur_drive(ch);
+    enum ide_dma_result r;
+    if (!ch->dmabuf && !(ch->dmabuf = malloc(IDE_DMA_CHUNK))) {
+        xfer_fail(ch, d, "ide-dma-mem", "no memory for the transfer");
+        r = IDE_DMA_ABORTED;
+    } else {
+        r = d->cd ? dma_run_atapi(ch, d) : dma_run_disk(ch, d);
+    }
+    if (r == IDE_DMA_SHORT || r == IDE_DMA_FAULT)
+        dma_fail(ch, d, r);
+    ch->dma->end(ch->dma_opaque, r);
+}
+
+/* SET FEATURES 0x03: the mode in the sector count (ATA-7 volume 1, 6.49.12): PIO (0x08 + n,
+ * or 0/1 default), multiword DMA 0x20 + n, Ultra DMA 0x40 + n. IDENTIFY's words 63 and 88 then
+ * say which DMA mode is selected, as QEMU's ide_set_feature keeps them. false: a mode this
+ * drive does not have (abort). */
+static bool set_xfer_mode(struct ide_channel *ch, struct ide_drive *d)
+{
+    unsigned type = ch->nsector >> 3, n = ch->nsector & 7;
+    uint16_t *w = d->identify;
+    switch (type) {
+    case 0: case 1:              /* PIO: no DMA mode selected */
+        if (type == 0 && n > 1)
+            return false;
+        if (type == 1 && n > 4)
+            return false;
+        break;
+    case 4:                      /* multiword DMA 0-2 */
+        if (!ch->dma || n > 2)
+            return false;
+        break;
+    case 8:                      /* Ultra DMA 0-5 */
+        if (!ch->dma || n > 5)
+            return false;
+        break;
+    default:
+        return false;
+    }
+    if (ch->dma) {
+        w[62] = 0;
+        w[63] = (uint16_t)(0x07 | (type == 4 ? 1u << (n + 8) : 0));
+        w[88] = (uint16_t)(0x3f | (type == 8 ? 1u << (n + 8) : 0));
+    }
+    return true;
+}
+
+static void start_dma(struct ide_channel *ch, struct ide_drive *d, bool lba48, bool write)
+{
+    uint64_t lba;
+    uint32_t count;
+    if (!decode_range(ch, d, lba48, &lba, &count) || (write && d->read_only)) {
+        machine_log_guest(ch->m, LOG_GUEST, "ide-range", "ide: DMA %s of sectors outside the disk or read-only",
+                          write ? "write" : "read");
+        cmd_abort(ch, d);
+        return;
+    }
+    ch->lba = lba;
+    ch->left = count;
+    ch->lba48 = lba48;
+    ch->dma_write = write;
+    dma_wait(ch, d);
+}
+
+void ide_channel_set_dma(struct ide_channel *ch, const struct ide_dma_ops *ops, void *opaque)
+{
+    pthread_mutex_lock(&ch->lock);
+    ch->dma = ops, ch->dma_opaque = opaque;
+    pthread_mutex_unlock(&ch->lock);
+}
+
+void ide_channel_lock(struct ide_channel *ch)
+{
+    pthread_mutex_lock(&ch->lock);
+}
+
+void ide_channel_unlock(struct ide_channel *ch)
+{
+    pthread_mutex_unlock(&ch->lock);
+}
+
 /* ---- the ATAPI CD-ROM: ATA commands a packet device takes, and the packet protocol ---- */
 
-/* The interrupt reason in the sector count register (ATA-7 volume 2, 6.3.3): CoD, IO */
-#define IREASON_COD 0x01
-#define IREASON_IO  0x02
 
 static void atapi_finish(struct ide_channel *ch, struct ide_drive *d, bool ok)
 {
@@ -276,6 +472,20 @@ static void atapi_run_packet(struct ide_channel *ch, struct ide_drive *d)
         machine_log_guest(ch->m, LOG_GUEST, "atapi-check", "atapi: command 0x%02x: sense %x/%02x", ch->cdb[0],
                           d->atapi.sense_key, d->atapi.asc);
         atapi_finish(ch, d, false);
+        return;
+    case ATAPI_DATA_IN:
+    case ATAPI_READ:
+        if (!ch->atapi_dma)
+            break;
+        ch->dma_reply = r;
+        ch->lba = r.lba;
+        ch->left = r.action == ATAPI_READ ? r.count : 0;
+        dma_wait(ch, d);
+        return;
+    }
+    switch (r.action) {
+    case ATAPI_OK:
+    case ATAPI_ERROR:
         return;
     case ATAPI_DATA_IN:
         ch->chunk = r.len;
@@ -341,7 +551,7 @@ static void build_identify_packet(struct ide_drive *d, int unit, const char *ser
     id_string(w + 23, 4, "2.5+");
     id_string(w + 27, 20, "QEMU DVD-ROM");
     w[48] = 1;
-    w[49] = 1 << 9;                /* LBA; no DMA (no bus mastering yet) */
+    w[49] = 1 << 9;                /* LBA; DMA below when there is a bus master */
     w[53] = 3;
     w[64] = 3;
     w[65] = 0xb4, w[66] = 0xb4, w[67] = 0x12c, w[68] = 0xb4;
@@ -361,11 +571,12 @@ static void atapi_command(struct ide_channel *ch, struct ide_drive *d, uint8_t c
 {
     switch (cmd) {
     case 0xa0:                   /* PACKET */
-        if (ch->feature & 1) {   /* DMA asked for: there is no bus mastering */
+        if ((ch->feature & 1) && !ch->dma) {   /* DMA asked for where there is no bus master */
             machine_log_guest(ch->m, LOG_GUEST, "atapi-dma", "atapi: PACKET with DMA, which this drive does not offer");
             cmd_abort(ch, d);
             return;
         }
+        ch->atapi_dma = ch->feature & 1;
         ch->bcl = (unsigned)(ch->hcyl << 8 | ch->lcyl);
         if (ch->bcl == 0 || ch->bcl == 0xffff)
             ch->bcl = 0xfffe;    /* 0 is not a limit (and a block is even) */
@@ -404,6 +615,8 @@ static void atapi_command(struct ide_channel *ch, struct ide_drive *d, uint8_t c
             ch->nsector = 0xff;
         return;
     case 0xef:                   /* SET FEATURES: transfer mode, defaults */
+        if (ch->feature == 0x03 && !set_xfer_mode(ch, d))
+            break;
         if (ch->feature == 0x03 || ch->feature == 0x66 || ch->feature == 0xcc) {
             cmd_done(ch, d);
             return;
@@ -442,6 +655,11 @@ static void exec_command(struct ide_channel *ch, uint8_t cmd)
         d->status = IDE_STAT_DRDY | IDE_STAT_DSC | IDE_STAT_DRQ;
         irq_raise(ch);
         return;
+    case 0xc8: case 0xc9: case 0x25: case 0xca: case 0xcb: case 0x35:   /* READ/WRITE DMA (EXT) */
+        if (!ch->dma)
+            break;
+        start_dma(ch, d, cmd == 0x25 || cmd == 0x35, cmd >= 0xca || cmd == 0x35);
+        return;
     case 0x20: case 0x21: start_rw(ch, d, false, false); return;   /* READ SECTORS */
     case 0x24: start_rw(ch, d, true, false); return;               /* READ SECTORS EXT */
     case 0x30: case 0x31: start_rw(ch, d, false, true); return;    /* WRITE SECTORS */
@@ -472,6 +690,8 @@ static void exec_command(struct ide_channel *ch, uint8_t cmd)
             cmd_done(ch, d);
         return;
     case 0xef:                   /* SET FEATURES: write cache, transfer mode, look-ahead, defaults */
+        if (ch->feature == 0x03 && !set_xfer_mode(ch, d))
+            break;
         switch (ch->feature) {
         case 0x02: case 0x82: case 0x03: case 0xaa: case 0x55: case 0x66: case 0xcc:
             cmd_done(ch, d);
@@ -745,6 +965,7 @@ static void channel_free(void *opaque)
     struct ide_channel *ch = opaque;
     for (int u = 0; u < 2; u++)
         block_close(ch->drive[u].bs);
+    free(ch->dmabuf);
     pthread_mutex_destroy(&ch->lock);
     free(ch);
 }
@@ -803,7 +1024,7 @@ static void build_identify(struct ide_drive *d, int unit, const char *serial)
     id_string(w + 23, 4, "2.5+");
     id_string(w + 27, 20, "QEMU HARDDISK");   /* QEMU's name: guests that match on it keep working */
     w[48] = 1;                     /* 32-bit data port accesses */
-    w[49] = 1 << 11 | 1 << 9;      /* IORDY, LBA; no DMA (no bus mastering yet) */
+    w[49] = 1 << 11 | 1 << 9;      /* IORDY, LBA; DMA below when there is a bus master */
     w[51] = 0x200, w[52] = 0x200;
     w[53] = 1 | 2;                 /* words 54-58 and 64-70 valid */
     w[54] = (uint16_t)d->cyls, w[55] = (uint16_t)d->heads, w[56] = (uint16_t)d->secs;
@@ -821,6 +1042,21 @@ static void build_identify(struct ide_drive *d, int unit, const char *serial)
     w[93] = 1 | 1 << 14 | 0x2000;
     for (int i = 0; i < 4; i++)
         w[100 + i] = (uint16_t)(d->sectors >> (16 * i));
+}
+
+/* With a bus master: DMA in IDENTIFY's capabilities, multiword DMA 0-2 and Ultra DMA 0-5
+ * supported, Ultra DMA 5 selected, as QEMU's ide_identify and ide_atapi_identify say. */
+static void identify_dma(const struct ide_channel *ch, struct ide_drive *d)
+{
+    uint16_t *w = d->identify;
+    if (!ch->dma)
+        return;
+    w[49] |= 1 << 8;
+    w[53] |= 4;                    /* word 88 valid */
+    if (d->cd)
+        w[62] = 7;
+    w[63] = 7;
+    w[88] = 0x3f | 1 << 13;
 }
 
 int ide_channel_attach(struct ide_channel *ch, int unit, struct block *bs, bool read_only, bool probed_raw,
@@ -843,6 +1079,7 @@ int ide_channel_attach(struct ide_channel *ch, int unit, struct block *bs, bool 
     uint64_t cyls = d->sectors / (16 * 63);
     d->cyls = cyls < 2 ? 2 : cyls > 16383 ? 16383 : (unsigned)cyls;
     build_identify(d, unit, serial);
+    identify_dma(ch, d);
     reset_channel(ch);
     pthread_mutex_unlock(&ch->lock);
     return 0;
@@ -883,6 +1120,7 @@ int ide_channel_attach_cd(struct ide_channel *ch, int unit, struct block *bs, co
     d->atapi.sectors = bs ? block_length(bs) / ATAPI_SECTOR : 0;
     d->atapi.tray_open = false;   /* an empty drive starts with its tray shut, as QEMU's */
     build_identify_packet(d, unit, serial);
+    identify_dma(ch, d);
     reset_channel(ch);
     pthread_mutex_unlock(&ch->lock);
     return 0;

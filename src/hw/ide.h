@@ -1,8 +1,9 @@
 /* An IDE (parallel ATA) channel at its legacy ports: task file at base (8 ports), device control
  * and alternate status at ctl, one ISA IRQ; up to two devices (master, slave) behind it: ATA
  * disks, each a block-layer image (raw, qcow2), or ATAPI CD-ROM drives (hw/atapi.h for the
- * packet commands; PACKET and IDENTIFY PACKET DEVICE here). PIO only: IDENTIFY, READ/WRITE SECTORS (LBA28, CHS) and their
- * LBA48 EXT forms, READ VERIFY, SEEK, SET FEATURES, FLUSH CACHE, power commands, INITIALIZE
+ * packet commands; PACKET and IDENTIFY PACKET DEVICE here). IDENTIFY, READ/WRITE SECTORS
+ * (LBA28, CHS) and their LBA48 EXT forms by PIO; READ/WRITE DMA (EXT) and PACKET's DMA through a
+ * bus master (below); READ VERIFY, SEEK, SET FEATURES, FLUSH CACHE, power commands, INITIALIZE
  * DEVICE PARAMETERS, EXECUTE DEVICE DIAGNOSTIC; anything else, and any address past the disk,
  * ends with ERR and ABRT in the error register as a real disk answers (ATA-7, volume 1). */
 #ifndef QKVM_HW_IDE_H
@@ -91,5 +92,29 @@ int ide_disk_flush_all(struct machine *m);
 /* The channel's disk at unit (not a CD drive), or NULL; read_only may be NULL. */
 struct block *ide_channel_disk(struct ide_channel *ch, int unit, bool *read_only);
 void ide_channel_refresh_disk(struct ide_channel *ch, int unit);
+
+/* A bus master beside the channel (hw/bmdma.c, the PIIX's BMIDE) moves the data of the DMA
+ * commands (READ/WRITE DMA (EXT), PACKET with its DMA bit) between the drive and guest memory.
+ * A DMA command waits, DRQ set, until the bus master is started; then it runs whole, in the
+ * thread that started it. Every hook is called with the channel's lock held, which also guards
+ * the bus master's registers (one channel of the hardware). */
+enum ide_dma_result {
+    IDE_DMA_OK,                 /* every byte moved */
+    IDE_DMA_SHORT,              /* the PRD table ended first */
+    IDE_DMA_FAULT,              /* a PRD table or buffer outside guest RAM, or bus mastering off */
+    IDE_DMA_ABORTED,            /* the drive ended the command with an error (a bad image read) */
+};
+struct ide_dma_ops {
+    bool (*started)(void *opaque);                   /* the start bit is set */
+    /* moves len bytes: to_guest, from buf into the guest's buffers, else the other way */
+    enum ide_dma_result (*rw)(void *opaque, void *buf, size_t len, bool to_guest);
+    void (*end)(void *opaque, enum ide_dma_result r); /* the command's data phase is over */
+    void (*irq)(void *opaque);                       /* the channel raised its interrupt */
+};
+void ide_channel_set_dma(struct ide_channel *ch, const struct ide_dma_ops *ops, void *opaque);
+void ide_channel_lock(struct ide_channel *ch);
+void ide_channel_unlock(struct ide_channel *ch);
+/* With the lock held: the bus master was started; a DMA command waiting for it runs now. */
+void ide_channel_dma_kick(struct ide_channel *ch);
 
 #endif

@@ -61,6 +61,18 @@ int pci_device_add_bar(struct pci_device *d, int idx, uint64_t size, unsigned fl
     return 0;
 }
 
+int pci_device_add_io_bar(struct pci_device *d, int idx, uint64_t size, bus_read_fn read, bus_write_fn write,
+                          void *opaque)
+{
+    if (idx < 0 || idx >= PCI_NUM_BARS || size < 4 || size > 256 || (size & (size - 1)) || d->bar[idx].size)
+        return -EINVAL;
+    d->bar[idx] = (struct pci_bar){ size, PCI_BAR_IO, read, write, opaque, PCI_BAR_UNMAPPED };
+    unsigned off = PCI_BAR0 + 4 * (unsigned)idx;
+    pci_set_long(d->config + off, PCI_BAR_IO);
+    pci_set_long(d->wmask + off, (uint32_t)~(size - 1) & ~0x3u);
+    return 0;
+}
+
 int pci_device_add_capability(struct pci_device *d, uint8_t id, unsigned len)
 {
     unsigned off = d->cap_end;
@@ -107,6 +119,8 @@ void pci_set_irq(struct pci_device *d, bool level)
 
 static uint64_t pci_bar_address(const struct pci_device *d, int i)
 {
+    if (d->bar[i].flags & PCI_BAR_IO)
+        return pci_get_long(d->config + PCI_BAR0 + 4 * i) & ~0x3ull;
     uint64_t a = pci_get_long(d->config + PCI_BAR0 + 4 * i) & ~0xfull;
     if (d->bar[i].flags & PCI_BAR_MEM_64)
         a |= (uint64_t)pci_get_long(d->config + PCI_BAR0 + 4 * (i + 1)) << 32;
@@ -118,11 +132,12 @@ static void pci_bar_set_mapping(struct pci_device *d, int i, uint64_t addr)
     struct pci_bar *b = &d->bar[i];
     if (addr == b->mapped)
         return;
+    struct bus *bus = b->flags & PCI_BAR_IO ? &d->host->io_window : &d->host->window;
     if (b->mapped != PCI_BAR_UNMAPPED)
-        bus_unregister(&d->host->window, b->mapped, b->opaque);
+        bus_unregister(bus, b->mapped, b->opaque);
     b->mapped = PCI_BAR_UNMAPPED;
     if (addr != PCI_BAR_UNMAPPED) {
-        if (bus_register(&d->host->window, addr, b->size, b->read, b->write, b->opaque, d->name) == 0)
+        if (bus_register(bus, addr, b->size, b->read, b->write, b->opaque, d->name) == 0)
             b->mapped = addr;
         else
             machine_log_guest(d->m, LOG_GUEST, "pci BAR overlap", "pci %02x.0 %s: BAR%d at 0x%llx overlaps another BAR: not decoded",
@@ -133,14 +148,23 @@ static void pci_bar_set_mapping(struct pci_device *d, int i, uint64_t addr)
 }
 
 /* A BAR decodes when memory space is on and it lies wholly in the host bridge's window: the
- * bridge forwards nothing else, and a BAR being sized (all ones) must not claim anything. */
+ * bridge forwards nothing else, and a BAR being sized (all ones) must not claim anything. An
+ * I/O BAR decodes when I/O space is on and it lies wholly in ports PCI_IO_BASE-0xffff (where
+ * SeaBIOS puts them on an i440FX; an unassigned BAR reads 0 and so takes no port). */
 void pci_device_update_mappings(struct pci_device *d)
 {
-    bool mem_on = pci_get_word(d->config + PCI_COMMAND) & PCI_COMMAND_MEMORY;
+    uint16_t cmd = pci_get_word(d->config + PCI_COMMAND);
+    bool mem_on = cmd & PCI_COMMAND_MEMORY, io_on = cmd & PCI_COMMAND_IO;
     for (int i = 0; i < PCI_NUM_BARS; i++) {
         if (!d->bar[i].size)
             continue;
         uint64_t a = pci_bar_address(d, i);
+        if (d->bar[i].flags & PCI_BAR_IO) {
+            bool ok = io_on && d->host && d->host->io_window_on && a >= PCI_IO_BASE &&
+                      a + d->bar[i].size <= PCI_IO_END;
+            pci_bar_set_mapping(d, i, ok ? a : PCI_BAR_UNMAPPED);
+            continue;
+        }
         bool in_window = d->host && pci_host_in_window(d->host, a, d->bar[i].size);
         pci_bar_set_mapping(d, i, mem_on && in_window ? a : PCI_BAR_UNMAPPED);
     }

@@ -61,8 +61,12 @@ struct pci_msix;
 #define PCI_STATUS_INTERRUPT 0x0008
 #define PCI_STATUS_CAP_LIST  0x0010
 
+#define PCI_BAR_IO         0x01         /* an I/O space BAR: decodes on the machine's port bus */
 #define PCI_BAR_MEM_64     0x04
 #define PCI_BAR_PREFETCH   0x08
+/* Where I/O BARs go when the host assigns them (SeaBIOS starts its I/O BARs there too). */
+#define PCI_IO_BASE        0xc000
+#define PCI_IO_END         0x10000
 
 #define PCI_CAP_ID_MSIX    0x11
 #define PCI_CAP_ID_VNDR    0x09
@@ -72,7 +76,7 @@ struct pci_msix;
 
 struct pci_bar {
     uint64_t size;              /* a power of two, at least 16; 0: no BAR here */
-    unsigned flags;             /* PCI_BAR_MEM_64, PCI_BAR_PREFETCH */
+    unsigned flags;             /* PCI_BAR_IO, or PCI_BAR_MEM_64 and PCI_BAR_PREFETCH */
     bus_read_fn read;
     bus_write_fn write;
     void *opaque;
@@ -123,6 +127,11 @@ void pci_device_init(struct pci_device *d, const char *name, uint16_t vendor, ui
 /* A memory BAR. flags: PCI_BAR_MEM_64 takes idx and idx+1. 0 or -EINVAL. */
 int pci_device_add_bar(struct pci_device *d, int idx, uint64_t size, unsigned flags,
                        bus_read_fn read, bus_write_fn write, void *opaque);
+/* An I/O space BAR of size bytes (a power of two, 4 to 256): it decodes on m->pio while the
+ * command register's I/O bit is on and its address is neither 0 nor past port 0xffff, as QEMU
+ * decodes one. 0 or -EINVAL. */
+int pci_device_add_io_bar(struct pci_device *d, int idx, uint64_t size, bus_read_fn read, bus_write_fn write,
+                          void *opaque);
 /* Appends a capability of len bytes (id and next pointer filled in); returns its offset in
  * config space or -ENOSPC. */
 int pci_device_add_capability(struct pci_device *d, uint8_t id, unsigned len);

@@ -130,6 +130,18 @@ static void window_write(void *opaque, uint64_t off, const void *data, unsigned 
         machine_report_unmapped(w->h->m, -1, w->base + off, true);
 }
 
+static void io_window_read(void *opaque, uint64_t off, void *data, unsigned size)
+{
+    struct pci_host *h = opaque;
+    bus_dispatch(&h->io_window, PCI_IO_BASE + off, data, size, false);
+}
+
+static void io_window_write(void *opaque, uint64_t off, const void *data, unsigned size)
+{
+    struct pci_host *h = opaque;
+    bus_dispatch(&h->io_window, PCI_IO_BASE + off, (void *)data, size, true);
+}
+
 bool pci_host_in_window(const struct pci_host *h, uint64_t a, uint64_t size)
 {
     for (int i = 0; i < h->nwin; i++)
@@ -162,6 +174,7 @@ static void pci_host_free(void *opaque)
     if (h->m->pci_host == h)
         h->m->pci_host = NULL;
     bus_destroy(&h->window);
+    bus_destroy(&h->io_window);
     pthread_mutex_destroy(&h->config_lock);
     free(h);
 }
@@ -174,8 +187,10 @@ int pci_host_create(struct machine *m)
     h->m = m;
     pthread_mutex_init(&h->config_lock, NULL);
     bus_init(&h->window, "pci");
+    bus_init(&h->io_window, "pci-io");
     if (m->pci_host) {
         bus_destroy(&h->window);
+        bus_destroy(&h->io_window);
         free(h);
         return -EEXIST;
     }
@@ -229,28 +244,35 @@ static int pci_host_assign_bars(struct pci_host *h)
     }
     qsort(refs, (size_t)n, sizeof(refs[0]), bar_ref_cmp);
     const struct pci_window *w = &h->win[0];
-    uint64_t next = w->base;
+    uint64_t next = w->base, next_io = PCI_IO_BASE;
     for (int k = 0; k < n; k++) {
         struct pci_device *d = refs[k].d;
         uint64_t size = d->bar[refs[k].idx].size;
-        uint64_t a = (next + size - 1) & ~(size - 1);
-        if (a + size > w->base + w->size) {
-            log_error("pci: the devices' BARs do not fit in the %llu MiB window",
-                      (unsigned long long)(w->size >> 20));
+        bool io = d->bar[refs[k].idx].flags & PCI_BAR_IO;
+        uint64_t a = ((io ? next_io : next) + size - 1) & ~(size - 1);
+        if (io ? a + size > PCI_IO_END : a + size > w->base + w->size) {
+            log_error("pci: the devices' BARs do not fit in the %s", io ? "I/O ports" : "memory window");
             return -ENOSPC;
         }
         unsigned off = PCI_BAR0 + 4 * (unsigned)refs[k].idx;
         pci_set_long(d->config + off, (uint32_t)a | d->bar[refs[k].idx].flags);
         if (d->bar[refs[k].idx].flags & PCI_BAR_MEM_64)
             pci_set_long(d->config + off + 4, (uint32_t)(a >> 32));
-        next = a + size;
+        if (io)
+            next_io = a + size;
+        else
+            next = a + size;
     }
     for (int s = 0; s < PCI_SLOTS * PCI_FUNCS; s++) {
         struct pci_device *d = pci_host_function(h, s / PCI_FUNCS, s % PCI_FUNCS);
         if (!d)
             continue;
         pthread_mutex_lock(&h->config_lock);
-        pci_set_word(d->config + PCI_COMMAND, pci_get_word(d->config + PCI_COMMAND) | PCI_COMMAND_MEMORY);
+        uint16_t on = PCI_COMMAND_MEMORY;
+        for (int i = 0; i < PCI_NUM_BARS; i++)
+            if (d->bar[i].size && (d->bar[i].flags & PCI_BAR_IO))
+                on |= PCI_COMMAND_IO;
+        pci_set_word(d->config + PCI_COMMAND, pci_get_word(d->config + PCI_COMMAND) | on);
         pci_device_update_mappings(d);
         pthread_mutex_unlock(&h->config_lock);
     }
@@ -262,6 +284,21 @@ int pci_host_start(struct machine *m)
     struct pci_host *h = pci_host_of(m);
     if (!h)
         return 0;
+    bool has_io = false;
+    for (int s = 0; s < PCI_SLOTS * PCI_FUNCS; s++) {
+        struct pci_device *d = pci_host_function(h, s / PCI_FUNCS, s % PCI_FUNCS);
+        for (int i = 0; d && i < PCI_NUM_BARS; i++)
+            has_io |= d->bar[i].size && (d->bar[i].flags & PCI_BAR_IO);
+    }
+    if (has_io) {
+        int r = bus_register(&m->pio, PCI_IO_BASE, PCI_IO_END - PCI_IO_BASE, io_window_read, io_window_write, h,
+                             "pci-io-window");
+        if (r) {
+            log_error("pci: ports 0x%x-0x%x (PCI I/O BARs) are taken", PCI_IO_BASE, PCI_IO_END - 1);
+            return r;
+        }
+        h->io_window_on = true;
+    }
     int ret = pci_host_assign_bars(h);
     if (ret)
         return ret;

@@ -17,6 +17,11 @@ struct pci_host {
     bool ecam;                          /* the direct-boot machine's ECAM (an MCFG names it) */
     pthread_mutex_t config_lock;        /* every config space access, and BAR moves */
     struct bus window;                  /* mapped BARs, at their guest addresses */
+    /* mapped I/O BARs, at their ports: the ports PCI_IO_BASE-0xffff are one region of the
+     * machine's port bus that forwards here (once a device has an I/O BAR), so that a config
+     * write through 0xcfc, itself dispatched on the port bus, can move a BAR */
+    struct bus io_window;
+    bool io_window_on;
     struct pci_device *dev[PCI_SLOTS];
     struct pci_device *func[PCI_SLOTS][PCI_FUNCS - 1];   /* functions 1-7 of each slot */
     struct pci_device bridge;           /* slot 0: the host bridge itself */

@@ -1,9 +1,10 @@
 /* The PIIX3 of the PC machine (-M pc), where QEMU puts it: the PCI-to-ISA bridge at 00:01.0
  * (8086:7000) and the IDE controller at 00:01.1 (8086:7010) in legacy mode, its two channels at
- * the ISA ports and IRQs 14 and 15 (hw/ide.c). SeaBIOS finds the disks by these IDs
+ * the ISA ports and IRQs 14 and 15 (hw/ide.c), its bus master at BAR4 (hw/bmdma.c). SeaBIOS finds the disks by these IDs
  * (src/hw/ata.c, ata_init's PCI table) and routes PCI interrupts through the bridge's PIRQ
  * registers. "-device ide-hd,drive=..." (what -hda and a bare image become on -M pc) puts a disk
  * on a channel. */
+#include "hw/bmdma.h"
 #include "hw/drive.h"
 #include "hw/ide.h"
 #include "hw/pci.h"
@@ -11,6 +12,7 @@
 
 #include "block/block.h"
 #include "util/evloop.h"
+#include "vm/bootorder.h"
 #include "vm/control.h"
 #include "vm/machine.h"
 
@@ -125,7 +127,8 @@ static int piix_create(struct machine *m)
         (ret = pci_register_function(m, &p->ide, PIIX_SLOT, 1)))
         return ret;
     if ((ret = ide_channel_create(m, IDE_PRIMARY_BASE, IDE_PRIMARY_CTL, IDE_PRIMARY_IRQ, &p->ch[0])) ||
-        (ret = ide_channel_create(m, IDE_SECONDARY_BASE, IDE_SECONDARY_CTL, IDE_SECONDARY_IRQ, &p->ch[1])))
+        (ret = ide_channel_create(m, IDE_SECONDARY_BASE, IDE_SECONDARY_CTL, IDE_SECONDARY_IRQ, &p->ch[1])) ||
+        (ret = bmdma_create(m, &p->ide, p->ch)))
         return ret;
     if (m->loop) {
         if ((p->tray_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) < 0)
@@ -308,6 +311,11 @@ static int ide_device_create(struct machine *m, struct kvlist *opts, bool cd_ask
     if (!ret && (index < 0 || p->used[index])) {
         log_error("-drive %s: %s", spec, index < 0 ? "the four IDE places are taken" : "that IDE place is taken");
         ret = -EBUSY;
+    }
+    if (!ret) {
+        char path[64];
+        snprintf(path, sizeof(path), "/pci@i0cf8/ide@1,1/drive@%d/disk@%d", index / 2, index % 2);
+        ret = bootorder_take(m, opts, cd_asked ? "ide-cd" : "ide-hd", path);
     }
     struct block *bs = NULL;
     char err[BLOCK_ERR_MAX];

@@ -874,6 +874,57 @@ static int config_resolve_monitors(struct config *c)
     return 0;
 }
 
+/* The IDE place (bus * 2 + unit) an ide-hd/ide-cd asks for, or -1 when it takes the first
+ * free one. */
+static int config_ide_place(const struct kvlist *l)
+{
+    const char *bus = kv_peek(l, "bus"), *unit = kv_peek(l, "unit"), *spec = kv_peek(l, "drive");
+    if (bus && (!strcmp(bus, "ide.0") || !strcmp(bus, "ide.1")))
+        return (bus[4] - '0') * 2 + (unit && !strcmp(unit, "1"));
+    struct kvlist kv;
+    if (!spec || keyval_parse(spec, NULL, &kv))
+        return -1;
+    const char *index = kv_peek(&kv, "index");
+    int place = index && index[0] >= '0' && index[0] <= '3' && !index[1] ? index[0] - '0' : -1;
+    keyval_free(&kv);
+    return place;
+}
+
+/* QEMU's -M pc has a CD-ROM drive without a medium at the secondary master (ide1-cd0) unless
+ * -nodefaults or a drive takes that place: -cdrom, -hdc, index=2, bus=ide.1, or a third IDE
+ * drive without a place (which QEMU gives the first free one). It is made before the other
+ * IDE devices, as QEMU makes its -drive devices before -device ones. */
+static int config_add_default_cdrom(struct config *c)
+{
+    struct machine_config *mc = &c->machine;
+    if (mc->type != MACHINE_PC || c->nodefaults)
+        return 0;
+    bool used[4] = { false };
+    int unplaced = 0;
+    for (int d = 0; d < mc->ndevices; d++) {
+        const char *drv = kv_peek(&mc->devices[d], "driver");
+        if (!drv || (strcmp(drv, "ide-hd") && strcmp(drv, "ide-cd")))
+            continue;
+        int place = config_ide_place(&mc->devices[d]);
+        if (place >= 0)
+            used[place] = true;
+        else
+            unplaced++;
+    }
+    for (int i = 0; i < 4 && unplaced; i++)
+        if (!used[i])
+            used[i] = true, unplaced--;
+    if (used[2])
+        return 0;
+    int ret = config_add_device(c, "ide-cd", "drive", "media=cdrom,index=2", NULL);
+    if (ret)
+        return ret;
+    struct kvlist cd = mc->devices[mc->ndevices - 1];
+    memmove(&mc->devices[1], &mc->devices[0], (size_t)(mc->ndevices - 1) * sizeof(mc->devices[0]));
+    mc->devices[0] = cd;
+    return 0;
+}
+
 /* Puts each back-end's definition where a -device names it. */
 static int config_resolve_backends(struct config *c)
 {
@@ -947,7 +998,9 @@ int config_parse_args(struct config *c, int argc, char *const argv[])
     int ret = config_resolve_legacy_disks(c);
     if (!ret)
         ret = config_resolve_monitors(c);
-    return ret ? ret : config_resolve_backends(c);
+    if (!ret)
+        ret = config_resolve_backends(c);
+    return ret ? ret : config_add_default_cdrom(c);
 }
 
 void config_free(struct config *c)

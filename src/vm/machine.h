@@ -17,6 +17,7 @@ struct irqchip;
 struct migration;
 struct savevm;
 struct fw_cfg;
+struct bootorder;
 struct pci_host;
 struct rtc;
 struct vmstate_entry;
@@ -112,6 +113,7 @@ struct machine {
     uint8_t *isa_view;
     const uint8_t *isa_rom;
     struct fw_cfg *fw_cfg;
+    struct bootorder *bootorder;   /* vm/bootorder.h: the devices' bootindex=, or NULL */
     struct pci_host *pci_host;  /* hw/pci_host.c's, NULL on a machine without PCI */
     unsigned nics;              /* NICs created so far: each takes the next default MAC */
     struct vmstate_entry *vmstate;   /* what savevm writes, in registration order (vm/vmstate.h) */

@@ -48,16 +48,8 @@ exit:
     hlt
     jmp .halt
 
-puts:
-    lodsb
-    test al, al
-    jz .done
-    call uart_putc
-    jmp puts
-.done:
-    ret
-
 %include "uart.inc"
+%include "print16.inc"
 
 drive: db 0
 msg_hello: db "qkvm-cd: hello from the El Torito boot image", 13, 10, 0

@@ -286,42 +286,6 @@ poweroff:
     out dx, ax
 .h: hlt
     jmp .h
-; cfg_write16: slot ebx, register ecx, value ax
-cfg_write16:
-    push rdx
-    push rax
-    mov eax, ebx
-    shl eax, 11
-    or eax, ecx
-    and eax, ~3
-    or eax, 0x80000000
-    mov dx, 0xcf8
-    out dx, eax
-    mov edx, ecx
-    and edx, 3
-    add edx, 0xcfc
-    pop rax
-    out dx, ax
-    pop rdx
-    ret
-
-; cfg_write32: slot ebx, register ecx, value eax
-cfg_write32:
-    push rdx
-    push rax
-    mov eax, ebx
-    shl eax, 11
-    or eax, ecx
-    and eax, ~3
-    or eax, 0x80000000
-    mov dx, 0xcf8
-    out dx, eax
-    mov dx, 0xcfc
-    pop rax
-    out dx, eax
-    pop rdx
-    ret
-
 ; set_gate: interrupt gate in the IDT slot at rdi for the handler at rax
 set_gate:
     mov [rdi], ax
@@ -349,23 +313,9 @@ irq1:
     pop rax
     iretq
 
-; cfg_read32: slot ebx, register ecx -> eax (configuration mechanism #1)
-cfg_read32:
-    push rdx
-    mov eax, ebx
-    shl eax, 11
-    or eax, ecx
-    and eax, ~3
-    or eax, 0x80000000
-    mov dx, 0xcf8
-    out dx, eax
-    mov dx, 0xcfc
-    in eax, dx
-    pop rdx
-    ret
-
 %include "uart.inc"
 %include "print64.inc"
+%include "pci64.inc"
 s_slot: db "ivshmem_slot=", 0
 s_class_rev: db "class_rev=", 0
 s_bar2_flags: db "bar2_flags=", 0

@@ -372,42 +372,9 @@ request:
     xor eax, eax
     ret
 
-; cfg_read32: slot ebx, register ecx -> eax (configuration mechanism #1)
-cfg_read32:
-    push rdx
-    mov eax, ebx
-    shl eax, 11
-    or eax, ecx
-    and eax, ~3
-    or eax, 0x80000000
-    mov dx, 0xcf8
-    out dx, eax
-    mov dx, 0xcfc
-    in eax, dx
-    pop rdx
-    ret
-
-; cfg_write16: slot ebx, register ecx, value ax
-cfg_write16:
-    push rdx
-    push rax
-    mov eax, ebx
-    shl eax, 11
-    or eax, ecx
-    and eax, ~3
-    or eax, 0x80000000
-    mov dx, 0xcf8
-    out dx, eax
-    mov edx, ecx
-    and edx, 3
-    add edx, 0xcfc
-    pop rax
-    out dx, ax
-    pop rdx
-    ret
-
 %include "uart.inc"
 %include "print64.inc"
+%include "pci64.inc"
 
 s_devices: db "pci_devices=", 0
 s_slot: db "blk_slot=", 0

@@ -32,6 +32,7 @@
 #include "util/evloop.h"
 #include "util/log.h"
 #include "util/sandbox.h"
+#include "vm/bootorder.h"
 #include "vm/machine.h"
 
 #include <errno.h>
@@ -757,6 +758,10 @@ static int virtio_blk_create(struct machine *m, struct kvlist *opts)
         return ret;
     }
     if ((ret = virtio_dev_register(&b->vd, opts)))
+        return ret;
+    char path[64];
+    snprintf(path, sizeof(path), "/pci@i0cf8/scsi@%x/disk@0,0", (unsigned)b->vd.pci.slot);
+    if ((ret = bootorder_take(m, opts, "virtio-blk-pci", path)))
         return ret;
     if (m->ndisks < MACHINE_MAX_DISKS)
         m->disks[m->ndisks++] = b;

@@ -388,11 +388,13 @@ static int cmd_query_pci(struct monitor_ctx *ctx, const struct json_value *a, st
                 continue;
             json_object_begin(w, NULL);
             json_int(w, "bar", b);
-            json_string(w, "type", "memory");
+            json_string(w, "type", bar->flags & PCI_BAR_IO ? "io" : "memory");
             json_int(w, "address", bar->mapped == PCI_BAR_UNMAPPED ? -1 : (int64_t)bar->mapped);
             json_int(w, "size", (int64_t)bar->size);
-            json_bool(w, "prefetch", bar->flags & PCI_BAR_PREFETCH);
-            json_bool(w, "mem_type_64", bar->flags & PCI_BAR_MEM_64);
+            if (!(bar->flags & PCI_BAR_IO)) {
+                json_bool(w, "prefetch", bar->flags & PCI_BAR_PREFETCH);
+                json_bool(w, "mem_type_64", bar->flags & PCI_BAR_MEM_64);
+            }
             json_object_end(w);
         }
         json_array_end(w);

@@ -86,7 +86,8 @@ static void qtree_pci(struct pci_device *d, FILE *out)
         if (!bar->size)
             continue;
         uint64_t at = bar->mapped == PCI_BAR_UNMAPPED ? UINT64_MAX : bar->mapped;
-        fprintf(out, "        bar %d: mem at 0x%" PRIx64 " [0x%" PRIx64 "]\r\n", b, at,
+        fprintf(out, "        bar %d: %s at 0x%" PRIx64 " [0x%" PRIx64 "]\r\n", b,
+                bar->flags & PCI_BAR_IO ? "i/o" : "mem", at,
                 at == UINT64_MAX ? UINT64_MAX - 1 : at + bar->size - 1);
     }
 }
