@@ -883,6 +883,7 @@ static void ctl_write(void *opaque, uint64_t off, const void *data, unsigned siz
  * the code that owns the BMDMA registers, its post_load restarting a transfer the stream says
  * was running), so this one's layout stays version 1. */
 static_assert(sizeof(enum ide_xfer) == 4, "enum ide_xfer goes into the stream as a u32");
+static_assert(sizeof(enum atapi_action) == 4, "enum atapi_action goes into the stream as a u32");
 
 static const struct vmstate_field ide_drive_fields[] = {
     VMSTATE_BOOL(struct ide_drive, present), VMSTATE_BOOL(struct ide_drive, cd),
@@ -907,6 +908,9 @@ static const struct vmstate_field ide_channel_fields[] = {
     VMSTATE_U64(C, lba), VMSTATE_U32(C, left), VMSTATE_U32(C, pos),
     VMSTATE_U8_ARRAY(C, cdb, ATAPI_PACKET_SIZE), VMSTATE_U32(C, bcl), VMSTATE_U64(C, atapi_left),
     VMSTATE_U32(C, chunk), VMSTATE_U32(C, block_left), VMSTATE_U8_ARRAY(C, buf, ATAPI_SECTOR),
+    /* a DMA command waiting for the bus master's start bit (XFER_DMA) */
+    VMSTATE_BOOL(C, dma_write), VMSTATE_BOOL(C, atapi_dma), VMS_FIELD(C, dma_reply.action, VMS_U32, 1, 0),
+    VMSTATE_U32(C, dma_reply.len),
     VMSTATE_END,
 };
 #undef C
@@ -950,6 +954,20 @@ static int ide_vmstate_check(const void *live, const void *state, const char **w
             if (s->lba >= d->atapi.sectors || rest > (d->atapi.sectors - s->lba - 1) * ATAPI_SECTOR)
                 return *why = "ATAPI transfer's sectors (outside the medium)", -EINVAL;
         }
+        return 0;
+    case XFER_DMA:
+        if (!d->present)
+            return *why = "DMA command", -EINVAL;
+        if (d->cd && s->dma_reply.action == ATAPI_DATA_IN && s->dma_reply.len > sizeof(s->buf))
+            return *why = "ATAPI DMA reply", -EINVAL;
+        if (d->cd && s->dma_reply.action == ATAPI_READ && s->left &&
+            (s->lba >= d->atapi.sectors || s->left > d->atapi.sectors - s->lba))
+            return *why = "ATAPI DMA transfer's sectors (outside the medium)", -EINVAL;
+        if (d->cd && s->dma_reply.action != ATAPI_DATA_IN && s->dma_reply.action != ATAPI_READ)
+            return *why = "ATAPI DMA action", -EINVAL;
+        if (!d->cd && (!s->left || s->lba >= d->sectors || s->left > d->sectors - s->lba ||
+                       (s->dma_write && d->read_only)))
+            return *why = "DMA transfer's sectors (outside the disk)", -EINVAL;
         return 0;
     }
     return *why = "transfer kind", -EINVAL;
