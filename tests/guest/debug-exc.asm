@@ -26,6 +26,8 @@ entry:
     mov ax, 0x10
     mov ds, ax
     mov es, ax
+    mov fs, ax
+    mov gs, ax
     mov ss, ax
     mov esp, stack_top
     mov al, 0xff                        ; the 8259s masked: only the local APIC interrupts
@@ -51,6 +53,27 @@ entry:
     mov ecx, 0x30
     mov eax, h_irq
     call set_gate
+    ; two TSSs: 0x18 this task, 0x20 the one a task gate at vector 0x40 switches to
+    mov eax, tss_main
+    mov edi, gdt + 0x18
+    call set_tss_desc
+    mov eax, tss_task
+    mov edi, gdt + 0x20
+    call set_tss_desc
+    mov dword [tss_task + 0x20], task_entry     ; EIP
+    mov dword [tss_task + 0x24], 2              ; EFLAGS
+    mov dword [tss_task + 0x38], task_stack_top ; ESP
+    mov dword [tss_task + 0x4c], 0x08           ; CS
+    mov eax, 0x10
+    mov [tss_task + 0x48], eax                  ; ES
+    mov [tss_task + 0x50], eax                  ; SS
+    mov [tss_task + 0x54], eax                  ; DS
+    mov [tss_task + 0x58], eax                  ; FS
+    mov [tss_task + 0x5c], eax                  ; GS
+    mov word [idt + 0x40 * 8 + 2], 0x20         ; task gate: TSS selector, type 5, present
+    mov word [idt + 0x40 * 8 + 4], 0x8500
+    mov ax, 0x18
+    ltr ax
     lidt [idtr]
     mov dword [APIC + 0xf0], 0x1ff      ; local APIC software-enabled
 
@@ -98,6 +121,34 @@ entry:
     out dx, al
     cli
     hlt
+
+; eax = TSS base, edi = its GDT slot: a 32-bit available TSS, limit 0x67
+set_tss_desc:
+    mov word [edi], 0x67
+    mov [edi + 2], ax
+    shr eax, 16
+    mov [edi + 4], al
+    mov byte [edi + 5], 0x89
+    mov byte [edi + 6], 0
+    mov [edi + 7], ah
+    ret
+
+; the task behind the task gate: records what it sees, IRET (NT set) returns to the caller's
+; task, and the next switch resumes after that IRET
+task_entry:
+    inc dword [task_ran]
+    str ax
+    movzx eax, ax
+    mov [task_str], eax
+    pushfd
+    pop eax
+    shr eax, 14
+    and eax, 1
+    mov [task_nt], eax
+    movzx eax, word [tss_task]               ; the back link
+    mov [task_link], eax
+    iretd
+    jmp task_entry
 
 ; ecx = vector, eax = handler: a 32-bit interrupt gate
 set_gate:
@@ -277,6 +328,29 @@ checks:
     setc ah
     mov [res + 64], eax                     ; das_cf_al = 1fd (AH = CF, AL)
     and dword [res + 64], 0xffff
+
+    ; 17-18: INT through a task gate: a switch to the TSS at 0x20 with this task as its back
+    ; link and NT set, and IRET back to this task (TR 0x18 again, NT clear)
+    mov dword [task_ran], 0
+    int 0x40
+    mov eax, [task_str]
+    shl eax, 16
+    mov ebx, [task_link]
+    shl ebx, 4
+    or eax, ebx
+    or eax, [task_nt]
+    shl eax, 4
+    or eax, [task_ran]
+    mov [res + 68], eax                     ; task_str_link_nt_ran = 2001811
+    str ax
+    movzx eax, ax
+    shl eax, 4
+    pushfd
+    pop ebx
+    shr ebx, 14
+    and ebx, 1
+    or eax, ebx
+    mov [res + 72], eax                     ; task_back_str_nt = 180
     ret
 
 h_db:
@@ -383,6 +457,8 @@ gdt:
     dq 0
     dq 0x00cf9a000000ffff                   ; 0x08: code, flat, 32-bit
     dq 0x00cf92000000ffff                   ; 0x10: data, flat
+    dq 0                                    ; 0x18: TSS of the main task (set_tss_desc)
+    dq 0                                    ; 0x20: TSS of the task gate's task
 gdtr:
     dw gdtr - gdt - 1
     dd gdt
@@ -409,8 +485,10 @@ n13: db "sti_count_ecx=", 0
 n14: db "movss_eipok_count=", 0
 n15: db "nmi_count_seen=", 0
 n16: db "das_cf_al=", 0
+n17: db "task_str_link_nt_ran=", 0
+n18: db "task_back_str_nt=", 0
     align 4
-names: dd n0, n1, n2, n3, n4, n5, n6, n7, n8, n9, n10, n11, n12, n13, n14, n15, n16, 0
+names: dd n0, n1, n2, n3, n4, n5, n6, n7, n8, n9, n10, n11, n12, n13, n14, n15, n16, n17, n18, 0
 image_end:
 
 absolute image_end + 16 - (image_end - $$) % 16   ; what follows: zeroed by the loader (bss_end)
@@ -432,6 +510,15 @@ irq_count: resd 1
 irq_ecx: resd 1
 nmi_count: resd 1
 nmi_seen: resd 1
+task_ran: resd 1
+task_str: resd 1
+task_nt: resd 1
+task_link: resd 1
+tss_main: resb 104
+tss_task: resb 104
+    alignb 16
+task_stack: resb 1024
+task_stack_top:
     alignb 16
 stack: resb 4096
 stack_top:

@@ -2,7 +2,8 @@
 # Exact exceptions of the software CPU (src/accel/emu/debug.c, except.c, cpu.c): the multiboot
 # guest tests/guest/debug-exc.asm checks single-step, RF pushed by faults, instruction, data and
 # general-detect breakpoints with DR6's bits, DR4 under CR4.DE, the STI and MOV SS shadows, NMI
-# blocking until IRET and DAS's borrow, 20 rounds each, and prints what it saw. The expected
+# blocking until IRET, DAS's borrow and an INT through a task gate with IRET back (task.c), 20
+# rounds each, and prints what it saw. The expected
 # values are the SDM's (vol. 3 ch. 6 and 17); they are checked with the translator (jit=on: the
 # code around the checks is translated after the first rounds) and the interpreter alone
 # (jit=off), and the two must print the same. QEMU 7.2's TCG, run for information, differs on
@@ -19,6 +20,7 @@ declare -A want=(
   [gd_count_eipok]=00000101 [gd_dr6]=ffff2ff0
   [sti_count_ecx]=00000011 [movss_eipok_count]=00000014
   [nmi_count_seen]=00000021 [das_cf_al]=000001fd
+  [task_str_link_nt_ran]=02001811 [task_back_str_nt]=00000180
   [rounds_agree]=00000001
 )
 declare -A what=(
@@ -39,6 +41,8 @@ declare -A what=(
   [movss_eipok_count]="MOV SS shadow: single-step's trap waits for the instruction after"
   [nmi_count_seen]="NMI: a second NMI waits for the first one's IRET"
   [das_cf_al]="DAS: the borrow of AL - 6 sets CF"
+  [task_str_link_nt_ran]="INT through a task gate: TR is the new TSS, its link the old one, NT set"
+  [task_back_str_nt]="IRET with NT: back to the old task, NT clear"
   [rounds_agree]="every round saw the same (interpreted, then translated code around the checks)"
 )
 
