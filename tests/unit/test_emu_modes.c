@@ -1,7 +1,8 @@
 /* The software CPU through the mode changes a kernel makes: reset-style real mode -> protected
  * mode -> long mode with paging -> user mode through IRETQ -> SYSCALL/SYSRET -> a software
  * interrupt through a DPL-3 gate with a stack switch from the TSS -> a user page fault with its
- * error code and CR2; then an AP-style start from real mode at a SIPI vector. */
+ * error code and CR2, after a SYSCALL from compatibility mode that must enter at CSTAR (not LSTAR)
+ * and come back with SYSRETL; then an AP-style start from real mode at a SIPI vector. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -68,6 +69,9 @@ __asm__(".pushsection .rodata\n"
         "mov $sys - modes_start + 0x8000, %eax\n"
         "xor %edx, %edx\n"
         "wrmsr\n"
+        "mov $0xc0000083, %ecx\n"           /* CSTAR */
+        "mov $sys32 - modes_start + 0x8000, %eax\n"
+        "wrmsr\n"
         "pushq $0x43\n"                     /* IRETQ to user mode */
         "pushq $0x6000\n"
         "pushq $0x2\n"
@@ -81,8 +85,22 @@ __asm__(".pushsection .rodata\n"
         "mov %cs, %r13\n"
         "int $0x80\n"                       /* DPL-3 gate: comes back */
         "mov %rax, %r14\n"
+        "pushq $0x3b\n"                     /* to compatibility mode (user code32) */
+        "pushq $user32 - modes_start + 0x8000\n"
+        "lretq\n"
+        ".code32\n"
+        "user32:\n"
+        "syscall\n"                         /* enters at CSTAR, SYSRETL comes back here */
+        "pushl $0x4b\n"
+        "pushl $user64 - modes_start + 0x8000\n"
+        "lret\n"
+        ".code64\n"
+        "user64:\n"
         "mov (0x7ff0), %rax\n"              /* a supervisor page: #PF */
         "hlt\n"
+        "sys32:\n"
+        "mov $0x3232, %r15d\n"
+        "sysretl\n"
         "sys:\n"                            /* SYSCALL: CPL 0 on the user stack */
         "lea 1(%rdi), %rax\n"
         "mov %cs, %r8\n"
@@ -105,7 +123,7 @@ __asm__(".pushsection .rodata\n"
         ".quad 0x00cf93000000ffff\n"        /* 0x20 kernel data */
         "tss_desc:\n"
         ".quad 0, 0\n"                      /* 0x28 TSS, filled by the test */
-        ".quad 0\n"                         /* 0x38 (SYSRET base) */
+        ".quad 0x00cffb000000ffff\n"        /* 0x38 user code32 (SYSRET base, SYSRETL) */
         ".quad 0x00cff3000000ffff\n"        /* 0x40 user data */
         ".quad 0x00affb000000ffff\n"        /* 0x48 user code64 */
         "gdt_end:\n"
@@ -152,8 +170,8 @@ static void test_modes(void **state)
     uint64_t tss = 0x9800;
     memcpy(ram + tss + 4, &(uint64_t){ 0x7800 }, 8);
     uint64_t d0 = 0x67 | (tss & 0xffffff) << 16 | 0x89ull << 40 | (tss >> 24 & 0xff) << 56;
-    uint8_t *gdt_tss = memmem(ram + CODE, len, "\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0"
-                              "\xff\xff\0\0\0\xf3\xcf\0", 32);
+    uint8_t *gdt_tss = memmem(ram + CODE, len, "\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0"
+                              "\xff\xff\0\0\0\xfb\xcf\0", 24);
     assert_non_null(gdt_tss);
     memcpy(gdt_tss, &d0, 8);
     /* handlers: find int80 and pf by their first instructions */
@@ -183,6 +201,8 @@ static void test_modes(void **state)
     assert_int_equal(r[R_R10], 0x4b);          /* int $0x80 saw the user CS */
     assert_int_equal(r[R_R9], 0x7800 - 40);    /* on the TSS's RSP0, 5 slots pushed */
     assert_int_equal(r[R_R14], 0x80);          /* and IRETQ returned to user mode */
+    assert_int_equal(r[R_R15], 0x3232);        /* SYSCALL from compatibility mode: CSTAR */
+    assert_int_equal(r[R_R8], 0x18);           /* ... and not LSTAR's handler */
     assert_int_equal(r[R_R11], 5);             /* #PF: present, user, read */
     assert_int_equal(r[R_R12], 0x7ff0);        /* CR2 */
     assert_int_equal(out.seg[SEG_CS].selector & 3, 0);

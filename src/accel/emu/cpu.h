@@ -360,6 +360,13 @@ __attribute__((noreturn)) void raise_soft_int(struct cpu *c, int vec);
 void except_deliver(struct cpu *c, int vec, bool has_err, uint32_t err, bool soft);
 void except_iret(struct cpu *c, int osz);
 
+/* --- task switches (task.c) --- */
+enum { TASK_JMP, TASK_CALL, TASK_IRET };   /* CALL: also an interrupt through a task gate */
+/* Switches to the 32-bit TSS sel (saving the current task at c->rip), then pushes err if asked. */
+void task_switch(struct cpu *c, uint16_t sel, int reason, bool has_err, uint32_t err);
+/* IRET with NT set: back to the task in the current TSS's link field. */
+void task_iret(struct cpu *c);
+
 /* --- debug (debug.c) --- */
 #define DR6_BD 0x2000u
 #define DR6_BS 0x4000u

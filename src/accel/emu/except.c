@@ -95,8 +95,16 @@ static void deliver_prot(struct cpu *c, int vec, bool has_err, uint32_t err, boo
     uint64_t hi = c->lma ? mem_rd_sys(c, ga + 8, 8) : 0;
     int type = (lo >> 40) & 0xf, dpl = (lo >> 45) & 3, present = (lo >> 47) & 1;
     bool is_int_gate = (type & 7) == 6;
+    if (type == 5 && !c->lma) {   /* a task gate */
+        if (soft && dpl < c->cpl)
+            raise_gp(c, idt_err);
+        if (!present)
+            raise_exc_err(c, EXC_NP, idt_err);
+        task_switch(c, (uint16_t)(lo >> 16), TASK_CALL, has_err, err);
+        return;
+    }
     if ((type & 7) != 6 && (type & 7) != 7)
-        raise_gp(c, idt_err);   /* task gates are not supported */
+        raise_gp(c, idt_err);
     if (soft && dpl < c->cpl)
         raise_gp(c, idt_err);
     if (!present)
@@ -226,8 +234,10 @@ void except_iret(struct cpu *c, int osz)
         c->rip = ip & size_mask(osz);
         return;
     }
-    if (c->eflags & F_NT && !c->lma)
-        raise_gp(c, 0);    /* task return: not supported */
+    if (c->eflags & F_NT && !c->lma) {
+        task_iret(c);   /* back to the task that called or was interrupted into this one */
+        return;
+    }
     uint64_t sp0 = c->r[R_SP];
     uint64_t ip = pop(c, osz), csel = pop(c, osz), fl = pop(c, osz);
     int rpl = csel & 3;

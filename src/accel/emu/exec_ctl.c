@@ -62,6 +62,19 @@ static void far_transfer(struct cpu *c, uint16_t sel, uint64_t off, int osz, boo
         c->rip = off & size_mask(osz);
         return;
     }
+    if ((sel & ~3) && !c->lma) {
+        /* a TSS or a task gate in the GDT/LDT: a task switch (the offset is ignored) */
+        uint64_t d = seg_read_desc(c, sel, EXC_GP);
+        int type = (int)(d >> 40) & 0x1f, dpl = (int)(d >> 45) & 3;
+        if (type == 9 || type == 5) {
+            if (dpl < c->cpl || dpl < (sel & 3))
+                raise_gp(c, sel & 0xfffc);
+            if (!((d >> 47) & 1))
+                raise_exc_err(c, EXC_NP, sel & 0xfffc);
+            task_switch(c, type == 9 ? sel : (uint16_t)(d >> 16), call ? TASK_CALL : TASK_JMP, false, 0);
+            return;
+        }
+    }
     if (call) {
         /* push on the current stack before switching modes, with the old stack size */
         uint64_t sp = c->r[R_SP];

@@ -66,8 +66,10 @@ static void load_ldt_tr(struct cpu *c, int seg, uint16_t sel)
         raise_gp(c, sel & 0xfffc);
     if (!s.present)
         raise_exc_err(c, EXC_NP, sel & 0xfffc);
-    if (seg == SEG_TR)
-        s.type |= 2;   /* busy (kept in our copy only; the GDT is not written) */
+    if (seg == SEG_TR) {
+        s.type |= 2;   /* busy, in the GDT too: an IRET back to this task (task.c) checks it */
+        mem_wr(c, (c->gdt.base + (sel & ~7)) & c->lin_mask, 8, lo | (2ull << 40));
+    }
     c->seg[seg] = s;
 }
 
