@@ -102,6 +102,8 @@ static void build_descriptors(void)
     uint64_t ldt = UPLAIN + 0x400;
     gdt[5] = 0xf | ((ldt & 0xffffff) << 16) | (0x82ull << 40) | ((ldt >> 24 & 0xff) << 56);
     gdt[6] = ldt >> 32;
+    gdt[7] = 0xf | (0x82ull << 40);   /* 0x38: an LDT whose base, 0x800000000000, is not canonical */
+    gdt[8] = 0x8000;
     uint64_t data = 0x00cf93000000ffffull;
     memcpy(ram + ldt, &data, 8);
     uint64_t *idt = (uint64_t *)(ram + IDT);
@@ -261,6 +263,8 @@ static const struct pcase cases[] = {
     { "WRMSR LSTAR non-canonical is #GP", NULL, CPL0, 0, false, false, false, C(WRMSR), 0, 0, 0xc0000082, 0x8000, 13, 0, 0 },
     { "WRMSR KERNEL_GS_BASE non-canonical is #GP", NULL, CPL0, 0, false, false, false, C(WRMSR), 0, 0, 0xc0000102, 0x12345678, 13, 0, 0 },
     { "WRMSR GS_BASE canonical upper half is fine", NULL, CPL0, 0, false, false, false, C(WRMSR), 0, 0, 0xc0000101, 0xffff8000, DONE, 0, 0 },
+    { "LLDT of a descriptor with a non-canonical base is #GP(selector)", NULL, CPL0, 0, false, false, false,
+      C("\xb8\x38\x00\x00\x00\x0f\x00\xd0"), 0, 0, 0, 0, 13, 0x38, 0 },
     { "LGDT with a non-canonical base is #GP", NULL, CPL0, 0, false, false, false, C("\x0f\x01\x16"), KDATA + 0x100, 0, 0, 0, 13, 0, 0 },
 };
 
@@ -310,7 +314,7 @@ static void run_case(const struct pcase *k, int jit)
     }
     s.seg[SEG_TR] = (struct cpu_segment){ .base = TSS, .limit = 0x67, .type = 0xb, .present = 1 };
     s.seg[SEG_LDTR] = (struct cpu_segment){ .unusable = true };
-    s.gdt = (struct cpu_table){ GDT, 55 };
+    s.gdt = (struct cpu_table){ GDT, 71 };
     s.idt = (struct cpu_table){ IDT, 4095 };
     s.cr0 = 0x80050033 & ~(k->nowp ? 0x10000u : 0);
     s.cr3 = PML4;
