@@ -30,11 +30,7 @@ done
 # Tests qkvm cannot pass for want of a device or a CPU feature, and why. Each is still run and
 # reported; its result does not fail this script.
 declare -A NEEDS=(
-  [umip]="UMIP (-cpu +umip): the software CPU does not implement it"
-  [pku]="protection keys (PKU): the software CPU does not implement them"
-  [pks]="supervisor protection keys (PKS): the software CPU does not implement them"
   [intel_iommu]="the q35 machine and an intel-iommu device: qkvm has neither"
-  [smap]="SMAP in -cpu max: the software CPU does not implement it (the test finds no SMAP and runs nothing)"
   [svm_unsupported_instruction_intercept_test]="SVM (nested virtualization): not emulated"
   [vmexit_tscdeadline]="x2APIC and TSC-deadline (-cpu qemu64,+x2apic,+tsc-deadline): not offered by the software CPU"
   [vmexit_tscdeadline_immed]="x2APIC and TSC-deadline (-cpu qemu64,+x2apic,+tsc-deadline): not offered by the software CPU"

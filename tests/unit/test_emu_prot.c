@@ -98,6 +98,14 @@ static void build_descriptors(void)
     gdt[2] = 0x00cf93000000ffffull;   /* 0x10 kernel data */
     gdt[3] = 0x00affb000000ffffull;   /* 0x1b user code */
     gdt[4] = 0x00cff3000000ffffull;   /* 0x23 user data */
+    /* 0x28: an LDT in a user page (UPLAIN + 0x400), whose entry 0 is a data segment */
+    uint64_t ldt = UPLAIN + 0x400;
+    gdt[5] = 0xf | ((ldt & 0xffffff) << 16) | (0x82ull << 40) | ((ldt >> 24 & 0xff) << 56);
+    gdt[6] = ldt >> 32;
+    gdt[7] = 0xf | (0x82ull << 40);   /* 0x38: an LDT whose base, 0x800000000000, is not canonical */
+    gdt[8] = 0x8000;
+    uint64_t data = 0x00cf93000000ffffull;
+    memcpy(ram + ldt, &data, 8);
     uint64_t *idt = (uint64_t *)(ram + IDT);
     for (int k = 0; k < 256; k++) {
         uint64_t h = STUBS + 4 * k;
@@ -165,6 +173,8 @@ struct pcase {
 #define WRMSR "\x0f\x30"
 #define EAX(b0) "\xb8" b0 "\x00\x00\x00"   /* mov $b0, %eax */
 #define C(s) s, (int)sizeof(s) - 1
+/* lldt 0x28; mov $4, %eax; mov %eax, %ds: a descriptor read from the LDT */
+#define LLDT_LOAD_DS "\xb8\x28\x00\x00\x00\x0f\x00\xd0\xb8\x04\x00\x00\x00\x8e\xd8"
 
 static const struct pcase cases[] = {
     /* SMAP */
@@ -183,6 +193,10 @@ static const struct pcase cases[] = {
     { "SMAP: user accesses are not affected", NULL, CPL3, CR4_SMAP, false, false, false, C(RD), UDATA, 0, 0, 0, DONE, 0, 0 },
     { "STAC at CPL 3 is #UD", NULL, CPL3, CR4_SMAP, false, false, false, C(STAC), 0, 0, 0, 0, 6, 0, 0 },
     { "STAC without SMAP in the model is #UD", "qemu64", CPL0, 0, false, false, false, C(STAC), 0, 0, 0, 0, 6, 0, 0 },
+    { "SMAP: an implicit access (an LDT in a user page) faults even with AC=1", NULL, CPL0, CR4_SMAP, false, true, false,
+      C(LLDT_LOAD_DS), 0, 0, 0, 0, 14, 1, UPLAIN + 0x400 },
+    { "no SMAP: the same LDT in a user page serves", NULL, CPL0, 0, false, true, false,
+      C(LLDT_LOAD_DS), 0, 0, 0, 0, DONE, 0, 0 },
     /* SMEP */
     { "SMEP: supervisor fetch from a user page", NULL, CPL0, CR4_SMEP, false, false, false, C(CALL), UPLAIN, 0, 0, 0, 14, 0x11, UPLAIN },
     { "SMEP: a supervisor read of a user page is allowed", NULL, CPL0, CR4_SMEP, false, false, false, C(RD), UPLAIN, 0, 0, 0, DONE, 0, 0 },
@@ -249,6 +263,8 @@ static const struct pcase cases[] = {
     { "WRMSR LSTAR non-canonical is #GP", NULL, CPL0, 0, false, false, false, C(WRMSR), 0, 0, 0xc0000082, 0x8000, 13, 0, 0 },
     { "WRMSR KERNEL_GS_BASE non-canonical is #GP", NULL, CPL0, 0, false, false, false, C(WRMSR), 0, 0, 0xc0000102, 0x12345678, 13, 0, 0 },
     { "WRMSR GS_BASE canonical upper half is fine", NULL, CPL0, 0, false, false, false, C(WRMSR), 0, 0, 0xc0000101, 0xffff8000, DONE, 0, 0 },
+    { "LLDT of a descriptor with a non-canonical base is #GP(selector)", NULL, CPL0, 0, false, false, false,
+      C("\xb8\x38\x00\x00\x00\x0f\x00\xd0"), 0, 0, 0, 0, 13, 0x38, 0 },
     { "LGDT with a non-canonical base is #GP", NULL, CPL0, 0, false, false, false, C("\x0f\x01\x16"), KDATA + 0x100, 0, 0, 0, 13, 0, 0 },
 };
 
@@ -298,7 +314,7 @@ static void run_case(const struct pcase *k, int jit)
     }
     s.seg[SEG_TR] = (struct cpu_segment){ .base = TSS, .limit = 0x67, .type = 0xb, .present = 1 };
     s.seg[SEG_LDTR] = (struct cpu_segment){ .unusable = true };
-    s.gdt = (struct cpu_table){ GDT, 39 };
+    s.gdt = (struct cpu_table){ GDT, 71 };
     s.idt = (struct cpu_table){ IDT, 4095 };
     s.cr0 = 0x80050033 & ~(k->nowp ? 0x10000u : 0);
     s.cr3 = PML4;

@@ -66,6 +66,8 @@ static void load_ldt_tr(struct cpu *c, int seg, uint16_t sel)
         raise_gp(c, sel & 0xfffc);
     if (!s.present)
         raise_exc_err(c, EXC_NP, sel & 0xfffc);
+    if (c->lma && (uint64_t)((int64_t)(s.base << 16) >> 16) != s.base)
+        raise_gp(c, sel & 0xfffc);   /* a 16-byte descriptor with a non-canonical base */
     if (seg == SEG_TR) {
         s.type |= 2;   /* busy, in the GDT too: an IRET back to this task (task.c) checks it */
         mem_wr(c, (c->gdt.base + (sel & ~7)) & c->lin_mask, 8, lo | (2ull << 40));

@@ -411,10 +411,14 @@ uint64_t mem_rd_sys(struct cpu *c, uint64_t la, int sz)
 {
     if (c->tlbc == c->tlb[TLB_SUP])
         return mem_rd(c, la, sz);
+    /* from user mode, or from a kernel inside STAC: the supervisor set, a byte at a time (an
+     * interrupt in a kernel's copy_from_user reads the IDT here: hits cost no walk) */
     uint64_t v = 0;
     for (int k = 0; k < sz; k++) {
         uint64_t pa, a = (la + k) & c->lin_mask;
-        uint8_t *h = xlate_as(c, a, ACC_R, TLB_SUP, &pa);
+        const struct tlb_entry *e = &c->tlb[TLB_SUP][(a >> 12) & (TLB_SIZE - 1)];
+        uint8_t *h = e->vr == (a & ~0xfffull) ? (uint8_t *)(e->add + a)
+                                               : xlate_as(c, a, ACC_R, TLB_SUP, &pa);
         uint8_t b;
         if (h)
             b = *h;

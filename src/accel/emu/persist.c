@@ -29,6 +29,8 @@ struct emu_cpu_persist {
     bool halted, wait_sipi, inhibit_irq;
     uint64_t ymmh[32];          /* version 2: the YMM upper halves and XCR0 */
     uint64_t xcr0;
+    uint32_t pkru;              /* version 3: the protection-key rights */
+    uint64_t pkrs;
 };
 
 #define P struct emu_cpu_persist
@@ -57,6 +59,7 @@ static const struct vmstate_field cpu_fields[] = {
     VMSTATE_U64_ARRAY(P, xmm, 32), VMSTATE_U32(P, mxcsr),
     VMSTATE_BOOL(P, halted), VMSTATE_BOOL(P, wait_sipi), VMSTATE_BOOL(P, inhibit_irq),
     VMS_FIELD(P, ymmh, VMS_U64, 32, 2), VMS_FIELD(P, xcr0, VMS_U64, 1, 2),
+    VMS_FIELD(P, pkru, VMS_U32, 1, 3), VMS_FIELD(P, pkrs, VMS_U64, 1, 3),
     VMSTATE_END,
 };
 #undef P
@@ -81,6 +84,7 @@ static void emu_cpu_pre_save(void *opaque)
     memcpy(p->xmm, c->xmm, sizeof(p->xmm));
     memcpy(p->ymmh, c->ymmh, sizeof(p->ymmh));
     p->xcr0 = c->xcr0;
+    p->pkru = c->pkru, p->pkrs = c->pkrs;
     p->mxcsr = c->mxcsr;
     p->halted = c->halted, p->wait_sipi = c->wait_sipi, p->inhibit_irq = c->inhibit_irq;
 }
@@ -94,6 +98,8 @@ static int emu_cpu_check(const void *live, const void *state, const char **why)
         return *why = "x87 tag word", -EINVAL;
     if (p->xcr0 && xcr0_check(l->c, p->xcr0))   /* 0: a version 1 stream, without it */
         return *why = "XCR0", -EINVAL;
+    if (p->pkrs >> 32)
+        return *why = "IA32_PKRS", -EINVAL;
     return 0;
 }
 
@@ -122,6 +128,9 @@ static void emu_cpu_post_load(void *opaque)
     memcpy(c->xmm, p->xmm, sizeof(p->xmm));
     memcpy(c->ymmh, p->ymmh, sizeof(p->ymmh));
     c->xcr0 = p->xcr0 ? p->xcr0 : XCR0_X87;
+    c->pkru = p->pkru;   /* 0 from older streams: all keys open, as after reset */
+    c->pkrs = p->pkrs;
+    tlb_flush(c, true);  /* the rights in the TLB follow the keys */
     c->mxcsr = p->mxcsr;
     c->halted = p->halted, c->wait_sipi = p->wait_sipi, c->inhibit_irq = p->inhibit_irq;
     /* the loaded APIC may hold a pending interrupt and an armed timer that nothing will signal
@@ -131,7 +140,7 @@ static void emu_cpu_post_load(void *opaque)
 }
 
 static const struct vmstate_desc emu_cpu_vmstate = {
-    .name = "cpu", .version = 2, .min_version = 1, .size = sizeof(struct emu_cpu_persist), .fields = cpu_fields,
+    .name = "cpu", .version = 3, .min_version = 1, .size = sizeof(struct emu_cpu_persist), .fields = cpu_fields,
     .pre_save = emu_cpu_pre_save, .check = emu_cpu_check, .post_load = emu_cpu_post_load,
 };
 
