@@ -36,8 +36,6 @@ declare -A NEEDS=(
   [intel_iommu]="the q35 machine and an intel-iommu device: qkvm has neither"
   [smap]="SMAP in -cpu max: the software CPU does not implement it (the test finds no SMAP and runs nothing)"
   [svm_unsupported_instruction_intercept_test]="SVM (nested virtualization): not emulated"
-  [vmexit_tscdeadline]="x2APIC and TSC-deadline (-cpu qemu64,+x2apic,+tsc-deadline): not offered by the software CPU"
-  [vmexit_tscdeadline_immed]="x2APIC and TSC-deadline (-cpu qemu64,+x2apic,+tsc-deadline): not offered by the software CPU"
 )
 # Emulator bugs these tests found, not fixed yet (docs/firmware.md): reported, not failed.
 declare -A EMU_BUGS=(
@@ -47,7 +45,7 @@ declare -A EMU_BUGS=(
 )
 
 # quick ones (seconds each on both): the known emulator bugs above run with QKVM_LONG=1
-fast=(smptest smptest3 vmexit_cpuid vmexit_mov_to_cr8 setjmp tsc)
+fast=(smptest smptest3 vmexit_cpuid vmexit_mov_to_cr8 setjmp tsc vmexit_tscdeadline vmexit_tscdeadline_immed)
 
 dir=$TOP/$B/kvm-unit-tests
 stamp=$dir/.built-$(basename "$tarball")
