@@ -59,24 +59,14 @@ entry:
     mov [base], eax
     and eax, ~0x800
     wrmsr
-    mov eax, 1
-    cpuid
-    mov eax, edx
-    shr eax, 9
-    and eax, 1
     mov esi, k_apic_cpuid_off
-    call putkv_hex
+    call put_apic_cpuid
     mov ecx, 0x1b
     mov eax, [base]
     xor edx, edx
     wrmsr
-    mov eax, 1
-    cpuid
-    mov eax, edx
-    shr eax, 9
-    and eax, 1
     mov esi, k_apic_cpuid_on
-    call putkv_hex
+    call put_apic_cpuid
     mov dword [APIC + 0xf0], 0x1ff          ; software enable
 
     ; bit 40 of the base is past the physical address width
@@ -211,6 +201,15 @@ done:
     out dx, al
     cli
     hlt
+
+; the key at esi, then CPUID.1:EDX.APIC
+put_apic_cpuid:
+    mov eax, 1
+    cpuid
+    mov eax, edx
+    shr eax, 9
+    and eax, 1
+    jmp putkv_hex
 
 ; eax: the LVT timer value, through the page or the MSR
 lvt_timer_write:

@@ -2,47 +2,7 @@
 # ivshmem: qkvm-ivshmem-server with two qkvm-ivshmem-clients ringing each other, then QEMU's own
 # ivshmem-doorbell device as a peer of the same server (the oracle for the protocol).
 . "$(dirname "$0")/lib.sh"
-SRV=$TOP/$B/qkvm-ivshmem-server
-CLI=$TOP/$B/qkvm-ivshmem-client
-SOCK=$TMP/ivshmem.sock
-SHM=qkvm-test-$$
-PIDS=()
-cleanup() {
-  local p
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
-  wait 2>/dev/null
-  rm -f "/dev/shm/$SHM" "/dev/shm/$SHM-pair"
-  rm -rf "$TMP"
-}
-trap cleanup EXIT
-
-# wait_for FILE PATTERN: up to 10 s for a line matching PATTERN
-wait_for() {
-  local i
-  for i in $(seq 100); do
-    grep -qE "$2" "$1" 2>/dev/null && return 0
-    sleep 0.1
-  done
-  return 1
-}
-
-# wait_for2 FILE PATTERN: up to 10 s for a second line matching PATTERN
-wait_for2() {
-  local i
-  for i in $(seq 100); do
-    [ "$(grep -cE "$2" "$1" 2>/dev/null)" -ge 2 ] && return 0
-    sleep 0.1
-  done
-  return 1
-}
-
-# A client reads commands from a fifo held open by this shell (fd $2), prints into $TMP/$1.out.
-start_client() {
-  mkfifo "$TMP/$1.in"
-  "$CLI" -S "$SOCK" <"$TMP/$1.in" >"$TMP/$1.out" 2>&1 &
-  PIDS+=($!)
-  eval "exec $2>\"$TMP/$1.in\""
-}
+. "$(dirname "$0")/ivshmem.inc"
 
 # Bad options: one clear line, exit 1.
 for args in "-l 0" "-l 12Q" "-n 0" "-n 65" "-P 0" "-S /nonexistent/dir/sock -F" "-F extra"; do
