@@ -39,7 +39,6 @@ declare -A NEEDS=(
 )
 # Emulator bugs these tests found, not fixed yet (docs/firmware.md): reported, not failed.
 declare -A EMU_BUGS=(
-  [eventinj]="a self-NMI through the local APIC, and vectors 32/33 sent together, are not delivered as the test expects"
   [syscall]="an unexpected exception in the SYSCALL/SYSRET test"
   [realmode]="a late real-mode test jumps outside RAM"
 )
