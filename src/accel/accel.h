@@ -77,6 +77,9 @@ struct accel_ops {
      * instead of reaching the bus: a queue notify handled on the I/O thread without a trip
      * through the vCPU thread. assign=false removes it. 0 or -errno. */
     int (*ioeventfd)(struct machine *m, uint64_t addr, unsigned len, bool pio, int fd, bool assign);
+    /* The same for an MMIO write of exactly len bytes whose value is data (KVM's datamatch): one
+     * register, an eventfd per value (ivshmem's Doorbell: peer << 16 | vector). */
+    int (*ioeventfd_data)(struct machine *m, uint64_t addr, unsigned len, int fd, uint64_t data, bool assign);
     /* Delivers one message-signalled interrupt (a write of data to addr, 0xfeeXXXXX). Any thread.
      * NULL: devices hand it to m->irqchip (the user-space APICs) themselves. */
     int (*send_msi)(struct machine *m, uint64_t addr, uint32_t data);

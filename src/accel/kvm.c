@@ -528,6 +528,16 @@ static int kvm_ioeventfd(struct machine *m, uint64_t addr, unsigned len, bool pi
     return ioctl(k->vm_fd, KVM_IOEVENTFD, &e) < 0 ? -errno : 0;
 }
 
+static int kvm_ioeventfd_data(struct machine *m, uint64_t addr, unsigned len, int fd, uint64_t data, bool assign)
+{
+    struct kvm_vm *k = m->accel_data;
+    struct kvm_ioeventfd e = {
+        .datamatch = data, .addr = addr, .len = len, .fd = fd,
+        .flags = KVM_IOEVENTFD_FLAG_DATAMATCH | (assign ? 0 : KVM_IOEVENTFD_FLAG_DEASSIGN),
+    };
+    return ioctl(k->vm_fd, KVM_IOEVENTFD, &e) < 0 ? -errno : 0;
+}
+
 static int kvm_send_msi(struct machine *m, uint64_t addr, uint32_t data)
 {
     struct kvm_vm *k = m->accel_data;
@@ -631,6 +641,7 @@ const struct accel_ops accel_kvm = {
     .vcpu_kick = kvm_vcpu_kick,
     .set_irq = kvm_set_irq,
     .ioeventfd = kvm_ioeventfd,
+    .ioeventfd_data = kvm_ioeventfd_data,
     .send_msi = kvm_send_msi,
     .msi_route = kvm_msi_route,
     .msi_route_free = kvm_msi_route_free,

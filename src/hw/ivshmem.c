@@ -7,7 +7,14 @@
  * BAR2 is RAM to the CPUs: the mapping is a machine hostmem region (vm/machine.h) that follows
  * the BAR wherever the guest (SeaBIOS, Linux) puts it and disappears while memory decoding is off.
  * Its MMIO handlers stay registered in the PCI window underneath, for the accesses that reach the
- * bus anyway (a region the accelerator could not map, a bus master's write). */
+ * bus anyway (a region the accelerator could not map, a bus master's write).
+ *
+ * Few exits, as QEMU's device under KVM: each (peer, vector) eventfd is an ioeventfd on the
+ * Doorbell register matching the value peer << 16 | vector (ioeventfd=on, the default), so a
+ * guest's ring is signalled by KVM without leaving the guest; and our own eventfds are irqfds on
+ * their MSI-X vectors' routes while those are deliverable (hw/pci_msix.c), so a peer's ring is
+ * injected by KVM. Both are asked of the machine; where the accelerator has neither (tcg) the
+ * register handler and the event loop do the same work in qkvm. */
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -17,6 +24,7 @@
 #include <sys/stat.h>
 #include <poll.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
@@ -41,6 +49,16 @@
 
 enum { REG_INTR_MASK = 0, REG_INTR_STATUS = 4, REG_IV_POSITION = 8, REG_DOORBELL = 12 };
 
+/* One (peer, vector) a Doorbell write can ring, as an ioeventfd of the accelerator. fd is our
+ * own duplicate of the peer's eventfd: the client closes its copy when the peer leaves, and the
+ * ioeventfd is removed with the same fd it was made with. */
+struct ivshmem_db {
+    int64_t peer;
+    unsigned vector;
+    int fd;
+    bool assigned;
+};
+
 struct ivshmem {
     struct pci_device pci;
     struct machine *m;
@@ -55,6 +73,12 @@ struct ivshmem {
     struct ivshmem_client c;
     bool watched[IVSHMEM_MAX_VECTORS];
     bool dead;                  /* the server broke the protocol or left: no more reading */
+    bool ioeventfd;             /* ioeventfd=on (QEMU's default) */
+    uint64_t bar0;              /* where the registers are, PCI_BAR_UNMAPPED while nowhere */
+    struct ivshmem_db *dbs;     /* lock held */
+    unsigned ndbs, cap_dbs;
+    bool db_fallback_said;
+    atomic_ulong doorbells_here, rings_here;   /* what went through qkvm rather than the accelerator */
 };
 
 /* INTx (the spec: without MSI-X, a ring sets Interrupt Status to 1, and the line is up while
@@ -106,6 +130,7 @@ static void reg_write(void *opaque, uint64_t off, const void *data, unsigned siz
     case REG_DOORBELL:
         /* The spec: ignored without interrupts, and for a peer or vector that is not there. */
         if (s->doorbell) {
+            atomic_fetch_add_explicit(&s->doorbells_here, 1, memory_order_relaxed);
             pthread_mutex_lock(&s->lock);
             int r = ivshmem_client_notify(&s->c, v >> 16, v & 0xffff);
             pthread_mutex_unlock(&s->lock);
@@ -138,9 +163,74 @@ static void mem_write(void *opaque, uint64_t off, const void *data, unsigned siz
         memcpy(s->mem + off, data, size);
 }
 
+/* Lock held. A doorbell the accelerator cannot take reaches the register handler instead. */
+static void db_assign(struct ivshmem *s, struct ivshmem_db *e, bool on)
+{
+    if (e->assigned == on || (on && s->bar0 == PCI_BAR_UNMAPPED))
+        return;
+    int r = machine_add_ioeventfd_data(s->m, s->bar0 + REG_DOORBELL, 4, e->fd,
+                                       (uint64_t)e->peer << 16 | e->vector, on);
+    if (on && r && !s->db_fallback_said) {
+        s->db_fallback_said = true;
+        log_debug(LOG_ACCEL, "ivshmem-doorbell: no doorbell ioeventfds (%s): doorbells go through qkvm",
+                  strerror(-r));
+    }
+    e->assigned = on && !r;
+}
+
+/* A (peer, vector) the Doorbell can ring: an ioeventfd wherever BAR0 is. Lock held. */
+static void db_add(struct ivshmem *s, int64_t peer, unsigned vector)
+{
+    struct ivshmem_peer *p = ivshmem_client_find_peer(&s->c, peer);
+    if (!s->ioeventfd || !p || vector >= p->nfds || p->fds[vector] < 0)
+        return;
+    for (unsigned i = 0; i < s->ndbs; i++)
+        if (s->dbs[i].peer == peer && s->dbs[i].vector == vector)
+            return;
+    if (s->ndbs == s->cap_dbs) {
+        unsigned cap = s->cap_dbs ? 2 * s->cap_dbs : 16;
+        struct ivshmem_db *n = realloc(s->dbs, cap * sizeof(*n));
+        if (!n)
+            return;     /* the register handler still rings it */
+        s->dbs = n;
+        s->cap_dbs = cap;
+    }
+    int fd = fcntl(p->fds[vector], F_DUPFD_CLOEXEC, 0);
+    if (fd < 0)
+        return;
+    struct ivshmem_db *e = &s->dbs[s->ndbs++];
+    *e = (struct ivshmem_db){ peer, vector, fd, false };
+    db_assign(s, e, true);
+}
+
+/* The peer left: before its fds go, so does every ioeventfd on them. Lock held. */
+static void db_drop_peer(struct ivshmem *s, int64_t peer)
+{
+    for (unsigned i = 0; i < s->ndbs;) {
+        struct ivshmem_db *e = &s->dbs[i];
+        if (e->peer != peer) {
+            i++;
+            continue;
+        }
+        db_assign(s, e, false);
+        close(e->fd);
+        *e = s->dbs[--s->ndbs];
+    }
+}
+
 static void ivshmem_bar_moved(struct pci_device *d, int bar, uint64_t addr)
 {
     struct ivshmem *s = d->opaque;
+    if (bar == IVSHMEM_REG_BAR && s->doorbell) {
+        pthread_mutex_lock(&s->lock);
+        for (unsigned i = 0; i < s->ndbs; i++)
+            db_assign(s, &s->dbs[i], false);
+        s->bar0 = addr;
+        for (unsigned i = 0; i < s->ndbs; i++)
+            db_assign(s, &s->dbs[i], true);
+        pthread_mutex_unlock(&s->lock);
+        return;
+    }
     if (bar != IVSHMEM_MEM_BAR)
         return;
     int r = addr == PCI_BAR_UNMAPPED ? machine_unmap_hostmem(s->m, s->hostmem)
@@ -170,6 +260,15 @@ static void ivshmem_cleanup(void *opaque)
 {
     struct ivshmem *s = opaque;
     if (s->doorbell) {
+        log_debug(LOG_ACCEL, "ivshmem-doorbell: %lu doorbell writes and %lu incoming rings went through qkvm",
+                  (unsigned long)atomic_load(&s->doorbells_here), (unsigned long)atomic_load(&s->rings_here));
+        /* pci_msix's cleanup, registered after this one, ran first: our eventfds are no irqfds
+         * any more when the client closes them */
+        for (unsigned i = 0; i < s->ndbs; i++) {
+            db_assign(s, &s->dbs[i], false);
+            close(s->dbs[i].fd);
+        }
+        free(s->dbs);
         ivshmem_client_close(&s->c);
         pthread_mutex_destroy(&s->lock);
     }
@@ -292,7 +391,8 @@ static void vec_event(void *opaque, uint32_t events)
     struct ivshmem *s = v->s;
     uint64_t n;
     if (read(v->fd, &n, sizeof(n)) != sizeof(n))
-        return;
+        return;     /* an irqfd took it (KVM), or nothing was there */
+    atomic_fetch_add_explicit(&s->rings_here, 1, memory_order_relaxed);
     if (pci_msix_enabled(&s->pci)) {
         pci_msix_notify(&s->pci, v->vector);
         return;
@@ -333,6 +433,14 @@ static void sock_event(void *opaque, uint32_t events)
             server_gone(s, why);
             return;
         }
+        if (ev == IVSHMEM_EV_PEER_VECTOR || ev == IVSHMEM_EV_PEER_GONE) {
+            pthread_mutex_lock(&s->lock);
+            if (ev == IVSHMEM_EV_PEER_VECTOR)
+                db_add(s, s->c.ev_peer, s->c.ev_vector);
+            else
+                db_drop_peer(s, s->c.ev_peer);
+            pthread_mutex_unlock(&s->lock);
+        }
         if (ev != IVSHMEM_EV_PEER_VECTOR || s->c.ev_peer != s->c.id || s->watched[s->c.ev_vector])
             continue;
         unsigned vn = s->c.ev_vector;
@@ -343,10 +451,13 @@ static void sock_event(void *opaque, uint32_t events)
             continue;
         }
         *v = (struct ivshmem_vec){ s, vn, s->c.self.fds[vn] };
+        /* non-blocking: an irqfd may take a ring between the wake-up and the read */
+        fcntl(v->fd, F_SETFL, fcntl(v->fd, F_GETFL) | O_NONBLOCK);
         r = evloop_add(s->m->loop, v->fd, EPOLLIN, vec_event, v);
         if (r)
             log_error("ivshmem-doorbell: cannot watch vector %u: %s", vn, strerror(-r));
         s->watched[vn] = true;
+        pci_msix_set_vector_fd(&s->pci, vn, v->fd);
     }
 }
 
@@ -421,9 +532,15 @@ static int ivshmem_doorbell_create(struct machine *m, struct kvlist *opts)
     s->m = m;
     const char *chardev = keyval_get(opts, "chardev"), *vecs = keyval_get(opts, "vectors");
     const char *addr = keyval_get(opts, "addr");
-    keyval_get(opts, "ioeventfd");   /* accepted: the doorbell register is handled in any case */
+    const char *ioev = keyval_get(opts, "ioeventfd");
     keyval_get(opts, "master");
     uint64_t nvec = 1;
+    s->ioeventfd = true;
+    s->bar0 = PCI_BAR_UNMAPPED;
+    if (ioev && parse_bool(ioev, &s->ioeventfd)) {
+        log_error("ivshmem-doorbell: ioeventfd=%s is not on or off", ioev);
+        return -EINVAL;
+    }
     if (!chardev) {
         log_error("ivshmem-doorbell: needs chardev=");
         return -EINVAL;

@@ -33,6 +33,14 @@ struct msix_vector {
     bool route_stale;           /* the guest changed the message since the route was made */
 };
 
+/* An eventfd of the device's that raises a vector (ivshmem: a peer rings it): bound to the
+ * vector's route as an irqfd while the vector is deliverable, so that a ring reaches the guest
+ * without qkvm; otherwise the device watches it and calls pci_msix_notify. */
+struct msix_ext {
+    int fd;                     /* -1: none */
+    bool bound;
+};
+
 struct pci_msix {
     struct pci_device *d;
     struct machine *m;
@@ -41,6 +49,7 @@ struct pci_msix {
     unsigned cap;               /* capability offset in config space */
     bool enabled, masked;       /* from the message control register */
     bool irqfd_broken;          /* setting one up failed once: use send_msi from then on */
+    struct msix_ext *ext;       /* n entries, once a device hands an eventfd in */
     struct msix_vector v[];
 };
 
@@ -54,28 +63,105 @@ static uint64_t msix_addr(const struct msix_vector *v)
     return (uint64_t)v->entry[1] << 32 | v->entry[0];
 }
 
+/* The vector's route, made or brought up to date with its table entry. Lock held. 0 or -errno. */
+static int msix_route_ready(struct pci_msix *x, struct msix_vector *v)
+{
+    if (v->route >= 0 && !v->route_stale)
+        return 0;
+    int route = machine_msi_route(x->m, v->route, msix_addr(v), v->entry[2]);
+    if (route < 0)
+        return route;
+    v->route = route;
+    v->route_stale = false;
+    return 0;
+}
+
 static int msix_irqfd_setup(struct pci_msix *x, struct msix_vector *v)
 {
     struct machine *m = x->m;
     int fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (fd < 0)
         return -errno;
-    int route = machine_msi_route(m, -1, msix_addr(v), v->entry[2]);
-    if (route < 0) {
-        close(fd);
-        return route;
-    }
-    int ret = machine_irqfd(m, fd, route, true);
+    int ret = msix_route_ready(x, v);
+    if (!ret)
+        ret = machine_irqfd(m, fd, v->route, true);
     if (ret) {
-        machine_msi_route_free(m, route);
         close(fd);
         return ret;
     }
     v->irqfd = fd;
-    v->route = route;
-    v->route_stale = false;
-    log_debug(LOG_ACCEL, "%s: MSI-X vector %u goes through an irqfd (GSI %d)", x->d->name, (unsigned)(v - x->v), route);
+    log_debug(LOG_ACCEL, "%s: MSI-X vector %u goes through an irqfd (GSI %d)", x->d->name, (unsigned)(v - x->v), v->route);
     return 0;
+}
+
+/* Binds or unbinds vector i's device eventfd as the accelerator allows it now. Lock held. */
+static void msix_ext_update(struct pci_msix *x, unsigned i)
+{
+    struct msix_ext *e = x->ext ? &x->ext[i] : NULL;
+    if (!e || e->fd < 0)
+        return;
+    struct msix_vector *v = &x->v[i];
+    struct machine *m = x->m;
+    bool want = machine_has_irqfd(m) && !x->irqfd_broken && x->enabled && !x->masked &&
+                !(v->entry[3] & MSIX_VECTOR_MASKED) && (msix_addr(v) & ~0xfffffull) == 0xfee00000ull;
+    int ret = 0;
+    if (want && (ret = msix_route_ready(x, v)) < 0)
+        want = false;
+    if (want && !e->bound) {
+        ret = machine_irqfd(m, e->fd, v->route, true);
+        e->bound = !ret;
+        if (!ret)
+            log_debug(LOG_ACCEL, "%s: MSI-X vector %u: its eventfd injects through an irqfd (GSI %d)",
+                      x->d->name, i, v->route);
+    } else if (!want && e->bound) {
+        machine_irqfd(m, e->fd, v->route, false);
+        e->bound = false;
+    }
+    if (ret < 0 && ret != -EOPNOTSUPP)
+        log_warn("%s: MSI-X vector %u: no irqfd for its eventfd (%s): rings go through qkvm",
+                 x->d->name, i, strerror(-ret));
+}
+
+static void msix_ext_update_all(struct pci_msix *x)
+{
+    for (unsigned i = 0; x->ext && i < x->n; i++)
+        msix_ext_update(x, i);
+}
+
+int pci_msix_set_vector_fd(struct pci_device *d, unsigned vector, int fd)
+{
+    struct pci_msix *x = d->msix;
+    if (!x || vector >= x->n)
+        return -EINVAL;
+    pthread_mutex_lock(&x->lock);
+    int ret = 0;
+    if (!x->ext) {
+        x->ext = malloc(x->n * sizeof(*x->ext));
+        if (!x->ext)
+            ret = -ENOMEM;
+        for (unsigned i = 0; x->ext && i < x->n; i++)
+            x->ext[i] = (struct msix_ext){ -1, false };
+    }
+    if (!ret) {
+        struct msix_ext *e = &x->ext[vector];
+        if (e->bound)
+            machine_irqfd(x->m, e->fd, x->v[vector].route, false);
+        *e = (struct msix_ext){ fd, false };
+        msix_ext_update(x, vector);
+    }
+    pthread_mutex_unlock(&x->lock);
+    return ret;
+}
+
+bool pci_msix_vector_fd_bound(struct pci_device *d, unsigned vector)
+{
+    struct pci_msix *x = d->msix;
+    if (!x || vector >= x->n)
+        return false;
+    pthread_mutex_lock(&x->lock);
+    bool b = x->ext && x->ext[vector].bound;
+    pthread_mutex_unlock(&x->lock);
+    return b;
 }
 
 /* Lock held. */
@@ -90,11 +176,7 @@ static void msix_fire(struct pci_msix *x, struct msix_vector *v)
         return;
     }
     if (machine_has_irqfd(m) && !x->irqfd_broken) {
-        int ret = 0;
-        if (v->irqfd < 0)
-            ret = msix_irqfd_setup(x, v);
-        else if (v->route_stale && (ret = machine_msi_route(m, v->route, msix_addr(v), v->entry[2])) >= 0)
-            v->route_stale = false, ret = 0;
+        int ret = v->irqfd < 0 ? msix_irqfd_setup(x, v) : msix_route_ready(x, v);
         if (!ret) {
             uint64_t one = 1;
             if (write(v->irqfd, &one, sizeof(one)) == sizeof(one))
@@ -156,6 +238,7 @@ void pci_msix_config_written(struct pci_device *d, unsigned off, unsigned size)
     x->enabled = ctrl & MSIX_CTRL_ENABLE;
     x->masked = ctrl & MSIX_CTRL_MASKALL;
     msix_flush_pending(x);
+    msix_ext_update_all(x);
     pthread_mutex_unlock(&x->lock);
 }
 
@@ -207,6 +290,7 @@ static void msix_table_write(void *opaque, uint64_t off, const void *data, unsig
         e[pos] = val;
     }
     msix_flush_pending(x);
+    msix_ext_update_all(x);
     pthread_mutex_unlock(&x->lock);
 }
 
@@ -216,13 +300,17 @@ static void pci_msix_free(void *opaque)
     struct machine *m = x->m;
     for (unsigned i = 0; i < x->n; i++) {
         struct msix_vector *v = &x->v[i];
-        if (v->irqfd < 0)
-            continue;
-        machine_irqfd(m, v->irqfd, v->route, false);
-        machine_msi_route_free(m, v->route);
-        close(v->irqfd);
+        if (x->ext && x->ext[i].bound)
+            machine_irqfd(m, x->ext[i].fd, v->route, false);
+        if (v->irqfd >= 0) {
+            machine_irqfd(m, v->irqfd, v->route, false);
+            close(v->irqfd);
+        }
+        if (v->route >= 0)
+            machine_msi_route_free(m, v->route);
     }
     pthread_mutex_destroy(&x->lock);
+    free(x->ext);
     free(x);
 }
 

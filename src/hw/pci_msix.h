@@ -20,6 +20,15 @@ bool pci_msix_enabled(struct pci_device *d);
  * vector past the table is ignored. */
 void pci_msix_notify(struct pci_device *d, unsigned vector);
 
+/* fd (an eventfd the device reads, such as an ivshmem peer's ring; -1: none any more) raises
+ * vector. Where the accelerator has irqfds (KVM), fd is bound to the vector's route while the
+ * vector is deliverable (MSI-X on, unmasked, aimed at the APICs), so a ring reaches the guest
+ * without qkvm; the device keeps watching fd (non-blocking) and calls pci_msix_notify for the
+ * rings that come while it is not bound. The device closes fd only after setting -1. 0 or
+ * -errno. */
+int pci_msix_set_vector_fd(struct pci_device *d, unsigned vector, int fd);
+bool pci_msix_vector_fd_bound(struct pci_device *d, unsigned vector);
+
 /* The capability registers changed (pci.c calls this from its config write path). */
 void pci_msix_config_written(struct pci_device *d, unsigned off, unsigned size);
 

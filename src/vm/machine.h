@@ -224,6 +224,9 @@ void machine_note_dirty(struct machine *m, uint64_t gpa, uint64_t len);
 /* Guest writes of len bytes (0: any) to addr (port I/O when pio) signal eventfd fd instead of
  * reaching the bus; assign=false removes it. 0, -EOPNOTSUPP where the accelerator has none. */
 int machine_add_ioeventfd(struct machine *m, uint64_t addr, unsigned len, bool pio, int fd, bool assign);
+/* The same for an MMIO write of exactly len bytes of value data only (one eventfd per value of a
+ * register); other values reach the bus. 0, -EOPNOTSUPP where the accelerator has none. */
+int machine_add_ioeventfd_data(struct machine *m, uint64_t addr, unsigned len, int fd, uint64_t data, bool assign);
 /* MSI routes and irqfds (KVM): a route for a message (route < 0 makes one; returns its number or
  * -errno), and an eventfd that injects it without the VMM. -EOPNOTSUPP where there are none. */
 bool machine_has_irqfd(struct machine *m);

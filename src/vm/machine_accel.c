@@ -26,6 +26,13 @@ int machine_add_ioeventfd(struct machine *m, uint64_t addr, unsigned len, bool p
     return m->accel->ioeventfd(m, addr, len, pio, fd, assign);
 }
 
+int machine_add_ioeventfd_data(struct machine *m, uint64_t addr, unsigned len, int fd, uint64_t data, bool assign)
+{
+    if (!m->accel || !m->accel->ioeventfd_data)
+        return -EOPNOTSUPP;
+    return m->accel->ioeventfd_data(m, addr, len, fd, data, assign);
+}
+
 bool machine_has_irqfd(struct machine *m)
 {
     return m->accel && m->accel->msi_route && m->accel->irqfd;

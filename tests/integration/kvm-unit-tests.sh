@@ -32,8 +32,6 @@ done
 declare -A NEEDS=(
   [intel_iommu]="the q35 machine and an intel-iommu device: qkvm has neither"
   [svm_unsupported_instruction_intercept_test]="SVM (nested virtualization): not emulated"
-  [vmexit_tscdeadline]="x2APIC and TSC-deadline (-cpu qemu64,+x2apic,+tsc-deadline): not offered by the software CPU"
-  [vmexit_tscdeadline_immed]="x2APIC and TSC-deadline (-cpu qemu64,+x2apic,+tsc-deadline): not offered by the software CPU"
 )
 # Emulator bugs these tests found, not fixed yet (docs/firmware.md): reported, not failed.
 # (eventinj, syscall and realmode were here: fixed, see docs/tcg.md "Exceptions".)
@@ -42,7 +40,8 @@ declare -A EMU_BUGS=()
 # quick ones (seconds each on both; run_tests.sh itself costs about a minute here): the
 # exception tests among them are the ones QEMU's TCG passes (eventinj, syscall, realmode) and
 # the ones only qkvm passes (debug, idt_test)
-fast=(smptest smptest3 vmexit_cpuid vmexit_mov_to_cr8 setjmp tsc eventinj syscall realmode debug idt_test)
+fast=(smptest smptest3 vmexit_cpuid vmexit_mov_to_cr8 setjmp tsc eventinj syscall realmode debug idt_test
+      vmexit_tscdeadline vmexit_tscdeadline_immed)
 
 dir=$TOP/$B/kvm-unit-tests
 stamp=$dir/.built-$(basename "$tarball")

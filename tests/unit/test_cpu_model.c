@@ -158,12 +158,49 @@ static void test_cpuid_leaves(void **s)
     assert_int_equal(out[0], 1);                 /* no leaf 7 features: leaf 1 is the last */
 }
 
+/* x2APIC and TSC-deadline (the user-space local APIC has both): in max, on request in qemu64 as
+ * kvm-unit-tests asks (-cpu qemu64,+x2apic,+tsc-deadline), and leaf 0xB then holds the x2APIC ID. */
+static void test_x2apic_leaves(void **s)
+{
+    (void)s;
+    struct cpu_model m;
+    uint32_t out[4];
+    assert_int_equal(parse_tcg("max", &m), 0);
+    assert_int_equal(m.feat[CPUF_1_ECX] >> 21 & 1, 1);
+    assert_int_equal(m.feat[CPUF_1_ECX] >> 24 & 1, 1);
+    assert_int_equal(parse_tcg("qemu64", &m), 0);
+    assert_int_equal(m.feat[CPUF_1_ECX] & (1u << 21 | 1u << 24), 0);
+    cpu_model_cpuid(&m, 1, 3, 0xb, 0, out);
+    assert_int_equal(out[0] | out[1] | out[2] | out[3], 0);   /* no leaf 0xB without x2APIC */
+    assert_int_equal(parse_tcg("qemu64,+x2apic,+tsc-deadline", &m), 0);
+    cpu_model_cpuid(&m, 2, 3, 1, 0, out);
+    assert_int_equal(out[2] & (1u << 21 | 1u << 24), 1u << 21 | 1u << 24);
+    cpu_model_cpuid(&m, 2, 3, 0, 0, out);
+    assert_int_equal(out[0], 0xb);
+    cpu_model_cpuid(&m, 2, 3, 0xb, 0, out);              /* threads: one per core */
+    assert_int_equal(out[0], 0);
+    assert_int_equal(out[1], 1);
+    assert_int_equal(out[2], 1u << 8);
+    assert_int_equal(out[3], 2);
+    cpu_model_cpuid(&m, 2, 3, 0xb, 1, out);              /* cores: 3, two ID bits */
+    assert_int_equal(out[0], 2);
+    assert_int_equal(out[1], 3);
+    assert_int_equal(out[2], 1 | 2u << 8);
+    assert_int_equal(out[3], 2);
+    cpu_model_cpuid(&m, 2, 3, 0xb, 2, out);              /* invalid level */
+    assert_int_equal(out[1], 0);
+    assert_int_equal(out[2], 2);
+    assert_int_equal(out[3], 2);
+    assert_int_equal(parse_tcg("qemu64,-x2apic", &m), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_default_is_qemu64), cmocka_unit_test(test_max_is_everything_implemented),
         cmocka_unit_test(test_named_models), cmocka_unit_test(test_feature_properties),
         cmocka_unit_test(test_kvm_avail), cmocka_unit_test(test_cpuid_leaves),
+        cmocka_unit_test(test_x2apic_leaves),
     };
     return cmocka_run_group_tests_name("cpu_model", tests, NULL, NULL);
 }

@@ -302,6 +302,97 @@ static void test_lapic_tsc_deadline(void **state)
     fx_free(f);
 }
 
+/* kvm-unit-tests' apic "change mode": a one-shot count that ran out stays 0 when the mode turns
+ * periodic; a periodic count turned one-shot goes on from where it was, not from the start. */
+static void test_lapic_timer_mode_change(void **state)
+{
+    (void)state;
+    struct fx *f = fx_cpus(1);
+    struct lapic *l = fx_lapic(f, 0);
+    fx_time = T0;
+    lapic_mmio_write(l, 0x3e0, 0xb);              /* divide by 1 */
+    lapic_mmio_write(l, 0x320, 0x000e0);          /* one-shot */
+    lapic_mmio_write(l, 0x380, 1000);
+    fx_time = T0 + 1500;
+    assert_int_equal(lapic_mmio_read(l, 0x390), 0);
+    lapic_mmio_write(l, 0x320, 0x200e0);          /* periodic: still 0, and it fired once */
+    assert_int_equal(lapic_mmio_read(l, 0x390), 0);
+    assert_int_equal(take(f, 0), 0xe0);
+    eoi(f, 0);
+    fx_time = T0 + 5000;
+    assert_int_equal(lapic_mmio_read(l, 0x390), 0);
+    assert_int_equal(lapic_poll_timer(l, T0 + 5000), UINT64_MAX);
+    assert_int_equal(take(f, 0), -1);
+
+    /* periodic, 2.6 periods in: one-shot from 400 left */
+    fx_time = T0 + 10000;
+    lapic_mmio_write(l, 0x380, 1000);
+    fx_time = T0 + 12600;
+    assert_int_equal(lapic_mmio_read(l, 0x390), 400);
+    lapic_mmio_write(l, 0x320, 0x000e0);
+    assert_int_equal(lapic_mmio_read(l, 0x390), 400);
+    assert_int_equal(take(f, 0), 0xe0);           /* the ticks that fell due under periodic */
+    eoi(f, 0);
+    assert_int_equal(lapic_poll_timer(l, T0 + 12999), T0 + 13000);
+    assert_int_equal(lapic_poll_timer(l, T0 + 13000), UINT64_MAX);
+    assert_int_equal(take(f, 0), 0xe0);
+    fx_time = T0 + 13000;
+    assert_int_equal(lapic_mmio_read(l, 0x390), 0);
+    fx_free(f);
+}
+
+/* NMIs, as KVM keeps them: two that arrive while none is handled are both delivered; while one is
+ * handled (taken, no IRET yet) only one more is kept (kvm-unit-tests' multiple/pending nmi). */
+static void test_lapic_nmi_latch(void **state)
+{
+    (void)state;
+    struct fx *f = fx_cpus(2);
+    struct lapic *l = fx_lapic(f, 0);
+    assert_false(lapic_nmi_pending(l));
+    ipi(f, 1, 0, 0x4400);                         /* NMI to CPU 0 */
+    ipi(f, 0, 0, 0x44400);                        /* and one to itself */
+    assert_true(lapic_nmi_pending(l));
+    assert_true(lapic_take_nmi(l));
+    assert_true(lapic_nmi_pending(l));            /* the second waits for IRET */
+    for (int i = 0; i < 10; i++)
+        ipi(f, 1, 0, 0x4400);
+    lapic_end_nmi(l);
+    assert_true(lapic_take_nmi(l));
+    for (int i = 0; i < 10; i++)
+        ipi(f, 0, 0, 0x44400);                    /* in service: one kept */
+    assert_true(lapic_take_nmi(l));
+    assert_false(lapic_take_nmi(l));
+    assert_false(lapic_nmi_pending(l));
+    lapic_end_nmi(l);
+    assert_false(lapic_has_interrupt(l));
+    fx_free(f);
+}
+
+/* The x2APIC ID is the initial APIC ID whatever was written to the xAPIC ID register, and an
+ * APIC enabled again starts from it (kvm-unit-tests' apic_id). */
+static void test_lapic_x2apic_id(void **state)
+{
+    (void)state;
+    struct fx *f = fx_cpus(2);
+    struct lapic *l = fx_lapic(f, 1);
+    uint64_t v;
+    lapic_mmio_write(l, 0x20, 7u << 24);
+    assert_int_equal(lapic_mmio_read(l, 0x20), 7u << 24);
+    assert_int_equal(lapic_msr_write(l, 0x1b, 0xfee00c00), 0);
+    assert_int_equal(lapic_msr_read(l, 0x802, &v), 0);
+    assert_int_equal(v, 1);
+    assert_int_equal(lapic_msr_write(l, 0x802, 7), -EINVAL);   /* read-only in x2APIC mode */
+    assert_int_equal(lapic_msr_read(l, 0x83f, &v), -EINVAL);   /* SELF IPI is write-only */
+    assert_int_equal(lapic_msr_write(l, 0x808, 1ull << 32), -EINVAL);   /* TPR's high half */
+    assert_int_equal(lapic_msr_write(l, 0x1b, 0xfee00000), 0);
+    assert_int_equal(lapic_msr_write(l, 0x1b, 0xfee00800), 0);
+    lapic_mmio_write(l, 0x20, 9u << 24);
+    assert_int_equal(lapic_msr_write(l, 0x1b, 0xfee00000), 0);
+    assert_int_equal(lapic_msr_write(l, 0x1b, 0xfee00800), 0);
+    assert_int_equal(lapic_mmio_read(l, 0x20), 1u << 24);
+    fx_free(f);
+}
+
 static void test_lapic_x2apic(void **state)
 {
     (void)state;
@@ -472,6 +563,9 @@ int main(void)
         cmocka_unit_test(test_lapic_timer_periodic),
         cmocka_unit_test(test_lapic_tsc_deadline),
         cmocka_unit_test(test_lapic_x2apic),
+        cmocka_unit_test(test_lapic_timer_mode_change),
+        cmocka_unit_test(test_lapic_nmi_latch),
+        cmocka_unit_test(test_lapic_x2apic_id),
         cmocka_unit_test(test_lapic_ipi_threads),
         cmocka_unit_test(test_lapic_fuzz),
     };
