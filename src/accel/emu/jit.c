@@ -1343,6 +1343,8 @@ static void emit_call(struct tx *t, const struct insn *i, bool last)
     }
 }
 
+static void emit_ind(struct tx *t);
+
 /* Leaves the block with c->rip advanced by delta, going straight on to the translation of the
  * block there when slot k of this block links to it. Only exits to the same page link: that
  * page is mapped (this block runs from it) and one generation check covers it. msz: a branch
@@ -1368,9 +1370,13 @@ static void emit_exit(struct tx *t, int k, int64_t delta, int msz)
     }
     int64_t to = (int64_t)(t->b->pa & 0xfff) + delta;
     if (to < 0 || to >= 0x1000) {
+        /* another page (a call into another function, mostly): no link, which one generation
+         * check could not cover, but the jump cache with the checks an indirect branch makes,
+         * rather than a trip through the run loop */
         if (out0)
             patch(t, out0, t->p);
-        leave(t);
+        ld(t, 1, RAX, OFF(rip));
+        emit_ind(t);
         return;
     }
     movi(t, RAX, (uint64_t)(uintptr_t)&t->b->link[k]);
