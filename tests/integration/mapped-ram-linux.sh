@@ -8,18 +8,11 @@
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/virtio-guest.bash"
 
-if [ "${QKVM_LONG:-}" != 1 ]; then
-  skip "linux mapped-ram restore" "boots Linux (a minute under tcg): QKVM_LONG=1 (make check-long)"
-  exit 0
-fi
-if ! vg_accel; then
-  skip "linux mapped-ram restore" "$VG_WHY"
-  exit 0
-fi
-if [ "$VG_ACCEL" != tcg ]; then
-  skip "linux mapped-ram restore" "the KVM vCPU state is not in the stream yet (tcg only)"
-  exit 0
-fi
+[ "${QKVM_LONG:-}" = 1 ] ||
+  { skip "linux mapped-ram restore" "boots Linux (a minute under tcg): QKVM_LONG=1 (make check-long)"; exit 0; }
+vg_accel || { skip "linux mapped-ram restore" "$VG_WHY"; exit 0; }
+[ "$VG_ACCEL" = tcg ] ||
+  { skip "linux mapped-ram restore" "the KVM vCPU state is not in the stream yet (tcg only)"; exit 0; }
 QMP=$TOP/tests/integration/qmp.py
 
 # dest NAME FD: a qkvm restoring $TMP/state lazily, its console's input held open on FD
