@@ -187,6 +187,17 @@ def main():
     ok("the file is unchanged by two guests writing their memory", md5(state) == sum0)
     quit(b)
 
+    # cont while waiting for the state (-S, -incoming defer): it runs once the state is in, as in QEMU
+    d = start("d", G + ["-incoming", "defer", "-S"])
+    cmd(d, "cont")
+    ok("cont before migrate-incoming: the guest waits (inmigrate)", status(d) == "inmigrate", status(d))
+    cmd(d, "migrate-incoming", {"uri": "file:" + plain})
+    wait_incoming(d)
+    r = wait_round(d, saved + 1) and rounds(d)
+    ok("then it runs from the state (round %s after %d)" % (r[0] if r else "-", saved), r and r[0] == saved + 1,
+       bad(d) or console(d)[-200:])
+    quit(d)
+
     # --- 4. the restored guest migrates live ---
     sock = os.path.join(TMP, "mig.sock")
     c = start("c", G + ["-incoming", "unix:" + sock])
