@@ -1186,6 +1186,15 @@ int migration_load_fd(struct machine *m, int fd, char *why, size_t n)
     return ret;
 }
 
+bool migration_incoming_autostart(struct machine *m)
+{
+    struct migration *g = m->migration;
+    if (!g || !g->incoming || g->info.status == MIG_COMPLETED || g->info.status == MIG_FAILED)
+        return false;
+    g->autostart = true;   /* read on this thread by mig_io_load */
+    return true;
+}
+
 bool migration_incoming_deferred(const struct machine *m)
 {
     return m->migration && m->migration->incoming && m->migration->deferred;

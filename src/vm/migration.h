@@ -42,6 +42,10 @@ int migration_cancel(struct machine *m);
  * with the vCPUs paused; once it is loaded the guest runs unless autostart is false (-S). A bad
  * stream ends qkvm with status 1 after one error line. 0 or -errno with why set. */
 int migration_incoming(struct machine *m, const char *uri, bool autostart, char *why, size_t n);
+/* cont while an incoming migration is awaited or under way: the guest is to run once the state
+ * is in (QEMU's autostart), not before, since nothing in RAM is its yet. true when that is
+ * what this machine does now (the caller does not resume it). */
+bool migration_incoming_autostart(struct machine *m);
 /* true between -incoming defer and migrate-incoming */
 bool migration_incoming_deferred(const struct machine *m);
 void migration_query(const struct machine *m, struct migration_info *out);

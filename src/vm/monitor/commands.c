@@ -10,6 +10,7 @@
 #include "util/parse.h"
 #include "vm/control.h"
 #include "vm/machine.h"
+#include "vm/migration.h"
 #include "vm/smbios.h"
 #include "vm/vcpu.h"
 
@@ -539,7 +540,8 @@ static int cmd_cont(struct monitor_ctx *ctx, const struct json_value *a, struct 
                     struct monitor_error *e)
 {
     (void)a;
-    int ret = machine_resume(ctx->m);
+    /* waiting for an incoming migration: the guest starts once its state is in, as QEMU's */
+    int ret = migration_incoming_autostart(ctx->m) ? 0 : machine_resume(ctx->m);
     if (ret)
         return monitor_fail(e, "GenericError", ret, "cannot resume: %s", strerror(-ret));
     empty_return(w);
