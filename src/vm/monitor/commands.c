@@ -4,11 +4,13 @@
 #include "vm/monitor/monitor.h"
 
 #include "accel/accel.h"
+#include "block/block.h"
 #include "hw/disk.h"
 #include "hw/pci.h"
 #include "util/parse.h"
 #include "vm/control.h"
 #include "vm/machine.h"
+#include "vm/migration.h"
 #include "vm/smbios.h"
 #include "vm/vcpu.h"
 
@@ -534,7 +536,14 @@ static int cmd_cont(struct monitor_ctx *ctx, const struct json_value *a, struct 
                     struct monitor_error *e)
 {
     (void)a;
-    int ret = machine_resume(ctx->m);
+    /* after a migration (postmigrate) the images went to the destination: take them back
+     * first, which fails while the destination holds them (QEMU's bdrv_activate_all) */
+    const char *rs = migration_run_state(ctx->m);
+    char why[BLOCK_ERR_MAX];
+    int ret = rs && strcmp(rs, "postmigrate") ? 0 : disk_activate_all(ctx->m, why, sizeof(why));
+    if (ret)
+        return monitor_fail(e, "GenericError", ret, "%s", why);
+    ret = machine_resume(ctx->m);
     if (ret)
         return monitor_fail(e, "GenericError", ret, "cannot resume: %s", strerror(-ret));
     empty_return(w);
