@@ -531,27 +531,23 @@ static uint64_t mig_count(const uint64_t *bm, uint64_t pages)
     return n;
 }
 
-static void mig_sync_parked(void *opaque)
-{
-    struct migration *g = opaque;
-    memory_dirty_sync(g->m, g->bitmap);
-}
-
-/* I/O thread: the pages written since the last round join g->bitmap (vCPUs parked meanwhile). */
+/* I/O thread: the pages written since the last round join g->bitmap. The vCPUs are parked for
+ * the moment it takes, so no write falls between taking the bits and re-arming the pages. */
 static void mig_io_sync(struct migration *g)
 {
-    machine_quiesce(g->m, mig_sync_parked, g);
-}
-
-static void mig_start_parked(void *opaque)
-{
-    struct migration *g = opaque;
-    g->final_ret = memory_dirty_start(g->m);
+    bool parked = machine_park_vcpus(g->m);
+    if (atomic_load(&g->m->stop) == MACHINE_RUNNING)
+        memory_dirty_sync(g->m, g->bitmap);
+    if (parked)
+        machine_unpark_vcpus(g->m);
 }
 
 static void mig_io_start_tracking(struct migration *g)
 {
-    machine_quiesce(g->m, mig_start_parked, g);
+    bool parked = machine_park_vcpus(g->m);
+    g->final_ret = atomic_load(&g->m->stop) == MACHINE_RUNNING ? memory_dirty_start(g->m) : -ESHUTDOWN;
+    if (parked)
+        machine_unpark_vcpus(g->m);
 }
 
 /* I/O thread: stop and copy. Pauses the guest, saves the devices (their pre_save drains the
