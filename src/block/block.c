@@ -559,6 +559,13 @@ int block_flush(struct block *bs)
     return r;
 }
 
+void block_release_lock(struct block *bs)
+{
+    lock_drained(bs);
+    bfile_unlock(&bs->file);
+    block_unlock(bs);
+}
+
 uint64_t block_length(struct block *bs)
 {
     return bs->size;

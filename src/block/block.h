@@ -109,6 +109,10 @@ int block_pwrite_zeroes(struct block *bs, uint64_t off, uint64_t len, unsigned f
  * unchanged where the format cannot tell; freed clusters go back to the allocator. */
 int block_discard(struct block *bs, uint64_t off, uint64_t len);
 int block_flush(struct block *bs);
+/* Lets go of the image's lock (QEMU's lock bytes) while it stays open: the image now belongs
+ * to another process (the destination of a migration). Flush first; the open is not used again
+ * (its cached metadata would be stale once the other side writes): open the image anew. */
+void block_release_lock(struct block *bs);
 
 uint64_t block_length(struct block *bs);
 /* Changes the virtual size. Shrinking needs allow_shrink. */

@@ -12,7 +12,7 @@
 
 /* The functions used from each library; the headers give their types. */
 #define DYNLIB_ZLIB(X) X(deflateInit2_) X(deflate) X(deflateEnd) X(inflateInit2_) X(inflate) \
-    X(inflateEnd)
+    X(inflateEnd) X(crc32)
 #define DYNLIB_ZSTD(X) X(ZSTD_compress) X(ZSTD_isError) X(ZSTD_getErrorCode) \
     X(ZSTD_createDCtx) X(ZSTD_decompressStream) X(ZSTD_freeDCtx)
 #define DYNLIB_CRYPTO(X) X(EVP_sha1) X(EVP_sha256) X(EVP_sha384) X(EVP_sha512) \

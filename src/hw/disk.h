@@ -18,6 +18,17 @@ struct disk_stats {
 /* savevm's disks: the virtio-blk ones (0..m->ndisks-1), then the PC machine's IDE disks
  * (hw/ide.h). The functions below that take an idx take these numbers. */
 int disk_count(struct machine *m);
+
+/* The hand-over of the images between the two ends of a migration (QEMU's inactivate and
+ * activate): the source, once the destination has everything, flushes and lets go of each
+ * disk's image lock (and opens its disks again, locked, if it is to run on: `cont` after
+ * postmigrate); the destination, which opened its disks without locks, opens them again with
+ * their locks and their metadata read afresh before its guest runs. So a qcow2 disk on one
+ * path serves both ends of a local migration with locking on. 0 or -errno (why: the image's
+ * error, "Failed to get "write" lock" when the other end still holds it). */
+int disk_inactivate_all(struct machine *m);
+int disk_activate_all(struct machine *m, char *why, size_t n);
+
 /* Disk idx's counters. 0, or -ENOENT when there is no such disk. */
 int disk_get_stats(struct machine *m, int idx, struct disk_stats *st);
 /* Gives disk idx the new virtual size (bytes, a multiple of 512; smaller shrinks it, as QEMU's

@@ -86,17 +86,6 @@ int machine_get_cpu_state(struct machine *m, int cpu, struct cpu_state *s)
     return ret;
 }
 
-int machine_quiesce(struct machine *m, void (*fn)(void *opaque), void *opaque)
-{
-    bool parked_here = machine_park_vcpus(m);
-    int ret = atomic_load(&m->stop) != MACHINE_RUNNING ? -ESHUTDOWN : 0;
-    if (!ret)
-        fn(opaque);
-    if (parked_here)
-        machine_unpark_vcpus(m);
-    return ret;
-}
-
 int machine_reset(struct machine *m, const char *reason)
 {
     machine_request_stop_host(m, MACHINE_RESET, 0, reason);

@@ -29,13 +29,11 @@ int machine_quit(struct machine *m, const char *reason);
  * (no STOP/RESUME events; a paused machine stays paused). 0, -EINVAL (no such CPU),
  * -ENOTSUP (the accelerator cannot), -ESHUTDOWN (the machine is stopping) or -errno. */
 int machine_get_cpu_state(struct machine *m, int cpu, struct cpu_state *s);
-/* Runs fn(opaque) with every vCPU parked between two runs of guest code, without STOP/RESUME
- * events (a paused machine stays paused): migration's dirty-page syncs. 0, or -ESHUTDOWN when
- * the machine is stopping (fn not called). */
-int machine_quiesce(struct machine *m, void (*fn)(void *opaque), void *opaque);
-/* Parks every vCPU for a moment (no STOP event); false when they were parked already (paused),
- * else the caller calls machine_unpark_vcpus. I/O thread only: a vCPU waiting here would wait
- * for itself. */
+/* Parks every vCPU between two runs of guest code for a moment, without STOP/RESUME events
+ * (migration's dirty-page syncs, a consistent register read, a hostmem dirty sync): false when
+ * they were parked already (paused), else the caller calls machine_unpark_vcpus. The caller
+ * checks m->stop after it: a stopping machine's vCPUs leave instead of parking. I/O thread
+ * only: a vCPU waiting here would wait for itself. */
 bool machine_park_vcpus(struct machine *m);
 void machine_unpark_vcpus(struct machine *m);
 /* Hands an event to the listener: data_json is the "data" object's text, or NULL for none. */

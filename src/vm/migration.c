@@ -10,6 +10,8 @@
 #include "vm/migration.h"
 
 #include "accel/accel.h"
+#include "block/block.h"
+#include "block/dynlib.h"
 #include "hw/disk.h"
 #include "nbd/nbd.h"
 #include "util/clock.h"
@@ -84,6 +86,8 @@ struct migration {
     uint64_t pm[64];                 /* its entries for one bitmap word's pages */
     uint8_t *buf;                    /* one record's pages, copied before the CRC and the write */
     uint32_t crc;                    /* running CRC-32 of the stream (mig_crc32) */
+    bool crc_checked;                /* loadvm checked it before: not computed again */
+    bool local;                      /* savevm/loadvm's: the images stay this process's */
     int final_ret;
     char final_why[256];
     struct mig_in *in;               /* the stream read, for mig_io_load */
@@ -104,7 +108,7 @@ const char *const migration_capabilities[] = { "events", "mapped-ram", NULL };
 static uint32_t mig_crc_tab[8][256];
 static pthread_once_t mig_crc_once = PTHREAD_ONCE_INIT;
 
-static void mig_crc_init(void)
+static void mig_crc_table_init(void)
 {
     for (uint32_t i = 0; i < 256; i++) {
         uint32_t c = i;
@@ -117,10 +121,27 @@ static void mig_crc_init(void)
             mig_crc_tab[t][i] = (mig_crc_tab[t - 1][i] >> 8) ^ mig_crc_tab[0][mig_crc_tab[t - 1][i] & 0xff];
 }
 
+static bool mig_crc_zlib;   /* zlib's crc32 is there: ~4x the speed of the tables below */
+
+static void mig_crc_init(void)
+{
+    char err[BLOCK_ERR_MAX];
+    mig_crc_zlib = dynlib_load_zlib(err) == 0;
+    mig_crc_table_init();
+}
+
 static uint32_t mig_crc32(uint32_t crc, const void *data, size_t n)
 {
     pthread_once(&mig_crc_once, mig_crc_init);
     const uint8_t *p = data;
+    if (mig_crc_zlib) {
+        uLong c = crc;
+        for (size_t k; n; p += k, n -= k) {
+            k = n < (1u << 30) ? n : (1u << 30);
+            c = zlib_fn.crc32(c, p, (uInt)k);
+        }
+        return (uint32_t)c;
+    }
     uint32_t c = ~crc;
     while (n >= 8) {
         uint32_t lo, hi;
@@ -527,27 +548,23 @@ static uint64_t mig_count(const uint64_t *bm, uint64_t pages)
     return n;
 }
 
-static void mig_sync_parked(void *opaque)
-{
-    struct migration *g = opaque;
-    memory_dirty_sync(g->m, g->bitmap);
-}
-
-/* I/O thread: the pages written since the last round join g->bitmap (vCPUs parked meanwhile). */
+/* I/O thread: the pages written since the last round join g->bitmap. The vCPUs are parked for
+ * the moment it takes, so no write falls between taking the bits and re-arming the pages. */
 static void mig_io_sync(struct migration *g)
 {
-    machine_quiesce(g->m, mig_sync_parked, g);
-}
-
-static void mig_start_parked(void *opaque)
-{
-    struct migration *g = opaque;
-    g->final_ret = memory_dirty_start(g->m);
+    bool parked = machine_park_vcpus(g->m);
+    if (atomic_load(&g->m->stop) == MACHINE_RUNNING)
+        memory_dirty_sync(g->m, g->bitmap);
+    if (parked)
+        machine_unpark_vcpus(g->m);
 }
 
 static void mig_io_start_tracking(struct migration *g)
 {
-    machine_quiesce(g->m, mig_start_parked, g);
+    bool parked = machine_park_vcpus(g->m);
+    g->final_ret = atomic_load(&g->m->stop) == MACHINE_RUNNING ? memory_dirty_start(g->m) : -ESHUTDOWN;
+    if (parked)
+        machine_unpark_vcpus(g->m);
 }
 
 /* The whole file at once (vm/mapped_ram.h), the guest paused: RAM at its offsets, then the
@@ -587,8 +604,9 @@ static void mig_io_final(struct migration *g)
         snprintf(g->final_why, sizeof(g->final_why), "cannot save the device state: %s", strerror(-ret));
         goto out;
     }
-    /* the destination opens the same image files: everything written must be in them */
-    if ((ret = disk_flush_all(m))) {
+    /* the destination opens the same image files: everything written must be in them, and
+     * their locks are its to take once it has the stream (QEMU's inactivate) */
+    if ((ret = g->local ? disk_flush_all(m) : disk_inactivate_all(m))) {
         snprintf(g->final_why, sizeof(g->final_why), "cannot flush the disks: %s", strerror(-ret));
         goto out;
     }
@@ -633,6 +651,14 @@ static void mig_io_final(struct migration *g)
 out:
     free(dev);
     g->final_ret = ret;
+    if (ret && !g->local) {
+        char awhy[BLOCK_ERR_MAX];
+        if (disk_activate_all(m, awhy, sizeof(awhy))) {
+            /* the destination took an image: this guest must not write it */
+            log_error("migration failed, and the source cannot take its disks back: %s", awhy);
+            return;
+        }
+    }
     if (ret && g->was_running)
         machine_resume(m);   /* a failed migration leaves the guest as it was */
 }
@@ -815,7 +841,8 @@ static int mig_read(struct migration *g, void *p, size_t len)
     int ret = nbd_read_full(g->fd, p, len);
     if (ret)
         return ret;
-    g->crc = mig_crc32(g->crc, p, len);
+    if (!g->crc_checked)
+        g->crc = mig_crc32(g->crc, p, len);
     pthread_mutex_lock(&g->lock);
     g->info.transferred += len;
     pthread_mutex_unlock(&g->lock);
@@ -859,6 +886,13 @@ static void mig_io_load(struct migration *g)
     int ret = vmstate_load(g->m, in->dev, in->dlen, why, sizeof(why));
     if (ret) {
         snprintf(in->why, sizeof(in->why), "device state: %s", why);
+        g->final_ret = ret;
+        return;
+    }
+    /* the source let go of its images before its last bytes: take them, read afresh */
+    char dwhy[BLOCK_ERR_MAX];
+    if ((ret = disk_activate_all(g->m, dwhy, sizeof(dwhy)))) {
+        snprintf(in->why, sizeof(in->why), "cannot take the disks over: %.200s", dwhy);
         g->final_ret = ret;
         return;
     }
@@ -951,7 +985,7 @@ static int mig_receive(struct migration *g, struct mig_in *in)
             uint8_t c[4];
             if ((ret = nbd_read_full(g->fd, c, 4)))
                 return ret;
-            if (mig_get_le(c, 4) != want)
+            if (!g->crc_checked && mig_get_le(c, 4) != want)
                 return mig_fail(in->why, sizeof(in->why), -EINVAL, "stream checksum mismatch: corrupt");
             if (!in->dev)
                 return mig_fail(in->why, sizeof(in->why), -EINVAL, "the stream has no device state");
@@ -1100,6 +1134,7 @@ static int mig_local_init(struct migration *g, struct machine *m, int fd)
 {
     memset(g, 0, sizeof(*g));
     g->m = m;
+    g->local = true;
     g->fd = fd;
     g->listen_fd = g->wake_fd = -1;   /* mig_set_status's wake-up goes nowhere */
     g->pagemap_fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
@@ -1163,7 +1198,7 @@ uint32_t migration_crc32(uint32_t crc, const void *p, size_t n)
     return mig_crc32(crc, p, n);
 }
 
-int migration_load_fd(struct machine *m, int fd, char *why, size_t n)
+int migration_load_fd(struct machine *m, int fd, bool crc_checked, char *why, size_t n)
 {
     if (mig_running(m->migration))
         return mig_fail(why, n, -EBUSY, "There's a migration process in progress");
@@ -1172,6 +1207,7 @@ int migration_load_fd(struct machine *m, int fd, char *why, size_t n)
     int ret = mig_local_init(&g, m, fd);
     if (ret)
         return mig_fail(why, n, ret, "out of memory");
+    g.crc_checked = crc_checked;
     ret = mig_receive(&g, &in);
     if (!ret) {
         char dwhy[256] = "";

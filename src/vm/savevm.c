@@ -384,7 +384,7 @@ int savevm_load(struct machine *m, const struct savevm_req *r, char *why, size_t
         disk_refresh_size(m, disks[k]);
     }
     char mwhy[300];
-    if ((ret = migration_load_fd(m, fd, mwhy, sizeof(mwhy)))) {
+    if ((ret = migration_load_fd(m, fd, true, mwhy, sizeof(mwhy)))) {
         sv_fail(why, n, ret, "Error loading the VM state of '%s': %s; the VM stays paused", r->tag, mwhy);
         goto paused;
     }

@@ -104,6 +104,8 @@ struct virtio_blk {
     struct block *bs;
     char *file;
     bool read_only, probed_raw, discard_unmap;
+    bool inactive;                      /* the image is another process's (migration): no lock */
+    struct block_open_opts open_opts;   /* how it was opened, for disk_activate_all's reopen */
     _Atomic uint64_t sectors;           /* block_resize changes it on the I/O thread */
     uint32_t discard_align;             /* sectors */
     char serial[BLK_ID_BYTES];
@@ -292,6 +294,47 @@ int disk_flush_all(struct machine *m)
             ret = r;
     }
     return ret;
+}
+
+int disk_inactivate_all(struct machine *m)
+{
+    int ret = disk_flush_all(m);
+    for (int i = 0; i < m->ndisks && !ret; i++) {
+        struct virtio_blk *b = m->disks[i];
+        if (!b->inactive) {
+            block_release_lock(b->bs);
+            b->inactive = true;
+        }
+    }
+    return ret;
+}
+
+/* Opened again rather than re-read in place: the open is the one path that reads a format's
+ * metadata, and no request is in flight (the guest is paused, its queues drained). */
+int disk_activate_all(struct machine *m, char *why, size_t n)
+{
+    for (int i = 0; i < m->ndisks; i++) {
+        struct virtio_blk *b = m->disks[i];
+        if (!b->inactive)
+            continue;
+        struct block_open_opts o = b->open_opts;
+        o.no_lock = false;
+        struct block *bs;
+        char err[BLOCK_ERR_MAX];
+        int ret = block_open(b->file, &o, &bs, err);
+        if (ret) {
+            snprintf(why, n, "%s", err);
+            return ret;
+        }
+        struct block *old = b->bs;
+        pthread_mutex_lock(&b->vd.lock);
+        b->bs = bs;
+        b->inactive = false;
+        pthread_mutex_unlock(&b->vd.lock);
+        block_close(old);   /* flushed when it was let go, or never written */
+        disk_refresh_size(m, i);
+    }
+    return 0;
 }
 
 int disk_resize(struct machine *m, int idx, uint64_t size, char *why, size_t n)
@@ -717,18 +760,15 @@ static int virtio_blk_create(struct machine *m, struct kvlist *opts)
     if (s)
         blk_set_serial(b, s);
     char err[BLOCK_ERR_MAX];
-    o.no_lock = m->cfg->incoming;   /* the source holds it: a shared file, the same path */
+    b->open_opts = o;
+    /* An incoming migration's disk is the source's until the stream is in (QEMU's inactive
+     * image): opened without the lock the source holds, and opened again, locked and with its
+     * metadata read afresh, by disk_activate_all before the guest runs. */
+    o.no_lock = b->inactive = m->cfg->incoming;
     ret = block_open(b->file, &o, &b->bs, err);
     if (ret) {
         log_error("%s", err);
         return ret;
-    }
-    /* qcow2 and the others cache metadata from the open on: the source's later allocations
-     * would not be seen. Only raw (which caches nothing) is handed over for now. */
-    if (m->cfg->incoming && !o.read_only && strcmp(block_format_name(b->bs), "raw")) {
-        log_error("-incoming: %s: a writable %s disk cannot be migrated yet (its metadata is cached from the"
-                  " open on); use raw or readonly=on", b->file, block_format_name(b->bs));
-        return -ENOTSUP;
     }
     b->read_only = o.read_only || block_read_only(b->bs);
     b->sectors = block_length(b->bs) / SECTOR;

@@ -4,6 +4,7 @@
 #include "vm/monitor/monitor.h"
 
 #include "accel/accel.h"
+#include "block/block.h"
 #include "hw/disk.h"
 #include "hw/ide.h"
 #include "hw/pci.h"
@@ -541,7 +542,18 @@ static int cmd_cont(struct monitor_ctx *ctx, const struct json_value *a, struct 
 {
     (void)a;
     /* waiting for an incoming migration: the guest starts once its state is in, as QEMU's */
-    int ret = migration_incoming_autostart(ctx->m) ? 0 : machine_resume(ctx->m);
+    if (migration_incoming_autostart(ctx->m)) {
+        empty_return(w);
+        return 0;
+    }
+    /* after a migration (postmigrate) the images went to the destination: take them back
+     * first, which fails while the destination holds them (QEMU's bdrv_activate_all) */
+    const char *rs = migration_run_state(ctx->m);
+    char why[BLOCK_ERR_MAX];
+    int ret = rs && strcmp(rs, "postmigrate") ? 0 : disk_activate_all(ctx->m, why, sizeof(why));
+    if (ret)
+        return monitor_fail(e, "GenericError", ret, "%s", why);
+    ret = machine_resume(ctx->m);
     if (ret)
         return monitor_fail(e, "GenericError", ret, "cannot resume: %s", strerror(-ret));
     empty_return(w);

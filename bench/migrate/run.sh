@@ -1,0 +1,102 @@
+#!/usr/bin/env bash
+# Live migration side by side: qkvm -> qkvm and QEMU -> QEMU (both tcg) over tcp on loopback, the
+# same Debian guest (build/guest: kernel and initramfs), -m 512M -smp 1, no disk, on both ends;
+# the guest keeps dirtying memory (a WSET_MB MiB file in its tmpfs copied over and over, and a
+# counter). Each VMM boots once; the guest then migrates N times down a chain of destinations
+# (each destination is the next source), all with the same downtime-limit and max-bandwidth.
+# Prints the medians of total time, downtime (query-migrate, the source's view: from the stop to
+# the last byte) and bytes sent, and the ratios qkvm/QEMU; every destination is checked alive
+# (it answers on its console and its counter moved on). Usage: bench/migrate/run.sh [N]
+# (B=build; WSET_MB=16, DOWNTIME_MS=300, BANDWIDTH=1073741824 bytes/s by default).
+set -u
+TOP=$(cd "$(dirname "$0")/../.." && pwd)
+B=${B:-build}
+N=${1:-3}
+WSET_MB=${WSET_MB:-16}
+DOWNTIME_MS=${DOWNTIME_MS:-300}
+BANDWIDTH=${BANDWIDTH:-1073741824}
+G=$TOP/$B/guest
+QMPPY=$TOP/tests/integration/qmp.py
+TMP=$(mktemp -d /tmp/migrate-bench.XXXXXX)
+PIDS=()
+trap 'for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done; rm -rf "$TMP"' EXIT
+[ -f "$G/vmlinuz" ] || { echo "no guest: guest/build.sh $G" >&2; exit 1; }
+
+# start VMM NAME [ARGS...]: one VM with the common options, console on a fifo
+start() {
+  local vmm=$1 name=$2; shift 2
+  mkfifo "$TMP/$name.in"
+  "$vmm" -accel tcg -m 512M -smp 1 -kernel "$G/vmlinuz" -initrd "$G/initrd.gz" \
+    -append "console=ttyS0 panic=-1 quiet" -display none -serial stdio -nodefaults \
+    -qmp "unix:$TMP/$name.sock,server=on,wait=off" "$@" \
+    <"$TMP/$name.in" >"$TMP/$name.out" 2>"$TMP/$name.err" &
+  PIDS+=($!)
+  eval "exec {FD_$name}>\"$TMP/$name.in\""
+}
+type_in() { local fd; eval "fd=\$FD_$1"; printf '%s\n' "$2" >&"$fd"; }
+wait_out() {  # wait_out NAME PATTERN SECONDS
+  local i
+  for i in $(seq 1 "$3"); do grep -q "$2" "$TMP/$1.out" && return 0; sleep 1; done
+  return 1
+}
+
+# migrate SRC DST PORT: prints "total_ms downtime_ms bytes" from the source's query-migrate
+migrate() {
+  python3 - "$QMPPY" "$TMP/$1.sock" "$3" "$DOWNTIME_MS" "$BANDWIDTH" <<'PY'
+import sys, time
+sys.path.insert(0, sys.argv[1].rsplit("/", 1)[0])
+from qmp import QMP
+q = QMP(sys.argv[2], timeout=600)
+q.cmd("migrate-set-parameters", {"downtime-limit": int(sys.argv[4]), "max-bandwidth": int(sys.argv[5])})
+r = q.cmd("migrate", {"uri": "tcp:127.0.0.1:" + sys.argv[3]})
+if "error" in r:
+    sys.exit("migrate: %s" % r)
+while True:
+    r = q.cmd("query-migrate")["return"]
+    if r.get("status") in ("completed", "failed", "cancelled"):
+        break
+    time.sleep(0.2)
+if r["status"] != "completed":
+    sys.exit("migration %s: %s" % (r["status"], r.get("error-desc", "")))
+print(r["total-time"], r["downtime"], r["ram"]["transferred"])
+PY
+}
+median() { sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
+
+# chain LABEL VMM: one boot, then N migrations; leaves "total downtime bytes" lines in $TMP/LABEL
+chain() {
+  local label=$1 vmm=$2 src=${1}0 i dst port c0 c1
+  start "$vmm" "$src"
+  wait_out "$src" 'qkvm-guest: ready' 600 || { echo "$label: the guest did not boot" >&2; return 1; }
+  type_in "$src" "head -c $((WSET_MB << 20)) /dev/urandom >/tmp/m; (while :; do cp /tmp/m /tmp/m2; done) >/dev/null 2>&1 &"
+  type_in "$src" '(i=0; while :; do i=$((i+1)); echo $i >/tmp/cnt; sleep 0.1; done) >/dev/null 2>&1 &'
+  sleep 5
+  : >"$TMP/$label"
+  for i in $(seq 1 "$N"); do
+    dst=$label$i
+    port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+    start "$vmm" "$dst" -incoming "tcp:127.0.0.1:$port"
+    sleep 1
+    migrate "$src" "$dst" "$port" >>"$TMP/$label" || { echo "$label: migration $i failed" >&2; return 1; }
+    python3 "$QMPPY" "$TMP/$src.sock" quit >/dev/null 2>&1
+    type_in "$dst" "echo alive\$((6*7)) \$(cat /tmp/cnt)"
+    wait_out "$dst" 'alive42' 120 || { echo "$label: the guest is silent after migration $i" >&2; return 1; }
+    src=$dst
+  done
+  python3 "$QMPPY" "$TMP/$src.sock" quit >/dev/null 2>&1
+}
+
+col() { awk -v c="$2" '{ print $c }' "$TMP/$1" | median; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }'; }
+
+chain qkvm "$TOP/$B/qkvm" || exit 1
+QV=$(qemu-system-x86_64 --version | head -n 1 | awk '{ print $4 }')
+chain qemu qemu-system-x86_64 || exit 1
+echo "| VMM (tcg, 512 MiB, $WSET_MB MiB rewritten, downtime-limit $DOWNTIME_MS ms, max-bandwidth $BANDWIDTH B/s) | total ms | downtime ms | MB sent |"
+echo "|---|---|---|---|"
+for l in qkvm qemu; do
+  name=$l; [ $l = qemu ] && name="QEMU $QV"
+  echo "| $name | $(col $l 1) | $(col $l 2) | $(awk "BEGIN { printf \"%.1f\", $(col $l 3) / 1e6 }") |"
+done
+echo "| qkvm / QEMU | $(ratio "$(col qkvm 1)" "$(col qemu 1)") | $(ratio "$(col qkvm 2)" "$(col qemu 2)") | $(ratio "$(col qkvm 3)" "$(col qemu 3)") |"
+echo "# runs (total downtime bytes): qkvm: $(tr '\n' ';' <"$TMP/qkvm") QEMU: $(tr '\n' ';' <"$TMP/qemu")"
