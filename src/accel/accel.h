@@ -97,6 +97,10 @@ struct accel_ops {
      * page calls memory_note_written (vm/memory.h) once; off disarms. Called with the vCPUs
      * parked. NULL: this accelerator cannot track (live migration is refused). */
     void (*dirty_track)(struct machine *m, uint64_t gpa, uint64_t len, bool on);
+    /* For an accelerator that keeps its own log of guest writes (KVM's dirty log): moves what
+     * it logged since the last call into m->dirty, before memory_dirty_sync takes the bits. With
+     * the vCPUs parked. NULL: the accelerator notes writes as they happen. 0 or -errno. */
+    int (*dirty_collect)(struct machine *m);
 };
 
 extern const struct accel_ops accel_kvm;

@@ -1,6 +1,7 @@
 /* The KVM accelerator: the kernel runs guest code and the in-kernel irqchip and PIT; qkvm sees
  * only the exits it must answer (port and MMIO accesses to its devices). */
 #include "accel/accel.h"
+#include "accel/kvm_state.h"
 
 #include "util/log.h"
 #include "vm/cpu_model.h"
@@ -32,6 +33,7 @@ struct kvm_vm {
     int kvm_fd, vm_fd;
     int run_size;
     bool readonly_mem;
+    bool log_ram;               /* migration: KVM logs the guest's writes to RAM (dirty_track) */
     struct kvm_cpuid2 *cpuid;   /* what the host supports, shaped once per VM */
     struct cpu_model model;     /* -cpu: which of the named feature bits the guest sees */
     pthread_mutex_t routes_lock;
@@ -60,14 +62,21 @@ static int kvm_probe(const char **why)
     return 0;
 }
 
+/* A region of m->ram (not a ROM, not a device's memory): what migration tracks. */
+static bool kvm_region_is_ram(const struct machine *m, const struct mem_region *r)
+{
+    return r->host >= m->ram && r->host < m->ram + m->ram_size && !r->readonly;
+}
+
 static int kvm_set_slot(struct machine *m, int idx, uint64_t gpa, uint64_t size)
 {
     struct kvm_vm *k = m->accel_data;
     const struct mem_region *r = &m->mem[idx];
+    bool log = r->dirty || (k->log_ram && kvm_region_is_ram(m, r));
     struct kvm_userspace_memory_region mr = {
         .slot = (uint32_t)idx,
         .flags = ((r->readonly && k->readonly_mem) ? KVM_MEM_READONLY : 0) |
-                 (r->dirty ? KVM_MEM_LOG_DIRTY_PAGES : 0),
+                 (log ? KVM_MEM_LOG_DIRTY_PAGES : 0),
         .guest_phys_addr = gpa,
         .memory_size = size,
         .userspace_addr = (uint64_t)(uintptr_t)r->host,
@@ -111,6 +120,51 @@ static int kvm_mem_dirty_sync(struct machine *m, int idx)
     for (size_t w = 0; !ret && w < words; w++)
         atomic_fetch_or_explicit(&r->dirty[w], bits[w], memory_order_relaxed);
     free(bits);
+    return ret;
+}
+
+/* Migration's dirty tracking (accel.h): KVM logs writes per slot once KVM_MEM_LOG_DIRTY_PAGES is
+ * on, and KVM_GET_DIRTY_LOG hands the log over, clears it and write-protects the pages again in
+ * one step. So arming all RAM turns the flag on for its slots, re-arming one page after a sync
+ * has nothing to do, and off turns the flag off. With the vCPUs parked. */
+static void kvm_dirty_track(struct machine *m, uint64_t gpa, uint64_t len, bool on)
+{
+    struct kvm_vm *k = m->accel_data;
+    if (on && len == 4096)
+        return;
+    k->log_ram = on;
+    for (int i = 0; i < m->nmem; i++) {
+        const struct mem_region *r = &m->mem[i];
+        if (kvm_region_is_ram(m, r) && r->gpa == gpa && r->size == len && kvm_map_region(m, i))
+            log_error("kvm: cannot turn dirty logging %s at 0x%llx", on ? "on" : "off", (unsigned long long)gpa);
+    }
+}
+
+/* The pages of RAM KVM logged since the last call, into m->dirty (memory_dirty_sync's bitmap). */
+static int kvm_dirty_collect(struct machine *m)
+{
+    struct kvm_vm *k = m->accel_data;
+    if (!k->log_ram || !m->dirty)
+        return 0;
+    int ret = 0;
+    for (int i = 0; i < m->nmem && !ret; i++) {
+        const struct mem_region *r = &m->mem[i];
+        if (!kvm_region_is_ram(m, r) || !r->size)
+            continue;
+        uint64_t pages = r->size / 4096, first = (uint64_t)(r->host - m->ram) / 4096;
+        uint64_t *bits = calloc((size_t)((pages + 63) / 64), sizeof(*bits));
+        if (!bits)
+            return -ENOMEM;
+        struct kvm_dirty_log log = { .slot = (uint32_t)i, .dirty_bitmap = bits };
+        if (ioctl(k->vm_fd, KVM_GET_DIRTY_LOG, &log) < 0)
+            ret = -errno;
+        for (uint64_t w = 0; !ret && w < (pages + 63) / 64; w++)
+            for (uint64_t b = bits[w]; b; b &= b - 1) {
+                uint64_t page = first + w * 64 + (uint64_t)__builtin_ctzll(b);
+                atomic_fetch_or_explicit(&m->dirty[page / 64], 1ull << (page % 64), memory_order_relaxed);
+            }
+        free(bits);
+    }
     return ret;
 }
 
@@ -216,6 +270,8 @@ static int kvm_vm_create(struct machine *m)
         log_error("kvm: cannot read the supported CPUID: %s", strerror(-ret));
         return ret;
     }
+    if ((ret = kvm_state_register_vm(m, k->kvm_fd, k->vm_fd)))
+        return ret;
     return kvm_choose_model(m, k);
 }
 
@@ -338,7 +394,7 @@ static int kvm_vcpu_create(struct vcpu *v)
     }
     struct kvm_fpu fpu = { .fcw = 0x37f, .mxcsr = 0x1f80 };
     ioctl(kv->fd, KVM_SET_FPU, &fpu);
-    return 0;
+    return kvm_state_register_vcpu(v->m, v->id, k->kvm_fd, k->vm_fd, kv->fd);
 }
 
 static void kvm_vcpu_destroy(struct vcpu *v)
@@ -646,4 +702,6 @@ const struct accel_ops accel_kvm = {
     .msi_route = kvm_msi_route,
     .msi_route_free = kvm_msi_route_free,
     .irqfd = kvm_irqfd,
+    .dirty_track = kvm_dirty_track,
+    .dirty_collect = kvm_dirty_collect,
 };

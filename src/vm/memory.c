@@ -187,6 +187,13 @@ uint64_t memory_dirty_sync(struct machine *m, uint64_t *out)
     uint64_t pages = memory_ram_pages(m), words = (pages + 63) / 64, taken = 0;
     if (!atomic_load(&m->dirty_on))
         return 0;
+    /* an accelerator with a log of its own (KVM) hands it over first; a log that cannot be read
+     * makes every page count as written, not none */
+    if (m->accel->dirty_collect && m->accel->dirty_collect(m)) {
+        log_error("cannot read the accelerator's dirty log: every page counts as written");
+        for (uint64_t w = 0; w < words; w++)
+            atomic_store_explicit(&m->dirty[w], ~0ull, memory_order_relaxed);
+    }
     for (uint64_t w = 0; w < words; w++) {
         uint64_t bits = atomic_exchange_explicit(&m->dirty[w], 0, memory_order_relaxed);
         if (w == words - 1 && pages % 64)

@@ -8,6 +8,7 @@
 # BIOS area's sum). Then sections of the PC devices, corrupted with their checksums fixed up, are
 # each refused by the destination with one line and status 1.
 . "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/state-vm.bash"
 
 BIOS=/usr/share/seabios/bios-256k.bin
 if [ ! -r "$BIOS" ]; then
@@ -18,7 +19,6 @@ if ! "$QKVM" -accel help | grep -qx tcg; then
   skip "PC machine state" "this build has no tcg"
   exit 0
 fi
-QMPPY=$TOP/tests/integration/qmp.py
 EDIT=$TOP/tests/integration/vmstate-edit.py
 
 # the disk: the program, then sectors 64-127 with word i = L << 8 ^ i; the CD: 32 sectors of
@@ -41,53 +41,6 @@ PC=(-M pc -accel tcg -m 64 -nographic -device isa-debug-exit,iobase=0xf4,iosize=
 RAW=(-drive "file=$TMP/disk.img,format=raw,if=ide,index=0")
 QCOW=(-drive "file=$TMP/disk.qcow2,format=qcow2,if=ide,index=0")
 
-# vm_start NAME ARGS...: qkvm with its serial console on a FIFO (stdin) and $TMP/NAME.out, QMP
-# on $TMP/NAME.qmp
-vm_start() {
-  local name=$1; shift
-  rm -f "$TMP/$name.in" "$TMP/$name.qmp"
-  mkfifo "$TMP/$name.in"
-  timeout -k 5 120 "$QKVM" "$@" -qmp "unix:$TMP/$name.qmp,server=on,wait=off" <"$TMP/$name.in" \
-    >"$TMP/$name.out" 2>"$TMP/$name.err" &
-  eval "pid_$name=$!"
-  exec {fd}>"$TMP/$name.in"   # held open: the console never sees an end of input
-  eval "fd_$name=$fd"
-}
-vm_stop() {
-  local name=$1 pid fd
-  eval "pid=\$pid_$name fd=\$fd_$name"
-  python3 "$QMPPY" "$TMP/$name.qmp" quit >/dev/null 2>&1
-  exec {fd}>&-
-  wait "$pid" 2>/dev/null
-}
-qmp() { local name=$1; shift; python3 "$QMPPY" "$TMP/$name.qmp" "$@" 2>/dev/null; }
-hmp() {  # hmp NAME 'LINE': the HMP command's output
-  qmp "$1" "human-monitor-command {\"command-line\": \"$2\"}" |
-    python3 -c 'import json,sys; sys.stdout.write(json.load(sys.stdin).get("return", "?"))' | tr -d '\r'
-}
-# the byte the guest waits for (a qkvm that is gone must not take the script with SIGPIPE)
-key() { local fd; eval "fd=\$fd_$1"; ( trap '' PIPE; printf x >&"$fd" ) 2>/dev/null; }
-lines() { tr -d '\r' <"$TMP/$1.out" | grep -a '^pcst: '; }
-# wait_n NAME LINE N: until LINE shows N times in NAME's output (30 s)
-wait_n() {
-  local i
-  for ((i = 0; i < 300; i++)); do
-    [ "$(lines "$1" | grep -cx -- "$2")" -ge "$3" ] && return 0
-    lines "$1" | grep -q FAIL && return 1
-    sleep 0.1
-  done
-  return 1
-}
-wait_running() {
-  local i
-  for ((i = 0; i < 300; i++)); do
-    qmp "$1" query-status | grep -q '"status": "running"' && return 0
-    sleep 0.1
-  done
-  return 1
-}
-no_fail() { if lines "$1" | grep -q FAIL; then fail "$2" "$(lines "$1" | grep FAIL)"; else pass "$2"; fi; }
-
 # ---- migration to a file and back ----
 vm_start src "${PC[@]}" "${RAW[@]}"
 if ! wait_n src "pcst: mid 0" 1; then
@@ -101,13 +54,7 @@ if wait_n src "pcst: ok 0" 1 && wait_n src "pcst: mid 1" 1; then
 else
   fail "the PC guest's first turn" "$(lines src | tail -n 3 | tr '\n' '|')"
 fi
-qmp src "migrate {\"uri\": \"file:$TMP/state\"}" >/dev/null
-for i in $(seq 1 100); do
-  qmp src query-migrate >"$TMP/qm"
-  grep -q '"completed"\|"failed"' "$TMP/qm" && break
-  sleep 0.1
-done
-if grep -q '"status": "completed"' "$TMP/qm"; then
+if migrate_to src "file:$TMP/state"; then
   pass "-M pc: migrate file: completes (it was refused before)"
 else
   fail "-M pc: migrate file: completes" "$(head -c 300 "$TMP/qm")"

@@ -15,6 +15,7 @@
 #include "accel/emu/emu.h"
 #include "hw/pci.h"
 #include "vm/acpi.h"
+#include "vm/migration.h"
 #include "vm/vcpu.h"
 #include "vm/vmstate.h"
 #include "virtio_fixture.h"
@@ -499,6 +500,55 @@ static void test_tcg_cpu_migrates(void **state)
     vfx_free(a);
 }
 
+/* Drops the section at off (its header and payload) from the stream. */
+static size_t drop_section(uint8_t *buf, size_t len, size_t off)
+{
+    size_t n = buf[off + 1];
+    uint32_t size = (uint32_t)buf[off + 2 + n + 8] | (uint32_t)buf[off + 2 + n + 9] << 8 |
+                    (uint32_t)buf[off + 2 + n + 10] << 16 | (uint32_t)buf[off + 2 + n + 11] << 24;
+    size_t whole = 2 + n + 12 + size;
+    memmove(buf + off, buf + off + whole, len - off - whole);
+    len -= whole;
+    fix_crc(buf, len);
+    return len;
+}
+
+/* A section marked optional (the i8042, fw_cfg: devices older streams had no state for) may be
+ * missing, and the device keeps its own state; any other missing section is refused. A machine
+ * with a blocker refuses to be saved, with the blocker's reason. */
+static void test_optional_and_blocker(void **state)
+{
+    (void)state;
+    struct vfx *a = vfx_new(one_rng);
+    pio_out(a, 0x64, 0x60);     /* i8042 command byte: 0x45 on a, left as reset on b */
+    pio_out(a, 0x60, 0x45);
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    assert_int_equal(vmstate_save(&a->m, &buf, &len), 0);
+    len = drop_section(buf, len, find_section(buf, len, "i8042"));
+    struct vfx *b = vfx_new(one_rng);
+    pio_out(b, 0x3ff, 0x99);
+    cmos_write(b, 0x40, 0x98);
+    char why[200] = "";
+    assert_int_equal(vmstate_load(&b->m, buf, len, why, sizeof(why)), 0);
+    assert_int_equal(pio_in(b, 0x3ff), pio_in(a, 0x3ff));   /* the rest came through */
+    len = drop_section(buf, len, find_section(buf, len, "rtc"));
+    pio_out(b, 0x3ff, 0x99);
+    cmos_write(b, 0x40, 0x98);
+    expect_refused(b, buf, len, -ENOENT, "the stream has no section 'rtc' instance 0");
+    free(buf);
+
+    assert_null(vmstate_blocker(&b->m));
+    vmstate_add_blocker(&b->m, "ivshmem-plain: its shared memory is not in the stream");
+    vmstate_add_blocker(&b->m, "a second reason");
+    assert_string_equal(vmstate_blocker(&b->m), "ivshmem-plain: its shared memory is not in the stream");
+    uint64_t written = 0;
+    assert_int_equal(migration_save_fd(&b->m, -1, &written, why, sizeof(why)), -ENOTSUP);
+    assert_non_null(strstr(why, "cannot save its state: ivshmem-plain"));
+    vfx_free(b);
+    vfx_free(a);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -508,6 +558,7 @@ int main(void)
         cmocka_unit_test(test_virtio_migrates),
         cmocka_unit_test(test_irqchip_migrates),
         cmocka_unit_test(test_tcg_cpu_migrates),
+        cmocka_unit_test(test_optional_and_blocker),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
