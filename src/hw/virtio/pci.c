@@ -299,10 +299,17 @@ static void bar_write(void *opaque, uint64_t off, const void *data, unsigned siz
 {
     struct virtio_dev *vd = opaque;
     if (off >= VIRTIO_PCI_NOTIFY) {
-        /* the doorbell: the queue's work happens on the I/O thread, as with an ioeventfd */
+        /* the doorbell: the queue's work happens on the I/O thread, as with an ioeventfd, or
+         * here for a device whose notify only wakes its own worker */
         uint64_t q = (off - VIRTIO_PCI_NOTIFY) / VIRTIO_PCI_NOTIFY_MULT;
-        if (q < vd->nqueues)
+        if (q < vd->nqueues && vd->ops->notify_inline) {
+            pthread_mutex_lock(&vd->lock);
+            if (virtio_running(vd) && vd->q[q].enabled)
+                vd->ops->queue_notify(vd, (unsigned)q);
+            pthread_mutex_unlock(&vd->lock);
+        } else if (q < vd->nqueues) {
             virtio_kick(vd, (unsigned)q);
+        }
         return;
     }
     pthread_mutex_lock(&vd->lock);

@@ -52,8 +52,12 @@ struct virtio_dev_ops {
     /* Device configuration space (offset < config_size); may be NULL when it has none. */
     void (*config_read)(struct virtio_dev *vd, unsigned off, void *data, unsigned size);
     void (*config_write)(struct virtio_dev *vd, unsigned off, const void *data, unsigned size);
-    /* Queue q has chains to look at (I/O thread). */
+    /* Queue q has chains to look at (I/O thread, or see notify_inline). */
     void (*queue_notify)(struct virtio_dev *vd, unsigned q);
+    /* queue_notify only hands chains to a thread of the device's own (a disk's worker): a
+     * doorbell that exits to qkvm (no ioeventfd, as under tcg) runs it in the vCPU's thread
+     * instead of waking the I/O thread for it. */
+    bool notify_inline;
     /* The driver reset the device: drop in-flight state (the transport reset the queues). */
     void (*reset)(struct virtio_dev *vd);
     /* Requests taken from the queues but still being served off the lock (a disk's worker):
