@@ -1112,6 +1112,15 @@ struct block *ide_channel_disk(struct ide_channel *ch, int unit, bool *read_only
     return ch->drive[unit].bs;
 }
 
+struct block *ide_channel_swap_disk(struct ide_channel *ch, int unit, struct block *bs)
+{
+    pthread_mutex_lock(&ch->lock);
+    struct block *old = ch->drive[unit].bs;
+    ch->drive[unit].bs = bs;
+    pthread_mutex_unlock(&ch->lock);
+    return old;
+}
+
 /* IDENTIFY's capacity words stay those of the size the guest was told at power-on, as a disk's
  * would; the range checks follow the image. */
 void ide_channel_refresh_disk(struct ide_channel *ch, int unit)

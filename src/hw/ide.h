@@ -92,6 +92,13 @@ int ide_disk_flush_all(struct machine *m);
 /* The channel's disk at unit (not a CD drive), or NULL; read_only may be NULL. */
 struct block *ide_channel_disk(struct ide_channel *ch, int unit, bool *read_only);
 void ide_channel_refresh_disk(struct ide_channel *ch, int unit);
+/* Puts bs in place of the disk at unit (a disk is there; nothing in flight: the vCPUs are
+ * paused) and returns the one it held. */
+struct block *ide_channel_swap_disk(struct ide_channel *ch, int unit, struct block *bs);
+/* The migration hand-over of the IDE disks' image locks (hw/disk.h, disk_inactivate_all and
+ * disk_activate_all, which call these). */
+int ide_disk_inactivate_all(struct machine *m);
+int ide_disk_activate_all(struct machine *m, char *why, size_t n);
 
 /* A bus master beside the channel (hw/bmdma.c, the PIIX's BMIDE) moves the data of the DMA
  * commands (READ/WRITE DMA (EXT), PACKET with its DMA bit) between the drive and guest memory.

@@ -36,6 +36,10 @@ struct piix {
     atomic_int tray_moved[4];  /* per place: 0 nothing, 1 closed, 2 opened */
     bool used[4];              /* bus * 2 + unit */
     bool cd[4];                /* a CD drive there */
+    /* a disk's -drive as given, kept to open its image again (the migration hand-over) */
+    struct drive_spec spec[4];
+    bool has_spec[4];
+    bool inactive[4];          /* opened without its lock: the image is another process's */
 };
 
 void ide_cd_name(int index, char *buf, size_t n)
@@ -93,6 +97,9 @@ static void piix_free(void *opaque)
             evloop_del(p->m->loop, p->tray_fd);
         close(p->tray_fd);
     }
+    for (int i = 0; i < 4; i++)
+        if (p->has_spec[i])
+            drive_spec_free(&p->spec[i]);
     free(p);
 }
 
@@ -199,6 +206,41 @@ void ide_disk_refresh(struct machine *m, int i)
     int place = ide_disk_place(p, i);
     if (place >= 0)
         ide_channel_refresh_disk(p->ch[place / 2], place % 2);
+}
+
+int ide_disk_inactivate_all(struct machine *m)
+{
+    struct piix *p = piix_of(m);
+    int ret = ide_disk_flush_all(m);
+    for (int place = 0; p && place < 4 && !ret; place++) {
+        struct block *bs = ide_channel_disk(p->ch[place / 2], place % 2, NULL);
+        if (bs && !p->inactive[place]) {
+            block_release_lock(bs);
+            p->inactive[place] = true;
+        }
+    }
+    return ret;
+}
+
+int ide_disk_activate_all(struct machine *m, char *why, size_t n)
+{
+    struct piix *p = piix_of(m);
+    for (int place = 0; p && place < 4; place++) {
+        if (!p->inactive[place] || !p->has_spec[place])
+            continue;
+        struct block_open_opts o = p->spec[place].open;
+        struct block *bs;
+        char err[BLOCK_ERR_MAX];
+        int ret = block_open(p->spec[place].file, &o, &bs, err);
+        if (ret) {
+            snprintf(why, n, "%s", err);
+            return ret;
+        }
+        block_close(ide_channel_swap_disk(p->ch[place / 2], place % 2, bs));
+        p->inactive[place] = false;
+        ide_channel_refresh_disk(p->ch[place / 2], place % 2);
+    }
+    return 0;
 }
 
 int ide_disk_flush_all(struct machine *m)
@@ -323,7 +365,11 @@ static int ide_device_create(struct machine *m, struct kvlist *opts, bool cd_ask
         ret = ide_cd_attach(p, index, &d, spec);
         goto out;
     }
-    if (!ret && (ret = block_open(d.file, &d.open, &bs, err)))
+    /* an incoming migration's disk is the source's until the stream is in: no lock until
+     * ide_disk_activate_all opens it again (docs/vmstate.md) */
+    struct block_open_opts o = d.open;
+    o.no_lock = m->cfg->incoming;
+    if (!ret && (ret = block_open(d.file, &o, &bs, err)))
         log_error("%s", err);
     /* QEMU's automatic BIOS translation (hw/block/hd-geometry.c): LBA once the disk has more
      * than 1024 cylinders of 16 heads and 63 sectors, so INT 13h's CHS reaches past 504 MiB */
@@ -337,7 +383,11 @@ static int ide_device_create(struct machine *m, struct kvlist *opts, bool cd_ask
         log_error("-drive %s: %s", spec, ret == -EINVAL ? "the image is smaller than one sector" : strerror(-ret));
     if (!ret) {
         p->used[index] = true;
+        p->inactive[index] = m->cfg->incoming;
+        p->spec[index] = d;
+        p->has_spec[index] = true;
         rtc_cmos_update(m, RTC_CMOS_DISK_TRANSLATION, (uint8_t)(3 << (2 * index)), (uint8_t)(lba_trans << (2 * index)));
+        return 0;
     }
 out:
     drive_spec_free(&d);

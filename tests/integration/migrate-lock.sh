@@ -63,3 +63,42 @@ python3 "$QMP" "$TMP/src.sock" quit >/dev/null 2>&1
 wait $src
 check "qemu-img check: the image is clean after both ends used it" qemu-img check -q "$TMP/disk.qcow2"
 expect_eq "the size both ends gave it stays" 100663296 "$(size)"
+
+# The PC machine's IDE disks are handed over the same way (-M pc, the disk on the primary master).
+qemu-img create -q -f qcow2 "$TMP/ide.qcow2" 32M
+P=(-M pc -accel tcg -m 16M -bios "$GUESTS/echo-rom.bin" -display none -serial none -nodefaults
+   -drive "file=$TMP/ide.qcow2,format=qcow2,if=ide,index=0")
+ide_locked() { ! qemu-img info "$TMP/ide.qcow2" >/dev/null 2>&1; }
+rm -f "$TMP"/src.sock "$TMP"/dst.sock
+timeout -k 5 120 "$QKVM" "${P[@]}" -qmp "unix:$TMP/src.sock,server=on,wait=off" </dev/null >"$TMP/src.out" 2>"$TMP/src.err" &
+src=$!
+for i in $(seq 1 50); do [ -S "$TMP/src.sock" ] && break; sleep 0.1; done
+check "-M pc: the running source holds its IDE image's lock" ide_locked
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+timeout -k 5 120 "$QKVM" "${P[@]}" -qmp "unix:$TMP/dst.sock,server=on,wait=off" -incoming "tcp:127.0.0.1:$port" \
+  </dev/null >"$TMP/dst.out" 2>"$TMP/dst.err" &
+dst=$!
+for i in $(seq 1 50); do [ -S "$TMP/dst.sock" ] && break; sleep 0.1; done
+check "-M pc: a destination opens the same IDE qcow2 path while the source holds its lock" kill -0 $dst
+python3 "$QMP" "$TMP/src.sock" "migrate {\"uri\": \"tcp:127.0.0.1:$port\"}" >/dev/null
+for i in $(seq 1 100); do
+  python3 "$QMP" "$TMP/src.sock" query-migrate >"$TMP/qm" 2>&1
+  grep -q '"completed"\|"failed"' "$TMP/qm" && break
+  sleep 0.1
+done
+check "-M pc: the migration completes" grep -q '"completed"' "$TMP/qm"
+for i in $(seq 1 50); do
+  python3 "$QMP" "$TMP/dst.sock" query-status >"$TMP/qs" 2>&1
+  grep -q '"running"' "$TMP/qs" && break
+  sleep 0.1
+done
+check "-M pc: the destination runs" grep -q '"running"' "$TMP/qs"
+check "-M pc: the IDE image is locked by the destination now" ide_locked
+python3 "$QMP" "$TMP/src.sock" cont >"$TMP/cont" 2>&1
+check "-M pc: cont on the postmigrate source fails: the destination holds the IDE image" grep -q 'Failed to get .*write.* lock' "$TMP/cont"
+python3 "$QMP" "$TMP/dst.sock" quit >/dev/null 2>&1
+wait $dst
+check "-M pc: with the destination gone, the IDE image is unlocked" eval '! ide_locked'
+python3 "$QMP" "$TMP/src.sock" quit >/dev/null 2>&1
+wait $src
+check "-M pc: qemu-img check: the IDE image is clean" qemu-img check -q "$TMP/ide.qcow2"

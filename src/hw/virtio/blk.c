@@ -299,6 +299,8 @@ int disk_flush_all(struct machine *m)
 int disk_inactivate_all(struct machine *m)
 {
     int ret = disk_flush_all(m);
+    if (!ret)
+        ret = ide_disk_inactivate_all(m);
     for (int i = 0; i < m->ndisks && !ret; i++) {
         struct virtio_blk *b = m->disks[i];
         if (!b->inactive) {
@@ -313,6 +315,9 @@ int disk_inactivate_all(struct machine *m)
  * metadata, and no request is in flight (the guest is paused, its queues drained). */
 int disk_activate_all(struct machine *m, char *why, size_t n)
 {
+    int iret = ide_disk_activate_all(m, why, n);
+    if (iret)
+        return iret;
     for (int i = 0; i < m->ndisks; i++) {
         struct virtio_blk *b = m->disks[i];
         if (!b->inactive)
