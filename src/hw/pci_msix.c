@@ -39,6 +39,7 @@ struct msix_vector {
 struct msix_ext {
     int fd;                     /* -1: none */
     bool bound;
+    bool warned;                /* said once that it could not be bound: the guest can retry often */
 };
 
 struct pci_msix {
@@ -117,7 +118,7 @@ static void msix_ext_update(struct pci_msix *x, unsigned i)
         machine_irqfd(m, e->fd, v->route, false);
         e->bound = false;
     }
-    if (ret < 0 && ret != -EOPNOTSUPP)
+    if (ret < 0 && ret != -EOPNOTSUPP && !e->warned && (e->warned = true))
         log_warn("%s: MSI-X vector %u: no irqfd for its eventfd (%s): rings go through qkvm",
                  x->d->name, i, strerror(-ret));
 }
@@ -140,13 +141,13 @@ int pci_msix_set_vector_fd(struct pci_device *d, unsigned vector, int fd)
         if (!x->ext)
             ret = -ENOMEM;
         for (unsigned i = 0; x->ext && i < x->n; i++)
-            x->ext[i] = (struct msix_ext){ -1, false };
+            x->ext[i] = (struct msix_ext){ -1, false, false };
     }
     if (!ret) {
         struct msix_ext *e = &x->ext[vector];
         if (e->bound)
             machine_irqfd(x->m, e->fd, x->v[vector].route, false);
-        *e = (struct msix_ext){ fd, false };
+        *e = (struct msix_ext){ fd, false, false };
         msix_ext_update(x, vector);
     }
     pthread_mutex_unlock(&x->lock);

@@ -608,7 +608,10 @@ enum emu_stop emu_cpu_run(struct cpu *c)
             cpu_sleep(c, c->timer_deadline, true);
             continue;
         }
-        if (unlikely(++c->poll_count >= 1024)) {
+        /* The local timer is looked at every 1024 trips through here (each up to 64 chained
+         * blocks), every 64 while one is armed: a TSC deadline a few microseconds ahead then
+         * fires within tens of microseconds of a busy loop, not a millisecond. */
+        if (unlikely(++c->poll_count >= (c->timer_deadline == UINT64_MAX ? 1024u : 64u))) {
             c->poll_count = 0;
             poll_timer(c);
             if (machine_stopping(c))
