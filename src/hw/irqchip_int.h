@@ -94,9 +94,8 @@ struct lapic {
     uint64_t tsc_hz, tsc_ns0, tsc0;
     bool nmi_pending, extint_pending;
     /* As KVM: a second NMI is kept while none is being handled (two that arrive together both
-     * run), one while the CPU handles one (from lapic_take_nmi to lapic_end_nmi). Not in the
-     * saved state (its format is shared with other work under way): across a save and load a
-     * second latched NMI is lost, as is the emulator's blocking of NMIs inside a handler. */
+     * run), one while the CPU handles one (from lapic_take_nmi to lapic_end_nmi). Both are in the
+     * saved state (section lapic version 2), as is the emulator's NMI blocking (cpu version 3). */
     bool nmi_second, nmi_in_service;
 };
 

@@ -750,6 +750,8 @@ static const struct vmstate_field lapic_fields[] = {
     VMSTATE_U64(struct lapic, tsc_hz), VMSTATE_U64(struct lapic, tsc_ns0), VMSTATE_U64(struct lapic, tsc0),
     VMSTATE_BOOL(struct lapic, nmi_pending), VMSTATE_BOOL(struct lapic, extint_pending),
     VMSTATE_U64(struct lapic, timer_deadline),
+    /* version 2: a second NMI latched while the first one's handler runs */
+    VMS_FIELD(struct lapic, nmi_second, VMS_BOOL, 1, 2), VMS_FIELD(struct lapic, nmi_in_service, VMS_BOOL, 1, 2),
     VMSTATE_END,
 };
 
@@ -778,7 +780,7 @@ static void lapic_post_load(void *opaque)
 }
 
 static const struct vmstate_desc lapic_vmstate = {
-    .name = "lapic", .version = 1, .min_version = 1, .size = sizeof(struct lapic), .fields = lapic_fields,
+    .name = "lapic", .version = 2, .min_version = 1, .size = sizeof(struct lapic), .fields = lapic_fields,
     .check = lapic_vmstate_check, .post_load = lapic_post_load,
 };
 

@@ -31,6 +31,7 @@ struct emu_cpu_persist {
     uint64_t xcr0;
     uint32_t pkru;              /* version 3: the protection-key rights */
     uint64_t pkrs;
+    bool nmi_blocked;           /* version 3 too: in an NMI handler, until its IRET */
 };
 
 #define P struct emu_cpu_persist
@@ -60,6 +61,7 @@ static const struct vmstate_field cpu_fields[] = {
     VMSTATE_BOOL(P, halted), VMSTATE_BOOL(P, wait_sipi), VMSTATE_BOOL(P, inhibit_irq),
     VMS_FIELD(P, ymmh, VMS_U64, 32, 2), VMS_FIELD(P, xcr0, VMS_U64, 1, 2),
     VMS_FIELD(P, pkru, VMS_U32, 1, 3), VMS_FIELD(P, pkrs, VMS_U64, 1, 3),
+    VMS_FIELD(P, nmi_blocked, VMS_BOOL, 1, 3),
     VMSTATE_END,
 };
 #undef P
@@ -85,6 +87,7 @@ static void emu_cpu_pre_save(void *opaque)
     memcpy(p->ymmh, c->ymmh, sizeof(p->ymmh));
     p->xcr0 = c->xcr0;
     p->pkru = c->pkru, p->pkrs = c->pkrs;
+    p->nmi_blocked = c->nmi_blocked;
     p->mxcsr = c->mxcsr;
     p->halted = c->halted, p->wait_sipi = c->wait_sipi, p->inhibit_irq = c->inhibit_irq;
 }
@@ -130,6 +133,7 @@ static void emu_cpu_post_load(void *opaque)
     c->xcr0 = p->xcr0 ? p->xcr0 : XCR0_X87;
     c->pkru = p->pkru;   /* 0 from older streams: all keys open, as after reset */
     c->pkrs = p->pkrs;
+    c->nmi_blocked = p->nmi_blocked;
     tlb_flush(c, true);  /* the rights in the TLB follow the keys */
     c->mxcsr = p->mxcsr;
     c->halted = p->halted, c->wait_sipi = p->wait_sipi, c->inhibit_irq = p->inhibit_irq;
