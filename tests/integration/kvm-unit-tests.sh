@@ -18,7 +18,7 @@ fi
 
 src=${QKVM_KUT_DIR:-$TOP/../shared/kvm-unit-tests}
 tarball=$(ls "$src"/*.tar.gz 2>/dev/null | head -n 1)
-QEMU_BIN=$(command -v qemu-system-x86_64 || true)
+QEMU_BIN=${QEMU_BIN-$(command -v qemu-system-x86_64 || true)}   # QEMU_BIN= runs qkvm alone
 if [ -z "$tarball" ]; then
   skip "kvm-unit-tests" "no tarball in $src"
   exit 0
