@@ -123,4 +123,28 @@ for n in "${names[@]}"; do
     fail "kvm-unit-tests $n" "passes on QEMU's TCG, qkvm: $(grep -m1 " $n" "$TMP/qkvm")"
   fi
 done
+
+# The hardware task switches are tests of the i386 build (group "tasks"): built apart, only
+# those two kernels, and run with the runner's command line (isa-debug-exit: status 1 is a pass).
+d32=$TOP/$B/kvm-unit-tests-i386
+stamp32=$d32/.built-$(basename "$tarball")
+if [ ! -f "$stamp32" ]; then
+  rm -rf "$d32" && mkdir -p "$d32"
+  if ! (tar xzf "$tarball" -C "$d32" && cd "$d32" && ./configure --arch=i386 &&
+        make -j2 x86/taskswitch.flat x86/taskswitch2.flat) >"$TMP/build32.log" 2>&1; then
+    skip "kvm-unit-tests taskswitch, taskswitch2" "the i386 build failed: $(tail -n 1 "$TMP/build32.log")"
+    exit 0
+  fi
+  touch "$stamp32"
+fi
+for n in taskswitch taskswitch2; do
+  args=(--no-reboot -nodefaults -device pc-testdev -device isa-debug-exit,iobase=0xf4,iosize=0x4
+        -display none -serial stdio -machine accel=tcg -kernel "$d32/x86/$n.flat" -smp 1)
+  timeout 60 "$QKVM" "${args[@]}" >"$TMP/$n.out" 2>&1 </dev/null; k=$?
+  q=-
+  [ -n "$QEMU_BIN" ] && { timeout 60 "$QEMU_BIN" "${args[@]}" >/dev/null 2>&1 </dev/null; q=$?; }
+  echo "# $n (i386): exit status QEMU $q, qkvm $k (1 is a pass)"
+  [ $k = 1 ] && pass "kvm-unit-tests $n (i386) passes on qkvm (QEMU's TCG: status $q)" ||
+    fail "kvm-unit-tests $n (i386)" "status $k: $(grep -m1 FAIL "$TMP/$n.out")"
+done
 exit 0
