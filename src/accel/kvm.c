@@ -72,7 +72,9 @@ static int kvm_set_slot(struct machine *m, int idx, uint64_t gpa, uint64_t size)
 {
     struct kvm_vm *k = m->accel_data;
     const struct mem_region *r = &m->mem[idx];
-    bool log = r->dirty || (k->log_ram && kvm_region_is_ram(m, r));
+    /* a device's host memory is logged always (machine_hostmem_dirty), RAM while migration
+     * tracks it */
+    bool log = (r->dirty && r->device) || (k->log_ram && kvm_region_is_ram(m, r));
     struct kvm_userspace_memory_region mr = {
         .slot = (uint32_t)idx,
         .flags = ((r->readonly && k->readonly_mem) ? KVM_MEM_READONLY : 0) |
@@ -140,31 +142,15 @@ static void kvm_dirty_track(struct machine *m, uint64_t gpa, uint64_t len, bool 
     }
 }
 
-/* The pages of RAM KVM logged since the last call, into m->dirty (memory_dirty_sync's bitmap). */
+/* The pages of RAM KVM logged since the last call, into each RAM region's bitmap (where
+ * memory_dirty_sync takes them), the way a device region's log is taken. */
 static int kvm_dirty_collect(struct machine *m)
 {
     struct kvm_vm *k = m->accel_data;
-    if (!k->log_ram || !m->dirty)
-        return 0;
     int ret = 0;
-    for (int i = 0; i < m->nmem && !ret; i++) {
-        const struct mem_region *r = &m->mem[i];
-        if (!kvm_region_is_ram(m, r) || !r->size)
-            continue;
-        uint64_t pages = r->size / 4096, first = (uint64_t)(r->host - m->ram) / 4096;
-        uint64_t *bits = calloc((size_t)((pages + 63) / 64), sizeof(*bits));
-        if (!bits)
-            return -ENOMEM;
-        struct kvm_dirty_log log = { .slot = (uint32_t)i, .dirty_bitmap = bits };
-        if (ioctl(k->vm_fd, KVM_GET_DIRTY_LOG, &log) < 0)
-            ret = -errno;
-        for (uint64_t w = 0; !ret && w < (pages + 63) / 64; w++)
-            for (uint64_t b = bits[w]; b; b &= b - 1) {
-                uint64_t page = first + w * 64 + (uint64_t)__builtin_ctzll(b);
-                atomic_fetch_or_explicit(&m->dirty[page / 64], 1ull << (page % 64), memory_order_relaxed);
-            }
-        free(bits);
-    }
+    for (int i = 0; k->log_ram && i < m->nmem && !ret; i++)
+        if (kvm_region_is_ram(m, &m->mem[i]))
+            ret = kvm_mem_dirty_sync(m, i);
     return ret;
 }
 

@@ -41,8 +41,9 @@ struct mem_region {
     bool readonly;      /* ROM: guest writes go to the MMIO bus (and are dropped) */
     bool device;        /* host memory a device shows (a RAM-backed BAR): not the guest's RAM */
     uint64_t capacity;  /* bytes at host: size, or what a device region has when mapped */
-    /* device regions: one bit per 4 KiB page the guest or a bus master wrote since the last
-     * machine_hostmem_dirty; NULL for RAM and ROM */
+    /* one bit per 4 KiB page the guest or a bus master wrote (vm/memory.h memory_note_written):
+     * device regions always, taken by machine_hostmem_dirty; guest RAM while migration tracks
+     * it, taken by memory_dirty_sync; NULL for ROM */
     _Atomic uint64_t *dirty;
 };
 
@@ -120,8 +121,7 @@ struct machine {
     const char *vmstate_blocker;     /* why it cannot be saved (vmstate_add_blocker), or NULL */
     struct migration *migration;     /* vm/migration.h: the one running or last done, or NULL */
     struct savevm *savevm;           /* vm/savevm.h: figures, -loadvm, the snapshot jobs; or NULL */
-    _Atomic uint64_t *dirty;         /* vm/memory.h: pages written while dirty_on, by RAM offset */
-    atomic_bool dirty_on;
+    atomic_bool dirty_on;            /* vm/memory.h: migration tracks writes to guest RAM */
     /* -incoming or -loadvm: the devices' state is still to come, and input from outside (the
      * serial console) waits in its chardev until the load, which would replace it, is done */
     atomic_bool state_incoming;

@@ -32,8 +32,11 @@ int memory_add_region(struct machine *m, uint64_t gpa, uint64_t size, uint8_t *h
 {
     if (m->nmem == MACHINE_MAX_MEM)
         return -ENOSPC;
+    _Atomic uint64_t *dirty = NULL;
+    if (!readonly && !(dirty = calloc((size / 4096 + 63) / 64, sizeof(*dirty))))
+        return -ENOMEM;
     m->mem[m->nmem++] = (struct mem_region){ .gpa = gpa, .size = size, .host = host,
-                                             .readonly = readonly, .capacity = size };
+                                             .readonly = readonly, .capacity = size, .dirty = dirty };
     return 0;
 }
 
@@ -85,8 +88,6 @@ static void memory_report_touched(const struct machine *m)
 
 void memory_destroy(struct machine *m)
 {
-    free((void *)m->dirty);
-    m->dirty = NULL;
     if (m->ram && log_enabled(LOG_TIME))
         memory_report_touched(m);
     if (m->ram)
@@ -127,15 +128,6 @@ int machine_write(struct machine *m, uint64_t gpa, const void *buf, uint64_t len
 void machine_note_dirty(struct machine *m, uint64_t gpa, uint64_t len)
 {
     memory_note_written(m, gpa, len);
-    if (!len)
-        return;
-    uint64_t off;
-    int i = memory_find(m, gpa, len, &off);
-    if (i >= 0 && m->mem[i].dirty) {
-        uint64_t first = off >> 12, last = (off + len - 1) >> 12;
-        for (uint64_t p = first; p <= last; p++)
-            atomic_fetch_or_explicit(&m->mem[i].dirty[p / 64], 1ull << (p % 64), memory_order_relaxed);
-    }
     if (m->accel && m->accel->mem_written)
         m->accel->mem_written(m, gpa, len);
 }
@@ -162,14 +154,12 @@ int memory_dirty_start(struct machine *m)
 {
     if (!m->accel || !m->accel->dirty_track)
         return -EOPNOTSUPP;
-    uint64_t words = (memory_ram_pages(m) + 63) / 64;
-    if (!m->dirty) {
-        m->dirty = calloc(words, sizeof(*m->dirty));
-        if (!m->dirty)
-            return -ENOMEM;
+    for (int i = 0; i < m->nmem; i++) {
+        struct mem_region *r = &m->mem[i];
+        if (memory_region_is_ram(m, r))
+            for (uint64_t w = 0; w < (r->size / 4096 + 63) / 64; w++)
+                atomic_store_explicit(&r->dirty[w], 0, memory_order_relaxed);
     }
-    for (uint64_t w = 0; w < words; w++)
-        atomic_store_explicit(&m->dirty[w], 0, memory_order_relaxed);
     memory_track_all(m, true);
     atomic_store(&m->dirty_on, true);
     return 0;
@@ -179,52 +169,55 @@ void memory_dirty_stop(struct machine *m)
 {
     if (!atomic_exchange(&m->dirty_on, false))
         return;
-    memory_track_all(m, false);   /* the bitmap stays until memory_destroy: a device may be in note */
+    memory_track_all(m, false);
 }
 
+/* The RAM regions' own bitmaps (the ones hostmem regions use too), by page of m->ram. */
 uint64_t memory_dirty_sync(struct machine *m, uint64_t *out)
 {
-    uint64_t pages = memory_ram_pages(m), words = (pages + 63) / 64, taken = 0;
+    uint64_t pages = memory_ram_pages(m), taken = 0;
     if (!atomic_load(&m->dirty_on))
         return 0;
-    /* an accelerator with a log of its own (KVM) hands it over first; a log that cannot be read
-     * makes every page count as written, not none */
-    if (m->accel->dirty_collect && m->accel->dirty_collect(m)) {
+    /* an accelerator with a log of its own (KVM) hands it over first, into the regions'
+     * bitmaps; a log that cannot be read makes every page count as written, not none */
+    bool all = m->accel->dirty_collect && m->accel->dirty_collect(m);
+    if (all)
         log_error("cannot read the accelerator's dirty log: every page counts as written");
-        for (uint64_t w = 0; w < words; w++)
-            atomic_store_explicit(&m->dirty[w], ~0ull, memory_order_relaxed);
-    }
-    for (uint64_t w = 0; w < words; w++) {
-        uint64_t bits = atomic_exchange_explicit(&m->dirty[w], 0, memory_order_relaxed);
-        if (w == words - 1 && pages % 64)
-            bits &= (1ull << (pages % 64)) - 1;
-        out[w] |= bits;
-        taken += (uint64_t)__builtin_popcountll(bits);
-        /* arm again what was written: the rest is armed still */
-        while (bits) {
-            int b = __builtin_ctzll(bits);
-            bits &= bits - 1;
-            uint64_t off = (w * 64 + (uint64_t)b) << 12;
-            for (int i = 0; i < m->nmem; i++) {
-                const struct mem_region *r = &m->mem[i];
-                uint64_t base = (uint64_t)(r->host - m->ram);
-                if (memory_region_is_ram(m, r) && off >= base && off - base < r->size)
-                    m->accel->dirty_track(m, r->gpa + (off - base), 4096, true);
+    for (int i = 0; i < m->nmem; i++) {
+        const struct mem_region *r = &m->mem[i];
+        if (!memory_region_is_ram(m, r))
+            continue;
+        uint64_t base = (uint64_t)(r->host - m->ram) >> 12, n = r->size >> 12;
+        for (uint64_t w = 0; w < (n + 63) / 64; w++) {
+            uint64_t bits = atomic_exchange_explicit(&r->dirty[w], 0, memory_order_relaxed) | (all ? ~0ull : 0);
+            while (bits) {
+                uint64_t p = w * 64 + (uint64_t)__builtin_ctzll(bits);
+                bits &= bits - 1;
+                if (p >= n || base + p >= pages)
+                    continue;
+                out[(base + p) / 64] |= 1ull << ((base + p) % 64);
+                taken++;
+                /* arm again what was written: the rest is armed still */
+                m->accel->dirty_track(m, r->gpa + (p << 12), 4096, true);
             }
         }
     }
     return taken;
 }
 
+/* One record of writes for every region: a device region's bits are always kept (for
+ * machine_hostmem_dirty), guest RAM's only while migration tracks it. */
 void memory_note_written(struct machine *m, uint64_t gpa, uint64_t len)
 {
-    if (!len || !atomic_load_explicit(&m->dirty_on, memory_order_acquire))
+    if (!len)
         return;
+    bool ram_on = atomic_load_explicit(&m->dirty_on, memory_order_acquire);
     for (uint64_t pa = gpa & ~0xfffull; pa < gpa + len; pa += 4096) {
-        uint8_t *h = machine_gpa_ptr(m, pa, 1);
-        if (!h || h < m->ram || h >= m->ram + m->ram_size)
+        uint64_t off;
+        int i = memory_find(m, pa, 1, &off);
+        if (i < 0 || !m->mem[i].dirty || (!m->mem[i].device && !ram_on))
             continue;
-        uint64_t page = (uint64_t)(h - m->ram) >> 12;
-        atomic_fetch_or_explicit(&m->dirty[page / 64], 1ull << (page % 64), memory_order_relaxed);
+        uint64_t p = off >> 12;
+        atomic_fetch_or_explicit(&m->mem[i].dirty[p / 64], 1ull << (p % 64), memory_order_relaxed);
     }
 }

@@ -29,8 +29,9 @@ void memory_dirty_stop(struct machine *m);
  * arms them again; returns how many were taken. With the vCPUs parked, so that no write is
  * between the accelerator's check and its store while a page is armed. */
 uint64_t memory_dirty_sync(struct machine *m, uint64_t *out);
-/* Guest RAM [gpa, gpa+len) was written (by a CPU of a tracking accelerator, or a device through
- * machine_note_dirty). Any thread; nothing while tracking is off. */
+/* [gpa, gpa+len) was written (by a CPU of a tracking accelerator, or a device through
+ * machine_note_dirty): its pages' bits in their region's bitmap (struct mem_region.dirty), for
+ * guest RAM only while tracking is on. Any thread. */
 void memory_note_written(struct machine *m, uint64_t gpa, uint64_t len);
 
 #endif

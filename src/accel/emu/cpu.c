@@ -65,7 +65,9 @@ int emu_vm_sync(struct emu_vm *vm)
         r->capacity = (m->mem[k].capacity ? m->mem[k].capacity : m->mem[k].size) & ~0xfffull;
         r->host = m->mem[k].host;
         r->readonly = m->mem[k].readonly;
-        r->dirty = m->mem[k].dirty;
+        /* a device region's every store is noted; guest RAM's only through the armed pages
+         * (EMU_PAGE_TRACK), so nothing is slower while no migration runs */
+        r->dirty = m->mem[k].device ? m->mem[k].dirty : NULL;
         r->pidx0 = pages;
         pages += (uint32_t)(r->capacity >> 12);
     }
