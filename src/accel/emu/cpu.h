@@ -186,7 +186,7 @@ struct cpu {
     uint8_t csz;           /* default operand size of the code segment: 2 or 4 */
     uint8_t ssz;           /* stack address size: 2, 4 or 8 */
     uint64_t lin_mask;     /* linear addresses wrap at 4 GiB outside long mode */
-    /* A data or stack segment of protected or compatibility mode is not flat (limit below
+    /* DS, ES or SS of protected or compatibility mode is not flat (limit below
      * 4 GiB, or expand-down): memory operands and the stack are limit-checked, and translated
      * code, which does not check, is not run. Off in 64-bit and real mode. */
     bool segchk;

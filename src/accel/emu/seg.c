@@ -36,12 +36,15 @@ static bool seg_flat(const struct cpu_segment *s)
     return s->unusable || (s->limit == 0xffffffffu && !expand_down);
 }
 
+/* Only DS, ES and SS decide: code that switches to protected mode often leaves FS and GS with
+ * their real-mode 64 KiB limits and never uses them, and it must not lose the translator for
+ * that (the loop ROM's protected-mode part ran at half speed). */
 void seg_update_check(struct cpu *c)
 {
-    static const int segs[5] = { SEG_ES, SEG_SS, SEG_DS, SEG_FS, SEG_GS };
+    static const int segs[3] = { SEG_ES, SEG_SS, SEG_DS };
     bool on = false;
     if ((c->cr0 & CR0_PE) && !(c->eflags & F_VM) && !c->code64)
-        for (int k = 0; k < 5; k++)
+        for (int k = 0; k < 3; k++)
             on = on || !seg_flat(&c->seg[segs[k]]);
     c->segchk = on;
 }
