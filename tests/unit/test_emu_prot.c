@@ -44,7 +44,7 @@
 #define BIG_RSVD 0x200000  /* a 2 MiB page whose PDE has bit 13 set */
 #define DONE 0x40          /* int $0x40 (a DPL-3 gate) ends a case */
 
-enum { CPL0 = 0, CPL3 = 3 };
+enum { CPL0 = 0, COMPAT = 1, CPL3 = 3 };
 #define CR4_UMIP 0x800u
 #define CR4_SMEP 0x100000u
 #define CR4_SMAP 0x200000u
@@ -104,6 +104,9 @@ static void build_descriptors(void)
     gdt[6] = ldt >> 32;
     gdt[7] = 0xf | (0x82ull << 40);   /* 0x38: an LDT whose base, 0x800000000000, is not canonical */
     gdt[8] = 0x8000;
+    gdt[9] = 0x00cf9b000000ffffull;    /* 0x48: 32-bit code, for compatibility mode */
+    gdt[10] = 0x0040930000000fffull;   /* 0x50: data, limit 0xfff (byte granular) */
+    gdt[11] = 0x0040970000002000ull;   /* 0x58: expand-down data, valid above 0x2000 */
     uint64_t data = 0x00cf93000000ffffull;
     memcpy(ram + ldt, &data, 8);
     uint64_t *idt = (uint64_t *)(ram + IDT);
@@ -150,7 +153,7 @@ static int teardown(void **st)
 struct pcase {
     const char *name;
     const char *model;     /* -cpu spec; NULL: max */
-    int cpl;
+    int cpl;               /* 0 or 3; 1 here means CPL 0 in compatibility mode (CS 0x48) */
     uint32_t cr4;          /* beyond PAE, OSFXSR, OSXMMEXCPT */
     bool nowp, ac, nonxe;
     const char *code;      /* instruction bytes, code_len of them; int $0x40 follows */
@@ -173,6 +176,8 @@ struct pcase {
 #define WRMSR "\x0f\x30"
 #define EAX(b0) "\xb8" b0 "\x00\x00\x00"   /* mov $b0, %eax */
 #define C(s) s, (int)sizeof(s) - 1
+#define LOAD_DS "\x66\xb8\x50\x00\x8e\xd8"   /* mov $0x50, %ax; mov %ax, %ds */
+#define LOAD_ES "\x66\xb8\x58\x00\x8e\xc0"   /* mov $0x58, %ax; mov %ax, %es */
 /* lldt 0x28; mov $4, %eax; mov %eax, %ds: a descriptor read from the LDT */
 #define LLDT_LOAD_DS "\xb8\x28\x00\x00\x00\x0f\x00\xd0\xb8\x04\x00\x00\x00\x8e\xd8"
 
@@ -265,6 +270,16 @@ static const struct pcase cases[] = {
     { "WRMSR GS_BASE canonical upper half is fine", NULL, CPL0, 0, false, false, false, C(WRMSR), 0, 0, 0xc0000101, 0xffff8000, DONE, 0, 0 },
     { "LLDT of a descriptor with a non-canonical base is #GP(selector)", NULL, CPL0, 0, false, false, false,
       C("\xb8\x38\x00\x00\x00\x0f\x00\xd0"), 0, 0, 0, 0, 13, 0x38, 0 },
+    /* segment limits, in compatibility mode (CS 0x48): DS 0x50 ends at 0xfff, ES 0x58 is
+     * expand-down above 0x2000; ESI holds the offset */
+    { "limits: a read inside DS's limit", NULL, COMPAT, 0, false, false, false, C(LOAD_DS "\x8a\x06"), KDATA - 0x20000 + 0xfff, 0, 0, 0, DONE, 0, 0 },
+    { "limits: a read past DS's limit is #GP(0)", NULL, COMPAT, 0, false, false, false, C(LOAD_DS "\x8a\x06"), 0x1000, 0, 0, 0, 13, 0, 0 },
+    { "limits: a write past DS's limit is #GP(0)", NULL, COMPAT, 0, false, false, false, C(LOAD_DS "\x89\x06"), 0x1800, 0, 0, 0, 13, 0, 0 },
+    { "limits: expand-down ES, an offset above the limit", NULL, COMPAT, 0, false, false, false, C(LOAD_ES "\x26\x8a\x06"), 0x21000, 0, 0, 0, DONE, 0, 0 },
+    { "limits: expand-down ES, an offset at the limit is #GP(0)", NULL, COMPAT, 0, false, false, false, C(LOAD_ES "\x26\x8a\x06"), 0x2000, 0, 0, 0, 13, 0, 0 },
+    { "limits: a push that ends past SS's limit is #SS(0)", NULL, COMPAT, 0, false, false, false,
+      C("\x66\xb8\x50\x00\x8e\xd0\xbc\x04\x10\x00\x00\x6a\x01"), 0, 0, 0, 0, 12, 0, 0 },
+    { "limits: flat segments in compatibility mode check nothing", NULL, COMPAT, 0, false, false, false, C("\x8b\x06"), KDATA + 0x800, 0, 0, 0, DONE, 0, 0 },
     { "LGDT with a non-canonical base is #GP", NULL, CPL0, 0, false, false, false, C("\x0f\x01\x16"), KDATA + 0x100, 0, 0, 0, 13, 0, 0 },
 };
 
@@ -286,7 +301,7 @@ static void run_case(const struct pcase *k, int jit)
     memset(ram + UDATA, 0x5a, 0x1000);
     ram[UPLAIN] = 0xc3;   /* RET */
     ram[UDATA + 0x800] = 0xc3;
-    uint64_t code = k->cpl ? UCODE : KCODE;
+    uint64_t code = k->cpl == CPL3 ? UCODE : KCODE;
     memcpy(ram + code, k->code, k->code_len);
     memcpy(ram + code + k->code_len, "\xcd\x40", 2);
     emu_vm_invalidate(vm, 0, RAM_SIZE);
@@ -300,11 +315,13 @@ static void run_case(const struct pcase *k, int jit)
     s.gpr[R_AX] = k->rax;
     s.gpr[R_CX] = k->rcx;
     s.gpr[R_DX] = k->rdx;
-    s.gpr[R_SP] = k->cpl ? USTACK : KSTACK;
+    s.gpr[R_SP] = k->cpl == CPL3 ? USTACK : KSTACK;
     for (int n = 0; n < SEG_COUNT; n++)
         s.seg[n] = cpu_segment_flat(0x10, 0x3, true);
     s.seg[SEG_CS] = cpu_segment_flat(0x08, 0xb, true);
-    if (k->cpl) {
+    if (k->cpl == COMPAT) {
+        s.seg[SEG_CS] = cpu_segment_flat(0x48, 0xb, false);
+    } else if (k->cpl) {
         for (int n = 0; n < SEG_COUNT; n++) {
             s.seg[n] = cpu_segment_flat(0x23, 0x3, true);
             s.seg[n].dpl = 3;
@@ -314,7 +331,7 @@ static void run_case(const struct pcase *k, int jit)
     }
     s.seg[SEG_TR] = (struct cpu_segment){ .base = TSS, .limit = 0x67, .type = 0xb, .present = 1 };
     s.seg[SEG_LDTR] = (struct cpu_segment){ .unusable = true };
-    s.gdt = (struct cpu_table){ GDT, 71 };
+    s.gdt = (struct cpu_table){ GDT, 95 };
     s.idt = (struct cpu_table){ IDT, 4095 };
     s.cr0 = 0x80050033 & ~(k->nowp ? 0x10000u : 0);
     s.cr3 = PML4;

@@ -647,10 +647,10 @@ enum emu_stop emu_cpu_run(struct cpu *c)
         }
         c->brk = false;
         c->icount += b->n;
-        if (!b->code && c->vm->jit_threshold >= 0 && b->pa != ~0ull &&
+        if (!b->code && c->vm->jit_threshold >= 0 && b->pa != ~0ull && !c->segchk &&
             ++b->hits > (uint32_t)c->vm->jit_threshold)
             jit_compile(c, b);
-        if (b->code) {
+        if (b->code && likely(!c->segchk)) {
             c->chain_budget = 64;
             jit_run(c, b);
             c->cur = NULL;

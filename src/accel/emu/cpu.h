@@ -188,6 +188,10 @@ struct cpu {
     uint8_t csz;           /* default operand size of the code segment: 2 or 4 */
     uint8_t ssz;           /* stack address size: 2, 4 or 8 */
     uint64_t lin_mask;     /* linear addresses wrap at 4 GiB outside long mode */
+    /* DS, ES or SS of protected or compatibility mode is not flat (limit below
+     * 4 GiB, or expand-down): memory operands and the stack are limit-checked, and translated
+     * code, which does not check, is not run. Off in 64-bit and real mode. */
+    bool segchk;
     bool inhibit_irq;      /* one instruction after STI / MOV SS */
     bool nmi_blocked;      /* from taking an NMI to the next IRET (SDM 6.7.1) */
 
@@ -488,6 +492,12 @@ static inline void mem_wr(struct cpu *c, uint64_t la, int sz, uint64_t v)
     mem_wr_slow(c, la, sz, v);
 }
 
+/* --- segment limits (seg.c) --- */
+/* #GP(0), or #SS(0) for SS, when [off, off + sz) is not inside seg's limits. */
+void seg_check_limit(struct cpu *c, int seg, uint64_t off, int sz);
+/* Recomputes c->segchk after a segment or mode change. */
+void seg_update_check(struct cpu *c);
+
 /* --- stack --- */
 static inline uint64_t seg_lin(struct cpu *c, int seg, uint64_t off)
 {
@@ -497,6 +507,8 @@ static inline uint64_t seg_lin(struct cpu *c, int seg, uint64_t off)
 static inline void push(struct cpu *c, int sz, uint64_t v)
 {
     uint64_t sp = (c->r[R_SP] - sz) & size_mask(c->ssz);
+    if (unlikely(c->segchk))
+        seg_check_limit(c, SEG_SS, sp, sz);
     mem_wr(c, seg_lin(c, SEG_SS, sp), sz, v);
     reg_set(c, R_SP, c->ssz, sp);
 }
@@ -504,6 +516,8 @@ static inline void push(struct cpu *c, int sz, uint64_t v)
 static inline uint64_t pop(struct cpu *c, int sz)
 {
     uint64_t sp = c->r[R_SP] & size_mask(c->ssz);
+    if (unlikely(c->segchk))
+        seg_check_limit(c, SEG_SS, sp, sz);
     uint64_t v = mem_rd(c, seg_lin(c, SEG_SS, sp), sz);
     reg_set(c, R_SP, c->ssz, sp + sz);
     return v;

@@ -22,7 +22,12 @@ static inline uint64_t ea_off(struct cpu *c, const struct insn *i)
 
 static inline uint64_t ea(struct cpu *c, const struct insn *i)
 {
-    return (c->segbase[i->seg] + ea_off(c, i)) & c->lin_mask;
+    uint64_t off = ea_off(c, i);
+    /* the operand's first byte only: its size is the handler's to know, and a check of one
+     * byte never faults where hardware would not */
+    if (unlikely(c->segchk))
+        seg_check_limit(c, i->seg, off, 1);
+    return (c->segbase[i->seg] + off) & c->lin_mask;
 }
 
 static inline uint64_t rm_read(struct cpu *c, const struct insn *i, int sz)

@@ -26,7 +26,42 @@ void cpu_update_mode(struct cpu *c)
         c->segbase[SEG_ES] = c->segbase[SEG_CS] = c->segbase[SEG_SS] = c->segbase[SEG_DS] = 0;
     }
     cpu_select_tlb(c);
+    seg_update_check(c);
     c->brk = true;
+}
+
+static bool seg_flat(const struct cpu_segment *s)
+{
+    bool expand_down = !(s->type & 8) && (s->type & 4);
+    return s->unusable || (s->limit == 0xffffffffu && !expand_down);
+}
+
+/* Only DS, ES and SS decide: code that switches to protected mode often leaves FS and GS with
+ * their real-mode 64 KiB limits and never uses them, and it must not lose the translator for
+ * that (the loop ROM's protected-mode part ran at half speed). */
+void seg_update_check(struct cpu *c)
+{
+    static const int segs[3] = { SEG_ES, SEG_SS, SEG_DS };
+    bool on = false;
+    if ((c->cr0 & CR0_PE) && !(c->eflags & F_VM) && !c->code64)
+        for (int k = 0; k < 3; k++)
+            on = on || !seg_flat(&c->seg[segs[k]]);
+    c->segchk = on;
+}
+
+void seg_check_limit(struct cpu *c, int seg, uint64_t off, int sz)
+{
+    const struct cpu_segment *s = &c->seg[seg];
+    uint64_t last = off + (uint64_t)sz - 1;
+    bool bad;
+    if (s->unusable)
+        bad = seg != SEG_SS;   /* a null selector: no access through it */
+    else if (!(s->type & 8) && (s->type & 4))   /* expand-down: above the limit, below the top */
+        bad = off <= s->limit || last > (s->db ? 0xffffffffull : 0xffffull);
+    else
+        bad = last > s->limit;
+    if (bad)
+        raise_exc_err(c, seg == SEG_SS ? EXC_SS : EXC_GP, 0);
 }
 
 void seg_set_real(struct cpu *c, int seg, uint16_t sel)
@@ -129,8 +164,14 @@ void seg_load(struct cpu *c, int seg, uint16_t sel)
     }
     c->seg[seg] = s;
     c->segbase[seg] = s.base;
-    if (seg == SEG_SS || c->code64)
+    if (seg == SEG_SS || c->code64) {
         cpu_update_mode(c);
+    } else {
+        bool was = c->segchk;
+        seg_update_check(c);
+        if (c->segchk != was)
+            c->brk = true;   /* translated code runs only while nothing needs a check */
+    }
 }
 
 /* Loads CS for a far transfer at privilege cpl (the caller decided it). */
