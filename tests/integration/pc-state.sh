@@ -119,6 +119,20 @@ fi
 no_fail lv "-loadvm: no check failed in the guest"
 vm_stop lv
 
+# ---- -kernel on -M pc (SeaBIOS loads it through fw_cfg), saved paused before its first instruction ----
+K=(-M pc -accel tcg -m 64 -kernel "$GUESTS/bzimage64.bin" -append "console=ttyS0 pc=1" -nographic)
+run_qkvm 60 "${K[@]}"
+tr -d '\r' <"$TMP/out" | grep -a '=' >"$TMP/kref"
+vm_start k "${K[@]}" -S
+migrate_to k "file:$TMP/kstate" || fail "-kernel on -M pc: migrate file: completes" "$(head -c 300 "$TMP/qm")"
+vm_stop k
+run_qkvm 60 "${K[@]}" -incoming "file:$TMP/kstate"
+if grep -q '^cmdline=console=ttyS0 pc=1$' "$TMP/kref" && cmp -s "$TMP/kref" <(tr -d '\r' <"$TMP/out" | grep -a '='); then
+  pass "-kernel on -M pc: the restored machine boots the kernel through SeaBIOS to the same lines"
+else
+  fail "-kernel on -M pc: restored" "rc=$rc $(tr -d '\r' <"$TMP/out" | head -c 200) $(head -c 200 "$TMP/err")"
+fi
+
 # ---- corrupt PC device sections: one line, status 1 ----
 if [ ! -s "$TMP/state" ]; then
   fail "corrupt sections" "no state file"
