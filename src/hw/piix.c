@@ -240,6 +240,7 @@ static int ide_cd_attach(struct piix *p, int index, struct drive_spec *d, const 
     if (d->file) {
         struct block_open_opts o = d->open;
         o.read_only = true;
+        o.no_lock = p->m->cfg && p->m->cfg->incoming;
         if ((ret = block_open(d->file, &o, &bs, err))) {
             log_error("%s", err);
             return ret;
@@ -315,8 +316,18 @@ static int ide_device_create(struct machine *m, struct kvlist *opts, bool cd_ask
         ret = ide_cd_attach(p, index, &d, spec);
         goto out;
     }
+    /* an incoming migration's disk: the source holds the lock of the shared file (as virtio-blk) */
+    d.open.no_lock = m->cfg && m->cfg->incoming;
     if (!ret && (ret = block_open(d.file, &d.open, &bs, err)))
         log_error("%s", err);
+    /* qcow2 caches metadata from the open on: only raw is handed over (as virtio-blk) */
+    if (!ret && d.open.no_lock && !d.open.read_only && strcmp(block_format_name(bs), "raw")) {
+        log_error("-incoming: %s: a writable %s disk cannot be migrated yet (its metadata is cached from the"
+                  " open on); use raw or readonly=on", d.file, block_format_name(bs));
+        block_close(bs);
+        bs = NULL;
+        ret = -ENOTSUP;
+    }
     /* QEMU's automatic BIOS translation (hw/block/hd-geometry.c): LBA once the disk has more
      * than 1024 cylinders of 16 heads and 63 sectors, so INT 13h's CHS reaches past 504 MiB */
     bool lba_trans = !ret && block_length(bs) / IDE_SECTOR / (16 * 63) > 1024;

@@ -79,6 +79,29 @@ fi
 no_fail dst "-incoming file: no check failed in the guest"
 vm_stop dst
 
+# ---- live migration over a UNIX socket, the guest running (spinning on its console) ----
+vm_start lsrc "${PC[@]}" "${RAW[@]}"
+wait_n lsrc "pcst: mid 0" 1 && key lsrc
+if wait_n lsrc "pcst: mid 1" 1; then
+  vm_start ldst "${PC[@]}" "${RAW[@]}" -incoming "unix:$TMP/mig.sock"
+  for i in $(seq 1 100); do [ -S "$TMP/mig.sock" ] && break; sleep 0.1; done
+  if migrate_to lsrc "unix:$TMP/mig.sock" && wait_running ldst; then
+    key ldst
+    if wait_n ldst "pcst: ok 1" 1 && wait_n ldst "pcst: mid 2" 1; then
+      pass "-M pc: live migration over unix: the destination completes the turn in flight"
+    else
+      fail "-M pc: live migration: the turn in flight" "$(lines ldst | tr '\n' '|') $(head -c 300 "$TMP/ldst.err")"
+    fi
+  else
+    fail "-M pc: live migration over unix: completes" "$(head -c 300 "$TMP/qm") $(head -c 300 "$TMP/ldst.err")"
+  fi
+  no_fail ldst "live migration: no check failed in the guest"
+  vm_stop ldst
+else
+  fail "the live-migration source reaches mid 1" "$(lines lsrc | tail -n 3 | tr '\n' '|')"
+fi
+vm_stop lsrc
+
 # ---- savevm / loadvm (qcow2 disk), -loadvm ----
 vm_start sv "${PC[@]}" "${QCOW[@]}"
 wait_n sv "pcst: mid 0" 1 && key sv
