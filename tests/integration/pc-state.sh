@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # The PC machine (-M pc, SeaBIOS) through migration to a file and back, live migration over a
-# UNIX socket, savevm/loadvm and -loadvm, with tests/guest/pc-state.asm booted from an IDE disk beside an ATAPI CD: the guest
-# waits at "pcst: mid N" with a disk READ SECTORS and a CD READ(10) half read, fw_cfg halfway
-# through an item and the i8042 with two bytes of a reply queued; the machine is saved there and
-# restored, and only then gets the byte that lets the guest read the rest and check every word
-# (and write a sector, read one through SeaBIOS's INT 13h from the PAM-shadowed BIOS, compare the
-# BIOS area's sum). -kernel on -M pc saved at -S boots to the same lines. Then sections of the PC devices, corrupted with their checksums fixed up, are
-# each refused by the destination with one line and status 1.
+# UNIX socket, savevm/loadvm and -loadvm, with tests/guest/pc-state.asm booted from an IDE disk
+# beside an ATAPI CD: the guest waits at "pcst: mid N" with a disk READ SECTORS and a CD READ(10)
+# half read, fw_cfg halfway through an item and the i8042 with two bytes of a reply queued; the
+# machine is saved there and restored, and only then gets the byte that lets the guest read the
+# rest and check every word (and write a sector, read one through SeaBIOS's INT 13h from the
+# PAM-shadowed BIOS, compare the BIOS area's sum). -kernel on -M pc saved at -S boots to the same
+# lines. Then sections of the PC devices, corrupted with their checksums fixed up, are each
+# refused by the destination with one line and status 1.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/state-vm.bash"
 
