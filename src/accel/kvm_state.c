@@ -96,16 +96,19 @@ static void kvm_cpu_pre_save(void *opaque)
         int n = ioctl(fd, KVM_GET_MSRS, &b);
         if (n != (int)p->nlive) {
             what = "MSRs";
+            if (n >= 0)
+                errno = EIO;   /* KVM read fewer than it listed */
         } else {
             p->nmsrs = p->nlive;
             for (uint32_t i = 0; i < p->nlive; i++)
                 p->msr_index[i] = b.e[i].index, p->msr_value[i] = b.e[i].data;
         }
     }
+    int err = errno;   /* of the read that failed, before the next ioctl */
     int khz = ioctl(fd, KVM_GET_TSC_KHZ, 0);
     p->tsc_khz = khz > 0 ? (uint32_t)khz : 0;
     if (what)
-        log_error("kvm: cannot read vCPU %d's %s for the state stream: %s", p->id, what, strerror(errno));
+        log_error("kvm: cannot read vCPU %d's %s for the state stream: %s", p->id, what, strerror(err));
     else
         p->valid = true;
 }

@@ -285,6 +285,7 @@ static int ide_cd_attach(struct piix *p, int index, struct drive_spec *d, const 
     if (d->file) {
         struct block_open_opts o = d->open;
         o.read_only = true;
+        o.no_lock = p->m->cfg && p->m->cfg->incoming;
         if ((ret = block_open(d->file, &o, &bs, err))) {
             log_error("%s", err);
             return ret;

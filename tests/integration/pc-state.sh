@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# The PC machine (-M pc, SeaBIOS) through migration to a file and back, savevm/loadvm and
-# -loadvm, with tests/guest/pc-state.asm booted from an IDE disk beside an ATAPI CD: the guest
-# waits at "pcst: mid N" with a disk READ SECTORS and a CD READ(10) half read, fw_cfg halfway
-# through an item and the i8042 with two bytes of a reply queued; the machine is saved there and
-# restored, and only then gets the byte that lets the guest read the rest and check every word
-# (and write a sector, read one through SeaBIOS's INT 13h from the PAM-shadowed BIOS, compare the
-# BIOS area's sum). Then sections of the PC devices, corrupted with their checksums fixed up, are
-# each refused by the destination with one line and status 1.
+# The PC machine (-M pc, SeaBIOS) through migration to a file and back, live migration over a
+# UNIX socket, savevm/loadvm and -loadvm, with tests/guest/pc-state.asm booted from an IDE disk
+# beside an ATAPI CD: the guest waits at "pcst: mid N" with a disk READ SECTORS and a CD READ(10)
+# half read, fw_cfg halfway through an item and the i8042 with two bytes of a reply queued; the
+# machine is saved there and restored, and only then gets the byte that lets the guest read the
+# rest and check every word (and write a sector, read one through SeaBIOS's INT 13h from the
+# PAM-shadowed BIOS, compare the BIOS area's sum). -kernel on -M pc saved at -S boots to the same
+# lines. Then sections of the PC devices, corrupted with their checksums fixed up, are each
+# refused by the destination with one line and status 1.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/state-vm.bash"
 
@@ -79,6 +80,29 @@ fi
 no_fail dst "-incoming file: no check failed in the guest"
 vm_stop dst
 
+# ---- live migration over a UNIX socket, the guest running (spinning on its console) ----
+vm_start lsrc "${PC[@]}" "${RAW[@]}"
+wait_n lsrc "pcst: mid 0" 1 && key lsrc
+if wait_n lsrc "pcst: mid 1" 1; then
+  vm_start ldst "${PC[@]}" "${RAW[@]}" -incoming "unix:$TMP/mig.sock"
+  for i in $(seq 1 100); do [ -S "$TMP/mig.sock" ] && break; sleep 0.1; done
+  if migrate_to lsrc "unix:$TMP/mig.sock" && wait_running ldst; then
+    key ldst
+    if wait_n ldst "pcst: ok 1" 1 && wait_n ldst "pcst: mid 2" 1; then
+      pass "-M pc: live migration over unix: the destination completes the turn in flight"
+    else
+      fail "-M pc: live migration: the turn in flight" "$(lines ldst | tr '\n' '|') $(head -c 300 "$TMP/ldst.err")"
+    fi
+  else
+    fail "-M pc: live migration over unix: completes" "$(head -c 300 "$TMP/qm") $(head -c 300 "$TMP/ldst.err")"
+  fi
+  no_fail ldst "live migration: no check failed in the guest"
+  vm_stop ldst
+else
+  fail "the live-migration source reaches mid 1" "$(lines lsrc | tail -n 3 | tr '\n' '|')"
+fi
+vm_stop lsrc
+
 # ---- savevm / loadvm (qcow2 disk), -loadvm ----
 vm_start sv "${PC[@]}" "${QCOW[@]}"
 wait_n sv "pcst: mid 0" 1 && key sv
@@ -118,6 +142,20 @@ else
 fi
 no_fail lv "-loadvm: no check failed in the guest"
 vm_stop lv
+
+# ---- -kernel on -M pc (SeaBIOS loads it through fw_cfg), saved paused before its first instruction ----
+K=(-M pc -accel tcg -m 64 -kernel "$GUESTS/bzimage64.bin" -append "console=ttyS0 pc=1" -nographic)
+run_qkvm 60 "${K[@]}"
+tr -d '\r' <"$TMP/out" | grep -a '=' >"$TMP/kref"
+vm_start k "${K[@]}" -S
+migrate_to k "file:$TMP/kstate" || fail "-kernel on -M pc: migrate file: completes" "$(head -c 300 "$TMP/qm")"
+vm_stop k
+run_qkvm 60 "${K[@]}" -incoming "file:$TMP/kstate"
+if grep -q '^cmdline=console=ttyS0 pc=1$' "$TMP/kref" && cmp -s "$TMP/kref" <(tr -d '\r' <"$TMP/out" | grep -a '='); then
+  pass "-kernel on -M pc: the restored machine boots the kernel through SeaBIOS to the same lines"
+else
+  fail "-kernel on -M pc: restored" "rc=$rc $(tr -d '\r' <"$TMP/out" | head -c 200) $(head -c 200 "$TMP/err")"
+fi
 
 # ---- corrupt PC device sections: one line, status 1 ----
 if [ ! -s "$TMP/state" ]; then

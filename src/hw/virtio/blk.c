@@ -281,7 +281,9 @@ int disk_get_stats(struct machine *m, int idx, struct disk_stats *st)
 
 int disk_count(struct machine *m)
 {
-    return m->ndisks + ide_disk_count(m);
+    /* callers size their tables by MACHINE_MAX_DISKS: IDE disks past it are not offered */
+    int n = m->ndisks + ide_disk_count(m);
+    return n > MACHINE_MAX_DISKS ? MACHINE_MAX_DISKS : n;
 }
 
 int disk_flush_all(struct machine *m)
