@@ -923,6 +923,37 @@ static void emit_incdec(struct tx *t, int dec, int sz, int g, bool live)
     stg(t, g, RAX);
 }
 
+/* ADD/OR/AND/SUB/XOR with a memory destination of 4 or 8 bytes (not LOCKed), the source in rcx
+ * (loaded by the caller after this call's ccall_new): one write lookup in the TLB, then the
+ * host's load, operation and store through the host pointer. A miss, or a page with code,
+ * runs the instruction's handler out of line instead (a ccall), so the interpreter's
+ * read-modify-write (faults, MMIO, self-modifying code) stays the only slow path. The two ways
+ * leave the lazy flags in different encodings: nothing after it may assume which. */
+static struct ccall *rmw_begin(struct tx *t, const struct insn *i, int sz)
+{
+    if (sz != 4 && sz != 8)
+        return NULL;
+    if (t->nccall >= CCALL_MAX - 1)
+        return NULL;
+    struct ccall *k = ccall_new(t, i);
+    emit_ea(t, i);
+    tlb_lookup(t, true, sz, k->patch, &k->npatch);
+    mov_rr(t, 1, R8, RAX);
+    return k;
+}
+
+static void rmw_end(struct tx *t, struct ccall *k, int kind, int sz, bool live)
+{
+    int w = sz == 8;
+    op_rm(t, w, 0x8b, RAX, R8, 0);                  /* rax = [r8] */
+    op_rr(t, w, alu_host[kind], RCX, RAX);
+    if (live)
+        alu_flags(t, kind, sz, RAX);
+    op_rm(t, w, 0x89, RAX, R8, 0);                  /* [r8] = rax */
+    k->resume = t->p;
+    t->cc = CC_UNKNOWN;
+}
+
 /* Emits i inline when it is one of the handled forms; false leaves it to its handler. live: a
  * later instruction may read the flags i writes. */
 static bool emit_inline(struct tx *t, const struct insn *i, bool live)
@@ -1067,8 +1098,13 @@ static bool emit_inline(struct tx *t, const struct insn *i, bool live)
             emit_ea(t, i);
             emit_load(t, i, sz);
             ldg(t, w, RCX, i->reg);
-        } else {
-            return false;
+        } else {                        /* op m, r */
+            struct ccall *k = rmw_begin(t, i, sz);
+            if (!k)
+                return false;
+            ldg(t, w, RCX, i->reg);
+            rmw_end(t, k, kind, sz, live);
+            return true;
         }
         emit_alu(t, kind, sz, dst, live);
         return true;
@@ -1085,8 +1121,13 @@ static bool emit_inline(struct tx *t, const struct insn *i, bool live)
         } else if (i->sub == RMW_CMP) {
             emit_ea(t, i);
             emit_load(t, i, sz);
-        } else {
-            return false;
+        } else {                        /* op m, imm */
+            struct ccall *k = rmw_begin(t, i, sz);
+            if (!k)
+                return false;
+            ld_imm(t, RCX, i, sz);
+            rmw_end(t, k, i->sub, sz, live);
+            return true;
         }
         ld_imm(t, RCX, i, sz);
         emit_alu(t, i->sub, sz, i->rm, live);
