@@ -51,7 +51,7 @@ struct block_open_opts {
     bool metadata_only;       /* info/check: encrypted images open without a secret, no I/O */
     bool force_share;         /* -U: a reader that lets others write (no lock against them) */
     bool no_lock;             /* no image lock at all: an incoming migration's disk, whose lock
-                                 the source holds until it has handed over (docs/vmstate.md) */
+                                 the source holds until it has handed over (docs/migration.md) */
     uint64_t l2_cache_bytes;  /* qcow2 metadata caches (0: the L2 cache covers the image) */
     uint64_t refcount_cache_bytes;
 };

@@ -367,7 +367,7 @@ static int ide_device_create(struct machine *m, struct kvlist *opts, bool cd_ask
         goto out;
     }
     /* an incoming migration's disk is the source's until the stream is in: no lock until
-     * ide_disk_activate_all opens it again (docs/vmstate.md) */
+     * ide_disk_activate_all opens it again (docs/migration.md) */
     struct block_open_opts o = d.open;
     o.no_lock = m->cfg->incoming;
     if (!ret && (ret = block_open(d.file, &o, &bs, err)))

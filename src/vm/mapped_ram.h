@@ -3,7 +3,7 @@
  * RAM from the file copy-on-write (MAP_PRIVATE) instead of reading it: the guest runs again in
  * milliseconds, its untouched memory costs nothing, and restores from one file share its pages
  * in the page cache. vm/migration.c uses it for file: URIs with the capability set; the file's
- * layout is in docs/vmstate.md.
+ * layout is in docs/migration.md.
  *
  * The file's head (its header, the bitmap of pages with data, the device state) is checksummed;
  * the pages are not, as reading them to check would undo the lazy restore (QEMU's are not

@@ -4,7 +4,7 @@
  * first while the guest runs (pre-copy, rounds of the pages it wrote since, vm/memory.h's dirty
  * tracking), then the guest is paused for the last pages and the devices (stop-and-copy). To a
  * file or a command the guest is paused first and everything written once. The stream format and
- * the figures are in docs/vmstate.md.
+ * the figures are in docs/migration.md.
  *
  * Every function here runs on the machine's I/O thread (the monitors' thread); the transfer runs
  * on a thread of its own and comes back to the I/O thread to pause, save and load devices. */

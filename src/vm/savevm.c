@@ -266,7 +266,7 @@ int savevm_save(struct machine *m, const struct savevm_req *r, char *why, size_t
 out:
     if (fd >= 0)
         close(fd);
-    if (!ret)   /* the figures docs/vmstate.md quotes: qkvm -d time */
+    if (!ret)   /* the figures docs/migration.md quotes: qkvm -d time */
         log_debug(LOG_TIME, "savevm %s: %" PRIu64 " bytes of VM state, %" PRIu64 " ms", r->tag, len,
                   (clock_now_ns() - t0) / 1000000);
     if (was_running)

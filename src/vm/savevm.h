@@ -2,7 +2,7 @@
  * inside a qcow2 image as QEMU keeps it: the stream in the image's VM state area, then an
  * internal snapshot with vm_state_size set (block/snapshot.h), and a disk snapshot of the same
  * name on every other disk the guest can write, so that going back restores memory, devices and
- * disks together. The layout and figures are in docs/vmstate.md.
+ * disks together. The layout and figures are in docs/migration.md.
  *
  * Everything runs on the machine's I/O thread (the monitors' thread), the guest paused meanwhile
  * and running again after if it was running. Functions return 0 or -errno with why set (one

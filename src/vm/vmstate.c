@@ -1,4 +1,4 @@
-/* The one engine that writes and reads device state (vm/vmstate.h, docs/vmstate.md). A device
+/* The one engine that writes and reads device state (vm/vmstate.h, docs/migration.md). A device
  * only describes its fields; the stream's framing, versions, checksum and every check of input
  * live here, so a hostile stream meets one parser. */
 #include "vm/vmstate.h"

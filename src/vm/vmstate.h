@@ -1,7 +1,7 @@
 /* Device state as a stream: each device describes its state once, beside its handlers (fields
  * of its struct with offsets, sizes and types, as QEMU's VMStateDescription), registers that
  * description with its machine, and one engine here writes and reads every registered device.
- * The stream format and versioning rules are in docs/vmstate.md.
+ * The stream format and versioning rules are in docs/migration.md.
  *
  * Save and load run on the I/O thread with the vCPUs paused (vm/control.h): no device handler
  * runs meanwhile, so the engine takes no device locks. */

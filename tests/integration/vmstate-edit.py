@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Edits one device section inside a qkvm migration stream (docs/vmstate.md: "Migration stream"
+"""Edits one device section inside a qkvm migration stream (docs/migration.md: "Migration stream"
 and "Stream format") and fixes both checksums up, so that what the destination refuses is the
 section's content, not a damaged stream.
 

@@ -21,7 +21,7 @@ int cmd_migrate(struct monitor_ctx *ctx, const struct json_value *a, struct json
     const struct json_value *blk = json_get(a, "blk"), *inc = json_get(a, "inc");
     if ((blk && blk->b) || (inc && inc->b))
         return monitor_fail(e, "GenericError", -ENOTSUP,
-                            "block migration is not supported by qkvm: disks are shared (docs/vmstate.md)");
+                            "block migration is not supported by qkvm: disks are shared (docs/migration.md)");
     char why[400];
     int ret = migration_start(ctx->m, json_get(a, "uri")->s, why, sizeof(why));
     if (ret)
