@@ -608,7 +608,9 @@ static int x2apic_msr_write(struct lapic *l, uint32_t msr, uint64_t val, struct 
         if (val)
             return -EINVAL;
         break;
-    case 0x3f0:     /* SELF IPI */
+    case 0x3f0:     /* SELF IPI: bits 31:8 are reserved (#GP, as KVM and kvm-unit-tests' msr) */
+        if (val & ~0xffull)
+            return -EINVAL;
         lapic_send_ipi(l, ((uint32_t)val & 0xff) | 1u << 18, 0, true, w);   /* fixed, to self */
         return 0;
     default:

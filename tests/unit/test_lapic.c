@@ -384,6 +384,7 @@ static void test_lapic_x2apic_id(void **state)
     assert_int_equal(lapic_msr_write(l, 0x802, 7), -EINVAL);   /* read-only in x2APIC mode */
     assert_int_equal(lapic_msr_read(l, 0x83f, &v), -EINVAL);   /* SELF IPI is write-only */
     assert_int_equal(lapic_msr_write(l, 0x808, 1ull << 32), -EINVAL);   /* TPR's high half */
+    assert_int_equal(lapic_msr_write(l, 0x83f, 0x100), -EINVAL);   /* SELF IPI: bits 31:8 reserved */
     assert_int_equal(lapic_msr_write(l, 0x1b, 0xfee00000), 0);
     assert_int_equal(lapic_msr_write(l, 0x1b, 0xfee00800), 0);
     lapic_mmio_write(l, 0x20, 9u << 24);
