@@ -16,35 +16,45 @@ QMP=$TOP/tests/integration/qmp.py
 qemu-img create -q -f qcow2 "$TMP/disk.qcow2" 32M
 G=(-accel tcg -m 16M -bios "$GUESTS/echo-rom.bin" -display none -serial none
    -drive "file=$TMP/disk.qcow2,format=qcow2,if=virtio")
+# migrate_to PORT: the source's migrate to a tcp destination, polled until it ends (reply in $TMP/qm)
+migrate_to() {
+  python3 "$QMP" "$TMP/src.sock" "migrate {\"uri\": \"tcp:127.0.0.1:$1\"}" >/dev/null
+  for i in $(seq 1 100); do
+    python3 "$QMP" "$TMP/src.sock" query-migrate >"$TMP/qm" 2>&1
+    grep -q '"completed"\|"failed"' "$TMP/qm" && break
+    sleep 0.1
+  done
+}
+# wait_running: until the destination says running (reply in $TMP/qs)
+wait_running() {
+  for i in $(seq 1 50); do
+    python3 "$QMP" "$TMP/dst.sock" query-status >"$TMP/qs" 2>&1
+    grep -q '"running"' "$TMP/qs" && break
+    sleep 0.1
+  done
+}
+wait_sock() { for i in $(seq 1 50); do [ -S "$1" ] && break; sleep 0.1; done; }
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 locked() { ! qemu-img info "$TMP/disk.qcow2" >/dev/null 2>&1; }
 size() { qemu-img info -U --output=json "$TMP/disk.qcow2" | python3 -c 'import json,sys; print(json.load(sys.stdin)["virtual-size"])'; }
 
 timeout -k 5 120 "$QKVM" "${G[@]}" -qmp "unix:$TMP/src.sock,server=on,wait=off" </dev/null >"$TMP/src.out" 2>"$TMP/src.err" &
 src=$!
-for i in $(seq 1 50); do [ -S "$TMP/src.sock" ] && break; sleep 0.1; done
+wait_sock "$TMP/src.sock"
 check "the running source holds the image's lock (qemu-img info is refused)" locked
 
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+port=$(free_port)
 timeout -k 5 120 "$QKVM" "${G[@]}" -qmp "unix:$TMP/dst.sock,server=on,wait=off" -incoming "tcp:127.0.0.1:$port" \
   </dev/null >"$TMP/dst.out" 2>"$TMP/dst.err" &
 dst=$!
-for i in $(seq 1 50); do [ -S "$TMP/dst.sock" ] && break; sleep 0.1; done
+wait_sock "$TMP/dst.sock"
 check "a destination opens the same qcow2 path while the source holds its lock" kill -0 $dst
 python3 "$QMP" "$TMP/src.sock" 'block_resize {"device": "virtio0", "size": 67108864}' >/dev/null
 expect_eq "the source grows the image after the destination opened it" 67108864 "$(size)"
 
-python3 "$QMP" "$TMP/src.sock" "migrate {\"uri\": \"tcp:127.0.0.1:$port\"}" >/dev/null
-for i in $(seq 1 100); do
-  python3 "$QMP" "$TMP/src.sock" query-migrate >"$TMP/qm" 2>&1
-  grep -q '"completed"\|"failed"' "$TMP/qm" && break
-  sleep 0.1
-done
+migrate_to "$port"
 check "the migration completes" grep -q '"completed"' "$TMP/qm"
-for i in $(seq 1 50); do
-  python3 "$QMP" "$TMP/dst.sock" query-status >"$TMP/qs" 2>&1
-  grep -q '"running"' "$TMP/qs" && break
-  sleep 0.1
-done
+wait_running
 check "the destination runs" grep -q '"running"' "$TMP/qs"
 # the destination, the image's owner now, changes its metadata in turn
 python3 "$QMP" "$TMP/dst.sock" 'block_resize {"device": "virtio0", "size": 100663296}' >"$TMP/resize"
@@ -72,26 +82,17 @@ ide_locked() { ! qemu-img info "$TMP/ide.qcow2" >/dev/null 2>&1; }
 rm -f "$TMP"/src.sock "$TMP"/dst.sock
 timeout -k 5 120 "$QKVM" "${P[@]}" -qmp "unix:$TMP/src.sock,server=on,wait=off" </dev/null >"$TMP/src.out" 2>"$TMP/src.err" &
 src=$!
-for i in $(seq 1 50); do [ -S "$TMP/src.sock" ] && break; sleep 0.1; done
+wait_sock "$TMP/src.sock"
 check "-M pc: the running source holds its IDE image's lock" ide_locked
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+port=$(free_port)
 timeout -k 5 120 "$QKVM" "${P[@]}" -qmp "unix:$TMP/dst.sock,server=on,wait=off" -incoming "tcp:127.0.0.1:$port" \
   </dev/null >"$TMP/dst.out" 2>"$TMP/dst.err" &
 dst=$!
-for i in $(seq 1 50); do [ -S "$TMP/dst.sock" ] && break; sleep 0.1; done
+wait_sock "$TMP/dst.sock"
 check "-M pc: a destination opens the same IDE qcow2 path while the source holds its lock" kill -0 $dst
-python3 "$QMP" "$TMP/src.sock" "migrate {\"uri\": \"tcp:127.0.0.1:$port\"}" >/dev/null
-for i in $(seq 1 100); do
-  python3 "$QMP" "$TMP/src.sock" query-migrate >"$TMP/qm" 2>&1
-  grep -q '"completed"\|"failed"' "$TMP/qm" && break
-  sleep 0.1
-done
+migrate_to "$port"
 check "-M pc: the migration completes" grep -q '"completed"' "$TMP/qm"
-for i in $(seq 1 50); do
-  python3 "$QMP" "$TMP/dst.sock" query-status >"$TMP/qs" 2>&1
-  grep -q '"running"' "$TMP/qs" && break
-  sleep 0.1
-done
+wait_running
 check "-M pc: the destination runs" grep -q '"running"' "$TMP/qs"
 check "-M pc: the IDE image is locked by the destination now" ide_locked
 python3 "$QMP" "$TMP/src.sock" cont >"$TMP/cont" 2>&1
