@@ -144,7 +144,9 @@ int debug_step(struct cpu *c)
     debug_trap(c, hits);
 }
 
-uint64_t debug_read_dr(struct cpu *c, int n)
+/* What a MOV to or from DRn checks first (SDM 17.2): CPL 0, DR4/DR5 as DR6/DR7 unless CR4.DE
+ * (#UD then), and general detect (#DB with DR6.BD). Returns the register really meant. */
+static int dr_access(struct cpu *c, int n)
 {
     need_cpl0(c);
     if (n == 4 || n == 5) {
@@ -159,24 +161,18 @@ uint64_t debug_read_dr(struct cpu *c, int n)
         c->dr[6] = (c->dr[6] & ~0xfull) | DR6_BD | DR6_FIXED;
         raise_exc(c, EXC_DB);
     }
+    return n;
+}
+
+uint64_t debug_read_dr(struct cpu *c, int n)
+{
+    n = dr_access(c, n);
     return c->dr[n];
 }
 
 void debug_write_dr(struct cpu *c, int n, uint64_t v)
 {
-    need_cpl0(c);
-    if (n == 4 || n == 5) {
-        if (c->cr4 & CR4_DE)
-            raise_ud(c);
-        n += 2;
-    }
-    if (n > 7)
-        raise_ud(c);
-    if (c->dr[7] & DR7_GD) {
-        c->dr[7] &= ~(uint64_t)DR7_GD;
-        c->dr[6] = (c->dr[6] & ~0xfull) | DR6_BD | DR6_FIXED;
-        raise_exc(c, EXC_DB);
-    }
+    n = dr_access(c, n);
     if (n < 4) {
         c->dr[n] = c->code64 ? v : (uint32_t)v;
         if (c->dbg_bp)
