@@ -205,6 +205,19 @@ uint64_t memory_dirty_sync(struct machine *m, uint64_t *out)
     return taken;
 }
 
+/* Whether [gpa, gpa + len) meets a device's host-memory region (whose writes are always kept). */
+static bool memory_range_has_device(struct machine *m, uint64_t gpa, uint64_t len)
+{
+    for (int i = 0; i < m->nmem; i++) {
+        const struct mem_region *r = &m->mem[i];
+        uint64_t size = __atomic_load_n(&r->size, __ATOMIC_ACQUIRE);
+        uint64_t base = __atomic_load_n(&r->gpa, __ATOMIC_RELAXED);
+        if (r->device && size && gpa < base + size && base < gpa + len)
+            return true;
+    }
+    return false;
+}
+
 /* One record of writes for every region: a device region's bits are always kept (for
  * machine_hostmem_dirty), guest RAM's only while migration tracks it. */
 void memory_note_written(struct machine *m, uint64_t gpa, uint64_t len)
@@ -212,6 +225,8 @@ void memory_note_written(struct machine *m, uint64_t gpa, uint64_t len)
     if (!len)
         return;
     bool ram_on = atomic_load_explicit(&m->dirty_on, memory_order_acquire);
+    if (!ram_on && !memory_range_has_device(m, gpa, len))
+        return;   /* the common case, a device's DMA into RAM with no migration: no lookups */
     for (uint64_t pa = gpa & ~0xfffull; pa < gpa + len; pa += 4096) {
         uint64_t off;
         int i = memory_find(m, pa, 1, &off);
