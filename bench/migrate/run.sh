@@ -26,7 +26,7 @@ trap 'for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done; rm -rf "$TMP"' EXIT
 start() {
   local vmm=$1 name=$2; shift 2
   mkfifo "$TMP/$name.in"
-  "$vmm" -accel tcg -m 512M -smp 1 -kernel "$G/vmlinuz" -initrd "$G/initrd.gz" \
+  "$vmm" -M pc -accel tcg -m 512M -smp 1 -kernel "$G/vmlinuz" -initrd "$G/initrd.gz" \
     -append "console=ttyS0 panic=-1 quiet" -display none -serial stdio -nodefaults \
     -qmp "unix:$TMP/$name.sock,server=on,wait=off" "$@" \
     <"$TMP/$name.in" >"$TMP/$name.out" 2>"$TMP/$name.err" &
