@@ -246,6 +246,7 @@ struct cpu {
     uint8_t exc_soft_len;  /* INT n's length: a fault delivering it restarts the INT */
     uint8_t exc_rewind;    /* that length while its delivery is under way */
     const struct insn *cur;
+    bool acc_ss;           /* a stack access's slow path is under way (#SS for non-canonical) */
     bool brk;              /* leave the current block after this instruction */
 
     /* Debug (debug.c): while TF, RF, an enabled DR7 breakpoint or an interrupt shadow is set,
@@ -419,6 +420,9 @@ void seg_clear_outer(struct cpu *c);
 /* --- memory (mmu.c) --- */
 uint64_t mem_rd_slow(struct cpu *c, uint64_t la, int sz);
 void mem_wr_slow(struct cpu *c, uint64_t la, int sz, uint64_t v);
+/* The same for an access through SS (c->acc_ss while it runs). */
+uint64_t mem_rd_slow_ss(struct cpu *c, uint64_t la, int sz);
+void mem_wr_slow_ss(struct cpu *c, uint64_t la, int sz, uint64_t v);
 void mem_smc(struct cpu *c, uint32_t pidx);
 uint64_t mem_rd_sys(struct cpu *c, uint64_t la, int sz);
 /* Host pointer for a RAM access of sz bytes at la with write permission checked, or NULL when it
@@ -459,7 +463,11 @@ void phys_wr(struct cpu *c, uint64_t pa, int sz, uint64_t v);
 void mem_rd_buf(struct cpu *c, uint64_t la, void *buf, int n);
 void mem_wr_buf(struct cpu *c, uint64_t la, const void *buf, int n);
 
-static inline uint64_t mem_rd(struct cpu *c, uint64_t la, int sz)
+/* mem_rd and mem_wr with the slow path given: a stack access names one that tells a
+ * non-canonical address's fault which segment it came through (#SS, not #GP), so the TLB hit
+ * pays nothing for it. */
+static inline __attribute__((always_inline)) uint64_t
+mem_rd_via(struct cpu *c, uint64_t la, int sz, uint64_t (*slow)(struct cpu *, uint64_t, int))
 {
     struct tlb_entry *e = &c->tlbc[(la >> 12) & (TLB_SIZE - 1)];
     if (likely(e->vr == (la & ~0xfffull) && (la & 0xfff) <= 0x1000u - sz)) {
@@ -471,10 +479,17 @@ static inline uint64_t mem_rd(struct cpu *c, uint64_t la, int sz)
         default: { uint64_t v; memcpy(&v, p, 8); return v; }
         }
     }
-    return mem_rd_slow(c, la, sz);
+    return slow(c, la, sz);
 }
 
-static inline void mem_wr(struct cpu *c, uint64_t la, int sz, uint64_t v)
+static inline uint64_t mem_rd(struct cpu *c, uint64_t la, int sz)
+{
+    return mem_rd_via(c, la, sz, mem_rd_slow);
+}
+
+static inline __attribute__((always_inline)) void
+mem_wr_via(struct cpu *c, uint64_t la, int sz, uint64_t v,
+           void (*slow)(struct cpu *, uint64_t, int, uint64_t))
 {
     struct tlb_entry *e = &c->tlbc[(la >> 12) & (TLB_SIZE - 1)];
     if (likely(e->vw == (la & ~0xfffull) && (la & 0xfff) <= 0x1000u - sz)) {
@@ -489,7 +504,23 @@ static inline void mem_wr(struct cpu *c, uint64_t la, int sz, uint64_t v)
         }
         return;
     }
-    mem_wr_slow(c, la, sz, v);
+    slow(c, la, sz, v);
+}
+
+static inline void mem_wr(struct cpu *c, uint64_t la, int sz, uint64_t v)
+{
+    mem_wr_via(c, la, sz, v, mem_wr_slow);
+}
+
+/* Accesses through SS that are not a memory operand (pushes, pops, ENTER's frame copy). */
+static inline uint64_t stack_rd(struct cpu *c, uint64_t la, int sz)
+{
+    return mem_rd_via(c, la, sz, mem_rd_slow_ss);
+}
+
+static inline void stack_wr(struct cpu *c, uint64_t la, int sz, uint64_t v)
+{
+    mem_wr_via(c, la, sz, v, mem_wr_slow_ss);
 }
 
 /* --- segment limits (seg.c) --- */
@@ -509,7 +540,7 @@ static inline void push(struct cpu *c, int sz, uint64_t v)
     uint64_t sp = (c->r[R_SP] - sz) & size_mask(c->ssz);
     if (unlikely(c->segchk))
         seg_check_limit(c, SEG_SS, sp, sz);
-    mem_wr(c, seg_lin(c, SEG_SS, sp), sz, v);
+    stack_wr(c, seg_lin(c, SEG_SS, sp), sz, v);
     reg_set(c, R_SP, c->ssz, sp);
 }
 
@@ -518,7 +549,7 @@ static inline uint64_t pop(struct cpu *c, int sz)
     uint64_t sp = c->r[R_SP] & size_mask(c->ssz);
     if (unlikely(c->segchk))
         seg_check_limit(c, SEG_SS, sp, sz);
-    uint64_t v = mem_rd(c, seg_lin(c, SEG_SS, sp), sz);
+    uint64_t v = stack_rd(c, seg_lin(c, SEG_SS, sp), sz);
     reg_set(c, R_SP, c->ssz, sp + sz);
     return v;
 }

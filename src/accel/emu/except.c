@@ -11,6 +11,7 @@ static __attribute__((noreturn)) void raise_fault(struct cpu *c, int vec, bool h
     if (c->cur)
         c->rip -= c->cur->len;
     c->cur = NULL;
+    c->acc_ss = false;
     c->exc_vec = vec;
     c->exc_has_err = has_err;
     c->exc_err = err;

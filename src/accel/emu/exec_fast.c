@@ -82,14 +82,14 @@ static H(h_ret8)
 {
     (void)i;
     uint64_t sp = c->r[R_SP];
-    c->rip = mem_rd(c, sp, 8);
+    c->rip = stack_rd(c, sp, 8);
     c->r[R_SP] = sp + 8;
 }
 
 static H(h_call8)
 {
     uint64_t sp = c->r[R_SP] - 8;
-    mem_wr(c, sp, 8, c->rip);
+    stack_wr(c, sp, 8, c->rip);
     c->r[R_SP] = sp;
     c->rip += i->imm;
 }

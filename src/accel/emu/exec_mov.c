@@ -148,7 +148,7 @@ H(h_enter)
     uint64_t frame = c->r[R_SP] & size_mask(c->ssz);
     for (int k = 1; k < level; k++) {
         bp = (bp - sz) & size_mask(c->ssz);
-        push(c, sz, mem_rd(c, seg_lin(c, SEG_SS, bp), sz));
+        push(c, sz, stack_rd(c, seg_lin(c, SEG_SS, bp), sz));
     }
     if (level)
         push(c, sz, frame);
@@ -158,8 +158,13 @@ H(h_enter)
 
 H(h_leave)
 {
-    reg_set(c, R_SP, c->ssz, c->r[R_BP]);
-    reg_set(c, R_BP, i->osz, pop(c, i->osz));
+    /* the pop comes first: a fault (#SS for a non-canonical RBP) leaves RSP as it was */
+    uint64_t sp = c->r[R_BP] & size_mask(c->ssz);
+    if (unlikely(c->segchk))
+        seg_check_limit(c, SEG_SS, sp, i->osz);
+    uint64_t v = stack_rd(c, seg_lin(c, SEG_SS, sp), i->osz);
+    reg_set(c, R_SP, c->ssz, sp + i->osz);
+    reg_set(c, R_BP, i->osz, v);
 }
 
 H(h_mov_rm_sreg)

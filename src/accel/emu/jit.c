@@ -54,6 +54,7 @@ struct cold {
     int sp_adj;
     bool sp_w;           /* the stack pointer is 64-bit (else 32-bit, zero-extended) */
     bool ind;            /* CALL r/m: RIP goes to the target in r9, kept across the call */
+    bool ss;             /* the access is through SS: #SS for a non-canonical address */
     int64_t rip_adv;
 };
 
@@ -85,6 +86,7 @@ struct tx {
     int nccall;
     int mode;            /* decode mode: 2, 4 or 8 */
     int sw;              /* stack width PUSH/POP/CALL/RET are inlined for (8, 4), or 0 */
+    int seg;             /* the segment of the last address computed (emit_seg) */
 };
 
 /* --- encoding --- */
@@ -275,6 +277,8 @@ static void brk_check(struct tx *t)
 /* --- slow paths, called from translated code --- */
 static uint64_t jit_ld(struct cpu *c, uint64_t la, int sz) { return mem_rd(c, la, sz); }
 static void jit_st(struct cpu *c, uint64_t la, int sz, uint64_t v) { mem_wr(c, la, sz, v); }
+static uint64_t jit_ld_ss(struct cpu *c, uint64_t la, int sz) { return stack_rd(c, la, sz); }
+static void jit_st_ss(struct cpu *c, uint64_t la, int sz, uint64_t v) { stack_wr(c, la, sz, v); }
 
 /* --- what an instruction does to the arithmetic flags --- */
 enum { FL_READ, FL_KILL, FL_PASS };
@@ -364,6 +368,7 @@ static void emit_ea_off(struct tx *t, const struct insn *i)
  * elsewhere every base counts and linear addresses wrap at 4 GiB (lin_mask). */
 static void emit_seg(struct tx *t, int seg)
 {
+    t->seg = seg;
     if (t->mode == 8) {
         if (seg == SEG_FS || seg == SEG_GS)
             op_rm(t, 1, 0x03, RAX, RBX, OFF(segbase) + 8 * seg);
@@ -444,7 +449,7 @@ static struct cold *emit_tlb(struct tx *t, const struct insn *i, bool write, int
 {
     struct cold *k = &t->cold[t->ncold++];
     *k = (struct cold){ .write = write, .sz = sz, .pend = t->pend, .dirty = t->dirty,
-                        .rip_adv = i->len, .sp_w = t->sw == 8 };
+                        .rip_adv = i->len, .sp_w = t->sw == 8, .ss = t->seg == SEG_SS };
     tlb_lookup(t, write, sz, k->patch, &k->npatch);
     return k;
 }
@@ -491,7 +496,7 @@ static void emit_cold(struct tx *t, struct cold *k)
             op_rr(t, 1, 0x83, 5, RSP);
             e1(t, 8);
         }
-        call(t, (const void *)jit_st);
+        call(t, k->ss ? (const void *)jit_st_ss : (const void *)jit_st);
         if (k->ind) {
             op_rr(t, 1, 0x83, 0, RSP);
             e1(t, 8);
@@ -518,7 +523,7 @@ static void emit_cold(struct tx *t, struct cold *k)
         leave(t);
         patch(t, on, t->p);
     } else {
-        call(t, (const void *)jit_ld);
+        call(t, k->ss ? (const void *)jit_ld_ss : (const void *)jit_ld);
     }
     if (k->pend)
         addmi(t, OFF(rip), -k->pend);

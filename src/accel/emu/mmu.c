@@ -1,6 +1,7 @@
 /* Paging and the software TLB: page walks (2-level, PAE, 4-level), permission checks and #PF,
  * accessed/dirty bits, and the slow paths of memory access (page crossings, MMIO, the APIC page). */
 #include "accel/emu/cpu.h"
+#include "accel/emu/decode.h"
 #include "hw/irqchip.h"
 
 enum { ACC_R = 0, ACC_W = 1, ACC_X = 2 };
@@ -339,6 +340,25 @@ static void victim_push(struct cpu *c, int set, struct tlb_entry *e, uint64_t vp
         v[c->victim_next[set]++ % TLB_VICTIM] = *e;
 }
 
+/* A non-canonical address faults with #SS(0) when the access is through SS (the stack, or a
+ * memory operand based on RSP/RBP or with an SS prefix), #GP(0) otherwise (SDM vol. 3 6.15,
+ * "Interrupt 12"). Only a TLB miss gets here: no entry ever holds a non-canonical page. */
+static bool noncanonical_ss(struct cpu *c, uint64_t la)
+{
+    const struct insn *i = c->cur;
+    if (c->acc_ss)
+        return true;
+    if (!i || i->seg != SEG_SS)
+        return false;
+    switch (i->op) {
+    case 0x6c: case 0x6d: case 0xaa: case 0xab: case 0xae: case 0xaf:
+        return false;   /* INS, STOS, SCAS: ES only, whatever the prefix */
+    case 0xa4: case 0xa5: case 0xa6: case 0xa7:   /* MOVS, CMPS: the prefix is the source's */
+        return la >> 12 == (c->r[R_SI] & size_mask(i->asz)) >> 12;
+    }
+    return true;
+}
+
 /* Translates la; fills the TLB when it is RAM. Returns the host pointer, or NULL for MMIO with
  * *pa set. */
 static uint8_t *xlate_as(struct cpu *c, uint64_t la, int acc, int set, uint64_t *pa)
@@ -346,7 +366,7 @@ static uint8_t *xlate_as(struct cpu *c, uint64_t la, int acc, int set, uint64_t 
     struct walk wk;
     bool r_ok = true, w_ok = true, x_ok = true;
     if (c->lma && (uint64_t)((int64_t)(la << 16) >> 16) != la)
-        raise_gp(c, 0);
+        raise_exc_err(c, noncanonical_ss(c, la) ? EXC_SS : EXC_GP, 0);
     struct tlb_entry *e = &c->tlb[set][(la >> 12) & (TLB_SIZE - 1)];
     if (victim_take(c, set, e, la & ~0xfffull, acc)) {
         *pa = e->pa | (la & 0xfff);
@@ -489,6 +509,21 @@ void mem_wr_slow(struct cpu *c, uint64_t la, int sz, uint64_t v)
         wr_bytes(c, la, (uint8_t *)&v, first);
         wr_bytes(c, (la + first) & c->lin_mask, (uint8_t *)&v + first, sz - first);
     }
+}
+
+uint64_t mem_rd_slow_ss(struct cpu *c, uint64_t la, int sz)
+{
+    c->acc_ss = true;   /* a fault on the way leaves it set: raise_fault clears it */
+    uint64_t v = mem_rd_slow(c, la, sz);
+    c->acc_ss = false;
+    return v;
+}
+
+void mem_wr_slow_ss(struct cpu *c, uint64_t la, int sz, uint64_t v)
+{
+    c->acc_ss = true;
+    mem_wr_slow(c, la, sz, v);
+    c->acc_ss = false;
 }
 
 void mem_rd_buf(struct cpu *c, uint64_t la, void *buf, int n)
