@@ -12,7 +12,7 @@ bits 32
     org 0x200000
 %define ROUNDS 20
 %define APIC 0xfee00000
-%define NRES 20
+%define NRES 24
 header:
     dd 0x1badb002, 0x00010000, -(0x1badb002 + 0x00010000)
     dd header, 0x200000, image_end, bss_end, entry
@@ -351,6 +351,99 @@ checks:
     and ebx, 1
     or eax, ebx
     mov [res + 72], eax                     ; task_back_str_nt = 180
+
+    ; 19-20: REP MOVSB of 3 bytes under single-step: a trap after each iteration, RIP on the
+    ; REP while ECX > 0 (with RF set in the pushed flags: it has begun), then after the last
+    ; one at the next instruction; then the 3 of tf_off
+    reset_db
+    mov esi, rep_src
+    mov edi, rep_dst
+    mov dword [rep_dst], 0
+    mov ecx, 3
+    tf_on
+.rm:
+    rep movsb
+.rm_end:
+    tf_off
+    mov eax, .rm
+    mov ebx, .rm_end
+    call rep_result
+    mov [res + 76], eax                     ; rep_movs_count_eips = 67
+    mov eax, [db_ecx]
+    shl eax, 4
+    or eax, [db_ecx + 4]
+    shl eax, 4
+    or eax, [db_ecx + 8]
+    shl eax, 4
+    or eax, [db_rf]
+    mov ebx, [rep_dst]
+    mov edx, [rep_src]
+    and edx, 0xffffff                       ; the 3 bytes copied, the fourth still 0
+    cmp ebx, edx
+    sete bl
+    movzx ebx, bl
+    shl ebx, 16
+    or eax, ebx
+    mov [res + 80], eax                     ; rep_movs_copied_ecx_rf = 12103
+
+    ; 21-22: REPE CMPSB of 4 bytes that differ at the third: traps after the first two
+    ; iterations on the REP, the third (ZF clear ends it) at the next instruction
+    reset_db
+    mov esi, rep_src
+    mov edi, rep_cmp
+    mov ecx, 4
+    tf_on
+.rc:
+    repe cmpsb
+.rc_end:
+    tf_off
+    mov eax, .rc
+    mov ebx, .rc_end
+    call rep_result
+    mov [res + 84], eax                     ; repe_cmps_count_eips = 67
+    mov eax, [db_ecx]
+    shl eax, 4
+    or eax, [db_ecx + 4]
+    shl eax, 4
+    or eax, [db_ecx + 8]
+    mov [res + 88], eax                     ; repe_cmps_ecx = 321
+
+    ; 23: REP STOSB with ECX = 0: no iteration, one trap at the next instruction
+    reset_db
+    mov edi, rep_dst
+    xor ecx, ecx
+    tf_on
+    rep stosb
+.rz_end:
+    tf_off
+    mov eax, [db_count]
+    shl eax, 4
+    cmp dword [db_eip], .rz_end
+    sete bl
+    movzx ebx, bl
+    or eax, ebx
+    mov [res + 92], eax                     ; rep_zero_count_eip = 41
+    ret
+
+; eax = the REP instruction, ebx = the one after it: db_count << 4 | (the first two traps at
+; eax, the third at ebx: a bit each)
+rep_result:
+    xor edx, edx
+    cmp [db_eip], eax
+    jne .r1
+    or edx, 1
+.r1:
+    cmp [db_eip + 4], eax
+    jne .r2
+    or edx, 2
+.r2:
+    cmp [db_eip + 8], ebx
+    jne .r3
+    or edx, 4
+.r3:
+    mov eax, [db_count]
+    shl eax, 4
+    or eax, edx
     ret
 
 h_db:
@@ -361,6 +454,14 @@ h_db:
     jae .full
     mov eax, [esp + 8]
     mov [db_eip + ebx * 4], eax
+    mov [db_ecx + ebx * 4], ecx
+    test ebx, ebx
+    jnz .not_first
+    mov eax, [esp + 16]                     ; the first trap's pushed EFLAGS.RF
+    shr eax, 16
+    and eax, 1
+    mov [db_rf], eax
+.not_first:
     mov eax, dr6
     mov [db_dr6 + ebx * 4], eax
 .full:
@@ -487,8 +588,16 @@ n15: db "nmi_count_seen=", 0
 n16: db "das_cf_al=", 0
 n17: db "task_str_link_nt_ran=", 0
 n18: db "task_back_str_nt=", 0
+n19: db "rep_movs_count_eips=", 0
+n20: db "rep_movs_copied_ecx_rf=", 0
+n21: db "repe_cmps_count_eips=", 0
+n22: db "repe_cmps_ecx=", 0
+n23: db "rep_zero_count_eip=", 0
+rep_src: db "abcd"
+rep_cmp: db "abXd"
     align 4
-names: dd n0, n1, n2, n3, n4, n5, n6, n7, n8, n9, n10, n11, n12, n13, n14, n15, n16, n17, n18, 0
+names: dd n0, n1, n2, n3, n4, n5, n6, n7, n8, n9, n10, n11, n12, n13, n14, n15, n16, n17, n18
+       dd n19, n20, n21, n22, n23, 0
 image_end:
 
 absolute image_end + 16 - (image_end - $$) % 16   ; what follows: zeroed by the loader (bss_end)
@@ -501,6 +610,9 @@ db_count: resd 1
 db_mode: resd 1
 db_eip: resd 8
 db_dr6: resd 8
+db_ecx: resd 8
+db_rf: resd 1
+rep_dst: resd 1
 ud_flags: resd 1
 ud_count: resd 1
 ud_skip: resd 1

@@ -2,12 +2,14 @@
 # Exact exceptions of the software CPU (src/accel/emu/debug.c, except.c, cpu.c): the multiboot
 # guest tests/guest/debug-exc.asm checks single-step, RF pushed by faults, instruction, data and
 # general-detect breakpoints with DR6's bits, DR4 under CR4.DE, the STI and MOV SS shadows, NMI
-# blocking until IRET, DAS's borrow and an INT through a task gate with IRET back (task.c), 20
-# rounds each, and prints what it saw. The expected
+# blocking until IRET, DAS's borrow, an INT through a task gate with IRET back (task.c) and REP
+# string instructions under single-step (a trap per iteration, exec_str.c), 20 rounds each, and
+# prints what it saw. The expected
 # values are the SDM's (vol. 3 ch. 6 and 17); they are checked with the translator (jit=on: the
 # code around the checks is translated after the first rounds) and the interpreter alone
 # (jit=off), and the two must print the same. QEMU 7.2's TCG, run for information, differs on
-# rf_on_fault (it pushes RF clear), gd_* (no general detect) and nmi_count_seen.
+# rf_on_fault and rep_movs_copied_ecx_rf (it pushes RF clear), gd_* (no general detect) and
+# nmi_count_seen.
 . "$(dirname "$0")/lib.sh"
 
 k=$GUESTS/debug-exc.bin
@@ -21,6 +23,8 @@ declare -A want=(
   [sti_count_ecx]=00000011 [movss_eipok_count]=00000014
   [nmi_count_seen]=00000021 [das_cf_al]=000001fd
   [task_str_link_nt_ran]=02001811 [task_back_str_nt]=00000180
+  [rep_movs_count_eips]=00000067 [rep_movs_copied_ecx_rf]=00012101
+  [repe_cmps_count_eips]=00000067 [repe_cmps_ecx]=00000321 [rep_zero_count_eip]=00000041
   [rounds_agree]=00000001
 )
 declare -A what=(
@@ -43,6 +47,11 @@ declare -A what=(
   [das_cf_al]="DAS: the borrow of AL - 6 sets CF"
   [task_str_link_nt_ran]="INT through a task gate: TR is the new TSS, its link the old one, NT set"
   [task_back_str_nt]="IRET with NT: back to the old task, NT clear"
+  [rep_movs_count_eips]="REP MOVSB under TF: a trap per iteration, RIP on the REP until the last"
+  [rep_movs_copied_ecx_rf]="REP MOVSB under TF: the bytes copied, ECX 2, 1, 0 at the traps, RF pushed between iterations"
+  [repe_cmps_count_eips]="REPE CMPSB under TF: traps on the REP until ZF ends it"
+  [repe_cmps_ecx]="REPE CMPSB under TF: ECX 3, 2, 1 at the traps"
+  [rep_zero_count_eip]="REP STOSB with ECX 0 under TF: one trap, at the next instruction"
   [rounds_agree]="every round saw the same (interpreted, then translated code around the checks)"
 )
 

@@ -124,8 +124,15 @@ int debug_step(struct cpu *c)
     c->rip += i->len;
     i->fn(c, i);
     c->cur = NULL;
-    if (i->rep && c->rip == rip0)
-        return 0;   /* a REP string instruction that stopped after a slice goes on */
+    if (i->rep && c->rip == rip0) {
+        /* a REP string instruction stopped between iterations (exec_str.c: one at a time
+         * here), RF set: single-step and data breakpoints trap there */
+        uint32_t hits = c->db_pending | deferred | (tf ? DR6_BS : 0);
+        c->db_pending = 0;
+        if (!hits)
+            return 0;
+        debug_trap(c, hits);
+    }
     /* RF is cleared once an instruction completes; IRET is the one that loads it */
     if (i->fn != h_iret)
         c->eflags &= ~F_RF;

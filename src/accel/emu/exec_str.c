@@ -11,6 +11,14 @@ static inline void reg_add(struct cpu *c, int r, const struct insn *i, int64_t d
     reg_set(c, r, i->asz, (c->r[r] + (uint64_t)d) & amask(i));
 }
 
+/* Single-step and data breakpoints see one iteration at a time (SDM vol. 3 17.3.1.4): the
+ * instruction then stops after each one with RIP still on it while RCX says more are left, and
+ * debug_step delivers the trap there. */
+static inline unsigned rep_slice(const struct cpu *c)
+{
+    return (c->eflags & F_TF) || c->dbg_bp ? 1 : REP_SLICE;
+}
+
 /* Runs body for each iteration of a (possibly REP-prefixed) string instruction. */
 #define STRING_LOOP(c, i, cond_check, body)                                                    \
     do {                                                                                        \
@@ -18,13 +26,15 @@ static inline void reg_add(struct cpu *c, int r, const struct insn *i, int64_t d
             body;                                                                               \
             break;                                                                              \
         }                                                                                       \
+        unsigned slice_ = rep_slice(c);                                                         \
         for (unsigned n_ = 0;; n_++) {                                                          \
             uint64_t cnt_ = reg_get(c, R_CX, (i)->asz);                                         \
             if (!cnt_)                                                                          \
                 break;                                                                          \
-            if (n_ == REP_SLICE) {                                                              \
+            if (n_ == slice_) {                                                                 \
                 (c)->rip -= (i)->len;                                                           \
                 (c)->brk = true;                                                                \
+                (c)->eflags |= F_RF;   /* begun: no instruction breakpoint when it resumes */  \
                 break;                                                                          \
             }                                                                                   \
             body;                                                                               \
@@ -100,7 +110,7 @@ static bool fast_movs(struct cpu *c, const struct insn *i, int sz, bool is_movs)
 H(h_movs)
 {
     int sz = i->osz;
-    if (i->rep && !(c->eflags & F_DF) && fast_movs(c, i, sz, true))
+    if (i->rep && !(c->eflags & F_DF) && rep_slice(c) == REP_SLICE && fast_movs(c, i, sz, true))
         return;
     int64_t d = step(c, sz);
     STRING_LOOP(c, i, false, {
@@ -114,7 +124,7 @@ H(h_movs)
 H(h_stos)
 {
     int sz = i->osz;
-    if (i->rep && !(c->eflags & F_DF) && fast_movs(c, i, sz, false))
+    if (i->rep && !(c->eflags & F_DF) && rep_slice(c) == REP_SLICE && fast_movs(c, i, sz, false))
         return;
     int64_t d = step(c, sz);
     uint64_t v = reg_get(c, R_AX, sz);
