@@ -1,8 +1,9 @@
 ; A tiny multiboot kernel that enters 64-bit mode, for tests/integration/tcg-noncanon.sh: memory
 ; accesses at non-canonical addresses. Through SS (a push, pop, CALL, RET or LEAVE, an
 ; operand based on RSP or RBP, an SS prefix) the fault is #SS(0); through any other segment it
-; is #GP(0) (SDM vol. 3 6.15, "Interrupt 12" and "Interrupt 13"). The handlers run on an IST
-; stack, since the faulting code's RSP may be the bad address itself.
+; is #GP(0) (SDM vol. 3 6.15, "Interrupt 12" and "Interrupt 13"). A near JMP, CALL or RET to a
+; non-canonical address is #GP(0) at the branch, with RSP as it was (SDM vol. 2). The handlers
+; run on an IST stack, since the faulting code's RSP may be the bad address itself.
 ; Each case runs ROUNDS times (with jit=on its code is translated after the first rounds) and
 ; prints NAME=V, V = vector * 256 + error code, plus 0x10000 when the pushed RIP is not the
 ; faulting instruction and 0x20000 when the pushed RSP is not what it was before it (the
@@ -147,6 +148,11 @@ entry64:
     CASE pop_mem_gp, {pop qword [rbx]}, {mov rbx, r15}
     CASE stos_ss_prefix_gp, {db 0x36, 0xaa}, {mov rdi, r15}   ; ss stosb
     CASE movs_ss_src_ss, {db 0x36, 0xa4}, {mov rsi, r15}   ; ss movsb
+    CASE jmp_reg_gp, {jmp r15}, {nop}
+    CASE jmp_mem_gp, {jmp [rbx]}, {mov [rbx], r15}
+    CASE call_reg_gp, {call r15}, {nop}
+    CASE call_mem_gp, {call [rbx]}, {mov [rbx], r15}
+    CASE ret_to_gp, {ret}, {push r15}
 
     lea rsi, [rel s_done]
     mov eax, 1
@@ -210,8 +216,8 @@ exc_common:
 %include "print64.inc"
 
 s_done: db "done=", 0
-    align 8, db 0
-resume: dq 0
+    align 4096, db 0                    ; data the cases write: not in a page with code, which
+resume: dq 0                            ; would keep the translator from it
 good_rsp: dq 0
 good_rbp: dq 0
 expect_rip: dq 0

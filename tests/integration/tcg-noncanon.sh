@@ -4,15 +4,18 @@
 # each, and prints vector * 256 + error code of the fault its IST handlers saw (plus 0x10000 for
 # a wrong RIP, 0x20000 for an RSP changed before the fault). Through SS (push, pop, CALL, RET,
 # ENTER, LEAVE, an RSP- or RBP-based operand, an SS prefix) the SDM (vol. 3 6.15) gives #SS(0),
-# 3072; through DS or ES #GP(0), 3328. Run with the translator (jit=on: the cases are translated
+# 3072; through DS or ES #GP(0), 3328. A near JMP, CALL or RET to a non-canonical address is
+# #GP(0) at the branch, before CALL pushes or RET pops (jmp_*, call_*, ret_to_gp). Run with the translator (jit=on: the cases are translated
 # after their first rounds, so a slow path of translated code that disagreed shows in _rounds)
-# and with the interpreter alone. QEMU 7.2's TCG, run for information, gives #GP(0) for all.
+# and with the interpreter alone. QEMU 7.2's TCG, run for information, gives #GP(0) for all
+# of them.
 . "$(dirname "$0")/lib.sh"
 
 k=$GUESTS/noncanon64.bin
 ss_cases="push_ss pop_ss call_ss ret_ss rsp_operand_ss rbp_operand_ss rbp_store_ss rbp_add_ss
   ss_prefix_ss leave_ss enter_ss movs_ss_src_ss"
-gp_cases="ds_load_gp ds_store_gp push_mem_gp pop_mem_gp stos_ss_prefix_gp"
+gp_cases="ds_load_gp ds_store_gp push_mem_gp pop_mem_gp stos_ss_prefix_gp
+  jmp_reg_gp jmp_mem_gp call_reg_gp call_mem_gp ret_to_gp"
 
 for jit in on off; do
   run_qkvm 30 -accel tcg,jit=$jit -nodefaults -display none -serial stdio -device isa-debug-exit -kernel "$k"

@@ -1,8 +1,17 @@
 /* Control transfer: jumps, calls, returns, loops, far transfers, software interrupts, IRET. */
 #include "accel/emu/exec.h"
 
+/* 64-bit mode: a near branch to a non-canonical address is #GP(0) at the branch, before a
+ * CALL pushes or a RET pops (SDM vol. 2, JMP, CALL, RET), not a fault at the fetch there. */
+static inline void target_check(struct cpu *c, int osz, uint64_t target)
+{
+    if (osz == 8 && unlikely((uint64_t)((int64_t)(target << 16) >> 16) != target))
+        raise_gp(c, 0);
+}
+
 static inline void jump(struct cpu *c, int osz, uint64_t target)
 {
+    target_check(c, osz, target);
     c->rip = osz == 8 ? target : target & size_mask(osz);
 }
 
@@ -16,13 +25,19 @@ H(h_jmp_rel) { jump(c, i->osz, c->rip + i->imm); }
 
 H(h_call_rel)
 {
+    target_check(c, i->osz, c->rip + i->imm);
     push(c, i->osz, c->rip);
     jump(c, i->osz, c->rip + i->imm);
 }
 
 H(h_ret)
 {
+    uint64_t sp = c->r[R_SP];
     uint64_t t = pop(c, i->osz);
+    if (i->osz == 8 && (uint64_t)((int64_t)(t << 16) >> 16) != t) {
+        c->r[R_SP] = sp;
+        raise_gp(c, 0);
+    }
     if (i->op == 0xc2)
         reg_set(c, R_SP, c->ssz, (c->r[R_SP] + i->imm) & size_mask(c->ssz));
     jump(c, i->osz, t);
@@ -141,6 +156,7 @@ H(h_grp5)
     case 1: rmw_rm(c, i, RMW_DEC, sz, 1); break;
     case 2: {
         uint64_t t = rm_read(c, i, sz);
+        target_check(c, sz, t);
         push(c, sz, c->rip);
         jump(c, sz, t);
         break;

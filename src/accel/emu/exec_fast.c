@@ -82,7 +82,10 @@ static H(h_ret8)
 {
     (void)i;
     uint64_t sp = c->r[R_SP];
-    c->rip = stack_rd(c, sp, 8);
+    uint64_t t = stack_rd(c, sp, 8);
+    if (unlikely((uint64_t)((int64_t)(t << 16) >> 16) != t))
+        raise_gp(c, 0);   /* a non-canonical return address: #GP at the RET */
+    c->rip = t;
     c->r[R_SP] = sp + 8;
 }
 

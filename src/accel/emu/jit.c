@@ -55,6 +55,7 @@ struct cold {
     bool sp_w;           /* the stack pointer is 64-bit (else 32-bit, zero-extended) */
     bool ind;            /* CALL r/m: RIP goes to the target in r9, kept across the call */
     bool ss;             /* the access is through SS: #SS for a non-canonical address */
+    bool gp;             /* not an access: a branch target that is not canonical, #GP(0) */
     int64_t rip_adv;
 };
 
@@ -277,6 +278,7 @@ static void brk_check(struct tx *t)
 /* --- slow paths, called from translated code --- */
 static uint64_t jit_ld(struct cpu *c, uint64_t la, int sz) { return mem_rd(c, la, sz); }
 static void jit_st(struct cpu *c, uint64_t la, int sz, uint64_t v) { mem_wr(c, la, sz, v); }
+static void jit_raise_gp0(struct cpu *c) { raise_gp(c, 0); }
 static uint64_t jit_ld_ss(struct cpu *c, uint64_t la, int sz) { return stack_rd(c, la, sz); }
 static void jit_st_ss(struct cpu *c, uint64_t la, int sz, uint64_t v) { stack_wr(c, la, sz, v); }
 
@@ -477,6 +479,21 @@ static struct cold *emit_store(struct tx *t, const struct insn *i, int sz)
     return k;
 }
 
+/* 64-bit mode: #GP(0) at the branch unless its target in rax is canonical (the interpreter's
+ * target_check); before anything of the branch is stored. Clobbers rcx. */
+static void emit_target_check(struct tx *t)
+{
+    struct cold *k = &t->cold[t->ncold++];
+    *k = (struct cold){ .gp = true, .pend = t->pend, .dirty = t->dirty };
+    mov_rr(t, 1, RCX, RAX);
+    op_rr(t, 1, 0xc1, 4, RCX);   /* shl rcx, 16 */
+    e1(t, 16);
+    op_rr(t, 1, 0xc1, 7, RCX);   /* sar rcx, 16 */
+    e1(t, 16);
+    op_rr(t, 1, 0x39, RAX, RCX); /* cmp rcx, rax */
+    k->patch[k->npatch++] = jcc32(t, 0x5);
+}
+
 static void emit_cold(struct tx *t, struct cold *k)
 {
     for (int n = 0; n < k->npatch; n++)
@@ -485,6 +502,11 @@ static void emit_cold(struct tx *t, struct cold *k)
     sti(t, 1, OFF(cur), 0);
     if (k->pend)
         addmi(t, OFF(rip), k->pend);
+    if (k->gp) {
+        mov_rr(t, 1, RDI, RBX);
+        call(t, (const void *)jit_raise_gp0);   /* does not return */
+        return;
+    }
     mov_rr(t, 1, RDI, RBX);
     mov_rr(t, 1, RSI, RAX);
     movi(t, RDX, (uint64_t)k->sz);
@@ -1545,11 +1567,15 @@ static bool emit_branch(struct tx *t, const struct insn *i)
         return false;
     unsigned cc = i->op & 0xf;
     int sz = i->osz;
+    if (t->ncold > COLD_MAX - 3)
+        return false;   /* a branch takes up to three cold paths */
     if (i->op == 0xc3) {   /* RET: the return address from the stack, no link */
         if (sz != t->sw)
             return false;
         emit_sp_lin(t, 0);
         emit_load(t, i, sz);
+        if (sz == 8)
+            emit_target_check(t);
         add_sp(t, sz);
         st(t, 1, OFF(rip), RAX);
         flush_regs(t);
@@ -1567,6 +1593,8 @@ static bool emit_branch(struct tx *t, const struct insn *i)
             emit_ea(t, i);
             emit_load(t, i, sz);
         }
+        if (sz == 8)
+            emit_target_check(t);
         if (i->sub == 2) {   /* push the return address; the target waits in r9 */
             mov_rr(t, 1, R9, RAX);
             ld(t, 1, R8, OFF(rip));
