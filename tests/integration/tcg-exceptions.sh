@@ -69,6 +69,29 @@ else
   fail "translated and interpreted runs print the same" "$(diff "$TMP/out-off" "$TMP/out-on" | head -n 4 | tr '\n' ' ')"
 fi
 
+# Task switches from user mode with paging (tests/guest/task-user.asm): an INT and a #UD at CPL 3
+# through task gates, the TSSs and the GDT on supervisor pages. The switch's writes to them are
+# implicit supervisor accesses: the qkvm of the branch point took a #PF on the first one.
+declare -A user_want=(
+  [user_task_ran_link]=00020028 [user_task_nt_saved_cs]=0001001b [user_back_cs]=001b001b
+  [user_task_pf]=00000000 [user_task_unexpected]=00000000
+)
+declare -A user_what=(
+  [user_task_ran_link]="INT and #UD at CPL 3 through task gates: both switch, back link the user's TSS"
+  [user_task_nt_saved_cs]="the new task has NT set; the user's CS is saved in the old TSS"
+  [user_back_cs]="IRET with NT returns to user mode both times (past the UD2 the task skipped)"
+  [user_task_pf]="no #PF for the TSS and GDT writes of a switch from CPL 3"
+  [user_task_unexpected]="no other exception"
+)
+for jit in on off; do
+  run_qkvm 30 -accel tcg,jit=$jit -nodefaults -display none -serial stdio -device isa-debug-exit \
+    -kernel "$GUESTS/task-user.bin"
+  expect_eq "jit=$jit: task-user ran to its end (isa-debug-exit 42)" 85 "$rc"
+  for key in "${!user_want[@]}"; do
+    expect_eq "jit=$jit: ${user_what[$key]} ($key)" "${user_want[$key]}" "$(outval "$key")"
+  done
+done
+
 QEMU=$(command -v qemu-system-x86_64 || true)
 if [ -n "$QEMU" ]; then
   timeout 30 "$QEMU" -accel tcg -nodefaults -display none -serial stdio -device isa-debug-exit \
@@ -76,5 +99,10 @@ if [ -n "$QEMU" ]; then
   diffs=$(for key in "${!want[@]}"; do
     q=$(sed -n "s/^$key=//p" "$TMP/qemu"); [ "$q" = "${want[$key]}" ] || echo "$key=$q"; done | sort | tr '\n' ' ')
   echo "# QEMU's TCG differs from the SDM on: ${diffs:-nothing}"
+  timeout 30 "$QEMU" -accel tcg -nodefaults -display none -serial stdio -device isa-debug-exit \
+    -kernel "$GUESTS/task-user.bin" </dev/null 2>/dev/null | tr -d '\r' >"$TMP/qemu"
+  diffs=$(for key in "${!user_want[@]}"; do
+    q=$(sed -n "s/^$key=//p" "$TMP/qemu"); [ "$q" = "${user_want[$key]}" ] || echo "$key=$q"; done | sort | tr '\n' ' ')
+  echo "# QEMU's TCG differs on task-user: ${diffs:-nothing}"
 fi
 exit 0

@@ -425,6 +425,7 @@ uint64_t mem_rd_slow_ss(struct cpu *c, uint64_t la, int sz);
 void mem_wr_slow_ss(struct cpu *c, uint64_t la, int sz, uint64_t v);
 void mem_smc(struct cpu *c, uint32_t pidx);
 uint64_t mem_rd_sys(struct cpu *c, uint64_t la, int sz);
+void mem_wr_sys(struct cpu *c, uint64_t la, int sz, uint64_t v);
 /* Host pointer for a RAM access of sz bytes at la with write permission checked, or NULL when it
  * is not plain RAM or crosses a page (the caller then uses mem_rd/mem_wr). Faults like a write. */
 void *mem_ptr_w(struct cpu *c, uint64_t la, int sz);

@@ -449,6 +449,33 @@ uint64_t mem_rd_sys(struct cpu *c, uint64_t la, int sz)
     return v;
 }
 
+/* The same for writes (a task switch saving the old task into its TSS, busy bits in the GDT):
+ * a byte at a time through the supervisor set, where mem_wr would check the CPL's rights. */
+void mem_wr_sys(struct cpu *c, uint64_t la, int sz, uint64_t v)
+{
+    if (c->tlbc == c->tlb[TLB_SUP]) {
+        mem_wr(c, la, sz, v);
+        return;
+    }
+    /* both ends first, so that a fault leaves memory unchanged */
+    uint64_t pa, end = (la + (uint64_t)sz - 1) & c->lin_mask;
+    xlate_as(c, la & c->lin_mask, ACC_W, TLB_SUP, &pa);
+    xlate_as(c, end, ACC_W, TLB_SUP, &pa);
+    for (int k = 0; k < sz; k++) {
+        uint64_t a = (la + k) & c->lin_mask;
+        uint8_t b = (uint8_t)(v >> (8 * k));
+        uint8_t *h = xlate_as(c, a, ACC_W, TLB_SUP, &pa);
+        if (h) {
+            struct tlb_entry *e = &c->tlb[TLB_SUP][(a >> 12) & (TLB_SIZE - 1)];
+            if (atomic_load_explicit(&c->vm->code[e->pidx], memory_order_relaxed))
+                mem_smc(c, e->pidx);
+            *h = b;
+        } else {
+            mmio_access(c, pa, &b, 1, true);
+        }
+    }
+}
+
 /* n bytes within la's page. The TLB first: SSE operands and string moves come here for every
  * access, and a walk each time made a guest's memcpy run at a few tens of MiB/s. */
 static void rd_bytes(struct cpu *c, uint64_t la, uint8_t *buf, int n)

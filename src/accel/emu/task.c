@@ -21,9 +21,11 @@ static uint64_t gdt_entry(struct cpu *c, uint16_t sel)
     return (c->gdt.base + (sel & ~7)) & c->lin_mask;
 }
 
+/* The TSS and GDT accesses of a switch are implicit supervisor ones, whatever the CPL it
+ * starts from (an exception in user mode through a task gate). */
 static void tss_wr(struct cpu *c, uint64_t base, uint32_t off, int sz, uint64_t v)
 {
-    mem_wr(c, (base + off) & 0xffffffff, sz, v);
+    mem_wr_sys(c, (base + off) & 0xffffffff, sz, v);
 }
 
 static uint64_t tss_rd(struct cpu *c, uint64_t base, uint32_t off, int sz)
@@ -71,14 +73,14 @@ void task_switch(struct cpu *c, uint16_t sel, int reason, bool has_err, uint32_t
         tss_wr(c, ob, TSS_ES + 4 * s, 2, c->seg[s].selector);
     if (reason == TASK_JMP || reason == TASK_IRET) {
         uint64_t od = mem_rd_sys(c, gdt_entry(c, ot->selector), 8);
-        mem_wr(c, gdt_entry(c, ot->selector), 8, od & ~DESC_BUSY);
+        mem_wr_sys(c, gdt_entry(c, ot->selector), 8, od & ~DESC_BUSY);
     }
     if (reason == TASK_CALL) {
         tss_wr(c, nt.base, TSS_LINK, 2, ot->selector);
         n[2] |= F_NT;
     }
     if (reason != TASK_IRET)
-        mem_wr(c, gdt_entry(c, sel), 8, d | DESC_BUSY);
+        mem_wr_sys(c, gdt_entry(c, sel), 8, d | DESC_BUSY);
 
     /* switch */
     nt.type |= 2;

@@ -1,0 +1,273 @@
+; Hardware task switches taken from user mode (CPL 3) with paging on, for
+; tests/integration/tcg-exceptions.sh: the GDT and both TSSs are on supervisor pages, the user
+; code and its stack on user pages. An INT 0x40 from CPL 3 through a task gate of DPL 3, and a
+; #UD in user mode through a task gate at vector 6, each switch to a second task, which saves
+; the user state into the first TSS and sets busy bits in the GDT: implicit supervisor accesses
+; (SDM vol. 3 7.3), which must not fault for want of user rights. The task IRETs back to user
+; mode. Prints key=value lines (hex) on COM1, then leaves through isa-debug-exit (status 85).
+bits 32
+    org 0x200000
+header:
+    dd 0x1badb002, 0x00010000, -(0x1badb002 + 0x00010000)
+    dd header, 0x200000, image_end, bss_end, entry
+
+%include "uart.inc"
+
+entry:
+    lgdt [gdtr]
+    jmp 0x08:.cs
+.cs:
+    mov ax, 0x10
+    mov ds, ax
+    mov es, ax
+    mov fs, ax
+    mov gs, ax
+    mov ss, ax
+    mov esp, kstack_top
+    mov al, 0xff                        ; the 8259s masked
+    out 0x21, al
+    out 0xa1, al
+    ; page table for the first 4 MiB: supervisor, but the user code and stack pages
+    xor ecx, ecx
+.pt:
+    mov eax, ecx
+    shl eax, 12
+    or eax, 3                           ; present, writable, supervisor
+    mov [ptab + ecx * 4], eax
+    inc ecx
+    cmp ecx, 1024
+    jb .pt
+    mov eax, user_code
+    shr eax, 12
+    or dword [ptab + eax * 4], 4
+    mov eax, ustack
+    shr eax, 12
+    or dword [ptab + eax * 4], 4
+    mov dword [pdir], ptab + 7          ; the PDE lets the PTE decide
+    mov eax, pdir
+    mov cr3, eax
+    mov eax, cr0
+    or eax, 0x80010000                  ; PG, WP
+    mov cr0, eax
+    ; IDT: #UD (6) -> task gate, 0x40 -> task gate DPL 3, 0x41 -> the end (DPL 3), #PF (14)
+    ; and every other vector -> unexpected
+    xor ecx, ecx
+.idt:
+    mov eax, h_unexpected
+    call set_gate
+    inc ecx
+    cmp ecx, 256
+    jb .idt
+    mov ecx, 14
+    mov eax, h_pf
+    call set_gate
+    mov ecx, 0x41
+    mov eax, h_end
+    call set_gate
+    or byte [idt + 0x41 * 8 + 5], 0x60  ; DPL 3
+    mov word [idt + 6 * 8 + 2], 0x30    ; task gates: TSS 0x30, type 5, present
+    mov word [idt + 6 * 8 + 4], 0x8500
+    mov word [idt + 0x40 * 8 + 2], 0x30
+    mov word [idt + 0x40 * 8 + 4], 0xe500  ; DPL 3
+    lidt [idtr]
+    ; two TSSs: 0x28 this task (its ring-0 stack for h_end), 0x30 the task behind the gates
+    mov eax, tss_main
+    mov edi, gdt + 0x28
+    call set_tss_desc
+    mov eax, tss_task
+    mov edi, gdt + 0x30
+    call set_tss_desc
+    mov dword [tss_main + 4], kstack_top        ; ESP0
+    mov dword [tss_main + 8], 0x10              ; SS0
+    mov dword [tss_main + 0x1c], pdir           ; CR3: a switch back loads it, none saves it
+    mov dword [tss_task + 0x1c], pdir           ; CR3
+    mov dword [tss_task + 0x20], task_entry     ; EIP
+    mov dword [tss_task + 0x24], 2              ; EFLAGS
+    mov dword [tss_task + 0x38], task_stack_top ; ESP
+    mov dword [tss_task + 0x4c], 0x08           ; CS
+    mov eax, 0x10
+    mov [tss_task + 0x48], eax                  ; ES
+    mov [tss_task + 0x50], eax                  ; SS
+    mov [tss_task + 0x54], eax                  ; DS
+    mov [tss_task + 0x58], eax                  ; FS
+    mov [tss_task + 0x5c], eax                  ; GS
+    mov ax, 0x28
+    ltr ax
+    ; to user mode
+    mov ax, 0x23
+    mov ds, ax
+    mov es, ax
+    push 0x23                           ; SS
+    push ustack_top                     ; ESP
+    push 2                              ; EFLAGS
+    push 0x1b                           ; CS
+    push user_code                      ; EIP
+    iretd
+
+; eax = TSS base, edi = its GDT slot: a 32-bit available TSS, limit 0x67
+set_tss_desc:
+    mov word [edi], 0x67
+    mov [edi + 2], ax
+    shr eax, 16
+    mov [edi + 4], al
+    mov byte [edi + 5], 0x89
+    mov byte [edi + 6], 0
+    mov [edi + 7], ah
+    ret
+
+; ecx = vector, eax = handler: a 32-bit interrupt gate, DPL 0
+set_gate:
+    mov [idt + ecx * 8], ax
+    mov word [idt + ecx * 8 + 2], 0x08
+    mov word [idt + ecx * 8 + 4], 0x8e00
+    shr eax, 16
+    mov [idt + ecx * 8 + 6], ax
+    ret
+
+; the task behind both gates: records what it sees and IRETs (NT set) to the user's task; the
+; next switch resumes after that IRET. The second switch is the #UD: the user's EIP, saved in
+; the first TSS, goes past the UD2.
+task_entry:
+    inc dword [task_ran]
+    movzx eax, word [tss_task]          ; the back link
+    mov [task_link], eax
+    mov eax, [tss_main + 0x4c]          ; the CS the switch saved: the user's
+    mov [saved_cs], eax
+    pushfd
+    pop eax
+    shr eax, 14
+    and eax, 1
+    mov [task_nt], eax
+    cmp dword [task_ran], 2
+    jne .back
+    add dword [tss_main + 0x20], 2      ; past the UD2
+.back:
+    iretd
+    jmp task_entry
+
+h_pf:
+    inc dword [pf_count]
+    mov eax, cr2
+    mov [pf_cr2], eax
+    jmp h_end
+
+h_unexpected:
+    mov dword [unexpected], 1
+h_end:
+    mov ax, 0x10
+    mov ds, ax
+    mov es, ax
+    mov esi, k_int
+    mov eax, [task_ran]
+    shl eax, 16
+    or eax, [task_link]
+    call putkv                          ; user_task_ran_link = 20028
+    mov esi, k_nt_cs
+    mov eax, [task_nt]
+    shl eax, 16
+    or eax, [saved_cs]
+    call putkv                          ; user_task_nt_saved_cs = 1001b
+    mov esi, k_user
+    mov eax, [user_cs1]
+    shl eax, 16
+    or eax, [user_cs2]
+    call putkv                          ; user_back_cs = 1b001b
+    mov esi, k_pf
+    mov eax, [pf_count]
+    call putkv                          ; user_task_pf = 0
+    mov esi, k_pf_cr2
+    mov eax, [pf_cr2]
+    call putkv
+    mov esi, k_unexp
+    mov eax, [unexpected]
+    call putkv                          ; user_task_unexpected = 0
+    mov dx, 0x501
+    mov al, 42
+    out dx, al
+    cli
+    hlt
+
+; putkv: the key at esi, then eax in hex, then a newline
+putkv:
+    push eax
+.k: lodsb
+    test al, al
+    jz .v
+    call uart_putc
+    jmp .k
+.v: pop edx
+    mov ecx, 8
+.d: rol edx, 4
+    mov al, dl
+    and al, 15
+    add al, '0'
+    cmp al, '9'
+    jbe .p
+    add al, 'a' - '9' - 1
+.p: call uart_putc
+    loop .d
+    mov al, 10
+    call uart_putc
+    ret
+
+k_int: db "user_task_ran_link=", 0
+k_nt_cs: db "user_task_nt_saved_cs=", 0
+k_user: db "user_back_cs=", 0
+k_pf: db "user_task_pf=", 0
+k_pf_cr2: db "user_task_pf_cr2=", 0
+k_unexp: db "user_task_unexpected=", 0
+
+    align 8
+gdt:
+    dq 0
+    dq 0x00cf9a000000ffff                   ; 0x08: code, flat, 32-bit
+    dq 0x00cf92000000ffff                   ; 0x10: data, flat
+    dq 0x00cffa000000ffff                   ; 0x18: user code (0x1b)
+    dq 0x00cff2000000ffff                   ; 0x20: user data (0x23)
+    dq 0                                    ; 0x28: TSS of the main task
+    dq 0                                    ; 0x30: TSS of the gates' task
+gdtr:
+    dw gdtr - gdt - 1
+    dd gdt
+idtr:
+    dw 256 * 8 - 1
+    dd idt
+
+    align 4096, db 0
+user_code:                              ; CPL 3, on the only user page of code
+    int 0x40
+    mov eax, cs
+    mov [user_cs1], eax
+    ud2
+    mov eax, cs
+    mov [user_cs2], eax
+    int 0x41
+    jmp $
+    align 4096, db 0
+ustack: times 4096 - 64 db 0            ; the user stack page, and the results it writes
+ustack_top:
+user_cs1: dd 0
+user_cs2: dd 0
+    align 64, db 0
+image_end:
+
+absolute image_end
+    alignb 4096
+pdir: resb 4096
+ptab: resb 4096
+idt: resb 256 * 8
+tss_main: resb 104
+tss_task: resb 104
+task_ran: resd 1
+task_link: resd 1
+task_nt: resd 1
+saved_cs: resd 1
+pf_count: resd 1
+pf_cr2: resd 1
+unexpected: resd 1
+    alignb 16
+kstack: resb 1024
+kstack_top:
+task_stack: resb 1024
+task_stack_top:
+bss_end:
