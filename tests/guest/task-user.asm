@@ -4,7 +4,9 @@
 ; #UD in user mode through a task gate at vector 6, each switch to a second task, which saves
 ; the user state into the first TSS and sets busy bits in the GDT: implicit supervisor accesses
 ; (SDM vol. 3 7.3), which must not fault for want of user rights. The task IRETs back to user
-; mode. Prints key=value lines (hex) on COM1, then leaves through isa-debug-exit (status 85).
+; mode. Before that, from CPL 0, a far CALL to a 16-bit TSS (type 1, the 80286's layout) and
+; the IRET back from it, which saves that task's state in the 16-bit layout.
+; Prints key=value lines (hex) on COM1, then leaves through isa-debug-exit (status 85).
 bits 32
     org 0x200000
 header:
@@ -93,6 +95,25 @@ entry:
     mov [tss_task + 0x5c], eax                  ; GS
     mov ax, 0x28
     ltr ax
+    ; a 16-bit TSS at 0x38: its IP and SP are 16-bit, so its CS (0x40) and SS (0x48) are based
+    ; at the image; AX = 0x1234 goes in through it
+    mov eax, tss16
+    mov edi, gdt + 0x38
+    call set_tss_desc
+    mov word [gdt + 0x38], 0x2b                 ; limit: the 16-bit TSS's 44 bytes
+    mov byte [gdt + 0x38 + 5], 0x81             ; present, type 1: 16-bit, available
+    mov word [tss16 + 0x0e], task16_entry - 0x200000    ; IP
+    mov word [tss16 + 0x10], 2                  ; FLAGS
+    mov word [tss16 + 0x12], 0x1234             ; AX
+    mov word [tss16 + 0x1a], task16_stack_top - 0x200000 ; SP
+    mov word [tss16 + 0x22], 0x10               ; ES
+    mov word [tss16 + 0x24], 0x40               ; CS
+    mov word [tss16 + 0x26], 0x48               ; SS
+    mov word [tss16 + 0x28], 0x10               ; DS
+    call 0x38:0
+    str ax
+    movzx eax, ax
+    mov [task16_back_tr], eax
     ; to user mode
     mov ax, 0x23
     mov ds, ax
@@ -145,6 +166,26 @@ task_entry:
     iretd
     jmp task_entry
 
+; the 16-bit TSS's task (32-bit code in a segment based at the image)
+task16_entry:
+    movzx esp, sp                       ; the upper half is undefined after the switch
+    mov [task16_ax], ax
+    str bx
+    movzx ebx, bx
+    shl ebx, 16
+    movzx ecx, word [tss16]             ; the back link
+    shl ecx, 4
+    or ebx, ecx
+    pushfd
+    pop ecx
+    shr ecx, 14
+    and ecx, 1
+    or ebx, ecx
+    mov [task16_str_link_nt], ebx
+    iretd
+task16_after:
+    jmp task16_entry
+
 h_pf:
     inc dword [pf_count]
     mov eax, cr2
@@ -172,6 +213,20 @@ h_end:
     shl eax, 16
     or eax, [user_cs2]
     call putkv                          ; user_back_cs = 1b001b
+    mov esi, k_t16
+    mov eax, [task16_str_link_nt]
+    call putkv                          ; task16_str_link_nt = 380281
+    mov esi, k_t16ax
+    mov eax, [task16_ax]
+    shl eax, 16
+    or eax, [task16_back_tr]
+    call putkv                          ; task16_ax_back_tr = 12340028
+    mov esi, k_t16ip
+    movzx eax, word [tss16 + 0x0e]      ; IP saved by the IRET out of the 16-bit task
+    cmp eax, task16_after - 0x200000
+    sete al
+    movzx eax, al
+    call putkv                          ; task16_saved_ip_ok = 1
     mov esi, k_pf
     mov eax, [pf_count]
     call putkv                          ; user_task_pf = 0
@@ -214,6 +269,9 @@ k_int: db "user_task_ran_link=", 0
 k_nt_cs: db "user_task_nt_saved_cs=", 0
 k_user: db "user_back_cs=", 0
 k_pf: db "user_task_pf=", 0
+k_t16: db "task16_str_link_nt=", 0
+k_t16ax: db "task16_ax_back_tr=", 0
+k_t16ip: db "task16_saved_ip_ok=", 0
 k_pf_cr2: db "user_task_pf_cr2=", 0
 k_unexp: db "user_task_unexpected=", 0
 
@@ -226,6 +284,9 @@ gdt:
     dq 0x00cff2000000ffff                   ; 0x20: user data (0x23)
     dq 0                                    ; 0x28: TSS of the main task
     dq 0                                    ; 0x30: TSS of the gates' task
+    dq 0                                    ; 0x38: a 16-bit TSS
+    dq 0x00cf9a200000ffff                   ; 0x40: code, 32-bit, based at 0x200000
+    dq 0x00cf92200000ffff                   ; 0x48: data, based at 0x200000
 gdtr:
     dw gdtr - gdt - 1
     dd gdt
@@ -258,6 +319,10 @@ ptab: resb 4096
 idt: resb 256 * 8
 tss_main: resb 104
 tss_task: resb 104
+tss16: resb 44
+task16_ax: resd 1
+task16_str_link_nt: resd 1
+task16_back_tr: resd 1
 task_ran: resd 1
 task_link: resd 1
 task_nt: resd 1
@@ -270,4 +335,6 @@ kstack: resb 1024
 kstack_top:
 task_stack: resb 1024
 task_stack_top:
+task16_stack: resb 512
+task16_stack_top:
 bss_end:

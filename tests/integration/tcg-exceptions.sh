@@ -71,10 +71,12 @@ fi
 
 # Task switches from user mode with paging (tests/guest/task-user.asm): an INT and a #UD at CPL 3
 # through task gates, the TSSs and the GDT on supervisor pages. The switch's writes to them are
-# implicit supervisor accesses: the qkvm of the branch point took a #PF on the first one.
+# implicit supervisor accesses: the qkvm of the branch point took a #PF on the first one. And a
+# far CALL to a 16-bit TSS and back, which it refused (#GP).
 declare -A user_want=(
   [user_task_ran_link]=00020028 [user_task_nt_saved_cs]=0001001b [user_back_cs]=001b001b
   [user_task_pf]=00000000 [user_task_unexpected]=00000000
+  [task16_str_link_nt]=00380281 [task16_ax_back_tr]=12340028 [task16_saved_ip_ok]=00000001
 )
 declare -A user_what=(
   [user_task_ran_link]="INT and #UD at CPL 3 through task gates: both switch, back link the user's TSS"
@@ -82,6 +84,9 @@ declare -A user_what=(
   [user_back_cs]="IRET with NT returns to user mode both times (past the UD2 the task skipped)"
   [user_task_pf]="no #PF for the TSS and GDT writes of a switch from CPL 3"
   [user_task_unexpected]="no other exception"
+  [task16_str_link_nt]="far CALL to a 16-bit TSS (type 1): TR is it, its link the caller's TSS, NT set"
+  [task16_ax_back_tr]="the 16-bit TSS's AX loaded; its IRET back to the 32-bit task"
+  [task16_saved_ip_ok]="that IRET saved the 16-bit task's IP in the 16-bit layout"
 )
 for jit in on off; do
   run_qkvm 30 -accel tcg,jit=$jit -nodefaults -display none -serial stdio -device isa-debug-exit \

@@ -81,12 +81,12 @@ static void far_transfer(struct cpu *c, uint16_t sel, uint64_t off, int osz, boo
         /* a TSS or a task gate in the GDT/LDT: a task switch (the offset is ignored) */
         uint64_t d = seg_read_desc(c, sel, EXC_GP);
         int type = (int)(d >> 40) & 0x1f, dpl = (int)(d >> 45) & 3;
-        if (type == 9 || type == 5) {
+        if (type == 9 || type == 1 || type == 5) {   /* 32-bit or 16-bit TSS, task gate */
             if (dpl < c->cpl || dpl < (sel & 3))
                 raise_gp(c, sel & 0xfffc);
             if (!((d >> 47) & 1))
                 raise_exc_err(c, EXC_NP, sel & 0xfffc);
-            task_switch(c, type == 9 ? sel : (uint16_t)(d >> 16), call ? TASK_CALL : TASK_JMP, false, 0);
+            task_switch(c, type == 5 ? (uint16_t)(d >> 16) : sel, call ? TASK_CALL : TASK_JMP, false, 0);
             return;
         }
     }
