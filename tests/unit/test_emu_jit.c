@@ -50,7 +50,7 @@ static void gen_insn(struct code *c, uint32_t *def)
 {
     int sz = wsz();
     uint8_t op[2];
-    switch (rnd() % 21) {
+    switch (rnd() % 26) {
     case 0: case 1: {   /* ALU r/m, r and r, r/m: ADD OR AND SUB XOR CMP, ADC SBB when CF is */
         int kind = (int)(rnd() % 8);
         if ((kind == 2 || kind == 3) && !(*def & CF))
@@ -235,6 +235,88 @@ static void gen_insn(struct code *c, uint32_t *def)
             *def |= FIVE;
         break;
     }
+    case 21: {   /* 16-bit forms: ALU r/m, r and r, r/m and imm, TEST, MOV, INC/DEC/NOT/NEG r */
+        int f = (int)(rnd() % 6), kind = (int)(rnd() % 8);
+        if ((kind == 2 || kind == 3) && !(*def & CF))
+            kind = 7;
+        bool mem = rnd() % 2;
+        if (f == 0) {
+            op[0] = (uint8_t)(kind * 8 + 1 + (rnd() % 2) * 2);
+            emit_modrm(c, 2, op, 1, reg(), mem ? -1 : reg(), disp(), false, NULL, 0);
+        } else if (f == 1) {
+            bool i8 = rnd() % 2;
+            op[0] = i8 ? 0x83 : 0x81;
+            emit_modrm(c, 2, op, 1, kind, mem ? -1 : reg(), disp(), false, NULL, 0);
+            emit_imm(c, rnd_val(), i8 ? 1 : 2);
+        } else if (f == 2) {
+            op[0] = 0x85;
+            emit_modrm(c, 2, op, 1, reg(), mem ? -1 : reg(), disp(), false, NULL, 0);
+        } else if (f == 3) {
+            static const uint8_t mv[3] = { 0x89, 0x8b, 0xc7 };
+            op[0] = mv[rnd() % 3];
+            emit_modrm(c, 2, op, 1, op[0] == 0xc7 ? 0 : reg(), mem ? -1 : reg(), disp(), false, NULL, 0);
+            if (op[0] == 0xc7)
+                emit_imm(c, rnd_val(), 2);
+            break;
+        } else if (f == 4) {   /* INC/DEC (CF stays), NOT, NEG of a register */
+            int sub = (int)(rnd() % 4);
+            op[0] = sub < 2 ? 0xff : 0xf7;
+            emit_modrm(c, 2, op, 1, sub, reg(), 0, false, NULL, 0);
+            if (sub < 2)
+                *def |= PF | ZF | SF | OF;
+            else if (sub == 3)
+                *def |= FIVE;
+            break;
+        } else {               /* a shift or rotate, then an instruction that sets the flags anew */
+            static const int subs[5] = { 0, 1, 4, 5, 7 };
+            op[0] = 0xc1;
+            emit_modrm(c, 2, op, 1, subs[rnd() % 5], reg(), 0, false, NULL, 0);
+            emit1(c, (uint8_t)(rnd() % 32));
+            op[0] = 0x85;
+            emit_modrm(c, 8, op, 1, reg(), reg(), 0, false, NULL, 0);
+        }
+        *def |= FIVE;
+        break;
+    }
+    case 22: {   /* INC/DEC/NOT/NEG of memory, every size */
+        static const int szs[4] = { 1, 2, 4, 8 };
+        int msz = szs[rnd() % 4], sub = (int)(rnd() % 4);
+        op[0] = (uint8_t)((sub < 2 ? 0xff : 0xf7) - (msz == 1));
+        emit_modrm(c, msz, op, 1, sub, -1, disp(), false, NULL, 0);
+        if (sub < 2)
+            *def |= PF | ZF | SF | OF;
+        else if (sub == 3)
+            *def |= FIVE;
+        break;
+    }
+    case 23: {   /* byte ALU with a memory destination: op m8, r8 and op m8, imm8 */
+        int kind = (int)(rnd() % 8);
+        if ((kind == 2 || kind == 3) && !(*def & CF))
+            kind = 0;
+        bool rex = rnd() % 2;
+        if (rnd() % 2) {
+            op[0] = (uint8_t)(kind * 8);
+            emit_modrm(c, 1, op, 1, rex ? reg() : breg(), -1, disp(), rex, NULL, 0);
+        } else {
+            op[0] = 0x80;
+            emit_modrm(c, 1, op, 1, kind, -1, disp(), false, NULL, 0);
+            emit1(c, (uint8_t)rnd_val());
+        }
+        *def |= FIVE;
+        break;
+    }
+    case 24: {   /* CMPXCHG and XADD with memory, LOCKed or not */
+        if (rnd() % 2)
+            emit1(c, 0xf0);
+        uint8_t o2[2] = { 0x0f, rnd() % 2 ? 0xb1 : 0xc1 };
+        emit_modrm(c, sz, o2, 2, reg(), -1, disp(), false, NULL, 0);
+        *def |= FIVE;
+        break;
+    }
+    case 25:   /* a store first: the page is in the TLB for what follows (a miss runs the handler) */
+        emit(c, "\x80\x0b\x00", 3);   /* or byte [rbx], 0 */
+        *def |= FIVE;
+        break;
     case 15: case 16: {   /* CMP then Jcc over the next instruction */
         if (c->n > 180)
             break;

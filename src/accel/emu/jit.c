@@ -231,6 +231,31 @@ static void stg(struct tx *t, int g, int h)
     }
 }
 
+/* The operand-size prefix of a 16-bit operation (before its REX): the op_rr/op_rm that follows
+ * is then given w = 0. */
+static void o16(struct tx *t, int sz)
+{
+    if (sz == 2)
+        e1(t, 0x66);
+}
+
+/* guest register g = the low sz bytes of h: a 16-bit result leaves the rest of g as it was, a
+ * 32-bit one (zero-extended in h by the host) and a 64-bit one replace it, as stg does */
+static void stg_sz(struct tx *t, int g, int h, int sz)
+{
+    if (sz != 2) {
+        stg(t, g, h);
+        return;
+    }
+    e1(t, 0x66);
+    if (t->host_of[g] >= 0) {
+        mov_rr(t, 0, t->host_of[g], h);
+        t->dirty |= (uint16_t)(1u << g);
+    } else {
+        st(t, 0, GREG(g), h);
+    }
+}
+
 /* guest register g += imm */
 static void addg(struct tx *t, int g, int32_t imm)
 {
@@ -562,11 +587,12 @@ static void alu_flags(struct tx *t, int kind, int sz, int res)
 /* rax = rax (kind) rcx, flags if live, written back to guest register dst (unless CMP/TEST) */
 static void emit_alu(struct tx *t, int kind, int sz, int dst, bool live)
 {
+    o16(t, sz);
     op_rr(t, sz == 8, alu_host[kind], RCX, RAX);
     if (live)
         alu_flags(t, kind, sz, RAX);
     if (kind != RMW_CMP && kind != ALU_TEST)
-        stg(t, dst, RAX);
+        stg_sz(t, dst, RAX, sz);
 }
 
 /* Same with the destination held in a host register: the operation runs on it in place (b in
@@ -576,6 +602,7 @@ static bool emit_alu_direct(struct tx *t, int kind, int sz, int dst, bool live)
     int h = t->host_of[dst];
     if (h < 0 || kind == RMW_CMP || kind == ALU_TEST)
         return false;
+    o16(t, sz);   /* a 16-bit operation in place keeps the register's upper bits, as the guest's */
     op_rr(t, sz == 8, alu_host[kind], RCX, h);
     if (live)
         alu_flags(t, kind, sz, h);
@@ -614,6 +641,9 @@ static void emit_shift(struct tx *t, int sub, int sz, unsigned n, bool live)
 
 static unsigned emit_cond(struct tx *t, unsigned cc);
 static void emit_carry(struct tx *t);
+struct ccall;
+static struct ccall *rmw_begin(struct tx *t, const struct insn *i, int sz);
+static void rmw_end(struct tx *t, struct ccall *k, int kind, int sz, bool live);
 
 /* Guest byte registers: 0-15 the low bytes, 16-19 AH..BH. h: rax, rcx, rdx or r8 (whose byte
  * encodings need no REX, or always have one). */
@@ -698,6 +728,13 @@ static bool emit_byte(struct tx *t, const struct insn *i, bool live)
                 mov_rr(t, 0, RAX, RCX);
                 mov_rr(t, 0, RCX, RDX);
             }
+        } else if ((op & 7) == 0) {    /* op m8, r8 */
+            struct ccall *k = rmw_begin(t, i, 1);
+            if (!k)
+                return false;
+            ld_byte(t, RCX, i->reg);
+            rmw_end(t, k, kind, 1, live);
+            return true;
         } else {
             return false;
         }
@@ -725,8 +762,13 @@ static bool emit_byte(struct tx *t, const struct insn *i, bool live)
         } else if (kind == RMW_CMP) {
             emit_ea(t, i);
             emit_load(t, i, 1);
-        } else {
-            return false;
+        } else {                        /* op m8, imm8 */
+            struct ccall *k = rmw_begin(t, i, 1);
+            if (!k)
+                return false;
+            movi(t, RCX, (uint8_t)i->imm);
+            rmw_end(t, k, kind, 1, live);
+            return true;
         }
         movi(t, RCX, (uint8_t)i->imm);
     } else {
@@ -911,6 +953,7 @@ static void emit_incdec(struct tx *t, int dec, int sz, int g, bool live)
         op_rr(t, 0, 0x0fb6, RDX, RDX);
     }
     ldg(t, w, RAX, g);
+    o16(t, sz);
     op_rr(t, w, 0x83, dec ? 5 : 0, RAX);
     e1(t, 1);
     if (live) {
@@ -920,7 +963,7 @@ static void emit_incdec(struct tx *t, int dec, int sz, int g, bool live)
         st(t, 1, OFF(cc_aux), RDX);
         t->cc = (dec ? CC_DEC : CC_INC) | lg_size(sz);
     }
-    stg(t, g, RAX);
+    stg_sz(t, g, RAX, sz);
 }
 
 /* ADD/OR/AND/SUB/XOR with a memory destination of 4 or 8 bytes (not LOCKed), the source in rcx
@@ -931,8 +974,6 @@ static void emit_incdec(struct tx *t, int dec, int sz, int g, bool live)
  * leave the lazy flags in different encodings: nothing after it may assume which. */
 static struct ccall *rmw_begin(struct tx *t, const struct insn *i, int sz)
 {
-    if (sz != 4 && sz != 8)
-        return NULL;
     if (t->nccall >= CCALL_MAX - 1)
         return NULL;
     struct ccall *k = ccall_new(t, i);
@@ -942,16 +983,125 @@ static struct ccall *rmw_begin(struct tx *t, const struct insn *i, int sz)
     return k;
 }
 
-static void rmw_end(struct tx *t, struct ccall *k, int kind, int sz, bool live)
+/* rax = the sz bytes at [r8] (a byte or word merged into rax's low bits: the flags and the
+ * store look at those only) */
+static void rmw_load(struct tx *t, int sz)
 {
-    int w = sz == 8;
-    op_rm(t, w, 0x8b, RAX, R8, 0);                  /* rax = [r8] */
-    op_rr(t, w, alu_host[kind], RCX, RAX);
-    if (live)
-        alu_flags(t, kind, sz, RAX);
-    op_rm(t, w, 0x89, RAX, R8, 0);                  /* [r8] = rax */
+    o16(t, sz);
+    op_rm(t, sz == 8, sz == 1 ? 0x8a : 0x8b, RAX, R8, 0);
+}
+
+static void rmw_store(struct tx *t, struct ccall *k, int sz)
+{
+    o16(t, sz);
+    op_rm(t, sz == 8, sz == 1 ? 0x88 : 0x89, RAX, R8, 0);
     k->resume = t->p;
     t->cc = CC_UNKNOWN;
+}
+
+static void rmw_end(struct tx *t, struct ccall *k, int kind, int sz, bool live)
+{
+    rmw_load(t, sz);
+    o16(t, sz);
+    op_rr(t, sz == 8, alu_host[kind] - (sz == 1), RCX, RAX);
+    if (live)
+        alu_flags(t, kind, sz, RAX);
+    rmw_store(t, k, sz);
+}
+
+/* INC/DEC (FE/FF /0 /1) and NOT/NEG (F6/F7 /2 /3) of memory, through rmw_begin's lookup. INC
+ * and DEC keep CF: with live flags the carry in goes to r9 first (emit_carry may call out, which
+ * the host address in r8 would not survive). */
+static bool emit_unary_mem(struct tx *t, const struct insn *i, int sz, bool live)
+{
+    bool incdec = i->op == 0xfe || i->op == 0xff;
+    int sub = i->sub, w = sz == 8;
+    if ((incdec ? sub > 1 : sub != 2 && sub != 3) || t->nccall >= CCALL_MAX - 1)
+        return false;
+    if (incdec && live) {
+        emit_carry(t);
+        e1(t, 0x41);                /* setc r9b; movzx r9d, r9b */
+        e1(t, 0x0f);
+        e1(t, 0x92);
+        e1(t, 0xc1);
+        op_rr(t, 0, 0x0fb6, R9, R9);
+    }
+    struct ccall *k = rmw_begin(t, i, sz);
+    rmw_load(t, sz);
+    if (sub == 3 && live)
+        mov_rr(t, 1, RCX, RAX);
+    o16(t, sz);
+    op_rr(t, w, (incdec ? 0xff : 0xf7) - (sz == 1), sub, RAX);
+    if (live && incdec) {
+        st(t, 1, OFF(cc_res), RAX);
+        sti(t, 1, OFF(cc_src), 1);
+        sti(t, 0, OFF(cc_op), (int32_t)((sub ? CC_DEC : CC_INC) | lg_size(sz)));
+        st(t, 1, OFF(cc_aux), R9);
+    } else if (live && sub == 3) {
+        cc_store(t, CC_SUB, sz, RAX, RCX);
+    }
+    rmw_store(t, k, sz);
+    return true;
+}
+
+/* CMPXCHG r/m, r and XADD r/m, r of 4 or 8 bytes in memory (LOCKed or not): the host's own
+ * LOCKed instruction on the host address, which is what the interpreter's compare-and-swap
+ * does too, so other vCPUs see one atomic access either way. */
+static bool emit_atomic(struct tx *t, const struct insn *i, int sz, bool live)
+{
+    int w = sz == 8;
+    if (i->mod == 3 || (sz != 4 && sz != 8) || t->nccall >= CCALL_MAX - 1)
+        return false;
+    struct ccall *k = rmw_begin(t, i, sz);
+    if (i->op == 0x1b1) {
+        ldg(t, 1, RAX, R_AX);       /* all of RAX: the host leaves its upper half as the guest's */
+        ldg(t, w, RCX, i->reg);
+        mov_rr(t, 1, RDX, RAX);
+        e1(t, 0xf0);
+        op_rm(t, w, 0x0fb1, RCX, R8, 0);   /* lock cmpxchg [r8], rcx: rax = the old value */
+        if (live) {
+            op_rr(t, w, 0x29, RAX, RDX);   /* flags of CMP acc, old */
+            cc_store(t, CC_SUB, sz, RDX, RAX);
+        }
+        stg(t, R_AX, RAX);
+    } else {
+        ldg(t, w, RCX, i->reg);
+        mov_rr(t, 1, RDX, RCX);
+        e1(t, 0xf0);
+        op_rm(t, w, 0x0fc1, RCX, R8, 0);   /* lock xadd [r8], rcx: rcx = the old value */
+        if (live) {
+            mov_rr(t, 1, RAX, RCX);
+            op_rr(t, w, 0x01, RDX, RAX);
+            cc_store(t, CC_ADD, sz, RAX, RDX);
+        }
+        stg(t, i->reg, RCX);
+    }
+    k->resume = t->p;
+    t->cc = CC_UNKNOWN;
+    return true;
+}
+
+/* The 16-bit forms emit_inline handles (zlib's and SQLite's 16-bit fields: compares, moves,
+ * ALU operations, their memory forms): each runs as the host's instruction with the 0x66
+ * prefix, and a result to a register replaces only its low 16 bits (stg_sz). */
+static bool word_ok(const struct insn *i, bool live)
+{
+    unsigned op = i->op;
+    if (op < 0x40 && ((op & 7) == 1 || (op & 7) == 3 || (op & 7) == 5))
+        return alu_kind_ok((int)(op >> 3));
+    switch (op) {
+    case 0x81: case 0x83:
+        return alu_kind_ok(i->sub);
+    case 0x85: case 0xa9: case 0x89: case 0x8b: case 0xc7:
+        return true;
+    case 0xf7:
+        return i->mod == 3 && i->sub != 1 && i->sub <= 3;
+    case 0xff:
+        return i->mod == 3 && i->sub <= 1;
+    case 0xc1: case 0xd1:   /* shifts and rotates of a register whose flags nobody reads */
+        return i->mod == 3 && !live && i->sub != 2 && i->sub != 3 && i->sub != 6;
+    }
+    return false;
 }
 
 /* Emits i inline when it is one of the handled forms; false leaves it to its handler. live: a
@@ -1025,9 +1175,13 @@ static bool emit_inline(struct tx *t, const struct insn *i, bool live)
     }
     if (!reg && !ea_ok(i, t->pend))
         return false;
+    if (!reg && (op == 0xfe || op == 0xff || op == 0xf6 || op == 0xf7) && i->sub <= 3)
+        return emit_unary_mem(t, i, sz, live);
+    if (op == 0x1b1 || op == 0x1c1)
+        return emit_atomic(t, i, sz, live);
     if (sz == 1)
         return emit_byte(t, i, live);
-    if (sz != 4 && sz != 8)
+    if (sz == 2 && !word_ok(i, live))
         return false;
     if (op >= 0x140 && op <= 0x14f) {   /* CMOVcc r, r */
         if (!reg)
@@ -1148,12 +1302,12 @@ static bool emit_inline(struct tx *t, const struct insn *i, bool live)
         emit_alu(t, ALU_TEST, sz, 0, live);
         return true;
     case 0x89:
-        if (reg && t->host_of[i->rm] >= 0) {
+        if (reg && t->host_of[i->rm] >= 0 && sz != 2) {
             ldg(t, w, t->host_of[i->rm], i->reg);
             t->dirty |= (uint16_t)(1u << i->rm);
         } else if (reg) {
             ldg(t, w, RAX, i->reg);
-            stg(t, i->rm, RAX);
+            stg_sz(t, i->rm, RAX, sz);
         } else {
             ldg(t, w, R8, i->reg);
             emit_ea(t, i);
@@ -1161,7 +1315,7 @@ static bool emit_inline(struct tx *t, const struct insn *i, bool live)
         }
         return true;
     case 0x8b:
-        if (reg && t->host_of[i->reg] >= 0) {
+        if (reg && t->host_of[i->reg] >= 0 && sz != 2) {
             ldg(t, w, t->host_of[i->reg], i->rm);
             t->dirty |= (uint16_t)(1u << i->reg);
             return true;
@@ -1172,14 +1326,14 @@ static bool emit_inline(struct tx *t, const struct insn *i, bool live)
             emit_ea(t, i);
             emit_load(t, i, sz);
         }
-        stg(t, i->reg, RAX);
+        stg_sz(t, i->reg, RAX, sz);
         return true;
     case 0xc7:
         if (i->sub != 0)
             return false;
         if (reg) {
             ld_imm(t, RAX, i, sz);
-            stg(t, i->rm, RAX);
+            stg_sz(t, i->rm, RAX, sz);
         } else {
             ld_imm(t, R8, i, sz);
             emit_ea(t, i);
@@ -1254,6 +1408,14 @@ static bool emit_inline(struct tx *t, const struct insn *i, bool live)
         if ((sub == 0 || sub == 1) && live && n)
             return false;   /* a rotate merges its flags with the older ones: the handler's job */
         int h = t->host_of[i->rm];
+        if (sz == 2) {   /* flags dead (word_ok): the host's 16-bit shift or rotate */
+            ldg(t, 0, RAX, i->rm);
+            o16(t, sz);
+            op_rr(t, 0, 0xc1, sub, RAX);
+            e1(t, n);
+            stg_sz(t, i->rm, RAX, sz);
+            return true;
+        }
         if (h >= 0 && !live) {   /* in place; a 32-bit count of 0 still clears the top half */
             if (n) {
                 op_rr(t, w, 0xc1, sub, h);
@@ -1283,10 +1445,11 @@ static bool emit_inline(struct tx *t, const struct insn *i, bool live)
             ldg(t, w, RAX, i->rm);
             if (i->sub == 3)
                 mov_rr(t, 1, RCX, RAX);
+            o16(t, sz);
             op_rr(t, w, 0xf7, i->sub, RAX);
             if (i->sub == 3 && live)
                 cc_store(t, CC_SUB, sz, RAX, RCX);
-            stg(t, i->rm, RAX);
+            stg_sz(t, i->rm, RAX, sz);
             return true;
         }
         return false;
