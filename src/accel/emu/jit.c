@@ -818,7 +818,7 @@ static void sse_mov(struct tx *t, bool store, int n, int r, int base, int32_t di
 
 /* What the interpreter's h_sse checks first (#NM, #UD), and the MXCSR its arithmetic assumes
  * (round to nearest, exceptions masked, no flush-to-zero: the host's): otherwise the handler. */
-static void sse_guard(struct tx *t, struct ccall *k)
+static void sse_guard_cr(struct tx *t, struct ccall *k)
 {
     op_rm(t, 0, 0xf6, 0, RBX, OFF(cr0));            /* test byte [cr0], TS | EM */
     e1(t, CR0_TS | CR0_EM);
@@ -826,6 +826,11 @@ static void sse_guard(struct tx *t, struct ccall *k)
     op_rm(t, 0, 0xf6, 0, RBX, OFF(cr4) + 1);        /* test byte [cr4 + 1], OSFXSR >> 8 */
     e1(t, CR4_OSFXSR >> 8);
     k->patch[k->npatch++] = jcc32(t, 0x4);
+}
+
+static void sse_guard(struct tx *t, struct ccall *k)
+{
+    sse_guard_cr(t, k);
     op_rm(t, 0, 0x81, 7, RBX, OFF(mxcsr));          /* cmp dword [mxcsr], 0x1f80 */
     e4(t, 0x1f80);
     k->patch[k->npatch++] = jcc32(t, 0x5);
@@ -843,6 +848,117 @@ static void sse_addr(struct tx *t, const struct insn *i, struct ccall *k, int n,
         k->patch[k->npatch++] = jcc32(t, 0x5);
     }
     tlb_lookup(t, write, n, k->patch, &k->npatch);
+}
+
+/* The SSE2 integer operations on XMM registers (66 0F xx) whose host instruction does exactly
+ * what pint() does, with an xmm or 16-byte aligned m128 source */
+static bool sse_int_binop(unsigned op)
+{
+    return (op >= 0x60 && op <= 0x6d) || (op >= 0x74 && op <= 0x76) || (op >= 0xd1 && op <= 0xd5) ||
+           (op >= 0xd8 && op <= 0xdf) || (op >= 0xe0 && op <= 0xe5) || (op >= 0xe8 && op <= 0xef) ||
+           (op >= 0xf1 && op <= 0xf6) || (op >= 0xf8 && op <= 0xfe);
+}
+
+/* SSE2 integer forms on XMM registers, the host's own instruction on the guest's registers in
+ * struct cpu (xmm0 the destination, xmm1 the source): the binary operations of sse_int_binop,
+ * PSHUFD/HW/LW, the shifts by an immediate (PSRLDQ/PSLLDQ among them), PMOVMSKB, PEXTRW/PINSRW
+ * and the MOVD/MOVQ moves between XMM registers, general registers and memory: what deflate and
+ * glibc's SSE2 string functions (strlen, memchr, memcmp, strcmp) are made of. MXCSR plays no
+ * part in them, so only CR0/CR4 send them to the handler (and a TLB miss or a misaligned m128,
+ * which the handler turns into the #PF or #GP the guest should see). The MMX forms (no prefix)
+ * stay with the handler. */
+static bool emit_sse_int(struct tx *t, const struct insn *i, int p)
+{
+    unsigned op = i->op & 0xff;
+    bool reg = i->mod == 3;
+    int w = i->osz == 8;   /* MOVD (4 bytes) or, with REX.W, MOVQ */
+    int32_t x = XMM_OFF(i->reg), y = XMM_OFF(i->rm);
+    bool bin = p == 0x66 && sse_int_binop(op);
+    bool shuf = op == 0x70 && p;
+    bool shimm = p == 0x66 && reg && (op == 0x71 || op == 0x72 || op == 0x73) &&
+                 (i->sub == 2 || i->sub == 6 || (i->sub == 4 && op != 0x73) ||
+                  ((i->sub == 3 || i->sub == 7) && op == 0x73));
+    bool gpr = p == 0x66 && ((op == 0x6e || op == 0x7e) || (reg && (op == 0xd7 || op == 0xc5)) ||
+                             op == 0xc4);
+    bool q = (p == 0xf3 && op == 0x7e) || (p == 0x66 && op == 0xd6);
+    if (!bin && !shuf && !shimm && !gpr && !q)
+        return false;
+    struct ccall *k = ccall_new(t, i);
+    sse_guard_cr(t, k);
+    if (bin || shuf) {   /* xmm0 = xmm0 op xmm1 (PSHUF*: xmm0 = shuffle of xmm1) */
+        if (reg) {
+            sse_mov(t, false, 16, 1, RBX, y);
+        } else {
+            sse_addr(t, i, k, 16, true, false);
+            sse_mov(t, false, 16, 1, RAX, 0);
+        }
+        if (bin)
+            sse_mov(t, false, 16, 0, RBX, x);
+        sse_r(t, (unsigned)p, op, 0, 1);
+        if (shuf)
+            e1(t, (uint8_t)i->imm);
+        sse_mov(t, true, 16, 0, RBX, x);
+    } else if (shimm) {  /* the register operand is rm, the /digit picks the shift */
+        sse_mov(t, false, 16, 0, RBX, y);
+        sse_r(t, 0x66, op, i->sub, 0);
+        e1(t, (uint8_t)i->imm);
+        sse_mov(t, true, 16, 0, RBX, y);
+    } else if (op == 0xd7) {   /* PMOVMSKB r32, xmm */
+        sse_mov(t, false, 16, 0, RBX, y);
+        sse_r(t, 0x66, 0xd7, RAX, 0);
+        stg(t, i->reg, RAX);
+    } else if (op == 0xc5) {   /* PEXTRW r32, xmm, imm */
+        op_rm(t, 0, 0x0fb7, RAX, RBX, y + 2 * (int32_t)(i->imm & 7));
+        stg(t, i->reg, RAX);
+    } else if (op == 0xc4) {   /* PINSRW xmm, r32/m16, imm */
+        if (reg) {
+            ldg(t, 0, RAX, i->rm);
+        } else {
+            sse_addr(t, i, k, 2, false, false);
+            op_rm(t, 0, 0x0fb7, RAX, RAX, 0);
+        }
+        e1(t, 0x66);
+        st(t, 0, x + 2 * (int32_t)(i->imm & 7), RAX);
+    } else if (op == 0x6e) {   /* MOVD/MOVQ xmm, r/m32/64: the rest of the register cleared */
+        if (reg) {
+            ldg(t, w, RAX, i->rm);
+        } else {
+            sse_addr(t, i, k, w ? 8 : 4, false, false);
+            op_rm(t, w, 0x8b, RAX, RAX, 0);
+        }
+        st(t, 1, x, RAX);
+        sti(t, 1, x + 8, 0);
+    } else if (op == 0x7e && p == 0x66) {   /* MOVD/MOVQ r/m32/64, xmm */
+        if (reg) {
+            ld(t, w, RCX, x);
+            stg(t, i->rm, RCX);
+        } else {   /* the lookup takes rcx: the value after it */
+            sse_addr(t, i, k, w ? 8 : 4, false, true);
+            ld(t, w, RCX, x);
+            op_rm(t, w, 0x89, RCX, RAX, 0);
+        }
+    } else if (op == 0x7e) {   /* F3: MOVQ xmm, xmm/m64, the upper half cleared */
+        if (reg) {
+            ld(t, 1, RCX, y);
+        } else {
+            sse_addr(t, i, k, 8, false, false);
+            op_rm(t, 1, 0x8b, RCX, RAX, 0);
+        }
+        st(t, 1, x, RCX);
+        sti(t, 1, x + 8, 0);
+    } else {                   /* 66 0F D6: MOVQ xmm/m64, xmm */
+        if (reg) {
+            ld(t, 1, RCX, x);
+            st(t, 1, y, RCX);
+            sti(t, 1, y + 8, 0);
+        } else {
+            sse_addr(t, i, k, 8, false, true);
+            ld(t, 1, RCX, x);
+            op_rm(t, 1, 0x89, RCX, RAX, 0);
+        }
+    }
+    k->resume = t->p;
+    return true;
 }
 
 /* MOVSS/SD/UPS/UPD/APS/APD, MOVDQA/DQU and the non-temporal stores MOVNTPS/PD/DQ (glibc's
@@ -867,7 +983,7 @@ static bool emit_sse(struct tx *t, const struct insn *i)
     bool dq = (op == 0x6f || op == 0x7f) && (p == 0x66 || p == 0xf3);
     bool nt = !reg && ((op == 0x2b && !scalar) || (op == 0xe7 && p == 0x66));
     if (!arith && !logic && !mov && !comis && !dq && !nt)
-        return false;
+        return emit_sse_int(t, i, p);
     struct ccall *k = ccall_new(t, i);
     sse_guard(t, k);
     int32_t x = XMM_OFF(i->reg), y = XMM_OFF(i->rm);
