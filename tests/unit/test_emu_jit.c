@@ -50,7 +50,7 @@ static void gen_insn(struct code *c, uint32_t *def)
 {
     int sz = wsz();
     uint8_t op[2];
-    switch (rnd() % 26) {
+    switch (rnd() % 29) {
     case 0: case 1: {   /* ALU r/m, r and r, r/m: ADD OR AND SUB XOR CMP, ADC SBB when CF is */
         int kind = (int)(rnd() % 8);
         if ((kind == 2 || kind == 3) && !(*def & CF))
@@ -311,6 +311,39 @@ static void gen_insn(struct code *c, uint32_t *def)
         uint8_t o2[2] = { 0x0f, rnd() % 2 ? 0xb1 : 0xc1 };
         emit_modrm(c, sz, o2, 2, reg(), -1, disp(), false, NULL, 0);
         *def |= FIVE;
+        break;
+    }
+    case 26: {   /* TEST m, imm; CWDE/CDQE, CDQ/CQO */
+        if (rnd() % 2) {
+            int tsz = rnd() % 3 ? sz : 2;
+            op[0] = 0xf7;
+            emit_modrm(c, tsz, op, 1, 0, -1, disp(), false, NULL, 0);
+            emit_imm(c, rnd_val(), tsz == 2 ? 2 : 4);
+            *def |= FIVE;
+        } else {
+            if (sz == 8)
+                emit1(c, 0x48);
+            emit1(c, rnd() % 2 ? 0x98 : 0x99);
+        }
+        break;
+    }
+    case 27: {   /* MOVZX/MOVSX from AH, CH, DH (no REX) */
+        uint8_t o2[2] = { 0x0f, rnd() % 2 ? 0xb6 : 0xbe };
+        static const int hi[3] = { 4, 5, 6 }, dst[6] = { 0, 1, 2, 5, 6, 7 };
+        int r = dst[rnd() % 6];
+        emit(c, o2, 2);
+        emit1(c, (uint8_t)(0xc0 | r << 3 | hi[rnd() % 3]));
+        break;
+    }
+    case 28: {   /* DIV r/m: rDX cleared first, or not (then mostly #DE); the flags after it are undefined */
+        if (rnd() % 4)
+            emit(c, "\x31\xd2", 2);   /* xor edx, edx */
+        op[0] = 0xf7;
+        int d = reg();
+        if (d == R_DX || d == R_AX)
+            d = R_CX;
+        emit_modrm(c, sz, op, 1, 6, rnd() % 2 ? d : -1, disp(), false, NULL, 0);
+        *def = 0;
         break;
     }
     case 25:   /* a store first: the page is in the TLB for what follows (a miss runs the handler) */

@@ -331,7 +331,7 @@ static int flags_class(const struct insn *i)
     case 0xfe: case 0xff:
         return i->sub <= 1 ? FL_PASS : i->sub == 6 ? FL_PASS : FL_READ;   /* INC/DEC keep CF */
     case 0x88: case 0x89: case 0x8a: case 0x8b: case 0x8d: case 0x63: case 0xc6: case 0xc7:
-    case 0x90: case 0x11f: case 0x1b6: case 0x1b7: case 0x1be: case 0x1bf:
+    case 0x90: case 0x11f: case 0x1b6: case 0x1b7: case 0x1be: case 0x1bf: case 0x98: case 0x99:
         return FL_PASS;
     }
     if ((op >= 0x50 && op <= 0x5f) || (op >= 0xb0 && op <= 0xbf) || (op >= 0x1c8 && op <= 0x1cf))
@@ -728,6 +728,12 @@ static bool emit_byte(struct tx *t, const struct insn *i, bool live)
                 mov_rr(t, 0, RAX, RCX);
                 mov_rr(t, 0, RCX, RDX);
             }
+        } else if ((op & 7) == 2) {    /* op r8, m8 */
+            emit_ea(t, i);
+            emit_load(t, i, 1);
+            mov_rr(t, 0, RCX, RAX);
+            ld_byte(t, RAX, i->reg);
+            dst = i->reg;
         } else if ((op & 7) == 0) {    /* op m8, r8 */
             struct ccall *k = rmw_begin(t, i, 1);
             if (!k)
@@ -1197,6 +1203,35 @@ static bool emit_atomic(struct tx *t, const struct insn *i, int sz, bool live)
     return true;
 }
 
+/* DIV r/m32/64 (unsigned): the host's DIV once the divisor is known to be nonzero and the
+ * quotient to fit (rDX below the divisor); otherwise the handler, which raises the #DE. The
+ * flags stay as they were, as the interpreter leaves them (they are undefined after DIV). */
+static bool emit_div(struct tx *t, const struct insn *i, int sz)
+{
+    int w = sz == 8;
+    if ((sz != 4 && sz != 8) || t->nccall >= CCALL_MAX - 1)
+        return false;
+    struct ccall *k = ccall_new(t, i);
+    if (i->mod == 3) {
+        ldg(t, w, RCX, i->rm);
+    } else {
+        emit_ea(t, i);
+        emit_load(t, i, sz);
+        mov_rr(t, 1, RCX, RAX);
+    }
+    ldg(t, w, RAX, R_AX);
+    ldg(t, w, RDX, R_DX);
+    op_rr(t, w, 0x85, RCX, RCX);
+    k->patch[k->npatch++] = jcc32(t, 0x4);   /* divisor 0 */
+    op_rr(t, w, 0x39, RCX, RDX);             /* cmp rdx, rcx */
+    k->patch[k->npatch++] = jcc32(t, 0x3);   /* rdx >= divisor: the quotient overflows */
+    op_rr(t, w, 0xf7, 6, RCX);
+    stg(t, R_AX, RAX);
+    stg(t, R_DX, RDX);
+    k->resume = t->p;
+    return true;
+}
+
 /* The 16-bit forms emit_inline handles (zlib's and SQLite's 16-bit fields: compares, moves,
  * ALU operations, their memory forms): each runs as the host's instruction with the 0x66
  * prefix, and a result to a register replaces only its low 16 bits (stg_sz). */
@@ -1211,7 +1246,7 @@ static bool word_ok(const struct insn *i, bool live)
     case 0x85: case 0xa9: case 0x89: case 0x8b: case 0xc7:
         return true;
     case 0xf7:
-        return i->mod == 3 && i->sub != 1 && i->sub <= 3;
+        return i->sub == 0 || (i->mod == 3 && (i->sub == 2 || i->sub == 3));
     case 0xff:
         return i->mod == 3 && i->sub <= 1;
     case 0xc1: case 0xd1:   /* shifts and rotates of a register whose flags nobody reads */
@@ -1291,7 +1326,8 @@ static bool emit_inline(struct tx *t, const struct insn *i, bool live)
     }
     if (!reg && !ea_ok(i, t->pend))
         return false;
-    if (!reg && (op == 0xfe || op == 0xff || op == 0xf6 || op == 0xf7) && i->sub <= 3)
+    if (!reg && (((op == 0xfe || op == 0xff) && i->sub <= 1) ||
+                 ((op == 0xf6 || op == 0xf7) && (i->sub == 2 || i->sub == 3))))
         return emit_unary_mem(t, i, sz, live);
     if (op == 0x1b1 || op == 0x1c1)
         return emit_atomic(t, i, sz, live);
@@ -1402,6 +1438,20 @@ static bool emit_inline(struct tx *t, const struct insn *i, bool live)
         ld_imm(t, RCX, i, sz);
         emit_alu(t, i->sub, sz, i->rm, live);
         return true;
+    case 0x98:   /* CWDE, CDQE */
+        ldg(t, 0, RAX, R_AX);
+        if (w)
+            op_rr(t, 1, 0x63, RAX, RAX);       /* movsxd rax, eax */
+        else
+            op_rr(t, 0, 0x0fbf, RAX, RAX);     /* movsx eax, ax */
+        stg(t, R_AX, RAX);
+        return true;
+    case 0x99:   /* CDQ, CQO: rDX = the sign of rAX */
+        ldg(t, w, RDX, R_AX);
+        op_rr(t, w, 0xc1, 7, RDX);
+        e1(t, w ? 63 : 31);
+        stg(t, R_DX, RDX);
+        return true;
     case 0x85:
         if (reg) {
             ldg(t, w, RAX, i->rm);
@@ -1478,9 +1528,9 @@ static bool emit_inline(struct tx *t, const struct insn *i, bool live)
         return true;
     case 0x1b6: case 0x1b7: case 0x1be: case 0x1bf: {
         int ssz = (op & 1) ? 2 : 1;
-        if (reg) {
-            if (i->rm >= 16)
-                return false;   /* AH..BH */
+        if (reg && i->rm >= 16) {   /* AH..BH: through struct cpu, zero-extended */
+            ld_byte(t, RAX, i->rm);
+        } else if (reg) {
             ldg(t, 1, RAX, i->rm);
         } else {
             emit_ea(t, i);
@@ -1549,6 +1599,15 @@ static bool emit_inline(struct tx *t, const struct insn *i, bool live)
         return true;
     }
     case 0xf7:
+        if (i->sub == 6)
+            return emit_div(t, i, sz);
+        if (!reg && i->sub == 0) {   /* TEST m, imm */
+            emit_ea(t, i);
+            emit_load(t, i, sz);
+            ld_imm(t, RCX, i, sz);
+            emit_alu(t, ALU_TEST, sz, 0, live);
+            return true;
+        }
         if (!reg)
             return false;
         if (i->sub == 0) {
