@@ -1686,9 +1686,34 @@ static unsigned emit_cond(struct tx *t, unsigned cc)
 {
     if (emit_redo(t))
         return cc;
+    /* Who set the flags is not known here (another block, a handler): the usual producers
+     * (CMP/SUB, TEST/AND/OR/XOR, ADD of 4 or 8 bytes) are picked by c->cc_op at run time and
+     * redone on the host, the rest go to cond_eval; either way al = the condition. */
+    static const uint32_t usual[] = { CC_SUB | 3, CC_SUB | 2, CC_LOGIC | 3, CC_LOGIC | 2,
+                                      CC_ADD | 3, CC_ADD | 2 };
+    uint8_t *done[6];
+    uint32_t known = t->cc;
+    ld(t, 0, RSI, OFF(cc_op));
+    for (int k = 0; k < 6; k++) {
+        op_rr(t, 0, 0x81, 7, RSI);     /* cmp esi, usual[k] */
+        e4(t, usual[k]);
+        uint8_t *next = jcc32(t, 0x5);
+        t->cc = usual[k];
+        emit_redo(t);
+        e1(t, 0x0f);                   /* setcc al */
+        e1(t, 0x90 | cc);
+        e1(t, 0xc0);
+        e1(t, 0xe9);
+        e4(t, 0);
+        done[k] = t->p - 4;
+        patch(t, next, t->p);
+    }
+    t->cc = known;
     mov_rr(t, 1, RDI, RBX);
     movi(t, RSI, cc);
     call(t, (const void *)cond_eval);
+    for (int k = 0; k < 6; k++)
+        patch(t, done[k], t->p);
     op_rr(t, 0, 0x84, RAX, RAX);   /* test al, al */
     return 0x5;
 }
