@@ -1640,42 +1640,53 @@ static bool emit_inline(struct tx *t, const struct insn *i, bool live)
 /* Sets the host's arithmetic flags to the guest's by redoing, on the host, the operation an
  * inline instruction of this block last stored in the lazy flags. False when that is not known
  * (then the flags come from flags.c). Clobbers rax, rcx, rdx. */
+/* The host's op (given by its 32-bit opcode: 01 29 39 85 11 19 for the r/m, r forms, 83 and
+ * FF for the groups) at operand size sz on rax, rcx, rdx: the byte form is the opcode before
+ * it (80 for 83: 82 does not exist in 64-bit mode), the 16-bit form has the prefix. */
+static void op_sz(struct tx *t, int sz, unsigned op, int r, int b)
+{
+    o16(t, sz);
+    if (sz == 1)
+        op = op == 0x83 ? 0x80 : op - 1;
+    op_rr(t, sz == 8, op, r, b);
+}
+
 static bool emit_redo(struct tx *t)
 {
     unsigned op = t->cc & ~3u;
-    int w = (t->cc & 3) == 3;
-    if (t->cc == CC_UNKNOWN || (t->cc & 3) < 2)
+    int sz = 1 << (t->cc & 3), w = sz == 8;
+    if (t->cc == CC_UNKNOWN)
         return false;
     switch (op) {
     case CC_LOGIC:
         ld(t, w, RAX, OFF(cc_res));
-        op_rr(t, w, 0x85, RAX, RAX);
+        op_sz(t, sz, 0x85, RAX, RAX);
         return true;
     case CC_SUB: case CC_ADD:
         ld(t, w, RCX, OFF(cc_src));
         ld(t, w, RAX, OFF(cc_res));
         /* recover the first operand, then redo the operation */
-        op_rr(t, w, op == CC_SUB ? 0x01 : 0x29, RCX, RAX);
-        op_rr(t, w, op == CC_SUB ? 0x39 : 0x01, RCX, RAX);
+        op_sz(t, sz, op == CC_SUB ? 0x01 : 0x29, RCX, RAX);
+        op_sz(t, sz, op == CC_SUB ? 0x39 : 0x01, RCX, RAX);
         return true;
     case CC_INC: case CC_DEC:
         ld(t, w, RAX, OFF(cc_res));
         ld(t, 0, RDX, OFF(cc_aux));   /* the carry kept */
-        op_rr(t, w, 0x83, op == CC_INC ? 5 : 0, RAX);   /* the operand back */
+        op_sz(t, sz, 0x83, op == CC_INC ? 5 : 0, RAX);   /* the operand back */
         e1(t, 1);
         op_rr(t, 0, 0x0fba, 4, RDX);  /* bt edx, 0 */
         e1(t, 0);
-        op_rr(t, w, 0xff, op == CC_INC ? 0 : 1, RAX);   /* INC/DEC keep the host's CF */
+        op_sz(t, sz, 0xff, op == CC_INC ? 0 : 1, RAX);   /* INC/DEC keep the host's CF */
         return true;
     case CC_ADC: case CC_SBB:
         ld(t, w, RCX, OFF(cc_src));
         ld(t, w, RAX, OFF(cc_res));
         ld(t, 0, RDX, OFF(cc_aux));   /* the carry in */
-        op_rr(t, w, op == CC_ADC ? 0x29 : 0x01, RCX, RAX);
-        op_rr(t, w, op == CC_ADC ? 0x29 : 0x01, RDX, RAX);
+        op_sz(t, sz, op == CC_ADC ? 0x29 : 0x01, RCX, RAX);
+        op_sz(t, sz, op == CC_ADC ? 0x29 : 0x01, RDX, RAX);
         op_rr(t, 0, 0x0fba, 4, RDX);  /* bt edx, 0 */
         e1(t, 0);
-        op_rr(t, w, op == CC_ADC ? 0x11 : 0x19, RCX, RAX);
+        op_sz(t, sz, op == CC_ADC ? 0x11 : 0x19, RCX, RAX);
         return true;
     }
     return false;
@@ -1687,14 +1698,16 @@ static unsigned emit_cond(struct tx *t, unsigned cc)
     if (emit_redo(t))
         return cc;
     /* Who set the flags is not known here (another block, a handler): the usual producers
-     * (CMP/SUB, TEST/AND/OR/XOR, ADD of 4 or 8 bytes) are picked by c->cc_op at run time and
+     * (CMP/SUB and TEST/AND/OR/XOR of every size, ADD, DEC) are picked by c->cc_op at run time and
      * redone on the host, the rest go to cond_eval; either way al = the condition. */
-    static const uint32_t usual[] = { CC_SUB | 3, CC_SUB | 2, CC_LOGIC | 3, CC_LOGIC | 2,
-                                      CC_ADD | 3, CC_ADD | 2 };
-    uint8_t *done[6];
+    static const uint32_t usual[] = { CC_SUB | 2, CC_SUB | 3, CC_LOGIC | 2, CC_LOGIC | 3,
+                                      CC_LOGIC | 0, CC_SUB | 0, CC_SUB | 1, CC_ADD | 3,
+                                      CC_ADD | 2, CC_LOGIC | 1, CC_DEC | 2 };
+    enum { NUSUAL = sizeof(usual) / sizeof(usual[0]) };
+    uint8_t *done[NUSUAL];
     uint32_t known = t->cc;
     ld(t, 0, RSI, OFF(cc_op));
-    for (int k = 0; k < 6; k++) {
+    for (int k = 0; k < NUSUAL; k++) {
         op_rr(t, 0, 0x81, 7, RSI);     /* cmp esi, usual[k] */
         e4(t, usual[k]);
         uint8_t *next = jcc32(t, 0x5);
@@ -1712,7 +1725,7 @@ static unsigned emit_cond(struct tx *t, unsigned cc)
     mov_rr(t, 1, RDI, RBX);
     movi(t, RSI, cc);
     call(t, (const void *)cond_eval);
-    for (int k = 0; k < 6; k++)
+    for (int k = 0; k < NUSUAL; k++)
         patch(t, done[k], t->p);
     op_rr(t, 0, 0x84, RAX, RAX);   /* test al, al */
     return 0x5;
