@@ -84,6 +84,10 @@ struct tx {
     struct ccall ccall[CCALL_MAX];
     int nccall;
     int mode;            /* decode mode: 2, 4 or 8 */
+    /* the host's arithmetic flags are the guest's (those t->cc describes): set by an ALU
+     * operation emitted as the host's own whose flags nothing has touched since; hf_in: so at
+     * the start of the current instruction */
+    bool hf, hf_in;
     int sw;              /* stack width PUSH/POP/CALL/RET are inlined for (8, 4), or 0 */
 };
 
@@ -592,7 +596,8 @@ static void emit_alu(struct tx *t, int kind, int sz, int dst, bool live)
     if (live)
         alu_flags(t, kind, sz, RAX);
     if (kind != RMW_CMP && kind != ALU_TEST)
-        stg_sz(t, dst, RAX, sz);
+        stg_sz(t, dst, RAX, sz);   /* MOVs only: the host's flags stay */
+    t->hf = live;
 }
 
 /* Same with the destination held in a host register: the operation runs on it in place (b in
@@ -607,6 +612,7 @@ static bool emit_alu_direct(struct tx *t, int kind, int sz, int dst, bool live)
     if (live)
         alu_flags(t, kind, sz, h);
     t->dirty |= (uint16_t)(1u << dst);
+    t->hf = live;
     return true;
 }
 
@@ -785,7 +791,8 @@ static bool emit_byte(struct tx *t, const struct insn *i, bool live)
     if (live)
         alu_flags(t, kind, 1, RAX);
     if (dst >= 0 && kind != RMW_CMP && kind != ALU_TEST)
-        st_byte(t, dst, RAX);
+        st_byte(t, dst, RAX);        /* MOVs only */
+    t->hf = live;
     return true;
 }
 
@@ -1695,6 +1702,8 @@ static bool emit_redo(struct tx *t)
 /* The host condition code (for Jcc/SETcc/CMOVcc) that is true when guest condition cc is. */
 static unsigned emit_cond(struct tx *t, unsigned cc)
 {
+    if (t->hf_in && t->cc != CC_UNKNOWN)
+        return cc;
     if (emit_redo(t))
         return cc;
     /* Who set the flags is not known here (another block, a handler): the usual producers
@@ -1734,6 +1743,8 @@ static unsigned emit_cond(struct tx *t, unsigned cc)
 /* The host's CF = the guest's CF (for ADC/SBB). */
 static void emit_carry(struct tx *t)
 {
+    if (t->hf_in && t->cc != CC_UNKNOWN)
+        return;
     if (emit_redo(t))
         return;
     mov_rr(t, 1, RDI, RBX);
@@ -2125,9 +2136,12 @@ void jit_compile(struct cpu *c, struct block *b)
     uint8_t *start = t.p;
     alloc_regs(&t, b);
     reload_regs(&t);
+    t.hf = false;
     for (int k = 0; k < b->n; k++) {
         const struct insn *i = &b->ins[k];
         bool last = k == b->n - 1;
+        t.hf_in = t.hf;   /* nothing is emitted between two instructions */
+        t.hf = false;
         if (last && !i->lock && !i->rep && branch_op(i->op) && emit_branch(&t, i))
             break;
         if (t.ncold < COLD_MAX - 2 && emit_inline(&t, i, live[k])) {
