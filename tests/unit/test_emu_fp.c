@@ -168,8 +168,13 @@ static uint64_t gen_sse_float(struct code *c, struct regs *in, uint8_t *data)
         emit_sse(c, pfx[p], 0xc2, reg, mem, rm);
         emit1(c, (uint8_t)(rnd() % 8));
         return 0x8d5;
-    case 5:                            /* (U)COMISS/SD */
+    case 5:                            /* (U)COMISS/SD, then a condition on what they set */
         emit_sse(c, pfx[p & 1], 0x2e + (int)(rnd() % 2), reg, mem, rm);
+        if (rnd() % 2) {
+            emit1(c, 0x0f);            /* setcc al */
+            emit1(c, (uint8_t)(0x90 + rnd() % 16));
+            emit1(c, 0xc0);
+        }
         return 0x8d5;
     case 6: {                          /* conversions between float formats and integers */
         static const struct { int pfx, op; } cv[] = { { 0, 0x5a }, { 0x66, 0x5a }, { 0xf3, 0x5a },

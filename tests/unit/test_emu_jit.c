@@ -50,7 +50,7 @@ static void gen_insn(struct code *c, uint32_t *def)
 {
     int sz = wsz();
     uint8_t op[2];
-    switch (rnd() % 29) {
+    switch (rnd() % 30) {
     case 0: case 1: {   /* ALU r/m, r and r, r/m: ADD OR AND SUB XOR CMP, ADC SBB when CF is */
         int kind = (int)(rnd() % 8);
         if ((kind == 2 || kind == 3) && !(*def & CF))
@@ -143,9 +143,15 @@ static void gen_insn(struct code *c, uint32_t *def)
         emit1(c, (uint8_t)(0xc8 + (r & 7)));
         break;
     }
-    case 11: {   /* IMUL r, r/m: CF and OF defined, SF ZF PF not */
-        uint8_t o2[2] = { 0x0f, 0xaf };
-        emit_modrm(c, sz, o2, 2, reg(), rnd() % 3 ? reg() : -1, disp(), false, NULL, 0);
+    case 11: {   /* IMUL r, r/m (, imm8 / imm32): CF and OF defined, SF ZF PF not */
+        int f = (int)(rnd() % 3);
+        uint8_t o2[2] = { 0x0f, 0xaf }, o1[1] = { f == 1 ? 0x6b : 0x69 };
+        if (f == 0)
+            emit_modrm(c, sz, o2, 2, reg(), rnd() % 3 ? reg() : -1, disp(), false, NULL, 0);
+        else
+            emit_modrm(c, sz, o1, 1, reg(), rnd() % 3 ? reg() : -1, disp(), false, NULL, 0);
+        if (f)
+            emit_imm(c, rnd_val(), f == 1 ? 1 : 4);
         *def = (*def | CF | OF) & ~(SF | ZF | PF);
         break;
     }
@@ -346,6 +352,10 @@ static void gen_insn(struct code *c, uint32_t *def)
         *def = 0;
         break;
     }
+    case 29:   /* SAHF: SF ZF AF PF CF from AH, OF kept (the flags themselves, CC_EFLAGS) */
+        emit1(c, 0x9e);
+        *def |= CF | PF | ZF | SF;
+        break;
     case 25:   /* a store first: the page is in the TLB for what follows (a miss runs the handler) */
         emit(c, "\x80\x0b\x00", 3);   /* or byte [rbx], 0 */
         *def |= FIVE;

@@ -318,7 +318,7 @@ static int flags_class(const struct insn *i)
     switch (op) {
     case 0x80: case 0x81: case 0x83:
         return alu_kind_ok(i->sub) ? FL_KILL : FL_READ;
-    case 0x84: case 0x85: case 0xa8: case 0xa9: case 0x1af:
+    case 0x84: case 0x85: case 0xa8: case 0xa9: case 0x1af: case 0x69: case 0x6b:
         return FL_KILL;
     case 0xf6: case 0xf7:
         return i->sub == 0 || i->sub == 1 || i->sub == 3 ? FL_KILL : i->sub == 2 ? FL_PASS : FL_READ;
@@ -1037,7 +1037,7 @@ static bool emit_sse(struct tx *t, const struct insn *i)
         e4(t, F_CF | F_PF | F_ZF);
         st(t, 1, OFF(cc_src), RAX);
         sti(t, 0, OFF(cc_op), CC_EFLAGS);
-        t->cc = CC_UNKNOWN;
+        t->cc = CC_EFLAGS;
     } else {
         sse_mov(t, true, n, 0, RBX, x);
     }
@@ -1547,9 +1547,7 @@ static bool emit_inline(struct tx *t, const struct insn *i, bool live)
         stg(t, i->reg, RAX);
         return true;
     }
-    case 0x1af:
-        if (live)
-            return false;   /* its flags come from the full product: the handler's job */
+    case 0x1af: case 0x69: case 0x6b:   /* IMUL r, r/m (, imm) */
         if (reg) {
             ldg(t, w, RAX, i->rm);
         } else {
@@ -1557,8 +1555,20 @@ static bool emit_inline(struct tx *t, const struct insn *i, bool live)
             emit_load(t, i, sz);
         }
         mov_rr(t, 1, RCX, RAX);
-        ldg(t, w, RAX, i->reg);
-        op_rr(t, w, 0x0faf, RAX, RCX);
+        if (op == 0x1af) {
+            ldg(t, w, RAX, i->reg);
+            op_rr(t, w, 0x0faf, RAX, RCX);
+        } else {
+            op_rr(t, w, 0x69, RAX, RCX);   /* imul rax, rcx, imm32 */
+            e4(t, (uint32_t)i->imm);
+        }
+        if (live) {   /* CF = OF = the host's overflow, as imul2() records it (CC_MUL) */
+            e1(t, 0x0f);               /* seto dl; movzx edx, dl */
+            e1(t, 0x90);
+            e1(t, 0xc2);
+            op_rr(t, 0, 0x0fb6, RDX, RDX);
+            cc_store(t, CC_MUL, sz, RAX, RDX);
+        }
         stg(t, i->reg, RAX);
         return true;
     case 0xd3: {   /* by CL: whether flags change depends on the count, so only dead ones */
@@ -1665,6 +1675,19 @@ static bool emit_redo(struct tx *t)
     if (t->cc == CC_UNKNOWN)
         return false;
     switch (op) {
+    case CC_EFLAGS:   /* the flags themselves (COMISD, POPF, SAHF...): OF, then the low byte */
+        ld(t, 0, RAX, OFF(cc_src));
+        mov_rr(t, 0, RCX, RAX);
+        op_rr(t, 0, 0xc1, 5, RCX);     /* shr ecx, 11; and ecx, 1; add cl, 0x7f: OF = bit 11 */
+        e1(t, 11);
+        op_rr(t, 0, 0x83, 4, RCX);
+        e1(t, 1);
+        op_rr(t, 0, 0x80, 0, RCX);
+        e1(t, 0x7f);
+        e1(t, 0x88);                   /* mov ah, al; sahf: SF ZF AF PF CF */
+        e1(t, 0xc4);
+        e1(t, 0x9e);
+        return true;
     case CC_LOGIC:
         ld(t, w, RAX, OFF(cc_res));
         op_sz(t, sz, 0x85, RAX, RAX);
@@ -1707,11 +1730,11 @@ static unsigned emit_cond(struct tx *t, unsigned cc)
     if (emit_redo(t))
         return cc;
     /* Who set the flags is not known here (another block, a handler): the usual producers
-     * (CMP/SUB and TEST/AND/OR/XOR of every size, ADD, DEC) are picked by c->cc_op at run time and
+     * (CMP/SUB and TEST/AND/OR/XOR of every size, ADD, DEC, the flags themselves) are picked by c->cc_op at run time and
      * redone on the host, the rest go to cond_eval; either way al = the condition. */
     static const uint32_t usual[] = { CC_SUB | 2, CC_SUB | 3, CC_LOGIC | 2, CC_LOGIC | 3,
-                                      CC_LOGIC | 0, CC_SUB | 0, CC_SUB | 1, CC_ADD | 3,
-                                      CC_ADD | 2, CC_LOGIC | 1, CC_DEC | 2 };
+                                      CC_LOGIC | 0, CC_SUB | 0, CC_EFLAGS, CC_SUB | 1,
+                                      CC_ADD | 3, CC_ADD | 2, CC_LOGIC | 1, CC_DEC | 2 };
     enum { NUSUAL = sizeof(usual) / sizeof(usual[0]) };
     uint8_t *done[NUSUAL];
     uint32_t known = t->cc;
