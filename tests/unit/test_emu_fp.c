@@ -87,7 +87,13 @@ static uint64_t gen_sse_int(struct code *c, struct regs *in, uint8_t *data)
     fill(data, 0);
     int reg = (int)(rnd() % 8), rm = (int)(rnd() % 8);
     bool mem = rnd() % 3 == 0;
-    int which = (int)(rnd() % 8);
+    int which = (int)(rnd() % 9);
+    /* the CPU starts each run with an empty TLB, and a miss runs the handler: half the time a
+     * store to the data page first, so the translated form (jit.c) finds the page there */
+    if (rnd() % 2)
+        emit(c, "\x80\x0b\x00", 3);   /* or byte [rbx], 0 */
+    if (mem && rnd() % 6 == 0)   /* misaligned: #GP for the m128 forms, none for the others */
+        in->r[R_BX] += 4;
     /* small shift counts are the interesting ones */
     for (int k = 0; k < 8; k++)
         if (rnd() % 2)
@@ -104,7 +110,7 @@ static uint64_t gen_sse_int(struct code *c, struct regs *in, uint8_t *data)
         int k = (int)(rnd() % 10);
         emit_sse(c, 0x66, sub[k][0], sub[k][1], false, rm);
         emit1(c, (uint8_t)(rnd() % 40));
-    } else {                           /* to and from general registers */
+    } else if (which == 7) {                      /* to and from general registers */
         int gp = rnd_reg(true);
         switch (rnd() % 5) {
         case 0: emit1(c, 0x66); if (gp >= 8) emit1(c, 0x44); emit(c, "\x0f\xd7", 2); emit1(c, (uint8_t)(0xc0 | (gp & 7) << 3 | rm)); break;
@@ -113,6 +119,26 @@ static uint64_t gen_sse_int(struct code *c, struct regs *in, uint8_t *data)
         case 3: emit1(c, 0x66); if (gp >= 8) emit1(c, 0x44); emit(c, "\x0f\xc5", 2); emit1(c, (uint8_t)(0xc0 | (gp & 7) << 3 | rm)); emit1(c, (uint8_t)rnd()); break;
         default: emit1(c, 0x66); if (gp >= 8) emit1(c, 0x41); emit(c, "\x0f\xc4", 2); emit1(c, (uint8_t)(0xc0 | reg << 3 | (gp & 7))); emit1(c, (uint8_t)rnd()); break;
         }
+    } else {                           /* MOVD/MOVQ with 32- and 64-bit registers and memory, PINSRW m16 */
+        static const struct { int pfx, op; } mv[] = { { 0x66, 0x6e }, { 0x66, 0x7e }, { 0xf3, 0x7e },
+                                                      { 0x66, 0xd6 }, { 0x66, 0xc4 } };
+        int k = (int)(rnd() % 5), gp = rnd_reg(true);
+        bool g = k < 2 || k == 4;      /* rm names a general register (else an xmm register) */
+        bool w = k < 2 && rnd() % 2, m = rnd() % 2;
+        bool b = !m && g && gp >= 8;
+        emit1(c, (uint8_t)mv[k].pfx);
+        if (w || b)
+            emit1(c, (uint8_t)(0x40 | (w ? 8 : 0) | (b ? 1 : 0)));
+        emit1(c, 0x0f);
+        emit1(c, (uint8_t)mv[k].op);
+        if (m) {
+            emit1(c, (uint8_t)(0x43 | reg << 3));
+            emit1(c, (uint8_t)(8 * (rnd() % 32)));
+        } else {
+            emit1(c, (uint8_t)(0xc0 | reg << 3 | (g ? gp & 7 : rm)));
+        }
+        if (mv[k].op == 0xc4)
+            emit1(c, (uint8_t)rnd());
     }
     return 0x8d5;
 }
@@ -142,8 +168,13 @@ static uint64_t gen_sse_float(struct code *c, struct regs *in, uint8_t *data)
         emit_sse(c, pfx[p], 0xc2, reg, mem, rm);
         emit1(c, (uint8_t)(rnd() % 8));
         return 0x8d5;
-    case 5:                            /* (U)COMISS/SD */
+    case 5:                            /* (U)COMISS/SD, then a condition on what they set */
         emit_sse(c, pfx[p & 1], 0x2e + (int)(rnd() % 2), reg, mem, rm);
+        if (rnd() % 2) {
+            emit1(c, 0x0f);            /* setcc al */
+            emit1(c, (uint8_t)(0x90 + rnd() % 16));
+            emit1(c, 0xc0);
+        }
         return 0x8d5;
     case 6: {                          /* conversions between float formats and integers */
         static const struct { int pfx, op; } cv[] = { { 0, 0x5a }, { 0x66, 0x5a }, { 0xf3, 0x5a },

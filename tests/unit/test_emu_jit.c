@@ -50,7 +50,7 @@ static void gen_insn(struct code *c, uint32_t *def)
 {
     int sz = wsz();
     uint8_t op[2];
-    switch (rnd() % 21) {
+    switch (rnd() % 30) {
     case 0: case 1: {   /* ALU r/m, r and r, r/m: ADD OR AND SUB XOR CMP, ADC SBB when CF is */
         int kind = (int)(rnd() % 8);
         if ((kind == 2 || kind == 3) && !(*def & CF))
@@ -143,9 +143,15 @@ static void gen_insn(struct code *c, uint32_t *def)
         emit1(c, (uint8_t)(0xc8 + (r & 7)));
         break;
     }
-    case 11: {   /* IMUL r, r/m: CF and OF defined, SF ZF PF not */
-        uint8_t o2[2] = { 0x0f, 0xaf };
-        emit_modrm(c, sz, o2, 2, reg(), rnd() % 3 ? reg() : -1, disp(), false, NULL, 0);
+    case 11: {   /* IMUL r, r/m (, imm8 / imm32): CF and OF defined, SF ZF PF not */
+        int f = (int)(rnd() % 3);
+        uint8_t o2[2] = { 0x0f, 0xaf }, o1[1] = { f == 1 ? 0x6b : 0x69 };
+        if (f == 0)
+            emit_modrm(c, sz, o2, 2, reg(), rnd() % 3 ? reg() : -1, disp(), false, NULL, 0);
+        else
+            emit_modrm(c, sz, o1, 1, reg(), rnd() % 3 ? reg() : -1, disp(), false, NULL, 0);
+        if (f)
+            emit_imm(c, rnd_val(), f == 1 ? 1 : 4);
         *def = (*def | CF | OF) & ~(SF | ZF | PF);
         break;
     }
@@ -235,6 +241,125 @@ static void gen_insn(struct code *c, uint32_t *def)
             *def |= FIVE;
         break;
     }
+    case 21: {   /* 16-bit forms: ALU r/m, r and r, r/m and imm, TEST, MOV, INC/DEC/NOT/NEG r */
+        int f = (int)(rnd() % 6), kind = (int)(rnd() % 8);
+        if ((kind == 2 || kind == 3) && !(*def & CF))
+            kind = 7;
+        bool mem = rnd() % 2;
+        if (f == 0) {
+            op[0] = (uint8_t)(kind * 8 + 1 + (rnd() % 2) * 2);
+            emit_modrm(c, 2, op, 1, reg(), mem ? -1 : reg(), disp(), false, NULL, 0);
+        } else if (f == 1) {
+            bool i8 = rnd() % 2;
+            op[0] = i8 ? 0x83 : 0x81;
+            emit_modrm(c, 2, op, 1, kind, mem ? -1 : reg(), disp(), false, NULL, 0);
+            emit_imm(c, rnd_val(), i8 ? 1 : 2);
+        } else if (f == 2) {
+            op[0] = 0x85;
+            emit_modrm(c, 2, op, 1, reg(), mem ? -1 : reg(), disp(), false, NULL, 0);
+        } else if (f == 3) {
+            static const uint8_t mv[3] = { 0x89, 0x8b, 0xc7 };
+            op[0] = mv[rnd() % 3];
+            emit_modrm(c, 2, op, 1, op[0] == 0xc7 ? 0 : reg(), mem ? -1 : reg(), disp(), false, NULL, 0);
+            if (op[0] == 0xc7)
+                emit_imm(c, rnd_val(), 2);
+            break;
+        } else if (f == 4) {   /* INC/DEC (CF stays), NOT, NEG of a register */
+            int sub = (int)(rnd() % 4);
+            op[0] = sub < 2 ? 0xff : 0xf7;
+            emit_modrm(c, 2, op, 1, sub, reg(), 0, false, NULL, 0);
+            if (sub < 2)
+                *def |= PF | ZF | SF | OF;
+            else if (sub == 3)
+                *def |= FIVE;
+            break;
+        } else {               /* a shift or rotate, then an instruction that sets the flags anew */
+            static const int subs[5] = { 0, 1, 4, 5, 7 };
+            op[0] = 0xc1;
+            emit_modrm(c, 2, op, 1, subs[rnd() % 5], reg(), 0, false, NULL, 0);
+            emit1(c, (uint8_t)(rnd() % 32));
+            op[0] = 0x85;
+            emit_modrm(c, 8, op, 1, reg(), reg(), 0, false, NULL, 0);
+        }
+        *def |= FIVE;
+        break;
+    }
+    case 22: {   /* INC/DEC/NOT/NEG of memory, every size */
+        static const int szs[4] = { 1, 2, 4, 8 };
+        int msz = szs[rnd() % 4], sub = (int)(rnd() % 4);
+        op[0] = (uint8_t)((sub < 2 ? 0xff : 0xf7) - (msz == 1));
+        emit_modrm(c, msz, op, 1, sub, -1, disp(), false, NULL, 0);
+        if (sub < 2)
+            *def |= PF | ZF | SF | OF;
+        else if (sub == 3)
+            *def |= FIVE;
+        break;
+    }
+    case 23: {   /* byte ALU with a memory destination: op m8, r8 and op m8, imm8 */
+        int kind = (int)(rnd() % 8);
+        if ((kind == 2 || kind == 3) && !(*def & CF))
+            kind = 0;
+        bool rex = rnd() % 2;
+        if (rnd() % 2) {
+            op[0] = (uint8_t)(kind * 8);
+            emit_modrm(c, 1, op, 1, rex ? reg() : breg(), -1, disp(), rex, NULL, 0);
+        } else {
+            op[0] = 0x80;
+            emit_modrm(c, 1, op, 1, kind, -1, disp(), false, NULL, 0);
+            emit1(c, (uint8_t)rnd_val());
+        }
+        *def |= FIVE;
+        break;
+    }
+    case 24: {   /* CMPXCHG and XADD with memory, LOCKed or not */
+        if (rnd() % 2)
+            emit1(c, 0xf0);
+        uint8_t o2[2] = { 0x0f, rnd() % 2 ? 0xb1 : 0xc1 };
+        emit_modrm(c, sz, o2, 2, reg(), -1, disp(), false, NULL, 0);
+        *def |= FIVE;
+        break;
+    }
+    case 26: {   /* TEST m, imm; CWDE/CDQE, CDQ/CQO */
+        if (rnd() % 2) {
+            int tsz = rnd() % 3 ? sz : 2;
+            op[0] = 0xf7;
+            emit_modrm(c, tsz, op, 1, 0, -1, disp(), false, NULL, 0);
+            emit_imm(c, rnd_val(), tsz == 2 ? 2 : 4);
+            *def |= FIVE;
+        } else {
+            if (sz == 8)
+                emit1(c, 0x48);
+            emit1(c, rnd() % 2 ? 0x98 : 0x99);
+        }
+        break;
+    }
+    case 27: {   /* MOVZX/MOVSX from AH, CH, DH (no REX) */
+        uint8_t o2[2] = { 0x0f, rnd() % 2 ? 0xb6 : 0xbe };
+        static const int hi[3] = { 4, 5, 6 }, dst[6] = { 0, 1, 2, 5, 6, 7 };
+        int r = dst[rnd() % 6];
+        emit(c, o2, 2);
+        emit1(c, (uint8_t)(0xc0 | r << 3 | hi[rnd() % 3]));
+        break;
+    }
+    case 28: {   /* DIV r/m: rDX cleared first, or not (then mostly #DE); the flags after it are undefined */
+        if (rnd() % 4)
+            emit(c, "\x31\xd2", 2);   /* xor edx, edx */
+        op[0] = 0xf7;
+        int d = reg();
+        if (d == R_DX || d == R_AX)
+            d = R_CX;
+        emit_modrm(c, sz, op, 1, 6, rnd() % 2 ? d : -1, disp(), false, NULL, 0);
+        *def = 0;
+        break;
+    }
+    case 29:   /* SAHF: SF ZF AF PF CF from AH, OF kept (the flags themselves, CC_EFLAGS) */
+        emit1(c, 0x9e);
+        *def |= CF | PF | ZF | SF;
+        break;
+    case 25:   /* a store first: the page is in the TLB for what follows (a miss runs the handler) */
+        emit(c, "\x80\x0b\x00", 3);   /* or byte [rbx], 0 */
+        *def |= FIVE;
+        break;
     case 15: case 16: {   /* CMP then Jcc over the next instruction */
         if (c->n > 180)
             break;

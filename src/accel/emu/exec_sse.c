@@ -560,8 +560,8 @@ static bool sse_int(struct cpu *c, const struct insn *i, int op, int p)
             sse_mem_store(c, i, 8, false, &d);
         }
         return true;
-    case 0x70: {
-        sse_src_get(c, i, mmx, n, p == P_66, &s);
+    case 0x70: {   /* PSHUFHW/LW's m128 must be aligned too (exception type 4, as PSHUFD) */
+        sse_src_get(c, i, mmx, n, !mmx, &s);
         unsigned imm = (unsigned)i->imm;
         union xmm r = s;
         if (p == P_66) {

@@ -86,6 +86,10 @@ struct tx {
     struct ccall ccall[CCALL_MAX];
     int nccall;
     int mode;            /* decode mode: 2, 4 or 8 */
+    /* the host's arithmetic flags are the guest's (those t->cc describes): set by an ALU
+     * operation emitted as the host's own whose flags nothing has touched since; hf_in: so at
+     * the start of the current instruction */
+    bool hf, hf_in;
     int sw;              /* stack width PUSH/POP/CALL/RET are inlined for (8, 4), or 0 */
     int seg;             /* the segment of the last address computed (emit_seg) */
 };
@@ -234,6 +238,31 @@ static void stg(struct tx *t, int g, int h)
     }
 }
 
+/* The operand-size prefix of a 16-bit operation (before its REX): the op_rr/op_rm that follows
+ * is then given w = 0. */
+static void o16(struct tx *t, int sz)
+{
+    if (sz == 2)
+        e1(t, 0x66);
+}
+
+/* guest register g = the low sz bytes of h: a 16-bit result leaves the rest of g as it was, a
+ * 32-bit one (zero-extended in h by the host) and a 64-bit one replace it, as stg does */
+static void stg_sz(struct tx *t, int g, int h, int sz)
+{
+    if (sz != 2) {
+        stg(t, g, h);
+        return;
+    }
+    e1(t, 0x66);
+    if (t->host_of[g] >= 0) {
+        mov_rr(t, 0, t->host_of[g], h);
+        t->dirty |= (uint16_t)(1u << g);
+    } else {
+        st(t, 0, GREG(g), h);
+    }
+}
+
 /* guest register g += imm */
 static void addg(struct tx *t, int g, int32_t imm)
 {
@@ -295,7 +324,7 @@ static int flags_class(const struct insn *i)
     switch (op) {
     case 0x80: case 0x81: case 0x83:
         return alu_kind_ok(i->sub) ? FL_KILL : FL_READ;
-    case 0x84: case 0x85: case 0xa8: case 0xa9: case 0x1af:
+    case 0x84: case 0x85: case 0xa8: case 0xa9: case 0x1af: case 0x69: case 0x6b:
         return FL_KILL;
     case 0xf6: case 0xf7:
         return i->sub == 0 || i->sub == 1 || i->sub == 3 ? FL_KILL : i->sub == 2 ? FL_PASS : FL_READ;
@@ -312,7 +341,7 @@ static int flags_class(const struct insn *i)
     case 0xfe: case 0xff:
         return i->sub <= 1 ? FL_PASS : i->sub == 6 ? FL_PASS : FL_READ;   /* INC/DEC keep CF */
     case 0x88: case 0x89: case 0x8a: case 0x8b: case 0x8d: case 0x63: case 0xc6: case 0xc7:
-    case 0x90: case 0x11f: case 0x1b6: case 0x1b7: case 0x1be: case 0x1bf:
+    case 0x90: case 0x11f: case 0x1b6: case 0x1b7: case 0x1be: case 0x1bf: case 0x98: case 0x99:
         return FL_PASS;
     }
     if ((op >= 0x50 && op <= 0x5f) || (op >= 0xb0 && op <= 0xbf) || (op >= 0x1c8 && op <= 0x1cf))
@@ -589,11 +618,13 @@ static void alu_flags(struct tx *t, int kind, int sz, int res)
 /* rax = rax (kind) rcx, flags if live, written back to guest register dst (unless CMP/TEST) */
 static void emit_alu(struct tx *t, int kind, int sz, int dst, bool live)
 {
+    o16(t, sz);
     op_rr(t, sz == 8, alu_host[kind], RCX, RAX);
     if (live)
         alu_flags(t, kind, sz, RAX);
     if (kind != RMW_CMP && kind != ALU_TEST)
-        stg(t, dst, RAX);
+        stg_sz(t, dst, RAX, sz);   /* MOVs only: the host's flags stay */
+    t->hf = live;
 }
 
 /* Same with the destination held in a host register: the operation runs on it in place (b in
@@ -603,10 +634,12 @@ static bool emit_alu_direct(struct tx *t, int kind, int sz, int dst, bool live)
     int h = t->host_of[dst];
     if (h < 0 || kind == RMW_CMP || kind == ALU_TEST)
         return false;
+    o16(t, sz);   /* a 16-bit operation in place keeps the register's upper bits, as the guest's */
     op_rr(t, sz == 8, alu_host[kind], RCX, h);
     if (live)
         alu_flags(t, kind, sz, h);
     t->dirty |= (uint16_t)(1u << dst);
+    t->hf = live;
     return true;
 }
 
@@ -641,6 +674,9 @@ static void emit_shift(struct tx *t, int sub, int sz, unsigned n, bool live)
 
 static unsigned emit_cond(struct tx *t, unsigned cc);
 static void emit_carry(struct tx *t);
+struct ccall;
+static struct ccall *rmw_begin(struct tx *t, const struct insn *i, int sz);
+static void rmw_end(struct tx *t, struct ccall *k, int kind, int sz, bool live);
 
 /* Guest byte registers: 0-15 the low bytes, 16-19 AH..BH. h: rax, rcx, rdx or r8 (whose byte
  * encodings need no REX, or always have one). */
@@ -725,6 +761,19 @@ static bool emit_byte(struct tx *t, const struct insn *i, bool live)
                 mov_rr(t, 0, RAX, RCX);
                 mov_rr(t, 0, RCX, RDX);
             }
+        } else if ((op & 7) == 2) {    /* op r8, m8 */
+            emit_ea(t, i);
+            emit_load(t, i, 1);
+            mov_rr(t, 0, RCX, RAX);
+            ld_byte(t, RAX, i->reg);
+            dst = i->reg;
+        } else if ((op & 7) == 0) {    /* op m8, r8 */
+            struct ccall *k = rmw_begin(t, i, 1);
+            if (!k)
+                return false;
+            ld_byte(t, RCX, i->reg);
+            rmw_end(t, k, kind, 1, live);
+            return true;
         } else {
             return false;
         }
@@ -752,8 +801,13 @@ static bool emit_byte(struct tx *t, const struct insn *i, bool live)
         } else if (kind == RMW_CMP) {
             emit_ea(t, i);
             emit_load(t, i, 1);
-        } else {
-            return false;
+        } else {                        /* op m8, imm8 */
+            struct ccall *k = rmw_begin(t, i, 1);
+            if (!k)
+                return false;
+            movi(t, RCX, (uint8_t)i->imm);
+            rmw_end(t, k, kind, 1, live);
+            return true;
         }
         movi(t, RCX, (uint8_t)i->imm);
     } else {
@@ -764,7 +818,8 @@ static bool emit_byte(struct tx *t, const struct insn *i, bool live)
     if (live)
         alu_flags(t, kind, 1, RAX);
     if (dst >= 0 && kind != RMW_CMP && kind != ALU_TEST)
-        st_byte(t, dst, RAX);
+        st_byte(t, dst, RAX);        /* MOVs only */
+    t->hf = live;
     return true;
 }
 
@@ -803,7 +858,7 @@ static void sse_mov(struct tx *t, bool store, int n, int r, int base, int32_t di
 
 /* What the interpreter's h_sse checks first (#NM, #UD), and the MXCSR its arithmetic assumes
  * (round to nearest, exceptions masked, no flush-to-zero: the host's): otherwise the handler. */
-static void sse_guard(struct tx *t, struct ccall *k)
+static void sse_guard_cr(struct tx *t, struct ccall *k)
 {
     op_rm(t, 0, 0xf6, 0, RBX, OFF(cr0));            /* test byte [cr0], TS | EM */
     e1(t, CR0_TS | CR0_EM);
@@ -811,6 +866,11 @@ static void sse_guard(struct tx *t, struct ccall *k)
     op_rm(t, 0, 0xf6, 0, RBX, OFF(cr4) + 1);        /* test byte [cr4 + 1], OSFXSR >> 8 */
     e1(t, CR4_OSFXSR >> 8);
     k->patch[k->npatch++] = jcc32(t, 0x4);
+}
+
+static void sse_guard(struct tx *t, struct ccall *k)
+{
+    sse_guard_cr(t, k);
     op_rm(t, 0, 0x81, 7, RBX, OFF(mxcsr));          /* cmp dword [mxcsr], 0x1f80 */
     e4(t, 0x1f80);
     k->patch[k->npatch++] = jcc32(t, 0x5);
@@ -828,6 +888,117 @@ static void sse_addr(struct tx *t, const struct insn *i, struct ccall *k, int n,
         k->patch[k->npatch++] = jcc32(t, 0x5);
     }
     tlb_lookup(t, write, n, k->patch, &k->npatch);
+}
+
+/* The SSE2 integer operations on XMM registers (66 0F xx) whose host instruction does exactly
+ * what pint() does, with an xmm or 16-byte aligned m128 source */
+static bool sse_int_binop(unsigned op)
+{
+    return (op >= 0x60 && op <= 0x6d) || (op >= 0x74 && op <= 0x76) || (op >= 0xd1 && op <= 0xd5) ||
+           (op >= 0xd8 && op <= 0xdf) || (op >= 0xe0 && op <= 0xe5) || (op >= 0xe8 && op <= 0xef) ||
+           (op >= 0xf1 && op <= 0xf6) || (op >= 0xf8 && op <= 0xfe);
+}
+
+/* SSE2 integer forms on XMM registers, the host's own instruction on the guest's registers in
+ * struct cpu (xmm0 the destination, xmm1 the source): the binary operations of sse_int_binop,
+ * PSHUFD/HW/LW, the shifts by an immediate (PSRLDQ/PSLLDQ among them), PMOVMSKB, PEXTRW/PINSRW
+ * and the MOVD/MOVQ moves between XMM registers, general registers and memory: what deflate and
+ * glibc's SSE2 string functions (strlen, memchr, memcmp, strcmp) are made of. MXCSR plays no
+ * part in them, so only CR0/CR4 send them to the handler (and a TLB miss or a misaligned m128,
+ * which the handler turns into the #PF or #GP the guest should see). The MMX forms (no prefix)
+ * stay with the handler. */
+static bool emit_sse_int(struct tx *t, const struct insn *i, int p)
+{
+    unsigned op = i->op & 0xff;
+    bool reg = i->mod == 3;
+    int w = i->osz == 8;   /* MOVD (4 bytes) or, with REX.W, MOVQ */
+    int32_t x = XMM_OFF(i->reg), y = XMM_OFF(i->rm);
+    bool bin = p == 0x66 && sse_int_binop(op);
+    bool shuf = op == 0x70 && p;
+    bool shimm = p == 0x66 && reg && (op == 0x71 || op == 0x72 || op == 0x73) &&
+                 (i->sub == 2 || i->sub == 6 || (i->sub == 4 && op != 0x73) ||
+                  ((i->sub == 3 || i->sub == 7) && op == 0x73));
+    bool gpr = p == 0x66 && ((op == 0x6e || op == 0x7e) || (reg && (op == 0xd7 || op == 0xc5)) ||
+                             op == 0xc4);
+    bool q = (p == 0xf3 && op == 0x7e) || (p == 0x66 && op == 0xd6);
+    if (!bin && !shuf && !shimm && !gpr && !q)
+        return false;
+    struct ccall *k = ccall_new(t, i);
+    sse_guard_cr(t, k);
+    if (bin || shuf) {   /* xmm0 = xmm0 op xmm1 (PSHUF*: xmm0 = shuffle of xmm1) */
+        if (reg) {
+            sse_mov(t, false, 16, 1, RBX, y);
+        } else {
+            sse_addr(t, i, k, 16, true, false);
+            sse_mov(t, false, 16, 1, RAX, 0);
+        }
+        if (bin)
+            sse_mov(t, false, 16, 0, RBX, x);
+        sse_r(t, (unsigned)p, op, 0, 1);
+        if (shuf)
+            e1(t, (uint8_t)i->imm);
+        sse_mov(t, true, 16, 0, RBX, x);
+    } else if (shimm) {  /* the register operand is rm, the /digit picks the shift */
+        sse_mov(t, false, 16, 0, RBX, y);
+        sse_r(t, 0x66, op, i->sub, 0);
+        e1(t, (uint8_t)i->imm);
+        sse_mov(t, true, 16, 0, RBX, y);
+    } else if (op == 0xd7) {   /* PMOVMSKB r32, xmm */
+        sse_mov(t, false, 16, 0, RBX, y);
+        sse_r(t, 0x66, 0xd7, RAX, 0);
+        stg(t, i->reg, RAX);
+    } else if (op == 0xc5) {   /* PEXTRW r32, xmm, imm */
+        op_rm(t, 0, 0x0fb7, RAX, RBX, y + 2 * (int32_t)(i->imm & 7));
+        stg(t, i->reg, RAX);
+    } else if (op == 0xc4) {   /* PINSRW xmm, r32/m16, imm */
+        if (reg) {
+            ldg(t, 0, RAX, i->rm);
+        } else {
+            sse_addr(t, i, k, 2, false, false);
+            op_rm(t, 0, 0x0fb7, RAX, RAX, 0);
+        }
+        e1(t, 0x66);
+        st(t, 0, x + 2 * (int32_t)(i->imm & 7), RAX);
+    } else if (op == 0x6e) {   /* MOVD/MOVQ xmm, r/m32/64: the rest of the register cleared */
+        if (reg) {
+            ldg(t, w, RAX, i->rm);
+        } else {
+            sse_addr(t, i, k, w ? 8 : 4, false, false);
+            op_rm(t, w, 0x8b, RAX, RAX, 0);
+        }
+        st(t, 1, x, RAX);
+        sti(t, 1, x + 8, 0);
+    } else if (op == 0x7e && p == 0x66) {   /* MOVD/MOVQ r/m32/64, xmm */
+        if (reg) {
+            ld(t, w, RCX, x);
+            stg(t, i->rm, RCX);
+        } else {   /* the lookup takes rcx: the value after it */
+            sse_addr(t, i, k, w ? 8 : 4, false, true);
+            ld(t, w, RCX, x);
+            op_rm(t, w, 0x89, RCX, RAX, 0);
+        }
+    } else if (op == 0x7e) {   /* F3: MOVQ xmm, xmm/m64, the upper half cleared */
+        if (reg) {
+            ld(t, 1, RCX, y);
+        } else {
+            sse_addr(t, i, k, 8, false, false);
+            op_rm(t, 1, 0x8b, RCX, RAX, 0);
+        }
+        st(t, 1, x, RCX);
+        sti(t, 1, x + 8, 0);
+    } else {                   /* 66 0F D6: MOVQ xmm/m64, xmm */
+        if (reg) {
+            ld(t, 1, RCX, x);
+            st(t, 1, y, RCX);
+            sti(t, 1, y + 8, 0);
+        } else {
+            sse_addr(t, i, k, 8, false, true);
+            ld(t, 1, RCX, x);
+            op_rm(t, 1, 0x89, RCX, RAX, 0);
+        }
+    }
+    k->resume = t->p;
+    return true;
 }
 
 /* MOVSS/SD/UPS/UPD/APS/APD, MOVDQA/DQU and the non-temporal stores MOVNTPS/PD/DQ (glibc's
@@ -852,7 +1023,7 @@ static bool emit_sse(struct tx *t, const struct insn *i)
     bool dq = (op == 0x6f || op == 0x7f) && (p == 0x66 || p == 0xf3);
     bool nt = !reg && ((op == 0x2b && !scalar) || (op == 0xe7 && p == 0x66));
     if (!arith && !logic && !mov && !comis && !dq && !nt)
-        return false;
+        return emit_sse_int(t, i, p);
     struct ccall *k = ccall_new(t, i);
     sse_guard(t, k);
     int32_t x = XMM_OFF(i->reg), y = XMM_OFF(i->rm);
@@ -893,7 +1064,7 @@ static bool emit_sse(struct tx *t, const struct insn *i)
         e4(t, F_CF | F_PF | F_ZF);
         st(t, 1, OFF(cc_src), RAX);
         sti(t, 0, OFF(cc_op), CC_EFLAGS);
-        t->cc = CC_UNKNOWN;
+        t->cc = CC_EFLAGS;
     } else {
         sse_mov(t, true, n, 0, RBX, x);
     }
@@ -938,6 +1109,7 @@ static void emit_incdec(struct tx *t, int dec, int sz, int g, bool live)
         op_rr(t, 0, 0x0fb6, RDX, RDX);
     }
     ldg(t, w, RAX, g);
+    o16(t, sz);
     op_rr(t, w, 0x83, dec ? 5 : 0, RAX);
     e1(t, 1);
     if (live) {
@@ -947,7 +1119,7 @@ static void emit_incdec(struct tx *t, int dec, int sz, int g, bool live)
         st(t, 1, OFF(cc_aux), RDX);
         t->cc = (dec ? CC_DEC : CC_INC) | lg_size(sz);
     }
-    stg(t, g, RAX);
+    stg_sz(t, g, RAX, sz);
 }
 
 /* ADD/OR/AND/SUB/XOR with a memory destination of 4 or 8 bytes (not LOCKed), the source in rcx
@@ -958,8 +1130,6 @@ static void emit_incdec(struct tx *t, int dec, int sz, int g, bool live)
  * leave the lazy flags in different encodings: nothing after it may assume which. */
 static struct ccall *rmw_begin(struct tx *t, const struct insn *i, int sz)
 {
-    if (sz != 4 && sz != 8)
-        return NULL;
     if (t->nccall >= CCALL_MAX - 1)
         return NULL;
     struct ccall *k = ccall_new(t, i);
@@ -969,16 +1139,154 @@ static struct ccall *rmw_begin(struct tx *t, const struct insn *i, int sz)
     return k;
 }
 
-static void rmw_end(struct tx *t, struct ccall *k, int kind, int sz, bool live)
+/* rax = the sz bytes at [r8] (a byte or word merged into rax's low bits: the flags and the
+ * store look at those only) */
+static void rmw_load(struct tx *t, int sz)
 {
-    int w = sz == 8;
-    op_rm(t, w, 0x8b, RAX, R8, 0);                  /* rax = [r8] */
-    op_rr(t, w, alu_host[kind], RCX, RAX);
-    if (live)
-        alu_flags(t, kind, sz, RAX);
-    op_rm(t, w, 0x89, RAX, R8, 0);                  /* [r8] = rax */
+    o16(t, sz);
+    op_rm(t, sz == 8, sz == 1 ? 0x8a : 0x8b, RAX, R8, 0);
+}
+
+static void rmw_store(struct tx *t, struct ccall *k, int sz)
+{
+    o16(t, sz);
+    op_rm(t, sz == 8, sz == 1 ? 0x88 : 0x89, RAX, R8, 0);
     k->resume = t->p;
     t->cc = CC_UNKNOWN;
+}
+
+static void rmw_end(struct tx *t, struct ccall *k, int kind, int sz, bool live)
+{
+    rmw_load(t, sz);
+    o16(t, sz);
+    op_rr(t, sz == 8, alu_host[kind] - (sz == 1), RCX, RAX);
+    if (live)
+        alu_flags(t, kind, sz, RAX);
+    rmw_store(t, k, sz);
+}
+
+/* INC/DEC (FE/FF /0 /1) and NOT/NEG (F6/F7 /2 /3) of memory, through rmw_begin's lookup. INC
+ * and DEC keep CF: with live flags the carry in goes to r9 first (emit_carry may call out, which
+ * the host address in r8 would not survive). */
+static bool emit_unary_mem(struct tx *t, const struct insn *i, int sz, bool live)
+{
+    bool incdec = i->op == 0xfe || i->op == 0xff;
+    int sub = i->sub, w = sz == 8;
+    if ((incdec ? sub > 1 : sub != 2 && sub != 3) || t->nccall >= CCALL_MAX - 1)
+        return false;
+    if (incdec && live) {
+        emit_carry(t);
+        e1(t, 0x41);                /* setc r9b; movzx r9d, r9b */
+        e1(t, 0x0f);
+        e1(t, 0x92);
+        e1(t, 0xc1);
+        op_rr(t, 0, 0x0fb6, R9, R9);
+    }
+    struct ccall *k = rmw_begin(t, i, sz);
+    rmw_load(t, sz);
+    if (sub == 3 && live)
+        mov_rr(t, 1, RCX, RAX);
+    o16(t, sz);
+    op_rr(t, w, (incdec ? 0xff : 0xf7) - (sz == 1), sub, RAX);
+    if (live && incdec) {
+        st(t, 1, OFF(cc_res), RAX);
+        sti(t, 1, OFF(cc_src), 1);
+        sti(t, 0, OFF(cc_op), (int32_t)((sub ? CC_DEC : CC_INC) | lg_size(sz)));
+        st(t, 1, OFF(cc_aux), R9);
+    } else if (live && sub == 3) {
+        cc_store(t, CC_SUB, sz, RAX, RCX);
+    }
+    rmw_store(t, k, sz);
+    return true;
+}
+
+/* CMPXCHG r/m, r and XADD r/m, r of 4 or 8 bytes in memory (LOCKed or not): the host's own
+ * LOCKed instruction on the host address, which is what the interpreter's compare-and-swap
+ * does too, so other vCPUs see one atomic access either way. */
+static bool emit_atomic(struct tx *t, const struct insn *i, int sz, bool live)
+{
+    int w = sz == 8;
+    if (i->mod == 3 || (sz != 4 && sz != 8) || t->nccall >= CCALL_MAX - 1)
+        return false;
+    struct ccall *k = rmw_begin(t, i, sz);
+    if (i->op == 0x1b1) {
+        ldg(t, 1, RAX, R_AX);       /* all of RAX: the host leaves its upper half as the guest's */
+        ldg(t, w, RCX, i->reg);
+        mov_rr(t, 1, RDX, RAX);
+        e1(t, 0xf0);
+        op_rm(t, w, 0x0fb1, RCX, R8, 0);   /* lock cmpxchg [r8], rcx: rax = the old value */
+        if (live) {
+            op_rr(t, w, 0x29, RAX, RDX);   /* flags of CMP acc, old */
+            cc_store(t, CC_SUB, sz, RDX, RAX);
+        }
+        stg(t, R_AX, RAX);
+    } else {
+        ldg(t, w, RCX, i->reg);
+        mov_rr(t, 1, RDX, RCX);
+        e1(t, 0xf0);
+        op_rm(t, w, 0x0fc1, RCX, R8, 0);   /* lock xadd [r8], rcx: rcx = the old value */
+        if (live) {
+            mov_rr(t, 1, RAX, RCX);
+            op_rr(t, w, 0x01, RDX, RAX);
+            cc_store(t, CC_ADD, sz, RAX, RDX);
+        }
+        stg(t, i->reg, RCX);
+    }
+    k->resume = t->p;
+    t->cc = CC_UNKNOWN;
+    return true;
+}
+
+/* DIV r/m32/64 (unsigned): the host's DIV once the divisor is known to be nonzero and the
+ * quotient to fit (rDX below the divisor); otherwise the handler, which raises the #DE. The
+ * flags stay as they were, as the interpreter leaves them (they are undefined after DIV). */
+static bool emit_div(struct tx *t, const struct insn *i, int sz)
+{
+    int w = sz == 8;
+    if ((sz != 4 && sz != 8) || t->nccall >= CCALL_MAX - 1)
+        return false;
+    struct ccall *k = ccall_new(t, i);
+    if (i->mod == 3) {
+        ldg(t, w, RCX, i->rm);
+    } else {
+        emit_ea(t, i);
+        emit_load(t, i, sz);
+        mov_rr(t, 1, RCX, RAX);
+    }
+    ldg(t, w, RAX, R_AX);
+    ldg(t, w, RDX, R_DX);
+    op_rr(t, w, 0x85, RCX, RCX);
+    k->patch[k->npatch++] = jcc32(t, 0x4);   /* divisor 0 */
+    op_rr(t, w, 0x39, RCX, RDX);             /* cmp rdx, rcx */
+    k->patch[k->npatch++] = jcc32(t, 0x3);   /* rdx >= divisor: the quotient overflows */
+    op_rr(t, w, 0xf7, 6, RCX);
+    stg(t, R_AX, RAX);
+    stg(t, R_DX, RDX);
+    k->resume = t->p;
+    return true;
+}
+
+/* The 16-bit forms emit_inline handles (zlib's and SQLite's 16-bit fields: compares, moves,
+ * ALU operations, their memory forms): each runs as the host's instruction with the 0x66
+ * prefix, and a result to a register replaces only its low 16 bits (stg_sz). */
+static bool word_ok(const struct insn *i, bool live)
+{
+    unsigned op = i->op;
+    if (op < 0x40 && ((op & 7) == 1 || (op & 7) == 3 || (op & 7) == 5))
+        return alu_kind_ok((int)(op >> 3));
+    switch (op) {
+    case 0x81: case 0x83:
+        return alu_kind_ok(i->sub);
+    case 0x85: case 0xa9: case 0x89: case 0x8b: case 0xc7:
+        return true;
+    case 0xf7:
+        return i->sub == 0 || (i->mod == 3 && (i->sub == 2 || i->sub == 3));
+    case 0xff:
+        return i->mod == 3 && i->sub <= 1;
+    case 0xc1: case 0xd1:   /* shifts and rotates of a register whose flags nobody reads */
+        return i->mod == 3 && !live && i->sub != 2 && i->sub != 3 && i->sub != 6;
+    }
+    return false;
 }
 
 /* Emits i inline when it is one of the handled forms; false leaves it to its handler. live: a
@@ -1052,9 +1360,14 @@ static bool emit_inline(struct tx *t, const struct insn *i, bool live)
     }
     if (!reg && !ea_ok(i, t->pend))
         return false;
+    if (!reg && (((op == 0xfe || op == 0xff) && i->sub <= 1) ||
+                 ((op == 0xf6 || op == 0xf7) && (i->sub == 2 || i->sub == 3))))
+        return emit_unary_mem(t, i, sz, live);
+    if (op == 0x1b1 || op == 0x1c1)
+        return emit_atomic(t, i, sz, live);
     if (sz == 1)
         return emit_byte(t, i, live);
-    if (sz != 4 && sz != 8)
+    if (sz == 2 && !word_ok(i, live))
         return false;
     if (op >= 0x140 && op <= 0x14f) {   /* CMOVcc r, r */
         if (!reg)
@@ -1159,6 +1472,20 @@ static bool emit_inline(struct tx *t, const struct insn *i, bool live)
         ld_imm(t, RCX, i, sz);
         emit_alu(t, i->sub, sz, i->rm, live);
         return true;
+    case 0x98:   /* CWDE, CDQE */
+        ldg(t, 0, RAX, R_AX);
+        if (w)
+            op_rr(t, 1, 0x63, RAX, RAX);       /* movsxd rax, eax */
+        else
+            op_rr(t, 0, 0x0fbf, RAX, RAX);     /* movsx eax, ax */
+        stg(t, R_AX, RAX);
+        return true;
+    case 0x99:   /* CDQ, CQO: rDX = the sign of rAX */
+        ldg(t, w, RDX, R_AX);
+        op_rr(t, w, 0xc1, 7, RDX);
+        e1(t, w ? 63 : 31);
+        stg(t, R_DX, RDX);
+        return true;
     case 0x85:
         if (reg) {
             ldg(t, w, RAX, i->rm);
@@ -1175,12 +1502,12 @@ static bool emit_inline(struct tx *t, const struct insn *i, bool live)
         emit_alu(t, ALU_TEST, sz, 0, live);
         return true;
     case 0x89:
-        if (reg && t->host_of[i->rm] >= 0) {
+        if (reg && t->host_of[i->rm] >= 0 && sz != 2) {
             ldg(t, w, t->host_of[i->rm], i->reg);
             t->dirty |= (uint16_t)(1u << i->rm);
         } else if (reg) {
             ldg(t, w, RAX, i->reg);
-            stg(t, i->rm, RAX);
+            stg_sz(t, i->rm, RAX, sz);
         } else {
             ldg(t, w, R8, i->reg);
             emit_ea(t, i);
@@ -1188,7 +1515,7 @@ static bool emit_inline(struct tx *t, const struct insn *i, bool live)
         }
         return true;
     case 0x8b:
-        if (reg && t->host_of[i->reg] >= 0) {
+        if (reg && t->host_of[i->reg] >= 0 && sz != 2) {
             ldg(t, w, t->host_of[i->reg], i->rm);
             t->dirty |= (uint16_t)(1u << i->reg);
             return true;
@@ -1199,14 +1526,14 @@ static bool emit_inline(struct tx *t, const struct insn *i, bool live)
             emit_ea(t, i);
             emit_load(t, i, sz);
         }
-        stg(t, i->reg, RAX);
+        stg_sz(t, i->reg, RAX, sz);
         return true;
     case 0xc7:
         if (i->sub != 0)
             return false;
         if (reg) {
             ld_imm(t, RAX, i, sz);
-            stg(t, i->rm, RAX);
+            stg_sz(t, i->rm, RAX, sz);
         } else {
             ld_imm(t, R8, i, sz);
             emit_ea(t, i);
@@ -1235,9 +1562,9 @@ static bool emit_inline(struct tx *t, const struct insn *i, bool live)
         return true;
     case 0x1b6: case 0x1b7: case 0x1be: case 0x1bf: {
         int ssz = (op & 1) ? 2 : 1;
-        if (reg) {
-            if (i->rm >= 16)
-                return false;   /* AH..BH */
+        if (reg && i->rm >= 16) {   /* AH..BH: through struct cpu, zero-extended */
+            ld_byte(t, RAX, i->rm);
+        } else if (reg) {
             ldg(t, 1, RAX, i->rm);
         } else {
             emit_ea(t, i);
@@ -1247,9 +1574,7 @@ static bool emit_inline(struct tx *t, const struct insn *i, bool live)
         stg(t, i->reg, RAX);
         return true;
     }
-    case 0x1af:
-        if (live)
-            return false;   /* its flags come from the full product: the handler's job */
+    case 0x1af: case 0x69: case 0x6b:   /* IMUL r, r/m (, imm) */
         if (reg) {
             ldg(t, w, RAX, i->rm);
         } else {
@@ -1257,8 +1582,20 @@ static bool emit_inline(struct tx *t, const struct insn *i, bool live)
             emit_load(t, i, sz);
         }
         mov_rr(t, 1, RCX, RAX);
-        ldg(t, w, RAX, i->reg);
-        op_rr(t, w, 0x0faf, RAX, RCX);
+        if (op == 0x1af) {
+            ldg(t, w, RAX, i->reg);
+            op_rr(t, w, 0x0faf, RAX, RCX);
+        } else {
+            op_rr(t, w, 0x69, RAX, RCX);   /* imul rax, rcx, imm32 */
+            e4(t, (uint32_t)i->imm);
+        }
+        if (live) {   /* CF = OF = the host's overflow, as imul2() records it (CC_MUL) */
+            e1(t, 0x0f);               /* seto dl; movzx edx, dl */
+            e1(t, 0x90);
+            e1(t, 0xc2);
+            op_rr(t, 0, 0x0fb6, RDX, RDX);
+            cc_store(t, CC_MUL, sz, RAX, RDX);
+        }
         stg(t, i->reg, RAX);
         return true;
     case 0xd3: {   /* by CL: whether flags change depends on the count, so only dead ones */
@@ -1281,6 +1618,14 @@ static bool emit_inline(struct tx *t, const struct insn *i, bool live)
         if ((sub == 0 || sub == 1) && live && n)
             return false;   /* a rotate merges its flags with the older ones: the handler's job */
         int h = t->host_of[i->rm];
+        if (sz == 2) {   /* flags dead (word_ok): the host's 16-bit shift or rotate */
+            ldg(t, 0, RAX, i->rm);
+            o16(t, sz);
+            op_rr(t, 0, 0xc1, sub, RAX);
+            e1(t, n);
+            stg_sz(t, i->rm, RAX, sz);
+            return true;
+        }
         if (h >= 0 && !live) {   /* in place; a 32-bit count of 0 still clears the top half */
             if (n) {
                 op_rr(t, w, 0xc1, sub, h);
@@ -1298,6 +1643,15 @@ static bool emit_inline(struct tx *t, const struct insn *i, bool live)
         return true;
     }
     case 0xf7:
+        if (i->sub == 6)
+            return emit_div(t, i, sz);
+        if (!reg && i->sub == 0) {   /* TEST m, imm */
+            emit_ea(t, i);
+            emit_load(t, i, sz);
+            ld_imm(t, RCX, i, sz);
+            emit_alu(t, ALU_TEST, sz, 0, live);
+            return true;
+        }
         if (!reg)
             return false;
         if (i->sub == 0) {
@@ -1310,10 +1664,11 @@ static bool emit_inline(struct tx *t, const struct insn *i, bool live)
             ldg(t, w, RAX, i->rm);
             if (i->sub == 3)
                 mov_rr(t, 1, RCX, RAX);
+            o16(t, sz);
             op_rr(t, w, 0xf7, i->sub, RAX);
             if (i->sub == 3 && live)
                 cc_store(t, CC_SUB, sz, RAX, RCX);
-            stg(t, i->rm, RAX);
+            stg_sz(t, i->rm, RAX, sz);
             return true;
         }
         return false;
@@ -1329,42 +1684,66 @@ static bool emit_inline(struct tx *t, const struct insn *i, bool live)
 /* Sets the host's arithmetic flags to the guest's by redoing, on the host, the operation an
  * inline instruction of this block last stored in the lazy flags. False when that is not known
  * (then the flags come from flags.c). Clobbers rax, rcx, rdx. */
+/* The host's op (given by its 32-bit opcode: 01 29 39 85 11 19 for the r/m, r forms, 83 and
+ * FF for the groups) at operand size sz on rax, rcx, rdx: the byte form is the opcode before
+ * it (80 for 83: 82 does not exist in 64-bit mode), the 16-bit form has the prefix. */
+static void op_sz(struct tx *t, int sz, unsigned op, int r, int b)
+{
+    o16(t, sz);
+    if (sz == 1)
+        op = op == 0x83 ? 0x80 : op - 1;
+    op_rr(t, sz == 8, op, r, b);
+}
+
 static bool emit_redo(struct tx *t)
 {
     unsigned op = t->cc & ~3u;
-    int w = (t->cc & 3) == 3;
-    if (t->cc == CC_UNKNOWN || (t->cc & 3) < 2)
+    int sz = 1 << (t->cc & 3), w = sz == 8;
+    if (t->cc == CC_UNKNOWN)
         return false;
     switch (op) {
+    case CC_EFLAGS:   /* the flags themselves (COMISD, POPF, SAHF...): OF, then the low byte */
+        ld(t, 0, RAX, OFF(cc_src));
+        mov_rr(t, 0, RCX, RAX);
+        op_rr(t, 0, 0xc1, 5, RCX);     /* shr ecx, 11; and ecx, 1; add cl, 0x7f: OF = bit 11 */
+        e1(t, 11);
+        op_rr(t, 0, 0x83, 4, RCX);
+        e1(t, 1);
+        op_rr(t, 0, 0x80, 0, RCX);
+        e1(t, 0x7f);
+        e1(t, 0x88);                   /* mov ah, al; sahf: SF ZF AF PF CF */
+        e1(t, 0xc4);
+        e1(t, 0x9e);
+        return true;
     case CC_LOGIC:
         ld(t, w, RAX, OFF(cc_res));
-        op_rr(t, w, 0x85, RAX, RAX);
+        op_sz(t, sz, 0x85, RAX, RAX);
         return true;
     case CC_SUB: case CC_ADD:
         ld(t, w, RCX, OFF(cc_src));
         ld(t, w, RAX, OFF(cc_res));
         /* recover the first operand, then redo the operation */
-        op_rr(t, w, op == CC_SUB ? 0x01 : 0x29, RCX, RAX);
-        op_rr(t, w, op == CC_SUB ? 0x39 : 0x01, RCX, RAX);
+        op_sz(t, sz, op == CC_SUB ? 0x01 : 0x29, RCX, RAX);
+        op_sz(t, sz, op == CC_SUB ? 0x39 : 0x01, RCX, RAX);
         return true;
     case CC_INC: case CC_DEC:
         ld(t, w, RAX, OFF(cc_res));
         ld(t, 0, RDX, OFF(cc_aux));   /* the carry kept */
-        op_rr(t, w, 0x83, op == CC_INC ? 5 : 0, RAX);   /* the operand back */
+        op_sz(t, sz, 0x83, op == CC_INC ? 5 : 0, RAX);   /* the operand back */
         e1(t, 1);
         op_rr(t, 0, 0x0fba, 4, RDX);  /* bt edx, 0 */
         e1(t, 0);
-        op_rr(t, w, 0xff, op == CC_INC ? 0 : 1, RAX);   /* INC/DEC keep the host's CF */
+        op_sz(t, sz, 0xff, op == CC_INC ? 0 : 1, RAX);   /* INC/DEC keep the host's CF */
         return true;
     case CC_ADC: case CC_SBB:
         ld(t, w, RCX, OFF(cc_src));
         ld(t, w, RAX, OFF(cc_res));
         ld(t, 0, RDX, OFF(cc_aux));   /* the carry in */
-        op_rr(t, w, op == CC_ADC ? 0x29 : 0x01, RCX, RAX);
-        op_rr(t, w, op == CC_ADC ? 0x29 : 0x01, RDX, RAX);
+        op_sz(t, sz, op == CC_ADC ? 0x29 : 0x01, RCX, RAX);
+        op_sz(t, sz, op == CC_ADC ? 0x29 : 0x01, RDX, RAX);
         op_rr(t, 0, 0x0fba, 4, RDX);  /* bt edx, 0 */
         e1(t, 0);
-        op_rr(t, w, op == CC_ADC ? 0x11 : 0x19, RCX, RAX);
+        op_sz(t, sz, op == CC_ADC ? 0x11 : 0x19, RCX, RAX);
         return true;
     }
     return false;
@@ -1373,11 +1752,40 @@ static bool emit_redo(struct tx *t)
 /* The host condition code (for Jcc/SETcc/CMOVcc) that is true when guest condition cc is. */
 static unsigned emit_cond(struct tx *t, unsigned cc)
 {
+    if (t->hf_in && t->cc != CC_UNKNOWN)
+        return cc;
     if (emit_redo(t))
         return cc;
+    /* Who set the flags is not known here (another block, a handler): the usual producers
+     * (CMP/SUB and TEST/AND/OR/XOR of every size, ADD, DEC, the flags themselves) are picked by c->cc_op at run time and
+     * redone on the host, the rest go to cond_eval; either way al = the condition. */
+    static const uint32_t usual[] = { CC_SUB | 2, CC_SUB | 3, CC_LOGIC | 2, CC_LOGIC | 3,
+                                      CC_LOGIC | 0, CC_SUB | 0, CC_EFLAGS, CC_SUB | 1,
+                                      CC_ADD | 3, CC_ADD | 2, CC_LOGIC | 1, CC_DEC | 2 };
+    enum { NUSUAL = sizeof(usual) / sizeof(usual[0]) };
+    uint8_t *done[NUSUAL];
+    uint32_t known = t->cc;
+    ld(t, 0, RSI, OFF(cc_op));
+    for (int k = 0; k < NUSUAL; k++) {
+        op_rr(t, 0, 0x81, 7, RSI);     /* cmp esi, usual[k] */
+        e4(t, usual[k]);
+        uint8_t *next = jcc32(t, 0x5);
+        t->cc = usual[k];
+        emit_redo(t);
+        e1(t, 0x0f);                   /* setcc al */
+        e1(t, 0x90 | cc);
+        e1(t, 0xc0);
+        e1(t, 0xe9);
+        e4(t, 0);
+        done[k] = t->p - 4;
+        patch(t, next, t->p);
+    }
+    t->cc = known;
     mov_rr(t, 1, RDI, RBX);
     movi(t, RSI, cc);
     call(t, (const void *)cond_eval);
+    for (int k = 0; k < NUSUAL; k++)
+        patch(t, done[k], t->p);
     op_rr(t, 0, 0x84, RAX, RAX);   /* test al, al */
     return 0x5;
 }
@@ -1385,6 +1793,8 @@ static unsigned emit_cond(struct tx *t, unsigned cc)
 /* The host's CF = the guest's CF (for ADC/SBB). */
 static void emit_carry(struct tx *t)
 {
+    if (t->hf_in && t->cc != CC_UNKNOWN)
+        return;
     if (emit_redo(t))
         return;
     mov_rr(t, 1, RDI, RBX);
@@ -1782,9 +2192,12 @@ void jit_compile(struct cpu *c, struct block *b)
     uint8_t *start = t.p;
     alloc_regs(&t, b);
     reload_regs(&t);
+    t.hf = false;
     for (int k = 0; k < b->n; k++) {
         const struct insn *i = &b->ins[k];
         bool last = k == b->n - 1;
+        t.hf_in = t.hf;   /* nothing is emitted between two instructions */
+        t.hf = false;
         if (last && !i->lock && !i->rep && branch_op(i->op) && emit_branch(&t, i))
             break;
         if (t.ncold < COLD_MAX - 2 && emit_inline(&t, i, live[k])) {
