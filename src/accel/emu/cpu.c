@@ -472,8 +472,11 @@ static bool take_interrupt(struct cpu *c)
         deliver_nmi(c);
         return true;
     }
-    if (!(c->eflags & F_IF))
+    if (!(c->eflags & F_IF)) {
+        c->irq_held = true;
+        atomic_store(&c->irq_check, false);
         return false;
+    }
     atomic_store(&c->irq_check, false);
     if (!lapic_has_interrupt(c->env.lapic))
         return false;

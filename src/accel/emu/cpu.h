@@ -264,6 +264,10 @@ struct cpu {
     int id, ncpus;
     _Atomic bool exit_req;
     _Atomic bool irq_check;
+    /* irq_check was cleared while IF was 0 (the notice held back): setting IF raises it again.
+     * Left raised, it made translated code leave at every link while a kernel ran with
+     * interrupts off, an interrupt handler for one. */
+    bool irq_held;
     _Atomic bool init_req;
     _Atomic int sipi;      /* -1 none, else vector of a pending SIPI */
     bool wait_sipi;
@@ -409,6 +413,14 @@ void seg_from_desc(struct cpu_segment *s, uint16_t sel, uint64_t lo, uint64_t hi
 /* Reads the 8-byte descriptor of sel from the GDT/LDT; #GP(sel) beyond the limit. */
 uint64_t seg_read_desc(struct cpu *c, uint16_t sel, int vec);
 void cpu_set_cpl(struct cpu *c, int cpl);
+/* IF was set with an interrupt notice held back (irq_held): the run loop looks at the local
+ * APIC again after this instruction. */
+static inline void cpu_irq_release(struct cpu *c)
+{
+    c->irq_held = false;
+    atomic_store_explicit(&c->irq_check, true, memory_order_relaxed);
+    c->brk = true;
+}
 /* Points tlbc at the TLB set of the current CPL, CR4.SMAP and EFLAGS.AC: called wherever one
  * of them changes (a STAC needs no flush, only another set). */
 static inline void cpu_select_tlb(struct cpu *c)
