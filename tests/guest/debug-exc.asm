@@ -2,7 +2,7 @@
 ; mode: single-step (TF), RF in the flags a fault pushes, an instruction breakpoint (DR0) left
 ; with RF, a data write breakpoint (DR1), DR4 aliasing DR6 and #UD for it under CR4.DE, general
 ; detect (DR7.GD), the interrupt shadow of STI (a self-IPI is taken after exactly one
-; instruction) and of MOV SS (single-step skips the instruction after it), NMI blocking until
+; instruction; after a POPF that sets IF, at once) and of MOV SS (single-step skips the instruction after it), NMI blocking until
 ; IRET, and DAS's borrow into CF. Every check runs ROUNDS times, so that the code around it is
 ; translated after the first rounds (jit=on) or never (jit=off); the values of the last round
 ; are printed one key=value a line on COM1 with rounds_agree=1 when every round saw the same,
@@ -12,7 +12,7 @@ bits 32
     org 0x200000
 %define ROUNDS 20
 %define APIC 0xfee00000
-%define NRES 24
+%define NRES 25
 header:
     dd 0x1badb002, 0x00010000, -(0x1badb002 + 0x00010000)
     dd header, 0x200000, image_end, bss_end, entry
@@ -293,6 +293,23 @@ checks:
     shl eax, 4
     or eax, [irq_ecx]
     mov [res + 52], eax                     ; sti_count_ecx = 11
+
+    ; 24: POPF setting IF has no shadow: a self-IPI held while IF=0 is taken right after it
+    mov dword [irq_count], 0
+    mov dword [irq_ecx], 0xff
+    mov dword [APIC + 0x300], 0x40030       ; fixed, vector 0x30, to self
+    xor ecx, ecx
+    pushfd
+    or dword [esp], 0x200
+    popfd
+    inc ecx
+    inc ecx
+    inc ecx
+    cli
+    mov eax, [irq_count]
+    shl eax, 4
+    or eax, [irq_ecx]
+    mov [res + 96], eax                     ; popf_count_ecx = 10
 
     ; 14: the MOV SS shadow: single-step's trap after MOV SS waits for the next instruction
     reset_db
@@ -588,6 +605,7 @@ n15: db "nmi_count_seen=", 0
 n16: db "das_cf_al=", 0
 n17: db "task_str_link_nt_ran=", 0
 n18: db "task_back_str_nt=", 0
+n24: db "popf_count_ecx=", 0
 n19: db "rep_movs_count_eips=", 0
 n20: db "rep_movs_copied_ecx_rf=", 0
 n21: db "repe_cmps_count_eips=", 0
@@ -597,7 +615,7 @@ rep_src: db "abcd"
 rep_cmp: db "abXd"
     align 4
 names: dd n0, n1, n2, n3, n4, n5, n6, n7, n8, n9, n10, n11, n12, n13, n14, n15, n16, n17, n18
-       dd n19, n20, n21, n22, n23, 0
+       dd n19, n20, n21, n22, n23, n24, 0
 image_end:
 
 absolute image_end + 16 - (image_end - $$) % 16   ; what follows: zeroed by the loader (bss_end)

@@ -20,7 +20,7 @@ declare -A want=(
   [wbp_count_eipok]=00000101 [wbp_dr6]=ffff0ff2
   [dr4_is_dr6]=ffff0ff0 [dr4_de_ud]=00000001
   [gd_count_eipok]=00000101 [gd_dr6]=ffff2ff0
-  [sti_count_ecx]=00000011 [movss_eipok_count]=00000014
+  [sti_count_ecx]=00000011 [popf_count_ecx]=00000010 [movss_eipok_count]=00000014
   [nmi_count_seen]=00000021 [das_cf_al]=000001fd
   [task_str_link_nt_ran]=02001811 [task_back_str_nt]=00000180
   [rep_movs_count_eips]=00000067 [rep_movs_copied_ecx_rf]=00012101
@@ -42,6 +42,7 @@ declare -A what=(
   [gd_count_eipok]="DR7.GD: MOV DR faults once, GD is cleared"
   [gd_dr6]="DR7.GD: DR6.BD"
   [sti_count_ecx]="STI shadow: a pending interrupt is taken after exactly one instruction"
+  [popf_count_ecx]="POPF setting IF: a pending interrupt is taken right after it (no shadow)"
   [movss_eipok_count]="MOV SS shadow: single-step's trap waits for the instruction after"
   [nmi_count_seen]="NMI: a second NMI waits for the first one's IRET"
   [das_cf_al]="DAS: the borrow of AL - 6 sets CF"

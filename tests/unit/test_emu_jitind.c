@@ -4,7 +4,7 @@
  * interpreted run (so the cache holds the targets), and registers, flags and memory must agree;
  * then the called function is rewritten between two translated runs on the same CPU (the jump
  * cache must not hand out the stale block). Also: inline SSE arithmetic still faults where its
- * handler would. */
+ * handler would, and a block with a handler call before its branch links to its target. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -88,6 +88,58 @@ static void test_indirect(void **s)
     }
 }
 
+/* A loop whose block calls a handler (XLAT) before its branch: the handler writes RIP back
+ * mid-block, and the exit must still find its target's place in the page, link to it and stay
+ * in translated code (it once computed the target from the block's start and never linked, so
+ * every iteration went through the run loop). */
+extern const uint8_t lnk_start[], lnk_end[];
+__asm__(".pushsection .rodata\n"
+        ".globl lnk_start, lnk_end\n"
+        "lnk_start:\n"
+        "mov $2000, %ecx\n"
+        "xor %edx, %edx\n"
+        "1:\n"
+        "xlat\n"                            /* a handler call, mid-block */
+        "add %eax, %edx\n"
+        "rol $3, %edx\n"
+        "dec %ecx\n"
+        "jnz 1b\n"
+        "lnk_end:\n"
+        ".popsection\n");
+
+static void test_link_after_call(void **s)
+{
+    (void)s;
+    static uint8_t data[DATA_SIZE];
+    static struct result nat, emu;
+    for (int jit = -1; jit <= 0; jit++) {
+        struct regs in;
+        rng_state = 23;
+        rnd_regs(&in);
+        rnd_data(data);
+        in.r[R_BX] = HBASE + OFF_DATA;   /* XLAT's table */
+        struct code c = { .n = 0 };
+        emit(&c, lnk_start, (int)(lnk_end - lnk_start));
+        uint64_t blocks0, slow0, blocks1, slow1;
+        emu_cpu_loop_stats(hcpu, &blocks0, &slow0);
+        harness_jit = jit;
+        harness_run(c.b, c.n, &in, data, &nat, &emu);
+        harness_jit = -1;
+        emu_cpu_loop_stats(hcpu, &blocks1, &slow1);
+        assert_int_equal(nat.vec, -1);
+        assert_true(result_match(jit < 0 ? "link (interpreted)" : "link (translated)", &c, &in, &nat,
+                                 &emu, ALLF, 0xffff, 0));
+        if (jit < 0) {
+            assert_true(blocks1 - blocks0 >= 2000);   /* the interpreter: one lookup per block */
+        } else {
+            /* linked: back to the run loop once per chain budget (64 blocks), not per iteration */
+            print_message("# translated: %llu run-loop lookups for 2000 iterations\n",
+                          (unsigned long long)(blocks1 - blocks0));
+            assert_true(blocks1 - blocks0 < 200);
+        }
+    }
+}
+
 /* SSE arithmetic inline keeps the handler's checks: with CR0.TS set, ADDSD raises #NM at the
  * ADDSD, translated as interpreted (the host cannot run this at CPL 3: emulator only). */
 static void test_sse_guard(void **s)
@@ -123,6 +175,7 @@ static int setup(void **s)
 
 int main(void)
 {
-    const struct CMUnitTest tests[] = { cmocka_unit_test(test_indirect), cmocka_unit_test(test_sse_guard) };
+    const struct CMUnitTest tests[] = { cmocka_unit_test(test_indirect), cmocka_unit_test(test_sse_guard),
+                                        cmocka_unit_test(test_link_after_call) };
     return cmocka_run_group_tests_name("emu_jitind", tests, setup, NULL);
 }

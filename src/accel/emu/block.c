@@ -85,6 +85,7 @@ static struct block *decode_io(struct cpu *c, uint64_t la, uint32_t mode)
 
 struct block *block_get_slow(struct cpu *c)
 {
+    c->slow_lookups++;
     uint64_t la = (c->segbase[SEG_CS] + c->rip) & c->lin_mask;
     uint32_t mode = block_mode(c);
     uint32_t key = mode | (uint32_t)c->cpl << 8;

@@ -131,6 +131,12 @@ void emu_cpu_jit_stats(struct cpu *c, uint64_t *blocks, uint64_t *refused)
     *refused = c->jit_refused;
 }
 
+void emu_cpu_loop_stats(struct cpu *c, uint64_t *blocks, uint64_t *slow)
+{
+    *blocks = c->loop_blocks;
+    *slow = c->slow_lookups;
+}
+
 void emu_vm_destroy(struct emu_vm *vm)
 {
     if (!vm)
@@ -466,8 +472,11 @@ static bool take_interrupt(struct cpu *c)
         deliver_nmi(c);
         return true;
     }
-    if (!(c->eflags & F_IF))
+    if (!(c->eflags & F_IF)) {
+        c->irq_held = true;
+        atomic_store(&c->irq_check, false);
         return false;
+    }
     atomic_store(&c->irq_check, false);
     if (!lapic_has_interrupt(c->env.lapic))
         return false;
@@ -647,6 +656,7 @@ enum emu_stop emu_cpu_run(struct cpu *c)
         }
         c->brk = false;
         c->icount += b->n;
+        c->loop_blocks++;
         if (!b->code && c->vm->jit_threshold >= 0 && b->pa != ~0ull && !c->segchk &&
             ++b->hits > (uint32_t)c->vm->jit_threshold)
             jit_compile(c, b);

@@ -158,7 +158,10 @@ struct fpu {
 };
 
 #define BLOCK_HASH_BITS 16
-#define JMP_CACHE_BITS 12
+/* 16K entries (384 KiB): with 4K, a kernel-heavy guest (fork, exec, page faults: the kernel's
+ * paths and the programs' between them) missed a third of its lookups on conflicts, each then a
+ * walk of the block hash; 64K saved a quarter of the rest for four times the memory. */
+#define JMP_CACHE_BITS 14
 
 /* Linear address -> block, valid while the TLB still maps the page to the block's frame and the
  * page is unchanged: it saves the translation and the hash walk on every block. */
@@ -265,6 +268,10 @@ struct cpu {
     int id, ncpus;
     _Atomic bool exit_req;
     _Atomic bool irq_check;
+    /* irq_check was cleared while IF was 0 (the notice held back): setting IF raises it again.
+     * Left raised, it made translated code leave at every link while a kernel ran with
+     * interrupts off, an interrupt handler for one. */
+    bool irq_held;
     _Atomic bool init_req;
     _Atomic int sipi;      /* -1 none, else vector of a pending SIPI */
     bool wait_sipi;
@@ -272,6 +279,9 @@ struct cpu {
     pthread_mutex_t lock;  /* for sleeping in HLT */
     pthread_cond_t cond;
     uint64_t icount;
+    /* blocks the run loop looked up (each one a return from translated code or an interpreted
+     * block), and those of them the jump cache did not answer (block_get_slow) */
+    uint64_t loop_blocks, slow_lookups;
     uint64_t timer_deadline;
     uint32_t poll_count;
 };
@@ -407,6 +417,14 @@ void seg_from_desc(struct cpu_segment *s, uint16_t sel, uint64_t lo, uint64_t hi
 /* Reads the 8-byte descriptor of sel from the GDT/LDT; #GP(sel) beyond the limit. */
 uint64_t seg_read_desc(struct cpu *c, uint16_t sel, int vec);
 void cpu_set_cpl(struct cpu *c, int cpl);
+/* IF was set with an interrupt notice held back (irq_held): the run loop looks at the local
+ * APIC again after this instruction. */
+static inline void cpu_irq_release(struct cpu *c)
+{
+    c->irq_held = false;
+    atomic_store_explicit(&c->irq_check, true, memory_order_relaxed);
+    c->brk = true;
+}
 /* Points tlbc at the TLB set of the current CPL, CR4.SMAP and EFLAGS.AC: called wherever one
  * of them changes (a STAC needs no flush, only another set). */
 static inline void cpu_select_tlb(struct cpu *c)

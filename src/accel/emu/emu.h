@@ -81,6 +81,9 @@ void emu_cpu_irq_notify(struct cpu *c);
 uint64_t emu_cpu_icount(struct cpu *c);
 /* Blocks translated, and translations abandoned because the block did not fit its space. */
 void emu_cpu_jit_stats(struct cpu *c, uint64_t *blocks, uint64_t *refused);
+/* Blocks the run loop looked up (translated code that left for it, interpreted blocks), and
+ * those the jump cache did not answer: what chaining and the cache save, for tests and -d accel. */
+void emu_cpu_loop_stats(struct cpu *c, uint64_t *blocks, uint64_t *slow);
 
 /* RFLAGS as the guest sees it, and access to general registers (tests). */
 uint64_t emu_cpu_rflags(struct cpu *c);

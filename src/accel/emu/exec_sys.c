@@ -38,8 +38,11 @@ H(h_sti)
 {
     (void)i;
     need_iopl(c);
-    if (!(c->eflags & F_IF))
+    if (!(c->eflags & F_IF)) {
         c->inhibit_irq = true;
+        if (c->irq_held)
+            cpu_irq_release(c);
+    }
     c->eflags |= F_IF;
     c->brk = true;
 }

@@ -173,6 +173,8 @@ void flags_set(struct cpu *c, uint64_t f, uint32_t writable)
     c->eflags = (c->eflags & ~other) | ((uint32_t)f & other);
     if (unlikely((c->eflags & ~old) & (F_TF | F_RF)))
         c->brk = true;   /* the run loop steps from the next instruction on (debug.c) */
+    if ((c->eflags & ~old & F_IF) && c->irq_held)
+        cpu_irq_release(c);
     if (other & F_AC)
         cpu_select_tlb(c);
 }

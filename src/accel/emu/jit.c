@@ -77,6 +77,9 @@ struct tx {
     bool over;           /* ...and the translation is abandoned */
     struct block *b;
     int pend;            /* c->rip lags the start of the current instruction by this much */
+    /* c->rip is past the block's first instruction by this much (a handler call writes RIP
+     * back mid-block): exits add it to find their target's offset in the page */
+    int ripoff;
     uint32_t cc;         /* the cc_op the lazy flags hold, if an inline instruction stored them */
     struct cold cold[COLD_MAX];
     int ncold;
@@ -1809,6 +1812,7 @@ static void emit_call(struct tx *t, const struct insn *i, bool last)
     flush_regs(t);
     if (adv)
         addmi(t, OFF(rip), adv);
+    t->ripoff += adv;
     t->pend = 0;
     movi(t, RSI, (uint64_t)(uintptr_t)i);
     st(t, 1, OFF(cur), RSI);
@@ -1846,7 +1850,7 @@ static void emit_exit(struct tx *t, int k, int64_t delta, int msz)
     } else {
         addmi(t, OFF(rip), (int32_t)delta);
     }
-    int64_t to = (int64_t)(t->b->pa & 0xfff) + delta;
+    int64_t to = (int64_t)(t->b->pa & 0xfff) + t->ripoff + delta;
     if (to < 0 || to >= 0x1000) {
         /* another page (a call into another function, mostly): no link, which one generation
          * check could not cover, but the jump cache with the checks an indirect branch makes,
@@ -2183,6 +2187,7 @@ void jit_compile(struct cpu *c, struct block *b)
     t.over = false;
     t.b = b;
     t.pend = 0;
+    t.ripoff = 0;
     t.ncold = 0;
     t.nccall = 0;
     t.cc = CC_UNKNOWN;

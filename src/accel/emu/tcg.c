@@ -115,9 +115,14 @@ static int tcg_vcpu_create(struct vcpu *v)
 
 static void tcg_vcpu_destroy(struct vcpu *v)
 {
-    if (v->accel_data)
-        log_debug(LOG_ACCEL, "tcg: cpu%d retired %llu instructions", v->id,
-                  (unsigned long long)emu_cpu_icount(v->accel_data));
+    if (v->accel_data) {
+        uint64_t blocks, slow;
+        emu_cpu_loop_stats(v->accel_data, &blocks, &slow);
+        log_debug(LOG_ACCEL, "tcg: cpu%d retired %llu instructions; the run loop looked up %llu "
+                  "blocks, %llu of them past the jump cache", v->id,
+                  (unsigned long long)emu_cpu_icount(v->accel_data), (unsigned long long)blocks,
+                  (unsigned long long)slow);
+    }
     emu_cpu_destroy(v->accel_data);
     v->accel_data = NULL;
 }
