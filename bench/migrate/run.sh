@@ -21,6 +21,7 @@ G=$TOP/$B/guest
 QKVM=${QKVM:-$TOP/$B/qkvm}
 QMPPY=$TOP/tests/integration/qmp.py
 TMP=$(mktemp -d /tmp/migrate-bench.XXXXXX)
+KEEP=${KEEP:-/tmp/migrate-bench-logs}   # the consoles of destinations that failed
 PIDS=()
 trap 'for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done; rm -rf "$TMP"' EXIT
 [ -f "$G/vmlinuz" ] || { echo "no guest: guest/build.sh $G" >&2; exit 1; }
@@ -66,14 +67,14 @@ PY
 }
 median() { sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
 
-# boot LABEL VMM: the first source of a chain, booted, its workload started
+# boot LABEL VMM NAME: the first source of a chain, booted, its workload started
 boot() {
-  local label=$1 vmm=$2
-  start "$vmm" "${label}0"
-  wait_out "${label}0" 'qkvm-guest: ready' 600 || { echo "$label: the guest did not boot" >&2; return 1; }
-  type_in "${label}0" "head -c $((WSET_MB << 20)) /dev/urandom >/tmp/m; (while :; do cp /tmp/m /tmp/m2; done) >/dev/null 2>&1 &"
-  type_in "${label}0" '(i=0; while :; do i=$((i+1)); echo $i >/tmp/cnt; sleep 0.1; done) >/dev/null 2>&1 &'
-  eval "SRC_$label=${label}0"
+  local label=$1 vmm=$2 name=$3
+  start "$vmm" "$name"
+  wait_out "$name" 'qkvm-guest: ready' 600 || { echo "$label: the guest did not boot" >&2; return 1; }
+  type_in "$name" "head -c $((WSET_MB << 20)) /dev/urandom >/tmp/m; (while :; do cp /tmp/m /tmp/m2; done) >/dev/null 2>&1 &"
+  type_in "$name" '(i=0; while :; do i=$((i+1)); echo $i >/tmp/cnt; sleep 0.1; done) >/dev/null 2>&1 &'
+  eval "SRC_$label=$name"
 }
 qmp() { python3 "$QMPPY" "$TMP/$1.sock" "$2" 2>/dev/null; }
 
@@ -91,7 +92,6 @@ step() {
   sleep 1
   local load; load=$(cut -d' ' -f1 /proc/loadavg)
   local r; r=$(migrate "$src" "$dst" "$port") || { echo "$label: migration $i failed" >&2; return 1; }
-  echo "$r $load" >>"$TMP/$label"
   c0=$(grep -ao 'cnt42 [0-9]*' "$TMP/$src.out" | tail -n 1 | awk '{ print $2 }')
   qmp "$src" quit >/dev/null
   for w in $(seq 1 300); do
@@ -104,34 +104,44 @@ step() {
   done
   c1=$(grep -ao 'cnt42 [0-9]*' "$TMP/$dst.out" | tail -n 1 | awk '{ print $2 }')
   if [ -z "$c1" ]; then
-    echo "$label: the guest is silent after migration $i ($(qmp "$dst" query-status); console: $(tail -c 200 "$TMP/$dst.out" | tr -cd '[:print:]'))" >&2
+    mkdir -p "$KEEP" && cp "$TMP/$dst.out" "$KEEP/$dst.console"
+    echo "$label: the guest is silent after migration $i ($(qmp "$dst" query-status); console in $KEEP/$dst.console: $(tail -c 200 "$TMP/$dst.out" | tr -cd '[:print:]'))" >&2
+    qmp "$dst" quit >/dev/null
     return 1
   fi
   [ -z "$c0" ] || [ "$c1" -gt "$c0" ] || { echo "$label: the counter did not move on after migration $i ($c0 -> $c1)" >&2; return 1; }
   type_in "$dst" "echo cnt\$((6*7)) \$(cat /tmp/cnt)"   # the next step's starting count
   wait_out "$dst" 'cnt42 [0-9]' 10
+  echo "$r $load" >>"$TMP/$label"
   eval "SRC_$label=$dst"
 }
 
 col() { awk -v c="$2" '{ print $c }' "$TMP/$1" | median; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }'; }
 
-boot qkvm "$QKVM" || exit 1
-boot qemu qemu-system-x86_64 || exit 1
+boot qkvm "$QKVM" qkvm0 || exit 1
+boot qemu qemu-system-x86_64 qemu0 || exit 1
 QV=$(qemu-system-x86_64 --version | head -n 1 | awk '{ print $4 }')
 sleep 5
-: >"$TMP/qkvm"; : >"$TMP/qemu"
+: >"$TMP/qkvm"; : >"$TMP/qemu"; FAIL_qkvm=0; FAIL_qemu=0
 # interleaved, so both see the same machine load: qkvm's migration I, then QEMU's; the VM not
-# migrating meanwhile is paused (stop/cont), so it takes no CPU from the other
+# migrating meanwhile is paused (stop/cont), so it takes no CPU from the other. A migration that
+# fails or leaves a dead guest is counted, kept out of the figures, and its chain boots afresh.
+turn() {  # turn LABEL VMM OTHER I
+  qmp "$(eval echo "\$SRC_$3")" stop >/dev/null
+  if ! step "$1" "$2" "$4"; then
+    eval "FAIL_$1=\$((FAIL_$1 + 1))"
+    qmp "$(eval echo "\$SRC_$1")" quit >/dev/null; qmp "$1$4" quit >/dev/null
+    [ "$(eval echo "\$FAIL_$1")" -le "$N" ] || { echo "$1: too many failures" >&2; exit 1; }
+    boot "$1" "$2" "${1}r$4" || exit 1
+    sleep 5
+  fi
+  qmp "$(eval echo "\$SRC_$3")" cont >/dev/null
+  sleep 3
+}
 for i in $(seq 1 "$N"); do
-  qmp "$SRC_qemu" stop >/dev/null
-  step qkvm "$QKVM" "$i" || exit 1
-  qmp "$SRC_qkvm" stop >/dev/null
-  qmp "$SRC_qemu" cont >/dev/null
-  sleep 3
-  step qemu qemu-system-x86_64 "$i" || exit 1
-  qmp "$SRC_qkvm" cont >/dev/null
-  sleep 3
+  turn qkvm "$QKVM" qemu "$i"
+  turn qemu qemu-system-x86_64 qkvm "$i"
 done
 qmp "$SRC_qkvm" quit >/dev/null; qmp "$SRC_qemu" quit >/dev/null
 echo "| VMM (tcg, 512 MiB, $WSET_MB MiB rewritten, downtime-limit $DOWNTIME_MS ms, max-bandwidth $BANDWIDTH B/s) | total ms | downtime ms | MB sent |"
@@ -142,4 +152,5 @@ for l in qkvm qemu; do
 done
 echo "| qkvm / QEMU | $(ratio "$(col qkvm 1)" "$(col qemu 1)") | $(ratio "$(col qkvm 2)" "$(col qemu 2)") | $(ratio "$(col qkvm 3)" "$(col qemu 3)") |"
 echo "# runs (total ms, downtime ms, bytes, load average): qkvm: $(tr '\n' ';' <"$TMP/qkvm") QEMU: $(tr '\n' ';' <"$TMP/qemu")"
+echo "# failed migrations (destination dead or migration failed; not in the figures): qkvm $FAIL_qkvm, QEMU $FAIL_qemu"
 echo "# load average over the runs: $(cat "$TMP/qkvm" "$TMP/qemu" | awk '{ print $4 }' | sort -n | sed -n '1p;$p' | tr '\n' ' ')(min max)"
