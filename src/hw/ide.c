@@ -1112,6 +1112,16 @@ struct block *ide_channel_disk(struct ide_channel *ch, int unit, bool *read_only
     return ch->drive[unit].bs;
 }
 
+struct block *ide_channel_medium(struct ide_channel *ch, int unit)
+{
+    if (unit < 0 || unit > 1 || !ch->drive[unit].cd)
+        return NULL;
+    pthread_mutex_lock(&ch->lock);
+    struct block *bs = ch->drive[unit].bs;
+    pthread_mutex_unlock(&ch->lock);
+    return bs;
+}
+
 struct block *ide_channel_swap_disk(struct ide_channel *ch, int unit, struct block *bs)
 {
     pthread_mutex_lock(&ch->lock);

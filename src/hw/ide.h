@@ -92,8 +92,10 @@ int ide_disk_flush_all(struct machine *m);
 /* The channel's disk at unit (not a CD drive), or NULL; read_only may be NULL. */
 struct block *ide_channel_disk(struct ide_channel *ch, int unit, bool *read_only);
 void ide_channel_refresh_disk(struct ide_channel *ch, int unit);
-/* Puts bs in place of the disk at unit (a disk is there; nothing in flight: the vCPUs are
- * paused) and returns the one it held. */
+/* The CD drive's medium at unit, or NULL (no medium, or not a CD drive). */
+struct block *ide_channel_medium(struct ide_channel *ch, int unit);
+/* Puts bs in place of the disk (or the CD's medium) at unit (a disk is there; nothing in flight: the vCPUs are
+ * paused; a CD's: the same image, no media change seen) and returns the one it held. */
 struct block *ide_channel_swap_disk(struct ide_channel *ch, int unit, struct block *bs);
 /* The migration hand-over of the IDE disks' image locks (hw/disk.h, disk_inactivate_all and
  * disk_activate_all, which call these). */

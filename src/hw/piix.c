@@ -40,6 +40,7 @@ struct piix {
     struct drive_spec spec[4];
     bool has_spec[4];
     bool inactive[4];          /* opened without its lock: the image is another process's */
+    struct block *cd_first[4]; /* the medium a CD drive's -drive opened (spec[] opens it again) */
 };
 
 void ide_cd_name(int index, char *buf, size_t n)
@@ -208,12 +209,19 @@ void ide_disk_refresh(struct machine *m, int i)
         ide_channel_refresh_disk(p->ch[place / 2], place % 2);
 }
 
+/* The image at an IDE place: a disk's, or a CD drive's medium. */
+static struct block *ide_place_block(struct piix *p, int place)
+{
+    return p->cd[place] ? ide_channel_medium(p->ch[place / 2], place % 2)
+                        : ide_channel_disk(p->ch[place / 2], place % 2, NULL);
+}
+
 int ide_disk_inactivate_all(struct machine *m)
 {
     struct piix *p = piix_of(m);
     int ret = ide_disk_flush_all(m);
     for (int place = 0; p && place < 4 && !ret; place++) {
-        struct block *bs = ide_channel_disk(p->ch[place / 2], place % 2, NULL);
+        struct block *bs = ide_place_block(p, place);   /* a CD's too, as QEMU inactivates every image */
         if (bs && !p->inactive[place]) {
             block_release_lock(bs);
             p->inactive[place] = true;
@@ -222,10 +230,47 @@ int ide_disk_inactivate_all(struct machine *m)
     return ret;
 }
 
+/* A CD drive's medium opened again with its lock, in place of the one without: the medium of its
+ * -drive from that -drive, one the monitor put in since (change) as it was opened; an empty
+ * drive has nothing to take. The guest sees no media change: it is the same image. */
+static int ide_cd_activate(struct piix *p, int place, char *why, size_t n)
+{
+    struct block *cur = ide_channel_medium(p->ch[place / 2], place % 2);
+    if (!cur) {
+        p->inactive[place] = false;
+        return 0;
+    }
+    bool first = cur == p->cd_first[place] && p->has_spec[place];
+    struct block_open_opts o = { 0 };
+    if (first)
+        o = p->spec[place].open;
+    else
+        block_parse_format(block_format_name(cur), &o.format);
+    o.read_only = true;
+    o.no_lock = false;
+    struct block *bs;
+    char err[BLOCK_ERR_MAX];
+    int ret = block_open(first ? p->spec[place].file : block_filename(cur), &o, &bs, err);
+    if (ret) {
+        snprintf(why, n, "%s", err);
+        return ret;
+    }
+    block_close(ide_channel_swap_disk(p->ch[place / 2], place % 2, bs));
+    p->cd_first[place] = first ? bs : NULL;
+    p->inactive[place] = false;
+    return 0;
+}
+
 int ide_disk_activate_all(struct machine *m, char *why, size_t n)
 {
     struct piix *p = piix_of(m);
     for (int place = 0; p && place < 4; place++) {
+        if (p->inactive[place] && p->cd[place]) {
+            int ret = ide_cd_activate(p, place, why, n);
+            if (ret)
+                return ret;
+            continue;
+        }
         if (!p->inactive[place] || !p->has_spec[place])
             continue;
         struct block_open_opts o = p->spec[place].open;
@@ -282,10 +327,11 @@ static int ide_cd_attach(struct piix *p, int index, struct drive_spec *d, const 
     struct block *bs = NULL;
     char err[BLOCK_ERR_MAX];
     int ret;
+    bool o_no_lock = p->m->cfg && p->m->cfg->incoming;
     if (d->file) {
         struct block_open_opts o = d->open;
         o.read_only = true;
-        o.no_lock = p->m->cfg && p->m->cfg->incoming;
+        o.no_lock = o_no_lock;
         if ((ret = block_open(d->file, &o, &bs, err))) {
             log_error("%s", err);
             return ret;
@@ -297,6 +343,10 @@ static int ide_cd_attach(struct piix *p, int index, struct drive_spec *d, const 
     }
     p->used[index] = true;
     p->cd[index] = true;
+    /* a destination's medium is the source's until the stream is in, as a disk's: kept with
+     * its -drive so that ide_disk_activate_all opens it again with the lock */
+    p->cd_first[index] = bs;
+    p->inactive[index] = bs && o_no_lock;
     return 0;
 }
 
@@ -363,8 +413,15 @@ static int ide_device_create(struct machine *m, struct kvlist *opts, bool cd_ask
     struct block *bs = NULL;
     char err[BLOCK_ERR_MAX];
     if (cd && !ret) {
-        ret = ide_cd_attach(p, index, &d, spec);
-        goto out;
+        if ((ret = ide_cd_attach(p, index, &d, spec)))
+            goto out;
+        if (!d.file) {   /* an empty drive: nothing to open again */
+            drive_spec_free(&d);
+            return 0;
+        }
+        p->spec[index] = d;   /* the drive's now, for ide_cd_activate */
+        p->has_spec[index] = true;
+        return 0;
     }
     /* an incoming migration's disk is the source's until the stream is in: no lock until
      * ide_disk_activate_all opens it again (docs/migration.md) */

@@ -48,7 +48,7 @@ int memory_create_ram(struct machine *m, uint64_t size, uint64_t hole)
     /* Huge pages cut TLB misses for big guests but fault in 2 MiB for every first touch, which
      * would multiply a micro-VM's footprint; so only from 1 GiB up. Keep RAM out of core dumps.
      * Both are advice: failures change nothing. */
-    if (size >= (1ull << 30))
+    if (size >= MEMORY_HUGE_MIN)
         madvise(p, size, MADV_HUGEPAGE);
     madvise(p, size, MADV_DONTDUMP);
     madvise(p, size, MADV_DONTFORK);   /* a forked helper must not copy the guest's page tables */

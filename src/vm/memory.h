@@ -6,6 +6,9 @@
 
 struct machine;
 
+/* RAM from this size on is advised transparent huge pages from its creation. */
+#define MEMORY_HUGE_MIN (1ull << 30)
+
 /* Maps size bytes of RAM: [0, min(size, 3G)) and the rest from 4 GiB. A nonzero hole leaves
  * [hole, 0x100000) to the firmware (0xe0000: its alias; 0xc0000: the PC's PAM-controlled view).
  * 0 or -errno. */

@@ -3,6 +3,7 @@
  * live here, so a hostile stream meets one parser. */
 #include "vm/vmstate.h"
 
+#include "util/crc32.h"
 #include "vm/machine.h"
 
 #include <errno.h>
@@ -68,13 +69,7 @@ void vmstate_unregister_all(struct machine *m)
 /* CRC-32 (IEEE 802.3, as zlib's): catches a stream damaged in a file or on the wire. */
 uint32_t vmstate_crc32(const uint8_t *p, size_t n)
 {
-    uint32_t c = 0xffffffffu;
-    while (n--) {
-        c ^= *p++;
-        for (int k = 0; k < 8; k++)
-            c = (c >> 1) ^ (0xedb88320u & (0u - (c & 1)));
-    }
-    return ~c;
+    return crc32_update(0, p, n);
 }
 
 static size_t vms_type_size(enum vmstate_type t)

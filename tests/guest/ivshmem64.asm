@@ -10,41 +10,7 @@
 ; (msix_host=).
 ; key=value lines on COM1, then ACPI poweroff.
 
-bits 16
-section setup start=0 vstart=0
-    times 0x1f1 - ($ - $$) db 0
-    db 1                                ; setup_sects
-    dw 0                                ; root_flags
-    dd (pm_end - pm_start + 15) / 16    ; syssize
-    dw 0, 0xffff, 0                     ; ram_size, vid_mode, root_dev
-    dw 0xaa55                           ; boot_flag
-    db 0xeb, hdr_end - 0x202            ; jump
-    db "HdrS"
-    dw 0x020f                           ; version
-    dd 0                                ; realmode_swtch
-    dw 0x1000, 0                        ; start_sys_seg, kernel_version
-    db 0, 0x01                          ; type_of_loader, loadflags: LOADED_HIGH
-    dw 0x8000                           ; setup_move_size
-    dd 0x100000, 0, 0, 0                ; code32_start, ramdisk_image, ramdisk_size, bootsect_kludge
-    dw 0                                ; heap_end_ptr
-    db 0, 0                             ; ext_loader_ver, ext_loader_type
-    dd 0, 0x7fffffff, 0x200000          ; cmd_line_ptr, initrd_addr_max, kernel_alignment
-    db 0, 0                             ; relocatable_kernel, min_alignment
-    dw 1                                ; xloadflags: XLF_KERNEL_64
-    dd 4095, 0                          ; cmdline_size, hardware_subarch
-    dq 0                                ; hardware_subarch_data
-    dd 0, 0                             ; payload_offset, payload_length
-    dq 0, 0x100000                      ; setup_data, pref_address
-    dd 0x20000, 0, 0                    ; init_size, handover_offset, kernel_info_offset
-hdr_end:
-    times 1024 - ($ - $$) db 0
-
-section pm start=1024 vstart=0x100000
-pm_start:
-bits 32
-    hlt                                 ; the 32-bit entry is never used
-    jmp pm_start
-    times 0x200 - ($ - $$) db 0x90
+%include "bzhead64.inc"
 
 %define RINGS   0x300000                ; descriptors
 %define AVAIL   0x301000

@@ -37,6 +37,18 @@ run_qkvm() {
   timeout -k 5 "$t" "$QKVM" "$@" >"$TMP/out" 2>"$TMP/err" </dev/null
   rc=$?
 }
+# qkvm_refused NAME TEXT QKVM-ARGS...: qkvm must refuse to run with status 1 (not a signal) and
+# one line on stderr that holds TEXT (a fixed string): bad input's rule (DEVELOPERS.md).
+qkvm_refused() {
+  local name=$1 want=$2; shift 2
+  run_qkvm 60 "$@"
+  local lines; lines=$(grep -c . "$TMP/err")
+  if [ "$rc" = 1 ] && [ "$lines" = 1 ] && grep -qF -- "$want" "$TMP/err"; then
+    pass "$name: refused with one line"
+  else
+    fail "$name" "status $rc, $lines lines: $(head -c 300 "$TMP/err" | tr '\n' ' ')"
+  fi
+}
 # The value of key= in $TMP/out
 outval() { sed -n "s/^$1=//p" "$TMP/out" | tr -d '\r' | head -n 1; }
 

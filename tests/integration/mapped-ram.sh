@@ -28,33 +28,23 @@ timeout -k 5 300 python3 "$TOP/tests/integration/mapped-ram-test.py" "$QKVM" "$G
 [ -f "$TMP/state" ] && [ -f "$TMP/plain" ] || exit 0
 
 # --- 5. refusals: status 1 and one line ---
-refused() {
-  local name=$1 want=$2; shift 2
-  run_qkvm 60 "$@"
-  local lines; lines=$(grep -c . "$TMP/err")
-  if [ "$rc" = 1 ] && [ "$lines" = 1 ] && grep -q -- "$want" "$TMP/err"; then
-    pass "$name: refused with one line"
-  else
-    fail "$name" "status $rc, $lines lines: $(head -c 300 "$TMP/err" | tr '\n' ' ')"
-  fi
-}
 size=$(stat -c %s "$TMP/state")
-refused "-incoming tcp: with mapped-ram" "seekable transport" "${G[@]}" "${MR[@]}" -incoming tcp:127.0.0.1:4444
-refused "-incoming exec: with mapped-ram" "seekable transport" "${G[@]}" "${MR[@]}" -incoming "exec:cat $TMP/state"
-refused "a plain stream with mapped-ram on" "not a mapped-ram file" "${G[@]}" "${MR[@]}" -incoming "file:$TMP/plain"
-refused "a mapped-ram file with mapped-ram off" "saved with the mapped-ram capability" "${G[@]}" -incoming "file:$TMP/state"
+qkvm_refused "-incoming tcp: with mapped-ram" "seekable transport" "${G[@]}" "${MR[@]}" -incoming tcp:127.0.0.1:4444
+qkvm_refused "-incoming exec: with mapped-ram" "seekable transport" "${G[@]}" "${MR[@]}" -incoming "exec:cat $TMP/state"
+qkvm_refused "a plain stream with mapped-ram on" "not a mapped-ram file" "${G[@]}" "${MR[@]}" -incoming "file:$TMP/plain"
+qkvm_refused "a mapped-ram file with mapped-ram off" "saved with the mapped-ram capability" "${G[@]}" -incoming "file:$TMP/state"
 head -c $((size - 4096)) "$TMP/state" >"$TMP/cut"
-refused "a file missing its last page" "truncated" "${G[@]}" "${MR[@]}" -incoming "file:$TMP/cut"
+qkvm_refused "a file missing its last page" "truncated" "${G[@]}" "${MR[@]}" -incoming "file:$TMP/cut"
 head -c 1000 "$TMP/state" >"$TMP/cut"
-refused "a file cut in its head" "truncated" "${G[@]}" "${MR[@]}" -incoming "file:$TMP/cut"
+qkvm_refused "a file cut in its head" "truncated" "${G[@]}" "${MR[@]}" -incoming "file:$TMP/cut"
 : >"$TMP/cut"
-refused "an empty file" "truncated" "${G[@]}" "${MR[@]}" -incoming "file:$TMP/cut"
+qkvm_refused "an empty file" "truncated" "${G[@]}" "${MR[@]}" -incoming "file:$TMP/cut"
 cp "$TMP/state" "$TMP/flip"
 printf '\x5a' | dd of="$TMP/flip" bs=1 seek=3000 conv=notrunc status=none
-refused "a byte changed in the head" "checksum mismatch" "${G[@]}" "${MR[@]}" -incoming "file:$TMP/flip"
+qkvm_refused "a byte changed in the head" "checksum mismatch" "${G[@]}" "${MR[@]}" -incoming "file:$TMP/flip"
 cp "$TMP/state" "$TMP/flip"
 printf '\x02' | dd of="$TMP/flip" bs=1 seek=8 conv=notrunc status=none
-refused "a version from the future" "version 2, this qkvm reads version 1" "${G[@]}" "${MR[@]}" -incoming "file:$TMP/flip"
+qkvm_refused "a version from the future" "version 2, this qkvm reads version 1" "${G[@]}" "${MR[@]}" -incoming "file:$TMP/flip"
 G128=("${G[@]}"); G128[3]=128M
-refused "another RAM size" "64 MiB of RAM, this one has 128 MiB" "${G128[@]}" "${MR[@]}" -incoming "file:$TMP/state"
-refused "-global migration.mapped-ram=maybe" "mapped-ram takes on or off" "${G[@]}" -global migration.mapped-ram=maybe
+qkvm_refused "another RAM size" "64 MiB of RAM, this one has 128 MiB" "${G128[@]}" "${MR[@]}" -incoming "file:$TMP/state"
+qkvm_refused "-global migration.mapped-ram=maybe" "mapped-ram takes on or off" "${G[@]}" -global migration.mapped-ram=maybe

@@ -57,40 +57,29 @@ expect_eq "-incoming file: the same exit status as a plain run" "$ref_rc" "$rc"
 run_qkvm 60 "${D[@]}" -incoming "exec:cat '$TMP/state'"
 check "-incoming exec:cat FILE likewise" cmp -s "$TMP/ref.out" <(tr -d '\r' <"$TMP/out")
 
-# refused NAME EXPECT-IN-MESSAGE QKVM-ARGS...: status 1 (not a signal), one line on stderr
-refused() {
-  local name=$1 want=$2; shift 2
-  run_qkvm 60 "$@"
-  local lines; lines=$(grep -c . "$TMP/err")
-  if [ "$rc" = 1 ] && [ "$lines" = 1 ] && grep -q -- "$want" "$TMP/err"; then
-    pass "$name: refused with one line"
-  else
-    fail "$name" "status $rc, $lines lines: $(head -c 300 "$TMP/err" | tr '\n' ' ')"
-  fi
-}
 
 size=$(stat -c %s "$TMP/state")
 head -c $((size / 2)) "$TMP/state" >"$TMP/half"
-refused "a stream cut in half" "ends early" "${D[@]}" -incoming "file:$TMP/half"
+qkvm_refused "a stream cut in half" "ends early" "${D[@]}" -incoming "file:$TMP/half"
 head -c $((size - 3)) "$TMP/state" >"$TMP/short"
-refused "a stream missing its last bytes" "ends early" "${D[@]}" -incoming "file:$TMP/short"
+qkvm_refused "a stream missing its last bytes" "ends early" "${D[@]}" -incoming "file:$TMP/short"
 : >"$TMP/empty"
-refused "an empty stream" "ends early" "${D[@]}" -incoming "file:$TMP/empty"
+qkvm_refused "an empty stream" "ends early" "${D[@]}" -incoming "file:$TMP/empty"
 head -c 100000 /dev/urandom >"$TMP/garbage"
-refused "random bytes" "not a qkvm migration stream" "${D[@]}" -incoming "file:$TMP/garbage"
+qkvm_refused "random bytes" "not a qkvm migration stream" "${D[@]}" -incoming "file:$TMP/garbage"
 cp "$TMP/state" "$TMP/flip"
 printf '\x5a' | dd of="$TMP/flip" bs=1 seek=$((size / 2)) conv=notrunc status=none
-cmp -s "$TMP/state" "$TMP/flip" || refused "one byte changed" "checksum mismatch" "${D[@]}" -incoming "file:$TMP/flip"
+cmp -s "$TMP/state" "$TMP/flip" || qkvm_refused "one byte changed" "checksum mismatch" "${D[@]}" -incoming "file:$TMP/flip"
 cp "$TMP/state" "$TMP/future"
 printf '\x02' | dd of="$TMP/future" bs=1 seek=8 conv=notrunc status=none
-refused "a stream version from the future" "version 2, this qkvm reads version 1" "${D[@]}" -incoming "file:$TMP/future"
+qkvm_refused "a stream version from the future" "version 2, this qkvm reads version 1" "${D[@]}" -incoming "file:$TMP/future"
 # a page record pointing far outside RAM, right after the header
 { head -c 32 "$TMP/state"; printf '\x01\xff\xff\xff\xff\x00\x00\x00\x00\x01\x00\x00\x00'; head -c 4096 /dev/zero; } >"$TMP/outside"
-refused "pages outside RAM" "outside this machine" "${D[@]}" -incoming "file:$TMP/outside"
+qkvm_refused "pages outside RAM" "outside this machine" "${D[@]}" -incoming "file:$TMP/outside"
 G128=("${D[@]}"); G128[3]=128M
-refused "another RAM size" "64 MiB of RAM, this one has 128 MiB" "${G128[@]}" -incoming "file:$TMP/state"
-refused "another vCPU count" "1 vCPUs, this one has 2" "${G[@]}" -smp 2 -incoming "file:$TMP/state"
-refused "a device the source did not have" "the stream has no section" "${G[@]}" -device virtio-rng-pci -incoming "file:$TMP/state"
-refused "a command that writes nothing" "ends early" "${D[@]}" -incoming "exec:true"
-refused "an unknown protocol" "unknown migration protocol" "${D[@]}" -incoming "rdma:1.2.3.4:5"
-refused "a file that is not there" "No such file" "${D[@]}" -incoming "file:$TMP/nothing-here"
+qkvm_refused "another RAM size" "64 MiB of RAM, this one has 128 MiB" "${G128[@]}" -incoming "file:$TMP/state"
+qkvm_refused "another vCPU count" "1 vCPUs, this one has 2" "${G[@]}" -smp 2 -incoming "file:$TMP/state"
+qkvm_refused "a device the source did not have" "the stream has no section" "${G[@]}" -device virtio-rng-pci -incoming "file:$TMP/state"
+qkvm_refused "a command that writes nothing" "ends early" "${D[@]}" -incoming "exec:true"
+qkvm_refused "an unknown protocol" "unknown migration protocol" "${D[@]}" -incoming "rdma:1.2.3.4:5"
+qkvm_refused "a file that is not there" "No such file" "${D[@]}" -incoming "file:$TMP/nothing-here"

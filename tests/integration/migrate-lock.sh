@@ -74,16 +74,21 @@ wait $src
 check "qemu-img check: the image is clean after both ends used it" qemu-img check -q "$TMP/disk.qcow2"
 expect_eq "the size both ends gave it stays" 100663296 "$(size)"
 
-# The PC machine's IDE disks are handed over the same way (-M pc, the disk on the primary master).
+# The PC machine's IDE disks are handed over the same way (-M pc, the disk on the primary master),
+# and so is a CD's medium (secondary master): a reader that does not share writes, so a writer
+# (qemu-io) is what its lock keeps out.
 qemu-img create -q -f qcow2 "$TMP/ide.qcow2" 32M
+head -c $((1 << 20)) /dev/zero >"$TMP/cd.iso"
 P=(-M pc -accel tcg -m 16M -bios "$GUESTS/echo-rom.bin" -display none -serial none -nodefaults
-   -drive "file=$TMP/ide.qcow2,format=qcow2,if=ide,index=0")
+   -drive "file=$TMP/ide.qcow2,format=qcow2,if=ide,index=0" -drive "file=$TMP/cd.iso,format=raw,media=cdrom,if=ide,index=2")
 ide_locked() { ! qemu-img info "$TMP/ide.qcow2" >/dev/null 2>&1; }
+cd_locked() { ! qemu-io -f raw -c 'write 0 512' "$TMP/cd.iso" >/dev/null 2>&1; }
 rm -f "$TMP"/src.sock "$TMP"/dst.sock
 timeout -k 5 120 "$QKVM" "${P[@]}" -qmp "unix:$TMP/src.sock,server=on,wait=off" </dev/null >"$TMP/src.out" 2>"$TMP/src.err" &
 src=$!
 wait_sock "$TMP/src.sock"
 check "-M pc: the running source holds its IDE image's lock" ide_locked
+check "-M pc: the running source holds its CD's lock (a writer is refused)" cd_locked
 port=$(free_port)
 timeout -k 5 120 "$QKVM" "${P[@]}" -qmp "unix:$TMP/dst.sock,server=on,wait=off" -incoming "tcp:127.0.0.1:$port" \
   </dev/null >"$TMP/dst.out" 2>"$TMP/dst.err" &
@@ -95,11 +100,16 @@ check "-M pc: the migration completes" grep -q '"completed"' "$TMP/qm"
 wait_running
 check "-M pc: the destination runs" grep -q '"running"' "$TMP/qs"
 check "-M pc: the IDE image is locked by the destination now" ide_locked
+check "-M pc: the CD is locked by the destination now (the source let go of it)" cd_locked
 python3 "$QMP" "$TMP/src.sock" cont >"$TMP/cont" 2>&1
 check "-M pc: cont on the postmigrate source fails: the destination holds the IDE image" grep -q 'Failed to get .*write.* lock' "$TMP/cont"
 python3 "$QMP" "$TMP/dst.sock" quit >/dev/null 2>&1
 wait $dst
 check "-M pc: with the destination gone, the IDE image is unlocked" eval '! ide_locked'
+check "-M pc: and the CD" eval '! cd_locked'
+python3 "$QMP" "$TMP/src.sock" cont >"$TMP/cont" 2>&1
+check "-M pc: then cont on the source takes its images back" grep -q '"return": {}' "$TMP/cont"
+check "-M pc: the source holds the CD's lock again" cd_locked
 python3 "$QMP" "$TMP/src.sock" quit >/dev/null 2>&1
 wait $src
 check "-M pc: qemu-img check: the IDE image is clean" qemu-img check -q "$TMP/ide.qcow2"

@@ -197,8 +197,5 @@ while IFS='|' read -r name want op; do
     else fail "vmstate-edit.py rewrites an unedited stream byte for byte" "$(cmp "$TMP/state" "$f" 2>&1)"; fi
     continue
   fi
-  timeout -k 5 60 "$QKVM" "${PC[@]}" "${RAW[@]}" -incoming "file:$f" </dev/null >"$TMP/bad.out" 2>"$TMP/bad.err"
-  rc=$? lines=$(grep -c . "$TMP/bad.err")
-  if [ "$rc" = 1 ] && [ "$lines" = 1 ] && grep -qF -- "$want" "$TMP/bad.err"; then pass "$name: refused with one line"
-  else fail "$name" "status $rc, $lines lines: $(head -c 300 "$TMP/bad.err" | tr '\n' ' ')"; fi
+  qkvm_refused "$name" "$want" "${PC[@]}" "${RAW[@]}" -incoming "file:$f"
 done <"$TMP/edits"
