@@ -32,6 +32,20 @@ EDIT=$TOP/tests/integration/vmstate-edit.py
 G=(-accel tcg -m 16M -bios "$GUESTS/echo-rom.bin" -serial none -display none -S)
 card() { echo "-netdev tap,id=n0,ifname=$1,script=no,downscript=no -device virtio-net-pci,netdev=n0,mac=$2"; }
 SRC_MAC=52:54:00:aa:bb:01 DST_MAC=52:54:00:aa:bb:02
+# restore NAME FILE: a qkvm with its card on the second tap (another mac=) loads FILE, paused;
+# its pid in rpid, its run state once the load is over in st
+restore() {
+  # shellcheck disable=SC2046
+  $PFX timeout -k 5 60 "$QKVM" "${G[@]}" $(card "$TB" $DST_MAC) -qmp "unix:$TMP/qmp.$1,server=on,wait=off" \
+    -incoming "file:$2" </dev/null >"$TMP/$1.out" 2>"$TMP/$1.err" &
+  rpid=$!
+  local i
+  for i in $(seq 1 100); do
+    st=$(python3 "$QMP" "$TMP/qmp.$1" query-status 2>/dev/null | sed -n 's/.*"status": "\([a-z-]*\)".*/\1/p')
+    [ -n "$st" ] && [ "$st" != inmigrate ] && break
+    sleep 0.1
+  done
+}
 
 # shellcheck disable=SC2046
 $PFX timeout -k 5 60 "$QKVM" "${G[@]}" $(card "$TA" $SRC_MAC) -qmp "unix:$TMP/qmp.src,server=on,wait=off" \
@@ -69,19 +83,11 @@ while not os.path.exists(sys.argv[3]):
 print(n, " ".join(sorted(seen)))' "$TB" "" "$TMP/cap.stop" "$TMP/cap.ready" >"$TMP/cap" &
 cap=$!
 for i in $(seq 1 50); do [ -e "$TMP/cap.ready" ] && break; sleep 0.1; done
-# shellcheck disable=SC2046
-$PFX timeout -k 5 60 "$QKVM" "${G[@]}" $(card "$TB" $DST_MAC) -qmp "unix:$TMP/qmp.dst,server=on,wait=off" \
-  -incoming "file:$TMP/state" </dev/null >"$TMP/dst.out" 2>"$TMP/dst.err" &
-pid=$!
-for i in $(seq 1 100); do
-  st=$(python3 "$QMP" "$TMP/qmp.dst" query-status 2>/dev/null | sed -n 's/.*"status": "\([a-z-]*\)".*/\1/p')
-  [ -n "$st" ] && [ "$st" != inmigrate ] && break
-  sleep 0.1
-done
+restore dst "$TMP/state"
 check "restored on another tap: the state is in (status $st)" test "$st" = paused -o "$st" = prelaunch
 sleep 1                                      # the announce rounds are 100 ms apart
 python3 "$QMP" "$TMP/qmp.dst" quit >/dev/null 2>&1
-wait $pid
+wait "$rpid"
 touch "$TMP/cap.stop"
 wait $cap
 expect_eq "the restored card announces the source's MAC on its tap (5 RARP frames, none of another MAC)" \
@@ -110,15 +116,7 @@ for c in "mac:multicast" "len:out of range" "short:out of range" "none:none wait
   fi
 done
 # an older qkvm's stream (no virtio-net section) loads; the card keeps its own MAC
-# shellcheck disable=SC2046
-$PFX timeout -k 5 60 "$QKVM" "${G[@]}" $(card "$TB" $DST_MAC) -qmp "unix:$TMP/qmp.old,server=on,wait=off" \
-  -incoming "file:$TMP/b.drop" </dev/null >"$TMP/old.out" 2>"$TMP/old.err" &
-pid=$!
-for i in $(seq 1 100); do
-  st=$(python3 "$QMP" "$TMP/qmp.old" query-status 2>/dev/null | sed -n 's/.*"status": "\([a-z-]*\)".*/\1/p')
-  [ -n "$st" ] && [ "$st" != inmigrate ] && break
-  sleep 0.1
-done
+restore old "$TMP/b.drop"
 check "a stream without the virtio-net section (an older qkvm's) loads (status $st)" test "$st" = paused -o "$st" = prelaunch
 python3 "$QMP" "$TMP/qmp.old" quit >/dev/null 2>&1
-wait $pid
+wait "$rpid"

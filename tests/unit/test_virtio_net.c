@@ -174,23 +174,29 @@ static void test_rx_single(void **state)
     nfx_close(n);
 }
 
-static void test_rx_mergeable(void **state)
+/* A 300-byte packet (pattern i * mul + add) sent while the guest has two 64-byte buffers: it
+ * waits in the device, nothing used. */
+static struct nfx *nfx_waiting(uint8_t pkt[300], unsigned mul, unsigned add)
 {
-    (void)state;
     struct nfx *n = nfx_open("on", ~0ull);
     post_rx(n, 0, 2, 64);
-    uint8_t pkt[300];
     memset(pkt, 0, 12);
-    for (int i = 12; i < 300; i++)
-        pkt[i] = (uint8_t)(i * 5);
-    assert_int_equal(send(n->peer, pkt, sizeof(pkt), 0), 300);
+    for (unsigned i = 12; i < 300; i++)
+        pkt[i] = (uint8_t)(i * mul + add);
+    assert_int_equal(send(n->peer, pkt, 300, 0), 300);
     ring(n, 0);
-    /* two 64-byte buffers cannot hold it: nothing used, the packet waits */
     uint32_t id = 0, len = 0;
     assert_int_equal(gring_take_used(&n->rx, &id, &len), 0);
+    return n;
+}
+
+/* Three more 64-byte buffers: the waiting packet arrives whole in the five, num_buffers 5. */
+static void expect_merged(struct nfx *n, const uint8_t pkt[300])
+{
     post_rx(n, 2, 3, 64);
     ring(n, 0);
     uint8_t got[320];
+    uint32_t id = 0, len = 0;
     size_t off = 0;
     for (int k = 0; k < 5; k++) {
         assert_int_equal(gring_take_used(&n->rx, &id, &len), 1);
@@ -202,6 +208,14 @@ static void test_rx_mergeable(void **state)
     assert_int_equal(got[10] | got[11] << 8, 5);      /* num_buffers */
     assert_memory_equal(got + 12, pkt + 12, 288);
     assert_int_equal(gring_take_used(&n->rx, &id, &len), 0);
+}
+
+static void test_rx_mergeable(void **state)
+{
+    (void)state;
+    uint8_t pkt[300];
+    struct nfx *n = nfx_waiting(pkt, 5, 0);
+    expect_merged(n, pkt);
     nfx_close(n);
 }
 
@@ -277,17 +291,8 @@ static void nfx_migrate(struct nfx *a, struct nfx *b, uint8_t **stream, size_t *
 static void test_migrate_waiting_packet(void **state)
 {
     (void)state;
-    struct nfx *a = nfx_open("on", ~0ull);
-    post_rx(a, 0, 2, 64);
     uint8_t pkt[300];
-    memset(pkt, 0, 12);
-    for (int i = 12; i < 300; i++)
-        pkt[i] = (uint8_t)(i * 7 + 3);
-    assert_int_equal(send(a->peer, pkt, sizeof(pkt), 0), 300);
-    ring(a, 0);
-    uint32_t id = 0, len = 0;
-    assert_int_equal(gring_take_used(&a->rx, &id, &len), 0);   /* waiting: 2 x 64 bytes */
-
+    struct nfx *a = nfx_waiting(pkt, 7, 3);
     struct nfx *b = nfx_bare("on", "52:54:00:11:22:33");
     uint8_t *stream = NULL;
     size_t slen = 0;
@@ -306,19 +311,9 @@ static void test_migrate_waiting_packet(void **state)
     assert_memory_equal(got + 34, mac, 6);
     assert_int_equal(recv(b->peer, got, sizeof(got), MSG_DONTWAIT), -1);
 
-    post_rx(b, 2, 3, 64);
-    ring(b, 0);
-    size_t off = 0;
-    for (int k = 0; k < 5; k++) {
-        assert_int_equal(gring_take_used(&b->rx, &id, &len), 1);
-        assert_int_equal(id, k);
-        memcpy(got + off, gptr(&b->f->m, BUFS + 0x20000ull * id, len), len);
-        off += len;
-    }
-    assert_int_equal(off, 300);
-    assert_int_equal(got[10] | got[11] << 8, 5);
-    assert_memory_equal(got + 12, pkt + 12, 288);
+    expect_merged(b, pkt);
     /* b's card goes on: the next packet from its own back-end */
+    uint32_t id = 0, len = 0;
     post_rx(b, 5, 1, 2048);
     assert_int_equal(send(b->peer, pkt, 100, 0), 100);
     ring(b, 0);
