@@ -5,7 +5,11 @@
  *
  * Back-end options, as -netdev tap takes them (qkvm.c puts the definition in netdev=):
  * ifname=, script=PATH|no, downscript=PATH|no, vnet_hdr=on|off, fd=N. A fd= that is not a tap
- * (a datagram socket, in tests) works when vnet_hdr=on says how its packets are framed. */
+ * (a datagram socket, in tests) works when vnet_hdr=on says how its packets are framed.
+ *
+ * Migration (docs/migration.md, "virtio-net across a move"): section "virtio-net" carries the MAC
+ * and a packet waiting for receive buffers; the back-end is the destination's own -netdev, and
+ * after a load the card announces the guest's MAC there with RARP frames, as QEMU does. */
 #include "hw/virtio/virtio.h"
 
 #include "util/evloop.h"
