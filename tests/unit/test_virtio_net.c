@@ -1,5 +1,6 @@
 /* virtio-net over a datagram socket standing in for the tap (fd=, vnet_hdr=on|off): frames in
- * both directions, mergeable receive buffers, a packet waiting for buffers, feature rules. */
+ * both directions, mergeable receive buffers, a packet waiting for buffers, feature rules; its
+ * state (MAC, the waiting packet) moving to another machine, the announce there, bad streams. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -11,6 +12,7 @@
 #include <sys/socket.h>
 
 #include "virtio_fixture.h"
+#include "vm/vmstate.h"
 
 #define F_CSUM 0
 #define F_GUEST_CSUM 1
@@ -32,17 +34,24 @@ struct nfx {
     int peer;
 };
 
-static struct nfx *nfx_open(const char *vnet_hdr, uint64_t want)
+/* A machine with the card at slot 2 and no driver yet (a migration's destination). */
+static struct nfx *nfx_bare(const char *vnet_hdr, const char *mac)
 {
     struct nfx *n = calloc(1, sizeof(*n));
     int sv[2];
     assert_int_equal(socketpair(AF_UNIX, SOCK_DGRAM, 0, sv), 0);
     n->peer = sv[0];
     char line[256];
-    snprintf(line, sizeof(line), "virtio-net-pci,addr=2,mac=52:54:00:ab:cd:ef,netdev=tap,,id=n0,,fd=%d,,vnet_hdr=%s",
+    snprintf(line, sizeof(line), "virtio-net-pci,addr=2,mac=%s,netdev=tap,,id=n0,,fd=%d,,vnet_hdr=%s", mac,
              sv[1], vnet_hdr);
     const char *devs[] = { line, NULL };
     n->f = vfx_new(devs);
+    return n;
+}
+
+static struct nfx *nfx_open(const char *vnet_hdr, uint64_t want)
+{
+    struct nfx *n = nfx_bare(vnet_hdr, "52:54:00:ab:cd:ef");
     n->d = vdrv_open(n->f, 2);
     assert_true(vdrv_negotiate(&n->d, want) & 8);
     n->rx = gring_init(&n->f->m, QN, RXQ_BASE);
@@ -165,23 +174,29 @@ static void test_rx_single(void **state)
     nfx_close(n);
 }
 
-static void test_rx_mergeable(void **state)
+/* A 300-byte packet (pattern i * mul + add) sent while the guest has two 64-byte buffers: it
+ * waits in the device, nothing used. */
+static struct nfx *nfx_waiting(uint8_t pkt[300], unsigned mul, unsigned add)
 {
-    (void)state;
     struct nfx *n = nfx_open("on", ~0ull);
     post_rx(n, 0, 2, 64);
-    uint8_t pkt[300];
     memset(pkt, 0, 12);
-    for (int i = 12; i < 300; i++)
-        pkt[i] = (uint8_t)(i * 5);
-    assert_int_equal(send(n->peer, pkt, sizeof(pkt), 0), 300);
+    for (unsigned i = 12; i < 300; i++)
+        pkt[i] = (uint8_t)(i * mul + add);
+    assert_int_equal(send(n->peer, pkt, 300, 0), 300);
     ring(n, 0);
-    /* two 64-byte buffers cannot hold it: nothing used, the packet waits */
     uint32_t id = 0, len = 0;
     assert_int_equal(gring_take_used(&n->rx, &id, &len), 0);
+    return n;
+}
+
+/* Three more 64-byte buffers: the waiting packet arrives whole in the five, num_buffers 5. */
+static void expect_merged(struct nfx *n, const uint8_t pkt[300])
+{
     post_rx(n, 2, 3, 64);
     ring(n, 0);
     uint8_t got[320];
+    uint32_t id = 0, len = 0;
     size_t off = 0;
     for (int k = 0; k < 5; k++) {
         assert_int_equal(gring_take_used(&n->rx, &id, &len), 1);
@@ -193,6 +208,14 @@ static void test_rx_mergeable(void **state)
     assert_int_equal(got[10] | got[11] << 8, 5);      /* num_buffers */
     assert_memory_equal(got + 12, pkt + 12, 288);
     assert_int_equal(gring_take_used(&n->rx, &id, &len), 0);
+}
+
+static void test_rx_mergeable(void **state)
+{
+    (void)state;
+    uint8_t pkt[300];
+    struct nfx *n = nfx_waiting(pkt, 5, 0);
+    expect_merged(n, pkt);
     nfx_close(n);
 }
 
@@ -222,6 +245,163 @@ static void test_feature_rules(void **state)
     nfx_close(n);
 }
 
+static void fix_crc(uint8_t *buf, size_t len)
+{
+    uint32_t c = vmstate_crc32(buf, len - 4);
+    for (int i = 0; i < 4; i++)
+        buf[len - 4 + i] = (uint8_t)(c >> (8 * i));
+}
+
+/* The payload of section "virtio-net": mac[6], rx_pending, rx_len (LE), rx_buf. */
+static size_t net_payload(const uint8_t *buf, size_t len)
+{
+    for (size_t i = 12; i + 12 < len; i++)
+        if (buf[i] == 1 && buf[i + 1] == 10 && !memcmp(buf + i + 2, "virtio-net", 10))
+            return i + 2 + 10 + 12;
+    fail_msg("no section virtio-net");
+    return 0;
+}
+
+static void put32(uint8_t *p, uint32_t v)
+{
+    for (int i = 0; i < 4; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+
+#define LOW_RAM (3u << 20)              /* from 1 MiB: the rings and buffers the tests use, copied as RAM */
+
+/* The state of a's card goes to b (RAM copied as a migration would); b's driver and rings are
+ * a's, now in b's memory. */
+static void nfx_migrate(struct nfx *a, struct nfx *b, uint8_t **stream, size_t *len)
+{
+    assert_int_equal(vmstate_save(&a->f->m, stream, len), 0);
+    memcpy(gptr(&b->f->m, 1u << 20, LOW_RAM), gptr(&a->f->m, 1u << 20, LOW_RAM), LOW_RAM);
+    char why[200] = "";
+    if (vmstate_load(&b->f->m, *stream, *len, why, sizeof(why)))
+        fail_msg("load refused: %s", why);
+    b->d = a->d;
+    b->d.f = b->f;
+    b->rx = a->rx, b->tx = a->tx;
+    b->rx.m = b->tx.m = &b->f->m;
+}
+
+/* A packet the back-end gave that waits for receive buffers is part of the state: it reaches the
+ * guest on the destination, whose back-end never saw it; the destination shows the source's MAC
+ * and announces it (QEMU's RARP) on its back-end. */
+static void test_migrate_waiting_packet(void **state)
+{
+    (void)state;
+    uint8_t pkt[300];
+    struct nfx *a = nfx_waiting(pkt, 7, 3);
+    struct nfx *b = nfx_bare("on", "52:54:00:11:22:33");
+    uint8_t *stream = NULL;
+    size_t slen = 0;
+    nfx_migrate(a, b, &stream, &slen);
+    static const uint8_t mac[6] = { 0x52, 0x54, 0x00, 0xab, 0xcd, 0xef };
+    for (int i = 0; i < 6; i++)
+        assert_int_equal(vfx_mmio_read(b->f, b->d.bar + 0x2000 + (unsigned)i, 1), mac[i]);
+    /* the announce: a 60-byte RARP from the guest's MAC to everyone, behind a vnet header */
+    uint8_t got[400];
+    assert_int_equal(recv(b->peer, got, sizeof(got), MSG_DONTWAIT), 72);
+    static const uint8_t bcast[6] = { 0xff, 0xff, 0xff, 0xff, 0xff, 0xff };
+    assert_memory_equal(got + 12, bcast, 6);
+    assert_memory_equal(got + 18, mac, 6);
+    assert_int_equal(got[24] << 8 | got[25], 0x8035);
+    assert_int_equal(got[32] << 8 | got[33], 3);
+    assert_memory_equal(got + 34, mac, 6);
+    assert_int_equal(recv(b->peer, got, sizeof(got), MSG_DONTWAIT), -1);
+
+    expect_merged(b, pkt);
+    /* b's card goes on: the next packet from its own back-end */
+    uint32_t id = 0, len = 0;
+    post_rx(b, 5, 1, 2048);
+    assert_int_equal(send(b->peer, pkt, 100, 0), 100);
+    ring(b, 0);
+    assert_int_equal(gring_take_used(&b->rx, &id, &len), 1);
+    assert_int_equal(len, 100);
+    free(stream);
+
+    /* b saved now has no packet waiting, and no bytes of the old one in its stream */
+    uint8_t *s2 = NULL;
+    size_t l2 = 0;
+    assert_int_equal(vmstate_save(&b->f->m, &s2, &l2), 0);
+    size_t p = net_payload(s2, l2);
+    assert_memory_equal(s2 + p, mac, 6);
+    for (size_t i = 6; i < 6 + 1 + 4 + 12 + 65536 + 64; i++)
+        if (s2[p + i])
+            fail_msg("byte %zu of b's virtio-net state is %u", i, s2[p + i]);
+    free(s2);
+    nfx_close(b);
+    nfx_close(a);
+}
+
+static void expect_refused(struct nfx *b, const uint8_t *buf, size_t len, int err, const char *words)
+{
+    char why[200] = "";
+    assert_int_equal(vmstate_load(&b->f->m, buf, len, why, sizeof(why)), err);
+    if (!strstr(why, words))
+        fail_msg("message '%s' does not say '%s'", why, words);
+    /* nothing changed: b still shows its own MAC and announced nothing */
+    assert_int_equal(vfx_mmio_read(b->f, vfx_bar(b->f, 2, 4) + 0x2005, 1), 0x33);
+    uint8_t got[100];
+    assert_int_equal(recv(b->peer, got, sizeof(got), MSG_DONTWAIT), -1);
+}
+
+static void test_bad_net_state(void **state)
+{
+    (void)state;
+    struct nfx *a = nfx_open("on", ~0ull);
+    post_rx(a, 0, 1, 64);
+    uint8_t pkt[300] = { 0 };
+    assert_int_equal(send(a->peer, pkt, sizeof(pkt), 0), 300);
+    ring(a, 0);
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    assert_int_equal(vmstate_save(&a->f->m, &buf, &len), 0);
+    size_t p = net_payload(buf, len);
+    assert_int_equal(buf[p + 6], 1);
+    assert_int_equal(buf[p + 7] | buf[p + 8] << 8, 300);
+    uint8_t *t = malloc(len);
+    assert_non_null(t);
+    struct nfx *b = nfx_bare("on", "52:54:00:11:22:33");
+    memcpy(gptr(&b->f->m, 1u << 20, LOW_RAM), gptr(&a->f->m, 1u << 20, LOW_RAM), LOW_RAM);
+
+    struct { size_t at; uint32_t v; int width; const char *words; } bad[] = {
+        { 0, 0x01, 1, "MAC address (multicast)" },
+        { 7, 11, 4, "length of the waiting packet" },
+        { 7, 12 + 65536 + 64 + 1, 4, "length of the waiting packet" },
+        { 7, 0xffffffffu, 4, "length of the waiting packet" },
+        { 6, 2, 1, "" },                /* a bool that is neither 0 nor 1 */
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        memcpy(t, buf, len);
+        if (bad[i].width == 1)
+            t[p + bad[i].at] = (uint8_t)bad[i].v;
+        else
+            put32(t + p + bad[i].at, bad[i].v);
+        fix_crc(t, len);
+        expect_refused(b, t, len, -EINVAL, bad[i].words);
+    }
+    /* a length when no packet waits */
+    memcpy(t, buf, len);
+    t[p + 6] = 0;
+    fix_crc(t, len);
+    expect_refused(b, t, len, -EINVAL, "when none waits");
+    /* a section from a future qkvm */
+    memcpy(t, buf, len);
+    put32(t + p - 8, 2);
+    fix_crc(t, len);
+    expect_refused(b, t, len, -EPROTONOSUPPORT, "newer than");
+    /* the untouched stream loads */
+    char why[200] = "";
+    assert_int_equal(vmstate_load(&b->f->m, buf, len, why, sizeof(why)), 0);
+    assert_int_equal(vfx_mmio_read(b->f, vfx_bar(b->f, 2, 4) + 0x2005, 1), 0xef);
+    free(t);
+    free(buf);
+    nfx_close(b);
+    nfx_close(a);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -231,6 +411,8 @@ int main(void)
         cmocka_unit_test(test_rx_mergeable),
         cmocka_unit_test(test_rx_buffer_rules),
         cmocka_unit_test(test_feature_rules),
+        cmocka_unit_test(test_migrate_waiting_packet),
+        cmocka_unit_test(test_bad_net_state),
     };
     return cmocka_run_group_tests_name("virtio_net", tests, NULL, NULL);
 }

@@ -5,12 +5,17 @@
  *
  * Back-end options, as -netdev tap takes them (qkvm.c puts the definition in netdev=):
  * ifname=, script=PATH|no, downscript=PATH|no, vnet_hdr=on|off, fd=N. A fd= that is not a tap
- * (a datagram socket, in tests) works when vnet_hdr=on says how its packets are framed. */
+ * (a datagram socket, in tests) works when vnet_hdr=on says how its packets are framed.
+ *
+ * Migration (docs/migration.md, "virtio-net across a move"): section "virtio-net" carries the MAC
+ * and a packet waiting for receive buffers; the back-end is the destination's own -netdev, and
+ * after a load the card announces the guest's MAC there with RARP frames, as QEMU does. */
 #include "hw/virtio/virtio.h"
 
 #include "util/evloop.h"
 #include "util/log.h"
 #include "vm/machine.h"
+#include "vm/vmstate.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -22,6 +27,7 @@
 #include <sys/epoll.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
+#include <sys/timerfd.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -47,6 +53,17 @@
 #define NET_F_STATUS     16
 #define NET_S_LINK_UP    1
 #define NET_CONFIG_SIZE  12
+#define NET_ANNOUNCE_ROUNDS 5           /* as QEMU's announce-rounds */
+#define NET_ANNOUNCE_MS  100            /* between rounds (QEMU: 50, then 100 more each round) */
+
+/* The device's own state beyond the transport's: the MAC the guest was shown and the packet read
+ * from the back-end that waits for receive buffers (a tap cannot take it back). */
+struct net_state {
+    uint8_t mac[6];
+    bool rx_pending;                    /* rx_buf holds a packet not yet in the guest */
+    uint32_t rx_len;                    /* its length, header included; 0 when none waits */
+    uint8_t rx_buf[NET_HDR_LEN + NET_MAX_FRAME];   /* one packet read from the fd, header first */
+};
 
 struct virtio_net {
     struct virtio_dev vd;
@@ -54,12 +71,11 @@ struct virtio_net {
     bool watching;                      /* the fd is in the loop with EPOLLIN */
     bool vnet_hdr;                      /* the fd's packets start with the 12-byte header */
     bool is_tap;
-    uint8_t mac[6];
     char ifname[IFNAMSIZ];
     char *downscript;
-    uint8_t *rx_buf;                    /* one packet read from the fd, header first */
-    size_t rx_len;
-    bool rx_pending;                    /* rx_buf holds a packet not yet in the guest */
+    struct net_state st;                /* what migration carries (section "virtio-net") */
+    int announce_fd;                    /* timerfd of the announce rounds after a load, or -1 */
+    unsigned announce_left;
     uint64_t rx_dropped, tx_dropped;
     struct virtq_elem elem;
     struct iovec iov[VIRTQ_MAX_CHAIN];
@@ -69,7 +85,7 @@ static void net_config_read(struct virtio_dev *vd, unsigned off, void *data, uns
 {
     struct virtio_net *n = vd->opaque;
     uint8_t c[NET_CONFIG_SIZE] = { 0 };
-    memcpy(c, n->mac, 6);
+    memcpy(c, n->st.mac, 6);
     c[6] = NET_S_LINK_UP;
     c[8] = 1;                           /* max_virtqueue_pairs */
     c[10] = 1500 & 0xff, c[11] = 1500 >> 8;
@@ -95,7 +111,7 @@ static int net_deliver(struct virtio_net *n)
     size_t off = 0;
     unsigned used = 0;
     uint8_t *num_buffers[2] = { NULL, NULL };
-    while (off < n->rx_len) {
+    while (off < n->st.rx_len) {
         if (used == (mrg ? NET_MAX_MRG : 1)) {
             virtq_unpop(q, used);
             return -1;
@@ -109,11 +125,11 @@ static int net_deliver(struct virtio_net *n)
             virtio_set_needs_reset(vd, "a receive buffer too small for the header, or device-readable");
             return -1;
         }
-        if (!mrg && n->elem.in_len < n->rx_len) {
+        if (!mrg && n->elem.in_len < n->st.rx_len) {
             virtq_unpop(q, 1);
             return -1;
         }
-        size_t c = virtq_elem_write(&n->elem, 0, n->rx_buf + off, n->rx_len - off);
+        size_t c = virtq_elem_write(&n->elem, 0, n->st.rx_buf + off, n->st.rx_len - off);
         if (!used) {
             num_buffers[0] = virtq_elem_in_byte(&n->elem, 10);
             num_buffers[1] = virtq_elem_in_byte(&n->elem, 11);
@@ -139,17 +155,17 @@ static void net_rx(struct virtio_net *n)
             net_watch(n, false);
             break;
         }
-        if (!n->rx_pending) {
+        if (!n->st.rx_pending) {
             if (!virtq_has_avail(q) && !virtq_arm_for_more(q)) {
                 net_watch(n, false);    /* the receive queue's doorbell wakes us again */
                 break;
             }
             ssize_t r;
             if (n->vnet_hdr) {
-                r = read(n->fd, n->rx_buf, NET_HDR_LEN + NET_MAX_FRAME);
+                r = read(n->fd, n->st.rx_buf, NET_HDR_LEN + NET_MAX_FRAME);
             } else {
-                memset(n->rx_buf, 0, NET_HDR_LEN);
-                r = read(n->fd, n->rx_buf + NET_HDR_LEN, NET_MAX_FRAME);
+                memset(n->st.rx_buf, 0, NET_HDR_LEN);
+                r = read(n->fd, n->st.rx_buf + NET_HDR_LEN, NET_MAX_FRAME);
                 if (r >= 0)
                     r += NET_HDR_LEN;
             }
@@ -159,8 +175,8 @@ static void net_rx(struct virtio_net *n)
             }
             if ((size_t)r < NET_HDR_LEN)
                 continue;
-            n->rx_len = (size_t)r;
-            n->rx_pending = true;
+            n->st.rx_len = (uint32_t)r;
+            n->st.rx_pending = true;
         }
         int ret = net_deliver(n);
         if (ret == 0) {
@@ -173,7 +189,7 @@ static void net_rx(struct virtio_net *n)
             n->rx_dropped++;
         else
             delivered = true;
-        n->rx_pending = false;
+        n->st.rx_pending = false;
     }
     if (delivered)
         virtio_notify(vd, NET_RXQ);
@@ -249,7 +265,7 @@ static void net_driver_ok(struct virtio_dev *vd)
 static void net_reset(struct virtio_dev *vd)
 {
     struct virtio_net *n = vd->opaque;
-    n->rx_pending = false;
+    n->st.rx_pending = false;
     net_set_offloads(n, 0);
     net_watch(n, false);
 }
@@ -279,6 +295,119 @@ static const struct virtio_dev_ops net_ops = {
     .features_ok = net_features_ok,
 };
 
+/* After a load the guest may sit behind another port of a switch (a second tap on the bridge
+ * of a live migration): QEMU's qemu_announce_self sends RARP frames with the guest's MAC so the
+ * switch learns where it is now before the guest itself sends anything. Same frame as QEMU's. */
+static void net_announce_once(struct virtio_net *n)
+{
+    uint8_t pkt[NET_HDR_LEN + 60] = { 0 };
+    uint8_t *f = pkt + NET_HDR_LEN;
+    memset(f, 0xff, 6);
+    memcpy(f + 6, n->st.mac, 6);
+    f[12] = 0x80, f[13] = 0x35;         /* ETH_P_RARP */
+    f[15] = 1;                          /* hardware: Ethernet */
+    f[16] = 0x08, f[17] = 0x00;         /* protocol: IPv4 */
+    f[18] = 6, f[19] = 4;
+    f[21] = 3;                          /* reverse request */
+    memcpy(f + 22, n->st.mac, 6);
+    memcpy(f + 32, n->st.mac, 6);
+    const uint8_t *p = n->vnet_hdr ? pkt : f;
+    size_t len = n->vnet_hdr ? sizeof(pkt) : 60;
+    if (write(n->fd, p, len) < 0)
+        n->tx_dropped++;
+}
+
+static void net_announce_event(void *opaque, uint32_t events)
+{
+    struct virtio_net *n = opaque;
+    uint64_t ticks;
+    (void)events;
+    if (read(n->announce_fd, &ticks, sizeof(ticks)) < 0)
+        return;
+    pthread_mutex_lock(&n->vd.lock);
+    if (n->announce_left) {
+        net_announce_once(n);
+        n->announce_left--;
+    }
+    if (!n->announce_left)
+        timerfd_settime(n->announce_fd, 0, &(struct itimerspec){ 0 }, NULL);
+    pthread_mutex_unlock(&n->vd.lock);
+}
+
+/* One frame now, the other rounds from the I/O loop (none without a loop: unit tests). */
+static void net_announce(struct virtio_net *n)
+{
+    net_announce_once(n);
+    if (!n->vd.m->loop)
+        return;
+    if (n->announce_fd < 0) {
+        n->announce_fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+        if (n->announce_fd < 0)
+            return;
+        if (evloop_add(n->vd.m->loop, n->announce_fd, EPOLLIN, net_announce_event, n)) {
+            close(n->announce_fd);
+            n->announce_fd = -1;
+            return;
+        }
+    }
+    n->announce_left = NET_ANNOUNCE_ROUNDS - 1;
+    struct timespec t = { 0, NET_ANNOUNCE_MS * 1000000L };
+    timerfd_settime(n->announce_fd, 0, &(struct itimerspec){ .it_interval = t, .it_value = t }, NULL);
+}
+
+/* Migration: the MAC (the guest's config space, which wins over the destination's mac=, as in
+ * QEMU) and a packet read from the back-end that waited for receive buffers. The queues and
+ * features are the transport's sections; the transmit side keeps nothing between doorbells.
+ * The back-end is not state: the destination opens its own -netdev (the same tap once the source
+ * let it go, or another port of the same switch, which the announce then tells). */
+static const struct vmstate_field net_fields[] = {
+    VMSTATE_U8_ARRAY(struct net_state, mac, 6),
+    VMSTATE_BOOL(struct net_state, rx_pending),
+    VMSTATE_U32(struct net_state, rx_len),
+    VMSTATE_U8_ARRAY(struct net_state, rx_buf, NET_HDR_LEN + NET_MAX_FRAME),
+    VMSTATE_END,
+};
+
+static void net_pre_save(void *opaque)
+{
+    struct virtio_net *n = (struct virtio_net *)((char *)opaque - offsetof(struct virtio_net, st));
+    pthread_mutex_lock(&n->vd.lock);
+    /* no stale packet bytes in the stream: the same state gives the same stream */
+    if (!n->st.rx_pending)
+        n->st.rx_len = 0;
+    memset(n->st.rx_buf + n->st.rx_len, 0, sizeof(n->st.rx_buf) - n->st.rx_len);
+    pthread_mutex_unlock(&n->vd.lock);
+}
+
+static int net_check(const void *live, const void *state, const char **why)
+{
+    const struct net_state *s = state;
+    (void)live;
+    if (s->mac[0] & 1)
+        return *why = "MAC address (multicast)", -EINVAL;
+    if (!s->rx_pending && s->rx_len)
+        return *why = "length of a waiting packet when none waits", -EINVAL;
+    if (s->rx_pending && (s->rx_len < NET_HDR_LEN || s->rx_len > NET_HDR_LEN + NET_MAX_FRAME))
+        return *why = "length of the waiting packet (out of range)", -EINVAL;
+    return 0;
+}
+
+/* The transport's post_load (registered first) already re-armed the fd and kicked the queues: the
+ * kick delivers the waiting packet once the loop turns. */
+static void net_post_load(void *opaque)
+{
+    struct virtio_net *n = (struct virtio_net *)((char *)opaque - offsetof(struct virtio_net, st));
+    pthread_mutex_lock(&n->vd.lock);
+    net_announce(n);
+    pthread_mutex_unlock(&n->vd.lock);
+}
+
+static const struct vmstate_desc net_vmstate = {
+    .name = "virtio-net", .version = 1, .min_version = 1, .size = sizeof(struct net_state),
+    .fields = net_fields, .pre_save = net_pre_save, .check = net_check, .post_load = net_post_load,
+    .optional = true,                   /* streams of a qkvm from before this section */
+};
+
 /* QEMU's network scripts: PATH IFNAME, waited for; a failure stops qkvm. */
 static int net_run_script(const char *script, const char *ifname)
 {
@@ -299,6 +428,11 @@ static int net_run_script(const char *script, const char *ifname)
 static void net_free(void *opaque)
 {
     struct virtio_net *n = opaque;
+    if (n->announce_fd >= 0) {
+        if (n->vd.m->loop)
+            evloop_del(n->vd.m->loop, n->announce_fd);
+        close(n->announce_fd);
+    }
     if (n->fd >= 0) {
         if (n->vd.m && n->vd.m->loop)
             evloop_del(n->vd.m->loop, n->fd);
@@ -310,7 +444,6 @@ static void net_free(void *opaque)
         log_debug(LOG_GUEST, "virtio-net %s: %llu received and %llu sent packets dropped", n->ifname,
                   (unsigned long long)n->rx_dropped, (unsigned long long)n->tx_dropped);
     free(n->downscript);
-    free(n->rx_buf);
     free(n);
 }
 
@@ -445,22 +578,20 @@ static int virtio_net_create(struct machine *m, struct kvlist *opts)
     if (!n)
         return -ENOMEM;
     n->fd = -1;
+    n->announce_fd = -1;
     n->vd.m = m;
     int ret = machine_add_cleanup(m, net_free, n);
     if (ret)
         return ret;
-    n->rx_buf = malloc(NET_HDR_LEN + NET_MAX_FRAME);
-    if (!n->rx_buf)
-        return -ENOMEM;
     const char *spec = keyval_get(opts, "netdev"), *s;
     if (!spec) {
         log_error("virtio-net-pci: needs netdev= (a -netdev id)");
         return -EINVAL;
     }
     static const uint8_t qemu_mac[6] = { 0x52, 0x54, 0x00, 0x12, 0x34, 0x56 };
-    memcpy(n->mac, qemu_mac, 6);
-    n->mac[5] = (uint8_t)(n->mac[5] + m->nics++);
-    if ((s = keyval_get(opts, "mac")) && net_parse_mac(s, n->mac)) {
+    memcpy(n->st.mac, qemu_mac, 6);
+    n->st.mac[5] = (uint8_t)(n->st.mac[5] + m->nics++);
+    if ((s = keyval_get(opts, "mac")) && net_parse_mac(s, n->st.mac)) {
         log_error("virtio-net-pci: mac=%s is not a unicast MAC address (52:54:00:12:34:56)", s);
         return -EINVAL;
     }
@@ -477,7 +608,8 @@ static int virtio_net_create(struct machine *m, struct kvlist *opts)
         log_error("virtio-net-pci: cannot set up: %s", strerror(-ret));
         return ret;
     }
-    if ((ret = virtio_dev_register(&n->vd, opts)))
+    if ((ret = virtio_dev_register(&n->vd, opts)) ||
+        (ret = vmstate_register(m, &net_vmstate, (uint32_t)n->vd.pci.slot, &n->st)))
         return ret;
     if (m->loop && (ret = evloop_add(m->loop, n->fd, 0, net_fd_event, n))) {
         log_error("virtio-net-pci: cannot watch %s: %s", n->ifname, strerror(-ret));

@@ -498,7 +498,7 @@ int virtio_dev_init(struct virtio_dev *vd, struct machine *m, const char *name, 
 /* Transport state: the negotiated features, status and selectors; the queues are sections of
  * their own ("virtio-queue", instance slot << 16 | queue), their rings restarted from the loaded
  * addresses. Requests a device serves off the lock are completed before saving (drain); what a
- * device keeps beyond its queues (a net backend's partial frame) is not carried yet. */
+ * device keeps beyond its queues is a section of the device's own (virtio-net's waiting packet). */
 static const struct vmstate_field virtio_fields[] = {
     VMSTATE_U64(struct virtio_dev, features), VMSTATE_U32(struct virtio_dev, dfselect),
     VMSTATE_U32(struct virtio_dev, gfselect), VMSTATE_U8(struct virtio_dev, status),
