@@ -1,7 +1,8 @@
 /* The ACPI fixed hardware the FADT describes: PM1 event and control registers (poweroff is
  * SLP_TYP=S5 with SLP_EN), the fixed power button (PM1 status bit 8, raising the SCI while its
  * enable bit is set), the 3.579545 MHz PM timer Linux can calibrate against, and the reset
- * register at 0xcf9. */
+ * register at 0xcf9. On the PC the PIIX4's PM function moves the block (acpi_pm_place). */
+#include "hw/acpi_pm.h"
 #include "util/clock.h"
 #include "vm/acpi.h"
 #include "vm/machine.h"
@@ -9,6 +10,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -22,6 +24,7 @@ struct acpi_pm {
     pthread_mutex_t lock;       /* the button is pressed on the I/O thread, read on a vCPU's */
     uint16_t evt_sts, evt_en, cnt;
     int sci_level;
+    atomic_bool on;             /* the block decodes (the PC's PIIX4 turns it on and off) */
 };
 
 /* The SCI is level-triggered: high while an enabled status bit is set. Called with pm->lock. */
@@ -46,7 +49,10 @@ static void acpi_pm_power_button(struct machine *m)
 static void pm_read(void *opaque, uint64_t off, void *data, unsigned size)
 {
     struct acpi_pm *pm = opaque;
-    uint8_t regs[12];
+    uint8_t regs[ACPI_PM_LEN];
+    memset(data, 0xff, size);
+    if (!atomic_load(&pm->on))
+        return;   /* nothing answers there */
     pthread_mutex_lock(&pm->lock);
     memcpy(regs + 0, &pm->evt_sts, 2);
     memcpy(regs + 2, &pm->evt_en, 2);
@@ -55,7 +61,6 @@ static void pm_read(void *opaque, uint64_t off, void *data, unsigned size)
     pthread_mutex_unlock(&pm->lock);
     uint32_t tmr = (uint32_t)(clock_now_ns() * PM_TIMER_HZ / 1000000000ull);
     memcpy(regs + 8, &tmr, 4);
-    memset(data, 0xff, size);
     if (off < sizeof(regs))
         memcpy(data, regs + off, off + size > sizeof(regs) ? sizeof(regs) - off : size);
 }
@@ -65,6 +70,8 @@ static void pm_write(void *opaque, uint64_t off, const void *data, unsigned size
     struct acpi_pm *pm = opaque;
     uint16_t v = 0;
     memcpy(&v, data, size > 2 ? 2 : size);
+    if (!atomic_load(&pm->on))
+        return;
     pthread_mutex_lock(&pm->lock);
     switch (off) {
     case 0: pm->evt_sts &= (uint16_t)~v; break;   /* write-one-to-clear */
@@ -94,6 +101,30 @@ static void reset_write(void *opaque, uint64_t off, const void *data, unsigned s
     /* bit 2 starts the reset; 0x02 alone only arms it, as on the PIIX/ICH */
     if (*(const uint8_t *)data & 0x04)
         machine_request_stop(opaque, MACHINE_RESET, 0);
+}
+
+static struct acpi_pm *acpi_pm_of(struct machine *m)
+{
+    return m->power_button == acpi_pm_power_button ? m->power_button_opaque : NULL;
+}
+
+int acpi_pm_place(struct machine *m, int base)
+{
+    struct acpi_pm *pm = acpi_pm_of(m);
+    if (!pm)
+        return -ENODEV;
+    /* The block's region stays registered at ACPI_PM_BASE: the port bus cannot take a new region
+     * from inside an access to it (the PIIX4's config write that moves the block is one), so a
+     * base elsewhere leaves the block off. SeaBIOS puts it where the FADT says, 0x600. */
+    int ret = base > 0 && base != ACPI_PM_BASE ? -EOPNOTSUPP : 0;
+    atomic_store(&pm->on, base == ACPI_PM_BASE);
+    return ret;
+}
+
+int acpi_pm_base(struct machine *m)
+{
+    struct acpi_pm *pm = acpi_pm_of(m);
+    return pm && atomic_load(&pm->on) ? ACPI_PM_BASE : -1;
 }
 
 /* PM1 event and control registers; the timer is the host clock's. */
@@ -134,7 +165,9 @@ static int acpi_pm_init(struct machine *m)
     m->power_button = acpi_pm_power_button;
     m->power_button_opaque = pm;
     pm->cnt = PM1_SCI_EN;   /* ACPI mode from the start: there is no SMI handler to switch it */
-    int ret = bus_register(&m->pio, ACPI_PM_BASE, 12, pm_read, pm_write, pm, "acpi-pm");
+    /* on the PC the block decodes once the firmware enables it in the PIIX4 (hw/piix4_pm.c) */
+    atomic_store(&pm->on, !(m->cfg && m->cfg->type == MACHINE_PC));
+    int ret = bus_register(&m->pio, ACPI_PM_BASE, ACPI_PM_LEN, pm_read, pm_write, pm, "acpi-pm");
     if (!ret)
         ret = bus_register(&m->pio, ACPI_RESET_PORT, 1, NULL, reset_write, m, "acpi-reset");
     return ret ? ret : vmstate_register(m, &acpi_pm_vmstate, 0, pm);
