@@ -321,7 +321,8 @@ static int flags_class(const struct insn *i)
     case 0x84: case 0x85: case 0xa8: case 0xa9: case 0x1af: case 0x69: case 0x6b:
         return FL_KILL;
     case 0xf6: case 0xf7:
-        return i->sub == 0 || i->sub == 1 || i->sub == 3 ? FL_KILL : i->sub == 2 ? FL_PASS : FL_READ;
+        return i->sub <= 1 || i->sub == 3 || i->sub == 4 || i->sub == 5 ? FL_KILL
+             : i->sub == 2 ? FL_PASS : FL_READ;
     case 0xd2: case 0xd3:   /* by CL: unchanged when it is 0 */
         return i->sub == 2 || i->sub == 3 || i->sub == 6 ? FL_READ : FL_PASS;
     case 0xc0: case 0xc1: case 0xd0: case 0xd1: {
@@ -1321,9 +1322,20 @@ static bool emit_inline(struct tx *t, const struct insn *i, bool live)
         stg(t, i->rm, RAX);
         return true;
     }
-    if (op >= 0x190 && op <= 0x19f) {   /* SETcc r8 */
-        if (!reg)
+    if (op >= 0x190 && op <= 0x19f && !reg) {   /* SETcc m8: the byte in r8 for the store */
+        if (!ea_ok(i, t->pend))
             return false;
+        unsigned hcc = emit_cond(t, op & 0xf);
+        e1(t, 0x41);                    /* setcc r8b; movzx r8d, r8b */
+        e1(t, 0x0f);
+        e1(t, 0x90 | hcc);
+        e1(t, 0xc0);
+        op_rr(t, 0, 0x0fb6, R8, R8);
+        emit_ea(t, i);
+        emit_store(t, i, 1);
+        return true;
+    }
+    if (op >= 0x190 && op <= 0x19f) {   /* SETcc r8 */
         unsigned hcc = emit_cond(t, op & 0xf);
         e1(t, 0x0f);
         e1(t, 0x90 | hcc);
@@ -1618,6 +1630,27 @@ static bool emit_inline(struct tx *t, const struct insn *i, bool live)
     case 0xf7:
         if (i->sub == 6)
             return emit_div(t, i, sz);
+        if (i->sub == 4 || i->sub == 5) {   /* MUL, IMUL r/m: rDX:rAX = rAX * r/m */
+            if (reg) {
+                ldg(t, w, RCX, i->rm);
+            } else {
+                emit_ea(t, i);
+                emit_load(t, i, sz);
+                mov_rr(t, 1, RCX, RAX);
+            }
+            ldg(t, w, RAX, R_AX);
+            op_rr(t, w, 0xf7, i->sub, RCX);
+            if (live) {   /* CF = OF = the upper half is needed, as mul_op() records it */
+                e1(t, 0x0f);            /* seto cl; movzx ecx, cl */
+                e1(t, 0x90);
+                e1(t, 0xc1);
+                op_rr(t, 0, 0x0fb6, RCX, RCX);
+                cc_store(t, CC_MUL, sz, RAX, RCX);
+            }
+            stg(t, R_AX, RAX);
+            stg(t, R_DX, RDX);
+            return true;
+        }
         if (!reg && i->sub == 0) {   /* TEST m, imm */
             emit_ea(t, i);
             emit_load(t, i, sz);
