@@ -1272,6 +1272,8 @@ static bool emit_inline(struct tx *t, const struct insn *i, bool live)
     bool reg = i->mod == 3;
     if (i->fn == h_sse)
         return emit_sse(t, i);
+    if ((op == 0x1b1 || op == 0x1c1) && !i->rep && (reg || ea_ok(i, t->pend)))
+        return emit_atomic(t, i, sz, live);   /* LOCKed or not: the host's LOCKed form */
     if (i->lock || i->rep)
         return false;
 
@@ -1348,8 +1350,6 @@ static bool emit_inline(struct tx *t, const struct insn *i, bool live)
     if (!reg && (((op == 0xfe || op == 0xff) && i->sub <= 1) ||
                  ((op == 0xf6 || op == 0xf7) && (i->sub == 2 || i->sub == 3))))
         return emit_unary_mem(t, i, sz, live);
-    if (op == 0x1b1 || op == 0x1c1)
-        return emit_atomic(t, i, sz, live);
     if (sz == 1)
         return emit_byte(t, i, live);
     if (sz == 2 && !word_ok(i, live))
