@@ -1211,6 +1211,18 @@ static bool emit_atomic(struct tx *t, const struct insn *i, int sz, bool live)
     return true;
 }
 
+/* rcx = the r/m operand of sz bytes (a register, or memory through the TLB) */
+static void emit_rm_rcx(struct tx *t, const struct insn *i, int sz)
+{
+    if (i->mod == 3) {
+        ldg(t, sz == 8, RCX, i->rm);
+        return;
+    }
+    emit_ea(t, i);
+    emit_load(t, i, sz);
+    mov_rr(t, 1, RCX, RAX);
+}
+
 /* DIV r/m32/64 (unsigned): the host's DIV once the divisor is known to be nonzero and the
  * quotient to fit (rDX below the divisor); otherwise the handler, which raises the #DE. The
  * flags stay as they were, as the interpreter leaves them (they are undefined after DIV). */
@@ -1220,13 +1232,7 @@ static bool emit_div(struct tx *t, const struct insn *i, int sz)
     if ((sz != 4 && sz != 8) || t->nccall >= CCALL_MAX - 1)
         return false;
     struct ccall *k = ccall_new(t, i);
-    if (i->mod == 3) {
-        ldg(t, w, RCX, i->rm);
-    } else {
-        emit_ea(t, i);
-        emit_load(t, i, sz);
-        mov_rr(t, 1, RCX, RAX);
-    }
+    emit_rm_rcx(t, i, sz);
     ldg(t, w, RAX, R_AX);
     ldg(t, w, RDX, R_DX);
     op_rr(t, w, 0x85, RCX, RCX);
@@ -1560,13 +1566,7 @@ static bool emit_inline(struct tx *t, const struct insn *i, bool live)
         return true;
     }
     case 0x1af: case 0x69: case 0x6b:   /* IMUL r, r/m (, imm) */
-        if (reg) {
-            ldg(t, w, RAX, i->rm);
-        } else {
-            emit_ea(t, i);
-            emit_load(t, i, sz);
-        }
-        mov_rr(t, 1, RCX, RAX);
+        emit_rm_rcx(t, i, sz);
         if (op == 0x1af) {
             ldg(t, w, RAX, i->reg);
             op_rr(t, w, 0x0faf, RAX, RCX);
@@ -1631,13 +1631,7 @@ static bool emit_inline(struct tx *t, const struct insn *i, bool live)
         if (i->sub == 6)
             return emit_div(t, i, sz);
         if (i->sub == 4 || i->sub == 5) {   /* MUL, IMUL r/m: rDX:rAX = rAX * r/m */
-            if (reg) {
-                ldg(t, w, RCX, i->rm);
-            } else {
-                emit_ea(t, i);
-                emit_load(t, i, sz);
-                mov_rr(t, 1, RCX, RAX);
-            }
+            emit_rm_rcx(t, i, sz);
             ldg(t, w, RAX, R_AX);
             op_rr(t, w, 0xf7, i->sub, RCX);
             if (live) {   /* CF = OF = the upper half is needed, as mul_op() records it */
