@@ -50,7 +50,7 @@ static void gen_insn(struct code *c, uint32_t *def)
 {
     int sz = wsz();
     uint8_t op[2];
-    switch (rnd() % 30) {
+    switch (rnd() % 31) {
     case 0: case 1: {   /* ALU r/m, r and r, r/m: ADD OR AND SUB XOR CMP, ADC SBB when CF is */
         int kind = (int)(rnd() % 8);
         if ((kind == 2 || kind == 3) && !(*def & CF))
@@ -350,6 +350,17 @@ static void gen_insn(struct code *c, uint32_t *def)
             d = R_CX;
         emit_modrm(c, sz, op, 1, 6, rnd() % 2 ? d : -1, disp(), false, NULL, 0);
         *def = 0;
+        break;
+    }
+    case 30: {   /* MUL/IMUL r/m: CF and OF defined; SETcc m8 */
+        op[0] = 0xf7;
+        emit_modrm(c, sz, op, 1, 4 + (int)(rnd() % 2), rnd() % 2 ? reg() : -1, disp(), false, NULL, 0);
+        *def = (*def | CF | OF) & ~(SF | ZF | PF);
+        int cc = (int)(rnd() % 16);
+        if ((cc_reads[cc] & *def) == cc_reads[cc]) {
+            uint8_t o2[2] = { 0x0f, (uint8_t)(0x90 + cc) };
+            emit_modrm(c, 1, o2, 2, 0, -1, disp(), false, NULL, 0);
+        }
         break;
     }
     case 29:   /* SAHF: SF ZF AF PF CF from AH, OF kept (the flags themselves, CC_EFLAGS) */

@@ -330,7 +330,8 @@ static int flags_class(const struct insn *i)
     case 0x84: case 0x85: case 0xa8: case 0xa9: case 0x1af: case 0x69: case 0x6b:
         return FL_KILL;
     case 0xf6: case 0xf7:
-        return i->sub == 0 || i->sub == 1 || i->sub == 3 ? FL_KILL : i->sub == 2 ? FL_PASS : FL_READ;
+        return i->sub <= 1 || i->sub == 3 || i->sub == 4 || i->sub == 5 ? FL_KILL
+             : i->sub == 2 ? FL_PASS : FL_READ;
     case 0xd2: case 0xd3:   /* by CL: unchanged when it is 0 */
         return i->sub == 2 || i->sub == 3 || i->sub == 6 ? FL_READ : FL_PASS;
     case 0xc0: case 0xc1: case 0xd0: case 0xd1: {
@@ -1240,6 +1241,18 @@ static bool emit_atomic(struct tx *t, const struct insn *i, int sz, bool live)
     return true;
 }
 
+/* rcx = the r/m operand of sz bytes (a register, or memory through the TLB) */
+static void emit_rm_rcx(struct tx *t, const struct insn *i, int sz)
+{
+    if (i->mod == 3) {
+        ldg(t, sz == 8, RCX, i->rm);
+        return;
+    }
+    emit_ea(t, i);
+    emit_load(t, i, sz);
+    mov_rr(t, 1, RCX, RAX);
+}
+
 /* DIV r/m32/64 (unsigned): the host's DIV once the divisor is known to be nonzero and the
  * quotient to fit (rDX below the divisor); otherwise the handler, which raises the #DE. The
  * flags stay as they were, as the interpreter leaves them (they are undefined after DIV). */
@@ -1249,13 +1262,7 @@ static bool emit_div(struct tx *t, const struct insn *i, int sz)
     if ((sz != 4 && sz != 8) || t->nccall >= CCALL_MAX - 1)
         return false;
     struct ccall *k = ccall_new(t, i);
-    if (i->mod == 3) {
-        ldg(t, w, RCX, i->rm);
-    } else {
-        emit_ea(t, i);
-        emit_load(t, i, sz);
-        mov_rr(t, 1, RCX, RAX);
-    }
+    emit_rm_rcx(t, i, sz);
     ldg(t, w, RAX, R_AX);
     ldg(t, w, RDX, R_DX);
     op_rr(t, w, 0x85, RCX, RCX);
@@ -1301,6 +1308,8 @@ static bool emit_inline(struct tx *t, const struct insn *i, bool live)
     bool reg = i->mod == 3;
     if (i->fn == h_sse)
         return emit_sse(t, i);
+    if ((op == 0x1b1 || op == 0x1c1) && !i->rep && (reg || ea_ok(i, t->pend)))
+        return emit_atomic(t, i, sz, live);   /* LOCKed or not: the host's LOCKed form */
     if (i->lock || i->rep)
         return false;
 
@@ -1351,9 +1360,20 @@ static bool emit_inline(struct tx *t, const struct insn *i, bool live)
         stg(t, i->rm, RAX);
         return true;
     }
-    if (op >= 0x190 && op <= 0x19f) {   /* SETcc r8 */
-        if (!reg)
+    if (op >= 0x190 && op <= 0x19f && !reg) {   /* SETcc m8: the byte in r8 for the store */
+        if (!ea_ok(i, t->pend))
             return false;
+        unsigned hcc = emit_cond(t, op & 0xf);
+        e1(t, 0x41);                    /* setcc r8b; movzx r8d, r8b */
+        e1(t, 0x0f);
+        e1(t, 0x90 | hcc);
+        e1(t, 0xc0);
+        op_rr(t, 0, 0x0fb6, R8, R8);
+        emit_ea(t, i);
+        emit_store(t, i, 1);
+        return true;
+    }
+    if (op >= 0x190 && op <= 0x19f) {   /* SETcc r8 */
         unsigned hcc = emit_cond(t, op & 0xf);
         e1(t, 0x0f);
         e1(t, 0x90 | hcc);
@@ -1366,8 +1386,6 @@ static bool emit_inline(struct tx *t, const struct insn *i, bool live)
     if (!reg && (((op == 0xfe || op == 0xff) && i->sub <= 1) ||
                  ((op == 0xf6 || op == 0xf7) && (i->sub == 2 || i->sub == 3))))
         return emit_unary_mem(t, i, sz, live);
-    if (op == 0x1b1 || op == 0x1c1)
-        return emit_atomic(t, i, sz, live);
     if (sz == 1)
         return emit_byte(t, i, live);
     if (sz == 2 && !word_ok(i, live))
@@ -1578,13 +1596,7 @@ static bool emit_inline(struct tx *t, const struct insn *i, bool live)
         return true;
     }
     case 0x1af: case 0x69: case 0x6b:   /* IMUL r, r/m (, imm) */
-        if (reg) {
-            ldg(t, w, RAX, i->rm);
-        } else {
-            emit_ea(t, i);
-            emit_load(t, i, sz);
-        }
-        mov_rr(t, 1, RCX, RAX);
+        emit_rm_rcx(t, i, sz);
         if (op == 0x1af) {
             ldg(t, w, RAX, i->reg);
             op_rr(t, w, 0x0faf, RAX, RCX);
@@ -1648,6 +1660,21 @@ static bool emit_inline(struct tx *t, const struct insn *i, bool live)
     case 0xf7:
         if (i->sub == 6)
             return emit_div(t, i, sz);
+        if (i->sub == 4 || i->sub == 5) {   /* MUL, IMUL r/m: rDX:rAX = rAX * r/m */
+            emit_rm_rcx(t, i, sz);
+            ldg(t, w, RAX, R_AX);
+            op_rr(t, w, 0xf7, i->sub, RCX);
+            if (live) {   /* CF = OF = the upper half is needed, as mul_op() records it */
+                e1(t, 0x0f);            /* seto cl; movzx ecx, cl */
+                e1(t, 0x90);
+                e1(t, 0xc1);
+                op_rr(t, 0, 0x0fb6, RCX, RCX);
+                cc_store(t, CC_MUL, sz, RAX, RCX);
+            }
+            stg(t, R_AX, RAX);
+            stg(t, R_DX, RDX);
+            return true;
+        }
         if (!reg && i->sub == 0) {   /* TEST m, imm */
             emit_ea(t, i);
             emit_load(t, i, sz);
