@@ -303,7 +303,7 @@ static void fix_crc(uint8_t *buf, size_t len)
         buf[len - 4 + i] = (uint8_t)(c >> (8 * i));
 }
 
-/* The payload of section "virtio-net": mac[6], rx_pending, rx_len (LE), rx_buf. */
+/* The payload of section "virtio-net": mac[6], rx_pending, rx_len (LE), rx_len bytes of rx_buf. */
 static size_t net_payload(const uint8_t *buf, size_t len)
 {
     for (size_t i = 12; i + 12 < len; i++)
@@ -372,13 +372,16 @@ static void test_migrate_waiting_packet(void **state)
     assert_int_equal(len, 100);
     free(stream);
 
-    /* b saved now has no packet waiting, and no bytes of the old one in its stream */
+    /* b saved now has no packet waiting, and no bytes of the old one in its stream: the
+     * section is the MAC, rx_pending 0 and rx_len 0 */
     uint8_t *s2 = NULL;
     size_t l2 = 0;
     assert_int_equal(vmstate_save(&b->f->m, &s2, &l2), 0);
     size_t p = net_payload(s2, l2);
+    assert_int_equal(s2[p - 4] | s2[p - 3] << 8 | s2[p - 2] << 16 | s2[p - 1] << 24, 6 + 1 + 4);
+    assert_int_equal(s2[p - 8], 2);     /* section version 2: the packet as long as it is */
     assert_memory_equal(s2 + p, mac, 6);
-    for (size_t i = 6; i < 6 + 1 + 4 + 12 + 65536 + 64; i++)
+    for (size_t i = 6; i < 6 + 1 + 4; i++)
         if (s2[p + i])
             fail_msg("byte %zu of b's virtio-net state is %u", i, s2[p + i]);
     free(s2);
@@ -396,6 +399,24 @@ static void expect_refused(struct nfx *b, const uint8_t *buf, size_t len, int er
     assert_int_equal(vfx_mmio_read(b->f, vfx_bar(b->f, 2, 4) + 0x2005, 1), 0x33);
     uint8_t got[100];
     assert_int_equal(recv(b->peer, got, sizeof(got), MSG_DONTWAIT), -1);
+}
+
+/* buf (len bytes) with the payload of the section at p replaced by plen bytes, declared as
+ * declared bytes; the checksum made right. */
+static uint8_t *restream(const uint8_t *buf, size_t len, size_t p, const uint8_t *payload, size_t plen,
+                         uint32_t declared, size_t *out_len)
+{
+    size_t old = (size_t)(buf[p - 4] | buf[p - 3] << 8 | buf[p - 2] << 16 | (uint32_t)buf[p - 1] << 24);
+    size_t n = p + plen + (len - p - old);
+    uint8_t *t = malloc(n);
+    assert_non_null(t);
+    memcpy(t, buf, p);
+    put32(t + p - 4, declared);
+    memcpy(t + p, payload, plen);
+    memcpy(t + p + plen, buf + p + old, len - p - old);
+    fix_crc(t, n);
+    *out_len = n;
+    return t;
 }
 
 static void test_bad_net_state(void **state)
@@ -417,32 +438,59 @@ static void test_bad_net_state(void **state)
     struct nfx *b = nfx_bare("on", "52:54:00:11:22:33");
     memcpy(gptr(&b->f->m, 1u << 20, LOW_RAM), gptr(&a->f->m, 1u << 20, LOW_RAM), LOW_RAM);
 
-    struct { size_t at; uint32_t v; int width; const char *words; } bad[] = {
-        { 0, 0x01, 1, "MAC address (multicast)" },
-        { 7, 11, 4, "length of the waiting packet" },
-        { 7, 12 + 65536 + 64 + 1, 4, "length of the waiting packet" },
-        { 7, 0xffffffffu, 4, "length of the waiting packet" },
-        { 6, 2, 1, "" },                /* a bool that is neither 0 nor 1 */
-    };
-    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-        memcpy(t, buf, len);
-        if (bad[i].width == 1)
-            t[p + bad[i].at] = (uint8_t)bad[i].v;
-        else
-            put32(t + p + bad[i].at, bad[i].v);
-        fix_crc(t, len);
-        expect_refused(b, t, len, -EINVAL, bad[i].words);
-    }
+    assert_int_equal(buf[p - 4] | buf[p - 3] << 8, 6 + 1 + 4 + 300);
+    uint8_t pay[11 + 12 + 65536 + 64 + 1];
+    memcpy(pay, buf + p, 11 + 300);
+    size_t tl = 0;
+    uint8_t *t2;
+    /* a multicast MAC; a bool that is neither 0 nor 1 */
+    pay[0] = 1;
+    t2 = restream(buf, len, p, pay, 311, 311, &tl);
+    expect_refused(b, t2, tl, -EINVAL, "MAC address (multicast)");
+    free(t2);
+    pay[0] = buf[p];
+    pay[6] = 2;
+    t2 = restream(buf, len, p, pay, 311, 311, &tl);
+    expect_refused(b, t2, tl, -EINVAL, "invalid rx_pending");
+    free(t2);
+    pay[6] = 1;
+    /* a waiting packet shorter than its header, with its 11 bytes */
+    put32(pay + 7, 11);
+    t2 = restream(buf, len, p, pay, 22, 22, &tl);
+    expect_refused(b, t2, tl, -EINVAL, "length of the waiting packet (out of range)");
+    free(t2);
+    /* longer than the buffer, with the bytes to go with it; and 0xffffffff */
+    memset(pay + 11 + 300, 0, sizeof(pay) - 311);
+    put32(pay + 7, 12 + 65536 + 64 + 1);
+    t2 = restream(buf, len, p, pay, sizeof(pay), sizeof(pay), &tl);
+    expect_refused(b, t2, tl, -EINVAL, "instance 2: rx_buf longer than its bound");
+    free(t2);
+    put32(pay + 7, 0xffffffffu);
+    t2 = restream(buf, len, p, pay, 311, 311, &tl);
+    expect_refused(b, t2, tl, -EINVAL, "rx_buf longer than its bound");
+    free(t2);
+    /* a packet of 300 in a section cut to 299 bytes of it, or with a byte more */
+    put32(pay + 7, 300);
+    t2 = restream(buf, len, p, pay, 310, 310, &tl);
+    expect_refused(b, t2, tl, -EINVAL, "section 'virtio-net' holds 310 bytes, its fields take more than 310");
+    free(t2);
+    t2 = restream(buf, len, p, pay, 312, 312, &tl);
+    expect_refused(b, t2, tl, -EINVAL, "section 'virtio-net' holds 312 bytes, its fields take 311");
+    free(t2);
     /* a length when no packet waits */
+    pay[6] = 0;
+    t2 = restream(buf, len, p, pay, 311, 311, &tl);
+    expect_refused(b, t2, tl, -EINVAL, "when none waits");
+    free(t2);
+    /* a section from a future qkvm, and version 1 (the packet padded to 64 KiB: refused) */
     memcpy(t, buf, len);
-    t[p + 6] = 0;
-    fix_crc(t, len);
-    expect_refused(b, t, len, -EINVAL, "when none waits");
-    /* a section from a future qkvm */
-    memcpy(t, buf, len);
-    put32(t + p - 8, 2);
+    put32(t + p - 8, 3);
     fix_crc(t, len);
     expect_refused(b, t, len, -EPROTONOSUPPORT, "newer than");
+    memcpy(t, buf, len);
+    put32(t + p - 8, 1);
+    fix_crc(t, len);
+    expect_refused(b, t, len, -EPROTONOSUPPORT, "section 'virtio-net' is version 1, older than this qkvm reads (2 and later)");
     /* the untouched stream loads */
     char why[200] = "";
     assert_int_equal(vmstate_load(&b->f->m, buf, len, why, sizeof(why)), 0);

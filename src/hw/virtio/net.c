@@ -384,7 +384,7 @@ static const struct vmstate_field net_fields[] = {
     VMSTATE_U8_ARRAY(struct net_state, mac, 6),
     VMSTATE_BOOL(struct net_state, rx_pending),
     VMSTATE_U32(struct net_state, rx_len),
-    VMSTATE_U8_ARRAY(struct net_state, rx_buf, NET_HDR_LEN + NET_MAX_FRAME),
+    VMSTATE_VBUFFER(struct net_state, rx_buf, rx_len, NET_HDR_LEN + NET_MAX_FRAME),
     VMSTATE_END,
 };
 
@@ -392,10 +392,9 @@ static void net_pre_save(void *opaque)
 {
     struct virtio_net *n = (struct virtio_net *)((char *)opaque - offsetof(struct virtio_net, st));
     pthread_mutex_lock(&n->vd.lock);
-    /* no stale packet bytes in the stream: the same state gives the same stream */
+    /* the stream carries rx_len bytes of rx_buf: none of a packet already delivered */
     if (!n->st.rx_pending)
         n->st.rx_len = 0;
-    memset(n->st.rx_buf + n->st.rx_len, 0, sizeof(n->st.rx_buf) - n->st.rx_len);
     pthread_mutex_unlock(&n->vd.lock);
 }
 
@@ -423,7 +422,8 @@ static void net_post_load(void *opaque)
 }
 
 static const struct vmstate_desc net_vmstate = {
-    .name = "virtio-net", .version = 1, .min_version = 1, .size = sizeof(struct net_state),
+    /* version 2: the waiting packet is as long as it is (version 1 padded it to 64 KiB) */
+    .name = "virtio-net", .version = 2, .min_version = 2, .size = sizeof(struct net_state),
     .fields = net_fields, .pre_save = net_pre_save, .check = net_check, .post_load = net_post_load,
     .optional = true,                   /* streams of a qkvm from before this section */
 };
