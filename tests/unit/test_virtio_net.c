@@ -7,9 +7,13 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include "virtio_fixture.h"
 #include "vm/control.h"
@@ -33,6 +37,7 @@ struct nfx {
     struct vdrv d;
     struct gring rx, tx;
     int peer;
+    int card;                           /* the card's end of the socket pair (its back-end fd) */
 };
 
 /* A machine with the card at slot 2 and no driver yet (a migration's destination). */
@@ -42,6 +47,7 @@ static struct nfx *nfx_bare(const char *vnet_hdr, const char *mac)
     int sv[2];
     assert_int_equal(socketpair(AF_UNIX, SOCK_DGRAM, 0, sv), 0);
     n->peer = sv[0];
+    n->card = sv[1];
     char line[256];
     snprintf(line, sizeof(line), "virtio-net-pci,addr=2,mac=%s,netdev=tap,,id=n0,,fd=%d,,vnet_hdr=%s", mac,
              sv[1], vnet_hdr);
@@ -222,6 +228,38 @@ static void test_rx_mergeable(void **state)
 
 static size_t net_payload(const uint8_t *buf, size_t len);
 
+/* What the kernel says the machine's event loop watches on fd (the only epoll set of this
+ * process, /proc/self/fdinfo): 1 with EPOLLIN, 0 without, -1 when fd is not in it. */
+static int loop_watches(int fd)
+{
+    DIR *d = opendir("/proc/self/fd");
+    assert_non_null(d);
+    int found = -1;
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        char path[300], link[64], line[256];
+        snprintf(path, sizeof(path), "/proc/self/fd/%s", de->d_name);
+        ssize_t r = readlink(path, link, sizeof(link) - 1);
+        if (r <= 0)
+            continue;
+        link[r] = 0;
+        if (strcmp(link, "anon_inode:[eventpoll]"))
+            continue;
+        snprintf(path, sizeof(path), "/proc/self/fdinfo/%s", de->d_name);
+        FILE *f = fopen(path, "r");
+        assert_non_null(f);
+        while (fgets(line, sizeof(line), f)) {
+            int tfd;
+            unsigned ev;
+            if (sscanf(line, "tfd: %d events: %x", &tfd, &ev) == 2 && tfd == fd)
+                found = (ev & EPOLLIN) != 0;
+        }
+        fclose(f);
+    }
+    closedir(d);
+    return found;
+}
+
 /* While the machine is stopped the card takes nothing from its back-end, whatever wakes it (a
  * doorbell, as the transport's kick after a load): the packets wait in the tap, as in QEMU, no
  * byte of guest RAM and no used entry changes, and a state saved then has no packet waiting.
@@ -232,8 +270,10 @@ static void test_rx_while_stopped(void **state)
     struct nfx *n = nfx_open("on", ~0ull & ~(1ull << F_MRG));
     post_rx(n, 0, 4, 2048);
     uint16_t used_idx = *(uint16_t *)gptr(&n->f->m, n->rx.used + 2, 2);
+    assert_int_equal(loop_watches(n->card), 1);   /* DRIVER_OK: the back-end is polled */
     assert_int_equal(machine_pause(&n->f->m), 0);
     assert_true(machine_is_paused(&n->f->m));
+    assert_int_equal(loop_watches(n->card), 0);   /* not polled: a waiting packet wakes nothing */
     uint8_t pkt[2][100];
     for (int k = 0; k < 2; k++) {
         memset(pkt[k], 0, 12);
@@ -242,6 +282,7 @@ static void test_rx_while_stopped(void **state)
         assert_int_equal(send(n->peer, pkt[k], 60 + 20 * k, 0), 60 + 20 * k);
     }
     ring(n, 0);
+    assert_int_equal(loop_watches(n->card), 0);
     uint32_t id = 0, len = 0;
     assert_int_equal(gring_take_used(&n->rx, &id, &len), 0);
     assert_int_equal(*(uint16_t *)gptr(&n->f->m, n->rx.used + 2, 2), used_idx);
@@ -267,6 +308,7 @@ static void test_rx_while_stopped(void **state)
         assert_memory_equal(gptr(&n->f->m, BUFS + 0x20000ull * id + 12, len - 12), pkt[k] + 12, len - 12);
     }
     assert_int_equal(gring_take_used(&n->rx, &id, &len), 0);
+    assert_int_equal(loop_watches(n->card), 1);   /* the tap is empty: polled again */
     nfx_close(n);
 }
 
