@@ -55,10 +55,25 @@ void machine_unpark_vcpus(struct machine *m)
     pthread_mutex_unlock(&m->run_lock);
 }
 
+int machine_add_run_hook(struct machine *m, void (*fn)(void *opaque, bool running), void *opaque)
+{
+    if (m->nrun_hooks == MACHINE_MAX_DEVICES)
+        return -ENOSPC;
+    m->run_hooks[m->nrun_hooks++] = (struct machine_run_hook){ fn, opaque };
+    return 0;
+}
+
+static void machine_call_run_hooks(struct machine *m, bool running)
+{
+    for (int i = 0; i < m->nrun_hooks; i++)
+        m->run_hooks[i].fn(m->run_hooks[i].opaque, running);
+}
+
 int machine_pause(struct machine *m)
 {
     if (!machine_park_vcpus(m))
         return 0;
+    machine_call_run_hooks(m, false);
     machine_emit_event(m, "STOP", NULL);
     return 0;
 }
@@ -68,6 +83,7 @@ int machine_resume(struct machine *m)
     if (!atomic_load(&m->pause_req))
         return 0;
     m->prelaunch = false;
+    machine_call_run_hooks(m, true);
     machine_unpark_vcpus(m);
     machine_emit_event(m, "RESUME", NULL);
     return 0;

@@ -36,6 +36,14 @@ int machine_get_cpu_state(struct machine *m, int cpu, struct cpu_state *s);
  * only: a vCPU waiting here would wait for itself. */
 bool machine_park_vcpus(struct machine *m);
 void machine_unpark_vcpus(struct machine *m);
+/* Tells a device when the guest stops and starts running (QEMU's vm state change handlers):
+ * fn(opaque, false) once a pause has parked every vCPU (stop, savevm, the end of a migration),
+ * fn(opaque, true) when a resume is about to let them go. A device whose back-end brings input
+ * by itself (a tap) stops taking it while stopped, so nothing reaches guest RAM behind a saved
+ * state and the input waits outside (QEMU leaves packets in the tap). Brief parks without
+ * STOP/RESUME (machine_park_vcpus) call nothing. The device starts in the state
+ * machine_is_paused says (-S, -incoming). On the I/O thread. 0 or -ENOSPC. */
+int machine_add_run_hook(struct machine *m, void (*fn)(void *opaque, bool running), void *opaque);
 /* Hands an event to the listener: data_json is the "data" object's text, or NULL for none. */
 void machine_emit_event(struct machine *m, const char *name, const char *data_json);
 /* After the run: SHUTDOWN or RESET for why the machine stopped, with the guest/host reason. */

@@ -132,6 +132,12 @@ struct machine {
     atomic_bool pause_req;
     int nparked, nrunning_threads;
     bool prelaunch;             /* -S and never resumed: QMP's "prelaunch" status */
+    /* vm/control.h: the devices told when the vCPUs stop and start (machine_add_run_hook) */
+    struct machine_run_hook {
+        void (*fn)(void *opaque, bool running);
+        void *opaque;
+    } run_hooks[MACHINE_MAX_DEVICES];
+    int nrun_hooks;
     /* Where the machine's events go (the monitors): name and its "data" object as JSON text,
      * always on the I/O thread. NULL: nobody listens. */
     void (*event_fn)(void *opaque, const char *name, const char *data_json);

@@ -82,15 +82,40 @@ static size_t vms_type_size(enum vmstate_type t)
     }
 }
 
-/* Bytes the fields take in a section of this version. */
-static size_t vms_fields_size(const struct vmstate_field *f, uint32_t version)
+/* The bytes of a variable buffer that count: its length field, never more than the buffer. */
+static uint32_t vms_vbuf_len(const struct vmstate_field *f, const uint8_t *base)
+{
+    uint32_t len;
+    memcpy(&len, base + f->len_offset, 4);
+    return len < f->count ? len : f->count;
+}
+
+static bool vms_has_vbuf(const struct vmstate_field *f, uint32_t version)
+{
+    for (; f->name; f++)
+        if (f->version <= version && (f->type == VMS_VBUF || (f->type == VMS_STRUCT && vms_has_vbuf(f->sub, version))))
+            return true;
+    return false;
+}
+
+/* Bytes the fields of base take in a section of this version (base: the lengths of variable
+ * buffers; NULL for a description without any). */
+static size_t vms_fields_size(const struct vmstate_field *f, uint32_t version, const uint8_t *base)
 {
     size_t n = 0;
     for (; f->name; f++) {
         if (f->version > version)
             continue;
-        size_t one = f->type == VMS_STRUCT ? vms_fields_size(f->sub, version) : vms_type_size(f->type);
-        n += one * f->count;
+        if (f->type == VMS_VBUF) {
+            n += vms_vbuf_len(f, base);
+            continue;
+        }
+        if (f->type == VMS_STRUCT) {
+            for (uint32_t i = 0; i < f->count; i++)
+                n += vms_fields_size(f->sub, version, base ? base + f->offset + i * f->stride : NULL);
+            continue;
+        }
+        n += vms_type_size(f->type) * f->count;
     }
     return n;
 }
@@ -141,6 +166,10 @@ static void vms_save_fields(struct vms_buf *b, const uint8_t *base, const struct
     for (; f->name; f++) {
         if (f->version > version)
             continue;
+        if (f->type == VMS_VBUF) {
+            vms_put(b, base + f->offset, vms_vbuf_len(f, base));
+            continue;
+        }
         for (uint32_t i = 0; i < f->count; i++) {
             if (f->type == VMS_STRUCT) {
                 vms_save_fields(b, base + f->offset + i * f->stride, f->sub, version);
@@ -161,21 +190,38 @@ static void vms_save_fields(struct vms_buf *b, const uint8_t *base, const struct
     }
 }
 
-/* Reads fields from in (exactly vms_fields_size bytes, checked by the caller) into base. */
-static int vms_load_fields(const uint8_t **in, uint8_t *base, const struct vmstate_field *f, uint32_t version,
-                           const char **bad)
+/* Reads fields from [*in, lim) into base: -EMSGSIZE when they need more bytes than that, -E2BIG
+ * with *bad the buffer's name when a variable buffer's length is over its bound, -EINVAL with
+ * *bad the field's name for a value its type cannot hold. */
+static int vms_load_fields(const uint8_t **in, const uint8_t *lim, uint8_t *base, const struct vmstate_field *f,
+                           uint32_t version, const char **bad)
 {
     for (; f->name; f++) {
         if (f->version > version)
             continue;
+        if (f->type == VMS_VBUF) {
+            uint32_t len;   /* loaded already: its field comes first */
+            memcpy(&len, base + f->len_offset, 4);
+            if (len > f->count) {
+                *bad = f->name;
+                return -E2BIG;
+            }
+            if ((size_t)(lim - *in) < len)
+                return -EMSGSIZE;
+            memcpy(base + f->offset, *in, len);
+            *in += len;
+            continue;
+        }
         for (uint32_t i = 0; i < f->count; i++) {
             if (f->type == VMS_STRUCT) {
-                int ret = vms_load_fields(in, base + f->offset + i * f->stride, f->sub, version, bad);
+                int ret = vms_load_fields(in, lim, base + f->offset + i * f->stride, f->sub, version, bad);
                 if (ret)
                     return ret;
                 continue;
             }
             size_t sz = vms_type_size(f->type);
+            if ((size_t)(lim - *in) < sz)
+                return -EMSGSIZE;
             uint8_t *p = base + f->offset + i * sz;
             uint64_t v = vms_get_le(*in, sz);
             *in += sz;
@@ -210,6 +256,10 @@ static void vms_copy_fields(uint8_t *dst, const uint8_t *src, const struct vmsta
                 vms_copy_fields(dst + f->offset + i * f->stride, src + f->offset + i * f->stride, f->sub, version);
             continue;
         }
+        if (f->type == VMS_VBUF) {
+            memcpy(dst + f->offset, src + f->offset, vms_vbuf_len(f, src));
+            continue;
+        }
         memcpy(dst + f->offset, src + f->offset, vms_type_size(f->type) * f->count);
     }
 }
@@ -230,7 +280,7 @@ int vmstate_save(struct machine *m, uint8_t **buf, size_t *len)
         vms_put(&b, d->name, nlen);
         vms_put_le(&b, e->instance, 4);
         vms_put_le(&b, d->version, 4);
-        vms_put_le(&b, vms_fields_size(d->fields, d->version), 4);
+        vms_put_le(&b, vms_fields_size(d->fields, d->version, e->opaque), 4);
         vms_save_fields(&b, e->opaque, d->fields, d->version);
     }
     uint8_t end = VMS_TAG_END;
@@ -345,10 +395,16 @@ int vmstate_load(struct machine *m, const uint8_t *buf, size_t len, char *why, s
                            d->min_version);
             goto out;
         }
-        size_t want = vms_fields_size(d->fields, ver);
-        if (size != want || (size_t)(end - p) < size) {
+        bool vbuf = vms_has_vbuf(d->fields, ver);
+        size_t want = vbuf ? 0 : vms_fields_size(d->fields, ver, NULL);
+        if (!vbuf && (size != want || (size_t)(end - p) < size)) {
             ret = vms_fail(why, why_len, -EINVAL, "section '%s' holds %u bytes, version %u has %zu", name, size,
                            ver, want);
+            goto out;
+        }
+        if ((size_t)(end - p) < size) {
+            ret = vms_fail(why, why_len, -EINVAL, "section '%s' holds %u bytes, past the end of the stream", name,
+                           size);
             goto out;
         }
         if (!(scratch[idx] = malloc(d->size))) {
@@ -358,8 +414,19 @@ int vmstate_load(struct machine *m, const uint8_t *buf, size_t len, char *why, s
         memcpy(scratch[idx], e->opaque, d->size);
         const char *bad = NULL;
         const uint8_t *q = p;
-        if (vms_load_fields(&q, scratch[idx], d->fields, ver, &bad) ||
-            (d->check && d->check(e->opaque, scratch[idx], &bad))) {
+        int lret = vms_load_fields(&q, p + size, scratch[idx], d->fields, ver, &bad);
+        if (lret == -E2BIG) {
+            ret = vms_fail(why, why_len, -EINVAL, "section '%s' instance %u: %s longer than its bound", name, inst,
+                           bad);
+            goto out;
+        }
+        if (lret == -EMSGSIZE || (!lret && q != p + size)) {
+            /* only a section with variable buffers gets here: their lengths say what it holds */
+            ret = vms_fail(why, why_len, -EINVAL, "section '%s' holds %u bytes, its fields take %s%zu", name, size,
+                           lret ? "more than " : "", lret ? (size_t)size : (size_t)(q - p));
+            goto out;
+        }
+        if (lret || (d->check && d->check(e->opaque, scratch[idx], &bad))) {
             ret = vms_fail(why, why_len, -EINVAL, "section '%s' instance %u: invalid %s", name, inst,
                            bad ? bad : "state");
             goto out;

@@ -17,6 +17,11 @@ enum vmstate_type {
     VMS_U8, VMS_U16, VMS_U32, VMS_U64,  /* little-endian in the stream */
     VMS_BOOL,                           /* one byte, 0 or 1: anything else is a corrupt stream */
     VMS_STRUCT,                         /* count copies of the sub-fields, stride bytes apart */
+    /* A byte buffer of count bytes at most whose stream length is the value of an earlier
+     * VMS_U32 field of the same struct (len_offset): a packet, a message. On load a length
+     * over count refuses the stream before a byte is copied, and the section's size must be
+     * what the lengths add up to. */
+    VMS_VBUF,
 };
 
 struct vmstate_field {
@@ -27,6 +32,7 @@ struct vmstate_field {
     uint32_t version;                   /* the section version that added it (0: from the start) */
     const struct vmstate_field *sub;    /* VMS_STRUCT: its fields, ended by a NULL name */
     size_t stride;                      /* VMS_STRUCT: sizeof one element */
+    size_t len_offset;                  /* VMS_VBUF: its length, a uint32_t declared before it */
 };
 
 struct vmstate_desc {
@@ -49,7 +55,7 @@ struct vmstate_desc {
     bool optional;
 };
 
-#define VMS_FIELD(st, f, t, n, v) { #f, offsetof(st, f), t, n, v, NULL, 0 }
+#define VMS_FIELD(st, f, t, n, v) { #f, offsetof(st, f), t, n, v, NULL, 0, 0 }
 #define VMSTATE_U8(st, f)          VMS_FIELD(st, f, VMS_U8, 1, 0)
 #define VMSTATE_U16(st, f)         VMS_FIELD(st, f, VMS_U16, 1, 0)
 #define VMSTATE_U32(st, f)         VMS_FIELD(st, f, VMS_U32, 1, 0)
@@ -58,8 +64,10 @@ struct vmstate_desc {
 #define VMSTATE_U8_ARRAY(st, f, n)  VMS_FIELD(st, f, VMS_U8, n, 0)
 #define VMSTATE_U32_ARRAY(st, f, n) VMS_FIELD(st, f, VMS_U32, n, 0)
 #define VMSTATE_U64_ARRAY(st, f, n) VMS_FIELD(st, f, VMS_U64, n, 0)
-#define VMSTATE_STRUCT_ARRAY(st, f, n, sub, elt) { #f, offsetof(st, f), VMS_STRUCT, n, 0, sub, sizeof(elt) }
-#define VMSTATE_END { NULL, 0, 0, 0, 0, NULL, 0 }
+#define VMSTATE_STRUCT_ARRAY(st, f, n, sub, elt) { #f, offsetof(st, f), VMS_STRUCT, n, 0, sub, sizeof(elt), 0 }
+/* f: uint8_t f[max]; lenf: the uint32_t field, saved before f, that says how many bytes of f count */
+#define VMSTATE_VBUFFER(st, f, lenf, max) { #f, offsetof(st, f), VMS_VBUF, max, 0, NULL, 0, offsetof(st, lenf) }
+#define VMSTATE_END { NULL, 0, 0, 0, 0, NULL, 0, 0 }
 
 /* An int field (a signed level, an index kept as int) is saved by its size. */
 #define VMSTATE_INT(st, f) VMS_FIELD(st, f, sizeof(((st *)0)->f) == 8 ? VMS_U64 : VMS_U32, 1, 0)

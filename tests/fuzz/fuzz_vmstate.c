@@ -1,14 +1,16 @@
 /* libFuzzer target: the device state loader (vm/vmstate.c) on a whole machine built by
  * machine_create under the tcg accelerator, two CPUs, with the fixed devices (serial, RTC, ACPI
- * PM, PCI host, PIC, IOAPIC, PIT, local APICs) and a virtio-rng. Every input is loaded as a
- * stream; with the first byte odd, the rest gets a correct checksum appended so the fuzzer gets
- * past the CRC into the sections and the devices' checks. A crash, a sanitizer report or a
+ * PM, PCI host, PIC, IOAPIC, PIT, local APICs), a virtio-rng and a virtio-net card (on one end of
+ * a datagram socket pair, as in test_virtio_net: its section has a variable-length packet).
+ * Every input is loaded as a stream; with the first byte odd, the rest gets a correct checksum
+ * appended so the fuzzer gets past the CRC into the sections and the devices' checks. A crash, a sanitizer report or a
  * load that succeeds without the state saving back to a stream that loads again is a failure.
  * With bit 1 of the first byte set, the rest is the head of a mapped-ram file instead
  * (vm/mapped_ram.h, its checksum fixed up likewise): parsed as a file of len * 65536 bytes, its
  * pointers must stay inside the input, and its device state goes to the loader.
  * QKVM_VMSTATE_SEED=PATH writes the machine's own stream there (the seed corpus), the head of a
- * mapped-ram file of the machine to PATH.mapped, and exits.
+ * mapped-ram file of the machine to PATH.mapped, the stream with a packet waiting in the card to
+ * PATH.net (checked to load), and exits.
  *   built and run by tests/integration/vmstate-fuzz.sh */
 #include <errno.h>
 #include <fcntl.h>
@@ -17,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "accel/accel.h"
@@ -30,6 +33,42 @@
 static struct machine m;
 static struct machine_config cfg;
 static char bios[64];
+static int net_peer = -1;               /* the other end of the card's back-end, kept open */
+
+/* buf (len bytes, from vmstate_save) with the card's section carrying a waiting 72-byte packet
+ * (vnet header and a 60-byte frame): a new malloc'd stream in *out, or abort. */
+static void fuzz_net_seed(const uint8_t *buf, size_t len, uint8_t **out, size_t *out_len)
+{
+    size_t i = 12;
+    for (; i + 24 < len; i++)
+        if (buf[i] == 1 && buf[i + 1] == 10 && !memcmp(buf + i + 2, "virtio-net", 10))
+            break;
+    size_t p = i + 2 + 10 + 12, old = 6 + 1 + 4;
+    if (p + old > len)
+        abort();
+    uint8_t pay[6 + 1 + 4 + 72] = { 0 };
+    memcpy(pay, buf + p, 6);
+    pay[6] = 1;
+    pay[7] = 72;
+    memset(pay + 11 + 12, 0xff, 6);     /* to everyone, from the card's MAC */
+    memcpy(pay + 11 + 18, buf + p, 6);
+    for (int k = 24; k < 72; k++)
+        pay[11 + k] = (uint8_t)k;
+    size_t n = len - old + sizeof(pay);
+    uint8_t *t = malloc(n);
+    if (!t)
+        abort();
+    memcpy(t, buf, p);
+    for (int k = 0; k < 4; k++)
+        t[p - 4 + k] = (uint8_t)(sizeof(pay) >> (8 * k));
+    memcpy(t + p, pay, sizeof(pay));
+    memcpy(t + p + sizeof(pay), buf + p + old, len - p - old);
+    uint32_t c = vmstate_crc32(t, n - 4);
+    for (int k = 0; k < 4; k++)
+        t[n - 4 + k] = (uint8_t)(c >> (8 * k));
+    *out = t;
+    *out_len = n;
+}
 
 static void fuzz_machine_create(void)
 {
@@ -43,6 +82,14 @@ static void fuzz_machine_create(void)
     cfg = (struct machine_config){ .type = MACHINE_DIRECT, .ram_size = 16 << 20, .ncpus = 2, .serial = "none",
                                    .bios = bios, .accel = &accel_tcg };
     if (keyval_parse("virtio-rng-pci,addr=3", "driver", &cfg.devices[cfg.ndevices++]))
+        abort();
+    int sv[2];
+    char net[128];
+    if (socketpair(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0, sv))
+        abort();
+    net_peer = sv[0];
+    snprintf(net, sizeof(net), "virtio-net-pci,addr=4,netdev=tap,,id=n0,,fd=%d,,vnet_hdr=on", sv[1]);
+    if (keyval_parse(net, "driver", &cfg.devices[cfg.ndevices++]))
         abort();
     int ret = machine_create(&m, &cfg);
     unlink(bios);
@@ -64,6 +111,17 @@ static void fuzz_machine_create(void)
         if (fd < 0 || mapped_ram_save(&m, fd, buf, len, NULL, &st, why, sizeof(why)) ||
             mapped_ram_read_head(fd, &head, &h, why, sizeof(why)) ||
             ftruncate(fd, (off_t)(h.dev + h.dev_len + 5 - head)))   /* the head alone */
+            abort();
+        uint8_t *nbuf;
+        size_t nlen;
+        fuzz_net_seed(buf, len, &nbuf, &nlen);
+        snprintf(path, sizeof(path), "%s.net", seed);
+        FILE *nf = fopen(path, "wb");
+        if (vmstate_load(&m, nbuf, nlen, why, sizeof(why))) {
+            fprintf(stderr, "the seed with a waiting packet does not load: %s\n", why);
+            abort();
+        }
+        if (!nf || fwrite(nbuf, 1, nlen, nf) != nlen || fclose(nf))
             abort();
         _exit(0);   /* libFuzzer takes exit() for a failure */
     }

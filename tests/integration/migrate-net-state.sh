@@ -61,8 +61,8 @@ python3 "$QMP" "$TMP/qmp.src" quit >/dev/null 2>&1
 wait $pid
 check "a paused guest with a virtio-net card is saved to a file" grep -q '"completed"' "$TMP/qm"
 sec=$(python3 "$EDIT" "$TMP/state" "$TMP/x" list 2>&1)
-inst=$(echo "$sec" | sed -n 's/^virtio-net \([0-9]*\) 1 \([0-9]*\)$/\1/p' | head -n 1)
-check "the stream has a virtio-net section, version 1 ($(echo "$sec" | grep '^virtio-net ' | head -n 1))" test -n "$inst"
+inst=$(echo "$sec" | sed -n 's/^virtio-net \([0-9]*\) 2 11$/\1/p' | head -n 1)
+check "the stream has a virtio-net section, version 2, 11 bytes without a waiting packet ($(echo "$sec" | grep '^virtio-net ' | head -n 1))" test -n "$inst"
 
 # restore on the other tap with another mac=: the source's MAC is announced there
 $PFX python3 -c '
@@ -97,13 +97,17 @@ expect_eq "the restored card announces the source's MAC on its tap (5 RARP frame
 {
   echo "$TMP/b.mac set virtio-net $inst 0 01"
   echo "$TMP/b.len set virtio-net $inst 6 01ffffffff"
-  echo "$TMP/b.short set virtio-net $inst 6 010b000000"
-  echo "$TMP/b.none set virtio-net $inst 7 3c000000"
+  # set past the payload's end grows it: the section as long as its rx_len says
+  echo "$TMP/b.short set virtio-net $inst 6 010b000000$(printf %022d 0)"
+  echo "$TMP/b.cut set virtio-net $inst 6 012c010000"
+  echo "$TMP/b.none set virtio-net $inst 6 003c000000$(printf %0120d 0)"
   echo "$TMP/b.bool set virtio-net $inst 6 02"
-  echo "$TMP/b.ver version virtio-net $inst 2"
+  echo "$TMP/b.ver version virtio-net $inst 3"
+  echo "$TMP/b.old version virtio-net $inst 1"
   echo "$TMP/b.drop drop virtio-net $inst"
 } | python3 "$EDIT" "$TMP/state" -
-for c in "mac:multicast" "len:out of range" "short:out of range" "none:none waits" "bool:virtio-net" "ver:newer than"; do
+for c in "mac:multicast" "len:rx_buf longer than its bound" "short:out of range" "cut:its fields take more than" \
+         "none:none waits" "bool:virtio-net" "ver:newer than" "old:version 1, older than this qkvm reads (2 and later)"; do
   f=${c%%:*} words=${c#*:}
   # shellcheck disable=SC2046
   $PFX timeout -k 5 30 "$QKVM" "${G[@]}" $(card "$TB" $DST_MAC) -incoming "file:$TMP/b.$f" </dev/null \

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # libFuzzer on the device state loader (tests/fuzz/fuzz_vmstate.c) under AddressSanitizer and
 # UBSan: a whole tcg machine loads crafted streams (half of them with a correct checksum, so the
-# sections and the devices' checks are reached). The seed is the machine's own saved stream; it
-# must load, then 20000 new inputs grow from it (two minutes with QKVM_LONG=1). A crash, a
-# sanitizer report, a leak, a timeout or a refusal without a one-line reason fails.
+# sections and the devices' checks are reached). The seeds are the machine's own saved stream and
+# the same with a packet waiting in its virtio-net card (checked to load); 20000 new inputs grow
+# from them (two minutes with QKVM_LONG=1). A crash, a sanitizer report, a leak, a timeout or a
+# refusal without a one-line reason fails.
 . "$(dirname "$0")/lib.sh"
 
 if ! command -v clang >/dev/null; then
@@ -51,8 +52,10 @@ fi
 { printf '\0'; cat "$TMP/stream"; } >"$TMP/work/seed"
 # and the head of a mapped-ram file (vm/mapped_ram.h): a leading 2
 { printf '\2'; cat "$TMP/stream.mapped"; } >"$TMP/work/seed-mapped"
+# and the stream with a packet waiting in the virtio-net card (its variable-length field)
+{ printf '\0'; cat "$TMP/stream.net"; } >"$TMP/work/seed-net"
 if "$bin" "${opts[@]}" -runs=0 "$TMP/work" >"$TMP/corpus.log" 2>&1; then
-  pass "vmstate fuzzing: the machine's own stream ($(stat -c %s "$TMP/stream") bytes) loads clean"
+  pass "vmstate fuzzing: the machine's own stream ($(stat -c %s "$TMP/stream") bytes) and one with a packet waiting in virtio-net ($(stat -c %s "$TMP/stream.net") bytes) load clean"
 else
   fail "vmstate fuzzing: seed input" "$(grep -m2 -E 'ERROR|SUMMARY|runtime error' "$TMP/corpus.log" | tr '\n' ' ')"
   keep

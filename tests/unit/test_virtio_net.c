@@ -7,11 +7,16 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include "virtio_fixture.h"
+#include "vm/control.h"
 #include "vm/vmstate.h"
 
 #define F_CSUM 0
@@ -32,6 +37,7 @@ struct nfx {
     struct vdrv d;
     struct gring rx, tx;
     int peer;
+    int card;                           /* the card's end of the socket pair (its back-end fd) */
 };
 
 /* A machine with the card at slot 2 and no driver yet (a migration's destination). */
@@ -41,6 +47,7 @@ static struct nfx *nfx_bare(const char *vnet_hdr, const char *mac)
     int sv[2];
     assert_int_equal(socketpair(AF_UNIX, SOCK_DGRAM, 0, sv), 0);
     n->peer = sv[0];
+    n->card = sv[1];
     char line[256];
     snprintf(line, sizeof(line), "virtio-net-pci,addr=2,mac=%s,netdev=tap,,id=n0,,fd=%d,,vnet_hdr=%s", mac,
              sv[1], vnet_hdr);
@@ -219,6 +226,92 @@ static void test_rx_mergeable(void **state)
     nfx_close(n);
 }
 
+static size_t net_payload(const uint8_t *buf, size_t len);
+
+/* What the kernel says the machine's event loop watches on fd (the only epoll set of this
+ * process, /proc/self/fdinfo): 1 with EPOLLIN, 0 without, -1 when fd is not in it. */
+static int loop_watches(int fd)
+{
+    DIR *d = opendir("/proc/self/fd");
+    assert_non_null(d);
+    int found = -1;
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        char path[300], link[64], line[256];
+        snprintf(path, sizeof(path), "/proc/self/fd/%s", de->d_name);
+        ssize_t r = readlink(path, link, sizeof(link) - 1);
+        if (r <= 0)
+            continue;
+        link[r] = 0;
+        if (strcmp(link, "anon_inode:[eventpoll]"))
+            continue;
+        snprintf(path, sizeof(path), "/proc/self/fdinfo/%s", de->d_name);
+        FILE *f = fopen(path, "r");
+        assert_non_null(f);
+        while (fgets(line, sizeof(line), f)) {
+            int tfd;
+            unsigned ev;
+            if (sscanf(line, "tfd: %d events: %x", &tfd, &ev) == 2 && tfd == fd)
+                found = (ev & EPOLLIN) != 0;
+        }
+        fclose(f);
+    }
+    closedir(d);
+    return found;
+}
+
+/* While the machine is stopped the card takes nothing from its back-end, whatever wakes it (a
+ * doorbell, as the transport's kick after a load): the packets wait in the tap, as in QEMU, no
+ * byte of guest RAM and no used entry changes, and a state saved then has no packet waiting.
+ * cont delivers them, in order. */
+static void test_rx_while_stopped(void **state)
+{
+    (void)state;
+    struct nfx *n = nfx_open("on", ~0ull & ~(1ull << F_MRG));
+    post_rx(n, 0, 4, 2048);
+    uint16_t used_idx = *(uint16_t *)gptr(&n->f->m, n->rx.used + 2, 2);
+    assert_int_equal(loop_watches(n->card), 1);   /* DRIVER_OK: the back-end is polled */
+    assert_int_equal(machine_pause(&n->f->m), 0);
+    assert_true(machine_is_paused(&n->f->m));
+    assert_int_equal(loop_watches(n->card), 0);   /* not polled: a waiting packet wakes nothing */
+    uint8_t pkt[2][100];
+    for (int k = 0; k < 2; k++) {
+        memset(pkt[k], 0, 12);
+        for (int i = 12; i < 100; i++)
+            pkt[k][i] = (uint8_t)(i * (k + 3));
+        assert_int_equal(send(n->peer, pkt[k], 60 + 20 * k, 0), 60 + 20 * k);
+    }
+    ring(n, 0);
+    assert_int_equal(loop_watches(n->card), 0);
+    uint32_t id = 0, len = 0;
+    assert_int_equal(gring_take_used(&n->rx, &id, &len), 0);
+    assert_int_equal(*(uint16_t *)gptr(&n->f->m, n->rx.used + 2, 2), used_idx);
+    for (unsigned i = 0; i < 4; i++) {
+        const uint8_t *b = gptr(&n->f->m, BUFS + 0x20000ull * i, 2048);
+        for (unsigned j = 0; j < 2048; j++)
+            if (b[j])
+                fail_msg("byte %u of receive buffer %u written while stopped", j, i);
+    }
+    uint8_t *buf = NULL;
+    size_t slen = 0;
+    assert_int_equal(vmstate_save(&n->f->m, &buf, &slen), 0);
+    size_t p = net_payload(buf, slen);
+    assert_int_equal(buf[p + 6], 0);    /* rx_pending: the packets are still the tap's */
+    free(buf);
+    /* a second pause changes nothing; cont takes what waited */
+    assert_int_equal(machine_pause(&n->f->m), 0);
+    assert_int_equal(machine_resume(&n->f->m), 0);
+    assert_false(machine_is_paused(&n->f->m));
+    for (int k = 0; k < 2; k++) {
+        assert_int_equal(gring_take_used(&n->rx, &id, &len), 1);
+        assert_int_equal(len, 60 + 20 * k);
+        assert_memory_equal(gptr(&n->f->m, BUFS + 0x20000ull * id + 12, len - 12), pkt[k] + 12, len - 12);
+    }
+    assert_int_equal(gring_take_used(&n->rx, &id, &len), 0);
+    assert_int_equal(loop_watches(n->card), 1);   /* the tap is empty: polled again */
+    nfx_close(n);
+}
+
 static void test_rx_buffer_rules(void **state)
 {
     (void)state;
@@ -252,7 +345,7 @@ static void fix_crc(uint8_t *buf, size_t len)
         buf[len - 4 + i] = (uint8_t)(c >> (8 * i));
 }
 
-/* The payload of section "virtio-net": mac[6], rx_pending, rx_len (LE), rx_buf. */
+/* The payload of section "virtio-net": mac[6], rx_pending, rx_len (LE), rx_len bytes of rx_buf. */
 static size_t net_payload(const uint8_t *buf, size_t len)
 {
     for (size_t i = 12; i + 12 < len; i++)
@@ -321,13 +414,16 @@ static void test_migrate_waiting_packet(void **state)
     assert_int_equal(len, 100);
     free(stream);
 
-    /* b saved now has no packet waiting, and no bytes of the old one in its stream */
+    /* b saved now has no packet waiting, and no bytes of the old one in its stream: the
+     * section is the MAC, rx_pending 0 and rx_len 0 */
     uint8_t *s2 = NULL;
     size_t l2 = 0;
     assert_int_equal(vmstate_save(&b->f->m, &s2, &l2), 0);
     size_t p = net_payload(s2, l2);
+    assert_int_equal(s2[p - 4] | s2[p - 3] << 8 | s2[p - 2] << 16 | s2[p - 1] << 24, 6 + 1 + 4);
+    assert_int_equal(s2[p - 8], 2);     /* section version 2: the packet as long as it is */
     assert_memory_equal(s2 + p, mac, 6);
-    for (size_t i = 6; i < 6 + 1 + 4 + 12 + 65536 + 64; i++)
+    for (size_t i = 6; i < 6 + 1 + 4; i++)
         if (s2[p + i])
             fail_msg("byte %zu of b's virtio-net state is %u", i, s2[p + i]);
     free(s2);
@@ -345,6 +441,24 @@ static void expect_refused(struct nfx *b, const uint8_t *buf, size_t len, int er
     assert_int_equal(vfx_mmio_read(b->f, vfx_bar(b->f, 2, 4) + 0x2005, 1), 0x33);
     uint8_t got[100];
     assert_int_equal(recv(b->peer, got, sizeof(got), MSG_DONTWAIT), -1);
+}
+
+/* buf (len bytes) with the payload of the section at p replaced by plen bytes, declared as
+ * declared bytes; the checksum made right. */
+static uint8_t *restream(const uint8_t *buf, size_t len, size_t p, const uint8_t *payload, size_t plen,
+                         uint32_t declared, size_t *out_len)
+{
+    size_t old = (size_t)(buf[p - 4] | buf[p - 3] << 8 | buf[p - 2] << 16 | (uint32_t)buf[p - 1] << 24);
+    size_t n = p + plen + (len - p - old);
+    uint8_t *t = malloc(n);
+    assert_non_null(t);
+    memcpy(t, buf, p);
+    put32(t + p - 4, declared);
+    memcpy(t + p, payload, plen);
+    memcpy(t + p + plen, buf + p + old, len - p - old);
+    fix_crc(t, n);
+    *out_len = n;
+    return t;
 }
 
 static void test_bad_net_state(void **state)
@@ -366,32 +480,59 @@ static void test_bad_net_state(void **state)
     struct nfx *b = nfx_bare("on", "52:54:00:11:22:33");
     memcpy(gptr(&b->f->m, 1u << 20, LOW_RAM), gptr(&a->f->m, 1u << 20, LOW_RAM), LOW_RAM);
 
-    struct { size_t at; uint32_t v; int width; const char *words; } bad[] = {
-        { 0, 0x01, 1, "MAC address (multicast)" },
-        { 7, 11, 4, "length of the waiting packet" },
-        { 7, 12 + 65536 + 64 + 1, 4, "length of the waiting packet" },
-        { 7, 0xffffffffu, 4, "length of the waiting packet" },
-        { 6, 2, 1, "" },                /* a bool that is neither 0 nor 1 */
-    };
-    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-        memcpy(t, buf, len);
-        if (bad[i].width == 1)
-            t[p + bad[i].at] = (uint8_t)bad[i].v;
-        else
-            put32(t + p + bad[i].at, bad[i].v);
-        fix_crc(t, len);
-        expect_refused(b, t, len, -EINVAL, bad[i].words);
-    }
+    assert_int_equal(buf[p - 4] | buf[p - 3] << 8, 6 + 1 + 4 + 300);
+    uint8_t pay[11 + 12 + 65536 + 64 + 1];
+    memcpy(pay, buf + p, 11 + 300);
+    size_t tl = 0;
+    uint8_t *t2;
+    /* a multicast MAC; a bool that is neither 0 nor 1 */
+    pay[0] = 1;
+    t2 = restream(buf, len, p, pay, 311, 311, &tl);
+    expect_refused(b, t2, tl, -EINVAL, "MAC address (multicast)");
+    free(t2);
+    pay[0] = buf[p];
+    pay[6] = 2;
+    t2 = restream(buf, len, p, pay, 311, 311, &tl);
+    expect_refused(b, t2, tl, -EINVAL, "invalid rx_pending");
+    free(t2);
+    pay[6] = 1;
+    /* a waiting packet shorter than its header, with its 11 bytes */
+    put32(pay + 7, 11);
+    t2 = restream(buf, len, p, pay, 22, 22, &tl);
+    expect_refused(b, t2, tl, -EINVAL, "length of the waiting packet (out of range)");
+    free(t2);
+    /* longer than the buffer, with the bytes to go with it; and 0xffffffff */
+    memset(pay + 11 + 300, 0, sizeof(pay) - 311);
+    put32(pay + 7, 12 + 65536 + 64 + 1);
+    t2 = restream(buf, len, p, pay, sizeof(pay), sizeof(pay), &tl);
+    expect_refused(b, t2, tl, -EINVAL, "instance 2: rx_buf longer than its bound");
+    free(t2);
+    put32(pay + 7, 0xffffffffu);
+    t2 = restream(buf, len, p, pay, 311, 311, &tl);
+    expect_refused(b, t2, tl, -EINVAL, "rx_buf longer than its bound");
+    free(t2);
+    /* a packet of 300 in a section cut to 299 bytes of it, or with a byte more */
+    put32(pay + 7, 300);
+    t2 = restream(buf, len, p, pay, 310, 310, &tl);
+    expect_refused(b, t2, tl, -EINVAL, "section 'virtio-net' holds 310 bytes, its fields take more than 310");
+    free(t2);
+    t2 = restream(buf, len, p, pay, 312, 312, &tl);
+    expect_refused(b, t2, tl, -EINVAL, "section 'virtio-net' holds 312 bytes, its fields take 311");
+    free(t2);
     /* a length when no packet waits */
+    pay[6] = 0;
+    t2 = restream(buf, len, p, pay, 311, 311, &tl);
+    expect_refused(b, t2, tl, -EINVAL, "when none waits");
+    free(t2);
+    /* a section from a future qkvm, and version 1 (the packet padded to 64 KiB: refused) */
     memcpy(t, buf, len);
-    t[p + 6] = 0;
-    fix_crc(t, len);
-    expect_refused(b, t, len, -EINVAL, "when none waits");
-    /* a section from a future qkvm */
-    memcpy(t, buf, len);
-    put32(t + p - 8, 2);
+    put32(t + p - 8, 3);
     fix_crc(t, len);
     expect_refused(b, t, len, -EPROTONOSUPPORT, "newer than");
+    memcpy(t, buf, len);
+    put32(t + p - 8, 1);
+    fix_crc(t, len);
+    expect_refused(b, t, len, -EPROTONOSUPPORT, "section 'virtio-net' is version 1, older than this qkvm reads (2 and later)");
     /* the untouched stream loads */
     char why[200] = "";
     assert_int_equal(vmstate_load(&b->f->m, buf, len, why, sizeof(why)), 0);
@@ -409,6 +550,7 @@ int main(void)
         cmocka_unit_test(test_tx),
         cmocka_unit_test(test_rx_single),
         cmocka_unit_test(test_rx_mergeable),
+        cmocka_unit_test(test_rx_while_stopped),
         cmocka_unit_test(test_rx_buffer_rules),
         cmocka_unit_test(test_feature_rules),
         cmocka_unit_test(test_migrate_waiting_packet),

@@ -549,6 +549,128 @@ static void test_optional_and_blocker(void **state)
     vfx_free(a);
 }
 
+/* A variable-length buffer (VMS_VBUF): as many bytes in the stream as its length field says,
+ * none of the rest; on load a length over the bound, or a section size other than what the
+ * lengths add up to, refuses the stream and nothing changes. */
+struct vbt {
+    uint32_t a;
+    uint32_t len;
+    uint8_t buf[16];
+    uint8_t tail;
+};
+
+static const struct vmstate_field vbt_fields[] = {
+    VMSTATE_U32(struct vbt, a),
+    VMSTATE_U32(struct vbt, len),
+    VMSTATE_VBUFFER(struct vbt, buf, len, 16),
+    VMSTATE_U8(struct vbt, tail),
+    VMSTATE_END,
+};
+
+static const struct vmstate_desc vbt_desc = {
+    .name = "vbt", .version = 1, .min_version = 1, .size = sizeof(struct vbt), .fields = vbt_fields,
+};
+
+/* buf with its last section (vbt's, at sec) replaced by one of payload plen bytes declaring size
+ * declared; the result's length in *out_len. */
+static uint8_t *vbt_stream(const uint8_t *buf, size_t sec, const uint8_t *payload, size_t plen, uint32_t declared,
+                           size_t *out_len)
+{
+    size_t hdr = 2 + 3 + 8;             /* tag, name length, "vbt", instance, version */
+    uint8_t *t = malloc(sec + hdr + 4 + plen + 5);
+    assert_non_null(t);
+    memcpy(t, buf, sec + hdr);
+    for (int i = 0; i < 4; i++)
+        t[sec + hdr + i] = (uint8_t)(declared >> (8 * i));
+    memcpy(t + sec + hdr + 4, payload, plen);
+    size_t n = sec + hdr + 4 + plen;
+    t[n++] = 0xff;
+    n += 4;
+    fix_crc(t, n);
+    *out_len = n;
+    return t;
+}
+
+static void test_variable_buffer(void **state)
+{
+    (void)state;
+    struct vfx *a = vfx_new(one_rng), *b = vfx_new(one_rng);
+    struct vbt va = { .a = 0x11223344, .len = 5, .buf = { 1, 2, 3, 4, 5 }, .tail = 0x9e };
+    struct vbt vb = { .a = 7, .len = 0, .tail = 1 };
+    assert_int_equal(vmstate_register(&a->m, &vbt_desc, 0, &va), 0);
+    assert_int_equal(vmstate_register(&b->m, &vbt_desc, 0, &vb), 0);
+    uint8_t *buf = NULL, *buf2 = NULL;
+    size_t len = 0, len2 = 0;
+    assert_int_equal(vmstate_save(&a->m, &buf, &len), 0);
+    size_t sec = find_section(buf, len, "vbt");
+    size_t pay = sec + 2 + 3 + 12;
+    assert_int_equal(buf[pay - 4], 4 + 4 + 5 + 1);         /* the section's size: 5 bytes of buf */
+    assert_int_equal(len, pay + 14 + 1 + 4);
+    static const uint8_t want[14] = { 0x44, 0x33, 0x22, 0x11, 5, 0, 0, 0, 1, 2, 3, 4, 5, 0x9e };
+    assert_memory_equal(buf + pay, want, 14);
+    /* bytes past the length are not state: the same stream */
+    va.buf[10] = 0x77;
+    assert_int_equal(vmstate_save(&a->m, &buf2, &len2), 0);
+    assert_int_equal(len2, len);
+    assert_memory_equal(buf2, buf, len);
+    free(buf2);
+
+    pio_out(b, 0x3ff, 0x99);
+    cmos_write(b, 0x40, 0x98);
+    uint8_t p[4 + 4 + 17 + 1];
+    size_t tl = 0;
+    uint8_t *t;
+    /* a length over the bound (16), with the bytes to go with it */
+    memcpy(p, want, 8);
+    p[4] = 17;
+    memset(p + 8, 0xab, 17);
+    p[25] = 0;
+    t = vbt_stream(buf, sec, p, 26, 26, &tl);
+    expect_refused(b, t, tl, -EINVAL, "section 'vbt' instance 0: buf longer than its bound");
+    free(t);
+    /* 0xffffffff */
+    memcpy(p, want, 14);
+    memset(p + 4, 0xff, 4);
+    t = vbt_stream(buf, sec, p, 14, 14, &tl);
+    expect_refused(b, t, tl, -EINVAL, "buf longer than its bound");
+    free(t);
+    /* a size one byte more than the lengths say, and one byte less */
+    memcpy(p, want, 14);
+    p[14] = 0;
+    t = vbt_stream(buf, sec, p, 15, 15, &tl);
+    expect_refused(b, t, tl, -EINVAL, "section 'vbt' holds 15 bytes, its fields take 14");
+    free(t);
+    t = vbt_stream(buf, sec, p, 13, 13, &tl);
+    expect_refused(b, t, tl, -EINVAL, "section 'vbt' holds 13 bytes, its fields take more than 13");
+    free(t);
+    /* a size past the end of the stream */
+    t = vbt_stream(buf, sec, p, 14, 200, &tl);
+    expect_refused(b, t, tl, -EINVAL, "past the end of the stream");
+    free(t);
+    assert_int_equal(vb.a, 7);
+    assert_int_equal(vb.len, 0);
+
+    /* the good stream loads: the five bytes and the fields around them */
+    char why[200] = "";
+    if (vmstate_load(&b->m, buf, len, why, sizeof(why)))
+        fail_msg("load refused: %s", why);
+    assert_int_equal(vb.a, 0x11223344);
+    assert_int_equal(vb.len, 5);
+    assert_memory_equal(vb.buf, want + 8, 5);
+    assert_int_equal(vb.tail, 0x9e);
+    /* an empty buffer: no bytes */
+    va.len = 0;
+    free(buf);
+    assert_int_equal(vmstate_save(&a->m, &buf, &len), 0);
+    assert_int_equal(buf[pay - 4], 4 + 4 + 1);
+    assert_int_equal(vmstate_load(&b->m, buf, len, why, sizeof(why)), 0);
+    assert_int_equal(vb.len, 0);
+    assert_int_equal(vb.tail, 0x9e);
+    free(buf);
+    vfx_free(b);
+    vfx_free(a);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -559,6 +681,7 @@ int main(void)
         cmocka_unit_test(test_irqchip_migrates),
         cmocka_unit_test(test_tcg_cpu_migrates),
         cmocka_unit_test(test_optional_and_blocker),
+        cmocka_unit_test(test_variable_buffer),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -14,6 +14,7 @@
 
 #include "util/evloop.h"
 #include "util/log.h"
+#include "vm/control.h"
 #include "vm/machine.h"
 #include "vm/vmstate.h"
 
@@ -69,6 +70,9 @@ struct virtio_net {
     struct virtio_dev vd;
     int fd;
     bool watching;                      /* the fd is in the loop with EPOLLIN */
+    /* The guest is stopped (vm/control.h run hooks): the back-end's packets wait in it, as in
+     * QEMU, instead of going into guest RAM behind a state being saved or moved. */
+    bool stopped;
     bool vnet_hdr;                      /* the fd's packets start with the 12-byte header */
     bool is_tap;
     char ifname[IFNAMSIZ];
@@ -94,6 +98,8 @@ static void net_config_read(struct virtio_dev *vd, unsigned off, void *data, uns
 
 static void net_watch(struct virtio_net *n, bool on)
 {
+    if (on && n->stopped)
+        on = false;                     /* net_run_state polls again on resume */
     if (n->watching == on || !n->vd.m->loop)
         return;
     n->watching = on;
@@ -151,7 +157,7 @@ static void net_rx(struct virtio_net *n)
     struct virtq *q = virtio_queue(vd, NET_RXQ);
     bool delivered = false;
     for (int budget = NET_RX_BUDGET; budget > 0; budget--) {
-        if (!virtio_running(vd) || !vd->q[NET_RXQ].enabled) {
+        if (n->stopped || !virtio_running(vd) || !vd->q[NET_RXQ].enabled) {
             net_watch(n, false);
             break;
         }
@@ -232,6 +238,20 @@ static void net_fd_event(void *opaque, uint32_t events)
     (void)events;
     pthread_mutex_lock(&n->vd.lock);
     net_rx(n);
+    pthread_mutex_unlock(&n->vd.lock);
+}
+
+/* The machine's run hook: stopped, the tap is no longer polled and nothing is read from it;
+ * running again, what arrived meanwhile (and a packet loaded as waiting) goes in at once. */
+static void net_run_state(void *opaque, bool running)
+{
+    struct virtio_net *n = opaque;
+    pthread_mutex_lock(&n->vd.lock);
+    n->stopped = !running;
+    if (!running)
+        net_watch(n, false);
+    else if (virtio_running(&n->vd))
+        net_rx(n);
     pthread_mutex_unlock(&n->vd.lock);
 }
 
@@ -364,7 +384,7 @@ static const struct vmstate_field net_fields[] = {
     VMSTATE_U8_ARRAY(struct net_state, mac, 6),
     VMSTATE_BOOL(struct net_state, rx_pending),
     VMSTATE_U32(struct net_state, rx_len),
-    VMSTATE_U8_ARRAY(struct net_state, rx_buf, NET_HDR_LEN + NET_MAX_FRAME),
+    VMSTATE_VBUFFER(struct net_state, rx_buf, rx_len, NET_HDR_LEN + NET_MAX_FRAME),
     VMSTATE_END,
 };
 
@@ -372,10 +392,9 @@ static void net_pre_save(void *opaque)
 {
     struct virtio_net *n = (struct virtio_net *)((char *)opaque - offsetof(struct virtio_net, st));
     pthread_mutex_lock(&n->vd.lock);
-    /* no stale packet bytes in the stream: the same state gives the same stream */
+    /* the stream carries rx_len bytes of rx_buf: none of a packet already delivered */
     if (!n->st.rx_pending)
         n->st.rx_len = 0;
-    memset(n->st.rx_buf + n->st.rx_len, 0, sizeof(n->st.rx_buf) - n->st.rx_len);
     pthread_mutex_unlock(&n->vd.lock);
 }
 
@@ -403,7 +422,8 @@ static void net_post_load(void *opaque)
 }
 
 static const struct vmstate_desc net_vmstate = {
-    .name = "virtio-net", .version = 1, .min_version = 1, .size = sizeof(struct net_state),
+    /* version 2: the waiting packet is as long as it is (version 1 padded it to 64 KiB) */
+    .name = "virtio-net", .version = 2, .min_version = 2, .size = sizeof(struct net_state),
     .fields = net_fields, .pre_save = net_pre_save, .check = net_check, .post_load = net_post_load,
     .optional = true,                   /* streams of a qkvm from before this section */
 };
@@ -580,6 +600,7 @@ static int virtio_net_create(struct machine *m, struct kvlist *opts)
     n->fd = -1;
     n->announce_fd = -1;
     n->vd.m = m;
+    n->stopped = machine_is_paused(m);  /* -S, -incoming: resumed by the first cont */
     int ret = machine_add_cleanup(m, net_free, n);
     if (ret)
         return ret;
@@ -611,6 +632,10 @@ static int virtio_net_create(struct machine *m, struct kvlist *opts)
     if ((ret = virtio_dev_register(&n->vd, opts)) ||
         (ret = vmstate_register(m, &net_vmstate, (uint32_t)n->vd.pci.slot, &n->st)))
         return ret;
+    if ((ret = machine_add_run_hook(m, net_run_state, n))) {
+        log_error("virtio-net-pci: too many devices to tell of the machine's run state");
+        return ret;
+    }
     if (m->loop && (ret = evloop_add(m->loop, n->fd, 0, net_fd_event, n))) {
         log_error("virtio-net-pci: cannot watch %s: %s", n->ifname, strerror(-ret));
         return ret;
