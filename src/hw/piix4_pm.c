@@ -25,6 +25,7 @@
 #define PIIX4_PMREGMISC  0x80   /* bit 0: the PM I/O space decodes */
 #define PIIX4_SMBBA      0x90   /* SMBus base, bits 15:4 */
 #define PIIX4_SMBHSTCFG  0xd2   /* bit 0: the SMBus I/O space decodes */
+#define PIIX4_DEVACTB_APMC 0x5b /* byte 3 of DEVACTB (0x58): bit 1 is APMC_EN (bit 25) */
 
 struct piix4_pm {
     struct pci_device dev;
@@ -91,6 +92,10 @@ static int piix4_pm_create(struct machine *m)
     d->wmask[PIIX4_SMBBA + 1] = 0xff;
     d->wmask[PIIX4_PMREGMISC] = 0x01;
     d->wmask[PIIX4_SMBHSTCFG] = 0x0f;
+    /* There is no SMM: APMC_EN set tells SeaBIOS (smm.c, piix4_apmc_smm_setup) that SMM is set
+     * up already, as QEMU does without SMM; else it raises an SMI through port 0xb2 and spins
+     * until a handler that never runs has relocated SMBASE. */
+    d->config[PIIX4_DEVACTB_APMC] = 0x02;
     d->opaque = p;
     d->config_written = piix4_pm_config_written;
     if ((ret = pci_register_function(m, d, PIIX4_PM_SLOT, PIIX4_PM_FN)))

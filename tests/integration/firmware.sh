@@ -48,10 +48,12 @@ else
   fi
 
   # SeaBIOS's own debug log (isa-debugcon at 0x402, as QEMU's builds use): it found the i440FX,
-  # fw_cfg with DMA, the e820 map, and a keyboard that answered (no timeouts)
+  # fw_cfg with DMA, the e820 map, a keyboard that answered (no timeouts), and the PIIX4 PM
+  # function, whose PM timer it then times itself with (QEMU's log has the same three lines)
   boot_until debug 'No bootable device\.' 60 "$QKVM" -M pc -accel tcg -nographic -m 128 -device isa-debugcon,iobase=0x402
   for line in 'Running on QEMU (i440fx)' 'QEMU fw_cfg DMA interface supported' \
-      'qemu/e820: addr 0x0000000000000000 len 0x0000000008000000 \[RAM\]' 'PS2 keyboard initialized'; do
+      'qemu/e820: addr 0x0000000000000000 len 0x0000000008000000 \[RAM\]' 'PS2 keyboard initialized' \
+      'PCI: init bdf=00:01.3 id=8086:7113' 'Moving pm_base to 0x600' 'Using pmtimer, ioport 0x608'; do
     if grep -aq -- "$line" "$TMP/debug.err"; then pass "SeaBIOS log: $line"; else fail "SeaBIOS log: $line"; fi
   done
   if grep -aq 'WARNING - Timeout' "$TMP/debug.err"; then

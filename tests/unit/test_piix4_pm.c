@@ -55,6 +55,9 @@ static void test_identity(void **state)
     assert_int_equal((cfg_fn(f, 1, 0, 0xc) >> 16) & 0xff, 0x80);     /* function 0 says multi-function */
     assert_int_equal(cfg_fn(f, 1, FN, 0x40), 0x00000001);             /* an I/O base, not set yet */
     assert_int_equal(cfg_fn(f, 1, FN, 0x80) & 0xff, 0);
+    assert_int_equal(cfg_fn(f, 1, FN, 0x58), 1u << 25);              /* APMC_EN: no SMM to set up */
+    cfg_fn_write(f, 1, FN, 0x58, 0);
+    assert_int_equal(cfg_fn(f, 1, FN, 0x58), 1u << 25);
     assert_int_equal(cfg_fn(f, 1, 2, 0), 0xffffffff);                 /* still no function 2 */
     /* before the firmware enables it the block decodes nowhere, as on QEMU */
     assert_false(decodes(f, ACPI_PM_TMR));
