@@ -948,10 +948,14 @@ static int mig_receive(struct migration *g, struct mig_in *in)
      * on these nested-paging hosts a first touch costs ~25 us a 4 KiB page (kernel and shadow
      * fault), so 90 MiB of a Linux guest took ~1 s of faults against ~60 ms this way. Only the
      * 2 MiB pages that get data are made (54 of them, 108 MiB, for a 256 MiB guest with 90 MiB
-     * of data); later faults of a small VM are 4 KiB again (vm/memory.c's footprint rule). */
-    madvise(m->ram, m->ram_size, MADV_HUGEPAGE);
+     * of data); later faults of a small VM are 4 KiB again (vm/memory.c's footprint rule).
+     * Not for loadvm (g->local): its VM ran, its RAM is mostly there, and 2 MiB pages made
+     * around the few pages that are not would each cost a 2 MiB clear. */
+    bool huge = !g->local;
+    if (huge)
+        madvise(m->ram, m->ram_size, MADV_HUGEPAGE);
     ret = mig_receive_records(g, in);
-    if (m->ram_size < MEMORY_HUGE_MIN)
+    if (huge && m->ram_size < MEMORY_HUGE_MIN)
         madvise(m->ram, m->ram_size, MADV_NOHUGEPAGE);
     return ret;
 }
@@ -1032,7 +1036,8 @@ static int mig_receive_records(struct migration *g, struct mig_in *in)
         uint8_t *dst = m->ram + (first << 12);
         if (tag == MIG_REC_PAGES) {
             /* one call makes the pages (advice: an old kernel just faults them in the read) */
-            madvise(dst, (size_t)count * MIG_PAGE, MADV_POPULATE_WRITE);
+            if (!g->local)
+                madvise(dst, (size_t)count * MIG_PAGE, MADV_POPULATE_WRITE);
             if ((ret = mig_read(g, dst, (size_t)count * MIG_PAGE)))
                 return ret;
             pthread_mutex_lock(&g->lock);
