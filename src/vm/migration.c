@@ -90,8 +90,6 @@ struct migration {
     uint8_t *buf;                    /* one record's pages, copied before the CRC and the write */
     uint32_t crc;                    /* running CRC-32 of the stream (mig_crc32) */
     bool crc_checked;                /* loadvm checked it before: not computed again */
-    const uint8_t *src;              /* loadvm: the stream is these src_len bytes, not fd */
-    size_t src_len, src_pos;
     bool local;                      /* savevm/loadvm's: the images stay this process's */
     int final_ret;
     char final_why[256];
@@ -791,22 +789,9 @@ struct mig_in {
     char why[300];
 };
 
-/* len bytes of the stream, from the channel or loadvm's buffer */
-static int mig_read_raw(struct migration *g, void *p, size_t len)
-{
-    if (!g->src)
-        return nbd_read_full(g->fd, p, len);
-    if (len > g->src_len - g->src_pos)
-        return -EPIPE;
-    memcpy(p, g->src + g->src_pos, len);
-    g->src_pos += len;
-    return 0;
-}
-
-/* len bytes of the stream, checksummed and counted */
 static int mig_read(struct migration *g, void *p, size_t len)
 {
-    int ret = mig_read_raw(g, p, len);
+    int ret = nbd_read_full(g->fd, p, len);
     if (ret)
         return ret;
     if (!g->crc_checked)
@@ -995,7 +980,7 @@ static int mig_receive_records(struct migration *g, struct mig_in *in)
         if (tag == MIG_REC_END) {
             uint32_t want = (uint32_t)g->crc;
             uint8_t c[4];
-            if ((ret = mig_read_raw(g, c, 4)))
+            if ((ret = nbd_read_full(g->fd, c, 4)))
                 return ret;
             if (!g->crc_checked && mig_get_le(c, 4) != want)
                 return mig_fail(in->why, sizeof(in->why), -EINVAL, "stream checksum mismatch: corrupt");
@@ -1210,18 +1195,16 @@ uint32_t migration_crc32(uint32_t crc, const void *p, size_t n)
     return mig_crc32(crc, p, n);
 }
 
-int migration_load_buf(struct machine *m, const void *p, size_t len, bool crc_checked, char *why, size_t n)
+int migration_load_fd(struct machine *m, int fd, bool crc_checked, char *why, size_t n)
 {
     if (mig_running(m->migration))
         return mig_fail(why, n, -EBUSY, "There's a migration process in progress");
     struct migration g;
     struct mig_in in = { .g = &g };
-    int ret = mig_local_init(&g, m, -1);
+    int ret = mig_local_init(&g, m, fd);
     if (ret)
         return mig_fail(why, n, ret, "out of memory");
     g.crc_checked = crc_checked;
-    g.src = p;
-    g.src_len = len;
     ret = mig_receive(&g, &in);
     if (!ret) {
         char dwhy[256] = "";
