@@ -90,8 +90,6 @@ struct migration {
     uint8_t *buf;                    /* one record's pages, copied before the CRC and the write */
     uint32_t crc;                    /* running CRC-32 of the stream (mig_crc32) */
     bool crc_checked;                /* loadvm checked it before: not computed again */
-    const uint8_t *src;              /* loadvm: the stream is these src_len bytes, not fd */
-    size_t src_len, src_pos;
     bool local;                      /* savevm/loadvm's: the images stay this process's */
     int final_ret;
     char final_why[256];
@@ -791,22 +789,9 @@ struct mig_in {
     char why[300];
 };
 
-/* len bytes of the stream, from the channel or loadvm's buffer */
-static int mig_read_raw(struct migration *g, void *p, size_t len)
-{
-    if (!g->src)
-        return nbd_read_full(g->fd, p, len);
-    if (len > g->src_len - g->src_pos)
-        return -EPIPE;
-    memcpy(p, g->src + g->src_pos, len);
-    g->src_pos += len;
-    return 0;
-}
-
-/* len bytes of the stream, checksummed and counted */
 static int mig_read(struct migration *g, void *p, size_t len)
 {
-    int ret = mig_read_raw(g, p, len);
+    int ret = nbd_read_full(g->fd, p, len);
     if (ret)
         return ret;
     if (!g->crc_checked)
@@ -948,10 +933,14 @@ static int mig_receive(struct migration *g, struct mig_in *in)
      * on these nested-paging hosts a first touch costs ~25 us a 4 KiB page (kernel and shadow
      * fault), so 90 MiB of a Linux guest took ~1 s of faults against ~60 ms this way. Only the
      * 2 MiB pages that get data are made (54 of them, 108 MiB, for a 256 MiB guest with 90 MiB
-     * of data); later faults of a small VM are 4 KiB again (vm/memory.c's footprint rule). */
-    madvise(m->ram, m->ram_size, MADV_HUGEPAGE);
+     * of data); later faults of a small VM are 4 KiB again (vm/memory.c's footprint rule).
+     * Not for loadvm (g->local): its VM ran, its RAM is mostly there, and 2 MiB pages made
+     * around the few pages that are not would each cost a 2 MiB clear. */
+    bool huge = !g->local;
+    if (huge)
+        madvise(m->ram, m->ram_size, MADV_HUGEPAGE);
     ret = mig_receive_records(g, in);
-    if (m->ram_size < MEMORY_HUGE_MIN)
+    if (huge && m->ram_size < MEMORY_HUGE_MIN)
         madvise(m->ram, m->ram_size, MADV_NOHUGEPAGE);
     return ret;
 }
@@ -991,7 +980,7 @@ static int mig_receive_records(struct migration *g, struct mig_in *in)
         if (tag == MIG_REC_END) {
             uint32_t want = (uint32_t)g->crc;
             uint8_t c[4];
-            if ((ret = mig_read_raw(g, c, 4)))
+            if ((ret = nbd_read_full(g->fd, c, 4)))
                 return ret;
             if (!g->crc_checked && mig_get_le(c, 4) != want)
                 return mig_fail(in->why, sizeof(in->why), -EINVAL, "stream checksum mismatch: corrupt");
@@ -1032,7 +1021,8 @@ static int mig_receive_records(struct migration *g, struct mig_in *in)
         uint8_t *dst = m->ram + (first << 12);
         if (tag == MIG_REC_PAGES) {
             /* one call makes the pages (advice: an old kernel just faults them in the read) */
-            madvise(dst, (size_t)count * MIG_PAGE, MADV_POPULATE_WRITE);
+            if (!g->local)
+                madvise(dst, (size_t)count * MIG_PAGE, MADV_POPULATE_WRITE);
             if ((ret = mig_read(g, dst, (size_t)count * MIG_PAGE)))
                 return ret;
             pthread_mutex_lock(&g->lock);
@@ -1205,18 +1195,16 @@ uint32_t migration_crc32(uint32_t crc, const void *p, size_t n)
     return mig_crc32(crc, p, n);
 }
 
-int migration_load_buf(struct machine *m, const void *p, size_t len, bool crc_checked, char *why, size_t n)
+int migration_load_fd(struct machine *m, int fd, bool crc_checked, char *why, size_t n)
 {
     if (mig_running(m->migration))
         return mig_fail(why, n, -EBUSY, "There's a migration process in progress");
     struct migration g;
     struct mig_in in = { .g = &g };
-    int ret = mig_local_init(&g, m, -1);
+    int ret = mig_local_init(&g, m, fd);
     if (ret)
         return mig_fail(why, n, ret, "out of memory");
     g.crc_checked = crc_checked;
-    g.src = p;
-    g.src_len = len;
     ret = mig_receive(&g, &in);
     if (!ret) {
         char dwhy[256] = "";

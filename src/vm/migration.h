@@ -55,12 +55,11 @@ const char *migration_run_state(const struct machine *m);
 
 /* savevm/loadvm (vm/savevm.h): the stream written whole to fd, every page and the devices, with
  * the guest paused (it stays paused; the caller resumes it); *written: its bytes. Then read back
- * from the len bytes at p into m: the header is checked before RAM is written, the devices all
- * or nothing after the checksum matched (crc_checked: the caller has checked it over these very
- * bytes, and it is not computed twice). On the I/O thread, no migration running. 0 or -errno
- * with why set. */
+ * from fd into m: the header is checked before RAM is written, the devices all or nothing after
+ * the checksum matched (crc_checked: the caller has checked it over these very bytes, and it is
+ * not computed twice). On the I/O thread, no migration running. 0 or -errno with why set. */
 int migration_save_fd(struct machine *m, int fd, uint64_t *written, char *why, size_t n);
-int migration_load_buf(struct machine *m, const void *p, size_t len, bool crc_checked, char *why, size_t n);
+int migration_load_fd(struct machine *m, int fd, bool crc_checked, char *why, size_t n);
 /* The stream's checksum, carried on: CRC-32 (zlib's) of n more bytes at p after crc (0 to start).
  * The stream ends with a 0xff tag and the CRC of every byte before it, the tag included. */
 uint32_t migration_crc32(uint32_t crc, const void *p, size_t n);

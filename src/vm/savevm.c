@@ -274,44 +274,46 @@ out:
     return ret;
 }
 
-/* Reads the state of the snapshot the state disk went to into memory (*out, len bytes, for
- * munmap), checking the stream's framing and checksum on the way: -EINVAL with why set for a
- * corrupt one. Anonymous memory in 2 MiB pages: a memfd's 4 KiB shmem pages, written and then
- * read back, cost a page allocation each and a second copy. */
-static int sv_read_state(struct block *bs, uint64_t len, uint8_t **out, char *why, size_t n)
+/* Reads the state of the snapshot the state disk went to into a memfd (returned), checking the
+ * stream's framing and checksum on the way: -EINVAL with why set for a corrupt one. */
+static int sv_read_state(struct block *bs, uint64_t len, int *out, char *why, size_t n)
 {
     if (len < 8 + 24 + 5 || len > SV_MAX_STATE)
         return sv_fail(why, n, -EINVAL, "its VM state is %" PRIu64 " bytes: not a qkvm VM state", len);
-    uint8_t *buf = mmap(NULL, (size_t)len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-    if (buf == MAP_FAILED)
-        return sv_fail(why, n, -ENOMEM, "cannot read its VM state: %s", strerror(ENOMEM));
-    madvise(buf, (size_t)len, MADV_HUGEPAGE);   /* advice: without it the faults are 4 KiB */
-    int ret = 0;
+    int fd = memfd_create("qkvm-loadvm", MFD_CLOEXEC);
+    uint8_t *buf = malloc(SV_CHUNK);
+    int ret = fd < 0 ? -errno : !buf ? -ENOMEM : 0;
     uint32_t crc = 0;
+    uint8_t tail[5];
     for (uint64_t pos = 0; pos < len && !ret;) {
         size_t c = len - pos < SV_CHUNK ? (size_t)(len - pos) : SV_CHUNK;
-        if ((ret = block_vmstate_read(bs, pos, buf + pos, c)))
+        if ((ret = block_vmstate_read(bs, pos, buf, c)))
             break;
         if (pos == 0 && memcmp(buf, SV_MIG_MAGIC, 8)) {
             ret = sv_fail(why, n, -EINVAL, "its VM state is not a qkvm VM state stream (bad magic)");
             break;
         }
-        /* the checksum covers every byte before the last four */
+        /* the checksum covers every byte before the last four; those four are kept aside */
         uint64_t covered = pos + c <= len - 4 ? c : len - 4 > pos ? len - 4 - pos : 0;
-        crc = migration_crc32(crc, buf + pos, (size_t)covered);
+        crc = migration_crc32(crc, buf, (size_t)covered);
+        for (uint64_t i = pos > len - 5 ? pos : len - 5; i < pos + c; i++)
+            tail[i - (len - 5)] = buf[i - pos];
+        if (pwrite(fd, buf, c, (off_t)pos) != (ssize_t)c)
+            ret = -EIO;
         pos += c;
     }
-    const uint8_t *tail = buf + len - 5;
+    free(buf);
     if (!ret && (tail[0] != 0xff || crc != ((uint32_t)tail[1] | (uint32_t)tail[2] << 8 | (uint32_t)tail[3] << 16 |
                                             (uint32_t)tail[4] << 24)))
         ret = sv_fail(why, n, -EINVAL, "its VM state is corrupt (stream checksum mismatch)");
     else if (ret && !why[0])
         sv_fail(why, n, ret, "cannot read its VM state: %s", strerror(-ret));
     if (ret) {
-        munmap(buf, (size_t)len);
+        if (fd >= 0)
+            close(fd);
         return ret;
     }
-    *out = buf;
+    *out = fd;
     return 0;
 }
 
@@ -350,8 +352,7 @@ int savevm_load(struct machine *m, const struct savevm_req *r, char *why, size_t
     char undo[64];
     snprintf(undo, sizeof(undo), "qkvm-loadvm-undo-%d", (int)getpid());
     struct block_snapshot u = { .name = undo, .icount = BLOCK_SNAPSHOT_NO_ICOUNT };
-    uint8_t *state = NULL;
-    int ret = block_snapshot_create(sbs, &u);
+    int fd = -1, ret = block_snapshot_create(sbs, &u);
     if (ret) {
         sv_fail(why, n, ret, "Device '%s': cannot keep its current state while loading: %s",
                 sv_name(r, sd, nb, sizeof(nb)), strerror(-ret));
@@ -361,7 +362,7 @@ int savevm_load(struct machine *m, const struct savevm_req *r, char *why, size_t
         sv_fail(why, n, ret, "Error %d while activating snapshot '%s' on '%s'", ret, r->tag, sv_name(r, sd, nb, sizeof(nb)));
     } else {
         char rwhy[200] = "";
-        if ((ret = sv_read_state(sbs, ssn.vm_state_size, &state, rwhy, sizeof(rwhy))))
+        if ((ret = sv_read_state(sbs, ssn.vm_state_size, &fd, rwhy, sizeof(rwhy))))
             sv_fail(why, n, ret, "Snapshot '%s': %s; the VM is unchanged", r->tag, rwhy);
     }
     if (ret) {
@@ -383,24 +384,20 @@ int savevm_load(struct machine *m, const struct savevm_req *r, char *why, size_t
         disk_refresh_size(m, disks[k]);
     }
     char mwhy[300];
-    ret = migration_load_buf(m, state, (size_t)ssn.vm_state_size, true, mwhy, sizeof(mwhy));
-    munmap(state, (size_t)ssn.vm_state_size);
-    state = NULL;
-    if (ret) {
+    if ((ret = migration_load_fd(m, fd, true, mwhy, sizeof(mwhy)))) {
         sv_fail(why, n, ret, "Error loading the VM state of '%s': %s; the VM stays paused", r->tag, mwhy);
         goto paused;
     }
     log_debug(LOG_TIME, "loadvm %s: %" PRIu64 " bytes of VM state, %" PRIu64 " ms", r->tag, ssn.vm_state_size,
               (clock_now_ns() - t0) / 1000000);
 resume:
-    if (state)
-        munmap(state, (size_t)ssn.vm_state_size);
+    if (fd >= 0)
+        close(fd);
     if (was_running)
         machine_resume(m);
     return ret;
 paused:   /* the disks went back but the guest could not: it must not run on them (QEMU's way) */
-    if (state)
-        munmap(state, (size_t)ssn.vm_state_size);
+    close(fd);
     return ret;
 }
 

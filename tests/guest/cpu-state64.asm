@@ -128,13 +128,7 @@ entry64:                                ; long mode, identity mapped
     lea rsi, [rel s_ready]
     call puts
     ; ---- the test saves and restores the machine here, then sends a byte ----
-.wait:
-    mov dx, 0x3fd
-    in al, dx
-    test al, 1
-    jz .wait
-    mov dx, 0x3f8
-    in al, dx
+    call uart_getc
     ; ---- everything as it was ----
     lea rdi, [rel s_gpr]
     mov rax, 0x1111222233334444
@@ -281,14 +275,7 @@ off:
 .h: hlt
     jmp .h
 
-puts:
-    lodsb
-    test al, al
-    jz .e
-    call uart_putc
-    jmp puts
-.e: ret
-
+%include "print64.inc"
 %include "uart.inc"
 
 align 16

@@ -174,13 +174,7 @@ turn:
     mov ax, [iter]
     call putdec
     call crlf
-.wait:
-    mov dx, 0x3fd
-    in al, dx
-    test al, 1
-    jz .wait
-    mov dx, 0x3f8
-    in al, dx
+    call uart_getc
 
     ; --- the rest of everything ---
     mov bx, [dlba]
@@ -503,14 +497,7 @@ bios_sum:
     pop ds
     ret
 
-puts:
-    lodsb
-    test al, al
-    jz .done
-    call uart_putc
-    jmp puts
-.done:
-    ret
+%include "print16.inc"
 
 crlf:
     mov al, 13

@@ -165,10 +165,9 @@ if ! command -v grub-mkrescue >/dev/null || [ ! -d /usr/lib/grub/i386-pc ] || ! 
   skip "GRUB boots from a grub-mkrescue ISO" "no grub-mkrescue, grub-pc-bin or mtools (scripts/deps.sh test)"
   exit 0
 fi
-grub_cfg() {   # the serial console, one line, then (when given) a menu entry that boots it
+grub_cfg() {   # the serial console, then one line
   printf 'serial --unit=0 --speed=115200\nterminal_input serial\nterminal_output serial\nset timeout=0\n'
   printf 'echo "qkvm-grub: GRUB runs from the CD"\n'
-  [ -n "${1:-}" ] && printf 'menuentry "qkvm guest" {\n  linux /boot/vmlinuz console=ttyS0 panic=-1 quiet\n  initrd /boot/initrd.gz /boot/cdrom.gz\n}\n'
   return 0
 }
 if [ ! -s "$CACHE/grub-hello.iso" ]; then
@@ -198,43 +197,19 @@ if [ ! -s "$G/vmlinuz" ] || [ ! -d "$G/kernel/lib/modules" ]; then
   skip "Linux boots from a grub-mkrescue ISO" "no default guest in $G (guest/build.sh)"
   exit 0
 fi
-if [ ! -s "$CACHE/linux.iso" ] || [ "$G/initrd.gz" -nt "$CACHE/linux.iso" ]; then
-  # the default guest's initramfs, and a second one (the kernel unpacks both) with the IDE,
-  # CD-ROM and ISO 9660 modules, loaded by the guest's /init from its modules.order
-  kver=$(ls "$G/kernel/lib/modules" | head -n 1)
-  moddir=$G/kernel/lib/modules/$kver
-  rm -rf "$TMP/linux" "$TMP/overlay" && mkdir -p "$TMP/linux/boot/grub" "$TMP/overlay/etc" "$TMP/overlay/mnt"
-  zcat "$G/initrd.gz" | (cd "$TMP/overlay" && cpio -i --quiet etc/modules.order)
-  for m in scsi_common scsi_mod libata ata_piix cdrom sr_mod isofs; do
-    rel=$(cd "$moddir" && find kernel -name "$m.ko" | head -n 1)
-    [ -n "$rel" ] || continue          # built into this kernel
-    mkdir -p "$TMP/overlay/lib/modules/$kver/$(dirname "$rel")"
-    cp "$moddir/$rel" "$TMP/overlay/lib/modules/$kver/$rel"
-    echo "/lib/modules/$kver/$rel" >>"$TMP/overlay/etc/modules.order"
-  done
-  (cd "$TMP/overlay" && find . | LC_ALL=C sort | cpio -o -H newc --quiet | gzip >"$TMP/linux/boot/cdrom.gz")
-  cp "$G/vmlinuz" "$G/initrd.gz" "$TMP/linux/boot/"
-  echo "qkvm-cdrom: a file on the ISO" >"$TMP/linux/marker.txt"
-  grub_cfg linux >"$TMP/linux/boot/grub/grub.cfg"
-  grub-mkrescue -o "$CACHE/linux.iso.tmp" "$TMP/linux" >"$TMP/mkrescue.err" 2>&1 &&
-    mv "$CACHE/linux.iso.tmp" "$CACHE/linux.iso"
+. "$(dirname "$0")/linux-iso.bash"
+# the default guest's initramfs, and a second one with the IDE, CD-ROM and ISO 9660 modules
+if ! iso_linux_build "$CACHE/linux.iso" "qkvm-cdrom: a file on the ISO" \
+    scsi_common scsi_mod libata ata_piix cdrom sr_mod isofs; then
+  fail "grub-mkrescue builds the Linux ISO" "$(tail -c 300 "$TMP/mkrescue.err")"
+  exit 0
 fi
 # linux_cd NAME CMD...: boots to the ready line, mounts the CD, reads the marker, powers off
 linux_cd() {
-  local name=$1 fifo=$TMP/in.$1 out=$TMP/$1.out; shift
-  mkfifo "$fifo"
+  local name=$1 out=$TMP/$1.out; shift
   local t0; t0=$(date +%s.%N)
-  timeout -k 5 300 "$@" <"$fifo" >"$out" 2>"$out.err" &
-  local pid=$! i
-  exec 9>"$fifo"
-  for ((i = 0; i < 3000; i++)); do
-    grep -aq 'qkvm-guest: ready' "$out" && break
-    kill -0 $pid 2>/dev/null || break
-    sleep 0.1
-  done
-  if ! grep -aq 'qkvm-guest: ready' "$out"; then
+  if ! iso_linux_boot "$out" "$@"; then
     fail "$name: Linux from the ISO reaches its ready line" "$(tr -d '\r' <"$out" | tail -c 400)"
-    exec 9>&-; kill $pid 2>/dev/null; wait $pid 2>/dev/null
     return 1
   fi
   echo "# $name: ready line after $(echo "$(date +%s.%N) - $t0" | bc) s"
@@ -242,14 +217,7 @@ linux_cd() {
   # ata_piix probes after the ready line: wait for sr0. No ACPI on -M pc yet, so no poweroff:
   # the end marker (computed, so the echoed command line does not hold it) ends the run
   printf 'for i in $(seq 150); do [ -e /sys/block/sr0 ] && break; sleep 0.2; done; echo "model=$(cat /sys/block/sr0/device/model)"; mount -t iso9660 -o ro /dev/sr0 /mnt && cat /mnt/marker.txt; echo "size=$(cat /sys/block/sr0/size)"; echo "qkvm-cdrom-$((40 + 2))"\n' >&9
-  for ((i = 0; i < 900; i++)); do
-    grep -aq '^qkvm-cdrom-42' "$out" && break
-    kill -0 $pid 2>/dev/null || break
-    sleep 0.1
-  done
-  kill $pid 2>/dev/null
-  wait $pid 2>/dev/null
-  exec 9>&-
+  iso_linux_end "$out" qkvm-cdrom-42
 }
 linux_cd qkvm "$QKVM" -accel tcg -nographic -m 512 -cdrom "$CACHE/linux.iso"
 answers() { tr -d '\r' <"$1" | grep -a -e '^model=' -e '^qkvm-cdrom: ' -e '^size=' | sed 's/ *$//'; }

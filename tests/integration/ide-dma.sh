@@ -21,50 +21,22 @@ if ! command -v grub-mkrescue >/dev/null || [ ! -d /usr/lib/grub/i386-pc ] || ! 
   skip "Linux's ata_piix uses bus-master DMA" "no grub-mkrescue, grub-pc-bin or mtools (scripts/deps.sh test)"
   exit 0
 fi
+. "$(dirname "$0")/linux-iso.bash"
 CACHE=$TOP/$B/ide-dma
 mkdir -p "$CACHE"
-if [ ! -s "$CACHE/linux.iso" ] || [ "$G/initrd.gz" -nt "$CACHE/linux.iso" ] || [ "$0" -nt "$CACHE/linux.iso" ]; then
-  # the second initramfs: IDE, disk, CD and ISO 9660 modules after the guest's own
-  kver=$(ls "$G/kernel/lib/modules" | head -n 1)
-  moddir=$G/kernel/lib/modules/$kver
-  mkdir -p "$TMP/overlay/etc" "$TMP/iso/boot/grub"
-  zcat "$G/initrd.gz" | (cd "$TMP/overlay" && cpio -i --quiet etc/modules.order)
-  for m in scsi_common scsi_mod libata ata_piix sd_mod cdrom sr_mod isofs; do
-    rel=$(cd "$moddir" && find kernel -name "$m.ko" | head -n 1)
-    [ -n "$rel" ] || continue
-    mkdir -p "$TMP/overlay/lib/modules/$kver/$(dirname "$rel")"
-    cp "$moddir/$rel" "$TMP/overlay/lib/modules/$kver/$rel"
-    echo "/lib/modules/$kver/$rel" >>"$TMP/overlay/etc/modules.order"
-  done
-  (cd "$TMP/overlay" && find . | LC_ALL=C sort | cpio -o -H newc --quiet | gzip) >"$TMP/iso/boot/ide.gz"
-  cp "$G/vmlinuz" "$G/initrd.gz" "$TMP/iso/boot/"
-  echo "qkvm-ide-dma: a file on the CD" >"$TMP/iso/marker.txt"
-  printf 'serial --unit=0 --speed=115200\nterminal_input serial\nterminal_output serial\nset timeout=0\n%s\n' \
-    'menuentry "qkvm" { linux /boot/vmlinuz console=ttyS0 panic=-1 quiet; initrd /boot/initrd.gz /boot/ide.gz; }' \
-    >"$TMP/iso/boot/grub/grub.cfg"
-  grub-mkrescue -o "$CACHE/linux.iso.tmp" "$TMP/iso" >"$TMP/mkrescue.err" 2>&1 && mv "$CACHE/linux.iso.tmp" "$CACHE/linux.iso"
-fi
-if [ ! -s "$CACHE/linux.iso" ]; then
+# the second initramfs: IDE, disk, CD and ISO 9660 modules after the guest's own
+if ! iso_linux_build "$CACHE/linux.iso" "qkvm-ide-dma: a file on the CD" \
+    scsi_common scsi_mod libata ata_piix sd_mod cdrom sr_mod isofs; then
   fail "grub-mkrescue builds the ISO" "$(tail -c 300 "$TMP/mkrescue.err")"
   exit 0
 fi
 # the disk: 8 MiB of pseudo-random data
 head -c $((8 << 20)) /dev/urandom >"$TMP/disk.img"
 
-fifo=$TMP/in out=$TMP/out
-mkfifo "$fifo"
-timeout -k 5 300 "$QKVM" -accel tcg -nographic -m 512 -drive "file=$TMP/disk.img,format=raw,if=ide,index=0" \
-  -cdrom "$CACHE/linux.iso" -boot d <"$fifo" >"$out" 2>"$out.err" &
-pid=$!
-exec 9>"$fifo"
-for ((i = 0; i < 3000; i++)); do
-  grep -aq 'qkvm-guest: ready' "$out" && break
-  kill -0 $pid 2>/dev/null || break
-  sleep 0.1
-done
-if ! grep -aq 'qkvm-guest: ready' "$out"; then
+out=$TMP/out
+if ! iso_linux_boot "$out" "$QKVM" -accel tcg -nographic -m 512 -drive "file=$TMP/disk.img,format=raw,if=ide,index=0" \
+    -cdrom "$CACHE/linux.iso" -boot d; then
   fail "Linux from the ISO beside an IDE disk reaches its ready line" "$(tr -d '\r' <"$out" | tail -c 400)"
-  exec 9>&-; kill $pid 2>/dev/null; wait $pid 2>/dev/null
   exit 0
 fi
 pass "Linux from the ISO beside an IDE disk reaches its ready line"
@@ -77,14 +49,7 @@ printf '%s\n' 'for i in $(seq 150); do [ -e /sys/block/sda ] && [ -e /sys/block/
   'yes qkvm-dma-write | head -c 65536 | dd of=/dev/sda bs=64k seek=64 oflag=direct conv=fsync 2>/dev/null; echo "wrote=$?"' \
   'mkdir -p /mnt && mount -t iso9660 -o ro /dev/sr0 /mnt && cat /mnt/marker.txt' \
   'echo "qkvm-dma-$((40 + 2))"' >&9
-for ((i = 0; i < 900; i++)); do
-  grep -aq '^qkvm-dma-42' "$out" && break
-  kill -0 $pid 2>/dev/null || break
-  sleep 0.1
-done
-kill $pid 2>/dev/null
-wait $pid 2>/dev/null
-exec 9>&-
+iso_linux_end "$out" qkvm-dma-42
 o=$(tr -d '\r' <"$out")
 ata=$(grep -a -e '^ata[12]' -e 'BMDMA' -e '^xfer ' <<<"$o")
 echo "$ata" | sed 's/^/# /'
