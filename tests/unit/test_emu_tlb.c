@@ -62,27 +62,37 @@ __asm__(".pushsection .rodata\n"
         "inv_end:\n"
         ".popsection\n");
 
+/* Runs [start, end) from fresh tables with these registers (the others random), interpreted
+ * (jit -1) or translated (0); the emulator's result in emu. */
+static void run_tables(const uint8_t *start, const uint8_t *end, const uint64_t set[16], int jit,
+                       struct result *emu)
+{
+    static uint8_t data[DATA_SIZE];
+    static struct result nat;
+    tables_reset();
+    struct regs in;
+    rng_state = 31;
+    rnd_regs(&in);
+    for (int k = 0; k < 16; k++)
+        if (set[k])
+            in.r[k] = set[k];
+    struct code c = { .n = 0 };
+    emit(&c, start, (int)(end - start));
+    harness_jit = jit;
+    harness_run(c.b, c.n, &in, data, &nat, emu);
+    harness_jit = -1;
+    assert_int_equal(emu->vec, -1);
+}
+
 static void test_invlpg(void **s)
 {
     (void)s;
-    static uint8_t data[DATA_SIZE];
-    static struct result nat, emu;
+    static struct result emu;
+    const uint64_t set[16] = { [R_SI] = VA1G + 0x80000, [R_DI] = HBASE + PD2,
+                               [R_DX] = VA1G + 0x1ff000, [12] = VA1G + (2u << 20),
+                               [13] = HBASE + PT2 };
     for (int jit = -1; jit <= 0; jit++) {
-        tables_reset();
-        struct regs in;
-        rng_state = 31;
-        rnd_regs(&in);
-        in.r[R_SI] = VA1G + 0x80000;
-        in.r[R_DI] = HBASE + PD2;
-        in.r[R_DX] = VA1G + 0x1ff000;
-        in.r[12] = VA1G + (2u << 20);
-        in.r[13] = HBASE + PT2;
-        struct code c = { .n = 0 };
-        emit(&c, inv_start, (int)(inv_end - inv_start));
-        harness_jit = jit;
-        harness_run(c.b, c.n, &in, data, &nat, &emu);
-        harness_jit = -1;
-        assert_int_equal(emu.vec, -1);
+        run_tables(inv_start, inv_end, set, jit, &emu);
         assert_int_equal(emu.regs.r[R_AX], 0x1111);
         assert_int_equal(emu.regs.r[R_CX], 0x2222);
         assert_int_equal(emu.regs.r[9], 0xa1);
@@ -117,23 +127,11 @@ __asm__(".pushsection .rodata\n"
 static void test_cr3_global(void **s)
 {
     (void)s;
-    static uint8_t data[DATA_SIZE];
-    static struct result nat, emu;
+    static struct result emu;
+    const uint64_t set[16] = { [R_SI] = VA1G + (2u << 20) + 0x1000, [R_DI] = VA1G + (2u << 20) + 0x2000,
+                               [12] = HBASE + PT2 + 8, [13] = HBASE + PT2 + 16 };
     for (int jit = -1; jit <= 0; jit++) {
-        tables_reset();
-        struct regs in;
-        rng_state = 32;
-        rnd_regs(&in);
-        in.r[R_SI] = VA1G + (2u << 20) + 0x1000;
-        in.r[R_DI] = VA1G + (2u << 20) + 0x2000;
-        in.r[12] = HBASE + PT2 + 8;
-        in.r[13] = HBASE + PT2 + 16;
-        struct code c = { .n = 0 };
-        emit(&c, cr3_start, (int)(cr3_end - cr3_start));
-        harness_jit = jit;
-        harness_run(c.b, c.n, &in, data, &nat, &emu);
-        harness_jit = -1;
-        assert_int_equal(emu.vec, -1);
+        run_tables(cr3_start, cr3_end, set, jit, &emu);
         assert_int_equal(emu.regs.r[R_AX], 0x3333);
         assert_int_equal(emu.regs.r[R_BX], 0x5555);
         assert_int_equal(emu.regs.r[8], 0x3333);
