@@ -132,7 +132,7 @@ static void test_link_after_call(void **s)
         if (jit < 0) {
             assert_true(blocks1 - blocks0 >= 2000);   /* the interpreter: one lookup per block */
         } else {
-            /* linked: back to the run loop once per chain budget (64 blocks), not per iteration */
+            /* linked: back to the run loop once per chain budget (cpu.c), not per iteration */
             print_message("# translated: %llu run-loop lookups for 2000 iterations\n",
                           (unsigned long long)(blocks1 - blocks0));
             assert_true(blocks1 - blocks0 < 200);

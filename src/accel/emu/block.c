@@ -95,8 +95,13 @@ struct block *block_get_slow(struct cpu *c)
     const uint8_t *host = mem_ptr_x(c, la, &pa, &pidx);
     if (unlikely(!host))
         return decode_io(c, la, mode);
-    unsigned h = block_hash(pa, mode);
     uint32_t gen = atomic_load_explicit(&c->vm->gen[pidx], memory_order_acquire);
+    /* the jump cache had la but the TLB no longer did (a CR3 write empties it of everything
+     * not global, so every user block after a context switch comes here): the walk just
+     * refilled it, and the cached block is the one when it is still at that frame */
+    if (j->la == la && j->key == key && j->b->pa == pa && j->b->mode == mode && j->b->gen == gen)
+        return j->b;
+    unsigned h = block_hash(pa, mode);
     struct block **pp = &c->bhash[h];
     for (struct block *b = *pp; b; pp = &b->next, b = b->next) {
         if (b->pa == pa && b->mode == mode) {

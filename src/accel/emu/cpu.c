@@ -408,6 +408,11 @@ int emu_vm_set_cpu_model(struct emu_vm *vm, const char *spec, char *err, size_t 
 }
 void emu_cpu_fxsave(struct cpu *c, void *area512) { fpu_fxsave(c, area512); }
 
+/* Linked blocks run before translated code comes back to the run loop (for a kick, a map
+ * change, the timer; interrupts are looked at on every link). 64 made a quarter of the trips
+ * through the run loop in a kernel-heavy guest. */
+#define CHAIN_BUDGET 256
+
 static bool machine_stopping(struct cpu *c)
 {
     return c->m && atomic_load_explicit(&c->m->stop, memory_order_relaxed) != MACHINE_RUNNING;
@@ -619,10 +624,10 @@ enum emu_stop emu_cpu_run(struct cpu *c)
             cpu_sleep(c, c->timer_deadline, true);
             continue;
         }
-        /* The local timer is looked at every 1024 trips through here (each up to 64 chained
-         * blocks), every 64 while one is armed: a TSC deadline a few microseconds ahead then
-         * fires within tens of microseconds of a busy loop, not a millisecond. */
-        if (unlikely(++c->poll_count >= (c->timer_deadline == UINT64_MAX ? 1024u : 64u))) {
+        /* The local timer is looked at every 256 trips through here (each up to CHAIN_BUDGET
+         * chained blocks), every 16 while one is armed: a TSC deadline a few microseconds ahead
+         * then fires within tens of microseconds of a busy loop, not a millisecond. */
+        if (unlikely(++c->poll_count >= (c->timer_deadline == UINT64_MAX ? 256u : 16u))) {
             c->poll_count = 0;
             poll_timer(c);
             if (machine_stopping(c))
@@ -661,7 +666,7 @@ enum emu_stop emu_cpu_run(struct cpu *c)
             ++b->hits > (uint32_t)c->vm->jit_threshold)
             jit_compile(c, b);
         if (b->code && likely(!c->segchk)) {
-            c->chain_budget = 64;
+            c->chain_budget = CHAIN_BUDGET;
             jit_run(c, b);
             c->cur = NULL;
             continue;

@@ -223,6 +223,10 @@ struct cpu {
      * (a memcpy between two mappings) share every slot of the direct-mapped TLB. */
     struct tlb_entry victim[TLB_SETS][TLB_VICTIM];
     uint32_t victim_next[TLB_SETS];
+    /* The linear range the entries of large pages (2 MiB, 4 MiB, 1 GiB) filled since the set's
+     * last full flush may cover: an INVLPG outside it looks at one slot, not all (each 4 KiB of
+     * a large page has an entry of its own, in its own slot). Empty: lo > hi. */
+    uint64_t large_lo[TLB_SETS], large_hi[TLB_SETS];
     struct jc_entry jc[1u << JMP_CACHE_BITS];
 
     /* Decoded blocks: an arena, a hash on (physical address, mode). */

@@ -402,6 +402,12 @@ static uint8_t *xlate_as(struct cpu *c, uint64_t la, int acc, int set, uint64_t 
     uint64_t vpage = la & ~0xfffull;
     victim_push(c, set, e, vpage);
     c->tlb_used |= (uint8_t)(1u << set);
+    if (wk.lmask > 0xfff) {
+        if ((la & ~wk.lmask) < c->large_lo[set])
+            c->large_lo[set] = la & ~wk.lmask;
+        if ((la | wk.lmask) > c->large_hi[set])
+            c->large_hi[set] = la | wk.lmask;
+    }
     e->vr = r_ok ? vpage : 1;
     e->vw = w ? vpage : 1;
     e->vx = x_ok ? vpage : 1;
@@ -659,8 +665,22 @@ void tlb_flush(struct cpu *c, bool global)
                 e->vr = e->vw = e->vx = 1;
         }
     }
-    if (global)
+    if (global) {
         c->tlb_used = 0;
+        for (int t = 0; t < TLB_SETS; t++) {
+            c->large_lo[t] = ~0ull;
+            c->large_hi[t] = 0;
+        }
+    }
+}
+
+/* Empties e if it maps la's page (an entry may allow fetches or writes only: SMAP, protection
+ * keys, so any of its three tags names the page). */
+static void tlb_drop_if(struct tlb_entry *e, uint64_t la)
+{
+    uint64_t va = e->vr != 1 ? e->vr : e->vx != 1 ? e->vx : e->vw;
+    if (va != 1 && (va & ~e->lmask) == (la & ~e->lmask))
+        e->vr = e->vw = e->vx = 1;
 }
 
 void tlb_flush_page(struct cpu *c, uint64_t la)
@@ -668,18 +688,14 @@ void tlb_flush_page(struct cpu *c, uint64_t la)
     for (int t = 0; t < TLB_SETS; t++) {
         if (!(c->tlb_used & (1u << t)))
             continue;
-        for (unsigned k = 0; k < TLB_SIZE; k++) {
-            struct tlb_entry *e = &c->tlb[t][k];
-            /* an entry may allow fetches or writes only (SMAP, protection keys) */
-            uint64_t va = e->vr != 1 ? e->vr : e->vx != 1 ? e->vx : e->vw;
-            if (va != 1 && (va & ~e->lmask) == (la & ~e->lmask))
-                e->vr = e->vw = e->vx = 1;
+        if (la >= c->large_lo[t] && la <= c->large_hi[t]) {
+            /* a large page may hold la: its entries are in the slots of all its 4 KiB pages */
+            for (unsigned k = 0; k < TLB_SIZE; k++)
+                tlb_drop_if(&c->tlb[t][k], la);
+        } else {
+            tlb_drop_if(&c->tlb[t][(la >> 12) & (TLB_SIZE - 1)], la);
         }
-        for (unsigned k = 0; k < TLB_VICTIM; k++) {
-            struct tlb_entry *e = &c->victim[t][k];
-            uint64_t va = e->vr;
-            if (va != 1 && (va & ~e->lmask) == (la & ~e->lmask))
-                e->vr = e->vw = e->vx = 1;
-        }
+        for (unsigned k = 0; k < TLB_VICTIM; k++)
+            tlb_drop_if(&c->victim[t][k], la);
     }
 }
