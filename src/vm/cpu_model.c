@@ -29,7 +29,7 @@ static const struct feat_name feat_names[] = {
     { "sse4.2", CPUF_1_ECX, 20 }, { "x2apic", CPUF_1_ECX, 21 }, { "movbe", CPUF_1_ECX, 22 },
     { "popcnt", CPUF_1_ECX, 23 }, { "tsc-deadline", CPUF_1_ECX, 24 }, { "aes", CPUF_1_ECX, 25 },
     { "xsave", CPUF_1_ECX, 26 }, { "avx", CPUF_1_ECX, 28 }, { "f16c", CPUF_1_ECX, 29 },
-    { "rdrand", CPUF_1_ECX, 30 }, { "hypervisor", CPUF_1_ECX, 31 },
+    { "pcid", CPUF_1_ECX, 17 }, { "rdrand", CPUF_1_ECX, 30 }, { "hypervisor", CPUF_1_ECX, 31 },
     { "fsgsbase", CPUF_7_EBX, 0 }, { "bmi1", CPUF_7_EBX, 3 }, { "hle", CPUF_7_EBX, 4 },
     { "avx2", CPUF_7_EBX, 5 }, { "smep", CPUF_7_EBX, 7 }, { "bmi2", CPUF_7_EBX, 8 },
     { "erms", CPUF_7_EBX, 9 }, { "invpcid", CPUF_7_EBX, 10 }, { "rtm", CPUF_7_EBX, 11 },

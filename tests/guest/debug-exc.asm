@@ -12,7 +12,7 @@ bits 32
     org 0x200000
 %define ROUNDS 20
 %define APIC 0xfee00000
-%define NRES 25
+%define NRES 26
 header:
     dd 0x1badb002, 0x00010000, -(0x1badb002 + 0x00010000)
     dd header, 0x200000, image_end, bss_end, entry
@@ -294,7 +294,7 @@ checks:
     or eax, [irq_ecx]
     mov [res + 52], eax                     ; sti_count_ecx = 11
 
-    ; 24: POPF setting IF has no shadow: a self-IPI held while IF=0 is taken right after it
+    ; 25: POPF setting IF has no shadow: a self-IPI held while IF=0 is taken right after it
     mov dword [irq_count], 0
     mov dword [irq_ecx], 0xff
     mov dword [APIC + 0x300], 0x40030       ; fixed, vector 0x30, to self
@@ -309,7 +309,7 @@ checks:
     mov eax, [irq_count]
     shl eax, 4
     or eax, [irq_ecx]
-    mov [res + 96], eax                     ; popf_count_ecx = 10
+    mov [res + 100], eax                    ; popf_count_ecx = 10
 
     ; 14: the MOV SS shadow: single-step's trap after MOV SS waits for the next instruction
     reset_db
@@ -440,6 +440,33 @@ checks:
     movzx ebx, bl
     or eax, ebx
     mov [res + 92], eax                     ; rep_zero_count_eip = 41
+
+    ; 24: REP STOSD over a DR1 write breakpoint on its third dword: a trap after that
+    ; iteration, RIP on the REP and ECX 1; the fourth then runs, no second trap
+    reset_db
+    mov eax, rep_buf + 8
+    mov dr1, eax
+    mov eax, 0x00d00404                     ; L1, R/W1 = 01 (writes), LEN1 = 11 (4 bytes)
+    mov dr7, eax
+    mov edi, rep_buf
+    mov ecx, 4
+    mov eax, 0x5a5a5a5a
+.rs:
+    rep stosd
+    mov eax, 0x400
+    mov dr7, eax
+    mov eax, [db_count]
+    shl eax, 4
+    cmp dword [db_eip], .rs
+    sete bl
+    or al, bl
+    shl eax, 4
+    or eax, [db_ecx]
+    shl eax, 4
+    cmp dword [rep_buf + 12], 0x5a5a5a5a
+    sete bl
+    or al, bl
+    mov [res + 96], eax                     ; rep_wbp_count_eip_ecx_done = 1111
     ret
 
 ; eax = the REP instruction, ebx = the one after it: db_count << 4 | (the first two traps at
@@ -605,17 +632,18 @@ n15: db "nmi_count_seen=", 0
 n16: db "das_cf_al=", 0
 n17: db "task_str_link_nt_ran=", 0
 n18: db "task_back_str_nt=", 0
-n24: db "popf_count_ecx=", 0
+n25: db "popf_count_ecx=", 0
 n19: db "rep_movs_count_eips=", 0
 n20: db "rep_movs_copied_ecx_rf=", 0
 n21: db "repe_cmps_count_eips=", 0
 n22: db "repe_cmps_ecx=", 0
 n23: db "rep_zero_count_eip=", 0
+n24: db "rep_wbp_count_eip_ecx_done=", 0
 rep_src: db "abcd"
 rep_cmp: db "abXd"
     align 4
 names: dd n0, n1, n2, n3, n4, n5, n6, n7, n8, n9, n10, n11, n12, n13, n14, n15, n16, n17, n18
-       dd n19, n20, n21, n22, n23, n24, 0
+       dd n19, n20, n21, n22, n23, n24, n25, 0
 image_end:
 
 absolute image_end + 16 - (image_end - $$) % 16   ; what follows: zeroed by the loader (bss_end)
@@ -631,6 +659,7 @@ db_dr6: resd 8
 db_ecx: resd 8
 db_rf: resd 1
 rep_dst: resd 1
+rep_buf: resd 4
 ud_flags: resd 1
 ud_count: resd 1
 ud_skip: resd 1

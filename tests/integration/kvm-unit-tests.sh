@@ -37,7 +37,7 @@ declare -A NEEDS=(
 # (eventinj, syscall and realmode were here: fixed, see docs/tcg.md "Exceptions".)
 declare -A EMU_BUGS=()
 # Tests qkvm passes although QEMU's TCG does not (docs/firmware.md): they must keep passing.
-declare -A QKVM_ONLY=([debug]=1 [idt_test]=1 [emulator]=1)
+declare -A QKVM_ONLY=([debug]=1 [idt_test]=1 [emulator]=1 [la57]=1)
 
 # quick ones (seconds each on both; run_tests.sh itself costs about a minute here): the
 # exception tests among them are the ones QEMU's TCG passes (eventinj, syscall, realmode) and

@@ -25,6 +25,7 @@ declare -A want=(
   [task_str_link_nt_ran]=02001811 [task_back_str_nt]=00000180
   [rep_movs_count_eips]=00000067 [rep_movs_copied_ecx_rf]=00012101
   [repe_cmps_count_eips]=00000067 [repe_cmps_ecx]=00000321 [rep_zero_count_eip]=00000041
+  [rep_wbp_count_eip_ecx_done]=00001111
   [rounds_agree]=00000001
 )
 declare -A what=(
@@ -53,6 +54,7 @@ declare -A what=(
   [repe_cmps_count_eips]="REPE CMPSB under TF: traps on the REP until ZF ends it"
   [repe_cmps_ecx]="REPE CMPSB under TF: ECX 3, 2, 1 at the traps"
   [rep_zero_count_eip]="REP STOSB with ECX 0 under TF: one trap, at the next instruction"
+  [rep_wbp_count_eip_ecx_done]="REP STOSD over a write breakpoint: one trap after that iteration, on the REP, ECX 1; then the rest"
   [rounds_agree]="every round saw the same (interpreted, then translated code around the checks)"
 )
 

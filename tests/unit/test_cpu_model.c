@@ -99,6 +99,11 @@ static void test_feature_properties(void **s)
     assert_int_equal(parse_tcg("qemu64,-avx2,aes=off", &m), 0);
     assert_int_equal(parse_tcg("qemu64,+rdrand", &m), -EINVAL);
     assert_non_null(strstr(err, "rdrand"));
+    /* kvm-unit-tests' pcid-disabled: names the software CPU knows and does not offer */
+    assert_int_equal(parse_tcg("qemu64,-pcid,-invpcid", &m), 0);
+    assert_int_equal(m.feat[CPUF_1_ECX] & (1u << 17), 0);
+    assert_int_equal(parse_tcg("qemu64,+pcid", &m), -EINVAL);
+    assert_non_null(strstr(err, "feature pcid is not offered"));
     assert_int_equal(parse_tcg("qemu64,+avx2,+avx,+xsave,+fma,+f16c", &m), 0);
     assert_int_equal(parse_tcg("qemu64,+nosuchfeat", &m), -EINVAL);
     assert_non_null(strstr(err, "unknown CPU feature 'nosuchfeat'"));
