@@ -50,7 +50,7 @@ static void gen_insn(struct code *c, uint32_t *def)
 {
     int sz = wsz();
     uint8_t op[2];
-    switch (rnd() % 32) {
+    switch (rnd() % 33) {
     case 0: case 1: {   /* ALU r/m, r and r, r/m: ADD OR AND SUB XOR CMP, ADC SBB when CF is */
         int kind = (int)(rnd() % 8);
         if ((kind == 2 || kind == 3) && !(*def & CF))
@@ -387,6 +387,18 @@ static void gen_insn(struct code *c, uint32_t *def)
             else if (sub == 3)
                 *def |= FIVE;
         }
+        break;
+    }
+    case 32: {   /* BT r, r and BT r, imm8: CF the bit, ZF kept, OF SF AF PF undefined */
+        if (rnd() % 2) {
+            uint8_t o2[2] = { 0x0f, 0xa3 };
+            emit_modrm(c, sz, o2, 2, reg(), reg(), 0, false, NULL, 0);
+        } else {
+            uint8_t o2[2] = { 0x0f, 0xba };
+            emit_modrm(c, sz, o2, 2, 4, reg(), 0, false, NULL, 0);
+            emit1(c, (uint8_t)rnd_val());
+        }
+        *def = (*def & ZF) | CF;
         break;
     }
     case 29:   /* SAHF: SF ZF AF PF CF from AH, OF kept (the flags themselves, CC_EFLAGS) */

@@ -679,6 +679,7 @@ static void emit_shift(struct tx *t, int sub, int sz, unsigned n, bool live)
 
 static unsigned emit_cond(struct tx *t, unsigned cc);
 static void emit_carry(struct tx *t);
+static bool emit_redo(struct tx *t);
 struct ccall;
 static struct ccall *rmw_begin(struct tx *t, const struct insn *i, int sz);
 static void rmw_end(struct tx *t, struct ccall *k, int kind, int sz, bool live);
@@ -1332,6 +1333,37 @@ static bool word_ok(const struct insn *i, bool live)
     return false;
 }
 
+/* BT r, r and BT r, imm8 of 4 or 8 bytes (bitmaps, glibc's and the kernel's bit tests): CF is
+ * the bit, ZF stays and the rest is left as the guest's last flags (the interpreter keeps them;
+ * the manuals leave OF SF AF PF undefined). The flags before it are redone on the host, the
+ * host's BT runs, and what it leaves is stored whole (CC_EFLAGS). Nobody reading the flags
+ * before they are set anew: nothing to do at all, a register BT neither faults nor writes.
+ * False when the flags before it are not known here (another block's): then the handler. */
+static bool emit_bt(struct tx *t, const struct insn *i, int sz, bool live)
+{
+    int w = sz == 8;
+    if (!live)
+        return true;
+    if (!emit_redo(t))
+        return false;
+    ldg(t, w, RAX, i->rm);           /* moves: the host's flags stay */
+    if (i->op == 0x1a3) {
+        ldg(t, w, RCX, i->reg);
+        op_rr(t, w, 0x0fa3, RCX, RAX);
+    } else {
+        op_rr(t, w, 0x0fba, 4, RAX);
+        e1(t, (uint8_t)i->imm);
+    }
+    e1(t, 0x9c);                     /* pushfq; pop rax; and eax, OF SF ZF AF PF CF */
+    e1(t, 0x58);
+    e1(t, 0x25);
+    e4(t, F_ARITH);
+    st(t, 1, OFF(cc_src), RAX);
+    sti(t, 0, OFF(cc_op), CC_EFLAGS);
+    t->cc = CC_EFLAGS;
+    return true;
+}
+
 /* The LOCKed forms emit_inline translates: the read-modify-writes of memory that go through
  * rmw_begin (rmw_op's compare-and-swap loop). Any other LOCK (CMP, a register operand: #UD;
  * ADC, SBB, BTS...) stays with its handler. */
@@ -1440,6 +1472,8 @@ static bool emit_inline(struct tx *t, const struct insn *i, bool live)
     if (!reg && (((op == 0xfe || op == 0xff) && i->sub <= 1) ||
                  ((op == 0xf6 || op == 0xf7) && (i->sub == 2 || i->sub == 3))))
         return emit_unary_mem(t, i, sz, live);
+    if (reg && (sz == 4 || sz == 8) && (op == 0x1a3 || (op == 0x1ba && i->sub == 4)))
+        return emit_bt(t, i, sz, live);
     if (sz == 1)
         return emit_byte(t, i, live);
     if (sz == 2 && !word_ok(i, live))
