@@ -50,7 +50,7 @@ static void gen_insn(struct code *c, uint32_t *def)
 {
     int sz = wsz();
     uint8_t op[2];
-    switch (rnd() % 31) {
+    switch (rnd() % 33) {
     case 0: case 1: {   /* ALU r/m, r and r, r/m: ADD OR AND SUB XOR CMP, ADC SBB when CF is */
         int kind = (int)(rnd() % 8);
         if ((kind == 2 || kind == 3) && !(*def & CF))
@@ -361,6 +361,44 @@ static void gen_insn(struct code *c, uint32_t *def)
             uint8_t o2[2] = { 0x0f, (uint8_t)(0x90 + cc) };
             emit_modrm(c, 1, o2, 2, 0, -1, disp(), false, NULL, 0);
         }
+        break;
+    }
+    case 31: {   /* LOCKed ADD OR AND SUB XOR m, r / m, imm and INC DEC NOT NEG m, every size */
+        static const int szs[4] = { 1, 2, 4, 8 }, kinds[5] = { 0, 1, 4, 5, 6 };
+        int msz = szs[rnd() % 4], kind = kinds[rnd() % 5], f = (int)(rnd() % 3);
+        emit1(c, 0xf0);
+        if (f == 0) {
+            op[0] = (uint8_t)(kind * 8 + (msz != 1));
+            bool rex = rnd() % 2;
+            emit_modrm(c, msz, op, 1, msz == 1 && !rex ? breg() : reg(), -1, disp(), rex, NULL, 0);
+            *def |= FIVE;
+        } else if (f == 1) {
+            bool i8 = msz == 1 || rnd() % 2;
+            op[0] = msz == 1 ? 0x80 : i8 ? 0x83 : 0x81;
+            emit_modrm(c, msz, op, 1, kind, -1, disp(), false, NULL, 0);
+            emit_imm(c, rnd_val(), i8 ? 1 : msz == 2 ? 2 : 4);
+            *def |= FIVE;
+        } else {
+            int sub = (int)(rnd() % 4);
+            op[0] = (uint8_t)((sub < 2 ? 0xff : 0xf7) - (msz == 1));
+            emit_modrm(c, msz, op, 1, sub, -1, disp(), false, NULL, 0);
+            if (sub < 2)
+                *def |= PF | ZF | SF | OF;
+            else if (sub == 3)
+                *def |= FIVE;
+        }
+        break;
+    }
+    case 32: {   /* BT r, r and BT r, imm8: CF the bit, ZF kept, OF SF AF PF undefined */
+        if (rnd() % 2) {
+            uint8_t o2[2] = { 0x0f, 0xa3 };
+            emit_modrm(c, sz, o2, 2, reg(), reg(), 0, false, NULL, 0);
+        } else {
+            uint8_t o2[2] = { 0x0f, 0xba };
+            emit_modrm(c, sz, o2, 2, 4, reg(), 0, false, NULL, 0);
+            emit1(c, (uint8_t)rnd_val());
+        }
+        *def = (*def & ZF) | CF;
         break;
     }
     case 29:   /* SAHF: SF ZF AF PF CF from AH, OF kept (the flags themselves, CC_EFLAGS) */

@@ -69,6 +69,7 @@ struct ccall {
     int pend;
     uint16_t dirty;
     uint8_t *resume;
+    bool locked;         /* a LOCKed read-modify-write: rmw_op's compare-and-swap loop */
 };
 
 struct tx {
@@ -678,6 +679,7 @@ static void emit_shift(struct tx *t, int sub, int sz, unsigned n, bool live)
 
 static unsigned emit_cond(struct tx *t, unsigned cc);
 static void emit_carry(struct tx *t);
+static bool emit_redo(struct tx *t);
 struct ccall;
 static struct ccall *rmw_begin(struct tx *t, const struct insn *i, int sz);
 static void rmw_end(struct tx *t, struct ccall *k, int kind, int sz, bool live);
@@ -1137,6 +1139,7 @@ static struct ccall *rmw_begin(struct tx *t, const struct insn *i, int sz)
     if (t->nccall >= CCALL_MAX - 1)
         return NULL;
     struct ccall *k = ccall_new(t, i);
+    k->locked = i->lock;
     emit_ea(t, i);
     tlb_lookup(t, true, sz, k->patch, &k->npatch);
     mov_rr(t, 1, R8, RAX);
@@ -1151,10 +1154,41 @@ static void rmw_load(struct tx *t, int sz)
     op_rm(t, sz == 8, sz == 1 ? 0x8a : 0x8b, RAX, R8, 0);
 }
 
+/* rax = rax (hop /regf) of sz bytes, the host operation of a read-modify-write: regf is RCX
+ * for a binary operation (the source), the /digit for INC/DEC/NOT/NEG. A LOCKed one (the guest's
+ * LOCK ADD/SUB/AND/OR/XOR/INC/DEC/NOT/NEG m, as glibc and SQLite use for counters) becomes a
+ * LOCK CMPXCHG loop on the host address: other vCPUs see one atomic access, as with the
+ * interpreter's compare-and-swap, and both the old value (rdx) and the result (rax) are known
+ * for the lazy flags, which a host LOCK ADD would not give. The store is then done. */
+static void rmw_op(struct tx *t, struct ccall *k, int sz, unsigned hop, int regf)
+{
+    int w = sz == 8;
+    if (!k->locked) {
+        o16(t, sz);
+        op_rr(t, w, hop, regf, RAX);
+        return;
+    }
+    uint8_t *top = t->p;
+    mov_rr(t, 1, RDX, RAX);          /* rdx = old; the result is computed in rax */
+    o16(t, sz);
+    op_rr(t, w, hop, regf, RAX);
+    /* cmpxchg compares with its accumulator: swap so rax = old, rdx = the result */
+    op_rr(t, 1, 0x87, RAX, RDX);     /* xchg rdx, rax */
+    e1(t, 0xf0);
+    o16(t, sz);
+    op_rm(t, w, sz == 1 ? 0x0fb0 : 0x0fb1, RDX, R8, 0);   /* lock cmpxchg [r8], rdx */
+    int32_t rel = (int32_t)(top - (t->p + 2));
+    e1(t, 0x75);                     /* jnz top: rax = what another vCPU left there */
+    e1(t, (uint8_t)(int8_t)rel);
+    op_rr(t, 1, 0x87, RAX, RDX);     /* rax = the result, rdx = old */
+}
+
 static void rmw_store(struct tx *t, struct ccall *k, int sz)
 {
-    o16(t, sz);
-    op_rm(t, sz == 8, sz == 1 ? 0x88 : 0x89, RAX, R8, 0);
+    if (!k->locked) {
+        o16(t, sz);
+        op_rm(t, sz == 8, sz == 1 ? 0x88 : 0x89, RAX, R8, 0);
+    }
     k->resume = t->p;
     t->cc = CC_UNKNOWN;
 }
@@ -1162,8 +1196,7 @@ static void rmw_store(struct tx *t, struct ccall *k, int sz)
 static void rmw_end(struct tx *t, struct ccall *k, int kind, int sz, bool live)
 {
     rmw_load(t, sz);
-    o16(t, sz);
-    op_rr(t, sz == 8, alu_host[kind] - (sz == 1), RCX, RAX);
+    rmw_op(t, k, sz, alu_host[kind] - (sz == 1), RCX);
     if (live)
         alu_flags(t, kind, sz, RAX);
     rmw_store(t, k, sz);
@@ -1175,7 +1208,7 @@ static void rmw_end(struct tx *t, struct ccall *k, int kind, int sz, bool live)
 static bool emit_unary_mem(struct tx *t, const struct insn *i, int sz, bool live)
 {
     bool incdec = i->op == 0xfe || i->op == 0xff;
-    int sub = i->sub, w = sz == 8;
+    int sub = i->sub;
     if ((incdec ? sub > 1 : sub != 2 && sub != 3) || t->nccall >= CCALL_MAX - 1)
         return false;
     if (incdec && live) {
@@ -1188,10 +1221,11 @@ static bool emit_unary_mem(struct tx *t, const struct insn *i, int sz, bool live
     }
     struct ccall *k = rmw_begin(t, i, sz);
     rmw_load(t, sz);
-    if (sub == 3 && live)
-        mov_rr(t, 1, RCX, RAX);
-    o16(t, sz);
-    op_rr(t, w, (incdec ? 0xff : 0xf7) - (sz == 1), sub, RAX);
+    if (sub == 3 && live && !k->locked)
+        mov_rr(t, 1, RCX, RAX);      /* NEG's flags: those of 0 - old */
+    rmw_op(t, k, sz, (incdec ? 0xff : 0xf7) - (sz == 1), sub);
+    if (sub == 3 && live && k->locked)
+        mov_rr(t, 1, RCX, RDX);
     if (live && incdec) {
         st(t, 1, OFF(cc_res), RAX);
         sti(t, 1, OFF(cc_src), 1);
@@ -1299,6 +1333,58 @@ static bool word_ok(const struct insn *i, bool live)
     return false;
 }
 
+/* BT r, r and BT r, imm8 of 4 or 8 bytes (bitmaps, glibc's and the kernel's bit tests): CF is
+ * the bit, ZF stays and the rest is left as the guest's last flags (the interpreter keeps them;
+ * the manuals leave OF SF AF PF undefined). The flags before it are redone on the host, the
+ * host's BT runs, and what it leaves is stored whole (CC_EFLAGS). Nobody reading the flags
+ * before they are set anew: nothing to do at all, a register BT neither faults nor writes.
+ * False when the flags before it are not known here (another block's): then the handler. */
+static bool emit_bt(struct tx *t, const struct insn *i, int sz, bool live)
+{
+    int w = sz == 8;
+    if (!live)
+        return true;
+    if (!emit_redo(t))
+        return false;
+    ldg(t, w, RAX, i->rm);           /* moves: the host's flags stay */
+    if (i->op == 0x1a3) {
+        ldg(t, w, RCX, i->reg);
+        op_rr(t, w, 0x0fa3, RCX, RAX);
+    } else {
+        op_rr(t, w, 0x0fba, 4, RAX);
+        e1(t, (uint8_t)i->imm);
+    }
+    e1(t, 0x9c);                     /* pushfq; pop rax; and eax, OF SF ZF AF PF CF */
+    e1(t, 0x58);
+    e1(t, 0x25);
+    e4(t, F_ARITH);
+    st(t, 1, OFF(cc_src), RAX);
+    sti(t, 0, OFF(cc_op), CC_EFLAGS);
+    t->cc = CC_EFLAGS;
+    return true;
+}
+
+/* The LOCKed forms emit_inline translates: the read-modify-writes of memory that go through
+ * rmw_begin (rmw_op's compare-and-swap loop). Any other LOCK (CMP, a register operand: #UD;
+ * ADC, SBB, BTS...) stays with its handler. */
+static bool lock_ok(const struct insn *i)
+{
+    unsigned op = i->op;
+    if (i->mod == 3)
+        return false;
+    if (op < 0x40)
+        return (op & 7) <= 1 && alu_kind_ok((int)(op >> 3)) && (op >> 3) != RMW_CMP;
+    switch (op) {
+    case 0x80: case 0x81: case 0x83:
+        return alu_kind_ok(i->sub) && i->sub != RMW_CMP;
+    case 0xfe: case 0xff:
+        return i->sub <= 1;
+    case 0xf6: case 0xf7:
+        return i->sub == 2 || i->sub == 3;
+    }
+    return false;
+}
+
 /* Emits i inline when it is one of the handled forms; false leaves it to its handler. live: a
  * later instruction may read the flags i writes. */
 static bool emit_inline(struct tx *t, const struct insn *i, bool live)
@@ -1310,7 +1396,7 @@ static bool emit_inline(struct tx *t, const struct insn *i, bool live)
         return emit_sse(t, i);
     if ((op == 0x1b1 || op == 0x1c1) && !i->rep && (reg || ea_ok(i, t->pend)))
         return emit_atomic(t, i, sz, live);   /* LOCKed or not: the host's LOCKed form */
-    if (i->lock || i->rep)
+    if (i->rep || (i->lock && !lock_ok(i)))
         return false;
 
     /* no operands to speak of */
@@ -1386,6 +1472,8 @@ static bool emit_inline(struct tx *t, const struct insn *i, bool live)
     if (!reg && (((op == 0xfe || op == 0xff) && i->sub <= 1) ||
                  ((op == 0xf6 || op == 0xf7) && (i->sub == 2 || i->sub == 3))))
         return emit_unary_mem(t, i, sz, live);
+    if (reg && (sz == 4 || sz == 8) && (op == 0x1a3 || (op == 0x1ba && i->sub == 4)))
+        return emit_bt(t, i, sz, live);
     if (sz == 1)
         return emit_byte(t, i, live);
     if (sz == 2 && !word_ok(i, live))
