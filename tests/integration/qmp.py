@@ -19,7 +19,9 @@ class QMP:
                 try:
                     self.sock.connect(path)
                     break
-                except (FileNotFoundError, ConnectionRefusedError):
+                except (FileNotFoundError, ConnectionRefusedError, BlockingIOError):
+                    # EAGAIN: the backlog is full (a test that just flooded it); the
+                    # server drains it, so try again as for a socket not there yet
                     if time.time() > deadline:
                         raise
                     time.sleep(0.1)
