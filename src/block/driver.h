@@ -89,6 +89,8 @@ struct block_driver {
     int (*snapshot_delete)(struct block *bs, const char *id, const char *name);
     int (*snapshot_load_tmp)(struct block *bs, const char *id, const char *name);
     int (*vmstate_rw)(struct block *bs, uint64_t pos, void *buf, size_t len, bool write);
+    int (*snapshot_vmstate_read)(struct block *bs, const char *id_or_name, uint64_t pos, void *buf,
+                                 size_t len);
 };
 
 struct block {
