@@ -1,4 +1,5 @@
-/* The host file under an image: full reads/writes, O_DIRECT bouncing, holes. */
+/* The host file under an image: full reads/writes, O_DIRECT bouncing, holes, and a flush that
+ * syncs only when something was written since the last sync began. */
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/falloc.h>
