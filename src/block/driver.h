@@ -16,6 +16,9 @@ struct bfile {
     bool read_only;
     bool no_flush;   /* cache=unsafe */
     bool sync_each;  /* cache=writethrough/directsync */
+    /* a write since the last sync began (atomic): a flush with none skips the fdatasync, so
+     * ordering flushes cost nothing where nothing was written (a loadvm's, a drained disk's) */
+    int unsynced;
     unsigned align;
     struct lockfile *lock;   /* lock.c: QEMU's lock bytes held for this open */
     unsigned lock_perm, lock_unshared;
@@ -89,6 +92,8 @@ struct block_driver {
     int (*snapshot_delete)(struct block *bs, const char *id, const char *name);
     int (*snapshot_load_tmp)(struct block *bs, const char *id, const char *name);
     int (*vmstate_rw)(struct block *bs, uint64_t pos, void *buf, size_t len, bool write);
+    int (*snapshot_vmstate_read)(struct block *bs, const char *id_or_name, uint64_t pos, void *buf,
+                                 size_t len);
 };
 
 struct block {

@@ -1,4 +1,5 @@
-/* The host file under an image: full reads/writes, O_DIRECT bouncing, holes. */
+/* The host file under an image: full reads/writes, O_DIRECT bouncing, holes, and a flush that
+ * syncs only when something was written since the last sync began. */
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/falloc.h>
@@ -14,7 +15,7 @@ int bfile_open(struct bfile *f, const char *path, bool read_only, enum block_cac
                bool force_share, bool no_lock, char *err)
 {
     int flags = (read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC;
-    *f = (struct bfile){ .fd = -1, .read_only = read_only, .align = 1 };
+    *f = (struct bfile){ .fd = -1, .read_only = read_only, .align = 1, .unsynced = 1 };
     f->no_flush = cache == BLOCK_CACHE_UNSAFE;
     f->sync_each = cache == BLOCK_CACHE_WRITETHROUGH || cache == BLOCK_CACHE_DIRECTSYNC;
     if (cache == BLOCK_CACHE_NONE || cache == BLOCK_CACHE_DIRECTSYNC) {
@@ -44,7 +45,7 @@ int bfile_open(struct bfile *f, const char *path, bool read_only, enum block_cac
 
 int bfile_create(struct bfile *f, const char *path, char *err)
 {
-    *f = (struct bfile){ .fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644), .align = 1 };
+    *f = (struct bfile){ .fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644), .align = 1, .unsynced = 1 };
     if (f->fd < 0)
         return block_seterr(err, -errno, "Could not create '%s': %s", path, strerror(errno));
     struct stat st;
@@ -96,6 +97,12 @@ static int raw_read_full(int fd, uint64_t off, void *buf, size_t len)
         len -= n;
     }
     return 0;
+}
+
+/* Noted before the write: a flush that starts after a write began must sync. */
+static void note_write(struct bfile *f)
+{
+    __atomic_store_n(&f->unsynced, 1, __ATOMIC_SEQ_CST);
 }
 
 static int raw_write_full(int fd, uint64_t off, const void *buf, size_t len)
@@ -163,6 +170,7 @@ int bfile_pwrite(struct bfile *f, uint64_t off, const void *buf, size_t len)
         return -EROFS;
     if (!len)
         return 0;
+    note_write(f);
     int r;
     if (f->direct && !aligned(f, off, buf, len))
         r = bounce(f, off, NULL, buf, len);
@@ -177,6 +185,8 @@ int bfile_pwrite(struct bfile *f, uint64_t off, const void *buf, size_t len)
 static int rw_vec(struct bfile *f, uint64_t off, const struct iovec *iov, int iovcnt, bool write)
 {
     uint64_t o = off;
+    if (write)
+        note_write(f);
     for (int i = 0; i < iovcnt; o += iov[i++].iov_len)
         if (f->direct && !aligned(f, o, iov[i].iov_base, iov[i].iov_len))
             goto one_by_one;
@@ -250,7 +260,15 @@ int bfile_flush(struct bfile *f)
 {
     if (f->read_only || f->no_flush)
         return 0;
-    return fdatasync(f->fd) ? -errno : 0;
+    /* cleared before the sync: a write racing with it sets it again for the next flush */
+    if (!__atomic_exchange_n(&f->unsynced, 0, __ATOMIC_SEQ_CST))
+        return 0;
+    if (fdatasync(f->fd)) {
+        int e = errno;
+        note_write(f);
+        return -e;
+    }
+    return 0;
 }
 
 int64_t bfile_size(struct bfile *f)
@@ -277,6 +295,7 @@ int bfile_truncate(struct bfile *f, uint64_t size)
 {
     if (f->read_only)
         return -EROFS;
+    note_write(f);
     return ftruncate(f->fd, size) ? -errno : 0;
 }
 
@@ -290,6 +309,7 @@ int bfile_zero(struct bfile *f, uint64_t off, uint64_t len, bool punch)
     if (sz >= 0 && off >= (uint64_t)sz && punch)
         return 0;   /* a hole already */
     int mode = punch ? FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE : FALLOC_FL_ZERO_RANGE;
+    note_write(f);
     if (fallocate(f->fd, mode, off, len) == 0)
         return 0;
     static const uint8_t zeros[65536];

@@ -160,3 +160,11 @@ int block_vmstate_read(struct block *bs, uint64_t pos, void *buf, size_t len)
         return 0;
     LOCKED_OP(bs, vmstate_rw, pos, buf, len, false);
 }
+
+int block_snapshot_vmstate_read(struct block *bs, const char *id_or_name, uint64_t pos, void *buf,
+                                size_t len)
+{
+    if (!len)
+        return 0;
+    LOCKED_OP(bs, snapshot_vmstate_read, id_or_name, pos, buf, len);
+}

@@ -61,5 +61,10 @@ int block_snapshot_load_tmp(struct block *bs, const char *id, const char *name);
  * format's L1 limit; a read of what was never written gives zeros). */
 int block_vmstate_write(struct block *bs, uint64_t pos, const void *buf, size_t len);
 int block_vmstate_read(struct block *bs, uint64_t pos, void *buf, size_t len);
+/* The VM state area of the snapshot id_or_name (by id, else name), read without going to it:
+ * nothing is written, so a caller can check a state whole before changing the image (loadvm).
+ * Reads what block_vmstate_read would give after block_snapshot_goto. */
+int block_snapshot_vmstate_read(struct block *bs, const char *id_or_name, uint64_t pos, void *buf,
+                                size_t len);
 
 #endif

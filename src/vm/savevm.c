@@ -3,9 +3,10 @@
  * Order, as QEMU's save_snapshot/load_snapshot: every disk is checked first (it can hold
  * snapshots; the tag is there or not), then the guest pauses, the stream goes into the state
  * disk's VM state area and the snapshots are taken. Loading first makes sure the state is whole
- * before the guest is touched: the state disk gets an undo snapshot, goes to the tag, and the
- * stream is read and its checksum and header checked; a bad one sends the disk back to the undo
- * snapshot and the guest runs on unchanged. */
+ * before anything is touched: the stream is read out of the snapshot's VM state area where it
+ * lies (block_snapshot_vmstate_read, the image unchanged) and its framing and checksum checked;
+ * a bad one leaves disks and guest as they were. Only then do the disks go to the snapshot: no
+ * undo snapshot, so a loadvm costs the image only the syncs of that one switch. */
 #include "vm/savevm.h"
 
 #include "block/block.h"
@@ -274,9 +275,9 @@ out:
     return ret;
 }
 
-/* Reads the state of the snapshot the state disk went to into a memfd (returned), checking the
+/* Reads the VM state of the state disk's snapshot tag into a memfd (returned), checking the
  * stream's framing and checksum on the way: -EINVAL with why set for a corrupt one. */
-static int sv_read_state(struct block *bs, uint64_t len, int *out, char *why, size_t n)
+static int sv_read_state(struct block *bs, const char *tag, uint64_t len, int *out, char *why, size_t n)
 {
     if (len < 8 + 24 + 5 || len > SV_MAX_STATE)
         return sv_fail(why, n, -EINVAL, "its VM state is %" PRIu64 " bytes: not a qkvm VM state", len);
@@ -287,7 +288,7 @@ static int sv_read_state(struct block *bs, uint64_t len, int *out, char *why, si
     uint8_t tail[5];
     for (uint64_t pos = 0; pos < len && !ret;) {
         size_t c = len - pos < SV_CHUNK ? (size_t)(len - pos) : SV_CHUNK;
-        if ((ret = block_vmstate_read(bs, pos, buf, c)))
+        if ((ret = block_snapshot_vmstate_read(bs, tag, pos, buf, c)))
             break;
         if (pos == 0 && memcmp(buf, SV_MIG_MAGIC, 8)) {
             ret = sv_fail(why, n, -EINVAL, "its VM state is not a qkvm VM state stream (bad magic)");
@@ -347,35 +348,17 @@ int savevm_load(struct machine *m, const struct savevm_req *r, char *why, size_t
     machine_pause(m);
     for (int k = 0; k < nd; k++)
         disk_drain(m, disks[k]);
-    /* the state disk first, behind an undo snapshot, until its stream is known whole */
+    /* the whole stream first, read where it lies: the image changes only once it is known whole */
     struct block *sbs = disk_get_block(m, sd, NULL, NULL);
-    char undo[64];
-    snprintf(undo, sizeof(undo), "qkvm-loadvm-undo-%d", (int)getpid());
-    struct block_snapshot u = { .name = undo, .icount = BLOCK_SNAPSHOT_NO_ICOUNT };
-    int fd = -1, ret = block_snapshot_create(sbs, &u);
+    char rwhy[200] = "";
+    int fd = -1, ret = sv_read_state(sbs, r->tag, ssn.vm_state_size, &fd, rwhy, sizeof(rwhy));
     if (ret) {
-        sv_fail(why, n, ret, "Device '%s': cannot keep its current state while loading: %s",
-                sv_name(r, sd, nb, sizeof(nb)), strerror(-ret));
+        sv_fail(why, n, ret, "Snapshot '%s': %s; the VM is unchanged", r->tag, rwhy);
         goto resume;
     }
-    if ((ret = block_snapshot_goto(sbs, r->tag))) {
-        sv_fail(why, n, ret, "Error %d while activating snapshot '%s' on '%s'", ret, r->tag, sv_name(r, sd, nb, sizeof(nb)));
-    } else {
-        char rwhy[200] = "";
-        if ((ret = sv_read_state(sbs, ssn.vm_state_size, &fd, rwhy, sizeof(rwhy))))
-            sv_fail(why, n, ret, "Snapshot '%s': %s; the VM is unchanged", r->tag, rwhy);
-    }
-    if (ret) {
-        block_snapshot_goto(sbs, undo);
-        block_snapshot_delete(sbs, NULL, undo);
-        disk_refresh_size(m, sd);
-        goto resume;
-    }
-    block_snapshot_delete(sbs, NULL, undo);
-    disk_refresh_size(m, sd);
     for (int k = 0; k < nd; k++) {
-        if (disks[k] == sd)
-            continue;
+        /* a switch that fails may have gone through (its last sync failed, qcow2/switch.c):
+         * the guest must not run on a disk that may have changed under it */
         if ((ret = block_snapshot_goto(disk_get_block(m, disks[k], NULL, NULL), r->tag))) {
             sv_fail(why, n, ret, "Error %d while activating snapshot '%s' on '%s'; the VM stays paused", ret, r->tag,
                     sv_name(r, disks[k], nb, sizeof(nb)));

@@ -190,6 +190,25 @@ static void test_vmstate(void **state)
         if (c[i])
             fail_msg("active VM state byte %d is 0x%x after the snapshot", i, c[i]);
     assert_clean(bs);
+    /* the snapshot's state read where it lies (loadvm checks it so): by name and by id, the
+     * same bytes the goto below gives, and not a byte of the file changed */
+    assert_int_equal(sh("md5sum <%s >%s.md5", path, path), 0);
+    memset(c, 0, N);
+    assert_int_equal(block_snapshot_vmstate_read(bs, "vm1", 0, c, 4096), 0);
+    assert_memory_equal(b, c, 4096);
+    assert_int_equal(block_snapshot_vmstate_read(bs, "1", 4096, c, 8192), 0);
+    for (int i = 0; i < 8192; i++)
+        assert_int_equal(c[i], 0x77);
+    assert_int_equal(block_snapshot_vmstate_read(bs, "vm1", 16384, c, N - 16384), 0);
+    assert_memory_equal(b + 16384, c, N - 16384);
+    assert_int_equal(block_snapshot_vmstate_read(bs, "nope", 0, c, 4096), -ENOENT);
+    assert_int_equal(block_vmstate_read(bs, 0, c, N), 0);   /* the active area: still empty */
+    for (int i = 0; i < N; i++)
+        if (c[i])
+            fail_msg("active VM state byte %d is 0x%x after reading the snapshot's", i, c[i]);
+    assert_int_equal(block_flush(bs), 0);
+    assert_int_equal(sh("md5sum <%s | cmp -s - %s.md5", path, path), 0);
+    assert_int_equal(sh("rm -f %s.md5", path), 0);
     assert_int_equal(block_snapshot_goto(bs, "vm1"), 0);
     assert_int_equal(block_vmstate_read(bs, 0, c, 4096), 0);
     assert_memory_equal(b, c, 4096);

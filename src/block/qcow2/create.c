@@ -87,6 +87,7 @@ static int preallocate(struct qcow2_state *s, int mode)
             return (int)h;
         end = (uint64_t)h + k * cs;
         if (mode >= 2) {
+            __atomic_store_n(&s->f->unsynced, 1, __ATOMIC_SEQ_CST);   /* bfile_flush must sync */
             if (mode == 2 && fallocate(s->f->fd, 0, h, k * cs) == 0)
                 r = 0;
             else

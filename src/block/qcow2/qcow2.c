@@ -839,6 +839,7 @@ const struct block_driver block_driver_qcow2 = {
     .snapshot_delete = qcow2_snapshot_remove,
     .snapshot_load_tmp = qcow2_snapshot_load_tmp,
     .vmstate_rw = qcow2_vmstate_rw,
+    .snapshot_vmstate_read = qcow2_snapshot_vmstate_read,
 };
 
 int qcow2_amend(struct qcow2_state *s, int version, int lazy, char *err)

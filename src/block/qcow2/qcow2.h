@@ -290,6 +290,8 @@ int qcow2_snapshot_goto(struct block *bs, const char *id_or_name);
 int qcow2_snapshot_remove(struct block *bs, const char *id, const char *name);
 int qcow2_snapshot_load_tmp(struct block *bs, const char *id, const char *name);
 int qcow2_vmstate_rw(struct block *bs, uint64_t pos, void *buf, size_t len, bool write);
+int qcow2_snapshot_vmstate_read(struct block *bs, const char *id_or_name, uint64_t pos, void *buf,
+                                size_t len);
 /* Where the VM state area starts: the first guest offset past the virtual size that begins
  * an L1 entry's range (QEMU's qcow2_vm_state_offset). */
 uint64_t qcow2_vmstate_offset(struct qcow2_state *s);

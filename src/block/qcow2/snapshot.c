@@ -387,3 +387,34 @@ int qcow2_vmstate_rw(struct block *bs, uint64_t pos, void *buf, size_t len, bool
     int r = qcow2_writable_check(s);
     return r ? r : qcow2_write(s, base + pos, buf, len);
 }
+
+/* The snapshot's L1 table and size stand in for the active ones for one read, in memory only
+ * (as load_tmp's, but put back at once): a read writes nothing, the L2 cache is keyed by host
+ * offset, and the image's lock keeps every other request out meanwhile. loadvm reads a state
+ * whole this way before it changes the image, so it needs no undo snapshot (and its syncs). */
+int qcow2_snapshot_vmstate_read(struct block *bs, const char *id_or_name, uint64_t pos, void *buf,
+                                size_t len)
+{
+    struct qcow2_state *s = bs->opaque;
+    int idx = qcow2_snapshot_find(s, id_or_name);
+    if (idx < 0)
+        return idx;
+    const struct qcow2_snapshot *sn = &s->snaps[idx];
+    uint64_t *l1;
+    int r = read_snapshot_l1(s, sn, sn->l1_size, &l1);
+    if (r)
+        return r;
+    uint64_t *al1 = s->l1, aoff = s->l1_off, asize = bs->size;
+    uint32_t an = s->l1_size;
+    s->l1 = l1;
+    s->l1_size = sn->l1_size;
+    s->l1_off = sn->l1_off;
+    bs->size = sn->disk_size;
+    r = qcow2_vmstate_rw(bs, pos, buf, len, false);
+    s->l1 = al1;
+    s->l1_size = an;
+    s->l1_off = aoff;
+    bs->size = asize;
+    free(l1);
+    return r;
+}
