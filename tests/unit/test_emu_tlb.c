@@ -5,7 +5,7 @@
  * qkvm, like the hardware, keeps global ones); clearing CR4.PGE drops the global ones too.
  * With PCIDs (CR4.PCIDE, -cpu max): MOV to CR3 with bit 63 keeps the current PCID's
  * translations, a switch to another PCID does not use them, INVPCID of each type drops what it
- * must, and the #GP/#UD cases of CR4.PCIDE and INVPCID.
+ * must, clearing CR4.PCIDE flushes, and the #GP/#UD cases of CR4.PCIDE and INVPCID.
  * Each runs interpreted and translated. Privileged code: the emulator only, the native run of
  * the harness faults at once and is not looked at. */
 #include <setjmp.h>
@@ -180,6 +180,11 @@ __asm__(".pushsection .rodata\n"
         "mov (%rdi), %r10\n"                /* 0x6666: PCID 0's translation is not PCID 1's */
         "mov (%rsi), %r11\n"                /* 0x3333: a global one serves every PCID */
         "mov %cr3, %r14\n"                  /* PCID 1 */
+        "movq $0x282003, (%r13)\n"          /* back where it was */
+        "mov %cr4, %rbp\n"
+        "btr $17, %rbp\n"
+        "mov %rbp, %cr4\n"                  /* PCIDE off (allowed with a PCID in CR3) */
+        "mov (%rdi), %r15\n"                /* 0x5555: that flushed */
         "pcid_end:\n"
         ".popsection\n");
 
@@ -211,7 +216,7 @@ static void test_pcid_cr3(void **s)
     (void)s;
     /* r9: CR3 as the harness set it, without bit 63; r14: with PCID 1 */
     const uint64_t want[16] = { [R_AX] = 0x3333, [R_BX] = 0x5555, [8] = 0x5555, [9] = OFF_PML4,
-                                [10] = 0x6666, [11] = 0x3333, [14] = OFF_PML4 | 1 };
+                                [10] = 0x6666, [11] = 0x3333, [14] = OFF_PML4 | 1, [15] = 0x5555 };
     run_pages_expect(pcid_start, pcid_end, "max", want);
 }
 
