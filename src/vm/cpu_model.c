@@ -54,13 +54,13 @@ static const struct feat_name feat_names[] = {
 
 const uint32_t cpu_model_tcg_features[CPUF_WORDS] = {
     [CPUF_1_EDX] = EDX_BASE,
-    /* pni pclmulqdq ssse3 fma cx16 sse4.1 sse4.2 x2apic movbe popcnt tsc-deadline aes xsave avx
-     * f16c hypervisor (x2apic and tsc-deadline: the user-space local APIC, hw/lapic.c) */
-    [CPUF_1_ECX] = (1u << 0) | (1u << 1) | (1u << 9) | (1u << 12) | (1u << 13) | (1u << 19) |
-                   (1u << 20) | (1u << 21) | (1u << 22) | (1u << 23) | (1u << 24) | (1u << 25) |
-                   (1u << 26) | (1u << 28) | (1u << 29) | (1u << 31),
-    /* bmi1 avx2 smep bmi2 smap */
-    [CPUF_7_EBX] = (1u << 3) | (1u << 5) | (1u << 7) | (1u << 8) | (1u << 20),
+    /* pni pclmulqdq ssse3 fma cx16 pcid sse4.1 sse4.2 x2apic movbe popcnt tsc-deadline aes xsave
+     * avx f16c hypervisor (x2apic and tsc-deadline: the user-space local APIC, hw/lapic.c) */
+    [CPUF_1_ECX] = (1u << 0) | (1u << 1) | (1u << 9) | (1u << 12) | (1u << 13) | (1u << 17) |
+                   (1u << 19) | (1u << 20) | (1u << 21) | (1u << 22) | (1u << 23) | (1u << 24) |
+                   (1u << 25) | (1u << 26) | (1u << 28) | (1u << 29) | (1u << 31),
+    /* bmi1 avx2 smep bmi2 invpcid smap */
+    [CPUF_7_EBX] = (1u << 3) | (1u << 5) | (1u << 7) | (1u << 8) | (1u << 10) | (1u << 20),
     [CPUF_7_ECX] = (1u << 2) | (1u << 3) | (1u << 31),   /* umip pku pks */
     [CPUF_X1_EDX] = X1_EDX_LM | (1u << 26) | (1u << 27),   /* and pdpe1gb rdtscp */
     [CPUF_X1_ECX] = 1u << 0,

@@ -133,6 +133,9 @@ if boot_cmd max max 'echo "flags=$(grep -m1 ^flags /proc/cpuinfo | cut -d: -f2)"
   # Linux switches SMEP, SMAP, UMIP and PKU on when CPUID offers them: the boot, every
   # copy_to/from_user under STAC/CLAC, and the programs above ran with them
   check "tcg -cpu max: /proc/cpuinfo shows smep smap umip pku ospke" has_flags "$f" smep smap umip pku ospke
+  # and PCIDs: invpcid_single is Linux's own flag, set once CR4.PCIDE took and INVPCID is there;
+  # every CR3 write of the boot and the programs above then carried a PCID
+  check "tcg -cpu max: /proc/cpuinfo shows pcid invpcid invpcid_single" has_flags "$f" pcid invpcid invpcid_single
   expect_eq "tcg -cpu max: no oops in the kernel log (SMAP/SMEP faults would be ones)" 0 \
     "$(sed -n 's/^oopses=//p' "$TMP/boot.max" | tr -d '\r' | head -n 1)"
   if [ -e "$TMP/pkeys" ]; then
@@ -158,6 +161,8 @@ if boot_cmd default none 'echo "flags=$(grep -m1 ^flags /proc/cpuinfo | cut -d: 
   check "tcg default (qemu64): /proc/cpuinfo shows pni cx16 lahf_lm" has_flags "$f" pni cx16 lahf_lm
   check "tcg default (qemu64): no ssse3, sse4_1, sse4_2, popcnt, xsave, avx or avx2" \
     sh -c "! echo ' $f ' | grep -qwE 'ssse3|sse4_1|sse4_2|popcnt|xsave|avx|avx2'"
+  check "tcg default (qemu64): no pcid or invpcid (as QEMU's qemu64)" \
+    sh -c "! echo ' $f ' | grep -qwE 'pcid|invpcid'"
 fi
 
 if boot_cmd minus 'max,-sse4.2,popcnt=off' 'echo "flags=$(grep -m1 ^flags /proc/cpuinfo | cut -d: -f2)"'; then

@@ -37,14 +37,16 @@ declare -A NEEDS=(
 # (eventinj, syscall and realmode were here: fixed, see docs/tcg.md "Exceptions".)
 declare -A EMU_BUGS=()
 # Tests qkvm passes although QEMU's TCG does not (docs/firmware.md): they must keep passing.
-declare -A QKVM_ONLY=([debug]=1 [idt_test]=1 [emulator]=1 [la57]=1)
+# (pcid-*: QEMU 7.2's TCG has no INVPCID and lets CR4.PCIDE be set on a CPU without PCID)
+declare -A QKVM_ONLY=([debug]=1 [idt_test]=1 [emulator]=1 [la57]=1 [pcid-enabled]=1 [pcid-disabled]=1
+                      [pcid-asymmetric]=1)
 
 # quick ones (seconds each on both; run_tests.sh itself costs about a minute here): the
 # exception tests among them are the ones QEMU's TCG passes (eventinj, syscall, realmode) and
 # the ones only qkvm passes (debug, idt_test, emulator: QEMU 7.2 gives #GP for a non-canonical
-# stack access and takes a jump to a non-canonical address)
+# stack access and takes a jump to a non-canonical address; the three pcid entries)
 fast=(smptest smptest3 vmexit_cpuid vmexit_mov_to_cr8 setjmp tsc eventinj syscall realmode debug idt_test
-      emulator vmexit_tscdeadline vmexit_tscdeadline_immed)
+      emulator vmexit_tscdeadline vmexit_tscdeadline_immed pcid-enabled pcid-disabled pcid-asymmetric)
 
 dir=$TOP/$B/kvm-unit-tests
 stamp=$dir/.built-$(basename "$tarball")

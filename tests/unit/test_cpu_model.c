@@ -102,8 +102,17 @@ static void test_feature_properties(void **s)
     /* kvm-unit-tests' pcid-disabled: names the software CPU knows and does not offer */
     assert_int_equal(parse_tcg("qemu64,-pcid,-invpcid", &m), 0);
     assert_int_equal(m.feat[CPUF_1_ECX] & (1u << 17), 0);
-    assert_int_equal(parse_tcg("qemu64,+pcid", &m), -EINVAL);
-    assert_non_null(strstr(err, "feature pcid is not offered"));
+    /* pcid-enabled and pcid-asymmetric: offered by the software CPU, in max, not in qemu64 */
+    assert_int_equal(parse_tcg("qemu64,+pcid,+invpcid", &m), 0);
+    assert_int_equal(m.feat[CPUF_1_ECX] & (1u << 17), 1u << 17);
+    assert_int_equal(m.feat[CPUF_7_EBX] & (1u << 10), 1u << 10);
+    assert_int_equal(parse_tcg("qemu64,-pcid,+invpcid", &m), 0);
+    assert_int_equal(m.feat[CPUF_1_ECX] & (1u << 17), 0);
+    assert_int_equal(parse_tcg("max", &m), 0);
+    assert_int_equal(m.feat[CPUF_1_ECX] & (1u << 17), 1u << 17);
+    assert_int_equal(m.feat[CPUF_7_EBX] & (1u << 10), 1u << 10);
+    assert_int_equal(parse_tcg("qemu64", &m), 0);
+    assert_int_equal(m.feat[CPUF_7_EBX] & (1u << 10), 0);
     assert_int_equal(parse_tcg("qemu64,+avx2,+avx,+xsave,+fma,+f16c", &m), 0);
     assert_int_equal(parse_tcg("qemu64,+nosuchfeat", &m), -EINVAL);
     assert_non_null(strstr(err, "unknown CPU feature 'nosuchfeat'"));
@@ -148,8 +157,8 @@ static void test_cpuid_leaves(void **s)
     cpu_model_cpuid(&m, 0, 1, 0, 0, out);
     assert_int_equal(out[0], 0xd);               /* leaf 0xD: XSAVE; leaf 7 BMI1/AVX2/BMI2 */
     cpu_model_cpuid(&m, 0, 1, 7, 0, out);
-    /* BMI1 AVX2 SMEP BMI2 SMAP; UMIP PKU PKS */
-    assert_int_equal(out[1], (1u << 3) | (1u << 5) | (1u << 7) | (1u << 8) | (1u << 20));
+    /* BMI1 AVX2 SMEP BMI2 INVPCID SMAP; UMIP PKU PKS */
+    assert_int_equal(out[1], (1u << 3) | (1u << 5) | (1u << 7) | (1u << 8) | (1u << 10) | (1u << 20));
     assert_int_equal(out[2], (1u << 2) | (1u << 3) | (1u << 31));
     cpu_model_cpuid(&m, 0, 1, 7, 1, out);
     assert_int_equal(out[1], 0);                 /* subleaf 1: nothing */

@@ -3,6 +3,9 @@
  * one entry per 4 KiB in different slots (and INVLPG looks at one slot unless a large page may
  * hold the address); INVLPG of a 4 KiB page; MOV to CR3 drops non-global translations (and
  * qkvm, like the hardware, keeps global ones); clearing CR4.PGE drops the global ones too.
+ * With PCIDs (CR4.PCIDE, -cpu max): MOV to CR3 with bit 63 keeps the current PCID's
+ * translations, a switch to another PCID does not use them, INVPCID of each type drops what it
+ * must, clearing CR4.PCIDE flushes, and the #GP/#UD cases of CR4.PCIDE and INVPCID.
  * Each runs interpreted and translated. Privileged code: the emulator only, the native run of
  * the harness faults at once and is not looked at. */
 #include <setjmp.h>
@@ -62,10 +65,18 @@ __asm__(".pushsection .rodata\n"
         "inv_end:\n"
         ".popsection\n");
 
+/* The CPU model of the next runs (qemu64, the harness's default, has no PCID). */
+static void use_model(const char *spec)
+{
+    char err[256];
+    if (emu_vm_set_cpu_model(hvm, spec, err, sizeof(err)) < 0)
+        fail_msg("-cpu %s: %s", spec, err);
+}
+
 /* Runs [start, end) from fresh tables with these registers (the others random), interpreted
- * (jit -1) or translated (0); the emulator's result in emu. */
-static void run_tables(const uint8_t *start, const uint8_t *end, const uint64_t set[16], int jit,
-                       struct result *emu)
+ * (jit -1) or translated (0); the emulator's result in emu, which may end in an exception. */
+static void run_tables_exc(const uint8_t *start, const uint8_t *end, const uint64_t set[16],
+                           int jit, struct result *emu)
 {
     static uint8_t data[DATA_SIZE];
     static struct result nat;
@@ -81,6 +92,13 @@ static void run_tables(const uint8_t *start, const uint8_t *end, const uint64_t 
     harness_jit = jit;
     harness_run(c.b, c.n, &in, data, &nat, emu);
     harness_jit = -1;
+}
+
+/* The same, for code that must complete */
+static void run_tables(const uint8_t *start, const uint8_t *end, const uint64_t set[16], int jit,
+                       struct result *emu)
+{
+    run_tables_exc(start, end, set, jit, emu);
     assert_int_equal(emu->vec, -1);
 }
 
@@ -140,6 +158,161 @@ static void test_cr3_global(void **s)
     }
 }
 
+/* On pages_set, PCIDE and PGE on, then: */
+extern const uint8_t pcid_start[], pcid_end[];
+__asm__(".pushsection .rodata\n"
+        ".globl pcid_start, pcid_end\n"
+        "pcid_start:\n"
+        "mov %cr4, %rax\n"
+        "or $0x20080, %rax\n"              /* PCIDE (CR3[11:0] is 0, in long mode) and PGE */
+        "mov %rax, %cr4\n"
+        "mov (%rsi), %rax\n"                /* 0x3333, global */
+        "mov (%rdi), %rbx\n"                /* 0x5555, PCID 0 */
+        "movq $0x81103, (%r12)\n"           /* both pages moved */
+        "movq $0x82003, (%r13)\n"
+        "mov %cr3, %rcx\n"
+        "bts $63, %rcx\n"
+        "mov %rcx, %cr3\n"                  /* PCID 0 again, no flush */
+        "mov (%rdi), %r8\n"                 /* 0x5555: kept */
+        "mov %cr3, %r9\n"                   /* bit 63 is not stored */
+        "or $1, %rcx\n"
+        "mov %rcx, %cr3\n"                  /* PCID 1, no flush */
+        "mov (%rdi), %r10\n"                /* 0x6666: PCID 0's translation is not PCID 1's */
+        "mov (%rsi), %r11\n"                /* 0x3333: a global one serves every PCID */
+        "mov %cr3, %r14\n"                  /* PCID 1 */
+        "movq $0x282003, (%r13)\n"          /* back where it was */
+        "mov %cr4, %rbp\n"
+        "btr $17, %rbp\n"
+        "mov %rbp, %cr4\n"                  /* PCIDE off (allowed with a PCID in CR3) */
+        "mov (%rdi), %r15\n"                /* 0x5555: that flushed */
+        "pcid_end:\n"
+        ".popsection\n");
+
+/* rsi: the global page (VA1G + 2 MiB + 4 KiB), rdi: the non-global one (+ 8 KiB), r12/r13: their
+ * PTEs, as cr3_start has them */
+static const uint64_t pages_set[16] = { [R_SI] = VA1G + (2u << 20) + 0x1000,
+                                        [R_DI] = VA1G + (2u << 20) + 0x2000,
+                                        [12] = HBASE + PT2 + 8, [13] = HBASE + PT2 + 16 };
+
+/* Runs [start, end) on pages_set under -cpu model, interpreted and translated, and checks every
+ * register want gives a value (0: not looked at). */
+static void run_pages_expect(const uint8_t *start, const uint8_t *end, const char *model,
+                             const uint64_t want[16])
+{
+    static struct result emu;
+    use_model(model);
+    for (int jit = -1; jit <= 0; jit++) {
+        run_tables(start, end, pages_set, jit, &emu);
+        for (int k = 0; k < 16; k++)
+            if (want[k] && emu.regs.r[k] != want[k])
+                fail_msg("%s: r%d = %#llx, want %#llx", jit ? "interpreted" : "translated", k,
+                         (unsigned long long)emu.regs.r[k], (unsigned long long)want[k]);
+    }
+    use_model("qemu64");
+}
+
+static void test_pcid_cr3(void **s)
+{
+    (void)s;
+    /* r9: CR3 as the harness set it, without bit 63; r14: with PCID 1 */
+    const uint64_t want[16] = { [R_AX] = 0x3333, [R_BX] = 0x5555, [8] = 0x5555, [9] = OFF_PML4,
+                                [10] = 0x6666, [11] = 0x3333, [14] = OFF_PML4 | 1, [15] = 0x5555 };
+    run_pages_expect(pcid_start, pcid_end, "max", want);
+}
+
+/* INVPCID of each type on pages_set, PCIDE and PGE on; the descriptor on the stack */
+extern const uint8_t invpcid_start[], invpcid_end[];
+__asm__(".pushsection .rodata\n"
+        ".globl invpcid_start, invpcid_end\n"
+        "invpcid_start:\n"
+        "mov %cr4, %rax\n"
+        "or $0x20080, %rax\n"
+        "mov %rax, %cr4\n"
+        "mov (%rdi), %rax\n"                /* 0x5555 */
+        "movq $0x82003, (%r13)\n"
+        "push %rdi\n"
+        "push $0\n"
+        "xor %ecx, %ecx\n"
+        "invpcid (%rsp), %rcx\n"            /* type 0: rdi's page in PCID 0 */
+        "add $16, %rsp\n"
+        "mov (%rdi), %rbx\n"                /* 0x6666 */
+        "movq $0x282003, (%r13)\n"
+        "push $0\n"
+        "push $0\n"
+        "mov $1, %ecx\n"
+        "invpcid (%rsp), %rcx\n"            /* type 1: PCID 0 */
+        "mov (%rdi), %r8\n"                 /* 0x5555 */
+        "movq $0x82003, (%r13)\n"
+        "mov $3, %ecx\n"
+        "invpcid (%rsp), %rcx\n"            /* type 3: every PCID but globals */
+        "mov (%rdi), %r9\n"                 /* 0x6666 */
+        "mov (%rsi), %r10\n"                /* 0x3333, global */
+        "movq $0x81103, (%r12)\n"
+        "mov $2, %ecx\n"
+        "invpcid (%rsp), %rcx\n"            /* type 2: everything */
+        "mov (%rsi), %r11\n"                /* 0x4444 */
+        "add $16, %rsp\n"
+        "invpcid_end:\n"
+        ".popsection\n");
+
+static void test_invpcid(void **s)
+{
+    (void)s;
+    const uint64_t want[16] = { [R_AX] = 0x5555, [R_BX] = 0x6666, [8] = 0x5555, [9] = 0x6666,
+                                [10] = 0x3333, [11] = 0x4444 };
+    run_pages_expect(invpcid_start, invpcid_end, "max", want);
+}
+
+/* rax the INVPCID type, rdx the descriptor's first quadword, rsi its address, each plus one
+ * (the harness randomizes a register set to 0) */
+#define FAULTER(name, body)                                                                     \
+    extern const uint8_t name##_start[], name##_end[];                                         \
+    __asm__(".pushsection .rodata\n.globl " #name "_start, " #name "_end\n" #name "_start:\n" \
+            body #name "_end:\n.popsection\n");
+/* CR4.PCIDE with CR3[11:0] != 0 */
+FAULTER(pcide_cr3, "mov %cr3, %rax\nor $1, %rax\nmov %rax, %cr3\n"
+                   "mov %cr4, %rax\nbts $17, %rax\nmov %rax, %cr4\n")
+FAULTER(inv_desc, "dec %rax\ndec %rdx\ndec %rsi\npush %rsi\npush %rdx\ninvpcid (%rsp), %rax\nadd $16, %rsp\n")
+
+static void test_pcid_faults(void **s)
+{
+    (void)s;
+    static struct result emu;
+    static const struct {
+        const char *model;
+        uint64_t type, d0, addr;
+        bool cr3_case;
+        int vec;
+    } cases[] = {
+        { "max", 0, 0, 0, true, 13 },                        /* PCIDE with a PCID in CR3 */
+        { "qemu64", 0, 0, 0, true, 13 },                     /* no PCID: CR4.PCIDE reserved */
+        { "max", 4, 0, 0, false, 13 },                       /* type 4 */
+        { "max", 0, 0, 0x0000800000000000ull, false, 13 },   /* type 0, non-canonical */
+        { "max", 0, 1, 0, false, 13 },                       /* a PCID with CR4.PCIDE off */
+        { "max", 1, 1, 0, false, 13 },
+        { "max", 2, 0x1000, 0, false, 13 },                  /* reserved bits 63:12 */
+        { "max", 0, 0, 0x00007fffffff0000ull, false, -1 },   /* valid: no fault */
+        { "max", 2, 1, 0, false, -1 },                       /* types 2 and 3 take any PCID */
+        { "qemu64", 2, 0, 0, false, 6 },                     /* no INVPCID: #UD */
+        { "max,-invpcid", 2, 0, 0, false, 6 },
+    };
+    for (size_t k = 0; k < sizeof(cases) / sizeof(cases[0]); k++) {
+        const uint64_t set[16] = { [R_AX] = cases[k].type + 1, [R_DX] = cases[k].d0 + 1,
+                                   [R_SI] = cases[k].addr + 1 };
+        use_model(cases[k].model);
+        for (int jit = -1; jit <= 0; jit++) {
+            if (cases[k].cr3_case)
+                run_tables_exc(pcide_cr3_start, pcide_cr3_end, set, jit, &emu);
+            else
+                run_tables_exc(inv_desc_start, inv_desc_end, set, jit, &emu);
+            if (emu.vec != cases[k].vec)
+                fail_msg("case %zu (-cpu %s, type %llu): vector %d, want %d", k, cases[k].model,
+                         (unsigned long long)cases[k].type, emu.vec, cases[k].vec);
+        }
+    }
+    use_model("qemu64");
+}
+
 static int setup(void **s)
 {
     (void)s;
@@ -149,6 +322,8 @@ static int setup(void **s)
 
 int main(void)
 {
-    const struct CMUnitTest tests[] = { cmocka_unit_test(test_invlpg), cmocka_unit_test(test_cr3_global) };
+    const struct CMUnitTest tests[] = { cmocka_unit_test(test_invlpg), cmocka_unit_test(test_cr3_global),
+                                        cmocka_unit_test(test_pcid_cr3), cmocka_unit_test(test_invpcid),
+                                        cmocka_unit_test(test_pcid_faults) };
     return cmocka_run_group_tests_name("emu_tlb", tests, setup, NULL);
 }

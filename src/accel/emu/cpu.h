@@ -49,6 +49,7 @@ struct lapic;
 #define CR4_OSFXSR 0x200u
 #define CR4_OSXMMEXCPT 0x400u
 #define CR4_UMIP 0x800u
+#define CR4_PCIDE 0x20000u
 #define CR4_OSXSAVE 0x40000u
 #define CR4_SMEP 0x100000u
 #define CR4_SMAP 0x200000u
@@ -599,6 +600,13 @@ static inline void need_cpl0(struct cpu *c)
     if (c->cpl != 0)
         raise_gp(c, 0);
 }
+
+/* --- PCID and INVPCID (exec_pcid.c) --- */
+bool pcid_supported(const struct cpu *c);
+/* The checks of a CR4 write that involve PCIDE (#GP); called before CR4 changes. */
+void pcid_check_cr4(struct cpu *c, uint64_t v);
+/* A MOV to CR3: stores it (without bit 63 under CR4.PCIDE) and flushes the TLB as needed. */
+void pcid_set_cr3(struct cpu *c, uint64_t v);
 
 /* --- SMAP, protection keys, UMIP (exec_prot.c) --- */
 /* The CR4 bits a MOV to CR4 may set on this CPU's model. */

@@ -135,6 +135,7 @@ static const struct opdef op38[256] = {
     [0x00 ... 0x0b] = S(0), [0x10] = S(0), [0x14 ... 0x15] = S(0), [0x17] = S(0),
     [0x1c ... 0x1e] = S(0), [0x20 ... 0x25] = S(0), [0x28 ... 0x2b] = S(0),
     [0x30 ... 0x35] = S(0), [0x37 ... 0x41] = S(0), [0xdb ... 0xdf] = S(0),
+    [0x82] = { h_invpcid, M | END },
     [0xf0] = { h_crc32_movbe, M | BRM }, [0xf1] = { h_crc32_movbe, M },
 };
 /* VEX: AVX/AVX2/FMA/F16C (exec_avx.c, which sorts out prefixes and lengths), and the

@@ -45,6 +45,8 @@ static inline void rm_write(struct cpu *c, const struct insn *i, int sz, uint64_
         mem_wr(c, ea(c, i), sz, v);
 }
 
+/* exec_pcid.c */
+H(h_invpcid);
 /* exec_alu.c */
 H(h_alu_rm_r); H(h_alu_r_rm); H(h_alu_a_i); H(h_alu_rm_i); H(h_test_rm_r); H(h_test_a_i);
 H(h_incdec_r); H(h_grp3); H(h_grp4); H(h_imul_rmi); H(h_imul_r_rm); H(h_cbw); H(h_cwd);

@@ -31,6 +31,8 @@ uint64_t prot_cr4_allowed(const struct cpu *c)
         ok |= CR4_PKE;
     if (model_has(c, CPUF_7_ECX, CPUID_7_ECX_PKS))
         ok |= CR4_PKS;
+    if (pcid_supported(c))
+        ok |= CR4_PCIDE;
     return ok;
 }
 

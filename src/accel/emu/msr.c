@@ -314,6 +314,8 @@ void cpu_set_cr0(struct cpu *c, uint64_t v)
             raise_gp(c, 0);
         c->efer |= EFER_LMA;
     }
+    if (!(v & CR0_PG) && (c->cr4 & CR4_PCIDE))
+        raise_gp(c, 0);   /* PCIDs exist only with 4-level paging */
     if (!(v & CR0_PG) && (c->cr0 & CR0_PG) && (c->efer & EFER_LMA)) {
         if (c->code64)
             raise_gp(c, 0);
@@ -328,8 +330,7 @@ void cpu_set_cr0(struct cpu *c, uint64_t v)
 
 void cpu_set_cr3(struct cpu *c, uint64_t v)
 {
-    c->cr3 = v;
-    tlb_flush(c, false);
+    pcid_set_cr3(c, v);
     c->brk = true;
 }
 
@@ -339,6 +340,7 @@ void cpu_set_cr4(struct cpu *c, uint64_t v)
         raise_gp(c, 0);
     if (c->lma && !(v & CR4_PAE))
         raise_gp(c, 0);
+    pcid_check_cr4(c, v);
     c->cr4 = v;
     tlb_flush(c, true);
     cpu_select_tlb(c);   /* SMAP on or off: EFLAGS.AC may now matter */
