@@ -68,8 +68,10 @@ qkvm_refused "an empty stream" "ends early" "${D[@]}" -incoming "file:$TMP/empty
 head -c 100000 /dev/urandom >"$TMP/garbage"
 qkvm_refused "random bytes" "not a qkvm migration stream" "${D[@]}" -incoming "file:$TMP/garbage"
 cp "$TMP/state" "$TMP/flip"
-printf '\x5a' | dd of="$TMP/flip" bs=1 seek=$((size / 2)) conv=notrunc status=none
-cmp -s "$TMP/state" "$TMP/flip" || qkvm_refused "one byte changed" "checksum mismatch" "${D[@]}" -incoming "file:$TMP/flip"
+# the middle byte inverted, so it always differs (a fixed value sometimes was the byte already)
+b=$(od -An -tu1 -j $((size / 2)) -N1 "$TMP/state")
+printf "\\$(printf '%03o' $((b ^ 0xff)))" | dd of="$TMP/flip" bs=1 seek=$((size / 2)) conv=notrunc status=none
+qkvm_refused "one byte changed" "checksum mismatch" "${D[@]}" -incoming "file:$TMP/flip"
 cp "$TMP/state" "$TMP/future"
 printf '\x02' | dd of="$TMP/future" bs=1 seek=8 conv=notrunc status=none
 qkvm_refused "a stream version from the future" "version 2, this qkvm reads version 1" "${D[@]}" -incoming "file:$TMP/future"
