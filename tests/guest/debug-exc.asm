@@ -169,6 +169,15 @@ set_gate:
     and dword [esp], ~0x100
     popfd
 %endmacro
+; EAX = the ECX of the first three #DBs, a nibble each (first highest)
+%macro pack_db_ecx 0
+    mov eax, [db_ecx]
+    shl eax, 4
+    or eax, [db_ecx + 4]
+    shl eax, 4
+    or eax, [db_ecx + 8]
+%endmacro
+
 %macro reset_db 0
     mov dword [db_count], 0
     mov dword [db_mode], 0
@@ -386,11 +395,7 @@ checks:
     mov ebx, .rm_end
     call rep_result
     mov [res + 76], eax                     ; rep_movs_count_eips = 67
-    mov eax, [db_ecx]
-    shl eax, 4
-    or eax, [db_ecx + 4]
-    shl eax, 4
-    or eax, [db_ecx + 8]
+    pack_db_ecx
     shl eax, 4
     or eax, [db_rf]
     mov ebx, [rep_dst]
@@ -418,11 +423,7 @@ checks:
     mov ebx, .rc_end
     call rep_result
     mov [res + 84], eax                     ; repe_cmps_count_eips = 67
-    mov eax, [db_ecx]
-    shl eax, 4
-    or eax, [db_ecx + 4]
-    shl eax, 4
-    or eax, [db_ecx + 8]
+    pack_db_ecx
     mov [res + 88], eax                     ; repe_cmps_ecx = 321
 
     ; 23: REP STOSB with ECX = 0: no iteration, one trap at the next instruction
