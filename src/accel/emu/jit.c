@@ -688,8 +688,8 @@ static void rmw_end(struct tx *t, struct ccall *k, int kind, int sz, bool live);
  * encodings need no REX, or always have one). */
 static int32_t byte_off(int r) { return r >= 16 ? GREG(r - 16) + 1 : GREG(r); }
 
-/* Byte registers go through struct cpu: the full register, if held on the host and newer there,
- * is written back first; returns it. */
+/* Byte registers of guest registers not held on the host, and AH..BH, go through struct cpu:
+ * the full register, if held on the host and newer there, is written back first; returns it. */
 static int sync_reg(struct tx *t, int r)
 {
     int g = r >= 16 ? r - 16 : r;
@@ -700,15 +700,40 @@ static int sync_reg(struct tx *t, int r)
     return g;
 }
 
+/* op on byte register b (and r, when rbyte): SPL..DIL (4-7) need a REX prefix, without which
+ * the same numbers name AH..BH */
+static void op_rr8(struct tx *t, unsigned op, int r, int b, bool rbyte)
+{
+    if (!((r | b) & 8) && ((b >= 4 && b < 8) || (rbyte && r >= 4 && r < 8)))
+        e1(t, 0x40);
+    op_rr(t, 0, op, r, b);
+}
+
+/* The low byte of a guest register held on the host is read and written there: through struct
+ * cpu a write would store one byte and reload all eight, a load the store cannot be forwarded
+ * to (a stall of a dozen cycles on every SETcc or byte MOV into such a register; it was a
+ * fifth of qsort's time). Both forms leave the host's flags alone (an ALU result stored after
+ * its flags were kept for a Jcc). AH..BH stay in struct cpu: no flag-free host form puts a
+ * byte in bits 15:8 of rbp or r12-r15. */
 static void ld_byte(struct tx *t, int h, int r)
 {
+    int hh = r < 16 ? t->host_of[r] : -1;
+    if (hh >= 0) {
+        op_rr8(t, 0x0fb6, h, hh, false);             /* movzx h, hh.b */
+        return;
+    }
     sync_reg(t, r);
     op_rm(t, 0, 0x0fb6, h, RBX, byte_off(r));
 }
 
-/* ...and after a byte store the host copy is read again */
 static void st_byte(struct tx *t, int r, int h)
 {
+    int hh = r < 16 ? t->host_of[r] : -1;
+    if (hh >= 0) {
+        op_rr8(t, 0x88, h, hh, true);                /* mov hh.b, h.b */
+        t->dirty |= (uint16_t)(1u << r);
+        return;
+    }
     int g = sync_reg(t, r);
     op_rm(t, 0, 0x88, h, RBX, byte_off(r));
     if (t->host_of[g] >= 0)
