@@ -26,16 +26,16 @@ entry:
     mov esp, stack_top
     ; interrupt gates for #NMI, #GP, the timer and the IPI vector
     mov eax, nmi_handler
-    mov ebx, 2
+    mov ecx, 2
     call set_gate
     mov eax, gp_handler
-    mov ebx, 13
+    mov ecx, 13
     call set_gate
     mov eax, timer_handler
-    mov ebx, V_TIMER
+    mov ecx, V_TIMER
     call set_gate
     mov eax, ipi_handler
-    mov ebx, V_IPI
+    mov ecx, V_IPI
     call set_gate
     lidt [idtr]
 
@@ -46,12 +46,12 @@ entry:
     shr eax, 21
     and eax, 1
     mov esi, k_x2apic_cpuid
-    call putkv_hex
+    call putkv
     mov eax, [feat_ecx]
     shr eax, 24
     and eax, 1
     mov esi, k_tscdl_cpuid
-    call putkv_hex
+    call putkv
 
     ; CPUID.1:EDX.APIC follows IA32_APIC_BASE.EN
     mov ecx, 0x1b
@@ -75,7 +75,7 @@ entry:
     mov edx, 0x100
     call wrmsr_gp
     mov esi, k_base_rsvd_gp
-    call putkv_hex
+    call putkv
 
     ; NMI to self (shorthand self, NMI, assert)
     mov dword [APIC + 0x300], 0x44400
@@ -88,10 +88,10 @@ entry:
 .nmi_done:
     mov eax, [nmi_count]
     mov esi, k_nmi_count
-    call putkv_hex
+    call putkv
     mov eax, [nmi_nested]
     mov esi, k_nmi_nested
-    call putkv_hex
+    call putkv
 
     test dword [feat_ecx], 1 << 21
     jnz x2apic_tests
@@ -101,7 +101,7 @@ entry:
     xor edx, edx
     call wrmsr_gp
     mov esi, k_extd_gp
-    call putkv_hex
+    call putkv
     jmp tscdl_tests
 
 x2apic_tests:
@@ -111,25 +111,25 @@ x2apic_tests:
     xor edx, edx
     call wrmsr_gp
     mov esi, k_x2apic_on_gp
-    call putkv_hex
+    call putkv
     mov byte [x2], 1
     mov ecx, 0x802
     rdmsr
     mov esi, k_x2apic_id
-    call putkv_hex
+    call putkv
     mov ecx, 0x802
     mov eax, 5
     xor edx, edx
     call wrmsr_gp
     mov esi, k_id_write_gp
-    call putkv_hex
+    call putkv
     mov ecx, 0x83f
     call rdmsr_gp
     mov esi, k_selfipi_read_gp
-    call putkv_hex
+    call putkv
     mov eax, [APIC + 0x30]                  ; the page is gone in x2APIC mode
     mov esi, k_xapic_page
-    call putkv_hex
+    call putkv
     mov ecx, 0x80f
     mov eax, 0x1ff
     xor edx, edx
@@ -142,14 +142,14 @@ x2apic_tests:
     cli
     mov eax, [ipi_count]
     mov esi, k_self_ipi
-    call putkv_hex
+    call putkv
     mov ecx, 0x1b
     mov eax, [base]
     or eax, 0x800
     xor edx, edx
     call wrmsr_gp
     mov esi, k_x2apic_to_xapic_gp
-    call putkv_hex
+    call putkv
 
 tscdl_tests:
     test dword [feat_ecx], 1 << 24
@@ -157,7 +157,7 @@ tscdl_tests:
     mov ecx, 0x6e0
     call rdmsr_gp
     mov esi, k_tscdl_gp
-    call putkv_hex
+    call putkv
     jmp done
 .have:
     mov eax, (2 << 17) | V_TIMER            ; LVT timer: TSC-deadline mode (bits 18:17 = 2)
@@ -169,12 +169,12 @@ tscdl_tests:
     cli
     mov eax, [timer_count]
     mov esi, k_tscdl_past
-    call putkv_hex
+    call putkv
     mov ecx, 0x6e0
     rdmsr
     or eax, edx
     mov esi, k_tscdl_after
-    call putkv_hex
+    call putkv
     rdtsc
     add eax, 50000000                       ; 50 ms at the 1 GHz TSC
     adc edx, 0
@@ -186,14 +186,14 @@ tscdl_tests:
     mov eax, [timer_count]
     dec eax
     mov esi, k_tscdl_early
-    call putkv_hex
+    call putkv
     sti
     hlt                                     ; only the timer can end this
     cli
     mov eax, [timer_count]
     dec eax
     mov esi, k_tscdl_late
-    call putkv_hex
+    call putkv
 
 done:
     mov dx, 0x501
@@ -209,7 +209,7 @@ put_apic_cpuid:
     mov eax, edx
     shr eax, 9
     and eax, 1
-    jmp putkv_hex
+    jmp putkv
 
 ; eax: the LVT timer value, through the page or the MSR
 lvt_timer_write:
@@ -291,54 +291,8 @@ ipi_handler:
     call eoi
     iretd
 
-; set_gate: vector ebx -> handler eax, a 32-bit interrupt gate in the current CS
-set_gate:
-    push ecx
-    mov ecx, eax
-    and ecx, 0xffff
-    mov edx, cs
-    shl edx, 16
-    or ecx, edx
-    mov [idt + ebx * 8], ecx
-    and eax, 0xffff0000
-    or eax, 0x8e00
-    mov [idt + ebx * 8 + 4], eax
-    pop ecx
-    ret
-
 %include "uart.inc"
-
-puts:
-    push eax
-.l: lodsb
-    test al, al
-    jz .e
-    call uart_putc
-    jmp .l
-.e: pop eax
-    ret
-; putkv_hex: the key at esi, then eax as 8 hex digits and a newline
-putkv_hex:
-    call puts
-    push ecx
-    push eax
-    mov ecx, 8
-.h: rol eax, 4
-    push eax
-    and al, 0xf
-    add al, '0'
-    cmp al, '9'
-    jbe .d
-    add al, 'a' - '9' - 1
-.d: call uart_putc
-    pop eax
-    dec ecx
-    jnz .h
-    mov al, 10
-    call uart_putc
-    pop eax
-    pop ecx
-    ret
+%include "print32.inc"
 
     align 4
 idtr: dw 256 * 8 - 1

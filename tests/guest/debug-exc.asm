@@ -18,6 +18,7 @@ header:
     dd header, 0x200000, image_end, bss_end, entry
 
 %include "uart.inc"
+%include "print32.inc"
 
 entry:
     lgdt [gdtr]
@@ -149,15 +150,6 @@ task_entry:
     mov [task_link], eax
     iretd
     jmp task_entry
-
-; ecx = vector, eax = handler: a 32-bit interrupt gate
-set_gate:
-    mov [idt + ecx * 8], ax
-    mov word [idt + ecx * 8 + 2], 0x08
-    mov word [idt + ecx * 8 + 4], 0x8e00
-    shr eax, 16
-    mov [idt + ecx * 8 + 6], ax
-    ret
 
 %macro tf_on 0
     pushfd
@@ -557,46 +549,6 @@ h_unexpected:
     out dx, al
     cli
     hlt
-
-; puts: the NUL-terminated string at esi
-puts:
-    push eax
-    push esi
-.next:
-    lodsb
-    test al, al
-    jz .end
-    call uart_putc
-    jmp .next
-.end:
-    pop esi
-    pop eax
-    ret
-
-; puthex: eax in hex (8 digits), then a newline
-puthex:
-    push eax
-    push ecx
-    push edx
-    mov edx, eax
-    mov ecx, 8
-.digit:
-    rol edx, 4
-    mov al, dl
-    and al, 15
-    add al, '0'
-    cmp al, '9'
-    jbe .put
-    add al, 'a' - '9' - 1
-.put:
-    call uart_putc
-    loop .digit
-    mov al, 10
-    call uart_putc
-    pop edx
-    pop ecx
-    pop eax
-    ret
 
     align 8
 gdt:

@@ -14,6 +14,7 @@ header:
     dd header, 0x200000, image_end, bss_end, entry
 
 %include "uart.inc"
+%include "print32.inc"
 
 entry:
     lgdt [gdtr]
@@ -136,15 +137,6 @@ set_tss_desc:
     mov [edi + 7], ah
     ret
 
-; ecx = vector, eax = handler: a 32-bit interrupt gate, DPL 0
-set_gate:
-    mov [idt + ecx * 8], ax
-    mov word [idt + ecx * 8 + 2], 0x08
-    mov word [idt + ecx * 8 + 4], 0x8e00
-    shr eax, 16
-    mov [idt + ecx * 8 + 6], ax
-    ret
-
 ; the task behind both gates: records what it sees and IRETs (NT set) to the user's task; the
 ; next switch resumes after that IRET. The second switch is the #UD: the user's EIP, saved in
 ; the first TSS, goes past the UD2.
@@ -241,29 +233,6 @@ h_end:
     out dx, al
     cli
     hlt
-
-; putkv: the key at esi, then eax in hex, then a newline
-putkv:
-    push eax
-.k: lodsb
-    test al, al
-    jz .v
-    call uart_putc
-    jmp .k
-.v: pop edx
-    mov ecx, 8
-.d: rol edx, 4
-    mov al, dl
-    and al, 15
-    add al, '0'
-    cmp al, '9'
-    jbe .p
-    add al, 'a' - '9' - 1
-.p: call uart_putc
-    loop .d
-    mov al, 10
-    call uart_putc
-    ret
 
 k_int: db "user_task_ran_link=", 0
 k_nt_cs: db "user_task_nt_saved_cs=", 0
