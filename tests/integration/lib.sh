@@ -49,6 +49,18 @@ qkvm_refused() {
     fail "$name" "status $rc, $lines lines: $(head -c 300 "$TMP/err" | tr '\n' ' ')"
   fi
 }
+# mig_wait SOCKET SECONDS [QMP-COMMAND...]: polls query-migrate (and the commands given) on the
+# QMP socket until the migration ends or SECONDS pass; the last reply in $TMP/qm. 0 when it
+# completed.
+mig_wait() {
+  local sock=$1 n=$(($2 * 10)) i; shift 2
+  for ((i = 0; i < n; i++)); do
+    python3 "$TOP/tests/integration/qmp.py" "$sock" query-migrate "$@" >"$TMP/qm" 2>&1
+    grep -q '"completed"\|"failed"\|"cancelled"' "$TMP/qm" && break
+    sleep 0.1
+  done
+  grep -q '"status": "completed"' "$TMP/qm"
+}
 # The value of key= in $TMP/out
 outval() { sed -n "s/^$1=//p" "$TMP/out" | tr -d '\r' | head -n 1; }
 

@@ -50,11 +50,7 @@ check "the counter runs ($c0)" test "${c0:-0}" -gt 0
 python3 "$QMP" "$TMP/qmp.src" \
   'migrate-set-capabilities {"capabilities": [{"capability": "mapped-ram", "state": true}]}' \
   "migrate {\"uri\": \"file:$TMP/state\"}" >/dev/null
-for i in $(seq 1 600); do
-  python3 "$QMP" "$TMP/qmp.src" query-migrate >"$TMP/qm" 2>&1
-  grep -q '"completed"\|"failed"' "$TMP/qm" && break
-  sleep 0.5
-done
+mig_wait "$TMP/qmp.src" 300
 check "migrate file: with mapped-ram completes" grep -q '"status": "completed"' "$TMP/qm"
 kill -9 "$SRC"; wait "$SRC" 2>/dev/null
 exec 8>&-

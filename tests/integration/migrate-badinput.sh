@@ -30,13 +30,9 @@ save_state() {
   rm -f "$TMP/qmp"
   timeout -k 5 60 "$QKVM" "${G[@]}" -S -qmp "unix:$TMP/qmp,server=on,wait=off" -serial none </dev/null \
     >"$TMP/src.out" 2>"$TMP/src.err" &
-  local pid=$! i
+  local pid=$!
   python3 "$TOP/tests/integration/qmp.py" "$TMP/qmp" "migrate {\"uri\": \"$1\"}" >"$TMP/qm" 2>&1
-  for i in $(seq 1 100); do
-    python3 "$TOP/tests/integration/qmp.py" "$TMP/qmp" query-migrate query-status >"$TMP/qm" 2>&1
-    grep -q '"completed"\|"failed"' "$TMP/qm" && break
-    sleep 0.1
-  done
+  mig_wait "$TMP/qmp" 10 query-status
   python3 "$TOP/tests/integration/qmp.py" "$TMP/qmp" quit >/dev/null 2>&1
   wait $pid
 }

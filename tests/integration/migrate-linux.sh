@@ -45,16 +45,6 @@ switch_to() {
   VG_OUT=$TMP/console.$1
   VG_PID=$(eval echo "\$PID_$1")
 }
-# wait_mig SOCKET: polls query-migrate until it ends; the last reply in $TMP/qm
-wait_mig() {
-  local i
-  for i in $(seq 1 600); do
-    python3 "$QMP" "$1" query-migrate >"$TMP/qm" 2>&1
-    grep -q '"completed"\|"failed"\|"cancelled"' "$TMP/qm" && return 0
-    sleep 0.5
-  done
-  return 1
-}
 count() { vg_cmd 'cat /tmp/cnt'; }
 
 if ! vg_boot src "${ARGS[@]}" -qmp "unix:$TMP/qmp.src,server=on,wait=off"; then
@@ -72,7 +62,7 @@ check "the workload runs (counter $c0)" test "${c0:-0}" -gt 0
 
 # --- 1. save to a file, kill the source, restore ---
 python3 "$QMP" "$TMP/qmp.src" "migrate {\"uri\": \"exec:cat > '$TMP/state'\"}" >/dev/null
-wait_mig "$TMP/qmp.src"
+mig_wait "$TMP/qmp.src" 300
 check "migrate exec:cat > FILE completes" grep -q '"status": "completed"' "$TMP/qm"
 expect_eq "the source is paused in postmigrate" postmigrate \
   "$(python3 "$QMP" "$TMP/qmp.src" query-status | sed -n 's/.*"status": "\([a-z-]*\)".*/\1/p')"
@@ -140,7 +130,7 @@ python3 "$QMP" "$TMP/qmp.b" 'migrate-set-parameters {"max-bandwidth": 1048576}' 
   "migrate {\"uri\": \"unix:$TMP/mig.sock\"}" >/dev/null
 sleep 2
 python3 "$QMP" "$TMP/qmp.b" migrate_cancel >/dev/null
-wait_mig "$TMP/qmp.b"
+mig_wait "$TMP/qmp.b" 300
 check "migrate_cancel: the migration ends cancelled" grep -q '"status": "cancelled"' "$TMP/qm"
 wait "$PID_c"
 rc_c=$?

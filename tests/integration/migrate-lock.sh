@@ -19,11 +19,7 @@ G=(-accel tcg -m 16M -bios "$GUESTS/echo-rom.bin" -display none -serial none
 # migrate_to PORT: the source's migrate to a tcp destination, polled until it ends (reply in $TMP/qm)
 migrate_to() {
   python3 "$QMP" "$TMP/src.sock" "migrate {\"uri\": \"tcp:127.0.0.1:$1\"}" >/dev/null
-  for i in $(seq 1 100); do
-    python3 "$QMP" "$TMP/src.sock" query-migrate >"$TMP/qm" 2>&1
-    grep -q '"completed"\|"failed"' "$TMP/qm" && break
-    sleep 0.1
-  done
+  mig_wait "$TMP/src.sock" 10
 }
 # wait_running: until the destination says running (reply in $TMP/qs)
 wait_running() {

@@ -52,11 +52,7 @@ $PFX timeout -k 5 60 "$QKVM" "${G[@]}" $(card "$TA" $SRC_MAC) -qmp "unix:$TMP/qm
   </dev/null >"$TMP/src.out" 2>"$TMP/src.err" &
 pid=$!
 python3 "$QMP" "$TMP/qmp.src" "migrate {\"uri\": \"file:$TMP/state\"}" >/dev/null 2>&1
-for i in $(seq 1 100); do
-  python3 "$QMP" "$TMP/qmp.src" query-migrate >"$TMP/qm" 2>&1
-  grep -q '"completed"\|"failed"' "$TMP/qm" && break
-  sleep 0.1
-done
+mig_wait "$TMP/qmp.src" 10
 python3 "$QMP" "$TMP/qmp.src" quit >/dev/null 2>&1
 wait $pid
 check "a paused guest with a virtio-net card is saved to a file" grep -q '"completed"' "$TMP/qm"

@@ -88,15 +88,6 @@ hmp() {
     python3 -c 'import json,sys; sys.stdout.write(json.load(sys.stdin).get("return", "?"))' | tr -d '\r'
 }
 runstate() { q "$1" query-status | sed -n 's/.*"status": "\([a-z-]*\)".*/\1/p'; }
-wait_mig() {
-  local i
-  for i in $(seq 1 600); do
-    q "$1" query-migrate >"$TMP/qm"
-    grep -q '"completed"\|"failed"\|"cancelled"' "$TMP/qm" && return 0
-    sleep 0.5
-  done
-  return 1
-}
 
 # the host end's progress: "sent N recv M bad B" (bad: offset of the first wrong byte, or -1)
 field() { sed -n "s/.* $1 \(-\{0,1\}[0-9]*\).*/\1/p" "$TMP/ns/status" 2>/dev/null; }
@@ -149,7 +140,7 @@ if [ "$LONG" = 1 ]; then
 
   # --- 2. to a file, the source gone, restored on the same tap ---
   q "$TMP/qmp.src" "migrate {\"uri\": \"file:$TMP/state\"}" >/dev/null
-  wait_mig "$TMP/qmp.src"
+  mig_wait "$TMP/qmp.src" 300
   check "migrate file: completes" grep -q '"status": "completed"' "$TMP/qm"
   q "$TMP/qmp.src" quit >/dev/null
   wait "$PID_src" 2>/dev/null
@@ -182,7 +173,7 @@ PIDS+=($CAP)
 dest b "$TB" "tcp:127.0.0.1:$port"
 sleep 1
 q "$TMP/qmp.$cur" "migrate {\"uri\": \"tcp:127.0.0.1:$port\"}" >/dev/null
-wait_mig "$TMP/qmp.$cur"
+mig_wait "$TMP/qmp.$cur" 300
 check "live migration over tcp completes" grep -q '"status": "completed"' "$TMP/qm"
 echo "# live: $(cat "$TMP/qm")"
 expect_eq "the destination runs" running "$(runstate "$TMP/qmp.b")"
@@ -206,7 +197,7 @@ if [ "$LONG" = 1 ]; then
   q "$TMP/qmp.b" 'migrate-set-parameters {"max-bandwidth": 1048576}' "migrate {\"uri\": \"unix:$TMP/mig.sock\"}" >/dev/null
   sleep 2
   q "$TMP/qmp.b" migrate_cancel >/dev/null
-  wait_mig "$TMP/qmp.b"
+  mig_wait "$TMP/qmp.b" 300
   check "migrate_cancel: cancelled" grep -q '"status": "cancelled"' "$TMP/qm"
   wait "$PID_c"
   expect_eq "the abandoned destination exits 1" 1 "$?"

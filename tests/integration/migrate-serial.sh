@@ -22,11 +22,7 @@ timeout -k 5 60 "$QKVM" "${G[@]}" -S -qmp "unix:$TMP/qmp,server=on,wait=off" -se
   >"$TMP/src.out" 2>"$TMP/src.err" &
 pid=$!
 python3 "$TOP/tests/integration/qmp.py" "$TMP/qmp" "migrate {\"uri\": \"file:$TMP/state\"}" >/dev/null 2>&1
-for i in $(seq 1 100); do
-  python3 "$TOP/tests/integration/qmp.py" "$TMP/qmp" query-migrate >"$TMP/qm" 2>&1
-  grep -q '"completed"\|"failed"' "$TMP/qm" && break
-  sleep 0.1
-done
+mig_wait "$TMP/qmp" 10
 python3 "$TOP/tests/integration/qmp.py" "$TMP/qmp" quit >/dev/null 2>&1
 wait $pid
 check "the paused echo guest is saved to a file" grep -q '"completed"' "$TMP/qm"

@@ -65,12 +65,6 @@ wait_status() {
 # migrate_to NAME URI: QMP migrate, then query-migrate until completed or failed (the last
 # reply in $TMP/qm); 0 when completed
 migrate_to() {
-  local i
   qmp "$1" "migrate {\"uri\": \"$2\"}" >/dev/null
-  for ((i = 0; i < 300; i++)); do
-    qmp "$1" query-migrate >"$TMP/qm"
-    grep -q '"completed"\|"failed"' "$TMP/qm" && break
-    sleep 0.1
-  done
-  grep -q '"status": "completed"' "$TMP/qm"
+  mig_wait "$TMP/$1.qmp" 30
 }
