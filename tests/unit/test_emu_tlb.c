@@ -39,7 +39,8 @@ static void tables_reset(void)
     uint64_t *pd = (uint64_t *)(hmem + PD2), *pt = (uint64_t *)(hmem + PT2);
     pd[0] = 0x200000 | 0x83;          /* VA1G: a 2 MiB page at PA 2 MiB */
     pd[1] = PT2 | 3;                  /* VA1G + 2 MiB: 4 KiB pages */
-    pd[2] = pd[3] = 0x200000 | 0x83;  /* VA1G + 4 MiB, + 6 MiB: PA 2 MiB again */
+    for (int k = 2; k < 6; k++)
+        pd[k] = 0x200000 | 0x83;      /* VA1G + 4 MiB to + 12 MiB: PA 2 MiB again */
     uint64_t *pt3 = (uint64_t *)(hmem + PT3);
     memset(pt3, 0, 0x1000);
     pt3[2] = 0x82000 | 3;             /* a second PT for VA1G + 2 MiB: 0x6666 at index 2 */
@@ -322,8 +323,8 @@ static void test_pcid_faults(void **s)
     use_model("qemu64");
 }
 
-/* Reads the rdx pages from rsi (a TLB entry each), makes the 2 MiB pages at VA1G + 4 MiB and
- * + 6 MiB not present (rdi: the first PDE), then either reloads CR3 (r12 = 1) or INVLPGs (r13)
+/* Reads the rdx pages from rsi (a TLB entry each), makes the 2 MiB pages at VA1G + 4 MiB to
+ * + 12 MiB not present (rdi: the first PDE), then either reloads CR3 (r12 = 1) or INVLPGs (r13)
  * (r12 = 2), and reads the pages again from the last one down: the first read must fault, with
  * rcx still rdx and rax the last page. An entry the flush missed lets a read through and rcx
  * counts down. */
@@ -339,6 +340,8 @@ __asm__(".pushsection .rodata\n"
         "jnz 1b\n"
         "movq $0, (%rdi)\n"
         "movq $0, 8(%rdi)\n"
+        "movq $0, 16(%rdi)\n"
+        "movq $0, 24(%rdi)\n"
         "cmp $1, %r12\n"
         "jne 2f\n"
         "mov %cr3, %rcx\n"
@@ -363,8 +366,8 @@ static void test_flush_fills(void **s)
         uint64_t base, n, how, inv;
     } cases[] = {
         /* past the fill log (TLB_LOG): the flush scans every slot */
-        { VA1G + (4u << 20), 1024, 1, 0 },
-        { VA1G + (4u << 20), 1024, 2, VA1G + (6u << 20) + 0x5000 },
+        { VA1G + (4u << 20), 2048, 1, 0 },
+        { VA1G + (4u << 20), 2048, 2, VA1G + (10u << 20) + 0x5000 },
         /* within it: only the logged slots */
         { VA1G + (6u << 20), 200, 1, 0 },
         { VA1G + (6u << 20), 200, 2, VA1G + (6u << 20) + 0x5000 },
