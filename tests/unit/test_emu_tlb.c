@@ -6,6 +6,10 @@
  * With PCIDs (CR4.PCIDE, -cpu max): MOV to CR3 with bit 63 keeps the current PCID's
  * translations, a switch to another PCID does not use them, INVPCID of each type drops what it
  * must, clearing CR4.PCIDE flushes, and the #GP/#UD cases of CR4.PCIDE and INVPCID.
+ * The TLB's own shape: a flush after more fills than its fill log holds (the whole set is
+ * scanned) and after fewer (only the logged slots), INVLPG of a large page in both cases, and
+ * the paging-structure cache (a PT found once is used by the next walk) dropped by a CR3 write
+ * and by an INVLPG of any address.
  * Each runs interpreted and translated. Privileged code: the emulator only, the native run of
  * the harness faults at once and is not looked at. */
 #include <setjmp.h>
@@ -24,6 +28,7 @@
 #define VA1G (HBASE + (1ull << 30))
 #define PD2 0x7000
 #define PT2 0x8000
+#define PT3 0x9000
 #define MARK(pa, v) (*(uint64_t *)(hmem + (pa)) = (v))
 
 static void tables_reset(void)
@@ -34,6 +39,11 @@ static void tables_reset(void)
     uint64_t *pd = (uint64_t *)(hmem + PD2), *pt = (uint64_t *)(hmem + PT2);
     pd[0] = 0x200000 | 0x83;          /* VA1G: a 2 MiB page at PA 2 MiB */
     pd[1] = PT2 | 3;                  /* VA1G + 2 MiB: 4 KiB pages */
+    for (int k = 2; k < 6; k++)
+        pd[k] = 0x200000 | 0x83;      /* VA1G + 4 MiB to + 12 MiB: PA 2 MiB again */
+    uint64_t *pt3 = (uint64_t *)(hmem + PT3);
+    memset(pt3, 0, 0x1000);
+    pt3[2] = 0x82000 | 3;             /* a second PT for VA1G + 2 MiB: 0x6666 at index 2 */
     pt[0] = 0x290000 | 3;
     pt[1] = 0x281000 | 0x103;         /* global */
     pt[2] = 0x282000 | 3;
@@ -313,6 +323,112 @@ static void test_pcid_faults(void **s)
     use_model("qemu64");
 }
 
+/* Reads the rdx pages from rsi (a TLB entry each), makes the 2 MiB pages at VA1G + 4 MiB to
+ * + 12 MiB not present (rdi: the first PDE), then either reloads CR3 (r12 = 1) or INVLPGs (r13)
+ * (r12 = 2), and reads the pages again from the last one down: the first read must fault, with
+ * rcx still rdx and rax the last page. An entry the flush missed lets a read through and rcx
+ * counts down. */
+extern const uint8_t fill_start[], fill_end[];
+__asm__(".pushsection .rodata\n"
+        ".globl fill_start, fill_end\n"
+        "fill_start:\n"
+        "mov %rsi, %rax\n"
+        "mov %rdx, %rcx\n"
+        "1: mov (%rax), %r8\n"
+        "add $0x1000, %rax\n"
+        "dec %rcx\n"
+        "jnz 1b\n"
+        "movq $0, (%rdi)\n"
+        "movq $0, 8(%rdi)\n"
+        "movq $0, 16(%rdi)\n"
+        "movq $0, 24(%rdi)\n"
+        "cmp $1, %r12\n"
+        "jne 2f\n"
+        "mov %cr3, %rcx\n"
+        "mov %rcx, %cr3\n"
+        "jmp 3f\n"
+        "2: invlpg (%r13)\n"
+        "3: mov %rdx, %rcx\n"
+        "4: lea -1(%rcx), %rax\n"
+        "shl $12, %rax\n"
+        "add %rsi, %rax\n"
+        "mov (%rax), %r8\n"
+        "dec %rcx\n"
+        "jnz 4b\n"
+        "fill_end:\n"
+        ".popsection\n");
+
+static void test_flush_fills(void **s)
+{
+    (void)s;
+    static struct result emu;
+    static const struct {
+        uint64_t base, n, how, inv;
+    } cases[] = {
+        /* past the fill log (TLB_LOG): the flush scans every slot */
+        { VA1G + (4u << 20), 2048, 1, 0 },
+        { VA1G + (4u << 20), 2048, 2, VA1G + (10u << 20) + 0x5000 },
+        /* within it: only the logged slots */
+        { VA1G + (6u << 20), 200, 1, 0 },
+        { VA1G + (6u << 20), 200, 2, VA1G + (6u << 20) + 0x5000 },
+    };
+    for (size_t k = 0; k < sizeof(cases) / sizeof(cases[0]); k++) {
+        const uint64_t set[16] = { [R_SI] = cases[k].base, [R_DX] = cases[k].n,
+                                   [R_DI] = HBASE + PD2 + 16, [12] = cases[k].how,
+                                   [13] = cases[k].inv ? cases[k].inv : HBASE + OFF_DATA };
+        for (int jit = -1; jit <= 0; jit++) {
+            run_tables_exc(fill_start, fill_end, set, jit, &emu);
+            /* the harness reports #PF as 13, as the native run's SIGSEGV; rax says which read */
+            uint64_t last = cases[k].base + ((cases[k].n - 1) << 12);
+            if (emu.vec != 13 || emu.regs.r[R_CX] != cases[k].n || emu.regs.r[R_AX] != last)
+                fail_msg("case %zu (%s): vector %d at %#llx with rcx %llu, want 13 at %#llx with %llu",
+                         k, jit ? "interpreted" : "translated", emu.vec,
+                         (unsigned long long)emu.regs.r[R_AX], (unsigned long long)emu.regs.r[R_CX],
+                         (unsigned long long)last, (unsigned long long)cases[k].n);
+        }
+    }
+}
+
+/* A walk through VA1G + 2 MiB (the PT at PT2), then its PDE points at PT3; after a CR3 reload
+ * (r12 = 1) or an INVLPG of another address (r13, r12 = 2) a page of the same 2 MiB that was
+ * never in the TLB must be walked through PT3 (0x6666), not through the cached PT2 (0x5555). */
+extern const uint8_t pwc_start[], pwc_end[];
+__asm__(".pushsection .rodata\n"
+        ".globl pwc_start, pwc_end\n"
+        "pwc_start:\n"
+        "mov (%rsi), %rax\n"                /* 0xa1 */
+        "mov %rdx, (%rdi)\n"
+        "cmp $1, %r12\n"
+        "jne 1f\n"
+        "mov %cr3, %rcx\n"
+        "mov %rcx, %cr3\n"
+        "jmp 2f\n"
+        "1: invlpg (%r13)\n"
+        "2: mov 0x2000(%rsi), %rbx\n"
+        "pwc_end:\n"
+        ".popsection\n");
+
+static void test_walk_cache(void **s)
+{
+    (void)s;
+    static struct result emu;
+    for (uint64_t how = 1; how <= 2; how++) {
+        const uint64_t set[16] = { [R_SI] = VA1G + (2u << 20), [R_DX] = PT3 | 3,
+                                   [R_DI] = HBASE + PD2 + 8, [12] = how,
+                                   [13] = HBASE + OFF_DATA };
+        for (int jit = -1; jit <= 0; jit++) {
+            run_tables(pwc_start, pwc_end, set, jit, &emu);
+            assert_int_equal(emu.regs.r[R_AX], 0xa1);
+            if (emu.regs.r[R_BX] != 0x6666)
+                fail_msg("%s: %#llx after %s, want 0x6666", jit ? "interpreted" : "translated",
+                         (unsigned long long)emu.regs.r[R_BX], how == 1 ? "MOV CR3" : "INVLPG");
+            /* the walk through PT3 set the accessed bits of the new PDE and of the PTE */
+            assert_true(*(uint64_t *)(hmem + PD2 + 8) & 0x20);
+            assert_true(*(uint64_t *)(hmem + PT3 + 16) & 0x20);
+        }
+    }
+}
+
 static int setup(void **s)
 {
     (void)s;
@@ -324,6 +440,8 @@ int main(void)
 {
     const struct CMUnitTest tests[] = { cmocka_unit_test(test_invlpg), cmocka_unit_test(test_cr3_global),
                                         cmocka_unit_test(test_pcid_cr3), cmocka_unit_test(test_invpcid),
-                                        cmocka_unit_test(test_pcid_faults) };
+                                        cmocka_unit_test(test_pcid_faults),
+                                        cmocka_unit_test(test_flush_fills),
+                                        cmocka_unit_test(test_walk_cache) };
     return cmocka_run_group_tests_name("emu_tlb", tests, setup, NULL);
 }

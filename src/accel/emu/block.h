@@ -29,7 +29,7 @@ static inline struct block *block_get(struct cpu *c)
     if (likely(j->la == la && j->key == key)) {
         /* still mapped the same way: the TLB holds the page, executable, at the block's frame */
         struct block *b = j->b;
-        const struct tlb_entry *e = &c->tlbc[(la >> 12) & (TLB_SIZE - 1)];
+        const struct tlb_entry *e = tlb_slot(c->tlbc, la);
         if (likely(e->vx == (la & ~0xfffull) && e->pa == (b->pa & ~0xfffull) &&
                    b->gen == atomic_load_explicit(&c->vm->gen[b->pidx], memory_order_relaxed)))
             return b;

@@ -316,8 +316,7 @@ void emu_cpu_set_state(struct cpu *c, const struct cpu_state *s)
     if ((c->cr0 & CR0_PE) && c->seg[SEG_CS].dpl != (c->seg[SEG_CS].selector & 3))
         cpu_set_cpl(c, c->seg[SEG_SS].dpl);
     cpu_update_mode(c);
-    c->tlb_used = (1u << TLB_SETS) - 1;   /* a new state: empty every set, filled or not */
-    tlb_flush(c, true);
+    tlb_reset(c);   /* a new state: empty every set, filled or not */
     c->halted = false;
     c->wait_sipi = false;
     c->inhibit_irq = false;

@@ -88,16 +88,44 @@ enum {
  * protection keys cost nothing on a hit: supervisor, user (CPL 3), and supervisor with
  * EFLAGS.AC set under CR4.SMAP (user pages readable and writable). */
 enum { TLB_SUP = 0, TLB_USER = 1, TLB_SUP_AC = 2, TLB_SETS = 3 };
-#define TLB_BITS 10
+/* 4096 slots a set: qsort's 8 MiB array (2048 pages) and a kernel's working set fit, where 1024
+ * made every pass over the array a walk per page. A flush costs what was filled (the fill logs
+ * below), not the size. */
+#define TLB_BITS 12
 #define TLB_SIZE (1u << TLB_BITS)
 #define TLB_VICTIM 8
-struct tlb_entry {
+/* Slots filled since the last flush, per set and per kind (0: non-global, 1: global); past
+ * TLB_LOG fills a flush scans the whole set, which then costs at most TLB_SIZE / TLB_LOG slots
+ * for each fill that came before it. */
+#define TLB_LOG 512
+/* 64 bytes, so that a slot's offset is (la >> 6) & mask: the translated lookup needs no
+ * multiply, and no entry straddles two cache lines. */
+struct __attribute__((aligned(64))) tlb_entry {
     uint64_t vr, vw, vx;   /* page address if readable / writable / executable, else 1 */
     uintptr_t add;         /* host pointer = add + linear address */
     uint64_t pa;           /* guest-physical page */
     uint64_t lmask;        /* offset mask of the guest page (large pages, for INVLPG) */
     uint32_t pidx;         /* index of the RAM page (emu_vm.code) */
     bool global;
+};
+_Static_assert(sizeof(struct tlb_entry) == 64, "the translated TLB lookup shifts by 6");
+#define TLB_SLOT_MASK ((TLB_SIZE - 1) << 6)
+
+/* The slot of la in a set */
+static inline struct tlb_entry *tlb_slot(struct tlb_entry *set, uint64_t la)
+{
+    return (struct tlb_entry *)((uint8_t *)set + ((la >> 6) & TLB_SLOT_MASK));
+}
+
+/* Paging-structure cache (4-level paging): the page table (PT) that maps a 2 MiB region, or the
+ * page directory (PD) that maps a 1 GiB one, with the rights of the entries above it, so that a
+ * walk reads one or two levels instead of four. Empty on every flush, CR3 write and INVLPG,
+ * as the SDM (vol. 3, 4.10.4) lets a CPU's own paging-structure caches be. */
+#define PWC_BITS 5
+struct pwc_entry {
+    uint64_t tag;          /* la >> 21 (PT) or la >> 30 (PD), or ~0: empty */
+    uint64_t table;        /* guest-physical address of the table */
+    bool w, u, x;          /* the rights of the entries above it */
 };
 
 /* Memory regions, copied from the machine for lookups without going through it. A device's
@@ -218,6 +246,11 @@ struct cpu {
     struct tlb_entry tlb[TLB_SETS][TLB_SIZE];
     struct tlb_entry *tlbc;  /* the current CPL's (and EFLAGS.AC's, under SMAP) */
     uint8_t tlb_used;        /* sets filled since their last flush, a bit each */
+    /* The fill logs (TLB_LOG): slot indexes, and counts that pass TLB_LOG once they overflowed */
+    uint32_t tlb_nlog[TLB_SETS][2];
+    uint16_t tlb_log[TLB_SETS][2][TLB_LOG];
+    struct pwc_entry pwc_pt[1u << PWC_BITS], pwc_pd[1u << PWC_BITS];
+    bool pwc_used;           /* some pwc entry is filled */
     uint32_t pkru;           /* protection keys for user pages (RDPKRU/WRPKRU, XSAVE 9) */
     uint64_t pkrs;           /* and for supervisor pages (IA32_PKRS) */
     /* Entries a fill pushed out, looked at before a page walk (mmu.c): two buffers 4 MiB apart
@@ -458,6 +491,10 @@ const uint8_t *mem_ptr_x(struct cpu *c, uint64_t la, uint64_t *pa, uint32_t *pid
 /* n instruction bytes at la, all in one page that need not be RAM (MMIO, or all ones). */
 void mem_fetch_io(struct cpu *c, uint64_t la, uint8_t *buf, int n);
 void tlb_flush(struct cpu *c, bool global);
+/* Empties every slot of every set, whatever the logs say (a CPU state loaded or reset). */
+void tlb_reset(struct cpu *c);
+/* Empties the paging-structure cache (a CR3 write that keeps the TLB still changes the tables). */
+void pwc_drop(struct cpu *c);
 /* The memory map changed (emu_vm.map_gen): empty the TLB and leave the block, so that the next
  * access, even right after the port or MMIO write that moved a region, finds the new map. */
 static inline void cpu_check_map(struct cpu *c)
@@ -493,7 +530,7 @@ void mem_wr_buf(struct cpu *c, uint64_t la, const void *buf, int n);
 static inline __attribute__((always_inline)) uint64_t
 mem_rd_via(struct cpu *c, uint64_t la, int sz, uint64_t (*slow)(struct cpu *, uint64_t, int))
 {
-    struct tlb_entry *e = &c->tlbc[(la >> 12) & (TLB_SIZE - 1)];
+    struct tlb_entry *e = tlb_slot(c->tlbc, la);
     if (likely(e->vr == (la & ~0xfffull) && (la & 0xfff) <= 0x1000u - sz)) {
         const uint8_t *p = (const uint8_t *)(e->add + la);
         switch (sz) {
@@ -515,7 +552,7 @@ static inline __attribute__((always_inline)) void
 mem_wr_via(struct cpu *c, uint64_t la, int sz, uint64_t v,
            void (*slow)(struct cpu *, uint64_t, int, uint64_t))
 {
-    struct tlb_entry *e = &c->tlbc[(la >> 12) & (TLB_SIZE - 1)];
+    struct tlb_entry *e = tlb_slot(c->tlbc, la);
     if (likely(e->vw == (la & ~0xfffull) && (la & 0xfff) <= 0x1000u - sz)) {
         uint8_t *p = (uint8_t *)(e->add + la);
         if (unlikely(atomic_load_explicit(&c->vm->code[e->pidx], memory_order_relaxed)))

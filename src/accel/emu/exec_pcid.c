@@ -42,6 +42,8 @@ void pcid_set_cr3(struct cpu *c, uint64_t v)
     c->cr3 = v;
     if (!keep)
         tlb_flush(c, false);
+    else
+        pwc_drop(c);   /* untagged: it holds the old tables' PDs and PTs */
 }
 
 /* INVPCID r32/r64, m128 (66 0F 38 82): the register gives the type, the memory operand the PCID

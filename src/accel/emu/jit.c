@@ -456,12 +456,10 @@ static void add_sp(struct tx *t, int imm)
 static void tlb_lookup(struct tx *t, bool write, int sz, uint8_t **miss, int *nmiss)
 {
     mov_rr(t, 1, RCX, RAX);
-    op_rr(t, 1, 0xc1, 5, RCX);   /* shr rcx, 12 */
-    e1(t, 12);
-    op_rr(t, 0, 0x81, 4, RCX);   /* and ecx, TLB_SIZE - 1 */
-    e4(t, TLB_SIZE - 1);
-    op_rr(t, 0, 0x69, RCX, RCX); /* imul ecx, ecx, sizeof(struct tlb_entry) */
-    e4(t, (uint32_t)sizeof(struct tlb_entry));
+    op_rr(t, 1, 0xc1, 5, RCX);   /* shr rcx, 6: entries are 64 bytes (tlb_slot) */
+    e1(t, 6);
+    op_rr(t, 0, 0x81, 4, RCX);   /* and ecx, TLB_SLOT_MASK */
+    e4(t, TLB_SLOT_MASK);
     op_rm(t, 1, 0x03, RCX, RBX, OFF(tlbc));
     op_rm(t, 1, 0x8d, RDX, RAX, sz - 1);   /* the last byte must be in the same page */
     op_rr(t, 1, 0x81, 4, RDX);
@@ -2075,11 +2073,9 @@ static void emit_ind(struct tx *t)
     /* the TLB entry of la: the page still executable, at the block's frame */
     mov_rr(t, 1, RSI, RAX);
     op_rr(t, 1, 0xc1, 5, RSI);
-    e1(t, 12);
+    e1(t, 6);
     op_rr(t, 0, 0x81, 4, RSI);
-    e4(t, TLB_SIZE - 1);
-    op_rr(t, 0, 0x69, RSI, RSI);
-    e4(t, (uint32_t)sizeof(struct tlb_entry));
+    e4(t, TLB_SLOT_MASK);
     op_rm(t, 1, 0x03, RSI, RBX, OFF(tlbc));
     op_rr(t, 1, 0x81, 4, RAX);         /* and rax, ~0xfff */
     e4(t, 0xfffff000u);

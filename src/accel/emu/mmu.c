@@ -145,11 +145,44 @@ struct walk {
     uint64_t pa;          /* physical address of la */
     uint64_t lmask;       /* offset mask of the page that maps it */
     uint64_t leaf;        /* the entry that maps it */
-    uint64_t ea[5];       /* where the walk read each entry, and its size */
+    uint64_t ea[5];       /* where the walk read each entry, its size and what it read */
+    uint64_t ev[5];
     int esz[5], n;
     bool w, u, x, g;
     uint8_t pkey;         /* bits 62:59 of the leaf with 4-level paging */
+    /* 4-level paging: the PD and PT the walk went through (0: none, or it came from the
+     * paging-structure cache) and the rights above each, for pwc_fill */
+    uint64_t pd, pt;
+    bool pd_w, pd_u, pd_x, pt_w, pt_u, pt_x;
 };
+
+#define PWC_MASK ((1u << PWC_BITS) - 1)
+
+void pwc_drop(struct cpu *c)
+{
+    if (!c->pwc_used)
+        return;
+    for (unsigned k = 0; k <= PWC_MASK; k++)
+        c->pwc_pt[k].tag = c->pwc_pd[k].tag = ~0ull;
+    c->pwc_used = false;
+}
+
+/* After a walk that set its accessed bits: the next walk under the same PD or PT starts there.
+ * Only then, so that a walk that faults further down never leaves an entry whose accessed bit
+ * a later walk would skip. */
+static void pwc_fill(struct cpu *c, uint64_t la, const struct walk *wk)
+{
+    if (wk->pd) {
+        c->pwc_pd[(la >> 30) & PWC_MASK] = (struct pwc_entry){ la >> 30, wk->pd, wk->pd_w,
+                                                               wk->pd_u, wk->pd_x };
+        c->pwc_used = true;
+    }
+    if (wk->pt) {
+        c->pwc_pt[(la >> 21) & PWC_MASK] = (struct pwc_entry){ la >> 21, wk->pt, wk->pt_w,
+                                                               wk->pt_u, wk->pt_x };
+        c->pwc_used = true;
+    }
+}
 
 /* Reserved bits of a present entry at a level (shift: 39 PML4E, 30 PDPTE, 21 PDE, 12 PTE) with
  * PAE or 4-level paging; a set one makes the walk stop with a RSVD page fault. */
@@ -181,10 +214,26 @@ static void walk_tables(struct cpu *c, uint64_t la, uint32_t err, struct walk *o
     bool w = true, u = true, x = true;
     uint64_t e = 0, table;
     int n = 0, levels, shift;
+    out->pd = out->pt = 0;
     if (c->cr4 & CR4_PAE) {
         if (c->lma) {
             table = c->cr3 & PTE_ADDR;
             levels = 4;
+            /* the paging-structure cache: start at the PT or PD of la when it has it */
+            const struct pwc_entry *pe = &c->pwc_pt[(la >> 21) & PWC_MASK];
+            if (pe->tag == la >> 21) {
+                levels = 1;
+            } else {
+                pe = &c->pwc_pd[(la >> 30) & PWC_MASK];
+                if (pe->tag == la >> 30)
+                    levels = 2;
+            }
+            if (levels < 4) {
+                table = pe->table;
+                w = pe->w;
+                u = pe->u;
+                x = pe->x;
+            }
         } else {
             uint64_t pdpte = phys_rd(c, (c->cr3 & 0xffffffe0) + ((la >> 30) & 3) * 8, 8);
             if (!(pdpte & PTE_P))
@@ -203,6 +252,7 @@ static void walk_tables(struct cpu *c, uint64_t la, uint32_t err, struct walk *o
             if (pae_reserved(c, e, shift))
                 page_fault(c, la, err | PF_P | PF_RSVD);
             out->ea[n] = a;
+            out->ev[n] = e;
             out->esz[n++] = 8;
             w = w && (e & PTE_W);
             u = u && (e & PTE_U);
@@ -211,6 +261,13 @@ static void walk_tables(struct cpu *c, uint64_t la, uint32_t err, struct walk *o
             if (shift == 12 || ((e & PTE_PS) && shift <= 30))
                 break;
             table = e & PTE_ADDR;
+            if (c->lma && shift == 30) {
+                out->pd = table;
+                out->pd_w = w, out->pd_u = u, out->pd_x = x;
+            } else if (c->lma && shift == 21) {
+                out->pt = table;
+                out->pt_w = w, out->pt_u = u, out->pt_x = x;
+            }
             shift -= 9;
         }
         out->lmask = (1ull << shift) - 1;
@@ -222,6 +279,7 @@ static void walk_tables(struct cpu *c, uint64_t la, uint32_t err, struct walk *o
         if (!(e & PTE_P))
             page_fault(c, la, err);
         out->ea[n] = a;
+        out->ev[n] = e;
         out->esz[n++] = 4;
         w = e & PTE_W;
         u = e & PTE_U;
@@ -236,6 +294,7 @@ static void walk_tables(struct cpu *c, uint64_t la, uint32_t err, struct walk *o
             if (!(e & PTE_P))
                 page_fault(c, la, err);
             out->ea[n] = a;
+            out->ev[n] = e;
             out->esz[n++] = 4;
             w = w && (e & PTE_W);
             u = u && (e & PTE_U);
@@ -302,11 +361,14 @@ static void walk(struct cpu *c, uint64_t la, int acc, int set, struct walk *out)
     uint32_t f = prot_check(c, out, acc, set);
     if (f)
         page_fault(c, la, err | f);
+    /* the value the walk read says whether the accessed bit is there: a second read of every
+     * entry was a region lookup each for nothing (pte_set's OR is atomic whatever it finds) */
     for (int k = 0; k < out->n; k++)
-        if (!(phys_rd(c, out->ea[k], out->esz[k]) & PTE_A))
+        if (!(out->ev[k] & PTE_A))
             pte_set(c, out->ea[k], out->esz[k], PTE_A);
     if (acc == ACC_W && !(out->leaf & PTE_D))
         pte_set(c, out->ea[out->n - 1], out->esz[out->n - 1], PTE_D);
+    pwc_fill(c, la, out);
 }
 
 /* The victim TLB: a hit for vpage with the permission acc needs swaps into the direct-mapped
@@ -340,6 +402,27 @@ static void victim_push(struct cpu *c, int set, struct tlb_entry *e, uint64_t vp
         v[c->victim_next[set]++ % TLB_VICTIM] = *e;
 }
 
+static bool tlb_empty(const struct tlb_entry *e)
+{
+    return e->vr == 1 && e->vw == 1 && e->vx == 1;
+}
+
+/* Slot e of set now holds an entry, and held none (was_empty) or one of the other kind (was_g):
+ * its index goes to the log of its kind, so that a flush finds it. A log that is full only
+ * counts on, and the flush scans the set. */
+static void tlb_log_fill(struct cpu *c, int set, const struct tlb_entry *e, bool was_empty,
+                         bool was_g)
+{
+    if (!was_empty && was_g == e->global)
+        return;   /* already in the log of its kind */
+    int g = e->global;
+    uint32_t n = c->tlb_nlog[set][g];
+    if (n < TLB_LOG)
+        c->tlb_log[set][g][n] = (uint16_t)(e - c->tlb[set]);
+    if (n <= TLB_LOG)
+        c->tlb_nlog[set][g] = n + 1;
+}
+
 /* A non-canonical address faults with #SS(0) when the access is through SS (the stack, or a
  * memory operand based on RSP/RBP or with an SS prefix), #GP(0) otherwise (SDM vol. 3 6.15,
  * "Interrupt 12"). Only a TLB miss gets here: no entry ever holds a non-canonical page. */
@@ -367,8 +450,10 @@ static uint8_t *xlate_as(struct cpu *c, uint64_t la, int acc, int set, uint64_t 
     bool r_ok = true, w_ok = true, x_ok = true;
     if (c->lma && (uint64_t)((int64_t)(la << 16) >> 16) != la)
         raise_exc_err(c, noncanonical_ss(c, la) ? EXC_SS : EXC_GP, 0);
-    struct tlb_entry *e = &c->tlb[set][(la >> 12) & (TLB_SIZE - 1)];
+    struct tlb_entry *e = tlb_slot(c->tlb[set], la);
+    bool was_empty = tlb_empty(e), was_g = e->global;
     if (victim_take(c, set, e, la & ~0xfffull, acc)) {
+        tlb_log_fill(c, set, e, was_empty, was_g);
         *pa = e->pa | (la & 0xfff);
         return (uint8_t *)(e->add + la);
     }
@@ -418,6 +503,7 @@ static uint8_t *xlate_as(struct cpu *c, uint64_t la, int acc, int set, uint64_t 
     e->lmask = wk.lmask;
     if (unlikely(c->dbg_bp))
         e->vr = e->vw = 1;   /* data breakpoints: every access comes through rd_bytes/wr_bytes */
+    tlb_log_fill(c, set, e, was_empty, was_g);
     return host + (la & 0xfff);
 }
 
@@ -442,7 +528,7 @@ uint64_t mem_rd_sys(struct cpu *c, uint64_t la, int sz)
     uint64_t v = 0;
     for (int k = 0; k < sz; k++) {
         uint64_t pa, a = (la + k) & c->lin_mask;
-        const struct tlb_entry *e = &c->tlb[TLB_SUP][(a >> 12) & (TLB_SIZE - 1)];
+        const struct tlb_entry *e = tlb_slot(c->tlb[TLB_SUP], a);
         uint8_t *h = e->vr == (a & ~0xfffull) ? (uint8_t *)(e->add + a)
                                                : xlate_as(c, a, ACC_R, TLB_SUP, &pa);
         uint8_t b;
@@ -472,7 +558,7 @@ void mem_wr_sys(struct cpu *c, uint64_t la, int sz, uint64_t v)
         uint8_t b = (uint8_t)(v >> (8 * k));
         uint8_t *h = xlate_as(c, a, ACC_W, TLB_SUP, &pa);
         if (h) {
-            struct tlb_entry *e = &c->tlb[TLB_SUP][(a >> 12) & (TLB_SIZE - 1)];
+            struct tlb_entry *e = tlb_slot(c->tlb[TLB_SUP], a);
             if (atomic_load_explicit(&c->vm->code[e->pidx], memory_order_relaxed))
                 mem_smc(c, e->pidx);
             *h = b;
@@ -488,7 +574,7 @@ static void rd_bytes(struct cpu *c, uint64_t la, uint8_t *buf, int n)
 {
     if (unlikely(c->dbg_bp))
         debug_check_data(c, la, n, false);
-    const struct tlb_entry *e = &c->tlbc[(la >> 12) & (TLB_SIZE - 1)];
+    const struct tlb_entry *e = tlb_slot(c->tlbc, la);
     if (likely(e->vr == (la & ~0xfffull))) {
         memcpy(buf, (const uint8_t *)(e->add + la), n);
         return;
@@ -505,7 +591,7 @@ static void wr_bytes(struct cpu *c, uint64_t la, const uint8_t *buf, int n)
 {
     if (unlikely(c->dbg_bp))
         debug_check_data(c, la, n, true);
-    struct tlb_entry *e = &c->tlbc[(la >> 12) & (TLB_SIZE - 1)];
+    struct tlb_entry *e = tlb_slot(c->tlbc, la);
     uint64_t pa;
     uint8_t *h = e->vw == (la & ~0xfffull) ? (uint8_t *)(e->add + la) : xlate(c, la, ACC_W, &pa);
     if (h) {
@@ -596,7 +682,7 @@ void *mem_ptr_w(struct cpu *c, uint64_t la, int sz)
 {
     if ((la & 0xfff) + sz > 0x1000 || unlikely(c->dbg_bp))
         return NULL;
-    struct tlb_entry *e = &c->tlbc[(la >> 12) & (TLB_SIZE - 1)];
+    struct tlb_entry *e = tlb_slot(c->tlbc, la);
     uint8_t *h;
     if (e->vw == (la & ~0xfffull)) {
         h = (uint8_t *)(e->add + la);
@@ -615,7 +701,7 @@ const void *mem_ptr_r(struct cpu *c, uint64_t la, int sz)
 {
     if ((la & 0xfff) + sz > 0x1000 || unlikely(c->dbg_bp))
         return NULL;
-    struct tlb_entry *e = &c->tlbc[(la >> 12) & (TLB_SIZE - 1)];
+    struct tlb_entry *e = tlb_slot(c->tlbc, la);
     if (e->vr == (la & ~0xfffull))
         return (const uint8_t *)(e->add + la);
     uint64_t pa;
@@ -638,7 +724,7 @@ void mem_fetch_io(struct cpu *c, uint64_t la, uint8_t *buf, int n)
 
 const uint8_t *mem_ptr_x(struct cpu *c, uint64_t la, uint64_t *pa, uint32_t *pidx)
 {
-    struct tlb_entry *e = &c->tlbc[(la >> 12) & (TLB_SIZE - 1)];
+    struct tlb_entry *e = tlb_slot(c->tlbc, la);
     if (e->vx != (la & ~0xfffull)) {
         uint8_t *h = xlate(c, la, ACC_X, pa);
         if (!h)
@@ -649,22 +735,48 @@ const uint8_t *mem_ptr_x(struct cpu *c, uint64_t la, uint64_t *pa, uint32_t *pid
     return (const uint8_t *)(e->add + la);
 }
 
+static void tlb_clear(struct tlb_entry *e)
+{
+    e->vr = e->vw = e->vx = 1;
+}
+
+/* Empties what the logs of set t name, of kind global too when global (or every slot of the set
+ * once a log overflowed), and empties those logs. */
+static void tlb_flush_set(struct cpu *c, int t, bool global)
+{
+    struct tlb_entry *s = c->tlb[t];
+    uint32_t *n = c->tlb_nlog[t];
+    if (n[0] > TLB_LOG || (global && n[1] > TLB_LOG)) {
+        for (unsigned k = 0; k < TLB_SIZE; k++)
+            if (global || !s[k].global)
+                tlb_clear(&s[k]);
+    } else {
+        /* a slot in the non-global log may hold a global entry by now: it is in the other log */
+        for (uint32_t k = 0; k < n[0]; k++) {
+            struct tlb_entry *e = &s[c->tlb_log[t][0][k]];
+            if (global || !e->global)
+                tlb_clear(e);
+        }
+        if (global)
+            for (uint32_t k = 0; k < n[1]; k++)
+                tlb_clear(&s[c->tlb_log[t][1][k]]);
+    }
+    n[0] = 0;
+    if (global)
+        n[1] = 0;
+    for (unsigned k = 0; k < TLB_VICTIM; k++) {
+        struct tlb_entry *e = &c->victim[t][k];
+        if (global || !e->global)
+            tlb_clear(e);
+    }
+}
+
 void tlb_flush(struct cpu *c, bool global)
 {
-    for (int t = 0; t < TLB_SETS; t++) {
-        if (!(c->tlb_used & (1u << t)))
-            continue;   /* the SMAP set is empty unless a kernel with SMAP ran with AC set */
-        for (unsigned k = 0; k < TLB_SIZE; k++) {
-            struct tlb_entry *e = &c->tlb[t][k];
-            if (global || !e->global)
-                e->vr = e->vw = e->vx = 1;
-        }
-        for (unsigned k = 0; k < TLB_VICTIM; k++) {
-            struct tlb_entry *e = &c->victim[t][k];
-            if (global || !e->global)
-                e->vr = e->vw = e->vx = 1;
-        }
-    }
+    pwc_drop(c);
+    for (int t = 0; t < TLB_SETS; t++)
+        if (c->tlb_used & (1u << t))   /* the SMAP set is empty unless a kernel with SMAP ran with AC set */
+            tlb_flush_set(c, t, global);
     if (global) {
         c->tlb_used = 0;
         for (int t = 0; t < TLB_SETS; t++) {
@@ -674,26 +786,44 @@ void tlb_flush(struct cpu *c, bool global)
     }
 }
 
+void tlb_reset(struct cpu *c)
+{
+    c->pwc_used = true;
+    for (int t = 0; t < TLB_SETS; t++)
+        c->tlb_nlog[t][0] = c->tlb_nlog[t][1] = TLB_LOG + 1;
+    c->tlb_used = (1u << TLB_SETS) - 1;
+    tlb_flush(c, true);
+}
+
 /* Empties e if it maps la's page (an entry may allow fetches or writes only: SMAP, protection
  * keys, so any of its three tags names the page). */
 static void tlb_drop_if(struct tlb_entry *e, uint64_t la)
 {
     uint64_t va = e->vr != 1 ? e->vr : e->vx != 1 ? e->vx : e->vw;
     if (va != 1 && (va & ~e->lmask) == (la & ~e->lmask))
-        e->vr = e->vw = e->vx = 1;
+        tlb_clear(e);
 }
 
 void tlb_flush_page(struct cpu *c, uint64_t la)
 {
+    pwc_drop(c);   /* INVLPG drops every paging-structure cache entry, whatever its address */
     for (int t = 0; t < TLB_SETS; t++) {
         if (!(c->tlb_used & (1u << t)))
             continue;
+        struct tlb_entry *s = c->tlb[t];
         if (la >= c->large_lo[t] && la <= c->large_hi[t]) {
-            /* a large page may hold la: its entries are in the slots of all its 4 KiB pages */
-            for (unsigned k = 0; k < TLB_SIZE; k++)
-                tlb_drop_if(&c->tlb[t][k], la);
+            /* a large page may hold la: its entries are in the slots of all its 4 KiB pages,
+             * which the logs name unless one overflowed */
+            if (c->tlb_nlog[t][0] > TLB_LOG || c->tlb_nlog[t][1] > TLB_LOG) {
+                for (unsigned k = 0; k < TLB_SIZE; k++)
+                    tlb_drop_if(&s[k], la);
+            } else {
+                for (int g = 0; g < 2; g++)
+                    for (uint32_t k = 0; k < c->tlb_nlog[t][g]; k++)
+                        tlb_drop_if(&s[c->tlb_log[t][g][k]], la);
+            }
         } else {
-            tlb_drop_if(&c->tlb[t][(la >> 12) & (TLB_SIZE - 1)], la);
+            tlb_drop_if(tlb_slot(s, la), la);
         }
         for (unsigned k = 0; k < TLB_VICTIM; k++)
             tlb_drop_if(&c->victim[t][k], la);
