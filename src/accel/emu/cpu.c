@@ -653,24 +653,29 @@ enum emu_stop emu_cpu_run(struct cpu *c)
                       (unsigned long long)((c->segbase[SEG_CS] + c->rip) & c->lin_mask));
             return EMU_STOP_ERROR;
         }
-        if (c->link_from) {
-            /* the last translated block left towards this one: link them */
-            if (b->code && (b->pa ^ (uint64_t)b->mode << 60) == c->link_key)
-                *c->link_from = b;
-            c->link_from = NULL;
-        }
         c->brk = false;
-        c->icount += b->n;
         c->loop_blocks++;
         if (!b->code && c->vm->jit_threshold >= 0 && b->pa != ~0ull && !c->segchk &&
             ++b->hits > (uint32_t)c->vm->jit_threshold)
             jit_compile(c, b);
+        if (c->link_from) {
+            /* the last translated block left towards this one (translated just now, perhaps):
+             * its jump goes straight here from now on. Only between blocks of one generation,
+             * so that a chain of links never leads from current code into stale code (emit_exit
+             * says why that lets links go unchecked). A flush (jit_compile's, block_get's)
+             * cleared link_from. */
+            if (b->code && (b->pa ^ (uint64_t)b->mode << 60) == c->link_key &&
+                b->gen == c->link_gen)
+                jit_link(c, c->link_from, b);
+            c->link_from = NULL;
+        }
         if (b->code && likely(!c->segchk)) {
             c->chain_budget = CHAIN_BUDGET;
-            jit_run(c, b);
+            jit_run(c, b);   /* translated code counts its own instructions (icount) */
             c->cur = NULL;
             continue;
         }
+        c->icount += b->n;
         const struct insn *i = b->ins, *end = i + b->n;
         /* two call sites, so the host predicts each from its own history */
         for (;;) {

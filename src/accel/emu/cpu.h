@@ -239,8 +239,12 @@ struct cpu {
     uint8_t *jit_rw;       /* the same memory, the view the translator writes through */
     size_t jit_used, jit_size;
     uint64_t jit_blocks, jit_refused;   /* translated; abandoned for want of space */
-    struct block **link_from;  /* a translated block left through this empty link slot... */
-    uint64_t link_key;         /* ...towards this block: pa ^ mode << 60 */
+    /* A translated block left through a link jump not yet pointed at its successor: the jump's
+     * rel32 (in the executable view; jit_link patches it), the successor it wants (pa ^ mode <<
+     * 60) and the generation of the page both are in when the jump was translated. */
+    uint8_t *link_from;
+    uint64_t link_key;
+    uint32_t link_gen;
     uint32_t chain_budget;     /* linked blocks left before the run loop looks at events */
     uint32_t map_gen;          /* the emu_vm's map_gen this CPU's TLB was filled under */
 

@@ -1943,12 +1943,29 @@ static void emit_call(struct tx *t, const struct insn *i, bool last)
 static void emit_ind(struct tx *t);
 
 /* Leaves the block with c->rip advanced by delta, going straight on to the translation of the
- * block there when slot k of this block links to it. Only exits to the same page link: that
- * page is mapped (this block runs from it) and one generation check covers it. msz: a branch
- * of that operand size (2, 4) wraps RIP to it, as the interpreter's jump() does; a target that
- * wrapped is not where the link points, so it leaves. */
+ * block there once the run loop has linked it: the exit is a JMP whose rel32 first points at
+ * the code right after it (which tells the run loop where the jump is, and leaves) and then, as
+ * QEMU's goto_tb, at the successor's code (jit_link). Only exits to the same page link: that
+ * page is mapped (this block runs from it). msz: a branch of that operand size (2, 4) wraps RIP
+ * to it, as the interpreter's jump() does; a target that wrapped is not where the link points,
+ * so it leaves. k: which exit of the block (unused: the slot is the jump itself).
+ *
+ * No generation check at the link. A chain of linked blocks is entered through a check of its
+ * first block's page generation (the run loop's block_get, emit_ind), and a link joins two
+ * blocks of one page and one generation, made by the run loop (never while a chain runs) towards
+ * a block current then. So every block a chain reaches has the generation its first block had
+ * when the chain was entered, and the chain runs stale code only if the page is written while
+ * it runs: by this CPU, a store into a page with code ends the block after the instruction
+ * (mem_smc sets c->brk, which handler calls and the store's slow path look at); by another CPU
+ * or a device (emu_vm_invalidate), as on hardware without a serializing instruction, the code
+ * may run a little longer: until the chain budget takes the chain back to the run loop, whose
+ * block_get sees the new generation (a cross-page exit, through emit_ind, sees it sooner).
+ *
+ * The interrupt check and the budget stay at the link: two loads and a store per link, no
+ * prologue in every block; the run loop's entry did its own checks. */
 static void emit_exit(struct tx *t, int k, int64_t delta, int msz)
 {
+    (void)k;
     flush_regs(t);
     uint8_t *out0 = NULL;
     if (msz == 2 || msz == 4) {
@@ -1976,31 +1993,25 @@ static void emit_exit(struct tx *t, int k, int64_t delta, int msz)
         emit_ind(t);
         return;
     }
-    movi(t, RAX, (uint64_t)(uintptr_t)&t->b->link[k]);
-    op_rm(t, 1, 0x8b, RCX, RAX, 0);                 /* rcx = the linked block */
-    op_rr(t, 1, 0x85, RCX, RCX);
-    uint8_t *unlinked = jcc32(t, 0x4);
     op_rm(t, 0, 0x80, 7, RBX, OFF(irq_check));       /* an interrupt may be pending */
     e1(t, 0);
     uint8_t *out1 = jcc32(t, 0x5);
     op_rm(t, 0, 0xff, 1, RBX, OFF(chain_budget));    /* dec: back to the run loop now and then */
     uint8_t *out2 = jcc32(t, 0x4);
-    op_rm(t, 0, 0x8b, RDX, RCX, (int32_t)offsetof(struct block, gen));
-    op_rm(t, 1, 0x8b, RSI, RBX, OFF(vm));
-    op_rm(t, 1, 0x8b, RSI, RSI, (int32_t)offsetof(struct emu_vm, gen));
-    op_rm(t, 0, 0x3b, RDX, RSI, (int32_t)(t->b->pidx * 4));
-    uint8_t *out3 = jcc32(t, 0x5);                   /* the page was written since */
-    op_rm(t, 0, 0x0fb7, RDX, RCX, (int32_t)offsetof(struct block, n));
-    op_rm(t, 1, 0x01, RDX, RBX, OFF(icount));
-    op_rm(t, 0, 0xff, 4, RCX, (int32_t)offsetof(struct block, code));   /* jmp [rcx+code] */
-    patch(t, unlinked, t->p);
-    /* tell the run loop which block should go in the slot */
+    e1(t, 0xe9);                                     /* jmp: the link, not yet made */
+    e4(t, 0);
+    uint8_t *rel = t->p - 4;
+    /* tell the run loop where the jump is and which block it should go to */
+    rex(t, 1, RAX, 0, 0);                            /* lea rax, [rip - ...]: rel's address */
+    e1(t, 0x8d);
+    e1(t, 0x05);
+    e4(t, (uint32_t)(int32_t)(rel - (t->p + 4)));
     st(t, 1, OFF(link_from), RAX);
     movi(t, RAX, ((t->b->pa & ~0xfffull) | (uint64_t)to) ^ ((uint64_t)t->b->mode << 60));
     st(t, 1, OFF(link_key), RAX);
+    sti(t, 0, OFF(link_gen), (int32_t)t->b->gen);
     patch(t, out1, t->p);
     patch(t, out2, t->p);
-    patch(t, out3, t->p);
     if (out0)
         patch(t, out0, t->p);
     leave(t);
@@ -2078,8 +2089,6 @@ static void emit_ind(struct tx *t)
     out[no++] = jcc32(t, 0x5);
     op_rm(t, 0, 0xff, 1, RBX, OFF(chain_budget));
     out[no++] = jcc32(t, 0x4);
-    op_rm(t, 0, 0x0fb7, RDX, RCX, (int32_t)offsetof(struct block, n));
-    op_rm(t, 1, 0x01, RDX, RBX, OFF(icount));
     op_rm(t, 0, 0xff, 4, RCX, (int32_t)offsetof(struct block, code));   /* jmp [rcx+code] */
     for (int k = 0; k < no; k++)
         patch(t, out[k], t->p);
@@ -2228,6 +2237,14 @@ void jit_run(struct cpu *c, struct block *b)
     ((void (*)(struct cpu *, void *))(void *)c->jit)(c, b->code);
 }
 
+void jit_link(struct cpu *c, uint8_t *from, const struct block *to)
+{
+    /* from is in the executable view; the bytes are written through the other one. Only this
+     * CPU's thread runs or writes its code buffer, and it is not running it now. */
+    int32_t d = (int32_t)((const uint8_t *)to->code - (from + 4));
+    memcpy(c->jit_rw + (from - c->jit), &d, 4);
+}
+
 void jit_free(struct cpu *c)
 {
     if (c->jit) {
@@ -2310,6 +2327,8 @@ void jit_compile(struct cpu *c, struct block *b)
     t.mode = (int)(b->mode & ~BLOCK_SS32);
     t.sw = t.mode == 8 ? 8 : (b->mode & BLOCK_SS32) ? 4 : 0;
     uint8_t *start = t.p;
+    /* icount, here rather than by whoever enters: the run loop, a link and emit_ind alike */
+    addmi(&t, OFF(icount), b->n);
     alloc_regs(&t, b);
     reload_regs(&t);
     t.hf = false;
@@ -2351,6 +2370,7 @@ void jit_compile(struct cpu *c, struct block *b)
 
 int jit_init(struct cpu *c) { c->jit = NULL; return 0; }
 void jit_run(struct cpu *c, struct block *b) { (void)c; (void)b; }
+void jit_link(struct cpu *c, uint8_t *from, const struct block *to) { (void)c; (void)from; (void)to; }
 void jit_free(struct cpu *c) { (void)c; }
 void jit_reset(struct cpu *c) { (void)c; }
 void jit_compile(struct cpu *c, struct block *b) { (void)c; (void)b; }
