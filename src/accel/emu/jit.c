@@ -1961,8 +1961,9 @@ static void emit_ind(struct tx *t);
  * may run a little longer: until the chain budget takes the chain back to the run loop, whose
  * block_get sees the new generation (a cross-page exit, through emit_ind, sees it sooner).
  *
- * The interrupt check and the budget stay at the link: two loads and a store per link, no
- * prologue in every block; the run loop's entry did its own checks. */
+ * Nor an interrupt check or a budget: the successor's prologue subtracts its instructions from
+ * c->chain_left and leaves when nothing is left, or when another thread set its top bit for an
+ * interrupt notice or a kick (cpu.c's cpu_cut_chain), which makes links bare jumps. */
 static void emit_exit(struct tx *t, int k, int64_t delta, int msz)
 {
     (void)k;
@@ -1979,7 +1980,7 @@ static void emit_exit(struct tx *t, int k, int64_t delta, int msz)
         st(t, 1, OFF(rip), RCX);
         op_rr(t, 1, 0x39, RAX, RCX);                   /* cmp rcx, rax */
         out0 = jcc32(t, 0x5);
-    } else {
+    } else if (delta) {   /* 0: a loop back to the block's start, RIP is there already */
         addmi(t, OFF(rip), (int32_t)delta);
     }
     int64_t to = (int64_t)(t->b->pa & 0xfff) + t->ripoff + delta;
@@ -1993,11 +1994,6 @@ static void emit_exit(struct tx *t, int k, int64_t delta, int msz)
         emit_ind(t);
         return;
     }
-    op_rm(t, 0, 0x80, 7, RBX, OFF(irq_check));       /* an interrupt may be pending */
-    e1(t, 0);
-    uint8_t *out1 = jcc32(t, 0x5);
-    op_rm(t, 0, 0xff, 1, RBX, OFF(chain_budget));    /* dec: back to the run loop now and then */
-    uint8_t *out2 = jcc32(t, 0x4);
     e1(t, 0xe9);                                     /* jmp: the link, not yet made */
     e4(t, 0);
     uint8_t *rel = t->p - 4;
@@ -2010,8 +2006,6 @@ static void emit_exit(struct tx *t, int k, int64_t delta, int msz)
     movi(t, RAX, ((t->b->pa & ~0xfffull) | (uint64_t)to) ^ ((uint64_t)t->b->mode << 60));
     st(t, 1, OFF(link_key), RAX);
     sti(t, 0, OFF(link_gen), (int32_t)t->b->gen);
-    patch(t, out1, t->p);
-    patch(t, out2, t->p);
     if (out0)
         patch(t, out0, t->p);
     leave(t);
@@ -2020,7 +2014,7 @@ static void emit_exit(struct tx *t, int k, int64_t delta, int msz)
 /* Leaves the block for the RIP in rax (just stored to c->rip, registers written back), going
  * straight on to the translated block there when the run loop's jump cache (block_get) knows
  * it, with the checks block_get makes (the TLB still maps the page executable at the block's
- * frame, the page's generation) and emit_exit's (interrupts, the chain budget). RET, JMP and
+ * frame, the page's generation; the block's prologue keeps the chain budget). RET, JMP and
  * CALL through registers or memory thus go block to block; the cache is the run loop's, so it
  * is filled and invalidated with the block cache. */
 static void emit_ind(struct tx *t)
@@ -2084,11 +2078,6 @@ static void emit_ind(struct tx *t)
     e1(t, 0x96);
     op_rm(t, 0, 0x3b, RSI, RCX, (int32_t)offsetof(struct block, gen));
     out[no++] = jcc32(t, 0x5);
-    op_rm(t, 0, 0x80, 7, RBX, OFF(irq_check));
-    e1(t, 0);
-    out[no++] = jcc32(t, 0x5);
-    op_rm(t, 0, 0xff, 1, RBX, OFF(chain_budget));
-    out[no++] = jcc32(t, 0x4);
     op_rm(t, 0, 0xff, 4, RCX, (int32_t)offsetof(struct block, code));   /* jmp [rcx+code] */
     for (int k = 0; k < no; k++)
         patch(t, out[k], t->p);
@@ -2327,8 +2316,12 @@ void jit_compile(struct cpu *c, struct block *b)
     t.mode = (int)(b->mode & ~BLOCK_SS32);
     t.sw = t.mode == 8 ? 8 : (b->mode & BLOCK_SS32) ? 4 : 0;
     uint8_t *start = t.p;
-    /* icount, here rather than by whoever enters: the run loop, a link and emit_ind alike */
-    addmi(&t, OFF(icount), b->n);
+    /* The budget (and icount), here rather than by whoever enters: the run loop, a link and
+     * emit_ind alike. sub qword [rbx+chain_left], n; jle: nothing left, or the top bit set
+     * (the signed result is at most 0 either way). */
+    op_rm(&t, 1, 0x83, 5, RBX, OFF(chain_left));
+    e1(&t, b->n);
+    uint8_t *spent = jcc32(&t, 0xe);
     alloc_regs(&t, b);
     reload_regs(&t);
     t.hf = false;
@@ -2353,6 +2346,11 @@ void jit_compile(struct cpu *c, struct block *b)
         emit_cold(&t, &t.cold[k]);
     for (int k = 0; k < t.nccall; k++)
         emit_ccall(&t, &t.ccall[k]);
+    /* the budget is spent: give the block's count back (it did not run), leave with RIP at
+     * its start */
+    patch(&t, spent, t.p);
+    addmi(&t, OFF(chain_left), b->n);
+    leave(&t);
     if (t.over) {
         /* it did not fit its space: it stays with the interpreter. Counting its runs afresh
          * costs one abandoned translation per jit_threshold runs, which only a bound that is
