@@ -435,7 +435,6 @@ int emu_vm_set_cpu_model(struct emu_vm *vm, const char *spec, char *err, size_t 
 }
 void emu_cpu_fxsave(struct cpu *c, void *area512) { fpu_fxsave(c, area512); }
 
-
 static bool machine_stopping(struct cpu *c)
 {
     return c->m && atomic_load_explicit(&c->m->stop, memory_order_relaxed) != MACHINE_RUNNING;
@@ -649,8 +648,9 @@ enum emu_stop emu_cpu_run(struct cpu *c)
             continue;
         }
         /* The local timer is looked at every 256 trips through here (each up to CHAIN_BUDGET
-         * instructions of chained blocks), every 16 while one is armed: a TSC deadline a few microseconds ahead
-         * then fires within tens of microseconds of a busy loop, not a millisecond. */
+         * instructions of chained blocks), every 16 while one is armed: a TSC deadline a few
+         * microseconds ahead then fires within tens of microseconds of a busy loop, not a
+         * millisecond. */
         if (unlikely(++c->poll_count >= (c->timer_deadline == UINT64_MAX ? 256u : 16u))) {
             c->poll_count = 0;
             poll_timer(c);

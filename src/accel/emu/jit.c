@@ -1948,7 +1948,7 @@ static void emit_ind(struct tx *t);
  * QEMU's goto_tb, at the successor's code (jit_link). Only exits to the same page link: that
  * page is mapped (this block runs from it). msz: a branch of that operand size (2, 4) wraps RIP
  * to it, as the interpreter's jump() does; a target that wrapped is not where the link points,
- * so it leaves. k: which exit of the block (unused: the slot is the jump itself).
+ * so it leaves.
  *
  * No generation check at the link. A chain of linked blocks is entered through a check of its
  * first block's page generation (the run loop's block_get, emit_ind), and a link joins two
@@ -1964,9 +1964,8 @@ static void emit_ind(struct tx *t);
  * Nor an interrupt check or a budget: the successor's prologue subtracts its instructions from
  * c->chain_left and leaves when nothing is left, or when another thread set its top bit for an
  * interrupt notice or a kick (cpu.c's cpu_cut_chain), which makes links bare jumps. */
-static void emit_exit(struct tx *t, int k, int64_t delta, int msz)
+static void emit_exit(struct tx *t, int64_t delta, int msz)
 {
-    (void)k;
     flush_regs(t);
     uint8_t *out0 = NULL;
     if (msz == 2 || msz == 4) {
@@ -2151,16 +2150,16 @@ static bool emit_branch(struct tx *t, const struct insn *i)
         add_sp(t, -sz);
     }
     if (i->op == 0xe9 || i->op == 0xeb || i->op == 0xe8) {
-        emit_exit(t, 1, taken, sz);
+        emit_exit(t, taken, sz);
         t->pend = 0;
         return true;
     }
     cc = emit_cond(t, cc);
     flush_regs(t);   /* MOVs: the flags stay; both ways out see the registers written back */
     uint8_t *jt = jcc32(t, cc);
-    emit_exit(t, 0, next, 0);
+    emit_exit(t, next, 0);
     patch(t, jt, t->p);
-    emit_exit(t, 1, taken, sz);
+    emit_exit(t, taken, sz);
     t->pend = 0;
     return true;
 }
@@ -2335,7 +2334,7 @@ void jit_compile(struct cpu *c, struct block *b)
         if (t.ncold < COLD_MAX - 2 && emit_inline(&t, i, live[k])) {
             t.pend += i->len;
             if (last)
-                emit_exit(&t, 0, t.pend, 0);
+                emit_exit(&t, t.pend, 0);
         } else {
             emit_call(&t, i, last);
             if (last)
