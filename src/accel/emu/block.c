@@ -145,7 +145,6 @@ struct block *block_get_slow(struct cpu *c)
     b->n = (uint16_t)n;
     b->hits = 0;
     b->code = NULL;
-    b->link[0] = b->link[1] = NULL;
     b->bytes = (uint16_t)(off - (int)(la & 0xfff));
     b->next = c->bhash[h];
     c->bhash[h] = b;

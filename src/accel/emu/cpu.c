@@ -247,6 +247,22 @@ static void lsan_region(struct cpu *c, bool add)
 #endif
 }
 
+/* Guest instructions translated code runs (in linked blocks) before it comes back to the run
+ * loop, for the timer and a map change; a kick or an interrupt notice from another thread cuts
+ * it short (cpu_cut_chain), the CPU's own APIC writes leave at once (c->brk). Counted in
+ * instructions, not links, so that one subtraction per block keeps both it and icount. Links
+ * used to count 256 blocks (64 made a quarter of the trips through the run loop in a
+ * kernel-heavy guest): 4096 instructions is about as many. */
+#define CHAIN_BUDGET 4096
+
+/* Adds what translated code ran since the last call to icount, and fills the budget again. */
+static void cpu_count_chain(struct cpu *c)
+{
+    uint64_t v = atomic_load_explicit(&c->chain_left, memory_order_relaxed);
+    c->icount += (uint64_t)(CHAIN_BUDGET - (int64_t)(int32_t)(uint32_t)v);
+    atomic_store_explicit(&c->chain_left, CHAIN_BUDGET, memory_order_relaxed);
+}
+
 struct cpu *emu_cpu_create(struct machine *m, struct emu_vm *vm, int id, const struct emu_env *env)
 {
     /* Fresh anonymous pages: zero already, so only what the CPU touches becomes resident (the
@@ -278,6 +294,7 @@ struct cpu *emu_cpu_create(struct machine *m, struct emu_vm *vm, int id, const s
     atomic_store(&c->sipi, -1);
     c->exc_vec = -1;
     c->tsc_offset = 0 - vm->tsc_base;   /* one TSC for all CPUs: synchronized, as Linux checks */
+    atomic_store(&c->chain_left, CHAIN_BUDGET);
     cpu_reset_regs(c);
     cpu_sync_tsc(c);
     return c;
@@ -364,9 +381,18 @@ void emu_cpu_init_ipi(struct cpu *c)
     emu_cpu_irq_notify(c);
 }
 
+/* Translated code leaves at its next block (after the flag it is to see is set: the run loop
+ * looks at the flags, not at this bit). A translated block's own subtraction may write over the
+ * bit; the budget then takes the chain back within CHAIN_BUDGET instructions. */
+static void cpu_cut_chain(struct cpu *c)
+{
+    atomic_fetch_or_explicit(&c->chain_left, 1ull << 63, memory_order_relaxed);
+}
+
 void emu_cpu_kick(struct cpu *c)
 {
     atomic_store(&c->exit_req, true);
+    cpu_cut_chain(c);
     pthread_mutex_lock(&c->lock);
     pthread_cond_signal(&c->cond);
     pthread_mutex_unlock(&c->lock);
@@ -375,6 +401,7 @@ void emu_cpu_kick(struct cpu *c)
 void emu_cpu_irq_notify(struct cpu *c)
 {
     atomic_store(&c->irq_check, true);
+    cpu_cut_chain(c);
     pthread_mutex_lock(&c->lock);
     pthread_cond_signal(&c->cond);
     pthread_mutex_unlock(&c->lock);
@@ -406,11 +433,6 @@ int emu_vm_set_cpu_model(struct emu_vm *vm, const char *spec, char *err, size_t 
     return ret;
 }
 void emu_cpu_fxsave(struct cpu *c, void *area512) { fpu_fxsave(c, area512); }
-
-/* Linked blocks run before translated code comes back to the run loop (for a kick, a map
- * change, the timer; interrupts are looked at on every link). 64 made a quarter of the trips
- * through the run loop in a kernel-heavy guest. */
-#define CHAIN_BUDGET 256
 
 static bool machine_stopping(struct cpu *c)
 {
@@ -544,6 +566,7 @@ enum emu_stop emu_cpu_run(struct cpu *c)
     if (setjmp(c->jb)) {
         /* an exception from an instruction, or from delivering one */
         c->cur = NULL;
+        cpu_count_chain(c);   /* translated code may have run up to the fault */
         if (c->exc_depth >= 2) {
             log_debug(LOG_INT, "cpu%d: triple fault at %#llx", c->id, (unsigned long long)c->rip);
             c->exc_depth = 0;
@@ -624,8 +647,9 @@ enum emu_stop emu_cpu_run(struct cpu *c)
             continue;
         }
         /* The local timer is looked at every 256 trips through here (each up to CHAIN_BUDGET
-         * chained blocks), every 16 while one is armed: a TSC deadline a few microseconds ahead
-         * then fires within tens of microseconds of a busy loop, not a millisecond. */
+         * instructions of chained blocks), every 16 while one is armed: a TSC deadline a few
+         * microseconds ahead then fires within tens of microseconds of a busy loop, not a
+         * millisecond. */
         if (unlikely(++c->poll_count >= (c->timer_deadline == UINT64_MAX ? 256u : 16u))) {
             c->poll_count = 0;
             poll_timer(c);
@@ -652,24 +676,29 @@ enum emu_stop emu_cpu_run(struct cpu *c)
                       (unsigned long long)((c->segbase[SEG_CS] + c->rip) & c->lin_mask));
             return EMU_STOP_ERROR;
         }
-        if (c->link_from) {
-            /* the last translated block left towards this one: link them */
-            if (b->code && (b->pa ^ (uint64_t)b->mode << 60) == c->link_key)
-                *c->link_from = b;
-            c->link_from = NULL;
-        }
         c->brk = false;
-        c->icount += b->n;
         c->loop_blocks++;
         if (!b->code && c->vm->jit_threshold >= 0 && b->pa != ~0ull && !c->segchk &&
             ++b->hits > (uint32_t)c->vm->jit_threshold)
             jit_compile(c, b);
+        if (c->link_from) {
+            /* the last translated block left towards this one (translated just now, perhaps):
+             * its jump goes straight here from now on. Only between blocks of one generation,
+             * so that a chain of links never leads from current code into stale code (emit_exit
+             * says why that lets links go unchecked). A flush (jit_compile's, block_get's)
+             * cleared link_from. */
+            if (b->code && (b->pa ^ (uint64_t)b->mode << 60) == c->link_key &&
+                b->gen == c->link_gen)
+                jit_link(c, c->link_from, b);
+            c->link_from = NULL;
+        }
         if (b->code && likely(!c->segchk)) {
-            c->chain_budget = CHAIN_BUDGET;
-            jit_run(c, b);
+            jit_run(c, b);   /* it counts its instructions in chain_left */
+            cpu_count_chain(c);
             c->cur = NULL;
             continue;
         }
+        c->icount += b->n;
         const struct insn *i = b->ins, *end = i + b->n;
         /* two call sites, so the host predicts each from its own history */
         for (;;) {

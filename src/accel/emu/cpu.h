@@ -208,6 +208,14 @@ struct cpu {
     uint32_t cc_pop;       /* the state a rotate left SF/ZF/PF/AF in */
     uint64_t cc_pres, cc_psrc, cc_paux;
     uint32_t eflags;       /* everything but the arithmetic flags, which live in cc_* */
+    /* Guest instructions translated code may still run before it comes back to the run loop
+     * (cpu.c's CHAIN_BUDGET at each entry): each translated block subtracts its count as it
+     * starts and leaves when nothing is left, so the run loop also counts icount from it. Any
+     * thread sets bit 63 (emu_cpu_irq_notify, emu_cpu_kick) to make the next block leave; the
+     * low 32 bits, signed, stay the count. Here, near rip and the registers: at offset
+     * 0x10ac80, whose low ten bits are rip's, every block's subtraction waited on the store
+     * to rip before it (a false dependence) and xz ran half as fast. */
+    _Atomic uint64_t chain_left;
 
     /* Segment bases as addressing uses them: 0 for ES/CS/SS/DS in 64-bit mode. */
     uint64_t segbase[SEG_COUNT];
@@ -272,9 +280,12 @@ struct cpu {
     uint8_t *jit_rw;       /* the same memory, the view the translator writes through */
     size_t jit_used, jit_size;
     uint64_t jit_blocks, jit_refused;   /* translated; abandoned for want of space */
-    struct block **link_from;  /* a translated block left through this empty link slot... */
-    uint64_t link_key;         /* ...towards this block: pa ^ mode << 60 */
-    uint32_t chain_budget;     /* linked blocks left before the run loop looks at events */
+    /* A translated block left through a link jump not yet pointed at its successor: the jump's
+     * rel32 (in the executable view; jit_link patches it), the successor it wants (pa ^ mode <<
+     * 60) and the generation of the page both are in when the jump was translated. */
+    uint8_t *link_from;
+    uint64_t link_key;
+    uint32_t link_gen;
     uint32_t map_gen;          /* the emu_vm's map_gen this CPU's TLB was filled under */
 
     /* Exceptions: raise_* longjmp to the run loop with the pending event here. */

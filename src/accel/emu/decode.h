@@ -53,7 +53,6 @@ struct block {
     uint32_t hits;      /* runs by the interpreter, until it is translated */
     struct block *next; /* hash chain */
     void *code;         /* its translation (jit.h), or NULL */
-    struct block *link[2]; /* translated successors in the same page: fall-through, taken */
     struct insn ins[];
 };
 

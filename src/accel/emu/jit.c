@@ -1966,11 +1966,28 @@ static void emit_call(struct tx *t, const struct insn *i, bool last)
 static void emit_ind(struct tx *t);
 
 /* Leaves the block with c->rip advanced by delta, going straight on to the translation of the
- * block there when slot k of this block links to it. Only exits to the same page link: that
- * page is mapped (this block runs from it) and one generation check covers it. msz: a branch
- * of that operand size (2, 4) wraps RIP to it, as the interpreter's jump() does; a target that
- * wrapped is not where the link points, so it leaves. */
-static void emit_exit(struct tx *t, int k, int64_t delta, int msz)
+ * block there once the run loop has linked it: the exit is a JMP whose rel32 first points at
+ * the code right after it (which tells the run loop where the jump is, and leaves) and then, as
+ * QEMU's goto_tb, at the successor's code (jit_link). Only exits to the same page link: that
+ * page is mapped (this block runs from it). msz: a branch of that operand size (2, 4) wraps RIP
+ * to it, as the interpreter's jump() does; a target that wrapped is not where the link points,
+ * so it leaves.
+ *
+ * No generation check at the link. A chain of linked blocks is entered through a check of its
+ * first block's page generation (the run loop's block_get, emit_ind), and a link joins two
+ * blocks of one page and one generation, made by the run loop (never while a chain runs) towards
+ * a block current then. So every block a chain reaches has the generation its first block had
+ * when the chain was entered, and the chain runs stale code only if the page is written while
+ * it runs: by this CPU, a store into a page with code ends the block after the instruction
+ * (mem_smc sets c->brk, which handler calls and the store's slow path look at); by another CPU
+ * or a device (emu_vm_invalidate), as on hardware without a serializing instruction, the code
+ * may run a little longer: until the chain budget takes the chain back to the run loop, whose
+ * block_get sees the new generation (a cross-page exit, through emit_ind, sees it sooner).
+ *
+ * Nor an interrupt check or a budget: the successor's prologue subtracts its instructions from
+ * c->chain_left and leaves when nothing is left, or when another thread set its top bit for an
+ * interrupt notice or a kick (cpu.c's cpu_cut_chain), which makes links bare jumps. */
+static void emit_exit(struct tx *t, int64_t delta, int msz)
 {
     flush_regs(t);
     uint8_t *out0 = NULL;
@@ -1985,7 +2002,7 @@ static void emit_exit(struct tx *t, int k, int64_t delta, int msz)
         st(t, 1, OFF(rip), RCX);
         op_rr(t, 1, 0x39, RAX, RCX);                   /* cmp rcx, rax */
         out0 = jcc32(t, 0x5);
-    } else {
+    } else if (delta) {   /* 0: a loop back to the block's start, RIP is there already */
         addmi(t, OFF(rip), (int32_t)delta);
     }
     int64_t to = (int64_t)(t->b->pa & 0xfff) + t->ripoff + delta;
@@ -1999,31 +2016,18 @@ static void emit_exit(struct tx *t, int k, int64_t delta, int msz)
         emit_ind(t);
         return;
     }
-    movi(t, RAX, (uint64_t)(uintptr_t)&t->b->link[k]);
-    op_rm(t, 1, 0x8b, RCX, RAX, 0);                 /* rcx = the linked block */
-    op_rr(t, 1, 0x85, RCX, RCX);
-    uint8_t *unlinked = jcc32(t, 0x4);
-    op_rm(t, 0, 0x80, 7, RBX, OFF(irq_check));       /* an interrupt may be pending */
-    e1(t, 0);
-    uint8_t *out1 = jcc32(t, 0x5);
-    op_rm(t, 0, 0xff, 1, RBX, OFF(chain_budget));    /* dec: back to the run loop now and then */
-    uint8_t *out2 = jcc32(t, 0x4);
-    op_rm(t, 0, 0x8b, RDX, RCX, (int32_t)offsetof(struct block, gen));
-    op_rm(t, 1, 0x8b, RSI, RBX, OFF(vm));
-    op_rm(t, 1, 0x8b, RSI, RSI, (int32_t)offsetof(struct emu_vm, gen));
-    op_rm(t, 0, 0x3b, RDX, RSI, (int32_t)(t->b->pidx * 4));
-    uint8_t *out3 = jcc32(t, 0x5);                   /* the page was written since */
-    op_rm(t, 0, 0x0fb7, RDX, RCX, (int32_t)offsetof(struct block, n));
-    op_rm(t, 1, 0x01, RDX, RBX, OFF(icount));
-    op_rm(t, 0, 0xff, 4, RCX, (int32_t)offsetof(struct block, code));   /* jmp [rcx+code] */
-    patch(t, unlinked, t->p);
-    /* tell the run loop which block should go in the slot */
+    e1(t, 0xe9);                                     /* jmp: the link, not yet made */
+    e4(t, 0);
+    uint8_t *rel = t->p - 4;
+    /* tell the run loop where the jump is and which block it should go to */
+    rex(t, 1, RAX, 0, 0);                            /* lea rax, [rip - ...]: rel's address */
+    e1(t, 0x8d);
+    e1(t, 0x05);
+    e4(t, (uint32_t)(int32_t)(rel - (t->p + 4)));
     st(t, 1, OFF(link_from), RAX);
     movi(t, RAX, ((t->b->pa & ~0xfffull) | (uint64_t)to) ^ ((uint64_t)t->b->mode << 60));
     st(t, 1, OFF(link_key), RAX);
-    patch(t, out1, t->p);
-    patch(t, out2, t->p);
-    patch(t, out3, t->p);
+    sti(t, 0, OFF(link_gen), (int32_t)t->b->gen);
     if (out0)
         patch(t, out0, t->p);
     leave(t);
@@ -2032,7 +2036,7 @@ static void emit_exit(struct tx *t, int k, int64_t delta, int msz)
 /* Leaves the block for the RIP in rax (just stored to c->rip, registers written back), going
  * straight on to the translated block there when the run loop's jump cache (block_get) knows
  * it, with the checks block_get makes (the TLB still maps the page executable at the block's
- * frame, the page's generation) and emit_exit's (interrupts, the chain budget). RET, JMP and
+ * frame, the page's generation; the block's prologue keeps the chain budget). RET, JMP and
  * CALL through registers or memory thus go block to block; the cache is the run loop's, so it
  * is filled and invalidated with the block cache. */
 static void emit_ind(struct tx *t)
@@ -2094,13 +2098,6 @@ static void emit_ind(struct tx *t)
     e1(t, 0x96);
     op_rm(t, 0, 0x3b, RSI, RCX, (int32_t)offsetof(struct block, gen));
     out[no++] = jcc32(t, 0x5);
-    op_rm(t, 0, 0x80, 7, RBX, OFF(irq_check));
-    e1(t, 0);
-    out[no++] = jcc32(t, 0x5);
-    op_rm(t, 0, 0xff, 1, RBX, OFF(chain_budget));
-    out[no++] = jcc32(t, 0x4);
-    op_rm(t, 0, 0x0fb7, RDX, RCX, (int32_t)offsetof(struct block, n));
-    op_rm(t, 1, 0x01, RDX, RBX, OFF(icount));
     op_rm(t, 0, 0xff, 4, RCX, (int32_t)offsetof(struct block, code));   /* jmp [rcx+code] */
     for (int k = 0; k < no; k++)
         patch(t, out[k], t->p);
@@ -2174,16 +2171,16 @@ static bool emit_branch(struct tx *t, const struct insn *i)
         add_sp(t, -sz);
     }
     if (i->op == 0xe9 || i->op == 0xeb || i->op == 0xe8) {
-        emit_exit(t, 1, taken, sz);
+        emit_exit(t, taken, sz);
         t->pend = 0;
         return true;
     }
     cc = emit_cond(t, cc);
     flush_regs(t);   /* MOVs: the flags stay; both ways out see the registers written back */
     uint8_t *jt = jcc32(t, cc);
-    emit_exit(t, 0, next, 0);
+    emit_exit(t, next, 0);
     patch(t, jt, t->p);
-    emit_exit(t, 1, taken, sz);
+    emit_exit(t, taken, sz);
     t->pend = 0;
     return true;
 }
@@ -2247,6 +2244,14 @@ int jit_init(struct cpu *c)
 void jit_run(struct cpu *c, struct block *b)
 {
     ((void (*)(struct cpu *, void *))(void *)c->jit)(c, b->code);
+}
+
+void jit_link(struct cpu *c, uint8_t *from, const struct block *to)
+{
+    /* from is in the executable view; the bytes are written through the other one. Only this
+     * CPU's thread runs or writes its code buffer, and it is not running it now. */
+    int32_t d = (int32_t)((const uint8_t *)to->code - (from + 4));
+    memcpy(c->jit_rw + (from - c->jit), &d, 4);
 }
 
 void jit_free(struct cpu *c)
@@ -2331,6 +2336,12 @@ void jit_compile(struct cpu *c, struct block *b)
     t.mode = (int)(b->mode & ~BLOCK_SS32);
     t.sw = t.mode == 8 ? 8 : (b->mode & BLOCK_SS32) ? 4 : 0;
     uint8_t *start = t.p;
+    /* The budget (and icount), here rather than by whoever enters: the run loop, a link and
+     * emit_ind alike. sub qword [rbx+chain_left], n; jle: nothing left, or the top bit set
+     * (the signed result is at most 0 either way). */
+    op_rm(&t, 1, 0x83, 5, RBX, OFF(chain_left));
+    e1(&t, b->n);
+    uint8_t *spent = jcc32(&t, 0xe);
     alloc_regs(&t, b);
     reload_regs(&t);
     t.hf = false;
@@ -2344,7 +2355,7 @@ void jit_compile(struct cpu *c, struct block *b)
         if (t.ncold < COLD_MAX - 2 && emit_inline(&t, i, live[k])) {
             t.pend += i->len;
             if (last)
-                emit_exit(&t, 0, t.pend, 0);
+                emit_exit(&t, t.pend, 0);
         } else {
             emit_call(&t, i, last);
             if (last)
@@ -2355,6 +2366,11 @@ void jit_compile(struct cpu *c, struct block *b)
         emit_cold(&t, &t.cold[k]);
     for (int k = 0; k < t.nccall; k++)
         emit_ccall(&t, &t.ccall[k]);
+    /* the budget is spent: give the block's count back (it did not run), leave with RIP at
+     * its start */
+    patch(&t, spent, t.p);
+    addmi(&t, OFF(chain_left), b->n);
+    leave(&t);
     if (t.over) {
         /* it did not fit its space: it stays with the interpreter. Counting its runs afresh
          * costs one abandoned translation per jit_threshold runs, which only a bound that is
@@ -2372,6 +2388,7 @@ void jit_compile(struct cpu *c, struct block *b)
 
 int jit_init(struct cpu *c) { c->jit = NULL; return 0; }
 void jit_run(struct cpu *c, struct block *b) { (void)c; (void)b; }
+void jit_link(struct cpu *c, uint8_t *from, const struct block *to) { (void)c; (void)from; (void)to; }
 void jit_free(struct cpu *c) { (void)c; }
 void jit_reset(struct cpu *c) { (void)c; }
 void jit_compile(struct cpu *c, struct block *b) { (void)c; (void)b; }

@@ -20,5 +20,7 @@ void jit_compile(struct cpu *c, struct block *b);
 /* Runs translated block b (and the blocks linked from it) from the state the interpreter would
  * run it from; returns with the CPU as the interpreter would leave it. */
 void jit_run(struct cpu *c, struct block *b);
+/* Points the link jump whose rel32 is at from (c->link_from) at translated block to. */
+void jit_link(struct cpu *c, uint8_t *from, const struct block *to);
 
 #endif
