@@ -167,6 +167,68 @@ static void test_sse_guard(void **s)
     }
 }
 
+/* A loop whose first instruction (MOV EAX, imm32) crosses from the code's first page into its
+ * second. Such an instruction is a block of its own, cached with the second page's frame and
+ * generation (block.c): the loop must not look it up past the jump cache on every iteration
+ * (it did: never cached, a walk of the block hash and a decode each time). With smc, each
+ * iteration first stores CL into the immediate's byte in the second page, so the cached
+ * instruction goes stale every time and the new immediate must be seen. */
+static int cross_code(uint8_t *b, bool smc)
+{
+    static const uint8_t head[] = {
+        0xb9, 0xd0, 0x07, 0x00, 0x00,       /* mov $2000, %ecx */
+        0x31, 0xd2,                         /* xor %edx, %edx */
+        0xe9, 0xec, 0x0f, 0x00, 0x00,       /* jmp 0xff8 */
+    };
+    static const uint8_t loop[] = {
+        0x88, 0x0d, 0x02, 0x00, 0x00, 0x00, /* 0xff8: mov %cl, 0x1000 (RIP-relative) */
+        0xb8, 0x78, 0x56, 0x34, 0x12,       /* 0xffe: mov $0x12345678, %eax: bytes to 0x1002 */
+        0x01, 0xc2,                         /* 0x1003: add %eax, %edx */
+        0xc1, 0xc2, 0x03,                   /* rol $3, %edx */
+        0xff, 0xc9,                         /* dec %ecx */
+        0x75, 0xec,                         /* jnz 0xff8 */
+    };
+    memset(b, 0x90, 0xff8);
+    memcpy(b, head, sizeof(head));
+    memcpy(b + 0xff8, loop, sizeof(loop));
+    if (!smc)
+        memset(b + 0xff8, 0x90, 6);   /* the store becomes NOPs */
+    return 0xff8 + (int)sizeof(loop);
+}
+
+static void test_page_crossing(void **s)
+{
+    (void)s;
+    static uint8_t data[DATA_SIZE], bytes[0x1100];
+    static struct result nat, emu;
+    for (int smc = 0; smc <= 1; smc++) {
+        for (int jit = -1; jit <= 0; jit++) {
+            struct regs in;
+            rng_state = 24;
+            rnd_regs(&in);
+            rnd_data(data);
+            int len = cross_code(bytes, smc);
+            struct code c = { .n = 0 };   /* the loop alone, for the message on a mismatch */
+            emit(&c, bytes + 0xff8, len - 0xff8);
+            uint64_t blocks0, slow0, blocks1, slow1;
+            emu_cpu_loop_stats(hcpu, &blocks0, &slow0);
+            harness_jit = jit;
+            harness_run(bytes, len, &in, data, &nat, &emu);
+            harness_jit = -1;
+            emu_cpu_loop_stats(hcpu, &blocks1, &slow1);
+            assert_int_equal(nat.vec, -1);
+            assert_true(result_match(smc ? "crossing, rewritten" : "crossing", &c, &in, &nat, &emu,
+                                     ALLF, 0xffff, 0));
+            print_message("# smc %d jit %d: %llu lookups past the jump cache for 2000 iterations\n",
+                          smc, jit, (unsigned long long)(slow1 - slow0));
+            if (!smc)
+                assert_true(slow1 - slow0 < 100);
+            else
+                assert_true(slow1 - slow0 >= 2000);   /* decoded again each time: it was written */
+        }
+    }
+}
+
 static int setup(void **s)
 {
     (void)s;
@@ -176,6 +238,7 @@ static int setup(void **s)
 int main(void)
 {
     const struct CMUnitTest tests[] = { cmocka_unit_test(test_indirect), cmocka_unit_test(test_sse_guard),
-                                        cmocka_unit_test(test_link_after_call) };
+                                        cmocka_unit_test(test_link_after_call),
+                                        cmocka_unit_test(test_page_crossing) };
     return cmocka_run_group_tests_name("emu_jitind", tests, setup, NULL);
 }
