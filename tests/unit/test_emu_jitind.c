@@ -170,7 +170,8 @@ static void test_sse_guard(void **s)
 /* A loop whose first instruction (MOV EAX, imm32) crosses from the code's first page into its
  * second. Such an instruction is a block of its own, cached with the second page's frame and
  * generation (block.c): the loop must not look it up past the jump cache on every iteration
- * (it did: never cached, a walk of the block hash and a decode each time). With smc, each
+ * (it did: never cached, a walk of the block hash and a decode each time), and translated it
+ * must not leave translated code for the run loop either. With smc, each
  * iteration first stores CL into the immediate's byte in the second page, so the cached
  * instruction goes stale every time and the new immediate must be seen. */
 static int cross_code(uint8_t *b, bool smc)
@@ -221,10 +222,14 @@ static void test_page_crossing(void **s)
                                      ALLF, 0xffff, 0));
             print_message("# smc %d jit %d: %llu lookups past the jump cache for 2000 iterations\n",
                           smc, jit, (unsigned long long)(slow1 - slow0));
-            if (!smc)
-                assert_true(slow1 - slow0 < 100);
-            else
+            print_message("# smc %d jit %d: %llu run-loop lookups\n", smc, jit,
+                          (unsigned long long)(blocks1 - blocks0));
+            if (smc)
                 assert_true(slow1 - slow0 >= 2000);   /* decoded again each time: it was written */
+            else
+                assert_true(slow1 - slow0 < 100);
+            if (!smc && jit == 0)   /* translated, and linked from the block before it */
+                assert_true(blocks1 - blocks0 < 200);
         }
     }
 }

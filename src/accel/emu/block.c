@@ -64,8 +64,9 @@ static struct block *decode_crossing(struct cpu *c, uint64_t la, const uint8_t *
  * cached like any block, with the next page's frame and generation, which block_get checks as
  * it checks the first page's. Linux's hot paths have such instructions (a few hundred
  * thousand lookups in 400 fork+execs), and decoding them afresh each time was a walk of the
- * block hash, a fetch and a decode per run. false: not RAM there, or no valid instruction
- * (decode_crossing then). */
+ * block hash, a fetch and a decode per run. In 64-bit code it is translated too, behind a
+ * check of the next page (jit.c: emit_next_page_check), so the blocks around it link to it.
+ * false: not RAM there, or no valid instruction (decode_crossing then). */
 static bool decode_crossing_ram(struct cpu *c, uint64_t la, const uint8_t *host, uint32_t mode,
                                 struct block *b)
 {
@@ -195,10 +196,9 @@ struct block *block_get_slow(struct cpu *c)
     b->n = (uint16_t)n;
     b->hits = 0;
     b->code = NULL;
-    if (!crosses) {
-        b->link[0] = b->link[1] = NULL;
+    b->link[0] = b->link[1] = NULL;
+    if (!crosses)
         b->bytes = (uint16_t)(off - (int)(la & 0xfff));
-    }
     b->next = c->bhash[h];
     c->bhash[h] = b;
     c->arena_used += (sizeof(struct block) + n * sizeof(struct insn) + 15) & ~(size_t)15;

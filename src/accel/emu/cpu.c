@@ -689,7 +689,7 @@ enum emu_stop emu_cpu_run(struct cpu *c)
         c->icount += b->n;
         c->loop_blocks++;
         if (!b->code && c->vm->jit_threshold >= 0 && b->pa != ~0ull && !c->segchk &&
-            !block_crosses(b) && ++b->hits > (uint32_t)c->vm->jit_threshold)
+            (!block_crosses(b) || b->mode == 8) && ++b->hits > (uint32_t)c->vm->jit_threshold)
             jit_compile(c, b);
         if (b->code && likely(!c->segchk)) {
             c->chain_budget = CHAIN_BUDGET;

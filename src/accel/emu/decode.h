@@ -54,16 +54,11 @@ struct block {
     uint32_t hits;      /* runs by the interpreter, until it is translated */
     struct block *next; /* hash chain */
     void *code;         /* its translation (jit.h), or NULL */
-    union {
-        struct block *link[2]; /* translated successors in the same page: fall-through, taken */
-        /* an instruction that crosses into the next page (block_crosses): that page's frame,
-         * RAM page index and generation, checked as the first page's are. Such a block is
-         * never translated, so it has no links. */
-        struct {
-            uint64_t pa2;
-            uint32_t pidx2, gen2;
-        };
-    };
+    struct block *link[2]; /* translated successors in the same page: fall-through, taken */
+    /* an instruction that crosses into the next page (block_crosses): that page's frame, RAM
+     * page index and generation, checked as the first page's are */
+    uint64_t pa2;
+    uint32_t pidx2, gen2;
     struct insn ins[];
 };
 
