@@ -422,11 +422,11 @@ void emu_cpu_fxsave(struct cpu *c, void *area512) { fpu_fxsave(c, area512); }
  * (no TF, RF or breakpoint) and no interrupt notice pending: then the shadow has nothing to hold
  * back, and it ends here, so the next block runs whole (translated) rather than its first
  * instruction in debug_step and the rest as a block of its own (Linux's STIs: 700 thousand
- * trips in 400 fork+execs). A notice that comes while that block runs is taken at its end, as
- * one that came a little later would be: only one pending at the STI is owed its exact place
- * after the next instruction, and that one goes through debug_step. The caller does not look
- * for interrupts before that block: a notice arriving just now would otherwise be taken
- * before the shadowed instruction (STI; HLT would then sleep through it). */
+ * trips in a boot and 1600 fork+execs). A notice that comes while that block runs is taken at
+ * its end, as one that came a little later would be: only one pending at the STI is owed its
+ * exact place after the next instruction, and that one goes through debug_step. The caller
+ * does not look for interrupts before that block: a notice arriving just now would otherwise be
+ * taken before the shadowed instruction (STI; HLT would then sleep through it). */
 static bool cpu_shadow_only(struct cpu *c)
 {
     if (!c->inhibit_irq || (c->eflags & (F_TF | F_RF)) || c->dbg_bp ||
