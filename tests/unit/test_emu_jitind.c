@@ -167,6 +167,117 @@ static void test_sse_guard(void **s)
     }
 }
 
+/* A loop whose first instruction (MOV EAX, imm32) crosses from the code's first page into its
+ * second. Such an instruction is a block of its own, cached with the second page's frame and
+ * generation (block.c): the loop must not look it up past the jump cache on every iteration
+ * (it did: never cached, a walk of the block hash and a decode each time), and translated it
+ * must not leave translated code for the run loop either. With smc, each
+ * iteration first stores CL into the immediate's byte in the second page, so the cached
+ * instruction goes stale every time and the new immediate must be seen. */
+static int cross_code(uint8_t *b, bool smc)
+{
+    static const uint8_t head[] = {
+        0xb9, 0xd0, 0x07, 0x00, 0x00,       /* mov $2000, %ecx */
+        0x31, 0xd2,                         /* xor %edx, %edx */
+        0xe9, 0xec, 0x0f, 0x00, 0x00,       /* jmp 0xff8 */
+    };
+    static const uint8_t loop[] = {
+        0x88, 0x0d, 0x02, 0x00, 0x00, 0x00, /* 0xff8: mov %cl, 0x1000 (RIP-relative) */
+        0xb8, 0x78, 0x56, 0x34, 0x12,       /* 0xffe: mov $0x12345678, %eax: bytes to 0x1002 */
+        0x01, 0xc2,                         /* 0x1003: add %eax, %edx */
+        0xc1, 0xc2, 0x03,                   /* rol $3, %edx */
+        0xff, 0xc9,                         /* dec %ecx */
+        0x75, 0xec,                         /* jnz 0xff8 */
+    };
+    memset(b, 0x90, 0xff8);
+    memcpy(b, head, sizeof(head));
+    memcpy(b + 0xff8, loop, sizeof(loop));
+    if (!smc)
+        memset(b + 0xff8, 0x90, 6);   /* the store becomes NOPs */
+    return 0xff8 + (int)sizeof(loop);
+}
+
+static void test_page_crossing(void **s)
+{
+    (void)s;
+    static uint8_t data[DATA_SIZE], bytes[0x1100];
+    static struct result nat, emu;
+    for (int smc = 0; smc <= 1; smc++) {
+        for (int jit = -1; jit <= 0; jit++) {
+            struct regs in;
+            rng_state = 24;
+            rnd_regs(&in);
+            rnd_data(data);
+            int len = cross_code(bytes, smc);
+            struct code c = { .n = 0 };   /* the loop alone, for the message on a mismatch */
+            emit(&c, bytes + 0xff8, len - 0xff8);
+            uint64_t blocks0, slow0, blocks1, slow1;
+            emu_cpu_loop_stats(hcpu, &blocks0, &slow0);
+            harness_jit = jit;
+            harness_run(bytes, len, &in, data, &nat, &emu);
+            harness_jit = -1;
+            emu_cpu_loop_stats(hcpu, &blocks1, &slow1);
+            assert_int_equal(nat.vec, -1);
+            assert_true(result_match(smc ? "crossing, rewritten" : "crossing", &c, &in, &nat, &emu,
+                                     ALLF, 0xffff, 0));
+            print_message("# smc %d jit %d: %llu lookups past the jump cache for 2000 iterations\n",
+                          smc, jit, (unsigned long long)(slow1 - slow0));
+            print_message("# smc %d jit %d: %llu run-loop lookups\n", smc, jit,
+                          (unsigned long long)(blocks1 - blocks0));
+            if (smc)
+                assert_true(slow1 - slow0 >= 2000);   /* decoded again each time: it was written */
+            else
+                assert_true(slow1 - slow0 < 100);
+            if (!smc && jit == 0)   /* translated, and linked from the block before it */
+                assert_true(blocks1 - blocks0 < 200);
+        }
+    }
+}
+
+/* CLI; STI in a loop: with no interrupt notice pending the STI's shadow holds nothing back,
+ * and the next block runs whole rather than its first instruction one at a time through
+ * debug_step (cpu.c: every Linux STI once did). Emulator only (CPL 0 here, CLI faults natively
+ * at CPL 3); the result checked against the same loop in C. */
+static void test_sti_shadow(void **s)
+{
+    (void)s;
+    static uint8_t data[DATA_SIZE];
+    static struct result nat, emu;
+    static const uint8_t code[] = {
+        0xb9, 0xd0, 0x07, 0x00, 0x00,       /* mov $2000, %ecx */
+        0x31, 0xd2,                         /* xor %edx, %edx */
+        0xfa,                               /* 1: cli */
+        0xfb,                               /* sti */
+        0x01, 0xca,                         /* add %ecx, %edx: in the shadow */
+        0xc1, 0xc2, 0x03,                   /* rol $3, %edx */
+        0xff, 0xc9,                         /* dec %ecx */
+        0x75, 0xf5,                         /* jnz 1b */
+    };
+    uint32_t want = 0;
+    for (uint32_t n = 2000; n; n--) {
+        want += n;
+        want = want << 3 | want >> 29;
+    }
+    for (int jit = -1; jit <= 0; jit++) {
+        struct regs in;
+        rng_state = 25;
+        rnd_regs(&in);
+        struct code c = { .n = 0 };
+        emit(&c, code, (int)sizeof(code));
+        uint64_t steps0 = emu_cpu_debug_steps(hcpu);
+        harness_jit = jit;
+        harness_run(c.b, c.n, &in, data, &nat, &emu);
+        harness_jit = -1;
+        uint64_t steps = emu_cpu_debug_steps(hcpu) - steps0;
+        assert_int_equal(emu.vec, -1);
+        assert_int_equal(emu.regs.r[R_DX], want);
+        assert_true(emu.regs.flags & 0x200);   /* IF */
+        print_message("# jit %d: %llu instructions stepped for 2000 STIs\n", jit,
+                      (unsigned long long)steps);
+        assert_true(steps < 100);
+    }
+}
+
 static int setup(void **s)
 {
     (void)s;
@@ -176,6 +287,8 @@ static int setup(void **s)
 int main(void)
 {
     const struct CMUnitTest tests[] = { cmocka_unit_test(test_indirect), cmocka_unit_test(test_sse_guard),
-                                        cmocka_unit_test(test_link_after_call) };
+                                        cmocka_unit_test(test_link_after_call),
+                                        cmocka_unit_test(test_page_crossing),
+                                        cmocka_unit_test(test_sti_shadow) };
     return cmocka_run_group_tests_name("emu_jitind", tests, setup, NULL);
 }

@@ -42,8 +42,8 @@ static inline unsigned block_hash(uint64_t pa, uint32_t mode)
     return (unsigned)(h >> (64 - BLOCK_HASH_BITS));
 }
 
-/* An instruction that crosses into the next page: decoded each time, never cached, since its
- * bytes come from two pages that may be remapped independently. */
+/* An instruction that crosses into the next page when that page is not RAM: decoded each time,
+ * never cached (what the bus answers there may change with every fetch). */
 static struct block *decode_crossing(struct cpu *c, uint64_t la, const uint8_t *host, uint32_t mode)
 {
     uint8_t buf[16];
@@ -58,6 +58,51 @@ static struct block *decode_crossing(struct cpu *c, uint64_t la, const uint8_t *
     b->pa = ~0ull;
     b->code = NULL;
     return b;
+}
+
+/* An instruction that crosses into a next page of RAM, decoded into b (a fresh arena block):
+ * cached like any block, with the next page's frame and generation, which block_get checks as
+ * it checks the first page's. Linux's hot paths have such instructions (600 thousand lookups
+ * in a boot and 1600 fork+execs), and decoding them afresh each time was a walk of the block
+ * hash, a fetch and a decode per run. In 64-bit code it is translated too, behind a
+ * check of the next page (jit.c: emit_next_page_check), so the blocks around it link to it.
+ * false: not RAM there, or no valid instruction (decode_crossing then). */
+static bool decode_crossing_ram(struct cpu *c, uint64_t la, const uint8_t *host, uint32_t mode,
+                                struct block *b)
+{
+    uint64_t la2 = ((la | 0xfff) + 1) & c->lin_mask, pa2;
+    uint32_t pidx2;
+    const uint8_t *host2 = mem_ptr_x(c, la2, &pa2, &pidx2);
+    if (!host2)
+        return false;
+    /* as for the first page: marked before its generation is read */
+    atomic_fetch_or_explicit(&c->vm->code[pidx2], EMU_PAGE_CODE, memory_order_relaxed);
+    atomic_thread_fence(memory_order_seq_cst);
+    uint32_t gen2 = atomic_load_explicit(&c->vm->gen[pidx2], memory_order_acquire);
+    uint8_t buf[16];
+    int first = 0x1000 - (int)(la & 0xfff), ends;
+    memcpy(buf, host, first);
+    memcpy(buf + first, host2, 16 - first);
+    int len = decode_insn(buf, 15, mode & ~BLOCK_SS32, &b->ins[0], &ends);
+    if (len <= first)
+        return false;   /* an invalid encoding: its bytes need not reach the next page */
+    b->bytes = (uint16_t)len;
+    b->pa2 = pa2;
+    b->pidx2 = pidx2;
+    b->gen2 = gen2;
+    return true;
+}
+
+/* The next page of a block that crosses one is still the frame and generation it was decoded
+ * from, looked up as the fetch of its bytes would be (a walk that faults as that fetch would). */
+static bool next_page_same(struct cpu *c, uint64_t la, const struct block *b)
+{
+    uint64_t la2 = ((la | 0xfff) + 1) & c->lin_mask, pa2;
+    uint32_t pidx2;
+    if (!mem_ptr_x(c, la2, &pa2, &pidx2))
+        return false;
+    return pa2 == b->pa2 && pidx2 == b->pidx2 &&
+           b->gen2 == atomic_load_explicit(&c->vm->gen[pidx2], memory_order_acquire);
 }
 
 /* Code outside RAM (a jump into the PCI hole, a device's window, past the end of RAM): one
@@ -99,13 +144,22 @@ struct block *block_get_slow(struct cpu *c)
     /* the jump cache had la but the TLB no longer did (a CR3 write empties it of everything
      * not global, so every user block after a context switch comes here): the walk just
      * refilled it, and the cached block is the one when it is still at that frame */
-    if (j->la == la && j->key == key && j->b->pa == pa && j->b->mode == mode && j->b->gen == gen)
+    if (j->la == la && j->key == key && j->b->pa == pa && j->b->mode == mode && j->b->gen == gen &&
+        (!block_crosses(j->b) || next_page_same(c, la, j->b)))
         return j->b;
     unsigned h = block_hash(pa, mode);
     struct block **pp = &c->bhash[h];
     for (struct block *b = *pp; b; pp = &b->next, b = b->next) {
         if (b->pa == pa && b->mode == mode) {
-            if (likely(b->gen == gen)) {
+            if (likely(b->gen == gen) && (likely(!block_crosses(b)) || next_page_same(c, la, b))) {
+                if (pp != &c->bhash[h]) {
+                    /* to the front: the walk was a cache miss per block passed (half of this
+                     * function's time in a kernel-heavy guest, whose chains hold several
+                     * blocks each), and a block looked up here once comes here again */
+                    *pp = b->next;
+                    b->next = c->bhash[h];
+                    c->bhash[h] = b;
+                }
                 *j = (struct jc_entry){ la, key, b };
                 return b;
             }
@@ -124,13 +178,18 @@ struct block *block_get_slow(struct cpu *c)
     atomic_thread_fence(memory_order_seq_cst);
     gen = atomic_load_explicit(&c->vm->gen[pidx], memory_order_acquire);
     int off = (int)(la & 0xfff), n = 0;
+    bool crosses = false;
     while (n < BLOCK_MAX_INSNS && off < 0x1000) {
         int ends;
         int len = decode_insn(host + (off - (int)(la & 0xfff)), 0x1000 - off,
                               mode & ~BLOCK_SS32, &b->ins[n], &ends);
         if (len < 0) {
-            if (n == 0)
+            if (n > 0)
+                break;
+            if (!decode_crossing_ram(c, la, host, mode, b))
                 return decode_crossing(c, la, host, mode);
+            crosses = true;
+            n = 1;
             break;
         }
         off += b->ins[n].len;
@@ -145,7 +204,8 @@ struct block *block_get_slow(struct cpu *c)
     b->n = (uint16_t)n;
     b->hits = 0;
     b->code = NULL;
-    b->bytes = (uint16_t)(off - (int)(la & 0xfff));
+    if (!crosses)
+        b->bytes = (uint16_t)(off - (int)(la & 0xfff));
     b->next = c->bhash[h];
     c->bhash[h] = b;
     c->arena_used += (sizeof(struct block) + n * sizeof(struct insn) + 15) & ~(size_t)15;

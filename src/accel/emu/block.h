@@ -21,6 +21,16 @@ void block_cache_flush(struct cpu *c);
  * fetch (#PF, #GP); NULL when RIP points at something that is not RAM. */
 struct block *block_get_slow(struct cpu *c);
 
+/* For a block that crosses a page: the TLB still maps the next page executable at the frame
+ * its instruction's tail came from, unwritten since. */
+static inline bool block_next_page_mapped(struct cpu *c, uint64_t la, const struct block *b)
+{
+    uint64_t la2 = ((la | 0xfff) + 1) & c->lin_mask;
+    const struct tlb_entry *e = &c->tlbc[(la2 >> 12) & (TLB_SIZE - 1)];
+    return e->vx == la2 && e->pa == b->pa2 &&
+           b->gen2 == atomic_load_explicit(&c->vm->gen[b->pidx2], memory_order_relaxed);
+}
+
 static inline struct block *block_get(struct cpu *c)
 {
     uint64_t la = (c->segbase[SEG_CS] + c->rip) & c->lin_mask;
@@ -31,7 +41,8 @@ static inline struct block *block_get(struct cpu *c)
         struct block *b = j->b;
         const struct tlb_entry *e = tlb_slot(c->tlbc, la);
         if (likely(e->vx == (la & ~0xfffull) && e->pa == (b->pa & ~0xfffull) &&
-                   b->gen == atomic_load_explicit(&c->vm->gen[b->pidx], memory_order_relaxed)))
+                   b->gen == atomic_load_explicit(&c->vm->gen[b->pidx], memory_order_relaxed)) &&
+            (likely(!block_crosses(b)) || block_next_page_mapped(c, la, b)))
             return b;
     }
     return block_get_slow(c);

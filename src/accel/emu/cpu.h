@@ -331,6 +331,7 @@ struct cpu {
     /* blocks the run loop looked up (each one a return from translated code or an interpreted
      * block), and those of them the jump cache did not answer (block_get_slow) */
     uint64_t loop_blocks, slow_lookups;
+    uint64_t debug_steps;
     uint64_t timer_deadline;
     uint32_t poll_count;
 };

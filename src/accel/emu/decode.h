@@ -5,6 +5,7 @@
  * translator can take the same blocks and turn each insn into host code instead of a call. */
 #ifndef QKVM_ACCEL_EMU_DECODE_H
 #define QKVM_ACCEL_EMU_DECODE_H
+#include <stdbool.h>
 #include <stdint.h>
 
 struct cpu;
@@ -53,8 +54,18 @@ struct block {
     uint32_t hits;      /* runs by the interpreter, until it is translated */
     struct block *next; /* hash chain */
     void *code;         /* its translation (jit.h), or NULL */
+    /* an instruction that crosses into the next page (block_crosses): that page's frame, RAM
+     * page index and generation, checked as the first page's are */
+    uint64_t pa2;
+    uint32_t pidx2, gen2;
     struct insn ins[];
 };
+
+/* A block of one instruction whose bytes run into the next page. */
+static inline bool block_crosses(const struct block *b)
+{
+    return (b->pa & 0xfff) + b->bytes > 0x1000;
+}
 
 /* The mode bits a decode depends on. */
 static inline uint32_t decode_mode(int csz, int code64)

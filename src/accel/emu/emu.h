@@ -84,6 +84,9 @@ void emu_cpu_jit_stats(struct cpu *c, uint64_t *blocks, uint64_t *refused);
 /* Blocks the run loop looked up (translated code that left for it, interpreted blocks), and
  * those the jump cache did not answer: what chaining and the cache save, for tests and -d accel. */
 void emu_cpu_loop_stats(struct cpu *c, uint64_t *blocks, uint64_t *slow);
+/* Instructions the run loop stepped one at a time (debug_step: TF, RF, breakpoints, and an
+ * interrupt shadow with an interrupt notice pending), for tests and -d accel. */
+uint64_t emu_cpu_debug_steps(struct cpu *c);
 
 /* RFLAGS as the guest sees it, and access to general registers (tests). */
 uint64_t emu_cpu_rflags(struct cpu *c);

@@ -2268,6 +2268,42 @@ void jit_reset(struct cpu *c)
     c->jit_used = JIT_TRAMP;
 }
 
+/* A block whose one instruction crosses into the next page (block.c) runs only while that page
+ * is still mapped executable at the frame the instruction's tail came from, unwritten since:
+ * the links and the jump cache that lead here check the block's first page only. Otherwise it
+ * leaves at once, nothing changed, for the run loop, whose lookup checks both pages (walking
+ * the second again, or decoding afresh). 64-bit code only, where RIP is the linear address. */
+static void emit_next_page_check(struct tx *t)
+{
+    const struct block *b = t->b;
+    uint8_t *out[3];
+    ld(t, 1, RAX, OFF(rip));
+    op_rr(t, 1, 0x81, 1, RAX);          /* or rax, 0xfff */
+    e4(t, 0xfff);
+    op_rr(t, 1, 0x83, 0, RAX);          /* add rax, 1: the next page */
+    e1(t, 1);
+    mov_rr(t, 1, RSI, RAX);
+    op_rr(t, 1, 0xc1, 5, RSI);
+    e1(t, 12);
+    op_rr(t, 0, 0x81, 4, RSI);
+    e4(t, TLB_SIZE - 1);
+    op_rr(t, 0, 0x69, RSI, RSI);
+    e4(t, (uint32_t)sizeof(struct tlb_entry));
+    op_rm(t, 1, 0x03, RSI, RBX, OFF(tlbc));
+    op_rm(t, 1, 0x3b, RAX, RSI, TLB_OFF(vx));
+    out[0] = jcc32(t, 0x5);
+    movi(t, RAX, b->pa2);
+    op_rm(t, 1, 0x3b, RAX, RSI, TLB_OFF(pa));
+    out[1] = jcc32(t, 0x5);
+    op_rm(t, 1, 0x8b, RSI, RBX, OFF(vm));
+    op_rm(t, 1, 0x8b, RSI, RSI, (int32_t)offsetof(struct emu_vm, gen));
+    op_rm(t, 0, 0x81, 7, RSI, (int32_t)(b->pidx2 * 4));   /* cmp dword [rsi + pidx2 * 4], gen2 */
+    e4(t, b->gen2);
+    out[2] = jcc32(t, 0x5);
+    for (int k = 0; k < 3; k++)
+        patch(t, out[k], t->exit);
+}
+
 /* The guest registers a block uses most, for the host registers (a hint: every access goes
  * through ldg/stg, which know where a register is). */
 static void alloc_regs(struct tx *t, const struct block *b)
@@ -2336,6 +2372,11 @@ void jit_compile(struct cpu *c, struct block *b)
     t.mode = (int)(b->mode & ~BLOCK_SS32);
     t.sw = t.mode == 8 ? 8 : (b->mode & BLOCK_SS32) ? 4 : 0;
     uint8_t *start = t.p;
+    if (block_crosses(b)) {
+        if (t.mode != 8)
+            return;   /* the interpreter's, as the run loop should have known */
+        emit_next_page_check(&t);
+    }
     /* The budget (and icount), here rather than by whoever enters: the run loop, a link and
      * emit_ind alike. sub qword [rbx+chain_left], n; jle: nothing left, or the top bit set
      * (the signed result is at most 0 either way). */

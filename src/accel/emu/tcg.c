@@ -119,9 +119,11 @@ static void tcg_vcpu_destroy(struct vcpu *v)
         uint64_t blocks, slow;
         emu_cpu_loop_stats(v->accel_data, &blocks, &slow);
         log_debug(LOG_ACCEL, "tcg: cpu%d retired %llu instructions; the run loop looked up %llu "
-                  "blocks, %llu of them past the jump cache", v->id,
+                  "blocks, %llu of them past the jump cache, and stepped %llu instructions one "
+                  "at a time", v->id,
                   (unsigned long long)emu_cpu_icount(v->accel_data), (unsigned long long)blocks,
-                  (unsigned long long)slow);
+                  (unsigned long long)slow,
+                  (unsigned long long)emu_cpu_debug_steps(v->accel_data));
     }
     emu_cpu_destroy(v->accel_data);
     v->accel_data = NULL;
