@@ -2275,6 +2275,22 @@ static void alloc_regs(struct tx *t, const struct block *b)
     }
 }
 
+/* -perfmap: one line in perf's JIT map format ("START SIZE NAME", hex) for the block at code,
+ * its executable address. The name holds what finds the block again: its guest-physical
+ * address, its mode (16/32/64-bit, "s32" a 32-bit stack) and its instruction count. A failed
+ * write loses one name, which is no reason to stop the guest. */
+static void jit_perfmap_note(struct cpu *c, const struct block *b, const uint8_t *code, size_t len)
+{
+    char line[128];
+    int n = snprintf(line, sizeof(line), "%lx %zx qkvm-tcg:pa=0x%llx:m%u%s:n%u\n",
+                     (unsigned long)(uintptr_t)code, len, (unsigned long long)b->pa,
+                     (unsigned)(b->mode & ~BLOCK_SS32) * 8, (b->mode & BLOCK_SS32) ? "s32" : "",
+                     (unsigned)b->n);
+    if (n > 0 && (size_t)n < sizeof(line) && write(c->vm->perfmap_fd, line, (size_t)n) < 0) {
+        /* nothing to do: see above */
+    }
+}
+
 void jit_compile(struct cpu *c, struct block *b)
 {
     if (!c->jit)
@@ -2345,6 +2361,8 @@ void jit_compile(struct cpu *c, struct block *b)
     c->jit_used += ((size_t)(t.p - start) + 15) & ~(size_t)15;
     c->jit_blocks++;
     b->code = c->jit + (start - c->jit_rw);   /* run through the executable view */
+    if (c->vm->perfmap_fd >= 0)
+        jit_perfmap_note(c, b, b->code, (size_t)(t.p - start));
 }
 
 #else
