@@ -375,24 +375,32 @@ static bool ea_ok(const struct insn *i, int pend)
 static void emit_ea_off(struct tx *t, const struct insn *i)
 {
     int32_t disp = i->disp;
+    /* a base or index held in a host register is used where it is, not copied to rax/rcx
+     * first: one instruction (and one dependency) less per memory operand */
+    int base = RAX, index = RCX;
     if (i->base == REG_RIP) {
         ld(t, 1, RAX, OFF(rip));
         disp += t->pend + i->len;   /* RIP-relative: from the end of the instruction */
+    } else if (i->base != REG_NONE && t->host_of[i->base] >= 0) {
+        base = t->host_of[i->base];
     } else if (i->base != REG_NONE) {
         ldg(t, 1, RAX, i->base);
     } else {
         op_rr(t, 0, 0x31, RAX, RAX);
     }
     if (i->index != REG_NONE) {
-        ldg(t, 1, RCX, i->index);
-        /* lea rax, [rax + rcx*scale + disp32] */
-        rex(t, 1, RAX, RCX, RAX);
+        if (t->host_of[i->index] >= 0)
+            index = t->host_of[i->index];
+        else
+            ldg(t, 1, RCX, i->index);
+        /* lea rax, [base + index*scale + disp32] (a host register as index is never rsp) */
+        rex(t, 1, RAX, index, base);
         e1(t, 0x8d);
         e1(t, 0x84);
-        e1(t, (unsigned)(i->scale << 6) | (RCX << 3) | RAX);
+        e1(t, (unsigned)(i->scale << 6) | (unsigned)(index & 7) << 3 | (unsigned)(base & 7));
         e4(t, (uint32_t)disp);
-    } else if (disp) {
-        op_rm(t, 1, 0x8d, RAX, RAX, disp);
+    } else if (disp || base != RAX) {
+        op_rm(t, 1, 0x8d, RAX, base, disp);
     }
     if (i->asz == 4)
         mov_rr(t, 0, RAX, RAX);
@@ -425,8 +433,11 @@ static void emit_ea(struct tx *t, const struct insn *i)
  * push), with the stack pointer's width and wrap. */
 static void emit_sp_lin(struct tx *t, int delta)
 {
-    ldg(t, t->sw == 8, RAX, R_SP);
-    if (delta)
+    if (delta && t->host_of[R_SP] >= 0)
+        op_rm(t, t->sw == 8, 0x8d, RAX, t->host_of[R_SP], delta);
+    else
+        ldg(t, t->sw == 8, RAX, R_SP);
+    if (delta && t->host_of[R_SP] < 0)
         op_rm(t, t->sw == 8, 0x8d, RAX, RAX, delta);
     emit_seg(t, SEG_SS);
 }
