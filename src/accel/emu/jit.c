@@ -95,6 +95,12 @@ struct tx {
      * the start of the current instruction */
     bool hf, hf_in;
     int sw;              /* stack width PUSH/POP/CALL/RET are inlined for (8, 4), or 0 */
+    /* elide: the current instruction's flags go only to the next one, which takes them from
+     * the host's flags (SETcc r, CMOVcc r, r) and after which they are dead, so cc_store
+     * records t->cc without storing; unstored: so they are now. Anything that then reads
+     * struct cpu's flags instead (a handler, flags.c, a redo from cc_*) sets broken, and the
+     * block is translated again without eliding. */
+    bool elide, unstored, broken;
     int seg;             /* the segment of the last address computed (emit_seg) */
 };
 
@@ -319,6 +325,28 @@ static void jit_st_ss(struct cpu *c, uint64_t la, int sz, uint64_t v) { stack_wr
 enum { FL_READ, FL_KILL, FL_PASS };
 
 static bool alu_kind_ok(int kind) { return kind != RMW_ADC && kind != RMW_SBB; }
+
+/* Reads the flags and, when inline, only from the host's flags as the instruction before left
+ * them (no memory operand: a fault there would save flags that were never stored). */
+static bool hf_reader(const struct insn *i)
+{
+    return i->mod == 3 && !i->lock && !i->rep &&
+           ((i->op >= 0x190 && i->op <= 0x19f) || (i->op >= 0x140 && i->op <= 0x14f));
+}
+
+/* Inline, these are moves only (and SETcc/CMOVcc's read of the host's flags): the host's
+ * flags, if they were the guest's before, still are after, for the next reader. st_byte must
+ * keep to that for SETcc r8 (tests/unit/test_emu_jit.c runs SETcc after SETcc). */
+static bool keeps_hf(const struct insn *i)
+{
+    unsigned op = i->op;
+    if (i->lock || i->rep)
+        return false;
+    if (op >= 0xb8 && op <= 0xbf)
+        return true;
+    return i->mod == 3 && ((op >= 0x190 && op <= 0x19f) || (op >= 0x140 && op <= 0x14f) ||
+                           op == 0x89 || op == 0x8b);
+}
 
 static int flags_class(const struct insn *i)
 {
@@ -610,13 +638,17 @@ static unsigned lg_size(int sz) { return sz == 8 ? 3 : sz == 4 ? 2 : sz == 2 ? 1
 
 static void cc_store(struct tx *t, uint32_t op, int sz, int res, int src)
 {
+    t->cc = op | lg_size(sz);
+    if (t->elide) {
+        t->unstored = true;
+        return;
+    }
     st(t, 1, OFF(cc_res), res);
     if (src < 0)
         sti(t, 1, OFF(cc_src), 0);
     else
         st(t, 1, OFF(cc_src), src);
     sti(t, 0, OFF(cc_op), (int32_t)(op | lg_size(sz)));
-    t->cc = op | lg_size(sz);
 }
 
 /* ALU operations by RMW_* kind, and TEST: the host's "op r/m, r" opcode of the 32/64-bit form
@@ -1883,6 +1915,7 @@ static unsigned emit_cond(struct tx *t, unsigned cc)
 {
     if (t->hf_in && t->cc != CC_UNKNOWN)
         return cc;
+    t->broken |= t->unstored;
     if (emit_redo(t))
         return cc;
     /* Who set the flags is not known here (another block, a handler): the usual producers
@@ -1924,6 +1957,7 @@ static void emit_carry(struct tx *t)
 {
     if (t->hf_in && t->cc != CC_UNKNOWN)
         return;
+    t->broken |= t->unstored;
     if (emit_redo(t))
         return;
     mov_rr(t, 1, RDI, RBX);
@@ -1935,6 +1969,7 @@ static void emit_carry(struct tx *t)
 static void emit_call(struct tx *t, const struct insn *i, bool last)
 {
     int adv = t->pend + i->len;
+    t->broken |= t->unstored;
     flush_regs(t);
     if (adv)
         addmi(t, OFF(rip), adv);
@@ -2323,7 +2358,13 @@ void jit_compile(struct cpu *c, struct block *b)
             l = true;
     }
 
+    /* elide[k]: instruction k's flags are read only by k+1, through the host's flags */
+    bool elide[BLOCK_MAX_INSNS];
+    for (int k = 0; k < b->n; k++)
+        elide[k] = live[k] && k + 1 < b->n && !live[k + 1] && hf_reader(&b->ins[k + 1]);
+
     static __thread struct tx t;
+    for (int attempt = 0; attempt < 2; attempt++) {
     t.p = c->jit_rw + c->jit_used;
     t.end = t.p + space;
     t.over = false;
@@ -2336,7 +2377,7 @@ void jit_compile(struct cpu *c, struct block *b)
     t.exit = c->jit_rw + 32;
     t.mode = (int)(b->mode & ~BLOCK_SS32);
     t.sw = t.mode == 8 ? 8 : (b->mode & BLOCK_SS32) ? 4 : 0;
-    uint8_t *start = t.p;
+    t.unstored = t.broken = false;
     alloc_regs(&t, b);
     reload_regs(&t);
     t.hf = false;
@@ -2345,9 +2386,14 @@ void jit_compile(struct cpu *c, struct block *b)
         bool last = k == b->n - 1;
         t.hf_in = t.hf;   /* nothing is emitted between two instructions */
         t.hf = false;
+        if (!t.elide)
+            t.unstored = false;   /* the reader of the flags not stored came and went */
+        t.elide = attempt == 0 && elide[k];
         if (last && !i->lock && !i->rep && branch_op(i->op) && emit_branch(&t, i))
             break;
         if (t.ncold < COLD_MAX - 2 && emit_inline(&t, i, live[k])) {
+            if (keeps_hf(i))
+                t.hf = t.hf_in;
             t.pend += i->len;
             if (last)
                 emit_exit(&t, 0, t.pend, 0);
@@ -2357,10 +2403,15 @@ void jit_compile(struct cpu *c, struct block *b)
                 leave(&t);
         }
     }
+    t.elide = false;
     for (int k = 0; k < t.ncold; k++)
         emit_cold(&t, &t.cold[k]);
     for (int k = 0; k < t.nccall; k++)
         emit_ccall(&t, &t.ccall[k]);
+    if (!t.broken)
+        break;
+    }
+    uint8_t *start = c->jit_rw + c->jit_used;
     if (t.over) {
         /* it did not fit its space: it stays with the interpreter. Counting its runs afresh
          * costs one abandoned translation per jit_threshold runs, which only a bound that is
