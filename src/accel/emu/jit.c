@@ -330,6 +330,8 @@ static bool alu_kind_ok(int kind) { return kind != RMW_ADC && kind != RMW_SBB; }
  * them (no memory operand: a fault there would save flags that were never stored). */
 static bool hf_reader(const struct insn *i)
 {
+    if ((i->op >= 0x70 && i->op <= 0x7f) || (i->op >= 0x180 && i->op <= 0x18f))
+        return true;   /* Jcc (emit_branch) */
     return i->mod == 3 && !i->lock && !i->rep &&
            ((i->op >= 0x190 && i->op <= 0x19f) || (i->op >= 0x140 && i->op <= 0x14f));
 }
@@ -2337,6 +2339,51 @@ static void jit_perfmap_note(struct cpu *c, const struct block *b, const uint8_t
     }
 }
 
+/* Whether the guest code at offset off of the block's page sets every arithmetic flag before
+ * anything reads them (decoded again here: at most 16 instructions, none that ends a block,
+ * all in the page). That code is in the block's page, so a write to it makes this block stale
+ * too: what is decided here holds as long as the translation runs. */
+static bool flags_dead_at(struct cpu *c, const struct block *b, int64_t off)
+{
+    if (off < 0 || off >= 0x1000)
+        return false;
+    const uint8_t *page = phys_ptr(c->vm, b->pa & ~0xfffull, 0x1000, NULL);
+    if (!page)
+        return false;
+    for (int n = 0; n < 16 && off < 0x1000; n++) {
+        struct insn i;
+        int ends = 0;
+        int len = decode_insn(page + off, (int)(0x1000 - off), b->mode & ~BLOCK_SS32, &i, &ends);
+        if (len <= 0)
+            return false;
+        int fc = flags_class(&i);
+        if (fc == FL_KILL)
+            return true;
+        if (fc == FL_READ || ends)
+            return false;
+        off += len;
+    }
+    return false;
+}
+
+/* Whether the flags are live where the block leaves: they are not when every successor the
+ * block's last instruction names (Jcc's two, JMP's and CALL's target) sets them before reading
+ * them. 64-bit code only, where no target wraps; RET and indirect branches count as live. An
+ * interrupt taken between the two blocks then saves stale arithmetic flags in its frame, as
+ * one inside a block may (see the top of the file): the code it returns to sets them anyway. */
+static bool flags_live_out(struct cpu *c, const struct block *b)
+{
+    const struct insn *e = &b->ins[b->n - 1];
+    if ((b->mode & ~BLOCK_SS32) != 8 || e->lock || e->rep)
+        return true;
+    int64_t end = (int64_t)(b->pa & 0xfff) + b->bytes, to = end + (int64_t)e->imm;
+    if ((e->op >= 0x70 && e->op <= 0x7f) || (e->op >= 0x180 && e->op <= 0x18f))
+        return !flags_dead_at(c, b, end) || !flags_dead_at(c, b, to);
+    if (e->op == 0xe8 || e->op == 0xe9 || e->op == 0xeb)
+        return !flags_dead_at(c, b, to);
+    return true;
+}
+
 void jit_compile(struct cpu *c, struct block *b)
 {
     if (!c->jit)
@@ -2348,7 +2395,7 @@ void jit_compile(struct cpu *c, struct block *b)
     }
     /* flags liveness, backwards from the block's end where everything is live */
     bool live[BLOCK_MAX_INSNS];
-    bool l = true;
+    bool l = flags_live_out(c, b);
     for (int k = b->n - 1; k >= 0; k--) {
         live[k] = l;
         int fc = flags_class(&b->ins[k]);
