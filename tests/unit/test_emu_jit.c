@@ -410,11 +410,22 @@ static void gen_insn(struct code *c, uint32_t *def)
             op[0] = ops[rnd() % 7];
             emit_modrm(c, sz, op, 1, reg(), reg(), 0, false, NULL, 0);
             *def |= FIVE;
-        } else if (f == 2) {   /* ALU r, imm8 */
+        } else if (f == 2) {   /* ALU r, imm8 / imm32; TEST r, imm32; ALU and TEST on eAX, imm32 */
             static const int kinds[6] = { 0, 1, 4, 5, 6, 7 };
-            op[0] = 0x83;
-            emit_modrm(c, sz, op, 1, kinds[rnd() % 6], reg(), 0, false, NULL, 0);
-            emit_imm(c, rnd_val(), 1);
+            int g = (int)(rnd() % 4), kind = kinds[rnd() % 6];
+            if (g < 2) {
+                op[0] = g ? 0x81 : 0x83;
+                emit_modrm(c, sz, op, 1, kind, reg(), 0, false, NULL, 0);
+            } else if (g == 2) {
+                op[0] = 0xf7;
+                emit_modrm(c, sz, op, 1, 0, reg(), 0, false, NULL, 0);
+            } else {
+                if (sz == 8)
+                    emit1(c, 0x48);
+                emit1(c, rnd() % 2 ? 0xa9 : (uint8_t)(kind * 8 + 5));
+            }
+            /* small values too: imm32s that would or would not fit an imm8 */
+            emit_imm(c, rnd() % 2 ? rnd_val() : (uint64_t)((int64_t)(rnd() % 512) - 256), g == 0 ? 1 : 4);
             *def |= FIVE;
         } else {            /* SHL/SHR/SAR by an immediate: the flags are stored after all */
             static const int subs[3] = { 4, 5, 7 };

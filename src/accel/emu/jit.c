@@ -693,6 +693,65 @@ static bool emit_alu_direct(struct tx *t, int kind, int sz, int dst, bool live)
     return true;
 }
 
+/* ALU operation kind (or ALU_TEST) of guest register dst with an immediate (src < 0) or guest
+ * register src, 32 or 64 bits, as one host instruction on the host register holding dst (on
+ * dst in struct cpu for CMP and TEST) with the source where it is: `sub r12d, 1`, `cmp r13,
+ * rbp`, `test dword [rbx+off], r14d` instead of copies to rax and rcx first. When the lazy
+ * flags are stored they need the result and source in registers: only the forms that have
+ * them (not CMP/TEST, a source on the host). False: the caller goes through rax and rcx. */
+static bool emit_alu_in_place(struct tx *t, int kind, int sz, int dst, int src, uint64_t imm,
+                              bool live)
+{
+    static const uint8_t opc[9] = { 0x01, 0x09, 0, 0, 0x21, 0x29, 0x31, 0x39, 0x85 };
+    bool cmp = kind == RMW_CMP || kind == ALU_TEST;
+    bool logic = kind == RMW_OR || kind == RMW_AND || kind == RMW_XOR || kind == ALU_TEST;
+    bool regs = live && !t->elide;
+    int h = t->host_of[dst], hs = src >= 0 ? t->host_of[src] : -1, w = sz == 8;
+    int32_t v = (int32_t)imm;
+    if ((sz != 4 && sz != 8) || !alu_kind_ok(kind) || (src < 0 && w && (int64_t)imm != v))
+        return false;
+    if (h < 0 && (!cmp || (src >= 0 && hs < 0)))
+        return false;
+    if (regs && (cmp || (src >= 0 && hs < 0) || (src == dst && !logic)))
+        return false;
+    if (src < 0) {
+        unsigned op = kind == ALU_TEST ? 0xf7 : v >= -128 && v < 128 ? 0x83 : 0x81;
+        int sub = kind == ALU_TEST ? 0 : kind;
+        if (h >= 0)
+            op_rr(t, w, op, sub, h);
+        else
+            op_rm(t, w, op, sub, RBX, GREG(dst));
+        if (op == 0x83)
+            e1(t, (uint8_t)v);
+        else
+            e4(t, (uint32_t)v);
+    } else if (hs >= 0 && h >= 0) {
+        op_rr(t, w, opc[kind], hs, h);
+    } else if (hs >= 0) {
+        op_rm(t, w, opc[kind], hs, RBX, GREG(dst));
+    } else {
+        op_rm(t, w, kind == ALU_TEST ? 0x85 : opc[kind] + 2u, h, RBX, GREG(src));
+    }
+    if (!cmp)
+        t->dirty |= (uint16_t)(1u << dst);
+    uint32_t ccop = (logic ? CC_LOGIC : kind == RMW_ADD ? CC_ADD : CC_SUB) | lg_size(sz);
+    if (regs) {   /* MOVs only: the host's flags stay the guest's */
+        t->cc = ccop;
+        st(t, 1, OFF(cc_res), h);
+        if (logic)
+            sti(t, 1, OFF(cc_src), 0);
+        else if (src < 0)
+            sti(t, 1, OFF(cc_src), v);   /* flags.c and the redo read only sz bytes */
+        else
+            st(t, 1, OFF(cc_src), hs);
+        sti(t, 0, OFF(cc_op), (int32_t)ccop);
+    } else if (live) {
+        cc_store(t, ccop & ~3u, sz, RAX, -1);   /* eliding: records t->cc only */
+    }
+    t->hf = live;
+    return true;
+}
+
 static void ld_imm(struct tx *t, int h, const struct insn *i, int sz)
 {
     movi(t, h, sz == 8 ? i->imm : (uint32_t)i->imm);
@@ -1574,6 +1633,9 @@ static bool emit_inline(struct tx *t, const struct insn *i, bool live)
         int dst;
         if ((op & 7) == 5 || reg) {
             dst = (op & 7) == 5 ? R_AX : (op & 7) == 1 ? i->rm : i->reg;
+            if (emit_alu_in_place(t, kind, sz, dst,
+                                  (op & 7) == 5 ? -1 : (op & 7) == 1 ? i->reg : i->rm, i->imm, live))
+                return true;
             if ((op & 7) == 5)
                 ld_imm(t, RCX, i, sz);
             else
@@ -1608,6 +1670,8 @@ static bool emit_inline(struct tx *t, const struct insn *i, bool live)
         if (!alu_kind_ok(i->sub))
             return false;
         if (reg) {
+            if (emit_alu_in_place(t, i->sub, sz, i->rm, -1, i->imm, live))
+                return true;
             ld_imm(t, RCX, i, sz);
             if (emit_alu_direct(t, i->sub, sz, i->rm, live))
                 return true;
@@ -1641,6 +1705,8 @@ static bool emit_inline(struct tx *t, const struct insn *i, bool live)
         stg(t, R_DX, RDX);
         return true;
     case 0x85:
+        if (reg && emit_alu_in_place(t, ALU_TEST, sz, i->rm, i->reg, 0, live))
+            return true;
         if (reg) {
             ldg(t, w, RAX, i->rm);
         } else {
@@ -1651,6 +1717,8 @@ static bool emit_inline(struct tx *t, const struct insn *i, bool live)
         emit_alu(t, ALU_TEST, sz, 0, live);
         return true;
     case 0xa9:
+        if (emit_alu_in_place(t, ALU_TEST, sz, R_AX, -1, i->imm, live))
+            return true;
         ldg(t, w, RAX, R_AX);
         ld_imm(t, RCX, i, sz);
         emit_alu(t, ALU_TEST, sz, 0, live);
@@ -1817,6 +1885,8 @@ static bool emit_inline(struct tx *t, const struct insn *i, bool live)
         }
         if (!reg)
             return false;
+        if (i->sub == 0 && emit_alu_in_place(t, ALU_TEST, sz, i->rm, -1, i->imm, live))
+            return true;
         if (i->sub == 0) {
             ldg(t, w, RAX, i->rm);
             ld_imm(t, RCX, i, sz);
