@@ -50,7 +50,7 @@ static void gen_insn(struct code *c, uint32_t *def)
 {
     int sz = wsz();
     uint8_t op[2];
-    switch (rnd() % 34) {
+    switch (rnd() % 35) {
     case 0: case 1: {   /* ALU r/m, r and r, r/m: ADD OR AND SUB XOR CMP, ADC SBB when CF is */
         int kind = (int)(rnd() % 8);
         if ((kind == 2 || kind == 3) && !(*def & CF))
@@ -457,6 +457,11 @@ static void gen_insn(struct code *c, uint32_t *def)
             emit_modrm(c, sz, op, 1, reg(), reg(), 0, false, NULL, 0);
             *def |= FIVE;
         }
+        break;
+    }
+    case 34: {   /* MOVSXD r64, r/m32 */
+        op[0] = 0x63;
+        emit_modrm(c, 8, op, 1, reg(), rnd() % 2 ? reg() : -1, disp(), false, NULL, 0);
         break;
     }
     case 29:   /* SAHF: SF ZF AF PF CF from AH, OF kept (the flags themselves, CC_EFLAGS) */

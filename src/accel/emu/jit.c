@@ -1773,27 +1773,57 @@ static bool emit_inline(struct tx *t, const struct insn *i, bool live)
     case 0x63:
         if (sz != 8)
             return false;
-        if (reg) {
-            ldg(t, 0, RAX, i->rm);
-        } else {
-            emit_ea(t, i);
-            emit_load(t, i, 4);
+        if (reg) {   /* straight from where the source is to where the destination is */
+            int hd = t->host_of[i->reg] >= 0 ? t->host_of[i->reg] : RAX;
+            if (t->host_of[i->rm] >= 0)
+                op_rr(t, 1, 0x63, hd, t->host_of[i->rm]);
+            else
+                op_rm(t, 1, 0x63, hd, RBX, GREG(i->rm));
+            if (hd == RAX)
+                stg(t, i->reg, RAX);
+            else
+                t->dirty |= (uint16_t)(1u << i->reg);
+            return true;
         }
+        emit_ea(t, i);
+        emit_load(t, i, 4);
         op_rr(t, 1, 0x63, RAX, RAX);
         stg(t, i->reg, RAX);
         return true;
     case 0x1b6: case 0x1b7: case 0x1be: case 0x1bf: {
-        int ssz = (op & 1) ? 2 : 1;
-        if (reg && i->rm >= 16) {   /* AH..BH: through struct cpu, zero-extended */
-            ld_byte(t, RAX, i->rm);
-        } else if (reg) {
-            ldg(t, 1, RAX, i->rm);
+        int ssz = (op & 1) ? 2 : 1, ww = op >= 0x1be ? w : 0;
+        int hd = (sz == 4 || sz == 8) && t->host_of[i->reg] >= 0 ? t->host_of[i->reg] : RAX;
+        if (reg && i->rm < 16 && (sz == 4 || sz == 8)) {
+            /* straight from where the source is to where the destination is; the low byte of
+             * rbp (a host register) needs a REX, or it would be CH */
+            int hs = t->host_of[i->rm];
+            if (hs >= 0 && ssz == 1 && hs >= RSP && hs <= RDI) {
+                e1(t, 0x40 | (ww ? 8 : 0) | ((hd & 8) >> 1));
+                opc(t, 0x0f00 | (op & 0xff));
+                e1(t, 0xc0 | (hd & 7) << 3 | (hs & 7));
+            } else if (hs >= 0) {
+                op_rr(t, ww, 0x0f00 | (op & 0xff), hd, hs);
+            } else {
+                op_rm(t, ww, 0x0f00 | (op & 0xff), hd, RBX, GREG(i->rm));
+            }
         } else {
-            emit_ea(t, i);
-            emit_load(t, i, ssz);
+            if (reg && i->rm >= 16) {   /* AH..BH: through struct cpu, zero-extended */
+                ld_byte(t, RAX, i->rm);
+            } else if (reg) {
+                ldg(t, 1, RAX, i->rm);
+            } else {
+                emit_ea(t, i);
+                emit_load(t, i, ssz);   /* zero-extended already */
+            }
+            if (op >= 0x1be || reg)
+                op_rr(t, ww, 0x0f00 | (op & 0xff), hd, RAX);
+            else if (hd != RAX)
+                mov_rr(t, 1, hd, RAX);
         }
-        op_rr(t, op >= 0x1be ? w : 0, 0x0f00 | (op & 0xff), RAX, RAX);
-        stg(t, i->reg, RAX);
+        if (hd == RAX)
+            stg(t, i->reg, RAX);
+        else
+            t->dirty |= (uint16_t)(1u << i->reg);
         return true;
     }
     case 0x1af: case 0x69: case 0x6b:   /* IMUL r, r/m (, imm) */
