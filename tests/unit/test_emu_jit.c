@@ -123,6 +123,15 @@ static void gen_insn(struct code *c, uint32_t *def)
         int r = reg(), b = reg(), x = reg();
         if (x == 4)
             x = 0;
+        if (rnd() % 3 == 0) {   /* no index: [base + disp32] */
+            emit1(c, (uint8_t)(0x40 | (sz == 8 ? 8 : 0) | ((r & 8) >> 1) | (b >> 3)));
+            emit1(c, 0x8d);
+            emit1(c, (uint8_t)(0x80 | (r & 7) << 3 | (b & 7)));
+            if ((b & 7) == 4)
+                emit1(c, 0x24);   /* R12 as a base takes a SIB */
+            emit_imm(c, rnd_val(), 4);
+            break;
+        }
         emit1(c, (uint8_t)(0x40 | (sz == 8 ? 8 : 0) | ((r & 8) >> 1) | ((x & 8) >> 2) | (b >> 3)));
         emit1(c, 0x8d);
         emit1(c, (uint8_t)(0x84 | (r & 7) << 3));

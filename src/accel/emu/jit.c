@@ -1765,6 +1765,31 @@ static bool emit_inline(struct tx *t, const struct insn *i, bool live)
     case 0x8d:
         if (reg)
             return false;
+        if (i->asz == 8 && (sz == 4 || sz == 8) && t->host_of[i->reg] >= 0 &&
+            i->base != REG_NONE && i->base != REG_RIP) {
+            /* into the host register that holds the destination, from the registers where
+             * they are: one host LEA (a 32-bit one truncates as the guest's does) */
+            int hd = t->host_of[i->reg], base = t->host_of[i->base], index = RCX;
+            if (base < 0) {
+                ldg(t, 1, RAX, i->base);
+                base = RAX;
+            }
+            if (i->index != REG_NONE) {
+                if (t->host_of[i->index] >= 0)
+                    index = t->host_of[i->index];
+                else
+                    ldg(t, 1, RCX, i->index);
+                rex(t, sz == 8, hd, index, base);
+                e1(t, 0x8d);
+                e1(t, 0x84 | (unsigned)(hd & 7) << 3);
+                e1(t, (unsigned)(i->scale << 6) | (unsigned)(index & 7) << 3 | (unsigned)(base & 7));
+                e4(t, (uint32_t)i->disp);
+            } else {
+                op_rm(t, sz == 8, 0x8d, hd, base, i->disp);
+            }
+            t->dirty |= (uint16_t)(1u << i->reg);
+            return true;
+        }
         emit_ea_off(t, i);
         if (sz == 4)
             mov_rr(t, 0, RAX, RAX);
