@@ -1766,6 +1766,14 @@ static bool emit_inline(struct tx *t, const struct insn *i, bool live)
         if (reg)
             return false;
         if (i->asz == 8 && (sz == 4 || sz == 8) && t->host_of[i->reg] >= 0 &&
+            i->base == REG_RIP && i->index == REG_NONE) {   /* RIP-relative: from the end */
+            int hd = t->host_of[i->reg];
+            ld(t, 1, hd, OFF(rip));
+            op_rm(t, sz == 8, 0x8d, hd, hd, i->disp + t->pend + i->len);
+            t->dirty |= (uint16_t)(1u << i->reg);
+            return true;
+        }
+        if (i->asz == 8 && (sz == 4 || sz == 8) && t->host_of[i->reg] >= 0 &&
             i->base != REG_NONE && i->base != REG_RIP) {
             /* into the host register that holds the destination, from the registers where
              * they are: one host LEA (a 32-bit one truncates as the guest's does) */
@@ -1812,8 +1820,13 @@ static bool emit_inline(struct tx *t, const struct insn *i, bool live)
         }
         emit_ea(t, i);
         emit_load(t, i, 4);
-        op_rr(t, 1, 0x63, RAX, RAX);
-        stg(t, i->reg, RAX);
+        if (t->host_of[i->reg] >= 0) {
+            op_rr(t, 1, 0x63, t->host_of[i->reg], RAX);
+            t->dirty |= (uint16_t)(1u << i->reg);
+        } else {
+            op_rr(t, 1, 0x63, RAX, RAX);
+            stg(t, i->reg, RAX);
+        }
         return true;
     case 0x1b6: case 0x1b7: case 0x1be: case 0x1bf: {
         int ssz = (op & 1) ? 2 : 1, ww = op >= 0x1be ? w : 0;
