@@ -11,8 +11,11 @@
  * - c->rip: brought up to date only before a handler call, on a slow memory path and at exits;
  *   inline instructions between them just add up their lengths at translation time.
  * - the lazy flags (cc_*): an inline instruction stores them only when a later instruction (or
- *   the block's end) may read them. An exception taken in between then saves stale arithmetic
- *   flags in its frame, but the interrupted code overwrites them before reading them anyway.
+ *   the block's end) may read them, and not when the only reader is the next instruction taking
+ *   the host's flags (elide); a 64-bit block's end does not read them when every successor in
+ *   its page sets them first (flags_live_out). An exception taken in between then saves stale
+ *   arithmetic flags in its frame, but the interrupted code overwrites them before reading
+ *   them anyway.
  * - c->cur (which instruction a fault rewinds): set for handler calls; a slow memory path sets
  *   it to NULL with c->rip at the start of its instruction, which is what a fault needs. */
 #include "accel/emu/jit.h"
@@ -748,6 +751,38 @@ static bool emit_alu_in_place(struct tx *t, int kind, int sz, int dst, int src, 
     } else if (live) {
         cc_store(t, ccop & ~3u, sz, RAX, -1);   /* eliding: records t->cc only */
     }
+    t->hf = live;
+    return true;
+}
+
+/* OP r, m with the memory operand loaded into rax: the host's op on the host register holding
+ * guest register dst with rax as its source (CMP only when no lazy flags are stored: they would
+ * need the difference in a register). False: the caller copies through rcx. */
+static bool emit_alu_loaded(struct tx *t, int kind, int sz, int dst, bool live)
+{
+    int h = t->host_of[dst];
+    bool logic = kind == RMW_OR || kind == RMW_AND || kind == RMW_XOR;
+    if (h < 0 || (sz != 4 && sz != 8) || (kind == RMW_CMP && live && !t->elide))
+        return false;
+    op_rr(t, sz == 8, kind == RMW_CMP ? 0x39 : alu_host[kind], RAX, h);
+    if (kind != RMW_CMP)
+        t->dirty |= (uint16_t)(1u << dst);
+    if (live)
+        cc_store(t, logic ? CC_LOGIC : kind == RMW_ADD ? CC_ADD : CC_SUB, sz, h, logic ? -1 : RAX);
+    t->hf = live;
+    return true;
+}
+
+/* CMP m, r and TEST m, r with the memory operand loaded into rax: SUB/AND of the host register
+ * holding guest register src into rax (a copy, so the lazy flags have their result there). */
+static bool emit_alu_on_loaded(struct tx *t, int kind, int sz, int src, bool live)
+{
+    int hs = t->host_of[src];
+    if (hs < 0 || (sz != 4 && sz != 8))
+        return false;
+    op_rr(t, sz == 8, alu_host[kind], hs, RAX);
+    if (live)
+        cc_store(t, kind == ALU_TEST ? CC_LOGIC : CC_SUB, sz, RAX, kind == ALU_TEST ? -1 : hs);
     t->hf = live;
     return true;
 }
@@ -1647,12 +1682,16 @@ static bool emit_inline(struct tx *t, const struct insn *i, bool live)
             dst = i->reg;
             emit_ea(t, i);
             emit_load(t, i, sz);
+            if (emit_alu_loaded(t, kind, sz, dst, live))
+                return true;
             mov_rr(t, 1, RCX, RAX);
             ldg(t, w, RAX, dst);
         } else if (kind == RMW_CMP) {   /* CMP m, r */
             dst = 0;
             emit_ea(t, i);
             emit_load(t, i, sz);
+            if (emit_alu_on_loaded(t, RMW_CMP, sz, i->reg, live))
+                return true;
             ldg(t, w, RCX, i->reg);
         } else {                        /* op m, r */
             struct ccall *k = rmw_begin(t, i, sz);
@@ -1712,6 +1751,8 @@ static bool emit_inline(struct tx *t, const struct insn *i, bool live)
         } else {
             emit_ea(t, i);
             emit_load(t, i, sz);
+            if (emit_alu_on_loaded(t, ALU_TEST, sz, i->reg, live))
+                return true;
         }
         ldg(t, w, RCX, i->reg);
         emit_alu(t, ALU_TEST, sz, 0, live);
