@@ -48,6 +48,7 @@ static void usage(FILE *f)
         "  -serial DEV        stdio | file:PATH | none   (COM1)\n"
         "  -accel NAME[,jit=on|off]  kvm | tcg; several -accel, or kvm:tcg, are tried in order;\n"
         "                     jit=off: tcg interprets every instruction (no translation)\n"
+        "  -perfmap           tcg: write /tmp/perf-PID.map naming each translated block (for perf)\n"
         "  -enable-kvm        same as -accel kvm\n"
         "  -device DRIVER,... a device; qkvm -device help lists them\n"
         "  -drive file=PATH[,format=raw|qcow2][,if=virtio|ide|none][,index=N][,id=ID][,readonly=on]\n"

@@ -409,6 +409,15 @@ static int opt_enable_kvm(struct config *c, const char *opt, const char *arg)
     return config_add_accels(c, "-enable-kvm", "", "kvm");
 }
 
+/* -perfmap (QEMU 8.1's name): tcg writes /tmp/perf-PID.map, one line per translated block, so
+ * perf report names translated code instead of showing bare addresses in memfd:qkvm-jit. */
+static int opt_perfmap(struct config *c, const char *opt, const char *arg)
+{
+    (void)opt, (void)arg;
+    c->machine.tcg_perfmap = true;
+    return 0;
+}
+
 static int opt_no_reboot(struct config *c, const char *opt, const char *arg)
 {
     (void)opt, (void)arg;
@@ -809,7 +818,7 @@ static const struct config_option {
     { "pidfile", true, opt_pidfile },   { "object", true, opt_object },
     { "cdrom", true, opt_disk_image },  { "boot", true, opt_boot },
     { "nodefaults", false, opt_nodefaults }, { "global", true, opt_global },
-    { "incoming", true, opt_incoming },
+    { "incoming", true, opt_incoming }, { "perfmap", false, opt_perfmap },
     { "loadvm", true, opt_loadvm },
 };
 

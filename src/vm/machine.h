@@ -66,6 +66,7 @@ struct machine_config {
     bool incoming;              /* -incoming: the state comes from a migration (vm/migration.h) */
     const struct accel_ops *accel;
     bool tcg_nojit;             /* -accel tcg,jit=off: the software CPU only interprets */
+    bool tcg_perfmap;           /* -perfmap: tcg names its translated blocks in /tmp/perf-PID.map */
     const char *cpu;            /* -cpu MODEL[,features] (vm/cpu_model.h); NULL: qemu64 */
     const struct smbios_config *smbios;          /* -uuid, -smbios: what the guest's DMI shows */
     struct kvlist devices[MACHINE_MAX_DEVICES];  /* each -device, "driver" is its type */

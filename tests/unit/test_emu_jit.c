@@ -50,7 +50,7 @@ static void gen_insn(struct code *c, uint32_t *def)
 {
     int sz = wsz();
     uint8_t op[2];
-    switch (rnd() % 33) {
+    switch (rnd() % 35) {
     case 0: case 1: {   /* ALU r/m, r and r, r/m: ADD OR AND SUB XOR CMP, ADC SBB when CF is */
         int kind = (int)(rnd() % 8);
         if ((kind == 2 || kind == 3) && !(*def & CF))
@@ -123,6 +123,15 @@ static void gen_insn(struct code *c, uint32_t *def)
         int r = reg(), b = reg(), x = reg();
         if (x == 4)
             x = 0;
+        if (rnd() % 3 == 0) {   /* no index: [base + disp32] */
+            emit1(c, (uint8_t)(0x40 | (sz == 8 ? 8 : 0) | ((r & 8) >> 1) | (b >> 3)));
+            emit1(c, 0x8d);
+            emit1(c, (uint8_t)(0x80 | (r & 7) << 3 | (b & 7)));
+            if ((b & 7) == 4)
+                emit1(c, 0x24);   /* R12 as a base takes a SIB */
+            emit_imm(c, rnd_val(), 4);
+            break;
+        }
         emit1(c, (uint8_t)(0x40 | (sz == 8 ? 8 : 0) | ((r & 8) >> 1) | ((x & 8) >> 2) | (b >> 3)));
         emit1(c, 0x8d);
         emit1(c, (uint8_t)(0x84 | (r & 7) << 3));
@@ -399,6 +408,69 @@ static void gen_insn(struct code *c, uint32_t *def)
             emit1(c, (uint8_t)rnd_val());
         }
         *def = (*def & ZF) | CF;
+        break;
+    }
+    case 33: {   /* a flag producer read only by the SETcc r8 / CMOVcc r, r after it (its lazy
+                  * flags are then not stored), with MOVs and more readers between them and the
+                  * next producer (the host's flags are kept across them) */
+        int f = (int)(rnd() % 4);
+        if (f < 2) {        /* ALU r, r without ADC/SBB, CMP, TEST */
+            static const uint8_t ops[7] = { 0x01, 0x09, 0x21, 0x29, 0x31, 0x39, 0x85 };
+            op[0] = ops[rnd() % 7];
+            emit_modrm(c, sz, op, 1, reg(), reg(), 0, false, NULL, 0);
+            *def |= FIVE;
+        } else if (f == 2) {   /* ALU r, imm8 / imm32; TEST r, imm32; ALU and TEST on eAX, imm32 */
+            static const int kinds[6] = { 0, 1, 4, 5, 6, 7 };
+            int g = (int)(rnd() % 4), kind = kinds[rnd() % 6];
+            if (g < 2) {
+                op[0] = g ? 0x81 : 0x83;
+                emit_modrm(c, sz, op, 1, kind, reg(), 0, false, NULL, 0);
+            } else if (g == 2) {
+                op[0] = 0xf7;
+                emit_modrm(c, sz, op, 1, 0, reg(), 0, false, NULL, 0);
+            } else {
+                if (sz == 8)
+                    emit1(c, 0x48);
+                emit1(c, rnd() % 2 ? 0xa9 : (uint8_t)(kind * 8 + 5));
+            }
+            /* small values too: imm32s that would or would not fit an imm8 */
+            emit_imm(c, rnd() % 2 ? rnd_val() : (uint64_t)((int64_t)(rnd() % 512) - 256), g == 0 ? 1 : 4);
+            *def |= FIVE;
+        } else {            /* SHL/SHR/SAR by an immediate: the flags are stored after all */
+            static const int subs[3] = { 4, 5, 7 };
+            unsigned n = 1 + (unsigned)(rnd() % (sz * 8 - 1));
+            op[0] = 0xc1;
+            emit_modrm(c, sz, op, 1, subs[rnd() % 3], reg(), 0, false, NULL, 0);
+            emit1(c, (uint8_t)n);
+            *def = (*def | FIVE) & ~(n == 1 ? 0 : OF);
+        }
+        int m = 1 + (int)(rnd() % 3);
+        for (int j = 0; j < m; j++) {
+            int cc = (int)(rnd() % 16), g = (int)(rnd() % 3);
+            if ((cc_reads[cc] & *def) != cc_reads[cc])
+                cc = 4;   /* ZF: every producer here defines it */
+            if (g == 0) {
+                uint8_t o2[2] = { 0x0f, (uint8_t)(0x90 + cc) };
+                bool rex = rnd() % 2;
+                emit_modrm(c, 1, o2, 2, 0, rex ? reg() : breg(), 0, rex, NULL, 0);
+            } else if (g == 1) {
+                uint8_t o2[2] = { 0x0f, (uint8_t)(0x40 + cc) };
+                emit_modrm(c, sz, o2, 2, reg(), reg(), 0, false, NULL, 0);
+            } else {
+                op[0] = rnd() % 2 ? 0x89 : 0x8b;
+                emit_modrm(c, wsz(), op, 1, reg(), reg(), 0, false, NULL, 0);
+            }
+        }
+        if (rnd() % 2) {   /* and the flags die */
+            op[0] = 0x39;
+            emit_modrm(c, sz, op, 1, reg(), reg(), 0, false, NULL, 0);
+            *def |= FIVE;
+        }
+        break;
+    }
+    case 34: {   /* MOVSXD r64, r/m32 */
+        op[0] = 0x63;
+        emit_modrm(c, 8, op, 1, reg(), rnd() % 2 ? reg() : -1, disp(), false, NULL, 0);
         break;
     }
     case 29:   /* SAHF: SF ZF AF PF CF from AH, OF kept (the flags themselves, CC_EFLAGS) */

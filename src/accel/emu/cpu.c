@@ -5,7 +5,10 @@
 #include "accel/emu/cpu.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <unistd.h>
 #include <sys/mman.h>
 /* gcc says __SANITIZE_ADDRESS__, clang (the fuzz builds) says __has_feature(address_sanitizer) */
 #if defined(__SANITIZE_ADDRESS__)
@@ -104,6 +107,7 @@ int emu_vm_create(struct machine *m, struct emu_vm **out)
     vm->nsrc = -1;
     vm->tsc_base = clock_now_ns();
     vm->jit_threshold = EMU_JIT_DEFAULT;
+    vm->perfmap_fd = -1;
     char err[256];
     cpu_model_parse(NULL, cpu_model_tcg_features, false, &vm->model, err, sizeof(err));   /* qemu64 */
     int r = emu_vm_sync(vm);
@@ -118,6 +122,20 @@ int emu_vm_create(struct machine *m, struct emu_vm **out)
 void emu_vm_set_jit(struct emu_vm *vm, int threshold)
 {
     vm->jit_threshold = threshold;
+}
+
+int emu_vm_open_perfmap(struct emu_vm *vm)
+{
+    if (vm->perfmap_fd >= 0)
+        return 0;
+    char path[64];
+    snprintf(path, sizeof(path), "/tmp/perf-%d.map", (int)getpid());
+    /* perf reads this file by the pid's name: an old one of a reused pid is stale, truncate it */
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0644);
+    if (fd < 0)
+        return -errno;
+    vm->perfmap_fd = fd;
+    return 0;
 }
 
 void emu_vm_set_jit_space(struct emu_vm *vm, size_t bytes)
@@ -147,6 +165,8 @@ void emu_vm_destroy(struct emu_vm *vm)
     if (!vm)
         return;
     emu_vm_free_pages(vm);
+    if (vm->perfmap_fd >= 0)
+        close(vm->perfmap_fd);
     free(vm);
 }
 

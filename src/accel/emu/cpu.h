@@ -162,6 +162,9 @@ struct emu_vm {
     /* A block is translated to host code after this many interpreted runs; -1 never. */
     int jit_threshold;
     size_t jit_block_max;     /* code space per translated block, 0: jit.c's bound (tests) */
+    /* -perfmap: /tmp/perf-PID.map, opened O_APPEND so each vCPU thread's one write() per block
+     * lands whole without a lock; -1 without */
+    int perfmap_fd;
     struct cpu_model model;   /* what CPUID reports (-cpu) */
 };
 

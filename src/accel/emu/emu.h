@@ -37,6 +37,10 @@ void emu_vm_destroy(struct emu_vm *vm);
  * once; -1: never, the interpreter runs everything). */
 #define EMU_JIT_DEFAULT 8
 void emu_vm_set_jit(struct emu_vm *vm, int threshold);
+/* -perfmap: from now on every translated block gets a line in /tmp/perf-PID.map (perf's format
+ * for JIT code: start, size, name). Opened here, before any thread enters its sandbox. 0 or
+ * -errno. */
+int emu_vm_open_perfmap(struct emu_vm *vm);
 /* Tests: the host code bytes one translated block may take (0: the translator's own bound). A
  * block that does not fit is left to the interpreter. */
 void emu_vm_set_jit_space(struct emu_vm *vm, size_t bytes);

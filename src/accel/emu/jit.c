@@ -11,8 +11,11 @@
  * - c->rip: brought up to date only before a handler call, on a slow memory path and at exits;
  *   inline instructions between them just add up their lengths at translation time.
  * - the lazy flags (cc_*): an inline instruction stores them only when a later instruction (or
- *   the block's end) may read them. An exception taken in between then saves stale arithmetic
- *   flags in its frame, but the interrupted code overwrites them before reading them anyway.
+ *   the block's end) may read them, and not when the only reader is the next instruction taking
+ *   the host's flags (elide); a 64-bit block's end does not read them when every successor in
+ *   its page sets them first (flags_live_out). An exception taken in between then saves stale
+ *   arithmetic flags in its frame, but the interrupted code overwrites them before reading
+ *   them anyway.
  * - c->cur (which instruction a fault rewinds): set for handler calls; a slow memory path sets
  *   it to NULL with c->rip at the start of its instruction, which is what a fault needs. */
 #include "accel/emu/jit.h"
@@ -95,6 +98,12 @@ struct tx {
      * the start of the current instruction */
     bool hf, hf_in;
     int sw;              /* stack width PUSH/POP/CALL/RET are inlined for (8, 4), or 0 */
+    /* elide: the current instruction's flags go only to the next one, which takes them from
+     * the host's flags (SETcc r, CMOVcc r, r) and after which they are dead, so cc_store
+     * records t->cc without storing; unstored: so they are now. Anything that then reads
+     * struct cpu's flags instead (a handler, flags.c, a redo from cc_*) sets broken, and the
+     * block is translated again without eliding. */
+    bool elide, unstored, broken;
     int seg;             /* the segment of the last address computed (emit_seg) */
 };
 
@@ -320,6 +329,30 @@ enum { FL_READ, FL_KILL, FL_PASS };
 
 static bool alu_kind_ok(int kind) { return kind != RMW_ADC && kind != RMW_SBB; }
 
+/* Reads the flags and, when inline, only from the host's flags as the instruction before left
+ * them (no memory operand: a fault there would save flags that were never stored). */
+static bool hf_reader(const struct insn *i)
+{
+    if ((i->op >= 0x70 && i->op <= 0x7f) || (i->op >= 0x180 && i->op <= 0x18f))
+        return true;   /* Jcc (emit_branch) */
+    return i->mod == 3 && !i->lock && !i->rep &&
+           ((i->op >= 0x190 && i->op <= 0x19f) || (i->op >= 0x140 && i->op <= 0x14f));
+}
+
+/* Inline, these are moves only (and SETcc/CMOVcc's read of the host's flags): the host's
+ * flags, if they were the guest's before, still are after, for the next reader. st_byte must
+ * keep to that for SETcc r8 (tests/unit/test_emu_jit.c runs SETcc after SETcc). */
+static bool keeps_hf(const struct insn *i)
+{
+    unsigned op = i->op;
+    if (i->lock || i->rep)
+        return false;
+    if (op >= 0xb8 && op <= 0xbf)
+        return true;
+    return i->mod == 3 && ((op >= 0x190 && op <= 0x19f) || (op >= 0x140 && op <= 0x14f) ||
+                           op == 0x89 || op == 0x8b);
+}
+
 static int flags_class(const struct insn *i)
 {
     unsigned op = i->op;
@@ -375,24 +408,32 @@ static bool ea_ok(const struct insn *i, int pend)
 static void emit_ea_off(struct tx *t, const struct insn *i)
 {
     int32_t disp = i->disp;
+    /* a base or index held in a host register is used where it is, not copied to rax/rcx
+     * first: one instruction (and one dependency) less per memory operand */
+    int base = RAX, index = RCX;
     if (i->base == REG_RIP) {
         ld(t, 1, RAX, OFF(rip));
         disp += t->pend + i->len;   /* RIP-relative: from the end of the instruction */
+    } else if (i->base != REG_NONE && t->host_of[i->base] >= 0) {
+        base = t->host_of[i->base];
     } else if (i->base != REG_NONE) {
         ldg(t, 1, RAX, i->base);
     } else {
         op_rr(t, 0, 0x31, RAX, RAX);
     }
     if (i->index != REG_NONE) {
-        ldg(t, 1, RCX, i->index);
-        /* lea rax, [rax + rcx*scale + disp32] */
-        rex(t, 1, RAX, RCX, RAX);
+        if (t->host_of[i->index] >= 0)
+            index = t->host_of[i->index];
+        else
+            ldg(t, 1, RCX, i->index);
+        /* lea rax, [base + index*scale + disp32] (a host register as index is never rsp) */
+        rex(t, 1, RAX, index, base);
         e1(t, 0x8d);
         e1(t, 0x84);
-        e1(t, (unsigned)(i->scale << 6) | (RCX << 3) | RAX);
+        e1(t, (unsigned)(i->scale << 6) | (unsigned)(index & 7) << 3 | (unsigned)(base & 7));
         e4(t, (uint32_t)disp);
-    } else if (disp) {
-        op_rm(t, 1, 0x8d, RAX, RAX, disp);
+    } else if (disp || base != RAX) {
+        op_rm(t, 1, 0x8d, RAX, base, disp);
     }
     if (i->asz == 4)
         mov_rr(t, 0, RAX, RAX);
@@ -425,8 +466,11 @@ static void emit_ea(struct tx *t, const struct insn *i)
  * push), with the stack pointer's width and wrap. */
 static void emit_sp_lin(struct tx *t, int delta)
 {
-    ldg(t, t->sw == 8, RAX, R_SP);
-    if (delta)
+    if (delta && t->host_of[R_SP] >= 0)
+        op_rm(t, t->sw == 8, 0x8d, RAX, t->host_of[R_SP], delta);
+    else
+        ldg(t, t->sw == 8, RAX, R_SP);
+    if (delta && t->host_of[R_SP] < 0)
         op_rm(t, t->sw == 8, 0x8d, RAX, RAX, delta);
     emit_seg(t, SEG_SS);
 }
@@ -597,13 +641,17 @@ static unsigned lg_size(int sz) { return sz == 8 ? 3 : sz == 4 ? 2 : sz == 2 ? 1
 
 static void cc_store(struct tx *t, uint32_t op, int sz, int res, int src)
 {
+    t->cc = op | lg_size(sz);
+    if (t->elide) {
+        t->unstored = true;
+        return;
+    }
     st(t, 1, OFF(cc_res), res);
     if (src < 0)
         sti(t, 1, OFF(cc_src), 0);
     else
         st(t, 1, OFF(cc_src), src);
     sti(t, 0, OFF(cc_op), (int32_t)(op | lg_size(sz)));
-    t->cc = op | lg_size(sz);
 }
 
 /* ALU operations by RMW_* kind, and TEST: the host's "op r/m, r" opcode of the 32/64-bit form
@@ -642,6 +690,97 @@ static bool emit_alu_direct(struct tx *t, int kind, int sz, int dst, bool live)
     if (live)
         alu_flags(t, kind, sz, h);
     t->dirty |= (uint16_t)(1u << dst);
+    t->hf = live;
+    return true;
+}
+
+/* ALU operation kind (or ALU_TEST) of guest register dst with an immediate (src < 0) or guest
+ * register src, 32 or 64 bits, as one host instruction on the host register holding dst (on
+ * dst in struct cpu for CMP and TEST) with the source where it is: `sub r12d, 1`, `cmp r13,
+ * rbp`, `test dword [rbx+off], r14d` instead of copies to rax and rcx first. When the lazy
+ * flags are stored they need the result and source in registers: only the forms that have
+ * them (not CMP/TEST, a source on the host). False: the caller goes through rax and rcx. */
+static bool emit_alu_in_place(struct tx *t, int kind, int sz, int dst, int src, uint64_t imm,
+                              bool live)
+{
+    static const uint8_t opc[9] = { 0x01, 0x09, 0, 0, 0x21, 0x29, 0x31, 0x39, 0x85 };
+    bool cmp = kind == RMW_CMP || kind == ALU_TEST;
+    bool logic = kind == RMW_OR || kind == RMW_AND || kind == RMW_XOR || kind == ALU_TEST;
+    bool regs = live && !t->elide;
+    int h = t->host_of[dst], hs = src >= 0 ? t->host_of[src] : -1, w = sz == 8;
+    int32_t v = (int32_t)imm;
+    if ((sz != 4 && sz != 8) || !alu_kind_ok(kind) || (src < 0 && w && (int64_t)imm != v))
+        return false;
+    if (h < 0 && (!cmp || (src >= 0 && hs < 0)))
+        return false;
+    if (regs && (cmp || (src >= 0 && hs < 0) || (src == dst && !logic)))
+        return false;
+    if (src < 0) {
+        unsigned op = kind == ALU_TEST ? 0xf7 : v >= -128 && v < 128 ? 0x83 : 0x81;
+        int sub = kind == ALU_TEST ? 0 : kind;
+        if (h >= 0)
+            op_rr(t, w, op, sub, h);
+        else
+            op_rm(t, w, op, sub, RBX, GREG(dst));
+        if (op == 0x83)
+            e1(t, (uint8_t)v);
+        else
+            e4(t, (uint32_t)v);
+    } else if (hs >= 0 && h >= 0) {
+        op_rr(t, w, opc[kind], hs, h);
+    } else if (hs >= 0) {
+        op_rm(t, w, opc[kind], hs, RBX, GREG(dst));
+    } else {
+        op_rm(t, w, kind == ALU_TEST ? 0x85 : opc[kind] + 2u, h, RBX, GREG(src));
+    }
+    if (!cmp)
+        t->dirty |= (uint16_t)(1u << dst);
+    uint32_t ccop = (logic ? CC_LOGIC : kind == RMW_ADD ? CC_ADD : CC_SUB) | lg_size(sz);
+    if (regs) {   /* MOVs only: the host's flags stay the guest's */
+        t->cc = ccop;
+        st(t, 1, OFF(cc_res), h);
+        if (logic)
+            sti(t, 1, OFF(cc_src), 0);
+        else if (src < 0)
+            sti(t, 1, OFF(cc_src), v);   /* flags.c and the redo read only sz bytes */
+        else
+            st(t, 1, OFF(cc_src), hs);
+        sti(t, 0, OFF(cc_op), (int32_t)ccop);
+    } else if (live) {
+        cc_store(t, ccop & ~3u, sz, RAX, -1);   /* eliding: records t->cc only */
+    }
+    t->hf = live;
+    return true;
+}
+
+/* OP r, m with the memory operand loaded into rax: the host's op on the host register holding
+ * guest register dst with rax as its source (CMP only when no lazy flags are stored: they would
+ * need the difference in a register). False: the caller copies through rcx. */
+static bool emit_alu_loaded(struct tx *t, int kind, int sz, int dst, bool live)
+{
+    int h = t->host_of[dst];
+    bool logic = kind == RMW_OR || kind == RMW_AND || kind == RMW_XOR;
+    if (h < 0 || (sz != 4 && sz != 8) || (kind == RMW_CMP && live && !t->elide))
+        return false;
+    op_rr(t, sz == 8, kind == RMW_CMP ? 0x39 : alu_host[kind], RAX, h);
+    if (kind != RMW_CMP)
+        t->dirty |= (uint16_t)(1u << dst);
+    if (live)
+        cc_store(t, logic ? CC_LOGIC : kind == RMW_ADD ? CC_ADD : CC_SUB, sz, h, logic ? -1 : RAX);
+    t->hf = live;
+    return true;
+}
+
+/* CMP m, r and TEST m, r with the memory operand loaded into rax: SUB/AND of the host register
+ * holding guest register src into rax (a copy, so the lazy flags have their result there). */
+static bool emit_alu_on_loaded(struct tx *t, int kind, int sz, int src, bool live)
+{
+    int hs = t->host_of[src];
+    if (hs < 0 || (sz != 4 && sz != 8))
+        return false;
+    op_rr(t, sz == 8, alu_host[kind], hs, RAX);
+    if (live)
+        cc_store(t, kind == ALU_TEST ? CC_LOGIC : CC_SUB, sz, RAX, kind == ALU_TEST ? -1 : hs);
     t->hf = live;
     return true;
 }
@@ -1552,6 +1691,9 @@ static bool emit_inline(struct tx *t, const struct insn *i, bool live)
         int dst;
         if ((op & 7) == 5 || reg) {
             dst = (op & 7) == 5 ? R_AX : (op & 7) == 1 ? i->rm : i->reg;
+            if (emit_alu_in_place(t, kind, sz, dst,
+                                  (op & 7) == 5 ? -1 : (op & 7) == 1 ? i->reg : i->rm, i->imm, live))
+                return true;
             if ((op & 7) == 5)
                 ld_imm(t, RCX, i, sz);
             else
@@ -1563,12 +1705,16 @@ static bool emit_inline(struct tx *t, const struct insn *i, bool live)
             dst = i->reg;
             emit_ea(t, i);
             emit_load(t, i, sz);
+            if (emit_alu_loaded(t, kind, sz, dst, live))
+                return true;
             mov_rr(t, 1, RCX, RAX);
             ldg(t, w, RAX, dst);
         } else if (kind == RMW_CMP) {   /* CMP m, r */
             dst = 0;
             emit_ea(t, i);
             emit_load(t, i, sz);
+            if (emit_alu_on_loaded(t, RMW_CMP, sz, i->reg, live))
+                return true;
             ldg(t, w, RCX, i->reg);
         } else {                        /* op m, r */
             struct ccall *k = rmw_begin(t, i, sz);
@@ -1586,6 +1732,8 @@ static bool emit_inline(struct tx *t, const struct insn *i, bool live)
         if (!alu_kind_ok(i->sub))
             return false;
         if (reg) {
+            if (emit_alu_in_place(t, i->sub, sz, i->rm, -1, i->imm, live))
+                return true;
             ld_imm(t, RCX, i, sz);
             if (emit_alu_direct(t, i->sub, sz, i->rm, live))
                 return true;
@@ -1619,16 +1767,22 @@ static bool emit_inline(struct tx *t, const struct insn *i, bool live)
         stg(t, R_DX, RDX);
         return true;
     case 0x85:
+        if (reg && emit_alu_in_place(t, ALU_TEST, sz, i->rm, i->reg, 0, live))
+            return true;
         if (reg) {
             ldg(t, w, RAX, i->rm);
         } else {
             emit_ea(t, i);
             emit_load(t, i, sz);
+            if (emit_alu_on_loaded(t, ALU_TEST, sz, i->reg, live))
+                return true;
         }
         ldg(t, w, RCX, i->reg);
         emit_alu(t, ALU_TEST, sz, 0, live);
         return true;
     case 0xa9:
+        if (emit_alu_in_place(t, ALU_TEST, sz, R_AX, -1, i->imm, live))
+            return true;
         ldg(t, w, RAX, R_AX);
         ld_imm(t, RCX, i, sz);
         emit_alu(t, ALU_TEST, sz, 0, live);
@@ -1675,6 +1829,39 @@ static bool emit_inline(struct tx *t, const struct insn *i, bool live)
     case 0x8d:
         if (reg)
             return false;
+        if (i->asz == 8 && (sz == 4 || sz == 8) && t->host_of[i->reg] >= 0 &&
+            i->base == REG_RIP && i->index == REG_NONE) {   /* RIP-relative: from the end */
+            int hd = t->host_of[i->reg];
+            ld(t, 1, hd, OFF(rip));
+            op_rm(t, sz == 8, 0x8d, hd, hd, i->disp + t->pend + i->len);
+            t->dirty |= (uint16_t)(1u << i->reg);
+            return true;
+        }
+        if (i->asz == 8 && (sz == 4 || sz == 8) && t->host_of[i->reg] >= 0 &&
+            i->base != REG_NONE && i->base != REG_RIP) {
+            /* into the host register that holds the destination, from the registers where
+             * they are: one host LEA (a 32-bit one truncates as the guest's does) */
+            int hd = t->host_of[i->reg], base = t->host_of[i->base], index = RCX;
+            if (base < 0) {
+                ldg(t, 1, RAX, i->base);
+                base = RAX;
+            }
+            if (i->index != REG_NONE) {
+                if (t->host_of[i->index] >= 0)
+                    index = t->host_of[i->index];
+                else
+                    ldg(t, 1, RCX, i->index);
+                rex(t, sz == 8, hd, index, base);
+                e1(t, 0x8d);
+                e1(t, 0x84 | (unsigned)(hd & 7) << 3);
+                e1(t, (unsigned)(i->scale << 6) | (unsigned)(index & 7) << 3 | (unsigned)(base & 7));
+                e4(t, (uint32_t)i->disp);
+            } else {
+                op_rm(t, sz == 8, 0x8d, hd, base, i->disp);
+            }
+            t->dirty |= (uint16_t)(1u << i->reg);
+            return true;
+        }
         emit_ea_off(t, i);
         if (sz == 4)
             mov_rr(t, 0, RAX, RAX);
@@ -1683,27 +1870,62 @@ static bool emit_inline(struct tx *t, const struct insn *i, bool live)
     case 0x63:
         if (sz != 8)
             return false;
-        if (reg) {
-            ldg(t, 0, RAX, i->rm);
-        } else {
-            emit_ea(t, i);
-            emit_load(t, i, 4);
+        if (reg) {   /* straight from where the source is to where the destination is */
+            int hd = t->host_of[i->reg] >= 0 ? t->host_of[i->reg] : RAX;
+            if (t->host_of[i->rm] >= 0)
+                op_rr(t, 1, 0x63, hd, t->host_of[i->rm]);
+            else
+                op_rm(t, 1, 0x63, hd, RBX, GREG(i->rm));
+            if (hd == RAX)
+                stg(t, i->reg, RAX);
+            else
+                t->dirty |= (uint16_t)(1u << i->reg);
+            return true;
         }
-        op_rr(t, 1, 0x63, RAX, RAX);
-        stg(t, i->reg, RAX);
+        emit_ea(t, i);
+        emit_load(t, i, 4);
+        if (t->host_of[i->reg] >= 0) {
+            op_rr(t, 1, 0x63, t->host_of[i->reg], RAX);
+            t->dirty |= (uint16_t)(1u << i->reg);
+        } else {
+            op_rr(t, 1, 0x63, RAX, RAX);
+            stg(t, i->reg, RAX);
+        }
         return true;
     case 0x1b6: case 0x1b7: case 0x1be: case 0x1bf: {
-        int ssz = (op & 1) ? 2 : 1;
-        if (reg && i->rm >= 16) {   /* AH..BH: through struct cpu, zero-extended */
-            ld_byte(t, RAX, i->rm);
-        } else if (reg) {
-            ldg(t, 1, RAX, i->rm);
+        int ssz = (op & 1) ? 2 : 1, ww = op >= 0x1be ? w : 0;
+        int hd = (sz == 4 || sz == 8) && t->host_of[i->reg] >= 0 ? t->host_of[i->reg] : RAX;
+        if (reg && i->rm < 16 && (sz == 4 || sz == 8)) {
+            /* straight from where the source is to where the destination is; the low byte of
+             * rbp (a host register) needs a REX, or it would be CH */
+            int hs = t->host_of[i->rm];
+            if (hs >= 0 && ssz == 1 && hs >= RSP && hs <= RDI) {
+                e1(t, 0x40 | (ww ? 8 : 0) | ((hd & 8) >> 1));
+                opc(t, 0x0f00 | (op & 0xff));
+                e1(t, 0xc0 | (hd & 7) << 3 | (hs & 7));
+            } else if (hs >= 0) {
+                op_rr(t, ww, 0x0f00 | (op & 0xff), hd, hs);
+            } else {
+                op_rm(t, ww, 0x0f00 | (op & 0xff), hd, RBX, GREG(i->rm));
+            }
         } else {
-            emit_ea(t, i);
-            emit_load(t, i, ssz);
+            if (reg && i->rm >= 16) {   /* AH..BH: through struct cpu, zero-extended */
+                ld_byte(t, RAX, i->rm);
+            } else if (reg) {
+                ldg(t, 1, RAX, i->rm);
+            } else {
+                emit_ea(t, i);
+                emit_load(t, i, ssz);   /* zero-extended already */
+            }
+            if (op >= 0x1be || reg)
+                op_rr(t, ww, 0x0f00 | (op & 0xff), hd, RAX);
+            else if (hd != RAX)
+                mov_rr(t, 1, hd, RAX);
         }
-        op_rr(t, op >= 0x1be ? w : 0, 0x0f00 | (op & 0xff), RAX, RAX);
-        stg(t, i->reg, RAX);
+        if (hd == RAX)
+            stg(t, i->reg, RAX);
+        else
+            t->dirty |= (uint16_t)(1u << i->reg);
         return true;
     }
     case 0x1af: case 0x69: case 0x6b:   /* IMUL r, r/m (, imm) */
@@ -1795,6 +2017,8 @@ static bool emit_inline(struct tx *t, const struct insn *i, bool live)
         }
         if (!reg)
             return false;
+        if (i->sub == 0 && emit_alu_in_place(t, ALU_TEST, sz, i->rm, -1, i->imm, live))
+            return true;
         if (i->sub == 0) {
             ldg(t, w, RAX, i->rm);
             ld_imm(t, RCX, i, sz);
@@ -1895,6 +2119,7 @@ static unsigned emit_cond(struct tx *t, unsigned cc)
 {
     if (t->hf_in && t->cc != CC_UNKNOWN)
         return cc;
+    t->broken |= t->unstored;
     if (emit_redo(t))
         return cc;
     /* Who set the flags is not known here (another block, a handler): the usual producers
@@ -1936,6 +2161,7 @@ static void emit_carry(struct tx *t)
 {
     if (t->hf_in && t->cc != CC_UNKNOWN)
         return;
+    t->broken |= t->unstored;
     if (emit_redo(t))
         return;
     mov_rr(t, 1, RDI, RBX);
@@ -1947,6 +2173,7 @@ static void emit_carry(struct tx *t)
 static void emit_call(struct tx *t, const struct insn *i, bool last)
 {
     int adv = t->pend + i->len;
+    t->broken |= t->unstored;
     flush_regs(t);
     if (adv)
         addmi(t, OFF(rip), adv);
@@ -2337,6 +2564,67 @@ static void alloc_regs(struct tx *t, const struct block *b)
     }
 }
 
+/* -perfmap: one line in perf's JIT map format ("START SIZE NAME", hex) for the block at code,
+ * its executable address. The name holds what finds the block again: its guest-physical
+ * address, its mode (16/32/64-bit, "s32" a 32-bit stack) and its instruction count. A failed
+ * write loses one name, which is no reason to stop the guest. */
+static void jit_perfmap_note(struct cpu *c, const struct block *b, const uint8_t *code, size_t len)
+{
+    char line[128];
+    int n = snprintf(line, sizeof(line), "%lx %zx qkvm-tcg:pa=0x%llx:m%u%s:n%u\n",
+                     (unsigned long)(uintptr_t)code, len, (unsigned long long)b->pa,
+                     (unsigned)(b->mode & ~BLOCK_SS32) * 8, (b->mode & BLOCK_SS32) ? "s32" : "",
+                     (unsigned)b->n);
+    if (n > 0 && (size_t)n < sizeof(line) && write(c->vm->perfmap_fd, line, (size_t)n) < 0) {
+        /* nothing to do: see above */
+    }
+}
+
+/* Whether the guest code at offset off of the block's page sets every arithmetic flag before
+ * anything reads them (decoded again here: at most 16 instructions, none that ends a block,
+ * all in the page). That code is in the block's page, so a write to it makes this block stale
+ * too: what is decided here holds as long as the translation runs. */
+static bool flags_dead_at(struct cpu *c, const struct block *b, int64_t off)
+{
+    if (off < 0 || off >= 0x1000)
+        return false;
+    const uint8_t *page = phys_ptr(c->vm, b->pa & ~0xfffull, 0x1000, NULL);
+    if (!page)
+        return false;
+    for (int n = 0; n < 16 && off < 0x1000; n++) {
+        struct insn i;
+        int ends = 0;
+        int len = decode_insn(page + off, (int)(0x1000 - off), b->mode & ~BLOCK_SS32, &i, &ends);
+        if (len <= 0)
+            return false;
+        int fc = flags_class(&i);
+        if (fc == FL_KILL)
+            return true;
+        if (fc == FL_READ || ends)
+            return false;
+        off += len;
+    }
+    return false;
+}
+
+/* Whether the flags are live where the block leaves: they are not when every successor the
+ * block's last instruction names (Jcc's two, JMP's and CALL's target) sets them before reading
+ * them. 64-bit code only, where no target wraps; RET and indirect branches count as live. An
+ * interrupt taken between the two blocks then saves stale arithmetic flags in its frame, as
+ * one inside a block may (see the top of the file): the code it returns to sets them anyway. */
+static bool flags_live_out(struct cpu *c, const struct block *b)
+{
+    const struct insn *e = &b->ins[b->n - 1];
+    if ((b->mode & ~BLOCK_SS32) != 8 || e->lock || e->rep)
+        return true;
+    int64_t end = (int64_t)(b->pa & 0xfff) + b->bytes, to = end + (int64_t)e->imm;
+    if ((e->op >= 0x70 && e->op <= 0x7f) || (e->op >= 0x180 && e->op <= 0x18f))
+        return !flags_dead_at(c, b, end) || !flags_dead_at(c, b, to);
+    if (e->op == 0xe8 || e->op == 0xe9 || e->op == 0xeb)
+        return !flags_dead_at(c, b, to);
+    return true;
+}
+
 void jit_compile(struct cpu *c, struct block *b)
 {
     if (!c->jit)
@@ -2348,7 +2636,7 @@ void jit_compile(struct cpu *c, struct block *b)
     }
     /* flags liveness, backwards from the block's end where everything is live */
     bool live[BLOCK_MAX_INSNS];
-    bool l = true;
+    bool l = flags_live_out(c, b);
     for (int k = b->n - 1; k >= 0; k--) {
         live[k] = l;
         int fc = flags_class(&b->ins[k]);
@@ -2358,7 +2646,13 @@ void jit_compile(struct cpu *c, struct block *b)
             l = true;
     }
 
+    /* elide[k]: instruction k's flags are read only by k+1, through the host's flags */
+    bool elide[BLOCK_MAX_INSNS];
+    for (int k = 0; k < b->n; k++)
+        elide[k] = live[k] && k + 1 < b->n && !live[k + 1] && hf_reader(&b->ins[k + 1]);
+
     static __thread struct tx t;
+    for (int attempt = 0; attempt < 2; attempt++) {
     t.p = c->jit_rw + c->jit_used;
     t.end = t.p + space;
     t.over = false;
@@ -2371,7 +2665,7 @@ void jit_compile(struct cpu *c, struct block *b)
     t.exit = c->jit_rw + 32;
     t.mode = (int)(b->mode & ~BLOCK_SS32);
     t.sw = t.mode == 8 ? 8 : (b->mode & BLOCK_SS32) ? 4 : 0;
-    uint8_t *start = t.p;
+    t.unstored = t.broken = false;
     if (block_crosses(b)) {
         if (t.mode != 8)
             return;   /* the interpreter's, as the run loop should have known */
@@ -2391,9 +2685,14 @@ void jit_compile(struct cpu *c, struct block *b)
         bool last = k == b->n - 1;
         t.hf_in = t.hf;   /* nothing is emitted between two instructions */
         t.hf = false;
+        if (!t.elide)
+            t.unstored = false;   /* the reader of the flags not stored came and went */
+        t.elide = attempt == 0 && elide[k];
         if (last && !i->lock && !i->rep && branch_op(i->op) && emit_branch(&t, i))
             break;
         if (t.ncold < COLD_MAX - 2 && emit_inline(&t, i, live[k])) {
+            if (keeps_hf(i))
+                t.hf = t.hf_in;
             t.pend += i->len;
             if (last)
                 emit_exit(&t, t.pend, 0);
@@ -2403,6 +2702,7 @@ void jit_compile(struct cpu *c, struct block *b)
                 leave(&t);
         }
     }
+    t.elide = false;
     for (int k = 0; k < t.ncold; k++)
         emit_cold(&t, &t.cold[k]);
     for (int k = 0; k < t.nccall; k++)
@@ -2412,6 +2712,10 @@ void jit_compile(struct cpu *c, struct block *b)
     patch(&t, spent, t.p);
     addmi(&t, OFF(chain_left), b->n);
     leave(&t);
+    if (!t.broken)
+        break;
+    }
+    uint8_t *start = c->jit_rw + c->jit_used;
     if (t.over) {
         /* it did not fit its space: it stays with the interpreter. Counting its runs afresh
          * costs one abandoned translation per jit_threshold runs, which only a bound that is
@@ -2423,6 +2727,8 @@ void jit_compile(struct cpu *c, struct block *b)
     c->jit_used += ((size_t)(t.p - start) + 15) & ~(size_t)15;
     c->jit_blocks++;
     b->code = c->jit + (start - c->jit_rw);   /* run through the executable view */
+    if (c->vm->perfmap_fd >= 0)
+        jit_perfmap_note(c, b, b->code, (size_t)(t.p - start));
 }
 
 #else

@@ -3,6 +3,8 @@
  * come from the user-space interrupt controllers (hw/irqchip.h). */
 #include <errno.h>
 #include <stdio.h>
+#include <string.h>
+#include <unistd.h>
 
 #include "accel/accel.h"
 #include "accel/emu/cpu.h"
@@ -43,6 +45,13 @@ static int tcg_vm_create(struct machine *m)
     vm->model = model;
     if (m->cfg && m->cfg->tcg_nojit)
         emu_vm_set_jit(vm, -1);
+    if (m->cfg && m->cfg->tcg_perfmap && (r = emu_vm_open_perfmap(vm)) < 0) {
+        log_error("-perfmap: cannot create /tmp/perf-%d.map: %s", (int)getpid(), strerror(-r));
+        irqchip_destroy(m->irqchip);
+        m->irqchip = NULL;
+        emu_vm_destroy(vm);
+        return r;
+    }
     m->accel_data = vm;
     return 0;
 }
