@@ -2066,6 +2066,7 @@ static bool emit_redo(struct tx *t)
     int sz = 1 << (t->cc & 3), w = sz == 8;
     if (t->cc == CC_UNKNOWN)
         return false;
+    t->broken |= t->unstored;   /* it reads cc_*, which an elided producer left stale */
     switch (op) {
     case CC_EFLAGS:   /* the flags themselves (COMISD, POPF, SAHF...): OF, then the low byte */
         ld(t, 0, RAX, OFF(cc_src));
