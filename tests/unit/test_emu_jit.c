@@ -50,7 +50,7 @@ static void gen_insn(struct code *c, uint32_t *def)
 {
     int sz = wsz();
     uint8_t op[2];
-    switch (rnd() % 35) {
+    switch (rnd() % 36) {
     case 0: case 1: {   /* ALU r/m, r and r, r/m: ADD OR AND SUB XOR CMP, ADC SBB when CF is */
         int kind = (int)(rnd() % 8);
         if ((kind == 2 || kind == 3) && !(*def & CF))
@@ -471,6 +471,21 @@ static void gen_insn(struct code *c, uint32_t *def)
     case 34: {   /* MOVSXD r64, r/m32 */
         op[0] = 0x63;
         emit_modrm(c, 8, op, 1, reg(), rnd() % 2 ? reg() : -1, disp(), false, NULL, 0);
+        break;
+    }
+    case 35: {   /* PUSH r/m (FF /6) then POP r; INC/DEC r/m (FF /0 /1): mid-block, not block ends */
+        int f = (int)(rnd() % 2);
+        op[0] = 0xff;
+        if (f == 0) {
+            emit_modrm(c, 4, op, 1, 6, rnd() % 2 ? reg() : -1, disp(), false, NULL, 0);
+            int b = reg();
+            if (b >= 8)
+                emit1(c, 0x41);
+            emit1(c, (uint8_t)(0x58 + (b & 7)));
+        } else {
+            emit_modrm(c, sz, op, 1, (int)(rnd() % 2), rnd() % 2 ? reg() : -1, disp(), false, NULL, 0);
+            *def |= PF | ZF | SF | OF;
+        }
         break;
     }
     case 29:   /* SAHF: SF ZF AF PF CF from AH, OF kept (the flags themselves, CC_EFLAGS) */

@@ -86,7 +86,7 @@ static const struct opdef op1[256] = {
     [0xf6] = { h_grp3, M | B }, [0xf7] = { h_grp3, M },
     [0xf8] = { h_clc, 0 }, [0xf9] = { h_stc, 0 }, [0xfa] = { h_cli, 0 }, [0xfb] = { h_sti, END },
     [0xfc] = { h_cld, 0 }, [0xfd] = { h_std, 0 },
-    [0xfe] = { h_grp4, M | B }, [0xff] = { h_grp5, M | END },
+    [0xfe] = { h_grp4, M | B }, [0xff] = { h_grp5, M },
 };
 
 #define S(x) { h_sse, M | SSE | (x) }
@@ -273,6 +273,10 @@ int decode_insn(const uint8_t *code, int avail, uint32_t mode, struct insn *i, i
             f |= F64;
         else if (r == 6)
             f |= D64;
+        /* only the transfers (and the #UD of /7) end a block: INC, DEC and PUSH r/m run on
+         * inside it like any other read-modify-write */
+        if (r >= 2 && r != 6)
+            f |= END;
     }
 
     /* sizes */
