@@ -50,7 +50,7 @@ static void gen_insn(struct code *c, uint32_t *def)
 {
     int sz = wsz();
     uint8_t op[2];
-    switch (rnd() % 36) {
+    switch (rnd() % 37) {
     case 0: case 1: {   /* ALU r/m, r and r, r/m: ADD OR AND SUB XOR CMP, ADC SBB when CF is */
         int kind = (int)(rnd() % 8);
         if ((kind == 2 || kind == 3) && !(*def & CF))
@@ -486,6 +486,30 @@ static void gen_insn(struct code *c, uint32_t *def)
             emit_modrm(c, sz, op, 1, (int)(rnd() % 2), rnd() % 2 ? reg() : -1, disp(), false, NULL, 0);
             *def |= PF | ZF | SF | OF;
         }
+        break;
+    }
+    case 36: {   /* CMOVcc r, m: read whatever the condition, so a bad address faults even when
+                  * it is false (a non-canonical one: #GP both ways); a 32-bit destination is
+                  * zero-extended even when false */
+        int cc = (int)(rnd() % 16);
+        if ((cc_reads[cc] & *def) != cc_reads[cc])
+            cc = (int)(rnd() % 2) + 4;
+        if ((cc_reads[cc] & *def) != cc_reads[cc])
+            break;
+        uint8_t o2[2] = { 0x0f, (uint8_t)(0x40 + cc) };
+        if (rnd() % 8) {
+            emit_modrm(c, sz, o2, 2, reg(), -1, disp(), false, NULL, 0);
+            break;
+        }
+        static const int bases[8] = { 0, 1, 2, 6, 7, 9, 10, 15 };   /* no SIB, no RBX */
+        int b = bases[rnd() % 8], r = reg();
+        emit1(c, (uint8_t)(0x48 | (b >> 3)));   /* mov b, imm64: non-canonical */
+        emit1(c, (uint8_t)(0xb8 + (b & 7)));
+        emit_imm(c, 0x8000000000000000ull | (rnd() & 0x7ffffffffffff000ull), 8);
+        emit1(c, (uint8_t)(0x40 | (sz == 8 ? 8 : 0) | ((r & 8) >> 1) | (b >> 3)));
+        emit(c, o2, 2);
+        emit1(c, (uint8_t)(0x40 | (r & 7) << 3 | (b & 7)));
+        emit1(c, (uint8_t)disp());
         break;
     }
     case 29:   /* SAHF: SF ZF AF PF CF from AH, OF kept (the flags themselves, CC_EFLAGS) */

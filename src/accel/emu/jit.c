@@ -1547,6 +1547,53 @@ static bool lock_ok(const struct insn *i)
     return false;
 }
 
+/* Whether emit_cond, with the host's flags not the guest's, redoes the last producer on the
+ * host (clobbering only rax, rcx, rdx) rather than calling out (clobbering every
+ * caller-saved register): emit_redo's cases. */
+static bool cond_redone(const struct tx *t)
+{
+    if (t->cc == CC_UNKNOWN)
+        return false;
+    switch (t->cc & ~3u) {
+    case CC_EFLAGS: case CC_LOGIC: case CC_SUB: case CC_ADD: case CC_INC: case CC_DEC:
+    case CC_ADC: case CC_SBB:
+        return true;
+    }
+    return false;
+}
+
+/* CMOVcc r, m of 4 or 8 bytes. The memory is read whatever the condition (a fault comes
+ * first), and a 32-bit destination is zero-extended even when the condition is false, as the
+ * host's CMOV with a register destination does. The load comes before the condition: its TLB
+ * lookup takes the host's flags, so they are redone from cc_* (the producer stored them: a
+ * memory CMOVcc is no hf_reader). The loaded value waits in r8 across a redo, on the host's
+ * stack (16 bytes: the stack stays aligned for the call) across cond_eval. */
+static bool emit_cmov_mem(struct tx *t, const struct insn *i, int sz)
+{
+    int w = sz == 8;
+    emit_ea(t, i);
+    emit_load(t, i, sz);
+    t->hf_in = false;
+    bool spill = !cond_redone(t);
+    if (spill) {
+        e1(t, 0x50);                 /* push rax; push rax */
+        e1(t, 0x50);
+    } else {
+        mov_rr(t, 1, R8, RAX);
+    }
+    unsigned hcc = emit_cond(t, i->op & 0xf);
+    if (spill) {
+        e1(t, 0x59);                 /* pop rcx; pop rcx: the flags stay */
+        e1(t, 0x59);
+    } else {
+        mov_rr(t, 1, RCX, R8);
+    }
+    ldg(t, w, RAX, i->reg);
+    op_rr(t, w, 0x0f40 | hcc, RAX, RCX);
+    stg(t, i->reg, RAX);
+    return true;
+}
+
 /* Emits i inline when it is one of the handled forms; false leaves it to its handler. live: a
  * later instruction may read the flags i writes. */
 static bool emit_inline(struct tx *t, const struct insn *i, bool live)
@@ -1636,6 +1683,8 @@ static bool emit_inline(struct tx *t, const struct insn *i, bool live)
         return emit_unary_mem(t, i, sz, live);
     if (reg && (sz == 4 || sz == 8) && (op == 0x1a3 || (op == 0x1ba && i->sub == 4)))
         return emit_bt(t, i, sz, live);
+    if (!reg && (sz == 4 || sz == 8) && op >= 0x140 && op <= 0x14f)
+        return emit_cmov_mem(t, i, sz);
     if (sz == 1)
         return emit_byte(t, i, live);
     if (sz == 2 && !word_ok(i, live))
