@@ -50,7 +50,7 @@ static void gen_insn(struct code *c, uint32_t *def)
 {
     int sz = wsz();
     uint8_t op[2];
-    switch (rnd() % 37) {
+    switch (rnd() % 39) {
     case 0: case 1: {   /* ALU r/m, r and r, r/m: ADD OR AND SUB XOR CMP, ADC SBB when CF is */
         int kind = (int)(rnd() % 8);
         if ((kind == 2 || kind == 3) && !(*def & CF))
@@ -510,6 +510,32 @@ static void gen_insn(struct code *c, uint32_t *def)
         emit(c, o2, 2);
         emit1(c, (uint8_t)(0x40 | (r & 7) << 3 | (b & 7)));
         emit1(c, (uint8_t)disp());
+        break;
+    }
+    case 37: case 38: {   /* BT BTS BTR BTC r/m, r and r/m, imm8: on memory a register's bit offset
+                           * is signed and picks a word before or past [rbx + disp] (set here to
+                           * stay in the data); LOCKed ones (the handler) now and then */
+        int sub = (int)(rnd() % 4), f = (int)(rnd() % 3);
+        bool mem = f == 1 || (f == 2 && rnd() % 2), lock = mem && sub && rnd() % 4 == 0;
+        if (f == 2) {
+            if (lock)
+                emit1(c, 0xf0);
+            uint8_t o2[2] = { 0x0f, 0xba };
+            emit_modrm(c, sz, o2, 2, 4 + sub, mem ? -1 : reg(), disp(), false, NULL, 0);
+            emit1(c, (uint8_t)rnd_val());
+        } else {
+            uint8_t o2[2] = { 0x0f, (uint8_t)(0xa3 | sub << 3) };
+            int r = reg(), m = reg();
+            if (mem) {   /* mov r, imm32 (sign-extended): -8000..8000 bits */
+                uint8_t mv[6] = { (uint8_t)(0x48 | (r >> 3)), 0xc7, (uint8_t)(0xc0 | (r & 7)) };
+                emit(c, mv, 3);
+                emit_imm(c, (uint64_t)((int64_t)(rnd() % 16001) - 8000), 4);
+            }
+            if (lock)
+                emit1(c, 0xf0);
+            emit_modrm(c, sz, o2, 2, r, mem ? -1 : m, disp(), false, NULL, 0);
+        }
+        *def = (*def & ZF) | CF;
         break;
     }
     case 29:   /* SAHF: SF ZF AF PF CF from AH, OF kept (the flags themselves, CC_EFLAGS) */

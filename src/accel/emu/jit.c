@@ -1495,34 +1495,97 @@ static bool word_ok(const struct insn *i, bool live)
     return false;
 }
 
-/* BT r, r and BT r, imm8 of 4 or 8 bytes (bitmaps, glibc's and the kernel's bit tests): CF is
- * the bit, ZF stays and the rest is left as the guest's last flags (the interpreter keeps them;
- * the manuals leave OF SF AF PF undefined). The flags before it are redone on the host, the
- * host's BT runs, and what it leaves is stored whole (CC_EFLAGS). Nobody reading the flags
- * before they are set anew: nothing to do at all, a register BT neither faults nor writes.
- * False when the flags before it are not known here (another block's): then the handler. */
+/* Whether emit_cond, with the host's flags not the guest's, redoes the last producer on the
+ * host (clobbering only rax, rcx, rdx) rather than calling out (clobbering every
+ * caller-saved register): emit_redo's cases. */
+static bool cond_redone(const struct tx *t)
+{
+    if (t->cc == CC_UNKNOWN)
+        return false;
+    switch (t->cc & ~3u) {
+    case CC_EFLAGS: case CC_LOGIC: case CC_SUB: case CC_ADD: case CC_INC: case CC_DEC:
+    case CC_ADC: case CC_SBB:
+        return true;
+    }
+    return false;
+}
+
+/* BT, BTS, BTR, BTC of 4 or 8 bytes, with a register or an imm8 bit offset (bitmaps, glibc's
+ * and the kernel's bit tests and sets): CF is the bit, the rest is left as the guest's last
+ * flags (the interpreter keeps them; the manuals leave OF SF AF PF undefined, ZF kept). The
+ * flags before it are redone on the host, the host's instruction runs on a register, and what
+ * it leaves is stored whole (CC_EFLAGS), as bt_common stores its own. Nobody reading the flags
+ * before they are set anew: a register BT is nothing at all (it neither faults nor writes).
+ * False when the flags before it are not known here (another block's): then the handler.
+ *
+ * A memory operand: a register's bit offset is signed and picks the operand-sized word at
+ * offset >> 5 (>> 6) words from the effective address; the host's BT on memory would do the
+ * same, but its read of the word happens after our TLB lookup, so the word is loaded and the
+ * host's register form runs on it. A TLB miss (or, for BTS/BTR/BTC, a page with code) runs
+ * the handler out of line (a ccall), which leaves CC_EFLAGS too. LOCKed forms never get here
+ * (lock_ok). */
 static bool emit_bt(struct tx *t, const struct insn *i, int sz, bool live)
 {
     int w = sz == 8;
-    if (!live)
-        return true;
-    if (!emit_redo(t))
+    bool imm = i->op == 0x1ba, mem = i->mod != 3;
+    int sub = imm ? i->sub - 4 : (int)((i->op & 0xff) >> 3) & 3;   /* BT BTS BTR BTC */
+    if (sub < 0)
         return false;
-    ldg(t, w, RAX, i->rm);           /* moves: the host's flags stay */
-    if (i->op == 0x1a3) {
+    if (!live && !sub && !mem)
+        return true;
+    if (live && !cond_redone(t))
+        return false;
+    struct ccall *k = NULL;
+    if (mem) {
+        if (t->nccall >= CCALL_MAX - 1)
+            return false;
+        k = ccall_new(t, i);
+        emit_ea(t, i);
+        if (!imm) {   /* rax += (signed offset >> 5 or 6) * sz */
+            ldg(t, w, RCX, i->reg);
+            if (!w)
+                op_rr(t, 1, 0x63, RCX, RCX);     /* movsxd rcx, ecx */
+            op_rr(t, 1, 0xc1, 7, RCX);           /* sar rcx, 5 / 6 */
+            e1(t, w ? 6 : 5);
+            rex(t, 1, RAX, RCX, RAX);            /* lea rax, [rax + rcx * sz] */
+            e1(t, 0x8d);
+            e1(t, 0x04);
+            e1(t, (unsigned)(w ? 3 : 2) << 6 | (unsigned)RCX << 3 | RAX);
+            if (t->mode != 8)
+                mov_rr(t, 0, RAX, RAX);          /* linear addresses wrap at 4 GiB */
+        }
+        tlb_lookup(t, sub != 0, sz, k->patch, &k->npatch);
+        mov_rr(t, 1, R8, RAX);
+    }
+    if (live)
+        emit_redo(t);                            /* rax rcx rdx; then only moves until the op */
+    if (mem)
+        op_rm(t, w, 0x8b, RAX, R8, 0);
+    else
+        ldg(t, w, RAX, i->rm);
+    if (!imm) {
         ldg(t, w, RCX, i->reg);
-        op_rr(t, w, 0x0fa3, RCX, RAX);
+        op_rr(t, w, 0x0fa3 | (unsigned)sub << 3, RCX, RAX);
     } else {
-        op_rr(t, w, 0x0fba, 4, RAX);
+        op_rr(t, w, 0x0fba, 4 + sub, RAX);
         e1(t, (uint8_t)i->imm);
     }
-    e1(t, 0x9c);                     /* pushfq; pop rax; and eax, OF SF ZF AF PF CF */
-    e1(t, 0x58);
-    e1(t, 0x25);
-    e4(t, F_ARITH);
-    st(t, 1, OFF(cc_src), RAX);
-    sti(t, 0, OFF(cc_op), CC_EFLAGS);
-    t->cc = CC_EFLAGS;
+    if (sub && mem)
+        op_rm(t, w, 0x89, RAX, R8, 0);
+    else if (sub)
+        stg(t, i->rm, RAX);
+    if (live) {
+        e1(t, 0x9c);                 /* pushfq; pop rax; and eax, OF SF ZF AF PF CF */
+        e1(t, 0x58);
+        e1(t, 0x25);
+        e4(t, F_ARITH);
+        st(t, 1, OFF(cc_src), RAX);
+        sti(t, 0, OFF(cc_op), CC_EFLAGS);
+    }
+    if (k)
+        k->resume = t->p;
+    /* dead flags: the ccall's handler stored some, the inline path none */
+    t->cc = live ? CC_EFLAGS : CC_UNKNOWN;
     return true;
 }
 
@@ -1543,21 +1606,6 @@ static bool lock_ok(const struct insn *i)
         return i->sub <= 1;
     case 0xf6: case 0xf7:
         return i->sub == 2 || i->sub == 3;
-    }
-    return false;
-}
-
-/* Whether emit_cond, with the host's flags not the guest's, redoes the last producer on the
- * host (clobbering only rax, rcx, rdx) rather than calling out (clobbering every
- * caller-saved register): emit_redo's cases. */
-static bool cond_redone(const struct tx *t)
-{
-    if (t->cc == CC_UNKNOWN)
-        return false;
-    switch (t->cc & ~3u) {
-    case CC_EFLAGS: case CC_LOGIC: case CC_SUB: case CC_ADD: case CC_INC: case CC_DEC:
-    case CC_ADC: case CC_SBB:
-        return true;
     }
     return false;
 }
@@ -1681,7 +1729,7 @@ static bool emit_inline(struct tx *t, const struct insn *i, bool live)
     if (!reg && (((op == 0xfe || op == 0xff) && i->sub <= 1) ||
                  ((op == 0xf6 || op == 0xf7) && (i->sub == 2 || i->sub == 3))))
         return emit_unary_mem(t, i, sz, live);
-    if (reg && (sz == 4 || sz == 8) && (op == 0x1a3 || (op == 0x1ba && i->sub == 4)))
+    if ((sz == 4 || sz == 8) && (op == 0x1a3 || op == 0x1ab || op == 0x1b3 || op == 0x1bb || op == 0x1ba))
         return emit_bt(t, i, sz, live);
     if (!reg && (sz == 4 || sz == 8) && op >= 0x140 && op <= 0x14f)
         return emit_cmov_mem(t, i, sz);
