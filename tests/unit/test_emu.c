@@ -509,6 +509,55 @@ static void test_ud(void **s)
     assert_int_equal(nat.vec, 6);
 }
 
+/* LOCK on anything but a read-modify-write with a memory destination is #UD, as on the host:
+ * MOV, CMP, TEST, BT, a register destination, a register-only form (interpreted and
+ * translated); the lockable forms run. */
+static void test_lock_ud(void **s)
+{
+    (void)s;
+    static const struct { const char *b; int n; bool ud; } cases[] = {
+        { "\xf0\x48\xc7\x43\x08\x01\x00\x00\x00", 9, true },   /* mov qword [rbx+8], 1 */
+        { "\xf0\x48\x89\x43\x08", 5, true },                  /* mov [rbx+8], rax */
+        { "\xf0\x48\x39\x43\x08", 5, true },                  /* cmp [rbx+8], rax */
+        { "\xf0\x48\x83\x7b\x08\x01", 6, true },             /* cmp qword [rbx+8], 1 */
+        { "\xf0\x48\x01\xc0", 4, true },                       /* add rax, rax */
+        { "\xf0\x48\x03\x43\x08", 5, true },                  /* add rax, [rbx+8] */
+        { "\xf0\x48\x85\x43\x08", 5, true },                  /* test [rbx+8], rax */
+        { "\xf0\x48\x0f\xba\x63\x08\x05", 7, true },        /* bt qword [rbx+8], 5 */
+        { "\xf0\x90", 2, true },                                 /* nop */
+        { "\xf0\x48\x01\x43\x08", 5, false },                 /* add [rbx+8], rax */
+        { "\xf0\x48\x83\x43\x08\x01", 6, false },            /* add qword [rbx+8], 1 */
+        { "\xf0\x48\x87\x43\x08", 5, false },                 /* xchg [rbx+8], rax */
+        { "\xf0\x48\xf7\x5b\x08", 5, false },                 /* neg qword [rbx+8] */
+        { "\xf0\x48\xff\x43\x08", 5, false },                 /* inc qword [rbx+8] */
+        { "\xf0\x48\x0f\xba\x6b\x08\x05", 7, false },       /* bts qword [rbx+8], 5 */
+        { "\xf0\x48\x0f\xb1\x4b\x08", 6, false },            /* cmpxchg [rbx+8], rcx */
+        { "\xf0\x48\x0f\xc1\x43\x08", 6, false },            /* xadd [rbx+8], rax */
+    };
+    static uint8_t data[DATA_SIZE];
+    static struct result nat, emu;
+    struct regs in;
+    rng_state = 11;
+    rnd_regs(&in);
+    for (size_t k = 0; k < sizeof(cases) / sizeof(cases[0]); k++) {
+        for (int jit = -1; jit <= 0; jit++) {
+            struct code c = { .n = 0 };
+            emit(&c, "\x90", 1);
+            emit(&c, cases[k].b, cases[k].n);
+            harness_jit = jit;
+            harness_run(c.b, c.n, &in, data, &nat, &emu);
+            harness_jit = -1;
+            if (nat.vec != (cases[k].ud ? 6 : -1) || emu.vec != nat.vec) {
+                print_error("case %zu jit %d: native vector %d, emulated %d\n", k, jit, nat.vec,
+                            emu.vec);
+                fail();
+            }
+            if (cases[k].ud)
+                assert_true(emu.fault_rip == HBASE + OFF_CODE + 1);
+        }
+    }
+}
+
 /* Code written through the emulated CPU is decoded afresh (self-modifying code). */
 /* Runs fixed code with translation threshold jit (-1: interpreted only); c gets the code. */
 static void run_fixed(struct code *c, const uint8_t *bytes, int n, const struct regs *in,
@@ -609,7 +658,8 @@ int main(void)
         cmocka_unit_test(test_muldiv), cmocka_unit_test(test_bits), cmocka_unit_test(test_string),
         cmocka_unit_test(test_xchg), cmocka_unit_test(test_misc), cmocka_unit_test(test_jcc),
         cmocka_unit_test(test_div_zero),
-        cmocka_unit_test(test_ud), cmocka_unit_test(test_smc),
+        cmocka_unit_test(test_ud),
+        cmocka_unit_test(test_lock_ud), cmocka_unit_test(test_smc),
         cmocka_unit_test(test_translated_loop), cmocka_unit_test(test_translated_smc),
     };
     return cmocka_run_group_tests_name("emu", tests, setup, NULL);

@@ -178,6 +178,28 @@ static uint8_t byte_reg(int r, int rex)
     return (!rex && r >= 4 && r < 8) ? (uint8_t)(r + 12) : (uint8_t)r;
 }
 
+/* LOCK is allowed only on the read-modify-writes the SDM lists (ADD, ADC, AND, BTC, BTR, BTS,
+ * CMPXCHG, CMPXCHG8B/16B, DEC, INC, NEG, NOT, OR, SBB, SUB, XOR, XADD, XCHG) with a memory
+ * destination; anything else is #UD (Vol. 2, "LOCK"). */
+static bool lock_ok(unsigned op, unsigned sub, unsigned mod)
+{
+    if (mod == 3)
+        return false;
+    if (op < 0x38)
+        return (op & 7) <= 1;                        /* ADD OR ADC SBB AND SUB XOR r/m, r */
+    switch (op) {
+    case 0x80: case 0x81: case 0x83: return sub != 7;   /* not CMP */
+    case 0x86: case 0x87: return true;                  /* XCHG */
+    case 0xf6: case 0xf7: return sub == 2 || sub == 3;  /* NOT NEG */
+    case 0xfe: case 0xff: return sub <= 1;              /* INC DEC */
+    case 0x1ab: case 0x1b3: case 0x1bb: return true;    /* BTS BTR BTC r/m, r */
+    case 0x1ba: return sub >= 5;                        /* BTS BTR BTC r/m, imm8 */
+    case 0x1b0: case 0x1b1: case 0x1c0: case 0x1c1: return true;   /* CMPXCHG XADD */
+    case 0x1c7: return sub == 1;                        /* CMPXCHG8B/16B */
+    default: return false;
+    }
+}
+
 int decode_insn(const uint8_t *code, int avail, uint32_t mode, struct insn *i, int *ends)
 {
     int p = 0, code64 = mode == 8;
@@ -411,7 +433,7 @@ int decode_insn(const uint8_t *code, int avail, uint32_t mode, struct insn *i, i
         i->imm2 = code[p + 2];
         p += 3;
     }
-    if (p > 15)
+    if (p > 15 || (i->lock && !lock_ok(i->op, i->sub, i->mod)))
         goto bad;
     i->len = (uint8_t)p;
     *ends = !!(f & END);
