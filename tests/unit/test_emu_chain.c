@@ -230,40 +230,70 @@ __asm__(".pushsection .rodata\n"
         "irq_end:\n"
         ".popsection\n");
 
-static void test_irq_in_loop(void **s)
+/* The interrupt tests' machine: a vCPU with a local APIC mapped at APIC_VA (PA 0xfee00000,
+ * uncached), the code [start, end) at OFF_CODE and VEC's gate at handler; irq_done undoes it. */
+struct irq_fx {
+    struct fx *f;
+    struct cpu *c;
+    uint64_t save_lo, save_hi;
+};
+
+static struct cpu *irq_setup(struct irq_fx *x, const uint8_t *start, const uint8_t *end,
+                             const uint8_t *handler)
 {
-    (void)s;
-    struct fx *f = fx_new(1);
-    struct lapic *l = fx_lapic(f, 0);
+    x->f = fx_new(1);
+    struct lapic *l = fx_lapic(x->f, 0);
     struct emu_env env = { .io = irq_io, .lapic = l };
     struct cpu *c = emu_cpu_create(&hm, hvm, 0, &env);
     assert_non_null(c);
-    irq_cpu = c;
+    x->c = irq_cpu = c;
     lapic_attach(l, &irq_ops, c);
-    /* the APIC page: VA APIC_VA -> PA 0xfee00000, uncached */
     uint64_t *pd = (uint64_t *)(hmem + 0x3000);
     pd[((HBASE >> 21) & 511) + (HSIZE >> 21)] = 0xfee00000ull | 0x93;
-    uint8_t *cp = hmem + OFF_CODE;
-    int len = (int)(irq_end - irq_start);
-    memcpy(cp, irq_start, len);
-    uint64_t h = HBASE + OFF_CODE + (uint64_t)(irq_handler - irq_start);
+    memcpy(hmem + OFF_CODE, start, (size_t)(end - start));
+    uint64_t h = HBASE + OFF_CODE + (uint64_t)(handler - start);
     uint64_t *idt = (uint64_t *)(hmem + OFF_IDT);
-    uint64_t save_lo = idt[2 * VEC], save_hi = idt[2 * VEC + 1];
+    x->save_lo = idt[2 * VEC];
+    x->save_hi = idt[2 * VEC + 1];
     idt[2 * VEC] = (h & 0xffff) | (0x08ull << 16) | (0x8eull << 40) | ((h & 0xffff0000) << 32);
     idt[2 * VEC + 1] = h >> 32;
+    return c;
+}
+
+/* random registers from seed, rdi the data area, r8 the APIC, IF clear */
+static void irq_start_state(struct cpu *c, uint64_t seed)
+{
+    struct regs in;
+    rng_state = seed;
+    rnd_regs(&in);
+    in.r[R_DI] = HBASE + OFF_DATA;
+    in.r[R_R8] = APIC_VA;
+    in.flags = 0;
+    struct cpu_state st;
+    harness_state(&st, &in);
+    emu_cpu_set_state(c, &st);
+}
+
+static void irq_done(struct irq_fx *x)
+{
+    emu_cpu_destroy(x->c);
+    fx_free(x->f);
+    uint64_t *idt = (uint64_t *)(hmem + OFF_IDT);
+    idt[2 * VEC] = x->save_lo;
+    idt[2 * VEC + 1] = x->save_hi;
+    ((uint64_t *)(hmem + 0x3000))[((HBASE >> 21) & 511) + (HSIZE >> 21)] = 0;
+}
+
+static void test_irq_in_loop(void **s)
+{
+    (void)s;
+    struct irq_fx x;
+    struct cpu *c = irq_setup(&x, irq_start, irq_end, irq_handler);
 
     for (int jit = -1; jit <= 0; jit++) {
         memset(hmem + OFF_DATA, 0, 64);
         emu_vm_invalidate(hvm, 0, HSIZE);
-        struct regs in;
-        rng_state = 3;
-        rnd_regs(&in);
-        in.r[R_DI] = HBASE + OFF_DATA;
-        in.r[R_R8] = APIC_VA;
-        in.flags = 0;
-        struct cpu_state st;
-        harness_state(&st, &in);
-        emu_cpu_set_state(c, &st);
+        irq_start_state(c, 3);
         emu_vm_set_jit(hvm, jit);
         uint64_t trips0, trips1, slow;
         emu_cpu_loop_stats(c, &trips0, &slow);
@@ -288,11 +318,7 @@ static void test_irq_in_loop(void **s)
             assert_in_range(trips1 - trips0, 1, 200);
     }
     emu_vm_set_jit(hvm, -1);
-    emu_cpu_destroy(c);
-    fx_free(f);
-    idt[2 * VEC] = save_lo;
-    idt[2 * VEC + 1] = save_hi;
-    pd[((HBASE >> 21) & 511) + (HSIZE >> 21)] = 0;
+    irq_done(&x);
 }
 
 /* A device's interrupt (an MSI from another thread) into a self-linked loop with IF set: it must
@@ -341,35 +367,13 @@ static void *sender_main(void *arg)
 static void test_irq_from_outside(void **s)
 {
     (void)s;
-    struct fx *f = fx_new(1);
-    struct lapic *l = fx_lapic(f, 0);
-    struct emu_env env = { .io = irq_io, .lapic = l };
-    struct cpu *c = emu_cpu_create(&hm, hvm, 0, &env);
-    assert_non_null(c);
-    irq_cpu = c;
-    lapic_attach(l, &irq_ops, c);
-    uint64_t *pd = (uint64_t *)(hmem + 0x3000);
-    pd[((HBASE >> 21) & 511) + (HSIZE >> 21)] = 0xfee00000ull | 0x93;
-    uint8_t *cp = hmem + OFF_CODE;
-    memcpy(cp, remote_start, (size_t)(remote_end - remote_start));
-    uint64_t h = HBASE + OFF_CODE + (uint64_t)(remote_handler - remote_start);
-    uint64_t *idt = (uint64_t *)(hmem + OFF_IDT);
-    uint64_t save_lo = idt[2 * VEC], save_hi = idt[2 * VEC + 1];
-    idt[2 * VEC] = (h & 0xffff) | (0x08ull << 16) | (0x8eull << 40) | ((h & 0xffff0000) << 32);
-    idt[2 * VEC + 1] = h >> 32;
+    struct irq_fx x;
+    struct cpu *c = irq_setup(&x, remote_start, remote_end, remote_handler);
     memset(hmem + OFF_DATA, 0, 64);
     emu_vm_invalidate(hvm, 0, HSIZE);
-    struct regs in;
-    rng_state = 4;
-    rnd_regs(&in);
-    in.r[R_DI] = HBASE + OFF_DATA;
-    in.r[R_R8] = APIC_VA;
-    in.flags = 0;
-    struct cpu_state st;
-    harness_state(&st, &in);
-    emu_cpu_set_state(c, &st);
+    irq_start_state(c, 4);
     emu_vm_set_jit(hvm, 0);
-    struct sender p = { f, (_Atomic uint64_t *)(hmem + OFF_DATA),
+    struct sender p = { x.f, (_Atomic uint64_t *)(hmem + OFF_DATA),
                         (_Atomic uint32_t *)(hmem + OFF_DATA + 8), c, 0 };
     pthread_t th;
     assert_int_equal(pthread_create(&th, NULL, sender_main, &p), 0);
@@ -381,11 +385,7 @@ static void test_irq_from_outside(void **s)
                  (unsigned long long)atomic_load(p.counter));
     assert_int_equal(stop, EMU_STOP_KICK);
     assert_int_equal(atomic_load(p.taken), 1);
-    emu_cpu_destroy(c);
-    fx_free(f);
-    idt[2 * VEC] = save_lo;
-    idt[2 * VEC + 1] = save_hi;
-    pd[((HBASE >> 21) & 511) + (HSIZE >> 21)] = 0;
+    irq_done(&x);
 }
 
 /* --- icount --- */
