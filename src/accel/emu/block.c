@@ -60,6 +60,13 @@ static struct block *decode_crossing(struct cpu *c, uint64_t la, const uint8_t *
     return b;
 }
 
+/* The page after la's, as an instruction fetch reaches it (a walk that faults as that fetch
+ * would): its host address, frame and RAM page index; NULL when it is not RAM. */
+static const uint8_t *next_page_ptr(struct cpu *c, uint64_t la, uint64_t *pa, uint32_t *pidx)
+{
+    return mem_ptr_x(c, ((la | 0xfff) + 1) & c->lin_mask, pa, pidx);
+}
+
 /* An instruction that crosses into a next page of RAM, decoded into b (a fresh arena block):
  * cached like any block, with the next page's frame and generation, which block_get checks as
  * it checks the first page's. Linux's hot paths have such instructions (600 thousand lookups
@@ -70,9 +77,9 @@ static struct block *decode_crossing(struct cpu *c, uint64_t la, const uint8_t *
 static bool decode_crossing_ram(struct cpu *c, uint64_t la, const uint8_t *host, uint32_t mode,
                                 struct block *b)
 {
-    uint64_t la2 = ((la | 0xfff) + 1) & c->lin_mask, pa2;
+    uint64_t pa2;
     uint32_t pidx2;
-    const uint8_t *host2 = mem_ptr_x(c, la2, &pa2, &pidx2);
+    const uint8_t *host2 = next_page_ptr(c, la, &pa2, &pidx2);
     if (!host2)
         return false;
     /* as for the first page: marked before its generation is read */
@@ -97,9 +104,9 @@ static bool decode_crossing_ram(struct cpu *c, uint64_t la, const uint8_t *host,
  * from, looked up as the fetch of its bytes would be (a walk that faults as that fetch would). */
 static bool next_page_same(struct cpu *c, uint64_t la, const struct block *b)
 {
-    uint64_t la2 = ((la | 0xfff) + 1) & c->lin_mask, pa2;
+    uint64_t pa2;
     uint32_t pidx2;
-    if (!mem_ptr_x(c, la2, &pa2, &pidx2))
+    if (!next_page_ptr(c, la, &pa2, &pidx2))
         return false;
     return pa2 == b->pa2 && pidx2 == b->pidx2 &&
            b->gen2 == atomic_load_explicit(&c->vm->gen[pidx2], memory_order_acquire);

@@ -495,16 +495,23 @@ static void add_sp(struct tx *t, int imm)
     st(t, 1, GREG(R_SP), RCX);
 }
 
+/* h = the slot of the linear address in src in the current TLB set (tlb_slot): entries are 64
+ * bytes, so the slot's offset is the address shifted right by 6, masked */
+static void emit_tlb_slot(struct tx *t, int h, int src)
+{
+    mov_rr(t, 1, h, src);
+    op_rr(t, 1, 0xc1, 5, h);     /* shr h, 6 */
+    e1(t, 6);
+    op_rr(t, 0, 0x81, 4, h);     /* and h, TLB_SLOT_MASK */
+    e4(t, TLB_SLOT_MASK);
+    op_rm(t, 1, 0x03, h, RBX, OFF(tlbc));
+}
+
 /* The software TLB for the access at rax: on a hit rax becomes the host address; a miss (or a
  * store into a page with code) goes to a cold path that does the whole access. */
 static void tlb_lookup(struct tx *t, bool write, int sz, uint8_t **miss, int *nmiss)
 {
-    mov_rr(t, 1, RCX, RAX);
-    op_rr(t, 1, 0xc1, 5, RCX);   /* shr rcx, 6: entries are 64 bytes (tlb_slot) */
-    e1(t, 6);
-    op_rr(t, 0, 0x81, 4, RCX);   /* and ecx, TLB_SLOT_MASK */
-    e4(t, TLB_SLOT_MASK);
-    op_rm(t, 1, 0x03, RCX, RBX, OFF(tlbc));
+    emit_tlb_slot(t, RCX, RAX);
     op_rm(t, 1, 0x8d, RDX, RAX, sz - 1);   /* the last byte must be in the same page */
     op_rr(t, 1, 0x81, 4, RDX);
     e4(t, 0xfffff000u);
@@ -2400,12 +2407,7 @@ static void emit_ind(struct tx *t)
     e1(t, 0);
     out[no++] = jcc32(t, 0x4);
     /* the TLB entry of la: the page still executable, at the block's frame */
-    mov_rr(t, 1, RSI, RAX);
-    op_rr(t, 1, 0xc1, 5, RSI);
-    e1(t, 6);
-    op_rr(t, 0, 0x81, 4, RSI);
-    e4(t, TLB_SLOT_MASK);
-    op_rm(t, 1, 0x03, RSI, RBX, OFF(tlbc));
+    emit_tlb_slot(t, RSI, RAX);
     op_rr(t, 1, 0x81, 4, RAX);         /* and rax, ~0xfff */
     e4(t, 0xfffff000u);
     op_rm(t, 1, 0x3b, RAX, RSI, TLB_OFF(vx));
@@ -2607,14 +2609,7 @@ static void emit_next_page_check(struct tx *t)
     e4(t, 0xfff);
     op_rr(t, 1, 0x83, 0, RAX);          /* add rax, 1: the next page */
     e1(t, 1);
-    mov_rr(t, 1, RSI, RAX);
-    op_rr(t, 1, 0xc1, 5, RSI);
-    e1(t, 12);
-    op_rr(t, 0, 0x81, 4, RSI);
-    e4(t, TLB_SIZE - 1);
-    op_rr(t, 0, 0x69, RSI, RSI);
-    e4(t, (uint32_t)sizeof(struct tlb_entry));
-    op_rm(t, 1, 0x03, RSI, RBX, OFF(tlbc));
+    emit_tlb_slot(t, RSI, RAX);
     op_rm(t, 1, 0x3b, RAX, RSI, TLB_OFF(vx));
     out[0] = jcc32(t, 0x5);
     movi(t, RAX, b->pa2);
