@@ -2718,6 +2718,69 @@ static bool flags_live_out(struct cpu *c, const struct block *b)
     return true;
 }
 
+/* Translates b into t at the code buffer's free space. elide: per instruction, flags that need
+ * not be stored (NULL: store them all); t->broken says the elision did not hold. */
+static void emit_block(struct cpu *c, struct tx *t, struct block *b, size_t space,
+                       const bool *live, const bool *elide)
+{
+    t->p = c->jit_rw + c->jit_used;
+    t->end = t->p + space;
+    t->over = false;
+    t->b = b;
+    t->pend = 0;
+    t->ripoff = 0;
+    t->ncold = 0;
+    t->nccall = 0;
+    t->cc = CC_UNKNOWN;
+    t->exit = c->jit_rw + 32;
+    t->mode = (int)(b->mode & ~BLOCK_SS32);
+    t->sw = t->mode == 8 ? 8 : (b->mode & BLOCK_SS32) ? 4 : 0;
+    t->unstored = t->broken = false;
+    if (block_crosses(b))
+        emit_next_page_check(t);
+    /* The budget (and icount), here rather than by whoever enters: the run loop, a link and
+     * emit_ind alike. sub qword [rbx+chain_left], n; jle: nothing left, or the top bit set
+     * (the signed result is at most 0 either way). */
+    op_rm(t, 1, 0x83, 5, RBX, OFF(chain_left));
+    e1(t, b->n);
+    uint8_t *spent = jcc32(t, 0xe);
+    alloc_regs(t, b);
+    reload_regs(t);
+    t->hf = false;
+    for (int k = 0; k < b->n; k++) {
+        const struct insn *i = &b->ins[k];
+        bool last = k == b->n - 1;
+        t->hf_in = t->hf;   /* nothing is emitted between two instructions */
+        t->hf = false;
+        if (!t->elide)
+            t->unstored = false;   /* the reader of the flags not stored came and went */
+        t->elide = elide && elide[k];
+        if (last && !i->lock && !i->rep && branch_op(i->op) && emit_branch(t, i))
+            break;
+        if (t->ncold < COLD_MAX - 2 && emit_inline(t, i, live[k])) {
+            if (keeps_hf(i))
+                t->hf = t->hf_in;
+            t->pend += i->len;
+            if (last)
+                emit_exit(t, t->pend, 0);
+        } else {
+            emit_call(t, i, last);
+            if (last)
+                leave(t);
+        }
+    }
+    t->elide = false;
+    for (int k = 0; k < t->ncold; k++)
+        emit_cold(t, &t->cold[k]);
+    for (int k = 0; k < t->nccall; k++)
+        emit_ccall(t, &t->ccall[k]);
+    /* the budget is spent: give the block's count back (it did not run), leave with RIP at
+     * its start */
+    patch(t, spent, t->p);
+    addmi(t, OFF(chain_left), b->n);
+    leave(t);
+}
+
 void jit_compile(struct cpu *c, struct block *b)
 {
     if (!c->jit)
@@ -2744,70 +2807,12 @@ void jit_compile(struct cpu *c, struct block *b)
     for (int k = 0; k < b->n; k++)
         elide[k] = live[k] && k + 1 < b->n && !live[k + 1] && hf_reader(&b->ins[k + 1]);
 
+    if (block_crosses(b) && (b->mode & ~BLOCK_SS32) != 8)
+        return;   /* the interpreter's, as the run loop should have known */
     static __thread struct tx t;
-    for (int attempt = 0; attempt < 2; attempt++) {
-    t.p = c->jit_rw + c->jit_used;
-    t.end = t.p + space;
-    t.over = false;
-    t.b = b;
-    t.pend = 0;
-    t.ripoff = 0;
-    t.ncold = 0;
-    t.nccall = 0;
-    t.cc = CC_UNKNOWN;
-    t.exit = c->jit_rw + 32;
-    t.mode = (int)(b->mode & ~BLOCK_SS32);
-    t.sw = t.mode == 8 ? 8 : (b->mode & BLOCK_SS32) ? 4 : 0;
-    t.unstored = t.broken = false;
-    if (block_crosses(b)) {
-        if (t.mode != 8)
-            return;   /* the interpreter's, as the run loop should have known */
-        emit_next_page_check(&t);
-    }
-    /* The budget (and icount), here rather than by whoever enters: the run loop, a link and
-     * emit_ind alike. sub qword [rbx+chain_left], n; jle: nothing left, or the top bit set
-     * (the signed result is at most 0 either way). */
-    op_rm(&t, 1, 0x83, 5, RBX, OFF(chain_left));
-    e1(&t, b->n);
-    uint8_t *spent = jcc32(&t, 0xe);
-    alloc_regs(&t, b);
-    reload_regs(&t);
-    t.hf = false;
-    for (int k = 0; k < b->n; k++) {
-        const struct insn *i = &b->ins[k];
-        bool last = k == b->n - 1;
-        t.hf_in = t.hf;   /* nothing is emitted between two instructions */
-        t.hf = false;
-        if (!t.elide)
-            t.unstored = false;   /* the reader of the flags not stored came and went */
-        t.elide = attempt == 0 && elide[k];
-        if (last && !i->lock && !i->rep && branch_op(i->op) && emit_branch(&t, i))
-            break;
-        if (t.ncold < COLD_MAX - 2 && emit_inline(&t, i, live[k])) {
-            if (keeps_hf(i))
-                t.hf = t.hf_in;
-            t.pend += i->len;
-            if (last)
-                emit_exit(&t, t.pend, 0);
-        } else {
-            emit_call(&t, i, last);
-            if (last)
-                leave(&t);
-        }
-    }
-    t.elide = false;
-    for (int k = 0; k < t.ncold; k++)
-        emit_cold(&t, &t.cold[k]);
-    for (int k = 0; k < t.nccall; k++)
-        emit_ccall(&t, &t.ccall[k]);
-    /* the budget is spent: give the block's count back (it did not run), leave with RIP at
-     * its start */
-    patch(&t, spent, t.p);
-    addmi(&t, OFF(chain_left), b->n);
-    leave(&t);
-    if (!t.broken)
-        break;
-    }
+    emit_block(c, &t, b, space, live, elide);
+    if (t.broken)   /* something read flags left unstored: again, storing them all */
+        emit_block(c, &t, b, space, live, NULL);
     uint8_t *start = c->jit_rw + c->jit_used;
     if (t.over) {
         /* it did not fit its space: it stays with the interpreter. Counting its runs afresh
